@@ -1,0 +1,1 @@
+"""gRPC .proto sources and generated code. Filled in by the agent issue."""

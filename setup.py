@@ -1,0 +1,29 @@
+"""Maps the fixed top-level folders onto the one import package `streamhouse` (DESIGN §1).
+
+Subpackages are discovered, so a new subfolder can never be missing from the wheel.
+"""
+
+from setuptools import find_packages, setup
+
+FOLDERS = {
+    "streamhouse": "engine",
+    "streamhouse.storage": "storage",
+    "streamhouse.sql": "sql",
+    "streamhouse.proto": "proto",
+}
+
+
+def _packages() -> list[str]:
+    names: list[str] = []
+    for name, folder in FOLDERS.items():
+        names.append(name)
+        names.extend(f"{name}.{sub}" for sub in find_packages(folder))
+    return names
+
+
+setup(
+    package_dir=FOLDERS,
+    packages=_packages(),
+    package_data={"streamhouse.storage.metadata": ["migrations/*.sql"], "streamhouse.proto": ["*.proto"]},
+    include_package_data=True,
+)

@@ -1,0 +1,1 @@
+"""SQL over topics (DataFusion). Filled in by the SQL issue."""

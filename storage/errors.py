@@ -1,0 +1,98 @@
+"""The one exception tree. Every error a caller can act on has its own subclass.
+
+It lives in storage/ (the bottom layer) so every layer can raise it; `streamhouse`
+re-exports it as the package face.
+"""
+
+from __future__ import annotations
+
+
+class StreamHouseError(Exception):
+    """Root of every error StreamHouse raises on purpose."""
+
+
+class CorruptDataError(StreamHouseError):
+    """Bytes failed a checksum or could not be decoded.
+
+    `source` names the file or object, `position` the byte offset (or entry/row group)
+    where the damage was found, so an operator can locate it.
+    """
+
+    def __init__(self, message: str, *, source: str, position: int | None = None) -> None:
+        where = source if position is None else f"{source} at byte {position}"
+        super().__init__(f"{message} ({where})")
+        self.source = source
+        self.position = position
+
+
+class InvalidInputError(StreamHouseError):
+    """A request was rejected before anything was written (bad name, bad batch, too large…)."""
+
+
+class NotFoundError(StreamHouseError):
+    """Something named does not exist."""
+
+
+class TopicNotFoundError(NotFoundError):
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} does not exist")
+        self.topic = topic
+
+
+class PartitionNotFoundError(NotFoundError):
+    def __init__(self, topic: str, partition: int, partitions: int) -> None:
+        super().__init__(f"partition {partition} out of range for topic {topic!r} (0..{partitions - 1})")
+        self.topic = topic
+        self.partition = partition
+
+
+class ObjectNotFoundError(NotFoundError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key!r} does not exist")
+        self.key = key
+
+
+class AlreadyExistsError(StreamHouseError):
+    """Creating something that already exists."""
+
+
+class TopicExistsError(AlreadyExistsError):
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic!r} already exists")
+        self.topic = topic
+
+
+class ObjectExistsError(AlreadyExistsError):
+    """A put-if-absent found the key taken: objects are never overwritten."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key!r} already exists")
+        self.key = key
+
+
+class FencedError(StreamHouseError):
+    """A lease holder's epoch is no longer current: another holder took over.
+
+    The caller must drop whatever it buffered for the resource and stop writing it.
+    """
+
+
+class OffsetConflictError(StreamHouseError):
+    """A segment commit did not start at the partition's durable end offset."""
+
+
+class LeaseHeldError(StreamHouseError):
+    """Another live holder has the lease."""
+
+    def __init__(self, resource: str, holder: str) -> None:
+        super().__init__(f"lease {resource!r} is held by {holder!r}")
+        self.resource = resource
+        self.holder = holder
+
+
+class BackpressureError(StreamHouseError):
+    """Buffers or WAL are over their bound; retry later. Nothing was written."""
+
+
+class StorageUnavailableError(StreamHouseError):
+    """The object store or metadata store could not be reached."""

@@ -1,0 +1,39 @@
+"""The ObjectStore contract. Every backend passes tests/test_object_store_contract.py."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from streamhouse.storage.model import ObjectInfo
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Flat key → immutable bytes. Keys are relative to the store's URL prefix, '/'-separated."""
+
+    @property
+    def url(self) -> str: ...
+
+    async def put(self, key: str, data: bytes, *, if_absent: bool = True) -> None:
+        """Store `data` under `key`. With `if_absent` (the default) an existing key raises
+        ObjectExistsError and leaves the old object untouched."""
+        ...
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        """Bytes [start, end) of the object (whole object when both are None; `end` past
+        the object's size is clamped). ObjectNotFoundError if missing."""
+        ...
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Size of an object; ObjectNotFoundError if missing."""
+        ...
+
+    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Objects whose key starts with `prefix`, sorted by key."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove an object; deleting a missing key is not an error."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Placeholder: a helper fills this with the PostgreSQL fixtures."""
