@@ -1,0 +1,1 @@
+"""`streamhouse bench …`: performance commands in the spirit of kafka-producer-perf-test."""

@@ -1,0 +1,50 @@
+"""The `streamhouse` command line. Each command group lives in its own module; this file
+only wires argparse to them, and turns StreamHouseError into a one-line message."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from streamhouse.storage.errors import StreamHouseError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamhouse", description="Streaming SQL on S3 segment storage")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    bench = commands.add_parser("bench", help="measure throughput and latency")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    storage = kinds.add_parser("storage", help="batch codec, segments, WAL and S3 range reads")
+    storage.add_argument("--records", type=int, default=1_000_000)
+    storage.add_argument("--key-bytes", type=int, default=16)
+    storage.add_argument("--dir", default=None, help="working directory (default: a temp dir)")
+    storage.add_argument(
+        "--s3-endpoint",
+        default=None,
+        help="S3 endpoint for the range-read test (default: start a temporary SeaweedFS if `weed` is on PATH)",
+    )
+    storage.add_argument("--s3-url", default=None, help="s3://bucket/prefix for the range-read test")
+    storage.add_argument("--skip", action="append", default=[], choices=["segment", "ipc", "wal", "s3"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench" and args.bench == "storage":
+            from streamhouse.bench.storage import run_storage_bench
+
+            run_storage_bench(args)
+            return 0
+    except StreamHouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

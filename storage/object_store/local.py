@@ -1,0 +1,223 @@
+"""Object store on a local directory (DESIGN §5): one file per key, published atomically.
+
+A reader never sees a partial object: bytes go to a temp file in the destination directory,
+are fsynced, and only then become visible under the key (a hard link for put-if-absent, a
+rename otherwise), after which the directory itself is fsynced so the new name survives a
+crash. The temp file lives in the same directory because link/rename are only atomic within
+one filesystem.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from streamhouse.storage.errors import InvalidInputError, ObjectExistsError, ObjectNotFoundError
+from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.model import ObjectInfo
+
+# Names starting with this are in-flight writes: never listed, never accepted as key parts.
+TEMP_PREFIX = ".streamhouse-tmp-"
+# S3's limit; enforced everywhere so a key that works on one backend works on all.
+MAX_KEY_BYTES = 1024
+
+
+def check_key(key: str) -> list[str]:
+    """Split a key into its '/'-separated parts, rejecting anything that is not a plain
+    relative path: keys must not escape the store's root on any backend."""
+    if not key:
+        raise InvalidInputError("object key must not be empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidInputError(f"object key longer than {MAX_KEY_BYTES} bytes: {key[:64]!r}…")
+    if "\x00" in key:
+        raise InvalidInputError(f"object key contains NUL: {key!r}")
+    parts = key.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or part.startswith(TEMP_PREFIX):
+            raise InvalidInputError(f"invalid object key {key!r}: not a relative path without ., .. or //")
+    return parts
+
+
+def check_prefix(prefix: str) -> list[str]:
+    """The directory parts of a list() prefix (its last part may be partial or empty),
+    held to the same rules as keys so no backend lists outside its root."""
+    directory, _, _ = prefix.rpartition("/")
+    return check_key(directory) if directory else []
+
+
+def check_range(start: int | None, end: int | None) -> tuple[int, int | None]:
+    """Normalise a [start, end) request; negative bounds are a caller bug, not a clamp."""
+    first = 0 if start is None else start
+    if first < 0 or (end is not None and end < 0):
+        raise InvalidInputError(f"invalid byte range [{start}, {end})")
+    return first, end
+
+
+def _root_of(url: str) -> Path:
+    parsed = urlparse(url)
+    if parsed.scheme == "":
+        return Path(url).absolute()
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not parsed.path:
+        raise InvalidInputError(f"not a local object store URL: {url!r} (use file:///absolute/path)")
+    return Path(url2pathname(parsed.path))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(path: Path) -> None:
+    """mkdir -p, fsyncing each new directory's parent so the chain survives a crash."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.is_dir():
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():  # a concurrent put may have created it; a file is a clash
+                raise
+        _fsync_dir(directory.parent)
+
+
+def _walk(root: Path, start: Path, prefix: str) -> list[ObjectInfo]:
+    found: list[ObjectInfo] = []
+    for dirpath, _dirnames, filenames in os.walk(start):
+        relative = Path(dirpath).relative_to(root).as_posix()
+        base = "" if relative == "." else f"{relative}/"
+        for name in filenames:
+            key = base + name
+            if name.startswith(TEMP_PREFIX) or not key.startswith(prefix):
+                continue
+            try:
+                size = os.stat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:  # deleted while we walked
+                continue
+            found.append(ObjectInfo(key, size))
+    # Python orders str by code point, which is the same order as S3's UTF-8 byte order.
+    found.sort(key=lambda info: info.key)
+    return found
+
+
+def _prefix_clash(key: str) -> InvalidInputError:
+    # A file cannot also be a directory, so unlike S3 "a" and "a/b" cannot both exist here.
+    return InvalidInputError(f"object key {key!r} is a prefix of existing objects")
+
+
+class LocalObjectStore:
+    """`file:///abs/path` or a plain path. Every filesystem call runs in the IO pool."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._root = _root_of(url)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def _path(self, key: str) -> Path:
+        return self._root.joinpath(*check_key(key))
+
+    async def put(self, key: str, data: bytes, *, if_absent: bool = True) -> None:
+        await run_blocking(self._put, key, self._path(key), data, if_absent)
+
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+        first, end = check_range(start, end)
+        return await run_blocking(self._get, key, self._path(key), first, end)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await run_blocking(self._head, key, self._path(key))
+
+    async def list(self, prefix: str = "") -> list[ObjectInfo]:
+        # Walk only the deepest directory the prefix names; the rest is a string filter.
+        start = self._root.joinpath(*check_prefix(prefix))
+        return await run_blocking(_walk, self._root, start, prefix)
+
+    async def delete(self, key: str) -> None:
+        await run_blocking(self._delete, self._path(key))
+
+    async def close(self) -> None:
+        return None
+
+    @staticmethod
+    def _put(key: str, path: Path, data: bytes, if_absent: bool) -> None:
+        try:
+            _make_dirs(path.parent)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InvalidInputError(f"object key {key!r} runs through an existing object") from exc
+        tmp = path.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            with open(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if if_absent:
+                # link() fails atomically if the name exists, so of N racing writers exactly
+                # one publishes and the others see FileExistsError; O_EXCL on the final name
+                # would expose a half-written object instead.
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    if path.is_dir():
+                        raise _prefix_clash(key) from None
+                    raise ObjectExistsError(key) from None
+            else:
+                try:
+                    os.replace(tmp, path)
+                except IsADirectoryError:
+                    raise _prefix_clash(key) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    @staticmethod
+    def _get(key: str, path: Path, start: int, end: int | None) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                stop = size if end is None else min(end, size)
+                if start >= stop:
+                    return b""
+                f.seek(start)
+                return f.read(stop - start)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFoundError(key) from None
+
+    @staticmethod
+    def _head(key: str, path: Path) -> ObjectInfo:
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFoundError(key) from None
+        if not path.is_file():
+            raise ObjectNotFoundError(key)
+        return ObjectInfo(key, st.st_size)
+
+    @staticmethod
+    def _delete(path: Path) -> None:
+        # Empty parent directories are left in place: removing them would race with a
+        # concurrent put that has just created the directory for its temp file.
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        except PermissionError as exc:  # unlink() of a directory is EPERM on some systems
+            if exc.errno == errno.EPERM and path.is_dir():
+                return
+            raise
+        _fsync_dir(path.parent)
