@@ -18,7 +18,8 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.model import ObjectInfo
 from streamhouse.storage.object_store import ObjectStore, open_object_store
-from streamhouse.storage.object_store.local import TEMP_PREFIX, LocalObjectStore
+from streamhouse.storage.object_store.keys import TEMP_PREFIX
+from streamhouse.storage.object_store.local import LocalObjectStore
 from streamhouse.storage.object_store.s3 import S3ObjectStore
 
 MIB = 1 << 20

@@ -28,7 +28,7 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.executor import pool, run_blocking
 from streamhouse.storage.model import ObjectInfo
-from streamhouse.storage.object_store.local import check_key, check_prefix, check_range
+from streamhouse.storage.object_store.keys import check_key, check_prefix, check_range
 
 if TYPE_CHECKING:
     import boto3
