@@ -1,0 +1,1 @@
+"""Real services on loopback for tests, benchmarks and notebooks (DESIGN §9)."""
