@@ -1,4 +1,4 @@
-"""WAL append throughput, for `streamhouse bench storage`."""
+"""WAL append throughput (`streamhouse bench storage`)."""
 
 from __future__ import annotations
 
