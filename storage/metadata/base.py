@@ -40,8 +40,9 @@ class MetadataStore(Protocol):
     async def list_topics(self) -> list[TopicInfo]: ...
 
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
-        """Removes the topic, its partitions, segments, offsets and leases; returns the
-        segments so the caller can delete their objects. TopicNotFoundError if missing."""
+        """Removes the topic, its partitions, segments and offsets and revokes its leases
+        (rows kept so epochs never restart); returns the segments so the caller can delete
+        their objects. TopicNotFoundError if missing."""
         ...
 
     # -- partitions and segments --------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""What both metadata backends share: input validation, row mapping, config encoding and the
+fencing decisions. Backends only differ in how they talk to their database.
+
+Validation happens before any IO, so a bad request never opens a transaction and both backends
+reject exactly the same inputs with the same messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from streamhouse.storage.errors import (
+    FencedError,
+    InvalidInputError,
+    OffsetConflictError,
+    PartitionNotFoundError,
+    TopicNotFoundError,
+)
+from streamhouse.storage.model import Lease, SegmentInfo, TopicInfo
+
+MAX_PARTITIONS = 10_000
+MAX_TOPIC_NAME = 249  # Kafka's limit, so topic names round-trip to Kafka tooling
+MAX_NAME = 1_000  # groups, holders and lease resources: generous, but bounded
+_TOPIC_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+_INT64_MAX = 2**63 - 1
+
+# Column lists in the order the *_from_row functions read them; SELECTs use these constants.
+TOPIC_COLUMNS = "name, topic_id, partitions, config, value_schema"
+SEGMENT_COLUMNS = (
+    "topic, partition_id, base_offset, end_offset, min_timestamp, max_timestamp, size_bytes,"
+    " object_key, epoch, footer_length, footer_crc, created_at_ms"
+)
+LEASE_COLUMNS = "resource, holder, epoch, expires_at_ms"
+
+
+def acquire_lease_sql(now: str, placeholder: str) -> str:
+    """The lease rules as one upsert, for both dialects: `now` is the database's clock in ms,
+    `placeholder` is "?" (SQLite's ?NNN) or "$" (PostgreSQL's $NNN). Parameters: 1 resource,
+    2 holder, 3 ttl_ms; returns the lease row, or no row when another live holder has it.
+
+    A live lease held by the same holder keeps its epoch (expiry extended); a free or expired
+    one goes to the caller at epoch + 1, the same holder included, since a holder that let its
+    lease lapse may have restarted and lost what it buffered. `excluded.expires_at_ms - ttl` is
+    the statement's single clock reading, so "expired" and the new expiry agree.
+    """
+    resource, holder, ttl = (f"{placeholder}{i}" for i in (1, 2, 3))
+    return f"""
+INSERT INTO leases AS l (resource, holder, epoch, expires_at_ms)
+VALUES ({resource}, {holder}, 1, {now} + {ttl})
+ON CONFLICT (resource) DO UPDATE SET
+    holder = excluded.holder,
+    epoch = CASE WHEN l.holder = excluded.holder AND l.expires_at_ms > excluded.expires_at_ms - {ttl}
+                 THEN l.epoch ELSE l.epoch + 1 END,
+    expires_at_ms = excluded.expires_at_ms
+WHERE l.expires_at_ms <= excluded.expires_at_ms - {ttl} OR l.holder = excluded.holder
+RETURNING {LEASE_COLUMNS}
+"""
+
+
+class Row(Protocol):
+    """sqlite3.Row and asyncpg.Record both index by column name."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+# -- validation --------------------------------------------------------------------------------
+def _int(what: str, value: object, lo: int, hi: int = _INT64_MAX) -> int:
+    # bool is an int subclass; True as a partition count is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{what} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise InvalidInputError(f"{what} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+def _name(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
+        raise InvalidInputError(f"{what} must be a non-empty string of at most {MAX_NAME} characters")
+    return value
+
+
+def validate_topic_name(name: object) -> str:
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_TOPIC_NAME
+        or _TOPIC_NAME_RE.fullmatch(name) is None
+        or name in (".", "..")
+    ):
+        raise InvalidInputError(
+            f"invalid topic name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
+        )
+    return name
+
+
+def validate_partition_count(partitions: object) -> int:
+    return _int("partitions", partitions, 1, MAX_PARTITIONS)
+
+
+def encode_config(config: Mapping[str, str] | None) -> str:
+    """Topic config as canonical JSON text (sorted keys, so equal configs store equal text)."""
+    if config is None:
+        return "{}"
+    if not isinstance(config, Mapping):
+        raise InvalidInputError(f"topic config must be a mapping of str to str, got {type(config).__name__}")
+    for key, value in config.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidInputError(f"topic config must map str to str, got {key!r}: {value!r}")
+    return json.dumps(dict(config), sort_keys=True, separators=(",", ":"))
+
+
+def decode_config(text: str) -> dict[str, str]:
+    decoded = json.loads(text)
+    if not isinstance(decoded, dict):
+        raise ValueError(f"stored topic config is not a JSON object: {text!r}")
+    return {str(k): str(v) for k, v in decoded.items()}
+
+
+def validate_value_schema(value_schema: object) -> str | None:
+    # Opaque to storage: the SQL layer owns its meaning. Only the type is checked here.
+    if value_schema is not None and not isinstance(value_schema, str):
+        raise InvalidInputError(f"value_schema must be JSON text or None, got {type(value_schema).__name__}")
+    return value_schema
+
+
+def validate_partition_arg(partition: object) -> int:
+    # Only the type: the range depends on the topic, so check_partition judges it in the
+    # transaction (PartitionNotFoundError), before the number is ever bound to a query.
+    return _int("partition", partition, -_INT64_MAX - 1)
+
+
+def validate_segment(segment: SegmentInfo, holder: str, epoch: int) -> None:
+    validate_topic_name(segment.topic)
+    validate_partition_arg(segment.partition)
+    validate_holder(holder)
+    _int("epoch", epoch, 1)
+    _int("base_offset", segment.base_offset, 0)
+    _int("end_offset", segment.end_offset, segment.base_offset + 1)
+    _int("min_timestamp", segment.min_timestamp, -_INT64_MAX)
+    _int("max_timestamp", segment.max_timestamp, segment.min_timestamp)
+    _int("size_bytes", segment.size_bytes, 0)
+    _int("footer_length", segment.footer_length, 0)
+    _int("footer_crc", segment.footer_crc, 0, 2**32 - 1)
+    _name("object_key", segment.object_key)
+    # The object key and the footer carry the segment's epoch; a commit under another epoch
+    # would record a segment whose name lies about who wrote it.
+    if segment.epoch != epoch:
+        raise InvalidInputError(f"segment epoch {segment.epoch} differs from the committing epoch {epoch}")
+
+
+def validate_range(start_offset: object, end_offset: object) -> None:
+    _int("start_offset", start_offset, 0)
+    if end_offset is not None:
+        _int("end_offset", end_offset, 0)
+
+
+def validate_resource(resource: object) -> str:
+    return _name("lease resource", resource)
+
+
+def validate_holder(holder: object) -> str:
+    return _name("holder", holder)
+
+
+def validate_ttl(ttl_ms: object) -> int:
+    return _int("ttl_ms", ttl_ms, 1, 7 * 24 * 3600 * 1000)
+
+
+def validate_epoch(epoch: object) -> int:
+    return _int("epoch", epoch, 0)
+
+
+def validate_group(group: object) -> str:
+    return _name("consumer group", group)
+
+
+def validate_offsets(offsets: Mapping[int, int]) -> list[tuple[int, int]]:
+    """(partition, next offset) pairs, sorted so concurrent commits lock rows in one order."""
+    if not isinstance(offsets, Mapping):
+        raise InvalidInputError("offsets must map partition → next offset")
+    return sorted((validate_partition_arg(p), _int(f"offset of partition {p}", o, 0)) for p, o in offsets.items())
+
+
+# -- decisions made inside a transaction -------------------------------------------------------
+def check_partition(topic: str, partition: int, partitions: int | None) -> None:
+    """`partitions` is the topic's partition count as read in the transaction (None: no topic)."""
+    if partitions is None:
+        raise TopicNotFoundError(topic)
+    if not 0 <= partition < partitions:
+        raise PartitionNotFoundError(topic, partition, partitions)
+
+
+def check_fence(resource: str, lease: Row | None, holder: str, epoch: int) -> None:
+    """The epoch is the fence: expiry alone does not fence, because nobody else can have written
+    unless they acquired the lease, and acquiring bumps the epoch."""
+    if lease is None or lease["holder"] != holder or lease["epoch"] != epoch:
+        raise fenced(resource, lease, holder, epoch)
+
+
+def fenced(resource: str, lease: Row | None, holder: str, epoch: int) -> FencedError:
+    """The FencedError for `holder` at `epoch`, naming the current holder if there is one."""
+    if lease is None:
+        return FencedError(f"lease {resource!r} is not held; {holder!r} at epoch {epoch} is fenced")
+    return FencedError(
+        f"lease {resource!r} is held by {lease['holder']!r} at epoch {lease['epoch']}; "
+        f"{holder!r} at epoch {epoch} is fenced"
+    )
+
+
+def check_base_offset(segment: SegmentInfo, end_offset: int) -> None:
+    if segment.base_offset != end_offset:
+        raise OffsetConflictError(
+            f"segment of {segment.topic!r}/{segment.partition} starts at {segment.base_offset} "
+            f"but the durable end offset is {end_offset}"
+        )
+
+
+# -- rows → values -----------------------------------------------------------------------------
+def topic_from_row(row: Row) -> TopicInfo:
+    return TopicInfo(
+        name=row["name"],
+        topic_id=int(row["topic_id"]),
+        partitions=int(row["partitions"]),
+        config=decode_config(row["config"]),
+        value_schema=row["value_schema"],
+    )
+
+
+def segment_from_row(row: Row) -> SegmentInfo:
+    return SegmentInfo(
+        topic=row["topic"],
+        partition=int(row["partition_id"]),
+        base_offset=int(row["base_offset"]),
+        end_offset=int(row["end_offset"]),
+        min_timestamp=int(row["min_timestamp"]),
+        max_timestamp=int(row["max_timestamp"]),
+        size_bytes=int(row["size_bytes"]),
+        object_key=row["object_key"],
+        epoch=int(row["epoch"]),
+        footer_length=int(row["footer_length"]),
+        footer_crc=int(row["footer_crc"]),
+        created_at_ms=int(row["created_at_ms"]),
+    )
+
+
+def segment_values(segment: SegmentInfo) -> tuple[str, int, int, int, int, int, int, str, int, int, int]:
+    """Insert values in SEGMENT_COLUMNS order, without created_at_ms (the database's clock)."""
+    return (
+        segment.topic,
+        segment.partition,
+        segment.base_offset,
+        segment.end_offset,
+        segment.min_timestamp,
+        segment.max_timestamp,
+        segment.size_bytes,
+        segment.object_key,
+        segment.epoch,
+        segment.footer_length,
+        segment.footer_crc,
+    )
+
+
+def in_log_order(segments: list[SegmentInfo]) -> list[SegmentInfo]:
+    """DELETE … RETURNING has no ORDER BY; callers get segments by partition, then offset."""
+    return sorted(segments, key=lambda s: (s.partition, s.base_offset))
+
+
+def lease_from_row(row: Row) -> Lease:
+    return Lease(
+        resource=row["resource"],
+        holder=row["holder"],
+        epoch=int(row["epoch"]),
+        expires_at_ms=int(row["expires_at_ms"]),
+    )
+
+
+# Deleting a topic keeps its lease rows but revokes them: epochs are never reset (DESIGN §5),
+# so a re-created topic of the same name gets higher epochs, never reuses a segment object
+# key of the old one, and a holder of the old topic is fenced by the holder change.
+REVOKE_LEASE_SQL = "UPDATE leases SET holder = '(deleted topic)', expires_at_ms = 0 WHERE resource = $1"
