@@ -108,9 +108,7 @@ class DiskTier:
 class BlockCache:
     """Row-group bytes keyed by `object_key#row_group`: memory LRU, then an optional disk tier."""
 
-    def __init__(
-        self, memory_bytes: int = 256 << 20, disk_dir: Path | None = None, disk_bytes: int = 4 << 30
-    ) -> None:
+    def __init__(self, memory_bytes: int = 256 << 20, disk_dir: Path | None = None, disk_bytes: int = 4 << 30) -> None:
         self._memory = LruBytes(memory_bytes)
         self._disk = DiskTier(disk_dir, disk_bytes) if disk_dir is not None else None
         self.hits = 0

@@ -48,7 +48,7 @@ def test_garbage_with_a_valid_crc_is_still_rejected() -> None:
     from streamhouse.storage.checksum import crc32c
 
     body = b"\xff" * 64
-    with pytest.raises(CorruptDataError, match="Arrow IPC|schema"):
+    with pytest.raises(CorruptDataError, match=r"Arrow IPC|schema"):
         decode_batch(_HEADER.pack(MAGIC, crc32c(body), len(body)) + body)
 
 

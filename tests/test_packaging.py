@@ -8,7 +8,12 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = {"engine": "streamhouse", "storage": "streamhouse/storage", "sql": "streamhouse/sql", "proto": "streamhouse/proto"}
+FOLDERS = {
+    "engine": "streamhouse",
+    "storage": "streamhouse/storage",
+    "sql": "streamhouse/sql",
+    "proto": "streamhouse/proto",
+}
 
 
 def test_every_source_folder_is_a_package() -> None:
@@ -20,7 +25,18 @@ def test_every_source_folder_is_a_package() -> None:
 
 def test_wheel_holds_every_module_under_streamhouse(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
         check=True,
     )
     (wheel,) = tmp_path.glob("streamhouse-*.whl")

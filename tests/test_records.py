@@ -35,9 +35,7 @@ def test_null_and_empty_are_different() -> None:
 
 
 def test_make_batch_schema_offsets_and_headers() -> None:
-    batch = make_batch(
-        [b"a", b"b", b"c"], timestamps=[5, 1, 3], headers=[None, [("é", b"v")], []], base_offset=7
-    )
+    batch = make_batch([b"a", b"b", b"c"], timestamps=[5, 1, 3], headers=[None, [("é", b"v")], []], base_offset=7)
     assert batch.schema.equals(RECORD_SCHEMA)
     assert batch.column("offset").to_pylist() == [7, 8, 9]
     assert batch.column("timestamp").to_pylist() == [5, 1, 3]

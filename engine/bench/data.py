@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.compute as _pc
 
 from streamhouse.storage.records import RECORD_SCHEMA, offsets_array
 
+# pyarrow-stubs type variadic compute kernels too narrowly (scalars vs arrays); the kernels
+# themselves check their arguments at run time.
+pc: Any = _pc
 
-def _digits(values: np.ndarray, width: int) -> pa.Array:  # type: ignore[type-arg]
+
+def _digits(values: np.ndarray[Any, Any], width: int) -> pa.Array[Any]:
     return pc.utf8_lpad(pc.cast(pa.array(values), pa.string()), width, "0")  # type: ignore[no-any-return]
 
 

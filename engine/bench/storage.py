@@ -126,5 +126,3 @@ def _machine() -> str:
         f"{platform.node()} · {platform.machine()} · {os.cpu_count()} cores · Python {platform.python_version()} · "
         f"{time.strftime('%Y-%m-%d')}"
     )
-
-

@@ -200,8 +200,6 @@ def start_seaweedfs(workdir: Path, attempts: int = 3) -> Weed:
     raise AssertionError("unreachable")
 
 
-
-
 def credentials_env(server: S3Server) -> dict[str, str]:
     """Environment for boto3's default credential chain to reach `server`."""
     return {

@@ -1,0 +1,220 @@
+"""Partition writer + reader against real stores (local and SeaweedFS; SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from streamhouse.storage.errors import BackpressureError, FencedError, InvalidInputError
+from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.model import TopicInfo, partition_resource
+from streamhouse.storage.object_store import ObjectStore
+from streamhouse.storage.partition_reader import PartitionReader
+from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
+from streamhouse.storage.records import make_batch
+from streamhouse.storage.wal import WriteAheadLog
+from streamhouse.storage.wal_format import WalEntry
+
+
+@dataclass
+class Env:
+    metadata: MetadataStore
+    store: ObjectStore
+    wal: WriteAheadLog
+    topic: TopicInfo
+    wal_dir: Path
+
+
+@pytest.fixture
+async def env(metadata_store: MetadataStore, object_store: ObjectStore, tmp_path: Path) -> AsyncIterator[Env]:
+    topic = await metadata_store.create_topic("events", 2)
+    wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+    await wal.replay()
+    yield Env(metadata_store, object_store, wal, topic, tmp_path / "wal")
+    await wal.close()
+
+
+async def leader(
+    env: Env, holder: str = "agent-a", config: WriterConfig | None = None, partition: int = 0
+) -> PartitionWriter:
+    lease = await env.metadata.acquire_lease(partition_resource("events", partition), holder, 30_000)
+    return await PartitionWriter.recover(
+        env.topic,
+        partition,
+        holder=holder,
+        epoch=lease.epoch,
+        metadata=env.metadata,
+        store=env.store,
+        wal=env.wal,
+        replayed=[],
+        config=config,
+    )
+
+
+async def reopen_wal(env: Env) -> list[WalEntry]:
+    """What a restarted agent does: open the WAL directory again and replay it."""
+    await env.wal.close()
+    env.wal = await WriteAheadLog.open(env.wal_dir, fsync="never")
+    return (await env.wal.replay()).entries
+
+
+def values(table: pa.Table) -> list[bytes | None]:
+    return table.column("value").to_pylist()
+
+
+def batch(start: int, n: int) -> pa.RecordBatch:
+    return make_batch(
+        [b"v%d" % i for i in range(start, start + n)],
+        keys=[b"k"] * n,
+        timestamps=[1000 + i for i in range(start, start + n)],
+    )
+
+
+async def test_reads_span_segments_and_the_unflushed_buffer(env: Env) -> None:
+    writer = await leader(env)
+    reader = PartitionReader(env.metadata, env.store)
+    assert await writer.append(batch(0, 10)) == 0
+    await writer.flush()
+    assert await writer.append(batch(10, 5)) == 10
+    await writer.flush()
+    assert await writer.append(batch(15, 7)) == 15  # stays in memory
+    table = await reader.read("events", 0, 0, max_records=100, writer=writer)
+    assert table.column("offset").to_pylist() == list(range(22))
+    assert values(table) == [b"v%d" % i for i in range(22)]
+    middle = await reader.read("events", 0, 8, max_records=9, writer=writer)
+    assert middle.column("offset").to_pylist() == list(range(8, 17))
+    # Another agent (no writer) sees only what is committed.
+    committed = await reader.read("events", 0, 0, max_records=100)
+    assert committed.column("offset").to_pylist() == list(range(15))
+    assert (await reader.read("events", 0, 22, writer=writer)).num_rows == 0
+    assert await env.metadata.get_end_offset("events", 0) == 15
+
+
+async def test_second_read_is_served_from_the_block_cache(env: Env) -> None:
+    writer = await leader(env)
+    reader = PartitionReader(env.metadata, env.store)
+    await writer.append(batch(0, 50))
+    await writer.flush()
+    first = await reader.read("events", 0, 0, max_records=50)
+    fetched = reader.segments.bytes_fetched
+    again = await reader.read("events", 0, 0, max_records=50)
+    assert again.equals(first)
+    assert reader.cache.hits >= 1
+    assert reader.segments.bytes_fetched == fetched
+
+
+async def test_roll_by_size(env: Env) -> None:
+    writer = await leader(env, config=WriterConfig(roll_bytes=1000))
+    await writer.append(batch(0, 3))
+    assert not writer.should_roll()
+    await writer.append(batch(3, 100))
+    assert writer.should_roll()
+    info = await writer.flush()
+    assert info is not None and (info.base_offset, info.end_offset) == (0, 103)
+    assert not writer.should_roll()
+
+
+async def test_roll_by_age(env: Env) -> None:
+    writer = await leader(env, config=WriterConfig(roll_age_ms=50))
+    await writer.append(batch(0, 1))
+    assert not writer.should_roll()
+    await asyncio.sleep(0.08)
+    assert writer.should_roll()
+
+
+async def test_backpressure_rejects_without_writing(env: Env) -> None:
+    writer = await leader(env, config=WriterConfig(max_buffer_bytes=2000))
+    await writer.append(batch(0, 10))
+    with pytest.raises(BackpressureError, match="limit 2000"):
+        await writer.append(batch(10, 500))
+    assert writer.next_offset == 10
+    assert await writer.append(batch(10, 1)) == 10
+
+
+async def test_wrong_schema_is_rejected(env: Env) -> None:
+    writer = await leader(env)
+    with pytest.raises(InvalidInputError):
+        await writer.append(pa.RecordBatch.from_pydict({"x": [1]}))
+    assert writer.next_offset == 0
+
+
+async def test_stale_leader_is_fenced_and_drops_its_buffer(env: Env) -> None:
+    old = await leader(env, "agent-a")
+    await old.append(batch(0, 5))
+    await old.flush()
+    await old.append(batch(5, 5))  # acknowledged by the old leader, never committed
+    # The lease expires and agent-b takes over with a higher epoch.
+    await env.metadata.release_lease(partition_resource("events", 0), "agent-a", old.epoch)
+    new = await leader(env, "agent-b")
+    assert new.epoch == old.epoch + 1
+    assert await new.append(batch(100, 3)) == 5
+    with pytest.raises(FencedError):
+        await old.flush()
+    with pytest.raises(FencedError):
+        await old.append(batch(0, 1))
+    assert old.fenced and old.buffered_bytes == 0
+    await new.flush()
+    reader = PartitionReader(env.metadata, env.store)
+    table = await reader.read("events", 0, 0)
+    assert values(table) == [b"v%d" % i for i in [0, 1, 2, 3, 4, 100, 101, 102]]
+    keys = [o.key for o in await env.store.list("topics/events/00000/")]
+    # The fenced upload of offset 5 at the old epoch was deleted again.
+    assert keys == [
+        f"topics/events/00000/{0:020d}-{old.epoch}.parquet",
+        f"topics/events/00000/{5:020d}-{new.epoch}.parquet",
+    ]
+
+
+async def test_recovery_rebuffers_acknowledged_wal_entries(env: Env) -> None:
+    first = await leader(env, "agent-a")
+    await first.append(batch(0, 4))
+    await first.flush()
+    await first.append(batch(4, 6))  # in the WAL only
+    # "Crash": reopen the WAL directory and recover under a new epoch.
+    replayed = await reopen_wal(env)
+    await env.metadata.release_lease(partition_resource("events", 0), "agent-a", first.epoch)
+    lease = await env.metadata.acquire_lease(partition_resource("events", 0), "agent-a", 30_000)
+    writer = await PartitionWriter.recover(
+        env.topic,
+        0,
+        holder="agent-a",
+        epoch=lease.epoch,
+        metadata=env.metadata,
+        store=env.store,
+        wal=env.wal,
+        replayed=replayed,
+    )
+    assert writer.next_offset == 10
+    assert await writer.append(batch(10, 1)) == 10
+    await writer.flush()
+    table = await PartitionReader(env.metadata, env.store).read("events", 0, 0)
+    assert values(table) == [b"v%d" % i for i in range(11)]
+
+
+async def test_recovery_drops_entries_of_a_superseded_epoch(env: Env) -> None:
+    a = await leader(env, "agent-a")
+    await a.append(batch(0, 3))  # WAL only, never committed
+    await env.metadata.release_lease(partition_resource("events", 0), "agent-a", a.epoch)
+    b = await leader(env, "agent-b")
+    await b.append(batch(50, 2))
+    await b.flush()  # b committed offsets 0..1 with other records at a higher epoch
+    replayed = await reopen_wal(env)
+    await env.metadata.release_lease(partition_resource("events", 0), "agent-b", b.epoch)
+    lease = await env.metadata.acquire_lease(partition_resource("events", 0), "agent-a", 30_000)
+    again = await PartitionWriter.recover(
+        env.topic,
+        0,
+        holder="agent-a",
+        epoch=lease.epoch,
+        metadata=env.metadata,
+        store=env.store,
+        wal=env.wal,
+        replayed=replayed,
+    )
+    assert again.next_offset == 2
+    assert again.read_buffer(0, 100) == []
