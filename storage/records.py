@@ -90,11 +90,20 @@ def binary_array(values: Sequence[bytes | None]) -> pa.Array[Any]:
 
 def headers_array(headers: Sequence[Headers | None] | None, n: int) -> pa.Array[Any]:
     if headers is None:
-        return pa.nulls(n, type=HEADERS_TYPE)
+        return null_headers(n)
     if len(headers) != n:
         raise InvalidInputError(f"headers has {len(headers)} entries for {n} records")
     rows = [None if h is None else [{"key": k, "value": v} for k, v in h] for h in headers]
     return pa.array(rows, type=HEADERS_TYPE)
+
+
+def null_headers(n: int) -> pa.Array[Any]:
+    """All-null headers with an empty child: `pa.nulls` would allocate child offset buffers
+    of n + 1 entries, which a sliced batch then carries into every IPC frame."""
+    offsets = pa.array(np.zeros(n + 1, dtype=np.int32)).buffers()[1]
+    validity = pa.py_buffer(bytes((n + 7) // 8))
+    child = pa.array([], type=HEADER_TYPE)
+    return pa.Array.from_buffers(HEADERS_TYPE, n, [validity, offsets], null_count=n, children=[child])
 
 
 def offsets_array(base_offset: int, n: int) -> pa.Array[Any]:

@@ -119,7 +119,7 @@ class SegmentReader:
         [min_timestamp, max_timestamp] (inclusive); None leaves a side unbounded."""
         bounds = (start_offset, end_offset, min_timestamp, max_timestamp)
         footer = self._cached_footer(ref)
-        whole: bytes | None = None
+        whole: bytes | memoryview | None = None
         unbounded = bounds == (None, None, None, None)
         if footer is None and unbounded and self._cache is None and ref.size_bytes <= self._whole_object_bytes:
             # Everything is wanted and the object is small: one GET brings footer and data.
@@ -145,7 +145,7 @@ class SegmentReader:
         footer: SegmentFooter,
         selected: list[int],
         columns: list[str] | None,
-        whole: bytes | None,
+        whole: bytes | memoryview | None,
     ) -> pa.Table:
         cached: dict[int, Chunk] = {}
         if self._cache is not None:
@@ -198,7 +198,7 @@ class SegmentReader:
         return await run_blocking(decode_row_groups, footer, chunks, columns, use_threads=threads)
 
     async def _decode_whole(
-        self, ref: SegmentRef, footer: SegmentFooter, data: bytes, columns: list[str] | None
+        self, ref: SegmentRef, footer: SegmentFooter, data: bytes | memoryview, columns: list[str] | None
     ) -> pa.Table:
         if len(data) != ref.size_bytes:
             raise CorruptDataError(
@@ -223,16 +223,16 @@ class SegmentReader:
             done += footer.row_groups[i].num_bytes
         return parts
 
-    async def _get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+    async def _get(self, key: str, start: int | None = None, end: int | None = None) -> bytes | memoryview:
         data = await self._store.get(key, start, end)
         self.gets += 1
         self.bytes_fetched += len(data)
         return data
 
-    def _parse(self, ref: SegmentRef, tail: bytes) -> SegmentFooter:
+    def _parse(self, ref: SegmentRef, tail: bytes | memoryview) -> SegmentFooter:
         return parse_footer(tail, size_bytes=ref.size_bytes, footer_crc=ref.footer_crc, source=ref.object_key)
 
-    def _parse_whole(self, ref: SegmentRef, data: bytes) -> SegmentFooter:
+    def _parse_whole(self, ref: SegmentRef, data: bytes | memoryview) -> SegmentFooter:
         if len(data) != ref.size_bytes or not 8 < ref.footer_length <= len(data) - 4:
             raise CorruptDataError(
                 f"object has {len(data)} bytes, metadata says {ref.size_bytes} with a {ref.footer_length}-byte footer",

@@ -225,9 +225,7 @@ class WriteAheadLog:
             self._files.append(wal_file)
         if self._files:
             self._active = self._files[-1]
-            self._fd = await run_blocking(
-                os.open, self._active.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-            )
+            self._fd = await run_blocking(os.open, self._active.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         else:
             self._active = _WalFile(0, self.directory / _file_name(0), 0)
             self._fd = await run_blocking(_create_file, self._active.path)
@@ -322,9 +320,7 @@ class WriteAheadLog:
 
     def _unusable(self) -> Exception:
         if self._failed is not None:
-            error = StorageUnavailableError(
-                f"WAL {self.directory} failed ({self._failed}); reopen and replay it"
-            )
+            error = StorageUnavailableError(f"WAL {self.directory} failed ({self._failed}); reopen and replay it")
             error.__cause__ = self._failed
             return error
         if self._closed:

@@ -122,18 +122,14 @@ def _header_at(buf: bytes | bytearray, pos: int) -> _Header | None:
     """The header at `pos` if it is complete, starts with the magic and passes its CRC."""
     if len(buf) - pos < HEADER_SIZE or not buf.startswith(MAGIC, pos):
         return None
-    _, length, topic_id, partition, epoch, base, count, payload_crc, header_crc = _HEADER.unpack_from(
-        buf, pos
-    )
+    _, length, topic_id, partition, epoch, base, count, payload_crc, header_crc = _HEADER.unpack_from(buf, pos)
     if crc32c(memoryview(buf)[pos : pos + _CRC_SPAN]) != header_crc:
         return None
     return _Header(length, topic_id, partition, epoch, base, count, payload_crc)
 
 
 def _entry(header: _Header, payload: bytes) -> WalEntry:
-    return WalEntry(
-        header.topic_id, header.partition, header.epoch, header.base_offset, header.record_count, payload
-    )
+    return WalEntry(header.topic_id, header.partition, header.epoch, header.base_offset, header.record_count, payload)
 
 
 def decode_entry(buf: Buffer, source: str) -> WalEntry:
@@ -159,9 +155,7 @@ def decode_entry(buf: Buffer, source: str) -> WalEntry:
             position=size,
         )
     if end < size:
-        raise CorruptDataError(
-            f"{size - end} trailing bytes after the WAL entry", source=source, position=end
-        )
+        raise CorruptDataError(f"{size - end} trailing bytes after the WAL entry", source=source, position=end)
     payload = bytes(memoryview(data)[HEADER_SIZE:end])
     if crc32c(payload) != header.payload_crc:
         raise CorruptDataError("WAL entry payload checksum mismatch", source=source, position=HEADER_SIZE)
@@ -227,8 +221,6 @@ def scan(buf: Buffer, source: str) -> ScanResult:
         if crc32c(payload) == header.payload_crc:
             entries.append(_entry(header, bytes(payload)))
         else:
-            errors.append(
-                CorruptDataError("WAL entry payload checksum mismatch", source=source, position=pos)
-            )
+            errors.append(CorruptDataError("WAL entry payload checksum mismatch", source=source, position=pos))
         pos = end
     return ScanResult(tuple(entries), tuple(errors), size, 0)

@@ -143,9 +143,7 @@ async def test_nested_and_non_ascii_keys(object_store: ObjectStore) -> None:
 
 async def test_concurrent_if_absent_exactly_one_wins(object_store: ObjectStore) -> None:
     payloads = [f"writer {i} ".encode() * (100 + i) for i in range(8)]
-    results = await asyncio.gather(
-        *(object_store.put("race/seg", data) for data in payloads), return_exceptions=True
-    )
+    results = await asyncio.gather(*(object_store.put("race/seg", data) for data in payloads), return_exceptions=True)
     winners = [i for i, result in enumerate(results) if result is None]
     assert len(winners) == 1, results
     losers = [result for result in results if result is not None]

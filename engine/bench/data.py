@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as _pc
 
-from streamhouse.storage.records import RECORD_SCHEMA, offsets_array
+from streamhouse.storage.records import RECORD_SCHEMA, null_headers, offsets_array
 
 # pyarrow-stubs type variadic compute kernels too narrowly (scalars vs arrays); the kernels
 # themselves check their arguments at run time.
@@ -47,7 +47,7 @@ def json_bid_batch(n: int, *, key_bytes: int = 16, base_offset: int = 0, seed: i
             pa.array(timestamps, type=pa.int64()),
             pc.cast(key, pa.binary()),
             pc.cast(value, pa.binary()),
-            pa.nulls(n, type=RECORD_SCHEMA.field("headers").type),
+            null_headers(n),
         ],
         schema=RECORD_SCHEMA,
     )

@@ -71,7 +71,7 @@ def run_storage_bench(args: argparse.Namespace) -> list[Row]:
     def ipc() -> None:
         from streamhouse.bench.ipc import bench_ipc_decode
 
-        for per_batch in (1_000, args.records):
+        for per_batch in (1_000, 10_000, args.records):
             r = bench_ipc_decode(batch, records_per_batch=per_batch)
             rows.append((f"batch IPC decode, {per_batch:,} rec/batch", _rate(r["records_per_s"]), "≥ 20 M rec/s"))
 

@@ -19,9 +19,10 @@ class ObjectStore(Protocol):
         ObjectExistsError and leaves the old object untouched."""
         ...
 
-    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes:
+    async def get(self, key: str, start: int | None = None, end: int | None = None) -> bytes | memoryview:
         """Bytes [start, end) of the object (whole object when both are None; `end` past
-        the object's size is clamped). ObjectNotFoundError if missing."""
+        the object's size is clamped). ObjectNotFoundError if missing. A backend may return
+        a read-only memoryview (the local store maps large files instead of copying them)."""
         ...
 
     async def head(self, key: str) -> ObjectInfo:
