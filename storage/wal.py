@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 
 from streamhouse.storage.errors import CorruptDataError, StorageUnavailableError
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.fsutil import fsync_dir
 from streamhouse.storage.wal_format import HEADER_SIZE, Buffer, WalEntry, byte_view, encode_header, scan
 
 FsyncPolicy = Literal["always", "interval", "never"]
@@ -65,18 +66,10 @@ def _file_name(seq: int) -> str:
     return f"wal-{seq:020d}.log"
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _lock_and_list(directory: Path) -> tuple[int, list[int]]:
     if not directory.exists():
         directory.mkdir(parents=True)
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
     lock_fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -92,7 +85,7 @@ def _create_file(path: Path) -> int:
     try:
         # fdatasync of the file does not persist its directory entry; without this an
         # acknowledged entry could vanish with its whole file after a power loss.
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError:
         os.close(fd)
         path.unlink(missing_ok=True)

@@ -40,8 +40,13 @@ async def env(metadata_store: MetadataStore, object_store: ObjectStore, tmp_path
 
 
 async def leader(
-    env: Env, holder: str = "agent-a", config: WriterConfig | None = None, partition: int = 0
+    env: Env,
+    holder: str = "agent-a",
+    config: WriterConfig | None = None,
+    partition: int = 0,
+    replayed: list[WalEntry] | None = None,
 ) -> PartitionWriter:
+    """Take the partition's lease and start a writer, recovering `replayed` WAL entries."""
     lease = await env.metadata.acquire_lease(partition_resource("events", partition), holder, 30_000)
     return await PartitionWriter.recover(
         env.topic,
@@ -51,7 +56,7 @@ async def leader(
         metadata=env.metadata,
         store=env.store,
         wal=env.wal,
-        replayed=[],
+        replayed=replayed or [],
         config=config,
     )
 
@@ -178,17 +183,7 @@ async def test_recovery_rebuffers_acknowledged_wal_entries(env: Env) -> None:
     # "Crash": reopen the WAL directory and recover under a new epoch.
     replayed = await reopen_wal(env)
     await env.metadata.release_lease(partition_resource("events", 0), "agent-a", first.epoch)
-    lease = await env.metadata.acquire_lease(partition_resource("events", 0), "agent-a", 30_000)
-    writer = await PartitionWriter.recover(
-        env.topic,
-        0,
-        holder="agent-a",
-        epoch=lease.epoch,
-        metadata=env.metadata,
-        store=env.store,
-        wal=env.wal,
-        replayed=replayed,
-    )
+    writer = await leader(env, "agent-a", replayed=replayed)
     assert writer.next_offset == 10
     assert await writer.append(batch(10, 1)) == 10
     await writer.flush()
@@ -205,16 +200,6 @@ async def test_recovery_drops_entries_of_a_superseded_epoch(env: Env) -> None:
     await b.flush()  # b committed offsets 0..1 with other records at a higher epoch
     replayed = await reopen_wal(env)
     await env.metadata.release_lease(partition_resource("events", 0), "agent-b", b.epoch)
-    lease = await env.metadata.acquire_lease(partition_resource("events", 0), "agent-a", 30_000)
-    again = await PartitionWriter.recover(
-        env.topic,
-        0,
-        holder="agent-a",
-        epoch=lease.epoch,
-        metadata=env.metadata,
-        store=env.store,
-        wal=env.wal,
-        replayed=replayed,
-    )
+    again = await leader(env, "agent-a", replayed=replayed)
     assert again.next_offset == 2
     assert again.read_buffer(0, 100) == []

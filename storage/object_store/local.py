@@ -19,6 +19,7 @@ from urllib.request import url2pathname
 
 from streamhouse.storage.errors import InvalidInputError, ObjectExistsError, ObjectNotFoundError
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.fsutil import fsync_dir
 from streamhouse.storage.model import ObjectInfo
 from streamhouse.storage.object_store.keys import TEMP_PREFIX, check_key, check_prefix, check_range
 
@@ -30,14 +31,6 @@ def _root_of(url: str) -> Path:
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost") or not parsed.path:
         raise InvalidInputError(f"not a local object store URL: {url!r} (use file:///absolute/path)")
     return Path(url2pathname(parsed.path))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _make_dirs(path: Path) -> None:
@@ -53,7 +46,7 @@ def _make_dirs(path: Path) -> None:
         except FileExistsError:
             if not directory.is_dir():  # a concurrent put may have created it; a file is a clash
                 raise
-        _fsync_dir(directory.parent)
+        fsync_dir(directory.parent)
 
 
 def _walk(root: Path, start: Path, prefix: str) -> list[ObjectInfo]:
@@ -152,7 +145,7 @@ class LocalObjectStore:
                     raise _prefix_clash(key) from None
         finally:
             tmp.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     @staticmethod
     def _get(key: str, path: Path, start: int, end: int | None) -> bytes | memoryview:
@@ -195,4 +188,4 @@ class LocalObjectStore:
             if exc.errno == errno.EPERM and path.is_dir():
                 return
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
