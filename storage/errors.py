@@ -96,3 +96,12 @@ class BackpressureError(StreamHouseError):
 
 class StorageUnavailableError(StreamHouseError):
     """The object store or metadata store could not be reached."""
+
+
+class NotLeaderError(StreamHouseError):
+    """Another live agent leads the partition; `leader` is its address ("" if unknown)."""
+
+    def __init__(self, resource: str, leader: str) -> None:
+        super().__init__(f"not the leader of {resource}; the leader is {leader or 'unknown'}")
+        self.resource = resource
+        self.leader = leader

@@ -217,7 +217,7 @@ class PartitionWriter:
             try:
                 info = await self._upload_and_commit(batches)
             except (FencedError, OffsetConflictError) as exc:
-                await self._fence(str(exc))
+                await self.fence(str(exc))
                 raise self._fenced from exc  # type: ignore[misc]
             async with self._lock:
                 del self._batches[: len(batches)]
@@ -266,7 +266,8 @@ class PartitionWriter:
             raise
         return info
 
-    async def _fence(self, reason: str) -> None:
+    async def fence(self, reason: str) -> None:
+        """Stop for good: drop the buffer; every later call raises FencedError."""
         async with self._lock:
             self._fenced = FencedError(
                 f"{self.topic.name}/{self.partition}: epoch {self.epoch} of {self.holder} is fenced ({reason}); "

@@ -1,0 +1,94 @@
+"""Agent settings: defaults are the embedded mode (everything under ./streamhouse-data);
+every field can come from a STREAMHOUSE_<FIELD> environment variable."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from streamhouse.storage.errors import InvalidInputError
+
+
+def _agent_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    data_dir: str = "./streamhouse-data"
+    metadata_url: str = ""  # default: sqlite under data_dir
+    object_store_url: str = ""  # default: file:// under data_dir
+    s3_endpoint: str = ""
+    wal_dir: str = ""  # default: data_dir/wal
+    fsync: str = "interval"
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    advertised_address: str = ""  # default: host:grpc_port
+    agent_id: str = field(default_factory=_agent_id)
+    lease_ttl_ms: int = 30_000
+    renew_interval_ms: int = 10_000
+    roll_bytes: int = 64 << 20
+    roll_age_ms: int = 10_000
+    durable_flush_ms: int = 200
+    flush_check_ms: int = 100
+    max_record_bytes: int = 1 << 20
+    max_buffer_bytes: int = 512 << 20
+
+    def __post_init__(self) -> None:
+        if self.fsync not in ("always", "interval", "never"):
+            raise InvalidInputError(f"fsync must be always, interval or never, not {self.fsync!r}")
+        if self.renew_interval_ms >= self.lease_ttl_ms:
+            raise InvalidInputError("renew_interval_ms must be shorter than lease_ttl_ms")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def resolved_metadata_url(self) -> str:
+        return self.metadata_url or f"sqlite:///{self.data_path / 'metadata.db'}"
+
+    @property
+    def resolved_object_store_url(self) -> str:
+        return self.object_store_url or f"file://{self.data_path / 'objects'}"
+
+    @property
+    def resolved_wal_dir(self) -> Path:
+        return Path(self.wal_dir).resolve() if self.wal_dir else self.data_path / "wal"
+
+    @property
+    def address(self) -> str:
+        return self.advertised_address or f"{self.host}:{self.grpc_port}"
+
+    @property
+    def holder(self) -> str:
+        """Lease holder name: unique per agent process, carrying the address clients redirect to."""
+        return f"{self.agent_id}@{self.address}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> AgentConfig:
+        """Fields from STREAMHOUSE_* variables, then explicit overrides (CLI flags) on top."""
+        env = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"STREAMHOUSE_{f.name.upper()}")
+            if raw is None:
+                continue
+            try:
+                values[f.name] = int(raw) if hints[f.name] is int else raw
+            except ValueError:
+                raise InvalidInputError(f"STREAMHOUSE_{f.name.upper()} must be an integer, not {raw!r}") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def leader_address(holder: str) -> str:
+    """The address part of a lease holder name (see AgentConfig.holder)."""
+    return holder.rpartition("@")[2] if "@" in holder else ""

@@ -1,0 +1,273 @@
+"""The partitions an agent leads: leases taken on demand and renewed, one PartitionWriter per
+led partition, the flush loop (size/age rolls and grouped durable flushes) and the reaction
+to fencing. Transport-free: the gRPC server and the embedded SDK both drive this class."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from streamhouse.agent.config import AgentConfig, leader_address
+from streamhouse.storage.errors import FencedError, LeaseHeldError, NotLeaderError, PartitionNotFoundError
+from streamhouse.storage.metadata import MetadataStore, open_metadata_store
+from streamhouse.storage.model import TopicInfo, partition_resource
+from streamhouse.storage.object_store import ObjectStore, open_object_store
+from streamhouse.storage.partition_reader import PartitionReader
+from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
+from streamhouse.storage.wal import WriteAheadLog
+from streamhouse.storage.wal_format import WalEntry
+
+log = logging.getLogger(__name__)
+
+Acks = Literal["leader", "durable", "none"]
+Key = tuple[str, int]
+
+
+@dataclass
+class _Led:
+    """One led partition: its writer and the durable acks waiting for its next roll."""
+
+    writer: PartitionWriter
+    renewed_at: float  # monotonic seconds of the last successful acquire/renew
+    durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+
+
+class PartitionManager:
+    def __init__(
+        self,
+        config: AgentConfig,
+        metadata: MetadataStore,
+        store: ObjectStore,
+        wal: WriteAheadLog,
+        replayed: list[WalEntry],
+    ) -> None:
+        self.config = config
+        self.metadata = metadata
+        self.store = store
+        self.wal = wal
+        self.reader = PartitionReader(metadata, store)
+        self._replayed = replayed  # dropped partition by partition as writers recover
+        self._led: dict[Key, _Led] = {}
+        self._acquiring: dict[Key, asyncio.Lock] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._writer_config = WriterConfig(
+            roll_bytes=config.roll_bytes, roll_age_ms=config.roll_age_ms, max_buffer_bytes=config.max_buffer_bytes
+        )
+
+    @classmethod
+    async def start(cls, config: AgentConfig) -> PartitionManager:
+        metadata = await open_metadata_store(config.resolved_metadata_url)
+        store = open_object_store(config.resolved_object_store_url, s3_endpoint=config.s3_endpoint or None)
+        wal = await WriteAheadLog.open(config.resolved_wal_dir, fsync=config.fsync)  # type: ignore[arg-type]
+        replay = await wal.replay()
+        manager = cls(config, metadata, store, wal, list(replay.entries))
+        await manager._release_covered(replay.end_offsets)
+        manager._tasks = [
+            asyncio.create_task(manager._loop(config.flush_check_ms, manager._flush_due), name="flush"),
+            asyncio.create_task(manager._loop(config.renew_interval_ms, manager._renew_all), name="renew"),
+        ]
+        return manager
+
+    async def _release_covered(self, replay_ends: dict[tuple[int, int], int] | Any) -> None:
+        """Tell the WAL which replayed entries are already in committed segments, so files
+        of partitions nobody writes again are still released."""
+        by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
+        covered: dict[tuple[int, int], int] = {}
+        for topic_id, partition in replay_ends:
+            topic = by_id.get(topic_id)
+            # Entries of deleted topics are covered by definition: nothing will read them.
+            covered[(topic_id, partition)] = (
+                await self.metadata.get_end_offset(topic.name, partition) if topic else 2**62
+            )
+        if covered:
+            await self.wal.release(covered)
+
+    # -- leadership -----------------------------------------------------------------------------
+    async def writer(self, topic: TopicInfo, partition: int) -> PartitionWriter:
+        """The writer of a partition this agent leads, taking the lease if it is free.
+        NotLeaderError (with the leader's address) if another live agent holds it."""
+        if not 0 <= partition < topic.partitions:
+            raise PartitionNotFoundError(topic.name, partition, topic.partitions)
+        key = (topic.name, partition)
+        led = self._led.get(key)
+        if led is not None and not led.writer.fenced and led.writer.topic.topic_id == topic.topic_id:
+            return led.writer
+        async with self._acquiring.setdefault(key, asyncio.Lock()):
+            led = self._led.get(key)
+            if led is not None and not led.writer.fenced and led.writer.topic.topic_id == topic.topic_id:
+                return led.writer
+            resource = partition_resource(topic.name, partition)
+            try:
+                lease = await self.metadata.acquire_lease(resource, self.config.holder, self.config.lease_ttl_ms)
+            except LeaseHeldError as exc:
+                raise NotLeaderError(resource, leader_address(exc.holder)) from None
+            mine = [e for e in self._replayed if e.topic_id == topic.topic_id and e.partition == partition]
+            writer = await PartitionWriter.recover(
+                topic,
+                partition,
+                holder=self.config.holder,
+                epoch=lease.epoch,
+                metadata=self.metadata,
+                store=self.store,
+                wal=self.wal,
+                replayed=mine,
+                config=self._writer_config,
+            )
+            if mine:
+                self._replayed = [e for e in self._replayed if e not in mine]
+            self._led[key] = _Led(writer, time.monotonic())
+            log.info("leading %s/%d at epoch %d from offset %d", topic.name, partition, lease.epoch, writer.next_offset)
+            return writer
+
+    def leading(self, topic: str, partition: int) -> PartitionWriter | None:
+        led = self._led.get((topic, partition))
+        return None if led is None or led.writer.fenced else led.writer
+
+    # -- produce and read -------------------------------------------------------------------------
+    async def produce(self, topic: TopicInfo, partition: int, batch: pa.RecordBatch, acks: Acks = "leader") -> int:
+        """Append a batch; returns its base offset once the ack mode is satisfied
+        (-1 for acks=none, which acknowledges on receipt)."""
+        writer = await self.writer(topic, partition)
+        if acks == "none":
+            self._spawn(writer.append(batch))
+            return -1
+        base = await writer.append(batch)
+        if acks == "durable":
+            await self._wait_durable(topic.name, partition, base + batch.num_rows)
+        else:
+            await self._confirm_lease((topic.name, partition))
+        return base
+
+    async def _confirm_lease(self, key: Key) -> None:
+        """Before acknowledging: if the lease was last confirmed longer ago than a safe share
+        of its TTL (this process may have been paused), renew it now. A stale leader thus
+        fails its pending produces instead of acknowledging records nobody will commit."""
+        led = self._led.get(key)
+        if led is None:
+            raise FencedError(f"{key[0]}/{key[1]}: leadership lost before the acknowledgement")
+        if time.monotonic() - led.renewed_at < self.config.lease_ttl_ms / 1000 / 2:
+            return
+        await self._renew(key, led)
+        if self._led.get(key) is not led:
+            raise FencedError(f"{key[0]}/{key[1]}: lease lost while the produce was in flight")
+
+    async def _wait_durable(self, topic: str, partition: int, end: int) -> None:
+        led = self._led[(topic, partition)]
+        if led.writer.durable_end >= end:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        led.durable_waiters.append((end, done))
+        await done
+
+    async def read(self, topic: str, partition: int, offset: int, max_records: int) -> pa.Table:
+        return await self.reader.read(
+            topic, partition, offset, max_records=max_records, writer=self.leading(topic, partition)
+        )
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        """One past the last acknowledged record (the leader's view when this agent leads)."""
+        writer = self.leading(topic, partition)
+        return writer.next_offset if writer is not None else await self.metadata.get_end_offset(topic, partition)
+
+    # -- background loops -----------------------------------------------------------------------
+    async def _loop(self, every_ms: int, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        while True:
+            await asyncio.sleep(every_ms / 1000)
+            try:
+                await step()
+            except Exception:  # a loop must survive one bad round (S3 down, a fenced writer)
+                log.exception("background step %s failed", step.__name__)
+
+    async def _flush_due(self) -> None:
+        """Roll writers that are big or old enough, and every writer with durable waiters
+        whose oldest waiter has waited a durable-flush window (grouping their acks)."""
+        for key, led in list(self._led.items()):
+            if led.writer.fenced:
+                self._drop(key, FencedError(f"{key[0]}/{key[1]} is fenced"))
+                continue
+            if led.writer.should_roll() or led.durable_waiters:
+                await self._flush(key, led)
+
+    async def _flush(self, key: Key, led: _Led) -> None:
+        try:
+            await led.writer.flush()
+        except FencedError as exc:
+            self._drop(key, exc)
+            return
+        except Exception as exc:
+            # Upload or commit failed (S3 down): waiters keep waiting for the next round,
+            # the buffer keeps its records and produce gets backpressure once it is full.
+            log.warning("flush of %s/%d failed: %s", key[0], key[1], exc)
+            return
+        end = led.writer.durable_end
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for need, done in led.durable_waiters:
+            if need <= end:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                still.append((need, done))
+        led.durable_waiters = still
+
+    def _drop(self, key: Key, exc: Exception) -> None:
+        """A fenced partition: fail its durable waiters (never acknowledge them) and forget it."""
+        led = self._led.pop(key, None)
+        if led is None:
+            return
+        for _, done in led.durable_waiters:
+            if not done.done():
+                done.set_exception(exc)
+        log.warning("lost leadership of %s/%d: %s", key[0], key[1], exc)
+
+    async def _renew_all(self) -> None:
+        for key, led in list(self._led.items()):
+            await self._renew(key, led)
+
+    async def _renew(self, key: Key, led: _Led) -> None:
+        w = led.writer
+        started = time.monotonic()
+        try:
+            await self.metadata.renew_lease(partition_resource(*key), w.holder, w.epoch, self.config.lease_ttl_ms)
+        except FencedError as exc:
+            await w.fence(str(exc))
+            self._drop(key, exc)
+            return
+        led.renewed_at = started
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- shutdown -------------------------------------------------------------------------------
+    async def close(self, *, flush: bool = True) -> None:
+        """Graceful shutdown: flush every led partition, release its lease, close stores."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for key, led in list(self._led.items()):
+            if flush:
+                await self._flush(key, led)
+            w = led.writer
+            if not w.fenced:
+                await self.metadata.release_lease(partition_resource(*key), w.holder, w.epoch)
+            self._drop(key, FencedError("agent shut down"))
+        await self.wal.close()
+        await self.store.close()
+        await self.metadata.close()
