@@ -24,6 +24,10 @@ def _packages() -> list[str]:
 setup(
     package_dir=FOLDERS,
     packages=_packages(),
-    package_data={"streamhouse.storage.metadata": ["migrations/*.sql"], "streamhouse.proto": ["*.proto"]},
+    package_data={
+        "streamhouse": ["py.typed"],
+        "streamhouse.storage.metadata": ["migrations/*.sql"],
+        "streamhouse.proto": ["*.proto", "*.pyi"],
+    },
     include_package_data=True,
 )
