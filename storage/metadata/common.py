@@ -125,6 +125,15 @@ def validate_value_schema(value_schema: object) -> str | None:
     return value_schema
 
 
+def validate_new_topic(name: object, partitions: object, config: Mapping[str, str] | None, value_schema: object) -> str:
+    """Every check of create_topic before any SQL runs; returns the config as JSON text."""
+    validate_topic_name(name)
+    validate_partition_count(partitions)
+    config_json = encode_config(config)
+    validate_value_schema(value_schema)
+    return config_json
+
+
 def validate_partition_arg(partition: object) -> int:
     # Only the type: the range depends on the topic, so check_partition judges it in the
     # transaction (PartitionNotFoundError), before the number is ever bound to a query.

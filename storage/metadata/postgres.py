@@ -119,10 +119,7 @@ class PostgresMetadataStore:
         config: Mapping[str, str] | None = None,
         value_schema: str | None = None,
     ) -> TopicInfo:
-        c.validate_topic_name(name)
-        c.validate_partition_count(partitions)
-        config_json = c.encode_config(config)
-        c.validate_value_schema(value_schema)
+        config_json = c.validate_new_topic(name, partitions, config, value_schema)
         async with self._conn(transaction=True) as conn:
             # The counter row lock also serialises concurrent creators; a creator that loses
             # the name race rolls its increment back with everything else.

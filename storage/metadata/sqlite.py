@@ -173,10 +173,7 @@ class SqliteMetadataStore:
         config: Mapping[str, str] | None = None,
         value_schema: str | None = None,
     ) -> TopicInfo:
-        c.validate_topic_name(name)
-        c.validate_partition_count(partitions)
-        config_json = c.encode_config(config)
-        c.validate_value_schema(value_schema)
+        config_json = c.validate_new_topic(name, partitions, config, value_schema)
 
         def tx(conn: sqlite3.Connection) -> TopicInfo:
             if _partition_count(conn, name) is not None:
