@@ -143,3 +143,13 @@ def test_config_from_environment(tmp_path: Path) -> None:
     assert (c.fsync, c.grpc_port, c.http_port) == ("always", 7000, 9000)
     assert c.resolved_metadata_url == f"sqlite:///{tmp_path.resolve() / 'metadata.db'}"
     assert c.holder.endswith("@127.0.0.1:7000")
+
+
+async def test_durable_flush_waits_for_its_grouping_window(tmp_path: Path) -> None:
+    agent = await PartitionManager.start(config(tmp_path, "a", durable_flush_ms=300, flush_check_ms=20))
+    topic = await agent.metadata.create_topic("t", 1)
+    started = asyncio.get_running_loop().time()
+    await agent.produce(topic, 0, make_batch([b"v"]), "durable")
+    assert asyncio.get_running_loop().time() - started >= 0.29  # held for the window, then one roll
+    assert len(await agent.metadata.list_segments("t", 0)) == 1
+    await agent.close()

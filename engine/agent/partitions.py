@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,6 +37,8 @@ class _Led:
     writer: PartitionWriter
     renewed_at: float  # monotonic seconds of the last successful acquire/renew
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
+    # monotonic seconds when the oldest durable waiter arrived: the grouping window starts there
+    durable_since: float = 0.0
 
 
 class PartitionManager:
@@ -77,7 +79,7 @@ class PartitionManager:
         ]
         return manager
 
-    async def _release_covered(self, replay_ends: dict[tuple[int, int], int] | Any) -> None:
+    async def _release_covered(self, replay_ends: Mapping[tuple[int, int], int]) -> None:
         """Tell the WAL which replayed entries are already in committed segments, so files
         of partitions nobody writes again are still released."""
         by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
@@ -165,6 +167,8 @@ class PartitionManager:
         if led.writer.durable_end >= end:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not led.durable_waiters:
+            led.durable_since = time.monotonic()
         led.durable_waiters.append((end, done))
         await done
 
@@ -190,11 +194,14 @@ class PartitionManager:
     async def _flush_due(self) -> None:
         """Roll writers that are big or old enough, and every writer with durable waiters
         whose oldest waiter has waited a durable-flush window (grouping their acks)."""
+        window_s = self.config.durable_flush_ms / 1000
+        now = time.monotonic()
         for key, led in list(self._led.items()):
             if led.writer.fenced:
                 self._drop(key, FencedError(f"{key[0]}/{key[1]} is fenced"))
                 continue
-            if led.writer.should_roll() or led.durable_waiters:
+            durable_due = bool(led.durable_waiters) and now - led.durable_since >= window_s
+            if led.writer.should_roll() or durable_due:
                 await self._flush(key, led)
 
     async def _flush(self, key: Key, led: _Led) -> None:
@@ -217,6 +224,7 @@ class PartitionManager:
             else:
                 still.append((need, done))
         led.durable_waiters = still
+        led.durable_since = time.monotonic()  # those left wait for records after this roll
 
     def _drop(self, key: Key, exc: Exception) -> None:
         """A fenced partition: fail its durable waiters (never acknowledge them) and forget it."""
@@ -244,9 +252,15 @@ class PartitionManager:
         led.renewed_at = started
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run an acks=none append: nobody awaits it, so its failure is logged here."""
         task = asyncio.create_task(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("acks=none produce failed: %s", task.exception())
 
     # -- shutdown -------------------------------------------------------------------------------
     async def close(self, *, flush: bool = True) -> None:

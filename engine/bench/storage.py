@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import shutil
 import tempfile
@@ -33,8 +34,6 @@ def _s3_target(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, s
     if args.s3_url:
         yield args.s3_url, args.s3_endpoint
         return
-    import os
-
     from streamhouse.devservices.seaweedfs import credentials_env, s3_client, start_seaweedfs
 
     weed = start_seaweedfs(workdir)
@@ -122,8 +121,6 @@ def run_storage_bench(args: argparse.Namespace) -> list[Row]:
 
 
 def _machine() -> str:
-    import os
-
     return (
         f"{platform.node()} · {platform.machine()} · {os.cpu_count()} cores · Python {platform.python_version()} · "
         f"{time.strftime('%Y-%m-%d')}"
