@@ -11,24 +11,37 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "StreamHouseError": "streamhouse.storage.errors",
-    "CorruptDataError": "streamhouse.storage.errors",
-    "InvalidInputError": "streamhouse.storage.errors",
-    "NotFoundError": "streamhouse.storage.errors",
-    "TopicNotFoundError": "streamhouse.storage.errors",
-    "TopicExistsError": "streamhouse.storage.errors",
-    "FencedError": "streamhouse.storage.errors",
-    "BackpressureError": "streamhouse.storage.errors",
+_ERRORS = "streamhouse.storage.errors"
+# name -> (module, attribute)
+_LAZY: dict[str, tuple[str, str]] = {
+    "open": ("streamhouse.client.client", "open_embedded"),
+    "connect": ("streamhouse.client.client", "connect"),
+    "Client": ("streamhouse.client.client", "Client"),
+    "Consumer": ("streamhouse.client.consumer", "Consumer"),
+    **{
+        name: (_ERRORS, name)
+        for name in (
+            "StreamHouseError",
+            "CorruptDataError",
+            "InvalidInputError",
+            "NotFoundError",
+            "TopicNotFoundError",
+            "TopicExistsError",
+            "FencedError",
+            "BackpressureError",
+            "NotLeaderError",
+            "StorageUnavailableError",
+        )
+    },
 }
 
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
+    target = _LAZY.get(name)
+    if target is None:
         raise AttributeError(f"module 'streamhouse' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(target[0]), target[1])
     globals()[name] = value
     return value

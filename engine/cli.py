@@ -7,12 +7,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from streamhouse.commands import serve
 from streamhouse.storage.errors import StreamHouseError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamhouse", description="Streaming SQL on S3 segment storage")
     commands = parser.add_subparsers(dest="command", required=True)
+    serve.add_parser(commands)
 
     bench = commands.add_parser("bench", help="measure throughput and latency")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -33,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "serve":
+            return serve.run(args)
         if args.command == "bench" and args.bench == "storage":
             from streamhouse.bench.storage import run_storage_bench
 

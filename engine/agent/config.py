@@ -7,7 +7,7 @@ import dataclasses
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -30,7 +30,9 @@ class AgentConfig:
     grpc_port: int = 50051
     http_port: int = 8080
     advertised_address: str = ""  # default: host:grpc_port
-    agent_id: str = field(default_factory=_agent_id)
+    # "" = the id kept in the WAL directory (created once): a restart on the same WAL is the
+    # same lease holder and takes its partitions back at once instead of waiting out the TTL.
+    agent_id: str = ""
     lease_ttl_ms: int = 30_000
     renew_interval_ms: int = 10_000
     roll_bytes: int = 64 << 20
@@ -38,7 +40,8 @@ class AgentConfig:
     durable_flush_ms: int = 200
     flush_check_ms: int = 100
     max_record_bytes: int = 1 << 20
-    max_buffer_bytes: int = 512 << 20
+    max_buffer_bytes: int = 512 << 20  # per partition; over it, produce gets backpressure
+    max_wal_bytes: int = 4 << 30  # per agent; over it (segments not uploading), backpressure
 
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
@@ -65,6 +68,24 @@ class AgentConfig:
     @property
     def address(self) -> str:
         return self.advertised_address or f"{self.host}:{self.grpc_port}"
+
+    def with_agent_id(self) -> AgentConfig:
+        """This config with agent_id resolved: the one stored next to the WAL, created on
+        first start. The WAL's lock makes the holder unique to one live process."""
+        if self.agent_id:
+            return self
+        path = self.resolved_wal_dir / "agent-id"
+        try:
+            agent_id = path.read_text().strip()
+        except FileNotFoundError:
+            agent_id = ""
+        if not agent_id:
+            agent_id = _agent_id()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(agent_id + "\n")
+            tmp.replace(path)
+        return dataclasses.replace(self, agent_id=agent_id)
 
     @property
     def holder(self) -> str:

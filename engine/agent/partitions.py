@@ -17,7 +17,7 @@ import pyarrow as pa
 from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.storage.errors import FencedError, LeaseHeldError, NotLeaderError, PartitionNotFoundError
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
-from streamhouse.storage.model import TopicInfo, partition_resource
+from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore, open_object_store
 from streamhouse.storage.partition_reader import PartitionReader
 from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
@@ -61,6 +61,10 @@ class PartitionManager:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._closed = False
+        # Hooks for the service layer: long-poll wake-ups and metrics. Plain callbacks, so this
+        # class stays transport- and metrics-free.
+        self.on_append: Callable[[str, int], None] = lambda topic, partition: None
+        self.on_segment: Callable[[SegmentInfo], None] = lambda segment: None
         self._writer_config = WriterConfig(
             roll_bytes=config.roll_bytes, roll_age_ms=config.roll_age_ms, max_buffer_bytes=config.max_buffer_bytes
         )
@@ -70,6 +74,8 @@ class PartitionManager:
         metadata = await open_metadata_store(config.resolved_metadata_url)
         store = open_object_store(config.resolved_object_store_url, s3_endpoint=config.s3_endpoint or None)
         wal = await WriteAheadLog.open(config.resolved_wal_dir, fsync=config.fsync)  # type: ignore[arg-type]
+        # Only after the WAL's lock is ours: the stored id belongs to whoever holds it.
+        config = config.with_agent_id()
         replay = await wal.replay()
         manager = cls(config, metadata, store, wal, list(replay.entries))
         await manager._release_covered(replay.end_offsets)
@@ -108,6 +114,11 @@ class PartitionManager:
             if led is not None and not led.writer.fenced and led.writer.topic.topic_id == topic.topic_id:
                 return led.writer
             resource = partition_resource(topic.name, partition)
+            current = await self.metadata.get_lease(resource)
+            if current is not None and current.holder == self.config.holder:
+                # A previous incarnation of this agent (same WAL, same holder) may have uploaded a
+                # segment it never committed; a fresh epoch gives the next upload its own key.
+                await self.metadata.release_lease(resource, current.holder, current.epoch)
             try:
                 lease = await self.metadata.acquire_lease(resource, self.config.holder, self.config.lease_ttl_ms)
             except LeaseHeldError as exc:
@@ -130,6 +141,9 @@ class PartitionManager:
             log.info("leading %s/%d at epoch %d from offset %d", topic.name, partition, lease.epoch, writer.next_offset)
             return writer
 
+    def led_writers(self) -> list[PartitionWriter]:
+        return [led.writer for led in self._led.values() if not led.writer.fenced]
+
     def leading(self, topic: str, partition: int) -> PartitionWriter | None:
         led = self._led.get((topic, partition))
         return None if led is None or led.writer.fenced else led.writer
@@ -140,13 +154,18 @@ class PartitionManager:
         (-1 for acks=none, which acknowledges on receipt)."""
         writer = await self.writer(topic, partition)
         if acks == "none":
-            self._spawn(writer.append(batch))
+            self._spawn(self._append(writer, batch))
             return -1
-        base = await writer.append(batch)
+        base = await self._append(writer, batch)
         if acks == "durable":
             await self._wait_durable(topic.name, partition, base + batch.num_rows)
         else:
             await self._confirm_lease((topic.name, partition))
+        return base
+
+    async def _append(self, writer: PartitionWriter, batch: pa.RecordBatch) -> int:
+        base = await writer.append(batch)
+        self.on_append(writer.topic.name, writer.partition)
         return base
 
     async def _confirm_lease(self, key: Key) -> None:
@@ -206,7 +225,7 @@ class PartitionManager:
 
     async def _flush(self, key: Key, led: _Led) -> None:
         try:
-            await led.writer.flush()
+            segment = await led.writer.flush()
         except FencedError as exc:
             self._drop(key, exc)
             return
@@ -215,6 +234,8 @@ class PartitionManager:
             # the buffer keeps its records and produce gets backpressure once it is full.
             log.warning("flush of %s/%d failed: %s", key[0], key[1], exc)
             return
+        if segment is not None:
+            self.on_segment(segment)
         end = led.writer.durable_end
         still: list[tuple[int, asyncio.Future[None]]] = []
         for need, done in led.durable_waiters:

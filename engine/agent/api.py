@@ -1,0 +1,72 @@
+"""Values the agent's API returns. The gRPC server, the embedded and remote SDK transports
+and the CLI all speak in these, so an embedded and a remote client answer identically."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from streamhouse.storage.model import TopicInfo
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    partition: int
+    durable_end_offset: int  # end of the last committed segment
+    end_offset: int  # last acknowledged offset + 1 (the leader's view when known)
+    leader: str  # "host:port" of the lease holder, "" if none is live
+    leader_epoch: int
+    segments: int
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    info: TopicInfo
+    partitions: tuple[PartitionState, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def end_offsets(self) -> dict[int, int]:
+        return {p.partition: p.end_offset for p in self.partitions}
+
+
+@dataclass(frozen=True)
+class ProduceResult:
+    """Where one produced batch (or its share of one partition) landed."""
+
+    topic: str
+    partition: int
+    base_offset: int  # -1 when acks=none: the offset is not known at acknowledgement
+    record_count: int
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    topic: str
+    partition: int
+    records: pa.Table  # RECORD_SCHEMA rows starting at the requested offset
+    next_offset: int
+    end_offset: int
+
+
+@dataclass(frozen=True)
+class GroupOffset:
+    topic: str
+    partition: int
+    committed_offset: int  # next offset the group will consume; -1 if never committed
+    end_offset: int
+    lag: int
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    group: str
+    offsets: tuple[GroupOffset, ...] = field(default_factory=tuple)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(o.lag for o in self.offsets)

@@ -1,0 +1,288 @@
+"""The agent's API, transport-free: topics, produce, fetch with long-poll, consumer groups and
+readiness. The gRPC servicers and the embedded SDK both call this one class, so the two
+surfaces cannot drift apart."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
+from streamhouse.agent.api import TopicDescription as Description
+from streamhouse.agent.config import AgentConfig, leader_address
+from streamhouse.agent.partitions import Acks, PartitionManager
+from streamhouse.client.partitioner import partition_for_keys, split_by_partition
+from streamhouse.storage.errors import (
+    BackpressureError,
+    InvalidInputError,
+    ObjectNotFoundError,
+    PartitionNotFoundError,
+    StreamHouseError,
+    TopicNotFoundError,
+)
+from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
+from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
+
+if TYPE_CHECKING:
+    from streamhouse.server.metrics import AgentMetrics
+
+ACKS: tuple[Acks, ...] = ("leader", "durable", "none")
+# A follower learns about new committed segments only from metadata: it re-checks this often.
+_FOLLOWER_POLL_S = 0.1
+_TOPIC_TTL_S = 2.0
+
+
+class AgentService:
+    def __init__(self, manager: PartitionManager, metrics: AgentMetrics | None = None) -> None:
+        self.manager = manager
+        self.metadata = manager.metadata
+        self.config: AgentConfig = manager.config
+        self.metrics = metrics
+        self._topics: dict[str, tuple[TopicInfo, float]] = {}
+        self._round_robin: dict[str, int] = {}
+        # One event per partition, replaced on every append: a waiter holds the event current
+        # when it looked, so no append between its check and its wait is missed.
+        self._appended: dict[tuple[str, int], asyncio.Event] = {}
+        manager.on_append = self._wake
+        manager.on_segment = self._segment_committed
+
+    @classmethod
+    async def start(cls, config: AgentConfig, metrics: AgentMetrics | None = None) -> AgentService:
+        return cls(await PartitionManager.start(config), metrics)
+
+    async def close(self, *, flush: bool = True) -> None:
+        await self.manager.close(flush=flush)
+
+    # -- topics ---------------------------------------------------------------------------------
+    async def topic(self, name: str) -> TopicInfo:
+        cached = self._topics.get(name)
+        if cached is not None and time.monotonic() - cached[1] < _TOPIC_TTL_S:
+            return cached[0]
+        info = await self.metadata.get_topic(name)
+        self._topics[name] = (info, time.monotonic())
+        return info
+
+    async def create_topic(
+        self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
+    ) -> TopicInfo:
+        info = await self.metadata.create_topic(name, partitions, dict(config or {}), value_schema or None)
+        self._topics[name] = (info, time.monotonic())
+        return info
+
+    async def list_topics(self) -> list[TopicInfo]:
+        return await self.metadata.list_topics()
+
+    async def describe_topic(self, name: str) -> Description:
+        info = await self.metadata.get_topic(name)
+        self._topics[name] = (info, time.monotonic())
+        now = await self.metadata.now_ms()
+        states = []
+        for p in range(info.partitions):
+            durable = await self.metadata.get_end_offset(name, p)
+            lease = await self.metadata.get_lease(partition_resource(name, p))
+            live = lease is not None and lease.expires_at_ms > now
+            segments = await self.metadata.list_segments(name, p)
+            states.append(
+                PartitionState(
+                    partition=p,
+                    durable_end_offset=durable,
+                    end_offset=await self.manager.end_offset(name, p),
+                    leader=leader_address(lease.holder) if live and lease is not None else "",
+                    leader_epoch=lease.epoch if lease is not None else 0,
+                    segments=len(segments),
+                )
+            )
+        return Description(info, tuple(states))
+
+    async def delete_topic(self, name: str) -> None:
+        segments = await self.metadata.delete_topic(name)
+        self._topics.pop(name, None)
+        # Metadata no longer references these objects; a failed delete only leaves garbage.
+        for segment in segments:
+            with contextlib.suppress(StreamHouseError, OSError):
+                await self.manager.store.delete(segment.object_key)
+
+    # -- produce --------------------------------------------------------------------------------
+    async def produce(
+        self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks = "leader"
+    ) -> list[ProduceResult]:
+        """Append one batch. partition -1 lets the agent choose: Kafka's murmur2 on keys,
+        round robin for records without one. Every target partition is checked (and its lease
+        taken) before anything is written, so a rejected request writes nothing."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            if acks not in ACKS:
+                raise InvalidInputError(f"acks must be one of {', '.join(ACKS)}, not {acks!r}")
+            info = await self.topic(topic)
+            if not batch.schema.equals(RECORD_SCHEMA):
+                raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
+            self._check_sizes(topic, batch)
+            wal_bytes = self.manager.wal.disk_bytes
+            if wal_bytes > self.config.max_wal_bytes:
+                raise BackpressureError(
+                    f"the WAL holds {wal_bytes} bytes not yet in segments, limit {self.config.max_wal_bytes}: "
+                    "the object store is not keeping up (or is down); retry later"
+                )
+            batch = stamp_missing_timestamps(batch, int(time.time() * 1000))
+            parts = self._route(info, partition, batch)
+            for p in parts:
+                await self.manager.writer(info, p)  # NotLeaderError before anything is written
+            results = []
+            for p, part in parts.items():
+                base = await self.manager.produce(info, p, part, acks)
+                results.append(ProduceResult(topic, p, base, part.num_rows))
+            return results
+        except StreamHouseError as exc:
+            outcome = type(exc).__name__
+            if self.metrics is not None and outcome == "BackpressureError":
+                self.metrics.backpressure(topic)
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_produce(
+                    topic, acks, outcome, batch.num_rows, batch.nbytes, time.perf_counter() - started
+                )
+
+    def _check_sizes(self, topic: str, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        keys, values = cast(pa.BinaryArray, batch.column(2)), cast(pa.BinaryArray, batch.column(3))
+        size = cast(pa.Int32Array, pc.add(pc.binary_length(keys).fill_null(0), pc.binary_length(values).fill_null(0)))
+        biggest = int(pc.max(size).as_py())
+        if biggest > self.config.max_record_bytes:
+            index = int(np.argmax(size.to_numpy(zero_copy_only=False)))
+            raise InvalidInputError(
+                f"{topic}: record {index} of the batch is {biggest} bytes (key + value), "
+                f"over the limit of {self.config.max_record_bytes}"
+            )
+
+    def _route(self, info: TopicInfo, partition: int, batch: pa.RecordBatch) -> dict[int, pa.RecordBatch]:
+        if partition >= 0:
+            if partition >= info.partitions:
+                raise PartitionNotFoundError(info.name, partition, info.partitions)
+            return {partition: batch}
+        if partition != -1:
+            raise InvalidInputError(f"partition must be >= 0, or -1 to let the agent choose, not {partition}")
+        keys = batch.column(2)
+        start = self._round_robin.get(info.name, 0)
+        self._round_robin[info.name] = start + keys.null_count
+        ids = partition_for_keys(keys, info.partitions, start=start)
+        return split_by_partition(batch, ids, info.partitions)
+
+    # -- fetch ----------------------------------------------------------------------------------
+    async def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int = 50_000,
+        max_bytes: int = 16 << 20,
+        max_wait_ms: int = 0,
+        min_bytes: int = 1,
+    ) -> FetchResult:
+        """Records from `offset`; waits up to max_wait_ms for at least min_bytes of them."""
+        info = await self.topic(topic)
+        if not 0 <= partition < info.partitions:
+            raise PartitionNotFoundError(topic, partition, info.partitions)
+        if offset < 0:
+            raise InvalidInputError(f"{topic}/{partition}: offset must be >= 0, not {offset}")
+        max_records = max_records if max_records > 0 else 50_000
+        max_bytes = max_bytes if max_bytes > 0 else 16 << 20
+        deadline = time.monotonic() + max(max_wait_ms, 0) / 1000
+        while True:
+            event = self._appended.setdefault((topic, partition), asyncio.Event())
+            end = await self.manager.end_offset(topic, partition)
+            if offset > end:
+                raise InvalidInputError(f"{topic}/{partition}: offset {offset} is past the end offset {end}")
+            table = await self._read(topic, partition, offset, min(max_records, end - offset), max_bytes)
+            remaining = deadline - time.monotonic()
+            if table.nbytes >= max(min_bytes, 1) or remaining <= 0:
+                break
+            wait = remaining if self.manager.leading(topic, partition) else min(remaining, _FOLLOWER_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), wait)
+        if self.metrics is not None:
+            self.metrics.observe_fetch(topic, table.num_rows, table.nbytes)
+        return FetchResult(topic, partition, table, offset + table.num_rows, max(end, offset + table.num_rows))
+
+    async def _read(self, topic: str, partition: int, offset: int, count: int, max_bytes: int) -> pa.Table:
+        if count <= 0:
+            return RECORD_SCHEMA.empty_table()
+        table = await self.manager.read(topic, partition, offset, count)
+        if table.nbytes > max_bytes and table.num_rows > 1:
+            # Cut in proportion to the average row size; at least one record always goes out.
+            keep = max(1, table.num_rows * max_bytes // table.nbytes)
+            table = table.slice(0, keep)
+        return table
+
+    def _wake(self, topic: str, partition: int) -> None:
+        event = self._appended.pop((topic, partition), None)
+        if event is not None:
+            event.set()
+
+    def _segment_committed(self, segment: SegmentInfo) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_segment(segment.topic, segment.size_bytes)
+
+    # -- consumer groups ------------------------------------------------------------------------
+    async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        info = await self.topic(topic)
+        for p, off in offsets.items():
+            if not 0 <= p < info.partitions:
+                raise PartitionNotFoundError(topic, p, info.partitions)
+            if off < 0:
+                raise InvalidInputError(f"{group}: offset for {topic}/{p} must be >= 0, not {off}")
+        await self.metadata.commit_offsets(group, topic, offsets)
+
+    async def fetch_offsets(self, group: str, topic: str) -> list[GroupOffset]:
+        info = await self.topic(topic)
+        committed = await self.metadata.fetch_offsets(group, topic)
+        return [await self._group_offset(topic, p, committed.get((topic, p), -1)) for p in range(info.partitions)]
+
+    async def _group_offset(self, topic: str, partition: int, committed: int) -> GroupOffset:
+        end = await self.manager.end_offset(topic, partition)
+        return GroupOffset(topic, partition, committed, end, end - max(committed, 0))
+
+    async def list_groups(self) -> list[str]:
+        return await self.metadata.list_groups()
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        committed = await self.metadata.fetch_offsets(group)
+        if not committed:
+            raise InvalidInputError(f"consumer group {group!r} has no committed offsets") from None
+        offsets = []
+        for (topic, p), off in sorted(committed.items()):
+            try:
+                offsets.append(await self._group_offset(topic, p, off))
+            except TopicNotFoundError:
+                continue  # offsets of a deleted topic
+        return GroupDescription(group, tuple(offsets))
+
+    # -- health ---------------------------------------------------------------------------------
+    async def ready(self) -> tuple[bool, str]:
+        """Ready = the metadata store and the object store both answer."""
+        try:
+            await self.metadata.now_ms()
+        except Exception as exc:
+            return False, f"metadata store unreachable: {exc}"
+        try:
+            await self.manager.store.head("_streamhouse/readiness-probe")
+        except ObjectNotFoundError:
+            pass
+        except Exception as exc:
+            return False, f"object store unreachable: {exc}"
+        return True, "ok"
+
+    def gauges(self) -> tuple[int, int]:
+        """(led partitions, buffered bytes), for the metrics endpoint."""
+        led = self.manager.led_writers()
+        return len(led), sum(w.buffered_bytes for w in led)

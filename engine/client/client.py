@@ -1,0 +1,253 @@
+"""The SDK's face: one synchronous API whether the engine is embedded (`streamhouse.open`)
+or remote (`streamhouse.connect`). Values in, Arrow tables out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from streamhouse.agent.api import GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.agent.partitions import Acks
+from streamhouse.client.consumer import Consumer, Start
+from streamhouse.client.partitioner import partition_for_keys, split_by_partition
+from streamhouse.client.transport import Transport
+from streamhouse.client.values import batch_from_table, batch_from_values
+from streamhouse.storage.errors import InvalidInputError, StreamHouseError, TopicExistsError
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.records import RECORD_SCHEMA
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# One produce request carries at most this many records (tables are split).
+_BATCH_RECORDS = 50_000
+
+
+@dataclass(frozen=True)
+class RecordMetadata:
+    """Where one produced record landed (offset -1 with acks='none')."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class Client:
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self._round_robin: dict[str, int] = {}
+        self._partitions: dict[str, int] = {}
+
+    # -- topics ---------------------------------------------------------------------------------
+    def create_topic(
+        self,
+        name: str,
+        partitions: int = 1,
+        *,
+        config: Mapping[str, str] | None = None,
+        value_schema: str | None = None,
+        exist_ok: bool = False,
+    ) -> TopicInfo:
+        try:
+            info = self.transport.create_topic(name, partitions, dict(config or {}), value_schema)
+        except TopicExistsError:
+            if not exist_ok:
+                raise
+            return self.describe(name).info
+        self._partitions[name] = info.partitions
+        return info
+
+    def topics(self) -> list[TopicInfo]:
+        return self.transport.list_topics()
+
+    def describe(self, topic: str) -> TopicDescription:
+        description = self.transport.describe_topic(topic)
+        self._partitions[topic] = description.info.partitions
+        return description
+
+    def delete_topic(self, topic: str) -> None:
+        self.transport.delete_topic(topic)
+        self._partitions.pop(topic, None)
+
+    def _partition_count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        return count if count is not None else self.describe(topic).info.partitions
+
+    # -- produce --------------------------------------------------------------------------------
+    def produce(
+        self,
+        topic: str,
+        value: object,
+        *,
+        key: object = None,
+        headers: Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str | None]] | None = None,
+        timestamp: int | datetime | None = None,
+        partition: int | None = None,
+        acks: Acks = "leader",
+    ) -> RecordMetadata:
+        """One record: bytes, str, or anything JSON-serialisable (dicts become JSON)."""
+        results = self.produce_batch(
+            topic,
+            [value],
+            keys=None if key is None else [key],
+            headers=None if headers is None else [headers],
+            timestamps=None if timestamp is None else [timestamp],
+            partition=partition,
+            acks=acks,
+        )
+        r = results[0]
+        return RecordMetadata(topic, r.partition, r.base_offset)
+
+    def produce_batch(
+        self,
+        topic: str,
+        values: Sequence[object],
+        *,
+        keys: Sequence[object] | None = None,
+        headers: Sequence[Mapping[str, bytes | str | None] | Sequence[tuple[str, bytes | str | None]] | None]
+        | None = None,
+        timestamps: Sequence[int | datetime | None] | None = None,
+        partition: int | None = None,
+        acks: Acks = "leader",
+    ) -> list[ProduceResult]:
+        """Many records at once; returns where each partition's share landed."""
+        batch = batch_from_values(values, keys=keys, headers=headers, timestamps=timestamps)
+        return self.produce_arrow(topic, batch, partition=partition, acks=acks)
+
+    def produce_table(
+        self,
+        topic: str,
+        data: pa.Table | pa.RecordBatch | pd.DataFrame,
+        *,
+        key_column: str | None = None,
+        timestamp_column: str | None = None,
+        value_column: str | None = None,
+        partition: int | None = None,
+        acks: Acks = "leader",
+    ) -> list[ProduceResult]:
+        """A whole table: each row becomes a JSON value (or `value_column` is the value),
+        optionally keyed and timestamped by columns. Converted column-wise, not row by row."""
+        batch = batch_from_table(
+            data, key_column=key_column, timestamp_column=timestamp_column, value_column=value_column
+        )
+        return self.produce_arrow(topic, batch, partition=partition, acks=acks)
+
+    def produce_arrow(
+        self, topic: str, batch: pa.RecordBatch | pa.Table, *, partition: int | None = None, acks: Acks = "leader"
+    ) -> list[ProduceResult]:
+        """Record-schema rows as they are: keys pick partitions with Kafka's murmur2, rows
+        without a key go round robin, unless `partition` is given."""
+        if isinstance(batch, pa.Table):
+            batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else RECORD_SCHEMA.empty_table()
+        if not isinstance(batch, pa.RecordBatch) or batch.num_rows == 0:
+            return []
+        if not batch.schema.equals(RECORD_SCHEMA):
+            raise InvalidInputError(f"produce_arrow needs the record schema, got {batch.schema}")
+        if partition is not None:
+            parts = {partition: batch}
+        else:
+            count = self._partition_count(topic)
+            start = self._round_robin.get(topic, 0)
+            self._round_robin[topic] = start + batch.column(2).null_count
+            parts = split_by_partition(batch, partition_for_keys(batch.column(2), count, start=start), count)
+        results: list[ProduceResult] = []
+        for p, part in sorted(parts.items()):
+            for begin in range(0, part.num_rows, _BATCH_RECORDS):
+                results.extend(self.transport.produce(topic, p, part.slice(begin, _BATCH_RECORDS), acks))
+        return results
+
+    # -- consume --------------------------------------------------------------------------------
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str | None = None,
+        start: Start = "committed",
+        partitions: Sequence[int] | None = None,
+        auto_commit: bool = True,
+    ) -> Consumer:
+        return Consumer(self, topic, group=group, start=start, partitions=partitions, auto_commit=auto_commit)
+
+    def read(self, topic: str, *, partitions: Sequence[int] | None = None, start: int = 0) -> pa.Table:
+        """Everything acknowledged so far (from offset `start` in each partition), as one
+        table with a `partition` column: a bounded read, for notebooks and tests."""
+        description = self.describe(topic)
+        wanted = range(description.info.partitions) if partitions is None else partitions
+        tables = []
+        for p in wanted:
+            end = description.end_offsets.get(p, 0)
+            offset = start
+            while offset < end:
+                result = self.transport.fetch(topic, p, offset, max_records=_BATCH_RECORDS, max_wait_ms=0)
+                if result.records.num_rows == 0:
+                    break
+                tables.append(
+                    result.records.add_column(0, "partition", pa.array([p] * result.records.num_rows, pa.int32()))
+                )
+                offset = result.next_offset
+        if not tables:
+            return RECORD_SCHEMA.empty_table().add_column(0, "partition", pa.array([], pa.int32()))
+        return pa.concat_tables(tables)
+
+    # -- consumer groups ------------------------------------------------------------------------
+    def groups(self) -> list[str]:
+        return self.transport.list_groups()
+
+    def describe_group(self, group: str) -> GroupDescription:
+        return self.transport.describe_group(group)
+
+    def committed(self, group: str, topic: str) -> list[GroupOffset]:
+        return self.transport.fetch_offsets(group, topic)
+
+    def commit(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        self.transport.commit_offsets(group, topic, offsets)
+
+    def reset_group(self, group: str, topic: str, to: str | int = "earliest") -> list[GroupOffset]:
+        """Move a group's offsets on `topic` to "earliest", "latest" or an absolute offset."""
+        ends = self.describe(topic).end_offsets
+        if to == "earliest":
+            target = {p: 0 for p in ends}
+        elif to == "latest":
+            target = dict(ends)
+        elif isinstance(to, int) and not isinstance(to, bool) and to >= 0:
+            target = {p: to for p in ends}
+        else:
+            raise InvalidInputError(f"reset target must be earliest, latest or an offset >= 0, not {to!r}")
+        self.transport.commit_offsets(group, topic, target)
+        return self.committed(group, topic)
+
+    # -- SQL ------------------------------------------------------------------------------------
+    def sql(self, query: str) -> pa.Table:
+        raise StreamHouseError("SQL is not available yet: it arrives with the SQL issue")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<streamhouse.Client {type(self.transport).__name__}>"
+
+
+def open_embedded(path: str = "./streamhouse-data", **settings: Any) -> Client:
+    """The whole engine in this process, on a local folder (SQLite, local objects, WAL)."""
+    from streamhouse.agent.config import AgentConfig
+    from streamhouse.client.embedded import EmbeddedTransport
+
+    return Client(EmbeddedTransport(AgentConfig(data_dir=str(path), **settings)))
+
+
+def connect(address: str | Sequence[str] = "localhost:50051", **options: Any) -> Client:
+    """A running agent (or several: "a:50051,b:50051")."""
+    from streamhouse.client.remote import RemoteTransport
+
+    return Client(RemoteTransport(address, **options))

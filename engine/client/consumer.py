@@ -1,0 +1,191 @@
+"""Reading a topic: positions per partition, long-polling fetches, commits to a consumer
+group, seeks. A group here is a named set of committed offsets (as kafka-consumer-groups
+shows them); partitions are not balanced between members of a group."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.records import RECORD_SCHEMA
+
+if TYPE_CHECKING:
+    from streamhouse.client.client import Client
+
+Start = Literal["earliest", "latest", "committed"]
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+    def text(self) -> str | None:
+        return None if self.value is None else self.value.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The value parsed as JSON (the SDK encodes dicts that way)."""
+        return None if self.value is None else json.loads(self.value)
+
+
+class Consumer:
+    def __init__(
+        self,
+        client: Client,
+        topic: str,
+        *,
+        group: str | None = None,
+        start: Start = "committed",
+        partitions: Sequence[int] | None = None,
+        max_records: int = 50_000,
+        auto_commit: bool = True,
+    ) -> None:
+        """start: where partitions without a committed group offset begin — "earliest",
+        "latest", or "committed" (= the group's offset, else earliest)."""
+        self.client = client
+        self.topic = topic
+        self.group = group
+        self.max_records = max_records
+        self.auto_commit = auto_commit and group is not None
+        description = client.describe(topic)
+        wanted = list(range(description.info.partitions)) if partitions is None else list(partitions)
+        for p in wanted:
+            if not 0 <= p < description.info.partitions:
+                raise InvalidInputError(f"{topic} has {description.info.partitions} partitions; no partition {p}")
+        ends = description.end_offsets
+        committed: dict[int, int] = {}
+        if group is not None and start == "committed":
+            committed = {o.partition: o.committed_offset for o in client.transport.fetch_offsets(group, topic)}
+        self._positions: dict[int, int] = {}
+        for p in wanted:
+            if committed.get(p, -1) >= 0:
+                self._positions[p] = committed[p]
+            elif start == "latest":
+                self._positions[p] = ends.get(p, 0)
+            else:
+                self._positions[p] = 0
+        self._ends = {p: ends.get(p, 0) for p in wanted}
+        self._turn = 0
+        self._closed = False
+
+    # -- positions ------------------------------------------------------------------------------
+    @property
+    def partitions(self) -> list[int]:
+        return list(self._positions)
+
+    def position(self, partition: int) -> int:
+        return self._positions[self._check(partition)]
+
+    def positions(self) -> dict[int, int]:
+        return dict(self._positions)
+
+    def seek(self, partition: int, offset: int) -> None:
+        if offset < 0:
+            raise InvalidInputError(f"offset must be >= 0, not {offset}")
+        self._positions[self._check(partition)] = offset
+
+    def seek_to_beginning(self) -> None:
+        for p in self._positions:
+            self._positions[p] = 0
+
+    def seek_to_end(self) -> None:
+        ends = self.client.describe(self.topic).end_offsets
+        for p in self._positions:
+            self._positions[p] = ends.get(p, 0)
+
+    def lag(self) -> int:
+        """Records between the positions and the end offsets last seen."""
+        return sum(max(self._ends[p] - self._positions[p], 0) for p in self._positions)
+
+    def _check(self, partition: int) -> int:
+        if partition not in self._positions:
+            raise InvalidInputError(f"this consumer does not read partition {partition} of {self.topic}")
+        return partition
+
+    # -- reading --------------------------------------------------------------------------------
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> pa.Table:
+        """The next records of any partition (a `partition` column first, then the record
+        columns), waiting up to `timeout` seconds for some to arrive. Empty if none did."""
+        limit = max_records or self.max_records
+        deadline = time.monotonic() + max(timeout, 0)
+        parts = list(self._positions)
+        while True:
+            # Each pass asks every partition once, round robin from where the last poll stopped,
+            # so one busy partition cannot starve the others.
+            remaining = deadline - time.monotonic()
+            wait_ms = 0 if len(parts) > 1 else max(int(remaining * 1000), 0)
+            for i in range(len(parts)):
+                p = parts[(self._turn + i) % len(parts)]
+                result = self.client.transport.fetch(
+                    self.topic, p, self._positions[p], max_records=limit, max_wait_ms=wait_ms
+                )
+                self._ends[p] = result.end_offset
+                if result.records.num_rows:
+                    self._turn = (self._turn + i + 1) % len(parts)
+                    self._positions[p] = result.next_offset
+                    column = _partition_column(p, result.records.num_rows)
+                    return result.records.add_column(0, "partition", column)
+            if time.monotonic() >= deadline:
+                return _empty()
+            if len(parts) > 1:
+                time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
+
+    def __iter__(self) -> Iterator[ConsumedRecord]:
+        """Every record from the current positions on, forever (stop with break or close)."""
+        while not self._closed:
+            yield from self.records(self.poll(timeout=1.0))
+
+    def records(self, table: pa.Table) -> Iterator[ConsumedRecord]:
+        """Plain records of a polled table (a per-record view for convenience, not speed)."""
+        cols = table.to_pydict()
+        for p, off, ts, key, value, headers in zip(
+            cols["partition"],
+            cols["offset"],
+            cols["timestamp"],
+            cols["key"],
+            cols["value"],
+            cols["headers"],
+            strict=True,
+        ):
+            hdrs = tuple((h["key"], h["value"]) for h in headers) if headers else ()
+            yield ConsumedRecord(self.topic, p, off, ts, key, value, hdrs)
+
+    # -- commits --------------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Store the current positions (the next offsets to read) for the group."""
+        if self.group is None:
+            raise InvalidInputError("commit() needs a consumer group: consumer(topic, group='…')")
+        self.client.transport.commit_offsets(self.group, self.topic, self._positions)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.auto_commit:
+            self.commit()
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _partition_column(partition: int, n: int) -> pa.Array[Any]:
+    return pa.array(np.full(n, partition, dtype=np.int32), type=pa.int32())
+
+
+def _empty() -> pa.Table:
+    return RECORD_SCHEMA.empty_table().add_column(0, "partition", pa.array([], pa.int32()))

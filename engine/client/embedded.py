@@ -1,0 +1,93 @@
+"""The whole engine in this process: an AgentService on an event loop in a background
+thread (DESIGN §1), driven synchronously. No network, no server to start."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.partitions import Acks
+from streamhouse.agent.service import AgentService
+from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.model import TopicInfo
+
+T = TypeVar("T")
+
+
+class EmbeddedTransport:
+    def __init__(self, config: AgentConfig) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="streamhouse-embedded", daemon=True)
+        self._thread.start()
+        self._closed = False
+        try:
+            self.service = self._run(AgentService.start(config))
+        except BaseException:
+            self._stop_loop()
+            raise
+        self.config = self.service.config
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._closed:
+            coro.close()
+            raise StreamHouseError("the embedded engine is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def create_topic(
+        self, name: str, partitions: int, config: Mapping[str, str], value_schema: str | None
+    ) -> TopicInfo:
+        return self._run(self.service.create_topic(name, partitions, config, value_schema))
+
+    def list_topics(self) -> list[TopicInfo]:
+        return self._run(self.service.list_topics())
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        return self._run(self.service.describe_topic(name))
+
+    def delete_topic(self, name: str) -> None:
+        self._run(self.service.delete_topic(name))
+
+    def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
+        return self._run(self.service.produce(topic, partition, batch, acks))
+
+    def fetch(
+        self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
+    ) -> FetchResult:
+        return self._run(
+            self.service.fetch(
+                topic, partition, offset, max_records=max_records, max_wait_ms=max_wait_ms, min_bytes=min_bytes
+            )
+        )
+
+    def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        self._run(self.service.commit_offsets(group, topic, offsets))
+
+    def fetch_offsets(self, group: str, topic: str) -> list[GroupOffset]:
+        return self._run(self.service.fetch_offsets(group, topic))
+
+    def list_groups(self) -> list[str]:
+        return self._run(self.service.list_groups())
+
+    def describe_group(self, group: str) -> GroupDescription:
+        return self._run(self.service.describe_group(group))
+
+    def close(self) -> None:
+        """Flush every partition into segments, release leases, stop the loop thread."""
+        if self._closed:
+            return
+        try:
+            self._run(self.service.close(flush=True))
+        finally:
+            self._closed = True
+            self._stop_loop()

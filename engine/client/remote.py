@@ -1,0 +1,188 @@
+"""A remote agent (or several) over gRPC. Produce goes to the partition's leader: the first
+agent asked either leads it or answers NOT_LEADER with the leader's address, which is
+remembered. Retries on NOT_LEADER, fencing, backpressure and unreachable agents are handled
+here, so the caller never sees them unless the retry budget runs out."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+import grpc
+import pyarrow as pa
+
+from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.agent.partitions import Acks
+from streamhouse.proto import streamhouse_pb2 as pb
+from streamhouse.proto import streamhouse_pb2_grpc as pbg
+from streamhouse.server import convert
+from streamhouse.server.agent_server import MAX_MESSAGE_BYTES
+from streamhouse.server.status import error_from_rpc
+from streamhouse.storage.batch_codec import encode_batch
+from streamhouse.storage.errors import (
+    BackpressureError,
+    FencedError,
+    InvalidInputError,
+    NotLeaderError,
+    StorageUnavailableError,
+)
+from streamhouse.storage.model import TopicInfo
+
+T = TypeVar("T")
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+_RETRYABLE = (NotLeaderError, FencedError, BackpressureError, StorageUnavailableError)
+
+
+class _Stubs:
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address, options=_OPTIONS)
+        self.produce = pbg.ProduceStub(self.channel)
+        self.fetch = pbg.FetchStub(self.channel)
+        self.admin = pbg.AdminStub(self.channel)
+        self.groups = pbg.ConsumerGroupsStub(self.channel)
+        self.query = pbg.QueryStub(self.channel)
+
+
+class RemoteTransport:
+    def __init__(
+        self,
+        addresses: str | Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        retry_for_s: float = 30.0,
+        retries: bool = True,
+    ) -> None:
+        """`addresses`: one "host:port" or several (comma-separated or a list); any agent of
+        the cluster can answer anything. `timeout_s` bounds one call, `retry_for_s` the whole
+        retried operation. retries=False surfaces every failure (at-most-once produce)."""
+        if isinstance(addresses, str):
+            addresses = [a.strip() for a in addresses.split(",") if a.strip()]
+        if not addresses:
+            raise InvalidInputError("connect() needs at least one agent address, e.g. 'localhost:50051'")
+        self.bootstrap = list(addresses)
+        self.timeout_s = timeout_s
+        self.retry_for_s = retry_for_s
+        self.retries = retries
+        self._stubs: dict[str, _Stubs] = {}
+        self._leaders: dict[tuple[str, int], str] = {}
+        self._next = itertools.count()
+        self._lock = threading.Lock()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _at(self, address: str) -> _Stubs:
+        with self._lock:
+            stubs = self._stubs.get(address)
+            if stubs is None:
+                stubs = self._stubs[address] = _Stubs(address)
+            return stubs
+
+    def _any_address(self) -> str:
+        return self.bootstrap[next(self._next) % len(self.bootstrap)]
+
+    def _call(self, fn: Callable[[_Stubs], T], *, route: tuple[str, int] | None = None) -> T:
+        """Run `fn` against the routed agent (the partition's leader when known), retrying
+        retryable failures on the leader it names or on the next bootstrap address."""
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.05
+        address = self._leaders.get(route) if route else None
+        address = address or self._any_address()
+        while True:
+            try:
+                return fn(self._at(address))
+            except grpc.RpcError as err:
+                exc = error_from_rpc(err)
+            if not self.retries or not isinstance(exc, _RETRYABLE) or time.monotonic() > deadline:
+                raise exc
+            if isinstance(exc, NotLeaderError) and exc.leader and exc.leader != address:
+                address = exc.leader  # a named leader: go there at once
+                if route:
+                    self._leaders[route] = address
+                continue
+            if route:
+                self._leaders.pop(route, None)
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+            address = self._any_address()
+
+    # -- topics ---------------------------------------------------------------------------------
+    def create_topic(
+        self, name: str, partitions: int, config: Mapping[str, str], value_schema: str | None
+    ) -> TopicInfo:
+        request = pb.CreateTopicRequest(
+            name=name, partitions=partitions, config=dict(config), value_schema=value_schema or ""
+        )
+        msg = self._call(lambda s: s.admin.CreateTopic(request, timeout=self.timeout_s))
+        return convert.topic_from_pb(msg).info
+
+    def list_topics(self) -> list[TopicInfo]:
+        msg = self._call(lambda s: s.admin.ListTopics(pb.ListTopicsRequest(), timeout=self.timeout_s))
+        return [convert.topic_from_pb(t).info for t in msg.topics]
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        msg = self._call(lambda s: s.admin.DescribeTopic(pb.DescribeTopicRequest(name=name), timeout=self.timeout_s))
+        description = convert.topic_from_pb(msg)
+        for p in description.partitions:
+            if p.leader:
+                self._leaders[(name, p.partition)] = p.leader
+        return description
+
+    def delete_topic(self, name: str) -> None:
+        self._call(lambda s: s.admin.DeleteTopic(pb.DeleteTopicRequest(name=name), timeout=self.timeout_s))
+        for key in [k for k in self._leaders if k[0] == name]:
+            self._leaders.pop(key, None)
+
+    # -- records --------------------------------------------------------------------------------
+    def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
+        request = pb.ProduceRequest(
+            topic=topic, partition=partition, acks=convert.ACKS_TO_PB[acks], batch=encode_batch(batch)
+        )
+        # acks=durable waits for a segment upload: give it the retry budget, not one call's.
+        timeout = max(self.timeout_s, self.retry_for_s) if acks == "durable" else self.timeout_s
+        route = (topic, partition) if partition >= 0 else None
+        msg = self._call(lambda s: s.produce.Produce(request, timeout=timeout), route=route)
+        return [ProduceResult(topic, a.partition, a.base_offset, a.record_count) for a in msg.appends]
+
+    def fetch(
+        self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
+    ) -> FetchResult:
+        request = pb.FetchRequest(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            max_records=max_records,
+            max_wait_ms=max_wait_ms,
+            min_bytes=min_bytes,
+            format=pb.FetchRequest.FORMAT_BATCH,
+        )
+        timeout = self.timeout_s + max_wait_ms / 1000
+        msg = self._call(lambda s: s.fetch.Fetch(request, timeout=timeout), route=(topic, partition))
+        return convert.fetch_from_pb(msg)
+
+    # -- consumer groups ------------------------------------------------------------------------
+    def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        request = pb.CommitOffsetsRequest(group=group, topic=topic, offsets=dict(offsets))
+        self._call(lambda s: s.groups.CommitOffsets(request, timeout=self.timeout_s))
+
+    def fetch_offsets(self, group: str, topic: str) -> list[GroupOffset]:
+        request = pb.FetchOffsetsRequest(group=group, topic=topic)
+        msg = self._call(lambda s: s.groups.FetchOffsets(request, timeout=self.timeout_s))
+        return [convert.offset_from_pb(o) for o in msg.offsets]
+
+    def list_groups(self) -> list[str]:
+        return list(self._call(lambda s: s.groups.ListGroups(pb.ListGroupsRequest(), timeout=self.timeout_s)).groups)
+
+    def describe_group(self, group: str) -> GroupDescription:
+        request = pb.DescribeGroupRequest(group=group)
+        return convert.group_from_pb(self._call(lambda s: s.groups.DescribeGroup(request, timeout=self.timeout_s)))
+
+    def close(self) -> None:
+        with self._lock:
+            for stubs in self._stubs.values():
+                stubs.channel.close()
+            self._stubs.clear()

@@ -1,0 +1,1 @@
+"""`streamhouse` subcommands, one module per command group; cli.py wires them to argparse."""

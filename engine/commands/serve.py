@@ -1,0 +1,67 @@
+"""`streamhouse serve`: run one agent. Flags override STREAMHOUSE_* variables, which
+override the embedded defaults (./streamhouse-data: SQLite, local objects, WAL)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from streamhouse.agent.config import AgentConfig
+
+# flag -> AgentConfig field
+_FLAGS = {
+    "data_dir": "data_dir",
+    "metadata": "metadata_url",
+    "object_store": "object_store_url",
+    "s3_endpoint": "s3_endpoint",
+    "wal_dir": "wal_dir",
+    "fsync": "fsync",
+    "host": "host",
+    "port": "grpc_port",
+    "http_port": "http_port",
+    "advertised_address": "advertised_address",
+    "agent_id": "agent_id",
+    "lease_ttl_ms": "lease_ttl_ms",
+    "renew_interval_ms": "renew_interval_ms",
+    "max_record_bytes": "max_record_bytes",
+    "durable_flush_ms": "durable_flush_ms",
+    "roll_bytes": "roll_bytes",
+    "roll_age_ms": "roll_age_ms",
+}
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "serve",
+        help="run an agent (gRPC + HTTP health/metrics)",
+        description="Run an agent. Every flag can also be set as STREAMHOUSE_<FIELD> "
+        "(e.g. STREAMHOUSE_METADATA_URL, STREAMHOUSE_OBJECT_STORE_URL, STREAMHOUSE_GRPC_PORT).",
+    )
+    p.add_argument("--data-dir", help="embedded default root (default ./streamhouse-data)")
+    p.add_argument("--metadata", help="sqlite:///path or postgresql://user@host/db (default: SQLite in data dir)")
+    p.add_argument("--object-store", help="s3://bucket/prefix or file:///path (default: data dir/objects)")
+    p.add_argument("--s3-endpoint", help="S3 endpoint URL for S3-compatible servers")
+    p.add_argument("--wal-dir", help="WAL directory (default: data dir/wal)")
+    p.add_argument("--fsync", choices=["always", "interval", "never"])
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gRPC port (default 50051; 0 = any free port)")
+    p.add_argument("--http-port", type=int, help="health/metrics port (default 8080; 0 = any; -1 = off)")
+    p.add_argument("--advertised-address", help="host:port clients are redirected to (default host:port)")
+    p.add_argument("--agent-id", help="lease holder id (default: stored in the WAL directory)")
+    p.add_argument("--lease-ttl-ms", type=int)
+    p.add_argument("--renew-interval-ms", type=int)
+    p.add_argument("--max-record-bytes", type=int, help="largest key + value accepted (default 1 MiB)")
+    p.add_argument("--durable-flush-ms", type=int, help="acks=durable grouping window (default 200)")
+    p.add_argument("--roll-bytes", type=int)
+    p.add_argument("--roll-age-ms", type=int)
+    p.add_argument("--log-level", default="INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamhouse.server.agent_server import serve
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = AgentConfig.from_env(**{field: getattr(args, flag) for flag, field in _FLAGS.items()})
+    asyncio.run(serve(config))
+    return 0

@@ -1,0 +1,1 @@
+"""The agent's network faces: gRPC services and the HTTP health/metrics endpoint."""

@@ -1,0 +1,122 @@
+"""One agent process: the gRPC server (StreamHouse services, health, reflection), the HTTP
+health/metrics endpoint and the AgentService behind both, with graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+
+from grpc import aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.service import AgentService
+from streamhouse.server.http import HealthServer
+from streamhouse.server.metrics import AgentMetrics
+from streamhouse.server.services import add_services
+from streamhouse.storage.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+# Produce batches and fetch responses are Arrow IPC frames of up to tens of MiB.
+MAX_MESSAGE_BYTES = 256 << 20
+_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class AgentServer:
+    def __init__(
+        self, config: AgentConfig, service: AgentService, grpc_server: aio.Server, http: HealthServer | None
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.grpc_server = grpc_server
+        self.http = http
+        self._health = health.aio.HealthServicer()
+        self._stopped = asyncio.Event()
+
+    @classmethod
+    async def start(cls, config: AgentConfig) -> AgentServer:
+        grpc_server = aio.server(options=_GRPC_OPTIONS)
+        port = grpc_server.add_insecure_port(f"{config.host}:{config.grpc_port}")
+        if port == 0:
+            raise InvalidInputError(f"cannot listen on {config.host}:{config.grpc_port} (in use?)")
+        # Port 0 asks for any free port: the lease holder must carry the real one.
+        config = dataclasses.replace(config, grpc_port=port)
+        metrics = AgentMetrics()
+        service = await AgentService.start(config, metrics)
+        try:
+            http = None
+            if config.http_port >= 0:
+                http = HealthServer(
+                    config.host, config.http_port, ready=service.ready, metrics=lambda: _render(service)
+                )
+                await http.start()
+            server = cls(service.config, service, grpc_server, http)
+            names = add_services(grpc_server, service)
+            health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
+            reflection.enable_server_reflection(
+                [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+                grpc_server,
+            )
+            await grpc_server.start()
+            for name in ("", *names):
+                await server._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        except BaseException:
+            await service.close(flush=False)
+            raise
+        log.info("agent %s serving gRPC on %s", service.config.holder, service.config.address)
+        return server
+
+    @property
+    def address(self) -> str:
+        return self.config.address
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Graceful: stop taking requests, let in-flight ones finish, flush every led
+        partition into segments and release its lease."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        await self._health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace_s)
+        await self.service.close(flush=True)
+        if self.http is not None:
+            await self.http.stop()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _render(service: AgentService) -> tuple[bytes, str]:
+    assert service.metrics is not None
+    led, buffered = service.gauges()
+    service.metrics.set_gauges(led, buffered, service.manager.wal.disk_bytes)
+    return service.metrics.render()
+
+
+async def serve(config: AgentConfig, *, ready_line: bool = True) -> None:
+    """Run an agent until SIGINT/SIGTERM, then shut down gracefully."""
+    server = await AgentServer.start(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if ready_line:
+        # One parseable line: tests and scripts wait for it to know the ports.
+        print(f"streamhouse agent listening grpc={server.address} http={server.http_port or '-'}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,73 @@
+"""StreamHouseError ↔ gRPC status, both ways (the conventions are in proto/streamhouse.proto).
+
+The server also sends the exception's class name in trailing metadata, so the remote SDK
+raises the same exception class the embedded engine would, not just one per status code."""
+
+from __future__ import annotations
+
+import grpc
+
+from streamhouse.storage import errors as e
+
+LEADER_KEY = "streamhouse-leader"
+ERROR_KEY = "streamhouse-error"
+
+# Most specific first: the first matching class decides the code.
+_CODES: tuple[tuple[type[e.StreamHouseError], grpc.StatusCode], ...] = (
+    (e.PartitionNotFoundError, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (e.InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.CorruptDataError, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (e.NotLeaderError, grpc.StatusCode.FAILED_PRECONDITION),
+    (e.BackpressureError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (e.FencedError, grpc.StatusCode.ABORTED),
+    (e.LeaseHeldError, grpc.StatusCode.FAILED_PRECONDITION),
+    (e.OffsetConflictError, grpc.StatusCode.ABORTED),
+    (e.StorageUnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+
+_BY_CODE: dict[grpc.StatusCode, type[e.StreamHouseError]] = {
+    grpc.StatusCode.NOT_FOUND: e.NotFoundError,
+    grpc.StatusCode.INVALID_ARGUMENT: e.InvalidInputError,
+    grpc.StatusCode.ALREADY_EXISTS: e.AlreadyExistsError,
+    grpc.StatusCode.FAILED_PRECONDITION: e.NotLeaderError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: e.BackpressureError,
+    grpc.StatusCode.ABORTED: e.FencedError,
+    grpc.StatusCode.UNAVAILABLE: e.StorageUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: e.StorageUnavailableError,
+}
+
+
+def status_of(exc: e.StreamHouseError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
+    """The status code and trailing metadata that carry `exc` to a client."""
+    code = next((c for cls, c in _CODES if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
+    trailers: list[tuple[str, str]] = [(ERROR_KEY, type(exc).__name__)]
+    if isinstance(exc, e.NotLeaderError) and exc.leader:
+        trailers.append((LEADER_KEY, exc.leader))
+    return code, tuple(trailers)
+
+
+def error_from_rpc(err: grpc.RpcError) -> e.StreamHouseError:
+    """The StreamHouseError a failed call stands for (StorageUnavailableError when the
+    agent could not be reached at all)."""
+    code: grpc.StatusCode = err.code()
+    details: str = err.details() or code.name
+    trailers: dict[str, str | bytes] = {m.key: m.value for m in err.trailing_metadata() or ()}
+    name = trailers.get(ERROR_KEY, "")
+    cls = getattr(e, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, e.StreamHouseError)):
+        cls = _BY_CODE.get(code)
+    if cls is None:
+        return e.StreamHouseError(f"{code.name}: {details}")
+    # The subclasses' constructors take structured arguments; the message already says it all.
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, details)
+    if isinstance(exc, e.NotLeaderError):
+        exc.resource = ""
+        exc.leader = str(trailers.get(LEADER_KEY, ""))
+    return exc
+
+
+def leader_hint(err: e.StreamHouseError) -> str:
+    return err.leader if isinstance(err, e.NotLeaderError) else ""
