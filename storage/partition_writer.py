@@ -71,6 +71,7 @@ class PartitionWriter:
         self._lock = asyncio.Lock()  # offset assignment, WAL order and buffer order
         self._roll_lock = asyncio.Lock()  # one roll at a time
         self._batches: list[pa.RecordBatch] = []
+        self._pending_cut = 0  # batches of an upload whose commit did not complete
         self._buffered_bytes = 0
         self._oldest_ms: float | None = None
         self.durable_end = durable_end  # committed in metadata
@@ -207,25 +208,34 @@ class PartitionWriter:
 
     # -- roll ---------------------------------------------------------------------------------
     async def flush(self) -> SegmentInfo | None:
-        """Roll everything buffered into one segment and commit it (fenced)."""
+        """Roll everything buffered into segments and commit them (fenced); returns the last."""
         async with self._roll_lock:
-            self._check_usable()
-            async with self._lock:
-                batches = list(self._batches)
-            if not batches:
-                return None
-            try:
-                info = await self._upload_and_commit(batches)
-            except (FencedError, OffsetConflictError) as exc:
-                await self.fence(str(exc))
-                raise self._fenced from exc  # type: ignore[misc]
-            async with self._lock:
-                del self._batches[: len(batches)]
-                self._buffered_bytes = sum(b.nbytes for b in self._batches)
-                self._oldest_ms = time.monotonic() * 1000 if self._batches else None
-                self.durable_end = info.end_offset
-            self.segments_committed += 1
-            await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
+            info: SegmentInfo | None = None
+            # A retried cut is followed by one more round for what was buffered after it.
+            for _ in range(2 if self._pending_cut else 1):
+                self._check_usable()
+                async with self._lock:
+                    # An attempt that may have uploaded its object but not committed (failed or
+                    # cancelled commit) is retried with exactly the same records: its object key
+                    # is taken, and only identical bytes may reuse it.
+                    cut = self._pending_cut or len(self._batches)
+                    batches = self._batches[:cut]
+                if not batches:
+                    return info
+                self._pending_cut = cut
+                try:
+                    info = await self._upload_and_commit(batches)
+                except (FencedError, OffsetConflictError) as exc:
+                    await self.fence(str(exc))
+                    raise self._fenced from exc  # type: ignore[misc]
+                async with self._lock:
+                    self._pending_cut = 0
+                    del self._batches[: len(batches)]
+                    self._buffered_bytes = sum(b.nbytes for b in self._batches)
+                    self._oldest_ms = time.monotonic() * 1000 if self._batches else None
+                    self.durable_end = info.end_offset
+                self.segments_committed += 1
+                await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
             return info
 
     async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:

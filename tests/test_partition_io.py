@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from streamhouse.storage.errors import BackpressureError, FencedError, InvalidInputError
+from streamhouse.storage.errors import BackpressureError, FencedError, InvalidInputError, StorageUnavailableError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore
@@ -203,3 +203,32 @@ async def test_recovery_drops_entries_of_a_superseded_epoch(env: Env) -> None:
     again = await leader(env, "agent-a", replayed=replayed)
     assert again.next_offset == 2
     assert again.read_buffer(0, 100) == []
+
+
+async def test_a_commit_that_failed_after_the_upload_is_retried_with_the_same_records(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first attempt uploads its object, then its commit fails (a database blip). More
+    records arrive. The next flush must commit the same cut first (its object key is taken),
+    then the rest, instead of failing forever on "exists with different content"."""
+    writer = await leader(env)
+    await writer.append(make_batch([b"a", b"b"]))
+    real_commit = env.metadata.commit_segment
+    calls = 0
+
+    async def flaky_commit(*args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise StorageUnavailableError("database went away")
+        await real_commit(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(env.metadata, "commit_segment", flaky_commit)
+    with pytest.raises(StorageUnavailableError):
+        await writer.flush()
+    await writer.append(make_batch([b"c"]))
+    await writer.flush()
+    segments = await env.metadata.list_segments("events", 0)
+    assert [(s.base_offset, s.end_offset) for s in segments] == [(0, 2), (2, 3)]
+    table = await PartitionReader(env.metadata, env.store).read("events", 0, 0)
+    assert table.column("value").to_pylist() == [b"a", b"b", b"c"]
