@@ -1,0 +1,1 @@
+"""The Python SDK: one client API over an embedded engine or a remote agent."""
