@@ -149,22 +149,29 @@ class PartitionManager:
         return None if led is None or led.writer.fenced else led.writer
 
     # -- produce and read -------------------------------------------------------------------------
-    async def produce(self, topic: TopicInfo, partition: int, batch: pa.RecordBatch, acks: Acks = "leader") -> int:
-        """Append a batch; returns its base offset once the ack mode is satisfied
-        (-1 for acks=none, which acknowledges on receipt)."""
+    async def produce(
+        self,
+        topic: TopicInfo,
+        partition: int,
+        batch: pa.RecordBatch,
+        acks: Acks = "leader",
+        payload: bytes | None = None,
+    ) -> int:
+        """Append a batch (`payload`: its framed bytes, see PartitionWriter.append); returns its
+        base offset once the ack mode is satisfied (-1 for acks=none: acknowledged on receipt)."""
         writer = await self.writer(topic, partition)
         if acks == "none":
-            self._spawn(self._append(writer, batch))
+            self._spawn(self._append(writer, batch, payload))
             return -1
-        base = await self._append(writer, batch)
+        base = await self._append(writer, batch, payload)
         if acks == "durable":
             await self._wait_durable(topic.name, partition, base + batch.num_rows)
         else:
             await self._confirm_lease((topic.name, partition))
         return base
 
-    async def _append(self, writer: PartitionWriter, batch: pa.RecordBatch) -> int:
-        base = await writer.append(batch)
+    async def _append(self, writer: PartitionWriter, batch: pa.RecordBatch, payload: bytes | None) -> int:
+        base = await writer.append(batch, payload)
         self.on_append(writer.topic.name, writer.partition)
         return base
 
