@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -111,7 +111,7 @@ class AgentService:
 
     # -- produce --------------------------------------------------------------------------------
     async def produce(
-        self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks = "leader"
+        self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks = "leader", payload: bytes | None = None
     ) -> list[ProduceResult]:
         """Append one batch. partition -1 lets the agent choose: Kafka's murmur2 on keys,
         round robin for records without one. Every target partition is checked (and its lease
@@ -131,13 +131,17 @@ class AgentService:
                     f"the WAL holds {wal_bytes} bytes not yet in segments, limit {self.config.max_wal_bytes}: "
                     "the object store is not keeping up (or is down); retry later"
                 )
-            batch = stamp_missing_timestamps(batch, int(time.time() * 1000))
+            stamped = stamp_missing_timestamps(batch, int(time.time() * 1000))
+            if stamped is not batch:
+                payload, batch = None, stamped  # the request's bytes no longer hold these records
             parts = self._route(info, partition, batch)
             for p in parts:
                 await self.manager.writer(info, p)  # NotLeaderError before anything is written
             results = []
+            if len(parts) != 1:
+                payload = None
             for p, part in parts.items():
-                base = await self.manager.produce(info, p, part, acks)
+                base = await self.manager.produce(info, p, part, acks, payload)
                 results.append(ProduceResult(topic, p, base, part.num_rows))
             return results
         except StreamHouseError as exc:
@@ -153,6 +157,9 @@ class AgentService:
 
     def _check_sizes(self, topic: str, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
+            return
+        # Fast path: all keys and values together fit the limit, so no single record exceeds it.
+        if _data_bytes(batch.column(2)) + _data_bytes(batch.column(3)) <= self.config.max_record_bytes:
             return
         keys, values = cast(pa.BinaryArray, batch.column(2)), cast(pa.BinaryArray, batch.column(3))
         size = cast(pa.Int32Array, pc.add(pc.binary_length(keys).fill_null(0), pc.binary_length(values).fill_null(0)))
@@ -286,3 +293,12 @@ class AgentService:
         """(led partitions, buffered bytes), for the metrics endpoint."""
         led = self.manager.led_writers()
         return len(led), sum(w.buffered_bytes for w in led)
+
+
+def _data_bytes(array: pa.Array[Any]) -> int:
+    """Bytes of a binary array's values, from its offsets (slices included)."""
+    offsets = array.buffers()[1]
+    if offsets is None or len(array) == 0:
+        return 0
+    bounds = np.frombuffer(memoryview(offsets), dtype=np.int32)
+    return int(bounds[array.offset + len(array)] - bounds[array.offset])

@@ -73,10 +73,11 @@ def start_agent(
     finally:
         if not isinstance(log, int):
             log.close()
-    assert proc.stdout is not None
+    stdout = proc.stdout
+    assert stdout is not None
     found: list[re.Match[str]] = []
     # The ready line may never come (bad flags): read it on a thread so the wait can time out.
-    reader = threading.Thread(target=lambda: found.extend(m for m in [_ready_line(proc.stdout)] if m), daemon=True)
+    reader = threading.Thread(target=lambda: found.extend(m for m in [_ready_line(stdout)] if m), daemon=True)
     reader.start()
     reader.join(timeout_s)
     if not found:
