@@ -87,7 +87,7 @@ class PartitionAppend(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., base_offset: _Optional[int] = ..., record_count: _Optional[int] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("topic", "partition", "offset", "max_records", "max_bytes", "max_wait_ms", "min_bytes", "format")
+    __slots__ = ("topic", "partition", "offset", "max_records", "max_bytes", "max_wait_ms", "min_bytes", "format", "compress")
     class Format(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FORMAT_BATCH: _ClassVar[FetchRequest.Format]
@@ -102,6 +102,7 @@ class FetchRequest(_message.Message):
     MAX_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_BYTES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    COMPRESS_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     offset: int
@@ -110,7 +111,8 @@ class FetchRequest(_message.Message):
     max_wait_ms: int
     min_bytes: int
     format: FetchRequest.Format
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., min_bytes: _Optional[int] = ..., format: _Optional[_Union[FetchRequest.Format, str]] = ...) -> None: ...
+    compress: bool
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., min_bytes: _Optional[int] = ..., format: _Optional[_Union[FetchRequest.Format, str]] = ..., compress: _Optional[bool] = ...) -> None: ...
 
 class FetchResponse(_message.Message):
     __slots__ = ("topic", "partition", "records", "batch", "next_offset", "end_offset", "record_count")

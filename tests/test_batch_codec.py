@@ -60,3 +60,11 @@ def test_wrong_schema_is_rejected() -> None:
 
 def test_header_size_is_twelve_bytes() -> None:
     assert HEADER_SIZE == 12
+
+
+def test_uncompressed_frames_decode_the_same() -> None:
+    """Fetch responses skip LZ4 by default; the decoder needs no flag to read them."""
+    batch = make_batch([b"v" * 5000, None, b""], keys=[b"k", None, b"k2"], timestamps=[1, 2, 3])
+    plain = encode_batch(batch, compress=False)
+    assert decode_batch(plain).equals(batch)
+    assert len(plain) > len(encode_batch(batch))

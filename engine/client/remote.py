@@ -57,10 +57,12 @@ class RemoteTransport:
         timeout_s: float = 10.0,
         retry_for_s: float = 30.0,
         retries: bool = True,
+        compress_fetch: bool = False,
     ) -> None:
         """`addresses`: one "host:port" or several (comma-separated or a list); any agent of
         the cluster can answer anything. `timeout_s` bounds one call, `retry_for_s` the whole
-        retried operation. retries=False surfaces every failure (at-most-once produce)."""
+        retried operation. retries=False surfaces every failure (at-most-once produce).
+        compress_fetch: ask for LZ4-compressed fetch responses (for slow links)."""
         if isinstance(addresses, str):
             addresses = [a.strip() for a in addresses.split(",") if a.strip()]
         if not addresses:
@@ -69,6 +71,7 @@ class RemoteTransport:
         self.timeout_s = timeout_s
         self.retry_for_s = retry_for_s
         self.retries = retries
+        self.compress_fetch = compress_fetch
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
         self._next = itertools.count()
@@ -159,6 +162,7 @@ class RemoteTransport:
             max_wait_ms=max_wait_ms,
             min_bytes=min_bytes,
             format=pb.FetchRequest.FORMAT_BATCH,
+            compress=self.compress_fetch,
         )
         timeout = self.timeout_s + max_wait_ms / 1000
         msg = self._call(lambda s: s.fetch.Fetch(request, timeout=timeout), route=(topic, partition))

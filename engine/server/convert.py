@@ -59,7 +59,7 @@ def _record_to_pb(r: Record) -> pb.Record:
     return msg
 
 
-def fetch_to_pb(result: FetchResult, fmt: int) -> pb.FetchResponse:
+def fetch_to_pb(result: FetchResult, fmt: int, *, compress: bool = False) -> pb.FetchResponse:
     response = pb.FetchResponse(
         topic=result.topic,
         partition=result.partition,
@@ -70,7 +70,7 @@ def fetch_to_pb(result: FetchResult, fmt: int) -> pb.FetchResponse:
     if fmt == pb.FetchRequest.FORMAT_RECORDS:
         response.records.records.extend(table_to_records(result.records))
     else:
-        response.batch = encode_batch(result.records)
+        response.batch = encode_batch(result.records, compress=compress)
     return response
 
 

@@ -48,7 +48,10 @@ class ProduceService(pbg.ProduceServicer):
         if acks is None:
             raise InvalidInputError(f"unknown acks value {request.acks}")
         batch = convert.request_batch(request)
-        results = await self.service.produce(request.topic, request.partition, batch, acks)  # type: ignore[arg-type]
+        payload = request.batch if request.WhichOneof("payload") == "batch" else None
+        results = await self.service.produce(
+            request.topic, request.partition, batch, acks, payload  # type: ignore[arg-type]
+        )
         first = results[0] if results else None
         return pb.ProduceResponse(
             topic=request.topic,
@@ -115,7 +118,7 @@ class FetchService(pbg.FetchServicer):
             max_wait_ms=max_wait_ms,
             min_bytes=request.min_bytes,
         )
-        return convert.fetch_to_pb(result, request.format)
+        return convert.fetch_to_pb(result, request.format, compress=request.compress)
 
     async def Fetch(self, request: pb.FetchRequest, context: Context) -> pb.FetchResponse:
         return await _call(context, self._fetch(request, request.max_wait_ms))
