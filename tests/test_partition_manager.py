@@ -145,11 +145,18 @@ def test_config_from_environment(tmp_path: Path) -> None:
     assert c.holder.endswith("@127.0.0.1:7000")
 
 
-async def test_durable_flush_waits_for_its_grouping_window(tmp_path: Path) -> None:
+async def test_durable_rolls_at_most_once_per_window_and_the_first_at_once(tmp_path: Path) -> None:
+    """A lone durable producer waits only for its upload; the next roll of the partition
+    waits out the window, so producers arriving meanwhile share it."""
     agent = await PartitionManager.start(config(tmp_path, "a", durable_flush_ms=300, flush_check_ms=20))
     topic = await agent.metadata.create_topic("t", 1)
-    started = asyncio.get_running_loop().time()
-    await agent.produce(topic, 0, make_batch([b"v"]), "durable")
-    assert asyncio.get_running_loop().time() - started >= 0.29  # held for the window, then one roll
+    clock = asyncio.get_running_loop().time
+    started = clock()
+    await agent.produce(topic, 0, make_batch([b"first"]), "durable")
+    assert clock() - started < 0.29  # no window to wait for: nothing rolled recently
     assert len(await agent.metadata.list_segments("t", 0)) == 1
+    await asyncio.gather(*(agent.produce(topic, 0, make_batch([b"v"]), "durable") for _ in range(5)))
+    assert clock() - started >= 0.29  # the second roll waited for the window
+    segments = await agent.metadata.list_segments("t", 0)
+    assert [(s.base_offset, s.end_offset) for s in segments] == [(0, 1), (1, 6)]  # the five shared one roll
     await agent.close()

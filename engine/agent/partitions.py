@@ -14,8 +14,14 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from streamhouse.agent.config import AgentConfig, leader_address
-from streamhouse.storage.errors import FencedError, LeaseHeldError, NotLeaderError, PartitionNotFoundError
+from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
+from streamhouse.storage.errors import (
+    FencedError,
+    LeaseHeldError,
+    NotLeaderError,
+    PartitionNotFoundError,
+    StreamHouseError,
+)
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore, open_object_store
@@ -37,8 +43,10 @@ class _Led:
     writer: PartitionWriter
     renewed_at: float  # monotonic seconds of the last successful acquire/renew
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
-    # monotonic seconds when the oldest durable waiter arrived: the grouping window starts there
-    durable_since: float = 0.0
+    # Group commit for acks=durable: at most one roll per durable-flush window, the first at
+    # once. `durable_at` is when the last durable roll started (monotonic seconds).
+    durable_at: float = float("-inf")
+    durable_task: asyncio.Task[None] | None = None
 
 
 class PartitionManager:
@@ -79,6 +87,7 @@ class PartitionManager:
         replay = await wal.replay()
         manager = cls(config, metadata, store, wal, list(replay.entries))
         await manager._release_covered(replay.end_offsets)
+        await manager._recover_replayed(replay.end_offsets)
         manager._tasks = [
             asyncio.create_task(manager._loop(config.flush_check_ms, manager._flush_due), name="flush"),
             asyncio.create_task(manager._loop(config.renew_interval_ms, manager._renew_all), name="renew"),
@@ -99,6 +108,27 @@ class PartitionManager:
         if covered:
             await self.wal.release(covered)
 
+    async def _recover_replayed(self, replay_ends: Mapping[tuple[int, int], int]) -> None:
+        """Lead at once every partition whose WAL holds records beyond its committed segments.
+
+        Those records were acknowledged (acks=leader) before a crash: readers must see them
+        right after the restart and the next roll must commit them, not only once a producer
+        happens to write to the partition again (until then reads stopped at the durable end
+        and the WAL files were never released)."""
+        by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
+        for (topic_id, partition), end in sorted(replay_ends.items()):
+            topic = by_id.get(topic_id)
+            if topic is None or partition >= topic.partitions:
+                continue
+            try:
+                if await self.metadata.get_end_offset(topic.name, partition) >= end:
+                    continue
+                await self.writer(topic, partition)
+            except StreamHouseError as exc:
+                # Another agent took the partition over (its epoch supersedes these entries),
+                # or a store hiccup: the next produce to the partition retries the takeover.
+                log.warning("not recovering %s/%d from the WAL at start: %s", topic.name, partition, exc)
+
     # -- leadership -----------------------------------------------------------------------------
     async def writer(self, topic: TopicInfo, partition: int) -> PartitionWriter:
         """The writer of a partition this agent leads, taking the lease if it is free.
@@ -115,9 +145,11 @@ class PartitionManager:
                 return led.writer
             resource = partition_resource(topic.name, partition)
             current = await self.metadata.get_lease(resource)
-            if current is not None and current.holder == self.config.holder:
-                # A previous incarnation of this agent (same WAL, same holder) may have uploaded a
-                # segment it never committed; a fresh epoch gives the next upload its own key.
+            if current is not None and holder_agent_id(current.holder) == self.config.agent_id:
+                # A previous incarnation of this agent (same WAL, hence same agent id; its address
+                # may differ, e.g. after a restart on port 0) may have uploaded a segment it never
+                # committed; a fresh epoch gives the next upload its own key. The WAL lock makes
+                # this process the only live one with this id, so the old holder is dead.
                 await self.metadata.release_lease(resource, current.holder, current.epoch)
             try:
                 lease = await self.metadata.acquire_lease(resource, self.config.holder, self.config.lease_ttl_ms)
@@ -193,10 +225,21 @@ class PartitionManager:
         if led.writer.durable_end >= end:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not led.durable_waiters:
-            led.durable_since = time.monotonic()
         led.durable_waiters.append((end, done))
+        if led.durable_task is None or led.durable_task.done():
+            led.durable_task = asyncio.create_task(self._durable_rounds((topic, partition), led))
         await done
+
+    async def _durable_rounds(self, key: Key, led: _Led) -> None:
+        """Roll while durable waiters remain, at most once per window: a lone producer waits
+        only for its upload, a busy partition rolls every window with everyone who came."""
+        window_s = self.config.durable_flush_ms / 1000
+        while led.durable_waiters and self._led.get(key) is led:
+            delay = led.durable_at + window_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            led.durable_at = time.monotonic()
+            await self._flush(key, led)
 
     async def read(self, topic: str, partition: int, offset: int, max_records: int) -> pa.Table:
         return await self.reader.read(
@@ -218,16 +261,12 @@ class PartitionManager:
                 log.exception("background step %s failed", step.__name__)
 
     async def _flush_due(self) -> None:
-        """Roll writers that are big or old enough, and every writer with durable waiters
-        whose oldest waiter has waited a durable-flush window (grouping their acks)."""
-        window_s = self.config.durable_flush_ms / 1000
-        now = time.monotonic()
+        """Roll writers that are big or old enough (durable acks roll on their own schedule)."""
         for key, led in list(self._led.items()):
             if led.writer.fenced:
                 self._drop(key, FencedError(f"{key[0]}/{key[1]} is fenced"))
                 continue
-            durable_due = bool(led.durable_waiters) and now - led.durable_since >= window_s
-            if led.writer.should_roll() or durable_due:
+            if led.writer.should_roll():
                 await self._flush(key, led)
 
     async def _flush(self, key: Key, led: _Led) -> None:
@@ -252,7 +291,6 @@ class PartitionManager:
             else:
                 still.append((need, done))
         led.durable_waiters = still
-        led.durable_since = time.monotonic()  # those left wait for records after this roll
 
     def _drop(self, key: Key, exc: Exception) -> None:
         """A fenced partition: fail its durable waiters (never acknowledge them) and forget it."""
@@ -262,6 +300,8 @@ class PartitionManager:
         for _, done in led.durable_waiters:
             if not done.done():
                 done.set_exception(exc)
+        if led.durable_task is not None and led.durable_task is not asyncio.current_task():
+            led.durable_task.cancel()
         log.warning("lost leadership of %s/%d: %s", key[0], key[1], exc)
 
     async def _renew_all(self) -> None:

@@ -69,6 +69,7 @@ def _target(args: argparse.Namespace) -> Iterator[Client]:
         if args.s3:
             from streamhouse.devservices.seaweedfs import credentials_env, s3_client, start_seaweedfs
 
+            (workdir / "s3").mkdir(parents=True, exist_ok=True)
             weed = start_seaweedfs(workdir / "s3")
             stack.callback(weed.stop)
             env = credentials_env(weed.server)
@@ -88,8 +89,10 @@ def _payload_batch(n: int, size: int) -> pa.RecordBatch:
     offsets = pa.array(np.arange(0, (n + 1) * size, size, dtype=np.int32)).buffers()[1]
     values = pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(data)])
     zeros = pa.array(np.zeros(n, dtype=np.int64))
+    # Producer-stamped, as the SDK does: the agent then logs the request bytes as they are.
+    stamps = pa.array(np.full(n, int(time.time() * 1000), dtype=np.int64))
     return pa.RecordBatch.from_arrays(
-        [zeros, zeros, pa.nulls(n, pa.binary()), values, null_headers(n)], schema=RECORD_SCHEMA
+        [zeros, stamps, pa.nulls(n, pa.binary()), values, null_headers(n)], schema=RECORD_SCHEMA
     )
 
 
