@@ -127,6 +127,7 @@ class PartitionWriter:
             if entry.base_offset > writer.next_offset:
                 break  # a gap: nothing after it can have been acknowledged in order
             batch = decode_batch(entry.payload, source=f"WAL entry {topic.name}/{partition}@{entry.base_offset}")
+            batch = assign_offsets(batch, entry.base_offset)
             skip = writer.next_offset - entry.base_offset
             if skip >= batch.num_rows:
                 continue
@@ -135,9 +136,13 @@ class PartitionWriter:
         return writer
 
     # -- produce ------------------------------------------------------------------------------
-    async def append(self, batch: pa.RecordBatch) -> int:
+    async def append(self, batch: pa.RecordBatch, payload: bytes | None = None) -> int:
         """Assign offsets, write the WAL entry, buffer; returns the base offset once the
-        WAL holds the entry as its fsync policy promises."""
+        WAL holds the entry as its fsync policy promises.
+
+        `payload`: the same records already framed by batch_codec (a produce request's bytes),
+        written to the WAL as they are instead of re-encoding; their offset column is ignored,
+        since replay assigns base + arange from the entry header."""
         if not batch.schema.equals(RECORD_SCHEMA):
             raise InvalidInputError("batch does not have the record schema")
         n = batch.num_rows
@@ -154,11 +159,11 @@ class PartitionWriter:
             batch = assign_offsets(batch, base)
             # Shielded: once the WAL entry may be written, the offsets are spent. A cancelled
             # caller must not leave them unassigned, or the next append would reuse them.
-            await asyncio.shield(self._write_and_buffer(batch, base))
+            await asyncio.shield(self._write_and_buffer(batch, base, payload))
         return base
 
-    async def _write_and_buffer(self, batch: pa.RecordBatch, base: int) -> None:
-        payload = encode_batch(batch)
+    async def _write_and_buffer(self, batch: pa.RecordBatch, base: int, payload: bytes | None) -> None:
+        payload = encode_batch(batch) if payload is None else payload
         # On failure the offsets stay free: the WAL truncates a failed write back, and a failed
         # fsync stops the WAL for good, so no later entry can reuse them on disk.
         await self._wal.append(self.topic.topic_id, self.partition, self.epoch, base, batch.num_rows, payload)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from streamhouse.storage.batch_codec import encode_batch
 from streamhouse.storage.errors import BackpressureError, FencedError, InvalidInputError, StorageUnavailableError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo, partition_resource
@@ -232,3 +233,20 @@ async def test_a_commit_that_failed_after_the_upload_is_retried_with_the_same_re
     assert [(s.base_offset, s.end_offset) for s in segments] == [(0, 2), (2, 3)]
     table = await PartitionReader(env.metadata, env.store).read("events", 0, 0)
     assert table.column("value").to_pylist() == [b"a", b"b", b"c"]
+
+
+async def test_a_request_payload_is_logged_as_is_and_replayed_at_its_assigned_offsets(env: Env) -> None:
+    """The agent hands the produce request's framed bytes to the WAL (no re-encode); their
+    offset column is the producer's placeholder, so replay must assign base + arange."""
+    first = await leader(env, "agent-a")
+    await first.append(batch(0, 3))
+    request = make_batch([b"x", b"y"])  # offsets 0, 1 as the producer sent them
+    assert await first.append(request, encode_batch(request)) == 3
+    replayed = await reopen_wal(env)
+    await env.metadata.release_lease(partition_resource("events", 0), "agent-a", first.epoch)
+    writer = await leader(env, "agent-a", replayed=replayed)
+    assert writer.next_offset == 5
+    await writer.flush()
+    table = await PartitionReader(env.metadata, env.store).read("events", 0, 0)
+    assert table.column("offset").to_pylist() == [0, 1, 2, 3, 4]
+    assert values(table)[3:] == [b"x", b"y"]

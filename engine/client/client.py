@@ -3,6 +3,7 @@ or remote (`streamhouse.connect`). Values in, Arrow tables out."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from streamhouse.client.transport import Transport
 from streamhouse.client.values import batch_from_table, batch_from_values
 from streamhouse.storage.errors import InvalidInputError, StreamHouseError, TopicExistsError
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.records import RECORD_SCHEMA
+from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -147,6 +148,9 @@ class Client:
             return []
         if not batch.schema.equals(RECORD_SCHEMA):
             raise InvalidInputError(f"produce_arrow needs the record schema, got {batch.schema}")
+        # The producer stamps create time (Kafka's default), so the agent can log the request's
+        # bytes as they are instead of re-encoding a stamped copy.
+        batch = stamp_missing_timestamps(batch, int(time.time() * 1000))
         if partition is not None:
             parts = {partition: batch}
         else:
