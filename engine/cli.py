@@ -5,16 +5,33 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from streamhouse.commands import serve
+from streamhouse.commands import groups, records, serve, topics
 from streamhouse.storage.errors import StreamHouseError
+
+_RUN: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": serve.run,
+    "topic": topics.run,
+    "produce": records.run_produce,
+    "consume": records.run_consume,
+    "group": groups.run,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamhouse", description="Streaming SQL on S3 segment storage")
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)
+    topics.add_parser(commands)
+    records.add_parsers(commands)
+    groups.add_parser(commands)
+    _add_bench(commands)
+    return parser
+
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from streamhouse.bench.client import add_consume_arguments, add_produce_arguments
 
     bench = commands.add_parser("bench", help="measure throughput and latency")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -29,25 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     storage.add_argument("--s3-url", default=None, help="s3://bucket/prefix for the range-read test")
     storage.add_argument("--skip", action="append", default=[], choices=["segment", "ipc", "wal", "s3"])
-    return parser
+    add_produce_arguments(kinds.add_parser("produce", help="produce throughput and latency through the SDK"))
+    add_consume_arguments(kinds.add_parser("consume", help="consume throughput through the SDK"))
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.bench == "storage":
+        from streamhouse.bench.storage import run_storage_bench
+
+        run_storage_bench(args)
+        return 0
+    if args.bench == "produce":
+        from streamhouse.bench.client import run_produce
+
+        return run_produce(args)
+    if args.bench == "consume":
+        from streamhouse.bench.client import run_consume
+
+        return run_consume(args)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            return serve.run(args)
-        if args.command == "bench" and args.bench == "storage":
-            from streamhouse.bench.storage import run_storage_bench
-
-            run_storage_bench(args)
-            return 0
+        if args.command == "bench":
+            return _run_bench(args)
+        return _RUN[args.command](args)
     except StreamHouseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""`streamhouse topic create|list|describe|delete`: what kafka-topics does.
+
+Human output is a rich table on stdout; `--json` on list/describe prints one JSON document
+instead (list: an array of {name, topic_id, partitions, config}; describe: the same object
+plus "partition_states", one {partition, end_offset, durable_end_offset, segments, leader,
+leader_epoch} per partition).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from streamhouse.commands import common
+from streamhouse.storage.errors import TopicExistsError
+
+if TYPE_CHECKING:
+    from streamhouse.client.client import Client
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    engine = common.engine_options()
+    topic = commands.add_parser("topic", help="create, list, describe and delete topics")
+    actions = topic.add_subparsers(dest="topic_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", parents=[engine], help="create a topic")
+    create.add_argument("name")
+    create.add_argument("--partitions", type=common.positive_int, default=1, help="partition count (default 1)")
+    create.add_argument(
+        "--config",
+        type=common.key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="topic setting; repeat for several",
+    )
+    create.add_argument(
+        "--if-not-exists", action="store_true", help="succeed without changes when the topic already exists"
+    )
+
+    listing = actions.add_parser("list", parents=[engine], help="list topics")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    describe = actions.add_parser("describe", parents=[engine], help="offsets, segments and leaders per partition")
+    describe.add_argument("name")
+    describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    delete = actions.add_parser("delete", parents=[engine], help="delete a topic and its segments")
+    delete.add_argument("name")
+
+
+def run(args: argparse.Namespace) -> int:
+    with common.open_client(args) as client:
+        action: str = args.topic_command
+        if action == "create":
+            return _create(client, args)
+        if action == "list":
+            return _list(client, args)
+        if action == "describe":
+            return _describe(client, args)
+        if action == "delete":
+            client.delete_topic(args.name)
+            print(f"deleted topic {args.name}")
+            return 0
+    return 2
+
+
+def _create(client: Client, args: argparse.Namespace) -> int:
+    config = dict(args.config)
+    try:
+        info = client.create_topic(args.name, args.partitions, config=config)
+    except TopicExistsError:
+        # Caught here rather than via exist_ok=True so the message says nothing was created.
+        if not args.if_not_exists:
+            raise
+        print(f"topic {args.name} already exists")
+        return 0
+    print(f"created topic {info.name} with {info.partitions} partition{'s' if info.partitions != 1 else ''}")
+    return 0
+
+
+def _list(client: Client, args: argparse.Namespace) -> int:
+    topics = sorted(client.topics(), key=lambda t: t.name)
+    if args.json:
+        common.print_json([common.topic_json(t) for t in topics])
+        return 0
+    out = common.table("name", "partitions", "config", numeric=["partitions"])
+    for t in topics:
+        out.add_row(t.name, str(t.partitions), common.format_config(t.config))
+    console = common.stdout_console()
+    if topics:
+        console.print(out)
+    else:
+        console.print("no topics")
+    return 0
+
+
+def _describe(client: Client, args: argparse.Namespace) -> int:
+    description = client.describe(args.name)
+    info = description.info
+    if args.json:
+        doc: dict[str, Any] = common.topic_json(info)
+        doc["partition_states"] = [asdict(state) for state in description.partitions]
+        common.print_json(doc)
+        return 0
+    title = f"{info.name}: {info.partitions} partitions, config {common.format_config(info.config)}"
+    numeric = ["partition", "end offset", "durable end offset", "segments", "epoch"]
+    out = common.table(
+        "partition", "end offset", "durable end offset", "segments", "leader", "epoch", title=title, numeric=numeric
+    )
+    for state in description.partitions:
+        out.add_row(
+            str(state.partition),
+            str(state.end_offset),
+            str(state.durable_end_offset),
+            str(state.segments),
+            state.leader or "-",
+            str(state.leader_epoch),
+        )
+    common.stdout_console().print(out)
+    return 0
