@@ -4,10 +4,14 @@ and the CLI all speak in these, so an embedded and a remote client answer identi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pyarrow as pa
 
 from streamhouse.storage.model import TopicInfo
+
+# leader: after the leader's WAL write; durable: after the segment is committed; none: on receipt.
+Acks = Literal["leader", "durable", "none"]
 
 
 @dataclass(frozen=True)

@@ -113,3 +113,8 @@ class AgentConfig:
 def leader_address(holder: str) -> str:
     """The address part of a lease holder name (see AgentConfig.holder)."""
     return holder.rpartition("@")[2] if "@" in holder else ""
+
+
+def holder_agent_id(holder: str) -> str:
+    """The agent id part of a lease holder name (see AgentConfig.holder)."""
+    return holder.rpartition("@")[0] if "@" in holder else holder

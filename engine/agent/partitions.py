@@ -10,10 +10,11 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 
+from streamhouse.agent.api import Acks
 from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
 from streamhouse.storage.errors import (
     FencedError,
@@ -32,7 +33,6 @@ from streamhouse.storage.wal_format import WalEntry
 
 log = logging.getLogger(__name__)
 
-Acks = Literal["leader", "durable", "none"]
 Key = tuple[str, int]
 
 
@@ -292,7 +292,7 @@ class PartitionManager:
                 still.append((need, done))
         led.durable_waiters = still
 
-    def _drop(self, key: Key, exc: Exception) -> None:
+    def _drop(self, key: Key, exc: Exception, *, quiet: bool = False) -> None:
         """A fenced partition: fail its durable waiters (never acknowledge them) and forget it."""
         led = self._led.pop(key, None)
         if led is None:
@@ -302,7 +302,7 @@ class PartitionManager:
                 done.set_exception(exc)
         if led.durable_task is not None and led.durable_task is not asyncio.current_task():
             led.durable_task.cancel()
-        log.warning("lost leadership of %s/%d: %s", key[0], key[1], exc)
+        log.log(logging.DEBUG if quiet else logging.WARNING, "lost leadership of %s/%d: %s", key[0], key[1], exc)
 
     async def _renew_all(self) -> None:
         for key, led in list(self._led.items()):
@@ -349,7 +349,7 @@ class PartitionManager:
             w = led.writer
             if not w.fenced:
                 await self.metadata.release_lease(partition_resource(*key), w.holder, w.epoch)
-            self._drop(key, FencedError("agent shut down"))
+            self._drop(key, FencedError("agent shut down"), quiet=True)
         await self.wal.close()
         await self.store.close()
         await self.metadata.close()

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
+from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
 from streamhouse.agent.api import TopicDescription as Description
 from streamhouse.agent.config import AgentConfig, leader_address
-from streamhouse.agent.partitions import Acks, PartitionManager
+from streamhouse.agent.partitions import PartitionManager
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.storage.errors import (
     BackpressureError,

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamhouse.agent.api import GroupDescription, GroupOffset, ProduceResult, TopicDescription
-from streamhouse.agent.partitions import Acks
+from streamhouse.agent.api import Acks, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.client.consumer import Consumer, Start
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.client.transport import Transport
@@ -218,7 +217,7 @@ class Client:
         elif to == "latest":
             target = dict(ends)
         elif isinstance(to, int) and not isinstance(to, bool) and to >= 0:
-            target = {p: to for p in ends}
+            target = {p: min(to, end) for p, end in ends.items()}  # Kafka clamps to the valid range
         else:
             raise InvalidInputError(f"reset target must be earliest, latest or an offset >= 0, not {to!r}")
         self.transport.commit_offsets(group, topic, target)

@@ -10,9 +10,8 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.agent.config import AgentConfig
-from streamhouse.agent.partitions import Acks
 from streamhouse.agent.service import AgentService
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.model import TopicInfo

@@ -14,12 +14,11 @@ from typing import TypeVar
 import grpc
 import pyarrow as pa
 
-from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
-from streamhouse.agent.partitions import Acks
+from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.server import convert
-from streamhouse.server.agent_server import MAX_MESSAGE_BYTES
+from streamhouse.server.convert import MAX_MESSAGE_BYTES
 from streamhouse.server.status import error_from_rpc
 from streamhouse.storage.batch_codec import encode_batch
 from streamhouse.storage.errors import (

@@ -8,8 +8,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
-from streamhouse.agent.partitions import Acks
+from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.storage.model import TopicInfo
 
 

@@ -15,14 +15,13 @@ from grpc_reflection.v1alpha import reflection
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.service import AgentService
+from streamhouse.server.convert import MAX_MESSAGE_BYTES
 from streamhouse.server.http import HealthServer
 from streamhouse.server.metrics import AgentMetrics
 from streamhouse.server.services import add_services
 from streamhouse.storage.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
-# Produce batches and fetch responses are Arrow IPC frames of up to tens of MiB.
-MAX_MESSAGE_BYTES = 256 << 20
 _GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -15,6 +15,8 @@ from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records import Record, batch_to_records, make_batch
 
+# Produce batches and fetch responses are Arrow IPC frames of up to tens of MiB.
+MAX_MESSAGE_BYTES = 256 << 20
 ACKS_FROM_PB = {pb.ACKS_LEADER: "leader", pb.ACKS_DURABLE: "durable", pb.ACKS_NONE: "none"}
 ACKS_TO_PB = {v: k for k, v in ACKS_FROM_PB.items()}
 
