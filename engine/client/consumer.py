@@ -116,27 +116,35 @@ class Consumer:
 
     # -- reading --------------------------------------------------------------------------------
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> pa.Table:
-        """The next records of any partition (a `partition` column first, then the record
-        columns), waiting up to `timeout` seconds for some to arrive. Empty if none did."""
+        """The next records of every partition that has some (a `partition` column first,
+        then the record columns), waiting up to `timeout` seconds for any to arrive. Empty if
+        none did. Like Kafka's poll: one call may return records of several partitions."""
         limit = max_records or self.max_records
         deadline = time.monotonic() + max(timeout, 0)
         parts = list(self._positions)
         while True:
-            # Each pass asks every partition once, round robin from where the last poll stopped,
-            # so one busy partition cannot starve the others.
+            # Round robin from where the last poll stopped, so one busy partition cannot
+            # starve the others when `limit` cuts a pass short.
             remaining = deadline - time.monotonic()
             wait_ms = 0 if len(parts) > 1 else max(int(remaining * 1000), 0)
+            tables: list[pa.Table] = []
+            got = 0
             for i in range(len(parts)):
                 p = parts[(self._turn + i) % len(parts)]
                 result = self.client.transport.fetch(
-                    self.topic, p, self._positions[p], max_records=limit, max_wait_ms=wait_ms
+                    self.topic, p, self._positions[p], max_records=limit - got, max_wait_ms=wait_ms
                 )
                 self._ends[p] = result.end_offset
-                if result.records.num_rows:
-                    self._turn = (self._turn + i + 1) % len(parts)
+                n = result.records.num_rows
+                if n:
                     self._positions[p] = result.next_offset
-                    column = _partition_column(p, result.records.num_rows)
-                    return result.records.add_column(0, "partition", column)
+                    tables.append(result.records.add_column(0, "partition", _partition_column(p, n)))
+                    got += n
+                    if got >= limit:
+                        self._turn = (self._turn + i + 1) % len(parts)
+                        break
+            if tables:
+                return pa.concat_tables(tables)
             if time.monotonic() >= deadline:
                 return _empty()
             if len(parts) > 1:
