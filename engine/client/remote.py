@@ -36,6 +36,7 @@ _OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 _RETRYABLE = (NotLeaderError, FencedError, BackpressureError, StorageUnavailableError)
+_MAX_HOPS = 3  # NOT_LEADER redirects followed in a row before backing off (or failing)
 
 
 class _Stubs:
@@ -56,12 +57,13 @@ class RemoteTransport:
         timeout_s: float = 10.0,
         retry_for_s: float = 30.0,
         retries: bool = True,
-        compress_fetch: bool = False,
+        compress: bool = False,
     ) -> None:
         """`addresses`: one "host:port" or several (comma-separated or a list); any agent of
         the cluster can answer anything. `timeout_s` bounds one call, `retry_for_s` the whole
         retried operation. retries=False surfaces every failure (at-most-once produce).
-        compress_fetch: ask for LZ4-compressed fetch responses (for slow links)."""
+        compress: LZ4-compress produce batches and ask for compressed fetch responses. Off by
+        default: on a LAN or loopback LZ4 costs more CPU than the bytes it saves."""
         if isinstance(addresses, str):
             addresses = [a.strip() for a in addresses.split(",") if a.strip()]
         if not addresses:
@@ -70,7 +72,7 @@ class RemoteTransport:
         self.timeout_s = timeout_s
         self.retry_for_s = retry_for_s
         self.retries = retries
-        self.compress_fetch = compress_fetch
+        self.compress = compress
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
         self._next = itertools.count()
@@ -94,22 +96,29 @@ class RemoteTransport:
         delay = 0.05
         address = self._leaders.get(route) if route else None
         address = address or self._any_address()
+        hops = 0
         while True:
             try:
                 return fn(self._at(address))
             except grpc.RpcError as err:
                 exc = error_from_rpc(err)
+            named = exc.leader if isinstance(exc, NotLeaderError) and exc.leader != address else ""
+            # Going to a named leader is routing, not a retry: an agent refuses a one-partition
+            # (routed) call before writing anything, so even retries=False follows it. A few hops
+            # at most in a row: two agents with stale views could name each other.
+            if named and (route or self.retries) and hops < _MAX_HOPS and time.monotonic() <= deadline:
+                hops += 1
+                address = named
+                if route:
+                    self._leaders[route] = named
+                continue
             if not self.retries or not isinstance(exc, _RETRYABLE) or time.monotonic() > deadline:
                 raise exc
-            if isinstance(exc, NotLeaderError) and exc.leader and exc.leader != address:
-                address = exc.leader  # a named leader: go there at once
-                if route:
-                    self._leaders[route] = address
-                continue
             if route:
                 self._leaders.pop(route, None)
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+            hops = 0
             address = self._any_address()
 
     # -- topics ---------------------------------------------------------------------------------
@@ -132,6 +141,10 @@ class RemoteTransport:
         for p in description.partitions:
             if p.leader:
                 self._leaders[(name, p.partition)] = p.leader
+            else:
+                # No live leader any more: a remembered one is stale (dead, or frozen, where
+                # each call would wait out its whole timeout before the SDK moved on).
+                self._leaders.pop((name, p.partition), None)
         return description
 
     def delete_topic(self, name: str) -> None:
@@ -142,7 +155,10 @@ class RemoteTransport:
     # -- records --------------------------------------------------------------------------------
     def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
         request = pb.ProduceRequest(
-            topic=topic, partition=partition, acks=convert.ACKS_TO_PB[acks], batch=encode_batch(batch)
+            topic=topic,
+            partition=partition,
+            acks=convert.ACKS_TO_PB[acks],
+            batch=encode_batch(batch, compress=self.compress),
         )
         # acks=durable waits for a segment upload: give it the retry budget, not one call's.
         timeout = max(self.timeout_s, self.retry_for_s) if acks == "durable" else self.timeout_s
@@ -161,7 +177,7 @@ class RemoteTransport:
             max_wait_ms=max_wait_ms,
             min_bytes=min_bytes,
             format=pb.FetchRequest.FORMAT_BATCH,
-            compress=self.compress_fetch,
+            compress=self.compress,
         )
         timeout = self.timeout_s + max_wait_ms / 1000
         msg = self._call(lambda s: s.fetch.Fetch(request, timeout=timeout), route=(topic, partition))
