@@ -191,16 +191,27 @@ class PartitionManager:
     ) -> int:
         """Append a batch (`payload`: its framed bytes, see PartitionWriter.append); returns its
         base offset once the ack mode is satisfied (-1 for acks=none: acknowledged on receipt)."""
+        base = await self.append(topic, partition, batch, acks, payload)
+        await self.acknowledge(topic.name, partition, base + batch.num_rows, acks)
+        return base
+
+    async def append(
+        self, topic: TopicInfo, partition: int, batch: pa.RecordBatch, acks: Acks, payload: bytes | None = None
+    ) -> int:
+        """The first half of produce: offsets assigned, WAL written, buffered. Callers that
+        pipeline (ProduceStream) append in arrival order and acknowledge concurrently."""
         writer = await self.writer(topic, partition)
         if acks == "none":
             self._spawn(self._append(writer, batch, payload))
             return -1
-        base = await self._append(writer, batch, payload)
+        return await self._append(writer, batch, payload)
+
+    async def acknowledge(self, topic: str, partition: int, end: int, acks: Acks) -> None:
+        """The second half: wait until records before `end` are as safe as `acks` promises."""
         if acks == "durable":
-            await self._wait_durable(topic.name, partition, base + batch.num_rows)
-        else:
-            await self._confirm_lease((topic.name, partition))
-        return base
+            await self._wait_durable(topic, partition, end)
+        elif acks == "leader":
+            await self._confirm_lease((topic, partition))
 
     async def _append(self, writer: PartitionWriter, batch: pa.RecordBatch, payload: bytes | None) -> int:
         base = await writer.append(batch, payload)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -22,6 +22,7 @@ from streamhouse.client.partitioner import partition_for_keys, split_by_partitio
 from streamhouse.storage.errors import (
     BackpressureError,
     InvalidInputError,
+    NotFoundError,
     ObjectNotFoundError,
     PartitionNotFoundError,
     StreamHouseError,
@@ -111,7 +112,13 @@ class AgentService:
 
     # -- produce --------------------------------------------------------------------------------
     async def produce(
-        self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks = "leader", payload: bytes | None = None
+        self,
+        topic: str,
+        partition: int,
+        batch: pa.RecordBatch,
+        acks: Acks = "leader",
+        payload: bytes | None = None,
+        appended: Callable[[], None] | None = None,
     ) -> list[ProduceResult]:
         """Append one batch. partition -1 lets the agent choose: Kafka's murmur2 on keys,
         round robin for records without one. Every target partition is checked (and its lease
@@ -137,12 +144,16 @@ class AgentService:
             parts = self._route(info, partition, batch)
             for p in parts:
                 await self.manager.writer(info, p)  # NotLeaderError before anything is written
-            results = []
             if len(parts) != 1:
                 payload = None
-            for p, part in parts.items():
-                base = await self.manager.produce(info, p, part, acks, payload)
-                results.append(ProduceResult(topic, p, base, part.num_rows))
+            results = [
+                ProduceResult(topic, p, await self.manager.append(info, p, part, acks, payload), part.num_rows)
+                for p, part in parts.items()
+            ]
+            if appended is not None:
+                appended()  # the request's place in each partition is fixed from here on
+            for r in results:
+                await self.manager.acknowledge(topic, r.partition, r.base_offset + r.record_count, acks)
             return results
         except StreamHouseError as exc:
             outcome = type(exc).__name__
@@ -265,7 +276,8 @@ class AgentService:
     async def describe_group(self, group: str) -> GroupDescription:
         committed = await self.metadata.fetch_offsets(group)
         if not committed:
-            raise InvalidInputError(f"consumer group {group!r} has no committed offsets") from None
+            # NOT_FOUND by the proto's conventions: a group exists once it has committed offsets.
+            raise NotFoundError(f"consumer group {group!r} does not exist (no committed offsets)")
         offsets = []
         for (topic, p), off in sorted(committed.items()):
             try:

@@ -43,14 +43,21 @@ class ProduceService(pbg.ProduceServicer):
     def __init__(self, service: AgentService) -> None:
         self.service = service
 
-    async def _produce(self, request: pb.ProduceRequest) -> pb.ProduceResponse:
+    async def _produce(
+        self, request: pb.ProduceRequest, appended: Callable[[], None] | None = None
+    ) -> pb.ProduceResponse:
         acks = convert.ACKS_FROM_PB.get(request.acks)
         if acks is None:
             raise InvalidInputError(f"unknown acks value {request.acks}")
         batch = convert.request_batch(request)
         payload = request.batch if request.WhichOneof("payload") == "batch" else None
         results = await self.service.produce(
-            request.topic, request.partition, batch, acks, payload  # type: ignore[arg-type]
+            request.topic,
+            request.partition,
+            batch,
+            acks,  # type: ignore[arg-type]
+            payload,
+            appended,
         )
         first = results[0] if results else None
         return pb.ProduceResponse(
@@ -71,23 +78,28 @@ class ProduceService(pbg.ProduceServicer):
     async def ProduceStream(
         self, request_iterator: AsyncIterator[pb.ProduceRequest], context: Context
     ) -> AsyncIterator[pb.ProduceResponse]:
-        """Pipelined: each request is appended as it arrives (tasks start in arrival order, so
-        appends to one partition keep that order) and answered when acknowledged. The first
-        failure ends the stream with its status; responses already sent stand."""
+        """Pipelined: each request is appended before the next is read, so appends keep the
+        stream's order, while acknowledgements (a durable roll, a lease check) overlap and are
+        answered as they complete. The first failure ends the stream with its status;
+        responses already sent stand."""
         done: asyncio.Queue[pb.ProduceResponse | StreamHouseError | None] = asyncio.Queue()
         pending: set[asyncio.Task[None]] = set()
 
-        async def one(request: pb.ProduceRequest) -> None:
+        async def one(request: pb.ProduceRequest, appended: asyncio.Event) -> None:
             try:
-                await done.put(await self._produce(request))
+                await done.put(await self._produce(request, appended.set))
             except StreamHouseError as exc:
                 await done.put(exc)
+            finally:
+                appended.set()
 
         async def pump() -> None:
             async for request in request_iterator:
-                task = asyncio.create_task(one(request))
+                appended = asyncio.Event()
+                task = asyncio.create_task(one(request, appended))
                 pending.add(task)
                 task.add_done_callback(pending.discard)
+                await appended.wait()
             if pending:
                 await asyncio.gather(*list(pending))
             await done.put(None)
