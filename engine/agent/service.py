@@ -125,10 +125,13 @@ class AgentService:
         taken) before anything is written, so a rejected request writes nothing."""
         started = time.perf_counter()
         outcome = "ok"
+        # Metric labels only name topics that exist: request garbage must not grow the registry.
+        label = "<unknown>"
         try:
+            info = await self.topic(topic)
+            label = topic
             if acks not in ACKS:
                 raise InvalidInputError(f"acks must be one of {', '.join(ACKS)}, not {acks!r}")
-            info = await self.topic(topic)
             if not batch.schema.equals(RECORD_SCHEMA):
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
             self._check_sizes(topic, batch)
@@ -163,7 +166,12 @@ class AgentService:
         finally:
             if self.metrics is not None:
                 self.metrics.observe_produce(
-                    topic, acks, outcome, batch.num_rows, batch.nbytes, time.perf_counter() - started
+                    label,
+                    acks if acks in ACKS else "<unknown>",
+                    outcome,
+                    batch.num_rows,
+                    batch.nbytes,
+                    time.perf_counter() - started,
                 )
 
     def _check_sizes(self, topic: str, batch: pa.RecordBatch) -> None:
