@@ -50,6 +50,7 @@ def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
 def add_consume_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--fetch-records", type=int, default=50_000, help="records per fetch")
+    parser.add_argument("--in-flight", type=int, default=2, help="concurrent fetches")
 
 
 @contextmanager
@@ -159,25 +160,25 @@ def produce(client: Client, topic: str, args: argparse.Namespace, *, label: str 
 
 
 def consume(client: Client, topic: str, args: argparse.Namespace) -> dict[str, float]:
-    """Read every record of the topic from offset 0, partition by partition."""
+    """Read every record of the topic from offset 0. The end offsets are known up front, so
+    consecutive ranges are fetched `--in-flight` at a time (a consumer's fetch-ahead)."""
     description = client.describe(topic)
     total = sum(description.end_offsets.values())
-    fetch_records = getattr(args, "fetch_records", 50_000)
+    step = getattr(args, "fetch_records", 50_000)
+    ranges = [(p, o) for p, end in description.end_offsets.items() for o in range(0, end, step)]
     got = nbytes = 0
+
+    def fetch(part: tuple[int, int]) -> pa.Table:
+        p, offset = part
+        return client.transport.fetch(topic, p, offset, max_records=step, max_wait_ms=0).records
+
     started = time.perf_counter()
-    with _progress() as bar:
+    with _progress() as bar, ThreadPoolExecutor(max(getattr(args, "in_flight", 2), 1)) as pool:
         task = bar.add_task("consume", total=total)
-        for p, end in description.end_offsets.items():
-            offset = 0
-            while offset < end:
-                result = client.transport.fetch(topic, p, offset, max_records=fetch_records, max_wait_ms=0)
-                n = result.records.num_rows
-                if n == 0:
-                    break
-                got += n
-                nbytes += result.records.nbytes
-                offset = result.next_offset
-                bar.advance(task, n)
+        for records in pool.map(fetch, ranges):
+            got += records.num_rows
+            nbytes += records.nbytes
+            bar.advance(task, records.num_rows)
     elapsed = time.perf_counter() - started
     return {"records": got, "seconds": elapsed, "rate": got / elapsed, "mb_s": nbytes / elapsed / 1e6}
 
@@ -218,9 +219,9 @@ def run_consume(args: argparse.Namespace) -> int:
     with _target(args) as client:
         topic = args.topic
         if topic is None:
-            args.acks, args.throughput, args.in_flight = "leader", 0, 4
+            fill = argparse.Namespace(**{**vars(args), "acks": "leader", "throughput": 0, "in_flight": 4})
             topic = _topic(client, args)
-            produce(client, topic, args, label="fill")
+            produce(client, topic, fill, label="fill")
         figures = consume(client, topic, args)
     _report("consume", args, figures)
     return 0

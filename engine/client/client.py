@@ -182,10 +182,13 @@ class Client:
         wanted = range(description.info.partitions) if partitions is None else partitions
         tables = []
         for p in wanted:
-            end = description.end_offsets.get(p, 0)
+            # A non-leader's describe knows only the committed end; the leader's fetch answers
+            # carry the acknowledged end, so the loop follows those.
+            end = max(description.end_offsets.get(p, 0), start + 1)
             offset = start
             while offset < end:
                 result = self.transport.fetch(topic, p, offset, max_records=_BATCH_RECORDS, max_wait_ms=0)
+                end = result.end_offset
                 if result.records.num_rows == 0:
                     break
                 tables.append(
