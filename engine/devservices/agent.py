@@ -67,9 +67,7 @@ def start_agent(
     cmd = [sys.executable, "-m", "streamhouse.cli", "serve", "--port", "0", "--http-port", "0", *args]
     log: IO[str] | int = open(log_path, "a") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})}
-        )
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})})
     finally:
         if not isinstance(log, int):
             log.close()
