@@ -25,11 +25,13 @@ from streamhouse.storage.errors import (
     StreamHouseError,
 )
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.json_values import with_declared_columns
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.records import RECORD_SCHEMA, assign_offsets
-from streamhouse.storage.segment_format import encode_segment
+from streamhouse.storage.segment_format import EncodedSegment, encode_segment
+from streamhouse.storage.value_schema import parse_value_schema
 from streamhouse.storage.wal import WriteAheadLog
 from streamhouse.storage.wal_format import WalEntry
 
@@ -72,6 +74,7 @@ class PartitionWriter:
         self._roll_lock = asyncio.Lock()  # one roll at a time
         self._batches: list[pa.RecordBatch] = []
         self._pending_cut = 0  # batches of an upload whose commit did not complete
+        self._value_schema = parse_value_schema(topic.value_schema)
         self._buffered_bytes = 0
         self._oldest_ms: float | None = None
         self.durable_end = durable_end  # committed in metadata
@@ -243,16 +246,24 @@ class PartitionWriter:
                 await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
             return info
 
-    async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:
+    def _encode(self, batches: list[pa.RecordBatch]) -> EncodedSegment:
+        """Runs in the IO pool: declared value columns are decoded from JSON here, once, so
+        scans of committed data never parse JSON (DESIGN §7)."""
         table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
-        encoded = await run_blocking(
-            encode_segment,
+        extra: dict[str, str] = {}
+        if self._value_schema is not None:
+            table, extra = with_declared_columns(table, self._value_schema)
+        return encode_segment(
             table,
             topic=self.topic.name,
             partition=self.partition,
             epoch=self.epoch,
             row_group_bytes=self.config.row_group_bytes,
+            extra_metadata=extra,
         )
+
+    async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:
+        encoded = await run_blocking(self._encode, batches)
         key = segment_key(self.topic.name, self.partition, encoded.base_offset, self.epoch)
         try:
             await self._store.put(key, encoded.data, if_absent=True)

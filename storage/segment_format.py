@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,10 +98,12 @@ def encode_segment(
     partition: int,
     epoch: int,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+    extra_metadata: Mapping[str, str] | None = None,
 ) -> EncodedSegment:
     """Encode records (RECORD_SCHEMA columns first, then any extra typed columns) as a segment.
 
     Offsets must be contiguous and ascending; timestamps may be in any order.
+    `extra_metadata` joins the footer's key/value metadata (e.g. JSON decode errors).
     """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
@@ -122,6 +124,7 @@ def encode_segment(
         KEY_EPOCH: str(epoch),
         KEY_MIN_TIMESTAMP: str(min_ts),
         KEY_MAX_TIMESTAMP: str(max_ts),
+        **(extra_metadata or {}),
     }
     bounds = _row_group_bounds(table, row_group_bytes)
     # Parquet is rarely larger than the Arrow data; if a guess falls short, the write fails

@@ -1,0 +1,161 @@
+"""A topic's declared value columns (DESIGN §7): names and SQL types, the watermark, and
+their Arrow types. Stored as JSON text in TopicInfo.value_schema; the segment writer decodes
+JSON values into these columns once, and SQL reads them as typed table columns."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from streamhouse.storage.errors import InvalidInputError
+
+# Segment column names of declared columns: prefixed, so a column called "value" or "offset"
+# cannot collide with the record columns (DuckDB sees them as "v.auction", …).
+COLUMN_PREFIX = "v."
+TIMESTAMP = pa.timestamp("ms")
+
+_SIMPLE: dict[str, pa.DataType] = {
+    "BIGINT": pa.int64(),
+    "INT8": pa.int64(),
+    "LONG": pa.int64(),
+    "INT": pa.int32(),
+    "INTEGER": pa.int32(),
+    "INT4": pa.int32(),
+    "SMALLINT": pa.int16(),
+    "TINYINT": pa.int8(),
+    "DOUBLE": pa.float64(),
+    "DOUBLE PRECISION": pa.float64(),
+    "FLOAT8": pa.float64(),
+    "FLOAT": pa.float32(),
+    "REAL": pa.float32(),
+    "BOOLEAN": pa.bool_(),
+    "BOOL": pa.bool_(),
+    "STRING": pa.string(),
+    "TEXT": pa.string(),
+    "VARCHAR": pa.string(),
+    "CHAR": pa.string(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": TIMESTAMP,
+}
+_PARAMETRISED = re.compile(r"^(VARCHAR|CHAR|STRING|TIMESTAMP|DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def arrow_type(sql_type: str) -> pa.DataType:
+    """The Arrow type of a declared SQL type; InvalidInputError names an unsupported one."""
+    normal = " ".join(sql_type.upper().split())
+    if normal in _SIMPLE:
+        return _SIMPLE[normal]
+    match = _PARAMETRISED.match(normal)
+    if match:
+        kind, first, second = match.group(1), int(match.group(2)), match.group(3)
+        if kind in ("VARCHAR", "CHAR", "STRING"):
+            return pa.string()
+        if kind == "TIMESTAMP":
+            if first > 3:
+                raise InvalidInputError(f"TIMESTAMP({first}): only millisecond precision (TIMESTAMP(3)) is kept")
+            return TIMESTAMP
+        if not 1 <= first <= 38 or int(second or 0) > first:
+            raise InvalidInputError(f"{sql_type}: DECIMAL precision must be 1..38 and scale <= precision")
+        return pa.decimal128(first, int(second or 0))
+    raise InvalidInputError(
+        f"unsupported column type {sql_type!r}; use BIGINT, INT, SMALLINT, TINYINT, DOUBLE, FLOAT, BOOLEAN, "
+        "STRING/VARCHAR, DECIMAL(p, s), DATE or TIMESTAMP(3)"
+    )
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return arrow_type(self.sql_type)
+
+    @property
+    def segment_name(self) -> str:
+        return COLUMN_PREFIX + self.name
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """`WATERMARK FOR column AS column - INTERVAL …`: event time and its allowed delay."""
+
+    column: str
+    delay_ms: int
+
+
+@dataclass(frozen=True)
+class ValueSchema:
+    columns: tuple[Column, ...]
+    watermark: Watermark | None = None
+    format: str = "json"
+
+    def __post_init__(self) -> None:
+        if self.format != "json":
+            raise InvalidInputError(f"format {self.format!r} is not supported; use 'json'")
+        if not self.columns:
+            raise InvalidInputError("a value schema needs at least one column")
+        seen: set[str] = set()
+        for column in self.columns:
+            if not _NAME.match(column.name):
+                raise InvalidInputError(
+                    f"bad column name {column.name!r}: letters, digits and _, not starting with a digit"
+                )
+            if column.name.startswith("_"):
+                raise InvalidInputError(f"column {column.name!r}: names starting with _ are the system columns'")
+            if column.name.lower() in seen:
+                raise InvalidInputError(f"column {column.name!r} is declared twice")
+            seen.add(column.name.lower())
+            column.arrow_type  # noqa: B018 - validates the type now, not at the first flush
+        if self.watermark is not None:
+            event = self.column(self.watermark.column)
+            if event is None or event.arrow_type != TIMESTAMP:
+                raise InvalidInputError(f"WATERMARK FOR {self.watermark.column}: not a declared TIMESTAMP(3) column")
+            if self.watermark.delay_ms < 0:
+                raise InvalidInputError("a watermark delay cannot be negative")
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
+
+    @property
+    def event_time(self) -> str | None:
+        return self.watermark.column if self.watermark else None
+
+    def arrow_schema(self) -> pa.Schema:
+        """Declared columns as SQL sees them (all nullable: a JSON field may be missing)."""
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+    def segment_schema(self) -> pa.Schema:
+        """The same columns as the segment stores them, beside the record columns."""
+        return pa.schema([pa.field(c.segment_name, c.arrow_type) for c in self.columns])
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {
+            "format": self.format,
+            "columns": [{"name": c.name, "type": c.sql_type} for c in self.columns],
+        }
+        if self.watermark is not None:
+            doc["watermark"] = {"column": self.watermark.column, "delay_ms": self.watermark.delay_ms}
+        return json.dumps(doc, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> ValueSchema:
+        try:
+            doc = json.loads(text)
+            columns = tuple(Column(str(c["name"]), str(c["type"])) for c in doc["columns"])
+            mark = doc.get("watermark")
+            watermark = Watermark(str(mark["column"]), int(mark["delay_ms"])) if mark else None
+            return cls(columns, watermark, str(doc.get("format", "json")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInputError(f"bad value schema {text[:200]!r}: {exc}") from None
+
+
+def parse_value_schema(text: str | None) -> ValueSchema | None:
+    """A topic's schema from TopicInfo.value_schema (None for raw-bytes topics)."""
+    return ValueSchema.from_json(text) if text else None
