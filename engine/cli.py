@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from streamhouse.commands import groups, records, serve, topics
+from streamhouse.commands import groups, records, serve, sql, topics
 from streamhouse.storage.errors import StreamHouseError
 
 _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -16,6 +16,7 @@ _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
     "produce": records.run_produce,
     "consume": records.run_consume,
     "group": groups.run,
+    "sql": sql.run,
 }
 
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_parser(commands)
     records.add_parsers(commands)
     groups.add_parser(commands)
+    sql.add_parser(commands)
     _add_bench(commands)
     return parser
 

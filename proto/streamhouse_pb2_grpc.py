@@ -701,7 +701,8 @@ class QueryServicer:
     """
 
     def ExecuteSql(self, request, context):
-        """UNIMPLEMENTED until SQL lands. The result is one Arrow IPC stream (schema, then batches),
+        """One statement (query, topic DDL, SHOW TOPICS, DESCRIBE, EXPLAIN); bad SQL is
+        INVALID_ARGUMENT naming the position or name. The result is one Arrow IPC stream (schema, then batches),
         split into chunks; concatenate `ipc` in order and read it with pyarrow.ipc.open_stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

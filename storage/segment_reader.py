@@ -114,9 +114,11 @@ class SegmentReader:
         min_timestamp: int | None = None,
         max_timestamp: int | None = None,
         columns: Sequence[str] | None = None,
+        row_groups: Sequence[int] | None = None,
     ) -> pa.Table:
         """Records with offset in [start_offset, end_offset) and timestamp in
-        [min_timestamp, max_timestamp] (inclusive); None leaves a side unbounded."""
+        [min_timestamp, max_timestamp] (inclusive); None leaves a side unbounded.
+        `row_groups` narrows the row groups read further (a caller's own pruning)."""
         bounds = (start_offset, end_offset, min_timestamp, max_timestamp)
         footer = self._cached_footer(ref)
         whole: bytes | memoryview | None = None
@@ -128,6 +130,9 @@ class SegmentReader:
         if footer is None:
             footer = await self.footer(ref)
         selected = select_row_groups(footer, *bounds)
+        if row_groups is not None:
+            allowed = set(row_groups)
+            selected = [i for i in selected if i in allowed]
         wanted = None if columns is None else list(columns)
         by_time = min_timestamp is not None or max_timestamp is not None
         if wanted is not None and by_time and "timestamp" not in wanted:

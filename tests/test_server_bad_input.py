@@ -221,9 +221,14 @@ def test_bad_requests_are_refused_and_write_nothing(tmp_path: Path, agents: Agen
             "must be >= 0",
         )
         rejected(
-            lambda: list(s.query.ExecuteSql(pb.ExecuteSqlRequest(sql="SELECT 1"), timeout=10)),
-            grpc.StatusCode.UNIMPLEMENTED,
-            "SQL",
+            lambda: list(s.query.ExecuteSql(pb.ExecuteSqlRequest(sql="SELEC nonsense FROM"), timeout=30)),
+            INVALID,
+            "SELEC",
+        )
+        rejected(
+            lambda: list(s.query.ExecuteSql(pb.ExecuteSqlRequest(sql="SELECT * FROM no_such_topic"), timeout=30)),
+            INVALID,
+            "no_such_topic",
         )
 
         # Nothing above wrote a record, created a topic or committed an offset.

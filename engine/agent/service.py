@@ -33,6 +33,7 @@ from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 
 if TYPE_CHECKING:
     from streamhouse.server.metrics import AgentMetrics
+    from streamhouse.sql.engine import SqlEngine
 
 ACKS: tuple[Acks, ...] = ("leader", "durable", "none")
 # A follower learns about new committed segments only from metadata: it re-checks this often.
@@ -51,6 +52,7 @@ class AgentService:
         # One event per partition, replaced on every append: a waiter holds the event current
         # when it looked, so no append between its check and its wait is missed.
         self._appended: dict[tuple[str, int], asyncio.Event] = {}
+        self._sql: SqlEngine | None = None  # built on first use: SQL imports DataFusion
         manager.on_append = self._wake
         manager.on_segment = self._segment_committed
 
@@ -293,6 +295,18 @@ class AgentService:
             except TopicNotFoundError:
                 continue  # offsets of a deleted topic
         return GroupDescription(group, tuple(offsets))
+
+    # -- SQL ------------------------------------------------------------------------------------
+    async def sql(self, query: str) -> pa.Table:
+        """One SQL statement (query, topic DDL, SHOW/DESCRIBE/EXPLAIN) → an Arrow table."""
+        if self._sql is None:
+            from streamhouse.agent.sql_source import AgentTopics
+            from streamhouse.sql.engine import SqlEngine
+
+            self._sql = SqlEngine(AgentTopics(self))
+        result = await self._sql.execute(query)
+        self._topics.clear()  # DDL may have changed what exists
+        return result
 
     # -- health ---------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, str]:

@@ -16,7 +16,7 @@ from streamhouse.client.consumer import Consumer, Start
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.client.transport import Transport
 from streamhouse.client.values import batch_from_table, batch_from_values
-from streamhouse.storage.errors import InvalidInputError, StreamHouseError, TopicExistsError
+from streamhouse.storage.errors import InvalidInputError, TopicExistsError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 
@@ -228,7 +228,9 @@ class Client:
 
     # -- SQL ------------------------------------------------------------------------------------
     def sql(self, query: str) -> pa.Table:
-        raise StreamHouseError("SQL is not available yet: it arrives with the SQL issue")
+        """Run one SQL statement: a query over topics (→ its rows), topic DDL (CREATE TOPIC …,
+        DROP TOPIC …), SHOW TOPICS, DESCRIBE topic or EXPLAIN query."""
+        return self.transport.sql(query)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:

@@ -81,6 +81,9 @@ class EmbeddedTransport:
     def describe_group(self, group: str) -> GroupDescription:
         return self._run(self.service.describe_group(group))
 
+    def sql(self, query: str) -> pa.Table:
+        return self._run(self.service.sql(query))
+
     def close(self) -> None:
         """Flush every partition into segments, release leases, stop the loop thread."""
         if self._closed:

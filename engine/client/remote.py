@@ -18,7 +18,7 @@ from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffs
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.server import convert
-from streamhouse.server.convert import MAX_MESSAGE_BYTES
+from streamhouse.server.convert import MAX_MESSAGE_BYTES, arrow_from_chunks
 from streamhouse.server.status import error_from_rpc
 from streamhouse.storage.batch_codec import encode_batch
 from streamhouse.storage.errors import (
@@ -199,6 +199,15 @@ class RemoteTransport:
     def describe_group(self, group: str) -> GroupDescription:
         request = pb.DescribeGroupRequest(group=group)
         return convert.group_from_pb(self._call(lambda s: s.groups.DescribeGroup(request, timeout=self.timeout_s)))
+
+    def sql(self, query: str) -> pa.Table:
+        request = pb.ExecuteSqlRequest(sql=query)
+        # Not retried: a statement may be DDL, and a query's cost should not silently double.
+        try:
+            chunks = [c.ipc for c in self._at(self._any_address()).query.ExecuteSql(request, timeout=None)]
+        except grpc.RpcError as err:
+            raise error_from_rpc(err) from None
+        return arrow_from_chunks(chunks)
 
     def close(self) -> None:
         with self._lock:

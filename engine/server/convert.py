@@ -11,7 +11,7 @@ import pyarrow as pa
 from streamhouse.agent.api import FetchResult, GroupDescription, GroupOffset, PartitionState, TopicDescription
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.storage.batch_codec import decode_batch, encode_batch
-from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.errors import CorruptDataError, InvalidInputError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records import Record, batch_to_records, make_batch
 
@@ -128,3 +128,22 @@ def offset_from_pb(o: pb.PartitionOffset) -> GroupOffset:
 
 def group_from_pb(msg: pb.DescribeGroupResponse) -> GroupDescription:
     return GroupDescription(msg.group, tuple(offset_from_pb(o) for o in msg.offsets))
+
+
+# ExecuteSql answers one Arrow IPC stream cut into chunks of this size (gRPC messages stay small).
+SQL_CHUNK_BYTES = 1 << 20
+
+
+def arrow_to_chunks(table: pa.Table) -> list[bytes]:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    return [data[i : i + SQL_CHUNK_BYTES] for i in range(0, len(data), SQL_CHUNK_BYTES)] or [data]
+
+
+def arrow_from_chunks(chunks: list[bytes]) -> pa.Table:
+    try:
+        return pa.ipc.open_stream(pa.py_buffer(b"".join(chunks))).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorruptDataError(f"bad Arrow IPC stream in an ExecuteSql answer: {exc}", source="ExecuteSql") from None

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
-import grpc
 from grpc import aio
 
 from streamhouse.agent.service import AgentService
@@ -195,9 +194,13 @@ class GroupService(pbg.ConsumerGroupsServicer):
 
 
 class QueryService(pbg.QueryServicer):
+    def __init__(self, service: AgentService) -> None:
+        self.service = service
+
     async def ExecuteSql(self, request: pb.ExecuteSqlRequest, context: Context) -> AsyncIterator[pb.ArrowChunk]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "SQL is not available yet (the SQL issue)")
-        yield pb.ArrowChunk()  # unreachable; makes this an async generator like the stub expects
+        table = await _call(context, self.service.sql(request.sql))
+        for chunk in convert.arrow_to_chunks(table):
+            yield pb.ArrowChunk(ipc=chunk)
 
 
 def add_services(server: aio.Server, service: AgentService) -> list[str]:
@@ -208,7 +211,7 @@ def add_services(server: aio.Server, service: AgentService) -> list[str]:
         (pbg.add_FetchServicer_to_server, FetchService(service), "Fetch"),
         (pbg.add_AdminServicer_to_server, AdminService(service), "Admin"),
         (pbg.add_ConsumerGroupsServicer_to_server, GroupService(service), "ConsumerGroups"),
-        (pbg.add_QueryServicer_to_server, QueryService(), "Query"),
+        (pbg.add_QueryServicer_to_server, QueryService(service), "Query"),
     ]
     names = []
     for add, servicer, name in adders:

@@ -1,0 +1,122 @@
+"""Topics as tables (DESIGN §7): the SQL schema of a topic, the source the engine reads topics
+through, and the scan that turns pruned partition reads into one Arrow table per topic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from streamhouse.sql.errors import SqlError
+from streamhouse.sql.pruning import TopicBounds
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.partition_scan import ScanBounds, ScanStats
+from streamhouse.storage.value_schema import ValueSchema, parse_value_schema
+
+SYSTEM_FIELDS = (
+    pa.field("_partition", pa.int32(), nullable=False),
+    pa.field("_offset", pa.int64(), nullable=False),
+    pa.field("_timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+    pa.field("_key", pa.binary()),
+)
+VALUE_FIELD = pa.field("_value", pa.binary())
+IGNORE_ERRORS = "json.ignore-errors"
+# SQL column → the segment column it is read from (declared columns: "v." + name).
+_SEGMENT_COLUMN = {"_offset": "offset", "_timestamp": "timestamp", "_key": "key", "_value": "value"}
+
+
+class TopicSource(Protocol):
+    """Where the SQL engine finds topics and their records: an agent, or the embedded engine."""
+
+    async def list_topics(self) -> list[TopicInfo]: ...
+
+    async def get_topic(self, name: str) -> TopicInfo: ...
+
+    async def create_topic(
+        self, name: str, partitions: int, config: dict[str, str], value_schema: str | None
+    ) -> TopicInfo: ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def end_offset(self, topic: str, partition: int) -> int: ...
+
+    async def scan(
+        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str]
+    ) -> tuple[pa.Table, ScanStats]:
+        """Rows of one partition within `bounds`, `columns` named as the segment names them."""
+        ...
+
+
+def topic_schema(info: TopicInfo) -> pa.Schema:
+    """The table a topic is: system columns, then its declared columns or `_value`."""
+    declared = parse_value_schema(info.value_schema)
+    fields = list(SYSTEM_FIELDS)
+    fields += list(declared.arrow_schema()) if declared is not None else [VALUE_FIELD]
+    return pa.schema(fields)
+
+
+@dataclass
+class TopicScan:
+    """One topic read for one query: its rows and what pruning kept."""
+
+    info: TopicInfo
+    table: pa.Table
+    partitions_total: int
+    partitions_kept: int
+    stats: ScanStats = field(default_factory=ScanStats)
+
+
+async def scan_topic(
+    source: TopicSource, info: TopicInfo, bounds: TopicBounds, columns: Iterable[str] | None
+) -> TopicScan:
+    """Read a topic's partitions concurrently; `columns` are the SQL columns the query may use
+    (None: all), always returned in the topic's schema order."""
+    schema = topic_schema(info)
+    names = schema.names if columns is None else [n for n in schema.names if n in set(columns)]
+    declared = parse_value_schema(info.value_schema)
+    segment_columns = [_segment_name(n, declared) for n in names if n != "_partition"]
+    wanted = [p for p in range(info.partitions) if bounds.partitions is None or p in bounds.partitions]
+    results = await asyncio.gather(*(source.scan(info, p, bounds.scan, segment_columns) for p in wanted))
+    stats = ScanStats()
+    pieces: list[pa.Table] = []
+    ignore = info.config.get(IGNORE_ERRORS, "false").lower() == "true"
+    for p, (table, part_stats) in zip(wanted, results, strict=True):
+        if part_stats.json_errors and not ignore:
+            first = part_stats.json_error_offsets[0] if part_stats.json_error_offsets else "?"
+            raise SqlError(
+                f"topic {info.name!r}, partition {p}, offset {first}: value does not match the declared columns "
+                f"({part_stats.json_errors} such rows in this partition); fix the producer or set "
+                f"'{IGNORE_ERRORS}' = 'true' on the topic to read them as nulls",
+                name=info.name,
+            )
+        stats.add(part_stats)
+        pieces.append(_to_sql(table, p, names, declared, schema))
+    fields = [schema.field(n) for n in names]
+    table = pa.concat_tables(pieces) if pieces else pa.schema(fields).empty_table()
+    return TopicScan(info, table, info.partitions, len(wanted), stats)
+
+
+def _segment_name(column: str, declared: ValueSchema | None) -> str:
+    if column in _SEGMENT_COLUMN:
+        return _SEGMENT_COLUMN[column]
+    assert declared is not None, f"{column} is declared only on topics with columns"
+    return "v." + column
+
+
+def _to_sql(
+    table: pa.Table, partition: int, names: Sequence[str], declared: ValueSchema | None, schema: pa.Schema
+) -> pa.Table:
+    arrays: list[Any] = []
+    for name in names:
+        target = schema.field(name)
+        if name == "_partition":
+            arrays.append(pa.repeat(pa.scalar(partition, pa.int32()), table.num_rows))
+            continue
+        column = table.column(_segment_name(name, declared))
+        if name == "_timestamp":
+            column = column.cast(pa.timestamp("ms")).cast(target.type)  # epoch ms, zero-copy
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in names]))

@@ -1,0 +1,238 @@
+"""One SQL statement in, one Arrow table out: topic DDL and metadata statements are handled
+here, queries are rewritten (window TVFs), analysed for pruning, fed the topics they read and
+run by DataFusion in the bounded thread pool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyarrow as pa
+from datafusion import SessionContext
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from streamhouse.sql.catalog import TopicScan, TopicSource, scan_topic, topic_schema
+from streamhouse.sql.ddl import CreateTopic, Describe, DropTopic, Explain, ShowTopics, parse_statement
+from streamhouse.sql.errors import SqlError
+from streamhouse.sql.pruning import parse_query, topic_bounds
+from streamhouse.sql.windows import rewrite_windows
+from streamhouse.storage.errors import NotFoundError, StreamHouseError, TopicExistsError
+from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.value_schema import parse_value_schema
+
+# DataFusion splits work by input partition: two per core of this machine class.
+_TARGET_PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class Planned:
+    sql: str  # DataFusion SQL
+    names: dict[str, TopicInfo]  # table name as DataFusion sees it → topic
+
+
+class SqlEngine:
+    def __init__(self, source: TopicSource) -> None:
+        self.source = source
+        self.last_scans: list[TopicScan] = []  # what the last query read (tests, EXPLAIN)
+
+    async def execute(self, sql: str) -> pa.Table:
+        statement = parse_statement(sql)
+        if isinstance(statement, CreateTopic):
+            return await self._create(statement)
+        if isinstance(statement, DropTopic):
+            return await self._drop(statement)
+        if isinstance(statement, ShowTopics):
+            return _show(await self.source.list_topics())
+        if isinstance(statement, Describe):
+            return _describe(await self._topic(statement.name))
+        if isinstance(statement, Explain):
+            return await self._query(statement.query, explain=True)
+        return await self._query(sql, explain=False)
+
+    # -- DDL ------------------------------------------------------------------------------------
+    async def _create(self, statement: CreateTopic) -> pa.Table:
+        schema = statement.schema.to_json() if statement.schema is not None else None
+        try:
+            info = await self.source.create_topic(statement.name, statement.partitions, statement.config, schema)
+        except TopicExistsError:
+            if not statement.if_not_exists:
+                raise
+            info = await self.source.get_topic(statement.name)
+        return pa.table({"topic": [info.name], "partitions": pa.array([info.partitions], pa.int32())})
+
+    async def _drop(self, statement: DropTopic) -> pa.Table:
+        try:
+            await self.source.delete_topic(statement.name)
+        except NotFoundError:
+            if not statement.if_exists:
+                raise
+        return pa.table({"dropped": [statement.name]})
+
+    async def _topic(self, name: str) -> TopicInfo:
+        try:
+            return await self.source.get_topic(name)
+        except NotFoundError:
+            raise SqlError(f"topic {name!r} does not exist", name=name) from None
+
+    # -- queries --------------------------------------------------------------------------------
+    async def _query(self, sql: str, *, explain: bool) -> pa.Table:
+        topics = {t.name: t for t in await self.source.list_topics()}
+        planned = self._plan(sql, topics)
+        tree = parse_query(planned.sql)
+        columns = _referenced_columns(tree)
+        events = {name: _event_column(info) for name, info in planned.names.items()}
+        bounds = topic_bounds(tree, set(planned.names), events)
+        used = {name: info for name, info in planned.names.items() if name in bounds}
+        # Plan against empty tables of the full schemas first: names and types are checked (and
+        # reported against the whole table) before a single segment is read.
+        await run_blocking(_check, {name: topic_schema(info) for name, info in used.items()}, planned.sql)
+        scans = await asyncio.gather(
+            *(scan_topic(self.source, info, bounds[name], columns) for name, info in used.items())
+        )
+        self.last_scans = list(scans)
+        ctx = SessionContext()
+        for name, scan in zip(used, scans, strict=True):
+            ctx.register_record_batches(name, _partitioned(scan.table))
+        text = ("EXPLAIN " if explain else "") + planned.sql
+        result = await run_blocking(_run, ctx, text)
+        return _with_pruning(result, scans) if explain else result
+
+    def _plan(self, sql: str, topics: dict[str, TopicInfo]) -> Planned:
+        names: dict[str, TopicInfo] = {}
+
+        def schema_of(name: str) -> pa.Schema:
+            info = _resolve(name, topics)
+            if info is None:
+                raise SqlError(f"unknown topic {name!r}; SHOW TOPICS lists them", name=name)
+            return topic_schema(info)
+
+        rewritten = rewrite_windows(sql, schema_of)
+        try:
+            tree = parse_query(rewritten)
+        except ParseError as exc:
+            raise SqlError(f"cannot parse the query: {exc}") from None
+        ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            if table.name in ctes or table.args.get("db"):
+                continue
+            info = _resolve(table.name, topics)
+            if info is None:
+                raise SqlError(f"unknown topic {table.name!r}; SHOW TOPICS lists them", name=table.name)
+            quoted = isinstance(table.this, exp.Identifier) and table.this.quoted
+            names[table.name if quoted else table.name.lower()] = info
+        return Planned(rewritten, names)
+
+
+def _resolve(name: str, topics: dict[str, TopicInfo]) -> TopicInfo | None:
+    if name in topics:
+        return topics[name]
+    matches = [t for n, t in topics.items() if n.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _event_column(info: TopicInfo) -> str | None:
+    schema = parse_value_schema(info.value_schema)
+    return schema.event_time if schema is not None else None
+
+
+def _referenced_columns(tree: exp.Expression) -> set[str] | None:
+    """Columns the query may read (lower-cased), or None when a * reads them all."""
+    if any(True for _ in tree.find_all(exp.Star)):
+        return None
+    names = {c.name.lower() for c in tree.find_all(exp.Column)}
+    return names | {"_partition", "_offset"} if names else {"_offset"}
+
+
+def _partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:
+    batches = table.to_batches(max_chunksize=max(1, -(-table.num_rows // _TARGET_PARTITIONS)))
+    if not batches:
+        return [[pa.RecordBatch.from_pylist([], schema=table.schema)]]
+    return [[b] for b in batches]
+
+
+def _check(schemas: dict[str, pa.Schema], sql: str) -> None:
+    ctx = SessionContext()
+    for name, schema in schemas.items():
+        ctx.register_record_batches(name, [[pa.RecordBatch.from_pylist([], schema=schema)]])
+    try:
+        ctx.sql(sql).logical_plan()
+    except Exception as exc:
+        raise SqlError(_clean(str(exc))) from None
+
+
+def _run(ctx: SessionContext, sql: str) -> pa.Table:
+    try:
+        return ctx.sql(sql).to_arrow_table()
+    except StreamHouseError:
+        raise
+    except Exception as exc:  # DataFusion raises plain Exceptions whose text says what and where
+        raise SqlError(_clean(str(exc))) from None
+
+
+def _clean(message: str) -> str:
+    for prefix in ("DataFusion error: ", "Execution error: "):
+        message = message.replace(prefix, "")
+    return message.strip()
+
+
+def _with_pruning(plan: pa.Table, scans: list[TopicScan]) -> pa.Table:
+    rows = [
+        (
+            "streamhouse pruning",
+            f"topic {s.info.name}: partitions {s.partitions_kept}/{s.partitions_total}, "
+            f"segments {s.stats.segments_kept}/{s.stats.segments_total}, "
+            f"blocks {s.stats.row_groups_kept}/{s.stats.row_groups_total}, "
+            f"unflushed rows {s.stats.buffered_rows}, rows read {s.table.num_rows}",
+        )
+        for s in scans
+    ]
+    extra = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]})
+    return pa.concat_tables([extra, plan.select(["plan_type", "plan"]).cast(extra.schema)])
+
+
+def _show(topics: list[TopicInfo]) -> pa.Table:
+    def describe(info: TopicInfo) -> str:
+        schema = topic_schema(info)
+        return ", ".join(f"{f.name} {f.type}" for f in schema if not f.name.startswith("_") or f.name == "_value")
+
+    return pa.table(
+        {
+            "topic": [t.name for t in topics],
+            "partitions": pa.array([t.partitions for t in topics], pa.int32()),
+            "columns": [describe(t) for t in topics],
+            "watermark": [_watermark(t) for t in topics],
+            "config": [json.dumps(dict(t.config), sort_keys=True) for t in topics],
+        }
+    )
+
+
+def _watermark(info: TopicInfo) -> str | None:
+    schema = parse_value_schema(info.value_schema)
+    if schema is None or schema.watermark is None:
+        return None
+    w = schema.watermark
+    return f"{w.column} - INTERVAL '{w.delay_ms}' MILLISECOND"
+
+
+def _describe(info: TopicInfo) -> pa.Table:
+    schema = topic_schema(info)
+    declared = parse_value_schema(info.value_schema)
+    sql_types: dict[str, str] = {c.name: c.sql_type for c in declared.columns} if declared else {}
+    system: dict[str, str] = {"_partition": "INT", "_offset": "BIGINT", "_timestamp": "TIMESTAMP(3) WITH TIME ZONE"}
+    system |= {"_key": "BYTES", "_value": "BYTES"}
+    watermark = _watermark(info)
+    event = declared.event_time if declared else None
+    type_of: Callable[[str], str] = lambda n: system.get(n) or sql_types.get(n, "")  # noqa: E731
+    return pa.table(
+        {
+            "column": schema.names,
+            "type": [type_of(n) for n in schema.names],
+            "arrow_type": [str(f.type) for f in schema],
+            "nullable": [f.nullable for f in schema],
+            "watermark": [watermark if n == event else None for n in schema.names],
+        }
+    )

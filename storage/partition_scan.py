@@ -1,0 +1,181 @@
+"""Scan a partition for SQL (DESIGN §7): prune segments and row groups by offset, record time
+and the event-time column before anything is decoded, read only the wanted columns, and add
+the leader's unflushed records with their declared columns decoded from JSON on the spot."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamhouse.storage.json_values import decode_json_values, json_errors
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.partition_reader import PartitionReader
+from streamhouse.storage.partition_writer import PartitionWriter
+from streamhouse.storage.records import RECORD_SCHEMA
+from streamhouse.storage.segment_footer import SegmentFooter, select_row_groups
+from streamhouse.storage.value_schema import ValueSchema, parse_value_schema
+
+
+@dataclass(frozen=True)
+class ScanBounds:
+    """What a query's predicates allow; every bound is conservative (never drops a match)."""
+
+    start_offset: int = 0
+    end_offset: int | None = None  # exclusive
+    min_timestamp: int | None = None  # record time, ms, inclusive
+    max_timestamp: int | None = None
+    event_column: str | None = None  # a declared TIMESTAMP(3) column
+    event_min: int | None = None  # ms, inclusive
+    event_max: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (self.end_offset is not None and self.end_offset <= self.start_offset) or (
+            self.min_timestamp is not None
+            and self.max_timestamp is not None
+            and self.min_timestamp > self.max_timestamp
+        )
+
+
+@dataclass
+class ScanStats:
+    segments_total: int = 0
+    segments_kept: int = 0
+    row_groups_total: int = 0
+    row_groups_kept: int = 0
+    buffered_rows: int = 0
+    json_errors: int = 0
+    json_error_offsets: list[int] = field(default_factory=list)
+
+    def add(self, other: ScanStats) -> None:
+        self.segments_total += other.segments_total
+        self.segments_kept += other.segments_kept
+        self.row_groups_total += other.row_groups_total
+        self.row_groups_kept += other.row_groups_kept
+        self.buffered_rows += other.buffered_rows
+        self.json_errors += other.json_errors
+        self.json_error_offsets += other.json_error_offsets[: max(0, 10 - len(self.json_error_offsets))]
+
+
+async def scan_partition(
+    reader: PartitionReader,
+    topic: TopicInfo,
+    partition: int,
+    bounds: ScanBounds,
+    columns: list[str],
+    writer: PartitionWriter | None = None,
+) -> tuple[pa.Table, ScanStats]:
+    """Rows of one partition within `bounds` (offset and record-time exactly, event time by
+    row group only: SQL filters the rest), with `columns` named as the segment names them
+    (record columns, then "v.<declared>")."""
+    stats = ScanStats()
+    schema = parse_value_schema(topic.value_schema)
+    wanted = list(dict.fromkeys(["offset", *columns]))  # offsets order the pieces
+    empty = _empty(wanted, schema)
+    if bounds.empty:
+        return empty, stats
+    segments = await reader.segments_for(topic.name, partition)
+    stats.segments_total = len(segments)
+    committed_end = segments[-1].end_offset if segments else 0
+    stop = bounds.end_offset
+    if writer is not None and writer.topic.topic_id == topic.topic_id:
+        committed_end = writer.buffer_start
+    pieces: list[pa.Table] = []
+    first = max(0, bisect.bisect_right([s.end_offset for s in segments], bounds.start_offset))
+    for seg in segments[first:]:
+        if seg.base_offset >= committed_end or (stop is not None and seg.base_offset >= stop):
+            break
+        if (bounds.min_timestamp is not None and seg.max_timestamp < bounds.min_timestamp) or (
+            bounds.max_timestamp is not None and seg.min_timestamp > bounds.max_timestamp
+        ):
+            continue
+        footer = await reader.segments.footer(seg.ref)
+        stats.row_groups_total += len(footer.row_groups)
+        chosen = select_row_groups(footer, bounds.start_offset, stop, bounds.min_timestamp, bounds.max_timestamp)
+        chosen = [i for i in chosen if _event_time_may_match(footer, i, bounds)]
+        if not chosen:
+            continue
+        stats.segments_kept += 1
+        stats.row_groups_kept += len(chosen)
+        count, offsets = json_errors(footer.metadata.metadata)
+        stats.json_errors += count
+        stats.json_error_offsets += offsets
+        pieces.append(
+            await reader.segments.read(
+                seg.ref,
+                start_offset=bounds.start_offset,
+                end_offset=stop,
+                min_timestamp=bounds.min_timestamp,
+                max_timestamp=bounds.max_timestamp,
+                columns=wanted,
+                row_groups=chosen,
+            )
+        )
+    if writer is not None and writer.topic.topic_id == topic.topic_id:
+        buffered = _buffered(writer, bounds, wanted, schema, stats)
+        if buffered is not None:
+            pieces.append(buffered)
+    if not pieces:
+        return empty, stats
+    return pa.concat_tables([p.select(wanted) for p in pieces]), stats
+
+
+def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds) -> bool:
+    if bounds.event_column is None or (bounds.event_min is None and bounds.event_max is None):
+        return True
+    name = "v." + bounds.event_column
+    group = footer.metadata.row_group(index)
+    # Parquet leaf columns, not Arrow fields: nested headers take two leaves.
+    leaf = next((j for j in range(group.num_columns) if group.column(j).path_in_schema == name), None)
+    if leaf is None:
+        return True
+    stats = group.column(leaf).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    low, high = int(stats.min_raw), int(stats.max_raw)  # TIMESTAMP(MILLIS): raw int64 ms
+    return not (
+        (bounds.event_min is not None and high < bounds.event_min)
+        or (bounds.event_max is not None and low > bounds.event_max)
+    )
+
+
+def _buffered(
+    writer: PartitionWriter, bounds: ScanBounds, wanted: list[str], schema: ValueSchema | None, stats: ScanStats
+) -> pa.Table | None:
+    """The leader's unflushed rows in bounds. Read synchronously from its buffer, so a
+    concurrent roll cannot move records between the segment list and here."""
+    start = max(bounds.start_offset, writer.buffer_start)
+    end = writer.next_offset if bounds.end_offset is None else min(bounds.end_offset, writer.next_offset)
+    if end <= start:
+        return None
+    batches = writer.read_buffer(start, end)
+    if not batches:
+        return None
+    table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+    if bounds.min_timestamp is not None or bounds.max_timestamp is not None:
+        ts = table.column("timestamp")
+        low = bounds.min_timestamp if bounds.min_timestamp is not None else -(2**63)
+        high = bounds.max_timestamp if bounds.max_timestamp is not None else 2**63 - 1
+        table = table.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
+    stats.buffered_rows += table.num_rows
+    declared = [c for c in wanted if c.startswith("v.")]
+    if declared and schema is not None:
+        decoded = decode_json_values(table.column("value"), schema)
+        if len(decoded.bad_rows):
+            stats.json_errors += len(decoded.bad_rows)
+            stats.json_error_offsets += table.column("offset").take(decoded.bad_rows[:10]).to_pylist()
+        for column in schema.columns:
+            if column.segment_name in declared:
+                table = table.append_column(column.segment_name, decoded.table.column(column.name))
+    return table.select(wanted)
+
+
+def _empty(wanted: list[str], schema: ValueSchema | None) -> pa.Table:
+    fields: dict[str, pa.Field[Any]] = {f.name: f for f in RECORD_SCHEMA}
+    if schema is not None:
+        fields.update({f.name: f for f in schema.segment_schema()})
+    return pa.schema([fields[c] for c in wanted]).empty_table()
