@@ -53,7 +53,7 @@ class TopicSource(Protocol):
 def topic_schema(info: TopicInfo) -> pa.Schema:
     """The table a topic is: system columns, then its declared columns or `_value`."""
     declared = parse_value_schema(info.value_schema)
-    fields = list(SYSTEM_FIELDS)
+    fields: list[pa.Field[Any]] = list(SYSTEM_FIELDS)
     fields += list(declared.arrow_schema()) if declared is not None else [VALUE_FIELD]
     return pa.schema(fields)
 

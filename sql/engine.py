@@ -139,7 +139,7 @@ def _event_column(info: TopicInfo) -> str | None:
     return schema.event_time if schema is not None else None
 
 
-def _referenced_columns(tree: exp.Expression) -> set[str] | None:
+def _referenced_columns(tree: exp.Expr) -> set[str] | None:
     """Columns the query may read (lower-cased), or None when a * reads them all."""
     if any(True for _ in tree.find_all(exp.Star)):
         return None

@@ -53,9 +53,7 @@ def merge(a: TopicBounds, b: TopicBounds) -> TopicBounds:
     )
 
 
-def topic_bounds(
-    tree: exp.Expression, topics: set[str], event_columns: dict[str, str | None]
-) -> dict[str, TopicBounds]:
+def topic_bounds(tree: exp.Expr, topics: set[str], event_columns: dict[str, str | None]) -> dict[str, TopicBounds]:
     """Bounds per topic read by `tree` (a parsed query). A topic read in a SELECT that joins
     or has no usable WHERE is read whole."""
     found: dict[str, TopicBounds] = {}
@@ -78,7 +76,7 @@ def _sole_source(select: exp.Select, table: exp.Table) -> bool:
     return source is not None and source.this is table and not select.args.get("joins")
 
 
-def _from_condition(condition: exp.Expression, names: set[str], event: str | None) -> TopicBounds:
+def _from_condition(condition: exp.Expr, names: set[str], event: str | None) -> TopicBounds:
     partitions: frozenset[int] | None = None
     scan = ScanBounds(event_column=event)
     for part in _conjuncts(condition):
@@ -90,7 +88,7 @@ def _from_condition(condition: exp.Expression, names: set[str], event: str | Non
     return TopicBounds(partitions, scan)
 
 
-def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(condition, exp.And):
         return _conjuncts(condition.left) + _conjuncts(condition.right)
     if isinstance(condition, exp.Paren):
@@ -99,10 +97,10 @@ def _conjuncts(condition: exp.Expression) -> list[exp.Expression]:
 
 
 _FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte", "eq": "eq"}
-_OPS = {exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte", exp.EQ: "eq"}
+_OPS: dict[type, str] = {exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte", exp.EQ: "eq"}
 
 
-def _comparisons(part: exp.Expression, names: set[str], event: str | None) -> list[tuple[str, str, int | list[int]]]:
+def _comparisons(part: exp.Expr, names: set[str], event: str | None) -> list[tuple[str, str, int | list[int]]]:
     wanted = set(_SYSTEM) | ({event.lower()} if event else set())
     if isinstance(part, exp.Between):
         column = _column(part.this, names, wanted)
@@ -129,7 +127,7 @@ def _comparisons(part: exp.Expression, names: set[str], event: str | None) -> li
     return [] if column is None or value is None else [(column, _FLIP[op], value)]
 
 
-def _column(node: exp.Expression, names: set[str], wanted: set[str]) -> str | None:
+def _column(node: exp.Expr, names: set[str], wanted: set[str]) -> str | None:
     if not isinstance(node, exp.Column):
         return None
     qualifier = node.table
@@ -139,7 +137,7 @@ def _column(node: exp.Expression, names: set[str], wanted: set[str]) -> str | No
     return name if name in wanted else None
 
 
-def _literal(node: exp.Expression, column: str | None) -> int | None:
+def _literal(node: exp.Expr, column: str | None) -> int | None:
     """An integer, or a timestamp literal in epoch ms (for the time columns)."""
     if column is None:
         return None
@@ -160,8 +158,8 @@ def _literal(node: exp.Expression, column: str | None) -> int | None:
     if isinstance(node, exp.Timestamp | exp.TimeStrToTime) or (
         isinstance(node, exp.Anonymous) and str(node.this).lower() in ("timestamp",)
     ):
-        inner = node.this if isinstance(node.this, exp.Expression) else None
-        return _literal(inner, column) if inner is not None else None
+        inner = node.this
+        return _literal(inner, column) if isinstance(inner, exp.Expr) else None
     return None
 
 
@@ -213,6 +211,6 @@ def _min(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def parse_query(sql: str) -> exp.Expression:
+def parse_query(sql: str) -> exp.Expr:
     """DataFusion SQL (after the window rewrite) as sqlglot sees it, for this analysis only."""
     return sqlglot.parse_one(sql, read="postgres")

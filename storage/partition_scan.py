@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -136,7 +136,7 @@ def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds)
     stats = group.column(leaf).statistics
     if stats is None or not stats.has_min_max:
         return True
-    low, high = int(stats.min_raw), int(stats.max_raw)  # TIMESTAMP(MILLIS): raw int64 ms
+    low, high = int(cast(int, stats.min_raw)), int(cast(int, stats.max_raw))  # TIMESTAMP(MILLIS): int64 ms
     return not (
         (bounds.event_min is not None and high < bounds.event_min)
         or (bounds.event_max is not None and low > bounds.event_max)
@@ -160,14 +160,15 @@ def _buffered(
         ts = table.column("timestamp")
         low = bounds.min_timestamp if bounds.min_timestamp is not None else -(2**63)
         high = bounds.max_timestamp if bounds.max_timestamp is not None else 2**63 - 1
-        table = table.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
+        keep = pc.and_(pc.greater_equal(ts, pa.scalar(low, pa.int64())), pc.less_equal(ts, pa.scalar(high, pa.int64())))
+        table = table.filter(cast(Any, keep))
     stats.buffered_rows += table.num_rows
     declared = [c for c in wanted if c.startswith("v.")]
     if declared and schema is not None:
         decoded = decode_json_values(table.column("value"), schema)
         if len(decoded.bad_rows):
             stats.json_errors += len(decoded.bad_rows)
-            stats.json_error_offsets += table.column("offset").take(decoded.bad_rows[:10]).to_pylist()
+            stats.json_error_offsets += cast(list[int], table.column("offset").take(decoded.bad_rows[:10]).to_pylist())
         for column in schema.columns:
             if column.segment_name in declared:
                 table = table.append_column(column.segment_name, decoded.table.column(column.name))

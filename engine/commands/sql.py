@@ -87,7 +87,9 @@ def _json_default(value: Any) -> Any:
 
 def split_statements(text: str) -> list[str]:
     """Statements separated by `;` outside quotes."""
-    statements, current, quote = [], [], ""
+    statements: list[str] = []
+    current: list[str] = []
+    quote = ""
     for ch in text:
         if quote:
             quote = "" if ch == quote else quote
