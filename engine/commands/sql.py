@@ -22,7 +22,7 @@ from streamhouse.storage.errors import StreamHouseError
 if TYPE_CHECKING:
     from streamhouse.client.client import Client
 
-HISTORY = Path(os.path.expanduser("~/.streamhouse_history"))
+HISTORY = "~/.streamhouse_history"
 FORMATS = ("table", "csv", "json")
 
 
@@ -110,7 +110,7 @@ def shell(client: Client, fmt: str) -> int:
         import readline
 
         with contextlib.suppress(OSError):
-            readline.read_history_file(HISTORY)
+            readline.read_history_file(os.path.expanduser(HISTORY))
     print("StreamHouse SQL shell: end statements with ;  \\d lists topics, \\d NAME describes one, \\q quits")
     buffer: list[str] = []
     try:
@@ -140,7 +140,7 @@ def shell(client: Client, fmt: str) -> int:
     finally:
         if readline is not None:
             with contextlib.suppress(OSError):
-                readline.write_history_file(HISTORY)
+                readline.write_history_file(os.path.expanduser(HISTORY))
 
 
 def _command(client: Client, command: str, fmt: str) -> bool:
