@@ -50,6 +50,10 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     storage.add_argument("--skip", action="append", default=[], choices=["segment", "ipc", "wal", "s3"])
     add_produce_arguments(kinds.add_parser("produce", help="produce throughput and latency through the SDK"))
     add_consume_arguments(kinds.add_parser("consume", help="consume throughput through the SDK"))
+    from streamhouse.bench.sql import add_nexmark_arguments, add_sql_arguments
+
+    add_nexmark_arguments(kinds.add_parser("nexmark", help="fill person/auction/bid topics with Nexmark events"))
+    add_sql_arguments(kinds.add_parser("sql", help="TUMBLE aggregation and point lookup (optionally vs DuckDB)"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -62,6 +66,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.client import run_produce
 
         return run_produce(args)
+    if args.bench in ("nexmark", "sql"):
+        from streamhouse.bench.sql import run_nexmark, run_sql
+
+        return run_nexmark(args) if args.bench == "nexmark" else run_sql(args)
     if args.bench == "consume":
         from streamhouse.bench.client import run_consume
 
