@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -100,7 +101,7 @@ def run_sql(args: argparse.Namespace) -> int:
         # Bids only: generate 50/46 as many events so the bid topic holds about --records rows.
         data = generate(args.records * 50 // 46 + 50)
         bids = data.bid.slice(0, args.records)
-        with open_embedded(workdir / "engine") as client:
+        with open_embedded(str(workdir / "engine")) as client:
             client.sql(ddl("bid", bids.schema, args.partitions))
             started = time.perf_counter()
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
@@ -161,10 +162,10 @@ def _duckdb(bids: pa.Table, workdir: Path) -> tuple[float, int]:
     return best, result[-1]
 
 
-def _jsonl(values: pa.Array) -> bytes:
+def _jsonl(values: pa.Array[Any]) -> bytes:
     """Values as newline-terminated lines, joined column-wise."""
     blank = pa.repeat(pa.scalar(b"", pa.binary()), len(values))
-    lines = pc.binary_join_element_wise(values, blank, pa.scalar(b"\n", pa.binary()))
+    lines: Any = pc.binary_join_element_wise(cast(Any, values), blank, pa.scalar(b"\n", pa.binary()))
     offsets = np.frombuffer(memoryview(lines.buffers()[1]), dtype=np.int32)
     data = lines.buffers()[2]
     return b"" if data is None else data.to_pybytes()[offsets[lines.offset] : offsets[lines.offset + len(lines)]]
