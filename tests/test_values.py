@@ -270,9 +270,11 @@ def test_json_that_has_no_form_is_refused() -> None:
         batch_from_table(pd.DataFrame({"mixed": [1, "a"]}))
 
 
-def test_only_key_and_timestamp_columns_leave_empty_objects() -> None:
+def test_key_and_timestamp_columns_stay_in_the_json_value() -> None:
+    """Events keep their fields: SQL over the topic reads them from the value."""
     batch = batch_from_table(pa.table({"k": ["a", "b"], "t": [1, 2]}), key_column="k", timestamp_column="t")
-    assert batch.column(3).to_pylist() == [b"{}", b"{}"]
+    assert batch.column(3).to_pylist() == [b'{"k":"a","t":1}', b'{"k":"b","t":2}']
+    assert batch.column(2).to_pylist() == [b"a", b"b"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -353,7 +355,11 @@ def test_pandas_key_and_timestamp_columns() -> None:
     batch = batch_from_table(df, key_column="user", timestamp_column="when")
     assert batch.column("key").to_pylist() == [b"u1", None, b"u3"]
     assert batch.column("timestamp").to_pylist() == [1704067200000, 0, -1]
-    assert json_values(batch) == [{"n": 1}, {"n": None}, {"n": 3}]
+    assert [{"n": v["n"], "user": v["user"]} for v in json_values(batch)] == [
+        {"n": 1, "user": "u1"},
+        {"n": None, "user": None},
+        {"n": 3, "user": "u3"},
+    ]
 
 
 def test_record_batch_input_and_empty_tables() -> None:

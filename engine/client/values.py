@@ -411,8 +411,9 @@ def batch_from_table(
     """One record batch from a table, column-wise (no Python step per row).
 
     Values: `value_column` (binary or string) as the value bytes; without it a binary or
-    string column named "value" is used; otherwise every row, minus the key and
-    timestamp columns, becomes one compact JSON object (ints stay ints, floats keep
+    string column named "value" is used; otherwise every row (key and timestamp columns
+    included: events keep their fields, as SQL over the topic expects) becomes one compact
+    JSON object (ints stay ints, floats keep
     every digit, NaN/null → null, timestamps → ISO 8601 with "Z" when tz-aware, nested
     lists/structs/maps nest). A DataFrame's index is not sent.
 
@@ -445,8 +446,7 @@ def batch_from_table(
         else:
             raise InvalidInputError(f"value column {value_column!r} must be binary or string, not {value_arr.type}")
     else:
-        dropped = {c for c in (key_column, timestamp_column) if c is not None}
-        values = _json_rows(table.drop_columns(list(dropped)) if dropped else table)
+        values = _json_rows(table)
     return pa.RecordBatch.from_arrays(
         [
             offsets_array(0, n),
