@@ -147,15 +147,24 @@ def _buffered(
     writer: PartitionWriter, bounds: ScanBounds, wanted: list[str], schema: ValueSchema | None, stats: ScanStats
 ) -> pa.Table | None:
     """The leader's unflushed rows in bounds. Read synchronously from its buffer, so a
-    concurrent roll cannot move records between the segment list and here."""
+    concurrent roll cannot move records between the segment list and here. Declared columns
+    are decoded once per buffered batch and kept beside it until the batch is flushed."""
     start = max(bounds.start_offset, writer.buffer_start)
     end = writer.next_offset if bounds.end_offset is None else min(bounds.end_offset, writer.next_offset)
     if end <= start:
         return None
-    batches = writer.read_buffer(start, end)
-    if not batches:
+    declared = schema is not None and any(c.startswith("v.") for c in wanted)
+    pieces: list[pa.Table] = []
+    for base, batch in writer.buffered_batches(start, end):
+        table = pa.Table.from_batches([batch], schema=RECORD_SCHEMA)
+        if declared and schema is not None:
+            table = _with_decoded(writer, base, table, schema, stats, (start, end))
+        lo = max(start, base) - base
+        hi = min(end, base + batch.num_rows) - base
+        pieces.append(table.slice(lo, hi - lo).select(wanted))
+    if not pieces:
         return None
-    table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+    table = pa.concat_tables(pieces)
     if bounds.min_timestamp is not None or bounds.max_timestamp is not None:
         ts = table.column("timestamp")
         low = bounds.min_timestamp if bounds.min_timestamp is not None else -(2**63)
@@ -163,16 +172,34 @@ def _buffered(
         keep = pc.and_(pc.greater_equal(ts, pa.scalar(low, pa.int64())), pc.less_equal(ts, pa.scalar(high, pa.int64())))
         table = table.filter(cast(Any, keep))
     stats.buffered_rows += table.num_rows
-    declared = [c for c in wanted if c.startswith("v.")]
-    if declared and schema is not None:
-        decoded = decode_json_values(table.column("value"), schema)
-        if len(decoded.bad_rows):
-            stats.json_errors += len(decoded.bad_rows)
-            stats.json_error_offsets += cast(list[int], table.column("offset").take(decoded.bad_rows[:10]).to_pylist())
-        for column in schema.columns:
-            if column.segment_name in declared:
-                table = table.append_column(column.segment_name, decoded.table.column(column.name))
-    return table.select(wanted)
+    return table
+
+
+def _with_decoded(
+    writer: PartitionWriter,
+    base: int,
+    table: pa.Table,
+    schema: ValueSchema,
+    stats: ScanStats,
+    wanted_range: tuple[int, int],
+) -> pa.Table:
+    decoded = writer.derived.get(base)
+    if decoded is None:
+        result = decode_json_values(table.column("value"), schema)
+        columns = dict(zip(schema.segment_schema().names, result.table.columns, strict=True))
+        bad = cast(list[int], table.column("offset").take(result.bad_rows).to_pylist())
+        # The bad offsets ride along as metadata, so a cached batch still reports them.
+        decoded = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+        decoded = decoded.replace_schema_metadata({"bad_offsets": ",".join(map(str, bad))})
+        writer.derived[base] = decoded
+    raw = (decoded.schema.metadata or {}).get(b"bad_offsets", b"")
+    if raw:
+        offsets = [int(o) for o in raw.split(b",") if wanted_range[0] <= int(o) < wanted_range[1]]
+        stats.json_errors += len(offsets)
+        stats.json_error_offsets += offsets[:10]
+    for name, column in zip(decoded.column_names, decoded.columns, strict=True):
+        table = table.append_column(name, column)
+    return table
 
 
 def _empty(wanted: list[str], schema: ValueSchema | None) -> pa.Table:

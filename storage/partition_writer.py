@@ -74,6 +74,9 @@ class PartitionWriter:
         self._roll_lock = asyncio.Lock()  # one roll at a time
         self._batches: list[pa.RecordBatch] = []
         self._pending_cut = 0  # batches of an upload whose commit did not complete
+        # What readers derived from a buffered batch (SQL: its decoded value columns), by the
+        # batch's base offset; dropped with the batch when it is flushed.
+        self.derived: dict[int, pa.Table] = {}
         self._value_schema = parse_value_schema(topic.value_schema)
         self._buffered_bytes = 0
         self._oldest_ms: float | None = None
@@ -189,6 +192,16 @@ class PartitionWriter:
         """First offset served from memory (everything below is in committed segments)."""
         return self.durable_end
 
+    def buffered_batches(self, start: int, end: int) -> list[tuple[int, pa.RecordBatch]]:
+        """Whole buffered batches overlapping [start, end), with their base offsets (for
+        callers that cache something per batch, like decoded value columns)."""
+        out: list[tuple[int, pa.RecordBatch]] = []
+        for batch in list(self._batches):
+            base = batch.column(0)[0].as_py() if batch.num_rows else 0
+            if base < end and base + batch.num_rows > start:
+                out.append((base, batch))
+        return out
+
     def read_buffer(self, start: int, end: int) -> list[pa.RecordBatch]:
         """Buffered records in [start, end), as zero-copy slices."""
         out: list[pa.RecordBatch] = []
@@ -239,6 +252,8 @@ class PartitionWriter:
                 async with self._lock:
                     self._pending_cut = 0
                     del self._batches[: len(batches)]
+                    for base in [b for b in self.derived if b < info.end_offset]:
+                        del self.derived[base]
                     self._buffered_bytes = sum(b.nbytes for b in self._batches)
                     self._oldest_ms = time.monotonic() * 1000 if self._batches else None
                     self.durable_end = info.end_offset
@@ -300,6 +315,7 @@ class PartitionWriter:
                 f"{self.next_offset - self.durable_end} unflushed records dropped"
             )
             self._batches.clear()
+            self.derived.clear()
             self._buffered_bytes = 0
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -31,6 +32,13 @@ class EmbeddedTransport:
             self._stop_loop()
             raise
         self.config = self.service.config
+        # A notebook or script that never closes still gets its buffers flushed and leases
+        # released. It must run before the thread pools shut down at interpreter exit, which
+        # only threading's own exit hooks do (atexit runs after them).
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            ref = weakref.ref(self)
+            register(lambda: (t := ref()) is not None and t.close())
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
