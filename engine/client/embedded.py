@@ -38,7 +38,13 @@ class EmbeddedTransport:
         register = getattr(threading, "_register_atexit", None)
         if register is not None:
             ref = weakref.ref(self)
-            register(lambda: (t := ref()) is not None and t.close())
+
+            def close_at_exit() -> None:
+                transport = ref()
+                if transport is not None:
+                    transport.close()
+
+            register(close_at_exit)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
