@@ -16,6 +16,7 @@ from sqlglot.errors import ParseError
 
 from streamhouse.sql.catalog import TopicScan, TopicSource, scan_topic, topic_schema
 from streamhouse.sql.ddl import CreateTopic, Describe, DropTopic, Explain, ShowTopics, parse_statement
+from streamhouse.sql.dialect import parse_query as parse_user_query
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.pruning import parse_query, topic_bounds
 from streamhouse.sql.windows import rewrite_windows
@@ -83,7 +84,8 @@ class SqlEngine:
         topics = {t.name: t for t in await self.source.list_topics()}
         planned = self._plan(sql, topics)
         tree = parse_query(planned.sql)
-        columns = _referenced_columns(tree)
+        # Columns from the query as written: the window rewrite's own SELECT * reads nothing more.
+        columns = _referenced_columns(parse_user_query(sql))
         events = {name: _event_column(info) for name, info in planned.names.items()}
         bounds = topic_bounds(tree, set(planned.names), events)
         used = {name: info for name, info in planned.names.items() if name in bounds}
@@ -140,11 +142,13 @@ def _event_column(info: TopicInfo) -> str | None:
 
 
 def _referenced_columns(tree: exp.Expr) -> set[str] | None:
-    """Columns the query may read (lower-cased), or None when a * reads them all."""
-    if any(True for _ in tree.find_all(exp.Star)):
+    """Columns the query may read (lower-cased), or None when a * reads them all. Every
+    identifier counts (DESCRIPTOR(ts) and PARTITION BY keys are not column nodes): a superset
+    of the columns is safe, a subset would not be."""
+    if any(not isinstance(star.parent, exp.Count) for star in tree.find_all(exp.Star)):
         return None
-    names = {c.name.lower() for c in tree.find_all(exp.Column)}
-    return names | {"_partition", "_offset"} if names else {"_offset"}
+    names = {i.name.lower() for i in tree.find_all(exp.Identifier)}
+    return names | {"_partition", "_offset"}
 
 
 def _partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:

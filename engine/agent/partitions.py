@@ -272,13 +272,15 @@ class PartitionManager:
                 log.exception("background step %s failed", step.__name__)
 
     async def _flush_due(self) -> None:
-        """Roll writers that are big or old enough (durable acks roll on their own schedule)."""
+        """Roll writers that are big or old enough (durable acks roll on their own schedule).
+        Partitions roll side by side: encoding and uploading run in the IO pool."""
+        due = []
         for key, led in list(self._led.items()):
             if led.writer.fenced:
                 self._drop(key, FencedError(f"{key[0]}/{key[1]} is fenced"))
-                continue
-            if led.writer.should_roll():
-                await self._flush(key, led)
+            elif led.writer.should_roll():
+                due.append(self._flush(key, led))
+        await asyncio.gather(*due)
 
     async def _flush(self, key: Key, led: _Led) -> None:
         try:

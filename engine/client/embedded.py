@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
@@ -14,14 +15,15 @@ import pyarrow as pa
 from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.service import AgentService
-from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.errors import BackpressureError, StreamHouseError
 from streamhouse.storage.model import TopicInfo
 
 T = TypeVar("T")
 
 
 class EmbeddedTransport:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, *, retry_for_s: float = 120.0) -> None:
+        self.retry_for_s = retry_for_s
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="streamhouse-embedded", daemon=True)
         self._thread.start()
@@ -72,7 +74,18 @@ class EmbeddedTransport:
         self._run(self.service.delete_topic(name))
 
     def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
-        return self._run(self.service.produce(topic, partition, batch, acks))
+        # Backpressure is waited out here, as the remote transport does: the buffers drain as
+        # segments are written. Nothing was appended when it is raised, so a retry is safe.
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.05
+        while True:
+            try:
+                return self._run(self.service.produce(topic, partition, batch, acks))
+            except BackpressureError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def fetch(
         self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
