@@ -44,11 +44,14 @@ def ddl(name: str, schema: pa.Schema, partitions: int, event_time: str = "date_t
     return f"CREATE TOPIC IF NOT EXISTS {name} ({columns}{watermark}) WITH (partitions = {partitions})"
 
 
-def fill_nexmark(client: Client, events: int, *, partitions: int = 4, seed: int = 0) -> dict[str, int]:
-    """Create the three Nexmark topics and produce `events` generated events into them."""
+def fill_nexmark(
+    client: Client, events: int, *, partitions: int = 4, seed: int = 0, chunk: int = _CHUNK, **generator: int
+) -> dict[str, int]:
+    """Create the three Nexmark topics and produce `events` generated events into them
+    (`generator`: more arguments of sql.nexmark.generate, e.g. events_per_second)."""
     from streamhouse.sql.nexmark import generate
 
-    data = generate(events, seed=seed)
+    data = generate(events, seed=seed, **generator)
     tables = {"person": data.person, "auction": data.auction, "bid": data.bid}
     keys = {"person": "id", "auction": "id", "bid": "auction"}
     with Progress(
@@ -57,10 +60,10 @@ def fill_nexmark(client: Client, events: int, *, partitions: int = 4, seed: int 
         for name, table in tables.items():
             client.sql(ddl(name, table.schema, partitions))
             task = bar.add_task(f"produce {name}", total=table.num_rows)
-            for start in range(0, table.num_rows, _CHUNK):
-                chunk = table.slice(start, _CHUNK)
-                client.produce_table(name, chunk, key_column=keys[name])
-                bar.advance(task, chunk.num_rows)
+            for start in range(0, table.num_rows, chunk):
+                rows = table.slice(start, chunk)
+                client.produce_table(name, rows, key_column=keys[name])
+                bar.advance(task, rows.num_rows)
     return {name: table.num_rows for name, table in tables.items()}
 
 
