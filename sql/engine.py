@@ -190,7 +190,8 @@ def _with_pruning(plan: pa.Table, scans: list[TopicScan]) -> pa.Table:
             f"topic {s.info.name}: partitions {s.partitions_kept}/{s.partitions_total}, "
             f"segments {s.stats.segments_kept}/{s.stats.segments_total}, "
             f"blocks {s.stats.row_groups_kept}/{s.stats.row_groups_total}, "
-            f"unflushed rows {s.stats.buffered_rows}, rows read {s.table.num_rows}",
+            f"unflushed rows {s.stats.buffered_rows}, rows read {s.table.num_rows}, "
+            f"values not matching the columns {s.stats.json_errors}",
         )
         for s in scans
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -175,3 +175,29 @@ def test_data_survives_a_restart(tmp_path: Path) -> None:
         assert c.read("keep").column("value").to_pylist() == [b"1", b"2"]
         assert c.produce("keep", b"3").offset == 2  # the same agent id takes its lease back at once
         assert c.describe("keep").partitions[0].segments == 1
+
+
+def test_sql_runs_the_same_through_both_transports(client: Client) -> None:
+    client.sql(
+        "CREATE TOPIC clicks (page STRING, ms BIGINT, ts TIMESTAMP(3), "
+        "WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH (partitions = 2)"
+    )
+    client.produce_batch(
+        "clicks",
+        [{"page": p, "ms": i, "ts": 1_700_000_000_000 + i * 1_000} for i, p in enumerate("aabab")],
+    )
+    windows = client.sql(
+        "SELECT window_start, page, count(*) AS n FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), "
+        "INTERVAL '2' SECOND)) GROUP BY window_start, page ORDER BY window_start, page"
+    )
+    start = datetime(2023, 11, 14, 22, 13, 20)  # 1_700_000_000_000 ms, a multiple of 2 s
+    assert [(r["window_start"], r["page"], r["n"]) for r in windows.to_pylist()] == [
+        (start, "a", 2),
+        (start + timedelta(seconds=2), "a", 1),
+        (start + timedelta(seconds=2), "b", 1),
+        (start + timedelta(seconds=4), "b", 1),
+    ]
+    assert client.sql("SELECT count(*) AS n FROM clicks").to_pylist() == [{"n": 5}]
+    assert client.sql("SHOW TOPICS").column("topic").to_pylist() == ["clicks"]
+    with pytest.raises(streamhouse.InvalidInputError, match="nowhere"):
+        client.sql("SELECT * FROM nowhere")

@@ -99,8 +99,13 @@ def test_system_columns_and_raw_topics(sh: Client) -> None:
     assert table.column_names == ["_partition", "_offset", "_timestamp", "_key", "_value"]
     assert table.schema.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
     assert table.to_pylist() == [
-        {"_partition": 1, "_offset": 0, "_timestamp": datetime.fromtimestamp(T0 / 1000, tz=UTC),
-         "_key": b"k1", "_value": b"hello"}
+        {
+            "_partition": 1,
+            "_offset": 0,
+            "_timestamp": datetime.fromtimestamp(T0 / 1000, tz=UTC),
+            "_key": b"k1",
+            "_value": b"hello",
+        }
     ]
 
 
@@ -135,11 +140,10 @@ def test_json_that_does_not_match_is_an_error_naming_the_offset_unless_ignored(s
     sh.produce_batch("bids", [{"auction": 1}, b"not json", {"auction": "seven"}], partition=1)
     with pytest.raises(SqlError, match=r"topic 'bids', partition 1, offset 1"):
         sh.sql("SELECT * FROM bids")
-    sh.sql(
-        "CREATE TOPIC lenient (auction BIGINT) WITH ('json.ignore-errors' = 'true')"
-    )
+    sh.sql("CREATE TOPIC lenient (auction BIGINT) WITH ('json.ignore-errors' = 'true')")
     sh.produce_batch("lenient", [{"auction": 1}, b"not json"], partition=0)
     assert sh.sql("SELECT auction FROM lenient ORDER BY _offset").to_pylist() == [{"auction": 1}, {"auction": None}]
+    assert "values not matching the columns 1" in sh.sql("EXPLAIN SELECT * FROM lenient").column("plan")[0].as_py()
 
 
 def test_show_describe_drop(sh: Client) -> None:
@@ -151,7 +155,10 @@ def test_show_describe_drop(sh: Client) -> None:
     assert [(t["topic"], t["partitions"]) for t in shown] == [("bids", 2)]
     described = sh.sql("DESCRIBE bids").to_pylist()
     assert [(d["column"], d["type"]) for d in described][-4:] == [
-        ("auction", "BIGINT"), ("price", "DOUBLE"), ("item", "STRING"), ("ts", "TIMESTAMP(3)")
+        ("auction", "BIGINT"),
+        ("price", "DOUBLE"),
+        ("item", "STRING"),
+        ("ts", "TIMESTAMP(3)"),
     ]
     assert described[-1]["watermark"] is not None
     sh.sql("DROP TOPIC bids")

@@ -40,3 +40,16 @@ def test_the_topics_are_spread_over_segments(engine: tuple[Client, NexmarkData])
     described = client.describe("bid")
     assert sum(p.end_offset for p in described.partitions) == data.bid.num_rows
     assert sum(p.segments for p in described.partitions) > 3
+
+
+def test_bench_nexmark_fills_topics_from_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamhouse.cli import main
+
+    data = tmp_path / "d"
+    assert main(["bench", "nexmark", "--events", "5000", "--partitions", "2", "--data-dir", str(data)]) == 0
+    assert "5,000 events" in capsys.readouterr().out
+    with streamhouse.open(data) as client:
+        counts = {
+            t: client.sql(f"SELECT count(*) AS n FROM {t}").column("n")[0].as_py() for t in ("person", "auction", "bid")
+        }
+    assert counts == {"person": 100, "auction": 300, "bid": 4_600}
