@@ -78,12 +78,23 @@ async def scan_partition(
     empty = _empty(wanted, schema)
     if bounds.empty:
         return empty, stats
+    stop = bounds.end_offset
+    leading = writer is not None and writer.topic.topic_id == topic.topic_id
+    committed_end: int | None = None
+    buffered: list[tuple[int, pa.RecordBatch]] = []
+    buffer_range = (0, 0)
+    if writer is not None and leading:
+        # Pin the buffer before the first await: a roll may commit a segment and drop its
+        # batches while the segments are read; everything below this buffer start is then
+        # in the segment list fetched next, and everything above it is in these batches.
+        committed_end = writer.buffer_start
+        buffer_stop = writer.next_offset if stop is None else min(stop, writer.next_offset)
+        buffered = writer.buffered_batches(max(bounds.start_offset, committed_end), buffer_stop)
+        buffer_range = (max(bounds.start_offset, committed_end), buffer_stop)
     segments = await reader.segments_for(topic.name, partition)
     stats.segments_total = len(segments)
-    committed_end = segments[-1].end_offset if segments else 0
-    stop = bounds.end_offset
-    if writer is not None and writer.topic.topic_id == topic.topic_id:
-        committed_end = writer.buffer_start
+    if committed_end is None:
+        committed_end = segments[-1].end_offset if segments else 0
     pieces: list[pa.Table] = []
     first = max(0, bisect.bisect_right([s.end_offset for s in segments], bounds.start_offset))
     for seg in segments[first:]:
@@ -115,10 +126,10 @@ async def scan_partition(
                 row_groups=chosen,
             )
         )
-    if writer is not None and writer.topic.topic_id == topic.topic_id:
-        buffered = _buffered(writer, bounds, wanted, schema, stats)
-        if buffered is not None:
-            pieces.append(buffered)
+    if writer is not None and buffered:
+        tail = _buffered(writer, buffered, buffer_range, bounds, wanted, schema, stats)
+        if tail is not None:
+            pieces.append(tail)
     if not pieces:
         return empty, stats
     return pa.concat_tables([p.select(wanted) for p in pieces]), stats
@@ -144,24 +155,30 @@ def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds)
 
 
 def _buffered(
-    writer: PartitionWriter, bounds: ScanBounds, wanted: list[str], schema: ValueSchema | None, stats: ScanStats
+    writer: PartitionWriter,
+    batches: list[tuple[int, pa.RecordBatch]],
+    offsets: tuple[int, int],
+    bounds: ScanBounds,
+    wanted: list[str],
+    schema: ValueSchema | None,
+    stats: ScanStats,
 ) -> pa.Table | None:
-    """The leader's unflushed rows in bounds. Read synchronously from its buffer, so a
-    concurrent roll cannot move records between the segment list and here. Declared columns
-    are decoded once per buffered batch and kept beside it until the batch is flushed."""
-    start = max(bounds.start_offset, writer.buffer_start)
-    end = writer.next_offset if bounds.end_offset is None else min(bounds.end_offset, writer.next_offset)
+    """The leader's unflushed rows in bounds, from the batches pinned before the scan began.
+    Declared columns are decoded once per buffered batch and kept beside it until it is
+    flushed."""
+    start, end = offsets
     if end <= start:
         return None
     declared = schema is not None and any(c.startswith("v.") for c in wanted)
     pieces: list[pa.Table] = []
-    for base, batch in writer.buffered_batches(start, end):
+    for base, batch in batches:
         table = pa.Table.from_batches([batch], schema=RECORD_SCHEMA)
         if declared and schema is not None:
-            table = _with_decoded(writer, base, table, schema, stats, (start, end))
+            table = _with_decoded(writer, base, table, schema, stats, offsets)
         lo = max(start, base) - base
         hi = min(end, base + batch.num_rows) - base
-        pieces.append(table.slice(lo, hi - lo).select(wanted))
+        if hi > lo:
+            pieces.append(table.slice(lo, hi - lo).select(wanted))
     if not pieces:
         return None
     table = pa.concat_tables(pieces)
@@ -191,7 +208,8 @@ def _with_decoded(
         # The bad offsets ride along as metadata, so a cached batch still reports them.
         decoded = pa.Table.from_arrays(list(columns.values()), names=list(columns))
         decoded = decoded.replace_schema_metadata({"bad_offsets": ",".join(map(str, bad))})
-        writer.derived[base] = decoded
+        if base >= writer.buffer_start:  # a batch flushed meanwhile must not be cached forever
+            writer.derived[base] = decoded
     raw = (decoded.schema.metadata or {}).get(b"bad_offsets", b"")
     if raw:
         offsets = [int(o) for o in raw.split(b",") if wanted_range[0] <= int(o) < wanted_range[1]]

@@ -179,3 +179,33 @@ def test_bad_sql_names_the_problem(sh: Client, sql: str, message: str) -> None:
     sh.sql(BIDS)
     with pytest.raises(SqlError, match=message):
         sh.sql(sql)
+
+
+def test_queries_racing_rolls_never_miss_acknowledged_records(tmp_path: Path) -> None:
+    """A roll commits a segment and drops its batches from the buffer while a query reads
+    segments; the query must still see every record acknowledged before it started."""
+    import threading
+
+    with streamhouse.open(tmp_path / "race", roll_bytes=2_000, flush_check_ms=5) as client:
+        client.sql("CREATE TOPIC t (n BIGINT) WITH (partitions = 1)")
+        acknowledged = 0
+        done = threading.Event()
+
+        def produce() -> None:
+            nonlocal acknowledged
+            for i in range(300):
+                client.produce_batch("t", [{"n": i}] * 20)
+                acknowledged += 20
+            done.set()
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        checks = 0
+        while not done.is_set() or checks < 5:
+            before = acknowledged
+            count = client.sql("SELECT count(*) AS c, sum(n) AS s FROM t").column("c")[0].as_py()
+            assert count >= before
+            checks += 1
+        producer.join()
+        assert client.sql("SELECT count(*) AS c FROM t").column("c")[0].as_py() == 6_000
+        assert client.describe("t").partitions[0].segments > 10
