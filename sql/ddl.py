@@ -67,7 +67,38 @@ class Explain:
     query: str
 
 
-Statement = CreateTopic | DropTopic | ShowTopics | Describe | Explain
+JOB_OPTIONS = {
+    "emit": ("final", "changes"),
+    "dead-letter": None,
+    "idle-timeout": None,
+    "checkpoint-interval": None,
+    "start": ("earliest", "latest"),
+}
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    """`CREATE MATERIALIZED VIEW name [WITH (…)] AS SELECT …` (output: a new topic `name`) or
+    `INSERT INTO topic [WITH (…)] SELECT …` (an existing topic)."""
+
+    name: str
+    select: str
+    options: dict[str, str] = field(default_factory=dict)
+    materialized: bool = True  # False: INSERT INTO an existing topic
+
+
+@dataclass(frozen=True)
+class DropJob:
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
+class ShowJobs:
+    pass
+
+
+Statement = CreateTopic | DropTopic | ShowTopics | Describe | Explain | CreateJob | DropJob | ShowJobs
 
 
 def parse_statement(sql: str) -> Statement | None:
@@ -87,6 +118,15 @@ def parse_statement(sql: str) -> Statement | None:
         return _Parser(text).create_topic()
     if words[:2] == ["DROP", "TOPIC"]:
         return _Parser(text).drop_topic()
+    if words[0] == "SHOW" and words[1:] == ["JOBS"] and len(head) == 2:
+        return ShowJobs()
+    upper = " ".join(text.split()[:3]).upper()
+    if upper.startswith("CREATE MATERIALIZED VIEW"):
+        return _Parser(text).create_job(materialized=True)
+    if words[:2] == ["INSERT", "INTO"]:
+        return _Parser(text).create_job(materialized=False)
+    if upper.startswith("DROP MATERIALIZED VIEW") or words[:2] == ["DROP", "JOB"]:
+        return _Parser(text).drop_job()
     return None
 
 
@@ -196,6 +236,39 @@ class _Parser:
         if watermark is not None and not columns:
             raise SqlError(f"CREATE TOPIC {name}: a WATERMARK needs declared columns")
         return CreateTopic(name, int(partitions), schema, options, if_not_exists)
+
+    def create_job(self, *, materialized: bool) -> CreateJob:
+        if materialized:
+            for word in ("CREATE", "MATERIALIZED", "VIEW"):
+                self._take(word)
+        else:
+            self._take("INSERT")
+            self._take("INTO")
+        name = self._name()
+        options = self._options() if self._accept("WITH") else {}
+        if materialized:
+            self._take("AS")
+        if not self._peek("SELECT") and not self._peek("WITH"):
+            raise self._error("expected the SELECT the job runs")
+        select = self.text[self.tokens[self.i].position :].strip()
+        for key, value in options.items():
+            if key not in JOB_OPTIONS:
+                raise SqlError(f"{name}: unknown option {key!r}; known: {', '.join(JOB_OPTIONS)}")
+            allowed = JOB_OPTIONS[key]
+            if allowed is not None and value.lower() not in allowed:
+                raise SqlError(f"{name}: option {key!r} must be one of {', '.join(allowed)}, not {value!r}")
+        return CreateJob(name, select, {k: v for k, v in options.items()}, materialized)
+
+    def drop_job(self) -> DropJob:
+        self._take("DROP")
+        if self._accept("MATERIALIZED"):
+            self._take("VIEW")
+        else:
+            self._take("JOB")
+        if_exists = self._accept("IF", "EXISTS")
+        name = self._name()
+        self._end()
+        return DropJob(name, if_exists)
 
     def _column(self) -> Column:
         name = self._name()

@@ -15,7 +15,17 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from streamhouse.sql.catalog import TopicScan, TopicSource, scan_topic, topic_schema
-from streamhouse.sql.ddl import CreateTopic, Describe, DropTopic, Explain, ShowTopics, parse_statement
+from streamhouse.sql.ddl import (
+    CreateJob,
+    CreateTopic,
+    Describe,
+    DropJob,
+    DropTopic,
+    Explain,
+    ShowJobs,
+    ShowTopics,
+    parse_statement,
+)
 from streamhouse.sql.dialect import parse_query as parse_user_query
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.pruning import parse_query, topic_bounds
@@ -52,6 +62,10 @@ class SqlEngine:
             return _describe(await self._topic(statement.name))
         if isinstance(statement, Explain):
             return await self._query(statement.query, explain=True)
+        if isinstance(statement, CreateJob | DropJob | ShowJobs):
+            raise SqlError(
+                "continuous queries (CREATE MATERIALIZED VIEW, INSERT INTO, SHOW JOBS) are not available yet"
+            )
         return await self._query(sql, explain=False)
 
     # -- DDL ------------------------------------------------------------------------------------

@@ -209,3 +209,26 @@ def test_queries_racing_rolls_never_miss_acknowledged_records(tmp_path: Path) ->
         producer.join()
         assert client.sql("SELECT count(*) AS c FROM t").column("c")[0].as_py() == 6_000
         assert client.describe("t").partitions[0].segments > 10
+
+
+def test_job_statements_parse() -> None:
+    from streamhouse.sql.ddl import CreateJob, DropJob, ShowJobs
+
+    view = parse_statement(
+        "CREATE MATERIALIZED VIEW per_minute WITH ('emit' = 'final', 'dead-letter' = 'late') AS "
+        "SELECT window_start, count(*) AS n FROM TUMBLE(bids, ts, INTERVAL '1' MINUTE) GROUP BY window_start"
+    )
+    assert view == CreateJob(
+        "per_minute",
+        "SELECT window_start, count(*) AS n FROM TUMBLE(bids, ts, INTERVAL '1' MINUTE) GROUP BY window_start",
+        {"emit": "final", "dead-letter": "late"},
+    )
+    insert = parse_statement("INSERT INTO archive SELECT * FROM bids")
+    assert insert == CreateJob("archive", "SELECT * FROM bids", {}, materialized=False)
+    assert parse_statement("SHOW JOBS") == ShowJobs()
+    assert parse_statement("DROP MATERIALIZED VIEW IF EXISTS per_minute") == DropJob("per_minute", True)
+    assert parse_statement("DROP JOB archive") == DropJob("archive")
+    with pytest.raises(SqlError, match="'emit' must be one of final, changes"):
+        parse_statement("CREATE MATERIALIZED VIEW v WITH ('emit' = 'often') AS SELECT 1")
+    with pytest.raises(SqlError, match="unknown option 'colour'"):
+        parse_statement("CREATE MATERIALIZED VIEW v WITH ('colour' = 'red') AS SELECT 1")
