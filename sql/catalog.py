@@ -120,3 +120,15 @@ def _to_sql(
             column = column.cast(pa.timestamp("ms")).cast(target.type)  # epoch ms, zero-copy
         arrays.append(column)
     return pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in names]))
+
+
+def segment_columns(info: TopicInfo) -> list[str]:
+    """Every column of a topic as the segment names it (what a scan must read for `SELECT *`)."""
+    declared = parse_value_schema(info.value_schema)
+    return [_segment_name(n, declared) for n in topic_schema(info).names if n != "_partition"]
+
+
+def to_sql_table(table: pa.Table, partition: int, info: TopicInfo) -> pa.Table:
+    """Scanned rows of one partition (segment column names) as the topic's SQL table."""
+    schema = topic_schema(info)
+    return _to_sql(table, partition, schema.names, parse_value_schema(info.value_schema), schema)

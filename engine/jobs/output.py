@@ -1,0 +1,89 @@
+"""What a job writes: its result rows as JSON records of its output topic, encoded straight
+into segments that the job's checkpoint commits (no WAL, no partition writer: the checkpoint
+transaction is what makes them visible, exactly once)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from streamhouse.client.values import batch_from_table
+from streamhouse.storage.json_values import with_declared_columns
+from streamhouse.storage.model import SegmentInfo, TopicInfo
+from streamhouse.storage.partition_writer import segment_key
+from streamhouse.storage.records import RECORD_SCHEMA, assign_offsets
+from streamhouse.storage.segment_format import EncodedSegment, encode_segment
+from streamhouse.storage.value_schema import Column, ValueSchema, Watermark, parse_value_schema
+
+_SQL_TYPES: dict[pa.DataType, str] = {
+    pa.int64(): "BIGINT",
+    pa.int32(): "INT",
+    pa.int16(): "SMALLINT",
+    pa.int8(): "TINYINT",
+    pa.uint64(): "BIGINT",
+    pa.uint32(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.float32(): "FLOAT",
+    pa.bool_(): "BOOLEAN",
+    pa.string(): "STRING",
+    pa.large_string(): "STRING",
+    pa.date32(): "DATE",
+}
+
+
+def sql_type(arrow: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow):
+        return "TIMESTAMP(3)"
+    if pa.types.is_decimal(arrow):
+        return f"DECIMAL({arrow.precision}, {arrow.scale})"
+    if arrow in _SQL_TYPES:
+        return _SQL_TYPES[arrow]
+    return "STRING"  # lists, structs, binary: kept as their JSON text
+
+
+def output_schema(result: pa.Schema) -> ValueSchema:
+    """The declared columns of a materialized view's topic: the SELECT's columns, so the view
+    is queryable like any topic. `window_time` (if selected) is its event time, so windows
+    can be stacked on a view."""
+    columns = tuple(Column(f.name, sql_type(f.type)) for f in result if not f.name.startswith("_"))
+    watermark = Watermark("window_time", 0) if "window_time" in result.names else None
+    return ValueSchema(columns, watermark)
+
+
+def encode_output(
+    rows: pa.Table, topic: TopicInfo, partition: int, base_offset: int, epoch: int, checkpoint: int
+) -> tuple[EncodedSegment, SegmentInfo]:
+    """One segment holding `rows` as JSON records at [base_offset, base_offset + n). The key
+    carries the checkpoint number: a retried checkpoint after a failed commit may hold other
+    rows at the same offsets, and an object is never overwritten."""
+    batch = batch_from_table(rows.drop_columns([c for c in rows.column_names if c.startswith("_")]))
+    now = int(time.time() * 1000)
+    table = pa.Table.from_batches([assign_offsets(_stamped(batch, now), base_offset)], schema=RECORD_SCHEMA)
+    extra: dict[str, str] = {}
+    schema = parse_value_schema(topic.value_schema)
+    if schema is not None:
+        table, extra = with_declared_columns(table, schema)
+    encoded = encode_segment(table, topic=topic.name, partition=partition, epoch=epoch, extra_metadata=extra)
+    key = segment_key(topic.name, partition, base_offset, epoch).replace(".parquet", f"-c{checkpoint}.parquet")
+    info = SegmentInfo(
+        topic=topic.name,
+        partition=partition,
+        base_offset=encoded.base_offset,
+        end_offset=encoded.end_offset,
+        min_timestamp=encoded.min_timestamp,
+        max_timestamp=encoded.max_timestamp,
+        size_bytes=encoded.size_bytes,
+        object_key=key,
+        epoch=epoch,
+        footer_length=encoded.footer_length,
+        footer_crc=encoded.footer_crc,
+    )
+    return encoded, info
+
+
+def _stamped(batch: pa.RecordBatch, now_ms: int) -> pa.RecordBatch:
+    stamps: Any = pa.array(np.full(batch.num_rows, now_ms, dtype=np.int64))
+    return batch.set_column(1, RECORD_SCHEMA.field(1), stamps)
