@@ -46,6 +46,12 @@ class PartitionNotFoundError(NotFoundError):
         self.partition = partition
 
 
+class JobNotFoundError(NotFoundError):
+    def __init__(self, job: str) -> None:
+        super().__init__(f"job {job!r} does not exist")
+        self.job = job
+
+
 class ObjectNotFoundError(NotFoundError):
     def __init__(self, key: str) -> None:
         super().__init__(f"object {key!r} does not exist")
@@ -60,6 +66,12 @@ class TopicExistsError(AlreadyExistsError):
     def __init__(self, topic: str) -> None:
         super().__init__(f"topic {topic!r} already exists")
         self.topic = topic
+
+
+class JobExistsError(AlreadyExistsError):
+    def __init__(self, job: str) -> None:
+        super().__init__(f"job {job!r} already exists")
+        self.job = job
 
 
 class ObjectExistsError(AlreadyExistsError):
@@ -78,7 +90,8 @@ class FencedError(StreamHouseError):
 
 
 class OffsetConflictError(StreamHouseError):
-    """A segment commit did not start at the partition's durable end offset."""
+    """A segment commit did not start at the partition's durable end offset, or a job
+    checkpoint did not follow the job's previous one."""
 
 
 class LeaseHeldError(StreamHouseError):

@@ -66,6 +66,45 @@ class ObjectInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class JobInfo:
+    """A continuous query (DESIGN §8): `sql` runs forever, writing into `output_topic`."""
+
+    name: str
+    sql: str
+    output_topic: str
+    options: Mapping[str, str]
+    created_at_ms: int
+    # Never reused, even after the job is deleted and its name taken again, so anything keyed
+    # by it (state objects, metrics) cannot be mistaken for a later job's.
+    job_id: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One exactly-once checkpoint of a job, committed in one metadata transaction.
+
+    `seq` counts the job's checkpoints from 1. `state_key` names the state snapshot already
+    written to the object store (None: the job keeps no state). `source_offsets` maps each
+    source (topic, partition) to the next offset to read. `output_segments` are the segments the
+    job wrote since its previous checkpoint; they become visible together with the offsets and
+    the state pointer, or not at all. `created_at_ms` is the database clock, set on commit.
+    """
+
+    job: str
+    seq: int
+    state_key: str | None
+    source_offsets: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    output_segments: tuple[SegmentInfo, ...] = ()
+    stats: Mapping[str, int | float | str] = field(default_factory=dict)
+    created_at_ms: int = 0
+
+
 def partition_resource(topic: str, partition: int) -> str:
-    """Lease resource name of a topic partition (jobs use `job/<name>`)."""
+    """Lease resource name of a topic partition (jobs use `job_resource`)."""
     return f"partition/{topic}/{partition}"
+
+
+def job_resource(name: str) -> str:
+    """Lease resource name of a job: whoever holds it runs the job and may checkpoint it."""
+    return f"job/{name}"

@@ -1,6 +1,7 @@
 """The MetadataStore contract: domain operations only, no SQL outside the implementations.
 
-Every backend passes tests/test_metadata_contract.py and tests/test_fencing.py.
+Every backend passes tests/test_metadata_contract.py, tests/test_fencing.py and
+tests/test_metadata_jobs.py.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-from streamhouse.storage.model import Lease, SegmentInfo, TopicInfo
+from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 
 
 @runtime_checkable
@@ -40,9 +41,9 @@ class MetadataStore(Protocol):
     async def list_topics(self) -> list[TopicInfo]: ...
 
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
-        """Removes the topic, its partitions, segments and offsets and revokes its leases
-        (rows kept so epochs never restart); returns the segments so the caller can delete
-        their objects. TopicNotFoundError if missing."""
+        """Removes the topic, its partitions, segments and offsets (consumer groups' and jobs'
+        source offsets) and revokes its leases (rows kept so epochs never restart); returns the
+        segments so the caller can delete their objects. TopicNotFoundError if missing."""
         ...
 
     # -- partitions and segments --------------------------------------------------------------
@@ -77,6 +78,52 @@ class MetadataStore(Protocol):
         ...
 
     async def get_lease(self, resource: str) -> Lease | None: ...
+
+    # -- continuous-query jobs (DESIGN §8) ----------------------------------------------------------
+    # A job runs wherever its lease `job_resource(name)` is held (acquire/renew/release_lease).
+    async def create_job(
+        self, name: str, sql: str, output_topic: str, options: Mapping[str, str] | None = None
+    ) -> JobInfo:
+        """Names follow the topic rules; JobExistsError if taken. The output topic need not
+        exist yet: it is checked when a checkpoint writes into it."""
+        ...
+
+    async def get_job(self, name: str) -> JobInfo:
+        """JobNotFoundError if missing."""
+        ...
+
+    async def list_jobs(self) -> list[JobInfo]:
+        """Every job, ordered by name."""
+        ...
+
+    async def delete_job(self, name: str) -> list[str]:
+        """Removes the job, its checkpoints and source offsets and revokes its lease (the row is
+        kept, so a runner still holding it is fenced and a re-created job gets a higher epoch).
+        Returns the state keys of the removed checkpoints, oldest first, so the caller can delete
+        those objects. The job's output topic is left alone. JobNotFoundError if missing."""
+        ...
+
+    async def commit_checkpoint(self, checkpoint: Checkpoint, holder: str, epoch: int) -> None:
+        """The exactly-once step, one transaction; on any error nothing changes.
+
+        Checks: the job exists (JobNotFoundError); its lease is held by `holder` at `epoch`
+        (FencedError); `checkpoint.seq` is the last committed seq + 1, the first being 1
+        (OffsetConflictError); every topic/partition named exists (Topic/PartitionNotFoundError);
+        for each output partition, its first segment starts at the durable end offset
+        (OffsetConflictError). Output segments carry the job's epoch and, per partition, must be
+        contiguous and ascending in the tuple (else InvalidInputError); they are fenced by the
+        job's lease, not by partition leases. Then: the segments are inserted and end offsets
+        advanced as commit_segment does, the source offsets upserted (partitions not named keep
+        theirs; moving one back is allowed) and the checkpoint recorded (state pointer, stats,
+        the database clock). Only the latest 100 checkpoints of a job are kept."""
+        ...
+
+    async def latest_checkpoint(self, job: str) -> Checkpoint | None:
+        """The job's last committed checkpoint, None before the first; JobNotFoundError if the
+        job is missing. `source_offsets` are the job's current offsets (every partition any
+        checkpoint named, at its latest value): where to resume. `output_segments` is always
+        empty: segments are not recorded per checkpoint (list_segments has them)."""
+        ...
 
     # -- consumer groups ----------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:

@@ -8,8 +8,10 @@ reject exactly the same inputs with the same messages.
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streamhouse.storage.errors import (
@@ -19,11 +21,16 @@ from streamhouse.storage.errors import (
     PartitionNotFoundError,
     TopicNotFoundError,
 )
-from streamhouse.storage.model import Lease, SegmentInfo, TopicInfo
+from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 
 MAX_PARTITIONS = 10_000
 MAX_TOPIC_NAME = 249  # Kafka's limit, so topic names round-trip to Kafka tooling
 MAX_NAME = 1_000  # groups, holders and lease resources: generous, but bounded
+MAX_SQL = 1_000_000  # a job's query text; far beyond any real query, small enough to be a row
+# Checkpoint rows kept per job. A restart only needs the latest; the others are for operators
+# looking at recent progress. Without a bound a job checkpointing every few seconds would add
+# millions of rows a year.
+CHECKPOINT_HISTORY = 100
 _TOPIC_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _INT64_MAX = 2**63 - 1
 
@@ -34,6 +41,8 @@ SEGMENT_COLUMNS = (
     " object_key, epoch, footer_length, footer_crc, created_at_ms"
 )
 LEASE_COLUMNS = "resource, holder, epoch, expires_at_ms"
+JOB_COLUMNS = "name, job_id, sql_text, output_topic, options, created_at_ms"
+CHECKPOINT_COLUMNS = "job, seq, state_key, stats, created_at_ms"
 
 
 def acquire_lease_sql(now: str, placeholder: str) -> str:
@@ -99,15 +108,16 @@ def validate_partition_count(partitions: object) -> int:
     return _int("partitions", partitions, 1, MAX_PARTITIONS)
 
 
-def encode_config(config: Mapping[str, str] | None) -> str:
-    """Topic config as canonical JSON text (sorted keys, so equal configs store equal text)."""
+def encode_config(config: Mapping[str, str] | None, what: str = "topic config") -> str:
+    """Topic config (or job options) as canonical JSON text (sorted keys, so equal configs store
+    equal text)."""
     if config is None:
         return "{}"
     if not isinstance(config, Mapping):
-        raise InvalidInputError(f"topic config must be a mapping of str to str, got {type(config).__name__}")
+        raise InvalidInputError(f"{what} must be a mapping of str to str, got {type(config).__name__}")
     for key, value in config.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidInputError(f"topic config must map str to str, got {key!r}: {value!r}")
+            raise InvalidInputError(f"{what} must map str to str, got {key!r}: {value!r}")
     return json.dumps(dict(config), sort_keys=True, separators=(",", ":"))
 
 
@@ -192,6 +202,142 @@ def validate_offsets(offsets: Mapping[int, int]) -> list[tuple[int, int]]:
     return sorted((validate_partition_arg(p), _int(f"offset of partition {p}", o, 0)) for p, o in offsets.items())
 
 
+# -- jobs ----------------------------------------------------------------------------------------
+def validate_job_name(name: object) -> str:
+    # Topic rules: a materialized view's job and its output topic share the name, and the name
+    # is part of the lease resource and of object keys.
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_TOPIC_NAME
+        or _TOPIC_NAME_RE.fullmatch(name) is None
+        or name in (".", "..")
+    ):
+        raise InvalidInputError(
+            f"invalid job name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
+        )
+    return name
+
+
+def _text(what: str, value: object, max_len: int) -> str:
+    """Free text stored as is. PostgreSQL's TEXT cannot hold NUL and neither driver can encode a
+    lone surrogate; rejecting both here keeps the two backends accepting the same strings."""
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise InvalidInputError(f"{what} must be a non-empty string of at most {max_len} characters")
+    if "\x00" in value:
+        raise InvalidInputError(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(f"{what} is not valid Unicode: {exc}") from exc
+    return value
+
+
+def validate_new_job(name: object, sql: object, output_topic: object, options: Mapping[str, str] | None) -> str:
+    """Every check of create_job before any SQL runs; returns the options as JSON text.
+
+    The output topic's existence is not checked: jobs and topics are created and dropped
+    separately, and a checkpoint into a missing topic fails on its own."""
+    validate_job_name(name)
+    _text("job sql", sql, MAX_SQL)
+    validate_topic_name(output_topic)
+    return encode_config(options, "job options")
+
+
+def encode_stats(stats: Mapping[str, int | float | str]) -> str:
+    """Checkpoint stats as canonical JSON text; only values that come back as they went in."""
+    if not isinstance(stats, Mapping):
+        raise InvalidInputError(f"checkpoint stats must be a mapping, got {type(stats).__name__}")
+    for key, value in stats.items():
+        if not isinstance(key, str):
+            raise InvalidInputError(f"checkpoint stats keys must be strings, got {key!r}")
+        # bool would come back as a bool, not the int the type promises; NaN and infinities
+        # have no JSON spelling.
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise InvalidInputError(f"checkpoint stat {key!r} must be an int, float or str, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"checkpoint stat {key!r} must be finite, got {value!r}")
+    return json.dumps(dict(stats), sort_keys=True, separators=(",", ":"))
+
+
+def decode_stats(text: str) -> dict[str, int | float | str]:
+    decoded = json.loads(text)
+    if not isinstance(decoded, dict):
+        raise ValueError(f"stored checkpoint stats are not a JSON object: {text!r}")
+    return {str(k): v for k, v in decoded.items()}
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """A validated checkpoint, arranged the way both backends write it.
+
+    Everything is sorted by (topic, partition): PostgreSQL locks topic and partition rows in
+    that order, so two checkpoints touching the same partitions queue instead of deadlocking.
+    """
+
+    stats_json: str
+    # (topic, partition) → that partition's output segments in log order, contiguous.
+    outputs: dict[tuple[str, int], list[SegmentInfo]]
+    # (topic, partition, next offset) per source partition.
+    sources: list[tuple[str, int, int]]
+
+    @property
+    def topics(self) -> dict[str, list[int]]:
+        """Every topic the checkpoint names (output or source) → its partitions named, sorted."""
+        named: dict[str, set[int]] = {}
+        for topic, partition in self.outputs:
+            named.setdefault(topic, set()).add(partition)
+        for topic, partition, _ in self.sources:
+            named.setdefault(topic, set()).add(partition)
+        return {topic: sorted(named[topic]) for topic in sorted(named)}
+
+
+def validate_checkpoint(checkpoint: Checkpoint, holder: str, epoch: int) -> CheckpointPlan:
+    """Every check of commit_checkpoint that needs no database, before any SQL runs."""
+    validate_job_name(checkpoint.job)
+    validate_holder(holder)
+    _int("epoch", epoch, 1)
+    _int("checkpoint seq", checkpoint.seq, 1)
+    if checkpoint.state_key is not None:
+        _text("state_key", checkpoint.state_key, MAX_NAME)
+    stats_json = encode_stats(checkpoint.stats)
+
+    if not isinstance(checkpoint.output_segments, tuple | list):
+        raise InvalidInputError("output_segments must be a tuple of SegmentInfo")
+    outputs: dict[tuple[str, int], list[SegmentInfo]] = {}
+    for segment in checkpoint.output_segments:
+        if not isinstance(segment, SegmentInfo):
+            raise InvalidInputError(f"output_segments must hold SegmentInfo values, got {type(segment).__name__}")
+        # The job's lease epoch is the writer's epoch: it is in the object key and the footer.
+        validate_segment(segment, holder, epoch)
+        run = outputs.setdefault((segment.topic, segment.partition), [])
+        # A gap or an overlap inside one checkpoint is a bug in the caller, not a race, so it
+        # is invalid input rather than a conflict.
+        if run and segment.base_offset != run[-1].end_offset:
+            raise InvalidInputError(
+                f"output segments of {segment.topic!r}/{segment.partition} must be contiguous and ascending: "
+                f"[{run[-1].base_offset}, {run[-1].end_offset}) is followed by "
+                f"[{segment.base_offset}, {segment.end_offset})"
+            )
+        run.append(segment)
+
+    if not isinstance(checkpoint.source_offsets, Mapping):
+        raise InvalidInputError("source_offsets must map (topic, partition) → next offset")
+    sources: list[tuple[str, int, int]] = []
+    for key, offset in checkpoint.source_offsets.items():
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise InvalidInputError(f"source_offsets keys must be (topic, partition) pairs, got {key!r}")
+        topic, partition = key
+        validate_topic_name(topic)
+        validate_partition_arg(partition)
+        sources.append((topic, partition, _int(f"source offset of {topic!r}/{partition}", offset, 0)))
+    return CheckpointPlan(stats_json, dict(sorted(outputs.items())), sorted(sources))
+
+
+def checkpoint_values(checkpoint: Checkpoint, plan: CheckpointPlan) -> tuple[str, int, str | None, str]:
+    """Insert values in CHECKPOINT_COLUMNS order, without created_at_ms (the database's clock)."""
+    return (checkpoint.job, checkpoint.seq, checkpoint.state_key, plan.stats_json)
+
+
 # -- decisions made inside a transaction -------------------------------------------------------
 def check_partition(topic: str, partition: int, partitions: int | None) -> None:
     """`partitions` is the topic's partition count as read in the transaction (None: no topic)."""
@@ -216,6 +362,18 @@ def fenced(resource: str, lease: Row | None, holder: str, epoch: int) -> FencedE
         f"lease {resource!r} is held by {lease['holder']!r} at epoch {lease['epoch']}; "
         f"{holder!r} at epoch {epoch} is fenced"
     )
+
+
+def check_seq(job: str, seq: int, last_seq: int | None) -> None:
+    """`last_seq` is the job's latest committed checkpoint as read in the transaction (None: none
+    yet). Exactly the next one is accepted, so of two writers racing with the same checkpoint
+    (a restarted runner and its stale twin under one epoch) only one can commit it."""
+    expected = (last_seq or 0) + 1
+    if seq != expected:
+        raise OffsetConflictError(
+            f"checkpoint {seq} of job {job!r} does not follow the last committed one "
+            f"({last_seq or 'none'}); expected checkpoint {expected}"
+        )
 
 
 def check_base_offset(segment: SegmentInfo, end_offset: int) -> None:
@@ -276,6 +434,42 @@ def in_log_order(segments: list[SegmentInfo]) -> list[SegmentInfo]:
     return sorted(segments, key=lambda s: (s.partition, s.base_offset))
 
 
+def job_from_row(row: Row) -> JobInfo:
+    return JobInfo(
+        name=row["name"],
+        sql=row["sql_text"],
+        output_topic=row["output_topic"],
+        options=decode_config(row["options"]),
+        created_at_ms=int(row["created_at_ms"]),
+        job_id=int(row["job_id"]),
+    )
+
+
+def checkpoint_from_row(row: Row, source_offsets: Iterable[Row]) -> Checkpoint:
+    """`source_offsets` rows are (topic, partition_id, next_offset). Output segments are not
+    recorded per checkpoint (they are in the segments table, and retention may remove them),
+    so a checkpoint read back has none."""
+    return Checkpoint(
+        job=row["job"],
+        seq=int(row["seq"]),
+        state_key=row["state_key"],
+        source_offsets={(o["topic"], int(o["partition_id"])): int(o["next_offset"]) for o in source_offsets},
+        output_segments=(),
+        stats=decode_stats(row["stats"]),
+        created_at_ms=int(row["created_at_ms"]),
+    )
+
+
+def state_keys(rows: Iterable[Row]) -> list[str]:
+    """The distinct state keys of deleted checkpoint rows (seq, state_key), oldest first."""
+    keys: list[str] = []
+    for row in sorted(rows, key=lambda r: int(r["seq"])):
+        key = row["state_key"]
+        if key is not None and key not in keys:
+            keys.append(key)
+    return keys
+
+
 def lease_from_row(row: Row) -> Lease:
     return Lease(
         resource=row["resource"],
@@ -289,3 +483,6 @@ def lease_from_row(row: Row) -> Lease:
 # so a re-created topic of the same name gets higher epochs, never reuses a segment object
 # key of the old one, and a holder of the old topic is fenced by the holder change.
 REVOKE_LEASE_SQL = "UPDATE leases SET holder = '(deleted topic)', expires_at_ms = 0 WHERE resource = $1"
+# The same for a deleted job's lease: its runner's next renew or checkpoint is fenced, and a
+# re-created job of the same name starts at a higher epoch.
+REVOKE_JOB_LEASE_SQL = "UPDATE leases SET holder = '(deleted job)', expires_at_ms = 0 WHERE resource = $1"

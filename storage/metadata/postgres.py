@@ -2,7 +2,10 @@
 
 Row locks give the serialisation SQLite gets from its file lock. Every transaction that locks
 more than one row takes them in one order, topic → lease → partition, so concurrent commits,
-lease takeovers and topic deletion queue behind each other instead of deadlocking.
+lease takeovers and topic deletion queue behind each other instead of deadlocking. Job
+checkpoints come first in that order: job → job lease → topics → partitions, each group sorted.
+Nothing that holds a topic or partition lock ever waits for a job row or a job's lease, so the
+two orders cannot form a cycle.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncpg
 
 from streamhouse.storage.errors import (
     InvalidInputError,
+    JobExistsError,
+    JobNotFoundError,
     LeaseHeldError,
     StorageUnavailableError,
     TopicExistsError,
@@ -22,7 +27,15 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.metadata import common as c
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
-from streamhouse.storage.model import Lease, SegmentInfo, TopicInfo, partition_resource
+from streamhouse.storage.model import (
+    Checkpoint,
+    JobInfo,
+    Lease,
+    SegmentInfo,
+    TopicInfo,
+    job_resource,
+    partition_resource,
+)
 
 if TYPE_CHECKING:  # the proxy is generic only in the stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -46,6 +59,9 @@ _UNAVAILABLE = (
 # previous one's result, so exactly one of them can take a free lease.
 _ACQUIRE = c.acquire_lease_sql(_NOW, "$")
 _SEGMENTS = f"SELECT {c.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND partition_id = $2 AND end_offset > $3"
+_INSERT_SEGMENT = (
+    f"INSERT INTO segments ({c.SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NOW})"
+)
 
 
 class PostgresMetadataStore:
@@ -80,12 +96,17 @@ class PostgresMetadataStore:
             await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def _conn(self, *, transaction: bool = False) -> AsyncIterator[_Conn]:
+    async def _conn(self, *, transaction: bool = False, snapshot: bool = False) -> AsyncIterator[_Conn]:
+        """A pooled connection; `transaction` wraps it in a (read committed) transaction,
+        `snapshot` in a read-only repeatable-read one, where every statement sees one state."""
         if self._closed:
             raise StorageUnavailableError(f"metadata store {_redact(self._url)} is closed")
         try:
             async with self._pool.acquire() as conn:
-                if transaction:
+                if snapshot:
+                    async with conn.transaction(isolation="repeatable_read", readonly=True):
+                        yield conn
+                elif transaction:
                     async with conn.transaction():
                         yield conn
                 else:
@@ -169,6 +190,8 @@ class PostgresMetadataStore:
             await conn.executemany(c.REVOKE_LEASE_SQL, [(r,) for r in resources])
             rows = await conn.fetch(f"DELETE FROM segments WHERE topic = $1 RETURNING {c.SEGMENT_COLUMNS}", name)
             await conn.execute("DELETE FROM consumer_offsets WHERE topic = $1", name)
+            # A job reading the topic must not resume a re-created one at the old offsets.
+            await conn.execute("DELETE FROM job_source_offsets WHERE topic = $1", name)
             await conn.execute("DELETE FROM partitions WHERE topic = $1", name)
             await conn.execute("DELETE FROM topics WHERE name = $1", name)
         return c.in_log_order([c.segment_from_row(row) for row in rows])
@@ -199,11 +222,7 @@ class PostgresMetadataStore:
             lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
             c.check_fence(resource, lease, holder, epoch)
             c.check_base_offset(segment, await _locked_end_offset(conn, topic, partition))
-            await conn.execute(
-                f"INSERT INTO segments ({c.SEGMENT_COLUMNS})"
-                f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {_NOW})",
-                *c.segment_values(segment),
-            )
+            await conn.execute(_INSERT_SEGMENT, *c.segment_values(segment))
             await conn.execute(
                 "UPDATE partitions SET end_offset = $3 WHERE topic = $1 AND partition_id = $2",
                 topic,
@@ -289,6 +308,117 @@ class PostgresMetadataStore:
         async with self._conn() as conn:
             row = await conn.fetchrow(f"SELECT {c.LEASE_COLUMNS} FROM leases WHERE resource = $1", resource)
         return None if row is None else c.lease_from_row(row)
+
+    # -- jobs -------------------------------------------------------------------------------------
+    async def create_job(
+        self, name: str, sql: str, output_topic: str, options: Mapping[str, str] | None = None
+    ) -> JobInfo:
+        options_json = c.validate_new_job(name, sql, output_topic, options)
+        async with self._conn(transaction=True) as conn:
+            # As in create_topic: the counter row lock serialises creators, and the loser of a
+            # name race rolls its increment back.
+            job_id = await conn.fetchval("UPDATE counters SET value = value + 1 WHERE name = 'job_id' RETURNING value")
+            row = await conn.fetchrow(
+                "INSERT INTO jobs (name, job_id, sql_text, output_topic, options, created_at_ms)"
+                f" VALUES ($1, $2, $3, $4, $5, {_NOW}) ON CONFLICT (name) DO NOTHING RETURNING {c.JOB_COLUMNS}",
+                name,
+                job_id,
+                sql,
+                output_topic,
+                options_json,
+            )
+            if row is None:
+                raise JobExistsError(name)
+            return c.job_from_row(row)
+
+    async def get_job(self, name: str) -> JobInfo:
+        c.validate_job_name(name)
+        async with self._conn() as conn:
+            row = await conn.fetchrow(f"SELECT {c.JOB_COLUMNS} FROM jobs WHERE name = $1", name)
+        if row is None:
+            raise JobNotFoundError(name)
+        return c.job_from_row(row)
+
+    async def list_jobs(self) -> list[JobInfo]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(f"SELECT {c.JOB_COLUMNS} FROM jobs ORDER BY name")
+        return [c.job_from_row(row) for row in rows]
+
+    async def delete_job(self, name: str) -> list[str]:
+        c.validate_job_name(name)
+        async with self._conn(transaction=True) as conn:
+            # The job row lock waits for a checkpoint in flight, which holds it until it commits.
+            if await conn.fetchval("SELECT 1 FROM jobs WHERE name = $1 FOR UPDATE", name) is None:
+                raise JobNotFoundError(name)
+            await conn.execute(c.REVOKE_JOB_LEASE_SQL, job_resource(name))
+            await conn.execute("DELETE FROM job_source_offsets WHERE job = $1", name)
+            rows = await conn.fetch("DELETE FROM job_checkpoints WHERE job = $1 RETURNING seq, state_key", name)
+            await conn.execute("DELETE FROM jobs WHERE name = $1", name)
+        return c.state_keys(rows)
+
+    async def commit_checkpoint(self, checkpoint: Checkpoint, holder: str, epoch: int) -> None:
+        plan = c.validate_checkpoint(checkpoint, holder, epoch)
+        job = checkpoint.job
+        resource = job_resource(job)
+        async with self._conn(transaction=True) as conn:
+            # The job row lock serialises the job's checkpoints (and delete_job): the seq read
+            # below cannot change before this transaction commits.
+            if await conn.fetchval("SELECT 1 FROM jobs WHERE name = $1 FOR UPDATE", job) is None:
+                raise JobNotFoundError(job)
+            # As in commit_segment: a takeover (acquire_lease) waits for this commit to finish,
+            # so nothing is committed under an epoch after it stopped being current.
+            lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
+            c.check_fence(resource, lease, holder, epoch)
+            c.check_seq(
+                job, checkpoint.seq, await conn.fetchval("SELECT max(seq) FROM job_checkpoints WHERE job = $1", job)
+            )
+            # KEY SHARE on every topic named, sources included, keeps delete_topic out until we
+            # commit; it does not block producers, whose commits take the same mode.
+            for topic, partitions in plan.topics.items():
+                count = await _lock_topic(conn, topic, "FOR KEY SHARE")
+                for partition in partitions:
+                    c.check_partition(topic, partition, count)
+            # Output segments are fenced by the job's lease (checked above), not by partition
+            # leases: the job is the writer of its output partitions.
+            for (topic, partition), run in plan.outputs.items():
+                c.check_base_offset(run[0], await _locked_end_offset(conn, topic, partition))
+                await conn.executemany(_INSERT_SEGMENT, [c.segment_values(s) for s in run])
+                await conn.execute(
+                    "UPDATE partitions SET end_offset = $3 WHERE topic = $1 AND partition_id = $2",
+                    topic,
+                    partition,
+                    run[-1].end_offset,
+                )
+            await conn.executemany(
+                "INSERT INTO job_source_offsets (job, topic, partition_id, next_offset) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (job, topic, partition_id) DO UPDATE SET next_offset = excluded.next_offset",
+                [(job, topic, partition, offset) for topic, partition, offset in plan.sources],
+            )
+            await conn.execute(
+                f"INSERT INTO job_checkpoints ({c.CHECKPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, {_NOW})",
+                *c.checkpoint_values(checkpoint, plan),
+            )
+            await conn.execute(
+                "DELETE FROM job_checkpoints WHERE job = $1 AND seq <= $2",
+                job,
+                checkpoint.seq - c.CHECKPOINT_HISTORY,
+            )
+
+    async def latest_checkpoint(self, job: str) -> Checkpoint | None:
+        c.validate_job_name(job)
+        # A snapshot: the checkpoint row and the offsets are from the same commit.
+        async with self._conn(snapshot=True) as conn:
+            if await conn.fetchval("SELECT 1 FROM jobs WHERE name = $1", job) is None:
+                raise JobNotFoundError(job)
+            row = await conn.fetchrow(
+                f"SELECT {c.CHECKPOINT_COLUMNS} FROM job_checkpoints WHERE job = $1 ORDER BY seq DESC LIMIT 1", job
+            )
+            if row is None:
+                return None
+            offsets = await conn.fetch(
+                "SELECT topic, partition_id, next_offset FROM job_source_offsets WHERE job = $1", job
+            )
+        return c.checkpoint_from_row(row, offsets)
 
     # -- consumer groups --------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:

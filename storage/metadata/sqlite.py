@@ -16,6 +16,8 @@ from typing import TypeVar
 
 from streamhouse.storage.errors import (
     InvalidInputError,
+    JobExistsError,
+    JobNotFoundError,
     LeaseHeldError,
     StorageUnavailableError,
     TopicExistsError,
@@ -24,7 +26,15 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata import common as c
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
-from streamhouse.storage.model import Lease, SegmentInfo, TopicInfo, partition_resource
+from streamhouse.storage.model import (
+    Checkpoint,
+    JobInfo,
+    Lease,
+    SegmentInfo,
+    TopicInfo,
+    job_resource,
+    partition_resource,
+)
 
 T = TypeVar("T")
 
@@ -36,6 +46,7 @@ _MEMORY = ":memory:"
 _PREFIX = "sqlite:///"
 
 _ACQUIRE = c.acquire_lease_sql(_NOW, "?")
+_INSERT_SEGMENT = f"INSERT INTO segments ({c.SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})"
 
 
 def parse_sqlite_url(url: str) -> str:
@@ -99,6 +110,10 @@ def _end_offset(conn: sqlite3.Connection, topic: str, partition: int) -> int:
     row = _one(conn, "SELECT end_offset FROM partitions WHERE topic = ? AND partition_id = ?", (topic, partition))
     assert row is not None, "every partition of an existing topic has a row"
     return int(row[0])
+
+
+def _job_exists(conn: sqlite3.Connection, name: str) -> bool:
+    return _one(conn, "SELECT 1 FROM jobs WHERE name = ?", (name,)) is not None
 
 
 class SqliteMetadataStore:
@@ -215,6 +230,8 @@ class SqliteMetadataStore:
                 raise TopicNotFoundError(name)
             rows = _all(conn, f"DELETE FROM segments WHERE topic = ? RETURNING {c.SEGMENT_COLUMNS}", (name,))
             conn.execute("DELETE FROM consumer_offsets WHERE topic = ?", (name,))
+            # A job reading the topic must not resume a re-created one at the old offsets.
+            conn.execute("DELETE FROM job_source_offsets WHERE topic = ?", (name,))
             conn.executemany(
                 c.REVOKE_LEASE_SQL.replace("$1", "?"),
                 ((partition_resource(name, p),) for p in range(partitions)),
@@ -240,10 +257,7 @@ class SqliteMetadataStore:
             lease = _one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,))
             c.check_fence(resource, lease, holder, epoch)
             c.check_base_offset(segment, end)
-            conn.execute(
-                f"INSERT INTO segments ({c.SEGMENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_NOW})",
-                c.segment_values(segment),
-            )
+            conn.execute(_INSERT_SEGMENT, c.segment_values(segment))
             conn.execute(
                 "UPDATE partitions SET end_offset = ? WHERE topic = ? AND partition_id = ?",
                 (segment.end_offset, segment.topic, segment.partition),
@@ -327,6 +341,117 @@ class SqliteMetadataStore:
             lambda conn: _one(conn, f"SELECT {c.LEASE_COLUMNS} FROM leases WHERE resource = ?", (resource,))
         )
         return None if row is None else c.lease_from_row(row)
+
+    # -- jobs -------------------------------------------------------------------------------------
+    async def create_job(
+        self, name: str, sql: str, output_topic: str, options: Mapping[str, str] | None = None
+    ) -> JobInfo:
+        options_json = c.validate_new_job(name, sql, output_topic, options)
+
+        def tx(conn: sqlite3.Connection) -> JobInfo:
+            if _job_exists(conn, name):
+                raise JobExistsError(name)
+            counter = _one(conn, "UPDATE counters SET value = value + 1 WHERE name = 'job_id' RETURNING value")
+            assert counter is not None, "migration 0002 seeds the job_id counter"
+            row = _one(
+                conn,
+                "INSERT INTO jobs (name, job_id, sql_text, output_topic, options, created_at_ms)"
+                f" VALUES (?, ?, ?, ?, ?, {_NOW}) RETURNING {c.JOB_COLUMNS}",
+                (name, int(counter[0]), sql, output_topic, options_json),
+            )
+            assert row is not None
+            return c.job_from_row(row)
+
+        return await self._write(tx)
+
+    async def get_job(self, name: str) -> JobInfo:
+        c.validate_job_name(name)
+        row = await self._read(lambda conn: _one(conn, f"SELECT {c.JOB_COLUMNS} FROM jobs WHERE name = ?", (name,)))
+        if row is None:
+            raise JobNotFoundError(name)
+        return c.job_from_row(row)
+
+    async def list_jobs(self) -> list[JobInfo]:
+        rows = await self._read(lambda conn: _all(conn, f"SELECT {c.JOB_COLUMNS} FROM jobs ORDER BY name"))
+        return [c.job_from_row(row) for row in rows]
+
+    async def delete_job(self, name: str) -> list[str]:
+        c.validate_job_name(name)
+
+        def tx(conn: sqlite3.Connection) -> list[str]:
+            if not _job_exists(conn, name):
+                raise JobNotFoundError(name)
+            conn.execute(c.REVOKE_JOB_LEASE_SQL.replace("$1", "?"), (job_resource(name),))
+            conn.execute("DELETE FROM job_source_offsets WHERE job = ?", (name,))
+            rows = _all(conn, "DELETE FROM job_checkpoints WHERE job = ? RETURNING seq, state_key", (name,))
+            conn.execute("DELETE FROM jobs WHERE name = ?", (name,))
+            return c.state_keys(rows)
+
+        return await self._write(tx)
+
+    async def commit_checkpoint(self, checkpoint: Checkpoint, holder: str, epoch: int) -> None:
+        plan = c.validate_checkpoint(checkpoint, holder, epoch)
+        job = checkpoint.job
+        resource = job_resource(job)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            # BEGIN IMMEDIATE holds the write lock from here to COMMIT: nothing read below can
+            # change before the writes land, in this process or another.
+            if not _job_exists(conn, job):
+                raise JobNotFoundError(job)
+            lease = _one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,))
+            c.check_fence(resource, lease, holder, epoch)
+            last = _one(conn, "SELECT max(seq) FROM job_checkpoints WHERE job = ?", (job,))
+            c.check_seq(job, checkpoint.seq, None if last is None or last[0] is None else int(last[0]))
+            for topic, partitions in plan.topics.items():
+                count = _partition_count(conn, topic)
+                for partition in partitions:
+                    c.check_partition(topic, partition, count)
+            # Output segments are fenced by the job's lease (checked above), not by partition
+            # leases: the job is the writer of its output partitions.
+            for (topic, partition), run in plan.outputs.items():
+                c.check_base_offset(run[0], _end_offset(conn, topic, partition))
+                conn.executemany(_INSERT_SEGMENT, (c.segment_values(s) for s in run))
+                conn.execute(
+                    "UPDATE partitions SET end_offset = ? WHERE topic = ? AND partition_id = ?",
+                    (run[-1].end_offset, topic, partition),
+                )
+            conn.executemany(
+                "INSERT INTO job_source_offsets (job, topic, partition_id, next_offset) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (job, topic, partition_id) DO UPDATE SET next_offset = excluded.next_offset",
+                ((job, topic, partition, offset) for topic, partition, offset in plan.sources),
+            )
+            conn.execute(
+                f"INSERT INTO job_checkpoints ({c.CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, {_NOW})",
+                c.checkpoint_values(checkpoint, plan),
+            )
+            conn.execute(
+                "DELETE FROM job_checkpoints WHERE job = ? AND seq <= ?",
+                (job, checkpoint.seq - c.CHECKPOINT_HISTORY),
+            )
+
+        await self._write(tx)
+
+    async def latest_checkpoint(self, job: str) -> Checkpoint | None:
+        c.validate_job_name(job)
+
+        def tx(conn: sqlite3.Connection) -> Checkpoint | None:
+            # One read transaction: the checkpoint row and the offsets are from the same commit.
+            if not _job_exists(conn, job):
+                raise JobNotFoundError(job)
+            row = _one(
+                conn,
+                f"SELECT {c.CHECKPOINT_COLUMNS} FROM job_checkpoints WHERE job = ? ORDER BY seq DESC LIMIT 1",
+                (job,),
+            )
+            if row is None:
+                return None
+            offsets = _all(
+                conn, "SELECT topic, partition_id, next_offset FROM job_source_offsets WHERE job = ?", (job,)
+            )
+            return c.checkpoint_from_row(row, offsets)
+
+        return await self._read(tx)
 
     # -- consumer groups --------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
