@@ -31,6 +31,8 @@ _LAZY: dict[str, tuple[str, str]] = {
             "BackpressureError",
             "NotLeaderError",
             "StorageUnavailableError",
+            "JobNotFoundError",
+            "JobExistsError",
         )
     },
 }

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 from datafusion import SessionContext
@@ -45,9 +46,20 @@ class Planned:
     names: dict[str, TopicInfo]  # table name as DataFusion sees it → topic
 
 
+class JobControl(Protocol):
+    """Where continuous-query statements go (the agent's job manager)."""
+
+    async def create(self, statement: CreateJob) -> pa.Table: ...
+
+    async def drop(self, statement: DropJob, *, materialized: bool) -> pa.Table: ...
+
+    async def show(self) -> pa.Table: ...
+
+
 class SqlEngine:
-    def __init__(self, source: TopicSource) -> None:
+    def __init__(self, source: TopicSource, jobs: JobControl | None = None) -> None:
         self.source = source
+        self.jobs = jobs
         self.last_scans: list[TopicScan] = []  # what the last query read (tests, EXPLAIN)
 
     async def execute(self, sql: str) -> pa.Table:
@@ -63,9 +75,14 @@ class SqlEngine:
         if isinstance(statement, Explain):
             return await self._query(statement.query, explain=True)
         if isinstance(statement, CreateJob | DropJob | ShowJobs):
-            raise SqlError(
-                "continuous queries (CREATE MATERIALIZED VIEW, INSERT INTO, SHOW JOBS) are not available yet"
-            )
+            if self.jobs is None:
+                raise SqlError("continuous queries need an agent (or the embedded engine) to run them")
+            if isinstance(statement, CreateJob):
+                return await self.jobs.create(statement)
+            if isinstance(statement, DropJob):
+                materialized = sql.split(None, 2)[1].upper() == "MATERIALIZED"
+                return await self.jobs.drop(statement, materialized=materialized)
+            return await self.jobs.show()
         return await self._query(sql, explain=False)
 
     # -- DDL ------------------------------------------------------------------------------------

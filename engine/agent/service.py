@@ -18,7 +18,9 @@ from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffs
 from streamhouse.agent.api import TopicDescription as Description
 from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.agent.partitions import PartitionManager
+from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
+from streamhouse.jobs.manager import JobManager
 from streamhouse.storage.errors import (
     BackpressureError,
     InvalidInputError,
@@ -53,14 +55,19 @@ class AgentService:
         # when it looked, so no append between its check and its wait is missed.
         self._appended: dict[tuple[str, int], asyncio.Event] = {}
         self._sql: SqlEngine | None = None  # built on first use: SQL imports DataFusion
+        self.sql_topics = AgentTopics(self)
+        self.jobs = JobManager(self)
         manager.on_append = self._wake
         manager.on_segment = self._segment_committed
 
     @classmethod
     async def start(cls, config: AgentConfig, metrics: AgentMetrics | None = None) -> AgentService:
-        return cls(await PartitionManager.start(config), metrics)
+        service = cls(await PartitionManager.start(config), metrics)
+        service.jobs.start()
+        return service
 
     async def close(self, *, flush: bool = True) -> None:
+        await self.jobs.close()
         await self.manager.close(flush=flush)
 
     # -- topics ---------------------------------------------------------------------------------
@@ -300,10 +307,9 @@ class AgentService:
     async def sql(self, query: str) -> pa.Table:
         """One SQL statement (query, topic DDL, SHOW/DESCRIBE/EXPLAIN) → an Arrow table."""
         if self._sql is None:
-            from streamhouse.agent.sql_source import AgentTopics
             from streamhouse.sql.engine import SqlEngine
 
-            self._sql = SqlEngine(AgentTopics(self))
+            self._sql = SqlEngine(self.sql_topics, self.jobs)
         result = await self._sql.execute(query)
         self._topics.clear()  # DDL may have changed what exists
         return result

@@ -1,0 +1,195 @@
+"""Jobs of this agent: statements that create, drop and list them, and placement — every
+job is leased like a partition (`job/{name}`), so with several agents each job runs in exactly
+one place and moves when its agent dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from streamhouse.jobs.output import output_schema
+from streamhouse.jobs.runner import JobRunner, job_plan
+from streamhouse.sql.ddl import CreateJob, DropJob
+from streamhouse.sql.errors import SqlError
+from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
+from streamhouse.storage.model import JobInfo, job_resource
+
+if TYPE_CHECKING:
+    from streamhouse.agent.service import AgentService
+
+log = logging.getLogger(__name__)
+
+
+class JobManager:
+    def __init__(self, service: AgentService) -> None:
+        self.service = service
+        self.running: dict[str, tuple[JobRunner, asyncio.Task[None]]] = {}
+        self._loop: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._place_forever(), name="jobs")
+
+    async def close(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+        for name in list(self.running):
+            await self._stop(name, release=True)
+
+    # -- statements -----------------------------------------------------------------------------
+    async def create(self, statement: CreateJob) -> pa.Table:
+        metadata = self.service.metadata
+        topics = {t.name: t for t in await metadata.list_topics()}
+        probe = JobInfo(statement.name, statement.select, statement.name, statement.options, 0, 0)
+        try:
+            plan = job_plan(probe, topics)
+        except KeyError as exc:
+            raise SqlError(f"unknown topic {exc.args[0]!r}; SHOW TOPICS lists them") from None
+        dead_letter = statement.options.get("dead-letter")
+        if dead_letter and dead_letter not in topics:
+            source = topics[plan.topic]
+            await self.service.create_topic(dead_letter, 1, {}, source.value_schema)
+        if statement.materialized:
+            schema = output_schema(plan.output_schema)
+            await self.service.create_topic(statement.name, 1, {"job": statement.name}, schema.to_json())
+        elif statement.name not in topics:
+            raise TopicNotFoundError(statement.name)
+        job = await metadata.create_job(statement.name, statement.select, statement.name, statement.options)
+        self._wake.set()
+        return pa.table({"job": [job.name], "output_topic": [job.output_topic]})
+
+    async def drop(self, statement: DropJob, *, materialized: bool) -> pa.Table:
+        try:
+            job = await self.service.metadata.get_job(statement.name)
+        except JobNotFoundError:
+            if statement.if_exists:
+                return pa.table({"dropped": pa.array([], pa.string())})
+            raise
+        await self._stop(job.name, release=False)
+        for key in await self.service.metadata.delete_job(job.name):
+            with contextlib.suppress(Exception):
+                await self.service.manager.store.delete(key)
+        if materialized:
+            with contextlib.suppress(TopicNotFoundError):
+                info = await self.service.metadata.get_topic(job.output_topic)
+                if info.config.get("job") == job.name:  # only a view's own topic goes with it
+                    await self.service.delete_topic(job.output_topic)
+        return pa.table({"dropped": [job.name]})
+
+    async def show(self) -> pa.Table:
+        metadata = self.service.metadata
+        rows: dict[str, list[object]] = {k: [] for k in _SHOW_COLUMNS}
+        topics = {t.name: t for t in await metadata.list_topics()}
+        for job in await metadata.list_jobs():
+            checkpoint = await metadata.latest_checkpoint(job.name)
+            stats = dict(checkpoint.stats) if checkpoint else {}
+            lag = 0
+            if checkpoint is not None:
+                for (topic, p), offset in checkpoint.source_offsets.items():
+                    if topic in topics:
+                        lag += max(0, await self.service.manager.end_offset(topic, p) - offset)
+            lease = await metadata.get_lease(job_resource(job.name))
+            state = "running here" if job.name in self.running else "running" if lease else "waiting"
+            watermark = stats.get("watermark", -1)
+            values = {
+                "job": job.name,
+                "output_topic": job.output_topic,
+                "state": state,
+                "source_lag": lag,
+                "watermark": None if watermark in (-1, None) else _iso(int(watermark)),
+                "rows_in": stats.get("rows_in", 0),
+                "rows_out": stats.get("rows_out", 0),
+                "late_rows": stats.get("late_rows", 0),
+                "checkpoints": checkpoint.seq if checkpoint else 0,
+                "last_checkpoint": _iso(checkpoint.created_at_ms) if checkpoint else None,
+                "sql": job.sql,
+                "options": json.dumps(dict(job.options), sort_keys=True),
+            }
+            for key in _SHOW_COLUMNS:
+                rows[key].append(values[key])
+        return pa.table(rows)
+
+    # -- placement ------------------------------------------------------------------------------
+    async def _place_forever(self) -> None:
+        every = self.service.config.renew_interval_ms / 1000
+        while True:
+            try:
+                await self._place()
+            except Exception:
+                log.exception("job placement round failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), every)
+
+    async def _place(self) -> None:
+        metadata, config = self.service.metadata, self.service.config
+        jobs = {j.name: j for j in await metadata.list_jobs()}
+        for name in [n for n in self.running if n not in jobs]:
+            await self._stop(name, release=False)
+        for name, job in jobs.items():
+            entry = self.running.get(name)
+            if entry is not None and not entry[1].done():
+                try:
+                    await metadata.renew_lease(job_resource(name), config.holder, entry[0].epoch, config.lease_ttl_ms)
+                except FencedError:
+                    await self._stop(name, release=False)
+                continue
+            try:
+                lease = await metadata.acquire_lease(job_resource(name), config.holder, config.lease_ttl_ms)
+            except LeaseHeldError:
+                continue
+            runner = JobRunner(self.service, job, lease.epoch)
+            task = asyncio.create_task(runner.run(), name=f"job {name}")
+            task.add_done_callback(functools.partial(self._finished, name))
+            self.running[name] = (runner, task)
+            log.info("running job %s at epoch %d", name, lease.epoch)
+
+    def _finished(self, name: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("job %s stopped: %s", name, task.exception())
+            # A fenced or failed runner is retried by the next placement round.
+            self.running.pop(name, None)
+            self._wake.set()
+
+    async def _stop(self, name: str, *, release: bool) -> None:
+        entry = self.running.pop(name, None)
+        if entry is None:
+            return
+        runner, task = entry
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if release:
+            with contextlib.suppress(Exception):
+                await self.service.metadata.release_lease(job_resource(name), self.service.config.holder, runner.epoch)
+
+
+_SHOW_COLUMNS = (
+    "job",
+    "output_topic",
+    "state",
+    "source_lag",
+    "watermark",
+    "rows_in",
+    "rows_out",
+    "late_rows",
+    "checkpoints",
+    "last_checkpoint",
+    "sql",
+    "options",
+)
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,181 @@
+"""One running job: read its source topic from the checkpointed offsets in micro-batches, feed
+the window operator, and checkpoint (DESIGN §8): output and dead-letter segments uploaded, the
+operator's state snapshot uploaded, then ONE metadata transaction commits the segments, the
+source offsets and the state pointer under the job's lease. A restart resumes from there;
+anything uploaded but not committed is never referenced."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from streamhouse.jobs.output import encode_output
+from streamhouse.jobs.source import read_partition
+from streamhouse.sql.catalog import topic_schema
+from streamhouse.sql.job_plan import JobPlan, plan_job, topic_watermark
+from streamhouse.sql.window_operator import StepResult, WindowOperator
+from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
+
+if TYPE_CHECKING:
+    from streamhouse.agent.service import AgentService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    emit: str = "final"
+    dead_letter: str | None = None
+    idle_timeout_ms: int = 10_000
+    checkpoint_interval_ms: int = 1_000
+    start: str = "earliest"
+    batch_rows: int = 50_000
+
+    @classmethod
+    def of(cls, options: dict[str, str]) -> JobOptions:
+        return cls(
+            emit=options.get("emit", "final").lower(),
+            dead_letter=options.get("dead-letter") or None,
+            idle_timeout_ms=_duration_ms(options.get("idle-timeout", "10s")),
+            checkpoint_interval_ms=_duration_ms(options.get("checkpoint-interval", "1s")),
+            start=options.get("start", "earliest").lower(),
+        )
+
+
+def _duration_ms(text: str) -> int:
+    """'1s', '500ms', '2 min', '1000' (ms) → milliseconds."""
+    value = text.strip().lower().replace(" ", "")
+    for suffix, scale in (("ms", 1), ("min", 60_000), ("m", 60_000), ("s", 1_000), ("h", 3_600_000)):
+        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit():
+            return int(float(value[: -len(suffix)]) * scale)
+    return int(float(value))
+
+
+def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> JobPlan:
+    return plan_job(
+        job.sql,
+        lambda name: topic_schema(topics[name]),
+        lambda name: topic_watermark(topics[name]),
+    )
+
+
+class JobRunner:
+    def __init__(self, service: AgentService, job: JobInfo, epoch: int) -> None:
+        self.service = service
+        self.job = job
+        self.epoch = epoch
+        self.options = JobOptions.of(dict(job.options))
+        self.offsets: dict[int, int] = {}
+        self.seq = 0
+        self.operator: WindowOperator | None = None
+        self.last_checkpoint_ms = 0
+        self._output: list[pa.Table] = []
+        self._late: list[pa.Table] = []
+        self._dirty = False  # anything to checkpoint (rows read, windows fired)
+        self._state_key: str | None = None  # the committed snapshot, deleted once superseded
+
+    async def run(self) -> None:
+        """Until cancelled (lease lost, job dropped, agent stopping) or fenced."""
+        metadata = self.service.metadata
+        topics = {t.name: t for t in await metadata.list_topics()}
+        plan = job_plan(self.job, topics)
+        source = topics[plan.topic]
+        self.operator = WindowOperator(plan, self.options.idle_timeout_ms, partitions=tuple(range(source.partitions)))
+        checkpoint = await metadata.latest_checkpoint(self.job.name)
+        if checkpoint is not None:
+            self.seq = checkpoint.seq
+            self._state_key = checkpoint.state_key
+            if checkpoint.state_key:
+                self.operator.restore(bytes(await self.service.manager.store.get(checkpoint.state_key)))
+        for p in range(source.partitions):
+            committed = checkpoint.source_offsets.get((source.name, p)) if checkpoint else None
+            if committed is not None:
+                self.offsets[p] = committed
+            elif self.options.start == "latest":
+                self.offsets[p] = await self.service.manager.end_offset(source.name, p)
+            else:
+                self.offsets[p] = 0
+        self.last_checkpoint_ms = _now()
+        while True:
+            progressed = await self._step(source)
+            due = _now() - self.last_checkpoint_ms >= self.options.checkpoint_interval_ms
+            if due and self._dirty:
+                await self._checkpoint(source, topics)
+            if not progressed:
+                await asyncio.sleep(0.05)
+
+    async def _step(self, source: TopicInfo) -> bool:
+        assert self.operator is not None
+        progressed = False
+        for p in range(source.partitions):
+            rows, next_offset = await read_partition(
+                self.service.sql_topics, source, p, self.offsets[p], self.options.batch_rows
+            )
+            if rows.num_rows:
+                self._collect(self.operator.process(p, rows, _now()))
+                self.offsets[p] = next_offset
+                progressed = self._dirty = True
+        self._collect(self.operator.advance(_now()))
+        return progressed
+
+    def _collect(self, result: StepResult) -> None:
+        if result.fired:
+            self._dirty = True
+        if result.output.num_rows:
+            self._output.append(result.output)
+        if result.late.num_rows:
+            self._late.append(result.late)
+
+    async def _checkpoint(self, source: TopicInfo, topics: dict[str, TopicInfo]) -> None:
+        assert self.operator is not None
+        metadata, store = self.service.metadata, self.service.manager.store
+        seq = self.seq + 1
+        segments: list[SegmentInfo] = []
+        for name, pieces in ((self.job.output_topic, self._output), (self.options.dead_letter, self._late)):
+            if not pieces or name is None:
+                continue
+            info = topics.get(name) or await metadata.get_topic(name)
+            rows = pa.concat_tables(pieces, promote_options="default")
+            base = await metadata.get_end_offset(name, 0)
+            encoded, segment = encode_output(rows, info, 0, base, self.epoch, seq)
+            await store.put(segment.object_key, encoded.data, if_absent=False)
+            segments.append(segment)
+        state_key = f"jobs/{self.job.name}/state-{seq:010d}-e{self.epoch}"
+        await store.put(state_key, self.operator.snapshot(), if_absent=False)
+        stats = self.operator.stats()
+        await metadata.commit_checkpoint(
+            Checkpoint(
+                job=self.job.name,
+                seq=seq,
+                state_key=state_key,
+                source_offsets={(source.name, p): o for p, o in self.offsets.items()},
+                output_segments=tuple(segments),
+                stats={
+                    "rows_in": stats.rows_in,
+                    "rows_out": stats.rows_out,
+                    "late_rows": stats.late_rows,
+                    "watermark": stats.watermark if stats.watermark is not None else -1,
+                    "open_windows": stats.open_windows,
+                    "state_rows": stats.state_rows,
+                },
+            ),
+            self.service.config.holder,
+            self.epoch,
+        )
+        self.seq = seq
+        self._output.clear()
+        self._late.clear()
+        self._dirty = False
+        self.last_checkpoint_ms = _now()
+        if self._state_key is not None:
+            await store.delete(self._state_key)  # superseded: a restart reads the new one
+        self._state_key = state_key
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,410 @@
+"""The continuous window operator (DESIGN §8): micro-batches of one source topic in, the rows
+of windows that fired out, Flink's event-time semantics in between.
+
+    op = WindowOperator(plan_job(sql, schema_of, watermark_of), idle_timeout_ms=30_000)
+    step = op.process(partition, rows, now_ms)   # StepResult(output, late, fired, stats)
+    step = op.advance(now_ms)                    # fire what idleness / time released
+    step = op.flush()                            # end of input: fire every open window
+    blob = op.snapshot(); other.restore(blob)    # continue exactly where op stopped
+
+- Watermarks: see sql.watermarks (per-partition max event time − delay; min over non-idle
+  partitions; never goes back).
+- A window fires once, when the job's watermark reaches its end − 1 ms; its output is what
+  the ad-hoc query returns for the window's rows (emit final). Windows firing in the same step
+  are computed together by one run of `plan.query_sql` over their annotated rows.
+- Lateness is judged per window against the watermark the operator had already acted on
+  before the batch: a row is dropped from the windows that already fired and kept for the
+  rest; a row late for at least one window is returned in `StepResult.late` (the source
+  rows, as given) and counted. A SESSION row is late when the session it belongs to, among
+  the open sessions and the batch's own rows, would already have fired (fired sessions are
+  gone, as in Flink: a later row never merges into one).
+- State is the rows of open windows, nothing else: an aligned row is dropped once its last
+  window fired, a session's rows when it fires. Rows with a NULL time are in no window and
+  are dropped on arrival (as the ad-hoc rewrite drops them).
+A stateless plan runs its filter / projection on each batch and keeps nothing.
+
+Not done here: EMIT CHANGES (update streams) and partial aggregates for decomposable
+aggregates; every windowed query keeps rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import datafusion
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamhouse.sql.errors import SqlError
+from streamhouse.sql.job_plan import WINDOWED_TABLE, JobPlan, quoted_table
+from streamhouse.sql.watermarks import Watermarks
+from streamhouse.sql.window_assign import Aligned, Bools, Ints, event_ms, key_ids, sessions, window_columns
+
+__all__ = ["FLUSH_WATERMARK", "OperatorStats", "StepResult", "WindowOperator"]
+
+# The watermark `flush` fires with: beyond every event time.
+FLUSH_WATERMARK = 2**62
+_MAGIC = b"SHWINOP1"
+_HEADER = struct.Struct("<I")
+_MAX_CHUNKS = 64
+_PARTITIONS = 4  # DataFusion input partitions per registered table
+
+
+@dataclass(frozen=True)
+class OperatorStats:
+    rows_in: int  # source rows given to process()
+    rows_out: int  # output rows emitted
+    late_rows: int  # source rows late for at least one window
+    windows_fired: int
+    watermark: int | None  # the job's watermark, epoch ms (None: no watermark yet)
+    open_windows: int
+    state_rows: int  # rows held for open windows
+
+
+@dataclass(frozen=True)
+class StepResult:
+    output: pa.Table  # rows of the windows that fired (the SELECT's columns)
+    late: pa.Table  # late source rows, as given to process()
+    fired: int  # windows fired by this step
+    stats: OperatorStats
+
+
+@dataclass
+class _Chunk:
+    """Rows of open windows: `times` is each row's pane start (aligned windows) or its event
+    time in ms (sessions); `first_end` / `last_end` bound the rows' window ends (aligned)."""
+
+    table: pa.Table
+    times: Ints
+    first_end: int = 0
+    last_end: int = 0
+    panes: Ints | None = None  # distinct panes (aligned), for counting open windows
+
+
+class WindowOperator:
+    """Runs one JobPlan over micro-batches (see the module doc).
+
+    `idle_timeout_ms` (None: never idle) is how long a partition may go without rows before
+    it stops holding the watermark back; `partitions` are the source partitions known from
+    the start (each holds the watermark back until it has rows or goes idle).
+    """
+
+    def __init__(self, plan: JobPlan, idle_timeout_ms: int | None = None, *, partitions: tuple[int, ...] = ()) -> None:
+        self.plan = plan
+        self.idle_timeout_ms = idle_timeout_ms
+        self._marks = Watermarks(plan.delay_ms, idle_timeout_ms, partitions)
+        spec = plan.window
+        self._aligned = Aligned.of(spec) if spec is not None and spec.kind != "SESSION" else None
+        self._fired_wm: int | None = None  # windows with end − 1 <= this have fired
+        self._chunks: list[_Chunk] = []
+        self._sessions_open: int | None = None  # cached count of open sessions (None: unknown)
+        self._rows_in = self._rows_out = self._late_rows = self._windows_fired = 0
+        self._ctx = datafusion.SessionContext()
+        self._empty_output = plan.output_schema.empty_table()
+
+    # -- counters -----------------------------------------------------------------------------
+    @property
+    def rows_in(self) -> int:
+        return self._rows_in
+
+    @property
+    def rows_out(self) -> int:
+        return self._rows_out
+
+    @property
+    def late_rows(self) -> int:
+        return self._late_rows
+
+    @property
+    def windows_fired(self) -> int:
+        return self._windows_fired
+
+    @property
+    def watermark(self) -> int | None:
+        return self._marks.emitted
+
+    @property
+    def state_rows(self) -> int:
+        return sum(chunk.table.num_rows for chunk in self._chunks)
+
+    @property
+    def open_windows(self) -> int:
+        spec = self.plan.window
+        if spec is None or not self._chunks:
+            return 0
+        if self._aligned is not None:
+            panes = np.concatenate([c.panes for c in self._chunks if c.panes is not None])
+            return self._aligned.count_windows(panes, self._bound())
+        if self._sessions_open is None:
+            table, ms = self._state()
+            self._sessions_open = len(sessions(key_ids(table, spec.keys), ms, spec.size_ms).start)
+        return self._sessions_open
+
+    def stats(self) -> OperatorStats:
+        return OperatorStats(
+            rows_in=self._rows_in,
+            rows_out=self._rows_out,
+            late_rows=self._late_rows,
+            windows_fired=self._windows_fired,
+            watermark=self.watermark,
+            open_windows=self.open_windows,
+            state_rows=self.state_rows,
+        )
+
+    # -- steps --------------------------------------------------------------------------------
+    def process(self, partition: int, rows: pa.Table, now_ms: int) -> StepResult:
+        """One micro-batch of `partition` read at `now_ms` (the caller's clock, for idleness).
+        `rows` carries at least `plan.columns`; late rows come back with all of its columns."""
+        self._rows_in += rows.num_rows
+        batch = self._conform(rows)
+        spec = self.plan.window
+        if spec is None:
+            self._observe_stateless(partition, batch, now_ms)
+            output = self._run(None, batch) if batch.num_rows else self._empty_output
+            self._rows_out += output.num_rows
+            return StepResult(output, rows.slice(0, 0), 0, self.stats())
+        ms, valid = event_ms(batch.column(spec.time_column), spec.time_type)
+        positions: Ints | None = None
+        if valid is not None:
+            positions = np.flatnonzero(valid)
+            batch, ms = batch.take(positions), ms[valid]
+        # Aligned rows are kept by pane start (all their windows follow from it), sessions by time.
+        times = ms if self._aligned is None else self._aligned.pane(ms)
+        late, keep = self._classify(batch, times)
+        late_rows = rows.slice(0, 0)
+        if late.any():
+            where = np.flatnonzero(late) if positions is None else positions[late]
+            late_rows = rows.take(where)
+            self._late_rows += late_rows.num_rows
+        if not keep.all():
+            batch, times = batch.filter(pa.array(keep)), times[keep]
+        if batch.num_rows:
+            self._add(batch, times)
+        self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms)
+        return self._step(self._marks.current(now_ms), late_rows)
+
+    def advance(self, now_ms: int) -> StepResult:
+        """Fire the windows the watermark at `now_ms` closes (idle partitions stop holding it)."""
+        if self.plan.window is None:
+            return self._nothing()
+        return self._step(self._marks.current(now_ms), None)
+
+    def flush(self) -> StepResult:
+        """End of input: fire every open window, as a watermark beyond all data would. Rows
+        given afterwards are late."""
+        if self.plan.window is None:
+            return self._nothing()
+        return self._step(FLUSH_WATERMARK, None)
+
+    def _nothing(self) -> StepResult:
+        return StepResult(self._empty_output, self.plan.input_schema.empty_table(), 0, self.stats())
+
+    def _step(self, watermark: int | None, late: pa.Table | None) -> StepResult:
+        output, fired = self._empty_output, 0
+        if watermark is not None and (self._fired_wm is None or watermark > self._fired_wm):
+            old = self._bound()
+            self._fired_wm = watermark
+            output, fired = self._fire(old, watermark + 1)
+        self._rows_out += output.num_rows
+        self._windows_fired += fired
+        if late is None:
+            late = self.plan.input_schema.empty_table()
+        return StepResult(output, late, fired, self.stats())
+
+    def _bound(self) -> int | None:
+        """Windows with end <= this bound have fired (None: none has)."""
+        return None if self._fired_wm is None else self._fired_wm + 1
+
+    # -- rows in --------------------------------------------------------------------------------
+    def _conform(self, rows: pa.Table) -> pa.Table:
+        missing = [name for name in self.plan.columns if name not in rows.column_names]
+        if missing:
+            raise ValueError(f"micro-batch lacks column(s) {', '.join(missing)} of topic {self.plan.topic!r}")
+        batch = rows.select(list(self.plan.columns))
+        schema = self.plan.input_schema
+        return batch if batch.schema.equals(schema) else batch.cast(schema)
+
+    def _observe_stateless(self, partition: int, batch: pa.Table, now_ms: int) -> None:
+        column = self.plan.event_time
+        if column is None or column not in batch.column_names:
+            return
+        ms, valid = event_ms(batch.column(column), self.plan.input_schema.field(column).type)
+        if valid is not None:
+            ms = ms[valid]
+        self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms)
+        self._marks.current(now_ms)
+
+    def _classify(self, batch: pa.Table, times: Ints) -> tuple[Bools, Bools]:
+        """(late, keep) masks over the batch against the windows that already fired; `times`
+        are pane starts (aligned windows) or event times (sessions)."""
+        bound = self._bound()
+        none = np.zeros(len(times), dtype=np.bool_)
+        if bound is None or len(times) == 0:
+            return none, ~none
+        if self._aligned is not None:
+            return self._aligned.first_end(times) <= bound, self._aligned.last_end(times) > bound
+        ms = times
+        spec = self.plan.window
+        assert spec is not None
+        if not (ms + spec.size_ms <= bound).any():
+            return none, ~none  # every row's own session is still open
+        state, state_ms = self._state()
+        both = pa.concat_tables([state.select(list(spec.keys)), batch.select(list(spec.keys))])
+        found = sessions(key_ids(both, spec.keys), np.concatenate([state_ms, ms]), spec.size_ms)
+        has_state = np.zeros(len(found.start), dtype=np.bool_)
+        has_state[found.of_row[: len(state_ms)]] = True
+        mine = found.of_row[len(state_ms) :]
+        late = ~has_state[mine] & (found.end[mine] <= bound)
+        return late, ~late
+
+    def _add(self, batch: pa.Table, times: Ints) -> None:
+        self._sessions_open = None
+        if self._aligned is None:
+            self._chunks.append(_Chunk(batch, times))
+        else:
+            self._chunks.append(self._aligned_chunk(batch, times))
+        if len(self._chunks) > _MAX_CHUNKS:
+            table, times = self._state()
+            self._chunks = [self._aligned_chunk(table, times) if self._aligned else _Chunk(table, times)]
+
+    def _aligned_chunk(self, table: pa.Table, pane: Ints) -> _Chunk:
+        assert self._aligned is not None
+        panes = np.asarray(pc.unique(pa.array(pane)).to_numpy(), dtype=np.int64)
+        last = self._aligned.last_end(panes)
+        return _Chunk(table, pane, int(panes.min()) + self._aligned.step, int(last.max()), panes)
+
+    def _state(self, chunks: list[_Chunk] | None = None) -> tuple[pa.Table, Ints]:
+        chunks = self._chunks if chunks is None else chunks
+        if not chunks:
+            return self.plan.input_schema.empty_table(), np.zeros(0, dtype=np.int64)
+        if len(chunks) == 1:
+            return chunks[0].table, chunks[0].times
+        return pa.concat_tables([c.table for c in chunks]), np.concatenate([c.times for c in chunks])
+
+    # -- firing -------------------------------------------------------------------------------
+    def _fire(self, old: int | None, new: int) -> tuple[pa.Table, int]:
+        """Run the query over the windows whose end is in (old, new]; drop rows no open window
+        needs. Returns the output and how many windows fired."""
+        spec = self.plan.window
+        assert spec is not None
+        if self._aligned is not None:
+            due = [c for c in self._chunks if c.first_end <= new]
+            if not due:
+                return self._empty_output, 0
+            table, pane = self._state(due)
+            rows, starts, ends = self._aligned.firing(pane, old, new)
+            keep = self._aligned.last_end(pane) > new
+            self._chunks = [c for c in self._chunks if c.first_end > new]
+            if keep.any():
+                self._chunks.append(self._aligned_chunk(table.filter(pa.array(keep)), pane[keep]))
+            fired = self._aligned.count_windows(np.concatenate([c.panes for c in due if c.panes is not None]), old, new)
+        else:
+            table, ms = self._state()
+            if not table.num_rows:
+                return self._empty_output, 0
+            found = sessions(key_ids(table, spec.keys), ms, spec.size_ms)
+            due_sessions = found.end <= new
+            due_rows = due_sessions[found.of_row]
+            fired = int(due_sessions.sum())
+            self._sessions_open = len(due_sessions) - fired
+            if not fired:
+                return self._empty_output, 0
+            rows = np.flatnonzero(due_rows)
+            starts, ends = found.start[found.of_row[rows]], found.end[found.of_row[rows]]
+            self._chunks = [_Chunk(table.filter(pa.array(~due_rows)), ms[~due_rows])] if not due_rows.all() else []
+        if not len(rows):
+            return self._empty_output, 0
+        windowed = table.take(rows)
+        for name, column in zip(
+            ("window_start", "window_end", "window_time"), window_columns(starts, ends, spec.time_type), strict=True
+        ):
+            windowed = windowed.append_column(name, column)
+        raw = None
+        if self.plan.reads_raw:
+            present = np.zeros(table.num_rows, dtype=np.bool_)
+            present[rows] = True
+            raw = table.filter(pa.array(present))
+        return self._run(windowed, raw), fired
+
+    def _run(self, windowed: pa.Table | None, raw: pa.Table | None) -> pa.Table:
+        names = []
+        try:
+            if windowed is not None:
+                self._ctx.register_record_batches(WINDOWED_TABLE, _partitioned(windowed))
+                names.append(WINDOWED_TABLE)
+            if raw is not None:
+                self._ctx.register_record_batches(quoted_table(self.plan.topic), _partitioned(raw))
+                names.append(quoted_table(self.plan.topic))
+            result = self._ctx.sql(self.plan.query_sql).to_arrow_table()
+        except Exception as error:  # DataFusion raises plain Exceptions (e.g. a failed cast)
+            raise SqlError(f"continuous query failed: {error}") from error
+        finally:
+            for name in names:
+                self._ctx.deregister_table(name)
+        schema = self.plan.output_schema
+        return result if result.schema.equals(schema) else result.cast(schema)
+
+    # -- snapshot -------------------------------------------------------------------------------
+    def _fingerprint(self) -> str:
+        spec = self.plan.window
+        shape: list[Any] = [self.plan.query_sql, list(self.plan.columns)]
+        if spec is not None:
+            shape += [spec.kind, spec.time_column, spec.size_ms, spec.step_ms, spec.offset_ms, list(spec.keys)]
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
+
+    def snapshot(self) -> bytes:
+        """The operator's whole state: a JSON header (watermarks, idle clocks, what fired,
+        counters) and the open windows' rows as an Arrow IPC stream."""
+        header = {
+            "job": self._fingerprint(),
+            "fired_watermark": self._fired_wm,
+            "watermarks": self._marks.to_state(),
+            "counters": [self._rows_in, self._rows_out, self._late_rows, self._windows_fired],
+        }
+        text = json.dumps(header, separators=(",", ":")).encode()
+        table, _ = self._state()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.plan.input_schema) as writer:
+            writer.write_table(table)
+        return _MAGIC + _HEADER.pack(len(text)) + text + sink.getvalue().to_pybytes()
+
+    def restore(self, data: bytes) -> None:
+        """Replace this operator's state with a snapshot of an operator of the same job."""
+        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + _HEADER.size:
+            raise ValueError("not a window operator snapshot")
+        start = len(_MAGIC) + _HEADER.size
+        (length,) = _HEADER.unpack_from(data, len(_MAGIC))
+        try:
+            header = json.loads(data[start : start + length])
+            table = pa.ipc.open_stream(data[start + length :]).read_all()
+        except (ValueError, pa.ArrowInvalid) as error:
+            raise ValueError(f"corrupt window operator snapshot: {error}") from None
+        if header.get("job") != self._fingerprint():
+            raise ValueError("the snapshot belongs to a different continuous query")
+        if not table.schema.equals(self.plan.input_schema):
+            raise ValueError("the snapshot's state does not have this job's columns")
+        marks = Watermarks.from_state(header["watermarks"])
+        marks.idle_timeout_ms = self.idle_timeout_ms
+        self._marks = marks
+        fired = header["fired_watermark"]
+        self._fired_wm = None if fired is None else int(fired)
+        self._rows_in, self._rows_out, self._late_rows, self._windows_fired = (int(v) for v in header["counters"])
+        self._chunks = []
+        self._sessions_open = None
+        spec = self.plan.window
+        if spec is not None and table.num_rows:
+            ms, _ = event_ms(table.column(spec.time_column), spec.time_type)
+            self._add(table, ms if self._aligned is None else self._aligned.pane(ms))
+
+
+def _partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:
+    """A table as DataFusion input partitions (so a query over it runs on several cores)."""
+    batches = table.to_batches(max_chunksize=max(1, -(-table.num_rows // _PARTITIONS)))
+    if not batches:
+        return [[pa.RecordBatch.from_pylist([], schema=table.schema)]]
+    return [batches[i::_PARTITIONS] for i in range(min(_PARTITIONS, len(batches)))]
