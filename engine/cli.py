@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from streamhouse.commands import groups, records, serve, sql, topics
+from streamhouse.commands import groups, jobs, records, serve, sql, topics
 from streamhouse.storage.errors import StreamHouseError
 
 _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -17,6 +17,7 @@ _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
     "consume": records.run_consume,
     "group": groups.run,
     "sql": sql.run,
+    "job": jobs.run,
 }
 
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_parsers(commands)
     groups.add_parser(commands)
     sql.add_parser(commands)
+    jobs.add_parser(commands)
     _add_bench(commands)
     return parser
 

@@ -18,6 +18,7 @@ _TOKEN = re.compile(
       | (?P<number>\d+)
       | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
       | (?P<symbol>[(),=;*-])
+      | (?P<other>\S)
     )""",
     re.VERBOSE,
 )

@@ -111,3 +111,33 @@ def test_drop_removes_the_job_and_its_topic(sh: Client) -> None:
     sh.sql("DROP MATERIALIZED VIEW IF EXISTS v")
     with pytest.raises(streamhouse.StreamHouseError, match="nowhere"):
         sh.sql("CREATE MATERIALIZED VIEW w AS SELECT * FROM nowhere")
+
+
+def test_sdk_and_cli_manage_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from streamhouse.cli import main
+
+    data = tmp_path / "data"
+    with streamhouse.open(data) as sh:
+        sh.sql(BIDS)
+        sh.create_job("per_window", PER_WINDOW, checkpoint_interval="100ms", emit="final")
+        sh.sql("CREATE TOPIC archive (auction BIGINT, price BIGINT) WITH (partitions = 1)")
+        sh.create_job("archive", "SELECT auction, price FROM bids WHERE price >= 30", into="archive")
+        assert sh.jobs().column("job").to_pylist() == ["archive", "per_window"]
+        updates = sh.subscribe("per_window", start="earliest")
+        sh.produce_batch("bids", bids(0, 40))
+        first = next(updates)
+        assert first.json()["auction"] in (0, 1, 2)
+        updates.close()
+        wait_for(lambda: sh.sql("SELECT count(*) AS n FROM archive").column("n")[0].as_py() == 10)
+        assert rows(sh, "SELECT price FROM archive") == [(p,) for p in range(30, 40)]
+    assert main(["job", "list", "--data-dir", str(data), "--format", "json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [j["job"] for j in listed] == ["archive", "per_window"]
+    assert main(["job", "describe", "per_window", "--data-dir", str(data)]) == 0
+    assert "TUMBLE" in capsys.readouterr().out
+    assert main(["job", "describe", "nope", "--data-dir", str(data)]) == 1
+    assert main(["job", "drop", "per_window", "--data-dir", str(data)]) == 0
+    with streamhouse.open(data) as sh:
+        assert sh.jobs().column("job").to_pylist() == ["archive"]

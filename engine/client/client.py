@@ -4,7 +4,7 @@ or remote (`streamhouse.connect`). Values in, Arrow tables out."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from streamhouse.agent.api import Acks, GroupDescription, GroupOffset, ProduceResult, TopicDescription
-from streamhouse.client.consumer import Consumer, Start
+from streamhouse.client.consumer import ConsumedRecord, Consumer, Start
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.client.transport import Transport
 from streamhouse.client.values import batch_from_table, batch_from_values
@@ -231,6 +231,31 @@ class Client:
         """Run one SQL statement: a query over topics (→ its rows), topic DDL (CREATE TOPIC …,
         DROP TOPIC …), SHOW TOPICS, DESCRIBE topic or EXPLAIN query."""
         return self.transport.sql(query)
+
+    # -- continuous queries ---------------------------------------------------------------------
+    def create_job(self, name: str, select: str, *, into: str | None = None, **options: str) -> pa.Table:
+        """A continuous query: `CREATE MATERIALIZED VIEW name AS select` (its output is a new
+        topic `name`), or with `into=` an `INSERT INTO` that existing topic. Options as in SQL,
+        with _ for - (emit="final", dead_letter="late", idle_timeout="10s",
+        checkpoint_interval="1s", start="earliest")."""
+        with_options = ", ".join(f"'{k.replace('_', '-')}' = '{v}'" for k, v in options.items())
+        with_clause = f" WITH ({with_options})" if with_options else ""
+        if into is not None:
+            return self.sql(f'INSERT INTO "{into}"{with_clause} {select}')
+        return self.sql(f'CREATE MATERIALIZED VIEW "{name}"{with_clause} AS {select}')
+
+    def jobs(self) -> pa.Table:
+        """SHOW JOBS: state, source lag, watermark, rows in/out, late rows, last checkpoint."""
+        return self.sql("SHOW JOBS")
+
+    def drop_job(self, name: str, *, drop_topic: bool = True) -> None:
+        """Stop and remove a job; a materialized view's own topic goes too unless drop_topic=False."""
+        self.sql(f'DROP {"MATERIALIZED VIEW" if drop_topic else "JOB"} "{name}"')
+
+    def subscribe(self, topic: str, *, group: str | None = None, start: Start = "latest") -> Iterator[ConsumedRecord]:
+        """Every new record of a topic (a view's results, say) as it is committed, forever."""
+        with self.consumer(topic, group=group, start=start) as consumer:
+            yield from consumer
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
