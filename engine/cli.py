@@ -56,6 +56,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     add_nexmark_arguments(kinds.add_parser("nexmark", help="fill person/auction/bid topics with Nexmark events"))
     add_sql_arguments(kinds.add_parser("sql", help="TUMBLE aggregation and point lookup (optionally vs DuckDB)"))
+    from streamhouse.bench.jobs import add_arguments as add_jobs_arguments
+
+    add_jobs_arguments(kinds.add_parser("jobs", help="continuous-query throughput, memory and latency"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -68,6 +71,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.client import run_produce
 
         return run_produce(args)
+    if args.bench == "jobs":
+        from streamhouse.bench.jobs import run as run_jobs
+
+        return run_jobs(args)
     if args.bench in ("nexmark", "sql"):
         from streamhouse.bench.sql import run_nexmark, run_sql
 

@@ -1,0 +1,110 @@
+"""`streamhouse bench jobs`: how fast continuous queries process events (the window operator
+fed Nexmark bids in micro-batches, as a job runner feeds it) and their peak memory, plus the
+end-to-end latency from producing the event that closes a window to its result being
+readable in the view's topic (embedded engine, default settings)."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console
+from rich.table import Table
+
+from streamhouse.sql.catalog import SYSTEM_FIELDS
+from streamhouse.sql.nexmark_queries import QUERIES
+
+TUMBLE = (
+    "SELECT window_start, window_end, auction, count(*) AS bids, sum(price) AS volume "
+    "FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(date_time), INTERVAL '10' SECOND)) "
+    "GROUP BY window_start, window_end, auction"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=int, default=10_000_000, help="bids to process")
+    parser.add_argument("--batch", type=int, default=50_000, help="rows per micro-batch")
+    parser.add_argument("--latency-windows", type=int, default=20, help="windows timed end to end")
+
+
+def _source(bids: pa.Table) -> pa.Table:
+    """Bids as the job reads them: system columns first, as a topic's SQL table has them."""
+    n = bids.num_rows
+    system: list[Any] = [
+        pa.array(np.zeros(n, dtype=np.int32)),
+        pa.array(np.arange(n, dtype=np.int64)),
+        pa.array(np.zeros(n, dtype=np.int64)).cast(pa.timestamp("ms")).cast(SYSTEM_FIELDS[2].type),
+        pa.nulls(n, pa.binary()),
+    ]
+    return pa.Table.from_arrays(system + list(bids.columns), schema=pa.schema([*SYSTEM_FIELDS, *bids.schema]))
+
+
+def _throughput(name: str, sql: str, source: pa.Table, batch: int) -> tuple[str, float, float]:
+    from streamhouse.sql.job_plan import plan_job
+    from streamhouse.sql.window_operator import WindowOperator
+
+    plan = plan_job(sql, lambda _: source.schema, lambda _: ("date_time", 4_000))
+    operator = WindowOperator(plan, None, partitions=(0,))
+    started = time.perf_counter()
+    out = 0
+    for start in range(0, source.num_rows, batch):
+        out += operator.process(0, source.slice(start, batch), 0).output.num_rows
+    out += operator.flush().output.num_rows
+    took = time.perf_counter() - started
+    return name, source.num_rows / took, out
+
+
+def _latency(windows: int) -> list[float]:
+    """Produce one event per second of event time; each window's result is timed from the
+    produce that closes it (watermark passes its end) to the row being readable."""
+    import streamhouse
+
+    samples: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, streamhouse.open(Path(tmp) / "d") as sh:
+        sh.sql(
+            "CREATE TOPIC ev (k BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '0' SECOND) "
+            "WITH (partitions = 1)"
+        )
+        sh.sql(
+            "CREATE MATERIALIZED VIEW per_second AS SELECT window_start, window_end, count(*) AS n "
+            "FROM TABLE(TUMBLE(TABLE ev, DESCRIPTOR(ts), INTERVAL '1' SECOND)) GROUP BY window_start, window_end"
+        )
+        t0 = 1_700_000_000_000
+        sh.produce("ev", {"k": 0, "ts": t0})
+        for w in range(1, windows + 1):
+            sent = time.perf_counter()
+            sh.produce("ev", {"k": w, "ts": t0 + w * 1000})  # closes window w - 1
+            while sh.sql("SELECT count(*) AS c FROM per_second").column("c")[0].as_py() < w:
+                time.sleep(0.005)
+            samples.append(time.perf_counter() - sent)
+    return samples
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamhouse.sql.nexmark import generate
+
+    bids = generate(args.events * 50 // 46 + 50).bid.slice(0, args.events)
+    source = _source(bids)
+    rows = [
+        _throughput("TUMBLE 10 s count/sum per auction", TUMBLE, source, args.batch),
+        _throughput("Nexmark q5 (HOP 2 s / 10 s)", QUERIES["q5"], source, args.batch),
+        _throughput("Nexmark q7 (TUMBLE + max join)", QUERIES["q7"], source, args.batch),
+    ]
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    latency = _latency(args.latency_windows)
+    table = Table(title=f"bench jobs: {args.events:,} bids, micro-batches of {args.batch:,}")
+    table.add_column("measure")
+    table.add_column("result", justify="right")
+    for name, rate, out in rows:
+        table.add_row(name, f"{rate / 1e6:.2f} M events/s ({int(out):,} rows out)")
+    table.add_row("peak memory (process RSS, input table included)", f"{peak_mib:,.0f} MiB")
+    p50, p99 = np.percentile(np.asarray(latency) * 1000, [50, 99])
+    table.add_row("window result visible after the closing event, p50 / p99", f"{p50:.0f} / {p99:.0f} ms")
+    Console().print(table)
+    return 0
