@@ -48,6 +48,8 @@ class JobManager:
     # -- statements -----------------------------------------------------------------------------
     async def create(self, statement: CreateJob) -> pa.Table:
         metadata = self.service.metadata
+        if statement.options.get("emit", "final").lower() != "final":
+            raise SqlError("'emit' = 'changes' (an update stream of open windows) is not supported yet; use 'final'")
         topics = {t.name: t for t in await metadata.list_topics()}
         probe = JobInfo(statement.name, statement.select, statement.name, statement.options, 0, 0)
         try:
