@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from streamhouse.agent.config import holder_agent_id
 from streamhouse.jobs.output import output_schema
 from streamhouse.jobs.runner import JobRunner, job_plan
 from streamhouse.sql.ddl import CreateJob, DropJob
@@ -145,8 +146,16 @@ class JobManager:
                 except FencedError:
                     await self._stop(name, release=False)
                 continue
+            resource = job_resource(name)
+            current = await metadata.get_lease(resource)
+            stale = current is not None and current.holder != config.holder
+            if current is not None and stale and holder_agent_id(current.holder) == config.agent_id:
+                # A previous incarnation of this agent (same agent id, e.g. restarted on another
+                # port), dead since the WAL lock is ours: take the job back now rather than a
+                # lease TTL later, as partitions do.
+                await metadata.release_lease(resource, current.holder, current.epoch)
             try:
-                lease = await metadata.acquire_lease(job_resource(name), config.holder, config.lease_ttl_ms)
+                lease = await metadata.acquire_lease(resource, config.holder, config.lease_ttl_ms)
             except LeaseHeldError:
                 continue
             runner = JobRunner(self.service, job, lease.epoch)
