@@ -287,19 +287,7 @@ class PartitionWriter:
             # the same records, so the object must be byte-identical to be reused.
             if await self._store.get(key) != encoded.data:
                 raise StreamHouseError(f"segment object {key} exists with different content") from None
-        info = SegmentInfo(
-            topic=self.topic.name,
-            partition=self.partition,
-            base_offset=encoded.base_offset,
-            end_offset=encoded.end_offset,
-            min_timestamp=encoded.min_timestamp,
-            max_timestamp=encoded.max_timestamp,
-            size_bytes=encoded.size_bytes,
-            object_key=key,
-            epoch=self.epoch,
-            footer_length=encoded.footer_length,
-            footer_crc=encoded.footer_crc,
-        )
+        info = encoded.info(topic=self.topic.name, partition=self.partition, object_key=key, epoch=self.epoch)
         try:
             await self._metadata.commit_segment(info, self.holder, self.epoch)
         except (FencedError, OffsetConflictError):

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import InvalidInputError
-from streamhouse.storage.model import SegmentRef
+from streamhouse.storage.model import SegmentInfo, SegmentRef
 from streamhouse.storage.records import RECORD_SCHEMA
 from streamhouse.storage.segment_decode import decode_row_groups, decode_segment
 from streamhouse.storage.segment_footer import (
@@ -89,6 +89,22 @@ class EncodedSegment:
 
     def ref(self, object_key: str) -> SegmentRef:
         return SegmentRef(object_key, self.size_bytes, self.footer_length, self.footer_crc)
+
+    def info(self, *, topic: str, partition: int, object_key: str, epoch: int) -> SegmentInfo:
+        """The metadata row of this segment once it is stored at `object_key`."""
+        return SegmentInfo(
+            topic=topic,
+            partition=partition,
+            base_offset=self.base_offset,
+            end_offset=self.end_offset,
+            min_timestamp=self.min_timestamp,
+            max_timestamp=self.max_timestamp,
+            size_bytes=self.size_bytes,
+            object_key=object_key,
+            epoch=epoch,
+            footer_length=self.footer_length,
+            footer_crc=self.footer_crc,
+        )
 
 
 def encode_segment(

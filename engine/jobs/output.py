@@ -68,19 +68,7 @@ def encode_output(
         table, extra = with_declared_columns(table, schema)
     encoded = encode_segment(table, topic=topic.name, partition=partition, epoch=epoch, extra_metadata=extra)
     key = segment_key(topic.name, partition, base_offset, epoch).replace(".parquet", f"-c{checkpoint}.parquet")
-    info = SegmentInfo(
-        topic=topic.name,
-        partition=partition,
-        base_offset=encoded.base_offset,
-        end_offset=encoded.end_offset,
-        min_timestamp=encoded.min_timestamp,
-        max_timestamp=encoded.max_timestamp,
-        size_bytes=encoded.size_bytes,
-        object_key=key,
-        epoch=epoch,
-        footer_length=encoded.footer_length,
-        footer_crc=encoded.footer_crc,
-    )
+    info = encoded.info(topic=topic.name, partition=partition, object_key=key, epoch=epoch)
     return encoded, info
 
 
