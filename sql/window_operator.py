@@ -23,8 +23,14 @@ of windows that fired out, Flink's event-time semantics in between.
   are dropped on arrival (as the ad-hoc rewrite drops them).
 A stateless plan runs its filter / projection on each batch and keeps nothing.
 
-Not done here: EMIT CHANGES (update streams) and partial aggregates for decomposable
-aggregates; every windowed query keeps rows.
+`emit="changes"` (the job option `'emit' = 'changes'`, aligned windows and stateless plans):
+besides firing, after each process() every open window whose rows changed is computed and
+its difference from what was last emitted for it is emitted (sql.window_changes: an `_op`
+column first, '+I' / '-U' / '+U'); a firing window emits only its change since the last
+update, and what was emitted for a window is kept (and snapshotted) until it fires. A
+stateless plan emits its rows as '+I'. SESSION windows are refused in this mode.
+
+Not done here: partial aggregates for decomposable aggregates; every windowed query keeps rows.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from streamhouse.sql.errors import SqlError
 from streamhouse.sql.job_plan import WINDOWED_TABLE, JobPlan, quoted_table
 from streamhouse.sql.watermarks import Watermarks
 from streamhouse.sql.window_assign import Aligned, Bools, Ints, event_ms, key_ids, sessions, window_columns
+from streamhouse.sql.window_changes import EMIT_MODES, changes_schema, diff, group_keys, tag
 
 __all__ = ["FLUSH_WATERMARK", "OperatorStats", "StepResult", "WindowOperator"]
 
@@ -53,6 +60,8 @@ _MAGIC = b"SHWINOP1"
 _HEADER = struct.Struct("<I")
 _MAX_CHUNKS = 64
 _PARTITIONS = 4  # DataFusion input partitions per registered table
+_WINDOW_END = "__sh_window_end"  # the window (its end, ms) of a snapshotted emitted row
+_NO_BOUND = FLUSH_WATERMARK + 1
 
 
 @dataclass(frozen=True)
@@ -94,8 +103,23 @@ class WindowOperator:
     the start (each holds the watermark back until it has rows or goes idle).
     """
 
-    def __init__(self, plan: JobPlan, idle_timeout_ms: int | None = None, *, partitions: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        plan: JobPlan,
+        idle_timeout_ms: int | None = None,
+        *,
+        partitions: tuple[int, ...] = (),
+        emit: str = "final",
+    ) -> None:
+        if emit not in EMIT_MODES:
+            raise ValueError(f"unknown emit mode {emit!r}; expected 'final' or 'changes'")
+        if emit == "changes" and plan.window is not None and plan.window.kind == "SESSION":
+            raise SqlError("'emit' = 'changes' is not supported for SESSION windows yet; use 'final'")
         self.plan = plan
+        self.emit = emit
+        self.changes = emit == "changes"
+        self._keys = group_keys(plan) if self.changes else None
+        self._emitted: dict[int, pa.Table] = {}  # changes: per open window (its end, ms), what was emitted
         self.idle_timeout_ms = idle_timeout_ms
         self._marks = Watermarks(plan.delay_ms, idle_timeout_ms, partitions)
         spec = plan.window
@@ -105,7 +129,12 @@ class WindowOperator:
         self._sessions_open: int | None = None  # cached count of open sessions (None: unknown)
         self._rows_in = self._rows_out = self._late_rows = self._windows_fired = 0
         self._ctx = datafusion.SessionContext()
-        self._empty_output = plan.output_schema.empty_table()
+        self._empty_output = (changes_schema(plan.output_schema) if self.changes else plan.output_schema).empty_table()
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        """The schema of StepResult.output (`_op` first in changes mode)."""
+        return self._empty_output.schema
 
     # -- counters -----------------------------------------------------------------------------
     @property
@@ -166,6 +195,8 @@ class WindowOperator:
         if spec is None:
             self._observe_stateless(partition, batch, now_ms)
             output = self._run(None, batch) if batch.num_rows else self._empty_output
+            if self.changes and batch.num_rows:
+                output = tag(output, "+I")
             self._rows_out += output.num_rows
             return StepResult(output, rows.slice(0, 0), 0, self.stats())
         ms, valid = event_ms(batch.column(spec.time_column), spec.time_type)
@@ -186,7 +217,15 @@ class WindowOperator:
         if batch.num_rows:
             self._add(batch, times)
         self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms)
-        return self._step(self._marks.current(now_ms), late_rows)
+        step = self._step(self._marks.current(now_ms), late_rows)
+        if not self.changes or not batch.num_rows:
+            return step
+        updates = self._update(times)
+        if not updates.num_rows:
+            return step
+        self._rows_out += updates.num_rows
+        output = pa.concat_tables([step.output, updates]) if step.output.num_rows else updates
+        return StepResult(output, step.late, step.fired, self.stats())
 
     def advance(self, now_ms: int) -> StepResult:
         """Fire the windows the watermark at `now_ms` closes (idle partitions stop holding it)."""
@@ -319,6 +358,15 @@ class WindowOperator:
             self._chunks = [_Chunk(table.filter(pa.array(~due_rows)), ms[~due_rows])] if not due_rows.all() else []
         if not len(rows):
             return self._empty_output, 0
+        if self.changes:
+            return self._changes(table, rows, starts, ends, final=True), fired
+        return self._run(*self._annotate(table, rows, starts, ends)), fired
+
+    def _annotate(self, table: pa.Table, rows: Ints, starts: Ints, ends: Ints) -> tuple[pa.Table, pa.Table | None]:
+        """The windowed rows (`table`'s `rows` with their window columns) and, when the query
+        reads the topic itself, the source rows they come from (once each)."""
+        spec = self.plan.window
+        assert spec is not None
         windowed = table.take(rows)
         for name, column in zip(
             ("window_start", "window_end", "window_time"), window_columns(starts, ends, spec.time_type), strict=True
@@ -329,7 +377,69 @@ class WindowOperator:
             present = np.zeros(table.num_rows, dtype=np.bool_)
             present[rows] = True
             raw = table.filter(pa.array(present))
-        return self._run(windowed, raw), fired
+        return windowed, raw
+
+    # -- emit changes ---------------------------------------------------------------------------
+    def _update(self, panes: Ints) -> pa.Table:
+        """The changelog of the open windows holding rows of these panes (just added)."""
+        assert self._aligned is not None
+        bound = self._bound()
+        panes = np.unique(panes)
+        _, _, dirty = self._aligned.firing(panes, bound, _NO_BOUND)
+        if not len(dirty):
+            return self._empty_output
+        dirty = np.unique(dirty)
+        low, high = int(dirty.min()) - self._aligned.size, int(dirty.max())
+        chunks = [c for c in self._chunks if c.panes is not None and c.last_end > low and int(c.panes.min()) < high]
+        table, pane = self._state(chunks)
+        near = (pane >= low) & (pane < high)
+        if not near.all():
+            table, pane = table.filter(pa.array(near)), pane[near]
+        rows, starts, ends = self._aligned.firing(pane, bound, _NO_BOUND)
+        wanted = np.isin(ends, dirty)
+        return self._changes(table, rows[wanted], starts[wanted], ends[wanted], final=False)
+
+    def _changes(self, table: pa.Table, rows: Ints, starts: Ints, ends: Ints, *, final: bool) -> pa.Table:
+        """Compute the windows given by (rows, starts, ends) and emit each one's difference from
+        what was last emitted for it; firing (`final`) windows are then forgotten."""
+        pieces = []
+        for end, current in self._per_window(table, rows, starts, ends).items():
+            old = self._emitted.pop(end, None) if final else self._emitted.get(end)
+            change = diff(old, current, self._keys)
+            if change.num_rows:
+                pieces.append(change)
+            if not final:
+                self._emitted[end] = current
+        if not pieces:
+            return self._empty_output
+        return pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+
+    def _per_window(self, table: pa.Table, rows: Ints, starts: Ints, ends: Ints) -> dict[int, pa.Table]:
+        """Each window's (by its end) query result. One run over all of them when the output
+        carries window_start and window_end to tell them apart; else one run per window."""
+        spec = self.plan.window
+        assert spec is not None
+        windows = sorted({int(e) for e in np.unique(ends)})
+        schema = self.plan.output_schema
+        start_type = schema.field("window_start").type if "window_start" in schema.names else None
+        end_type = schema.field("window_end").type if "window_end" in schema.names else None
+        if len(windows) > 1 and isinstance(start_type, pa.TimestampType) and isinstance(end_type, pa.TimestampType):
+            result = self._run(*self._annotate(table, rows, starts, ends))
+            start_of = dict(zip(ends.tolist(), starts.tolist(), strict=True))
+            first, last = result.column("window_start"), result.column("window_end")
+            out_start, _ = event_ms(first, start_type)
+            out_end, _ = event_ms(last, end_type)
+            if (
+                first.null_count == 0
+                and last.null_count == 0
+                and all(start_of.get(e) == s for s, e in zip(out_start.tolist(), out_end.tolist(), strict=True))
+            ):
+                return {end: result.filter(pa.array(out_end == end)) for end in windows}
+        found: dict[int, pa.Table] = {}
+        for end in windows:
+            mine = ends == end
+            found[end] = self._run(*self._annotate(table, rows[mine], starts[mine], ends[mine]))
+        return found
 
     def _run(self, windowed: pa.Table | None, raw: pa.Table | None) -> pa.Table:
         names = []
@@ -355,6 +465,8 @@ class WindowOperator:
         shape: list[Any] = [self.plan.query_sql, list(self.plan.columns)]
         if spec is not None:
             shape += [spec.kind, spec.time_column, spec.size_ms, spec.step_ms, spec.offset_ms, list(spec.keys)]
+        if self.changes:
+            shape.append("emit=changes")
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     def snapshot(self) -> bytes:
@@ -366,12 +478,24 @@ class WindowOperator:
             "watermarks": self._marks.to_state(),
             "counters": [self._rows_in, self._rows_out, self._late_rows, self._windows_fired],
         }
-        text = json.dumps(header, separators=(",", ":")).encode()
         table, _ = self._state()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, self.plan.input_schema) as writer:
             writer.write_table(table)
-        return _MAGIC + _HEADER.pack(len(text)) + text + sink.getvalue().to_pybytes()
+        body = sink.getvalue().to_pybytes()
+        if self.changes:  # then what was emitted for open windows, tagged by window end
+            header["state_bytes"] = len(body)
+            body += _ipc(self._emitted_table())
+        text = json.dumps(header, separators=(",", ":")).encode()
+        return _MAGIC + _HEADER.pack(len(text)) + text + body
+
+    def _emitted_table(self) -> pa.Table:
+        schema = pa.schema([*self.plan.output_schema, pa.field(_WINDOW_END, pa.int64())])
+        pieces = [
+            rows.append_column(_WINDOW_END, pa.array([end] * rows.num_rows, pa.int64()))
+            for end, rows in sorted(self._emitted.items())
+        ]
+        return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
     def restore(self, data: bytes) -> None:
         """Replace this operator's state with a snapshot of an operator of the same job."""
@@ -381,7 +505,12 @@ class WindowOperator:
         (length,) = _HEADER.unpack_from(data, len(_MAGIC))
         try:
             header = json.loads(data[start : start + length])
-            table = pa.ipc.open_stream(data[start + length :]).read_all()
+            body = data[start + length :]
+            emitted = None
+            if "state_bytes" in header:
+                split = int(header["state_bytes"])
+                body, emitted = body[:split], pa.ipc.open_stream(body[split:]).read_all()
+            table = pa.ipc.open_stream(body).read_all()
         except (ValueError, pa.ArrowInvalid) as error:
             raise ValueError(f"corrupt window operator snapshot: {error}") from None
         if header.get("job") != self._fingerprint():
@@ -396,10 +525,24 @@ class WindowOperator:
         self._rows_in, self._rows_out, self._late_rows, self._windows_fired = (int(v) for v in header["counters"])
         self._chunks = []
         self._sessions_open = None
+        self._emitted = {}
+        if emitted is not None and emitted.num_rows:
+            ends = emitted.column(_WINDOW_END).to_numpy()
+            rows = emitted.drop_columns([_WINDOW_END])
+            for end in np.unique(ends).tolist():
+                self._emitted[int(end)] = rows.filter(pa.array(ends == end))
         spec = self.plan.window
         if spec is not None and table.num_rows:
             ms, _ = event_ms(table.column(spec.time_column), spec.time_type)
             self._add(table, ms if self._aligned is None else self._aligned.pane(ms))
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def _partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:

@@ -125,8 +125,10 @@ def test_sdk_and_cli_manage_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
         sh.sql("CREATE TOPIC archive (auction BIGINT, price BIGINT) WITH (partitions = 1)")
         sh.create_job("archive", "SELECT auction, price FROM bids WHERE price >= 30", into="archive")
         assert sh.jobs().column("job").to_pylist() == ["archive", "per_window"]
-        updates = sh.subscribe("per_window", start="earliest")
         sh.produce_batch("bids", bids(0, 40))
+        # The view's first results exist before subscribing, so next() cannot wait forever.
+        wait_for(lambda: sh.sql("SELECT count(*) AS n FROM per_window").column("n")[0].as_py() > 0)
+        updates = sh.subscribe("per_window", start="earliest")
         first = next(updates)
         assert first.json()["auction"] in (0, 1, 2)
         updates.close()
@@ -141,3 +143,23 @@ def test_sdk_and_cli_manage_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["job", "drop", "per_window", "--data-dir", str(data)]) == 0
     with streamhouse.open(data) as sh:
         assert sh.jobs().column("job").to_pylist() == ["archive"]
+
+
+def test_emit_changes_writes_an_update_stream(sh: Client) -> None:
+    sh.sql(BIDS.replace("partitions = 2", "partitions = 1"))
+    sh.sql(
+        "CREATE MATERIALIZED VIEW live WITH ('emit' = 'changes', 'checkpoint-interval' = '100ms') AS "
+        "SELECT window_start, window_end, auction, count(*) AS n "
+        "FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) "
+        "GROUP BY window_start, window_end, auction"
+    )
+    sh.produce("bids", {"auction": 1, "price": 1, "ts": T0})
+    wait_for(lambda: sh.sql("SELECT count(*) AS c FROM live").column("c")[0].as_py() == 1)
+    sh.produce("bids", {"auction": 1, "price": 2, "ts": T0 + 1_000})  # window still open: an update
+    wait_for(lambda: sh.sql("SELECT count(*) AS c FROM live").column("c")[0].as_py() == 3)
+    changes = sh.sql("SELECT op, auction, n FROM live ORDER BY _offset").to_pylist()
+    assert changes == [
+        {"op": "+I", "auction": 1, "n": 1},
+        {"op": "-U", "auction": 1, "n": 1},
+        {"op": "+U", "auction": 1, "n": 2},
+    ]

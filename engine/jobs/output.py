@@ -48,7 +48,7 @@ def output_schema(result: pa.Schema) -> ValueSchema:
     """The declared columns of a materialized view's topic: the SELECT's columns, so the view
     is queryable like any topic. `window_time` (if selected) is its event time, so windows
     can be stacked on a view."""
-    columns = tuple(Column(f.name, sql_type(f.type)) for f in result if not f.name.startswith("_"))
+    columns = tuple(Column(_public(f.name), sql_type(f.type)) for f in result if _kept(f.name))
     watermark = Watermark("window_time", 0) if "window_time" in result.names else None
     return ValueSchema(columns, watermark)
 
@@ -59,7 +59,8 @@ def encode_output(
     """One segment holding `rows` as JSON records at [base_offset, base_offset + n). The key
     carries the checkpoint number: a retried checkpoint after a failed commit may hold other
     rows at the same offsets, and an object is never overwritten."""
-    batch = batch_from_table(rows.drop_columns([c for c in rows.column_names if c.startswith("_")]))
+    kept = rows.select([c for c in rows.column_names if _kept(c)])
+    batch = batch_from_table(kept.rename_columns([_public(c) for c in kept.column_names]))
     now = int(time.time() * 1000)
     table = pa.Table.from_batches([assign_offsets(_stamped(batch, now), base_offset)], schema=RECORD_SCHEMA)
     extra: dict[str, str] = {}
@@ -75,3 +76,14 @@ def encode_output(
 def _stamped(batch: pa.RecordBatch, now_ms: int) -> pa.RecordBatch:
     stamps: Any = pa.array(np.full(batch.num_rows, now_ms, dtype=np.int64))
     return batch.set_column(1, RECORD_SCHEMA.field(1), stamps)
+
+
+# An update stream's row kind (+I, -U, +U) is `_op` in the operator's output; in the topic it
+# is the column `op` (declared columns cannot start with _, the system columns' prefix).
+# Other _ columns (system columns a query selected) are not written.
+def _kept(name: str) -> bool:
+    return name == "_op" or not name.startswith("_")
+
+
+def _public(name: str) -> str:
+    return "op" if name == "_op" else name

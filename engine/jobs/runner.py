@@ -85,7 +85,12 @@ class JobRunner:
         topics = {t.name: t for t in await metadata.list_topics()}
         plan = job_plan(self.job, topics)
         source = topics[plan.topic]
-        self.operator = WindowOperator(plan, self.options.idle_timeout_ms, partitions=tuple(range(source.partitions)))
+        self.operator = WindowOperator(
+            plan,
+            self.options.idle_timeout_ms,
+            partitions=tuple(range(source.partitions)),
+            emit=self.options.emit,
+        )
         checkpoint = await metadata.latest_checkpoint(self.job.name)
         if checkpoint is not None:
             self.seq = checkpoint.seq
