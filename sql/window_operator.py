@@ -30,7 +30,11 @@ column first, '+I' / '-U' / '+U'); a firing window emits only its change since t
 update, and what was emitted for a window is kept (and snapshotted) until it fires. A
 stateless plan emits its rows as '+I'. SESSION windows are refused in this mode.
 
-Not done here: partial aggregates for decomposable aggregates; every windowed query keeps rows.
+Partial aggregates (sql.window_partials): in 'final' mode, a plain windowed aggregate
+(one SELECT over one TUMBLE / HOP / CUMULATE call grouping by the window and topic columns,
+selecting COUNT / SUM / MIN / MAX / AVG of columns; see `partials_for`) keeps one row of
+partials per (pane, keys) instead of rows; `partials=False` forces the row-keeping path.
+Lateness, watermarks, firing and the window counts are the same either way.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from streamhouse.sql.job_plan import WINDOWED_TABLE, JobPlan, quoted_table
 from streamhouse.sql.watermarks import Watermarks
 from streamhouse.sql.window_assign import Aligned, Bools, Ints, event_ms, key_ids, sessions, window_columns
 from streamhouse.sql.window_changes import EMIT_MODES, changes_schema, diff, group_keys, tag
+from streamhouse.sql.window_partials import PANE, PartialSpec, partials_for
 
 __all__ = ["FLUSH_WATERMARK", "OperatorStats", "StepResult", "WindowOperator"]
 
@@ -72,7 +77,7 @@ class OperatorStats:
     windows_fired: int
     watermark: int | None  # the job's watermark, epoch ms (None: no watermark yet)
     open_windows: int
-    state_rows: int  # rows held for open windows
+    state_rows: int  # rows held for open windows (partial-aggregate rows on that path)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class WindowOperator:
         *,
         partitions: tuple[int, ...] = (),
         emit: str = "final",
+        partials: bool = True,
     ) -> None:
         if emit not in EMIT_MODES:
             raise ValueError(f"unknown emit mode {emit!r}; expected 'final' or 'changes'")
@@ -129,6 +135,7 @@ class WindowOperator:
         self._sessions_open: int | None = None  # cached count of open sessions (None: unknown)
         self._rows_in = self._rows_out = self._late_rows = self._windows_fired = 0
         self._ctx = datafusion.SessionContext()
+        self._partials: PartialSpec | None = partials_for(plan) if partials and not self.changes else None
         self._empty_output = (changes_schema(plan.output_schema) if self.changes else plan.output_schema).empty_table()
 
     @property
@@ -303,6 +310,12 @@ class WindowOperator:
 
     def _add(self, batch: pa.Table, times: Ints) -> None:
         self._sessions_open = None
+        if self._partials is not None:
+            fresh = self._partials.aggregate(batch, times)
+            if self._chunks:
+                fresh = self._partials.merge([c.table for c in self._chunks] + [fresh])
+            self._set_partials(fresh)
+            return
         if self._aligned is None:
             self._chunks.append(_Chunk(batch, times))
         else:
@@ -311,16 +324,23 @@ class WindowOperator:
             table, times = self._state()
             self._chunks = [self._aligned_chunk(table, times) if self._aligned else _Chunk(table, times)]
 
+    def _set_partials(self, table: pa.Table) -> None:
+        pane = np.asarray(table.column(PANE).to_numpy(), dtype=np.int64)
+        self._chunks = [self._aligned_chunk(table, pane)] if table.num_rows else []
+
     def _aligned_chunk(self, table: pa.Table, pane: Ints) -> _Chunk:
         assert self._aligned is not None
         panes = np.asarray(pc.unique(pa.array(pane)).to_numpy(), dtype=np.int64)
         last = self._aligned.last_end(panes)
         return _Chunk(table, pane, int(panes.min()) + self._aligned.step, int(last.max()), panes)
 
+    def _state_schema(self) -> pa.Schema:
+        return self.plan.input_schema if self._partials is None else self._partials.schema
+
     def _state(self, chunks: list[_Chunk] | None = None) -> tuple[pa.Table, Ints]:
         chunks = self._chunks if chunks is None else chunks
         if not chunks:
-            return self.plan.input_schema.empty_table(), np.zeros(0, dtype=np.int64)
+            return self._state_schema().empty_table(), np.zeros(0, dtype=np.int64)
         if len(chunks) == 1:
             return chunks[0].table, chunks[0].times
         return pa.concat_tables([c.table for c in chunks]), np.concatenate([c.times for c in chunks])
@@ -358,6 +378,8 @@ class WindowOperator:
             self._chunks = [_Chunk(table.filter(pa.array(~due_rows)), ms[~due_rows])] if not due_rows.all() else []
         if not len(rows):
             return self._empty_output, 0
+        if self._partials is not None:
+            return self._partials.finalize(table, rows, starts, ends), fired
         if self.changes:
             return self._changes(table, rows, starts, ends, final=True), fired
         return self._run(*self._annotate(table, rows, starts, ends)), fired
@@ -467,6 +489,8 @@ class WindowOperator:
             shape += [spec.kind, spec.time_column, spec.size_ms, spec.step_ms, spec.offset_ms, list(spec.keys)]
         if self.changes:
             shape.append("emit=changes")
+        if self._partials is not None:
+            shape.append("partials")
         return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
 
     def snapshot(self) -> bytes:
@@ -480,7 +504,7 @@ class WindowOperator:
         }
         table, _ = self._state()
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, self.plan.input_schema) as writer:
+        with pa.ipc.new_stream(sink, self._state_schema()) as writer:
             writer.write_table(table)
         body = sink.getvalue().to_pybytes()
         if self.changes:  # then what was emitted for open windows, tagged by window end
@@ -515,7 +539,7 @@ class WindowOperator:
             raise ValueError(f"corrupt window operator snapshot: {error}") from None
         if header.get("job") != self._fingerprint():
             raise ValueError("the snapshot belongs to a different continuous query")
-        if not table.schema.equals(self.plan.input_schema):
+        if not table.schema.equals(self._state_schema()):
             raise ValueError("the snapshot's state does not have this job's columns")
         marks = Watermarks.from_state(header["watermarks"])
         marks.idle_timeout_ms = self.idle_timeout_ms
@@ -532,7 +556,9 @@ class WindowOperator:
             for end in np.unique(ends).tolist():
                 self._emitted[int(end)] = rows.filter(pa.array(ends == end))
         spec = self.plan.window
-        if spec is not None and table.num_rows:
+        if self._partials is not None:
+            self._set_partials(table)
+        elif spec is not None and table.num_rows:
             ms, _ = event_ms(table.column(spec.time_column), spec.time_type)
             self._add(table, ms if self._aligned is None else self._aligned.pane(ms))
 

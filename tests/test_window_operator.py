@@ -469,7 +469,8 @@ def test_state_holds_only_open_windows(window: str) -> None:
 
 def test_open_windows_counts_windows_not_rows() -> None:
     op = WindowOperator(
-        plan(count_query("HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)"), delay=10_000)
+        plan(count_query("HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)"), delay=10_000),
+        partials=False,  # state_rows counts rows on the row-keeping path
     )
     op.process(0, bids([(0, i, at(0.5), "a", 1) for i in range(5)]), 0)
     assert op.open_windows == 3 and op.state_rows == 5
@@ -582,7 +583,7 @@ def test_other_time_units_and_zones_match_the_adhoc_query(time_type: pa.DataType
 def test_many_small_batches_are_compacted_and_still_exact() -> None:
     sql = count_query("HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' SECOND, INTERVAL '3' SECOND)")
     table = bids([(0, i, at(i / 10), "a", 1) for i in range(300)])
-    op = WindowOperator(plan(sql, delay=60_000))  # nothing fires before the flush
+    op = WindowOperator(plan(sql, delay=60_000), partials=False)  # rows kept; nothing fires before the flush
     for i in range(300):
         op.process(0, table.slice(i, 1), i)
     assert op.state_rows == 300 and op.windows_fired == 0
