@@ -91,7 +91,7 @@ def _name(what: str, value: object) -> str:
     return value
 
 
-def validate_topic_name(name: object) -> str:
+def validate_topic_name(name: object, kind: str = "topic") -> str:
     if (
         not isinstance(name, str)
         or not 1 <= len(name) <= MAX_TOPIC_NAME
@@ -99,7 +99,7 @@ def validate_topic_name(name: object) -> str:
         or name in (".", "..")
     ):
         raise InvalidInputError(
-            f"invalid topic name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
+            f"invalid {kind} name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
         )
     return name
 
@@ -206,16 +206,7 @@ def validate_offsets(offsets: Mapping[int, int]) -> list[tuple[int, int]]:
 def validate_job_name(name: object) -> str:
     # Topic rules: a materialized view's job and its output topic share the name, and the name
     # is part of the lease resource and of object keys.
-    if (
-        not isinstance(name, str)
-        or not 1 <= len(name) <= MAX_TOPIC_NAME
-        or _TOPIC_NAME_RE.fullmatch(name) is None
-        or name in (".", "..")
-    ):
-        raise InvalidInputError(
-            f"invalid job name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
-        )
-    return name
+    return validate_topic_name(name, "job")
 
 
 def _text(what: str, value: object, max_len: int) -> str:
