@@ -7,7 +7,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from streamhouse.sql.errors import SqlError
+from sqlglot import exp
+
+from streamhouse.sql.errors import SqlError, position_at
+from streamhouse.sql.window_intervals import IntervalError, interval_ms
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.value_schema import Column, ValueSchema, Watermark
 
@@ -22,13 +25,6 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-_UNIT_MS = {
-    "MILLISECOND": 1,
-    "SECOND": 1_000,
-    "MINUTE": 60_000,
-    "HOUR": 3_600_000,
-    "DAY": 86_400_000,
-}
 
 
 @dataclass(frozen=True)
@@ -152,9 +148,7 @@ class _Parser:
     def _error(self, message: str, position: int | None = None) -> SqlError:
         if position is None:
             position = self.tokens[self.i].position if self.i < len(self.tokens) else len(self.text)
-        line = self.text.count("\n", 0, position) + 1
-        column = position - (self.text.rfind("\n", 0, position) + 1) + 1
-        return SqlError(message, position=(line, column))
+        return SqlError(message, position=position_at(self.text, position))
 
     def _peek(self, word: str | None = None) -> bool:
         if self.i >= len(self.tokens):
@@ -306,7 +300,13 @@ class _Parser:
             self._take("INTERVAL")
             amount = self._take(what="an interval like '5'")
             unit = self._take(what="an interval unit")
-            delay = interval_ms(amount.text.strip("'"), unit.text)
+            literal = exp.Interval(this=exp.Literal.string(amount.text.strip("'")), unit=exp.var(unit.text))
+            try:
+                delay = interval_ms(literal)
+            except IntervalError as exc:
+                raise self._error(
+                    f"WATERMARK delay INTERVAL {amount.text} {unit.text}: {exc}", amount.position
+                ) from None
         return Watermark(column, delay)
 
     def _options(self) -> dict[str, str]:
@@ -326,15 +326,3 @@ def _unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"`":
         return text[1:-1].replace(text[0] * 2, text[0])
     return text
-
-
-def interval_ms(amount: str, unit: str) -> int:
-    """`INTERVAL '3' SECOND` → 3000 (units singular or plural)."""
-    name = unit.upper().rstrip("S") if unit.upper() not in ("MS",) else "MILLISECOND"
-    if name not in _UNIT_MS:
-        raise SqlError(f"unknown interval unit {unit!r}; use MILLISECOND, SECOND, MINUTE, HOUR or DAY")
-    try:
-        value = float(amount)
-    except ValueError:
-        raise SqlError(f"bad interval amount {amount!r}") from None
-    return round(value * _UNIT_MS[name])
