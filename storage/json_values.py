@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +48,12 @@ def _document(array: pa.Array[Any]) -> bytes:
     # can only be whitespace between tokens in valid JSON, so a space is equivalent.
     if pc.any(pc.match_substring(filled, "\n")).as_py():
         filled = pc.replace_substring(filled, "\n", " ")
-    lines = pc.binary_join_element_wise(filled, _blank(len(filled)), _NEWLINE)
+    return newline_terminated(filled)
+
+
+def newline_terminated(values: pa.Array[Any]) -> bytes:
+    """Binary values as one buffer of newline-terminated lines (JSONL), joined column-wise."""
+    lines: Any = pc.binary_join_element_wise(cast(Any, values), _blank(len(values)), _NEWLINE)
     offsets = np.frombuffer(memoryview(lines.buffers()[1]), dtype=np.int32)
     start, end = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
     data = lines.buffers()[2]

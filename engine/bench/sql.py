@@ -10,11 +10,8 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -153,22 +150,15 @@ def _duckdb(bids: pa.Table, workdir: Path) -> tuple[float, int]:
     import duckdb
 
     from streamhouse.client.values import batch_from_table
+    from streamhouse.storage.json_values import newline_terminated
 
     path = workdir / "bids.jsonl"
     with open(path, "wb") as out:
         for start in range(0, bids.num_rows, _CHUNK):
-            out.write(_jsonl(batch_from_table(bids.slice(start, _CHUNK)).column(3)))  # the JSON the topic holds
+            values = batch_from_table(bids.slice(start, _CHUNK)).column(3)  # the JSON the topic holds
+            out.write(newline_terminated(values))
     con = duckdb.connect()
     query = DUCKDB_SQL.format(path=path)
     result: list[int] = []
     best = _best(3, lambda: result.append(len(con.execute(query).fetchall())))
     return best, result[-1]
-
-
-def _jsonl(values: pa.Array[Any]) -> bytes:
-    """Values as newline-terminated lines, joined column-wise."""
-    blank = pa.repeat(pa.scalar(b"", pa.binary()), len(values))
-    lines: Any = pc.binary_join_element_wise(cast(Any, values), blank, pa.scalar(b"\n", pa.binary()))
-    offsets = np.frombuffer(memoryview(lines.buffers()[1]), dtype=np.int32)
-    data = lines.buffers()[2]
-    return b"" if data is None else data.to_pybytes()[offsets[lines.offset] : offsets[lines.offset + len(lines)]]
