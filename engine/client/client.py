@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from streamhouse.agent.api import Acks, GroupDescription, GroupOffset, ProduceResult, TopicDescription
-from streamhouse.client.consumer import ConsumedRecord, Consumer, Start
+from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.client.transport import Transport
 from streamhouse.client.values import batch_from_table, batch_from_values
@@ -191,13 +191,9 @@ class Client:
                 end = result.end_offset
                 if result.records.num_rows == 0:
                     break
-                tables.append(
-                    result.records.add_column(0, "partition", pa.array([p] * result.records.num_rows, pa.int32()))
-                )
+                tables.append(result.records.add_column(0, "partition", partition_column(p, result.records.num_rows)))
                 offset = result.next_offset
-        if not tables:
-            return RECORD_SCHEMA.empty_table().add_column(0, "partition", pa.array([], pa.int32()))
-        return pa.concat_tables(tables)
+        return pa.concat_tables(tables) if tables else empty_polled()
 
     # -- consumer groups ------------------------------------------------------------------------
     def groups(self) -> list[str]:

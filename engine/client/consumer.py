@@ -138,7 +138,7 @@ class Consumer:
                 n = result.records.num_rows
                 if n:
                     self._positions[p] = result.next_offset
-                    tables.append(result.records.add_column(0, "partition", _partition_column(p, n)))
+                    tables.append(result.records.add_column(0, "partition", partition_column(p, n)))
                     got += n
                     if got >= limit:
                         self._turn = (self._turn + i + 1) % len(parts)
@@ -146,7 +146,7 @@ class Consumer:
             if tables:
                 return pa.concat_tables(tables)
             if time.monotonic() >= deadline:
-                return _empty()
+                return empty_polled()
             if len(parts) > 1:
                 time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
 
@@ -191,9 +191,9 @@ class Consumer:
         self.close()
 
 
-def _partition_column(partition: int, n: int) -> pa.Array[Any]:
+def partition_column(partition: int, n: int) -> pa.Array[Any]:
     return pa.array(np.full(n, partition, dtype=np.int32), type=pa.int32())
 
 
-def _empty() -> pa.Table:
+def empty_polled() -> pa.Table:
     return RECORD_SCHEMA.empty_table().add_column(0, "partition", pa.array([], pa.int32()))

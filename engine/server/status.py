@@ -67,7 +67,3 @@ def error_from_rpc(err: grpc.RpcError) -> e.StreamHouseError:
         exc.resource = ""
         exc.leader = str(trailers.get(LEADER_KEY, ""))
     return exc
-
-
-def leader_hint(err: e.StreamHouseError) -> str:
-    return err.leader if isinstance(err, e.NotLeaderError) else ""
