@@ -132,3 +132,15 @@ def to_sql_table(table: pa.Table, partition: int, info: TopicInfo) -> pa.Table:
     """Scanned rows of one partition (segment column names) as the topic's SQL table."""
     schema = topic_schema(info)
     return _to_sql(table, partition, schema.names, parse_value_schema(info.value_schema), schema)
+
+
+# DataFusion splits work by input partition: two per core of this machine class.
+INPUT_PARTITIONS = 4
+
+
+def partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:
+    """A table as DataFusion input partitions (so a query over it runs on several cores)."""
+    batches = table.to_batches(max_chunksize=max(1, -(-table.num_rows // INPUT_PARTITIONS)))
+    if not batches:
+        return [[pa.RecordBatch.from_pylist([], schema=table.schema)]]
+    return [batches[i::INPUT_PARTITIONS] for i in range(min(INPUT_PARTITIONS, len(batches)))]

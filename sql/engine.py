@@ -15,7 +15,7 @@ from datafusion import SessionContext
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from streamhouse.sql.catalog import TopicScan, TopicSource, scan_topic, topic_schema
+from streamhouse.sql.catalog import TopicScan, TopicSource, partitioned, scan_topic, topic_schema
 from streamhouse.sql.ddl import (
     CreateJob,
     CreateTopic,
@@ -35,9 +35,6 @@ from streamhouse.storage.errors import NotFoundError, StreamHouseError, TopicExi
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.value_schema import parse_value_schema
-
-# DataFusion splits work by input partition: two per core of this machine class.
-_TARGET_PARTITIONS = 4
 
 
 @dataclass(frozen=True)
@@ -129,7 +126,7 @@ class SqlEngine:
         self.last_scans = list(scans)
         ctx = SessionContext()
         for name, scan in zip(used, scans, strict=True):
-            ctx.register_record_batches(name, _partitioned(scan.table))
+            ctx.register_record_batches(name, partitioned(scan.table))
         text = ("EXPLAIN " if explain else "") + planned.sql
         result = await run_blocking(_run, ctx, text)
         return _with_pruning(result, scans) if explain else result
@@ -180,13 +177,6 @@ def _referenced_columns(tree: exp.Expr) -> set[str] | None:
         return None
     names = {i.name.lower() for i in tree.find_all(exp.Identifier)}
     return names | {"_partition", "_offset"}
-
-
-def _partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:
-    batches = table.to_batches(max_chunksize=max(1, -(-table.num_rows // _TARGET_PARTITIONS)))
-    if not batches:
-        return [[pa.RecordBatch.from_pylist([], schema=table.schema)]]
-    return [[b] for b in batches]
 
 
 def _check(schemas: dict[str, pa.Schema], sql: str) -> None:

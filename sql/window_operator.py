@@ -50,6 +50,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streamhouse.sql.catalog import partitioned
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.job_plan import WINDOWED_TABLE, JobPlan, quoted_table
 from streamhouse.sql.watermarks import Watermarks
@@ -64,7 +65,6 @@ FLUSH_WATERMARK = 2**62
 _MAGIC = b"SHWINOP1"
 _HEADER = struct.Struct("<I")
 _MAX_CHUNKS = 64
-_PARTITIONS = 4  # DataFusion input partitions per registered table
 _WINDOW_END = "__sh_window_end"  # the window (its end, ms) of a snapshotted emitted row
 _NO_BOUND = FLUSH_WATERMARK + 1
 
@@ -467,10 +467,10 @@ class WindowOperator:
         names = []
         try:
             if windowed is not None:
-                self._ctx.register_record_batches(WINDOWED_TABLE, _partitioned(windowed))
+                self._ctx.register_record_batches(WINDOWED_TABLE, partitioned(windowed))
                 names.append(WINDOWED_TABLE)
             if raw is not None:
-                self._ctx.register_record_batches(quoted_table(self.plan.topic), _partitioned(raw))
+                self._ctx.register_record_batches(quoted_table(self.plan.topic), partitioned(raw))
                 names.append(quoted_table(self.plan.topic))
             result = self._ctx.sql(self.plan.query_sql).to_arrow_table()
         except Exception as error:  # DataFusion raises plain Exceptions (e.g. a failed cast)
@@ -569,11 +569,3 @@ def _ipc(table: pa.Table) -> bytes:
         writer.write_table(table)
     data: bytes = sink.getvalue().to_pybytes()
     return data
-
-
-def _partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:
-    """A table as DataFusion input partitions (so a query over it runs on several cores)."""
-    batches = table.to_batches(max_chunksize=max(1, -(-table.num_rows // _PARTITIONS)))
-    if not batches:
-        return [[pa.RecordBatch.from_pylist([], schema=table.schema)]]
-    return [batches[i::_PARTITIONS] for i in range(min(_PARTITIONS, len(batches)))]
