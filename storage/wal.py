@@ -21,6 +21,7 @@ from typing import Literal, TypeVar
 from streamhouse.storage.errors import CorruptDataError, StorageUnavailableError
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.fsutil import fsync_dir
+from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.wal_format import HEADER_SIZE, Buffer, WalEntry, byte_view, encode_header, scan
 
 FsyncPolicy = Literal["always", "interval", "never"]
@@ -361,11 +362,8 @@ class WriteAheadLog:
 
     async def _tick(self) -> None:
         while self._failed is None:
-            try:
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if await wait_event(self._stopping, self._interval):
                 return
-            except TimeoutError:
-                pass
             try:
                 await self._sync()
             except Exception as exc:  # appends report it from now on

@@ -5,7 +5,6 @@ to fencing. Transport-free: the gRPC server and the embedded SDK both drive this
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -28,6 +27,7 @@ from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore, open_object_store
 from streamhouse.storage.partition_reader import PartitionReader
 from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
+from streamhouse.storage.tasks import cancel_and_wait
 from streamhouse.storage.wal import WriteAheadLog
 from streamhouse.storage.wal_format import WalEntry
 
@@ -349,11 +349,7 @@ class PartitionManager:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         for key, led in list(self._led.items()):

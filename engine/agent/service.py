@@ -32,6 +32,7 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
+from streamhouse.storage.tasks import wait_event
 
 if TYPE_CHECKING:
     from streamhouse.server.metrics import AgentMetrics
@@ -243,8 +244,7 @@ class AgentService:
             if table.nbytes >= max(min_bytes, 1) or remaining <= 0:
                 break
             wait = remaining if self.manager.leading(topic, partition) else min(remaining, _FOLLOWER_POLL_S)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
+            await wait_event(event, wait)
         if self.metrics is not None:
             self.metrics.observe_fetch(topic, table.num_rows, table.nbytes)
         return FetchResult(topic, partition, table, offset + table.num_rows, max(end, offset + table.num_rows))

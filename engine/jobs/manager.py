@@ -22,6 +22,7 @@ from streamhouse.sql.window_changes import EMIT_MODES, changes_schema
 from streamhouse.sql.window_operator import WindowOperator
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
 from streamhouse.storage.model import JobInfo, job_resource
+from streamhouse.storage.tasks import cancel_and_wait, wait_event
 
 if TYPE_CHECKING:
     from streamhouse.agent.service import AgentService
@@ -42,9 +43,7 @@ class JobManager:
 
     async def close(self) -> None:
         if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
+            await cancel_and_wait([self._loop])
         for name in list(self.running):
             await self._stop(name, release=True)
 
@@ -135,8 +134,7 @@ class JobManager:
             except Exception:
                 log.exception("job placement round failed")
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), every)
+            await wait_event(self._wake, every)
 
     async def _place(self) -> None:
         metadata, config = self.service.metadata, self.service.config
@@ -181,9 +179,7 @@ class JobManager:
         if entry is None:
             return
         runner, task = entry
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await cancel_and_wait([task])
         if release:
             with contextlib.suppress(Exception):
                 await self.service.metadata.release_lease(job_resource(name), self.service.config.holder, runner.epoch)
