@@ -33,11 +33,19 @@ _LAZY: dict[str, tuple[str, str]] = {
             "StorageUnavailableError",
             "JobNotFoundError",
             "JobExistsError",
+            "JobLagTimeoutError",
         )
     },
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "load_ipython_extension", *_LAZY]
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """`%load_ext streamhouse` in IPython/Jupyter: the `%sql`/`%%sql` magics and HTML reprs."""
+    from streamhouse.notebook import load_ipython_extension as load
+
+    load(shell)
 
 
 def __getattr__(name: str) -> Any:

@@ -118,3 +118,11 @@ class NotLeaderError(StreamHouseError):
         super().__init__(f"not the leader of {resource}; the leader is {leader or 'unknown'}")
         self.resource = resource
         self.leader = leader
+
+
+class JobLagTimeoutError(StreamHouseError, TimeoutError):
+    """A job did not catch up with its source within the time a caller would wait."""
+
+    def __init__(self, job: str, timeout_s: float, lag: int, state: str) -> None:
+        super().__init__(f"job {job!r} still {lag:,} source records behind after {timeout_s:g} s (state: {state})")
+        self.job, self.lag, self.state = job, lag, state

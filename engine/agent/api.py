@@ -3,8 +3,9 @@ and the CLI all speak in these, so an embedded and a remote client answer identi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -36,6 +37,11 @@ class TopicDescription:
     @property
     def end_offsets(self) -> dict[int, int]:
         return {p.partition: p.end_offset for p in self.partitions}
+
+    def _repr_html_(self) -> str:
+        from streamhouse.notebook import html
+
+        return html.topic_description(self)
 
 
 @dataclass(frozen=True)
@@ -74,3 +80,56 @@ class GroupDescription:
     @property
     def total_lag(self) -> int:
         return sum(o.lag for o in self.offsets)
+
+    def _repr_html_(self) -> str:
+        from streamhouse.notebook import html
+
+        return html.group_description(self)
+
+
+@dataclass(frozen=True)
+class JobDescription:
+    """One continuous query as SHOW JOBS reports it."""
+
+    name: str
+    output_topic: str
+    state: str  # "running here", "running" (on another agent) or "waiting" (for a lease)
+    source_lag: int  # source records not yet covered by a checkpoint
+    watermark: str | None  # ISO time, None before the first event
+    rows_in: int
+    rows_out: int
+    late_rows: int
+    checkpoints: int
+    last_checkpoint: str | None
+    sql: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobDescription:
+        """From one row of SHOW JOBS (options are JSON there)."""
+        import json
+
+        return cls(
+            name=row["job"],
+            output_topic=row["output_topic"],
+            state=row["state"],
+            source_lag=int(row["source_lag"]),
+            watermark=row["watermark"],
+            rows_in=int(row["rows_in"]),
+            rows_out=int(row["rows_out"]),
+            late_rows=int(row["late_rows"]),
+            checkpoints=int(row["checkpoints"]),
+            last_checkpoint=row["last_checkpoint"],
+            sql=row["sql"],
+            options=json.loads(row["options"] or "{}"),
+        )
+
+    @property
+    def caught_up(self) -> bool:
+        """Everything produced to the source so far is read and checkpointed."""
+        return self.checkpoints > 0 and self.source_lag == 0
+
+    def _repr_html_(self) -> str:
+        from streamhouse.notebook import html
+
+        return html.job_description(self)

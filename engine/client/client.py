@@ -4,6 +4,7 @@ or remote (`streamhouse.connect`). Values in, Arrow tables out."""
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,12 +12,21 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamhouse.agent.api import Acks, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.agent.api import (
+    Acks,
+    GroupDescription,
+    GroupOffset,
+    JobDescription,
+    ProduceResult,
+    TopicDescription,
+)
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.client.transport import Transport
-from streamhouse.client.values import batch_from_table, batch_from_values
-from streamhouse.storage.errors import InvalidInputError, TopicExistsError
+from streamhouse.client.values import as_table, batch_from_table, batch_from_values
+from streamhouse.notebook import register_in_running_shell
+from streamhouse.notebook.progress import progress as progress_bar
+from streamhouse.storage.errors import InvalidInputError, JobLagTimeoutError, JobNotFoundError, TopicExistsError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 
@@ -25,6 +35,8 @@ if TYPE_CHECKING:
 
 # One produce request carries at most this many records (tables are split).
 _BATCH_RECORDS = 50_000
+# produce_table converts and sends a table this many rows at a time (one progress step each).
+_TABLE_CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -36,11 +48,28 @@ class RecordMetadata:
     offset: int
 
 
+# Clients in the order they were opened: `%sql` runs on the last one still open.
+_OPENED: list[weakref.ref[Client]] = []
+
+
+def latest_client() -> Client | None:
+    """The client opened last that is not closed yet, if any."""
+    for ref in reversed(_OPENED):
+        client = ref()
+        if client is not None and not client.closed:
+            return client
+    return None
+
+
 class Client:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
+        self.closed = False
         self._round_robin: dict[str, int] = {}
         self._partitions: dict[str, int] = {}
+        _OPENED[:] = [ref for ref in _OPENED if ref() is not None]
+        _OPENED.append(weakref.ref(self))
+        register_in_running_shell()
 
     # -- topics ---------------------------------------------------------------------------------
     def create_topic(
@@ -128,13 +157,22 @@ class Client:
         value_column: str | None = None,
         partition: int | None = None,
         acks: Acks = "leader",
+        progress: bool | None = None,
     ) -> list[ProduceResult]:
         """A whole table: each row becomes a JSON value (or `value_column` is the value),
-        optionally keyed and timestamped by columns. Converted column-wise, not row by row."""
-        batch = batch_from_table(
-            data, key_column=key_column, timestamp_column=timestamp_column, value_column=value_column
-        )
-        return self.produce_arrow(topic, batch, partition=partition, acks=acks)
+        optionally keyed and timestamped by columns. Converted column-wise, not row by row, a
+        chunk of rows at a time; `progress` draws a bar (default: only in Jupyter)."""
+        data = as_table(data)
+        results: list[ProduceResult] = []
+        with progress_bar(data.num_rows, f"produce {topic}", progress) as advance:
+            for start in range(0, max(data.num_rows, 1), _TABLE_CHUNK_ROWS):
+                chunk = data.slice(start, _TABLE_CHUNK_ROWS)
+                batch = batch_from_table(
+                    chunk, key_column=key_column, timestamp_column=timestamp_column, value_column=value_column
+                )
+                results.extend(self.produce_arrow(topic, batch, partition=partition, acks=acks))
+                advance(chunk.num_rows)
+        return results
 
     def produce_arrow(
         self, topic: str, batch: pa.RecordBatch | pa.Table, *, partition: int | None = None, acks: Acks = "leader"
@@ -244,6 +282,30 @@ class Client:
         """SHOW JOBS: state, source lag, watermark, rows in/out, late rows, last checkpoint."""
         return self.sql("SHOW JOBS")
 
+    def describe_job(self, name: str) -> JobDescription:
+        """One job's row of SHOW JOBS as a value (an HTML card in Jupyter)."""
+        for row in self.jobs().to_pylist():
+            if row["job"] == name:
+                return JobDescription.from_row(row)
+        raise JobNotFoundError(name)
+
+    def wait_for_job(self, name: str, *, timeout: float = 60.0, progress: bool | None = None) -> JobDescription:
+        """Block until the job has read and checkpointed everything produced to its source so
+        far (its results for the windows that closed are then visible); JobLagTimeoutError if
+        it has not within `timeout` seconds. `progress` draws the lag going down."""
+        deadline = time.monotonic() + timeout
+        job = self.describe_job(name)
+        with progress_bar(job.source_lag, f"job {name}", progress) as advance:
+            behind = job.source_lag
+            while not job.caught_up:
+                if time.monotonic() > deadline:
+                    raise JobLagTimeoutError(name, timeout, job.source_lag, job.state)
+                time.sleep(0.05)
+                job = self.describe_job(name)
+                advance(max(0, behind - job.source_lag))
+                behind = min(behind, job.source_lag)
+        return job
+
     def drop_job(self, name: str, *, drop_topic: bool = True) -> None:
         """Stop and remove a job; a materialized view's own topic goes too unless drop_topic=False."""
         self.sql(f'DROP {"MATERIALIZED VIEW" if drop_topic else "JOB"} "{name}"')
@@ -255,6 +317,7 @@ class Client:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
+        self.closed = True
         self.transport.close()
 
     def __enter__(self) -> Client:

@@ -161,7 +161,7 @@ def batch_from_values(
 # Tables
 
 
-def _as_table(data: pa.Table | pa.RecordBatch | pandas.DataFrame) -> pa.Table:
+def as_table(data: pa.Table | pa.RecordBatch | pandas.DataFrame) -> pa.Table:
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -422,7 +422,7 @@ def batch_from_table(
     integer epoch ms or a timestamp of any unit/tz, nulls → 0 (the agent stamps append
     time). Without it every record gets append time.
     """
-    table = _as_table(data)
+    table = as_table(data)
     n = table.num_rows
     keys = None if key_column is None else _key_array(_column(table, key_column, "key column"), key_column)
     timestamps = (
