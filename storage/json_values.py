@@ -76,12 +76,14 @@ def _read(document: bytes, schema: pa.Schema) -> pa.Table:
 def _fast(array: pa.Array[Any], schema: ValueSchema) -> pa.Table | None:
     """The whole buffer in one read; None if any row is bad. TIMESTAMP columns accept ISO
     strings or epoch milliseconds: the reader takes one or the other per column, so strings are
-    tried first and numbers second."""
+    tried first and numbers second. Strings are read at microseconds (what pandas and the SDK
+    write) and truncated to the column's milliseconds: read at milliseconds, a single string
+    with more fractional digits would send the whole buffer down the per-row path."""
     document = _document(array)
     target = schema.arrow_schema()
     stamps = [f.name for f in target if f.type == TIMESTAMP]
     dates = [f.name for f in target if pa.types.is_date32(f.type)]
-    attempts = [pa.timestamp("ms")] + ([pa.int64()] if stamps else [])
+    attempts = [pa.timestamp("us")] + ([pa.int64()] if stamps else [])
     for stamp_type in attempts:
         read_schema = pa.schema(
             [
@@ -103,6 +105,8 @@ def _to_target(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedA
         return column
     if pa.types.is_integer(column.type) and target == TIMESTAMP:
         return column.cast(pa.int64()).cast(TIMESTAMP)  # epoch milliseconds
+    if pa.types.is_timestamp(column.type) and target == TIMESTAMP:
+        return column.cast(target, safe=False)  # sub-millisecond digits are dropped
     return column.cast(target)
 
 

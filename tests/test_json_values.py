@@ -99,6 +99,26 @@ def test_timestamps_accept_epoch_milliseconds_or_iso_strings_even_mixed() -> Non
     assert mixed.table.column("ts").to_pylist() == [datetime(2023, 11, 14, 22, 13, 20), datetime(2026, 1, 1)]
 
 
+def test_microsecond_iso_strings_take_the_whole_buffer_path_and_truncate_to_milliseconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What pandas timestamps become in produce_table: six fractional digits.
+    import streamhouse.storage.json_values as jv
+
+    def no_per_row_path(*args: object) -> None:
+        raise AssertionError("the per-record path ran")
+
+    monkeypatch.setattr(jv, "_slow", no_per_row_path)
+    stamps = ["2026-01-01T00:00:00.123456", "2026-01-01T00:00:01", "2026-01-01T00:00:02.999999Z", None]
+    decoded = decode_json_values(values(*({"ts": s} for s in stamps)), SCHEMA)
+    assert decoded.table.column("ts").to_pylist() == [
+        datetime(2026, 1, 1, 0, 0, 0, 123000),
+        datetime(2026, 1, 1, 0, 0, 1),
+        datetime(2026, 1, 1, 0, 0, 2, 999000),
+        None,
+    ]
+
+
 def test_a_value_pretty_printed_over_lines_is_one_row() -> None:
     decoded = decode_json_values(values(b'{\n  "auction": 1\n}', b'{"auction": 2}'), SCHEMA)
     assert decoded.table.column("auction").to_pylist() == [1, 2]
