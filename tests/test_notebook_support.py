@@ -91,6 +91,22 @@ def test_produce_table_in_chunks_with_a_bar_and_the_round_trip(
         back = sh.sql("SELECT id, name, ts, ok, x FROM t ORDER BY id").to_pandas()
         pd.testing.assert_frame_equal(back, frame, check_dtype=False)
         assert sh.produce_table("t", frame.iloc[:0]) == []
+        # sh.table(): a topic's rows as pandas, appended to another topic, read back equal.
+        table = sh.table("t")
+        assert len(table) == 250_000 and "t" in table._repr_html_()
+        rows = table.to_pandas()
+        assert list(rows.columns) == ["id", "name", "ts", "ok", "x"]
+        sh.sql("CREATE TOPIC copy (id BIGINT, name STRING, ts TIMESTAMP, ok BOOLEAN, x DOUBLE) WITH (partitions = 1)")
+        sh.table("copy").append(rows)
+        assert sh.table("copy").to_arrow().equals(table.to_arrow())
+        assert sh.table("copy").to_arrow(system_columns=True).column_names[:4] == [
+            "_partition", "_offset", "_timestamp", "_key"
+        ]
+        sh.create_topic("raw")
+        sh.produce("raw", b"bytes")
+        assert sh.table("raw").to_arrow().column("_value").to_pylist() == [b"bytes"]
+        with pytest.raises(streamhouse.TopicNotFoundError):
+            sh.table("nope")
 
 
 def test_wait_for_job_returns_once_caught_up_and_times_out_clearly(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from streamhouse.agent.api import (
 )
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
+from streamhouse.client.topic_table import TopicTable
 from streamhouse.client.transport import Transport
 from streamhouse.client.values import as_table, batch_from_table, batch_from_values
 from streamhouse.notebook import register_in_running_shell
@@ -97,6 +98,11 @@ class Client:
         description = self.transport.describe_topic(topic)
         self._partitions[topic] = description.info.partitions
         return description
+
+    def table(self, topic: str) -> TopicTable:
+        """The topic as a table: `.to_pandas()`, `.to_arrow()`, `.append(df)`, `len()`."""
+        self.describe(topic)  # TopicNotFoundError now, not at first use
+        return TopicTable(self, topic)
 
     def delete_topic(self, topic: str) -> None:
         self.transport.delete_topic(topic)
