@@ -201,3 +201,20 @@ def test_sql_runs_the_same_through_both_transports(client: Client) -> None:
     assert client.sql("SHOW TOPICS").column("topic").to_pylist() == ["clicks"]
     with pytest.raises(streamhouse.InvalidInputError, match="nowhere"):
         client.sql("SELECT * FROM nowhere")
+
+
+def test_remote_sql_skips_an_agent_that_cannot_be_reached(tmp_path: Path) -> None:
+    # A refused connection means the statement never ran: the next address answers it. A
+    # statement an agent did run (a failing one here) is not repeated on another.
+    from streamhouse.devservices.seaweedfs import free_ports
+
+    dead = f"127.0.0.1:{free_ports(1)[0]}"
+    with (
+        start_agent(["--data-dir", str(tmp_path / "data")], log_path=tmp_path / "agent.log") as agent,
+        streamhouse.connect(f"{dead},{agent.address}", retries=False) as c,
+    ):
+        for _ in range(3):  # whichever address the round robin starts with
+            c.sql("CREATE TOPIC IF NOT EXISTS t (a BIGINT) WITH (partitions = 1)")
+        assert c.sql("SHOW TOPICS").column("topic").to_pylist() == ["t"]
+        with pytest.raises(streamhouse.InvalidInputError):
+            c.sql("SELEC 1")

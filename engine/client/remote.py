@@ -202,15 +202,28 @@ class RemoteTransport:
 
     def sql(self, query: str) -> pa.Table:
         request = pb.ExecuteSqlRequest(sql=query)
-        # Not retried: a statement may be DDL, and a query's cost should not silently double.
-        try:
-            chunks = [c.ipc for c in self._at(self._any_address()).query.ExecuteSql(request, timeout=None)]
-        except grpc.RpcError as err:
-            raise error_from_rpc(err) from None
-        return arrow_from_chunks(chunks)
+        # Not retried once an agent may have run it: a statement may be DDL, and a query's cost
+        # should not silently double. An agent that could not be reached never saw it, so the
+        # next address is tried then (every address once).
+        for attempt in range(len(self.bootstrap)):
+            try:
+                chunks = [c.ipc for c in self._at(self._any_address()).query.ExecuteSql(request, timeout=None)]
+                return arrow_from_chunks(chunks)
+            except grpc.RpcError as err:
+                if attempt + 1 == len(self.bootstrap) or not _never_connected(err):
+                    raise error_from_rpc(err) from None
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
         with self._lock:
             for stubs in self._stubs.values():
                 stubs.channel.close()
             self._stubs.clear()
+
+
+def _never_connected(err: grpc.RpcError) -> bool:
+    """The call failed before reaching any agent (nothing was sent), as opposed to an agent
+    lost mid-call, which may have run it."""
+    code = err.code() if isinstance(err, grpc.Call) else None
+    details = (err.details() if isinstance(err, grpc.Call) else "") or ""
+    return code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower()

@@ -67,7 +67,16 @@ def start_agent(
     cmd = [sys.executable, "-m", "streamhouse.cli", "serve", "--port", "0", "--http-port", "0", *args]
     log: IO[str] | int = open(log_path, "a") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})})
+        # Its own session: Ctrl-C in a terminal, or "interrupt kernel" in Jupyter, signals the
+        # caller's process group, and must not stop the agent with it.
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     finally:
         if not isinstance(log, int):
             log.close()
@@ -83,8 +92,17 @@ def start_agent(
         proc.wait()
         where = f"; see {log_path}" if log_path else ""
         raise StreamHouseError(f"agent did not start within {timeout_s:.0f} s (exit code {proc.returncode}){where}")
+    # Keep reading what it prints (a full pipe would block it) and reap it once it exits, so a
+    # dead agent never lingers as a zombie child of a notebook kernel that waits for its children.
+    threading.Thread(target=_drain_and_reap, args=(proc, stdout), daemon=True).start()
     http = found[0].group(2)
     return AgentProcess(proc, found[0].group(1), int(http) if http.isdigit() else None, log_path)
+
+
+def _drain_and_reap(proc: subprocess.Popen[str], stream: IO[str]) -> None:
+    for _ in stream:
+        pass
+    proc.wait()
 
 
 def _ready_line(stream: IO[str]) -> re.Match[str] | None:
