@@ -22,10 +22,15 @@ def register_formatters(shell: Any) -> None:
     formatter.for_type(TopicInfo, html.topic_info)
 
 
+def running_shell() -> Any | None:
+    """The IPython shell this process runs in, if any (without importing IPython)."""
+    ipython = sys.modules.get("IPython")
+    return ipython.get_ipython() if ipython is not None else None
+
+
 def register_in_running_shell() -> None:
     """What a client opened in a notebook does, so results render as HTML without %load_ext."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
+    shell = running_shell()
     if shell is not None and hasattr(shell, "display_formatter"):
         register_formatters(shell)
 

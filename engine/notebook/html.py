@@ -70,11 +70,11 @@ def _schema_rows(info: TopicInfo) -> list[tuple[str, object]]:
     return pairs
 
 
-def topic_info(info: TopicInfo) -> str:
+def topic_info(info: TopicInfo, note: str = "") -> str:
     pairs: list[tuple[str, object]] = [("partitions", info.partitions), *_schema_rows(info)]
     if info.config:
         pairs.append(("config", ", ".join(f"{k}={v}" for k, v in sorted(info.config.items()))))
-    return _title("topic", info.name) + fields(pairs)
+    return _title("topic", info.name, note) + fields(pairs)
 
 
 def topic_infos(infos: Sequence[TopicInfo]) -> str:
@@ -95,9 +95,7 @@ def topic_description(description: TopicDescription) -> str:
             for p in description.partitions
         ],
     )
-    return topic_info(description.info).replace(
-        _title("topic", description.name), _title("topic", description.name, f"{total:,} records"), 1
-    ) + partitions
+    return topic_info(description.info, f"{total:,} records") + partitions
 
 
 def group_description(description: GroupDescription) -> str:

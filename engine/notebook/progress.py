@@ -6,17 +6,15 @@ in a notebook kernel: scripts and tests stay quiet unless they ask with progress
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+from streamhouse.notebook import running_shell
 
 
 def in_notebook() -> bool:
     """True inside a Jupyter kernel (not a terminal IPython, not a plain interpreter)."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
+    shell = running_shell()
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
