@@ -52,8 +52,11 @@ class Consumer:
         max_records: int = 50_000,
         auto_commit: bool = True,
     ) -> None:
-        """start: where partitions without a committed group offset begin — "earliest",
-        "latest", or "committed" (= the group's offset, else earliest)."""
+        """start is the reset policy, Kafka's auto.offset.reset: it applies only to
+        partitions the group has no committed offset for (or to every partition without a
+        group). A committed offset always wins, so a group re-run with start="earliest"
+        resumes where it committed instead of re-reading the topic. "earliest" and
+        "committed" begin such partitions at offset 0, "latest" at their end offset."""
         self.client = client
         self.topic = topic
         self.group = group
@@ -65,12 +68,16 @@ class Consumer:
             if not 0 <= p < description.info.partitions:
                 raise InvalidInputError(f"{topic} has {description.info.partitions} partitions; no partition {p}")
         ends = description.end_offsets
+        if start not in ("earliest", "latest", "committed"):
+            raise InvalidInputError(f"start must be 'earliest', 'latest' or 'committed', not {start!r}")
         committed: dict[int, int] = {}
-        if group is not None and start == "committed":
-            committed = {o.partition: o.committed_offset for o in client.transport.fetch_offsets(group, topic)}
+        if group is not None:
+            # -1 is how the metadata store says "never committed".
+            offsets = client.transport.fetch_offsets(group, topic)
+            committed = {o.partition: o.committed_offset for o in offsets if o.committed_offset >= 0}
         self._positions: dict[int, int] = {}
         for p in wanted:
-            if committed.get(p, -1) >= 0:
+            if p in committed:
                 self._positions[p] = committed[p]
             elif start == "latest":
                 self._positions[p] = ends.get(p, 0)
