@@ -29,6 +29,29 @@ class InvalidInputError(StreamHouseError):
     """A request was rejected before anything was written (bad name, bad batch, too large…)."""
 
 
+class TopicSettingError(InvalidInputError):
+    """A topic setting (CREATE TOPIC … WITH, create_topic(config=), ALTER TOPIC SET/RESET) was
+    refused; nothing changed. `key` names it (empty when the error crossed gRPC)."""
+
+    key = ""
+
+
+class UnknownTopicSettingError(TopicSettingError):
+    """No topic setting has this name; the message suggests the closest one, if any."""
+
+    suggestion: str | None = None
+
+
+class UnsupportedTopicSettingError(TopicSettingError):
+    """A known (Kafka) topic setting that nothing in StreamHouse enforces yet: refused rather
+    than stored and silently ignored."""
+
+
+class PartitionCountError(InvalidInputError):
+    """ALTER TOPIC … ADD PARTITIONS refused: the count only grows, up to the limit, and not under
+    a running continuous query that reads the topic. Nothing changed."""
+
+
 class NotFoundError(StreamHouseError):
     """Something named does not exist."""
 

@@ -6,7 +6,7 @@ tests/test_metadata_jobs.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
@@ -39,6 +39,20 @@ class MetadataStore(Protocol):
         ...
 
     async def list_topics(self) -> list[TopicInfo]: ...
+
+    async def alter_topic(
+        self,
+        name: str,
+        set_config: Mapping[str, str] | None = None,
+        reset: Sequence[str] = (),
+        add_partitions: int = 0,
+    ) -> TopicInfo:
+        """One transaction: the keys of `set_config` are set, the keys in `reset` removed (absent
+        ones are ignored) and `add_partitions` new partitions created (end offset 0) after the
+        existing ones; returns the topic as it now is. Keys and values are opaque here (the
+        setting registry, storage/topic_config.py, judges them). TopicNotFoundError if missing;
+        InvalidInputError (PartitionCountError past the partition limit) changes nothing."""
+        ...
 
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
         """Removes the topic, its partitions, segments and offsets (consumer groups' and jobs'

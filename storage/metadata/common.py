@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ from streamhouse.storage.errors import (
     FencedError,
     InvalidInputError,
     OffsetConflictError,
+    PartitionCountError,
     PartitionNotFoundError,
     TopicNotFoundError,
 )
@@ -142,6 +143,52 @@ def validate_new_topic(name: object, partitions: object, config: Mapping[str, st
     config_json = encode_config(config)
     validate_value_schema(value_schema)
     return config_json
+
+
+@dataclass(frozen=True)
+class TopicAlteration:
+    """A validated alter_topic request: config keys to set and to remove, partitions to add."""
+
+    set_config: dict[str, str]
+    reset: tuple[str, ...]
+    add_partitions: int
+
+    def config_json(self, stored: str) -> str:
+        """The topic's new config JSON from the stored one."""
+        config = decode_config(stored)
+        for key in self.reset:
+            config.pop(key, None)
+        config.update(self.set_config)
+        return encode_config(config)
+
+
+def validate_alter(
+    name: object, set_config: Mapping[str, str] | None, reset: Sequence[str], add_partitions: object
+) -> TopicAlteration:
+    """Every check of alter_topic that needs no database, before any SQL runs."""
+    validate_topic_name(name)
+    encode_config(set_config, "config to set")
+    if isinstance(reset, str) or not isinstance(reset, Sequence):
+        raise InvalidInputError(f"reset must be a sequence of config keys, got {reset!r}")
+    for key in reset:
+        if not isinstance(key, str):
+            raise InvalidInputError(f"reset must hold config keys (str), got {key!r}")
+    both = sorted(set(reset) & set(set_config or {}))
+    if both:
+        raise InvalidInputError(f"config keys both set and reset: {', '.join(both)}")
+    added = _int("add_partitions", add_partitions, 0, MAX_PARTITIONS)
+    return TopicAlteration(dict(set_config or {}), tuple(reset), added)
+
+
+def check_growth(topic: str, partitions: int, add: int) -> int:
+    """The partition count after adding `add` (read in the transaction); refused past the limit."""
+    total = partitions + add
+    if total > MAX_PARTITIONS:
+        raise PartitionCountError(
+            f"topic {topic!r} has {partitions} partitions; adding {add} would make {total}, "
+            f"over the limit of {MAX_PARTITIONS}"
+        )
+    return total
 
 
 def validate_partition_arg(partition: object) -> int:

@@ -11,7 +11,7 @@ two orders cannot form a cycle.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -179,6 +179,38 @@ class PostgresMetadataStore:
         async with self._conn() as conn:
             rows = await conn.fetch(f"SELECT {c.TOPIC_COLUMNS} FROM topics ORDER BY name")
         return [c.topic_from_row(row) for row in rows]
+
+    async def alter_topic(
+        self,
+        name: str,
+        set_config: Mapping[str, str] | None = None,
+        reset: Sequence[str] = (),
+        add_partitions: int = 0,
+    ) -> TopicInfo:
+        change = c.validate_alter(name, set_config, reset, add_partitions)
+        async with self._conn(transaction=True) as conn:
+            # NO KEY UPDATE: concurrent alters and delete_topic queue on the row, while segment
+            # commits (KEY SHARE) go on; they only ever see the count grow.
+            row = await conn.fetchrow("SELECT partitions, config FROM topics WHERE name = $1 FOR NO KEY UPDATE", name)
+            if row is None:
+                raise TopicNotFoundError(name)
+            before = int(row["partitions"])
+            after = c.check_growth(name, before, change.add_partitions)
+            await conn.execute(
+                "INSERT INTO partitions (topic, partition_id, end_offset)"
+                " SELECT $1, p, 0 FROM generate_series($2::integer, $3::integer - 1) AS p",
+                name,
+                before,
+                after,
+            )
+            updated = await conn.fetchrow(
+                f"UPDATE topics SET partitions = $2, config = $3 WHERE name = $1 RETURNING {c.TOPIC_COLUMNS}",
+                name,
+                after,
+                change.config_json(row["config"]),
+            )
+            assert updated is not None
+            return c.topic_from_row(updated)
 
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
         c.validate_topic_name(name)

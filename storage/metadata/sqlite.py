@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -220,6 +220,35 @@ class SqliteMetadataStore:
     async def list_topics(self) -> list[TopicInfo]:
         rows = await self._read(lambda conn: _all(conn, f"SELECT {c.TOPIC_COLUMNS} FROM topics ORDER BY name"))
         return [c.topic_from_row(row) for row in rows]
+
+    async def alter_topic(
+        self,
+        name: str,
+        set_config: Mapping[str, str] | None = None,
+        reset: Sequence[str] = (),
+        add_partitions: int = 0,
+    ) -> TopicInfo:
+        change = c.validate_alter(name, set_config, reset, add_partitions)
+
+        def tx(conn: sqlite3.Connection) -> TopicInfo:
+            row = _one(conn, "SELECT partitions, config FROM topics WHERE name = ?", (name,))
+            if row is None:
+                raise TopicNotFoundError(name)
+            before = int(row["partitions"])
+            after = c.check_growth(name, before, change.add_partitions)
+            conn.executemany(
+                "INSERT INTO partitions (topic, partition_id, end_offset) VALUES (?, ?, 0)",
+                ((name, p) for p in range(before, after)),
+            )
+            updated = _one(
+                conn,
+                f"UPDATE topics SET partitions = ?, config = ? WHERE name = ? RETURNING {c.TOPIC_COLUMNS}",
+                (after, change.config_json(row["config"]), name),
+            )
+            assert updated is not None
+            return c.topic_from_row(updated)
+
+        return await self._write(tx)
 
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
         c.validate_topic_name(name)

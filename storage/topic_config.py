@@ -1,0 +1,285 @@
+"""The one registry of topic settings: every key a topic may carry, how its value is checked and
+normalised, its default, whether anything enforces it and whether ALTER TOPIC may change it.
+
+Every surface checks through here (CREATE TOPIC … WITH, create_topic(config=) on both SDK
+transports and gRPC, ALTER TOPIC SET/RESET in SQL, SDK and CLI), so a key is either understood
+and enforced or refused: a misspelled key gets the closest name as a suggestion, and a Kafka
+key nothing enforces yet (retention.ms, cleanup.policy, …) is refused as "not supported yet"
+instead of being stored and silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from streamhouse.storage.errors import (
+    PartitionCountError,
+    TopicSettingError,
+    UnknownTopicSettingError,
+    UnsupportedTopicSettingError,
+)
+from streamhouse.storage.metadata.common import MAX_PARTITIONS
+
+IGNORE_ERRORS = "json.ignore-errors"
+JOB = "job"
+
+
+def _positive_int(value: str) -> str:
+    text = value.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTITIONS:
+        raise ValueError(f"must be a positive integer, at most {MAX_PARTITIONS}")
+    return str(int(text))
+
+
+def _boolean(value: str) -> str:
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError("must be 'true' or 'false'")
+    return text
+
+
+def _one_of(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        text = value.strip().lower()
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(repr(a) for a in allowed)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    doc: str
+    parse: Callable[[str], str]  # the normalised value, or ValueError saying what is allowed
+    default: str | None
+    alterable: bool
+    # False: consumed when the topic is created (the partition count, the value format), not
+    # kept in the topic's config map.
+    stored: bool = True
+    # Set by StreamHouse itself (a materialized view's own topic), never by a user.
+    internal: bool = False
+    # How to change it when ALTER TOPIC SET cannot.
+    instead: str = ""
+
+
+SETTINGS: Mapping[str, Setting] = MappingProxyType(
+    {
+        s.key: s
+        for s in (
+            Setting(
+                "partitions",
+                "number of partitions",
+                _positive_int,
+                "1",
+                alterable=False,
+                stored=False,
+                instead="ALTER TOPIC … ADD PARTITIONS n (SDK add_partitions=n, CLI --add-partitions n) adds partitions",
+            ),
+            Setting(
+                "format",
+                "value format of declared columns: 'json' (with columns) or 'raw'",
+                _one_of("json", "raw"),
+                None,
+                alterable=False,
+                stored=False,
+                instead="it decides how every stored value is decoded; create a new topic instead",
+            ),
+            Setting(
+                IGNORE_ERRORS,
+                "values that do not match the declared columns are stored and read as nulls",
+                _boolean,
+                "false",
+                alterable=True,
+            ),
+            Setting(
+                JOB,
+                "the continuous query whose output this topic is",
+                str.strip,
+                None,
+                alterable=False,
+                internal=True,
+                instead="it is set by CREATE MATERIALIZED VIEW",
+            ),
+        )
+    }
+)
+
+# Kafka topic configs (and the Flink connector's JSON options) a user may reasonably try. Known,
+# so the error can say "not supported yet" instead of "unknown"; refused, because storing a
+# setting that nothing enforces would promise what the engine does not do.
+UNSUPPORTED: frozenset[str] = frozenset(
+    {
+        "cleanup.policy",
+        "compression.type",
+        "delete.retention.ms",
+        "file.delete.delay.ms",
+        "flush.messages",
+        "flush.ms",
+        "index.interval.bytes",
+        "local.retention.bytes",
+        "local.retention.ms",
+        "max.compaction.lag.ms",
+        "max.message.bytes",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
+        "message.timestamp.difference.max.ms",
+        "message.timestamp.type",
+        "min.cleanable.dirty.ratio",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+        "preallocate",
+        "remote.storage.enable",
+        "replication.factor",
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "segment.index.bytes",
+        "segment.jitter.ms",
+        "segment.ms",
+        "unclean.leader.election.enable",
+        "json.fail-on-missing-field",
+        "json.timestamp-format.standard",
+        "json.map-null-key.mode",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    """A validated ALTER TOPIC: keys to set (normalised values), keys to remove, and partitions
+    to add (0: none). Every key is known, user-settable and alterable."""
+
+    topic: str
+    set_config: Mapping[str, str] = field(default_factory=dict)
+    reset: tuple[str, ...] = ()
+    add_partitions: int = 0
+
+
+def canonical_key(key: object, where: str) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise TopicSettingError(f"{where}: a topic setting name must be a non-empty string, got {key!r}")
+    # Kafka's keys are lower case; `WITH (Partitions = 3)` means the same thing in SQL.
+    return key.strip().lower()
+
+
+def _known(key: str, where: str) -> Setting:
+    """The setting `key` names; refused when unknown (with a suggestion) or unsupported."""
+    setting = SETTINGS.get(key)
+    if setting is not None:
+        return setting
+    if key in UNSUPPORTED:
+        error: TopicSettingError = UnsupportedTopicSettingError(
+            f"{where}: topic setting {key!r} is not supported yet (nothing in StreamHouse enforces it); "
+            f"supported: {', '.join(user_keys())}"
+        )
+    else:
+        names = [*user_keys(), *sorted(UNSUPPORTED)]
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else f"known settings: {', '.join(user_keys())}"
+        error = UnknownTopicSettingError(f"{where}: unknown topic setting {key!r}; {hint}")
+        error.suggestion = close[0] if close else None
+    error.key = key
+    raise error
+
+
+def _value(setting: Setting, value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _refused(setting.key, f"{where}: topic setting {setting.key!r} needs a string value, got {value!r}")
+    try:
+        return setting.parse(value)
+    except ValueError as exc:
+        raise _refused(setting.key, f"{where}: topic setting {setting.key!r} = {value!r}: {exc}") from None
+
+
+def _refused(key: str, message: str) -> TopicSettingError:
+    error = TopicSettingError(message)
+    error.key = key
+    return error
+
+
+def user_keys() -> list[str]:
+    """Settings a user may give, in registry order."""
+    return [s.key for s in SETTINGS.values() if not s.internal]
+
+
+def parse_options(options: Mapping[str, str], where: str) -> dict[str, str]:
+    """`CREATE TOPIC … WITH (…)` options: every key known and supported, values normalised,
+    `partitions` and `format` included (the caller takes them out)."""
+    parsed: dict[str, str] = {}
+    for raw_key, value in options.items():
+        key = canonical_key(raw_key, where)
+        setting = _known(key, where)
+        if setting.internal:
+            raise _refused(key, f"{where}: topic setting {key!r} cannot be set: {setting.instead}")
+        parsed[key] = _value(setting, value, where)
+    return parsed
+
+
+def create_config(config: Mapping[str, str] | None, where: str) -> dict[str, str]:
+    """A new topic's config map (SDK create_topic(config=), gRPC CreateTopic): only stored,
+    user-settable keys; the partition count and the format have arguments of their own."""
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise TopicSettingError(f"{where}: config must map setting names to strings, got {type(config).__name__}")
+    parsed = parse_options(config, where)
+    for key in parsed:
+        if not SETTINGS[key].stored:
+            hint = "pass partitions=N (CLI --partitions N)" if key == "partitions" else "it is part of value_schema"
+            raise _refused(key, f"{where}: {key!r} is not a config setting: {hint}")
+    return parsed
+
+
+def alter_change(
+    topic: str,
+    set_config: Mapping[str, str] | None,
+    reset: Iterable[str] | None,
+    add_partitions: int | None,
+    current: Mapping[str, str] | None = None,
+) -> TopicChange:
+    """Check an ALTER TOPIC before anything changes. `current` is the topic's stored config: a
+    key it holds may always be RESET, so a setting stored before it was refused can be removed."""
+    where = f"ALTER TOPIC {topic}"
+    if set_config is not None and not isinstance(set_config, Mapping):
+        raise TopicSettingError(f"{where}: set must map setting names to strings, got {type(set_config).__name__}")
+    if isinstance(reset, str):
+        raise TopicSettingError(f"{where}: reset must be a list of setting names, not the string {reset!r}")
+    stored = {canonical_key(k, where) for k in (current or {})}
+    values: dict[str, str] = {}
+    for raw_key, value in (set_config or {}).items():
+        key = canonical_key(raw_key, where)
+        setting = _alterable(_known(key, where), where)
+        values[key] = _value(setting, value, where)
+    removed: list[str] = []
+    for raw_key in reset or ():
+        key = canonical_key(raw_key, where)
+        if key not in stored:
+            _alterable(_known(key, where), where)
+        if key in values:
+            raise _refused(key, f"{where}: {key!r} is both SET and RESET")
+        if key not in removed:
+            removed.append(key)
+    added = 0
+    if add_partitions is not None:
+        if isinstance(add_partitions, bool) or not isinstance(add_partitions, int):
+            raise PartitionCountError(f"{where}: ADD PARTITIONS needs an integer, got {add_partitions!r}")
+        if add_partitions < 1:
+            raise PartitionCountError(
+                f"{where}: ADD PARTITIONS {add_partitions}: the partition count only grows (as in Kafka); "
+                "add at least 1 partition"
+            )
+        added = add_partitions
+    if not values and not removed and not added:
+        raise TopicSettingError(f"{where}: nothing to change (give SET, RESET or ADD PARTITIONS)")
+    return TopicChange(topic, MappingProxyType(values), tuple(removed), added)
+
+
+def _alterable(setting: Setting, where: str) -> Setting:
+    if setting.internal or not setting.alterable:
+        raise _refused(setting.key, f"{where}: {setting.key!r} cannot be altered: {setting.instead}")
+    return setting
