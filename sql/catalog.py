@@ -14,6 +14,7 @@ from streamhouse.sql.errors import SqlError
 from streamhouse.sql.pruning import TopicBounds
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition_scan import ScanBounds, ScanStats
+from streamhouse.storage.value_check import ignores_errors
 from streamhouse.storage.value_schema import ValueSchema, parse_value_schema
 
 SYSTEM_FIELDS = (
@@ -82,21 +83,37 @@ async def scan_topic(
     results = await asyncio.gather(*(source.scan(info, p, bounds.scan, segment_columns) for p in wanted))
     stats = ScanStats()
     pieces: list[pa.Table] = []
-    ignore = info.config.get(IGNORE_ERRORS, "false").lower() == "true"
     for p, (table, part_stats) in zip(wanted, results, strict=True):
-        if part_stats.json_errors and not ignore:
-            first = part_stats.json_error_offsets[0] if part_stats.json_error_offsets else "?"
-            raise SqlError(
-                f"topic {info.name!r}, partition {p}, offset {first}: value does not match the declared columns "
-                f"({part_stats.json_errors} such rows in this partition); fix the producer or set "
-                f"'{IGNORE_ERRORS}' = 'true' on the topic to read them as nulls",
-                name=info.name,
-            )
+        check_bad_values(info, p, part_stats, names)
         stats.add(part_stats)
         pieces.append(_to_sql(table, p, names, declared, schema))
     fields = [schema.field(n) for n in names]
     table = pa.concat_tables(pieces) if pieces else pa.schema(fields).empty_table()
     return TopicScan(info, table, info.partitions, len(wanted), stats)
+
+
+def check_bad_values(info: TopicInfo, partition: int, stats: ScanStats, columns: Iterable[str]) -> None:
+    """SqlError if the scanned rows hold values that did not fit the declared columns and the
+    query reads a declared column: those rows would read as nulls. Queries of system columns
+    only (count(*), _offset, _key, _value) are not affected; nor are topics that set
+    json.ignore-errors, read from `info` as it is now (a setting changed after the rows were
+    written applies)."""
+    if not stats.json_errors or ignores_errors(info):
+        return
+    declared = [c for c in columns if not c.startswith("_")]
+    if not declared:
+        return
+    if stats.json_error_details:
+        first = stats.json_error_details[0]
+    else:  # a segment written before bad values were explained in its footer
+        offset = stats.json_error_offsets[0] if stats.json_error_offsets else "?"
+        first = f"offset {offset}: the value does not match the declared columns"
+    raise SqlError(
+        f"topic {info.name!r}, partition {partition}, {first} ({stats.json_errors} such rows in this partition); "
+        f"this query reads the declared column(s) {', '.join(declared)}. Fix the producer, query only system "
+        f"columns, or set '{IGNORE_ERRORS}' = 'true' on the topic to read such rows as nulls",
+        name=info.name,
+    )
 
 
 def _segment_name(column: str, declared: ValueSchema | None) -> str:

@@ -52,6 +52,19 @@ class PartitionCountError(InvalidInputError):
     a running continuous query that reads the topic. Nothing changed."""
 
 
+class InvalidValueError(InvalidInputError):
+    """A produced value does not fit the topic's declared columns; nothing of the batch was
+    written. `index` is the record's position in the batch, `column` the declared column
+    (None: the value as a whole, e.g. not JSON) and `reason` why."""
+
+    def __init__(self, index: int, column: str | None, reason: str) -> None:
+        where = f"column {column!r}" if column else "the value"
+        super().__init__(f"record {index} of the batch, {where}: {reason}")
+        self.index = index
+        self.column = column
+        self.reason = reason
+
+
 class NotFoundError(StreamHouseError):
     """Something named does not exist."""
 

@@ -5,13 +5,14 @@ the leader's unflushed records with their declared columns decoded from JSON on 
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamhouse.storage.json_values import decode_json_values, json_errors
+from streamhouse.storage.json_values import bad_values, decode_json_values, json_error_details, json_errors
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition_reader import PartitionReader
 from streamhouse.storage.partition_writer import PartitionWriter
@@ -50,6 +51,8 @@ class ScanStats:
     buffered_rows: int = 0
     json_errors: int = 0
     json_error_offsets: list[int] = field(default_factory=list)
+    # The first bad values explained ("offset 41, column 'amt': scale: …"), for the query error.
+    json_error_details: list[str] = field(default_factory=list)
 
     def add(self, other: ScanStats) -> None:
         self.segments_total += other.segments_total
@@ -59,6 +62,7 @@ class ScanStats:
         self.buffered_rows += other.buffered_rows
         self.json_errors += other.json_errors
         self.json_error_offsets += other.json_error_offsets[: max(0, 10 - len(self.json_error_offsets))]
+        self.json_error_details += other.json_error_details[: max(0, 10 - len(self.json_error_details))]
 
 
 async def scan_partition(
@@ -115,6 +119,7 @@ async def scan_partition(
         count, offsets = json_errors(footer.metadata.metadata)
         stats.json_errors += count
         stats.json_error_offsets += offsets
+        stats.json_error_details += [b.describe() for b in json_error_details(footer.metadata.metadata)]
         pieces.append(
             await reader.segments.read(
                 seg.ref,
@@ -205,9 +210,17 @@ def _with_decoded(
         result = decode_json_values(table.column("value"), schema)
         columns = dict(zip(schema.segment_schema().names, result.table.columns, strict=True))
         bad = cast(list[int], table.column("offset").take(result.bad_rows).to_pylist())
+        explained = [
+            [b.offset, b.describe()]
+            for b in bad_values(
+                table.column("value").combine_chunks(), table.column("offset").combine_chunks(), result.bad_rows, schema
+            )
+        ]
         # The bad offsets ride along as metadata, so a cached batch still reports them.
         decoded = pa.Table.from_arrays(list(columns.values()), names=list(columns))
-        decoded = decoded.replace_schema_metadata({"bad_offsets": ",".join(map(str, bad))})
+        decoded = decoded.replace_schema_metadata(
+            {"bad_offsets": ",".join(map(str, bad)), "bad_details": json.dumps(explained)}
+        )
         if base >= writer.buffer_start:  # a batch flushed meanwhile must not be cached forever
             writer.derived[base] = decoded
     raw = (decoded.schema.metadata or {}).get(b"bad_offsets", b"")
@@ -215,6 +228,8 @@ def _with_decoded(
         offsets = [int(o) for o in raw.split(b",") if wanted_range[0] <= int(o) < wanted_range[1]]
         stats.json_errors += len(offsets)
         stats.json_error_offsets += offsets[:10]
+        details = json.loads((decoded.schema.metadata or {}).get(b"bad_details", b"[]"))
+        stats.json_error_details += [text for o, text in details if wanted_range[0] <= o < wanted_range[1]]
     for name, column in zip(decoded.column_names, decoded.columns, strict=True):
         table = table.append_column(name, column)
     return table

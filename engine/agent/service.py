@@ -33,6 +33,7 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
+from streamhouse.storage.value_check import check_batch
 
 if TYPE_CHECKING:
     from streamhouse.server.metrics import AgentMetrics
@@ -145,6 +146,7 @@ class AgentService:
             if not batch.schema.equals(RECORD_SCHEMA):
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
             self._check_sizes(topic, batch)
+            await check_batch(info, batch)  # values vs declared columns: refused before the WAL
             wal_bytes = self.manager.wal.disk_bytes
             if wal_bytes > self.config.max_wal_bytes:
                 raise BackpressureError(

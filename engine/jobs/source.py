@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from streamhouse.agent.sql_source import AgentTopics
-from streamhouse.sql.catalog import segment_columns, to_sql_table
+from streamhouse.sql.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition_scan import ScanBounds
 
@@ -18,5 +18,7 @@ async def read_partition(
     """Up to `max_rows` records from `offset` on, and the offset to read next. Offsets are
     dense, so the next offset is `offset` + the rows read."""
     bounds = ScanBounds(start_offset=offset, end_offset=offset + max_rows)
-    table, _ = await topics.scan(info, partition, bounds, segment_columns(info))
+    table, stats = await topics.scan(info, partition, bounds, segment_columns(info))
+    if stats.json_errors:  # a view reads every declared column: refused as a query would be
+        check_bad_values(await topics.get_topic(info.name), partition, stats, topic_schema(info).names)
     return to_sql_table(table, partition, info), offset + table.num_rows

@@ -5,12 +5,15 @@ raises the same exception class the embedded engine would, not just one per stat
 
 from __future__ import annotations
 
+import json
+
 import grpc
 
 from streamhouse.storage import errors as e
 
 LEADER_KEY = "streamhouse-leader"
 ERROR_KEY = "streamhouse-error"
+VALUE_KEY = "streamhouse-invalid-value"
 
 # Most specific first: the first matching class decides the code.
 _CODES: tuple[tuple[type[e.StreamHouseError], grpc.StatusCode], ...] = (
@@ -45,6 +48,9 @@ def status_of(exc: e.StreamHouseError) -> tuple[grpc.StatusCode, tuple[tuple[str
     trailers: list[tuple[str, str]] = [(ERROR_KEY, type(exc).__name__)]
     if isinstance(exc, e.NotLeaderError) and exc.leader:
         trailers.append((LEADER_KEY, exc.leader))
+    if isinstance(exc, e.InvalidValueError):
+        # The remote SDK rebuilds index, column and reason, as the embedded engine raises them.
+        trailers.append((VALUE_KEY, json.dumps([exc.index, exc.column, exc.reason])))
     return code, tuple(trailers)
 
 
@@ -66,4 +72,6 @@ def error_from_rpc(err: grpc.RpcError) -> e.StreamHouseError:
     if isinstance(exc, e.NotLeaderError):
         exc.resource = ""
         exc.leader = str(trailers.get(LEADER_KEY, ""))
+    if isinstance(exc, e.InvalidValueError):
+        exc.index, exc.column, exc.reason = json.loads(trailers.get(VALUE_KEY, "[-1, null, \"\"]"))
     return exc
