@@ -4,13 +4,19 @@ segment → upload (never overwrite) → fenced commit → release the WAL entri
 The writer holds a lease epoch. A commit refused by the metadata store (another holder
 took the partition) fences the writer for good: it drops its buffer and every later call
 raises FencedError, so a stale leader can never acknowledge or commit again.
+
+A commit whose outcome is unknown (the reply was lost, or a retry is refused) is resolved by
+reading the segment row back: "refused because my own first attempt already committed it" is
+success. The writer never deletes a segment object: one that metadata may reference must stay
+readable, and an unreferenced object of a fenced epoch costs only storage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -34,6 +40,9 @@ from streamhouse.storage.segment_format import EncodedSegment, encode_segment
 from streamhouse.storage.value_schema import parse_value_schema
 from streamhouse.storage.wal import WriteAheadLog
 from streamhouse.storage.wal_format import WalEntry
+from streamhouse.storage.wal_recovery import piece_payload, plan_recovery
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,13 @@ class PartitionWriter:
         self.next_offset = durable_end  # next offset to assign
         self._fenced: FencedError | None = None
         self.segments_committed = 0
+        # Set by recover(): records re-buffered at their offsets, and acknowledged records of a
+        # superseded leadership appended again at the end.
+        self.replayed_records = 0
+        self.recovered_records = 0
+        # Called once when the writer is fenced with unflushed records (they stay in the WAL:
+        # the owner schedules their recovery).
+        self.on_fenced: Callable[[PartitionWriter], None] = lambda writer: None
 
     # -- recovery ---------------------------------------------------------------------------
     @classmethod
@@ -100,13 +116,16 @@ class PartitionWriter:
         replayed: Sequence[WalEntry],
         config: WriterConfig | None = None,
     ) -> PartitionWriter:
-        """A writer for a freshly acquired lease, re-buffering this partition's WAL entries
-        that are not yet in a committed segment (acknowledged records survive a crash)."""
+        """A writer for a freshly acquired lease that takes over this partition's WAL entries
+        (storage/wal_recovery.py): the latest leadership's records beyond the committed end are
+        re-buffered at their offsets, acknowledged records whose offsets another leadership
+        took are appended again at the end, and all of them are written to the WAL again
+        under this epoch (so a later recovery sees them carried over)."""
         end = await metadata.get_end_offset(topic.name, partition)
-        segments = await metadata.list_segments(topic.name, partition, max(0, end - 1), end)
-        # Entries older than the last committed segment's epoch belong to a leadership that
-        # another holder superseded: their offsets may have been reused, so they are dropped.
-        floor_epoch = segments[-1].epoch if segments else 0
+        mine = [e for e in replayed if e.topic_id == topic.topic_id and e.partition == partition]
+        low = min((e.base_offset for e in mine), default=end)
+        segments = await metadata.list_segments(topic.name, partition, low, end) if low < end else []
+        plan = plan_recovery(mine, end, segments)
         writer = cls(
             topic,
             partition,
@@ -118,27 +137,31 @@ class PartitionWriter:
             durable_end=end,
             config=config,
         )
-        mine = sorted(
-            (
-                e
-                for e in replayed
-                if e.topic_id == topic.topic_id
-                and e.partition == partition
-                and e.epoch >= floor_epoch
-                and e.base_offset + e.record_count > end
-            ),
-            key=lambda e: e.base_offset,
-        )
-        for entry in mine:
-            if entry.base_offset > writer.next_offset:
-                break  # a gap: nothing after it can have been acknowledged in order
-            batch = decode_batch(entry.payload, source=f"WAL entry {topic.name}/{partition}@{entry.base_offset}")
-            batch = assign_offsets(batch, entry.base_offset)
-            skip = writer.next_offset - entry.base_offset
-            if skip >= batch.num_rows:
-                continue
-            writer._buffer(batch.slice(skip))
-            writer.next_offset = entry.base_offset + batch.num_rows
+        for piece in plan.tail:
+            payload = piece_payload(piece)
+            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{partition}@{piece.start}")
+            await wal.append(topic.topic_id, partition, epoch, piece.start, piece.records, payload)
+            writer._buffer(assign_offsets(batch, piece.start))
+            writer.next_offset = piece.end
+        for piece in plan.orphans:
+            payload = piece_payload(piece)
+            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{partition}@{piece.start}")
+            await writer.append(batch, payload)
+        if not plan.idle:
+            await wal.sync()  # the carried-over copies must outlive the originals' files
+        writer.recovered_records = plan.orphan_records
+        writer.replayed_records = plan.tail_records
+        if plan.orphans:
+            log.warning(
+                "%s/%d: %d acknowledged records of a leadership that was taken over were appended "
+                "again at offsets %d..%d (epoch %d)",
+                topic.name,
+                partition,
+                plan.orphan_records,
+                writer.next_offset - plan.orphan_records,
+                writer.next_offset - 1,
+                epoch,
+            )
         return writer
 
     # -- produce ------------------------------------------------------------------------------
@@ -288,16 +311,53 @@ class PartitionWriter:
             if await self._store.get(key) != encoded.data:
                 raise StreamHouseError(f"segment object {key} exists with different content") from None
         info = encoded.info(topic=self.topic.name, partition=self.partition, object_key=key, epoch=self.epoch)
-        try:
-            await self._metadata.commit_segment(info, self.holder, self.epoch)
-        except (FencedError, OffsetConflictError):
-            await self._store.delete(key)  # an orphan of a stale epoch; nobody references it
-            raise
+        await self._commit(info)
         return info
 
+    async def _commit(self, info: SegmentInfo) -> None:
+        """Commit `info`; any failure, refusals included, is checked against the segments table
+        first. A refusal (FencedError / OffsetConflictError) reaches the caller only when the
+        row is not ours; an error whose outcome the read-back cannot settle is raised as it
+        is, leaving the buffer and `_pending_cut` in place for a retry that will settle it."""
+        try:
+            await self._metadata.commit_segment(info, self.holder, self.epoch)
+        except Exception as exc:
+            try:
+                committed = await self._is_committed(info)
+            except Exception:
+                raise exc from None  # still unknown: the retry (same records, same key) decides
+            if not committed:
+                raise
+            log.warning(
+                "%s/%d: the commit of segment %s was applied although it reported %s; "
+                "the reply was lost, the segment stands",
+                self.topic.name,
+                self.partition,
+                info.object_key,
+                exc,
+            )
+
+    async def _is_committed(self, info: SegmentInfo) -> bool:
+        """Whether the segments table holds exactly this segment under this writer's epoch."""
+        rows = await self._metadata.list_segments(
+            self.topic.name, self.partition, info.base_offset, info.base_offset + 1
+        )
+        return any(
+            r.base_offset == info.base_offset
+            and r.end_offset == info.end_offset
+            and r.epoch == self.epoch
+            and r.object_key == info.object_key
+            for r in rows
+        )
+
     async def fence(self, reason: str) -> None:
-        """Stop for good: drop the buffer; every later call raises FencedError."""
+        """Stop for good: drop the buffer (its records stay in the WAL, see on_fenced); every
+        later call raises FencedError."""
         async with self._lock:
+            if self._fenced is not None:
+                return
+            if self.next_offset > self.durable_end:
+                self.on_fenced(self)
             self._fenced = FencedError(
                 f"{self.topic.name}/{self.partition}: epoch {self.epoch} of {self.holder} is fenced ({reason}); "
                 f"{self.next_offset - self.durable_end} unflushed records dropped"

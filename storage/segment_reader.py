@@ -9,9 +9,10 @@ loop, then rows cut exactly to the requested bounds. A read of a whole object (u
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +38,29 @@ class BlockCacheLike(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
     async def put(self, key: str, data: bytes) -> None: ...
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# Told about every damaged segment found; the agent logs and counts it, storage stays metrics-free.
+CorruptHook = Callable[[SegmentRef, CorruptDataError], None]
+
+
+def _reports_corruption(
+    method: Callable[Concatenate[SegmentReader, SegmentRef, P], Awaitable[T]],
+) -> Callable[Concatenate[SegmentReader, SegmentRef, P], Coroutine[Any, Any, T]]:
+    """Call the reader's `on_corrupt` hook before a CorruptDataError leaves `method`."""
+
+    @functools.wraps(method)
+    async def reporting(self: SegmentReader, ref: SegmentRef, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, ref, *args, **kwargs)
+        except CorruptDataError as exc:
+            if self.on_corrupt is not None:
+                self.on_corrupt(ref, exc)
+            raise
+
+    return reporting
 
 
 class SegmentReader:
@@ -71,7 +95,9 @@ class SegmentReader:
         self.footers_fetched = 0
         self.gets = 0
         self.cached_blocks_rejected = 0  # cache entries that failed verification (refetched)
+        self.on_corrupt: CorruptHook | None = None
 
+    @_reports_corruption
     async def footer(self, ref: SegmentRef) -> SegmentFooter:
         """The segment's verified footer (row group ranges, statistics, schema)."""
         found = self._cached_footer(ref)
@@ -105,6 +131,7 @@ class SegmentReader:
         tail = await self._get(ref.object_key, ref.size_bytes - ref.footer_length, ref.size_bytes)
         return self._remember(ref, await run_blocking(self._parse, ref, tail))
 
+    @_reports_corruption
     async def read(
         self,
         ref: SegmentRef,

@@ -271,6 +271,23 @@ class WriteAheadLog:
                 self.files_deleted += 1
             return len(doomed)
 
+    async def entries_of(self, topic_id: int, partition: int) -> list[WalEntry]:
+        """Every intact entry of one partition in the files held now, in write order: what a
+        writer re-reads after one of its leaderships was fenced with unflushed records. Reads
+        only; a torn or damaged region is skipped here (replay reports it)."""
+        key = (topic_id, partition)
+        out: list[WalEntry] = []
+        for wal_file in list(self._files):
+            if key not in wal_file.ends:
+                continue
+            try:
+                data = await run_blocking(wal_file.path.read_bytes)
+            except FileNotFoundError:
+                continue  # released meanwhile: everything in it was committed
+            result = await run_blocking(scan, data, str(wal_file.path))
+            out.extend(e for e in result.entries if e.topic_id == topic_id and e.partition == partition)
+        return out
+
     async def sync(self) -> None:
         """Make everything appended so far durable, whatever the policy."""
         self._check_writable()

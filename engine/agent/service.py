@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -23,6 +24,7 @@ from streamhouse.client.partitioner import partition_for_keys, split_by_partitio
 from streamhouse.jobs.manager import JobManager
 from streamhouse.storage.errors import (
     BackpressureError,
+    CorruptDataError,
     InvalidInputError,
     NotFoundError,
     ObjectNotFoundError,
@@ -30,7 +32,7 @@ from streamhouse.storage.errors import (
     StreamHouseError,
     TopicNotFoundError,
 )
-from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
+from streamhouse.storage.model import SegmentInfo, SegmentRef, TopicInfo, partition_resource
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.value_check import check_batch
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from streamhouse.server.metrics import AgentMetrics
     from streamhouse.sql.engine import SqlEngine
 
+log = logging.getLogger(__name__)
 ACKS: tuple[Acks, ...] = ("leader", "durable", "none")
 # A follower learns about new committed segments only from metadata: it re-checks this often.
 _FOLLOWER_POLL_S = 0.1
@@ -61,6 +64,8 @@ class AgentService:
         self.jobs = JobManager(self)
         manager.on_append = self._wake
         manager.on_segment = self._segment_committed
+        manager.reader.segments.on_corrupt = self._segment_corrupt
+        self._corrupt_keys: set[str] = set()  # segments already reported: once each, not per read
 
     @classmethod
     async def start(cls, config: AgentConfig, metrics: AgentMetrics | None = None) -> AgentService:
@@ -270,6 +275,17 @@ class AgentService:
         if self.metrics is not None:
             self.metrics.observe_segment(segment.topic, segment.size_bytes)
 
+    def _segment_corrupt(self, ref: SegmentRef, error: CorruptDataError) -> None:
+        # Storage raises the error to the reader (fetch, SQL or a job); this is the operator's
+        # side: one log line and one count per damaged object, however often it is read.
+        if ref.object_key in self._corrupt_keys:
+            return
+        self._corrupt_keys.add(ref.object_key)
+        topic, partition = _key_partition(ref.object_key)
+        log.error("corrupt segment topic=%s partition=%s key=%s: %s", topic, partition, ref.object_key, error)
+        if self.metrics is not None:
+            self.metrics.corrupt_segment(topic)
+
     # -- consumer groups ------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
         info = await self.topic(topic)
@@ -312,7 +328,16 @@ class AgentService:
             from streamhouse.sql.engine import SqlEngine
 
             self._sql = SqlEngine(self.sql_topics, self.jobs)
-        result = await self._sql.execute(query)
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            result = await self._sql.execute(query)
+        except BaseException as exc:  # counted by class (cancelled included), then re-raised
+            error = exc
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_sql(error, time.perf_counter() - started)
         self._topics.clear()  # DDL may have changed what exists
         return result
 
@@ -335,6 +360,15 @@ class AgentService:
         """(led partitions, buffered bytes), for the metrics endpoint."""
         led = self.manager.led_writers()
         return len(led), sum(w.buffered_bytes for w in led)
+
+
+def _key_partition(object_key: str) -> tuple[str, str]:
+    """(topic, partition) of a segment key `topics/{topic}/{partition:05d}/{file}`
+    (storage/partition_writer.segment_key); ("<unknown>", "?") for any other key."""
+    parts = object_key.split("/")
+    if len(parts) < 4 or parts[0] != "topics":
+        return "<unknown>", "?"
+    return "/".join(parts[1:-2]), parts[-2].lstrip("0") or "0"
 
 
 def _data_bytes(array: pa.Array[Any]) -> int:

@@ -97,10 +97,11 @@ class AgentServer:
         await self._stopped.wait()
 
 
-def _render(service: AgentService) -> tuple[bytes, str]:
+async def _render(service: AgentService) -> tuple[bytes, str]:
     assert service.metrics is not None
     led, buffered = service.gauges()
     service.metrics.set_gauges(led, buffered, service.manager.wal.disk_bytes)
+    await service.metrics.jobs.refresh(service.jobs.show)
     return service.metrics.render()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ class HealthServer:
         port: int,
         *,
         ready: Callable[[], Awaitable[tuple[bool, str]]],
-        metrics: Callable[[], tuple[bytes, str]],
+        metrics: Callable[[], tuple[bytes, str] | Awaitable[tuple[bytes, str]]],
         ready_timeout_s: float = 2.0,
         read_timeout_s: float = 5.0,
         max_header_bytes: int = 16 * 1024,
@@ -135,7 +136,9 @@ class HealthServer:
         return _json(503, {"status": "not ready", "reason": reason})
 
     async def _render_metrics(self) -> Response:
-        body, ctype = self._metrics()
+        rendered = self._metrics()
+        # An async callback may first refresh what it reports (the agent reads its job status).
+        body, ctype = await rendered if inspect.isawaitable(rendered) else rendered
         return 200, ctype, body, ()
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response, head_only: bool) -> None:

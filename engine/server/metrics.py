@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from streamhouse.server.job_metrics import JobCollector
 
 # Produce latency spans an in-memory ack (~0.1 ms) up to a durable ack waiting on a
 # grouped S3 flush (seconds); anything slower lands in +Inf and is an incident anyway.
@@ -22,6 +29,8 @@ PRODUCE_LATENCY_BUCKETS: tuple[float, ...] = (
     1.0,
     2.0,
 )
+# SQL spans a point lookup answered from one row group (~ms) to scans of many segments (minutes).
+SQL_LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class AgentMetrics:
@@ -81,6 +90,31 @@ class AgentMetrics:
         self.backpressure_count = Counter(
             "streamhouse_backpressure_total", "Produce requests refused for backpressure.", ("topic",), registry=r
         )
+        self.sql_queries = Counter(
+            "streamhouse_sql_queries_total",
+            "SQL statements by outcome: 'ok', 'error' or 'cancelled'.",
+            ("outcome",),
+            registry=r,
+        )
+        self.sql_errors = Counter(
+            "streamhouse_sql_errors_total", "Failed SQL statements by error class.", ("error",), registry=r
+        )
+        self.sql_latency = Histogram(
+            "streamhouse_sql_latency_seconds",
+            "SQL statement time until its whole result was built, by outcome.",
+            ("outcome",),
+            buckets=SQL_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.corrupt_segments = Counter(
+            "streamhouse_corrupt_segments_total",
+            "Distinct segment objects found damaged (checksum or decoding failure) on read.",
+            ("topic",),
+            registry=r,
+        )
+        # Per-job series come from the job manager's status at scrape time (see job_metrics).
+        self.jobs = JobCollector()
+        r.register(self.jobs)
 
     def observe_produce(self, topic: str, acks: str, outcome: str, records: int, nbytes: int, seconds: float) -> None:
         """Count one produce request; records and bytes only count when it succeeded."""
@@ -101,6 +135,24 @@ class AgentMetrics:
         self.segments_committed.labels(topic).inc()
         self.segment_bytes.labels(topic).inc(nbytes)
 
+    def observe_sql(self, error: BaseException | None, seconds: float) -> None:
+        """Count one SQL statement; `error` is what it raised (None when it succeeded).
+
+        Error labels are exception class names: a fixed set from the code, never request text."""
+        if error is None:
+            outcome = "ok"
+        elif isinstance(error, asyncio.CancelledError):
+            outcome = "cancelled"
+        else:
+            outcome = "error"
+            self.sql_errors.labels(type(error).__name__).inc()
+        self.sql_queries.labels(outcome).inc()
+        self.sql_latency.labels(outcome).observe(seconds)
+
+    def corrupt_segment(self, topic: str) -> None:
+        """Count one segment object newly found damaged."""
+        self.corrupt_segments.labels(topic).inc()
+
     def lease_lost(self) -> None:
         """Count one lost partition lease."""
         self.lease_lost_count.inc()
@@ -117,4 +169,22 @@ class AgentMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The registry in the Prometheus text format, with its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(_WithoutCreated(self.registry)), CONTENT_TYPE_LATEST
+
+
+class _WithoutCreated(Collector):
+    """A registry's families without their `*_created` samples.
+
+    prometheus_client adds a `_created` series (creation time) to every counter and histogram;
+    the text format then doubles each one. Its switch (disable_created_metrics) is global to the
+    process and would change the metrics of an application embedding the agent, so the agent
+    filters its own registry at render time instead."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            created = family.name + "_created"
+            family.samples = [s for s in family.samples if s.name != created]
+            yield family
