@@ -30,6 +30,7 @@ from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
 from streamhouse.storage.tasks import cancel_and_wait
 from streamhouse.storage.wal import WriteAheadLog
 from streamhouse.storage.wal_format import WalEntry
+from streamhouse.storage.wal_recovery import plan_recovery
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,20 @@ class PartitionManager:
         self.store = store
         self.wal = wal
         self.reader = PartitionReader(metadata, store)
-        self._replayed = replayed  # dropped partition by partition as writers recover
+        # WAL entries a writer must take over (tail to re-buffer, orphans to append again), by
+        # (topic id, partition); dropped partition by partition as writers recover.
+        self._pending: dict[tuple[int, int], list[WalEntry]] = {}
+        for e in replayed:
+            self._pending.setdefault((e.topic_id, e.partition), []).append(e)
+        # Partitions whose writer was fenced with unflushed records: the next writer re-reads
+        # this WAL for them (they are still in it: only this agent's commits release them).
+        self._rescan: set[tuple[int, int]] = set()
+        self._waiting_logged: set[tuple[int, int]] = set()
+        # Records of superseded leaderships appended again, and records that had nowhere to go
+        # (their topic or partition was deleted), by topic; see watch_recovery.
+        self.recovered_records: dict[str, int] = {}
+        self.dropped_records: dict[str, int] = {}
+        self._on_recovery: Callable[[str, int, int], None] = lambda topic, recovered, dropped: None
         self._led: dict[Key, _Led] = {}
         self._acquiring: dict[Key, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -91,43 +105,98 @@ class PartitionManager:
         manager._tasks = [
             asyncio.create_task(manager._loop(config.flush_check_ms, manager._flush_due), name="flush"),
             asyncio.create_task(manager._loop(config.renew_interval_ms, manager._renew_all), name="renew"),
+            asyncio.create_task(manager._loop(config.renew_interval_ms, manager._recover_pending), name="recover"),
         ]
         return manager
 
     async def _release_covered(self, replay_ends: Mapping[tuple[int, int], int]) -> None:
-        """Tell the WAL which replayed entries are already in committed segments, so files
-        of partitions nobody writes again are still released."""
+        """Tell the WAL which replayed entries need nothing more, so files of partitions nobody
+        writes again are still released. A partition with records to take over (a tail beyond
+        its committed end, or acknowledged records of a leadership that was taken over) keeps
+        its files until a writer has carried them over; entries of deleted topics or
+        partitions are released and counted as dropped."""
         by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
         covered: dict[tuple[int, int], int] = {}
-        for topic_id, partition in replay_ends:
+        for key in replay_ends:
+            topic_id, partition = key
             topic = by_id.get(topic_id)
-            # Entries of deleted topics are covered by definition: nothing will read them.
-            covered[(topic_id, partition)] = (
-                await self.metadata.get_end_offset(topic.name, partition) if topic else 2**62
-            )
+            entries = self._pending.get(key, [])
+            if topic is None or partition >= topic.partitions:
+                covered[key] = 2**62  # nothing will ever read them
+                # Their records went with the topic; counted so the loss is never silent.
+                lost = sum(e.record_count for e in entries)
+                if lost:
+                    name = topic.name if topic else f"<deleted topic {topic_id}>"
+                    log.warning(
+                        "dropping %d WAL records of %s/%d: the partition no longer exists", lost, name, partition
+                    )
+                    self._count(name, 0, lost)
+                self._pending.pop(key, None)
+                continue
+            end = await self.metadata.get_end_offset(topic.name, partition)
+            low = min((e.base_offset for e in entries), default=end)
+            segments = await self.metadata.list_segments(topic.name, partition, low, end) if low < end else []
+            if plan_recovery(entries, end, segments).idle:
+                covered[key] = end
+                self._pending.pop(key, None)
         if covered:
             await self.wal.release(covered)
 
     async def _recover_replayed(self, replay_ends: Mapping[tuple[int, int], int]) -> None:
-        """Lead at once every partition whose WAL holds records beyond its committed segments.
+        """Lead at once every partition whose WAL entries need a writer (see _release_covered).
 
         Those records were acknowledged (acks=leader) before a crash: readers must see them
         right after the restart and the next roll must commit them, not only once a producer
-        happens to write to the partition again (until then reads stopped at the durable end
-        and the WAL files were never released)."""
+        happens to write to the partition again. A partition another live agent leads is
+        retried every renew interval until its lease is free (_recover_pending); its WAL
+        files are kept until then."""
+        del replay_ends  # the pending entries say which partitions need a writer
+        await self._recover_pending()
+
+    async def _recover_pending(self) -> None:
+        """Take over every partition with WAL records waiting for a writer, when its lease is free."""
+        keys = set(self._pending) | self._rescan
+        if not keys:
+            return
         by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
-        for (topic_id, partition), end in sorted(replay_ends.items()):
-            topic = by_id.get(topic_id)
-            if topic is None or partition >= topic.partitions:
+        for key in sorted(keys):
+            topic = by_id.get(key[0])
+            if topic is None or key[1] >= topic.partitions:
                 continue
+            led = self._led.get((topic.name, key[1]))
+            if led is not None and not led.writer.fenced:
+                continue  # a writer of this process already took them over
             try:
-                if await self.metadata.get_end_offset(topic.name, partition) >= end:
-                    continue
-                await self.writer(topic, partition)
+                await self.writer(topic, key[1])
+            except NotLeaderError as exc:
+                if key not in self._waiting_logged:
+                    self._waiting_logged.add(key)
+                    log.warning(
+                        "%s/%d: WAL records of this agent await the partition's lease (%s); "
+                        "they are appended again once it is free",
+                        topic.name,
+                        key[1],
+                        exc,
+                    )
             except StreamHouseError as exc:
-                # Another agent took the partition over (its epoch supersedes these entries),
-                # or a store hiccup: the next produce to the partition retries the takeover.
-                log.warning("not recovering %s/%d from the WAL at start: %s", topic.name, partition, exc)
+                log.warning("recovering %s/%d from the WAL failed (retrying): %s", topic.name, key[1], exc)
+
+    def watch_recovery(self, callback: Callable[[str, int, int], None]) -> None:
+        """`callback(topic, recovered, dropped)` for every recovery from now on, after one call
+        per topic for what was recovered or dropped before (at start)."""
+        for topic in sorted(set(self.recovered_records) | set(self.dropped_records)):
+            callback(topic, self.recovered_records.get(topic, 0), self.dropped_records.get(topic, 0))
+        self._on_recovery = callback
+
+    def _count(self, topic: str, recovered: int, dropped: int) -> None:
+        self.recovered_records[topic] = self.recovered_records.get(topic, 0) + recovered
+        self.dropped_records[topic] = self.dropped_records.get(topic, 0) + dropped
+        self._on_recovery(topic, recovered, dropped)
+
+    def _fenced_with_records(self, writer: PartitionWriter) -> None:
+        key = (writer.topic.topic_id, writer.partition)
+        self._rescan.add(key)
+        self._waiting_logged.discard(key)
 
     # -- leadership -----------------------------------------------------------------------------
     async def writer(self, topic: TopicInfo, partition: int) -> PartitionWriter:
@@ -155,7 +224,10 @@ class PartitionManager:
                 lease = await self.metadata.acquire_lease(resource, self.config.holder, self.config.lease_ttl_ms)
             except LeaseHeldError as exc:
                 raise NotLeaderError(resource, leader_address(exc.holder)) from None
-            mine = [e for e in self._replayed if e.topic_id == topic.topic_id and e.partition == partition]
+            wal_key = (topic.topic_id, partition)
+            mine = self._pending.get(wal_key, [])
+            if wal_key in self._rescan:
+                mine = await self.wal.entries_of(topic.topic_id, partition)
             writer = await PartitionWriter.recover(
                 topic,
                 partition,
@@ -167,8 +239,12 @@ class PartitionManager:
                 replayed=mine,
                 config=self._writer_config,
             )
-            if mine:
-                self._replayed = [e for e in self._replayed if e not in mine]
+            self._pending.pop(wal_key, None)
+            self._rescan.discard(wal_key)
+            self._waiting_logged.discard(wal_key)
+            writer.on_fenced = self._fenced_with_records
+            if writer.recovered_records:
+                self._count(topic.name, writer.recovered_records, 0)
             self._led[key] = _Led(writer, time.monotonic())
             log.info("leading %s/%d at epoch %d from offset %d", topic.name, partition, lease.epoch, writer.next_offset)
             return writer

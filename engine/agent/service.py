@@ -64,6 +64,7 @@ class AgentService:
         self.jobs = JobManager(self)
         manager.on_append = self._wake
         manager.on_segment = self._segment_committed
+        manager.watch_recovery(self._wal_recovered)
         manager.reader.segments.on_corrupt = self._segment_corrupt
         self._corrupt_keys: set[str] = set()  # segments already reported: once each, not per read
 
@@ -270,6 +271,10 @@ class AgentService:
         event = self._appended.pop((topic, partition), None)
         if event is not None:
             event.set()
+
+    def _wal_recovered(self, topic: str, recovered: int, dropped: int) -> None:
+        if self.metrics is not None:
+            self.metrics.wal_recovery(topic, recovered, dropped)
 
     def _segment_committed(self, segment: SegmentInfo) -> None:
         if self.metrics is not None:

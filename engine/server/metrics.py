@@ -106,6 +106,18 @@ class AgentMetrics:
             buckets=SQL_LATENCY_BUCKETS,
             registry=r,
         )
+        self.wal_recovered = Counter(
+            "streamhouse_wal_recovered_records_total",
+            "Acknowledged WAL records of a leadership that was taken over, appended again at the partition's end.",
+            ("topic",),
+            registry=r,
+        )
+        self.wal_dropped = Counter(
+            "streamhouse_wal_dropped_records_total",
+            "WAL records discarded at start because their topic or partition no longer exists.",
+            ("topic",),
+            registry=r,
+        )
         self.corrupt_segments = Counter(
             "streamhouse_corrupt_segments_total",
             "Distinct segment objects found damaged (checksum or decoding failure) on read.",
@@ -152,6 +164,13 @@ class AgentMetrics:
     def corrupt_segment(self, topic: str) -> None:
         """Count one segment object newly found damaged."""
         self.corrupt_segments.labels(topic).inc()
+
+    def wal_recovery(self, topic: str, recovered: int, dropped: int) -> None:
+        """Count WAL records of a taken-over leadership appended again, and records dropped."""
+        if recovered:
+            self.wal_recovered.labels(topic).inc(recovered)
+        if dropped:
+            self.wal_dropped.labels(topic).inc(dropped)
 
     def lease_lost(self) -> None:
         """Count one lost partition lease."""
