@@ -15,12 +15,14 @@ import pyarrow as pa
 
 from streamhouse.agent.api import Acks
 from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
+from streamhouse.agent.flush_health import FlushHealth
 from streamhouse.storage.errors import (
     FencedError,
     LeaseHeldError,
     NotLeaderError,
     PartitionNotFoundError,
     StreamHouseError,
+    TopicNotFoundError,
 )
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
@@ -79,6 +81,7 @@ class PartitionManager:
         self.dropped_records: dict[str, int] = {}
         self._on_recovery: Callable[[str, int, int], None] = lambda topic, recovered, dropped: None
         self._led: dict[Key, _Led] = {}
+        self.flush_health = FlushHealth()  # backoff, logging and readiness of failing flushes
         self._acquiring: dict[Key, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -322,7 +325,7 @@ class PartitionManager:
         only for its upload, a busy partition rolls every window with everyone who came."""
         window_s = self.config.durable_flush_ms / 1000
         while led.durable_waiters and self._led.get(key) is led:
-            delay = led.durable_at + window_s - time.monotonic()
+            delay = max(led.durable_at + window_s - time.monotonic(), self.flush_health.wait_s(key))
             if delay > 0:
                 await asyncio.sleep(delay)
             led.durable_at = time.monotonic()
@@ -354,7 +357,7 @@ class PartitionManager:
         for key, led in list(self._led.items()):
             if led.writer.fenced:
                 self._drop(key, FencedError(f"{key[0]}/{key[1]} is fenced"))
-            elif led.writer.should_roll():
+            elif led.writer.should_roll() and self.flush_health.wait_s(key) == 0:
                 due.append(self._flush(key, led))
         await asyncio.gather(*due)
 
@@ -365,10 +368,13 @@ class PartitionManager:
             self._drop(key, exc)
             return
         except Exception as exc:
-            # Upload or commit failed (S3 down): waiters keep waiting for the next round,
-            # the buffer keeps its records and produce gets backpressure once it is full.
-            log.warning("flush of %s/%d failed: %s", key[0], key[1], exc)
+            # Encode, upload or commit failed: the buffer and the WAL keep the records, waiters
+            # keep waiting and produce gets backpressure once the buffer is full. The next
+            # attempt waits out a backoff; only deleting the topic ends the retries.
+            self.flush_health.failed(key, exc)
+            await self._forget_if_deleted(key, led)
             return
+        self.flush_health.succeeded(key)
         if segment is not None:
             self.on_segment(segment)
         end = led.writer.durable_end
@@ -386,12 +392,36 @@ class PartitionManager:
         led = self._led.pop(key, None)
         if led is None:
             return
+        self.flush_health.forget(key)
         for _, done in led.durable_waiters:
             if not done.done():
                 done.set_exception(exc)
         if led.durable_task is not None and led.durable_task is not asyncio.current_task():
             led.durable_task.cancel()
         log.log(logging.DEBUG if quiet else logging.WARNING, "lost leadership of %s/%d: %s", key[0], key[1], exc)
+
+    async def _forget_if_deleted(self, key: Key, led: _Led) -> None:
+        """After a failed flush: if the topic is gone (or re-created under the same name), stop
+        retrying a partition nobody can read."""
+        try:
+            current: TopicInfo | None = await self.metadata.get_topic(key[0])
+        except TopicNotFoundError:
+            current = None
+        except StreamHouseError:
+            return  # cannot tell now; the next failure asks again
+        if current is None or current.topic_id != led.writer.topic.topic_id:
+            await self.forget_topic(led.writer.topic)
+
+    async def forget_topic(self, topic: TopicInfo) -> None:
+        """The topic was deleted: stop leading its partitions. Their unflushed records and WAL
+        entries go with it (nothing can read them any more) and durable waiters fail."""
+        for key, led in list(self._led.items()):
+            if key[0] != topic.name or led.writer.topic.topic_id != topic.topic_id:
+                continue
+            await led.writer.fence(f"topic {topic.name!r} was deleted")
+            self._drop(key, TopicNotFoundError(topic.name), quiet=True)
+            log.warning("topic %s was deleted: stopped leading partition %d", topic.name, key[1])
+        await self.wal.release({(topic.topic_id, p): 2**62 for p in range(topic.partitions)})
 
     async def _renew_all(self) -> None:
         for key, led in list(self._led.items()):

@@ -64,6 +64,7 @@ class AgentService:
         self.jobs = JobManager(self)
         manager.on_append = self._wake
         manager.on_segment = self._segment_committed
+        manager.flush_health.on_change = self._flush_changed
         manager.watch_recovery(self._wal_recovered)
         manager.reader.segments.on_corrupt = self._segment_corrupt
         self._corrupt_keys: set[str] = set()  # segments already reported: once each, not per read
@@ -120,8 +121,10 @@ class AgentService:
         return Description(info, tuple(states))
 
     async def delete_topic(self, name: str) -> None:
+        info = await self.metadata.get_topic(name)
         segments = await self.metadata.delete_topic(name)
         self._topics.pop(name, None)
+        await self.manager.forget_topic(info)  # its partitions here stop flushing (and retrying)
         # Metadata no longer references these objects; a failed delete only leaves garbage.
         for segment in segments:
             with contextlib.suppress(StreamHouseError, OSError):
@@ -276,6 +279,10 @@ class AgentService:
         if self.metrics is not None:
             self.metrics.wal_recovery(topic, recovered, dropped)
 
+    def _flush_changed(self, topic: str, failed: bool, failing: int) -> None:
+        if self.metrics is not None:
+            self.metrics.flush_state(topic, failed, failing)
+
     def _segment_committed(self, segment: SegmentInfo) -> None:
         if self.metrics is not None:
             self.metrics.observe_segment(segment.topic, segment.size_bytes)
@@ -348,7 +355,11 @@ class AgentService:
 
     # -- health ---------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, str]:
-        """Ready = the metadata store and the object store both answer."""
+        """Ready = the metadata store and the object store both answer, and no partition's
+        flushes keep failing for another reason (its acks=durable producers would hang)."""
+        faults = self.manager.flush_health.faults()
+        if faults:
+            return False, "; ".join(state.describe(key) for key, state in sorted(faults.items()))
         try:
             await self.metadata.now_ms()
         except Exception as exc:

@@ -90,6 +90,15 @@ class AgentMetrics:
         self.backpressure_count = Counter(
             "streamhouse_backpressure_total", "Produce requests refused for backpressure.", ("topic",), registry=r
         )
+        self.flush_failures = Counter(
+            "streamhouse_flush_failures_total",
+            "Failed segment flush attempts (retried with backoff).",
+            ("topic",),
+            registry=r,
+        )
+        self.flush_failing = Gauge(
+            "streamhouse_flush_failing_partitions", "Led partitions whose last flush attempt failed.", registry=r
+        )
         self.sql_queries = Counter(
             "streamhouse_sql_queries_total",
             "SQL statements by outcome: 'ok', 'error' or 'cancelled'.",
@@ -179,6 +188,12 @@ class AgentMetrics:
     def backpressure(self, topic: str) -> None:
         """Count one produce refused because buffers were full."""
         self.backpressure_count.labels(topic).inc()
+
+    def flush_state(self, topic: str, failed: bool, failing: int) -> None:
+        """Count a failed flush attempt (failed=True) and set how many partitions are failing."""
+        if failed:
+            self.flush_failures.labels(topic).inc()
+        self.flush_failing.set(failing)
 
     def set_gauges(self, led_partitions: int, buffered_bytes: int, wal_bytes: int) -> None:
         """Refresh the point-in-time gauges; called by the agent just before rendering."""
