@@ -110,8 +110,7 @@ def plan_recovery(entries: Iterable[WalEntry], committed_end: int, segments: Seq
             at = piece.end
         else:
             lost.append(piece)  # after a gap: acknowledged, but not placeable at its offsets
-    orphans = sorted(lost, key=lambda p: (p.entry.epoch, p.start))
-    return RecoveryPlan(tuple(tail), tuple(orphans), committed, carried)
+    return RecoveryPlan(tuple(tail), _joined(lost), committed, carried)
 
 
 def piece_payload(piece: Piece) -> bytes:
@@ -121,6 +120,19 @@ def piece_payload(piece: Piece) -> bytes:
         return piece.entry.payload
     batch = decode_batch(piece.entry.payload, source=f"WAL entry at {piece.entry.base_offset}")
     return encode_batch(batch.slice(piece.start - piece.entry.base_offset, piece.records))
+
+
+def _joined(pieces: list[Piece]) -> tuple[Piece, ...]:
+    """Adjacent pieces of one entry as one piece, oldest leadership first: an entry lost whole
+    is written again with its own payload (what recognises it as carried over next time)."""
+    out: list[Piece] = []
+    for p in sorted(pieces, key=lambda p: (p.entry.epoch, p.entry.base_offset, id(p.entry), p.start)):
+        last = out[-1] if out else None
+        if last is not None and last.entry is p.entry and last.end == p.start:
+            out[-1] = Piece(p.entry, last.start, p.end)
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 def _drop_carried(entries: list[WalEntry]) -> tuple[list[WalEntry], dict[int, set[int]], int]:

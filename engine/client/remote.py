@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TypeVar
 
 import grpc
@@ -37,6 +37,10 @@ _OPTIONS = [
 ]
 _RETRYABLE = (NotLeaderError, FencedError, BackpressureError, StorageUnavailableError)
 _MAX_HOPS = 3  # NOT_LEADER redirects followed in a row before backing off (or failing)
+# An agent that could not be reached (or timed out) is skipped by address rotation this long,
+# so a client given several addresses moves on instead of re-trying a dead one first.
+_DOWN_S = 5.0
+_DOWN_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class _Stubs:
@@ -76,6 +80,7 @@ class RemoteTransport:
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
         self._next = itertools.count()
+        self._down: dict[str, float] = {}  # address -> monotonic time it last failed to answer
         self._lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -87,7 +92,28 @@ class RemoteTransport:
             return stubs
 
     def _any_address(self) -> str:
-        return self.bootstrap[next(self._next) % len(self.bootstrap)]
+        """The next bootstrap address in rotation, skipping ones that recently failed to answer."""
+        return self._next_address(()) or self.bootstrap[next(self._next) % len(self.bootstrap)]
+
+    def _next_address(self, avoid: Collection[str]) -> str | None:
+        """The next address not in `avoid`, preferring ones not recently down; None if none."""
+        start = next(self._next)
+        order = [self.bootstrap[(start + i) % len(self.bootstrap)] for i in range(len(self.bootstrap))]
+        now = time.monotonic()
+        fresh = [a for a in order if a not in avoid and now - self._down.get(a, -_DOWN_S) >= _DOWN_S]
+        rest = [a for a in order if a not in avoid]
+        candidates = fresh or rest
+        return candidates[0] if candidates else None
+
+    def _failed_at(self, address: str, err: grpc.RpcError, route: tuple[str, int] | None) -> bool:
+        """Note an agent that did not answer (it is skipped for a while and stops being the
+        remembered leader); returns whether the call never reached it (nothing was sent)."""
+        code = err.code() if isinstance(err, grpc.Call) else None
+        if code in _DOWN_CODES:
+            self._down[address] = time.monotonic()
+            if route is not None and self._leaders.get(route) == address:
+                self._leaders.pop(route, None)
+        return _never_connected(err)
 
     def _call(self, fn: Callable[[_Stubs], T], *, route: tuple[str, int] | None = None) -> T:
         """Run `fn` against the routed agent (the partition's leader when known), retrying
@@ -97,11 +123,21 @@ class RemoteTransport:
         address = self._leaders.get(route) if route else None
         address = address or self._any_address()
         hops = 0
+        unreached: set[str] = set()
         while True:
             try:
                 return fn(self._at(address))
             except grpc.RpcError as err:
                 exc = error_from_rpc(err)
+                if self._failed_at(address, err, route):
+                    # The call never reached that agent, so trying the next address is not a
+                    # retry (even retries=False may: nothing can be written twice). Each
+                    # address once per call.
+                    unreached.add(address)
+                    other = self._next_address(unreached)
+                    if other is not None and time.monotonic() <= deadline:
+                        address = other
+                        continue
             named = exc.leader if isinstance(exc, NotLeaderError) and exc.leader != address else ""
             # Going to a named leader is routing, not a retry: an agent refuses a one-partition
             # (routed) call before writing anything, so even retries=False follows it. A few hops

@@ -19,6 +19,7 @@ from streamhouse.jobs.source import read_partition
 from streamhouse.sql.catalog import topic_schema
 from streamhouse.sql.job_plan import JobPlan, plan_job, topic_watermark
 from streamhouse.sql.window_operator import StepResult, WindowOperator
+from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
 
 if TYPE_CHECKING:
@@ -132,6 +133,14 @@ class JobRunner:
         self._collect(self.operator.advance(_now()))
         return progressed
 
+    async def _commit(self, checkpoint: Checkpoint) -> None:
+        """Commit a checkpoint; an unknown outcome is settled by reading it back (_settle)."""
+        metadata = self.service.metadata
+        try:
+            await metadata.commit_checkpoint(checkpoint, self.service.config.holder, self.epoch)
+        except Exception as exc:
+            await _settle(metadata, checkpoint, exc)
+
     def _collect(self, result: StepResult) -> None:
         if result.fired:
             self._dirty = True
@@ -157,7 +166,7 @@ class JobRunner:
         state_key = f"jobs/{self.job.name}/state-{seq:010d}-e{self.epoch}"
         await store.put(state_key, self.operator.snapshot(), if_absent=False)
         stats = self.operator.stats()
-        await metadata.commit_checkpoint(
+        await self._commit(
             Checkpoint(
                 job=self.job.name,
                 seq=seq,
@@ -173,8 +182,6 @@ class JobRunner:
                     "state_rows": stats.state_rows,
                 },
             ),
-            self.service.config.holder,
-            self.epoch,
         )
         self.seq = seq
         self._output.clear()
@@ -184,6 +191,19 @@ class JobRunner:
         if self._state_key is not None:
             await store.delete(self._state_key)  # superseded: a restart reads the new one
         self._state_key = state_key
+
+
+async def _settle(metadata: MetadataStore, checkpoint: Checkpoint, exc: Exception) -> None:
+    """After a failed commit_checkpoint: return if the checkpoint is committed anyway (its reply
+    was lost), else raise `exc`. Without this a lost reply fails the runner, which restarts
+    and re-reads the state of a checkpoint it did make."""
+    try:
+        latest = await metadata.latest_checkpoint(checkpoint.job)
+    except Exception:
+        raise exc from None
+    if latest is None or latest.seq != checkpoint.seq or latest.state_key != checkpoint.state_key:
+        raise exc
+    log.warning("checkpoint %d of job %s was committed although it reported %s", checkpoint.seq, checkpoint.job, exc)
 
 
 def _now() -> int:

@@ -1,0 +1,252 @@
+"""Durability under injected faults (issue 20), each fault placed on purpose:
+
+1. a metadata COMMIT that is applied but whose reply is lost (the store below is the real
+   SQLite/PostgreSQL store; the wrapper only raises AFTER the real commit returned);
+2. one WAL holding two leaderships of a partition at the same offsets: the latest wins, and the
+   older leadership's acknowledged records are appended again, not dropped;
+3. (subprocess agents) acks=leader records of an agent that was taken over come back after its
+   restart, counted in streamhouse_wal_recovered_records_total;
+4. (subprocess agent) retries=False with two addresses, the first dead: produce moves on.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from streamhouse.storage.errors import StorageUnavailableError
+from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
+from streamhouse.storage.object_store import ObjectStore
+from streamhouse.storage.partition_reader import PartitionReader
+from streamhouse.storage.partition_writer import PartitionWriter
+from streamhouse.storage.records import make_batch
+from streamhouse.storage.wal import WriteAheadLog
+from streamhouse.storage.wal_format import WalEntry
+from streamhouse.storage.wal_recovery import plan_recovery
+
+TOPIC = "chaos"
+
+
+class LostReply:
+    """The real metadata store, except that chosen calls raise a connection error after the
+    real call returned (the COMMIT was applied; its reply never arrived)."""
+
+    def __init__(self, inner: MetadataStore) -> None:
+        self.inner = inner
+        self.lose_commit_replies = 0
+        self.fail_reads = 0  # list_segments calls that fail before reaching the store
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def commit_segment(self, segment: SegmentInfo, holder: str, epoch: int) -> None:
+        self.commits += 1
+        await self.inner.commit_segment(segment, holder, epoch)
+        if self.lose_commit_replies:
+            self.lose_commit_replies -= 1
+            raise StorageUnavailableError("connection lost after COMMIT was sent (injected)")
+
+    async def list_segments(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> Any:
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise StorageUnavailableError("metadata store unreachable (injected)")
+        return await self.inner.list_segments(topic, partition, start, end)
+
+
+@dataclass
+class Env:
+    metadata: MetadataStore
+    store: ObjectStore
+    wal: WriteAheadLog
+    topic: TopicInfo
+    wal_dir: Path
+
+    async def reopen_wal(self) -> list[WalEntry]:
+        """What a restarted agent does: open the WAL directory again and replay it."""
+        await self.wal.close()
+        self.wal = await WriteAheadLog.open(self.wal_dir, fsync="never")
+        return list((await self.wal.replay()).entries)
+
+    async def leader(
+        self, holder: str, replayed: list[WalEntry] | None = None, metadata: Any = None
+    ) -> PartitionWriter:
+        lease = await self.metadata.acquire_lease(partition_resource(TOPIC, 0), holder, 30_000)
+        return await PartitionWriter.recover(
+            self.topic,
+            0,
+            holder=holder,
+            epoch=lease.epoch,
+            metadata=metadata or self.metadata,
+            store=self.store,
+            wal=self.wal,
+            replayed=replayed or [],
+        )
+
+    async def hand_over(self, old: PartitionWriter) -> None:
+        """The old holder's lease lapses (as if it were paused past its TTL)."""
+        await self.metadata.release_lease(partition_resource(TOPIC, 0), old.holder, old.epoch)
+
+
+@pytest.fixture
+async def env(metadata_store: MetadataStore, object_store: ObjectStore, tmp_path: Path) -> AsyncIterator[Env]:
+    topic = await metadata_store.create_topic(TOPIC, 1)
+    wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+    await wal.replay()
+    e = Env(metadata_store, object_store, wal, topic, tmp_path / "wal")
+    yield e
+    await e.wal.close()
+
+
+def batch(tag: str, n: int, start: int = 0) -> pa.RecordBatch:
+    return make_batch(
+        [f"{tag}{i}".encode() for i in range(start, start + n)],
+        keys=[b"k"] * n,
+        timestamps=[1000 + i for i in range(start, start + n)],
+    )
+
+
+def values(table: pa.Table) -> list[bytes | None]:
+    return table.column("value").to_pylist()
+
+
+async def read_all(env: Env) -> list[bytes | None]:
+    return values(await PartitionReader(env.metadata, env.store).read(TOPIC, 0, 0))
+
+
+# -- 1. lost COMMIT reply -------------------------------------------------------------------------
+async def test_a_commit_whose_reply_is_lost_keeps_its_segment(env: Env) -> None:
+    faulty = LostReply(env.metadata)
+    writer = await env.leader("agent-a", metadata=faulty)
+    await writer.append(batch("x", 5))
+    faulty.lose_commit_replies = 1
+    info = await writer.flush()  # the read-back finds the row: success, not an error
+    assert info is not None and (info.base_offset, info.end_offset) == (0, 5)
+    assert not writer.fenced and writer.durable_end == 5 and writer.buffered_bytes == 0
+    assert await env.store.get(info.object_key)  # the object the row points to exists
+    assert await writer.append(batch("y", 2)) == 5  # no offset is reused
+    await writer.flush()
+    assert await read_all(env) == [b"x0", b"x1", b"x2", b"x3", b"x4", b"y0", b"y1"]
+
+
+async def test_a_retried_commit_refused_because_it_already_applied_is_success(env: Env) -> None:
+    """The issue's sequence: the reply is lost AND the read-back fails, so the writer retries;
+    the retry is refused (the durable end already moved, by its own first commit). That
+    refusal must resolve to success: no fencing, no deleted object, no dropped buffer."""
+    faulty = LostReply(env.metadata)
+    writer = await env.leader("agent-a", metadata=faulty)
+    await writer.append(batch("x", 5))
+    faulty.lose_commit_replies, faulty.fail_reads = 1, 1
+    with pytest.raises(StorageUnavailableError):
+        await writer.flush()
+    assert not writer.fenced and writer.buffered_bytes > 0  # outcome unknown: nothing dropped
+    await writer.append(batch("y", 3))  # buffered behind the uncertain cut
+    await writer.flush()  # retry: refused as OffsetConflict, read back, found ours → success
+    assert faulty.commits == 3  # the lost one, the refused retry, the round for "y"
+    assert not writer.fenced and writer.durable_end == 8
+    segments = await env.metadata.list_segments(TOPIC, 0)
+    assert [(s.base_offset, s.end_offset) for s in segments] == [(0, 5), (5, 8)]
+    for s in segments:
+        assert await env.store.get(s.object_key)
+    assert await read_all(env) == [b"x0", b"x1", b"x2", b"x3", b"x4", b"y0", b"y1", b"y2"]
+
+
+async def test_a_truly_fenced_commit_leaves_the_object_and_is_reported(env: Env) -> None:
+    old = await env.leader("agent-a")
+    await old.append(batch("a", 3))
+    await env.hand_over(old)
+    new = await env.leader("agent-b")
+    await new.append(batch("b", 2))
+    await new.flush()
+    with pytest.raises(Exception, match="fenced"):
+        await old.flush()
+    assert old.fenced
+    assert await read_all(env) == [b"b0", b"b1"]
+
+
+# -- 2. two leaderships in one WAL -----------------------------------------------------------------
+async def test_replay_keeps_the_latest_leadership_per_offset_and_reappends_the_older(env: Env) -> None:
+    """A leads (epoch 1) and acknowledges X at 0..4; B takes over (epoch 2) and dies without
+    committing; A leads again (epoch 3, live process: its WAL entries of epoch 1 are not
+    re-buffered) and acknowledges Y at 0..4; A crashes and restarts with nobody else leading."""
+    a1 = await env.leader("agent-a")
+    await a1.append(batch("X", 5))
+    await env.hand_over(a1)
+    b = await env.leader("agent-b")
+    await env.hand_over(b)
+    a3 = await env.leader("agent-a")  # a fresh writer of a live process: replayed=[]
+    assert a3.epoch == a1.epoch + 2
+    await a3.append(batch("Y", 5))
+    replayed = await env.reopen_wal()
+    assert sorted((e.epoch, e.base_offset) for e in replayed) == [(a1.epoch, 0), (a3.epoch, 0)]
+    await env.hand_over(a3)
+    again = await env.leader("agent-a", replayed=replayed)
+    # Offsets 0..4 hold Y (the latest leadership); X is appended again after it, not lost.
+    assert again.next_offset == 10 and again.recovered_records == 5 and again.replayed_records == 5
+    await again.flush()
+    assert await read_all(env) == [b"Y0", b"Y1", b"Y2", b"Y3", b"Y4", b"X0", b"X1", b"X2", b"X3", b"X4"]
+    # X keeps its original timestamps.
+    table = await PartitionReader(env.metadata, env.store).read(TOPIC, 0, 5)
+    assert table.column("timestamp").cast(pa.int64()).to_pylist() == [1000, 1001, 1002, 1003, 1004]
+
+
+async def test_recovery_is_idempotent_across_repeated_crashes(env: Env) -> None:
+    """A restart carries the records over (writes them again under its epoch); crashing again
+    before anything is committed, and again after, must neither lose nor duplicate them."""
+    a1 = await env.leader("agent-a")
+    await a1.append(batch("X", 3))
+    await env.hand_over(a1)
+    b = await env.leader("agent-b")
+    await b.append(batch("B", 2))
+    await b.flush()  # B committed other records at 0..1: X's offsets are taken
+    await env.hand_over(b)
+    for _ in range(2):  # crash right after recovering, twice
+        replayed = await env.reopen_wal()
+        w = await env.leader("agent-a", replayed=replayed)
+        assert w.next_offset == 5
+        await env.hand_over(w)
+    replayed = await env.reopen_wal()
+    w = await env.leader("agent-a", replayed=replayed)
+    await w.flush()
+    await env.hand_over(w)
+    replayed = await env.reopen_wal()  # after the commit: nothing more to do
+    w = await env.leader("agent-a", replayed=replayed)
+    assert w.next_offset == 5 and w.recovered_records == 0 and w.replayed_records == 0
+    assert await read_all(env) == [b"B0", b"B1", b"X0", b"X1", b"X2"]
+
+
+def test_plan_recovery_orders_tail_and_orphans() -> None:
+    def entry(epoch: int, base: int, n: int, tag: bytes) -> WalEntry:
+        return WalEntry(1, 0, epoch, base, n, tag * n)
+
+    def seg(base: int, end: int, epoch: int) -> SegmentInfo:
+        return SegmentInfo(TOPIC, 0, base, end, 0, 0, 1, f"k{base}", epoch, 0, 0)
+
+    x1, y3, z3 = entry(1, 0, 5, b"x"), entry(3, 0, 5, b"y"), entry(3, 5, 2, b"z")
+    plan = plan_recovery([x1, y3, z3], 0, [])
+    assert [(p.entry, p.start, p.end) for p in plan.tail] == [(y3, 0, 5), (z3, 5, 7)]
+    assert [(p.entry, p.start, p.end) for p in plan.orphans] == [(x1, 0, 5)]
+    # Committed by the same leadership: nothing to do. By another one: an orphan.
+    assert plan_recovery([x1], 5, [seg(0, 5, 1)]).idle
+    other = plan_recovery([x1], 5, [seg(0, 5, 2)])
+    assert other.orphan_records == 5 and not other.tail
+    # A copy of x1 rewritten under epoch 4 (carried over) supersedes it: no orphan twice.
+    carried = plan_recovery([x1, entry(4, 9, 5, b"x")], 9, [seg(0, 9, 2)])
+    assert carried.carried == 5 and carried.tail_records == 5 and not carried.orphans
+    # A gap after the committed end: what follows it is appended again, not dropped.
+    gap = plan_recovery([entry(2, 3, 2, b"g")], 0, [])
+    assert gap.orphan_records == 2 and not gap.tail
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
