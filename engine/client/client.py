@@ -22,6 +22,7 @@ from streamhouse.agent.api import (
 )
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.partitioner import partition_for_keys, split_by_partition
+from streamhouse.client.produce_errors import in_caller_batch
 from streamhouse.client.topic_table import TopicTable
 from streamhouse.client.transport import Transport
 from streamhouse.client.values import as_table, batch_from_table, batch_from_values
@@ -194,17 +195,22 @@ class Client:
         # The producer stamps create time (Kafka's default), so the agent can log the request's
         # bytes as they are instead of re-encoding a stamped copy.
         batch = stamp_missing_timestamps(batch, int(time.time() * 1000))
+        ids = None
         if partition is not None:
             parts = {partition: batch}
         else:
             count = self._partition_count(topic)
             start = self._round_robin.get(topic, 0)
             self._round_robin[topic] = start + batch.column(2).null_count
-            parts = split_by_partition(batch, partition_for_keys(batch.column(2), count, start=start), count)
+            ids = partition_for_keys(batch.column(2), count, start=start)
+            parts = split_by_partition(batch, ids, count)
         results: list[ProduceResult] = []
         for p, part in sorted(parts.items()):
             for begin in range(0, part.num_rows, _BATCH_RECORDS):
-                results.extend(self.transport.produce(topic, p, part.slice(begin, _BATCH_RECORDS), acks))
+                try:
+                    results.extend(self.transport.produce(topic, p, part.slice(begin, _BATCH_RECORDS), acks))
+                except InvalidInputError as exc:  # a refused value: named in the caller's batch
+                    raise in_caller_batch(exc, ids, p, begin, sum(r.record_count for r in results)) from None
         return results
 
     # -- consume --------------------------------------------------------------------------------

@@ -36,6 +36,9 @@ class JobManager:
         self.running: dict[str, tuple[JobRunner, asyncio.Task[None]]] = {}
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        # The last failure of each job that stopped with an error (e.g. a source value that does
+        # not fit its declared columns): logged once, shown by SHOW JOBS.
+        self.failures: dict[str, str] = {}
 
     def start(self) -> None:
         if self._loop is None:
@@ -82,6 +85,7 @@ class JobManager:
                 return pa.table({"dropped": pa.array([], pa.string())})
             raise
         await self._stop(job.name, release=False)
+        self.failures.pop(job.name, None)
         for key in await self.service.metadata.delete_job(job.name):
             with contextlib.suppress(Exception):
                 await self.service.manager.store.delete(key)
@@ -106,6 +110,8 @@ class JobManager:
                         lag += max(0, await self.service.manager.end_offset(topic, p) - offset)
             lease = await metadata.get_lease(job_resource(job.name))
             state = "running here" if job.name in self.running else "running" if lease else "waiting"
+            if job.name in self.failures:
+                state += f"; last failure: {self.failures[job.name]}"
             watermark = stats.get("watermark", -1)
             values = {
                 "job": job.name,
@@ -169,10 +175,15 @@ class JobManager:
 
     def _finished(self, name: str, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            log.warning("job %s stopped: %s", name, task.exception())
-            # A fenced or failed runner is retried by the next placement round.
+            error = str(task.exception())
+            repeated = self.failures.get(name) == error
+            self.failures[name] = error
+            # A fenced or failed runner is retried by the next placement round: at once the
+            # first time, a renew interval later when it failed the same way (no spinning).
+            log.log(logging.DEBUG if repeated else logging.WARNING, "job %s stopped: %s", name, error)
             self.running.pop(name, None)
-            self._wake.set()
+            if not repeated:
+                self._wake.set()
 
     async def _stop(self, name: str, *, release: bool) -> None:
         entry = self.running.pop(name, None)
