@@ -298,6 +298,11 @@ class AdminStub:
                 request_serializer=streamhouse_dot_proto_dot_streamhouse__pb2.DeleteTopicRequest.SerializeToString,
                 response_deserializer=streamhouse_dot_proto_dot_streamhouse__pb2.DeleteTopicResponse.FromString,
                 _registered_method=True)
+        self.AlterTopic = channel.unary_unary(
+                '/streamhouse.v1.Admin/AlterTopic',
+                request_serializer=streamhouse_dot_proto_dot_streamhouse__pb2.AlterTopicRequest.SerializeToString,
+                response_deserializer=streamhouse_dot_proto_dot_streamhouse__pb2.TopicDescription.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -331,6 +336,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AlterTopic(self, request, context):
+        """Set or reset topic settings, or add partitions; one change at once or none of it.
+        NOT_FOUND for an unknown topic; INVALID_ARGUMENT for an unknown, unsupported or not
+        alterable setting, a bad value, or a partition count that would not grow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -353,6 +367,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DeleteTopic,
                     request_deserializer=streamhouse_dot_proto_dot_streamhouse__pb2.DeleteTopicRequest.FromString,
                     response_serializer=streamhouse_dot_proto_dot_streamhouse__pb2.DeleteTopicResponse.SerializeToString,
+            ),
+            'AlterTopic': grpc.unary_unary_rpc_method_handler(
+                    servicer.AlterTopic,
+                    request_deserializer=streamhouse_dot_proto_dot_streamhouse__pb2.AlterTopicRequest.FromString,
+                    response_serializer=streamhouse_dot_proto_dot_streamhouse__pb2.TopicDescription.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -464,6 +483,33 @@ class Admin:
             '/streamhouse.v1.Admin/DeleteTopic',
             streamhouse_dot_proto_dot_streamhouse__pb2.DeleteTopicRequest.SerializeToString,
             streamhouse_dot_proto_dot_streamhouse__pb2.DeleteTopicResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AlterTopic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/streamhouse.v1.Admin/AlterTopic',
+            streamhouse_dot_proto_dot_streamhouse__pb2.AlterTopicRequest.SerializeToString,
+            streamhouse_dot_proto_dot_streamhouse__pb2.TopicDescription.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@ through, and the scan that turns pruned partition reads into one Arrow table per
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,6 +41,10 @@ class TopicSource(Protocol):
     ) -> TopicInfo: ...
 
     async def delete_topic(self, name: str) -> None: ...
+
+    async def alter_topic(
+        self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
+    ) -> TopicInfo: ...
 
     async def end_offset(self, topic: str, partition: int) -> int: ...
 

@@ -1,16 +1,20 @@
 """Topic DDL and metadata statements, Flink style (DESIGN §7): CREATE TOPIC with declared
-columns, a WATERMARK and WITH options; DROP TOPIC; SHOW TOPICS; DESCRIBE; EXPLAIN. A small
+columns, a WATERMARK and WITH options; ALTER TOPIC SET/RESET/ADD PARTITIONS; DROP TOPIC; SHOW
+TOPICS; DESCRIBE; EXPLAIN. Topic settings are judged by storage/topic_config.py. A small
 tokenizer and recursive descent: sqlglot knows neither TOPIC nor WATERMARK."""
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
 from streamhouse.sql.errors import SqlError, position_at
 from streamhouse.sql.window_intervals import IntervalError, interval_ms
+from streamhouse.storage import topic_config
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.value_schema import Column, ValueSchema, Watermark
 
@@ -41,6 +45,18 @@ class CreateTopic:
     schema: ValueSchema | None = None
     config: dict[str, str] = field(default_factory=dict)
     if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class AlterTopic:
+    """`ALTER TOPIC name SET ('k' = 'v', …)`, `RESET ('k', …)` or `ADD PARTITIONS n` (n more
+    partitions). Only the syntax is checked here: the agent judges the settings against the
+    topic as it is (storage/topic_config.alter_change)."""
+
+    name: str
+    set_config: Mapping[str, str] = field(default_factory=dict)
+    reset: tuple[str, ...] = ()
+    add_partitions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +111,7 @@ class ShowJobs:
     pass
 
 
-Statement = CreateTopic | DropTopic | ShowTopics | Describe | Explain | CreateJob | DropJob | ShowJobs
+Statement = CreateTopic | AlterTopic | DropTopic | ShowTopics | Describe | Explain | CreateJob | DropJob | ShowJobs
 
 
 def parse_statement(sql: str) -> Statement | None:
@@ -115,6 +131,8 @@ def parse_statement(sql: str) -> Statement | None:
         return _Parser(text).create_topic()
     if words[:2] == ["DROP", "TOPIC"]:
         return _Parser(text).drop_topic()
+    if words[:2] == ["ALTER", "TOPIC"]:
+        return _Parser(text).alter_topic()
     if words[0] == "SHOW" and words[1:] == ["JOBS"] and len(head) == 2:
         return ShowJobs()
     upper = " ".join(text.split()[:3]).upper()
@@ -200,6 +218,30 @@ class _Parser:
         self._end()
         return DropTopic(name, if_exists)
 
+    def alter_topic(self) -> AlterTopic:
+        self._take("ALTER")
+        self._take("TOPIC")
+        name = self._name()
+        if self._accept("SET"):
+            statement = AlterTopic(name, set_config=self._options())
+        elif self._accept("RESET"):
+            statement = AlterTopic(name, reset=tuple(self._keys()))
+        elif self._accept("ADD"):
+            if not self._accept("PARTITIONS") and not self._accept("PARTITION"):
+                raise self._error("expected PARTITIONS n after ADD")
+            negative = self._accept("-")
+            count = self._take(what="the number of partitions to add")
+            if count.kind != "number":
+                raise self._error(f"ADD PARTITIONS needs a whole number, found {count.text!r}", count.position)
+            statement = AlterTopic(name, add_partitions=-int(count.text) if negative else int(count.text))
+        else:
+            found = self.tokens[self.i].text if self.i < len(self.tokens) else "end of statement"
+            raise self._error(
+                f"expected SET (…), RESET (…) or ADD PARTITIONS n after ALTER TOPIC {name}, found {found!r}"
+            )
+        self._end()
+        return statement
+
     def create_topic(self) -> CreateTopic:
         self._take("CREATE")
         self._take("TOPIC")
@@ -216,11 +258,10 @@ class _Parser:
                 if self._accept(")"):
                     break
                 self._take(",")
-        options = self._options() if self._accept("WITH") else {}
+        raw_options = self._options() if self._accept("WITH") else {}
         self._end()
+        options = topic_config.parse_options(raw_options, f"CREATE TOPIC {name}")
         partitions = options.pop("partitions", "1")
-        if not partitions.isdigit() or int(partitions) < 1:
-            raise SqlError(f"CREATE TOPIC {name}: partitions must be a positive integer, not {partitions!r}")
         fmt = options.pop("format", "json" if columns else "")
         try:
             schema = ValueSchema(tuple(columns), watermark, fmt) if columns else None
@@ -248,7 +289,9 @@ class _Parser:
         select = self.text[self.tokens[self.i].position :].strip()
         for key, value in options.items():
             if key not in JOB_OPTIONS:
-                raise SqlError(f"{name}: unknown option {key!r}; known: {', '.join(JOB_OPTIONS)}")
+                close = difflib.get_close_matches(key, list(JOB_OPTIONS), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(JOB_OPTIONS)}"
+                raise SqlError(f"{name}: unknown option {key!r}; {hint}")
             allowed = JOB_OPTIONS[key]
             if allowed is not None and value.lower() not in allowed:
                 raise SqlError(f"{name}: option {key!r} must be one of {', '.join(allowed)}, not {value!r}")
@@ -319,6 +362,16 @@ class _Parser:
             options[_unquote(key.text).lower()] = _unquote(value.text)
             if self._accept(")"):
                 return options
+            self._take(",")
+
+    def _keys(self) -> list[str]:
+        """`('k', …)`: the setting names of a RESET."""
+        self._take("(")
+        keys: list[str] = []
+        while True:
+            keys.append(_unquote(self._take(what="a setting name").text).lower())
+            if self._accept(")"):
+                return keys
             self._take(",")
 
 

@@ -17,6 +17,7 @@ from sqlglot.errors import ParseError
 
 from streamhouse.sql.catalog import TopicScan, TopicSource, partitioned, scan_topic, topic_schema
 from streamhouse.sql.ddl import (
+    AlterTopic,
     CreateJob,
     CreateTopic,
     Describe,
@@ -65,6 +66,10 @@ class SqlEngine:
             return await self._create(statement)
         if isinstance(statement, DropTopic):
             return await self._drop(statement)
+        if isinstance(statement, AlterTopic):
+            s = statement
+            info = await self.source.alter_topic(s.name, s.set_config, s.reset, s.add_partitions)
+            return _show([info]).select(["topic", "partitions", "config"])
         if isinstance(statement, ShowTopics):
             return _show(await self.source.list_topics())
         if isinstance(statement, Describe):

@@ -235,31 +235,25 @@ def create_config(config: Mapping[str, str] | None, where: str) -> dict[str, str
     return parsed
 
 
-def alter_change(
-    topic: str,
-    set_config: Mapping[str, str] | None,
-    reset: Iterable[str] | None,
-    add_partitions: int | None,
-    current: Mapping[str, str] | None = None,
+def alter_shape(
+    topic: str, set_config: Mapping[str, str] | None, reset: Iterable[str] | None, add_partitions: int | None
 ) -> TopicChange:
-    """Check an ALTER TOPIC before anything changes. `current` is the topic's stored config: a
-    key it holds may always be RESET, so a setting stored before it was refused can be removed."""
+    """The types of an ALTER TOPIC (string keys and values, a whole partition count of at least
+    1, something to change), keys not judged yet: what a remote client checks before sending."""
     where = f"ALTER TOPIC {topic}"
     if set_config is not None and not isinstance(set_config, Mapping):
         raise TopicSettingError(f"{where}: set must map setting names to strings, got {type(set_config).__name__}")
-    if isinstance(reset, str):
-        raise TopicSettingError(f"{where}: reset must be a list of setting names, not the string {reset!r}")
-    stored = {canonical_key(k, where) for k in (current or {})}
+    if isinstance(reset, str) or (reset is not None and not isinstance(reset, Iterable)):
+        raise TopicSettingError(f"{where}: reset must be a list of setting names, got {reset!r}")
     values: dict[str, str] = {}
     for raw_key, value in (set_config or {}).items():
         key = canonical_key(raw_key, where)
-        setting = _alterable(_known(key, where), where)
-        values[key] = _value(setting, value, where)
+        if not isinstance(value, str):
+            raise _refused(key, f"{where}: topic setting {key!r} needs a string value, got {value!r}")
+        values[key] = value
     removed: list[str] = []
     for raw_key in reset or ():
         key = canonical_key(raw_key, where)
-        if key not in stored:
-            _alterable(_known(key, where), where)
         if key in values:
             raise _refused(key, f"{where}: {key!r} is both SET and RESET")
         if key not in removed:
@@ -267,7 +261,7 @@ def alter_change(
     added = 0
     if add_partitions is not None:
         if isinstance(add_partitions, bool) or not isinstance(add_partitions, int):
-            raise PartitionCountError(f"{where}: ADD PARTITIONS needs an integer, got {add_partitions!r}")
+            raise PartitionCountError(f"{where}: ADD PARTITIONS needs a whole number, got {add_partitions!r}")
         if add_partitions < 1:
             raise PartitionCountError(
                 f"{where}: ADD PARTITIONS {add_partitions}: the partition count only grows (as in Kafka); "
@@ -277,6 +271,31 @@ def alter_change(
     if not values and not removed and not added:
         raise TopicSettingError(f"{where}: nothing to change (give SET, RESET or ADD PARTITIONS)")
     return TopicChange(topic, MappingProxyType(values), tuple(removed), added)
+
+
+def alter_change(
+    topic: str,
+    set_config: Mapping[str, str] | None,
+    reset: Iterable[str] | None,
+    add_partitions: int | None,
+    current: Mapping[str, str] | None = None,
+) -> TopicChange:
+    """Check an ALTER TOPIC before anything changes: every key known, supported and alterable,
+    values normalised. `current` is the topic's stored config: an unregistered key it holds
+    may be RESET, so a setting stored before it was refused can still be removed."""
+    shape = alter_shape(topic, set_config, reset, add_partitions)
+    where = f"ALTER TOPIC {topic}"
+    stored = {canonical_key(k, where) for k in (current or {})}
+    values = {
+        key: _value(_alterable(_known(key, where), where), value, where) for key, value in shape.set_config.items()
+    }
+    for key in shape.reset:
+        setting = SETTINGS.get(key)
+        if setting is not None:
+            _alterable(setting, where)
+        elif key not in stored:
+            _known(key, where)  # refused: unknown (with a suggestion) or not supported
+    return TopicChange(topic, MappingProxyType(values), shape.reset, shape.add_partitions)
 
 
 def _alterable(setting: Setting, where: str) -> Setting:

@@ -69,20 +69,20 @@ def end_offsets(data_dir: str, topic: str) -> dict[int, int]:
 
 
 def test_topic_create_list_describe_delete(cli: Cli) -> None:
-    code, out, _ = cli("topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=60000")
+    code, out, _ = cli("topic", "create", "orders", "--partitions", "3", "--config", "json.ignore-errors=true")
     assert code == 0 and "created topic orders with 3 partitions" in out
     assert cli("topic", "create", "audit")[0] == 0
 
     code, out, _ = cli("topic", "list")
-    assert code == 0 and "orders" in out and "audit" in out and "retention.ms=60000" in out
+    assert code == 0 and "orders" in out and "audit" in out and "json.ignore-errors=true" in out
     code, out, _ = cli("topic", "list", "--json")
     assert json.loads(out) == [
         {"name": "audit", "topic_id": 2, "partitions": 1, "config": {}},
-        {"name": "orders", "topic_id": 1, "partitions": 3, "config": {"retention.ms": "60000"}},
+        {"name": "orders", "topic_id": 1, "partitions": 3, "config": {"json.ignore-errors": "true"}},
     ]
 
     code, out, _ = cli("topic", "describe", "orders")
-    assert code == 0 and "durable end offset" in out and "retention.ms=60000" in out
+    assert code == 0 and "durable end offset" in out and "json.ignore-errors=true" in out
     code, out, _ = cli("topic", "describe", "orders", "--json")
     doc = json.loads(out)
     assert doc["name"] == "orders" and doc["partitions"] == 3

@@ -157,6 +157,7 @@ SERVICES: dict[str, dict[str, tuple[str, str, bool, bool]]] = {
         "ListTopics": ("ListTopicsRequest", "ListTopicsResponse", False, False),
         "DescribeTopic": ("DescribeTopicRequest", "TopicDescription", False, False),
         "DeleteTopic": ("DeleteTopicRequest", "DeleteTopicResponse", False, False),
+        "AlterTopic": ("AlterTopicRequest", "TopicDescription", False, False),
     },
     "ConsumerGroups": {
         "CommitOffsets": ("CommitOffsetsRequest", "CommitOffsetsResponse", False, False),

@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streamhouse.agent import topic_admin
 from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
 from streamhouse.agent.api import TopicDescription as Description
 from streamhouse.agent.config import AgentConfig, leader_address
@@ -80,9 +81,12 @@ class AgentService:
         await self.manager.close(flush=flush)
 
     # -- topics ---------------------------------------------------------------------------------
-    async def topic(self, name: str) -> TopicInfo:
+    async def topic(self, name: str, partition: int | None = None) -> TopicInfo:
         cached = self._topics.get(name)
-        if cached is not None and time.monotonic() - cached[1] < _TOPIC_TTL_S:
+        fresh = cached is not None and time.monotonic() - cached[1] < _TOPIC_TTL_S
+        # A partition past the cached count may have been added since (ALTER TOPIC on another
+        # agent): look again before calling it out of range.
+        if cached is not None and fresh and (partition is None or partition < cached[0].partitions):
             return cached[0]
         info = await self.metadata.get_topic(name)
         self._topics[name] = (info, time.monotonic())
@@ -92,6 +96,19 @@ class AgentService:
         self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
     ) -> TopicInfo:
         info = await self.metadata.create_topic(name, partitions, dict(config or {}), value_schema or None)
+        self._topics[name] = (info, time.monotonic())
+        return info
+
+    async def alter_topic(
+        self,
+        name: str,
+        set_config: Mapping[str, str] | None = None,
+        reset: Iterable[str] | None = None,
+        add_partitions: int | None = None,
+    ) -> TopicInfo:
+        """ALTER TOPIC (engine/agent/topic_admin.py); this agent sees the result at once, others
+        within their topic cache's TTL."""
+        info = await topic_admin.alter_topic(self.metadata, name, set_config, reset, add_partitions)
         self._topics[name] = (info, time.monotonic())
         return info
 
@@ -148,7 +165,7 @@ class AgentService:
         # Metric labels only name topics that exist: request garbage must not grow the registry.
         label = "<unknown>"
         try:
-            info = await self.topic(topic)
+            info = await self.topic(topic, partition)
             label = topic
             if acks not in ACKS:
                 raise InvalidInputError(f"acks must be one of {', '.join(ACKS)}, not {acks!r}")
@@ -237,7 +254,7 @@ class AgentService:
         min_bytes: int = 1,
     ) -> FetchResult:
         """Records from `offset`; waits up to max_wait_ms for at least min_bytes of them."""
-        info = await self.topic(topic)
+        info = await self.topic(topic, partition)
         if not 0 <= partition < info.partitions:
             raise PartitionNotFoundError(topic, partition, info.partitions)
         if offset < 0:
@@ -300,7 +317,7 @@ class AgentService:
 
     # -- consumer groups ------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
-        info = await self.topic(topic)
+        info = await self.topic(topic, max(offsets, default=None))
         for p, off in offsets.items():
             if not 0 <= p < info.partitions:
                 raise PartitionNotFoundError(topic, p, info.partitions)

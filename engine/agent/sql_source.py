@@ -3,6 +3,7 @@ through the partition reader, unflushed ones from the writers this agent leads."
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -31,6 +32,11 @@ class AgentTopics:
 
     async def delete_topic(self, name: str) -> None:
         await self.service.delete_topic(name)
+
+    async def alter_topic(
+        self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
+    ) -> TopicInfo:
+        return await self.service.alter_topic(name, set_config, reset, add_partitions)
 
     async def end_offset(self, topic: str, partition: int) -> int:
         return await self.service.manager.end_offset(topic, partition)

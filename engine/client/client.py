@@ -28,7 +28,14 @@ from streamhouse.client.transport import Transport
 from streamhouse.client.values import as_table, batch_from_table, batch_from_values
 from streamhouse.notebook import register_in_running_shell
 from streamhouse.notebook.progress import progress as progress_bar
-from streamhouse.storage.errors import InvalidInputError, JobLagTimeoutError, JobNotFoundError, TopicExistsError
+from streamhouse.storage import topic_config
+from streamhouse.storage.errors import (
+    InvalidInputError,
+    JobLagTimeoutError,
+    JobNotFoundError,
+    TopicExistsError,
+    TopicNotFoundError,
+)
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 
@@ -39,6 +46,9 @@ if TYPE_CHECKING:
 _BATCH_RECORDS = 50_000
 # produce_table converts and sends a table this many rows at a time (one progress step each).
 _TABLE_CHUNK_ROWS = 100_000
+# A topic's partition count is re-read this often, so keyed records hash over partitions another
+# client added (ALTER TOPIC … ADD PARTITIONS), as a Kafka producer's metadata refresh does.
+_PARTITIONS_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +78,7 @@ class Client:
         self.transport = transport
         self.closed = False
         self._round_robin: dict[str, int] = {}
-        self._partitions: dict[str, int] = {}
+        self._partitions: dict[str, tuple[int, float]] = {}  # topic → (partition count, read at)
         _OPENED[:] = [ref for ref in _OPENED if ref() is not None]
         _OPENED.append(weakref.ref(self))
         register_in_running_shell()
@@ -83,13 +93,32 @@ class Client:
         value_schema: str | None = None,
         exist_ok: bool = False,
     ) -> TopicInfo:
+        """`config`: topic settings (storage/topic_config.py); an unknown key is refused with
+        the closest known one as a suggestion, a Kafka key nothing enforces yet as not supported."""
+        checked = topic_config.create_config(config, f"create_topic {name}")
         try:
-            info = self.transport.create_topic(name, partitions, dict(config or {}), value_schema)
+            info = self.transport.create_topic(name, partitions, checked, value_schema)
         except TopicExistsError:
             if not exist_ok:
                 raise
             return self.describe(name).info
-        self._partitions[name] = info.partitions
+        self._partitions[name] = (info.partitions, time.monotonic())
+        return info
+
+    def alter_topic(
+        self,
+        topic: str,
+        *,
+        set: Mapping[str, str] | None = None,  # the SQL word; shadows the builtin only in here
+        reset: Sequence[str] = (),
+        add_partitions: int | None = None,
+    ) -> TopicInfo:
+        """ALTER TOPIC: `set` settings (e.g. {"json.ignore-errors": "true"}), `reset` them to
+        their defaults, or `add_partitions` more partitions (the count only grows; keyed records
+        then hash over the new count, existing records stay where they are). All of it or
+        nothing; returns the topic as it now is."""
+        info = self.transport.alter_topic(topic, set if set is not None else {}, reset, add_partitions)
+        self._partitions[topic] = (info.partitions, time.monotonic())
         return info
 
     def topics(self) -> list[TopicInfo]:
@@ -97,7 +126,7 @@ class Client:
 
     def describe(self, topic: str) -> TopicDescription:
         description = self.transport.describe_topic(topic)
-        self._partitions[topic] = description.info.partitions
+        self._partitions[topic] = (description.info.partitions, time.monotonic())
         return description
 
     def table(self, topic: str) -> TopicTable:
@@ -110,8 +139,18 @@ class Client:
         self._partitions.pop(topic, None)
 
     def _partition_count(self, topic: str) -> int:
-        count = self._partitions.get(topic)
-        return count if count is not None else self.describe(topic).info.partitions
+        cached = self._partitions.get(topic)
+        if cached is None:
+            return self.describe(topic).info.partitions
+        if time.monotonic() - cached[1] < _PARTITIONS_TTL_S:
+            return cached[0]
+        # A refresh needs only the count: one metadata read, not describe's per-partition ones.
+        for info in self.transport.list_topics():
+            if info.name == topic:
+                self._partitions[topic] = (info.partitions, time.monotonic())
+                return info.partitions
+        self._partitions.pop(topic, None)
+        raise TopicNotFoundError(topic)
 
     # -- produce --------------------------------------------------------------------------------
     def produce(

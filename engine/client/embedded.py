@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -72,6 +72,11 @@ class EmbeddedTransport:
 
     def delete_topic(self, name: str) -> None:
         self._run(self.service.delete_topic(name))
+
+    def alter_topic(
+        self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
+    ) -> TopicInfo:
+        return self._run(self.service.alter_topic(name, set_config, reset, add_partitions))
 
     def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
         # Backpressure is waited out here, as the remote transport does: the buffers drain as

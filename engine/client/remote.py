@@ -20,6 +20,7 @@ from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.server import convert
 from streamhouse.server.convert import MAX_MESSAGE_BYTES, arrow_from_chunks
 from streamhouse.server.status import error_from_rpc
+from streamhouse.storage import topic_config
 from streamhouse.storage.batch_codec import encode_batch
 from streamhouse.storage.errors import (
     BackpressureError,
@@ -187,6 +188,22 @@ class RemoteTransport:
         self._call(lambda s: s.admin.DeleteTopic(pb.DeleteTopicRequest(name=name), timeout=self.timeout_s))
         for key in [k for k in self._leaders if k[0] == name]:
             self._leaders.pop(key, None)
+
+    def alter_topic(
+        self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
+    ) -> TopicInfo:
+        # Types are checked here, the keys by the agent: protobuf would refuse a non-string value
+        # with a TypeError, and proto3 has no "unset" int (0 = no partitions to add), so an
+        # explicit 0 must be refused before it is sent.
+        change = topic_config.alter_shape(name, set_config, reset, add_partitions)
+        request = pb.AlterTopicRequest(
+            name=name,
+            set_config=dict(change.set_config),
+            reset_config=list(change.reset),
+            add_partitions=change.add_partitions,
+        )
+        msg = self._call(lambda s: s.admin.AlterTopic(request, timeout=self.timeout_s))
+        return convert.topic_from_pb(msg).info
 
     # -- records --------------------------------------------------------------------------------
     def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:

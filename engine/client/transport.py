@@ -3,7 +3,7 @@ network) and a remote agent over gRPC. The Client above them never knows which i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import pyarrow as pa
@@ -22,6 +22,13 @@ class Transport(Protocol):
     def describe_topic(self, name: str) -> TopicDescription: ...
 
     def delete_topic(self, name: str) -> None: ...
+
+    def alter_topic(
+        self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
+    ) -> TopicInfo:
+        """ALTER TOPIC: the agent judges the change (storage/topic_config.py) and applies all of
+        it or nothing."""
+        ...
 
     def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
         """Append one batch to one partition (or -1: the agent chooses); leader routing and

@@ -1,4 +1,4 @@
-"""`streamhouse topic create|list|describe|delete`: what kafka-topics does.
+"""`streamhouse topic create|list|describe|alter|delete`: what kafka-topics does.
 
 Human output is a rich table on stdout; `--json` on list/describe prints one JSON document
 instead (list: an array of {name, topic_id, partitions, config}; describe: the same object
@@ -46,6 +46,29 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     describe.add_argument("name")
     describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    alter = actions.add_parser(
+        "alter",
+        parents=[engine],
+        help="set or reset topic settings, or add partitions",
+        description="Change a topic: all of the change or nothing. Settings: storage/topic_config.py "
+        "(json.ignore-errors); partitions only grow, and keyed records then hash over the new count.",
+    )
+    alter.add_argument("name", help="the topic to change")
+    alter.add_argument(
+        "--set",
+        type=common.key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a topic setting; repeat for several",
+    )
+    alter.add_argument(
+        "--reset", action="append", default=[], metavar="KEY", help="reset a setting to its default; repeat for several"
+    )
+    alter.add_argument(
+        "--add-partitions", type=common.positive_int, metavar="N", help="add N partitions after the existing ones"
+    )
+
     delete = actions.add_parser("delete", parents=[engine], help="delete a topic and its segments")
     delete.add_argument("name")
 
@@ -59,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             return _list(client, args)
         if action == "describe":
             return _describe(client, args)
+        if action == "alter":
+            return _alter(client, args)
         if action == "delete":
             client.delete_topic(args.name)
             print(f"deleted topic {args.name}")
@@ -77,6 +102,13 @@ def _create(client: Client, args: argparse.Namespace) -> int:
         print(f"topic {args.name} already exists")
         return 0
     print(f"created topic {info.name} with {info.partitions} partition{'s' if info.partitions != 1 else ''}")
+    return 0
+
+
+def _alter(client: Client, args: argparse.Namespace) -> int:
+    info = client.alter_topic(args.name, set=dict(args.set), reset=args.reset, add_partitions=args.add_partitions)
+    count = f"{info.partitions} partition{'s' if info.partitions != 1 else ''}"
+    print(f"altered topic {info.name}: {count}, config {common.format_config(info.config)}")
     return 0
 
 

@@ -16,6 +16,7 @@ from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.server import convert
 from streamhouse.server.status import status_of
+from streamhouse.storage import topic_config
 from streamhouse.storage.errors import InvalidInputError, StreamHouseError
 
 log = logging.getLogger(__name__)
@@ -152,11 +153,13 @@ class AdminService(pbg.AdminServicer):
         self.service = service
 
     async def CreateTopic(self, request: pb.CreateTopicRequest, context: Context) -> pb.TopicDescription:
+        try:  # the SDK checks too; any other gRPC client is held to the same setting registry
+            config = topic_config.create_config(dict(request.config), f"CreateTopic {request.name}")
+        except StreamHouseError as exc:
+            await _abort(context, exc)
         info = await _call(
             context,
-            self.service.create_topic(
-                request.name, request.partitions, dict(request.config), request.value_schema or None
-            ),
+            self.service.create_topic(request.name, request.partitions, config, request.value_schema or None),
         )
         return convert.topic_to_pb(info)
 
@@ -171,6 +174,12 @@ class AdminService(pbg.AdminServicer):
     async def DeleteTopic(self, request: pb.DeleteTopicRequest, context: Context) -> pb.DeleteTopicResponse:
         await _call(context, self.service.delete_topic(request.name))
         return pb.DeleteTopicResponse()
+
+    async def AlterTopic(self, request: pb.AlterTopicRequest, context: Context) -> pb.TopicDescription:
+        change = self.service.alter_topic(
+            request.name, dict(request.set_config), list(request.reset_config), request.add_partitions or None
+        )
+        return convert.topic_to_pb(await _call(context, change))
 
 
 class GroupService(pbg.ConsumerGroupsServicer):

@@ -176,7 +176,7 @@ def validate_alter(
     both = sorted(set(reset) & set(set_config or {}))
     if both:
         raise InvalidInputError(f"config keys both set and reset: {', '.join(both)}")
-    added = _int("add_partitions", add_partitions, 0, MAX_PARTITIONS)
+    added = _int("add_partitions", add_partitions, 0)  # the limit on the total: check_growth
     return TopicAlteration(dict(set_config or {}), tuple(reset), added)
 
 
