@@ -2,9 +2,14 @@
 
 - a source partition's watermark is the largest event time it has shown minus the topic's
   declared delay (`WATERMARK FOR ts AS ts - INTERVAL …`); before its first row it is −∞;
-- the job's watermark is the minimum over the partitions that are not idle; a partition with
-  no rows for `idle_timeout_ms` (of the caller's clock, `now_ms`) stops holding it back, and
+- the job's watermark is the minimum over the partitions that are not idle; a partition that
+  had no data for `idle_timeout_ms` (of the caller's clock, `now_ms`) stops holding it back, and
   when every partition is idle the job's watermark is the largest partition watermark;
+- "had data" means rows were read from it, or the caller saw records in its log it has not
+  read yet (`had_data=True`): idleness means nothing to read, never "not read lately", so the
+  idle rule cannot move the watermark past rows already in a partition's log;
+- a partition with data is active again at once: the caller observes every partition of a
+  round before asking for the watermark, so a waking partition holds it back from then on;
 - the job's watermark never goes back: a partition that wakes up with older rows lowers the
   minimum, but what was already emitted stays (its rows may then be late).
 
@@ -24,7 +29,7 @@ __all__ = ["Watermarks"]
 @dataclass
 class _Partition:
     watermark: int | None = None  # largest event time − delay; None: no row yet
-    last_rows_ms: int | None = None  # caller's clock at its last rows (or when first seen)
+    last_rows_ms: int | None = None  # caller's clock when it last had data (or when first seen)
 
 
 class Watermarks:
@@ -46,17 +51,22 @@ class Watermarks:
         self._partitions: dict[int, _Partition] = {p: _Partition() for p in partitions}
         self._emitted: int | None = None
 
-    def observe(self, partition: int, max_event_ms: int | None, now_ms: int) -> None:
+    def observe(self, partition: int, max_event_ms: int | None, now_ms: int, *, had_data: bool | None = None) -> None:
         """A fetch from `partition` at `now_ms` whose largest event time is `max_event_ms`
-        (None: the fetch had no rows with a time, so the partition's idle clock keeps running)."""
+        (None: no row with a time). `had_data` (default: a time was seen) restarts the
+        partition's idle clock: pass True for rows without a time and for records known to be
+        in its log but not read yet; without data the clock keeps running."""
         self._start_clocks(now_ms)
         state = self._partitions.setdefault(partition, _Partition(last_rows_ms=now_ms))
+        if had_data is None:
+            had_data = max_event_ms is not None
+        if had_data:
+            state.last_rows_ms = now_ms
         if max_event_ms is None:
             return
         candidate = max_event_ms - self.delay_ms
         if state.watermark is None or candidate > state.watermark:
             state.watermark = candidate
-        state.last_rows_ms = now_ms
 
     def current(self, now_ms: int) -> int | None:
         """The job's watermark at `now_ms` (None: −∞). Monotonic: what it returns is emitted."""
@@ -70,6 +80,11 @@ class Watermarks:
     def emitted(self) -> int | None:
         """The last watermark `current` returned (None: −∞), without looking at the clock."""
         return self._emitted
+
+    def partition_watermark(self, partition: int) -> int | None:
+        """`partition`'s own watermark (None: −∞, no row with a time yet)."""
+        state = self._partitions.get(partition)
+        return None if state is None else state.watermark
 
     def partition_watermarks(self) -> dict[int, int | None]:
         return {p: s.watermark for p, s in sorted(self._partitions.items())}

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,7 @@ _HEADER = struct.Struct("<I")
 _MAX_CHUNKS = 64
 _WINDOW_END = "__sh_window_end"  # the window (its end, ms) of a snapshotted emitted row
 _NO_BOUND = FLUSH_WATERMARK + 1
+_MINUS_INF = -(2**62)  # no earlier row: below every event time
 
 
 @dataclass(frozen=True)
@@ -194,36 +196,46 @@ class WindowOperator:
 
     # -- steps --------------------------------------------------------------------------------
     def process(self, partition: int, rows: pa.Table, now_ms: int) -> StepResult:
-        """One micro-batch of `partition` read at `now_ms` (the caller's clock, for idleness).
-        `rows` carries at least `plan.columns`; late rows come back with all of its columns."""
-        self._rows_in += rows.num_rows
-        batch = self._conform(rows)
+        """One micro-batch of `partition` read at `now_ms`: a round of one partition."""
+        return self.process_round({partition: rows}, now_ms)
+
+    def process_round(self, batches: Mapping[int, pa.Table], now_ms: int, pending: Iterable[int] = ()) -> StepResult:
+        """One round of a job at `now_ms` (the caller's clock, for idleness): each partition's
+        next rows in offset order (each table carries at least `plan.columns`; late rows come
+        back with all of its columns), and the partitions that showed no rows but are known to
+        have records not read yet (`pending`). Every row is judged before any partition of the
+        round moves the watermark; then each partition is observed (rows or pending: active),
+        and only then the watermark advances and windows fire, once — so the partition read
+        first cannot push the watermark past rows the round also read from the others."""
+        self._rows_in += sum(rows.num_rows for rows in batches.values())
         spec = self.plan.window
         if spec is None:
-            self._observe_stateless(partition, batch, now_ms)
-            output = self._run(None, batch) if batch.num_rows else self._empty_output
-            if self.changes and batch.num_rows:
-                output = tag(output, "+I")
-            self._rows_out += output.num_rows
-            return StepResult(output, rows.slice(0, 0), 0, self.stats())
-        ms, valid = event_ms(batch.column(spec.time_column), spec.time_type)
-        positions: Ints | None = None
-        if valid is not None:
-            positions = np.flatnonzero(valid)
-            batch, ms = batch.take(positions), ms[valid]
+            return self._round_stateless(batches, now_ms, pending)
+        conformed = {p: self._conform(rows) for p, rows in batches.items()}
+        pieces: list[tuple[pa.Table, Ints, Ints | None, int]] = []  # (rows, ms, positions, partition)
+        for partition, batch in conformed.items():
+            ms, valid = event_ms(batch.column(spec.time_column), spec.time_type)
+            positions: Ints | None = None
+            if valid is not None:
+                positions = np.flatnonzero(valid)
+                batch, ms = batch.take(positions), ms[valid]
+            pieces.append((batch, ms, positions, partition))
+        batch = _concat([piece[0] for piece in pieces], self.plan.input_schema)
+        ms = np.concatenate([piece[1] for piece in pieces]) if pieces else np.zeros(0, dtype=np.int64)
         # Aligned rows are kept by pane start (all their windows follow from it), sessions by time.
         times = ms if self._aligned is None else self._aligned.pane(ms)
-        late, keep = self._classify(batch, times)
-        late_rows = rows.slice(0, 0)
-        if late.any():
-            where = np.flatnonzero(late) if positions is None else positions[late]
-            late_rows = rows.take(where)
-            self._late_rows += late_rows.num_rows
+        late, keep = self._classify(batch, times, self._own_bounds(pieces))
+        late_rows = self._late_source_rows(batches, pieces, late)
+        self._late_rows += late_rows.num_rows
         if not keep.all():
             batch, times = batch.filter(pa.array(keep)), times[keep]
         if batch.num_rows:
             self._add(batch, times)
-        self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms)
+        for _, piece_ms, _, partition in pieces:
+            top = int(piece_ms.max()) if len(piece_ms) else None
+            self._marks.observe(partition, top, now_ms, had_data=batches[partition].num_rows > 0)
+        for partition in pending:
+            self._marks.observe(partition, None, now_ms, had_data=True)
         step = self._step(self._marks.current(now_ms), late_rows)
         if not self.changes or not batch.num_rows:
             return step
@@ -246,6 +258,10 @@ class WindowOperator:
         if self.plan.window is None:
             return self._nothing()
         return self._step(FLUSH_WATERMARK, None)
+
+    def idle_partitions(self, now_ms: int) -> list[int]:
+        """The partitions that stop holding the watermark back at `now_ms` unless they have data."""
+        return self._marks.idle_partitions(now_ms)
 
     def _nothing(self) -> StepResult:
         return StepResult(self._empty_output, self.plan.input_schema.empty_table(), 0, self.stats())
@@ -275,29 +291,92 @@ class WindowOperator:
         schema = self.plan.input_schema
         return batch if batch.schema.equals(schema) else batch.cast(schema)
 
+    def _round_stateless(self, batches: Mapping[int, pa.Table], now_ms: int, pending: Iterable[int]) -> StepResult:
+        """A plan without windows runs on each row alone, so a round runs as one batch; the
+        watermark is still kept (SHOW JOBS, and a view over this one's output)."""
+        conformed = {p: self._conform(rows) for p, rows in batches.items()}
+        for partition, batch in conformed.items():
+            self._observe_stateless(partition, batch, now_ms)
+        for partition in pending:
+            self._marks.observe(partition, None, now_ms, had_data=True)
+        self._marks.current(now_ms)
+        batch = _concat(list(conformed.values()), self.plan.input_schema)
+        output = self._run(None, batch) if batch.num_rows else self._empty_output
+        if self.changes and batch.num_rows:
+            output = tag(output, "+I")
+        self._rows_out += output.num_rows
+        late = next(iter(batches.values())).slice(0, 0) if batches else self.plan.input_schema.empty_table()
+        return StepResult(output, late, 0, self.stats())
+
     def _observe_stateless(self, partition: int, batch: pa.Table, now_ms: int) -> None:
         column = self.plan.event_time
+        had_data = batch.num_rows > 0
         if column is None or column not in batch.column_names:
+            self._marks.observe(partition, None, now_ms, had_data=had_data)
             return
         ms, valid = event_ms(batch.column(column), self.plan.input_schema.field(column).type)
         if valid is not None:
             ms = ms[valid]
-        self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms)
-        self._marks.current(now_ms)
+        self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms, had_data=had_data)
 
-    def _classify(self, batch: pa.Table, times: Ints) -> tuple[Bools, Bools]:
-        """(late, keep) masks over the batch against the windows that already fired; `times`
-        are pane starts (aligned windows) or event times (sessions)."""
-        bound = self._bound()
+    def _own_bounds(self, pieces: list[tuple[pa.Table, Ints, Ints | None, int]]) -> Ints | None:
+        """Per row of the round (aligned windows): one past its own partition's watermark just
+        before it — the largest event time of the partition's earlier rows (earlier rounds and
+        earlier in this batch) − delay. It depends on nothing but the partition's row order, so
+        a row's lateness is the same whatever the micro-batches were (None: sessions, which
+        are judged against the job's watermark alone)."""
+        if self._aligned is None or not pieces:
+            return None
+        bounds = []
+        for _, ms, _, partition in pieces:
+            if not len(ms):
+                bounds.append(ms)
+                continue
+            before = np.empty(len(ms), dtype=np.int64)
+            before[0] = _MINUS_INF
+            np.maximum.accumulate(ms[:-1], out=before[1:])
+            earlier = self._marks.partition_watermark(partition)
+            if earlier is not None:
+                np.maximum(before, earlier + self.plan.delay_ms, out=before)
+            bounds.append(np.where(before == _MINUS_INF, _MINUS_INF, before - self.plan.delay_ms + 1))
+        return np.concatenate(bounds)
+
+    def _late_source_rows(
+        self, batches: Mapping[int, pa.Table], pieces: list[tuple[pa.Table, Ints, Ints | None, int]], late: Bools
+    ) -> pa.Table:
+        """The source rows (as given, all their columns) the `late` mask over the round marks."""
+        found, start = [], 0
+        for batch, _, positions, partition in pieces:
+            mine = late[start : start + batch.num_rows]
+            start += batch.num_rows
+            if mine.any():
+                found.append(batches[partition].take(np.flatnonzero(mine) if positions is None else positions[mine]))
+        if found:
+            return pa.concat_tables(found, promote_options="default") if len(found) > 1 else found[0]
+        return next(iter(batches.values())).slice(0, 0) if batches else self.plan.input_schema.empty_table()
+
+    def _classify(self, batch: pa.Table, times: Ints, own: Ints | None = None) -> tuple[Bools, Bools]:
+        """(late, keep) masks over the round's rows; `times` are pane starts (aligned windows)
+        or event times (sessions). An aligned row is judged against the larger of the fired
+        windows' bound and `own` (its partition's watermark before it, + 1): late if its first
+        window ends by then, dropped if its last one does. A session row against what fired."""
+        fired = self._bound()
         none = np.zeros(len(times), dtype=np.bool_)
-        if bound is None or len(times) == 0:
+        if len(times) == 0 or (fired is None and own is None):
             return none, ~none
         if self._aligned is not None:
+            bound: Ints
+            if own is None:
+                bound = np.full(len(times), fired, dtype=np.int64)
+            else:
+                bound = own if fired is None else np.maximum(own, fired)
             return self._aligned.first_end(times) <= bound, self._aligned.last_end(times) > bound
+        if fired is None:
+            return none, ~none
         ms = times
         spec = self.plan.window
         assert spec is not None
-        if not (ms + spec.size_ms <= bound).any():
+        if not (ms + spec.size_ms <= fired).any():
             return none, ~none  # every row's own session is still open
         state, state_ms = self._state()
         both = pa.concat_tables([state.select(list(spec.keys)), batch.select(list(spec.keys))])
@@ -305,7 +384,7 @@ class WindowOperator:
         has_state = np.zeros(len(found.start), dtype=np.bool_)
         has_state[found.of_row[: len(state_ms)]] = True
         mine = found.of_row[len(state_ms) :]
-        late = ~has_state[mine] & (found.end[mine] <= bound)
+        late = ~has_state[mine] & (found.end[mine] <= fired)
         return late, ~late
 
     def _add(self, batch: pa.Table, times: Ints) -> None:
@@ -561,6 +640,12 @@ class WindowOperator:
         elif spec is not None and table.num_rows:
             ms, _ = event_ms(table.column(spec.time_column), spec.time_type)
             self._add(table, ms if self._aligned is None else self._aligned.pane(ms))
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    if not tables:
+        return schema.empty_table()
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def _ipc(table: pa.Table) -> bytes:

@@ -3,10 +3,12 @@
 One Python loop over events, straight from the rules (sql/window_operator.py's doc):
 - the job watermark is the minimum over the given partitions of (max event time − delay),
   −∞ until every partition has had a row (no idleness here), and never goes back;
-- a batch is judged against the watermark windows have already fired for: a TUMBLE / HOP /
-  CUMULATE event is dropped from each window whose end − 1 <= that watermark and late if it
-  is dropped from at least one; a SESSION event is late when its session, among the open
-  sessions and the batch's events, would already have fired;
+- a TUMBLE / HOP / CUMULATE event is judged against the larger of the watermark windows have
+  already fired for and its own partition's watermark just before it (the largest time of the
+  partition's earlier events − delay): late if its first window ends − 1 at or before it;
+  dropped from every window when its last one does, else only from the windows that fired;
+  a SESSION event is late when its session, among the open sessions and the batch's events,
+  would already have fired;
 - after each batch, windows (sessions) whose end − 1 <= the new watermark fire, once.
 `flush` fires everything left. The result is what fired, as (start, end, key, ids), and the
 ids of late events. Events are (id, ts or None, key); times are epoch ms.
@@ -46,16 +48,17 @@ class StreamModel:
             self._add_session_rows(timed)
         else:
             for event_id, ts, key in timed:
-                is_late = False
-                for window in windows_of(
-                    self.kind, ts, size=self.size, step=self.step or self.size, offset=self.offset
-                ):
-                    if self._fired_wm is not None and window[1] - 1 <= self._fired_wm:
-                        is_late = True
-                    else:
+                own = self._max[partition] - self.delay if partition in self._max else None
+                bound = max((w for w in (own, self._fired_wm) if w is not None), default=None)
+                mine = windows_of(self.kind, ts, size=self.size, step=self.step or self.size, offset=self.offset)
+                passed = [bound is not None and window[1] - 1 <= bound for window in mine]
+                for window in mine:
+                    fired = self._fired_wm is not None and window[1] - 1 <= self._fired_wm
+                    if not fired and not all(passed):
                         self._open[window].append((event_id, key))
-                if is_late:
+                if any(passed):
                     self.late.append(event_id)
+                self._max[partition] = max(self._max.get(partition, ts), ts)
         if timed:
             top = max(ts for _, ts, _ in timed)
             self._max[partition] = max(self._max.get(partition, top), top)

@@ -120,18 +120,35 @@ class JobRunner:
                 await asyncio.sleep(0.05)
 
     async def _step(self, source: TopicInfo) -> bool:
+        """One round: the next rows of every partition are read first and handed to the
+        operator together, which judges them against the watermark from before the round and
+        moves it (and fires) once. Reading and firing partition by partition let the first
+        partition read push the watermark past rows the others already held (issue 10)."""
         assert self.operator is not None
-        progressed = False
-        for p in range(source.partitions):
-            rows, next_offset = await read_partition(
-                self.service.sql_topics, source, p, self.offsets[p], self.options.batch_rows
+        topics = self.service.sql_topics
+        reads = await asyncio.gather(
+            *(
+                read_partition(topics, source, p, self.offsets[p], self.options.batch_rows)
+                for p in range(source.partitions)
             )
+        )
+        batches = {p: rows for p, (rows, _) in enumerate(reads) if rows.num_rows}
+        now = _now()
+        # A partition that showed nothing may only look empty: records can land after its read
+        # and before another partition's. Asked after every read, its end offset tells; one
+        # with records not read yet is not idle, so the idle rule cannot move the watermark
+        # past rows already in its log. Only partitions about to count as idle are asked.
+        pending = []
+        for p in self.operator.idle_partitions(now):
+            if p not in batches and p in self.offsets and await topics.end_offset(source.name, p) > self.offsets[p]:
+                pending.append(p)
+        self._collect(self.operator.process_round(batches, now, pending))
+        for p, (rows, next_offset) in enumerate(reads):
             if rows.num_rows:
-                self._collect(self.operator.process(p, rows, _now()))
                 self.offsets[p] = next_offset
-                progressed = self._dirty = True
-        self._collect(self.operator.advance(_now()))
-        return progressed
+        if batches:
+            self._dirty = True
+        return bool(batches)
 
     async def _commit(self, checkpoint: Checkpoint) -> None:
         """Commit a checkpoint; an unknown outcome is settled by reading it back (_settle)."""
