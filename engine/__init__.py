@@ -34,6 +34,10 @@ _LAZY: dict[str, tuple[str, str]] = {
             "JobNotFoundError",
             "JobExistsError",
             "JobLagTimeoutError",
+            "TopicSettingError",
+            "UnknownTopicSettingError",
+            "UnsupportedTopicSettingError",
+            "PartitionCountError",
         )
     },
 }
