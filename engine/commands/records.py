@@ -2,8 +2,9 @@
 
 produce: one record per input line (the trailing newline stripped, empty lines skipped),
 sent in batches. Keys come from a JSON field (--key-field) or a `key<SEP>value` split
-(--key-separator); a line that does not fit fails the command, naming its line number,
-before any record of its batch is sent.
+(--key-separator); a line that does not fit (or is over --max-record-bytes) fails the
+command, naming its line number, before any record of its batch is sent. Ctrl-C says how
+many records the agent acknowledged and exits with 130.
 
 consume: JSON lines on stdout, one per record:
 
@@ -14,6 +15,8 @@ key, value and header values are UTF-8 text when the bytes are valid UTF-8, null
 absent; otherwise they are base64 and the object carries a marker next to them:
 "key_encoding": "base64", "value_encoding": "base64" (headers: "value_encoding" inside the
 header object). `--format value` prints only the value bytes, one per line (null as "null").
+With --group, the group commits exactly the records printed whole. Ctrl-C finishes the line
+under way and exits with 0, as kcat does; a second Ctrl-C stops at once (130).
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.text import Text
 
-from streamhouse.commands import common
+from streamhouse.commands import common, stdout_lines
+from streamhouse.commands import produce_batches as batches
 from streamhouse.storage.errors import InvalidInputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from streamhouse.client.client import Client
     from streamhouse.client.consumer import ConsumedRecord, Consumer
 
 DEFAULT_BATCH = 10_000
@@ -66,7 +70,16 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     produce.add_argument(
         "--batch-size",
         type=common.positive_int,
-        help=f"lines per produce request (default {DEFAULT_BATCH:,}; 1 when typing into a terminal)",
+        help=f"lines per produce request (default {DEFAULT_BATCH:,}; 1 when typing into a terminal; "
+        f"at most {batches.MAX_BATCH_RECORDS:,}); a batch is also cut at {batches.DEFAULT_BATCH_BYTES >> 20} MiB",
+    )
+    produce.add_argument(
+        "--max-record-bytes",
+        type=common.positive_int,
+        default=batches.DEFAULT_MAX_RECORD_BYTES,
+        metavar="N",
+        help="refuse a line whose key + value exceed N bytes before sending its batch "
+        f"(default {batches.DEFAULT_MAX_RECORD_BYTES:,}, the agent's default limit; match the agent's)",
     )
 
     consume = commands.add_parser(
@@ -102,32 +115,55 @@ def run_produce(args: argparse.Namespace) -> int:
     if args.key_separator == "":
         raise InvalidInputError("--key-separator must not be empty")
     interactive = args.file is None and _isatty(sys.stdin)
-    batch_size: int = args.batch_size or (1 if interactive else DEFAULT_BATCH)
+    batch_size = min(args.batch_size or (1 if interactive else DEFAULT_BATCH), batches.MAX_BATCH_RECORDS)
+    limit: int = args.max_record_bytes
     show = _isatty(sys.stderr) or args.file is not None
-    sent = 0
-    with ExitStack() as stack:
-        lines, size = _open_input(stack, args.file)
-        client = stack.enter_context(common.open_client(args))
-        progress = stack.enter_context(_progress(show, size))
-        task = progress.add_task(f"produce {args.topic}", total=size, records=0)
-        values: list[bytes] = []
-        keys: list[bytes | None] = []
-        read = 0
-        for number, raw in enumerate(lines, start=1):
-            read += len(raw)
-            line = raw.removesuffix(b"\n").removesuffix(b"\r")
-            if not line:
-                continue
-            key, value = _split(line, number, args)
-            values.append(value)
-            keys.append(key)
-            if len(values) >= batch_size:
-                sent += _send(client, args, values, keys)
-                progress.update(task, completed=read, records=sent)
-                values, keys = [], []
-        sent += _send(client, args, values, keys)
-        progress.update(task, completed=read, records=sent)
-    print(f"produced {sent} records to {args.topic}", file=sys.stderr)
+    produced = batches.Produced()
+    try:
+        with ExitStack() as stack:
+            lines, size = _open_input(stack, args.file)
+            client = stack.enter_context(common.open_client(args))
+            partitions = client.describe(args.topic).info.partitions if args.partition is None else 0
+            progress = stack.enter_context(_progress(show, size))
+            task = progress.add_task(f"produce {args.topic}", total=size, records=0)
+
+            def send(batch: batches.Batch) -> None:
+                batches.send(
+                    client,
+                    args.topic,
+                    batch,
+                    partitions=partitions,
+                    partition=args.partition,
+                    acks=args.acks,
+                    produced=produced,
+                )
+                progress.update(task, completed=read, records=produced.acknowledged)
+
+            batch = batches.Batch()
+            read = 0
+            # Lines are checked as they are read and a batch is sent only once all of it
+            # passed, so a bad line stops the command before any record of its batch is sent.
+            for number, raw in enumerate(lines, start=1):
+                read += len(raw)
+                line = raw.removesuffix(b"\n").removesuffix(b"\r")
+                if not line:
+                    continue
+                try:
+                    key, value = _split(line, number, args)
+                except InvalidInputError as exc:
+                    raise InvalidInputError(f"{exc}{batches.not_sent(batch, number, produced)}") from None
+                batches.check_size(batch, number, key, value, limit, produced)
+                batch.add(number, key, value)
+                if len(batch) >= batch_size or batch.nbytes >= batches.DEFAULT_BATCH_BYTES:
+                    send(batch)
+                    batch = batches.Batch()
+            send(batch)
+    except KeyboardInterrupt:
+        # What the agent acknowledged is stored whatever happens next: say how much, so a
+        # rerun can skip it.
+        print(produced.interrupted(args.topic), file=sys.stderr)
+        return 130
+    print(f"produced {batches.records(produced.acknowledged)} to {args.topic}", file=sys.stderr)
     return 0
 
 
@@ -169,15 +205,6 @@ def _split(line: bytes, number: int, args: argparse.Namespace) -> tuple[bytes | 
     return None, line
 
 
-def _send(client: Client, args: argparse.Namespace, values: list[bytes], keys: list[bytes | None]) -> int:
-    if not values:
-        return 0
-    # An all-null key list is passed as None so unkeyed records go round robin cheaply.
-    has_keys = any(k is not None for k in keys)
-    client.produce_batch(args.topic, values, keys=keys if has_keys else None, partition=args.partition, acks=args.acks)
-    return len(values)
-
-
 class _RecordsColumn(ProgressColumn):
     """Records sent and records per second (rich's own speed column counts bytes)."""
 
@@ -209,8 +236,12 @@ def _isatty(stream: Any) -> bool:
 
 
 def run_consume(args: argparse.Namespace) -> int:
-    count = 0
+    """Ctrl-C ends an unbounded consume cleanly with exit code 0, as kcat does: the line under
+    way is finished and the group commits what was printed. A second Ctrl-C stops at once
+    (exit code 130). A closed pipe (`| head`) ends it quietly with 0."""
     with common.open_client(args) as client:
+        # The group's committed offsets win; --from-beginning is the reset policy for
+        # partitions without one (Kafka's auto.offset.reset), which the consumer applies.
         consumer = client.consumer(
             args.topic,
             group=args.group,
@@ -218,70 +249,76 @@ def run_consume(args: argparse.Namespace) -> int:
             partitions=args.partition,
             auto_commit=False,
         )
-        if args.group is not None:
-            _resume(client, consumer, args.group)
+        # Per partition, the offset after the last record written out whole: all a commit may
+        # cover. The consumer's own positions run ahead of it by what was polled unprinted.
+        printed = consumer.positions()
+        out = stdout_lines.LineWriter()
+        count = 0
         try:
-            for written in _consume(consumer, args):
-                count += written
-        except KeyboardInterrupt:
-            pass  # Ctrl-C is the normal way to stop an unbounded consume
+            with stdout_lines.sigint_stops() as stop:
+                count = _consume(consumer, args, out, printed, stop)
         finally:
             if args.group is not None:
+                for partition, offset in printed.items():
+                    consumer.seek(partition, offset)
                 consumer.commit()
             consumer.close()
-    print(f"consumed {count} records from {args.topic}", file=sys.stderr)
-    return 0
+    summary = f"{batches.records(count)} printed from {args.topic}"
+    if args.group is not None:
+        at = ", ".join(f"partition {p} at {o:,}" for p, o in sorted(printed.items()))
+        summary += f"; committed group {args.group}: {at}"
+    print(summary, file=sys.stderr)
+    return 130 if out.forced else 0
 
 
-def _resume(client: Client, consumer: Consumer, group: str) -> None:
-    """Committed offsets win over --from-beginning, as in Kafka: the consumer was opened at
-    earliest/latest, and partitions the group has committed move to the committed offset."""
-    mine = set(consumer.partitions)
-    for offset in client.committed(group, consumer.topic):
-        if offset.partition in mine and offset.committed_offset >= 0:
-            consumer.seek(offset.partition, offset.committed_offset)
-
-
-def _consume(consumer: Consumer, args: argparse.Namespace) -> Iterator[int]:
-    """Poll and print until --max or the idle --timeout; yields how many records each
-    write delivered, so the caller's count survives a Ctrl-C."""
-    limit: int | None = args.max
+def _consume(
+    consumer: Consumer,
+    args: argparse.Namespace,
+    out: stdout_lines.LineWriter,
+    printed: dict[int, int],
+    stop: stdout_lines.StopFlag,
+) -> int:
+    """Poll and print until --max, the idle --timeout, a Ctrl-C or a closed pipe; returns how
+    many records were printed and keeps `printed` at the offsets after them."""
+    count = 0
     idle_since = time.monotonic()
-    while limit is None or limit > 0:
+    while not stop and not out.closed and (args.max is None or count < args.max):
         # Short polls keep Ctrl-C and the idle timeout responsive on long-polling fetches.
         wait = 1.0
         if args.timeout is not None:
             left = args.timeout - (time.monotonic() - idle_since)
             if left <= 0:
-                return
+                break
             wait = min(wait, left)
-        table = consumer.poll(timeout=wait, max_records=limit)
-        if table.num_rows == 0:
-            continue
+        want = None if args.max is None else args.max - count
+        table = consumer.poll(timeout=wait, max_records=want)
+        if table.num_rows == 0 or stop:
+            continue  # records polled after a Ctrl-C are not printed, so not committed either
         idle_since = time.monotonic()
-        partition = table.column("partition")[0].as_py()
-        first = table.column("offset")[0].as_py()
-        if limit is not None and table.num_rows > limit:
-            table = table.slice(0, limit)
-            consumer.seek(partition, table.column("offset")[table.num_rows - 1].as_py() + 1)
-        try:
-            _write(_render(consumer, table, args.format))
-        except BaseException as exc:
-            # Not printed = not consumed: the group's commit must not skip these records.
-            consumer.seek(partition, first)
-            if isinstance(exc, BrokenPipeError):
-                _silence_stdout()
-                return
-            raise
-        yield table.num_rows
-        if limit is not None:
-            limit -= table.num_rows
+        if want is not None and table.num_rows > want:
+            table = table.slice(0, want)
+        written = out.write(_render(consumer, table, args.format), stop)
+        _advance(printed, table, written)
+        count += written
+    return count
 
 
-def _render(consumer: Consumer, table: pa.Table, fmt: str) -> bytes:
+def _advance(printed: dict[int, int], table: pa.Table, written: int) -> None:
+    """Moves `printed` past the first `written` rows of `table` (offsets rise per partition)."""
+    if written == 0:
+        return
+    head = table.slice(0, written)
+    partitions = head.column("partition").to_numpy()
+    offsets = head.column("offset").to_numpy()
+    for p in np.unique(partitions).tolist():
+        printed[p] = int(offsets[partitions == p].max()) + 1
+
+
+def _render(consumer: Consumer, table: pa.Table, fmt: str) -> list[bytes]:
+    """One entry per record (a value may hold newlines: entries, not lines, are the unit)."""
     if fmt == "value":
-        return b"".join((r.value if r.value is not None else b"null") + b"\n" for r in consumer.records(table))
-    return "".join(record_json(r) + "\n" for r in consumer.records(table)).encode()
+        return [(r.value if r.value is not None else b"null") + b"\n" for r in consumer.records(table)]
+    return [(record_json(r) + "\n").encode() for r in consumer.records(table)]
 
 
 def record_json(record: ConsumedRecord) -> str:
@@ -307,25 +344,3 @@ def _put_bytes(doc: dict[str, object], name: str, data: bytes | None) -> None:
     except UnicodeDecodeError:
         doc[name] = base64.b64encode(data).decode("ascii")
         doc[f"{name}_encoding"] = "base64"
-
-
-def _write(data: bytes) -> None:
-    # Bytes straight to the binary stream: --format value must not re-encode record bytes.
-    sys.stdout.flush()
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(data.decode("utf-8", errors="replace"))
-        sys.stdout.flush()
-        return
-    buffer.write(data)
-    buffer.flush()
-
-
-def _silence_stdout() -> None:
-    """After the reader went away (`| head`), point stdout at /dev/null so the interpreter's
-    final flush does not print a BrokenPipeError."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
