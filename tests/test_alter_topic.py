@@ -247,6 +247,24 @@ def test_added_partitions_take_keyed_records_and_are_read_everywhere(sh: Client)
     }
 
 
+def test_a_running_consumer_takes_added_partitions_from_their_start(sh: Client) -> None:
+    sh.create_topic("t", 1)
+    sh.produce_batch("t", [b"old"] * 5)
+    with sh.consumer("t", start="latest") as consumer:
+        assert consumer.poll(timeout=0.1).num_rows == 0 and consumer.partitions == [0]
+        sh.alter_topic("t", add_partitions=2)
+        sh.produce_batch("t", [b"new"] * 30, keys=[f"k{i}" for i in range(30)])
+        got: list[pa.Table] = []
+        for _ in range(50):
+            got.append(consumer.poll(timeout=0.2))
+            if sum(t.num_rows for t in got) >= 30:
+                break
+        table = pa.concat_tables(got)
+        assert consumer.partitions == [0, 1, 2]
+        assert table.num_rows == 30 and set(table.column("value").to_pylist()) == {b"new"}
+        assert set(table.column("partition").to_pylist()) > {0}
+
+
 def test_another_clients_added_partitions_reach_this_producer(
     agent: AgentProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

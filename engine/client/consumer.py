@@ -84,6 +84,9 @@ class Consumer:
             else:
                 self._positions[p] = 0
         self._ends = {p: ends.get(p, 0) for p in wanted}
+        # A consumer of the whole topic takes partitions added later (ALTER TOPIC … ADD
+        # PARTITIONS) as it polls, from their start: nothing written into them is skipped.
+        self._whole_topic = partitions is None
         self._turn = 0
         self._closed = False
 
@@ -128,6 +131,7 @@ class Consumer:
         none did. Like Kafka's poll: one call may return records of several partitions."""
         limit = max_records or self.max_records
         deadline = time.monotonic() + max(timeout, 0)
+        self._discover()
         parts = list(self._positions)
         while True:
             # Round robin from where the last poll stopped, so one busy partition cannot
@@ -156,6 +160,22 @@ class Consumer:
                 return empty_polled()
             if len(parts) > 1:
                 time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
+
+    def _discover(self) -> None:
+        """Partitions added since this consumer started: the group's committed offset, else 0.
+        The client re-reads the partition count at most every few seconds."""
+        if not self._whole_topic:
+            return
+        count = self.client._partition_count(self.topic)
+        if count <= len(self._positions):
+            return
+        committed: dict[int, int] = {}
+        if self.group is not None:
+            offsets = self.client.transport.fetch_offsets(self.group, self.topic)
+            committed = {o.partition: o.committed_offset for o in offsets if o.committed_offset >= 0}
+        for p in range(len(self._positions), count):
+            self._positions[p] = committed.get(p, 0)
+            self._ends[p] = 0
 
     def __iter__(self) -> Iterator[ConsumedRecord]:
         """Every record from the current positions on, forever (stop with break or close)."""
