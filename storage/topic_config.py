@@ -207,6 +207,11 @@ def user_keys() -> list[str]:
     return [s.key for s in SETTINGS.values() if not s.internal]
 
 
+def alterable_keys() -> list[str]:
+    """Settings ALTER TOPIC SET/RESET may change, in registry order."""
+    return [s.key for s in SETTINGS.values() if s.alterable and not s.internal]
+
+
 def parse_options(options: Mapping[str, str], where: str) -> dict[str, str]:
     """`CREATE TOPIC … WITH (…)` options: every key known and supported, values normalised,
     `partitions` and `format` included (the caller takes them out)."""

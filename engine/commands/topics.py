@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from streamhouse.commands import common
+from streamhouse.storage import topic_config
 from streamhouse.storage.errors import TopicExistsError
 
 if TYPE_CHECKING:
@@ -50,8 +51,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "alter",
         parents=[engine],
         help="set or reset topic settings, or add partitions",
-        description="Change a topic: all of the change or nothing. Settings: storage/topic_config.py "
-        "(json.ignore-errors); partitions only grow, and keyed records then hash over the new count.",
+        description="Change a topic: all of the change or nothing. Settings that can change: "
+        f"{', '.join(topic_config.alterable_keys())}. Partitions only grow; keyed records then hash "
+        "over the new count, and records already written stay where they are.",
     )
     alter.add_argument("name", help="the topic to change")
     alter.add_argument(
