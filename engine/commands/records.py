@@ -253,17 +253,18 @@ def run_consume(args: argparse.Namespace) -> int:
         # cover. The consumer's own positions run ahead of it by what was polled unprinted.
         printed = consumer.positions()
         out = stdout_lines.LineWriter()
-        count = 0
         try:
             with stdout_lines.sigint_stops() as stop:
-                count = _consume(consumer, args, out, printed, stop)
+                _consume(consumer, args, out, printed, stop)
+        except KeyboardInterrupt:
+            out.forced = True  # a second Ctrl-C outside a write: `printed` is still exact
         finally:
             if args.group is not None:
                 for partition, offset in printed.items():
                     consumer.seek(partition, offset)
                 consumer.commit()
             consumer.close()
-    summary = f"{batches.records(count)} printed from {args.topic}"
+    summary = f"{batches.records(out.written)} printed from {args.topic}"
     if args.group is not None:
         at = ", ".join(f"partition {p} at {o:,}" for p, o in sorted(printed.items()))
         summary += f"; committed group {args.group}: {at}"
@@ -277,12 +278,11 @@ def _consume(
     out: stdout_lines.LineWriter,
     printed: dict[int, int],
     stop: stdout_lines.StopFlag,
-) -> int:
-    """Poll and print until --max, the idle --timeout, a Ctrl-C or a closed pipe; returns how
-    many records were printed and keeps `printed` at the offsets after them."""
-    count = 0
+) -> None:
+    """Poll and print until --max, the idle --timeout, a Ctrl-C or a closed pipe, keeping
+    `printed` at the offsets after the records written out."""
     idle_since = time.monotonic()
-    while not stop and not out.closed and (args.max is None or count < args.max):
+    while not stop and not out.closed and (args.max is None or out.written < args.max):
         # Short polls keep Ctrl-C and the idle timeout responsive on long-polling fetches.
         wait = 1.0
         if args.timeout is not None:
@@ -290,17 +290,14 @@ def _consume(
             if left <= 0:
                 break
             wait = min(wait, left)
-        want = None if args.max is None else args.max - count
+        want = None if args.max is None else args.max - out.written
         table = consumer.poll(timeout=wait, max_records=want)
         if table.num_rows == 0 or stop:
             continue  # records polled after a Ctrl-C are not printed, so not committed either
         idle_since = time.monotonic()
         if want is not None and table.num_rows > want:
             table = table.slice(0, want)
-        written = out.write(_render(consumer, table, args.format), stop)
-        _advance(printed, table, written)
-        count += written
-    return count
+        _advance(printed, table, out.write(_render(consumer, table, args.format), stop))
 
 
 def _advance(printed: dict[int, int], table: pa.Table, written: int) -> None:

@@ -59,6 +59,7 @@ class LineWriter:
     def __init__(self) -> None:
         self.closed = False  # the reader went away (EPIPE) or a second Ctrl-C: write no more
         self.forced = False  # that second Ctrl-C: the line under way may be cut
+        self.written = 0  # lines written whole so far
         self._fd: int | None
         try:
             sys.stdout.flush()
@@ -95,7 +96,9 @@ class LineWriter:
                 # Caught here, not above, so the lines already written still count.
                 self.closed = self.forced = True
                 break
-        return int(np.searchsorted(ends, pos, side="right"))
+        done = int(np.searchsorted(ends, pos, side="right"))
+        self.written += done
+        return done
 
     def _write_stream(self, lines: Sequence[bytes]) -> int:
         data = b"".join(lines)
@@ -111,6 +114,7 @@ class LineWriter:
             self.closed = True
             silence_stdout()
             return 0
+        self.written += len(lines)
         return len(lines)
 
 
