@@ -33,6 +33,7 @@ from streamhouse.storage.errors import (
     UnsupportedTopicSettingError,
 )
 from streamhouse.storage.metadata import open_metadata_store
+from tests.agent_process import AgentLauncher
 
 LENIENT = "json.ignore-errors"
 
@@ -293,6 +294,28 @@ def test_another_clients_added_partitions_reach_this_producer(
         asyncio.run(grow())
         assert producer.produce("t", b"new", partition=4).partition == 4
         assert producer.read("t", partitions=[4]).column("value").to_pylist() == [b"new"]
+
+
+def test_two_agents_on_postgresql_and_s3_see_added_partitions(
+    pg_url: str, s3_url: tuple[str, str], tmp_path: Path
+) -> None:
+    """The change made through one agent reaches the other's cached topic: an explicit new
+    partition is not called out of range, and SQL on either agent reads every partition."""
+    url, endpoint = s3_url
+    with AgentLauncher(tmp_path) as launcher:
+        flags = ["--metadata", pg_url, "--object-store", url, "--s3-endpoint", endpoint, "--durable-flush-ms", "50"]
+        first = launcher.start("--data-dir", str(tmp_path / "a"), *flags, name="a")
+        second = launcher.start("--data-dir", str(tmp_path / "b"), *flags, name="b")
+        with streamhouse.connect(first.address) as a, streamhouse.connect(second.address) as b:
+            a.create_topic("t", 1)
+            a.produce("t", b"old", partition=0, acks="durable")  # the first agent caches 1 partition
+            grown = b.alter_topic("t", add_partitions=2, set={LENIENT: "true"})
+            assert (grown.partitions, dict(grown.config)) == (3, {LENIENT: "true"})
+            assert a.produce("t", b"new", partition=2, acks="durable").partition == 2
+            for client in (a, b):
+                rows = client.sql("SELECT _partition AS p, count(*) AS n FROM t GROUP BY _partition ORDER BY p")
+                assert rows.to_pylist() == [{"p": 0, "n": 1}, {"p": 2, "n": 1}]
+                assert client.describe("t").info.partitions == 3
 
 
 # -- CLI ------------------------------------------------------------------------------------------
