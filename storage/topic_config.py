@@ -53,11 +53,15 @@ def _one_of(*allowed: str) -> Callable[[str], str]:
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting a topic may carry. Every setting here is enforced (`enforced_by` names
+    where); keys nothing enforces yet are in UNSUPPORTED instead, and refused."""
+
     key: str
     doc: str
     parse: Callable[[str], str]  # the normalised value, or ValueError saying what is allowed
     default: str | None
     alterable: bool
+    enforced_by: str
     # False: consumed when the topic is created (the partition count, the value format), not
     # kept in the topic's config map.
     stored: bool = True
@@ -77,6 +81,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 _positive_int,
                 "1",
                 alterable=False,
+                enforced_by="storage/metadata (one row per partition), client/partitioner.py (keys)",
                 stored=False,
                 instead="ALTER TOPIC … ADD PARTITIONS n (SDK add_partitions=n, CLI --add-partitions n) adds partitions",
             ),
@@ -86,6 +91,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 _one_of("json", "raw"),
                 None,
                 alterable=False,
+                enforced_by="storage/value_schema.py (how values decode into columns)",
                 stored=False,
                 instead="it decides how every stored value is decoded; create a new topic instead",
             ),
@@ -95,6 +101,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 _boolean,
                 "false",
                 alterable=True,
+                enforced_by="storage/value_check.py (produce), sql/catalog.py (queries), read per statement",
             ),
             Setting(
                 JOB,
@@ -102,6 +109,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 str.strip,
                 None,
                 alterable=False,
+                enforced_by="engine/jobs/manager.py (DROP MATERIALIZED VIEW drops only its own topic)",
                 internal=True,
                 instead="it is set by CREATE MATERIALIZED VIEW",
             ),
