@@ -4,6 +4,7 @@ only wires argparse to them, and turns StreamHouseError into a one-line message.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -22,8 +23,11 @@ _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from streamhouse import __version__
+
     parser = argparse.ArgumentParser(prog="streamhouse", description="Streaming SQL on S3 segment storage")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"streamhouse {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
     topics.add_parser(commands)
     records.add_parsers(commands)
@@ -40,8 +44,8 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench = commands.add_parser("bench", help="measure throughput and latency")
     kinds = bench.add_subparsers(dest="bench", required=True)
     storage = kinds.add_parser("storage", help="batch codec, segments, WAL and S3 range reads")
-    storage.add_argument("--records", type=int, default=1_000_000)
-    storage.add_argument("--key-bytes", type=int, default=16)
+    storage.add_argument("--records", type=int, default=1_000_000, help="records per test (default 1,000,000)")
+    storage.add_argument("--key-bytes", type=int, default=16, help="key size in bytes (default 16)")
     storage.add_argument("--dir", default=None, help="working directory (default: a temp dir)")
     storage.add_argument(
         "--s3-endpoint",
@@ -49,7 +53,13 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="S3 endpoint for the range-read test (default: start a temporary SeaweedFS if `weed` is on PATH)",
     )
     storage.add_argument("--s3-url", default=None, help="s3://bucket/prefix for the range-read test")
-    storage.add_argument("--skip", action="append", default=[], choices=["segment", "ipc", "wal", "s3"])
+    storage.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["segment", "ipc", "wal", "s3"],
+        help="leave out a test; repeatable",
+    )
     add_produce_arguments(kinds.add_parser("produce", help="produce throughput and latency through the SDK"))
     add_consume_arguments(kinds.add_parser("consume", help="consume throughput through the SDK"))
     from streamhouse.bench.sql import add_nexmark_arguments, add_sql_arguments
@@ -97,6 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error of ours, and no traceback at exit.
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

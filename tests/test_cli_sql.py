@@ -73,4 +73,7 @@ def test_shell_runs_multiline_statements_and_survives_errors(
     assert '"topic": "bids"' in out  # \d
     assert '"column": "auction"' in out  # \d bids
     assert "error: " in err and "oops" in err
-    assert (tmp_path / ".streamhouse_history").exists()
+    # Piped stdin is a script, not a session: no banner, no prompts, no readline history
+    # (tests/test_cli_behaviour.py checks all three on a terminal).
+    assert "sql>" not in out and "shell" not in out
+    assert not (tmp_path / ".streamhouse_history").exists()

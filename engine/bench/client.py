@@ -31,18 +31,22 @@ console = Console(stderr=True)
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bootstrap", help="agents to bench (default: start a temporary local agent)")
     parser.add_argument("--topic", help="topic (default: a new bench-… topic)")
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=1, help="partitions of the bench topic (default 1)")
+    parser.add_argument("--records", type=int, default=1_000_000, help="records to send or read (default 1,000,000)")
     parser.add_argument("--record-size", type=int, default=100, help="value bytes per record")
     parser.add_argument("--batch-size", type=int, default=1_000, help="records per produce request")
-    parser.add_argument("--fsync", default="interval", choices=["always", "interval", "never"])
+    parser.add_argument(
+        "--fsync", default="interval", choices=["always", "interval", "never"], help="WAL fsync (default interval)"
+    )
     parser.add_argument("--s3", action="store_true", help="temporary agent on a temporary SeaweedFS (S3)")
     parser.add_argument("--dir", help="working directory for the temporary agent")
 
 
 def add_produce_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
-    parser.add_argument("--acks", default="leader", choices=["leader", "durable", "none"])
+    parser.add_argument(
+        "--acks", default="leader", choices=["leader", "durable", "none"], help="acknowledgement level (default leader)"
+    )
     parser.add_argument("--throughput", type=int, default=0, help="records/s to aim for (0 = as fast as possible)")
     parser.add_argument("--in-flight", type=int, default=4, help="concurrent produce requests")
 

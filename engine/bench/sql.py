@@ -65,11 +65,11 @@ def fill_nexmark(
 
 
 def add_nexmark_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--events", type=int, default=1_000_000, help="Nexmark events to generate (default 1,000,000)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     parser.add_argument("--bootstrap", help="agents to fill (default: the embedded engine on --data-dir)")
-    parser.add_argument("--data-dir", default="./streamhouse-data")
+    parser.add_argument("--data-dir", default="./streamhouse-data", help="embedded engine directory")
 
 
 def run_nexmark(args: argparse.Namespace) -> int:
@@ -85,7 +85,7 @@ def run_nexmark(args: argparse.Namespace) -> int:
 
 def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=10_000_000, help="bids in the topic")
-    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
     parser.add_argument("--vs-duckdb", action="store_true", help="time DuckDB on the same records as JSONL")
     parser.add_argument("--dir", help="working directory (default: a temporary one)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per query; the best is reported")

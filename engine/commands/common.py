@@ -17,11 +17,10 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 
 from streamhouse.storage.errors import InvalidInputError
 
@@ -82,12 +81,8 @@ def open_client(args: argparse.Namespace) -> Client:
 # -- output -----------------------------------------------------------------------------------
 
 
-def stdout_console() -> Console:
-    # highlight=False: rich would otherwise colour numbers and quotes in names and configs.
-    return Console(highlight=False)
-
-
 def stderr_console() -> Console:
+    # highlight=False: rich would otherwise colour numbers and quotes in names and configs.
     return Console(stderr=True, highlight=False)
 
 
@@ -96,13 +91,30 @@ def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def table(*columns: str, title: str | None = None, numeric: Iterable[str] = ()) -> Table:
-    """A rich table with the given headers; `numeric` columns are right-aligned."""
-    right = set(numeric)
-    out = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for name in columns:
-        out.add_column(name, justify="right" if name in right else "left", no_wrap=name in right)
-    return out
+def add_format_options(parser: argparse.ArgumentParser) -> None:
+    """`--format table|csv|json` for a command whose JSON is one document, plus the older
+    `--json` spelling of `--format json`."""
+    from streamhouse.commands.output import add_format_option
+
+    add_format_option(parser)
+    parser.add_argument(
+        "--json", action="store_const", const="json", dest="format", default=argparse.SUPPRESS, help="--format json"
+    )
+
+
+def write_rows(columns: Mapping[str, Sequence[Any]], fmt: str) -> None:
+    """A few rows built by a command (topics, offsets) printed like query results."""
+    import pyarrow as pa
+
+    from streamhouse.commands.output import write_result
+
+    write_result(pa.table({name: list(values) for name, values in columns.items()}), fmt, count=False)
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """'1 record', '2 records', '1,000 records'."""
+    word = noun if count == 1 else (plural_noun or noun + "s")
+    return f"{count:,} {word}"
 
 
 def format_config(config: Mapping[str, str]) -> str:

@@ -5,9 +5,10 @@ reads from and commits to it. `describe` shows each partition's committed offset
 record the group reads), the end offset and the lag between them; `reset` moves a group's
 offsets on one topic to the beginning, the end or an absolute offset.
 
-`--json` on list/describe/reset prints JSON instead of tables (list: an array of names;
-describe and reset: {group, offsets: [{topic, partition, committed_offset, end_offset, lag}],
-total_lag}, with committed_offset -1 for a partition never committed).
+list/describe/reset take `--format table|csv|json` (`--json` = `--format json`); JSON is one
+document (list: an array of names; describe and reset: {group, offsets: [{topic, partition,
+committed_offset, end_offset, lag}], total_lag}, with committed_offset -1 for a partition
+never committed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamhouse.commands import common
 
@@ -30,15 +31,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = group.add_subparsers(dest="group_command", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", parents=[engine], help="names of the consumer groups")
-    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    common.add_format_options(listing)
 
     describe = actions.add_parser("describe", parents=[engine], help="committed offsets, end offsets and lag")
-    describe.add_argument("group")
-    describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    describe.add_argument("group", help="the consumer group")
+    common.add_format_options(describe)
 
     reset = actions.add_parser("reset", parents=[engine], help="move a group's offsets on a topic")
-    reset.add_argument("group")
-    reset.add_argument("--topic", required=True)
+    reset.add_argument("group", help="the consumer group")
+    reset.add_argument("--topic", required=True, help="the topic whose offsets move")
     reset.add_argument(
         "--to",
         required=True,
@@ -46,7 +47,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="earliest|latest|OFFSET",
         help="the first record, the end, or this offset in every partition",
     )
-    reset.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_format_options(reset)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
             return _list(client, args)
         if action == "describe":
             description = client.describe_group(args.group)
-            _show(args.group, description.offsets, json_output=args.json)
+            _show(args.group, description.offsets, args.format)
             return 0
         if action == "reset":
             offsets = client.reset_group(args.group, args.topic, args.to)
-            _show(args.group, offsets, json_output=args.json)
+            _show(args.group, offsets, args.format)
             return 0
     return 2
 
@@ -79,25 +80,33 @@ def _reset_target(text: str) -> str | int:
 
 def _list(client: Client, args: argparse.Namespace) -> int:
     names = sorted(client.groups())
-    if args.json:
+    if args.format == "json":
         common.print_json(names)
-        return 0
-    # One name a line, like kafka-consumer-groups --list: easy to pipe into a loop.
-    for name in names:
-        print(name)
+    elif args.format == "csv":
+        common.write_rows({"group": names}, "csv")
+    else:
+        # One name a line, like kafka-consumer-groups --list: easy to pipe into a loop.
+        for name in names:
+            print(name)
     return 0
 
 
-def _show(group: str, offsets: Sequence[GroupOffset], *, json_output: bool) -> None:
+def _show(group: str, offsets: Sequence[GroupOffset], fmt: str) -> None:
     total = sum(o.lag for o in offsets)
-    if json_output:
+    if fmt == "json":
         common.print_json({"group": group, "offsets": [asdict(o) for o in offsets], "total_lag": total})
         return
-    numeric = ["partition", "committed", "end", "lag"]
-    out = common.table("topic", "partition", "committed", "end", "lag", title=f"group {group}", numeric=numeric)
-    for o in sorted(offsets, key=lambda o: (o.topic, o.partition)):
-        committed = str(o.committed_offset) if o.committed_offset >= 0 else "-"
-        out.add_row(o.topic, str(o.partition), committed, str(o.end_offset), str(o.lag))
-    console = common.stdout_console()
-    console.print(out)
-    console.print(f"total lag: {total}")
+    ordered = sorted(offsets, key=lambda o: (o.topic, o.partition))
+    if fmt == "table":
+        print(f"group {group}")
+    rows: dict[str, list[Any]] = {
+        "topic": [o.topic for o in ordered],
+        "partition": [o.partition for o in ordered],
+        # None (shown as NULL / empty) for a partition the group never committed.
+        "committed": [o.committed_offset if o.committed_offset >= 0 else None for o in ordered],
+        "end": [o.end_offset for o in ordered],
+        "lag": [o.lag for o in ordered],
+    }
+    common.write_rows(rows, fmt)
+    if fmt == "table":
+        print(f"total lag: {total:,}")

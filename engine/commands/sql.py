@@ -1,14 +1,14 @@
 """`streamhouse sql`: one statement (`streamhouse sql "SELECT …" --format table|csv|json`) or,
 with no statement, an interactive shell: statements end with `;` and may span lines, history
-is kept in ~/.streamhouse_history, `\\d` lists topics, `\\d NAME` describes one, `\\q` quits.
-Errors are one `error: …` line, never a traceback; the shell keeps going after one."""
+is kept in ~/.streamhouse_history, `\\d` lists topics, `\\d NAME` describes one, `\\q` quits,
+Ctrl-C clears the line or cancels the running statement, Ctrl-D quits. Statements piped into
+stdin run without banner or prompts. Errors are one `error: …` line, never a traceback; the
+shell keeps going after one. Output formats: see `streamhouse.commands.output`."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import json
 import os
 import sys
 from pathlib import Path
@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamhouse.commands import common
+from streamhouse.commands import common, output
 from streamhouse.storage.errors import StreamHouseError
 
 if TYPE_CHECKING:
     from streamhouse.client.client import Client
 
 HISTORY = "~/.streamhouse_history"
-FORMATS = ("table", "csv", "json")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=__doc__,
     )
     p.add_argument("statement", nargs="?", help="one SQL statement; omit it for the interactive shell")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    output.add_format_option(p)
     p.add_argument("--file", help="run the statements of this file (separated by ;)")
 
 
@@ -51,38 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(table: pa.Table, fmt: str) -> None:
-    if fmt == "json":
-        for row in table.to_pylist():
-            sys.stdout.write(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n")
-    elif fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        sink = io.BytesIO()
-        pacsv.write_csv(_printable(table), sink)
-        sys.stdout.write(sink.getvalue().decode())
-    else:
-        out = common.table(*table.column_names)
-        for row in _printable(table).to_pylist():
-            out.add_row(*("NULL" if v is None else str(v) for v in row.values()))
-        common.stdout_console().print(out)
-        common.stderr_console().print(f"({table.num_rows} row{'s' if table.num_rows != 1 else ''})")
-
-
-def _printable(table: pa.Table) -> pa.Table:
-    """Binary columns as text where they are UTF-8 (keys and raw values usually are)."""
-    columns = []
-    for column in table.columns:
-        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-            values = [None if v is None else v.decode("utf-8", errors="replace") for v in column.to_pylist()]
-            column = pa.chunked_array([pa.array(values, pa.string())])
-        columns.append(column)
-    return pa.Table.from_arrays(columns, names=table.column_names)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+    output.write_result(table, fmt)
 
 
 def split_statements(text: str) -> list[str]:
@@ -105,21 +73,35 @@ def split_statements(text: str) -> list[str]:
 
 
 def shell(client: Client, fmt: str) -> int:
+    """Read statements until Ctrl-D or \\q. On a terminal: a banner, prompts, history;
+    Ctrl-C clears the line being typed or cancels the running statement. From a pipe or a
+    file: no banner and no prompts, only results and errors, so the output is the data."""
+    interactive = _isatty(sys.stdin)
     readline: Any = None
-    with contextlib.suppress(ImportError):
-        import readline
+    if interactive:
+        with contextlib.suppress(ImportError):
+            import readline
 
-        with contextlib.suppress(OSError):
-            readline.read_history_file(os.path.expanduser(HISTORY))
-    print("StreamHouse SQL shell: end statements with ;  \\d lists topics, \\d NAME describes one, \\q quits")
+            with contextlib.suppress(OSError):
+                readline.read_history_file(os.path.expanduser(HISTORY))
+        print("StreamHouse SQL shell: end statements with ;  \\d lists topics, \\d NAME describes one, \\q quits")
+        print("Ctrl-C clears the line or cancels a running statement; Ctrl-D quits")
     buffer: list[str] = []
     try:
         while True:
             try:
-                line = input("sql> " if not buffer else "...> ")
+                line = _read_line(("sql> " if not buffer else "...> ") if interactive else None)
             except EOFError:
-                print()
+                if interactive:
+                    print()
+                _run_all(client, "\n".join(buffer), fmt)  # a last statement without its ;
                 return 0
+            except KeyboardInterrupt:
+                if not interactive:
+                    raise
+                print()  # the terminal echoed ^C; the next prompt starts on a fresh line
+                buffer = []
+                continue
             stripped = line.strip()
             if not buffer and stripped.startswith("\\"):
                 if not _command(client, stripped, fmt):
@@ -129,18 +111,40 @@ def shell(client: Client, fmt: str) -> int:
             if not stripped.endswith(";"):
                 continue
             statement, buffer = "\n".join(buffer), []
-            for one in split_statements(statement):
-                try:
-                    print_result(client.sql(one), fmt)
-                except StreamHouseError as exc:
-                    print(f"error: {exc}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print()
-        return 0
+            try:
+                _run_all(client, statement, fmt)
+            except KeyboardInterrupt:
+                if not interactive:
+                    raise
+                print("cancelled", file=sys.stderr)
     finally:
         if readline is not None:
             with contextlib.suppress(OSError):
                 readline.write_history_file(os.path.expanduser(HISTORY))
+
+
+def _read_line(prompt: str | None) -> str:
+    if prompt is not None:
+        return input(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.removesuffix("\n")
+
+
+def _run_all(client: Client, text: str, fmt: str) -> None:
+    for one in split_statements(text):
+        try:
+            print_result(client.sql(one), fmt)
+        except StreamHouseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _command(client: Client, command: str, fmt: str) -> bool:

@@ -1,9 +1,9 @@
 """`streamhouse topic create|list|describe|alter|delete`: what kafka-topics does.
 
-Human output is a rich table on stdout; `--json` on list/describe prints one JSON document
-instead (list: an array of {name, topic_id, partitions, config}; describe: the same object
-plus "partition_states", one {partition, end_offset, durable_end_offset, segments, leader,
-leader_epoch} per partition).
+list/describe take `--format table|csv|json` (`--json` is short for `--format json`): a
+table or CSV of the rows, or one JSON document (list: an array of {name, topic_id,
+partitions, config}; describe: the same object plus "partition_states", one {partition,
+end_offset, durable_end_offset, segments, leader, leader_epoch} per partition).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions = topic.add_subparsers(dest="topic_command", required=True, metavar="ACTION")
 
     create = actions.add_parser("create", parents=[engine], help="create a topic")
-    create.add_argument("name")
+    create.add_argument("name", help="the new topic")
     create.add_argument("--partitions", type=common.positive_int, default=1, help="partition count (default 1)")
     create.add_argument(
         "--config",
@@ -41,11 +41,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
     listing = actions.add_parser("list", parents=[engine], help="list topics")
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    common.add_format_options(listing)
 
     describe = actions.add_parser("describe", parents=[engine], help="offsets, segments and leaders per partition")
-    describe.add_argument("name")
-    describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    describe.add_argument("name", help="the topic")
+    common.add_format_options(describe)
 
     alter = actions.add_parser(
         "alter",
@@ -72,7 +72,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
     delete = actions.add_parser("delete", parents=[engine], help="delete a topic and its segments")
-    delete.add_argument("name")
+    delete.add_argument("name", help="the topic to delete")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,41 +116,39 @@ def _alter(client: Client, args: argparse.Namespace) -> int:
 
 def _list(client: Client, args: argparse.Namespace) -> int:
     topics = sorted(client.topics(), key=lambda t: t.name)
-    if args.json:
+    if args.format == "json":
         common.print_json([common.topic_json(t) for t in topics])
         return 0
-    out = common.table("name", "partitions", "config", numeric=["partitions"])
-    for t in topics:
-        out.add_row(t.name, str(t.partitions), common.format_config(t.config))
-    console = common.stdout_console()
-    if topics:
-        console.print(out)
-    else:
-        console.print("no topics")
+    if not topics and args.format == "table":
+        print("no topics")
+        return 0
+    rows: dict[str, list[Any]] = {
+        "name": [t.name for t in topics],
+        "partitions": [t.partitions for t in topics],
+        "config": [common.format_config(t.config) for t in topics],
+    }
+    common.write_rows(rows, args.format)
     return 0
 
 
 def _describe(client: Client, args: argparse.Namespace) -> int:
     description = client.describe(args.name)
     info = description.info
-    if args.json:
+    if args.format == "json":
         doc: dict[str, Any] = common.topic_json(info)
         doc["partition_states"] = [asdict(state) for state in description.partitions]
         common.print_json(doc)
         return 0
-    title = f"{info.name}: {info.partitions} partitions, config {common.format_config(info.config)}"
-    numeric = ["partition", "end offset", "durable end offset", "segments", "epoch"]
-    out = common.table(
-        "partition", "end offset", "durable end offset", "segments", "leader", "epoch", title=title, numeric=numeric
-    )
-    for state in description.partitions:
-        out.add_row(
-            str(state.partition),
-            str(state.end_offset),
-            str(state.durable_end_offset),
-            str(state.segments),
-            state.leader or "-",
-            str(state.leader_epoch),
-        )
-    common.stdout_console().print(out)
+    if args.format == "table":
+        print(f"{info.name}: {common.plural(info.partitions, 'partition')}, config {common.format_config(info.config)}")
+    states = description.partitions
+    rows: dict[str, list[Any]] = {
+        "partition": [s.partition for s in states],
+        "end offset": [s.end_offset for s in states],
+        "durable end offset": [s.durable_end_offset for s in states],
+        "segments": [s.segments for s in states],
+        "leader": [s.leader or "-" for s in states],
+        "epoch": [s.leader_epoch for s in states],
+    }
+    common.write_rows(rows, args.format)
     return 0
