@@ -56,7 +56,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    produce.add_argument("topic")
+    produce.add_argument("topic", help="the topic to send to")
     produce.add_argument("--file", metavar="PATH", help="read this file instead of stdin")
     keys = produce.add_mutually_exclusive_group()
     keys.add_argument(
@@ -66,7 +66,12 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     keys.add_argument("--key-separator", metavar="SEP", help="lines are KEY<SEP>VALUE (split at the first SEP)")
     produce.add_argument("--partition", type=common.non_negative_int, help="send every record to this partition")
-    produce.add_argument("--acks", choices=["leader", "durable", "none"], default="leader")
+    produce.add_argument(
+        "--acks",
+        choices=["leader", "durable", "none"],
+        default="leader",
+        help="wait for the leader's WAL (default), for S3 (durable), or not at all",
+    )
     produce.add_argument(
         "--batch-size",
         type=common.positive_int,
@@ -89,7 +94,7 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    consume.add_argument("topic")
+    consume.add_argument("topic", help="the topic to read")
     consume.add_argument(
         "--from-beginning",
         action="store_true",
