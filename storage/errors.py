@@ -147,6 +147,19 @@ class StorageUnavailableError(StreamHouseError):
     """The object store or metadata store could not be reached."""
 
 
+class DirectoryInUseError(StorageUnavailableError):
+    """Another live agent process holds this data (WAL) directory; nothing was started."""
+
+
+class AddressInUseError(InvalidInputError):
+    """A port an agent was told to listen on is taken; nothing was started."""
+
+
+class AgentUnreachableError(StorageUnavailableError):
+    """No agent at the given addresses answered (nothing listening, wrong host or port); the
+    message names the addresses. Raised after a short connect budget, not the retry budget."""
+
+
 class NotLeaderError(StreamHouseError):
     """Another live agent leads the partition; `leader` is its address ("" if unknown)."""
 
@@ -162,3 +175,21 @@ class JobLagTimeoutError(StreamHouseError, TimeoutError):
     def __init__(self, job: str, timeout_s: float, lag: int, state: str) -> None:
         super().__init__(f"job {job!r} still {lag:,} source records behind after {timeout_s:g} s (state: {state})")
         self.job, self.lag, self.state = job, lag, state
+
+
+class QueryLimitError(StreamHouseError):
+    """A statement was stopped by query governance (memory cap, time limit, cancellation);
+    nothing it would have written was written, and the agent serves the next request."""
+
+
+class QueryMemoryExceededError(QueryLimitError):
+    """A statement needed more memory than its cap (the agent's --query-memory, or the
+    session's SET query_memory); the message names the cap and what asked for more."""
+
+
+class QueryTimeoutError(QueryLimitError, TimeoutError):
+    """A statement ran longer than its time limit (--query-timeout / SET statement_timeout)."""
+
+
+class QueryCancelledError(QueryLimitError):
+    """A statement was cancelled before it finished (the agent shut down, or its caller left)."""

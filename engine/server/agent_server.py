@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import logging
+import os
 import signal
+import socket
+from pathlib import Path
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,9 +23,10 @@ from streamhouse.server.convert import MAX_MESSAGE_BYTES
 from streamhouse.server.http import HealthServer
 from streamhouse.server.metrics import AgentMetrics
 from streamhouse.server.services import add_services
-from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.errors import AddressInUseError, DirectoryInUseError
 
 log = logging.getLogger(__name__)
+_DIR_LOCK = "agent.lock"  # next to the WAL's own wal.lock, which is only taken later
 _GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -39,13 +44,32 @@ class AgentServer:
         self.http = http
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
+        self._dir_lock: int | None = None
 
     @classmethod
     async def start(cls, config: AgentConfig) -> AgentServer:
+        # The directory first: a second agent on the same data dir must say so, not fail on
+        # a port the first one holds.
+        dir_lock = lock_data_dir(config.resolved_wal_dir)
+        try:
+            server = await cls._start(config)
+        except BaseException:
+            os.close(dir_lock)
+            raise
+        server._dir_lock = dir_lock  # held while the agent runs; the OS drops it if it dies
+        return server
+
+    @classmethod
+    async def _start(cls, config: AgentConfig) -> AgentServer:
         grpc_server = aio.server(options=_GRPC_OPTIONS)
-        port = grpc_server.add_insecure_port(f"{config.host}:{config.grpc_port}")
+        address = f"{config.host}:{config.grpc_port}"
+        _check_port_free(config.host, config.grpc_port, "gRPC")
+        try:
+            port = grpc_server.add_insecure_port(address)
+        except RuntimeError:  # grpc >= 1.60 raises where older versions returned 0
+            port = 0
         if port == 0:
-            raise InvalidInputError(f"cannot listen on {config.host}:{config.grpc_port} (in use?)")
+            raise AddressInUseError(f"cannot listen on {address} (gRPC): the port is in use or the host is not local")
         # Port 0 asks for any free port: the lease holder must carry the real one.
         config = dataclasses.replace(config, grpc_port=port)
         metrics = AgentMetrics()
@@ -56,7 +80,12 @@ class AgentServer:
                 http = HealthServer(
                     config.host, config.http_port, ready=service.ready, metrics=lambda: _render(service)
                 )
-                await http.start()
+                try:
+                    await http.start()
+                except OSError as exc:
+                    raise AddressInUseError(
+                        f"cannot listen on {config.host}:{config.http_port} (HTTP health/metrics): {exc.strerror}"
+                    ) from None
             server = cls(service.config, service, grpc_server, http)
             names = add_services(grpc_server, service)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
@@ -92,9 +121,50 @@ class AgentServer:
         await self.service.close(flush=True)
         if self.http is not None:
             await self.http.stop()
+        if self._dir_lock is not None:
+            os.close(self._dir_lock)
+            self._dir_lock = None
 
     async def wait_stopped(self) -> None:
         await self._stopped.wait()
+
+
+def _check_port_free(host: str, port: int, what: str) -> None:
+    """Bind and release the port first: gRPC's own failure is a C-core log line plus a
+    RuntimeError without the reason, where the user needs one line naming the port."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise AddressInUseError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from None
+    family, kind, proto, _name, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # SO_REUSEADDR as the real servers use it: a port in TIME_WAIT is free, a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise AddressInUseError(f"cannot listen on {host}:{port} ({what}): {exc.strerror}") from None
+
+
+def lock_data_dir(directory: Path) -> int:
+    """Lock `directory` (the agent's WAL directory, under its data dir) for this process, or
+    raise DirectoryInUseError naming the directory and the holder's pid."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / _DIR_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        by = f" (pid {holder})" if holder.isdigit() else ""
+        raise DirectoryInUseError(
+            f"{directory} is in use by another agent{by}; give each agent its own --data-dir or --wal-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 async def _render(service: AgentService) -> tuple[bytes, str]:
