@@ -23,6 +23,7 @@ from streamhouse.server.status import ERROR_KEY, LEADER_KEY
 from streamhouse.storage.batch_codec import HEADER_SIZE, encode_batch
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.records import make_batch
+from streamhouse.storage.value_schema import Column, ValueSchema
 from tests.agent_process import AgentLauncher
 
 TOPIC = "good"
@@ -277,3 +278,30 @@ def test_not_leader_names_the_leader(tmp_path: Path, agents: AgentLauncher) -> N
         # non-leader only knows the committed end offset, and nothing is committed yet).
         assert (sa.end_offsets()[0], sb.end_offsets()[1]) == (1, 1)
     assert a.stop() == 0 and b.stop() == 0
+
+
+def test_a_value_that_does_not_fit_the_declared_columns_is_invalid_argument(
+    tmp_path: Path, agents: AgentLauncher
+) -> None:
+    agent = agents.start("--data-dir", str(tmp_path / "data"))
+    schema = ValueSchema((Column("id", "BIGINT"), Column("amt", "DECIMAL(10, 2)")))
+    with grpc.insecure_channel(agent.address) as channel:
+        s = Stubs(channel)
+        s.admin.CreateTopic(
+            pb.CreateTopicRequest(name="money", partitions=1, value_schema=schema.to_json()), timeout=10
+        )
+        err = rejected(
+            lambda: s.produce.Produce(
+                records_request([b'{"id": 1, "amt": 1.5}', b'{"id": 2, "amt": 12.345}'], topic="money"), timeout=10
+            ),
+            INVALID,
+            "record 1 of the batch, column 'amt'",
+            "scale",
+        )
+        assert trailers(err)[ERROR_KEY] == "InvalidValueError"  # the SDK raises the same class
+        rejected(
+            lambda: s.produce.Produce(records_request([b"not json"], topic="money"), timeout=10),
+            INVALID,
+            "record 0 of the batch, the value: not JSON",
+        )
+        assert s.end_offsets("money") == {0: 0}  # nothing stored, no offset taken
