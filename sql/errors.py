@@ -7,6 +7,8 @@ table or column) is a `SqlError`. It is an `InvalidInputError`, so callers that 
 
 from __future__ import annotations
 
+import re
+
 from sqlglot.errors import ParseError, TokenError
 
 from streamhouse.storage.errors import InvalidInputError
@@ -46,19 +48,52 @@ def sql_error_from_parse(error: ParseError | TokenError, sql: str) -> SqlError:
     """Turn sqlglot's errors into a SqlError that points at the line and column."""
     if isinstance(error, ParseError) and error.errors:
         first = error.errors[0]
-        description = str(first.get("description") or "invalid syntax")
-        line, col = first.get("line"), first.get("col")
         highlight = first.get("highlight")
+        near = highlight if isinstance(highlight, str) and highlight else None
+        description = _plain(str(first.get("description") or "invalid syntax"), near)
+        line, col = first.get("line"), first.get("col")
         # sqlglot reports the column of the token's last character; point at its first.
         if isinstance(line, int) and isinstance(col, int):
-            if isinstance(highlight, str) and highlight:
-                col = max(1, col - len(highlight) + 1)
-            near = f" near {highlight!r}" if highlight else ""
-            return SqlError(f"syntax error: {description}{near}", position=(line, col))
+            if near:
+                col = max(1, col - len(near) + 1)
+            return SqlError(f"syntax error: {description}", position=(line, col))
         return SqlError(f"syntax error: {description}")
     # The tokenizer only says where the bad token started inside its message; an unterminated
     # string or quoted identifier is the usual cause, so look for the last opening quote.
-    message = str(error)
     quote = max(sql.rfind("'"), sql.rfind('"'))
-    position = position_at(sql, quote) if quote >= 0 else None
-    return SqlError(f"syntax error: {message}", position=position)
+    if quote >= 0:
+        return SqlError(
+            f"syntax error: unterminated {'string' if sql[quote] == chr(39) else 'quoted name'} starting here",
+            position=position_at(sql, quote),
+        )
+    return SqlError(f"syntax error: cannot split the statement into tokens ({_plain(str(error), None)})")
+
+
+# sqlglot's messages name its own classes and token reprs; users need the SQL words.
+_REQUIRED = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*?(\w+)'>")
+_TOKEN = re.compile(r"<Token token_type: TokenType\.(\w+), text: (.*?), line: \d+, col: \d+.*?>")
+_CLASS = re.compile(r"<class '[\w.]*?(\w+)'>")
+
+
+def _plain(description: str, near: str | None) -> str:
+    """sqlglot's description of a parse error in the user's terms, with where it happened."""
+    after = f" after {near!r}" if near else ""
+    if _REQUIRED.search(description):
+        return f"expected an expression{after}"
+    if description.startswith("Invalid expression / Unexpected token"):
+        return f"unexpected {near!r}" if near else "unexpected token"
+    if description.startswith("Expecting "):
+        return f"expected {description.removeprefix('Expecting ')!r}{after}"
+
+    def token(match: re.Match[str]) -> str:
+        kind, text = match.group(1), match.group(2)
+        return "the end of the statement" if kind == "SENTINEL" else repr(text)
+
+    text = _CLASS.sub(lambda m: m.group(1), _TOKEN.sub(token, description))
+    text = text[:1].lower() + text[1:]
+    expected, sep, got = text.partition(" but got ")
+    if sep:
+        return f"{expected}{after}, got {got}"
+    if not near or near in text:
+        return text
+    return f"{text} (near {near!r})" if " after " in text else f"{text}{after}"
