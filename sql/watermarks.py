@@ -10,6 +10,11 @@
   idle rule cannot move the watermark past rows already in a partition's log;
 - a partition with data is active again at once: the caller observes every partition of a
   round before asking for the watermark, so a waking partition holds it back from then on;
+- when data comes back after every partition was idle (the whole topic was quiet), every
+  partition's idle clock restarts: the others get a full `idle_timeout_ms` to show theirs. A
+  burst reaches partitions one after another (a producer splits its batch by partition), so
+  without this the first partition to wake would carry the watermark past the rows the others
+  were about to receive;
 - the job's watermark never goes back: a partition that wakes up with older rows lowers the
   minimum, but what was already emitted stays (its rows may then be late).
 
@@ -57,9 +62,12 @@ class Watermarks:
         partition's idle clock: pass True for rows without a time and for records known to be
         in its log but not read yet; without data the clock keeps running."""
         self._start_clocks(now_ms)
-        state = self._partitions.setdefault(partition, _Partition(last_rows_ms=now_ms))
         if had_data is None:
             had_data = max_event_ms is not None
+        if had_data and self._partitions and all(self._idle(s, now_ms) for s in self._partitions.values()):
+            for other in self._partitions.values():  # the topic wakes: everyone gets a fresh timeout
+                other.last_rows_ms = now_ms
+        state = self._partitions.setdefault(partition, _Partition(last_rows_ms=now_ms))
         if had_data:
             state.last_rows_ms = now_ms
         if max_event_ms is None:

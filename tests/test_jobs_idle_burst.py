@@ -28,6 +28,7 @@ from streamhouse.client.client import Client
 from streamhouse.sql.job_plan import plan_job
 from streamhouse.sql.watermarks import Watermarks
 from streamhouse.sql.window_operator import WindowOperator
+from tests.agent_process import AgentLauncher
 
 T0 = 1_700_000_040_000  # a whole minute
 BIDS = (
@@ -63,8 +64,8 @@ def job(sh: Client) -> dict[str, object]:
     return found
 
 
-@pytest.mark.parametrize("calls", [1, 6])
-def test_a_burst_after_an_idle_spell_is_on_time(sh: Client, calls: int) -> None:
+def burst_after_idle(sh: Client, calls: int) -> None:
+    """The issue's scenario on any client: the view, an idle spell, 600 in-order rows."""
     sh.sql(BIDS)
     sh.sql(
         "CREATE MATERIALIZED VIEW bids_per_minute WITH ('dead-letter' = 'late_bids', "
@@ -87,6 +88,18 @@ def test_a_burst_after_an_idle_spell_is_on_time(sh: Client, calls: int) -> None:
     status = job(sh)
     assert (status["late_rows"], status["source_lag"]) == (0, 0)
     assert sh.read("late_bids").num_rows == 0  # the dead-letter topic is empty
+
+
+@pytest.mark.parametrize("calls", [1, 6])
+def test_a_burst_after_an_idle_spell_is_on_time(sh: Client, calls: int) -> None:
+    burst_after_idle(sh, calls)
+
+
+def test_a_burst_after_an_idle_spell_through_a_real_agent(tmp_path: Path) -> None:
+    with AgentLauncher(tmp_path) as agents:
+        agent = agents.start("--data-dir", str(tmp_path / "data"), "--durable-flush-ms", "20")
+        with streamhouse.connect(agent.address) as client:
+            burst_after_idle(client, calls=4)
 
 
 # --- the operator: rounds -------------------------------------------------------------------
@@ -185,17 +198,39 @@ def test_a_waking_partition_holds_the_watermark_back() -> None:
     op = operator(1000, 1000, 2)
     op.process_round({0: table(0, 0, [10_000]), 1: table(1, 0, [10_000])}, 0)
     assert op.watermark == 9000
-    op.process_round({0: table(0, 1, [20_000])}, 5000)  # partition 1 idle: 19 s
-    assert op.watermark == 19_000 and op.idle_partitions(5000) == [1]
+    op.process_round({0: table(0, 1, [15_000])}, 900)
+    op.process_round({0: table(0, 2, [20_000])}, 1800)  # partition 1 idle (since 0): 19 s
+    assert op.watermark == 19_000 and op.idle_partitions(1800) == [1]
     # Partition 1 wakes in the same round as partition 0 moves on: min over both, so 0's 40 s
     # does not pass 1's 21 s.
-    step = op.process_round({0: table(0, 2, [40_000]), 1: table(1, 1, [21_000])}, 5100)
+    step = op.process_round({0: table(0, 3, [40_000]), 1: table(1, 1, [21_000])}, 1900)
     assert step.late.num_rows == 0 and op.watermark == 20_000
     # Unread records in partition 1 (pending) keep it active past its idle timeout.
-    op.process_round({0: table(0, 3, [60_000])}, 8000, pending=[1])
-    assert op.watermark == 20_000 and op.idle_partitions(8000) == []
-    op.process_round({1: table(1, 2, [22_000, 23_000])}, 8100)
+    op.process_round({0: table(0, 4, [50_000])}, 2800)
+    op.process_round({0: table(0, 5, [60_000])}, 3000, pending=[1])
+    assert op.watermark == 20_000 and op.idle_partitions(3000) == []
+    op.process_round({1: table(1, 2, [22_000, 23_000])}, 3100)
     assert op.late_rows == 0 and op.watermark == 22_000
+
+
+def test_a_topic_waking_from_idle_gives_every_partition_a_fresh_timeout() -> None:
+    """Every partition idle; a burst reaches partition 0 first (the producer's batch is split by
+    partition): the others hold the watermark back for a full timeout, and their rows of the
+    same burst are on time."""
+    op = operator(5000, 1000, 4)
+    op.process_round({}, 0)
+    assert op.idle_partitions(2000) == [0, 1, 2, 3]
+    step = op.process_round({0: table(0, 0, list(range(0, 600_000, 4000)))}, 2000)
+    assert step.fired == 0 and op.watermark is None and op.idle_partitions(2000) == []
+    rest = {p: table(p, 0, list(range(p * 1000, 600_000, 4000))) for p in (1, 2, 3)}
+    assert op.process_round(rest, 2050).late.num_rows == 0
+    assert op.watermark == 596_000 - 5000
+    # Had partitions 1-3 shown nothing for a whole timeout, they would stop holding it back.
+    quiet = operator(5000, 1000, 4)
+    quiet.process_round({}, 0)
+    quiet.process_round({0: table(0, 0, [100_000])}, 2000)
+    assert quiet.process_round({}, 2999).stats.watermark is None
+    assert quiet.process_round({}, 3000).stats.watermark == 95_000
 
 
 def test_records_landing_behind_a_read_hold_the_watermark_back() -> None:
@@ -204,15 +239,20 @@ def test_records_landing_behind_a_read_hold_the_watermark_back() -> None:
     record the job has not read (`pending`), so partition 1's row does not make it late."""
     op = operator(1000, 1000, 2)
     op.process_round({0: table(0, 0, [1000]), 1: table(1, 0, [1000])}, 0)
-    step = op.process_round({1: table(1, 1, [40_000])}, 5000, pending=[0])
-    assert op.watermark == 0 and step.fired == 0
-    assert op.process_round({0: table(0, 1, [10_000])}, 5050).late.num_rows == 0
+    op.process_round({1: table(1, 1, [20_000])}, 900)
+    op.process_round({1: table(1, 2, [30_000])}, 1800)  # partition 0 idle since 0: 29 s
+    assert op.watermark == 29_000
+    step = op.process_round({1: table(1, 3, [40_000])}, 2000, pending=[0])
+    assert op.watermark == 29_000 and step.fired == 0
+    assert op.process_round({0: table(0, 1, [32_000])}, 2050).late.num_rows == 0
     # Without the pending mark, partition 0 counts as idle and its row is late.
     blind = operator(1000, 1000, 2)
     blind.process_round({0: table(0, 0, [1000]), 1: table(1, 0, [1000])}, 0)
-    blind.process_round({1: table(1, 1, [40_000])}, 5000)
+    blind.process_round({1: table(1, 1, [20_000])}, 900)
+    blind.process_round({1: table(1, 2, [30_000])}, 1800)
+    blind.process_round({1: table(1, 3, [40_000])}, 2000)
     assert blind.watermark == 39_000
-    assert blind.process_round({0: table(0, 1, [10_000])}, 5050).late.num_rows == 1
+    assert blind.process_round({0: table(0, 1, [32_000])}, 2050).late.num_rows == 1
 
 
 def test_watermarks_count_a_partition_with_data_as_active() -> None:
@@ -225,3 +265,74 @@ def test_watermarks_count_a_partition_with_data_as_active() -> None:
     marks.observe(0, 600, 2500)
     marks.observe(1, None, 2500)  # nothing to read: its clock runs on from 2000
     assert marks.current(2999) == 50 and marks.current(3000) == 600 and marks.idle_partitions(3000) == [1]
+
+
+# --- lateness is a property of each partition's row order ---------------------------------
+
+WINDOWS = {
+    "TUMBLE": "TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '4' SECOND)",
+    "HOP": "HOP(TABLE bids, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '6' SECOND)",
+    "CUMULATE": "CUMULATE(TABLE bids, DESCRIPTOR(ts), INTERVAL '2' SECOND, INTERVAL '6' SECOND)",
+}
+
+
+@st.composite
+def out_of_order(draw: st.DrawFn) -> list[list[int]]:
+    """Each partition's event times in offset order, out of order by up to 12 s."""
+    return [draw(st.lists(st.integers(0, 40_000), max_size=25)) for _ in range(draw(st.integers(1, 3)))]
+
+
+def feed(kind: str, delay: int, logs: list[list[int]], choices: random.Random | None) -> tuple[list[int], list[object]]:
+    """Late row ids and outputs of a run reading `logs` in random rounds (random partition
+    order and batch sizes), or all in one round (`choices` None: a view created after the
+    data); every partition active (no idle timeout)."""
+    sql = COUNTS.replace("TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '5' SECOND)", WINDOWS[kind])
+    job = plan_job(sql, {"bids": SCHEMA}.__getitem__, lambda _: ("ts", delay))
+    op = WindowOperator(job, None, partitions=tuple(range(len(logs))))
+    read = [0] * len(logs)
+    late: list[int] = []
+    outputs: list[object] = []
+    while any(read[p] < len(log) for p, log in enumerate(logs)):
+        batches = {}
+        order = range(len(logs)) if choices is None else choices.sample(range(len(logs)), len(logs))
+        for p in order:
+            if read[p] < len(logs[p]) and (choices is None or choices.random() < 0.7):
+                size = len(logs[p]) if choices is None else choices.randint(1, 8)
+                batches[p] = table(p, read[p], logs[p][read[p] : read[p] + size])
+                read[p] += batches[p].num_rows
+        step = op.process_round(batches, 0)
+        if step.late.num_rows:
+            partitions, offsets = step.late.column("_partition").to_pylist(), step.late.column("_offset").to_pylist()
+            late += [o * 10 + p for p, o in zip(partitions, offsets, strict=True)]
+        outputs += step.output.to_pylist()
+    outputs += op.flush().output.to_pylist()
+    return sorted(late), sorted(outputs, key=repr)
+
+
+@pytest.mark.parametrize("kind", sorted(WINDOWS))
+@settings(max_examples=40, deadline=None)
+@given(logs=out_of_order(), delay=st.integers(0, 3000), seeds=st.tuples(st.integers(), st.integers()))
+def test_lateness_does_not_depend_on_batching_or_partition_order(
+    kind: str, logs: list[list[int]], delay: int, seeds: tuple[int, int]
+) -> None:
+    """A view created after the data (one big round) and live views (any rounds) count the
+    same rows late: each row is judged against its own partition's earlier rows too. With
+    TUMBLE (one window a row) the view's rows are the same as well."""
+    backfill = feed(kind, delay, logs, None)
+    live = feed(kind, delay, logs, random.Random(seeds[0]))
+    other = feed(kind, delay, logs, random.Random(seeds[1]))
+    assert backfill[0] == live[0] == other[0]
+    expected_late = [
+        o * 10 + p
+        for p, log in enumerate(logs)
+        for o, ts in enumerate(log)
+        if o and _first_end(kind, ts) - 1 <= max(log[:o]) - delay
+    ]
+    assert live[0] == sorted(expected_late)
+    if kind == "TUMBLE":
+        assert backfill[1] == live[1] == other[1]
+
+
+def _first_end(kind: str, ts: int) -> int:
+    step = 4000 if kind == "TUMBLE" else 2000
+    return ts // step * step + step
