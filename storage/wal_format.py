@@ -34,6 +34,10 @@ from streamhouse.storage.errors import CorruptDataError, InvalidInputError
 Buffer = bytes | bytearray | memoryview
 
 MAGIC = b"\x89SW1"
+# A lease epoch no leadership ever reaches: an entry under it records that the records of an
+# entry with the identical payload were handed to another agent's leader (produced there with
+# acks=durable), so recovery must not append them again (storage/wal_recovery.py).
+FORWARDED_EPOCH = (1 << 63) - 1
 _HEADER = struct.Struct("<4sIQIQqIII")
 HEADER_SIZE = _HEADER.size
 # The header CRC covers everything before itself, including the payload CRC.

@@ -12,6 +12,10 @@ the lease epoch it was written under, and the plan sorts every acknowledged reco
   again at the partition's end, byte for byte (original timestamps and headers), so an
   acknowledged record is never silently discarded (at-least-once for those records).
 
+Forwarded: when another live agent leads the partition, this agent produces the records to
+that leader instead and writes a marker entry (epoch FORWARDED_EPOCH, identical payload): a
+marker carries its records over like a later leadership would, and is never itself replayed.
+
 Carrying over: a new leader writes every record it takes over from the WAL (tail or orphan)
 into the WAL again under its own epoch with the identical payload. An entry whose payload
 and record count reappear under a later epoch is therefore already carried over and is
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 
 from streamhouse.storage.batch_codec import decode_batch, encode_batch
 from streamhouse.storage.model import SegmentInfo
-from streamhouse.storage.wal_format import WalEntry
+from streamhouse.storage.wal_format import FORWARDED_EPOCH, WalEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,8 @@ def plan_recovery(entries: Iterable[WalEntry], committed_end: int, segments: Seq
     claims: list[tuple[int, int]] = []  # offsets written by a later leadership, sorted, disjoint
     by_epoch: dict[int, list[WalEntry]] = {}
     for e in survivors:
-        by_epoch.setdefault(e.epoch, []).append(e)
+        if e.epoch != FORWARDED_EPOCH:  # a marker: its records live on in another agent's log
+            by_epoch.setdefault(e.epoch, []).append(e)
     for epoch in sorted(by_epoch, reverse=True):
         batch = sorted(by_epoch[epoch], key=lambda e: e.base_offset)
         for entry in batch:

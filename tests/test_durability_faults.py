@@ -294,7 +294,8 @@ def test_acks_leader_records_of_a_taken_over_agent_come_back(
 ) -> None:
     """A acknowledges acks=leader records, freezes past its lease; B takes the partition over
     and commits its own records at the same offsets; A is killed and restarted on its WAL.
-    A's records are appended again after B's (once the lease is free) and counted."""
+    A's records are produced again to B (the live leader), after B's, and counted; a second
+    restart of A (B gone, A leading) neither loses nor repeats them."""
     flags = agent_flags(pg_url, s3_url)
     a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0)
     b = agents.start("--data-dir", str(tmp_path / "b"), *flags, name="b", http_port=0)
@@ -310,21 +311,52 @@ def test_acks_leader_records_of_a_taken_over_agent_come_back(
         assert via_b.produce_batch(TOPIC, theirs, partition=0, acks="durable")[0].base_offset == 0
     a.kill()
     a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0)
-    # B still leads: A holds its records (WAL kept) until the lease is free.
-    assert metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 0
-    assert b.stop() == 0  # graceful: releases the lease
+    # B leads and is alive: A produces its held records to B (acks=durable) and marks them.
     wait_until(
         lambda: metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 5,
-        what="A to append its taken-over records again",
+        what="A to hand its taken-over records to the leader",
     )
-    with streamhouse.connect(a.address) as client:
-        log = read_log(client, TOPIC)
-    assert log[0] == [*theirs, *mine]
+    with streamhouse.connect(b.address) as client:
+        assert leader_of(client, TOPIC) == b.address
+        assert read_log(client, TOPIC)[0] == [*theirs, *mine]
+    assert b.stop() == 0
     # Restarting A again neither loses nor repeats them.
     assert a.stop() == 0
     a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0)
     with streamhouse.connect(a.address) as client:
         assert read_log(client, TOPIC)[0] == [*theirs, *mine]
+    assert metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 0
+
+
+def test_a_paused_leader_hands_its_acknowledged_records_over_when_it_wakes(
+    tmp_path: Path, pg_url: str, s3_url: tuple[str, str], agents: AgentLauncher
+) -> None:
+    """No restart at all: A wakes from SIGSTOP after B took over, is fenced with acks=leader
+    records it acknowledged in its buffer, and produces them to B instead of dropping them."""
+    flags = agent_flags(pg_url, s3_url)
+    a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0)
+    b = agents.start("--data-dir", str(tmp_path / "b"), *flags, name="b", http_port=0)
+    mine = [f"a-{i}".encode() for i in range(4)]
+    with streamhouse.connect(a.address) as via_a:
+        via_a.create_topic(TOPIC, 1)
+        via_a.produce_batch(TOPIC, mine, partition=0, acks="leader")
+    a.pause()
+    with streamhouse.connect(b.address) as via_b:
+        wait_until(lambda: leader_of(via_b, TOPIC) == "", what="A's lease to expire while it is frozen")
+        via_b.produce_batch(TOPIC, [b"b-0", b"b-1"], partition=0, acks="durable")
+        a.resume()
+        wait_until(
+            lambda: metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 4,
+            what="A to hand its records to B after waking",
+        )
+        assert read_log(via_b, TOPIC)[0] == [b"b-0", b"b-1", *mine]
+    # A restart of A afterwards does not hand them over a second time.
+    a.kill()
+    a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0)
+    assert b.stop() == 0
+    with streamhouse.connect(a.address) as client:
+        wait_until(lambda: leader_of(client, TOPIC) in ("", a.address), what="B's lease to go")
+        assert read_log(client, TOPIC)[0] == [b"b-0", b"b-1", *mine]
     assert metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 0
 
 

@@ -16,6 +16,8 @@ import pyarrow as pa
 from streamhouse.agent.api import Acks
 from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
 from streamhouse.agent.flush_health import FlushHealth
+from streamhouse.agent.forward import Forwarder, forward_to_leader
+from streamhouse.storage.batch_codec import decode_batch
 from streamhouse.storage.errors import (
     FencedError,
     LeaseHeldError,
@@ -31,8 +33,8 @@ from streamhouse.storage.partition_reader import PartitionReader
 from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
 from streamhouse.storage.tasks import cancel_and_wait
 from streamhouse.storage.wal import WriteAheadLog
-from streamhouse.storage.wal_format import WalEntry
-from streamhouse.storage.wal_recovery import plan_recovery
+from streamhouse.storage.wal_format import FORWARDED_EPOCH, WalEntry
+from streamhouse.storage.wal_recovery import piece_payload, plan_recovery
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class PartitionManager:
         self.recovered_records: dict[str, int] = {}
         self.dropped_records: dict[str, int] = {}
         self._on_recovery: Callable[[str, int, int], None] = lambda topic, recovered, dropped: None
+        # How held records reach a partition another live agent leads (replaceable in tests).
+        self.forward: Forwarder = forward_to_leader
         self._led: dict[Key, _Led] = {}
         self.flush_health = FlushHealth()  # backoff, logging and readiness of failing flushes
         self._acquiring: dict[Key, asyncio.Lock] = {}
@@ -172,6 +176,12 @@ class PartitionManager:
             try:
                 await self.writer(topic, key[1])
             except NotLeaderError as exc:
+                if exc.leader:
+                    try:
+                        await self._forward_held(topic, key, exc.leader)
+                        continue
+                    except Exception as fwd:  # the leader died or refused: the next round retries
+                        exc = NotLeaderError(f"{topic.name}/{key[1]}", f"{exc.leader}, forwarding failed: {fwd}")
                 if key not in self._waiting_logged:
                     self._waiting_logged.add(key)
                     log.warning(
@@ -183,6 +193,44 @@ class PartitionManager:
                     )
             except StreamHouseError as exc:
                 log.warning("recovering %s/%d from the WAL failed (retrying): %s", topic.name, key[1], exc)
+
+    async def _forward_held(self, topic: TopicInfo, key: tuple[int, int], leader: str) -> None:
+        """Produce this WAL's held records of `key` to the live leader at `leader` (acks=durable),
+        each followed by a FORWARDED_EPOCH marker in this WAL so no later recovery repeats it.
+        A crash between a forward and its marker repeats that batch once (at-least-once)."""
+        entries = await self.wal.entries_of(*key)
+        end = await self.metadata.get_end_offset(topic.name, key[1])
+        low = min((e.base_offset for e in entries), default=end)
+        segments = await self.metadata.list_segments(topic.name, key[1], low, end) if low < end else []
+        plan = plan_recovery(entries, end, segments)
+        # Another agent leads: records beyond the committed end are not this agent's to place at
+        # their offsets any more, so the tail goes the same way as the orphans.
+        pieces = sorted([*plan.orphans, *plan.tail], key=lambda p: (p.entry.epoch, p.start))
+        forwarded = 0
+        for piece in pieces:
+            payload = piece_payload(piece)
+            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{key[1]}@{piece.start}")
+            base = await self.forward(leader, topic.name, key[1], batch)
+            await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
+            await self.wal.sync()
+            forwarded += piece.records
+        self._pending.pop(key, None)
+        self._rescan.discard(key)
+        self._waiting_logged.discard(key)
+        if forwarded:
+            log.warning(
+                "%s/%d: %d acknowledged records of a leadership that was taken over were produced again "
+                "to the leader at %s",
+                topic.name,
+                key[1],
+                forwarded,
+                leader,
+            )
+            self._count(topic.name, forwarded, 0)
+        # Everything of this partition up to its committed end is now in segments (ours, the
+        # other leader's, or forwarded), so those WAL entries may go; this agent can only lead
+        # it again from that end or later, so no future entry of its own is covered by this.
+        await self.wal.release({key: await self.metadata.get_end_offset(topic.name, key[1])})
 
     def watch_recovery(self, callback: Callable[[str, int, int], None]) -> None:
         """`callback(topic, recovered, dropped)` for every recovery from now on, after one call
@@ -280,6 +328,9 @@ class PartitionManager:
         """The first half of produce: offsets assigned, WAL written, buffered. Callers that
         pipeline (ProduceStream) append in arrival order and acknowledge concurrently."""
         writer = await self.writer(topic, partition)
+        # A leader that may have been paused past its lease must not even write: its WAL entry
+        # would be recovered later (issue 20) although the produce is refused.
+        await self._confirm_lease((topic.name, partition))
         if acks == "none":
             self._spawn(self._append(writer, batch, payload))
             return -1
