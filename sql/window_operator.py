@@ -2,22 +2,39 @@
 of windows that fired out, Flink's event-time semantics in between.
 
     op = WindowOperator(plan_job(sql, schema_of, watermark_of), idle_timeout_ms=30_000)
-    step = op.process(partition, rows, now_ms)   # StepResult(output, late, fired, stats)
+    step = op.process_round({p: rows, ...}, now_ms, pending)  # one job round: every partition
+    step = op.process(partition, rows, now_ms)   # a round of one partition
     step = op.advance(now_ms)                    # fire what idleness / time released
     step = op.flush()                            # end of input: fire every open window
     blob = op.snapshot(); other.restore(blob)    # continue exactly where op stopped
 
+- Rounds: a job reads the next rows of every partition, then hands them over together. All
+  rows of a round are judged first; then every partition is observed (with rows, or with
+  records still unread: `pending`, so not idle), and only then the watermark moves and
+  windows fire, once. Firing between partitions let the first partition read carry the
+  watermark past rows the round had read from the others (issue 10: a burst after an idle
+  spell counted 3 of 4 rows late).
 - Watermarks: see sql.watermarks (per-partition max event time − delay; min over non-idle
   partitions; never goes back).
 - A window fires once, when the job's watermark reaches its end − 1 ms; its output is what
   the ad-hoc query returns for the window's rows (emit final). Windows firing in the same step
   are computed together by one run of `plan.query_sql` over their annotated rows.
-- Lateness is judged per window against the watermark the operator had already acted on
-  before the batch: a row is dropped from the windows that already fired and kept for the
-  rest; a row late for at least one window is returned in `StepResult.late` (the source
-  rows, as given) and counted. A SESSION row is late when the session it belongs to, among
-  the open sessions and the batch's own rows, would already have fired (fired sessions are
-  gone, as in Flink: a later row never merges into one).
+- Lateness of a TUMBLE / HOP / CUMULATE row is judged against W(row) = the larger of the
+  job's watermark before the round and the row's own partition's watermark just before it
+  (the largest event time of the partition's earlier rows, in offset order − delay). The
+  row is late when its first window ends − 1 at or before W(row): returned in
+  `StepResult.late` (the source rows, as given) and counted. It is dropped from the windows
+  that already fired, and from all of them when its last window ends by W(row) too (TUMBLE:
+  its one window); otherwise it still counts in the open ones. Because the job's watermark
+  never passes a partition that is not idle, W(row) is then the partition's own watermark:
+  lateness depends on each partition's row order only — the same for a live view and one
+  created after the data, whatever the micro-batches or the order partitions are read in.
+  A row in order within the declared delay (later than the largest earlier time − delay) is
+  never late; after an idle spell, rows appended in that order across the topic neither.
+  Only a partition that was idle can see the job's watermark run ahead of its own.
+- A SESSION row is judged against the job's watermark before the round: late when the
+  session it belongs to, among the open sessions and the round's rows, would already have
+  fired (fired sessions are gone, as in Flink: a later row never merges into one).
 - State is the rows of open windows, nothing else: an aligned row is dropped once its last
   window fired, a session's rows when it fires. Rows with a NULL time are in no window and
   are dropped on arrival (as the ad-hoc rewrite drops them).
@@ -58,6 +75,7 @@ from streamhouse.sql.watermarks import Watermarks
 from streamhouse.sql.window_assign import Aligned, Bools, Ints, event_ms, key_ids, sessions, window_columns
 from streamhouse.sql.window_changes import EMIT_MODES, changes_schema, diff, group_keys, tag
 from streamhouse.sql.window_partials import PANE, PartialSpec, partials_for
+from streamhouse.sql.window_rounds import Round, concat
 
 __all__ = ["FLUSH_WATERMARK", "OperatorStats", "StepResult", "WindowOperator"]
 
@@ -68,7 +86,6 @@ _HEADER = struct.Struct("<I")
 _MAX_CHUNKS = 64
 _WINDOW_END = "__sh_window_end"  # the window (its end, ms) of a snapshotted emitted row
 _NO_BOUND = FLUSH_WATERMARK + 1
-_MINUS_INF = -(2**62)  # no earlier row: below every event time
 
 
 @dataclass(frozen=True)
@@ -212,27 +229,19 @@ class WindowOperator:
         if spec is None:
             return self._round_stateless(batches, now_ms, pending)
         conformed = {p: self._conform(rows) for p, rows in batches.items()}
-        pieces: list[tuple[pa.Table, Ints, Ints | None, int]] = []  # (rows, ms, positions, partition)
-        for partition, batch in conformed.items():
-            ms, valid = event_ms(batch.column(spec.time_column), spec.time_type)
-            positions: Ints | None = None
-            if valid is not None:
-                positions = np.flatnonzero(valid)
-                batch, ms = batch.take(positions), ms[valid]
-            pieces.append((batch, ms, positions, partition))
-        batch = _concat([piece[0] for piece in pieces], self.plan.input_schema)
-        ms = np.concatenate([piece[1] for piece in pieces]) if pieces else np.zeros(0, dtype=np.int64)
+        round_ = Round.of(batches, conformed, self.plan.input_schema, spec.time_column, spec.time_type)
+        batch, ms = round_.rows, round_.ms
         # Aligned rows are kept by pane start (all their windows follow from it), sessions by time.
         times = ms if self._aligned is None else self._aligned.pane(ms)
-        late, keep = self._classify(batch, times, self._own_bounds(pieces))
-        late_rows = self._late_source_rows(batches, pieces, late)
+        own = None if self._aligned is None else round_.own_bounds(self._marks.partition_watermark, self.plan.delay_ms)
+        late, keep = self._classify(batch, times, own)
+        late_rows = round_.source_rows(late, self.plan.input_schema.empty_table())
         self._late_rows += late_rows.num_rows
         if not keep.all():
             batch, times = batch.filter(pa.array(keep)), times[keep]
         if batch.num_rows:
             self._add(batch, times)
-        for _, piece_ms, _, partition in pieces:
-            top = int(piece_ms.max()) if len(piece_ms) else None
+        for partition, top in round_.tops().items():
             self._marks.observe(partition, top, now_ms, had_data=batches[partition].num_rows > 0)
         for partition in pending:
             self._marks.observe(partition, None, now_ms, had_data=True)
@@ -300,7 +309,7 @@ class WindowOperator:
         for partition in pending:
             self._marks.observe(partition, None, now_ms, had_data=True)
         self._marks.current(now_ms)
-        batch = _concat(list(conformed.values()), self.plan.input_schema)
+        batch = concat(list(conformed.values()), self.plan.input_schema)
         output = self._run(None, batch) if batch.num_rows else self._empty_output
         if self.changes and batch.num_rows:
             output = tag(output, "+I")
@@ -318,42 +327,6 @@ class WindowOperator:
         if valid is not None:
             ms = ms[valid]
         self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms, had_data=had_data)
-
-    def _own_bounds(self, pieces: list[tuple[pa.Table, Ints, Ints | None, int]]) -> Ints | None:
-        """Per row of the round (aligned windows): one past its own partition's watermark just
-        before it — the largest event time of the partition's earlier rows (earlier rounds and
-        earlier in this batch) − delay. It depends on nothing but the partition's row order, so
-        a row's lateness is the same whatever the micro-batches were (None: sessions, which
-        are judged against the job's watermark alone)."""
-        if self._aligned is None or not pieces:
-            return None
-        bounds = []
-        for _, ms, _, partition in pieces:
-            if not len(ms):
-                bounds.append(ms)
-                continue
-            before = np.empty(len(ms), dtype=np.int64)
-            before[0] = _MINUS_INF
-            np.maximum.accumulate(ms[:-1], out=before[1:])
-            earlier = self._marks.partition_watermark(partition)
-            if earlier is not None:
-                np.maximum(before, earlier + self.plan.delay_ms, out=before)
-            bounds.append(np.where(before == _MINUS_INF, _MINUS_INF, before - self.plan.delay_ms + 1))
-        return np.concatenate(bounds)
-
-    def _late_source_rows(
-        self, batches: Mapping[int, pa.Table], pieces: list[tuple[pa.Table, Ints, Ints | None, int]], late: Bools
-    ) -> pa.Table:
-        """The source rows (as given, all their columns) the `late` mask over the round marks."""
-        found, start = [], 0
-        for batch, _, positions, partition in pieces:
-            mine = late[start : start + batch.num_rows]
-            start += batch.num_rows
-            if mine.any():
-                found.append(batches[partition].take(np.flatnonzero(mine) if positions is None else positions[mine]))
-        if found:
-            return pa.concat_tables(found, promote_options="default") if len(found) > 1 else found[0]
-        return next(iter(batches.values())).slice(0, 0) if batches else self.plan.input_schema.empty_table()
 
     def _classify(self, batch: pa.Table, times: Ints, own: Ints | None = None) -> tuple[Bools, Bools]:
         """(late, keep) masks over the round's rows; `times` are pane starts (aligned windows)
@@ -640,12 +613,6 @@ class WindowOperator:
         elif spec is not None and table.num_rows:
             ms, _ = event_ms(table.column(spec.time_column), spec.time_type)
             self._add(table, ms if self._aligned is None else self._aligned.pane(ms))
-
-
-def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    if not tables:
-        return schema.empty_table()
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def _ipc(table: pa.Table) -> bytes:
