@@ -117,9 +117,16 @@ async def scan_partition(
         stats.segments_kept += 1
         stats.row_groups_kept += len(chosen)
         count, offsets = json_errors(footer.metadata.metadata)
+        details = json_error_details(footer.metadata.metadata)
+        if count and count == len(offsets):
+            # Every bad offset is known: only those within the scanned offsets count, so a
+            # query bounded away from them is not refused for them.
+            inside = [o for o in offsets if o >= bounds.start_offset and (stop is None or o < stop)]
+            count, offsets = len(inside), inside
+            details = [b for b in details if b.offset in inside]
         stats.json_errors += count
         stats.json_error_offsets += offsets
-        stats.json_error_details += [b.describe() for b in json_error_details(footer.metadata.metadata)]
+        stats.json_error_details += [b.describe() for b in details]
         pieces.append(
             await reader.segments.read(
                 seg.ref,
