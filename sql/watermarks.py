@@ -97,6 +97,11 @@ class Watermarks:
     def partition_watermarks(self) -> dict[int, int | None]:
         return {p: s.watermark for p, s in sorted(self._partitions.items())}
 
+    def would_advance(self, now_ms: int) -> bool:
+        """Whether `current(now_ms)` would move the watermark (without moving it)."""
+        combined = self._combine(now_ms)
+        return combined is not None and (self._emitted is None or combined > self._emitted)
+
     def idle_partitions(self, now_ms: int) -> list[int]:
         return sorted(p for p, s in self._partitions.items() if self._idle(s, now_ms))
 

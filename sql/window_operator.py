@@ -272,6 +272,10 @@ class WindowOperator:
         """The partitions that stop holding the watermark back at `now_ms` unless they have data."""
         return self._marks.idle_partitions(now_ms)
 
+    def watermark_would_advance(self, now_ms: int) -> bool:
+        """Whether a round without rows at `now_ms` would move the watermark (idleness)."""
+        return self._marks.would_advance(now_ms)
+
     def _nothing(self) -> StepResult:
         return StepResult(self._empty_output, self.plan.input_schema.empty_table(), 0, self.stats())
 

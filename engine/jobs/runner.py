@@ -137,11 +137,14 @@ class JobRunner:
         # A partition that showed nothing may only look empty: records can land after its read
         # and before another partition's. Asked after every read, its end offset tells; one
         # with records not read yet is not idle, so the idle rule cannot move the watermark
-        # past rows already in its log. Only partitions about to count as idle are asked.
+        # past rows already in its log. Only partitions about to count as idle are asked, and
+        # only when that could move the watermark (an idle job asks nothing every 50 ms).
         pending = []
-        for p in self.operator.idle_partitions(now):
-            if p not in batches and p in self.offsets and await topics.end_offset(source.name, p) > self.offsets[p]:
-                pending.append(p)
+        idle = [p for p in self.operator.idle_partitions(now) if p not in batches and p in self.offsets]
+        if idle and (batches or self.operator.watermark_would_advance(now)):
+            for p in idle:
+                if await topics.end_offset(source.name, p) > self.offsets[p]:
+                    pending.append(p)
         self._collect(self.operator.process_round(batches, now, pending))
         for p, (rows, next_offset) in enumerate(reads):
             if rows.num_rows:
