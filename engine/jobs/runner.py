@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_MIN_READ_ROWS = 10_000  # rows a partition may give a round, at least
+
 
 @dataclass(frozen=True)
 class JobOptions:
@@ -126,11 +128,11 @@ class JobRunner:
         partition read push the watermark past rows the others already held (issue 10)."""
         assert self.operator is not None
         topics = self.service.sql_topics
+        # A round holds every partition's rows at once, so `batch_rows` is shared among them
+        # (at least 10 k each: a topic with many partitions still catches up in big steps).
+        per_partition = max(_MIN_READ_ROWS, self.options.batch_rows // max(source.partitions, 1))
         reads = await asyncio.gather(
-            *(
-                read_partition(topics, source, p, self.offsets[p], self.options.batch_rows)
-                for p in range(source.partitions)
-            )
+            *(read_partition(topics, source, p, self.offsets[p], per_partition) for p in range(source.partitions))
         )
         batches = {p: rows for p, (rows, _) in enumerate(reads) if rows.num_rows}
         now = _now()
