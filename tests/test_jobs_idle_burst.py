@@ -2,13 +2,15 @@
 the declared delay are never late, whatever the fetch batching, the order partitions are read
 in, or idle timers; a partition that wakes holds the watermark back again.
 
-- Through a real job (the embedded engine): the README's per-minute view over a 4-partition
-  topic, idle for longer than its `idle-timeout`, then 600 in-order rows in several produce
-  calls: no late rows, an empty dead-letter topic, and the view equals the ad-hoc query over
-  the windows that closed.
-- On the operator: one round of every partition's rows is judged against the watermark from
-  before the round and fires once, so partition order and batch sizes change nothing; a
-  partition with records still unread (`pending`) or rows in the round is not idle.
+- Through a real job (the embedded engine, and a `streamhouse serve` subprocess over gRPC):
+  the README's per-minute view over a 4-partition topic, idle for longer than its
+  `idle-timeout`, then 600 in-order rows in one or several produce calls: no late rows, an
+  empty dead-letter topic, and the view equals the ad-hoc query over the windows that closed.
+- On the operator: a round of every partition's rows is judged before the watermark moves and
+  fires once; rows landing while a round reads (`pending`) and a topic waking from idle (every
+  partition gets a fresh timeout) keep the idle rule from passing rows already in the log.
+- Lateness is a property of each partition's row order: one big round (a view created after
+  the data) and any random rounds count the same rows late.
 """
 
 from __future__ import annotations
