@@ -3,7 +3,7 @@
 Subpackages are discovered, so a new subfolder can never be missing from the wheel.
 """
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 FOLDERS = {
     "streamhouse": "engine",
@@ -30,4 +30,8 @@ setup(
         "streamhouse.proto": ["*.proto", "*.pyi"],
     },
     include_package_data=True,
+    # The Kafka record codec's per-record loop (engine/kafka/record/_kernel.c): plain C API, no numpy headers.
+    ext_modules=[
+        Extension("streamhouse.kafka.record._kernel", ["engine/kafka/record/_kernel.c"], extra_compile_args=["-O2"])
+    ],
 )
