@@ -65,7 +65,7 @@ def decode_json_values(values: pa.Array[Any] | pa.ChunkedArray[Any], schema: Val
     table = _decode(lines, 0, n, schema)
     if table is not None:
         return DecodedValues(table, np.zeros(0, dtype=np.int64))
-    return _slow(lines, n, schema)
+    return _slow(array, lines, schema)
 
 
 def check_values(values: pa.Array[Any], schema: ValueSchema) -> None:
@@ -219,8 +219,36 @@ def _bad_ranges(lines: _Lines, lo: int, hi: int, schema: ValueSchema, *, first_o
     return bad
 
 
-def _slow(lines: _Lines, n: int, schema: ValueSchema) -> DecodedValues:
-    """The whole buffer failed: find the bad rows, decode the runs between them."""
+def _slow(array: pa.Array[Any], lines: _Lines, schema: ValueSchema) -> DecodedValues:
+    """The whole buffer failed. Values that are not even an object (or null) are told apart
+    in one vectorised pass, so garbage costs no bisection; the rest are bisected."""
+    n = len(array)
+    maybe: Any = pc.fill_null(pc.match_substring_regex(cast(Any, array.cast(pa.binary())), _OBJECT_OR_NULL), True)
+    keep = np.flatnonzero(np.asarray(maybe.to_numpy(zero_copy_only=False), dtype=bool))
+    if len(keep) == n:
+        return _bisected(lines, n, schema)
+    if len(keep) == 0:
+        rest = DecodedValues(schema.arrow_schema().empty_table(), np.zeros(0, dtype=np.int64))
+    else:
+        subset = _lines(array.take(cast(Any, pa.array(keep))))
+        table = _decode(subset, 0, len(keep), schema)
+        rest = _bisected(subset, len(keep), schema) if table is None else DecodedValues(table, np.zeros(0, np.int64))
+    good = np.zeros(n, dtype=bool)
+    good[keep] = True
+    good[keep[rest.bad_rows]] = False
+    # Row r takes row `position[r]` of the subset's table; masked (null) positions give nulls.
+    position = np.full(n, -1, dtype=np.int64)
+    position[keep] = np.arange(len(keep))
+    table = rest.table.take(cast(Any, pa.array(position, mask=position < 0)))
+    return DecodedValues(table, np.flatnonzero(~good).astype(np.int64))
+
+
+# What every value the reader can take starts as: JSON whitespace, then an object or null.
+_OBJECT_OR_NULL = r"^[ \t\r\n]*(\{|null[ \t\r\n]*$)"
+
+
+def _bisected(lines: _Lines, n: int, schema: ValueSchema) -> DecodedValues:
+    """Find the bad rows by bisection, decode the runs between them."""
     target = schema.arrow_schema()
     bad = _bad_ranges(lines, 0, n, schema, first_only=False)
     pieces: list[pa.Table] = []
