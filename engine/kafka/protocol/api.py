@@ -112,7 +112,9 @@ def _framed(w: Writer) -> bytes:
 def encode_response(api: Api, version: int, correlation_id: int, body: Mapping[str, Any]) -> bytes:
     """A size-prefixed response frame. Flexible versions use response header v1 (with a
     tagged section) except ApiVersions, whose response header is always v0 so a client
-    can read it before it knows what we support."""
+    can read it before it knows what we support; an ApiVersions error is all v0."""
+    if api.key == API_VERSIONS.key and body.get("error_code", 0) != 0:
+        version = 0  # clients read an ApiVersions error in v0 format, whatever they asked for
     flexible = api.is_flexible(version)
     w = Writer()
     w.int32(correlation_id)
@@ -140,9 +142,12 @@ def encode_request(
 
 def decode_response(api: Api, version: int, frame: Buffer) -> tuple[int, Struct]:
     """A response frame (without its size prefix) → correlation id and body."""
-    flexible = api.is_flexible(version)
     r = Reader(frame, api=api.name, version=version)
     correlation_id = r.int32("correlation_id")
+    if api.key == API_VERSIONS.key and r.remaining >= 2 and r.int16("error_code") != 0:
+        version = 0  # the v0 error format (see encode_response)
+    r.pos = 4
+    flexible = api.is_flexible(version)
     if flexible and api.key != API_VERSIONS.key:
         decode_struct(r, (), version, True, "header.")
     body = decode_struct(r, api.response, version, flexible)
