@@ -315,6 +315,8 @@ class Client:
     def sql(self, query: str) -> pa.Table:
         """Run one SQL statement: a query over topics (→ its rows), topic DDL (CREATE TOPIC …,
         DROP TOPIC …), SHOW TOPICS, DESCRIBE topic or EXPLAIN query."""
+        if query.lstrip()[:5].upper() == "ALTER":  # ALTER TOPIC … ADD PARTITIONS: re-read the counts
+            self._partitions.clear()
         return self.transport.sql(query)
 
     # -- continuous queries ---------------------------------------------------------------------
