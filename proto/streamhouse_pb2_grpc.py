@@ -310,7 +310,8 @@ class AdminServicer:
     """
 
     def CreateTopic(self, request, context):
-        """ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT for a bad name or partition count.
+        """ALREADY_EXISTS if the name is taken; INVALID_ARGUMENT for a bad name or partition count, or a
+        config key that is unknown (the message suggests the closest one) or not supported yet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
