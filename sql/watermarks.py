@@ -97,6 +97,11 @@ class Watermarks:
     def partition_watermarks(self) -> dict[int, int | None]:
         return {p: s.watermark for p, s in sorted(self._partitions.items())}
 
+    def quiet_ms(self, partition: int, now_ms: int) -> int | None:
+        """How long `partition` has had no data at `now_ms` (None: its clock has not started)."""
+        state = self._partitions.get(partition)
+        return None if state is None or state.last_rows_ms is None else now_ms - state.last_rows_ms
+
     def would_advance(self, now_ms: int) -> bool:
         """Whether `current(now_ms)` would move the watermark (without moving it)."""
         combined = self._combine(now_ms)

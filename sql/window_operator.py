@@ -272,6 +272,10 @@ class WindowOperator:
         """The partitions that stop holding the watermark back at `now_ms` unless they have data."""
         return self._marks.idle_partitions(now_ms)
 
+    def quiet_ms(self, partition: int, now_ms: int) -> int | None:
+        """How long `partition` has had no data (rows read or known unread) at `now_ms`."""
+        return self._marks.quiet_ms(partition, now_ms)
+
     def watermark_would_advance(self, now_ms: int) -> bool:
         """Whether a round without rows at `now_ms` would move the watermark (idleness)."""
         return self._marks.would_advance(now_ms)

@@ -338,3 +338,36 @@ def test_lateness_does_not_depend_on_batching_or_partition_order(
 def _first_end(kind: str, ts: int) -> int:
     step = 4000 if kind == "TUMBLE" else 2000
     return ts // step * step + step
+
+
+# --- records out of sight: a partition led by another agent -----------------------------------
+
+
+def test_a_partition_led_elsewhere_is_idle_only_after_its_leader_could_have_rolled(tmp_path: Path) -> None:
+    """Another agent's leader keeps acknowledged records out of this agent's reads until it
+    rolls them into a segment (`roll_age_ms`): while another agent leads partition 1, its
+    silence holds the watermark back for idle-timeout + roll age, not idle-timeout alone;
+    once nobody leads it, the idle timeout alone applies."""
+    from streamhouse.client.embedded import EmbeddedTransport
+    from streamhouse.storage.model import partition_resource
+
+    with streamhouse.open(tmp_path / "data", roll_age_ms=6_000) as sh:
+        transport = sh.transport
+        assert isinstance(transport, EmbeddedTransport)
+        metadata = transport.service.metadata
+        sh.sql(BIDS.replace("partitions = 4", "partitions = 2"))
+        lease = transport._run(metadata.acquire_lease(partition_resource("bids", 1), "another-agent", 120_000))
+        sh.sql(
+            "CREATE MATERIALIZED VIEW per_minute WITH ('checkpoint-interval' = '100ms', 'idle-timeout' = '1s') "
+            f"AS {PER_MINUTE}"
+        )
+        started = time.monotonic()
+        sh.produce_batch(
+            "bids", [{"auction": 1, "price": 1.0, "ts": T0 + s * 1000} for s in range(0, 200, 5)], partition=0
+        )
+        wait_for(lambda: job(sh)["rows_in"] == 40)
+        time.sleep(max(0.0, started + 4.0 - time.monotonic()))  # past the 1 s idle timeout, well short of 1 s + 6 s
+        assert sh.read("per_minute").num_rows == 0, "partition 1 stopped holding the watermark back too soon"
+        transport._run(metadata.release_lease(lease.resource, lease.holder, lease.epoch))
+        wait_for(lambda: sh.read("per_minute").num_rows == 3, timeout=5.0)  # minutes 0-2 closed; idle alone now
+        assert time.monotonic() - started < 1.0 + 6.0

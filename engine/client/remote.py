@@ -23,6 +23,7 @@ from streamhouse.server.status import error_from_rpc
 from streamhouse.storage import topic_config
 from streamhouse.storage.batch_codec import encode_batch
 from streamhouse.storage.errors import (
+    AgentUnreachableError,
     BackpressureError,
     FencedError,
     InvalidInputError,
@@ -63,12 +64,16 @@ class RemoteTransport:
         retry_for_s: float = 30.0,
         retries: bool = True,
         compress: bool = False,
+        connect_timeout_s: float = 4.0,
     ) -> None:
         """`addresses`: one "host:port" or several (comma-separated or a list); any agent of
         the cluster can answer anything. `timeout_s` bounds one call, `retry_for_s` the whole
         retried operation. retries=False surfaces every failure (at-most-once produce).
         compress: LZ4-compress produce batches and ask for compressed fetch responses. Off by
-        default: on a LAN or loopback LZ4 costs more CPU than the bytes it saves."""
+        default: on a LAN or loopback LZ4 costs more CPU than the bytes it saves.
+        connect_timeout_s: until some agent has answered once, addresses where nothing listens
+        fail the call after this long (a typo in --bootstrap should not wait out the retry
+        budget); after that, an unreachable agent is a failover and gets `retry_for_s`."""
         if isinstance(addresses, str):
             addresses = [a.strip() for a in addresses.split(",") if a.strip()]
         if not addresses:
@@ -78,6 +83,8 @@ class RemoteTransport:
         self.retry_for_s = retry_for_s
         self.retries = retries
         self.compress = compress
+        self.connect_timeout_s = connect_timeout_s
+        self._reached = False  # some agent answered at least once
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
         self._next = itertools.count()
@@ -119,7 +126,8 @@ class RemoteTransport:
     def _call(self, fn: Callable[[_Stubs], T], *, route: tuple[str, int] | None = None) -> T:
         """Run `fn` against the routed agent (the partition's leader when known), retrying
         retryable failures on the leader it names or on the next bootstrap address."""
-        deadline = time.monotonic() + self.retry_for_s
+        started = time.monotonic()
+        deadline = started + self.retry_for_s
         delay = 0.05
         address = self._leaders.get(route) if route else None
         address = address or self._any_address()
@@ -127,9 +135,15 @@ class RemoteTransport:
         unreached: set[str] = set()
         while True:
             try:
-                return fn(self._at(address))
+                result = fn(self._at(address))
+                self._reached = True
+                return result
             except grpc.RpcError as err:
                 exc = error_from_rpc(err)
+                if not _no_agent(err):
+                    self._reached = True  # an agent answered, if only with an error
+                elif not self._reached and time.monotonic() - started >= self.connect_timeout_s:
+                    raise self._unreachable(err) from None
                 if self._failed_at(address, err, route):
                     # The call never reached that agent, so trying the next address is not a
                     # retry (even retries=False may: nothing can be written twice). Each
@@ -139,6 +153,9 @@ class RemoteTransport:
                     if other is not None and time.monotonic() <= deadline:
                         address = other
                         continue
+                    if not self._reached and (not self.retries or time.monotonic() - started >= self.connect_timeout_s):
+                        # Never any answer from any address: a wrong or dead --bootstrap, not a failover.
+                        raise self._unreachable(err) from None
             named = exc.leader if isinstance(exc, NotLeaderError) and exc.leader != address else ""
             # Going to a named leader is routing, not a retry: an agent refuses a one-partition
             # (routed) call before writing anything, so even retries=False follows it. A few hops
@@ -153,10 +170,18 @@ class RemoteTransport:
                 raise exc
             if route:
                 self._leaders.pop(route, None)
-            time.sleep(delay)
+            # Before any agent answered, never sleep past the connect budget.
+            left = started + self.connect_timeout_s - time.monotonic()
+            time.sleep(delay if self._reached else min(delay, max(0.0, left)))
             delay = min(delay * 2, 1.0)
             hops = 0
             address = self._any_address()
+
+    def _unreachable(self, err: grpc.RpcError) -> AgentUnreachableError:
+        details = (err.details() if isinstance(err, grpc.Call) else "") or str(err)
+        # gRPC's text ends with the OS reason ("Connection refused"); keep only that part.
+        reason = details.rsplit(": ", 1)[-1].strip(" ]") or "unavailable"
+        return AgentUnreachableError(f"cannot reach an agent at {', '.join(self.bootstrap)}: {reason}")
 
     # -- topics ---------------------------------------------------------------------------------
     def create_topic(
@@ -264,6 +289,8 @@ class RemoteTransport:
                 return arrow_from_chunks(chunks)
             except grpc.RpcError as err:
                 if attempt + 1 == len(self.bootstrap) or not _never_connected(err):
+                    if _never_connected(err) and not self._reached:
+                        raise self._unreachable(err) from None
                     raise error_from_rpc(err) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -272,6 +299,13 @@ class RemoteTransport:
             for stubs in self._stubs.values():
                 stubs.channel.close()
             self._stubs.clear()
+
+
+def _no_agent(err: grpc.RpcError) -> bool:
+    """Nothing answered at that address: refused, unresolvable, or never connected."""
+    code = err.code() if isinstance(err, grpc.Call) else None
+    details = ((err.details() if isinstance(err, grpc.Call) else "") or "").lower()
+    return _never_connected(err) or (code == grpc.StatusCode.UNAVAILABLE and "resolving" in details)
 
 
 def _never_connected(err: grpc.RpcError) -> bool:

@@ -43,19 +43,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--object-store", help="s3://bucket/prefix or file:///path (default: data dir/objects)")
     p.add_argument("--s3-endpoint", help="S3 endpoint URL for S3-compatible servers")
     p.add_argument("--wal-dir", help="WAL directory (default: data dir/wal)")
-    p.add_argument("--fsync", choices=["always", "interval", "never"])
+    p.add_argument(
+        "--fsync", choices=["always", "interval", "never"], help="WAL fsync: every write, on an interval, or never"
+    )
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="gRPC port (default 50051; 0 = any free port)")
     p.add_argument("--http-port", type=int, help="health/metrics port (default 8080; 0 = any; -1 = off)")
     p.add_argument("--advertised-address", help="host:port clients are redirected to (default host:port)")
     p.add_argument("--agent-id", help="lease holder id (default: stored in the WAL directory)")
-    p.add_argument("--lease-ttl-ms", type=int)
-    p.add_argument("--renew-interval-ms", type=int)
+    p.add_argument("--lease-ttl-ms", type=int, help="partition leases expire after this long without renewal")
+    p.add_argument("--renew-interval-ms", type=int, help="how often held leases are renewed")
     p.add_argument("--max-record-bytes", type=int, help="largest key + value accepted (default 1 MiB)")
     p.add_argument("--durable-flush-ms", type=int, help="acks=durable grouping window (default 200)")
-    p.add_argument("--roll-bytes", type=int)
-    p.add_argument("--roll-age-ms", type=int)
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--roll-bytes", type=int, help="start a new segment past this many buffered bytes")
+    p.add_argument("--roll-age-ms", type=int, help="start a new segment after this long")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from streamhouse.jobs.output import encode_output
-from streamhouse.jobs.source import read_partition
+from streamhouse.jobs.source import may_have_unread, read_partition
 from streamhouse.sql.catalog import topic_schema
 from streamhouse.sql.job_plan import JobPlan, plan_job, topic_watermark
 from streamhouse.sql.window_operator import StepResult, WindowOperator
@@ -136,16 +136,17 @@ class JobRunner:
         )
         batches = {p: rows for p, (rows, _) in enumerate(reads) if rows.num_rows}
         now = _now()
-        # A partition that showed nothing may only look empty: records can land after its read
-        # and before another partition's. Asked after every read, its end offset tells; one
-        # with records not read yet is not idle, so the idle rule cannot move the watermark
-        # past rows already in its log. Only partitions about to count as idle are asked, and
-        # only when that could move the watermark (an idle job asks nothing every 50 ms).
+        # A partition that showed nothing may only look empty (records landing after its read,
+        # or held by another agent's leader): asked after every read, one that may have
+        # records not read yet is not idle, so the idle rule cannot move the watermark past
+        # rows already in its log. Only partitions about to count as idle are asked, and only
+        # when that could move the watermark (an idle job asks nothing every 50 ms).
         pending = []
         idle = [p for p in self.operator.idle_partitions(now) if p not in batches and p in self.offsets]
         if idle and (batches or self.operator.watermark_would_advance(now)):
             for p in idle:
-                if await topics.end_offset(source.name, p) > self.offsets[p]:
+                quiet = self.operator.quiet_ms(p, now)
+                if await may_have_unread(self.service, source, p, self.offsets[p], quiet, self.options.idle_timeout_ms):
                     pending.append(p)
         self._collect(self.operator.process_round(batches, now, pending))
         for p, (rows, next_offset) in enumerate(reads):

@@ -1,15 +1,23 @@
 """Where a job reads: the next records of one source partition, from its committed offset,
 as the topic's SQL table (system columns and declared columns), through the partition scan
-every query uses — segments, then the leader's unflushed buffer when this agent leads it."""
+every query uses — segments, then the leader's unflushed buffer when this agent leads it —
+and whether a partition that showed nothing may still hold records the job has not read
+(then it must not count as idle: issue 10)."""
 
 from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.sql.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
-from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.partition_scan import ScanBounds
+
+if TYPE_CHECKING:
+    from streamhouse.agent.service import AgentService
 
 
 async def read_partition(
@@ -22,3 +30,29 @@ async def read_partition(
     if stats.json_errors:  # a view reads every declared column: refused as a query would be
         check_bad_values(await topics.get_topic(info.name), partition, stats, topic_schema(info).names)
     return to_sql_table(table, partition, info), offset + table.num_rows
+
+
+async def may_have_unread(
+    service: AgentService, info: TopicInfo, partition: int, offset: int, quiet_ms: int | None, idle_timeout_ms: int
+) -> bool:
+    """Whether `partition` may hold records past `offset` that the last read did not return.
+
+    - Its end offset is past `offset`: records landed after the read (a round reads its
+      partitions one after another), or sit in segments the read did not reach.
+    - Another agent leads it: the records that leader acknowledged stay out of this agent's
+      reads until it rolls them into a segment, at most `roll_age_ms` after they arrived (the
+      cluster's agents share their settings). Until the partition has been quiet that much
+      longer than the idle timeout, its silence may only be that.
+    """
+    if await service.manager.end_offset(info.name, partition) > offset:
+        return True
+    if service.manager.leading(info.name, partition) is not None:
+        return False
+    lease = await service.metadata.get_lease(partition_resource(info.name, partition))
+    if lease is None or lease.holder == service.config.holder or lease.expires_at_ms <= _now_ms():
+        return False  # nobody else leads it: nothing acknowledged is out of sight
+    return quiet_ms is None or quiet_ms < idle_timeout_ms + service.config.roll_age_ms
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
