@@ -38,6 +38,10 @@ _LAZY: dict[str, tuple[str, str]] = {
             "UnknownTopicSettingError",
             "UnsupportedTopicSettingError",
             "PartitionCountError",
+            "QueryLimitError",
+            "QueryMemoryExceededError",
+            "QueryTimeoutError",
+            "QueryCancelledError",
         )
     },
 }

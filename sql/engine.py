@@ -1,13 +1,15 @@
 """One SQL statement in, one Arrow table out: topic DDL and metadata statements are handled
 here, queries are rewritten (window TVFs), analysed for pruning, fed the topics they read and
-run by DataFusion in the bounded thread pool."""
+run by DataFusion under the statement's limits (query_limits, query_run): a memory cap, a time
+limit, and cancellation when the caller goes away."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
@@ -15,7 +17,7 @@ from datafusion import SessionContext
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from streamhouse.sql.catalog import TopicScan, TopicSource, partitioned, scan_topic, topic_schema
+from streamhouse.sql.catalog import TopicScan, TopicSource, scan_topic, topic_schema
 from streamhouse.sql.ddl import (
     AlterTopic,
     CreateJob,
@@ -31,8 +33,20 @@ from streamhouse.sql.ddl import (
 from streamhouse.sql.dialect import parse_query as parse_user_query
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.pruning import parse_query, topic_bounds
+from streamhouse.sql.query_limits import (
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT_S,
+    QueryLimits,
+    SetStatement,
+    agent_limits,
+    format_bytes,
+    format_duration,
+    parse_set,
+    session_limits,
+)
+from streamhouse.sql.query_run import clean_message, run_query
 from streamhouse.sql.windows import rewrite_windows
-from streamhouse.storage.errors import NotFoundError, StreamHouseError, TopicExistsError
+from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.value_schema import parse_value_schema
@@ -55,12 +69,29 @@ class JobControl(Protocol):
 
 
 class SqlEngine:
-    def __init__(self, source: TopicSource, jobs: JobControl | None = None) -> None:
+    def __init__(
+        self,
+        source: TopicSource,
+        jobs: JobControl | None = None,
+        *,
+        limits: QueryLimits | None = None,
+        spill_dir: Path | None = None,
+    ) -> None:
+        """`limits`: the default and ceiling of every statement's limits (the agent's flags);
+        `spill_dir`: where operators that can spill write (default: the OS temp directory)."""
         self.source = source
         self.jobs = jobs
+        self.limits = limits if limits is not None else agent_limits(DEFAULT_TIMEOUT_S, DEFAULT_MEMORY)
+        self.spill_dir = spill_dir
         self.last_scans: list[TopicScan] = []  # what the last query read (tests, EXPLAIN)
 
-    async def execute(self, sql: str) -> pa.Table:
+    async def execute(self, sql: str, settings: Mapping[str, str] | None = None) -> pa.Table:
+        """Run one statement. `settings` are the session's SET values (query_limits.SETTINGS),
+        checked against this engine's limits before anything runs."""
+        setting = parse_set(sql)
+        if setting is not None:
+            return self._set(setting)
+        limits = session_limits(settings or {}, self.limits)
         statement = parse_statement(sql)
         if isinstance(statement, CreateTopic):
             return await self._create(statement)
@@ -75,7 +106,7 @@ class SqlEngine:
         if isinstance(statement, Describe):
             return _describe(await self._topic(statement.name))
         if isinstance(statement, Explain):
-            return await self._query(statement.query, explain=True)
+            return await self._governed(statement.query, limits, explain=True)
         if isinstance(statement, CreateJob | DropJob | ShowJobs):
             if self.jobs is None:
                 raise SqlError("continuous queries need an agent (or the embedded engine) to run them")
@@ -85,7 +116,20 @@ class SqlEngine:
                 materialized = sql.split(None, 2)[1].upper() == "MATERIALIZED"
                 return await self.jobs.drop(statement, materialized=materialized)
             return await self.jobs.show()
-        return await self._query(sql, explain=False)
+        return await self._governed(sql, limits, explain=False)
+
+    def _set(self, setting: SetStatement) -> pa.Table:
+        """SET is checked here (name, value, the agent's ceiling) and answered with the value in
+        force; keeping it for the session is the client's part (the agent is stateless per call)."""
+        if setting.value is not None:
+            session_limits({setting.name: setting.value}, self.limits)
+            return pa.table({"setting": [setting.name], "value": [setting.value]})
+        defaults = {
+            "statement_timeout": format_duration(self.limits.timeout_s) if self.limits.timeout_s else "none",
+            "query_memory": format_bytes(self.limits.memory_bytes),
+        }
+        names = list(defaults) if setting.name == "all" else [setting.name]
+        return pa.table({"setting": names, "value": [defaults[n] for n in names]})
 
     # -- DDL ------------------------------------------------------------------------------------
     async def _create(self, statement: CreateTopic) -> pa.Table:
@@ -113,7 +157,22 @@ class SqlEngine:
             raise SqlError(f"topic {name!r} does not exist", name=name) from None
 
     # -- queries --------------------------------------------------------------------------------
-    async def _query(self, sql: str, *, explain: bool) -> pa.Table:
+    async def _governed(self, sql: str, limits: QueryLimits, *, explain: bool) -> pa.Table:
+        """The query under its time limit. Cancelling this coroutine stops the query (query_run)."""
+        if limits.timeout_s is None:
+            return await self._query(sql, limits, explain=explain)
+        try:
+            async with asyncio.timeout(limits.timeout_s) as deadline:
+                return await self._query(sql, limits, explain=explain)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise QueryTimeoutError(
+                f"the statement ran longer than its time limit of {format_duration(limits.timeout_s)} and was "
+                "stopped (SET statement_timeout, up to the agent's --query-timeout)"
+            ) from None
+
+    async def _query(self, sql: str, limits: QueryLimits, *, explain: bool) -> pa.Table:
         topics = {t.name: t for t in await self.source.list_topics()}
         planned = self._plan(sql, topics)
         tree = parse_query(planned.sql)
@@ -129,11 +188,9 @@ class SqlEngine:
             *(scan_topic(self.source, info, bounds[name], columns) for name, info in used.items())
         )
         self.last_scans = list(scans)
-        ctx = SessionContext()
-        for name, scan in zip(used, scans, strict=True):
-            ctx.register_record_batches(name, partitioned(scan.table))
+        tables = {name: scan.table for name, scan in zip(used, scans, strict=True)}
         text = ("EXPLAIN " if explain else "") + planned.sql
-        result = await run_blocking(_run, ctx, text)
+        result = await run_query(tables, text, limits, self.spill_dir)
         return _with_pruning(result, scans) if explain else result
 
     def _plan(self, sql: str, topics: dict[str, TopicInfo]) -> Planned:
@@ -191,22 +248,7 @@ def _check(schemas: dict[str, pa.Schema], sql: str) -> None:
     try:
         ctx.sql(sql).logical_plan()
     except Exception as exc:
-        raise SqlError(_clean(str(exc))) from None
-
-
-def _run(ctx: SessionContext, sql: str) -> pa.Table:
-    try:
-        return ctx.sql(sql).to_arrow_table()
-    except StreamHouseError:
-        raise
-    except Exception as exc:  # DataFusion raises plain Exceptions whose text says what and where
-        raise SqlError(_clean(str(exc))) from None
-
-
-def _clean(message: str) -> str:
-    for prefix in ("DataFusion error: ", "Execution error: "):
-        message = message.replace(prefix, "")
-    return message.strip()
+        raise SqlError(clean_message(str(exc))) from None
 
 
 def _with_pruning(plan: pa.Table, scans: list[TopicScan]) -> pa.Table:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from streamhouse.sql.query_limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S, QueryLimits, agent_limits
 from streamhouse.storage.errors import InvalidInputError
 
 
@@ -42,12 +43,21 @@ class AgentConfig:
     max_record_bytes: int = 1 << 20
     max_buffer_bytes: int = 512 << 20  # per partition; over it, produce gets backpressure
     max_wal_bytes: int = 4 << 30  # per agent; over it (segments not uploading), backpressure
+    # Every SQL statement's time limit (0: none) and memory cap ('2GB', or a share of RAM):
+    # the default and the most a session's SET statement_timeout / query_memory may ask for.
+    query_timeout_s: int = DEFAULT_TIMEOUT_S
+    query_memory: str = DEFAULT_MEMORY
 
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
             raise InvalidInputError(f"fsync must be always, interval or never, not {self.fsync!r}")
         if self.renew_interval_ms >= self.lease_ttl_ms:
             raise InvalidInputError("renew_interval_ms must be shorter than lease_ttl_ms")
+        self.query_limits  # noqa: B018 - refuses a bad --query-timeout / --query-memory at start
+
+    @property
+    def query_limits(self) -> QueryLimits:
+        return agent_limits(self.query_timeout_s, self.query_memory)
 
     @property
     def data_path(self) -> Path:

@@ -351,16 +351,19 @@ class AgentService:
         return GroupDescription(group, tuple(offsets))
 
     # -- SQL ------------------------------------------------------------------------------------
-    async def sql(self, query: str) -> pa.Table:
-        """One SQL statement (query, topic DDL, SHOW/DESCRIBE/EXPLAIN) → an Arrow table."""
+    async def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
+        """One SQL statement (query, topic DDL, SHOW/DESCRIBE/EXPLAIN) → an Arrow table, under
+        the agent's query limits as lowered by the session's `settings` (SET values)."""
         if self._sql is None:
             from streamhouse.sql.engine import SqlEngine
 
-            self._sql = SqlEngine(self.sql_topics, self.jobs)
+            self._sql = SqlEngine(
+                self.sql_topics, self.jobs, limits=self.config.query_limits, spill_dir=self.config.data_path / "spill"
+            )
         started = time.perf_counter()
         error: BaseException | None = None
         try:
-            result = await self._sql.execute(query)
+            result = await self._sql.execute(query, settings)
         except BaseException as exc:  # counted by class (cancelled included), then re-raised
             error = exc
             raise

@@ -28,6 +28,7 @@ from streamhouse.client.transport import Transport
 from streamhouse.client.values import as_table, batch_from_table, batch_from_values
 from streamhouse.notebook import register_in_running_shell
 from streamhouse.notebook.progress import progress as progress_bar
+from streamhouse.sql.query_limits import parse_set
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import (
     InvalidInputError,
@@ -79,6 +80,8 @@ class Client:
         self.closed = False
         self._round_robin: dict[str, int] = {}
         self._partitions: dict[str, tuple[int, float]] = {}  # topic → (partition count, read at)
+        # The session's SET values (statement_timeout, query_memory), sent with every statement.
+        self._settings: dict[str, str] = {}
         _OPENED[:] = [ref for ref in _OPENED if ref() is not None]
         _OPENED.append(weakref.ref(self))
         register_in_running_shell()
@@ -314,10 +317,30 @@ class Client:
     # -- SQL ------------------------------------------------------------------------------------
     def sql(self, query: str) -> pa.Table:
         """Run one SQL statement: a query over topics (→ its rows), topic DDL (CREATE TOPIC …,
-        DROP TOPIC …), SHOW TOPICS, DESCRIBE topic or EXPLAIN query."""
+        DROP TOPIC …), SHOW TOPICS, DESCRIBE topic or EXPLAIN query.
+
+        `SET statement_timeout = '10s'` / `SET query_memory = '512MB'` (and `RESET name`,
+        `RESET ALL`) lower this client's limits for every later statement; the agent checks
+        them and refuses a value over its own limit. Over a limit the statement raises
+        QueryTimeoutError / QueryMemoryExceededError. Ctrl-C (KeyboardInterrupt) cancels the
+        statement on the agent or in the embedded engine, then propagates."""
         if query.lstrip()[:5].upper() == "ALTER":  # ALTER TOPIC … ADD PARTITIONS: re-read the counts
             self._partitions.clear()
-        return self.transport.sql(query)
+        setting = parse_set(query)
+        table = self.transport.sql(query, self._settings)
+        if setting is not None:  # the agent accepted it: keep it for this session
+            if setting.value is not None:
+                self._settings[setting.name] = setting.value
+            elif setting.name == "all":
+                self._settings.clear()
+            else:
+                self._settings.pop(setting.name, None)
+        return table
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """This session's SET values (a copy)."""
+        return dict(self._settings)
 
     # -- continuous queries ---------------------------------------------------------------------
     def create_job(self, name: str, select: str, *, into: str | None = None, **options: str) -> pa.Table:

@@ -19,6 +19,7 @@ from streamhouse.storage.errors import BackpressureError, StreamHouseError
 from streamhouse.storage.model import TopicInfo
 
 T = TypeVar("T")
+_WAKE_S = 0.1
 
 
 class EmbeddedTransport:
@@ -113,8 +114,24 @@ class EmbeddedTransport:
     def describe_group(self, group: str) -> GroupDescription:
         return self._run(self.service.describe_group(group))
 
-    def sql(self, query: str) -> pa.Table:
-        return self._run(self.service.sql(query))
+    def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
+        if self._closed:
+            raise StreamHouseError("the embedded engine is closed")
+        future = asyncio.run_coroutine_threadsafe(self.service.sql(query, settings), self._loop)
+        try:
+            while True:
+                # Short waits, so Ctrl-C is seen while the statement runs even where the signal
+                # did not interrupt the wait (it arrived on another thread).
+                try:
+                    return future.result(timeout=_WAKE_S)
+                except TimeoutError:
+                    if future.done():  # the statement's own QueryTimeoutError is a TimeoutError
+                        raise
+        except BaseException:
+            # Ctrl-C (or any exception raised into this thread) while the statement runs: cancel
+            # its task on the engine's loop, which drops the DataFusion stream mid-operator.
+            future.cancel()
+            raise
 
     def close(self) -> None:
         """Flush every partition into segments, release leases, stop the loop thread."""

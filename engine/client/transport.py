@@ -47,8 +47,9 @@ class Transport(Protocol):
 
     def describe_group(self, group: str) -> GroupDescription: ...
 
-    def sql(self, query: str) -> pa.Table:
-        """One SQL statement, run by the agent (or the embedded engine)."""
+    def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
+        """One SQL statement, run by the agent (or the embedded engine) under the session's
+        `settings`; a KeyboardInterrupt while waiting cancels it there, then propagates."""
         ...
 
     def close(self) -> None: ...

@@ -207,7 +207,9 @@ class QueryService(pbg.QueryServicer):
         self.service = service
 
     async def ExecuteSql(self, request: pb.ExecuteSqlRequest, context: Context) -> AsyncIterator[pb.ArrowChunk]:
-        table = await _call(context, self.service.sql(request.sql))
+        # A client that cancels or disconnects gets this handler's task cancelled by grpc; the
+        # cancellation reaches the running DataFusion stream and drops it (sql/query_run.py).
+        table = await _call(context, self.service.sql(request.sql, dict(request.settings)))
         for chunk in convert.arrow_to_chunks(table):
             yield pb.ArrowChunk(ipc=chunk)
 
