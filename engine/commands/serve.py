@@ -28,6 +28,8 @@ _FLAGS = {
     "durable_flush_ms": "durable_flush_ms",
     "roll_bytes": "roll_bytes",
     "roll_age_ms": "roll_age_ms",
+    "query_timeout": "query_timeout_s",
+    "query_memory": "query_memory",
 }
 
 
@@ -57,6 +59,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--durable-flush-ms", type=int, help="acks=durable grouping window (default 200)")
     p.add_argument("--roll-bytes", type=int, help="start a new segment past this many buffered bytes")
     p.add_argument("--roll-age-ms", type=int, help="start a new segment after this long")
+    p.add_argument(
+        "--query-timeout",
+        type=int,
+        help="time limit of every SQL statement in seconds, 0 = none (default 300); sessions may SET a shorter one",
+    )
+    p.add_argument(
+        "--query-memory",
+        help="memory cap of every SQL statement, e.g. 2GB or 25%% of RAM (default 25%%); sessions may SET less",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
 
