@@ -28,7 +28,9 @@ from streamhouse.storage.errors import (
     FencedError,
     InvalidInputError,
     NotLeaderError,
+    QueryCancelledError,
     StorageUnavailableError,
+    StreamHouseError,
 )
 from streamhouse.storage.model import TopicInfo
 
@@ -278,20 +280,27 @@ class RemoteTransport:
         request = pb.DescribeGroupRequest(group=group)
         return convert.group_from_pb(self._call(lambda s: s.groups.DescribeGroup(request, timeout=self.timeout_s)))
 
-    def sql(self, query: str) -> pa.Table:
-        request = pb.ExecuteSqlRequest(sql=query)
+    def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
+        request = pb.ExecuteSqlRequest(sql=query, settings=dict(settings or {}))
         # Not retried once an agent may have run it: a statement may be DDL, and a query's cost
         # should not silently double. An agent that could not be reached never saw it, so the
-        # next address is tried then (every address once).
+        # next address is tried then (every address once). No client deadline: the agent
+        # enforces the statement's time limit and answers DEADLINE_EXCEEDED itself.
         for attempt in range(len(self.bootstrap)):
+            call = self._at(self._any_address()).query.ExecuteSql(request, timeout=None)
             try:
-                chunks = [c.ipc for c in self._at(self._any_address()).query.ExecuteSql(request, timeout=None)]
+                chunks = [c.ipc for c in call]
                 return arrow_from_chunks(chunks)
             except grpc.RpcError as err:
                 if attempt + 1 == len(self.bootstrap) or not _never_connected(err):
                     if _never_connected(err) and not self._reached:
                         raise self._unreachable(err) from None
-                    raise error_from_rpc(err) from None
+                    raise _sql_error(err) from None
+            except BaseException:
+                # Ctrl-C while waiting (grpc wakes every 100 ms, so it is delivered): cancel the
+                # call, which cancels the statement on the agent, then let it propagate.
+                call.cancel()
+                raise
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
@@ -299,6 +308,16 @@ class RemoteTransport:
             for stubs in self._stubs.values():
                 stubs.channel.close()
             self._stubs.clear()
+
+
+def _sql_error(err: grpc.RpcError) -> StreamHouseError:
+    exc = error_from_rpc(err)
+    code = err.code() if isinstance(err, grpc.Call) else None
+    if code == grpc.StatusCode.CANCELLED and type(exc) is StreamHouseError:
+        # Cancelled without the agent naming an error: the call was cancelled (this client's
+        # channel closed under it, or the agent shut down mid-statement).
+        return QueryCancelledError(f"the statement was cancelled before it finished: {err.details() or 'CANCELLED'}")
+    return exc
 
 
 def _no_agent(err: grpc.RpcError) -> bool:
