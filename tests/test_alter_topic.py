@@ -19,6 +19,7 @@ import streamhouse
 from streamhouse.cli import main
 from streamhouse.client import client as client_module
 from streamhouse.client.client import Client
+from streamhouse.client.embedded import EmbeddedTransport
 from streamhouse.client.partitioner import partition_for_keys
 from streamhouse.devservices.agent import AgentProcess, start_agent
 from streamhouse.sql.ddl import AlterTopic, parse_statement
@@ -264,6 +265,23 @@ def test_a_running_consumer_takes_added_partitions_from_their_start(sh: Client) 
         assert consumer.partitions == [0, 1, 2]
         assert table.num_rows == 30 and set(table.column("value").to_pylist()) == {b"new"}
         assert set(table.column("partition").to_pylist()) > {0}
+
+
+def test_a_deleted_grown_topic_leaves_no_wal_behind(tmp_path: Path) -> None:
+    """A writer led before ADD PARTITIONS knows the old count; when the agent learns the topic
+    was deleted through a writer like that, the new partitions' WAL entries are released too."""
+    with streamhouse.open(tmp_path / "data") as sh:
+        sh.create_topic("t", 1)
+        sh.produce("t", b"before", partition=0)
+        before = sh.describe("t").info
+        sh.alter_topic("t", add_partitions=1)
+        sh.produce("t", b"after", partition=1)
+        transport = sh.transport
+        assert isinstance(transport, EmbeddedTransport)
+        manager = transport.service.manager
+        assert manager.wal.disk_bytes > 0
+        transport._run(manager.forget_topic(before))
+        assert manager.wal.disk_bytes == 0
 
 
 def test_another_clients_added_partitions_reach_this_producer(

@@ -466,13 +466,16 @@ class PartitionManager:
     async def forget_topic(self, topic: TopicInfo) -> None:
         """The topic was deleted: stop leading its partitions. Their unflushed records and WAL
         entries go with it (nothing can read them any more) and durable waiters fail."""
+        # Writers led before and after ALTER TOPIC … ADD PARTITIONS hold different partition
+        # counts of one topic: release every partition either knows, or WAL files would stay.
+        partitions = set(range(topic.partitions)) | {p for name, p in self._led if name == topic.name}
         for key, led in list(self._led.items()):
             if key[0] != topic.name or led.writer.topic.topic_id != topic.topic_id:
                 continue
             await led.writer.fence(f"topic {topic.name!r} was deleted")
             self._drop(key, TopicNotFoundError(topic.name), quiet=True)
             log.warning("topic %s was deleted: stopped leading partition %d", topic.name, key[1])
-        await self.wal.release({(topic.topic_id, p): 2**62 for p in range(topic.partitions)})
+        await self.wal.release({(topic.topic_id, p): 2**62 for p in sorted(partitions)})
 
     async def _renew_all(self) -> None:
         for key, led in list(self._led.items()):
