@@ -1,16 +1,20 @@
 """Produce-time check of values against a topic's declared columns (DESIGN §7): a batch whose
 values do not fit is refused before anything is written (no WAL entry, no offsets taken),
 so a value the segment writer would have to null out never reaches a partition unless the
-topic asked for that with json.ignore-errors. Topics without declared columns skip it."""
+topic asked for that with json.ignore-errors. Topics without declared columns skip it; every
+topic gets the one-comparison check of record timestamps."""
 
 from __future__ import annotations
 
 import functools
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.executor import run_blocking
-from streamhouse.storage.json_values import check_values
+from streamhouse.storage.json_values import MAX_EPOCH_MS, check_values
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.value_schema import ValueSchema, parse_value_schema
 
@@ -32,8 +36,12 @@ def ignores_errors(info: TopicInfo) -> bool:
 
 async def check_batch(info: TopicInfo, batch: pa.RecordBatch) -> None:
     """InvalidValueError (record index, column, reason) for the first value of `batch` that
-    does not fit `info`'s declared columns; nothing for untyped or lenient topics."""
-    if not info.value_schema or ignores_errors(info) or batch.num_rows == 0:
+    does not fit `info`'s declared columns (untyped and lenient topics skip that check), and
+    InvalidInputError for a record timestamp past year 9999 (every topic)."""
+    if batch.num_rows == 0:
+        return
+    _check_timestamps(info, batch)
+    if not info.value_schema or ignores_errors(info):
         return
     schema = _schema(info.value_schema)
     if schema is None:
@@ -43,3 +51,19 @@ async def check_batch(info: TopicInfo, batch: pa.RecordBatch) -> None:
         check_values(values, schema)
     else:
         await run_blocking(check_values, values, schema)
+
+
+def _check_timestamps(info: TopicInfo, batch: pa.RecordBatch) -> None:
+    """Record timestamps past year 9999 cannot be shown by Python, pandas or SQL clients: one
+    such record would break every read of `_timestamp`. (Timestamps <= 0 mean "none given"
+    and are stamped with the append time.) One vectorised max on the success path."""
+    stamps = batch.column("timestamp")
+    high = pc.max(stamps).as_py()
+    if high is None or high <= MAX_EPOCH_MS:
+        return
+    values = stamps.to_numpy(zero_copy_only=False)
+    index = int(np.argmax(values > MAX_EPOCH_MS))
+    raise InvalidInputError(
+        f"{info.name}: record {index} of the batch has timestamp {int(values[index])}, after year 9999 "
+        f"(epoch milliseconds up to {MAX_EPOCH_MS})"
+    )

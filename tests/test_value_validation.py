@@ -205,3 +205,13 @@ def test_lenient_and_untyped_topics_take_any_value(client: Client) -> None:
     client.create_topic("raw")
     client.produce_batch("raw", [b"not json", b"\xff", {"id": "x"}], partition=0, acks="durable")
     assert _count(client, "raw") == 3
+
+
+def test_a_record_timestamp_past_year_9999_is_refused_on_any_topic(client: Client) -> None:
+    client.create_topic("raw")
+    late = 253_402_300_800_000  # 10000-01-01
+    with pytest.raises(InvalidInputError, match=rf"record 1 of the batch has timestamp {late}, after year 9999"):
+        client.produce_batch("raw", [b"a", b"b"], timestamps=[1_700_000_000_000, late], partition=0)
+    assert _count(client, "raw") == 0
+    client.produce_batch("raw", [b"a"], timestamps=[late - 1], partition=0, acks="durable")
+    assert client.sql("SELECT _timestamp FROM raw").column("_timestamp")[0].as_py().year == 9999
