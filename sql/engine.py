@@ -44,7 +44,7 @@ from streamhouse.sql.query_limits import (
     parse_set,
     session_limits,
 )
-from streamhouse.sql.query_run import clean_message, run_query
+from streamhouse.sql.query_run import clean_message, clear_spill, run_query
 from streamhouse.sql.windows import rewrite_windows
 from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
@@ -83,6 +83,8 @@ class SqlEngine:
         self.jobs = jobs
         self.limits = limits if limits is not None else agent_limits(DEFAULT_TIMEOUT_S, DEFAULT_MEMORY)
         self.spill_dir = spill_dir
+        if spill_dir is not None:
+            clear_spill(spill_dir)
         self.last_scans: list[TopicScan] = []  # what the last query read (tests, EXPLAIN)
 
     async def execute(self, sql: str, settings: Mapping[str, str] | None = None) -> pa.Table:

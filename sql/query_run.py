@@ -19,6 +19,7 @@ blocked. A thread running `collect()` could not be stopped at all.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,7 +31,7 @@ from streamhouse.sql.query_limits import QueryLimits, format_bytes
 from streamhouse.storage.errors import QueryMemoryExceededError, StreamHouseError
 from streamhouse.storage.executor import run_blocking
 
-__all__ = ["clean_message", "run_query"]
+__all__ = ["clean_message", "clear_spill", "run_query"]
 
 # DataFusion needs some pool to plan and run anything at all; below this, the cap is reported
 # as exceeded by the input alone rather than failing obscurely inside an operator.
@@ -80,6 +81,17 @@ async def run_query(tables: dict[str, pa.Table], sql: str, limits: QueryLimits, 
     finally:
         del stream
     return pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
+
+
+def clear_spill(spill_dir: Path) -> None:
+    """Remove spill files a killed process left behind (DataFusion deletes its own when a query
+    ends, but not when the process dies mid-query). Call before any query runs."""
+    if spill_dir.is_dir():
+        for entry in spill_dir.iterdir():
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _start(

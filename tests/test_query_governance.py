@@ -185,6 +185,33 @@ def test_embedded_memory_cap_and_timeout(embedded: Client) -> None:
     answers_at_once(embedded)
 
 
+def test_operators_that_can_spill_do_under_the_cap(embedded: Client, tmp_path: Path) -> None:
+    """6.76 M groups do not fit in 8 MB: the aggregate spills to data/spill and finishes."""
+    spill = tmp_path / "data" / "spill"
+    seen: set[str] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(p.name for p in spill.rglob("*") if p.is_file())
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    embedded.sql("SET query_memory = '8MB'")
+    try:
+        table = embedded.sql(
+            "SELECT a.price * 10000 + b.price AS k, count(*) AS n FROM bids a, bids b "
+            "GROUP BY 1 ORDER BY n DESC, k LIMIT 2"
+        )
+    finally:
+        done.set()
+        watcher.join()
+    assert table.to_pylist() == [{"k": 0.0, "n": 1}, {"k": 0.5, "n": 1}]
+    assert seen, "nothing was spilled"
+    assert not [p for p in spill.rglob("*") if p.is_file()], "spill files left behind"
+
+
 def test_embedded_ctrl_c_cancels_the_statement(embedded: Client) -> None:
     threading.Timer(1.0, _thread.interrupt_main).start()
     started = time.monotonic()
