@@ -187,7 +187,12 @@ def _to_target(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedA
             return None
         return column.cast(TIMESTAMP)  # epoch milliseconds
     if pa.types.is_timestamp(column.type) and target == TIMESTAMP:
-        return column.cast(target, safe=False)  # sub-millisecond digits are dropped
+        stamps = column.cast(target, safe=False)  # sub-millisecond digits are dropped
+        # A UTC offset can push year 9999 past the range: checked as epoch milliseconds.
+        low, high = pc.min_max(stamps.cast(pa.int64())).values()
+        if low.is_valid and (low.as_py() < MIN_EPOCH_MS or high.as_py() > MAX_EPOCH_MS):
+            return None
+        return stamps
     if column.type == pa.float64() and target == pa.float32():
         narrow = column.cast(target, safe=False)
         # A finite number that becomes infinite does not fit; NaN and ±Infinity stay as sent.

@@ -90,7 +90,10 @@ def _why(value: Any, column: Column) -> str:
         if isinstance(value, int):
             return f"out of range: {value} epoch milliseconds is outside years 1..9999"
         if isinstance(value, str):
-            return f"not a timestamp: {_shown(value)} is not ISO 8601 (e.g. 2026-01-31T12:00:00.123Z)"
+            return (
+                f"not a timestamp: {_shown(value)} is not ISO 8601 (e.g. 2026-01-31T12:00:00.123Z) "
+                "within years 1..9999 UTC"
+            )
         return f"wrong type: {_kind(value)} {_shown(value)} where {sql} (ISO string or epoch ms) is declared"
     if pa.types.is_date32(target):
         if isinstance(value, str):

@@ -63,6 +63,7 @@ ALL_TYPES = ValueSchema(
         (b'{"ts": 253402300800000}', "ts", "out of range"),
         (b'{"ts": "99999-01-01T00:00:00"}', "ts", "not a timestamp"),
         (b'{"ts": true}', "ts", "wrong type"),
+        (b'{"ts": "9999-12-31T23:00:00-05:00"}', "ts", "within years 1..9999 UTC"),
         (b'{"day": "2024-13-01"}', "day", "not a date"),
         (b"not json", None, "not JSON"),
         (b"", None, "not JSON"),
