@@ -4,6 +4,7 @@ thread (DESIGN §1), driven synchronously. No network, no server to start."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 import weakref
@@ -15,7 +16,7 @@ import pyarrow as pa
 from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.service import AgentService
-from streamhouse.storage.errors import BackpressureError, StreamHouseError
+from streamhouse.storage.errors import BackpressureError, QueryCancelledError, StreamHouseError
 from streamhouse.storage.model import TopicInfo
 
 T = TypeVar("T")
@@ -127,6 +128,10 @@ class EmbeddedTransport:
                 except TimeoutError:
                     if future.done():  # the statement's own QueryTimeoutError is a TimeoutError
                         raise
+                    if self._closed:  # closed from another thread: the loop will not finish it
+                        raise QueryCancelledError("the embedded engine was closed while the statement ran") from None
+                except concurrent.futures.CancelledError:
+                    raise QueryCancelledError("the statement was cancelled before it finished") from None
         except BaseException:
             # Ctrl-C (or any exception raised into this thread) while the statement runs: cancel
             # its task on the engine's loop, which drops the DataFusion stream mid-operator.
