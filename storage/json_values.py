@@ -273,7 +273,10 @@ def _decode_mixed(lines: _Lines, lo: int, hi: int, schema: ValueSchema) -> pa.Ta
     table = _decode(lines, lo, hi, schema)
     if table is not None:
         return table
-    mid = (lo + hi) // 2  # hi - lo > 1: every single good row decodes alone
+    if hi - lo <= 1:  # cannot happen (a good row decodes alone); nulls keep the writer total
+        target = schema.arrow_schema()
+        return pa.Table.from_arrays([pa.nulls(hi - lo, f.type) for f in target], schema=target)
+    mid = (lo + hi) // 2
     return pa.concat_tables([_decode_mixed(lines, lo, mid, schema), _decode_mixed(lines, mid, hi, schema)])
 
 
