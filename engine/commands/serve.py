@@ -69,6 +69,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="memory cap of every SQL statement, e.g. 2GB or 25%% of RAM (default 25%%); sessions may SET less",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    p.add_argument(
+        "--kafka-port",
+        type=int,
+        default=0,
+        help="Kafka protocol port (partial: ApiVersions, Metadata, Produce, Fetch, ListOffsets); default 0 = off",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,5 +82,5 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = AgentConfig.from_env(**{field: getattr(args, flag) for flag, field in _FLAGS.items()})
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, kafka_port=args.kafka_port))
     return 0

@@ -175,9 +175,20 @@ async def _render(service: AgentService) -> tuple[bytes, str]:
     return service.metrics.render()
 
 
-async def serve(config: AgentConfig, *, ready_line: bool = True) -> None:
-    """Run an agent until SIGINT/SIGTERM, then shut down gracefully."""
+async def serve(config: AgentConfig, *, ready_line: bool = True, kafka_port: int = 0) -> None:
+    """Run an agent until SIGINT/SIGTERM, then shut down gracefully. `kafka_port` > 0 also
+    answers the Kafka wire protocol there (engine/kafka/server.py)."""
     server = await AgentServer.start(config)
+    kafka = None
+    if kafka_port > 0:
+        from streamhouse.kafka.server import KafkaServer
+
+        kafka = KafkaServer(server.service, host=config.host, port=kafka_port)
+        try:
+            await kafka.start()
+        except BaseException:
+            await server.stop()
+            raise
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -189,4 +200,6 @@ async def serve(config: AgentConfig, *, ready_line: bool = True) -> None:
     try:
         await stop.wait()
     finally:
+        if kafka is not None:
+            await kafka.close()
         await server.stop()

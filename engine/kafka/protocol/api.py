@@ -8,7 +8,7 @@ side (`encode_request`, `decode_response`) exists for tests and tools.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,11 +55,13 @@ def lookup(api_key: int, version: int) -> Api:
     return api
 
 
-def api_version_ranges() -> list[dict[str, int]]:
-    """The `api_keys` entries of an ApiVersions response: exactly what is implemented."""
+def api_version_ranges(keys: Collection[int] | None = None) -> list[dict[str, int]]:
+    """The `api_keys` entries of an ApiVersions response: the codec's APIs, or only `keys`
+    (what a server actually answers: advertise only what is implemented)."""
     return [
         {"api_key": a.key, "min_version": a.min_version, "max_version": a.max_version}
         for a in sorted(APIS.values(), key=lambda a: a.key)
+        if keys is None or a.key in keys
     ]
 
 
@@ -156,10 +158,10 @@ def decode_response(api: Api, version: int, frame: Buffer) -> tuple[int, Struct]
     return correlation_id, body
 
 
-def unsupported_api_versions_response(correlation_id: int) -> bytes:
+def unsupported_api_versions_response(correlation_id: int, keys: Collection[int] | None = None) -> bytes:
     """The answer to an ApiVersions request of a version we do not know: v0 format,
     UNSUPPORTED_VERSION, with our ranges so the client retries with one we do."""
     from streamhouse.kafka.errors import UNSUPPORTED_VERSION
 
-    body = {"error_code": UNSUPPORTED_VERSION, "api_keys": api_version_ranges()}
+    body = {"error_code": UNSUPPORTED_VERSION, "api_keys": api_version_ranges(keys)}
     return encode_response(API_VERSIONS, 0, correlation_id, body)

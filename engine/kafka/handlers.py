@@ -1,0 +1,236 @@
+"""Kafka API handlers over one AgentService: ApiVersions, Metadata, Produce, Fetch and
+ListOffsets. Each takes a decoded request body and returns a response body (schemas in
+protocol/messages_*.py); the server (server.py) does the framing.
+
+StreamHouse errors map to Kafka error codes per partition, so one bad partition does not
+fail the others. A produce request is decoded whole (every batch's CRC, codec and record
+section) before anything is written, so a corrupt batch stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from streamhouse.agent.api import Acks, FetchResult
+from streamhouse.agent.service import AgentService
+from streamhouse.kafka import errors as codes
+from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.kafka.protocol.api import api_version_ranges
+from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, iter_batches
+from streamhouse.kafka.record.encode import encode_batches
+from streamhouse.storage.errors import (
+    BackpressureError,
+    InvalidInputError,
+    NotFoundError,
+    NotLeaderError,
+    StreamHouseError,
+)
+from streamhouse.storage.records import RECORD_SCHEMA
+
+log = logging.getLogger(__name__)
+Body = dict[str, Any]
+_ACKS: Mapping[int, Acks] = {0: "none", 1: "leader", -1: "durable"}  # acks=all is our durable
+_TOPIC_NAMESPACE = uuid.UUID("5f1d0b7e-6a43-4c4b-9a52-6b1a4f0e2c11")
+
+
+@dataclass(frozen=True)
+class Node:
+    """This agent as Kafka clients see it: one broker, leader of every partition."""
+
+    node_id: int
+    host: str
+    port: int
+
+
+def error_code(exc: BaseException) -> int:
+    """The Kafka error code for a refusal."""
+    if isinstance(exc, KafkaProtocolError):
+        return exc.error_code
+    if isinstance(exc, NotLeaderError):
+        return codes.NOT_LEADER_OR_FOLLOWER
+    if isinstance(exc, NotFoundError):
+        return codes.UNKNOWN_TOPIC_OR_PARTITION
+    if isinstance(exc, BackpressureError):
+        return 7  # REQUEST_TIMED_OUT: retriable, which is what backpressure means
+    if isinstance(exc, InvalidInputError):
+        return codes.INVALID_RECORD
+    return codes.UNKNOWN_SERVER_ERROR
+
+
+def topic_uuid(name: str) -> uuid.UUID:
+    """A stable topic id per name: clients (Metadata v10+) cache it and compare."""
+    return uuid.uuid5(_TOPIC_NAMESPACE, name)
+
+
+class Handlers:
+    def __init__(self, service: AgentService, node: Node, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED):
+        self.service = service
+        self.node = node
+        self.max_uncompressed = max_uncompressed
+        self.by_key: dict[int, Callable[[Body, int], Awaitable[Body]]] = {
+            18: self.api_versions,
+            3: self.metadata,
+            0: self.produce,
+            1: self.fetch,
+            2: self.list_offsets,
+        }
+
+    async def api_versions(self, body: Body, version: int) -> Body:
+        return {"error_code": 0, "api_keys": api_version_ranges(self.by_key), "throttle_time_ms": 0}
+
+    async def metadata(self, body: Body, version: int) -> Body:
+        requested = body["topics"]
+        if requested is None or (version == 0 and not requested):
+            names = [t.name for t in await self.service.list_topics()]
+        else:
+            names = [t["name"] for t in requested if t["name"] is not None]
+        topics = [await self._topic_metadata(name) for name in names]
+        node = self.node
+        return {
+            "brokers": [{"node_id": node.node_id, "host": node.host, "port": node.port, "rack": None}],
+            "cluster_id": "streamhouse",
+            "controller_id": node.node_id,
+            "topics": topics,
+        }
+
+    async def _topic_metadata(self, name: str) -> Body:
+        try:
+            info = await self.service.topic(name)
+        except StreamHouseError as exc:
+            return {"error_code": error_code(exc), "name": name, "topic_id": topic_uuid(name), "partitions": []}
+        me = [self.node.node_id]
+        partitions = [
+            {"partition_index": p, "leader_id": self.node.node_id, "leader_epoch": 0, "replica_nodes": me,
+             "isr_nodes": me}
+            for p in range(info.partitions)
+        ]  # fmt: skip
+        return {"error_code": 0, "name": name, "topic_id": topic_uuid(name), "partitions": partitions}
+
+    # -- produce ------------------------------------------------------------------------------
+    async def produce(self, body: Body, version: int) -> Body:
+        acks = _ACKS.get(body["acks"])
+        responses = []
+        for topic in body["topic_data"]:
+            results = []
+            for part in topic["partition_data"]:
+                results.append(await self._produce_partition(topic["name"], part["index"], part["records"], acks))
+            responses.append({"name": topic["name"], "partition_responses": results})
+        return {"responses": responses, "throttle_time_ms": 0}
+
+    async def _produce_partition(self, topic: str, partition: int, records: Any, acks: Acks | None) -> Body:
+        out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
+        try:
+            if acks is None:
+                raise KafkaProtocolError("acks must be 0, 1 or -1", api="Produce", field="acks")
+            if records is None or len(records) == 0:
+                raise KafkaProtocolError("no records", api="Produce", field="records")
+            # Every batch of the partition is decoded (CRC, codec, records) before any is written.
+            batches = [b.records for b in iter_batches(records, max_uncompressed=self.max_uncompressed)]
+            whole = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks().to_batches()
+            merged = whole[0] if whole else RECORD_SCHEMA.empty_table().to_batches()[0]
+            results = await self.service.produce(topic, partition, merged, acks)
+            out["base_offset"] = results[0].base_offset
+        except StreamHouseError as exc:
+            out["error_code"] = error_code(exc)
+            out["error_message"] = str(exc)
+            log.debug("kafka produce %s/%s refused: %s", topic, partition, exc)
+        return out
+
+    # -- fetch --------------------------------------------------------------------------------
+    async def fetch(self, body: Body, version: int) -> Body:
+        wanted = [(t["topic"], p) for t in body["topics"] for p in t["partitions"]]
+        results: dict[tuple[str, int], FetchResult | BaseException] = {}
+        for topic, p in wanted:
+            results[(topic, p["partition"])] = await self._fetch_one(topic, p, 0, 1)
+        waited = body["max_wait_ms"]
+        if waited > 0 and not any(isinstance(r, FetchResult) and r.records.num_rows for r in results.values()):
+            await self._long_poll(wanted, results, waited)
+        responses: dict[str, list[Body]] = {}
+        for topic, p in wanted:
+            key = (topic, p["partition"])
+            responses.setdefault(topic, []).append(self._partition_data(p["partition"], results[key]))
+        return {
+            "throttle_time_ms": 0,
+            "error_code": 0,
+            "session_id": 0,  # no fetch sessions: every request is a full fetch
+            "responses": [{"topic": t, "partitions": parts} for t, parts in responses.items()],
+        }
+
+    async def _fetch_one(self, topic: str, p: Body, wait_ms: int, min_bytes: int) -> FetchResult | BaseException:
+        try:
+            return await self.service.fetch(
+                topic, p["partition"], p["fetch_offset"], max_bytes=max(p["partition_max_bytes"], 1),
+                max_wait_ms=wait_ms, min_bytes=min_bytes,
+            )  # fmt: skip
+        except StreamHouseError as exc:
+            return exc
+
+    async def _long_poll(
+        self, wanted: list[tuple[str, Body]], results: dict[tuple[str, int], FetchResult | BaseException], wait_ms: int
+    ) -> None:
+        """Waits until any partition has data (or MaxWaitMs passes), then answers with what
+        that partition returned; the others keep their empty first answer."""
+        tasks = {
+            asyncio.ensure_future(self._fetch_one(topic, p, wait_ms, 1)): (topic, p["partition"])
+            for topic, p in wanted
+            if isinstance(results[(topic, p["partition"])], FetchResult)
+        }
+        if not tasks:
+            return
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=wait_ms / 1000 + 1, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                results[tasks[task]] = task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _partition_data(self, partition: int, result: FetchResult | BaseException) -> Body:
+        if isinstance(result, BaseException):
+            code = error_code(result)
+            if isinstance(result, InvalidInputError) and "past the end offset" in str(result):
+                code = codes.OFFSET_OUT_OF_RANGE
+            return {"partition_index": partition, "error_code": code, "high_watermark": -1, "records": None}
+        records = encode_batches(result.records.to_batches()) if result.records.num_rows else b""
+        return {
+            "partition_index": partition,
+            "error_code": 0,
+            "high_watermark": result.end_offset,
+            "last_stable_offset": result.end_offset,
+            "log_start_offset": 0,
+            "aborted_transactions": None,
+            "records": records,
+        }
+
+    # -- list offsets -------------------------------------------------------------------------
+    async def list_offsets(self, body: Body, version: int) -> Body:
+        topics = []
+        for topic in body["topics"]:
+            parts = [await self._list_offset(topic["name"], p) for p in topic["partitions"]]
+            topics.append({"name": topic["name"], "partitions": parts})
+        return {"throttle_time_ms": 0, "topics": topics}
+
+    async def _list_offset(self, topic: str, p: Body) -> Body:
+        index, ts = p["partition_index"], p["timestamp"]
+        out: Body = {"partition_index": index, "error_code": 0, "timestamp": -1, "offset": -1, "leader_epoch": 0}
+        try:
+            info = await self.service.topic(topic, index)
+            if not 0 <= index < info.partitions:
+                out["error_code"] = codes.UNKNOWN_TOPIC_OR_PARTITION
+            elif ts == -1:  # LATEST
+                out["offset"] = await self.service.manager.end_offset(topic, index)
+            elif ts == -2:  # EARLIEST: the first retained segment's base, else 0
+                segments = await self.service.metadata.list_segments(topic, index)
+                out["offset"] = segments[0].base_offset if segments else 0
+            else:  # lookup by timestamp is not implemented yet: say so rather than guess
+                out["error_code"] = codes.UNSUPPORTED_VERSION
+        except StreamHouseError as exc:
+            out["error_code"] = error_code(exc)
+        return out

@@ -1,0 +1,117 @@
+"""The Kafka wire-protocol listener of one agent: asyncio TCP, one task per connection.
+
+A connection reads a 4-byte size, refuses sizes over `max_request_bytes` before reading
+them, decodes the frame and answers in request order (Kafka clients rely on ordered
+responses per connection). Anything malformed closes that connection only; nothing it
+sent was written, and other connections are untouched. An ApiVersions request of an
+unknown version is answered in v0 format so the client can retry with one we know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from streamhouse.agent.service import AgentService
+from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
+from streamhouse.kafka.handlers import Handlers, Node
+from streamhouse.kafka.protocol.api import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    decode_request,
+    decode_request_header,
+    encode_response,
+    frame_size,
+    unsupported_api_versions_response,
+)
+
+log = logging.getLogger(__name__)
+_API_VERSIONS = 18
+_PRODUCE = 0
+
+
+class KafkaServer:
+    def __init__(
+        self,
+        service: AgentService,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 9092,
+        advertised_host: str | None = None,
+        node_id: int = 0,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    ) -> None:
+        self.service = service
+        self.host = host
+        self.port = port
+        self.advertised_host = advertised_host or host
+        self.node_id = node_id
+        self.max_request_bytes = max_request_bytes
+        self.handlers: Handlers | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        """Listens; returns the bound port (port 0 picks a free one)."""
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.handlers = Handlers(self.service, Node(self.node_id, self.advertised_host, self.port))
+        log.info("kafka protocol listening on %s:%s", self.host, self.port)
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        for task in list(self._connections):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        try:
+            await self._serve(reader, writer)
+        except KafkaProtocolError as exc:
+            log.warning("kafka connection %s closed: %s", peer, exc)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client went away
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            size = frame_size(await reader.readexactly(4), self.max_request_bytes)
+            frame = await reader.readexactly(size)
+            response = await self.respond(frame)
+            if response is not None:
+                writer.write(response)
+                await writer.drain()
+
+    async def respond(self, frame: bytes) -> bytes | None:
+        """The response frame for one request frame; None when Kafka sends none (acks=0).
+        Raises KafkaProtocolError when the connection must be closed."""
+        assert self.handlers is not None
+        try:
+            request = decode_request(frame)
+        except UnsupportedVersionError:
+            header, _ = decode_request_header(frame)
+            if header.api_key == _API_VERSIONS:
+                return unsupported_api_versions_response(header.correlation_id, self.handlers.by_key)
+            raise
+        handler = self.handlers.by_key.get(request.api.key)
+        if handler is None:
+            version = request.header.api_version
+            raise UnsupportedVersionError("API not served yet", api=request.api.name, version=version)
+        body = await handler(request.body, request.header.api_version)
+        if request.api.key == _PRODUCE and request.body["acks"] == 0:
+            return None
+        return encode_response(request.api, request.header.api_version, request.header.correlation_id, body)
