@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import streamhouse
+from streamhouse.agent.flush_health import FAULT_CAP_S, OUTAGE_CAP_S, FlushHealth
+from streamhouse.storage.errors import StorageUnavailableError, StreamHouseError
 from streamhouse.storage.object_store import open_object_store
 from streamhouse.storage.partition_writer import segment_key
 from tests.agent_process import AgentLauncher, AgentProcess, wait_until
@@ -119,3 +124,29 @@ def test_deleting_the_topic_ends_the_retries(tmp_path: Path) -> None:
             client.create_topic("doomed")
             client.produce_batch("doomed", [b"y"], partition=0, acks="durable")
             assert client.describe("doomed").partitions[0].durable_end_offset == 1
+
+
+def test_backoff_doubles_to_its_cap_and_only_faults_make_the_agent_not_ready(caplog: pytest.LogCaptureFixture) -> None:
+    health = FlushHealth()
+    seen: list[tuple[str, bool, int]] = []
+    health.on_change = lambda topic, failed, failing: seen.append((topic, failed, failing))
+    key = ("t", 0)
+    waits = []
+    with caplog.at_level(logging.DEBUG, logger="streamhouse.agent.flush_health"):
+        for _ in range(8):
+            health.failed(key, StreamHouseError("segment object exists with different content"))
+            waits.append(health.wait_s(key))
+    assert [round(w) for w in waits[:5]] == [0, 1, 2, 4, 8] and waits[0] > 0.4
+    assert max(waits) <= FAULT_CAP_S and waits[-1] > FAULT_CAP_S - 1
+    errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(errors) == 1 and "flush of t/0 failing" in errors[0].getMessage()
+    assert list(health.faults()) == [key]
+    # A store outage backs off less far and is left to the stores' own readiness probes.
+    health.failed(("u", 1), StorageUnavailableError("S3 unreachable"))
+    for _ in range(6):
+        health.failed(("u", 1), StorageUnavailableError("S3 unreachable"))
+    assert health.wait_s(("u", 1)) <= OUTAGE_CAP_S
+    assert list(health.faults()) == [key]
+    health.succeeded(key)
+    assert health.wait_s(key) == 0 and health.faults() == {}
+    assert seen[-1] == ("t", False, 1) and seen[0] == ("t", True, 1)
