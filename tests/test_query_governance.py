@@ -283,6 +283,18 @@ def test_cli_prints_a_one_line_error(capsys: pytest.CaptureFixture[str], tmp_pat
     assert out.err.startswith("error: ") and out.err.count("\n") == 1 and "Traceback" not in out.err
     assert "86,400,000 windows per row exceeds the limit of 10,000" in out.err
 
+    # A file's statements share one session: its SET holds for the statements after it.
+    with streamhouse.open(data) as client:
+        client.produce_batch("bids", [{"auction": 1, "price": float(i), "ts": T0 + i} for i in range(ROWS)])
+    script = tmp_path / "greedy.sql"
+    script.write_text(f"SET query_memory = '8MB';\n{GREEDY};\n")
+    code = main(["sql", "--file", str(script), "--data-dir", data])
+    out = capsys.readouterr()
+    assert code == 1 and "query_memory  8MB" in out.out
+    errors = [line for line in out.err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "query memory limit of 8.0 MB exceeded" in errors[0]
+    assert out.err.splitlines()[-1] == errors[0] and "Traceback" not in out.err
+
 
 def test_error_classes_are_streamhouse_errors() -> None:
     for cls in (QueryMemoryExceededError, QueryTimeoutError, QueryCancelledError):
