@@ -107,7 +107,12 @@ class PartitionManager:
         config = config.with_agent_id()
         replay = await wal.replay()
         manager = cls(config, metadata, store, wal, list(replay.entries))
-        await manager._release_covered(replay.end_offsets)
+        try:
+            await manager._release_covered(replay.end_offsets)
+        except StreamHouseError as exc:
+            # A metadata hiccup must not stop the agent: what is still pending stays in the WAL
+            # and the recovery loop takes it over (at worst leading an idle partition once).
+            log.warning("sorting the replayed WAL entries failed (the recovery loop retries): %s", exc)
         await manager._recover_replayed(replay.end_offsets)
         manager._tasks = [
             asyncio.create_task(manager._loop(config.flush_check_ms, manager._flush_due), name="flush"),
