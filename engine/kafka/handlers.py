@@ -41,6 +41,17 @@ _TOPIC_NAMESPACE = uuid.UUID("5f1d0b7e-6a43-4c4b-9a52-6b1a4f0e2c11")
 
 
 @dataclass(frozen=True)
+class Context:
+    """Who sent a request: DescribeGroups shows it per member."""
+
+    client_id: str
+    client_host: str
+
+
+Handler = Callable[[Body, int, Context], Awaitable[Body]]
+
+
+@dataclass(frozen=True)
 class Node:
     """This agent as Kafka clients see it: one broker, leader of every partition."""
 
@@ -74,7 +85,7 @@ class Handlers:
         self.service = service
         self.node = node
         self.max_uncompressed = max_uncompressed
-        self.by_key: dict[int, Callable[[Body, int], Awaitable[Body]]] = {
+        self.by_key: dict[int, Handler] = {
             18: self.api_versions,
             3: self.metadata,
             0: self.produce,
@@ -82,10 +93,10 @@ class Handlers:
             2: self.list_offsets,
         }
 
-    async def api_versions(self, body: Body, version: int) -> Body:
+    async def api_versions(self, body: Body, version: int, ctx: Context) -> Body:
         return {"error_code": 0, "api_keys": api_version_ranges(self.by_key), "throttle_time_ms": 0}
 
-    async def metadata(self, body: Body, version: int) -> Body:
+    async def metadata(self, body: Body, version: int, ctx: Context) -> Body:
         requested = body["topics"]
         if requested is None or (version == 0 and not requested):
             names = [t.name for t in await self.service.list_topics()]
@@ -114,7 +125,7 @@ class Handlers:
         return {"error_code": 0, "name": name, "topic_id": topic_uuid(name), "partitions": partitions}
 
     # -- produce ------------------------------------------------------------------------------
-    async def produce(self, body: Body, version: int) -> Body:
+    async def produce(self, body: Body, version: int, ctx: Context) -> Body:
         acks = _ACKS.get(body["acks"])
         responses = []
         for topic in body["topic_data"]:
@@ -144,7 +155,7 @@ class Handlers:
         return out
 
     # -- fetch --------------------------------------------------------------------------------
-    async def fetch(self, body: Body, version: int) -> Body:
+    async def fetch(self, body: Body, version: int, ctx: Context) -> Body:
         wanted = [(t["topic"], p) for t in body["topics"] for p in t["partitions"]]
         results: dict[tuple[str, int], FetchResult | BaseException] = {}
         for topic, p in wanted:
@@ -210,7 +221,7 @@ class Handlers:
         }
 
     # -- list offsets -------------------------------------------------------------------------
-    async def list_offsets(self, body: Body, version: int) -> Body:
+    async def list_offsets(self, body: Body, version: int, ctx: Context) -> Body:
         topics = []
         for topic in body["topics"]:
             parts = [await self._list_offset(topic["name"], p) for p in topic["partitions"]]

@@ -15,7 +15,10 @@ import logging
 
 from streamhouse.agent.service import AgentService
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
-from streamhouse.kafka.handlers import Handlers, Node
+from streamhouse.kafka.groups import Coordinator
+from streamhouse.kafka.handlers import Context, Handler, Handlers, Node
+from streamhouse.kafka.handlers_admin import AdminHandlers
+from streamhouse.kafka.handlers_groups import GroupHandlers
 from streamhouse.kafka.protocol.api import (
     DEFAULT_MAX_REQUEST_BYTES,
     decode_request,
@@ -47,7 +50,8 @@ class KafkaServer:
         self.advertised_host = advertised_host or host
         self.node_id = node_id
         self.max_request_bytes = max_request_bytes
-        self.handlers: Handlers | None = None
+        self.handlers: dict[int, Handler] = {}
+        self.coordinator = Coordinator()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -55,13 +59,20 @@ class KafkaServer:
         """Listens; returns the bound port (port 0 picks a free one)."""
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        self.handlers = Handlers(self.service, Node(self.node_id, self.advertised_host, self.port))
+        node = Node(self.node_id, self.advertised_host, self.port)
+        data = Handlers(self.service, node)
+        # ApiVersions advertises exactly the keys of this one table.
+        data.by_key.update(GroupHandlers(self.service, node, self.coordinator).by_key)
+        data.by_key.update(AdminHandlers(self.service).by_key)
+        self.handlers = data.by_key
+        self.coordinator.start()
         log.info("kafka protocol listening on %s:%s", self.host, self.port)
         return self.port
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        await self.coordinator.close()
         for task in list(self._connections):
             task.cancel()
         for task in list(self._connections):
@@ -76,7 +87,8 @@ class KafkaServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         try:
-            await self._serve(reader, writer)
+            host = peer[0] if isinstance(peer, tuple) else str(peer)
+            await self._serve(reader, writer, host)
         except KafkaProtocolError as exc:
             log.warning("kafka connection %s closed: %s", peer, exc)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -87,31 +99,31 @@ class KafkaServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
         while True:
             size = frame_size(await reader.readexactly(4), self.max_request_bytes)
             frame = await reader.readexactly(size)
-            response = await self.respond(frame)
+            response = await self.respond(frame, host)
             if response is not None:
                 writer.write(response)
                 await writer.drain()
 
-    async def respond(self, frame: bytes) -> bytes | None:
+    async def respond(self, frame: bytes, client_host: str = "") -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed."""
-        assert self.handlers is not None
         try:
             request = decode_request(frame)
         except UnsupportedVersionError:
             header, _ = decode_request_header(frame)
             if header.api_key == _API_VERSIONS:
-                return unsupported_api_versions_response(header.correlation_id, self.handlers.by_key)
+                return unsupported_api_versions_response(header.correlation_id, self.handlers)
             raise
-        handler = self.handlers.by_key.get(request.api.key)
+        handler = self.handlers.get(request.api.key)
         if handler is None:
             version = request.header.api_version
             raise UnsupportedVersionError("API not served yet", api=request.api.name, version=version)
-        body = await handler(request.body, request.header.api_version)
+        context = Context(request.header.client_id or "", client_host)
+        body = await handler(request.body, request.header.api_version, context)
         if request.api.key == _PRODUCE and request.body["acks"] == 0:
             return None
         return encode_response(request.api, request.header.api_version, request.header.correlation_id, body)

@@ -1,0 +1,138 @@
+"""Kafka admin APIs over AgentService topics: CreateTopics, DeleteTopics,
+CreatePartitions, DescribeConfigs and AlterConfigs (only the topic settings StreamHouse
+enforces, storage/topic_config.py; the rest are refused as INVALID_CONFIG, not stored)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamhouse.agent.service import AgentService
+from streamhouse.kafka import errors as codes
+from streamhouse.kafka.handlers import Body, Context, error_code
+from streamhouse.storage import topic_config
+from streamhouse.storage.errors import (
+    AlreadyExistsError,
+    InvalidInputError,
+    NotFoundError,
+    PartitionCountError,
+    StreamHouseError,
+    TopicSettingError,
+)
+
+TOPIC_RESOURCE = 2
+CONFIG_SOURCE_TOPIC = 1  # DYNAMIC_TOPIC_CONFIG
+
+
+def admin_error(exc: StreamHouseError) -> int:
+    if isinstance(exc, AlreadyExistsError):
+        return codes.TOPIC_ALREADY_EXISTS
+    if isinstance(exc, TopicSettingError):
+        return codes.INVALID_CONFIG
+    if isinstance(exc, PartitionCountError):
+        return codes.INVALID_PARTITIONS
+    if isinstance(exc, NotFoundError):
+        return codes.UNKNOWN_TOPIC_OR_PARTITION
+    if isinstance(exc, InvalidInputError):
+        return codes.INVALID_TOPIC_EXCEPTION
+    return error_code(exc)
+
+
+class AdminHandlers:
+    def __init__(self, service: AgentService) -> None:
+        self.service = service
+        self.by_key: dict[int, Any] = {
+            19: self.create_topics, 20: self.delete_topics, 37: self.create_partitions,
+            32: self.describe_configs, 33: self.alter_configs,
+        }  # fmt: skip
+
+    async def create_topics(self, body: Body, version: int, ctx: Context) -> Body:
+        results = []
+        for topic in body["topics"]:
+            name, count = topic["name"], topic["num_partitions"]
+            count = 1 if count in (-1, 0) and not topic["assignments"] else count or len(topic["assignments"])
+            out: Body = {"name": name, "error_code": 0, "error_message": None, "num_partitions": count,
+                         "replication_factor": 1, "configs": None}  # fmt: skip
+            try:
+                given = {c["name"]: c["value"] for c in topic["configs"] if c["value"] is not None}
+                # Only settings StreamHouse enforces; Kafka ones it does not are refused, not stored.
+                config = topic_config.create_config(given, f"CreateTopics {name}")
+                if body["validate_only"]:
+                    if any(t.name == name for t in await self.service.list_topics()):
+                        out["error_code"] = codes.TOPIC_ALREADY_EXISTS
+                else:
+                    await self.service.create_topic(name, count, config)
+            except StreamHouseError as exc:
+                out["error_code"], out["error_message"] = admin_error(exc), str(exc)
+            results.append(out)
+        return {"throttle_time_ms": 0, "topics": results}
+
+    async def delete_topics(self, body: Body, version: int, ctx: Context) -> Body:
+        names = body["topic_names"] if version < 6 else [t["name"] for t in body["topics"]]
+        results = []
+        for name in names:
+            out: Body = {"name": name, "error_code": 0, "error_message": None}
+            try:
+                if name is None:
+                    raise NotFoundError("topics are addressed by name here, not by topic id")
+                await self.service.delete_topic(name)
+            except StreamHouseError as exc:
+                out["error_code"], out["error_message"] = admin_error(exc), str(exc)
+            results.append(out)
+        return {"throttle_time_ms": 0, "responses": results}
+
+    async def create_partitions(self, body: Body, version: int, ctx: Context) -> Body:
+        results = []
+        for topic in body["topics"]:
+            out: Body = {"name": topic["name"], "error_code": 0, "error_message": None}
+            try:
+                info = await self.service.topic(topic["name"])
+                more = topic["count"] - info.partitions
+                if more <= 0:
+                    raise PartitionCountError(f"{topic['name']} has {info.partitions} partitions; the count only grows")
+                if not body["validate_only"]:
+                    await self.service.alter_topic(topic["name"], add_partitions=more)
+            except StreamHouseError as exc:
+                out["error_code"], out["error_message"] = admin_error(exc), str(exc)
+            results.append(out)
+        return {"throttle_time_ms": 0, "results": results}
+
+    async def describe_configs(self, body: Body, version: int, ctx: Context) -> Body:
+        results = []
+        for resource in body["resources"]:
+            out: Body = {"error_code": 0, "error_message": None, "resource_type": resource["resource_type"],
+                         "resource_name": resource["resource_name"], "configs": []}  # fmt: skip
+            if resource["resource_type"] == TOPIC_RESOURCE:
+                try:
+                    info = await self.service.topic(resource["resource_name"])
+                    keys = resource["configuration_keys"]
+                    out["configs"] = [
+                        {"name": k, "value": v, "read_only": False, "is_default": False,
+                         "config_source": CONFIG_SOURCE_TOPIC, "is_sensitive": False, "synonyms": []}
+                        for k, v in sorted(info.config.items())
+                        if keys is None or k in keys
+                    ]  # fmt: skip
+                except StreamHouseError as exc:
+                    out["error_code"], out["error_message"] = admin_error(exc), str(exc)
+            results.append(out)
+        return {"throttle_time_ms": 0, "results": results}
+
+    async def alter_configs(self, body: Body, version: int, ctx: Context) -> Body:
+        """Kafka's (non-incremental) AlterConfigs: the given set replaces the topic's
+        settings; keys not given are reset."""
+        results = []
+        for resource in body["resources"]:
+            out: Body = {"error_code": 0, "error_message": None, "resource_type": resource["resource_type"],
+                         "resource_name": resource["resource_name"]}  # fmt: skip
+            try:
+                if resource["resource_type"] != TOPIC_RESOURCE:
+                    raise TopicSettingError("only topic configs can be altered here")
+                name = resource["resource_name"]
+                info = await self.service.topic(name)
+                wanted = {c["name"]: c["value"] for c in resource["configs"] if c["value"] is not None}
+                reset = [k for k in info.config if k not in wanted and k in topic_config.alterable_keys()]
+                if not body["validate_only"]:
+                    await self.service.alter_topic(name, set_config=wanted, reset=reset)
+            except StreamHouseError as exc:
+                out["error_code"], out["error_message"] = admin_error(exc), str(exc)
+            results.append(out)
+        return {"throttle_time_ms": 0, "responses": results}
