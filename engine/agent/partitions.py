@@ -16,8 +16,7 @@ import pyarrow as pa
 from streamhouse.agent.api import Acks
 from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
 from streamhouse.agent.flush_health import FlushHealth
-from streamhouse.agent.forward import Forwarder, forward_to_leader
-from streamhouse.storage.batch_codec import decode_batch
+from streamhouse.agent.wal_takeover import WalTakeover
 from streamhouse.storage.errors import (
     FencedError,
     LeaseHeldError,
@@ -33,8 +32,7 @@ from streamhouse.storage.partition_reader import PartitionReader
 from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
 from streamhouse.storage.tasks import cancel_and_wait
 from streamhouse.storage.wal import WriteAheadLog
-from streamhouse.storage.wal_format import FORWARDED_EPOCH, WalEntry
-from streamhouse.storage.wal_recovery import piece_payload, plan_recovery
+from streamhouse.storage.wal_format import WalEntry
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +66,9 @@ class PartitionManager:
         self.store = store
         self.wal = wal
         self.reader = PartitionReader(metadata, store)
-        # WAL entries a writer must take over (tail to re-buffer, orphans to append again), by
-        # (topic id, partition); dropped partition by partition as writers recover.
-        self._pending: dict[tuple[int, int], list[WalEntry]] = {}
-        for e in replayed:
-            self._pending.setdefault((e.topic_id, e.partition), []).append(e)
-        # Partitions whose writer was fenced with unflushed records: the next writer re-reads
-        # this WAL for them (they are still in it: only this agent's commits release them).
-        self._rescan: set[tuple[int, int]] = set()
-        self._waiting_logged: set[tuple[int, int]] = set()
-        # Records of superseded leaderships appended again, and records that had nowhere to go
-        # (their topic or partition was deleted), by topic; see watch_recovery.
-        self.recovered_records: dict[str, int] = {}
-        self.dropped_records: dict[str, int] = {}
-        self._on_recovery: Callable[[str, int, int], None] = lambda topic, recovered, dropped: None
-        # How held records reach a partition another live agent leads (replaceable in tests).
-        self.forward: Forwarder = forward_to_leader
+        # Acknowledged WAL records in no committed segment, until a writer or a live leader
+        # has them (issue 20).
+        self.takeover = WalTakeover(metadata, wal, replayed)
         self._led: dict[Key, _Led] = {}
         self.flush_health = FlushHealth()  # backoff, logging and readiness of failing flushes
         self._acquiring: dict[Key, asyncio.Lock] = {}
@@ -123,136 +108,25 @@ class PartitionManager:
 
     async def _release_covered(self, replay_ends: Mapping[tuple[int, int], int]) -> None:
         """Tell the WAL which replayed entries need nothing more, so files of partitions nobody
-        writes again are still released. A partition with records to take over (a tail beyond
-        its committed end, or acknowledged records of a leadership that was taken over) keeps
-        its files until a writer has carried them over; entries of deleted topics or
-        partitions are released and counted as dropped."""
-        by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
-        covered: dict[tuple[int, int], int] = {}
-        for key in replay_ends:
-            topic_id, partition = key
-            topic = by_id.get(topic_id)
-            entries = self._pending.get(key, [])
-            if topic is None or partition >= topic.partitions:
-                covered[key] = 2**62  # nothing will ever read them
-                # Their records went with the topic; counted so the loss is never silent.
-                lost = sum(e.record_count for e in entries)
-                if lost:
-                    name = topic.name if topic else f"<deleted topic {topic_id}>"
-                    log.warning(
-                        "dropping %d WAL records of %s/%d: the partition no longer exists", lost, name, partition
-                    )
-                    self._count(name, 0, lost)
-                self._pending.pop(key, None)
-                continue
-            end = await self.metadata.get_end_offset(topic.name, partition)
-            low = min((e.base_offset for e in entries), default=end)
-            segments = await self.metadata.list_segments(topic.name, partition, low, end) if low < end else []
-            if plan_recovery(entries, end, segments).idle:
-                covered[key] = end
-                self._pending.pop(key, None)
-        if covered:
-            await self.wal.release(covered)
+        writes again are still released; the others are kept until taken over."""
+        await self.takeover.release_settled(replay_ends)
 
     async def _recover_replayed(self, replay_ends: Mapping[tuple[int, int], int]) -> None:
-        """Lead at once every partition whose WAL entries need a writer (see _release_covered).
+        """Take over at once every partition whose WAL entries need it (see WalTakeover).
 
-        Those records were acknowledged (acks=leader) before a crash: readers must see them
-        right after the restart and the next roll must commit them, not only once a producer
-        happens to write to the partition again. A partition another live agent leads is
-        retried every renew interval until its lease is free (_recover_pending); its WAL
-        files are kept until then."""
-        del replay_ends  # the pending entries say which partitions need a writer
+        Those records were acknowledged before a crash: readers must see them right after the
+        restart and the next roll must commit them, not only once a producer happens to write
+        to the partition again. A partition another live agent leads gets them produced to
+        that leader; either way failures are retried every renew interval (_recover_pending)."""
+        del replay_ends  # the takeover's pending entries say which partitions need it
         await self._recover_pending()
 
     async def _recover_pending(self) -> None:
-        """Take over every partition with WAL records waiting for a writer, when its lease is free."""
-        keys = set(self._pending) | self._rescan
-        if not keys:
-            return
-        by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
-        for key in sorted(keys):
-            topic = by_id.get(key[0])
-            if topic is None or key[1] >= topic.partitions:
-                continue
-            led = self._led.get((topic.name, key[1]))
-            if led is not None and not led.writer.fenced:
-                continue  # a writer of this process already took them over
-            try:
-                await self.writer(topic, key[1])
-            except NotLeaderError as exc:
-                if exc.leader:
-                    try:
-                        await self._forward_held(topic, key, exc.leader)
-                        continue
-                    except Exception as fwd:  # the leader died or refused: the next round retries
-                        exc = NotLeaderError(f"{topic.name}/{key[1]}", f"{exc.leader}, forwarding failed: {fwd}")
-                if key not in self._waiting_logged:
-                    self._waiting_logged.add(key)
-                    log.warning(
-                        "%s/%d: WAL records of this agent await the partition's lease (%s); "
-                        "they are appended again once it is free",
-                        topic.name,
-                        key[1],
-                        exc,
-                    )
-            except StreamHouseError as exc:
-                log.warning("recovering %s/%d from the WAL failed (retrying): %s", topic.name, key[1], exc)
-
-    async def _forward_held(self, topic: TopicInfo, key: tuple[int, int], leader: str) -> None:
-        """Produce this WAL's held records of `key` to the live leader at `leader` (acks=durable),
-        each followed by a FORWARDED_EPOCH marker in this WAL so no later recovery repeats it.
-        A crash between a forward and its marker repeats that batch once (at-least-once)."""
-        entries = await self.wal.entries_of(*key)
-        end = await self.metadata.get_end_offset(topic.name, key[1])
-        low = min((e.base_offset for e in entries), default=end)
-        segments = await self.metadata.list_segments(topic.name, key[1], low, end) if low < end else []
-        plan = plan_recovery(entries, end, segments)
-        # Another agent leads: records beyond the committed end are not this agent's to place at
-        # their offsets any more, so the tail goes the same way as the orphans.
-        pieces = sorted([*plan.orphans, *plan.tail], key=lambda p: (p.entry.epoch, p.start))
-        forwarded = 0
-        for piece in pieces:
-            payload = piece_payload(piece)
-            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{key[1]}@{piece.start}")
-            base = await self.forward(leader, topic.name, key[1], batch)
-            await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
-            await self.wal.sync()
-            forwarded += piece.records
-        self._pending.pop(key, None)
-        self._rescan.discard(key)
-        self._waiting_logged.discard(key)
-        if forwarded:
-            log.warning(
-                "%s/%d: %d acknowledged records of a leadership that was taken over were produced again "
-                "to the leader at %s",
-                topic.name,
-                key[1],
-                forwarded,
-                leader,
-            )
-            self._count(topic.name, forwarded, 0)
-        # Everything of this partition up to its committed end is now in segments (ours, the
-        # other leader's, or forwarded), so those WAL entries may go; this agent can only lead
-        # it again from that end or later, so no future entry of its own is covered by this.
-        await self.wal.release({key: await self.metadata.get_end_offset(topic.name, key[1])})
+        await self.takeover.round(self.writer, self.leading)
 
     def watch_recovery(self, callback: Callable[[str, int, int], None]) -> None:
-        """`callback(topic, recovered, dropped)` for every recovery from now on, after one call
-        per topic for what was recovered or dropped before (at start)."""
-        for topic in sorted(set(self.recovered_records) | set(self.dropped_records)):
-            callback(topic, self.recovered_records.get(topic, 0), self.dropped_records.get(topic, 0))
-        self._on_recovery = callback
-
-    def _count(self, topic: str, recovered: int, dropped: int) -> None:
-        self.recovered_records[topic] = self.recovered_records.get(topic, 0) + recovered
-        self.dropped_records[topic] = self.dropped_records.get(topic, 0) + dropped
-        self._on_recovery(topic, recovered, dropped)
-
-    def _fenced_with_records(self, writer: PartitionWriter) -> None:
-        key = (writer.topic.topic_id, writer.partition)
-        self._rescan.add(key)
-        self._waiting_logged.discard(key)
+        """`callback(topic, recovered, dropped)` for WAL records taken over or dropped."""
+        self.takeover.watch(callback)
 
     # -- leadership -----------------------------------------------------------------------------
     async def writer(self, topic: TopicInfo, partition: int) -> PartitionWriter:
@@ -281,9 +155,7 @@ class PartitionManager:
             except LeaseHeldError as exc:
                 raise NotLeaderError(resource, leader_address(exc.holder)) from None
             wal_key = (topic.topic_id, partition)
-            mine = self._pending.get(wal_key, [])
-            if wal_key in self._rescan:
-                mine = await self.wal.entries_of(topic.topic_id, partition)
+            mine = await self.takeover.entries_for(wal_key)
             writer = await PartitionWriter.recover(
                 topic,
                 partition,
@@ -295,12 +167,7 @@ class PartitionManager:
                 replayed=mine,
                 config=self._writer_config,
             )
-            self._pending.pop(wal_key, None)
-            self._rescan.discard(wal_key)
-            self._waiting_logged.discard(wal_key)
-            writer.on_fenced = self._fenced_with_records
-            if writer.recovered_records:
-                self._count(topic.name, writer.recovered_records, 0)
+            self.takeover.taken_over(topic.name, wal_key, writer)
             self._led[key] = _Led(writer, time.monotonic())
             log.info("leading %s/%d at epoch %d from offset %d", topic.name, partition, lease.epoch, writer.next_offset)
             return writer

@@ -1,0 +1,188 @@
+"""The WAL records an agent still has to take over (issue 20): acknowledged records of this
+agent's WAL that are in no committed segment. A restart finds them in the replayed WAL; a live
+agent whose writer was fenced with unflushed records finds them by re-reading its WAL.
+
+They reach the log one of two ways, both at-least-once and counted:
+- this agent leads the partition (at once, or as soon as its lease is free): its new writer
+  re-buffers them or appends them again (PartitionWriter.recover, storage/wal_recovery.py);
+- another live agent leads it: they are produced to that leader with acks=durable
+  (engine/agent/forward.py), each followed by a FORWARDED_EPOCH marker in this WAL.
+Until then their WAL files are kept. Only records of deleted topics or partitions are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from streamhouse.agent.forward import Forwarder, forward_to_leader
+from streamhouse.storage.batch_codec import decode_batch
+from streamhouse.storage.errors import NotLeaderError, StreamHouseError
+from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.partition_writer import PartitionWriter
+from streamhouse.storage.wal import WriteAheadLog
+from streamhouse.storage.wal_format import FORWARDED_EPOCH, WalEntry
+from streamhouse.storage.wal_recovery import RecoveryPlan, piece_payload, plan_recovery
+
+log = logging.getLogger(__name__)
+
+WalKey = tuple[int, int]  # (topic id, partition)
+RecoveryHook = Callable[[str, int, int], None]  # (topic, recovered records, dropped records)
+
+
+class WalTakeover:
+    def __init__(self, metadata: MetadataStore, wal: WriteAheadLog, replayed: Iterable[WalEntry]) -> None:
+        self.metadata = metadata
+        self.wal = wal
+        # Replayed entries by partition; dropped partition by partition once taken over.
+        self._pending: dict[WalKey, list[WalEntry]] = {}
+        for e in replayed:
+            self._pending.setdefault((e.topic_id, e.partition), []).append(e)
+        # Partitions whose writer was fenced with unflushed records: re-read from the WAL.
+        self._rescan: set[WalKey] = set()
+        self._waiting_logged: set[WalKey] = set()
+        self.recovered_records: dict[str, int] = {}
+        self.dropped_records: dict[str, int] = {}
+        self._on_recovery: RecoveryHook = lambda topic, recovered, dropped: None
+        # How held records reach a partition another live agent leads.
+        self.forward: Forwarder = forward_to_leader
+
+    @property
+    def waiting(self) -> set[WalKey]:
+        return set(self._pending) | self._rescan
+
+    async def release_settled(self, keys: Iterable[WalKey]) -> None:
+        """At start: release the WAL entries of partitions that need nothing more (all in
+        segments of their own leadership, or their topic is gone: counted as dropped)."""
+        by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
+        covered: dict[WalKey, int] = {}
+        for key in keys:
+            topic_id, partition = key
+            topic = by_id.get(topic_id)
+            entries = self._pending.get(key, [])
+            if topic is None or partition >= topic.partitions:
+                covered[key] = 2**62  # nothing will ever read them
+                lost = sum(e.record_count for e in entries)
+                if lost:  # their records went with the topic; counted so it is never silent
+                    name = topic.name if topic else f"<deleted topic {topic_id}>"
+                    log.warning(
+                        "dropping %d WAL records of %s/%d: the partition no longer exists", lost, name, partition
+                    )
+                    self._count(name, 0, lost)
+                self._pending.pop(key, None)
+                continue
+            end, plan = await self._plan(topic, partition, entries)
+            if plan.idle:
+                covered[key] = end
+                self._pending.pop(key, None)
+        if covered:
+            await self.wal.release(covered)
+
+    async def entries_for(self, key: WalKey) -> list[WalEntry]:
+        """What a new writer of `key` takes over (PartitionWriter.recover's `replayed`)."""
+        if key in self._rescan:
+            return await self.wal.entries_of(*key)
+        return self._pending.get(key, [])
+
+    def taken_over(self, topic: str, key: WalKey, writer: PartitionWriter) -> None:
+        """A new writer of `key` recovered its entries (call right after PartitionWriter.recover)."""
+        self._pending.pop(key, None)
+        self._rescan.discard(key)
+        self._waiting_logged.discard(key)
+        writer.on_fenced = self._fenced_with_records
+        if writer.recovered_records:
+            self._count(topic, writer.recovered_records, 0)
+
+    async def round(
+        self,
+        lead: Callable[[TopicInfo, int], Awaitable[PartitionWriter]],
+        leading: Callable[[str, int], PartitionWriter | None],
+    ) -> None:
+        """One pass over the waiting partitions: lead each if its lease is free (`lead`, which
+        calls back taken_over), else hand the records to the live leader it names."""
+        keys = self.waiting
+        if not keys:
+            return
+        by_id = {t.topic_id: t for t in await self.metadata.list_topics()}
+        for key in sorted(keys):
+            topic = by_id.get(key[0])
+            if topic is None or key[1] >= topic.partitions or leading(topic.name, key[1]) is not None:
+                continue
+            try:
+                await lead(topic, key[1])
+            except NotLeaderError as exc:
+                reason: Exception = exc
+                if exc.leader:
+                    try:
+                        await self._forward(topic, key, exc.leader)
+                        continue
+                    except Exception as fwd:  # the leader died or refused: the next round retries
+                        reason = fwd
+                if key not in self._waiting_logged:
+                    self._waiting_logged.add(key)
+                    log.warning(
+                        "%s/%d: WAL records of this agent wait for the partition's leader (%s); retrying",
+                        topic.name,
+                        key[1],
+                        reason,
+                    )
+            except StreamHouseError as exc:
+                log.warning("recovering %s/%d from the WAL failed (retrying): %s", topic.name, key[1], exc)
+
+    async def _forward(self, topic: TopicInfo, key: WalKey, leader: str) -> None:
+        """Produce the held records of `key` to the live leader at `leader` (acks=durable), each
+        batch followed by a FORWARDED_EPOCH marker in this WAL so no later recovery repeats it.
+        A crash between a forward and its marker repeats that batch once (at-least-once)."""
+        _, plan = await self._plan(topic, key[1], await self.wal.entries_of(*key))
+        # Another agent leads: records beyond the committed end are not this agent's to place at
+        # their offsets any more, so the tail goes the same way as the orphans.
+        pieces = sorted([*plan.orphans, *plan.tail], key=lambda p: (p.entry.epoch, p.start))
+        forwarded = 0
+        for piece in pieces:
+            payload = piece_payload(piece)
+            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{key[1]}@{piece.start}")
+            base = await self.forward(leader, topic.name, key[1], batch)
+            await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
+            await self.wal.sync()
+            forwarded += piece.records
+        self._pending.pop(key, None)
+        self._rescan.discard(key)
+        self._waiting_logged.discard(key)
+        if forwarded:
+            log.warning(
+                "%s/%d: %d acknowledged records of a leadership that was taken over were produced again "
+                "to the leader at %s",
+                topic.name,
+                key[1],
+                forwarded,
+                leader,
+            )
+            self._count(topic.name, forwarded, 0)
+        # Everything of this partition up to its committed end is now in segments (ours, the
+        # other leader's, or forwarded), so those WAL entries may go; this agent can only lead
+        # it again from that end or later, so no future entry of its own is covered by this.
+        await self.wal.release({key: await self.metadata.get_end_offset(topic.name, key[1])})
+
+    async def _plan(self, topic: TopicInfo, partition: int, entries: list[WalEntry]) -> tuple[int, RecoveryPlan]:
+        end = await self.metadata.get_end_offset(topic.name, partition)
+        low = min((e.base_offset for e in entries), default=end)
+        segments = await self.metadata.list_segments(topic.name, partition, low, end) if low < end else []
+        return end, plan_recovery(entries, end, segments)
+
+    def watch(self, callback: RecoveryHook) -> None:
+        """`callback(topic, recovered, dropped)` for every recovery from now on, after one call
+        per topic for what was recovered or dropped before (at start)."""
+        for topic in sorted(set(self.recovered_records) | set(self.dropped_records)):
+            callback(topic, self.recovered_records.get(topic, 0), self.dropped_records.get(topic, 0))
+        self._on_recovery = callback
+
+    def _count(self, topic: str, recovered: int, dropped: int) -> None:
+        self.recovered_records[topic] = self.recovered_records.get(topic, 0) + recovered
+        self.dropped_records[topic] = self.dropped_records.get(topic, 0) + dropped
+        self._on_recovery(topic, recovered, dropped)
+
+    def _fenced_with_records(self, writer: PartitionWriter) -> None:
+        key = (writer.topic.topic_id, writer.partition)
+        self._rescan.add(key)
+        self._waiting_logged.discard(key)
