@@ -73,8 +73,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kafka-port",
         type=int,
         default=0,
-        help="Kafka protocol port (partial: ApiVersions, Metadata, Produce, Fetch, ListOffsets); default 0 = off",
+        help="Kafka protocol port (single agent; see engine/kafka/); default 0 = off",
     )
+    p.add_argument("--kafka-advertised", help="host:port given to Kafka clients (default host:kafka-port)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = AgentConfig.from_env(**{field: getattr(args, flag) for flag, field in _FLAGS.items()})
-    asyncio.run(serve(config, kafka_port=args.kafka_port))
+    asyncio.run(serve(config, kafka_port=args.kafka_port, kafka_advertised=args.kafka_advertised))
     return 0

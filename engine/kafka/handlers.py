@@ -22,8 +22,9 @@ from streamhouse.agent.api import Acks, FetchResult
 from streamhouse.agent.service import AgentService
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.protocol.api import api_version_ranges
-from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, iter_batches
+from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.storage.errors import (
     BackpressureError,
@@ -91,7 +92,9 @@ class Handlers:
             0: self.produce,
             1: self.fetch,
             2: self.list_offsets,
+            22: self.init_producer_id,
         }
+        self.producers = ProducerStates()
 
     async def api_versions(self, body: Body, version: int, ctx: Context) -> Body:
         return {"error_code": 0, "api_keys": api_version_ranges(self.by_key), "throttle_time_ms": 0}
@@ -143,15 +146,47 @@ class Handlers:
             if records is None or len(records) == 0:
                 raise KafkaProtocolError("no records", api="Produce", field="records")
             # Every batch of the partition is decoded (CRC, codec, records) before any is written.
-            batches = [b.records for b in iter_batches(records, max_uncompressed=self.max_uncompressed)]
-            whole = pa.Table.from_batches(batches, schema=RECORD_SCHEMA).combine_chunks().to_batches()
-            merged = whole[0] if whole else RECORD_SCHEMA.empty_table().to_batches()[0]
-            results = await self.service.produce(topic, partition, merged, acks)
-            out["base_offset"] = results[0].base_offset
+            batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
+            if any(b.is_transactional or b.is_control for b in batches):
+                raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
+            if any(b.producer_id >= 0 for b in batches):
+                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks)
+            else:
+                whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
+                merged = whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
+                results = await self.service.produce(topic, partition, merged, acks)
+                out["base_offset"] = results[0].base_offset
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)
             out["error_message"] = str(exc)
             log.debug("kafka produce %s/%s refused: %s", topic, partition, exc)
+        return out
+
+    async def _produce_idempotent(self, topic: str, partition: int, batches: list[KafkaBatch], acks: Acks) -> int:
+        """Each batch through its producer's sequence check (idempotence.py); the first
+        batch's base offset answers the request."""
+        bases = []
+        for batch in batches:
+
+            async def append(records: pa.RecordBatch = batch.records) -> int:
+                return (await self.service.produce(topic, partition, records, acks))[0].base_offset
+
+            base = await self.producers.write(
+                topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
+                append,
+            )  # fmt: skip
+            bases.append(base)
+        return bases[0]
+
+    async def init_producer_id(self, body: Body, version: int, ctx: Context) -> Body:
+        """A producer id for an idempotent producer; a known one (v3+) gets its next epoch."""
+        out: Body = {"throttle_time_ms": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
+        if body["transactional_id"] is not None:
+            out["error_code"] = codes.INVALID_REQUEST  # transactions are not implemented
+        elif body["producer_id"] >= 0 and 0 <= body["producer_epoch"] < 32767:
+            out["producer_id"], out["producer_epoch"] = body["producer_id"], body["producer_epoch"] + 1
+        else:
+            out["producer_id"], out["producer_epoch"] = self.producers.new_producer(), 0
         return out
 
     # -- fetch --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from streamhouse.kafka.protocol.api import (
     frame_size,
     unsupported_api_versions_response,
 )
+from streamhouse.storage.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 _API_VERSIONS = 18
@@ -40,14 +41,20 @@ class KafkaServer:
         *,
         host: str = "127.0.0.1",
         port: int = 9092,
-        advertised_host: str | None = None,
+        advertised: str | None = None,
         node_id: int = 0,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.service = service
         self.host = host
         self.port = port
-        self.advertised_host = advertised_host or host
+        # host:port told to clients (Metadata, FindCoordinator) when a proxy or NAT sits in between.
+        self.advertised: tuple[str, int] | None = None
+        if advertised:
+            host_part, _, port_part = advertised.rpartition(":")
+            if not host_part or not port_part.isdigit():
+                raise InvalidInputError(f"the Kafka advertised address must be host:port, not {advertised!r}")
+            self.advertised = (host_part, int(port_part))
         self.node_id = node_id
         self.max_request_bytes = max_request_bytes
         self.handlers: dict[int, Handler] = {}
@@ -59,7 +66,8 @@ class KafkaServer:
         """Listens; returns the bound port (port 0 picks a free one)."""
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        node = Node(self.node_id, self.advertised_host, self.port)
+        host, port = self.advertised or (self.host, self.port)
+        node = Node(self.node_id, host, port)
         data = Handlers(self.service, node)
         # ApiVersions advertises exactly the keys of this one table.
         data.by_key.update(GroupHandlers(self.service, node, self.coordinator).by_key)

@@ -175,7 +175,9 @@ async def _render(service: AgentService) -> tuple[bytes, str]:
     return service.metrics.render()
 
 
-async def serve(config: AgentConfig, *, ready_line: bool = True, kafka_port: int = 0) -> None:
+async def serve(
+    config: AgentConfig, *, ready_line: bool = True, kafka_port: int = 0, kafka_advertised: str | None = None
+) -> None:
     """Run an agent until SIGINT/SIGTERM, then shut down gracefully. `kafka_port` > 0 also
     answers the Kafka wire protocol there (engine/kafka/server.py)."""
     server = await AgentServer.start(config)
@@ -183,7 +185,7 @@ async def serve(config: AgentConfig, *, ready_line: bool = True, kafka_port: int
     if kafka_port > 0:
         from streamhouse.kafka.server import KafkaServer
 
-        kafka = KafkaServer(server.service, host=config.host, port=kafka_port)
+        kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=kafka_advertised)
         try:
             await kafka.start()
         except BaseException:

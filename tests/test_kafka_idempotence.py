@@ -1,0 +1,214 @@
+"""The idempotent producer over the Kafka listener.
+
+End to end: a TCP proxy between a real idempotent client (librdkafka, enable.idempotence)
+and a `streamhouse serve --kafka-port` subprocess drops Produce responses and cuts the
+connection, so the client retries batches the agent already wrote; the log must hold every
+record exactly once, in order, with dense offsets. Then the sequence rules themselves
+(engine/kafka/idempotence.py): retries answered with their original offsets, gaps and
+fenced epochs refused, and a duplicate that arrives while its original is still being
+written waits for it instead of being acknowledged first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+import streamhouse
+from streamhouse.kafka.idempotence import (
+    INVALID_PRODUCER_EPOCH,
+    OUT_OF_ORDER_SEQUENCE_NUMBER,
+    UNKNOWN_PRODUCER_ID,
+    ProducerStates,
+    SequenceError,
+)
+from tests.agent_process import AgentLauncher, read_log
+
+TOPIC = "exactly-once-writes"
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+class DroppingProxy:
+    """Forwards Kafka frames both ways; the first `drops` Produce responses are swallowed
+    and the connection cut, as a network failure after the write would."""
+
+    def __init__(self, target_port: int, drops: int) -> None:
+        self.target_port = target_port
+        self.drops = drops
+        self.dropped = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+                apis: dict[int, int] = {}
+                threading.Thread(target=self._up, args=(client, server, apis), daemon=True).start()
+                threading.Thread(target=self._down, args=(server, client, apis), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket, apis: dict[int, int]) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while True:
+                size = _recv_exact(client, 4)
+                frame = _recv_exact(client, struct.unpack(">i", size)[0])
+                api_key, _, correlation_id = struct.unpack(">hhi", frame[:8])
+                apis[correlation_id] = api_key
+                server.sendall(size + frame)
+
+    def _down(self, server: socket.socket, client: socket.socket, apis: dict[int, int]) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while True:
+                size = _recv_exact(server, 4)
+                frame = _recv_exact(server, struct.unpack(">i", size)[0])
+                (correlation_id,) = struct.unpack(">i", frame[:4])
+                with self.lock:
+                    drop = apis.get(correlation_id) == 0 and self.dropped < self.drops
+                    self.dropped += drop
+                if drop:
+                    for sock in (client, server):  # shutdown wakes the other pump's blocked recv
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
+                    return
+                client.sendall(size + frame)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[AgentLauncher]:
+    with AgentLauncher(tmp_path) as agents:
+        yield agents
+
+
+def test_retried_batches_are_written_once(
+    tmp_path: Path, pg_url: str, s3_url: tuple[str, str], launcher: AgentLauncher
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        kafka_port = s.getsockname()[1]
+    proxy = DroppingProxy(kafka_port, drops=3)
+    url, endpoint = s3_url
+    agent = launcher.start(
+        *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url, "--s3-endpoint", endpoint),
+        *("--kafka-port", str(kafka_port), "--kafka-advertised", f"127.0.0.1:{proxy.port}"),
+    )
+    with streamhouse.connect(agent.address) as client:
+        client.create_topic(TOPIC, 1)
+    errors: list[object] = []
+    producer = Producer(
+        {"bootstrap.servers": f"127.0.0.1:{proxy.port}", "enable.idempotence": True, "acks": "all",
+         "linger.ms": 2, "batch.num.messages": 7, "retry.backoff.ms": 50, "message.timeout.ms": 60000}
+    )  # fmt: skip
+    sent = [f"record-{i}".encode() for i in range(200)]
+    try:
+        for value in sent:
+            producer.produce(TOPIC, value=value, partition=0, on_delivery=lambda err, _m: err and errors.append(err))
+            producer.poll(0)
+        assert producer.flush(60) == 0
+    finally:
+        proxy.close()
+    assert errors == []
+    assert proxy.dropped == 3  # the client really did have to retry written batches
+    with streamhouse.connect(agent.address) as client:
+        assert read_log(client, TOPIC)[0] == sent  # each once, in order, offsets dense (read_log checks)
+
+
+# ---------------------------------------------------------------- the sequence rules
+
+
+class Log:
+    """Stands in for the partition: offsets handed out in order, and a gate to hold a write."""
+
+    def __init__(self) -> None:
+        self.end = 0
+        self.writes = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    def append(self, count: int):  # type: ignore[no-untyped-def]
+        async def write() -> int:
+            await self.gate.wait()
+            base, self.end = self.end, self.end + count
+            self.writes += 1
+            return base
+
+        return write
+
+
+async def test_retries_get_their_original_offsets_and_gaps_are_refused() -> None:
+    states, log = ProducerStates(), Log()
+    pid = states.new_producer()
+    assert await states.write("t", 0, pid, 0, 0, 3, log.append(3)) == 0
+    assert await states.write("t", 0, pid, 0, 3, 2, log.append(2)) == 3
+    assert await states.write("t", 0, pid, 0, 0, 3, log.append(3)) == 0  # retry of the first
+    assert await states.write("t", 0, pid, 0, 3, 2, log.append(2)) == 3
+    assert log.writes == 2
+    with pytest.raises(SequenceError) as info:
+        await states.write("t", 0, pid, 0, 9, 1, log.append(1))  # 5..8 never arrived
+    assert info.value.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER
+    # Partitions are separate sequences; another producer starts at 0.
+    assert await states.write("t", 1, pid, 0, 0, 1, log.append(1)) == 5
+    with pytest.raises(SequenceError) as info:
+        await states.write("t", 0, states.new_producer(), 0, 4, 1, log.append(1))
+    assert info.value.error_code == UNKNOWN_PRODUCER_ID
+    assert log.writes == 3
+
+
+async def test_epochs_fence_and_restart_sequences() -> None:
+    states, log = ProducerStates(), Log()
+    pid = states.new_producer()
+    await states.write("t", 0, pid, 0, 0, 2, log.append(2))
+    assert await states.write("t", 0, pid, 1, 0, 1, log.append(1)) == 2  # bumped epoch starts at 0
+    with pytest.raises(SequenceError) as info:
+        await states.write("t", 0, pid, 0, 2, 1, log.append(1))
+    assert info.value.error_code == INVALID_PRODUCER_EPOCH
+    with pytest.raises(SequenceError):
+        await states.write("t", 0, pid, 2, 5, 1, log.append(1))
+
+
+async def test_a_duplicate_waits_for_its_original_to_be_written() -> None:
+    states, log = ProducerStates(), Log()
+    pid = states.new_producer()
+    log.gate.clear()  # the original's write is slow (a durable ack under way)
+    original = asyncio.ensure_future(states.write("t", 0, pid, 0, 0, 4, log.append(4)))
+    await asyncio.sleep(0.01)
+    duplicate = asyncio.ensure_future(states.write("t", 0, pid, 0, 0, 4, log.append(4)))
+    await asyncio.sleep(0.05)
+    assert not original.done() and not duplicate.done()  # not acknowledged before the write
+    log.gate.set()
+    assert await original == 0
+    assert await duplicate == 0
+    assert log.writes == 1
+
+
+async def test_only_the_last_five_batches_are_remembered() -> None:
+    states, log = ProducerStates(), Log()
+    pid = states.new_producer()
+    for seq in range(6):
+        await states.write("t", 0, pid, 0, seq, 1, log.append(1))
+    with pytest.raises(SequenceError):
+        await states.write("t", 0, pid, 0, 0, 1, log.append(1))  # too old to recognise: refused, not rewritten
+    assert await states.write("t", 0, pid, 0, 1, 1, log.append(1)) == 1
