@@ -199,3 +199,19 @@ def test_hostile_bytes_are_refused_and_the_listener_keeps_serving(agent: tuple[A
     assert sorted(delivered) == [(0, 0), (0, 1), (1, 0), (1, 1)]
     with streamhouse.connect(process.address) as client:
         assert client.read(TOPIC).num_rows == 4
+
+
+def test_list_offsets_earliest_latest_and_by_timestamp(agent: tuple[AgentProcess, int]) -> None:
+    _, port = agent
+    records = _records("ts")  # partition 0 gets timestamps base + 14 * k, k = 0..11
+    _produce(port, "none", records)
+    base = records[0]["timestamp"]
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "unused"})
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=20) == (0, 12)
+        asked = [TopicPartition(TOPIC, 0, base), TopicPartition(TOPIC, 0, base + 15),
+                 TopicPartition(TOPIC, 0, base + 10**9)]  # fmt: skip
+        found = [consumer.offsets_for_times([tp], timeout=20)[0].offset for tp in asked]
+        assert found == [0, 2, -1]  # first at or after the time; none after the last
+    finally:
+        consumer.close()

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from streamhouse.agent.api import Acks, FetchResult
@@ -263,6 +264,29 @@ class Handlers:
             topics.append({"name": topic["name"], "partitions": parts})
         return {"throttle_time_ms": 0, "topics": topics}
 
+    async def _offset_for_time(self, topic: str, partition: int, ts: int) -> tuple[int, int]:
+        """The earliest offset whose timestamp is >= ts, and that timestamp; (-1, -1) if none.
+        Segments whose max timestamp is below ts are skipped by their metadata; the first
+        other one (or the unsegmented tail) is scanned in whole fetches with numpy."""
+        start = 0
+        for segment in await self.service.metadata.list_segments(topic, partition):
+            if segment.max_timestamp >= ts:
+                start = segment.base_offset
+                break
+            start = segment.end_offset
+        end = await self.service.manager.end_offset(topic, partition)
+        # Each fetch returns at least one record while start < end, so this ends.
+        while start < end:
+            result = await self.service.fetch(topic, partition, start, max_records=50_000)
+            stamps = result.records.column("timestamp").to_numpy()
+            if len(stamps) == 0:
+                break
+            hits = np.flatnonzero(stamps >= ts)
+            if len(hits):
+                return start + int(hits[0]), int(stamps[hits[0]])
+            start += len(stamps)
+        return -1, -1
+
     async def _list_offset(self, topic: str, p: Body) -> Body:
         index, ts = p["partition_index"], p["timestamp"]
         out: Body = {"partition_index": index, "error_code": 0, "timestamp": -1, "offset": -1, "leader_epoch": 0}
@@ -275,7 +299,9 @@ class Handlers:
             elif ts == -2:  # EARLIEST: the first retained segment's base, else 0
                 segments = await self.service.metadata.list_segments(topic, index)
                 out["offset"] = segments[0].base_offset if segments else 0
-            else:  # lookup by timestamp is not implemented yet: say so rather than guess
+            elif ts >= 0:
+                out["offset"], out["timestamp"] = await self._offset_for_time(topic, index, ts)
+            else:  # -3 (max timestamp) and others are not implemented: say so rather than guess
                 out["error_code"] = codes.UNSUPPORTED_VERSION
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)
