@@ -164,6 +164,10 @@ def test_listings_take_the_same_format_option(tmp_path: Path) -> None:
     done = cli(data, "group", "describe", "g", "--format", "csv")
     (offset,) = csv.DictReader(io.StringIO(done.stdout))
     assert offset == {"topic": "events", "partition": "0", "committed": "3", "end": "3", "lag": "0"}
+    done = cli(data, "consume", "events", "--from-beginning", "--max", "3", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    consumed = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(r["offset"], json.loads(r["value"])["i"]) for r in consumed] == [("0", 1), ("1", 2), ("2", 3)]
     done = cli(data, "job", "list", "--format", "csv")
     assert done.returncode == 0 and done.stdout.startswith('"job"'), done.stderr
 

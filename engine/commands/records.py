@@ -14,7 +14,10 @@ consume: JSON lines on stdout, one per record:
 key, value and header values are UTF-8 text when the bytes are valid UTF-8, null when
 absent; otherwise they are base64 and the object carries a marker next to them:
 "key_encoding": "base64", "value_encoding": "base64" (headers: "value_encoding" inside the
-header object). `--format value` prints only the value bytes, one per line (null as "null").
+header object). `--format value` prints only the value bytes, one per line (null as "null");
+`--format csv` prints a header, then partition,offset,timestamp,key,value,headers per record
+(key and value as UTF-8 text, invalid bytes replaced; headers as a JSON array). A stream has
+no end to count or align rows by, so there is no table format here: `streamhouse sql` gives one.
 With --group, the group commits exactly the records printed whole. Ctrl-C finishes the line
 under way and exits with 0, as kcat does; a second Ctrl-C stops at once (130).
 """
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import csv
+import io
 import json
 import os
 import sys
@@ -109,7 +114,10 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--partition", type=common.non_negative_int, action="append", metavar="P", help="read only P; repeatable"
     )
     consume.add_argument(
-        "--format", choices=["json", "value"], default="json", help="JSON lines (default) or just each value"
+        "--format",
+        choices=["json", "csv", "value"],
+        default="json",
+        help="JSON lines (default), CSV with a header, or just each value",
     )
 
 
@@ -302,7 +310,8 @@ def _consume(
         idle_since = time.monotonic()
         if want is not None and table.num_rows > want:
             table = table.slice(0, want)
-        _advance(printed, table, out.write(_render(consumer, table, args.format), stop))
+        entries = _render(consumer, table, args.format, header=out.written == 0)
+        _advance(printed, table, out.write(entries, stop))
 
 
 def _advance(printed: dict[int, int], table: pa.Table, written: int) -> None:
@@ -316,11 +325,28 @@ def _advance(printed: dict[int, int], table: pa.Table, written: int) -> None:
         printed[p] = int(offsets[partitions == p].max()) + 1
 
 
-def _render(consumer: Consumer, table: pa.Table, fmt: str) -> list[bytes]:
-    """One entry per record (a value may hold newlines: entries, not lines, are the unit)."""
+def _render(consumer: Consumer, table: pa.Table, fmt: str, *, header: bool = False) -> list[bytes]:
+    """One entry per record (a value may hold newlines: entries, not lines, are the unit).
+    `header`: nothing was printed yet, so a CSV header goes in front of the first entry."""
     if fmt == "value":
         return [(r.value if r.value is not None else b"null") + b"\n" for r in consumer.records(table)]
+    if fmt == "csv":
+        entries = [_csv_row(r) for r in consumer.records(table)]
+        if header and entries:
+            entries[0] = b"partition,offset,timestamp,key,value,headers\r\n" + entries[0]
+        return entries
     return [(record_json(r) + "\n").encode() for r in consumer.records(table)]
+
+
+def _csv_row(record: ConsumedRecord) -> bytes:
+    def text(data: bytes | None) -> str | None:
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    headers = [{"key": k, "value": text(v)} for k, v in record.headers]
+    row = [record.partition, record.offset, record.timestamp, text(record.key), text(record.value)]
+    sink = io.StringIO()
+    csv.writer(sink).writerow([*row, json.dumps(headers, ensure_ascii=False) if headers else ""])
+    return sink.getvalue().encode()
 
 
 def record_json(record: ConsumedRecord) -> str:
