@@ -61,6 +61,8 @@ def test_piped_table_is_never_cut_and_shows_head_tail_and_total(tmp_path: Path) 
     # Nothing cut at 80 columns: every row carries the whole value and the column after it.
     assert all(("x" * 150) in line and line.endswith("end") for line in body if line.split()[0].isdigit())
     assert "(100 rows)" in done.stderr
+    done = cli(data, "sql", "SELECT i FROM n ORDER BY i", "--max-rows", "4")
+    assert done.stdout.split() == ["i", "---", "1", "2", "…", "99", "100", "100", "rows", "total", "(4", "shown)"]
 
 
 def test_a_million_rows_print_promptly_in_every_format(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,23 +35,39 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("statement", nargs="?", help="one SQL statement; omit it for the interactive shell")
     output.add_format_option(p)
+    p.add_argument(
+        "--max-rows",
+        type=common.positive_int,
+        default=output.MAX_ROWS,
+        metavar="N",
+        help=f"rows a table shows, the first and last halves (default {output.MAX_ROWS}; csv and json print all)",
+    )
     p.add_argument("--file", help="run the statements of this file (separated by ;)")
 
 
 def run(args: argparse.Namespace) -> int:
+    fmt = Format(args.format, args.max_rows)
     with common.open_client(args) as client:
         if args.statement:
-            print_result(client.sql(args.statement), args.format)
+            print_result(client.sql(args.statement), fmt)
             return 0
         if args.file:
             for statement in split_statements(Path(args.file).read_text()):
-                print_result(client.sql(statement), args.format)
+                print_result(client.sql(statement), fmt)
             return 0
-        return shell(client, args.format)
+        return shell(client, fmt)
 
 
-def print_result(table: pa.Table, fmt: str) -> None:
-    output.write_result(table, fmt)
+@dataclass(frozen=True)
+class Format:
+    """How results are printed: --format and, for tables, --max-rows."""
+
+    name: str = "table"
+    max_rows: int = output.MAX_ROWS
+
+
+def print_result(table: pa.Table, fmt: Format) -> None:
+    output.write_result(table, fmt.name, max_rows=fmt.max_rows)
 
 
 def split_statements(text: str) -> list[str]:
@@ -72,7 +89,7 @@ def split_statements(text: str) -> list[str]:
     return [s for s in statements if s]
 
 
-def shell(client: Client, fmt: str) -> int:
+def shell(client: Client, fmt: Format) -> int:
     """Read statements until Ctrl-D or \\q. On a terminal: a banner, prompts, history;
     Ctrl-C clears the line being typed or cancels the running statement. From a pipe or a
     file: no banner and no prompts, only results and errors, so the output is the data."""
@@ -132,7 +149,7 @@ def _read_line(prompt: str | None) -> str:
     return line.removesuffix("\n")
 
 
-def _run_all(client: Client, text: str, fmt: str) -> None:
+def _run_all(client: Client, text: str, fmt: Format) -> None:
     for one in split_statements(text):
         try:
             print_result(client.sql(one), fmt)
@@ -147,7 +164,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _command(client: Client, command: str, fmt: str) -> bool:
+def _command(client: Client, command: str, fmt: Format) -> bool:
     """A backslash command; False means quit."""
     parts = command.split()
     try:
