@@ -93,6 +93,11 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         done = cli("serve", "--data-dir", str(tmp_path / "b"), "--port", "0", "--http-port", str(port))
         line = one_error_line(done)
         assert f"127.0.0.1:{port}" in line and "HTTP" in line and "in use" in line
+        done = cli(
+            "serve", "--data-dir", str(tmp_path / "c"), "--port", "0", "--http-port", "-1", "--kafka-port", str(port)
+        )
+        line = one_error_line(done)
+        assert f"127.0.0.1:{port}" in line and "Kafka" in line and "in use" in line
 
 
 def test_a_second_agent_on_one_data_dir_is_one_line_naming_it(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from grpc import aio
@@ -47,11 +48,17 @@ class AgentServer:
         self._dir_lock: int | None = None
 
     @classmethod
-    async def start(cls, config: AgentConfig) -> AgentServer:
+    async def start(cls, config: AgentConfig, *, other_ports: Sequence[tuple[int, str]] = ()) -> AgentServer:
+        """`other_ports`: (port, what) pairs the caller binds afterwards (Kafka), checked up
+        front so a taken one fails before anything starts."""
         # The directory first: a second agent on the same data dir must say so, not fail on
         # a port the first one holds.
         dir_lock = lock_data_dir(config.resolved_wal_dir)
         try:
+            if config.http_port > 0:
+                _check_port_free(config.host, config.http_port, "HTTP health/metrics")
+            for port, what in other_ports:
+                _check_port_free(config.host, port, what)
             server = await cls._start(config)
         except BaseException:
             os.close(dir_lock)
@@ -180,7 +187,7 @@ async def serve(
 ) -> None:
     """Run an agent until SIGINT/SIGTERM, then shut down gracefully. `kafka_port` > 0 also
     answers the Kafka wire protocol there (engine/kafka/server.py)."""
-    server = await AgentServer.start(config)
+    server = await AgentServer.start(config, other_ports=[(kafka_port, "Kafka")] if kafka_port > 0 else [])
     kafka = None
     if kafka_port > 0:
         from streamhouse.kafka.server import KafkaServer
@@ -188,6 +195,9 @@ async def serve(
         kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=kafka_advertised)
         try:
             await kafka.start()
+        except OSError as exc:
+            await server.stop()
+            raise AddressInUseError(f"cannot listen on {config.host}:{kafka_port} (Kafka): {exc.strerror}") from None
         except BaseException:
             await server.stop()
             raise
