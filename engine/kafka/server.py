@@ -101,6 +101,8 @@ class KafkaServer:
             log.warning("kafka connection %s closed: %s", peer, exc)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away
+        except Exception:  # a bug or an unmapped storage failure: this connection only
+            log.exception("kafka connection %s failed", peer)
         finally:
             self._connections.discard(task)
             writer.close()
