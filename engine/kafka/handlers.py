@@ -242,7 +242,7 @@ class Handlers:
     def _partition_data(self, partition: int, result: FetchResult | BaseException) -> Body:
         if isinstance(result, BaseException):
             code = error_code(result)
-            if isinstance(result, InvalidInputError) and "past the end offset" in str(result):
+            if isinstance(result, InvalidInputError):  # fetch refuses only offsets outside the log
                 code = codes.OFFSET_OUT_OF_RANGE
             return {"partition_index": partition, "error_code": code, "high_watermark": -1, "records": None}
         records = encode_batches(result.records.to_batches()) if result.records.num_rows else b""
