@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.records import RECORD_SCHEMA
+from streamhouse.wording import plural
 
 if TYPE_CHECKING:
     from streamhouse.client.client import Client
@@ -66,7 +67,8 @@ class Consumer:
         wanted = list(range(description.info.partitions)) if partitions is None else list(partitions)
         for p in wanted:
             if not 0 <= p < description.info.partitions:
-                raise InvalidInputError(f"{topic} has {description.info.partitions} partitions; no partition {p}")
+                count = plural(description.info.partitions, "partition")
+                raise InvalidInputError(f"{topic} has {count}; no partition {p}")
         ends = description.end_offsets
         if start not in ("earliest", "latest", "committed"):
             raise InvalidInputError(f"start must be 'earliest', 'latest' or 'committed', not {start!r}")

@@ -111,12 +111,6 @@ def write_rows(columns: Mapping[str, Sequence[Any]], fmt: str) -> None:
     write_result(pa.table({name: list(values) for name, values in columns.items()}), fmt, count=False)
 
 
-def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
-    """'1 record', '2 records', '1,000 records'."""
-    word = noun if count == 1 else (plural_noun or noun + "s")
-    return f"{count:,} {word}"
-
-
 def format_config(config: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(config.items())) or "-"
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from streamhouse.commands import common
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import TopicExistsError
+from streamhouse.wording import plural
 
 if TYPE_CHECKING:
     from streamhouse.client.client import Client
@@ -140,7 +141,7 @@ def _describe(client: Client, args: argparse.Namespace) -> int:
         common.print_json(doc)
         return 0
     if args.format == "table":
-        print(f"{info.name}: {common.plural(info.partitions, 'partition')}, config {common.format_config(info.config)}")
+        print(f"{info.name}: {plural(info.partitions, 'partition')}, config {common.format_config(info.config)}")
     states = description.partitions
     rows: dict[str, list[Any]] = {
         "partition": [s.partition for s in states],

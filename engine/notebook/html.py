@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.value_schema import parse_value_schema
+from streamhouse.wording import plural
 
 if TYPE_CHECKING:
     from streamhouse.agent.api import GroupDescription, JobDescription, TopicDescription
@@ -95,7 +96,7 @@ def topic_description(description: TopicDescription) -> str:
             for p in description.partitions
         ],
     )
-    return topic_info(description.info, f"{total:,} records") + partitions
+    return topic_info(description.info, plural(total, "record")) + partitions
 
 
 def group_description(description: GroupDescription) -> str:
