@@ -27,6 +27,7 @@ from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batches
+from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.storage.errors import (
     BackpressureError,
     InvalidInputError,
@@ -39,6 +40,7 @@ from streamhouse.storage.records import RECORD_SCHEMA
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
 _ACKS: Mapping[int, Acks] = {0: "none", 1: "leader", -1: "durable"}  # acks=all is our durable
+LEADER_NOT_AVAILABLE = 5
 _TOPIC_NAMESPACE = uuid.UUID("5f1d0b7e-6a43-4c4b-9a52-6b1a4f0e2c11")
 
 
@@ -83,9 +85,17 @@ def topic_uuid(name: str) -> uuid.UUID:
 
 
 class Handlers:
-    def __init__(self, service: AgentService, node: Node, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED):
+    def __init__(
+        self,
+        service: AgentService,
+        node: Node,
+        registry: BrokerRegistry | None = None,
+        *,
+        max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
+    ):
         self.service = service
         self.node = node
+        self.registry = registry
         self.max_uncompressed = max_uncompressed
         self.by_key: dict[int, Handler] = {
             18: self.api_versions,
@@ -106,26 +116,41 @@ class Handlers:
             names = [t.name for t in await self.service.list_topics()]
         else:
             names = [t["name"] for t in requested if t["name"] is not None]
-        topics = [await self._topic_metadata(name) for name in names]
+        now = await self.service.metadata.now_ms()
+        brokers = {self.node.node_id: (self.node.host, self.node.port)}
+        topics = [await self._topic_metadata(name, now, brokers) for name in names]
         node = self.node
         return {
-            "brokers": [{"node_id": node.node_id, "host": node.host, "port": node.port, "rack": None}],
+            "brokers": [{"node_id": n, "host": h, "port": p, "rack": None} for n, (h, p) in sorted(brokers.items())],
             "cluster_id": "streamhouse",
             "controller_id": node.node_id,
             "topics": topics,
         }
 
-    async def _topic_metadata(self, name: str) -> Body:
+    async def _topic_metadata(self, name: str, now_ms: int, brokers: dict[int, tuple[str, int]]) -> Body:
+        """Each partition's leader is its lease holder's broker (registry.py); `brokers`
+        collects every broker named, for the response's broker list."""
         try:
             info = await self.service.topic(name)
         except StreamHouseError as exc:
             return {"error_code": error_code(exc), "name": name, "topic_id": topic_uuid(name), "partitions": []}
-        me = [self.node.node_id]
-        partitions = [
-            {"partition_index": p, "leader_id": self.node.node_id, "leader_epoch": 0, "replica_nodes": me,
-             "isr_nodes": me}
-            for p in range(info.partitions)
-        ]  # fmt: skip
+        partitions = []
+        for p in range(info.partitions):
+            leader = Broker(self.node.node_id, self.node.host, self.node.port)
+            epoch, error = 0, 0
+            if self.registry is not None:
+                found = await self.registry.leader(name, p, now_ms)
+                epoch = found.epoch
+                if found.broker is None:
+                    leader, error = Broker(-1, "", 0), LEADER_NOT_AVAILABLE  # its holder has no Kafka listener
+                else:
+                    leader = found.broker
+                    brokers[leader.node_id] = (leader.host, leader.port)
+            nodes = [leader.node_id] if leader.node_id >= 0 else []
+            partitions.append(
+                {"error_code": error, "partition_index": p, "leader_id": leader.node_id, "leader_epoch": epoch,
+                 "replica_nodes": nodes, "isr_nodes": nodes}
+            )  # fmt: skip
         return {"error_code": 0, "name": name, "topic_id": topic_uuid(name), "partitions": partitions}
 
     # -- produce ------------------------------------------------------------------------------

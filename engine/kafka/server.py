@@ -27,6 +27,7 @@ from streamhouse.kafka.protocol.api import (
     frame_size,
     unsupported_api_versions_response,
 )
+from streamhouse.kafka.registry import BrokerRegistry
 from streamhouse.storage.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,6 @@ class KafkaServer:
         host: str = "127.0.0.1",
         port: int = 9092,
         advertised: str | None = None,
-        node_id: int = 0,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     ) -> None:
         self.service = service
@@ -55,10 +55,10 @@ class KafkaServer:
             if not host_part or not port_part.isdigit():
                 raise InvalidInputError(f"the Kafka advertised address must be host:port, not {advertised!r}")
             self.advertised = (host_part, int(port_part))
-        self.node_id = node_id
         self.max_request_bytes = max_request_bytes
         self.handlers: dict[int, Handler] = {}
         self.coordinator = Coordinator()
+        self.registry: BrokerRegistry | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -67,8 +67,14 @@ class KafkaServer:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         host, port = self.advertised or (self.host, self.port)
-        node = Node(self.node_id, host, port)
-        data = Handlers(self.service, node)
+        config = self.service.config
+        self.registry = BrokerRegistry(
+            self.service.metadata, config.agent_id, host, port, ttl_ms=config.lease_ttl_ms,
+            renew_ms=config.renew_interval_ms,
+        )  # fmt: skip
+        await self.registry.start()
+        node = Node(self.registry.me.node_id, host, port)
+        data = Handlers(self.service, node, self.registry)
         # ApiVersions advertises exactly the keys of this one table.
         data.by_key.update(GroupHandlers(self.service, node, self.coordinator).by_key)
         data.by_key.update(AdminHandlers(self.service).by_key)
@@ -81,6 +87,8 @@ class KafkaServer:
         if self._server is not None:
             self._server.close()
         await self.coordinator.close()
+        if self.registry is not None:
+            await self.registry.close()
         for task in list(self._connections):
             task.cancel()
         for task in list(self._connections):
