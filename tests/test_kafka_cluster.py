@@ -5,23 +5,30 @@ agent's advertised Kafka address (engine/kafka/registry.py), whichever agent the
 asked; a produce sent to the wrong agent gets NOT_LEADER_OR_FOLLOWER. librdkafka,
 bootstrapped at one agent only, writes to a partition the other leads; after that agent is
 SIGKILLed, its lease lapses and the client's metadata refresh finds the survivor, which
-takes the partition over with nothing acknowledged lost.
+takes the partition over with nothing acknowledged lost. A consumer group has one
+coordinator (lease kafka-group/<id>); the other agent answers NOT_COORDINATOR and names the
+holder, and when the coordinator dies the group moves and goes on consuming.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 import streamhouse
 from streamhouse.kafka.protocol.api import decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import PRODUCE
+from streamhouse.kafka.protocol.messages_groups import FIND_COORDINATOR, HEARTBEAT
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.kafka.registry import node_id
 from streamhouse.storage.records import make_batch
@@ -103,3 +110,65 @@ def test_leaders_are_lease_holders_and_a_dead_leader_is_replaced(cluster: list[t
     metadata = AdminClient({"bootstrap.servers": f"127.0.0.1:{a_port}"}).list_topics(TOPIC, timeout=20)
     assert metadata.topics[TOPIC].partitions[1].leader == node_id("agent-a")
     assert set(metadata.brokers) == {node_id("agent-a")}
+
+
+def _ask(port: int, api: Any, version: int, body: dict[str, Any]) -> dict[str, Any]:
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(encode_request(api, version, 1, "raw", body))
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        return decode_response(api, version, s.recv(size, socket.MSG_WAITALL))[1]
+
+
+def test_a_group_has_one_coordinator_and_moves_when_it_dies(cluster: list[tuple[AgentProcess, int]]) -> None:
+    (a, a_port), (_, b_port) = cluster
+    with streamhouse.connect(a.address) as via_a:
+        via_a.create_topic(TOPIC, 2)
+    found = _ask(a_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})
+    assert (found["error_code"], found["node_id"], found["port"]) == (0, node_id("agent-a"), a_port)
+    # B knows A coordinates g: it says so, and refuses g's group requests.
+    assert _ask(b_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})["node_id"] == node_id("agent-a")
+    beat = _ask(b_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "m"})
+    assert beat["error_code"] == 16  # NOT_COORDINATOR
+
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{a_port},127.0.0.1:{b_port}", "group.id": "g",
+                             "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                             "heartbeat.interval.ms": 500, "enable.auto.commit": False})  # fmt: skip
+        consumer.subscribe([TOPIC])
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(0.2)
+                if msg is not None and msg.error() is None:
+                    seen.append(msg.value())
+                    with contextlib.suppress(KafkaException):  # during the move a commit may fail
+                        consumer.commit(message=msg, asynchronous=False)
+        finally:
+            consumer.close()
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    try:
+        before = [f"before-{i}".encode() for i in range(6)]
+        for i, value in enumerate(before):
+            _produce(b_port, [value], i % 2)
+        _wait(lambda: len(seen) >= 6, "the group to consume through A's coordination")
+        a.kill()
+        after = [f"after-{i}".encode() for i in range(6)]
+        for i, value in enumerate(after):
+            _produce(b_port, [value], i % 2)
+        _wait(lambda: set(after) <= set(seen), "the group to move to B and go on", timeout=90)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert set(seen) == set(before) | set(after)
+    assert _ask(b_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})["node_id"] == node_id("agent-b")
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)

@@ -78,21 +78,29 @@ class Coordinator:
         for group in self.groups.values():
             self._fail_waiters(group, codes.NOT_COORDINATOR)
 
+    def drop(self, gid: str) -> None:
+        """Forget a group another agent now coordinates; its waiting members are told so."""
+        group = self.groups.pop(gid, None)
+        if group is not None:
+            if group.timer is not None:
+                group.timer.cancel()
+            self._fail_waiters(group, codes.NOT_COORDINATOR)
+
     # -- join -----------------------------------------------------------------------------------
     async def join(self, body: Body, version: int, client_id: str, client_host: str) -> Body:
         gid, member_id, instance = body["group_id"], body["member_id"], body["group_instance_id"]
         group = self.groups.setdefault(gid, Group(gid))
         protocols = [(p["name"], bytes(p["metadata"])) for p in body["protocols"]]
         if not protocols or (group.members and body["protocol_type"] != group.protocol_type):
-            return _join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
+            return join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
         if not member_id:
             member_id = f"{client_id or 'member'}-{uuid.uuid4()}"
             if version >= 4 and instance is None:
                 # KIP-394: the client must come back with this id, so a lost response leaves no ghost.
                 group.pending.add(member_id)
-                return _join_error(codes.MEMBER_ID_REQUIRED, member_id)
+                return join_error(codes.MEMBER_ID_REQUIRED, member_id)
         elif member_id not in group.members and member_id not in group.pending:
-            return _join_error(codes.UNKNOWN_MEMBER_ID, member_id)
+            return join_error(codes.UNKNOWN_MEMBER_ID, member_id)
         group.pending.discard(member_id)
         rebalance_ms = body["rebalance_timeout_ms"] if body["rebalance_timeout_ms"] > 0 else body["session_timeout_ms"]
         member = group.members.get(member_id)
@@ -107,7 +115,7 @@ class Coordinator:
         )
         member.last_seen = time.monotonic()
         if member.join is not None and not member.join.done():
-            member.join.set_result(_join_error(codes.REBALANCE_IN_PROGRESS, member_id))
+            member.join.set_result(join_error(codes.REBALANCE_IN_PROGRESS, member_id))
         member.join = asyncio.get_running_loop().create_future()
         group.protocol_type = body["protocol_type"]
         future = member.join
@@ -156,7 +164,7 @@ class Coordinator:
         if not common:
             for m in members:
                 assert m.join is not None
-                m.join.set_result(_join_error(INCONSISTENT_GROUP_PROTOCOL, m.member_id))
+                m.join.set_result(join_error(INCONSISTENT_GROUP_PROTOCOL, m.member_id))
             group.members.clear()
             group.state = EMPTY
             return
@@ -231,7 +239,7 @@ class Coordinator:
     def _remove(self, group: Group, member_id: str) -> None:
         member = group.members.pop(member_id)
         if member.join is not None and not member.join.done():
-            member.join.set_result(_join_error(codes.UNKNOWN_MEMBER_ID, member_id))
+            member.join.set_result(join_error(codes.UNKNOWN_MEMBER_ID, member_id))
         if member.sync is not None and not member.sync.done():
             member.sync.set_result((codes.UNKNOWN_MEMBER_ID, b""))
         if not group.members:
@@ -269,11 +277,11 @@ class Coordinator:
     def _fail_waiters(self, group: Group, error: int) -> None:
         for m in group.members.values():
             if m.join is not None and not m.join.done():
-                m.join.set_result(_join_error(error, m.member_id))
+                m.join.set_result(join_error(error, m.member_id))
             if m.sync is not None and not m.sync.done():
                 m.sync.set_result((error, b""))
 
 
-def _join_error(error: int, member_id: str) -> Body:
+def join_error(error: int, member_id: str) -> Body:
     return {"error_code": error, "generation_id": -1, "protocol_name": "", "leader": "", "member_id": member_id,
             "members": []}  # fmt: skip

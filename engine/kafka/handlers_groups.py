@@ -12,18 +12,24 @@ from typing import Any
 
 from streamhouse.agent.service import AgentService
 from streamhouse.kafka import errors as codes
-from streamhouse.kafka.groups import EMPTY, Coordinator
+from streamhouse.kafka.group_leases import GroupLeases
+from streamhouse.kafka.groups import EMPTY, Coordinator, join_error
 from streamhouse.kafka.handlers import Body, Context, Node, error_code
-from streamhouse.storage.errors import StreamHouseError
+from streamhouse.kafka.registry import Broker
+from streamhouse.storage.errors import InvalidInputError, StreamHouseError
 
 NON_EMPTY_GROUP = 68
+INVALID_GROUP_ID = 24
 
 
 class GroupHandlers:
-    def __init__(self, service: AgentService, node: Node, coordinator: Coordinator) -> None:
+    def __init__(
+        self, service: AgentService, node: Node, coordinator: Coordinator, leases: GroupLeases | None = None
+    ) -> None:
         self.service = service
         self.node = node
         self.coordinator = coordinator
+        self.leases = leases
         self.by_key: dict[int, Any] = {
             10: self.find_coordinator, 11: self.join_group, 14: self.sync_group, 12: self.heartbeat,
             13: self.leave_group, 8: self.offset_commit, 9: self.offset_fetch, 15: self.describe_groups,
@@ -31,29 +37,59 @@ class GroupHandlers:
         }  # fmt: skip
 
     async def find_coordinator(self, body: Body, version: int, ctx: Context) -> Body:
-        me = {"node_id": self.node.node_id, "host": self.node.host, "port": self.node.port}
         if version < 4:
-            return {"error_code": 0, "error_message": None, **me}
-        return {"coordinators": [{"key": key, "error_code": 0, **me} for key in body["coordinator_keys"]]}
+            return await self._coordinator(body["key"], body["key_type"])
+        return {"coordinators": [dict(await self._coordinator(key, body["key_type"]), key=key)
+                                 for key in body["coordinator_keys"]]}  # fmt: skip
+
+    async def _coordinator(self, key: str, key_type: int) -> Body:
+        out: Body = {"error_code": 0, "error_message": None, "node_id": -1, "host": "", "port": -1}
+        if key_type != 0:  # 1 = transactions, which are not implemented
+            return dict(out, error_code=codes.COORDINATOR_NOT_AVAILABLE, error_message="transactions are not supported")
+        broker = Broker(self.node.node_id, self.node.host, self.node.port)
+        if self.leases is not None:
+            try:
+                found = await self.leases.coordinator(key)
+            except InvalidInputError as exc:
+                return dict(out, error_code=INVALID_GROUP_ID, error_message=str(exc))
+            if found is None:
+                return dict(out, error_code=codes.COORDINATOR_NOT_AVAILABLE)
+            broker = found
+        return dict(out, node_id=broker.node_id, host=broker.host, port=broker.port)
+
+    def _not_mine(self, gid: str) -> bool:
+        """True when another agent coordinates `gid` (or nobody has asked FindCoordinator
+        here since this agent lost or never took it): answer NOT_COORDINATOR."""
+        return self.leases is not None and not self.leases.coordinates(gid)
 
     async def join_group(self, body: Body, version: int, ctx: Context) -> Body:
+        if self._not_mine(body["group_id"]):
+            return join_error(codes.NOT_COORDINATOR, body["member_id"])
         response = await self.coordinator.join(body, version, ctx.client_id, ctx.client_host)
         if version < 7 and response.get("protocol_name") is None:
             response["protocol_name"] = ""
         return response
 
     async def sync_group(self, body: Body, version: int, ctx: Context) -> Body:
+        if self._not_mine(body["group_id"]):
+            return {"error_code": codes.NOT_COORDINATOR, "assignment": b""}
         return await self.coordinator.sync(body)
 
     async def heartbeat(self, body: Body, version: int, ctx: Context) -> Body:
+        if self._not_mine(body["group_id"]):
+            return {"error_code": codes.NOT_COORDINATOR}
         return self.coordinator.heartbeat(body)
 
     async def leave_group(self, body: Body, version: int, ctx: Context) -> Body:
+        if self._not_mine(body["group_id"]):
+            return {"error_code": codes.NOT_COORDINATOR, "members": []}
         return self.coordinator.leave(body, version)
 
     async def offset_commit(self, body: Body, version: int, ctx: Context) -> Body:
         gid = body["group_id"]
         refused = self.coordinator.generation_error(gid, body["member_id"], body["generation_id"])
+        if self._not_mine(gid):
+            refused = codes.NOT_COORDINATOR
         topics = []
         for topic in body["topics"]:
             error = refused
@@ -69,6 +105,8 @@ class GroupHandlers:
 
     async def offset_fetch(self, body: Body, version: int, ctx: Context) -> Body:
         gid = body["group_id"]
+        if self._not_mine(gid):
+            return {"topics": [], "error_code": codes.NOT_COORDINATOR}
         try:
             if body["topics"] is None:
                 committed = await self.service.metadata.fetch_offsets(gid)

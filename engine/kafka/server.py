@@ -15,6 +15,7 @@ import logging
 
 from streamhouse.agent.service import AgentService
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
+from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import Coordinator
 from streamhouse.kafka.handlers import Context, Handler, Handlers, Node
 from streamhouse.kafka.handlers_admin import AdminHandlers
@@ -59,6 +60,7 @@ class KafkaServer:
         self.handlers: dict[int, Handler] = {}
         self.coordinator = Coordinator()
         self.registry: BrokerRegistry | None = None
+        self.group_leases: GroupLeases | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -76,7 +78,9 @@ class KafkaServer:
         node = Node(self.registry.me.node_id, host, port)
         data = Handlers(self.service, node, self.registry)
         # ApiVersions advertises exactly the keys of this one table.
-        data.by_key.update(GroupHandlers(self.service, node, self.coordinator).by_key)
+        self.group_leases = GroupLeases(self.registry, self.coordinator.drop)
+        self.group_leases.start()
+        data.by_key.update(GroupHandlers(self.service, node, self.coordinator, self.group_leases).by_key)
         data.by_key.update(AdminHandlers(self.service).by_key)
         self.handlers = data.by_key
         self.coordinator.start()
@@ -87,6 +91,8 @@ class KafkaServer:
         if self._server is not None:
             self._server.close()
         await self.coordinator.close()
+        if self.group_leases is not None:
+            await self.group_leases.close()
         if self.registry is not None:
             await self.registry.close()
         for task in list(self._connections):
