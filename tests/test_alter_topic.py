@@ -39,17 +39,10 @@ from tests.agent_process import AgentLauncher
 LENIENT = "json.ignore-errors"
 
 
-@pytest.fixture(params=["embedded", "remote"])
-def sh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    if request.param == "embedded":
-        with streamhouse.open(tmp_path / "data") as c:
-            yield c
-        return
-    with (
-        start_agent(["--data-dir", str(tmp_path / "data")], log_path=tmp_path / "agent.log") as agent,
-        streamhouse.connect(agent.address) as c,
-    ):
-        yield c
+@pytest.fixture
+def sh(client: Client) -> Client:
+    """The SDK on both transports (tests/services/sdk.py)."""
+    return client
 
 
 @pytest.fixture

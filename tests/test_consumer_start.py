@@ -4,28 +4,10 @@ group never committed (Kafka's auto.offset.reset)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-import streamhouse
 from streamhouse.client.client import Client
-from streamhouse.devservices.agent import start_agent
 from streamhouse.storage.errors import InvalidInputError
-
-
-@pytest.fixture(params=["embedded", "remote"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    if request.param == "embedded":
-        with streamhouse.open(tmp_path / "data") as c:
-            yield c
-        return
-    with (
-        start_agent(["--data-dir", str(tmp_path / "data")], log_path=tmp_path / "agent.log") as agent,
-        streamhouse.connect(agent.address) as c,
-    ):
-        yield c
 
 
 def drain(client: Client, topic: str, *, group: str | None, start: str) -> list[tuple[int, int]]:

@@ -4,7 +4,6 @@ and `streamhouse.connect` (a real agent subprocess over gRPC). Same calls, same 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,19 +16,6 @@ from streamhouse.client.client import Client
 from streamhouse.client.partitioner import partition_for_keys
 from streamhouse.devservices.agent import start_agent
 from streamhouse.storage.errors import PartitionNotFoundError
-
-
-@pytest.fixture(params=["embedded", "remote"])
-def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
-    if request.param == "embedded":
-        with streamhouse.open(tmp_path / "data") as c:
-            yield c
-        return
-    with (
-        start_agent(["--data-dir", str(tmp_path / "data")], log_path=tmp_path / "agent.log") as agent,
-        streamhouse.connect(agent.address) as c,
-    ):
-        yield c
 
 
 def test_topics_are_created_listed_described_and_deleted(client: Client) -> None:
