@@ -137,6 +137,7 @@ def test_a_group_has_one_coordinator_and_moves_when_it_dies(cluster: list[tuple[
         consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{a_port},127.0.0.1:{b_port}", "group.id": "g",
                              "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
                              "heartbeat.interval.ms": 500, "enable.auto.commit": False})  # fmt: skip
+        consumer.list_topics(TOPIC, timeout=20)  # topic metadata before subscribing (see the README note)
         consumer.subscribe([TOPIC])
         try:
             while not stop.is_set():

@@ -61,6 +61,7 @@ import sys, time
 from confluent_kafka import Consumer
 c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "auto.offset.reset": "earliest",
               "enable.auto.commit": False, "session.timeout.ms": int(sys.argv[4]), "heartbeat.interval.ms": 500})
+c.list_topics(sys.argv[3], timeout=20)
 c.subscribe([sys.argv[3]])
 last = None
 while True:
@@ -88,6 +89,7 @@ class Member(threading.Thread):
             {"bootstrap.servers": self.bootstrap, "group.id": GROUP, "auto.offset.reset": "earliest",
              "enable.auto.commit": False, "session.timeout.ms": SESSION_MS, "heartbeat.interval.ms": 500}
         )  # fmt: skip
+        consumer.list_topics(TOPIC, timeout=20)  # topic metadata before subscribing (as in test_kafka_cluster)
         consumer.subscribe([TOPIC])
         try:
             while not self.stop.is_set():

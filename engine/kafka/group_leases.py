@@ -21,6 +21,7 @@ from streamhouse.storage.model import Lease
 
 log = logging.getLogger(__name__)
 _PREFIX = "kafka-group/"
+LOOKUP_TIMEOUT_S = 5.0
 
 
 class GroupLeases:
@@ -29,6 +30,7 @@ class GroupLeases:
         self.metadata = registry.metadata
         self.held: dict[str, Lease] = {}
         self.on_lost = on_lost
+        self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -54,14 +56,25 @@ class GroupLeases:
 
     async def coordinator(self, gid: str) -> Broker | None:
         """This agent if it holds (or now takes) the group's lease; else the live holder's
-        broker; None when the holder has no reachable listener (COORDINATOR_NOT_AVAILABLE)."""
+        broker; None when the holder has no reachable listener, or the metadata store did
+        not answer within `LOOKUP_TIMEOUT_S` (COORDINATOR_NOT_AVAILABLE: the client retries
+        rather than its connection stalling behind this request)."""
         if gid in self.held:
             return self.registry.me
+        lock = self._locks.setdefault(gid, asyncio.Lock())
         try:
-            self.held[gid] = await self.metadata.acquire_lease(_PREFIX + gid, self.holder, self.registry.ttl_ms)
-            return self.registry.me
-        except LeaseHeldError as exc:
-            return await self.registry.broker(holder_agent_id(exc.holder))
+            async with lock, asyncio.timeout(LOOKUP_TIMEOUT_S):  # one acquisition per group at a time
+                if gid in self.held:
+                    return self.registry.me
+                try:
+                    lease = await self.metadata.acquire_lease(_PREFIX + gid, self.holder, self.registry.ttl_ms)
+                except LeaseHeldError as exc:
+                    return await self.registry.broker(holder_agent_id(exc.holder))
+                self.held[gid] = lease
+                return self.registry.me
+        except TimeoutError:
+            log.warning("kafka group %s: coordinator lookup timed out", gid)
+            return None
 
     async def _renew_forever(self) -> None:
         while True:
