@@ -104,3 +104,28 @@ async def test_members_without_a_common_protocol_are_refused() -> None:
     b = asyncio.ensure_future(_member(c, protocols=("roundrobin",)))
     results = await asyncio.gather(a, b)
     assert {r["error_code"] for r in results} == {23}  # INCONSISTENT_GROUP_PROTOCOL
+
+
+async def test_a_restarted_static_member_keeps_its_place_without_a_rebalance() -> None:
+    c = Coordinator(initial_delay_s=0.05)
+
+    def static(member_id: str, instance: str) -> dict[str, Any]:
+        return dict(_join(member_id), group_instance_id=instance)
+
+    a_join, b_join = await asyncio.gather(
+        c.join(static("", "i-a"), 5, "c", "h"), c.join(static("", "i-b"), 5, "c", "h")
+    )
+    assert a_join["error_code"] == b_join["error_code"] == 0  # static members need no second join
+    leader = a_join["leader"]
+    follower = b_join["member_id"] if leader == a_join["member_id"] else a_join["member_id"]
+    instance = "i-b" if follower == b_join["member_id"] else "i-a"
+    waiting = asyncio.ensure_future(c.sync(_sync(follower, 1)))
+    await c.sync(_sync(leader, 1, {leader: b"mine", follower: b"yours"}))
+    assert (await waiting)["assignment"] == b"yours"
+    # The follower restarts: same instance id, new member id, same generation and assignment.
+    again = await c.join(static("", instance), 5, "c", "h")
+    assert again["error_code"] == 0 and again["generation_id"] == 1 and again["member_id"] != follower
+    assert c.groups["g"].state == STABLE
+    assert (await c.sync(_sync(again["member_id"], 1)))["assignment"] == b"yours"
+    assert c.heartbeat(_beat(follower, 1))["error_code"] == codes.UNKNOWN_MEMBER_ID  # the old id is gone
+    assert c.heartbeat(_beat(leader, 1))["error_code"] == 0  # the leader saw no rebalance

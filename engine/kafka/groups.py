@@ -95,7 +95,11 @@ class Coordinator:
             return join_error(INCONSISTENT_GROUP_PROTOCOL, member_id)
         if not member_id:
             member_id = f"{client_id or 'member'}-{uuid.uuid4()}"
-            if version >= 4 and instance is None:
+            if instance is not None:
+                static = self._replace_static(group, instance, member_id, protocols)
+                if static is not None:
+                    return static
+            elif version >= 4:
                 # KIP-394: the client must come back with this id, so a lost response leaves no ghost.
                 group.pending.add(member_id)
                 return join_error(codes.MEMBER_ID_REQUIRED, member_id)
@@ -123,6 +127,30 @@ class Coordinator:
             self._prepare(group)
         self._maybe_complete(group)
         return await future
+
+    def _replace_static(
+        self, group: Group, instance: str, member_id: str, protocols: list[tuple[str, bytes]]
+    ) -> Body | None:
+        """KIP-345 static membership, the cheap part: a restarted member with a known
+        group.instance.id takes its old place under a new member id; in a stable group, with
+        the same protocols and not as leader, it keeps its assignment and nobody rebalances.
+        The old member id is no longer known (UNKNOWN_MEMBER_ID)."""
+        old = next((m for m in group.members.values() if m.instance_id == instance), None)
+        if old is None:
+            return None
+        del group.members[old.member_id]
+        if old.join is not None and not old.join.done():
+            old.join.set_result(join_error(codes.UNKNOWN_MEMBER_ID, old.member_id))
+        if old.sync is not None and not old.sync.done():
+            old.sync.set_result((codes.UNKNOWN_MEMBER_ID, b""))
+        was_leader = group.leader == old.member_id
+        old.member_id, old.join, old.sync, old.last_seen = member_id, None, None, time.monotonic()
+        group.members[member_id] = old
+        if was_leader:
+            group.leader = member_id
+        if group.state == STABLE and old.protocols == protocols and not was_leader:
+            return self._join_response(group, old)
+        return None  # joins like any member from here (a rebalance)
 
     def _prepare(self, group: Group) -> None:
         first = group.state == EMPTY
