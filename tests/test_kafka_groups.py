@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 import streamhouse
 from tests.agent_process import AgentLauncher, AgentProcess
@@ -175,6 +175,23 @@ def test_admin_client_and_sdk_groups(agent: tuple[AgentProcess, str]) -> None:
     configs = admin.describe_configs([ConfigResource("topic", "adm")])
     described = next(iter(configs.values())).result(20)
     assert described["json.ignore-errors"].value == "true"
+
+    # kafka-configs.sh / Admin.incrementalAlterConfigs: SET and DELETE one key each.
+    change = ConfigResource("topic", "adm", incremental_configs=[
+        ConfigEntry("json.ignore-errors", "false", incremental_operation=AlterConfigOpType.SET)])  # fmt: skip
+    next(iter(admin.incremental_alter_configs([change]).values())).result(20)
+    with streamhouse.connect(process.address) as client:
+        assert client.describe("adm").info.config["json.ignore-errors"] == "false"
+    change = ConfigResource("topic", "adm", incremental_configs=[
+        ConfigEntry("json.ignore-errors", None, incremental_operation=AlterConfigOpType.DELETE)])  # fmt: skip
+    next(iter(admin.incremental_alter_configs([change]).values())).result(20)
+    refused = ConfigResource("topic", "adm", incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])  # fmt: skip
+    with pytest.raises(KafkaException) as info:
+        next(iter(admin.incremental_alter_configs([refused]).values())).result(20)
+    assert info.value.args[0].code() == KafkaError.INVALID_CONFIG
+    with streamhouse.connect(process.address) as client:
+        assert client.describe("adm").info.config == {}
 
     admin.create_partitions([NewPartitions("adm", 5)])["adm"].result(20)
     with streamhouse.connect(process.address) as client:

@@ -42,7 +42,7 @@ class AdminHandlers:
         self.service = service
         self.by_key: dict[int, Any] = {
             19: self.create_topics, 20: self.delete_topics, 37: self.create_partitions,
-            32: self.describe_configs, 33: self.alter_configs,
+            32: self.describe_configs, 33: self.alter_configs, 44: self.incremental_alter_configs,
         }  # fmt: skip
 
     async def create_topics(self, body: Body, version: int, ctx: Context) -> Body:
@@ -132,6 +132,32 @@ class AdminHandlers:
                 reset = [k for k in info.config if k not in wanted and k in topic_config.alterable_keys()]
                 if not body["validate_only"]:
                     await self.service.alter_topic(name, set_config=wanted, reset=reset)
+            except StreamHouseError as exc:
+                out["error_code"], out["error_message"] = admin_error(exc), str(exc)
+            results.append(out)
+        return {"throttle_time_ms": 0, "responses": results}
+
+    async def incremental_alter_configs(self, body: Body, version: int, ctx: Context) -> Body:
+        """SET (0) and DELETE (1) per key, as one ALTER TOPIC; APPEND/SUBTRACT (2, 3) apply
+        to list-valued settings, which StreamHouse topics do not have: INVALID_CONFIG."""
+        results = []
+        for resource in body["resources"]:
+            out: Body = {"error_code": 0, "error_message": None, "resource_type": resource["resource_type"],
+                         "resource_name": resource["resource_name"]}  # fmt: skip
+            try:
+                if resource["resource_type"] != TOPIC_RESOURCE:
+                    raise TopicSettingError("only topic configs can be altered here")
+                wanted = {c["name"]: c["value"] for c in resource["configs"] if c["config_operation"] == 0}
+                reset = [c["name"] for c in resource["configs"] if c["config_operation"] == 1]
+                if any(c["config_operation"] not in (0, 1) for c in resource["configs"]):
+                    raise TopicSettingError("APPEND and SUBTRACT apply to list settings; no topic setting is a list")
+                if None in wanted.values():
+                    raise TopicSettingError("SET needs a value")
+                if body["validate_only"]:
+                    info = await self.service.topic(resource["resource_name"])
+                    topic_config.alter_change(info.name, wanted, reset, None, info.config)
+                else:
+                    await self.service.alter_topic(resource["resource_name"], set_config=wanted, reset=reset)
             except StreamHouseError as exc:
                 out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)

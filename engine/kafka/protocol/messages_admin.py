@@ -1,5 +1,7 @@
 """Schemas of the admin APIs: CreateTopics, DeleteTopics, CreatePartitions,
-DescribeConfigs, AlterConfigs, and InitProducerId (the idempotent producer's handshake)."""
+DescribeConfigs, AlterConfigs, IncrementalAlterConfigs (what kafka-configs.sh and the Java
+Admin's incrementalAlterConfigs send), and InitProducerId (the idempotent producer's
+handshake)."""
 
 from __future__ import annotations
 
@@ -133,6 +135,28 @@ ALTER_CONFIGS = api(
     """,
 )  # fmt: skip
 
+INCREMENTAL_ALTER_CONFIGS = api(
+    44, "IncrementalAlterConfigs", "0-1", 1,
+    request="""
+    resources []
+      resource_type int8
+      resource_name string
+      configs []
+        name string
+        config_operation int8
+        value string null:0+
+    validate_only bool
+    """,
+    response="""
+    throttle_time_ms int32
+    responses []
+      error_code int16
+      error_message string null:0+
+      resource_type int8
+      resource_name string
+    """,
+)  # fmt: skip
+
 INIT_PRODUCER_ID = api(
     22, "InitProducerId", "0-4", 2,
     request="""
@@ -149,4 +173,7 @@ INIT_PRODUCER_ID = api(
     """,
 )  # fmt: skip
 
-ADMIN_APIS = (CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS, DESCRIBE_CONFIGS, ALTER_CONFIGS, INIT_PRODUCER_ID)
+ADMIN_APIS = (
+    CREATE_TOPICS, DELETE_TOPICS, CREATE_PARTITIONS, DESCRIBE_CONFIGS, ALTER_CONFIGS, INCREMENTAL_ALTER_CONFIGS,
+    INIT_PRODUCER_ID,
+)  # fmt: skip
