@@ -59,6 +59,10 @@ def test_kafka_python_produces_consumes_and_commits(agent: tuple[AgentProcess, s
             producer.close(5)
     with streamhouse.connect(process.address) as client:
         assert read_log(client, "kp") == sent  # dense offsets, nothing twice (idempotent by default)
+        # The same records are a SQL table, with the Kafka offsets.
+        rows = client.sql("SELECT _partition AS p, _offset AS o, _value AS value FROM kp ORDER BY p, o").to_pylist()
+        assert [(r["p"], r["o"], r["value"]) for r in rows] == [
+            (p, o, v) for p in (0, 1) for o, v in enumerate(sent[p])]  # fmt: skip
 
     consumer = KafkaConsumer("kp", bootstrap_servers=bootstrap, group_id="kp-group", auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=15000)  # fmt: skip
