@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 import streamhouse
 from streamhouse.kafka.protocol.api import APIS, decode_response, encode_request
-from streamhouse.kafka.protocol.messages_data import API_VERSIONS, PRODUCE
+from streamhouse.kafka.protocol.messages_data import API_VERSIONS, FETCH, PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.storage.records import make_batch
 from tests.agent_process import AgentLauncher, AgentProcess
@@ -215,3 +215,18 @@ def test_list_offsets_earliest_latest_and_by_timestamp(agent: tuple[AgentProcess
         assert found == [0, 2, -1]  # first at or after the time; none after the last
     finally:
         consumer.close()
+
+
+def test_fetch_max_bytes_bounds_the_response_but_the_first_batch_goes_whole(agent: tuple[AgentProcess, int]) -> None:
+    _, port = agent
+    big = [{"partition": p, "key": None, "value": b"v" * 5000, "headers": None, "timestamp": 1} for p in (0, 1)]
+    _produce(port, "none", big)
+    request = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 100, "isolation_level": 0,
+               "topics": [{"topic": TOPIC, "partitions": [
+                   {"partition": p, "fetch_offset": 0, "partition_max_bytes": 100} for p in (0, 1)]}]}  # fmt: skip
+    answer = _exchange(port, encode_request(FETCH, 11, 3, "raw", request))
+    _, body = decode_response(FETCH, 11, answer[4:])
+    first, second = body["responses"][0]["partitions"]
+    assert first["error_code"] == second["error_code"] == 0
+    assert len(first["records"]) > 5000  # over both limits, yet whole: one record must always get through
+    assert len(second["records"]) == 0 and second["high_watermark"] == 1  # the budget is spent

@@ -225,9 +225,14 @@ class Handlers:
         if waited > 0 and not any(isinstance(r, FetchResult) and r.records.num_rows for r in results.values()):
             await self._long_poll(wanted, results, waited)
         responses: dict[str, list[Body]] = {}
+        budget = body["max_bytes"] if body["max_bytes"] > 0 else 2**31 - 1
         for topic, p in wanted:
             key = (topic, p["partition"])
-            responses.setdefault(topic, []).append(self._partition_data(p["partition"], results[key]))
+            data = self._partition_data(p["partition"], results[key], skip=budget <= 0)
+            # MaxBytes bounds the whole response, except that the first data goes out whole
+            # (Kafka's rule, so a record larger than the limit cannot stall a consumer).
+            budget -= len(data["records"] or b"")
+            responses.setdefault(topic, []).append(data)
         return {
             "throttle_time_ms": 0,
             "error_code": 0,
@@ -264,13 +269,13 @@ class Handlers:
             for task in tasks:
                 task.cancel()
 
-    def _partition_data(self, partition: int, result: FetchResult | BaseException) -> Body:
+    def _partition_data(self, partition: int, result: FetchResult | BaseException, *, skip: bool = False) -> Body:
         if isinstance(result, BaseException):
             code = error_code(result)
             if isinstance(result, InvalidInputError):  # fetch refuses only offsets outside the log
                 code = codes.OFFSET_OUT_OF_RANGE
             return {"partition_index": partition, "error_code": code, "high_watermark": -1, "records": None}
-        records = encode_batches(result.records.to_batches()) if result.records.num_rows else b""
+        records = encode_batches(result.records.to_batches()) if result.records.num_rows and not skip else b""
         return {
             "partition_index": partition,
             "error_code": 0,
