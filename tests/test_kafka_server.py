@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,3 +231,28 @@ def test_fetch_max_bytes_bounds_the_response_but_the_first_batch_goes_whole(agen
     assert first["error_code"] == second["error_code"] == 0
     assert len(first["records"]) > 5000  # over both limits, yet whole: one record must always get through
     assert len(second["records"]) == 0 and second["high_watermark"] == 1  # the budget is spent
+
+
+def test_fetch_waits_for_min_bytes_or_max_wait(agent: tuple[AgentProcess, int]) -> None:
+    _, port = agent
+    _produce(port, "none", [{"partition": 0, "key": None, "value": b"small", "headers": None, "timestamp": 1}])
+
+    def fetch(min_bytes: int, max_wait_ms: int) -> tuple[float, int]:
+        request = {"replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": min_bytes, "max_bytes": 10**7,
+                   "isolation_level": 0, "topics": [{"topic": TOPIC, "partitions": [
+                       {"partition": 0, "fetch_offset": 0, "partition_max_bytes": 10**7}]}]}  # fmt: skip
+        started = time.monotonic()
+        answer = _exchange(port, encode_request(FETCH, 11, 3, "raw", request))
+        _, body = decode_response(FETCH, 11, answer[4:])
+        return time.monotonic() - started, len(body["responses"][0]["partitions"][0]["records"])
+
+    took, size = fetch(1, 5000)
+    assert took < 2 and size > 0  # MinBytes already there: at once
+    took, size = fetch(50_000, 1500)
+    assert 1.2 < took < 5 and size > 0  # never reached: MaxWaitMs, then what there is
+    more = threading.Timer(0.5, _produce, args=(port, "none", [
+        {"partition": 0, "key": None, "value": b"v" * 40_000, "headers": None, "timestamp": 2}]))  # fmt: skip
+    more.start()
+    took, size = fetch(20_000, 10_000)
+    more.join()
+    assert took < 8 and size > 40_000  # reached by a produce during the wait: answered then

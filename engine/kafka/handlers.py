@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -218,12 +219,20 @@ class Handlers:
     # -- fetch --------------------------------------------------------------------------------
     async def fetch(self, body: Body, version: int, ctx: Context) -> Body:
         wanted = [(t["topic"], p) for t in body["topics"] for p in t["partitions"]]
-        results: dict[tuple[str, int], FetchResult | BaseException] = {}
-        for topic, p in wanted:
-            results[(topic, p["partition"])] = await self._fetch_one(topic, p, 0, 1)
-        waited = body["max_wait_ms"]
-        if waited > 0 and not any(isinstance(r, FetchResult) and r.records.num_rows for r in results.values()):
-            await self._long_poll(wanted, results, waited)
+        deadline = time.monotonic() + max(body["max_wait_ms"], 0) / 1000
+        min_bytes = max(body["min_bytes"], 1)
+        # Answer once MinBytes are there, a partition fails, or MaxWaitMs has passed. Each
+        # round either waits for more data or ends at the deadline, so the loop ends.
+        while True:
+            results: dict[tuple[str, int], FetchResult | BaseException] = {}
+            for topic, p in wanted:
+                results[(topic, p["partition"])] = await self._fetch_one(topic, p, 0, 1)
+            size = sum(r.records.nbytes for r in results.values() if isinstance(r, FetchResult))
+            remaining = deadline - time.monotonic()
+            failed = any(not isinstance(r, FetchResult) for r in results.values())
+            if size >= min_bytes or remaining <= 0 or failed or not wanted:
+                break
+            await self._wait_for_more(wanted, results, remaining)
         responses: dict[str, list[Body]] = {}
         budget = body["max_bytes"] if body["max_bytes"] > 0 else 2**31 - 1
         for topic, p in wanted:
@@ -249,22 +258,18 @@ class Handlers:
         except StreamHouseError as exc:
             return exc
 
-    async def _long_poll(
-        self, wanted: list[tuple[str, Body]], results: dict[tuple[str, int], FetchResult | BaseException], wait_ms: int
+    async def _wait_for_more(
+        self, wanted: list[tuple[str, Body]], results: dict[tuple[str, int], FetchResult | BaseException], wait_s: float
     ) -> None:
-        """Waits until any partition has data (or MaxWaitMs passes), then answers with what
-        that partition returned; the others keep their empty first answer."""
-        tasks = {
-            asyncio.ensure_future(self._fetch_one(topic, p, wait_ms, 1)): (topic, p["partition"])
-            for topic, p in wanted
-            if isinstance(results[(topic, p["partition"])], FetchResult)
-        }
-        if not tasks:
-            return
+        """Returns when any partition has more than it had in `results` (the agent's own
+        long-poll, one per partition), or after `wait_s`."""
+        tasks = []
+        for topic, p in wanted:
+            had = results[(topic, p["partition"])]
+            more = had.records.nbytes + 1 if isinstance(had, FetchResult) else 1
+            tasks.append(asyncio.ensure_future(self._fetch_one(topic, p, max(int(wait_s * 1000), 1), more)))
         try:
-            done, _ = await asyncio.wait(tasks, timeout=wait_ms / 1000 + 1, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                results[tasks[task]] = task.result()
+            await asyncio.wait(tasks, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in tasks:
                 task.cancel()
