@@ -68,19 +68,22 @@ def decode_json_values(values: pa.Array[Any] | pa.ChunkedArray[Any], schema: Val
     return _slow(array, lines, schema)
 
 
-def check_values(values: pa.Array[Any], schema: ValueSchema) -> None:
+def check_values(values: pa.Array[Any], schema: ValueSchema) -> pa.Table | None:
     """Produce-time check: InvalidValueError naming the first value (index in the batch), the
     column and why, if any value does not fit the declared columns. Decodes exactly as the
-    segment writer will, so a batch that passes here is always writable."""
+    segment writer will, so a batch that passes here is always writable. Returns the declared
+    columns when the batch decoded in one pass (the common case), so the writer can keep them
+    instead of decoding the same values again at flush; None when it took several runs."""
     n = len(values)
     if n == 0:
-        return
+        return None
     lines = _lines(values)
-    if _decode(lines, 0, n, schema) is not None:
-        return
+    table = _decode(lines, 0, n, schema)
+    if table is not None:
+        return table
     bad = _bad_ranges(lines, 0, n, schema, first_only=True)
     if not bad:
-        return  # e.g. ISO and epoch timestamps in one column: each run decodes on its own
+        return None  # e.g. ISO and epoch timestamps in one column: each run decodes on its own
     column, reason = _explain_one(values.slice(bad[0], 1), schema)
     raise InvalidValueError(bad[0], column, reason)
 

@@ -165,13 +165,17 @@ class PartitionWriter:
         return writer
 
     # -- produce ------------------------------------------------------------------------------
-    async def append(self, batch: pa.RecordBatch, payload: bytes | None = None) -> int:
+    async def append(
+        self, batch: pa.RecordBatch, payload: bytes | None = None, decoded: pa.Table | None = None
+    ) -> int:
         """Assign offsets, write the WAL entry, buffer; returns the base offset once the
         WAL holds the entry as its fsync policy promises.
 
         `payload`: the same records already framed by batch_codec (a produce request's bytes),
         written to the WAL as they are instead of re-encoding; their offset column is ignored,
-        since replay assigns base + arange from the entry header."""
+        since replay assigns base + arange from the entry header. `decoded`: the batch's
+        declared columns (segment names), already decoded by the produce-time check; kept as
+        the batch's derived columns so the segment writer and queries do not decode again."""
         if not batch.schema.equals(RECORD_SCHEMA):
             raise InvalidInputError("batch does not have the record schema")
         n = batch.num_rows
@@ -189,6 +193,8 @@ class PartitionWriter:
             # Shielded: once the WAL entry may be written, the offsets are spent. A cancelled
             # caller must not leave them unassigned, or the next append would reuse them.
             await asyncio.shield(self._write_and_buffer(batch, base, payload))
+            if decoded is not None and decoded.num_rows == n:
+                self.derived[base] = decoded
         return base
 
     async def _write_and_buffer(self, batch: pa.RecordBatch, base: int, payload: bytes | None) -> None:
@@ -284,12 +290,36 @@ class PartitionWriter:
                 await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
             return info
 
-    def _encode(self, batches: list[pa.RecordBatch]) -> EncodedSegment:
+    def _decoded_for(self, batches: list[pa.RecordBatch]) -> list[pa.Table] | None:
+        """The declared columns already decoded for every one of `batches` (by the produce-time
+        check, or by a query of the buffer) without a value that failed to decode; None if any
+        batch lacks them. Read on the event loop: `derived` changes there."""
+        assert self._value_schema is not None
+        want = self._value_schema.segment_schema()
+        found: list[pa.Table] = []
+        for batch in batches:
+            decoded = self.derived.get(int(batch.column(0)[0].as_py())) if batch.num_rows else None
+            if decoded is None or decoded.num_rows != batch.num_rows:
+                return None
+            if (decoded.schema.metadata or {}).get(b"bad_offsets"):
+                return None  # the footer must record those values: the full decode does
+            decoded = decoded.replace_schema_metadata(None)
+            if not decoded.schema.equals(want):
+                return None  # never let a cache mismatch make the segment unwritable
+            found.append(decoded)
+        return found
+
+    def _encode(self, batches: list[pa.RecordBatch], decoded: list[pa.Table] | None = None) -> EncodedSegment:
         """Runs in the IO pool: declared value columns are decoded from JSON here, once, so
-        scans of committed data never parse JSON (DESIGN §7)."""
+        scans of committed data never parse JSON (DESIGN §7), unless produce already decoded
+        them (`decoded`, one table per batch)."""
         table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
         extra: dict[str, str] = {}
-        if self._value_schema is not None:
+        if self._value_schema is not None and decoded is not None:
+            columns = pa.concat_tables(decoded)
+            for field, column in zip(self._value_schema.segment_schema(), columns.columns, strict=True):
+                table = table.append_column(field, column)
+        elif self._value_schema is not None:
             table, extra = with_declared_columns(table, self._value_schema)
         return encode_segment(
             table,
@@ -301,7 +331,8 @@ class PartitionWriter:
         )
 
     async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:
-        encoded = await run_blocking(self._encode, batches)
+        decoded = self._decoded_for(batches) if self._value_schema is not None else None
+        encoded = await run_blocking(self._encode, batches, decoded)
         key = segment_key(self.topic.name, self.partition, encoded.base_offset, self.epoch)
         try:
             await self._store.put(key, encoded.data, if_absent=True)

@@ -34,23 +34,28 @@ def ignores_errors(info: TopicInfo) -> bool:
     return str(info.config.get(IGNORE_ERRORS, "false")).strip().lower() == "true"
 
 
-async def check_batch(info: TopicInfo, batch: pa.RecordBatch) -> None:
+async def check_batch(info: TopicInfo, batch: pa.RecordBatch) -> pa.Table | None:
     """InvalidValueError (record index, column, reason) for the first value of `batch` that
     does not fit `info`'s declared columns (untyped and lenient topics skip that check), and
-    InvalidInputError for a record timestamp past year 9999 (every topic)."""
+    InvalidInputError for a record timestamp past year 9999 (every topic).
+
+    Returns the batch's declared columns under their segment names when the check decoded
+    them in one pass: the partition writer keeps them beside the buffered batch, so neither
+    the segment writer nor a query of the buffer decodes the same JSON again."""
     if batch.num_rows == 0:
-        return
+        return None
     _check_timestamps(info, batch)
     if not info.value_schema or ignores_errors(info):
-        return
+        return None
     schema = _schema(info.value_schema)
     if schema is None:
-        return
+        return None
     values = batch.column("value")
     if batch.num_rows < _INLINE_ROWS:
-        check_values(values, schema)
+        decoded = check_values(values, schema)
     else:
-        await run_blocking(check_values, values, schema)
+        decoded = await run_blocking(check_values, values, schema)
+    return None if decoded is None else decoded.rename_columns(schema.segment_schema().names)
 
 
 def _check_timestamps(info: TopicInfo, batch: pa.RecordBatch) -> None:

@@ -195,18 +195,25 @@ class PartitionManager:
         return base
 
     async def append(
-        self, topic: TopicInfo, partition: int, batch: pa.RecordBatch, acks: Acks, payload: bytes | None = None
+        self,
+        topic: TopicInfo,
+        partition: int,
+        batch: pa.RecordBatch,
+        acks: Acks,
+        payload: bytes | None = None,
+        decoded: pa.Table | None = None,
     ) -> int:
         """The first half of produce: offsets assigned, WAL written, buffered. Callers that
-        pipeline (ProduceStream) append in arrival order and acknowledge concurrently."""
+        pipeline (ProduceStream) append in arrival order and acknowledge concurrently.
+        `decoded`: the batch's declared columns from the produce-time check, if any."""
         writer = await self.writer(topic, partition)
         # A leader that may have been paused past its lease must not even write: its WAL entry
         # would be recovered later (issue 20) although the produce is refused.
         await self._confirm_lease((topic.name, partition))
         if acks == "none":
-            self._spawn(self._append(writer, batch, payload))
+            self._spawn(self._append(writer, batch, payload, decoded))
             return -1
-        return await self._append(writer, batch, payload)
+        return await self._append(writer, batch, payload, decoded)
 
     async def acknowledge(self, topic: str, partition: int, end: int, acks: Acks) -> None:
         """The second half: wait until records before `end` are as safe as `acks` promises."""
@@ -215,8 +222,10 @@ class PartitionManager:
         elif acks == "leader":
             await self._confirm_lease((topic, partition))
 
-    async def _append(self, writer: PartitionWriter, batch: pa.RecordBatch, payload: bytes | None) -> int:
-        base = await writer.append(batch, payload)
+    async def _append(
+        self, writer: PartitionWriter, batch: pa.RecordBatch, payload: bytes | None, decoded: pa.Table | None = None
+    ) -> int:
+        base = await writer.append(batch, payload, decoded)
         self.on_append(writer.topic.name, writer.partition)
         return base
 

@@ -172,7 +172,7 @@ class AgentService:
             if not batch.schema.equals(RECORD_SCHEMA):
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
             self._check_sizes(topic, batch)
-            await check_batch(info, batch)  # values vs declared columns: refused before the WAL
+            decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
             wal_bytes = self.manager.wal.disk_bytes
             if wal_bytes > self.config.max_wal_bytes:
                 raise BackpressureError(
@@ -186,9 +186,9 @@ class AgentService:
             for p in parts:
                 await self.manager.writer(info, p)  # NotLeaderError before anything is written
             if len(parts) != 1:
-                payload = None
+                payload = decoded = None  # the decoded rows follow the request's order, not the split's
             results = [
-                ProduceResult(topic, p, await self.manager.append(info, p, part, acks, payload), part.num_rows)
+                ProduceResult(topic, p, await self.manager.append(info, p, part, acks, payload, decoded), part.num_rows)
                 for p, part in parts.items()
             ]
             if appended is not None:
