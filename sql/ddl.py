@@ -5,7 +5,6 @@ tokenizer and recursive descent: sqlglot knows neither TOPIC nor WATERMARK."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from streamhouse.sql.errors import SqlError, position_at
+from streamhouse.sql.job_options import parse_job_options
 from streamhouse.sql.window_intervals import IntervalError, interval_ms
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import InvalidInputError
@@ -78,15 +78,6 @@ class Describe:
 @dataclass(frozen=True)
 class Explain:
     query: str
-
-
-JOB_OPTIONS = {
-    "emit": ("final", "changes"),
-    "dead-letter": None,
-    "idle-timeout": None,
-    "checkpoint-interval": None,
-    "start": ("earliest", "latest"),
-}
 
 
 @dataclass(frozen=True)
@@ -287,14 +278,7 @@ class _Parser:
         if not self._peek("SELECT") and not self._peek("WITH"):
             raise self._error("expected the SELECT the job runs")
         select = self.text[self.tokens[self.i].position :].strip()
-        for key, value in options.items():
-            if key not in JOB_OPTIONS:
-                close = difflib.get_close_matches(key, list(JOB_OPTIONS), n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(JOB_OPTIONS)}"
-                raise SqlError(f"{name}: unknown option {key!r}; {hint}")
-            allowed = JOB_OPTIONS[key]
-            if allowed is not None and value.lower() not in allowed:
-                raise SqlError(f"{name}: option {key!r} must be one of {', '.join(allowed)}, not {value!r}")
+        parse_job_options(options, name)  # refused here, before anything exists
         return CreateJob(name, select, {k: v for k, v in options.items()}, materialized)
 
     def drop_job(self) -> DropJob:

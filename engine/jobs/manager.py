@@ -18,7 +18,8 @@ from streamhouse.jobs.output import output_schema
 from streamhouse.jobs.runner import JobRunner, job_plan
 from streamhouse.sql.ddl import CreateJob, DropJob
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.window_changes import EMIT_MODES, changes_schema
+from streamhouse.sql.job_options import parse_job_options
+from streamhouse.sql.window_changes import changes_schema
 from streamhouse.sql.window_operator import WindowOperator
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
 from streamhouse.storage.model import JobInfo, job_resource
@@ -53,9 +54,8 @@ class JobManager:
     # -- statements -----------------------------------------------------------------------------
     async def create(self, statement: CreateJob) -> pa.Table:
         metadata = self.service.metadata
-        emit = statement.options.get("emit", "final").lower()
-        if emit not in EMIT_MODES:
-            raise SqlError(f"unknown 'emit' = {emit!r}; use 'final' or 'changes'")
+        options = parse_job_options(statement.options, statement.name)
+        emit = options.emit
         topics = {t.name: t for t in await metadata.list_topics()}
         probe = JobInfo(statement.name, statement.select, statement.name, statement.options, 0, 0)
         try:
@@ -64,7 +64,7 @@ class JobManager:
             raise SqlError(f"unknown topic {exc.args[0]!r}; SHOW TOPICS lists them") from None
         if emit == "changes":
             WindowOperator(plan, emit=emit)  # SqlError for what changes mode does not support
-        dead_letter = statement.options.get("dead-letter")
+        dead_letter = options.dead_letter
         if dead_letter and dead_letter not in topics:
             source = topics[plan.topic]
             await self.service.create_topic(dead_letter, 1, {}, source.value_schema)

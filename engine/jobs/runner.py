@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -17,6 +16,7 @@ import pyarrow as pa
 from streamhouse.jobs.output import encode_output
 from streamhouse.jobs.source import may_have_unread, read_partition
 from streamhouse.sql.catalog import topic_schema
+from streamhouse.sql.job_options import parse_job_options
 from streamhouse.sql.job_plan import JobPlan, plan_job, topic_watermark
 from streamhouse.sql.window_operator import StepResult, WindowOperator
 from streamhouse.storage.metadata import MetadataStore
@@ -28,35 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MIN_READ_ROWS = 10_000  # rows a partition may give a round, at least
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    emit: str = "final"
-    dead_letter: str | None = None
-    idle_timeout_ms: int = 10_000
-    checkpoint_interval_ms: int = 1_000
-    start: str = "earliest"
-    batch_rows: int = 50_000
-
-    @classmethod
-    def of(cls, options: dict[str, str]) -> JobOptions:
-        return cls(
-            emit=options.get("emit", "final").lower(),
-            dead_letter=options.get("dead-letter") or None,
-            idle_timeout_ms=_duration_ms(options.get("idle-timeout", "10s")),
-            checkpoint_interval_ms=_duration_ms(options.get("checkpoint-interval", "1s")),
-            start=options.get("start", "earliest").lower(),
-        )
-
-
-def _duration_ms(text: str) -> int:
-    """'1s', '500ms', '2 min', '1000' (ms) → milliseconds."""
-    value = text.strip().lower().replace(" ", "")
-    for suffix, scale in (("ms", 1), ("min", 60_000), ("m", 60_000), ("s", 1_000), ("h", 3_600_000)):
-        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit():
-            return int(float(value[: -len(suffix)]) * scale)
-    return int(float(value))
 
 
 def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> JobPlan:
@@ -72,7 +43,7 @@ class JobRunner:
         self.service = service
         self.job = job
         self.epoch = epoch
-        self.options = JobOptions.of(dict(job.options))
+        self.options = parse_job_options(job.options, job.name)
         self.offsets: dict[int, int] = {}
         self.seq = 0
         self.operator: WindowOperator | None = None
