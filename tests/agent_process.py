@@ -208,15 +208,18 @@ class AgentLauncher:
         env: Mapping[str, str] | None = None,
         port: int = 0,
         http_port: int = -1,
+        kafka_port: int = 0,
         start_timeout_s: float = START_TIMEOUT_S,
     ) -> AgentProcess:
-        """Start `streamhouse serve --port PORT --http-port HTTP_PORT FLAGS…` in the test's
-        directory. Ports default to any free gRPC port and no HTTP endpoint."""
+        """Start `streamhouse serve --port PORT --http-port HTTP_PORT --kafka-port KAFKA_PORT
+        FLAGS…` in the test's directory. Ports default to any free gRPC port, no HTTP endpoint
+        and no Kafka listener (serve's default 9092 would collide between parallel agents); a
+        `--kafka-port` in FLAGS wins, as argparse keeps the last one."""
         n = self._counts[name] = self._counts.get(name, 0) + 1
         log_path = self.workdir / f"{name}.log"
         agent = AgentProcess(
             f"{name}#{n}",
-            ["--port", str(port), "--http-port", str(http_port), *flags],
+            ["--port", str(port), "--http-port", str(http_port), "--kafka-port", str(kafka_port), *flags],
             cwd=self.workdir,
             log_path=log_path,
             env=env,

@@ -302,9 +302,10 @@ READY = re.compile(r"streamhouse agent listening grpc=(\S+) http=\S+")
 def test_console_script_against_a_running_agent(tmp_path: Path) -> None:
     script = Path(sys.executable).with_name("streamhouse")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMHOUSE_")}
+    data = tmp_path / "agent"
     with open(tmp_path / "agent.log", "w") as log:
         agent = subprocess.Popen(
-            [str(script), "serve", "--port", "0", "--http-port", "0", "--data-dir", str(tmp_path / "agent")],
+            [str(script), "serve", "--port", "0", "--http-port", "0", "--kafka-port", "0", "--data-dir", str(data)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

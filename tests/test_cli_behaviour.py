@@ -7,6 +7,7 @@ help text on every flag; SQL syntax errors without sqlglot internals; plural-cor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import subprocess
@@ -87,10 +88,12 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = cli("serve", "--data-dir", str(tmp_path / "a"), "--port", str(port), "--http-port", "-1")
+        # --kafka-port 0: serve's default 9092 may be taken on this machine, and is checked first.
+        off = ("--kafka-port", "0")
+        done = cli("serve", "--data-dir", str(tmp_path / "a"), "--port", str(port), "--http-port", "-1", *off)
         line = one_error_line(done)
         assert f"127.0.0.1:{port}" in line and "gRPC" in line and "in use" in line
-        done = cli("serve", "--data-dir", str(tmp_path / "b"), "--port", "0", "--http-port", str(port))
+        done = cli("serve", "--data-dir", str(tmp_path / "b"), "--port", "0", "--http-port", str(port), *off)
         line = one_error_line(done)
         assert f"127.0.0.1:{port}" in line and "HTTP" in line and "in use" in line
         done = cli(
@@ -100,6 +103,25 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
         assert f"127.0.0.1:{port}" in line and "Kafka" in line and "in use" in line
 
 
+def test_kafka_listens_on_9092_by_default_on_the_grpc_host(tmp_path: Path) -> None:
+    """No --kafka-port: the listener wants 127.0.0.1:9092 (the --host address, as gRPC). Holding
+    that port here (or finding it held by someone else) makes the default visible as the
+    one-line port-in-use error; with --kafka-port 0 the same agent starts."""
+    with socket.socket() as taken:
+        with contextlib.suppress(OSError):  # already held elsewhere: just as good
+            taken.bind(("127.0.0.1", 9092))
+            taken.listen()
+        done = cli("serve", "--data-dir", str(tmp_path / "a"), "--port", "0", "--http-port", "-1")
+        line = one_error_line(done)
+        assert "127.0.0.1:9092" in line and "Kafka" in line and "in use" in line
+    done = cli("serve", "--data-dir", str(tmp_path / "a"), "--port", "0", "--http-port", "-1", "--kafka-port", "-5")
+    line = one_error_line(done)
+    assert "--kafka-port" in line and "-5" in line
+    with AgentLauncher(tmp_path) as launcher:
+        agent = launcher.start("--data-dir", str(tmp_path / "b"))  # the launcher passes --kafka-port 0
+        assert "kafka=" not in agent.log_path.read_text()
+
+
 def test_a_second_agent_on_one_data_dir_is_one_line_naming_it(tmp_path: Path) -> None:
     data = tmp_path / "shared"
     port = free_port()
@@ -107,7 +129,7 @@ def test_a_second_agent_on_one_data_dir_is_one_line_naming_it(tmp_path: Path) ->
         first = launcher.start("--data-dir", str(data), port=port)
         # Same directory and same port: the directory is what is reported, because it is
         # locked before any port is bound.
-        done = cli("serve", "--data-dir", str(data), "--port", str(port), "--http-port", "-1")
+        done = cli("serve", "--data-dir", str(data), "--port", str(port), "--http-port", "-1", "--kafka-port", "0")
         line = one_error_line(done)
         assert str(data.resolve()) in line and "in use by another agent" in line and str(first.pid) in line
         assert first.running

@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 
 from streamhouse.agent.config import AgentConfig
+from streamhouse.storage.errors import InvalidInputError
+
+KAFKA_PORT = 9092  # Kafka's own default: clients and tools find it without configuration
 
 # flag -> AgentConfig field
 _FLAGS = {
@@ -72,8 +76,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--kafka-port",
         type=int,
-        default=0,
-        help="Kafka protocol port (single agent; see engine/kafka/); default 0 = off",
+        help=f"Kafka protocol port on the --host address, as gRPC (default {KAFKA_PORT}; 0 = off)",
     )
     p.add_argument("--kafka-advertised", help="host:port given to Kafka clients (default host:kafka-port)")
 
@@ -83,5 +86,21 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = AgentConfig.from_env(**{field: getattr(args, flag) for flag, field in _FLAGS.items()})
-    asyncio.run(serve(config, kafka_port=args.kafka_port, kafka_advertised=args.kafka_advertised))
+    kafka_port = args.kafka_port if args.kafka_port is not None else _kafka_port_from_env()
+    if not 0 <= kafka_port <= 65535:
+        raise InvalidInputError(f"--kafka-port must be 0 (off) or a port up to 65535, not {kafka_port}")
+    advertised = args.kafka_advertised or os.environ.get("STREAMHOUSE_KAFKA_ADVERTISED") or None
+    asyncio.run(serve(config, kafka_port=kafka_port, kafka_advertised=advertised))
     return 0
+
+
+def _kafka_port_from_env() -> int:
+    # Not an AgentConfig field (the listener sits beside the agent, not inside it), but set
+    # the same way as every other flag.
+    raw = os.environ.get("STREAMHOUSE_KAFKA_PORT")
+    if raw is None:
+        return KAFKA_PORT
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInputError(f"STREAMHOUSE_KAFKA_PORT must be an integer, not {raw!r}") from None

@@ -63,8 +63,11 @@ def start_agent(
     log_path: Path | None = None,
     timeout_s: float = START_TIMEOUT_S,
 ) -> AgentProcess:
-    """`streamhouse serve --port 0 --http-port 0 <args>` in a child; returns once it listens."""
-    cmd = [sys.executable, "-m", "streamhouse.cli", "serve", "--port", "0", "--http-port", "0", *args]
+    """`streamhouse serve --port 0 --http-port 0 --kafka-port 0 <args>` in a child; returns
+    once it listens. No Kafka listener unless `args` has a `--kafka-port` (the last one wins):
+    serve's default 9092 would collide between agents started side by side."""
+    cmd = [sys.executable, "-m", "streamhouse.cli", "serve", "--port", "0", "--http-port", "0", "--kafka-port", "0"]
+    cmd += args
     log: IO[str] | int = open(log_path, "a") if log_path is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         # Its own session: Ctrl-C in a terminal, or "interrupt kernel" in Jupyter, signals the

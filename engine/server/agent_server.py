@@ -208,7 +208,9 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     if ready_line:
         # One parseable line: tests and scripts wait for it to know the ports.
-        print(f"streamhouse agent listening grpc={server.address} http={server.http_port or '-'}", flush=True)
+        # kafka= comes last and only when on, so readers of the first two fields are unaffected.
+        tail = f" kafka={config.host}:{kafka.port}" if kafka is not None else ""
+        print(f"streamhouse agent listening grpc={server.address} http={server.http_port or '-'}{tail}", flush=True)
     try:
         await stop.wait()
     finally:
