@@ -69,6 +69,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.jobs import add_arguments as add_jobs_arguments
 
     add_jobs_arguments(kinds.add_parser("jobs", help="continuous-query throughput, memory and latency"))
+    from streamhouse.bench.kafka import add_arguments as add_kafka_arguments
+
+    add_kafka_arguments(kinds.add_parser("kafka", help="Kafka protocol: StreamHouse beside a real Kafka broker"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -85,6 +88,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.jobs import run as run_jobs
 
         return run_jobs(args)
+    if args.bench == "kafka":
+        from streamhouse.bench.kafka import run as run_kafka
+
+        return run_kafka(args)
     if args.bench in ("nexmark", "sql"):
         from streamhouse.bench.sql import run_nexmark, run_sql
 
