@@ -391,6 +391,13 @@ class Client:
         with self.consumer(topic, group=group, start=start) as consumer:
             yield from consumer
 
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        """host:port of the embedded engine's Kafka listener (`open(..., kafka_port=...)`);
+        None without one, and for remote clients (the agent's --kafka-port)."""
+        bootstrap: str | None = getattr(self.transport, "kafka_bootstrap", None)
+        return bootstrap
+
     # -- lifecycle ------------------------------------------------------------------------------
     def close(self) -> None:
         self.closed = True
@@ -406,12 +413,27 @@ class Client:
         return f"<streamhouse.Client {type(self.transport).__name__}>"
 
 
-def open_embedded(path: str = "./streamhouse-data", **settings: Any) -> Client:
-    """The whole engine in this process, on a local folder (SQLite, local objects, WAL)."""
+def open_embedded(
+    path: str = "./streamhouse-data",
+    *,
+    kafka_port: int | None = None,
+    kafka_advertised: str | None = None,
+    **settings: Any,
+) -> Client:
+    """The whole engine in this process, on a local folder (SQLite, local objects, WAL).
+    `kafka_port` also answers Kafka clients there (0: any free port; the address is
+    `client.kafka_bootstrap`), on `host` (default 127.0.0.1), until `close()`."""
     from streamhouse.agent.config import AgentConfig
     from streamhouse.client.embedded import EmbeddedTransport
 
-    return Client(EmbeddedTransport(AgentConfig(data_dir=str(path), **settings)))
+    transport = EmbeddedTransport(AgentConfig(data_dir=str(path), **settings))
+    if kafka_port is not None:
+        try:
+            transport.start_kafka(port=kafka_port, advertised=kafka_advertised)
+        except BaseException:
+            transport.close()  # a taken port must not leave the directory locked
+            raise
+    return Client(transport)
 
 
 def connect(address: str | Sequence[str] = "localhost:50051", **options: Any) -> Client:

@@ -5,21 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import time
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
 from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.service import AgentService
-from streamhouse.storage.errors import BackpressureError, QueryCancelledError, StreamHouseError
+from streamhouse.storage.errors import (
+    AddressInUseError,
+    BackpressureError,
+    InvalidInputError,
+    QueryCancelledError,
+    StreamHouseError,
+)
 from streamhouse.storage.model import TopicInfo
 
+if TYPE_CHECKING:
+    from streamhouse.kafka.server import KafkaServer
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _WAKE_S = 0.1
 
 
@@ -30,6 +41,8 @@ class EmbeddedTransport:
         self._thread = threading.Thread(target=self._loop.run_forever, name="streamhouse-embedded", daemon=True)
         self._thread.start()
         self._closed = False
+        # Kafka listeners on this engine (open(kafka_port=...), serve_kafka): closed before it.
+        self.kafka_servers: list[KafkaServer] = []
         try:
             self.service = self._run(AgentService.start(config))
         except BaseException:
@@ -60,6 +73,40 @@ class EmbeddedTransport:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    def start_kafka(self, *, port: int, host: str | None = None, advertised: str | None = None) -> KafkaServer:
+        """A Kafka listener on this engine's loop (port 0: any free port), on the engine's
+        host setting unless `host` is given; `close()` stops it."""
+        from streamhouse.kafka.server import KafkaServer
+
+        if not 0 <= port <= 65535:
+            raise InvalidInputError(f"kafka_port must be 0 (any free port) or a port up to 65535, not {port}")
+        bind = host or self.config.host
+        server = KafkaServer(self.service, host=bind, port=port, advertised=advertised)
+        try:
+            self._run(server.start())
+        except OSError as exc:
+            self._run(server.close())
+            raise AddressInUseError(f"cannot listen on {bind}:{port} (Kafka): {exc.strerror}") from None
+        except BaseException:
+            self._run(server.close())
+            raise
+        self.kafka_servers.append(server)
+        return server
+
+    def stop_kafka(self, server: KafkaServer) -> None:
+        if server in self.kafka_servers:
+            self.kafka_servers.remove(server)
+            self._run(server.close())
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        """host:port of the first Kafka listener, for `bootstrap.servers`; None when none runs."""
+        if not self.kafka_servers:
+            return None
+        server = self.kafka_servers[0]
+        host, port = server.advertised or (server.host, server.port)
+        return f"{host}:{port}"
 
     def create_topic(
         self, name: str, partitions: int, config: Mapping[str, str], value_schema: str | None
@@ -143,6 +190,12 @@ class EmbeddedTransport:
         if self._closed:
             return
         try:
+            # Listeners first: no Kafka request may reach a service that is closing.
+            for server in list(self.kafka_servers):
+                try:
+                    self.stop_kafka(server)
+                except Exception:  # the engine must still flush and release its leases
+                    log.exception("closing the Kafka listener on %s:%s failed", server.host, server.port)
             self._run(self.service.close(flush=True))
         finally:
             self._closed = True

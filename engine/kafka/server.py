@@ -115,6 +115,10 @@ class KafkaServer:
             log.warning("kafka connection %s closed: %s", peer, exc)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # the client went away
+        except asyncio.CancelledError:
+            # close() cancels open connections; ending normally keeps asyncio's stream callback
+            # from logging each one as an error.
+            pass
         except Exception:  # a bug or an unmapped storage failure: this connection only
             log.exception("kafka connection %s failed", peer)
         finally:
