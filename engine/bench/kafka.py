@@ -28,6 +28,7 @@ from streamhouse.storage.errors import StreamHouseError
 
 console = Console(stderr=True)
 OURS = {"1": "leader", "all": "durable"}  # Kafka acks → StreamHouse acks
+WARMUP_RECORDS = 300_000
 # Throughput runs let librdkafka build large batches (as kafka-producer-perf-test tuning
 # would); the latency run keeps its defaults (linger.ms=5) so it measures what an
 # application with an untuned client sees. The same settings go to both brokers.
@@ -198,6 +199,13 @@ def produce_latency(bootstrap: str, topic: str, acks: str, rate: int, seconds: f
 
 
 def bench_broker(name: str, bootstrap: str, args: argparse.Namespace) -> list[Figures]:
+    # Untimed warm-up: a JVM's first requests run interpreted until the JIT compiles the
+    # broker's hot paths, so without it Kafka's first run would be measured cold.
+    warm = f"bench-warmup-{uuid.uuid4().hex[:6]}"
+    _create_topic(bootstrap, warm)
+    console.print(f"{name}: warm-up")
+    produce_throughput(bootstrap, warm, "1", min(args.records, WARMUP_RECORDS), args.record_size)
+    consume_throughput(bootstrap, warm, min(args.records, WARMUP_RECORDS))
     out = []
     for acks in ("1", "all"):
         topic = f"bench-acks{acks}-{uuid.uuid4().hex[:6]}"
