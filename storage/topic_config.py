@@ -25,6 +25,9 @@ from streamhouse.storage.metadata.common import MAX_PARTITIONS
 
 IGNORE_ERRORS = "json.ignore-errors"
 JOB = "job"
+TIMESTAMP_TYPE = "message.timestamp.type"
+CREATE_TIME = "CreateTime"
+LOG_APPEND_TIME = "LogAppendTime"
 
 
 def _positive_int(value: str) -> str:
@@ -49,6 +52,15 @@ def _one_of(*allowed: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def _timestamp_type(value: str) -> str:
+    # Kafka spells the values in camel case; any case is accepted, Kafka's spelling is stored.
+    spelled = {CREATE_TIME.lower(): CREATE_TIME, LOG_APPEND_TIME.lower(): LOG_APPEND_TIME}
+    text = value.strip().lower()
+    if text not in spelled:
+        raise ValueError(f"must be {CREATE_TIME!r} or {LOG_APPEND_TIME!r}")
+    return spelled[text]
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,15 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 enforced_by="storage/value_check.py (produce), sql/catalog.py (queries), read per statement",
             ),
             Setting(
+                TIMESTAMP_TYPE,
+                "'CreateTime' keeps Kafka producers' record timestamps; 'LogAppendTime' stamps the time the "
+                "agent appends them",
+                _timestamp_type,
+                CREATE_TIME,
+                alterable=True,
+                enforced_by="engine/kafka/timestamps.py (Kafka Produce stamps, Fetch marks batches LogAppendTime)",
+            ),
+            Setting(
                 JOB,
                 "the continuous query whose output this topic is",
                 str.strip,
@@ -136,7 +157,6 @@ UNSUPPORTED: frozenset[str] = frozenset(
         "message.timestamp.after.max.ms",
         "message.timestamp.before.max.ms",
         "message.timestamp.difference.max.ms",
-        "message.timestamp.type",
         "min.cleanable.dirty.ratio",
         "min.compaction.lag.ms",
         "min.insync.replicas",

@@ -10,6 +10,7 @@ section) before anything is written, so a corrupt batch stores nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -29,6 +30,7 @@ from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
+from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time, max_timestamp_offset, stamp
 from streamhouse.storage.errors import (
     BackpressureError,
     InvalidInputError,
@@ -176,6 +178,10 @@ class Handlers:
             batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
             if any(b.is_transactional or b.is_control for b in batches):
                 raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
+            if log_append_time((await self.service.topic(topic, partition)).config):
+                now = int(time.time() * 1000)
+                batches = [dataclasses.replace(b, records=stamp(b.records, now)) for b in batches]
+                out["log_append_time_ms"] = now
             if any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks)
             else:
@@ -237,7 +243,8 @@ class Handlers:
         budget = body["max_bytes"] if body["max_bytes"] > 0 else 2**31 - 1
         for topic, p in wanted:
             key = (topic, p["partition"])
-            data = self._partition_data(p["partition"], results[key], skip=budget <= 0)
+            appended = await self._log_append_time(topic)
+            data = self._partition_data(p["partition"], results[key], skip=budget <= 0, log_append=appended)
             # MaxBytes bounds the whole response, except that the first data goes out whole
             # (Kafka's rule, so a record larger than the limit cannot stall a consumer).
             budget -= len(data["records"] or b"")
@@ -274,13 +281,22 @@ class Handlers:
             for task in tasks:
                 task.cancel()
 
-    def _partition_data(self, partition: int, result: FetchResult | BaseException, *, skip: bool = False) -> Body:
+    async def _log_append_time(self, topic: str) -> bool:
+        try:
+            return log_append_time((await self.service.topic(topic)).config)
+        except StreamHouseError:
+            return False  # the partition's own fetch result carries the error
+
+    def _partition_data(
+        self, partition: int, result: FetchResult | BaseException, *, skip: bool = False, log_append: bool = False
+    ) -> Body:
         if isinstance(result, BaseException):
             code = error_code(result)
             if isinstance(result, InvalidInputError):  # fetch refuses only offsets outside the log
                 code = codes.OFFSET_OUT_OF_RANGE
             return {"partition_index": partition, "error_code": code, "high_watermark": -1, "records": None}
-        records = encode_batches(result.records.to_batches()) if result.records.num_rows and not skip else b""
+        encode = encode_log_append_time if log_append else encode_batches
+        records = encode(result.records.to_batches()) if result.records.num_rows and not skip else b""
         return {
             "partition_index": partition,
             "error_code": 0,
@@ -336,7 +352,9 @@ class Handlers:
                 out["offset"] = segments[0].base_offset if segments else 0
             elif ts >= 0:
                 out["offset"], out["timestamp"] = await self._offset_for_time(topic, index, ts)
-            else:  # -3 (max timestamp) and others are not implemented: say so rather than guess
+            elif ts == -3:  # MAX_TIMESTAMP (KIP-734)
+                out["offset"], out["timestamp"] = await max_timestamp_offset(self.service, topic, index)
+            else:  # -4 (earliest local) and others are not implemented: say so rather than guess
                 out["error_code"] = codes.UNSUPPORTED_VERSION
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)

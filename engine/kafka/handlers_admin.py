@@ -4,6 +4,7 @@ enforces, storage/topic_config.py; the rest are refused as INVALID_CONFIG, not s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from streamhouse.agent.service import AgentService
@@ -21,6 +22,26 @@ from streamhouse.storage.errors import (
 
 TOPIC_RESOURCE = 2
 CONFIG_SOURCE_TOPIC = 1  # DYNAMIC_TOPIC_CONFIG
+CONFIG_SOURCE_DEFAULT = 5  # DEFAULT_CONFIG
+
+
+def topic_configs(config: Mapping[str, str], keys: list[str] | None) -> list[Body]:
+    """DescribeConfigs entries of one topic: its stored settings, then the defaults of every
+    other setting StreamHouse enforces (so admin tools show e.g. message.timestamp.type =
+    CreateTime on a topic that never set it). `keys` None: all of them."""
+    shown = dict(config)
+    defaults = {
+        s.key: s.default for s in topic_config.SETTINGS.values()
+        if s.stored and not s.internal and s.default is not None and s.key not in shown
+    }  # fmt: skip
+    entries = [(k, v, False) for k, v in shown.items()] + [(k, v, True) for k, v in defaults.items()]
+    return [
+        {"name": k, "value": v, "read_only": False, "is_default": default,
+         "config_source": CONFIG_SOURCE_DEFAULT if default else CONFIG_SOURCE_TOPIC, "is_sensitive": False,
+         "synonyms": []}
+        for k, v, default in sorted(entries)
+        if keys is None or k in keys
+    ]  # fmt: skip
 
 
 def admin_error(exc: StreamHouseError) -> int:
@@ -104,13 +125,7 @@ class AdminHandlers:
             if resource["resource_type"] == TOPIC_RESOURCE:
                 try:
                     info = await self.service.topic(resource["resource_name"])
-                    keys = resource["configuration_keys"]
-                    out["configs"] = [
-                        {"name": k, "value": v, "read_only": False, "is_default": False,
-                         "config_source": CONFIG_SOURCE_TOPIC, "is_sensitive": False, "synonyms": []}
-                        for k, v in sorted(info.config.items())
-                        if keys is None or k in keys
-                    ]  # fmt: skip
+                    out["configs"] = topic_configs(info.config, resource["configuration_keys"])
                 except StreamHouseError as exc:
                     out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)
