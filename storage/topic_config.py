@@ -117,12 +117,12 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
             ),
             Setting(
                 TIMESTAMP_TYPE,
-                "'CreateTime' keeps Kafka producers' record timestamps; 'LogAppendTime' stamps the time the "
+                "'CreateTime' keeps the producer's record timestamps; 'LogAppendTime' stamps the time the "
                 "agent appends them",
                 _timestamp_type,
                 CREATE_TIME,
                 alterable=True,
-                enforced_by="engine/kafka/timestamps.py (Kafka Produce stamps, Fetch marks batches LogAppendTime)",
+                enforced_by="engine/agent/service.py (produce, every path), engine/kafka/timestamps.py (Kafka Fetch)",
             ),
             Setting(
                 JOB,

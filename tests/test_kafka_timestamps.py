@@ -3,9 +3,9 @@ subprocess on PostgreSQL + SeaweedFS, driven by confluent-kafka:
 
 - `message.timestamp.type` = LogAppendTime (storage/topic_config.py): the agent stamps the
   append time over the producer's, the produce answer and the consumer both say
-  LogAppendTime with that time, and the SDK stores the very same timestamps; CreateTime keeps
-  the producer's. The setting is created, described (its default too) and altered through
-  Kafka's admin API.
+  LogAppendTime with that time, and the SDK stores the very same timestamps (and gets the
+  append time for what it produces itself); CreateTime keeps the producer's. The setting is
+  created, described (its default too) and altered through Kafka's admin API.
 - Fetch: one LogAppendTime batch per append, exact timestamps either way (IO-free).
 - ListOffsets MAX_TIMESTAMP (-3): the first record holding the largest timestamp, found
   across committed segments and the unsegmented tail.
@@ -112,6 +112,9 @@ def test_log_append_time_replaces_the_producer_timestamp(kafka: tuple[str, strea
     stored = client.read("appended").column("timestamp").to_pylist()
     assert [ts for _, (_, ts) in consumed] == stored
     assert all(before <= ts <= after for ts in stored)
+    # The setting holds on every path: a timestamp given through the SDK (gRPC) is replaced too.
+    client.produce("appended", b"sdk", timestamp=OLD, partition=0, acks="durable")
+    assert client.read("appended", start=30).column("timestamp").to_pylist()[0] >= after
 
     # CreateTime (the default): the producer's timestamps are kept and reported as such.
     assert [ts for _, ts in _produce(bootstrap, "created", 5)] == [OLD + i for i in range(5)]

@@ -36,6 +36,7 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.model import SegmentInfo, SegmentRef, TopicInfo, partition_resource
 from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
+from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
 from streamhouse.storage.value_check import check_batch
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ class AgentService:
         acks: Acks = "leader",
         payload: bytes | None = None,
         appended: Callable[[], None] | None = None,
+        append_time_ms: int | None = None,
     ) -> list[ProduceResult]:
         """Append one batch. partition -1 lets the agent choose: Kafka's murmur2 on keys,
         round robin for records without one. Every target partition is checked (and its lease
@@ -179,7 +181,11 @@ class AgentService:
                     f"the WAL holds {wal_bytes} bytes not yet in segments, limit {self.config.max_wal_bytes}: "
                     "the object store is not keeping up (or is down); retry later"
                 )
-            stamped = stamp_missing_timestamps(batch, int(time.time() * 1000))
+            now = append_time_ms if append_time_ms is not None else int(time.time() * 1000)
+            if info.config.get(TIMESTAMP_TYPE) == LOG_APPEND_TIME:  # every path, as a Kafka broker does
+                stamped = batch.set_column(1, RECORD_SCHEMA.field(1), pa.array(np.full(batch.num_rows, now, np.int64)))
+            else:
+                stamped = stamp_missing_timestamps(batch, now)
             if stamped is not batch:
                 payload, batch = None, stamped  # the request's bytes no longer hold these records
             parts = self._route(info, partition, batch)

@@ -10,7 +10,6 @@ section) before anything is written, so a corrupt batch stores nothing.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -30,7 +29,7 @@ from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
-from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time, max_timestamp_offset, stamp
+from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time, max_timestamp_offset
 from streamhouse.storage.errors import (
     BackpressureError,
     InvalidInputError,
@@ -178,16 +177,15 @@ class Handlers:
             batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
             if any(b.is_transactional or b.is_control for b in batches):
                 raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
+            stamp = None  # LogAppendTime: the service stamps this time, and the answer carries it
             if log_append_time((await self.service.topic(topic, partition)).config):
-                now = int(time.time() * 1000)
-                batches = [dataclasses.replace(b, records=stamp(b.records, now)) for b in batches]
-                out["log_append_time_ms"] = now
+                stamp = out["log_append_time_ms"] = int(time.time() * 1000)
             if any(b.producer_id >= 0 for b in batches):
-                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks)
+                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp)
             else:
                 whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
                 merged = whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
-                results = await self.service.produce(topic, partition, merged, acks)
+                results = await self.service.produce(topic, partition, merged, acks, append_time_ms=stamp)
                 out["base_offset"] = results[0].base_offset
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)
@@ -195,14 +193,17 @@ class Handlers:
             log.debug("kafka produce %s/%s refused: %s", topic, partition, exc)
         return out
 
-    async def _produce_idempotent(self, topic: str, partition: int, batches: list[KafkaBatch], acks: Acks) -> int:
+    async def _produce_idempotent(
+        self, topic: str, partition: int, batches: list[KafkaBatch], acks: Acks, stamp: int | None
+    ) -> int:
         """Each batch through its producer's sequence check (idempotence.py); the first
         batch's base offset answers the request."""
         bases = []
         for batch in batches:
 
             async def append(records: pa.RecordBatch = batch.records) -> int:
-                return (await self.service.produce(topic, partition, records, acks))[0].base_offset
+                results = await self.service.produce(topic, partition, records, acks, append_time_ms=stamp)
+                return results[0].base_offset
 
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,

@@ -1,9 +1,10 @@
 """Record timestamps as Kafka defines them per topic (`message.timestamp.type`, registered in
 storage/topic_config.py), and ListOffsets' MAX_TIMESTAMP (-3, KIP-734).
 
-CreateTime keeps what the producer stamped. LogAppendTime replaces it, on the Kafka produce
-path, with the time the agent appended the batch; that time is what is stored, so SQL, jobs
-and the SDK see the same timestamps Kafka consumers do. On fetch, each run of records
+CreateTime keeps what the producer stamped. LogAppendTime replaces it with the time the
+agent appended the batch (AgentService.produce does it on every path, Kafka, gRPC and SDK;
+the Kafka front end picks the time so its Produce answer carries it); that time is what is
+stored, so SQL, jobs and the SDK see the same timestamps Kafka consumers do. On fetch, each run of records
 appended together goes out as one batch marked LogAppendTime carrying that time, as a Kafka
 broker's own batches are, so clients report the timestamp type too.
 """
@@ -28,12 +29,6 @@ _TIMESTAMP = 1  # column index in RECORD_SCHEMA (offset, timestamp, key, value, 
 def log_append_time(config: Mapping[str, str]) -> bool:
     """Whether a topic (its stored config) stamps append time."""
     return config.get(TIMESTAMP_TYPE) == LOG_APPEND_TIME
-
-
-def stamp(records: pa.RecordBatch, now_ms: int) -> pa.RecordBatch:
-    """Every record's timestamp replaced by the append time (one numpy fill, no per-record loop)."""
-    column = pa.array(np.full(records.num_rows, now_ms, dtype=np.int64), type=records.schema.field(_TIMESTAMP).type)
-    return records.set_column(_TIMESTAMP, records.schema.field(_TIMESTAMP), column)
 
 
 def encode_log_append_time(batches: list[pa.RecordBatch]) -> bytes:
