@@ -180,3 +180,23 @@ def _parse_query(lines: Sequence[str]) -> dict[int, int]:
         if len(words) == 4 and words[2] == "offset":
             out[int(words[1].strip("[]"))] = int(words[3])
     return out
+
+
+def test_kafka_clients_are_sent_to_the_advertised_host(tmp_path: Path) -> None:
+    """--advertised-address (where gRPC clients are sent) names the host Kafka clients are
+    sent to as well, on the Kafka port, unless --kafka-advertised says otherwise."""
+    grpc_port, kafka_port = _free_port(), _free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        process = launcher.start(
+            *("--data-dir", str(tmp_path / "a"), "--advertised-address", f"localhost:{grpc_port}"),
+            port=grpc_port,
+            kafka_port=kafka_port,
+        )
+        bootstrap = f"127.0.0.1:{kafka_port}"
+        listing = json.loads(kcat(bootstrap, "-L", "-J").stdout)
+        assert [b["name"] for b in listing["brokers"]] == [f"localhost:{kafka_port}"]
+        # The client follows it: records go to the leader through the advertised name.
+        with streamhouse.connect(process.address) as client:
+            client.create_topic(TOPIC, 1)
+            kcat(bootstrap, "-P", "-t", TOPIC, stdin="via-localhost\n")
+            assert client.read(TOPIC).column("value").to_pylist() == [b"via-localhost"]

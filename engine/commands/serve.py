@@ -78,7 +78,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help=f"Kafka protocol port on the --host address, as gRPC (default {KAFKA_PORT}; 0 = off)",
     )
-    p.add_argument("--kafka-advertised", help="host:port given to Kafka clients (default host:kafka-port)")
+    p.add_argument(
+        "--kafka-advertised",
+        help="host:port given to Kafka clients (default: the --advertised-address host, else --host, on --kafka-port)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

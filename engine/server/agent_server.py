@@ -182,6 +182,13 @@ async def _render(service: AgentService) -> tuple[bytes, str]:
     return service.metrics.render()
 
 
+def _kafka_advertised(config: AgentConfig, kafka_port: int) -> str | None:
+    """Without --kafka-advertised, Kafka clients go to the host gRPC clients are sent to
+    (--advertised-address: a NAT, a container, a --host of 0.0.0.0), on the Kafka port."""
+    host = config.advertised_address.rpartition(":")[0]
+    return f"{host}:{kafka_port}" if host else None
+
+
 async def serve(
     config: AgentConfig, *, ready_line: bool = True, kafka_port: int = 0, kafka_advertised: str | None = None
 ) -> None:
@@ -192,7 +199,8 @@ async def serve(
     if kafka_port > 0:
         from streamhouse.kafka.server import KafkaServer
 
-        kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=kafka_advertised)
+        advertised = kafka_advertised or _kafka_advertised(config, kafka_port)
+        kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=advertised)
         try:
             await kafka.start()
         except OSError as exc:
