@@ -10,6 +10,7 @@ section) before anything is written, so a corrupt batch stores nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -48,10 +49,13 @@ _TOPIC_NAMESPACE = uuid.UUID("5f1d0b7e-6a43-4c4b-9a52-6b1a4f0e2c11")
 
 @dataclass(frozen=True)
 class Context:
-    """Who sent a request: DescribeGroups shows it per member."""
+    """Who sent a request: DescribeGroups shows it per member. `applied`, when set, is called
+    by Produce once its records have their offsets (or it failed before), so the server can
+    read the connection's next request while this one waits for its acknowledgement."""
 
     client_id: str
     client_host: str
+    applied: Callable[[], None] | None = None
 
 
 Handler = Callable[[Body, int, Context], Awaitable[Body]]
@@ -64,6 +68,11 @@ class Node:
     node_id: int
     host: str
     port: int
+
+
+def _resolve(future: asyncio.Future[None], *_: object) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def error_code(exc: BaseException) -> int:
@@ -157,16 +166,41 @@ class Handlers:
 
     # -- produce ------------------------------------------------------------------------------
     async def produce(self, body: Body, version: int, ctx: Context) -> Body:
+        """The partitions are appended one after the other, in request order, each once the
+        one before has its offsets; their acknowledgements (acks=all: a segment commit) are
+        then awaited together, so one commit round answers the whole request."""
         acks = _ACKS.get(body["acks"])
-        responses = []
-        for topic in body["topic_data"]:
-            results = []
-            for part in topic["partition_data"]:
-                results.append(await self._produce_partition(topic["name"], part["index"], part["records"], acks))
-            responses.append({"name": topic["name"], "partition_responses": results})
-        return {"responses": responses, "throttle_time_ms": 0}
+        loop = asyncio.get_running_loop()
+        tasks: list[tuple[str, asyncio.Task[Body]]] = []
+        try:
+            for topic in body["topic_data"]:
+                for part in topic["partition_data"]:
+                    placed: asyncio.Future[None] = loop.create_future()
+                    work = self._produce_partition(topic["name"], part["index"], part["records"], acks,
+                                                   functools.partial(_resolve, placed))  # fmt: skip
+                    task = asyncio.create_task(work)
+                    task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
+                    tasks.append((topic["name"], task))
+                    await placed
+            if ctx.applied is not None:
+                ctx.applied()  # (on a failure the server sees this handler end instead)
+            results = await asyncio.gather(*(task for _, task in tasks))
+        except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending
+            for _, task in tasks:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+            raise
+        responses: dict[str, list[Body]] = {}
+        for (name, _), result in zip(tasks, results, strict=True):
+            responses.setdefault(name, []).append(result)
+        return {
+            "responses": [{"name": n, "partition_responses": r} for n, r in responses.items()],
+            "throttle_time_ms": 0,
+        }
 
-    async def _produce_partition(self, topic: str, partition: int, records: Any, acks: Acks | None) -> Body:
+    async def _produce_partition(
+        self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None
+    ) -> Body:
         out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
         try:
             if acks is None:
@@ -181,11 +215,13 @@ class Handlers:
             if log_append_time((await self.service.topic(topic, partition)).config):
                 stamp = out["log_append_time_ms"] = int(time.time() * 1000)
             if any(b.producer_id >= 0 for b in batches):
-                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp)
+                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
             else:
                 whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
                 merged = whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
-                results = await self.service.produce(topic, partition, merged, acks, append_time_ms=stamp)
+                results = await self.service.produce(
+                    topic, partition, merged, acks, appended=placed, append_time_ms=stamp
+                )
                 out["base_offset"] = results[0].base_offset
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)
@@ -194,15 +230,27 @@ class Handlers:
         return out
 
     async def _produce_idempotent(
-        self, topic: str, partition: int, batches: list[KafkaBatch], acks: Acks, stamp: int | None
+        self,
+        topic: str,
+        partition: int,
+        batches: list[KafkaBatch],
+        acks: Acks,
+        stamp: int | None,
+        placed: Callable[[], None] | None = None,
     ) -> int:
         """Each batch through its producer's sequence check (idempotence.py); the first
-        batch's base offset answers the request."""
+        batch's base offset answers the request. The partition is placed once its last batch
+        is (a duplicate or a refusal ends the request, which places it too)."""
         bases = []
-        for batch in batches:
+        for i, batch in enumerate(batches):
+            last = placed if i == len(batches) - 1 else None
 
-            async def append(records: pa.RecordBatch = batch.records) -> int:
-                results = await self.service.produce(topic, partition, records, acks, append_time_ms=stamp)
+            async def append(
+                records: pa.RecordBatch = batch.records, appended: Callable[[], None] | None = last
+            ) -> int:
+                results = await self.service.produce(
+                    topic, partition, records, acks, appended=appended, append_time_ms=stamp
+                )
                 return results[0].base_offset
 
             base = await self.producers.write(

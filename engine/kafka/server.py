@@ -5,13 +5,21 @@ them, decodes the frame and answers in request order (Kafka clients rely on orde
 responses per connection). Anything malformed closes that connection only; nothing it
 sent was written, and other connections are untouched. An ApiVersions request of an
 unknown version is answered in v0 format so the client can retry with one we know.
+
+Requests are pipelined: each is *applied* before the next frame is read (a Produce once its
+records have their offsets, Context.applied; any other request once it is answered), and a
+writer sends the answers in request order. So a client's in-flight acks=all produces share
+one segment commit instead of waiting for one each, while order stays Kafka's. At most
+`max_in_flight` answers wait per connection; past that the connection is not read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from collections.abc import Callable
 
 from streamhouse.agent.service import AgentService
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
@@ -34,6 +42,15 @@ from streamhouse.storage.errors import InvalidInputError
 log = logging.getLogger(__name__)
 _API_VERSIONS = 18
 _PRODUCE = 0
+DEFAULT_MAX_IN_FLIGHT = 32
+# What the reader hands the writer: a request's answer to come, a failure to raise after the
+# answers before it are written, or None at the end of the stream.
+_Item = asyncio.Task[bytes | None] | BaseException | None
+
+
+def _resolve(future: asyncio.Future[None], *_: object) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class KafkaServer:
@@ -45,6 +62,7 @@ class KafkaServer:
         port: int = 9092,
         advertised: str | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         self.service = service
         self.host = host
@@ -57,6 +75,9 @@ class KafkaServer:
                 raise InvalidInputError(f"the Kafka advertised address must be host:port, not {advertised!r}")
             self.advertised = (host_part, int(port_part))
         self.max_request_bytes = max_request_bytes
+        if max_in_flight < 1:
+            raise InvalidInputError(f"the Kafka requests in flight per connection must be >= 1, not {max_in_flight}")
+        self.max_in_flight = max_in_flight
         self.handlers: dict[int, Handler] = {}
         self.coordinator = Coordinator()
         self.registry: BrokerRegistry | None = None
@@ -128,17 +149,75 @@ class KafkaServer:
                 await writer.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        """Reads and applies requests in order while a writer answers them in order; returns
+        when the client has gone and every answer is written, raises what closes it."""
+        queue: asyncio.Queue[_Item] = asyncio.Queue()  # bounded by `slots`
+        slots = asyncio.Semaphore(self.max_in_flight)  # taken per request, given back once answered
+        requests: set[asyncio.Task[bytes | None]] = set()
+        reading = asyncio.create_task(self._read(reader, host, queue, requests, slots))
+        writing = asyncio.create_task(self._write(writer, queue, slots))
+        try:
+            done, _ = await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
+            if writing not in done and reading.exception() is None:
+                await writing  # the reader has queued its last item: let the answers out
+            for side in (writing, reading):
+                if side.done():
+                    side.result()  # the failure that closes the connection, if any
+        finally:
+            # The writer stopped (a failure, or the server's close): nothing else will be
+            # answered, so requests still running are cancelled and awaited, never left pending.
+            reading.cancel()
+            writing.cancel()
+            for task in requests:
+                task.cancel()
+            await asyncio.gather(reading, writing, *requests, return_exceptions=True)
+
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        host: str,
+        queue: asyncio.Queue[_Item],
+        requests: set[asyncio.Task[bytes | None]],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            size = frame_size(await reader.readexactly(4), self.max_request_bytes)
-            frame = await reader.readexactly(size)
-            response = await self.respond(frame, host)
+            await slots.acquire()  # max_in_flight answers pending: the connection is not read
+            try:
+                size = frame_size(await reader.readexactly(4), self.max_request_bytes)
+                frame = await reader.readexactly(size)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                queue.put_nowait(None)  # the client went away: answer what it sent, then close
+                return
+            except KafkaProtocolError as exc:
+                queue.put_nowait(exc)
+                return
+            applied: asyncio.Future[None] = loop.create_future()
+            task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied)))
+            task.add_done_callback(functools.partial(_resolve, applied))  # any other API: applied when answered
+            requests.add(task)
+            task.add_done_callback(requests.discard)
+            queue.put_nowait(task)
+            await applied  # Kafka's order: this request is applied before the next is read
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                return  # nothing after a failed request is applied; the writer raises it
+
+    async def _write(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[_Item], slots: asyncio.Semaphore) -> None:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            response = await item
             if response is not None:
                 writer.write(response)
                 await writer.drain()
+            slots.release()
 
-    async def respond(self, frame: bytes, client_host: str = "") -> bytes | None:
+    async def respond(
+        self, frame: bytes, client_host: str = "", applied: Callable[[], None] | None = None
+    ) -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
-        Raises KafkaProtocolError when the connection must be closed."""
+        Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
+        `applied` once its records have their place (the server then reads the next request)."""
         try:
             request = decode_request(frame)
         except UnsupportedVersionError:
@@ -150,7 +229,7 @@ class KafkaServer:
         if handler is None:
             version = request.header.api_version
             raise UnsupportedVersionError("API not served yet", api=request.api.name, version=version)
-        context = Context(request.header.client_id or "", client_host)
+        context = Context(request.header.client_id or "", client_host, applied)
         body = await handler(request.body, request.header.api_version, context)
         if request.api.key == _PRODUCE and request.body["acks"] == 0:
             return None
