@@ -7,7 +7,8 @@ each: all five answers arrive, in request order, with offsets in send order, in 
 five durable-flush windows. A Fetch sent right behind a produce on the same connection sees
 its records (each request is applied before the next is read); acks=0 produces are applied
 in order without an answer; a bad frame behind good produces gets those answered, then the
-connection closes.
+connection closes. An idempotent producer's pipelined batches are sequence-checked in order
+and share commits too; a retry sent right behind its original gets the original's offsets.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tupl
         yield process, port
 
 
-def _produce(correlation_id: int, values: list[bytes], acks: int = -1) -> bytes:
-    batch = encode_batch(make_batch(values, timestamps=[1_700_000_000_000] * len(values)))
+def _produce(correlation_id: int, values: list[bytes], acks: int = -1, sequence: int = -1) -> bytes:
+    """A Produce of `values` to partition 0; with a `sequence`, as idempotent producer 4242."""
+    idempotent = {"producer_id": 4242, "producer_epoch": 0, "base_sequence": sequence} if sequence >= 0 else {}
+    batch = encode_batch(make_batch(values, timestamps=[1_700_000_000_000] * len(values)), **idempotent)
     request = {"acks": acks, "timeout_ms": 30_000, "topic_data": [
         {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]}  # fmt: skip
     return encode_request(PRODUCE, 9, correlation_id, "raw", request)
@@ -137,3 +140,32 @@ def test_a_bad_frame_behind_produces_answers_them_then_closes(agent: tuple[Agent
         assert s.recv(65536) == b""  # closed: nothing behind the bad frame was answered
     with streamhouse.connect(process.address) as client:
         assert client.read(TOPIC).column("value").to_pylist() == [b"a", b"b"]  # nor applied
+
+
+def test_idempotent_batches_in_flight_are_checked_in_order_and_share_commits(agent: tuple[AgentProcess, int]) -> None:
+    process, port = agent
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(_produce(1, [b"warm-up"]))
+        assert _partition(_answer(s, PRODUCE, 9)[1])["base_offset"] == 0
+
+        started = time.monotonic()
+        s.sendall(b"".join(_produce(10 + i, [b"i"] * 3, sequence=3 * i) for i in range(5)))
+        answers = [_answer(s, PRODUCE, 9) for _ in range(5)]
+        took = time.monotonic() - started
+        assert [cid for cid, _ in answers] == [10, 11, 12, 13, 14]
+        parts = [_partition(body) for _, body in answers]
+        assert [(p["error_code"], p["base_offset"]) for p in parts] == [(0, 1), (0, 4), (0, 7), (0, 10), (0, 13)]
+        # The producer's lock is held until a batch has its offsets, not until its commit.
+        assert took < 2.5 * FLUSH_MS / 1000, f"5 idempotent durable produces took {took:.2f} s"
+
+        # A retry right behind its original (still waiting for its commit) is not written
+        # again: it gets the original's offset once the original is acknowledged. A gap is refused.
+        s.sendall(_produce(20, [b"j"] * 2, sequence=15) + _produce(21, [b"j"] * 2, sequence=15)
+                  + _produce(22, [b"gap"], sequence=40))  # fmt: skip
+        answers = [_answer(s, PRODUCE, 9) for _ in range(3)]
+        assert [cid for cid, _ in answers] == [20, 21, 22]
+        parts = [_partition(body) for _, body in answers]
+        assert [(p["error_code"], p["base_offset"]) for p in parts[:2]] == [(0, 16), (0, 16)]
+        assert parts[2]["error_code"] == 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+    with streamhouse.connect(process.address) as client:
+        assert client.read(TOPIC).num_rows == 1 + 15 + 2

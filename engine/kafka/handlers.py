@@ -242,20 +242,23 @@ class Handlers:
         batch's base offset answers the request. The partition is placed once its last batch
         is (a duplicate or a refusal ends the request, which places it too)."""
         bases = []
+        loop = asyncio.get_running_loop()
         for i, batch in enumerate(batches):
-            last = placed if i == len(batches) - 1 else None
+            # The producer's lock is held only until the batch has its offsets, so its next
+            # request is checked and appended while this one waits for its acknowledgement.
+            fixed: asyncio.Future[None] = loop.create_future()
+            if placed is not None and i == len(batches) - 1:
+                fixed.add_done_callback(lambda _: placed())
 
-            async def append(
-                records: pa.RecordBatch = batch.records, appended: Callable[[], None] | None = last
-            ) -> int:
+            async def append(records: pa.RecordBatch = batch.records, fixed: asyncio.Future[None] = fixed) -> int:
                 results = await self.service.produce(
-                    topic, partition, records, acks, appended=appended, append_time_ms=stamp
+                    topic, partition, records, acks, appended=functools.partial(_resolve, fixed), append_time_ms=stamp
                 )
                 return results[0].base_offset
 
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
-                append,
+                append, fixed,
             )  # fmt: skip
             bases.append(base)
         return bases[0]

@@ -5,10 +5,11 @@ is written only if its first sequence follows the last written one; a retried ba
 sequences as one of the last five written) is answered with the offsets it got the first
 time and not written again; anything else is OUT_OF_ORDER_SEQUENCE_NUMBER.
 
-Checks and writes for one producer on one partition run under one lock, and a batch is
-recorded only after the agent acknowledged it: a duplicate arriving while its original is
-still being written waits for it, so a duplicate is never acknowledged before the
-original is written.
+Checks and writes for one producer on one partition run under one lock, and a duplicate
+is never acknowledged before its original: it waits for the original's acknowledgement.
+Given `placed` (resolved once the batch has its offsets, before a durable ack), the lock is
+held only until then, so the producer's next batch (pipelined on its connection) is checked
+and appended while this one waits for its segment commit; without it, until acknowledged.
 
 LIMIT (issue 12 asks for more): this state lives in the agent's memory. It does not yet
 survive an agent restart or travel with the partition to a new leader; a producer whose
@@ -19,6 +20,7 @@ themselves), so a batch retried across a restart may be written twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections import OrderedDict, deque
@@ -46,7 +48,7 @@ class SequenceError(KafkaProtocolError):
 class Written:
     first_sequence: int
     last_sequence: int
-    base_offset: int
+    outcome: asyncio.Future[int]  # the base offset once acknowledged, or the append's failure
 
 
 @dataclass(eq=False)
@@ -54,6 +56,24 @@ class _State:
     epoch: int
     written: deque[Written] = field(default_factory=lambda: deque(maxlen=KEPT_BATCHES))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _resolved(base: int) -> asyncio.Future[int]:
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    future.set_result(base)
+    return future
+
+
+def _place(placed: asyncio.Future[None], *_: object) -> None:
+    if not placed.done():
+        placed.set_result(None)
+
+
+def _retrieve(task: asyncio.Future[int]) -> None:
+    """Marks a failure as seen: a shielded append whose request went away still fails quietly
+    (its duplicates, if any, get the failure)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _next(sequence: int) -> int:
@@ -86,8 +106,10 @@ class ProducerStates:
         first_sequence: int,
         count: int,
         append: Callable[[], Awaitable[int]],
+        placed: asyncio.Future[None] | None = None,
     ) -> int:
-        """The base offset of the batch: `append()`'s, or the original's for a retry."""
+        """The base offset of the batch: `append()`'s, or the original's for a retry. `placed`,
+        if given, is resolved by `append()` once the batch has its offsets."""
         if producer_id < 0:
             return await append()
         key = (topic, partition, producer_id)
@@ -113,16 +135,32 @@ class ProducerStates:
                                         OUT_OF_ORDER_SEQUENCE_NUMBER)  # fmt: skip
                 state.epoch = epoch
                 state.written.clear()
+            original = None
             for done in state.written:
                 if done.first_sequence == first_sequence and done.last_sequence == last:
-                    return done.base_offset  # a retry: acknowledged with its original offsets
-            expected = _next(state.written[-1].last_sequence) if state.written else 0
-            if first_sequence != expected:
-                raise SequenceError(
-                    f"producer {producer_id} sent sequence {first_sequence} on {topic}/{partition}, "
-                    f"expected {expected}",
-                    OUT_OF_ORDER_SEQUENCE_NUMBER,
-                )
-            base = await append()
-            state.written.append(Written(first_sequence, last, base))
-            return base
+                    original = done.outcome
+            if original is None:
+                expected = _next(state.written[-1].last_sequence) if state.written else 0
+                if first_sequence != expected:
+                    raise SequenceError(
+                        f"producer {producer_id} sent sequence {first_sequence} on {topic}/{partition}, "
+                        f"expected {expected}",
+                        OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    )
+                if placed is None:
+                    base = await append()
+                    state.written.append(Written(first_sequence, last, _resolved(base)))
+                    return base
+                # Shielded: a cancelled request (its connection closed) does not cancel an
+                # append others may wait on as duplicates; it ends by itself with its ack.
+                task = asyncio.ensure_future(append())
+                task.add_done_callback(_retrieve)
+                task.add_done_callback(functools.partial(_place, placed))  # refused before placing
+                await asyncio.shield(placed)
+                if task.done() and (task.cancelled() or task.exception() is not None):
+                    return await task  # refused before it was written: nothing to remember
+                state.written.append(Written(first_sequence, last, task))
+                original = task
+        # A retry is acknowledged with its original's offsets once the original is (outside
+        # the lock, so the producer's later batches are not held up).
+        return await asyncio.shield(original)
