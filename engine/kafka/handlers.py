@@ -1,33 +1,29 @@
-"""Kafka API handlers over one AgentService: ApiVersions, Metadata, Produce, Fetch and
-ListOffsets. Each takes a decoded request body and returns a response body (schemas in
-protocol/messages_*.py); the server (server.py) does the framing.
+"""Kafka API handlers over one AgentService: ApiVersions, Metadata, Fetch and ListOffsets
+(Produce and InitProducerId are in handlers_produce.py). Each takes a decoded request body
+and returns a response body (schemas in protocol/messages_*.py); the server (server.py)
+does the framing.
 
 StreamHouse errors map to Kafka error codes per partition, so one bad partition does not
-fail the others. A produce request is decoded whole (every batch's CRC, codec and record
-section) before anything is written, so a corrupt batch stores nothing.
+fail the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from streamhouse.agent.api import Acks, FetchResult
+from streamhouse.agent.api import FetchResult
 from streamhouse.agent.service import AgentService
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
-from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.protocol.api import api_version_ranges
-from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time, max_timestamp_offset
@@ -38,11 +34,9 @@ from streamhouse.storage.errors import (
     NotLeaderError,
     StreamHouseError,
 )
-from streamhouse.storage.records import RECORD_SCHEMA
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
-_ACKS: Mapping[int, Acks] = {0: "none", 1: "leader", -1: "durable"}  # acks=all is our durable
 LEADER_NOT_AVAILABLE = 5
 _TOPIC_NAMESPACE = uuid.UUID("5f1d0b7e-6a43-4c4b-9a52-6b1a4f0e2c11")
 
@@ -68,11 +62,6 @@ class Node:
     node_id: int
     host: str
     port: int
-
-
-def _resolve(future: asyncio.Future[None], *_: object) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def error_code(exc: BaseException) -> int:
@@ -101,22 +90,16 @@ class Handlers:
         service: AgentService,
         node: Node,
         registry: BrokerRegistry | None = None,
-        *,
-        max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED,
     ):
         self.service = service
         self.node = node
         self.registry = registry
-        self.max_uncompressed = max_uncompressed
         self.by_key: dict[int, Handler] = {
             18: self.api_versions,
             3: self.metadata,
-            0: self.produce,
             1: self.fetch,
             2: self.list_offsets,
-            22: self.init_producer_id,
         }
-        self.producers = ProducerStates()
 
     async def api_versions(self, body: Body, version: int, ctx: Context) -> Body:
         return {"error_code": 0, "api_keys": api_version_ranges(self.by_key), "throttle_time_ms": 0}
@@ -163,116 +146,6 @@ class Handlers:
                  "replica_nodes": nodes, "isr_nodes": nodes}
             )  # fmt: skip
         return {"error_code": 0, "name": name, "topic_id": topic_uuid(name), "partitions": partitions}
-
-    # -- produce ------------------------------------------------------------------------------
-    async def produce(self, body: Body, version: int, ctx: Context) -> Body:
-        """The partitions are appended one after the other, in request order, each once the
-        one before has its offsets; their acknowledgements (acks=all: a segment commit) are
-        then awaited together, so one commit round answers the whole request."""
-        acks = _ACKS.get(body["acks"])
-        loop = asyncio.get_running_loop()
-        tasks: list[tuple[str, asyncio.Task[Body]]] = []
-        try:
-            for topic in body["topic_data"]:
-                for part in topic["partition_data"]:
-                    placed: asyncio.Future[None] = loop.create_future()
-                    work = self._produce_partition(topic["name"], part["index"], part["records"], acks,
-                                                   functools.partial(_resolve, placed))  # fmt: skip
-                    task = asyncio.create_task(work)
-                    task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
-                    tasks.append((topic["name"], task))
-                    await placed
-            if ctx.applied is not None:
-                ctx.applied()  # (on a failure the server sees this handler end instead)
-            results = await asyncio.gather(*(task for _, task in tasks))
-        except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending
-            for _, task in tasks:
-                task.cancel()
-            await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
-            raise
-        responses: dict[str, list[Body]] = {}
-        for (name, _), result in zip(tasks, results, strict=True):
-            responses.setdefault(name, []).append(result)
-        return {
-            "responses": [{"name": n, "partition_responses": r} for n, r in responses.items()],
-            "throttle_time_ms": 0,
-        }
-
-    async def _produce_partition(
-        self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None
-    ) -> Body:
-        out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
-        try:
-            if acks is None:
-                raise KafkaProtocolError("acks must be 0, 1 or -1", api="Produce", field="acks")
-            if records is None or len(records) == 0:
-                raise KafkaProtocolError("no records", api="Produce", field="records")
-            # Every batch of the partition is decoded (CRC, codec, records) before any is written.
-            batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
-            if any(b.is_transactional or b.is_control for b in batches):
-                raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
-            stamp = None  # LogAppendTime: the service stamps this time, and the answer carries it
-            if log_append_time((await self.service.topic(topic, partition)).config):
-                stamp = out["log_append_time_ms"] = int(time.time() * 1000)
-            if any(b.producer_id >= 0 for b in batches):
-                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
-            else:
-                whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
-                merged = whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
-                results = await self.service.produce(
-                    topic, partition, merged, acks, appended=placed, append_time_ms=stamp
-                )
-                out["base_offset"] = results[0].base_offset
-        except StreamHouseError as exc:
-            out["error_code"] = error_code(exc)
-            out["error_message"] = str(exc)
-            log.debug("kafka produce %s/%s refused: %s", topic, partition, exc)
-        return out
-
-    async def _produce_idempotent(
-        self,
-        topic: str,
-        partition: int,
-        batches: list[KafkaBatch],
-        acks: Acks,
-        stamp: int | None,
-        placed: Callable[[], None] | None = None,
-    ) -> int:
-        """Each batch through its producer's sequence check (idempotence.py); the first
-        batch's base offset answers the request. The partition is placed once its last batch
-        is (a duplicate or a refusal ends the request, which places it too)."""
-        bases = []
-        loop = asyncio.get_running_loop()
-        for i, batch in enumerate(batches):
-            # The producer's lock is held only until the batch has its offsets, so its next
-            # request is checked and appended while this one waits for its acknowledgement.
-            fixed: asyncio.Future[None] = loop.create_future()
-            if placed is not None and i == len(batches) - 1:
-                fixed.add_done_callback(lambda _: placed())
-
-            async def append(records: pa.RecordBatch = batch.records, fixed: asyncio.Future[None] = fixed) -> int:
-                results = await self.service.produce(
-                    topic, partition, records, acks, appended=functools.partial(_resolve, fixed), append_time_ms=stamp
-                )
-                return results[0].base_offset
-
-            base = await self.producers.write(
-                topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
-                append, fixed,
-            )  # fmt: skip
-            bases.append(base)
-        return bases[0]
-
-    async def init_producer_id(self, body: Body, version: int, ctx: Context) -> Body:
-        """A producer id for an idempotent producer; a known one (v3+) gets its next epoch."""
-        out: Body = {"throttle_time_ms": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
-        if body["transactional_id"] is not None:
-            out["error_code"] = codes.INVALID_REQUEST  # transactions are not implemented
-        elif body["producer_id"] >= 0 and 0 <= body["producer_epoch"] < 32767:
-            out["producer_id"], out["producer_epoch"] = body["producer_id"], body["producer_epoch"] + 1
-        else:
-            out["producer_id"], out["producer_epoch"] = self.producers.new_producer(), 0
-        return out
 
     # -- fetch --------------------------------------------------------------------------------
     async def fetch(self, body: Body, version: int, ctx: Context) -> Body:

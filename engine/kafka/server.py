@@ -28,6 +28,7 @@ from streamhouse.kafka.groups import Coordinator
 from streamhouse.kafka.handlers import Context, Handler, Handlers, Node
 from streamhouse.kafka.handlers_admin import AdminHandlers
 from streamhouse.kafka.handlers_groups import GroupHandlers
+from streamhouse.kafka.handlers_produce import ProduceHandlers
 from streamhouse.kafka.protocol.api import (
     DEFAULT_MAX_REQUEST_BYTES,
     decode_request,
@@ -103,6 +104,7 @@ class KafkaServer:
         self.group_leases.start()
         data.by_key.update(GroupHandlers(self.service, node, self.coordinator, self.group_leases).by_key)
         data.by_key.update(AdminHandlers(self.service).by_key)
+        data.by_key.update(ProduceHandlers(self.service).by_key)
         self.handlers = data.by_key
         self.coordinator.start()
         log.info("kafka protocol listening on %s:%s", self.host, self.port)
