@@ -21,6 +21,7 @@ import pytest
 
 from streamhouse import __version__
 from streamhouse.cli import build_parser
+from streamhouse.devservices.ports import free_port
 from tests.agent_process import AgentLauncher
 
 SCRIPT = Path(sys.executable).with_name("streamhouse")
@@ -36,13 +37,6 @@ def cli(*argv: str, stdin: str | None = None, timeout: float = 60) -> subprocess
     return subprocess.run(
         [str(SCRIPT), *argv], input=stdin, capture_output=True, text=True, env=_env(), timeout=timeout
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pytest
 
 import streamhouse
 from streamhouse.client.client import Client
+from streamhouse.devservices.ports import free_port
 from streamhouse.storage.errors import StorageUnavailableError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
@@ -248,13 +248,6 @@ def test_plan_recovery_orders_tail_and_orphans() -> None:
     # A gap after the committed end: what follows it is appended again, not dropped.
     gap = plan_recovery([entry(2, 3, 2, b"g")], 0, [])
     assert gap.orphan_records == 2 and not gap.tail
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 # -- subprocess agents ----------------------------------------------------------------------------

@@ -7,7 +7,6 @@ commit; our SDK sees the same records and the same committed offsets.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from tests.agent_process import AgentLauncher, AgentProcess, read_log
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
@@ -24,9 +24,7 @@ CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, str]]:
     url, endpoint = s3_url
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.protocol.api import decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import PRODUCE
 from streamhouse.kafka.protocol.messages_groups import FIND_COORDINATOR, HEARTBEAT
@@ -37,19 +38,13 @@ from tests.agent_process import AgentLauncher, AgentProcess, read_log
 TOPIC = "spread"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def cluster(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[list[tuple[AgentProcess, int]]]:
     url, endpoint = s3_url
     with AgentLauncher(tmp_path) as launcher:
         agents = []
         for name in ("a", "b"):
-            port = _free_port()
+            port = free_port()
             process = launcher.start(
                 *("--data-dir", str(tmp_path / name), "--metadata", pg_url, "--object-store", url),
                 *("--s3-endpoint", endpoint, "--kafka-port", str(port), "--agent-id", f"agent-{name}"),

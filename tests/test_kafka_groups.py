@@ -11,7 +11,6 @@ setting StreamHouse does not enforce is refused rather than stored.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from tests.agent_process import AgentLauncher, AgentProcess
 
 TOPIC = "grouped"
@@ -31,16 +31,10 @@ GROUP = "kafka-group"
 SESSION_MS = 6000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, str]]:
     url, endpoint = s3_url
-    port = _free_port()
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),

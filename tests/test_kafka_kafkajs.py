@@ -7,7 +7,6 @@ records and committed offsets.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from tests.agent_process import AgentLauncher, AgentProcess, read_log
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -33,9 +33,7 @@ def kafkajs_peer(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, str]]:
     url, endpoint = s3_url
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),

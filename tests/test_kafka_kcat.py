@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -23,23 +22,18 @@ from typing import Any
 import pytest
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from tests.agent_process import AgentLauncher
 
 TOPIC = "kcat"
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def kafka(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[str, streamhouse.Client]]:
     """(bootstrap, SDK client) of one agent with a 2-partition topic."""
     url, endpoint = s3_url
-    port = _free_port()
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
@@ -185,7 +179,7 @@ def _parse_query(lines: Sequence[str]) -> dict[int, int]:
 def test_kafka_clients_are_sent_to_the_advertised_host(tmp_path: Path) -> None:
     """--advertised-address (where gRPC clients are sent) names the host Kafka clients are
     sent to as well, on the Kafka port, unless --kafka-advertised says otherwise."""
-    grpc_port, kafka_port = _free_port(), _free_port()
+    grpc_port, kafka_port = free_port(), free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--advertised-address", f"localhost:{grpc_port}"),

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.protocol.api import Api, decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import FETCH, PRODUCE
 from streamhouse.kafka.record.batch import iter_batches
@@ -34,16 +35,10 @@ TOPIC = "pipelined"
 FLUSH_MS = 1000  # a wide durable window: serial handling would need about one per request
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, int]]:
     url, endpoint = s3_url
-    port = _free_port()
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),

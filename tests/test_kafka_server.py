@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.protocol.api import APIS, decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import API_VERSIONS, FETCH, PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
@@ -31,16 +32,10 @@ TOPIC = "kafka-in"
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, int]]:
     url, endpoint = s3_url
-    port = _free_port()
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),

@@ -13,7 +13,6 @@ subprocess on PostgreSQL + SeaweedFS, driven by confluent-kafka:
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from confluent_kafka.admin import (
 )
 
 import streamhouse
+from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.record.batch import iter_batches
 from streamhouse.kafka.timestamps import MAX_RUNS, encode_log_append_time
 from streamhouse.storage.errors import TopicSettingError
@@ -41,16 +41,10 @@ from tests.agent_process import AgentLauncher
 OLD = 1_000_000  # a producer timestamp far in the past: LogAppendTime must replace it
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def kafka(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[str, streamhouse.Client]]:
     url, endpoint = s3_url
-    port = _free_port()
+    port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         process = launcher.start(
             *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -24,6 +23,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from streamhouse.devservices.ports import free_port
 from streamhouse.storage.errors import StreamHouseError
 
 console = Console(stderr=True)
@@ -68,19 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", help="working directory (default: a temp dir, removed after)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _streamhouse(workdir: Path, fsync: str) -> Iterator[str]:
     """A temporary agent with its Kafka listener on loopback; yields its bootstrap address."""
     from streamhouse.devservices.agent import start_agent
 
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     flags = ["--data-dir", str(workdir / "agent"), "--fsync", fsync]
     flags += ["--kafka-port", str(port), "--kafka-advertised", f"127.0.0.1:{port}"]
     agent = start_agent(flags, log_path=workdir / "agent.log")

@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamhouse.devservices.ports import free_port
 from streamhouse.storage.errors import StreamHouseError
 
 KAFKA_VERSION = "4.4.0"
@@ -104,12 +105,6 @@ def resolve_jars(version: str = KAFKA_VERSION, cache_dir: Path | None = None) ->
     return lib
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _properties(port: int, controller_port: int, log_dir: Path) -> str:
     # One node that is both broker and controller; internal topics with one replica, since
     # there is no other broker to place a second one on.
@@ -142,7 +137,7 @@ def start_kafka_broker(
     lib = resolve_jars(version)
     java = java_command()
     workdir.mkdir(parents=True, exist_ok=True)
-    port, controller_port = _free_port(), _free_port()
+    port, controller_port = free_port(), free_port()
     config = workdir / "server.properties"
     config.write_text(_properties(port, controller_port, workdir / "data"))
     log_path = workdir / "broker.log"

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
+from streamhouse.devservices.ports import free_port
 from streamhouse.devservices.postgres_binaries import Binaries, Source, as_account, find_binaries, server_account
 
 _START_ATTEMPTS = 3  # the free port we picked can be taken before the server binds it
@@ -25,13 +25,6 @@ def _scratch_parent() -> str | None:
     # A RAM-backed data directory makes CREATE DATABASE (one per test) ~7x faster than disk here.
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _run(cmd: list[str], what: str, account: pwd.struct_passwd | None, log: Path | None = None) -> None:
@@ -99,7 +92,7 @@ class PostgresServer:
                 self.account,
             )
             for attempt in range(_START_ATTEMPTS):
-                port = _free_port()
+                port = free_port()
                 options = f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
                 if self._fast_unsafe:
                     # Durability is irrelevant for a throwaway cluster; skipping fsync keeps it fast.
