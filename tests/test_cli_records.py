@@ -195,6 +195,8 @@ def test_sigint_during_a_long_produce_reports_what_was_acknowledged(
     line = next(x for x in err.splitlines() if "interrupted:" in x)
     acknowledged = int(line.split("interrupted: ")[1].split(" record")[0].replace(",", ""))
     stored = sum(client.describe("long").end_offsets.values())
-    assert 1_000 <= acknowledged < 2_000_000
+    # The signal went once 1,000 records were stored; the batch in flight then (200 lines) may
+    # have been stored without its acknowledgement reaching the CLI yet.
+    assert 1_000 - 200 <= acknowledged < 2_000_000
     # A request in flight at the interrupt may be stored without its acknowledgement arriving.
     assert acknowledged <= stored <= acknowledged + 200
