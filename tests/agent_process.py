@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +35,7 @@ from typing import IO, Literal, TypeVar
 
 import streamhouse
 from streamhouse.client.client import Client
+from streamhouse.devservices.ports import free_port
 from streamhouse.storage.errors import StreamHouseError
 
 T = TypeVar("T")
@@ -244,6 +245,22 @@ class AgentLauncher:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def kafka_agent(
+    tmp_path: Path, pg_url: str, s3_url: tuple[str, str], *flags: str
+) -> Iterator[tuple[AgentProcess, int]]:
+    """One agent on PostgreSQL + S3 with its Kafka listener on a free port: (process, port)."""
+    url, endpoint = s3_url
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        process = launcher.start(
+            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
+            *("--s3-endpoint", endpoint, *flags),
+            kafka_port=port,
+        )
+        yield process, port
 
 
 def wait_until(

@@ -15,21 +15,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 import streamhouse
-from streamhouse.devservices.ports import free_port
-from tests.agent_process import AgentLauncher, AgentProcess, read_log
+from tests.agent_process import AgentProcess, kafka_agent, read_log
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
 
 
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, str]]:
-    url, endpoint = s3_url
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        process = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
-            *("--s3-endpoint", endpoint, "--kafka-port", str(port)),
-        )
+    with kafka_agent(tmp_path, pg_url, s3_url) as (process, port):
         yield process, f"127.0.0.1:{port}"
 
 

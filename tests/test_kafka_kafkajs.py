@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 import streamhouse
-from streamhouse.devservices.ports import free_port
-from tests.agent_process import AgentLauncher, AgentProcess, read_log
+from tests.agent_process import AgentProcess, kafka_agent, read_log
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 PER_CODEC = 6
@@ -32,13 +31,7 @@ def kafkajs_peer(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, str]]:
-    url, endpoint = s3_url
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        process = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
-            *("--s3-endpoint", endpoint, "--kafka-port", str(port)),
-        )
+    with kafka_agent(tmp_path, pg_url, s3_url) as (process, port):
         yield process, f"127.0.0.1:{port}"
 
 

@@ -23,13 +23,12 @@ from typing import Any
 import pytest
 
 import streamhouse
-from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.protocol.api import Api, decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import FETCH, PRODUCE
 from streamhouse.kafka.record.batch import iter_batches
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.storage.records import make_batch
-from tests.agent_process import AgentLauncher, AgentProcess
+from tests.agent_process import AgentProcess, kafka_agent
 
 TOPIC = "pipelined"
 FLUSH_MS = 1000  # a wide durable window: serial handling would need about one per request
@@ -37,13 +36,7 @@ FLUSH_MS = 1000  # a wide durable window: serial handling would need about one p
 
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, int]]:
-    url, endpoint = s3_url
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        process = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
-            *("--s3-endpoint", endpoint, "--kafka-port", str(port), "--durable-flush-ms", str(FLUSH_MS)),
-        )
+    with kafka_agent(tmp_path, pg_url, s3_url, "--durable-flush-ms", str(FLUSH_MS)) as (process, port):
         with streamhouse.connect(process.address) as client:
             client.create_topic(TOPIC, 1)
         yield process, port

@@ -21,12 +21,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import streamhouse
-from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.protocol.api import APIS, decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import API_VERSIONS, FETCH, PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.storage.records import make_batch
-from tests.agent_process import AgentLauncher, AgentProcess
+from tests.agent_process import AgentProcess, kafka_agent
 
 TOPIC = "kafka-in"
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -34,13 +33,7 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
 @pytest.fixture
 def agent(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[AgentProcess, int]]:
-    url, endpoint = s3_url
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        process = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
-            *("--s3-endpoint", endpoint, "--kafka-port", str(port)),
-        )
+    with kafka_agent(tmp_path, pg_url, s3_url) as (process, port):
         with streamhouse.connect(process.address) as client:
             client.create_topic(TOPIC, 2)
         yield process, port
