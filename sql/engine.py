@@ -17,8 +17,22 @@ from datafusion import SessionContext
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from streamhouse.sql.catalog import TopicScan, TopicSource, scan_topic, topic_schema
-from streamhouse.sql.ddl import (
+from streamhouse.sql.errors import SqlError
+from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, topic_schema
+from streamhouse.sql.query.limits import (
+    DEFAULT_MEMORY,
+    DEFAULT_TIMEOUT_S,
+    QueryLimits,
+    SetStatement,
+    agent_limits,
+    format_bytes,
+    format_duration,
+    parse_set,
+    session_limits,
+)
+from streamhouse.sql.query.pruning import parse_query, topic_bounds
+from streamhouse.sql.query.run import clean_message, clear_spill, run_query
+from streamhouse.sql.statements.ddl import (
     AlterTopic,
     CreateJob,
     CreateTopic,
@@ -30,26 +44,12 @@ from streamhouse.sql.ddl import (
     ShowTopics,
     parse_statement,
 )
-from streamhouse.sql.dialect import parse_query as parse_user_query
-from streamhouse.sql.errors import SqlError
-from streamhouse.sql.pruning import parse_query, topic_bounds
-from streamhouse.sql.query_limits import (
-    DEFAULT_MEMORY,
-    DEFAULT_TIMEOUT_S,
-    QueryLimits,
-    SetStatement,
-    agent_limits,
-    format_bytes,
-    format_duration,
-    parse_set,
-    session_limits,
-)
-from streamhouse.sql.query_run import clean_message, clear_spill, run_query
-from streamhouse.sql.windows import rewrite_windows
+from streamhouse.sql.statements.dialect import parse_query as parse_user_query
+from streamhouse.sql.windows.rewrite import rewrite_windows
 from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.value_schema import parse_value_schema
+from streamhouse.storage.values.schema import parse_value_schema
 
 
 @dataclass(frozen=True)

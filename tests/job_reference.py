@@ -1,6 +1,6 @@
 """A small, obviously correct model of the continuous window operator, for its tests.
 
-One Python loop over events, straight from the rules (sql/window_operator.py's doc):
+One Python loop over events, straight from the rules (sql/streaming/operator.py's doc):
 - the job watermark is the minimum over the given partitions of (max event time − delay),
   −∞ until every partition has had a row (no idleness here), and never goes back;
 - a TUMBLE / HOP / CUMULATE event is judged against the larger of the watermark windows have

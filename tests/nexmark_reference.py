@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.sql.nexmark import NexmarkData
+from streamhouse.datagen.nexmark import NexmarkData
 
 _EPOCH = datetime(1970, 1, 1)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from hypothesis import strategies as st
 
-from streamhouse.storage.records import Headers, make_batch
+from streamhouse.storage.records.schema import Headers, make_batch
 
 maybe_bytes = st.one_of(st.none(), st.just(b""), st.binary(max_size=64))
 big_value = st.integers(min_value=0, max_value=1 << 20).map(lambda n: b"\xab" * n)

@@ -118,7 +118,7 @@ def test_cli_example_runs(tmp_path: Path) -> None:
 
 
 def test_sql_and_job_examples_run(tmp_path: Path) -> None:
-    from streamhouse.commands.sql import split_statements
+    from streamhouse.cli.sql import split_statements
 
     blocks = _blocks(_section("SQL over topics"), "sql") + _blocks(_section("Continuous queries"), "sql")
     assert len(blocks) == 3

@@ -11,7 +11,7 @@ import asyncio
 import random
 import sys
 
-from streamhouse.storage.wal import WriteAheadLog
+from streamhouse.storage.wal.log import WriteAheadLog
 
 TOPIC_ID = 42
 PARTITION = 3

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from streamhouse.sql.query_limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S, QueryLimits, agent_limits
+from streamhouse.sql.query.limits import DEFAULT_MEMORY, DEFAULT_TIMEOUT_S, QueryLimits, agent_limits
 from streamhouse.storage.errors import InvalidInputError
 
 

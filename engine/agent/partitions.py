@@ -13,10 +13,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.agent.api import Acks
 from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
 from streamhouse.agent.flush_health import FlushHealth
 from streamhouse.agent.wal_takeover import WalTakeover
+from streamhouse.api.types import Acks
 from streamhouse.storage.errors import (
     FencedError,
     LeaseHeldError,
@@ -28,11 +28,11 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore, open_object_store
-from streamhouse.storage.partition_reader import PartitionReader
-from streamhouse.storage.partition_writer import PartitionWriter, WriterConfig
+from streamhouse.storage.partition.reader import PartitionReader
+from streamhouse.storage.partition.writer import PartitionWriter, WriterConfig
 from streamhouse.storage.tasks import cancel_and_wait
-from streamhouse.storage.wal import WriteAheadLog
-from streamhouse.storage.wal_format import WalEntry
+from streamhouse.storage.wal.format import WalEntry
+from streamhouse.storage.wal.log import WriteAheadLog
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamhouse.agent import topic_admin
-from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
-from streamhouse.agent.api import TopicDescription as Description
 from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.sql_source import AgentTopics
-from streamhouse.client.partitioner import partition_for_keys, split_by_partition
+from streamhouse.api.partitioner import partition_for_keys, split_by_partition
+from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
+from streamhouse.api.types import TopicDescription as Description
 from streamhouse.jobs.manager import JobManager
 from streamhouse.storage.errors import (
     BackpressureError,
@@ -34,13 +34,13 @@ from streamhouse.storage.errors import (
     TopicNotFoundError,
 )
 from streamhouse.storage.model import SegmentInfo, SegmentRef, TopicInfo, partition_resource
-from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
+from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
-from streamhouse.storage.value_check import check_batch
+from streamhouse.storage.values.check import check_batch
 
 if TYPE_CHECKING:
-    from streamhouse.server.metrics import AgentMetrics
+    from streamhouse.agent.metrics import AgentMetrics
     from streamhouse.sql.engine import SqlEngine
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.partition_scan import ScanBounds, ScanStats, scan_partition
+from streamhouse.storage.partition.scan import ScanBounds, ScanStats, scan_partition
 
 if TYPE_CHECKING:
     from streamhouse.agent.service import AgentService

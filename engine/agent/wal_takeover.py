@@ -4,7 +4,7 @@ agent whose writer was fenced with unflushed records finds them by re-reading it
 
 They reach the log one of two ways, both at-least-once and counted:
 - this agent leads the partition (at once, or as soon as its lease is free): its new writer
-  re-buffers them or appends them again (PartitionWriter.recover, storage/wal_recovery.py);
+  re-buffers them or appends them again (PartitionWriter.recover, storage/wal/recovery.py);
 - another live agent leads it: they are produced to that leader with acks=durable
   (engine/agent/forward.py), each followed by a FORWARDED_EPOCH marker in this WAL.
 Until then their WAL files are kept. Only records of deleted topics or partitions are dropped.
@@ -16,14 +16,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from streamhouse.agent.forward import Forwarder, forward_to_leader
-from streamhouse.storage.batch_codec import decode_batch
 from streamhouse.storage.errors import NotLeaderError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.partition_writer import PartitionWriter
-from streamhouse.storage.wal import WriteAheadLog
-from streamhouse.storage.wal_format import FORWARDED_EPOCH, WalEntry
-from streamhouse.storage.wal_recovery import RecoveryPlan, piece_payload, plan_recovery
+from streamhouse.storage.partition.writer import PartitionWriter
+from streamhouse.storage.records.codec import decode_batch
+from streamhouse.storage.wal.format import FORWARDED_EPOCH, WalEntry
+from streamhouse.storage.wal.log import WriteAheadLog
+from streamhouse.storage.wal.recovery import RecoveryPlan, piece_payload, plan_recovery
 
 log = logging.getLogger(__name__)
 

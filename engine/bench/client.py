@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streamhouse.client.client import Client, connect
-from streamhouse.storage.records import RECORD_SCHEMA, null_headers
+from streamhouse.storage.records.schema import RECORD_SCHEMA, null_headers
 
 console = Console(stderr=True)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as _pc
 
-from streamhouse.storage.records import RECORD_SCHEMA, null_headers, offsets_array
+from streamhouse.storage.records.schema import RECORD_SCHEMA, null_headers, offsets_array
 
 # pyarrow-stubs type variadic compute kernels too narrowly (scalars vs arrays); the kernels
 # themselves check their arguments at run time.

@@ -6,7 +6,7 @@ import time
 
 import pyarrow as pa
 
-from streamhouse.storage.batch_codec import decode_batch, encode_batch
+from streamhouse.storage.records.codec import decode_batch, encode_batch
 
 
 def bench_ipc_decode(batch: pa.RecordBatch, *, records_per_batch: int, rounds: int = 3) -> dict[str, float | int]:

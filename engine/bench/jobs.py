@@ -17,8 +17,8 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
-from streamhouse.sql.catalog import SYSTEM_FIELDS
-from streamhouse.sql.nexmark_queries import QUERIES
+from streamhouse.datagen.nexmark_queries import QUERIES
+from streamhouse.sql.query.catalog import SYSTEM_FIELDS
 
 TUMBLE = (
     "SELECT window_start, window_end, auction, count(*) AS bids, sum(price) AS volume "
@@ -46,8 +46,8 @@ def _source(bids: pa.Table) -> pa.Table:
 
 
 def _throughput(name: str, sql: str, source: pa.Table, batch: int) -> tuple[str, float, float]:
-    from streamhouse.sql.job_plan import plan_job
-    from streamhouse.sql.window_operator import WindowOperator
+    from streamhouse.sql.streaming.operator import WindowOperator
+    from streamhouse.sql.streaming.plan import plan_job
 
     plan = plan_job(sql, lambda _: source.schema, lambda _: ("date_time", 4_000))
     operator = WindowOperator(plan, None, partitions=(0,))
@@ -87,7 +87,7 @@ def _latency(windows: int) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamhouse.sql.nexmark import generate
+    from streamhouse.datagen.nexmark import generate
 
     bids = generate(args.events * 50 // 46 + 50).bid.slice(0, args.events)
     source = _source(bids)

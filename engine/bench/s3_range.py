@@ -10,8 +10,8 @@ import pyarrow as pa
 from streamhouse.bench.data import json_bid_batch
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.object_store import open_object_store
-from streamhouse.storage.segment_format import encode_segment
-from streamhouse.storage.segment_reader import SegmentReader
+from streamhouse.storage.segment.format import encode_segment
+from streamhouse.storage.segment.reader import SegmentReader
 
 
 async def bench_s3_range_read(

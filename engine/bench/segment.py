@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from streamhouse.storage.object_store.local import LocalObjectStore
-from streamhouse.storage.segment_format import decode_segment, encode_segment, parse_footer
-from streamhouse.storage.segment_reader import SegmentReader
+from streamhouse.storage.segment.format import decode_segment, encode_segment, parse_footer
+from streamhouse.storage.segment.reader import SegmentReader
 
 
 def _timed(*fns: Callable[[], Any], runs: int) -> list[tuple[float, float]]:

@@ -46,7 +46,7 @@ def fill_nexmark(
 ) -> dict[str, int]:
     """Create the three Nexmark topics and produce `events` generated events into them
     (`generator`: more arguments of sql.nexmark.generate, e.g. events_per_second)."""
-    from streamhouse.sql.nexmark import generate
+    from streamhouse.datagen.nexmark import generate
 
     data = generate(events, seed=seed, **generator)
     tables = {"person": data.person, "auction": data.auction, "bid": data.bid}
@@ -93,7 +93,7 @@ def add_sql_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_sql(args: argparse.Namespace) -> int:
     from streamhouse.client.client import open_embedded
-    from streamhouse.sql.nexmark import generate
+    from streamhouse.datagen.nexmark import generate
 
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sh-bench-sql-"))
     rows: list[tuple[str, str]] = []
@@ -149,8 +149,8 @@ def _best(repeat: int, run: object) -> float:
 def _duckdb(bids: pa.Table, workdir: Path) -> tuple[float, int]:
     import duckdb
 
-    from streamhouse.client.values import batch_from_table
-    from streamhouse.storage.json_values import newline_terminated
+    from streamhouse.api.values import batch_from_table
+    from streamhouse.storage.values.json_decode import newline_terminated
 
     path = workdir / "bids.jsonl"
     with open(path, "wb") as out:

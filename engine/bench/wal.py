@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 
-from streamhouse.storage.wal import FsyncPolicy, WriteAheadLog
+from streamhouse.storage.wal.log import FsyncPolicy, WriteAheadLog
 
 
 async def bench_wal_append(

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamhouse.agent.api import (
+from streamhouse.api.partitioner import partition_for_keys, split_by_partition
+from streamhouse.api.types import (
     Acks,
     GroupDescription,
     GroupOffset,
@@ -20,15 +21,14 @@ from streamhouse.agent.api import (
     ProduceResult,
     TopicDescription,
 )
+from streamhouse.api.values import as_table, batch_from_table, batch_from_values
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
-from streamhouse.client.partitioner import partition_for_keys, split_by_partition
 from streamhouse.client.produce_errors import in_caller_batch
+from streamhouse.client.progress import progress as progress_bar
 from streamhouse.client.topic_table import TopicTable
 from streamhouse.client.transport import Transport
-from streamhouse.client.values import as_table, batch_from_table, batch_from_values
 from streamhouse.notebook import register_in_running_shell
-from streamhouse.notebook.progress import progress as progress_bar
-from streamhouse.sql.query_limits import parse_set
+from streamhouse.sql.query.limits import parse_set
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import (
     InvalidInputError,
@@ -38,7 +38,7 @@ from streamhouse.storage.errors import (
     TopicNotFoundError,
 )
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.records import RECORD_SCHEMA, stamp_missing_timestamps
+from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from streamhouse.storage.errors import InvalidInputError
-from streamhouse.storage.records import RECORD_SCHEMA
+from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.wording import plural
 
 if TYPE_CHECKING:

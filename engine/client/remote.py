@@ -14,14 +14,13 @@ from typing import TypeVar
 import grpc
 import pyarrow as pa
 
-from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
-from streamhouse.server import convert
-from streamhouse.server.convert import MAX_MESSAGE_BYTES, arrow_from_chunks
-from streamhouse.server.status import error_from_rpc
+from streamhouse.rpc import convert
+from streamhouse.rpc.convert import MAX_MESSAGE_BYTES, arrow_from_chunks
+from streamhouse.rpc.status import error_from_rpc
 from streamhouse.storage import topic_config
-from streamhouse.storage.batch_codec import encode_batch
 from streamhouse.storage.errors import (
     AgentUnreachableError,
     BackpressureError,
@@ -33,6 +32,7 @@ from streamhouse.storage.errors import (
     StreamHouseError,
 )
 from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.records.codec import encode_batch
 
 T = TypeVar("T")
 _OPTIONS = [

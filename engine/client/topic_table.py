@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamhouse.agent.api import Acks, ProduceResult, TopicDescription
-from streamhouse.storage.value_schema import parse_value_schema
+from streamhouse.api.types import Acks, ProduceResult, TopicDescription
+from streamhouse.storage.values.schema import parse_value_schema
 
 if TYPE_CHECKING:
     import pandas as pd

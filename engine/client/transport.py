@@ -8,7 +8,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from streamhouse.agent.api import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.storage.model import TopicInfo
 
 

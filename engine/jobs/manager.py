@@ -16,11 +16,11 @@ import pyarrow as pa
 from streamhouse.agent.config import holder_agent_id
 from streamhouse.jobs.output import output_schema
 from streamhouse.jobs.runner import JobRunner, job_plan
-from streamhouse.sql.ddl import CreateJob, DropJob
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.job_options import parse_job_options
-from streamhouse.sql.window_changes import changes_schema
-from streamhouse.sql.window_operator import WindowOperator
+from streamhouse.sql.statements.ddl import CreateJob, DropJob
+from streamhouse.sql.statements.job_options import parse_job_options
+from streamhouse.sql.streaming.changes import changes_schema
+from streamhouse.sql.streaming.operator import WindowOperator
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
 from streamhouse.storage.model import JobInfo, job_resource
 from streamhouse.storage.tasks import cancel_and_wait, wait_event

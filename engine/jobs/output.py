@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.client.values import batch_from_table
-from streamhouse.storage.json_values import with_declared_columns
+from streamhouse.api.values import batch_from_table
 from streamhouse.storage.model import SegmentInfo, TopicInfo
-from streamhouse.storage.partition_writer import segment_key
-from streamhouse.storage.records import RECORD_SCHEMA, assign_offsets
-from streamhouse.storage.segment_format import EncodedSegment, encode_segment
-from streamhouse.storage.value_schema import Column, ValueSchema, Watermark, parse_value_schema
+from streamhouse.storage.partition.writer import segment_key
+from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
+from streamhouse.storage.segment.format import EncodedSegment, encode_segment
+from streamhouse.storage.values.json_decode import with_declared_columns
+from streamhouse.storage.values.schema import Column, ValueSchema, Watermark, parse_value_schema
 
 _SQL_TYPES: dict[pa.DataType, str] = {
     pa.int64(): "BIGINT",

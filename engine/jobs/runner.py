@@ -15,10 +15,10 @@ import pyarrow as pa
 
 from streamhouse.jobs.output import encode_output
 from streamhouse.jobs.source import may_have_unread, read_partition
-from streamhouse.sql.catalog import topic_schema
-from streamhouse.sql.job_options import parse_job_options
-from streamhouse.sql.job_plan import JobPlan, plan_job, topic_watermark
-from streamhouse.sql.window_operator import StepResult, WindowOperator
+from streamhouse.sql.query.catalog import topic_schema
+from streamhouse.sql.statements.job_options import parse_job_options
+from streamhouse.sql.streaming.operator import StepResult, WindowOperator
+from streamhouse.sql.streaming.plan import JobPlan, plan_job, topic_watermark
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
 

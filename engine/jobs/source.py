@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from streamhouse.agent.sql_source import AgentTopics
-from streamhouse.sql.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
+from streamhouse.sql.query.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
 from streamhouse.storage.model import TopicInfo, partition_resource
-from streamhouse.storage.partition_scan import ScanBounds
+from streamhouse.storage.partition.scan import ScanBounds
 
 if TYPE_CHECKING:
     from streamhouse.agent.service import AgentService

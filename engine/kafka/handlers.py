@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from streamhouse.agent.api import FetchResult
 from streamhouse.agent.service import AgentService
+from streamhouse.api.types import FetchResult
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.protocol.api import api_version_ranges

@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.agent.api import Acks
 from streamhouse.agent.service import AgentService
+from streamhouse.api.types import Acks
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.handlers import Body, Context, Handler, error_code
@@ -27,7 +27,7 @@ from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.storage.errors import StreamHouseError
-from streamhouse.storage.records import RECORD_SCHEMA
+from streamhouse.storage.records.schema import RECORD_SCHEMA
 
 log = logging.getLogger(__name__)
 _ACKS: Mapping[int, Acks] = {0: "none", 1: "leader", -1: "durable"}  # acks=all is our durable

@@ -14,7 +14,7 @@ def register_formatters(shell: Any) -> None:
     """Show pyarrow Tables (query results) and topics as HTML tables in this IPython shell."""
     import pyarrow as pa
 
-    from streamhouse.notebook import html
+    from streamhouse.api import html
     from streamhouse.storage.model import TopicInfo
 
     formatter = shell.display_formatter.formatters["text/html"]

@@ -19,11 +19,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.agent.service import AgentService
-from streamhouse.server.convert import MAX_MESSAGE_BYTES
-from streamhouse.server.http import HealthServer
-from streamhouse.server.metrics import AgentMetrics
-from streamhouse.server.services import add_services
+from streamhouse.rpc.convert import MAX_MESSAGE_BYTES
+from streamhouse.server.grpc.services import add_services
+from streamhouse.server.http.app import HealthServer
 from streamhouse.storage.errors import AddressInUseError, DirectoryInUseError
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The MetadataStore contract: domain operations only, no SQL outside the implementations.
 
-Every backend passes tests/test_metadata_contract.py, tests/test_fencing.py and
-tests/test_metadata_jobs.py.
+Every backend passes tests/storage/test_metadata_contract.py, tests/storage/test_fencing.py and
+tests/storage/test_metadata_jobs.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ObjectStore contract. Every backend passes tests/test_object_store_contract.py."""
+"""The ObjectStore contract. Every backend passes tests/storage/test_object_store_contract.py."""
 
 from __future__ import annotations
 

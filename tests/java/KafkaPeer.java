@@ -1,6 +1,6 @@
 // The Java Kafka client (kafka-clients 4.x, defaults: idempotent producer, classic group
 // protocol) against the StreamHouse Kafka listener. Prints one line per produced and per
-// consumed record; tests/test_kafka_java.py checks them against what our SDK reads.
+// consumed record; tests/engine/kafka/test_kafka_java.py checks them against what our SDK reads.
 import java.time.Duration;
 import java.util.List;
 import java.util.Properties;

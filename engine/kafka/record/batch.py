@@ -25,7 +25,7 @@ from streamhouse.kafka.errors import CorruptMessageError, KafkaProtocolError, Re
 from streamhouse.kafka.protocol.primitives import Buffer
 from streamhouse.kafka.record import _kernel
 from streamhouse.kafka.record.compression import NONE, decompress
-from streamhouse.storage.records import HEADER_TYPE, HEADERS_TYPE, RECORD_SCHEMA
+from streamhouse.storage.records.schema import HEADER_TYPE, HEADERS_TYPE, RECORD_SCHEMA
 
 HEADER: Final = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE: Final = HEADER.size  # 61

@@ -1,0 +1,135 @@
+"""Values the agent's API returns. The gRPC server, the embedded and remote SDK transports
+and the CLI all speak in these, so an embedded and a remote client answer identically."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from streamhouse.storage.model import TopicInfo
+
+# leader: after the leader's WAL write; durable: after the segment is committed; none: on receipt.
+Acks = Literal["leader", "durable", "none"]
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    partition: int
+    durable_end_offset: int  # end of the last committed segment
+    end_offset: int  # last acknowledged offset + 1 (the leader's view when known)
+    leader: str  # "host:port" of the lease holder, "" if none is live
+    leader_epoch: int
+    segments: int
+
+
+@dataclass(frozen=True)
+class TopicDescription:
+    info: TopicInfo
+    partitions: tuple[PartitionState, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def end_offsets(self) -> dict[int, int]:
+        return {p.partition: p.end_offset for p in self.partitions}
+
+    def _repr_html_(self) -> str:
+        from streamhouse.api import html
+
+        return html.topic_description(self)
+
+
+@dataclass(frozen=True)
+class ProduceResult:
+    """Where one produced batch (or its share of one partition) landed."""
+
+    topic: str
+    partition: int
+    base_offset: int  # -1 when acks=none: the offset is not known at acknowledgement
+    record_count: int
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    topic: str
+    partition: int
+    records: pa.Table  # RECORD_SCHEMA rows starting at the requested offset
+    next_offset: int
+    end_offset: int
+
+
+@dataclass(frozen=True)
+class GroupOffset:
+    topic: str
+    partition: int
+    committed_offset: int  # next offset the group will consume; -1 if never committed
+    end_offset: int
+    lag: int
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    group: str
+    offsets: tuple[GroupOffset, ...] = field(default_factory=tuple)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(o.lag for o in self.offsets)
+
+    def _repr_html_(self) -> str:
+        from streamhouse.api import html
+
+        return html.group_description(self)
+
+
+@dataclass(frozen=True)
+class JobDescription:
+    """One continuous query as SHOW JOBS reports it."""
+
+    name: str
+    output_topic: str
+    state: str  # "running here", "running" (on another agent) or "waiting" (for a lease)
+    source_lag: int  # source records not yet covered by a checkpoint
+    watermark: str | None  # ISO time, None before the first event
+    rows_in: int
+    rows_out: int
+    late_rows: int
+    checkpoints: int
+    last_checkpoint: str | None
+    sql: str
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobDescription:
+        """From one row of SHOW JOBS (options are JSON there)."""
+        import json
+
+        return cls(
+            name=row["job"],
+            output_topic=row["output_topic"],
+            state=row["state"],
+            source_lag=int(row["source_lag"]),
+            watermark=row["watermark"],
+            rows_in=int(row["rows_in"]),
+            rows_out=int(row["rows_out"]),
+            late_rows=int(row["late_rows"]),
+            checkpoints=int(row["checkpoints"]),
+            last_checkpoint=row["last_checkpoint"],
+            sql=row["sql"],
+            options=json.loads(row["options"] or "{}"),
+        )
+
+    @property
+    def caught_up(self) -> bool:
+        """Everything produced to the source so far is read and checkpointed."""
+        return self.checkpoints > 0 and self.source_lag == 0
+
+    def _repr_html_(self) -> str:
+        from streamhouse.api import html
+
+        return html.job_description(self)

@@ -1,0 +1,1 @@
+"""The agent's HTTP face: health and Prometheus metrics."""

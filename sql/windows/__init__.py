@@ -1,0 +1,3 @@
+"""Flink's window table-valued functions in ad-hoc queries: checking a call (calls.py, intervals.py,
+relations.py) and rewriting it to DataFusion SQL (rewrite.py, datafusion_sql.py, panes.py).
+"""

@@ -1,0 +1,249 @@
+"""Scan a partition for SQL (DESIGN §7): prune segments and row groups by offset, record time
+and the event-time column before anything is decoded, read only the wanted columns, and add
+the leader's unflushed records with their declared columns decoded from JSON on the spot."""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.partition.reader import PartitionReader
+from streamhouse.storage.partition.writer import PartitionWriter
+from streamhouse.storage.records.schema import RECORD_SCHEMA
+from streamhouse.storage.segment.footer import SegmentFooter, select_row_groups
+from streamhouse.storage.values.json_decode import bad_values, decode_json_values, json_error_details, json_errors
+from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
+
+
+@dataclass(frozen=True)
+class ScanBounds:
+    """What a query's predicates allow; every bound is conservative (never drops a match)."""
+
+    start_offset: int = 0
+    end_offset: int | None = None  # exclusive
+    min_timestamp: int | None = None  # record time, ms, inclusive
+    max_timestamp: int | None = None
+    event_column: str | None = None  # a declared TIMESTAMP(3) column
+    event_min: int | None = None  # ms, inclusive
+    event_max: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return (self.end_offset is not None and self.end_offset <= self.start_offset) or (
+            self.min_timestamp is not None
+            and self.max_timestamp is not None
+            and self.min_timestamp > self.max_timestamp
+        )
+
+
+@dataclass
+class ScanStats:
+    segments_total: int = 0
+    segments_kept: int = 0
+    row_groups_total: int = 0
+    row_groups_kept: int = 0
+    buffered_rows: int = 0
+    json_errors: int = 0
+    json_error_offsets: list[int] = field(default_factory=list)
+    # The first bad values explained ("offset 41, column 'amt': scale: …"), for the query error.
+    json_error_details: list[str] = field(default_factory=list)
+
+    def add(self, other: ScanStats) -> None:
+        self.segments_total += other.segments_total
+        self.segments_kept += other.segments_kept
+        self.row_groups_total += other.row_groups_total
+        self.row_groups_kept += other.row_groups_kept
+        self.buffered_rows += other.buffered_rows
+        self.json_errors += other.json_errors
+        self.json_error_offsets += other.json_error_offsets[: max(0, 10 - len(self.json_error_offsets))]
+        self.json_error_details += other.json_error_details[: max(0, 10 - len(self.json_error_details))]
+
+
+async def scan_partition(
+    reader: PartitionReader,
+    topic: TopicInfo,
+    partition: int,
+    bounds: ScanBounds,
+    columns: list[str],
+    writer: PartitionWriter | None = None,
+) -> tuple[pa.Table, ScanStats]:
+    """Rows of one partition within `bounds` (offset and record-time exactly, event time by
+    row group only: SQL filters the rest), with `columns` named as the segment names them
+    (record columns, then "v.<declared>")."""
+    stats = ScanStats()
+    schema = parse_value_schema(topic.value_schema)
+    wanted = list(dict.fromkeys(["offset", *columns]))  # offsets order the pieces
+    empty = _empty(wanted, schema)
+    if bounds.empty:
+        return empty, stats
+    stop = bounds.end_offset
+    leading = writer is not None and writer.topic.topic_id == topic.topic_id
+    committed_end: int | None = None
+    buffered: list[tuple[int, pa.RecordBatch]] = []
+    buffer_range = (0, 0)
+    if writer is not None and leading:
+        # Pin the buffer before the first await: a roll may commit a segment and drop its
+        # batches while the segments are read; everything below this buffer start is then
+        # in the segment list fetched next, and everything above it is in these batches.
+        committed_end = writer.buffer_start
+        buffer_stop = writer.next_offset if stop is None else min(stop, writer.next_offset)
+        buffered = writer.buffered_batches(max(bounds.start_offset, committed_end), buffer_stop)
+        buffer_range = (max(bounds.start_offset, committed_end), buffer_stop)
+    segments = await reader.segments_for(topic.name, partition)
+    stats.segments_total = len(segments)
+    if committed_end is None:
+        committed_end = segments[-1].end_offset if segments else 0
+    pieces: list[pa.Table] = []
+    first = max(0, bisect.bisect_right([s.end_offset for s in segments], bounds.start_offset))
+    for seg in segments[first:]:
+        if seg.base_offset >= committed_end or (stop is not None and seg.base_offset >= stop):
+            break
+        if (bounds.min_timestamp is not None and seg.max_timestamp < bounds.min_timestamp) or (
+            bounds.max_timestamp is not None and seg.min_timestamp > bounds.max_timestamp
+        ):
+            continue
+        footer = await reader.segments.footer(seg.ref)
+        stats.row_groups_total += len(footer.row_groups)
+        chosen = select_row_groups(footer, bounds.start_offset, stop, bounds.min_timestamp, bounds.max_timestamp)
+        chosen = [i for i in chosen if _event_time_may_match(footer, i, bounds)]
+        if not chosen:
+            continue
+        stats.segments_kept += 1
+        stats.row_groups_kept += len(chosen)
+        count, offsets = json_errors(footer.metadata.metadata)
+        details = json_error_details(footer.metadata.metadata)
+        if count and count == len(offsets):
+            # Every bad offset is known: only those within the scanned offsets count, so a
+            # query bounded away from them is not refused for them.
+            inside = [o for o in offsets if o >= bounds.start_offset and (stop is None or o < stop)]
+            count, offsets = len(inside), inside
+            details = [b for b in details if b.offset in inside]
+        stats.json_errors += count
+        stats.json_error_offsets += offsets
+        stats.json_error_details += [b.describe() for b in details]
+        pieces.append(
+            await reader.segments.read(
+                seg.ref,
+                start_offset=bounds.start_offset,
+                end_offset=stop,
+                min_timestamp=bounds.min_timestamp,
+                max_timestamp=bounds.max_timestamp,
+                columns=wanted,
+                row_groups=chosen,
+            )
+        )
+    if writer is not None and buffered:
+        tail = _buffered(writer, buffered, buffer_range, bounds, wanted, schema, stats)
+        if tail is not None:
+            pieces.append(tail)
+    if not pieces:
+        return empty, stats
+    return pa.concat_tables([p.select(wanted) for p in pieces]), stats
+
+
+def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds) -> bool:
+    if bounds.event_column is None or (bounds.event_min is None and bounds.event_max is None):
+        return True
+    name = "v." + bounds.event_column
+    group = footer.metadata.row_group(index)
+    # Parquet leaf columns, not Arrow fields: nested headers take two leaves.
+    leaf = next((j for j in range(group.num_columns) if group.column(j).path_in_schema == name), None)
+    if leaf is None:
+        return True
+    stats = group.column(leaf).statistics
+    if stats is None or not stats.has_min_max:
+        return True
+    low, high = int(cast(int, stats.min_raw)), int(cast(int, stats.max_raw))  # TIMESTAMP(MILLIS): int64 ms
+    return not (
+        (bounds.event_min is not None and high < bounds.event_min)
+        or (bounds.event_max is not None and low > bounds.event_max)
+    )
+
+
+def _buffered(
+    writer: PartitionWriter,
+    batches: list[tuple[int, pa.RecordBatch]],
+    offsets: tuple[int, int],
+    bounds: ScanBounds,
+    wanted: list[str],
+    schema: ValueSchema | None,
+    stats: ScanStats,
+) -> pa.Table | None:
+    """The leader's unflushed rows in bounds, from the batches pinned before the scan began.
+    Declared columns are decoded once per buffered batch and kept beside it until it is
+    flushed."""
+    start, end = offsets
+    if end <= start:
+        return None
+    declared = schema is not None and any(c.startswith("v.") for c in wanted)
+    pieces: list[pa.Table] = []
+    for base, batch in batches:
+        table = pa.Table.from_batches([batch], schema=RECORD_SCHEMA)
+        if declared and schema is not None:
+            table = _with_decoded(writer, base, table, schema, stats, offsets)
+        lo = max(start, base) - base
+        hi = min(end, base + batch.num_rows) - base
+        if hi > lo:
+            pieces.append(table.slice(lo, hi - lo).select(wanted))
+    if not pieces:
+        return None
+    table = pa.concat_tables(pieces)
+    if bounds.min_timestamp is not None or bounds.max_timestamp is not None:
+        ts = table.column("timestamp")
+        low = bounds.min_timestamp if bounds.min_timestamp is not None else -(2**63)
+        high = bounds.max_timestamp if bounds.max_timestamp is not None else 2**63 - 1
+        keep = pc.and_(pc.greater_equal(ts, pa.scalar(low, pa.int64())), pc.less_equal(ts, pa.scalar(high, pa.int64())))
+        table = table.filter(cast(Any, keep))
+    stats.buffered_rows += table.num_rows
+    return table
+
+
+def _with_decoded(
+    writer: PartitionWriter,
+    base: int,
+    table: pa.Table,
+    schema: ValueSchema,
+    stats: ScanStats,
+    wanted_range: tuple[int, int],
+) -> pa.Table:
+    decoded = writer.derived.get(base)
+    if decoded is None:
+        result = decode_json_values(table.column("value"), schema)
+        columns = dict(zip(schema.segment_schema().names, result.table.columns, strict=True))
+        bad = cast(list[int], table.column("offset").take(result.bad_rows).to_pylist())
+        explained = [
+            [b.offset, b.describe()]
+            for b in bad_values(
+                table.column("value").combine_chunks(), table.column("offset").combine_chunks(), result.bad_rows, schema
+            )
+        ]
+        # The bad offsets ride along as metadata, so a cached batch still reports them.
+        decoded = pa.Table.from_arrays(list(columns.values()), names=list(columns))
+        decoded = decoded.replace_schema_metadata(
+            {"bad_offsets": ",".join(map(str, bad)), "bad_details": json.dumps(explained)}
+        )
+        if base >= writer.buffer_start:  # a batch flushed meanwhile must not be cached forever
+            writer.derived[base] = decoded
+    raw = (decoded.schema.metadata or {}).get(b"bad_offsets", b"")
+    if raw:
+        offsets = [int(o) for o in raw.split(b",") if wanted_range[0] <= int(o) < wanted_range[1]]
+        stats.json_errors += len(offsets)
+        stats.json_error_offsets += offsets[:10]
+        details = json.loads((decoded.schema.metadata or {}).get(b"bad_details", b"[]"))
+        stats.json_error_details += [text for o, text in details if wanted_range[0] <= o < wanted_range[1]]
+    for name, column in zip(decoded.column_names, decoded.columns, strict=True):
+        table = table.append_column(name, column)
+    return table
+
+
+def _empty(wanted: list[str], schema: ValueSchema | None) -> pa.Table:
+    fields: dict[str, pa.Field[Any]] = {f.name: f for f in RECORD_SCHEMA}
+    if schema is not None:
+        fields.update({f.name: f for f in schema.segment_schema()})
+    return pa.schema([fields[c] for c in wanted]).empty_table()
