@@ -1,4 +1,4 @@
-"""Maps the fixed top-level folders onto the one import package `streamhouse` (DESIGN §1).
+"""Maps the fixed top-level folders onto the one import package `streamhouse` (docs/DESIGN.md §1).
 
 Subpackages are discovered, so a new subfolder can never be missing from the wheel.
 """

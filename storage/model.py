@@ -68,7 +68,7 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class JobInfo:
-    """A continuous query (DESIGN §8): `sql` runs forever, writing into `output_topic`."""
+    """A continuous query (docs/DESIGN.md §8): `sql` runs forever, writing into `output_topic`."""
 
     name: str
     sql: str

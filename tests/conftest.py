@@ -1,4 +1,4 @@
-"""Test services (DESIGN §9) are plugins: a real PostgreSQL and a real S3 server started here,
+"""Test services (docs/DESIGN.md §9) are plugins: a real PostgreSQL and a real S3 server started here,
 and the SDK over both transports."""
 
 pytest_plugins = [

@@ -1,4 +1,4 @@
-"""The folder → package mapping of DESIGN §1: every module ships, under `streamhouse` only."""
+"""The folder → package mapping of docs/DESIGN.md §1: every module ships, under `streamhouse` only."""
 
 from __future__ import annotations
 

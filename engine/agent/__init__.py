@@ -1,1 +1,1 @@
-"""The stateless agent (DESIGN §6): partitions it leads, produce/fetch logic, server loops."""
+"""The stateless agent (docs/DESIGN.md §6): partitions it leads, produce/fetch logic, server loops."""

@@ -1,6 +1,6 @@
 """Segment encode/read throughput (`streamhouse bench storage`).
 
-Targets (DESIGN §2, §4): encode ≥ 3 M records/s; a full verified read through SegmentReader on
+Targets (docs/DESIGN.md §2, §4): encode ≥ 3 M records/s; a full verified read through SegmentReader on
 a LocalObjectStore ≥ 10 M records/s and within 1.2× of a bare `pq.read_table` of the same bytes.
 Each figure is the best of several runs: the machine is shared, so the best run is the one
 least disturbed by others, and the ratio compares like with like.

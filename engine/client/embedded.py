@@ -1,5 +1,5 @@
 """The whole engine in this process: an AgentService on an event loop in a background
-thread (DESIGN §1), driven synchronously. No network, no server to start."""
+thread (docs/DESIGN.md §1), driven synchronously. No network, no server to start."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Real services on loopback for tests, benchmarks and notebooks (DESIGN §9)."""
+"""Real services on loopback for tests, benchmarks and notebooks (docs/DESIGN.md §9)."""

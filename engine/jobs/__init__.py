@@ -1,2 +1,2 @@
-"""Continuous queries (DESIGN §8): jobs that read topics, keep window state and write their
+"""Continuous queries (docs/DESIGN.md §8): jobs that read topics, keep window state and write their
 results into topics exactly once, leased like partitions."""

@@ -1,5 +1,5 @@
 """One running job: read its source topic from the checkpointed offsets in micro-batches, feed
-the window operator, and checkpoint (DESIGN §8): output and dead-letter segments uploaded, the
+the window operator, and checkpoint (docs/DESIGN.md §8): output and dead-letter segments uploaded, the
 operator's state snapshot uploaded, then ONE metadata transaction commits the segments, the
 source offsets and the state pointer under the job's lease. A restart resumes from there;
 anything uploaded but not committed is never referenced."""

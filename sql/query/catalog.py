@@ -1,4 +1,4 @@
-"""Topics as tables (DESIGN §7): the SQL schema of a topic, the source the engine reads topics
+"""Topics as tables (docs/DESIGN.md §7): the SQL schema of a topic, the source the engine reads topics
 through, and the scan that turns pruned partition reads into one Arrow table per topic."""
 
 from __future__ import annotations

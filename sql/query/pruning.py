@@ -1,5 +1,5 @@
 """What a query's WHERE clause allows for each topic it reads, before anything is decoded
-(DESIGN §7): partitions from `_partition`, offset and record-time ranges from `_offset` and
+(docs/DESIGN.md §7): partitions from `_partition`, offset and record-time ranges from `_offset` and
 `_timestamp`, and an event-time range for the topic's watermark column. Only plain AND-chains
 of comparisons with literals count; anything else leaves that side unbounded, so a bound can
 never drop a row the query would have kept (DataFusion still applies the full predicate)."""

@@ -1,4 +1,4 @@
-"""Topic DDL and metadata statements, Flink style (DESIGN §7): CREATE TOPIC with declared
+"""Topic DDL and metadata statements, Flink style (docs/DESIGN.md §7): CREATE TOPIC with declared
 columns, a WATERMARK and WITH options; ALTER TOPIC SET/RESET/ADD PARTITIONS; DROP TOPIC; SHOW
 TOPICS; DESCRIBE; EXPLAIN. Topic settings are judged by storage/topic_config.py. A small
 tokenizer and recursive descent: sqlglot knows neither TOPIC nor WATERMARK."""

@@ -1,6 +1,6 @@
 """The SQL dialect StreamHouse reads: PostgreSQL plus Flink's window table-valued functions.
 
-sqlglot has neither a Flink nor a DataFusion dialect (DESIGN §7). This one is Postgres with:
+sqlglot has neither a Flink nor a DataFusion dialect (docs/DESIGN.md §7). This one is Postgres with:
 - SESSION an ordinary word, so `SESSION(...)` parses as a function call;
 - TUMBLE / HOP / CUMULATE / SESSION calls whose arguments may be `TABLE t [PARTITION BY k]`,
   `DESCRIPTOR(col)` or `name => value`, parsed into a `WindowCall` node the rewrite replaces;

@@ -1,4 +1,4 @@
-"""The continuous window operator (DESIGN §8): micro-batches of one source topic in, the rows
+"""The continuous window operator (docs/DESIGN.md §8): micro-batches of one source topic in, the rows
 of windows that fired out, Flink's event-time semantics in between.
 
     op = WindowOperator(plan_job(sql, schema_of, watermark_of), idle_timeout_ms=30_000)

@@ -1,4 +1,4 @@
-"""Partial-aggregate state for the common windowed aggregate (DESIGN §8).
+"""Partial-aggregate state for the common windowed aggregate (docs/DESIGN.md §8).
 
     spec = partials_for(plan)      # PartialSpec, or None: the operator keeps rows instead
 

@@ -1,4 +1,4 @@
-"""Planning a continuous query (DESIGN §8): what the window operator needs to run a SELECT
+"""Planning a continuous query (docs/DESIGN.md §8): what the window operator needs to run a SELECT
 over a stream of micro-batches.
 
     plan_job(select_sql, schema_of, watermark_of) -> JobPlan

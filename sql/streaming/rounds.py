@@ -1,4 +1,4 @@
-"""One job round as the window operator takes it (DESIGN §8): every source partition's next
+"""One job round as the window operator takes it (docs/DESIGN.md §8): every source partition's next
 rows, in offset order, read before any of them may move the watermark (issue 10: firing
 between partitions let the first one read carry the watermark past rows the round had read
 from the others).

@@ -1,4 +1,4 @@
-"""Event-time watermarks of a continuous query (DESIGN §8), Flink's rules:
+"""Event-time watermarks of a continuous query (docs/DESIGN.md §8), Flink's rules:
 
 - a source partition's watermark is the largest event time it has shown minus the topic's
   declared delay (`WATERMARK FOR ts AS ts - INTERVAL …`); before its first row it is −∞;

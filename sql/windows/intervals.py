@@ -1,7 +1,7 @@
 """INTERVAL literals (Flink and Postgres spellings) as whole milliseconds.
 
 Window sizes, slides, steps, gaps and offsets are turned into integers here, once, and the
-rewrite does all window arithmetic on int64 milliseconds (DESIGN §7: interval arithmetic in
+rewrite does all window arithmetic on int64 milliseconds (docs/DESIGN.md §7: interval arithmetic in
 SQL engines is where month/nanosecond units and rounding go wrong). Accepted:
 `INTERVAL '10' MINUTE(S)`, `INTERVAL '1.5' SECOND`, `INTERVAL '10 seconds'`,
 `INTERVAL '1 hour 30 minutes'`, `INTERVAL '00:05' MINUTE TO SECOND`, `INTERVAL '1 02:00' DAY TO

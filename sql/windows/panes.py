@@ -1,6 +1,6 @@
 """Pane pre-aggregation for windowed GROUP BYs over HOP and CUMULATE.
 
-The generic HOP rewrite copies every row into size/slide windows before grouping; DESIGN §7
+The generic HOP rewrite copies every row into size/slide windows before grouping; docs/DESIGN.md §7
 measured that ~100× slower than grouping rows into slide-sized panes first and copying the
 (far fewer) pane partials into windows. Window bounds are multiples of the slide (HOP) or step
 (CUMULATE) from an aligned start, so every row of a pane belongs to exactly the windows its

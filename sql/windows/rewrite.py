@@ -1,5 +1,5 @@
 """Window table-valued functions: Flink's TUMBLE / HOP / CUMULATE / SESSION rewritten to
-plain DataFusion SQL (DESIGN §7).
+plain DataFusion SQL (docs/DESIGN.md §7).
 
     rewrite_windows(sql, schema_of) -> str
 

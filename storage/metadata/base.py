@@ -93,7 +93,7 @@ class MetadataStore(Protocol):
 
     async def get_lease(self, resource: str) -> Lease | None: ...
 
-    # -- continuous-query jobs (DESIGN §8) ----------------------------------------------------------
+    # -- continuous-query jobs (docs/DESIGN.md §8) ----------------------------------------------------------
     # A job runs wherever its lease `job_resource(name)` is held (acquire/renew/release_lease).
     async def create_job(
         self, name: str, sql: str, output_topic: str, options: Mapping[str, str] | None = None

@@ -517,7 +517,7 @@ def lease_from_row(row: Row) -> Lease:
     )
 
 
-# Deleting a topic keeps its lease rows but revokes them: epochs are never reset (DESIGN §5),
+# Deleting a topic keeps its lease rows but revokes them: epochs are never reset (docs/DESIGN.md §5),
 # so a re-created topic of the same name gets higher epochs, never reuses a segment object
 # key of the old one, and a holder of the old topic is fenced by the holder change.
 REVOKE_LEASE_SQL = "UPDATE leases SET holder = '(deleted topic)', expires_at_ms = 0 WHERE resource = $1"

@@ -1,4 +1,4 @@
-"""Object store on a local directory (DESIGN §5): one file per key, published atomically.
+"""Object store on a local directory (docs/DESIGN.md §5): one file per key, published atomically.
 
 A reader never sees a partial object: bytes go to a temp file in the destination directory,
 are fsynced, and only then become visible under the key (a hard link for put-if-absent, a

@@ -1,4 +1,4 @@
-"""Object store on S3 or an S3-compatible server (DESIGN §4, §5), through boto3.
+"""Object store on S3 or an S3-compatible server (docs/DESIGN.md §4, §5), through boto3.
 
 Put-if-absent is S3's conditional write, `If-None-Match: *`: the server decides atomically,
 so of N racing writers exactly one succeeds and the rest get 412 PreconditionFailed. Verified

@@ -1,4 +1,4 @@
-"""Scan a partition for SQL (DESIGN §7): prune segments and row groups by offset, record time
+"""Scan a partition for SQL (docs/DESIGN.md §7): prune segments and row groups by offset, record time
 and the event-time column before anything is decoded, read only the wanted columns, and add
 the leader's unflushed records with their declared columns decoded from JSON on the spot."""
 

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WriterConfig:
-    roll_bytes: int = 64 << 20  # DESIGN §4: roll at 64 MiB …
+    roll_bytes: int = 64 << 20  # docs/DESIGN.md §4: roll at 64 MiB …
     roll_age_ms: int = 10_000  # … or when the oldest buffered record is this old
     row_group_bytes: int = 1 << 20
     max_buffer_bytes: int = 512 << 20  # over this, produce gets BackpressureError
@@ -311,7 +311,7 @@ class PartitionWriter:
 
     def _encode(self, batches: list[pa.RecordBatch], decoded: list[pa.Table] | None = None) -> EncodedSegment:
         """Runs in the IO pool: declared value columns are decoded from JSON here, once, so
-        scans of committed data never parse JSON (DESIGN §7), unless produce already decoded
+        scans of committed data never parse JSON (docs/DESIGN.md §7), unless produce already decoded
         them (`decoded`, one table per batch)."""
         table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
         extra: dict[str, str] = {}

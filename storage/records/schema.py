@@ -1,4 +1,4 @@
-"""The record schema (DESIGN §2) and building record batches from buffers.
+"""The record schema (docs/DESIGN.md §2) and building record batches from buffers.
 
 A record batch is the unit everything moves in: produce requests, WAL entries, fetch
 responses and segment row groups. Columns are built from joined buffers with numpy

@@ -1,4 +1,4 @@
-"""Segment files (DESIGN §4): a Parquet file per segment, encoded here; pure, synchronous, IO-free.
+"""Segment files (docs/DESIGN.md §4): a Parquet file per segment, encoded here; pure, synchronous, IO-free.
 
 Layout: b"PAR1" | row group 0 | … | row group n-1 | page index | thrift footer | u32 length | b"PAR1".
 

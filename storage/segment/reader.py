@@ -1,4 +1,4 @@
-"""Reading committed segments from the object store (DESIGN §4): footer by one range GET
+"""Reading committed segments from the object store (docs/DESIGN.md §4): footer by one range GET
 (verified against the CRC the metadata row carries, then cached: segments are immutable),
 row groups pruned by offset and time, only the needed row groups fetched (one GET per
 contiguous run, through the block cache if one is given), verified and decoded off the event

@@ -1,4 +1,4 @@
-"""Produce-time check of values against a topic's declared columns (DESIGN §7): a batch whose
+"""Produce-time check of values against a topic's declared columns (docs/DESIGN.md §7): a batch whose
 values do not fit is refused before anything is written (no WAL entry, no offsets taken),
 so a value the segment writer would have to null out never reaches a partition unless the
 topic asked for that with json.ignore-errors. Topics without declared columns skip it; every

@@ -1,5 +1,5 @@
 """Decode a batch's JSON values into a topic's declared columns, whole buffers at a time
-(DESIGN §7). Each value is wrapped as one line `{"v": <value>}` and the lines are parsed by
+(docs/DESIGN.md §7). Each value is wrapped as one line `{"v": <value>}` and the lines are parsed by
 pyarrow's JSON reader into a struct column: the wrapper makes every value exactly one row
 (a blank value or two objects on one line cannot shift the rows that follow) and keeps the
 reader off bare top-level `null` lines (pyarrow 26 crashes on a document starting with one).

@@ -1,4 +1,4 @@
-"""A topic's declared value columns (DESIGN §7): names and SQL types, the watermark, and
+"""A topic's declared value columns (docs/DESIGN.md §7): names and SQL types, the watermark, and
 their Arrow types. Stored as JSON text in TopicInfo.value_schema; the segment writer decodes
 JSON values into these columns once, and SQL reads them as typed table columns."""
 

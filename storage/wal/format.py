@@ -1,4 +1,4 @@
-"""WAL entry framing (DESIGN §3): pure, synchronous, IO-free.
+"""WAL entry framing (docs/DESIGN.md §3): pure, synchronous, IO-free.
 
 Frame layout, little-endian, 48-byte header then the payload::
 

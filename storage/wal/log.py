@@ -1,4 +1,4 @@
-"""The write-ahead log (DESIGN §3): asyncio over a directory of append-only files.
+"""The write-ahead log (docs/DESIGN.md §3): asyncio over a directory of append-only files.
 
 Files are `wal-<20-digit seq>.log`, framed by `wal_format`. Writes are plain os.writev calls
 on an O_APPEND descriptor from the event loop (a page-cache copy, cheaper than a thread hop);

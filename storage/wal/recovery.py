@@ -1,4 +1,4 @@
-"""What a new leader does with one partition's WAL entries (DESIGN §3): pure, IO-free.
+"""What a new leader does with one partition's WAL entries (docs/DESIGN.md §3): pure, IO-free.
 
 One agent's WAL can hold several leaderships of the same partition (it led, was taken over,
 led again), so two entries may hold different records at the same offsets. Each entry carries

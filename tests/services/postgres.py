@@ -1,4 +1,4 @@
-"""Session fixtures for a real PostgreSQL (DESIGN §9); the launcher is streamhouse.devservices.
+"""Session fixtures for a real PostgreSQL (docs/DESIGN.md §9); the launcher is streamhouse.devservices.
 
 One server per session; every test that asks for `pg_url` gets a fresh database in it, so
 tests never see each other's rows. The server comes from the machine's PostgreSQL binaries, or

@@ -1,4 +1,4 @@
-"""Session fixtures for a real S3 server (DESIGN §9); the launcher is streamhouse.devservices."""
+"""Session fixtures for a real S3 server (docs/DESIGN.md §9); the launcher is streamhouse.devservices."""
 
 from __future__ import annotations
 

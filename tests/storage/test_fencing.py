@@ -1,4 +1,4 @@
-"""Leases and fenced segment commits (DESIGN §5) on SQLite and PostgreSQL.
+"""Leases and fenced segment commits (docs/DESIGN.md §5) on SQLite and PostgreSQL.
 
 Separate store instances on one URL stand in for separate agents: each has its own connection
 (pool), so the database, not a shared Python lock, is what keeps them apart.

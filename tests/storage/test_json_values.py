@@ -1,4 +1,4 @@
-"""Declared value columns: the schema rules and the whole-buffer JSON decoder (DESIGN §7)."""
+"""Declared value columns: the schema rules and the whole-buffer JSON decoder (docs/DESIGN.md §7)."""
 
 from __future__ import annotations
 

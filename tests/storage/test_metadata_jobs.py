@@ -1,4 +1,4 @@
-"""Continuous-query job metadata (DESIGN §8) on SQLite and PostgreSQL: jobs, their leases and the
+"""Continuous-query job metadata (docs/DESIGN.md §8) on SQLite and PostgreSQL: jobs, their leases and the
 exactly-once checkpoint transaction (output segments + source offsets + state pointer together).
 """
 

@@ -1,4 +1,4 @@
-"""The ObjectStore contract (DESIGN §5): every test taking `object_store` runs on the local
+"""The ObjectStore contract (docs/DESIGN.md §5): every test taking `object_store` runs on the local
 directory store and on a real SeaweedFS, so both backends behave the same to callers."""
 
 from __future__ import annotations

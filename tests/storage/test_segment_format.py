@@ -1,4 +1,4 @@
-"""Segment format (DESIGN §4): exact round trips, pruning, and corruption always detected."""
+"""Segment format (docs/DESIGN.md §4): exact round trips, pruning, and corruption always detected."""
 
 from __future__ import annotations
 
