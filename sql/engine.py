@@ -50,6 +50,7 @@ from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicEx
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.values.schema import parse_value_schema
+from streamhouse.storage.values.types import SYSTEM_COLUMN_TYPES
 
 
 @dataclass(frozen=True)
@@ -297,8 +298,7 @@ def _describe(info: TopicInfo) -> pa.Table:
     schema = topic_schema(info)
     declared = parse_value_schema(info.value_schema)
     sql_types: dict[str, str] = {c.name: c.sql_type for c in declared.columns} if declared else {}
-    system: dict[str, str] = {"_partition": "INT", "_offset": "BIGINT", "_timestamp": "TIMESTAMP(3) WITH TIME ZONE"}
-    system |= {"_key": "BYTES", "_value": "BYTES"}
+    system = SYSTEM_COLUMN_TYPES
     watermark = _watermark(info)
     event = declared.event_time if declared else None
     type_of: Callable[[str], str] = lambda n: system.get(n) or sql_types.get(n, "")  # noqa: E731

@@ -23,6 +23,7 @@ from streamhouse.api.partitioner import partition_for_keys, split_by_partition
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
 from streamhouse.api.types import TopicDescription as Description
 from streamhouse.jobs.manager import JobManager
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     BackpressureError,
     CorruptDataError,
@@ -181,7 +182,7 @@ class AgentService:
                     f"the WAL holds {wal_bytes} bytes not yet in segments, limit {self.config.max_wal_bytes}: "
                     "the object store is not keeping up (or is down); retry later"
                 )
-            now = append_time_ms if append_time_ms is not None else int(time.time() * 1000)
+            now = append_time_ms if append_time_ms is not None else now_ms()
             if info.config.get(TIMESTAMP_TYPE) == LOG_APPEND_TIME:  # every path, as a Kafka broker does
                 stamped = batch.set_column(1, RECORD_SCHEMA.field(1), pa.array(np.full(batch.num_rows, now, np.int64)))
             else:

@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streamhouse.client.client import Client, connect
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.records.schema import RECORD_SCHEMA, null_headers
 
 console = Console(stderr=True)
@@ -95,7 +96,7 @@ def _payload_batch(n: int, size: int) -> pa.RecordBatch:
     values = pa.Array.from_buffers(pa.binary(), n, [None, offsets, pa.py_buffer(data)])
     zeros = pa.array(np.zeros(n, dtype=np.int64))
     # Producer-stamped, as the SDK does: the agent then logs the request bytes as they are.
-    stamps = pa.array(np.full(n, int(time.time() * 1000), dtype=np.int64))
+    stamps = pa.array(np.full(n, now_ms(), dtype=np.int64))
     return pa.RecordBatch.from_arrays(
         [zeros, stamps, pa.nulls(n, pa.binary()), values, null_headers(n)], schema=RECORD_SCHEMA
     )

@@ -17,9 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from streamhouse.client.client import Client
+from streamhouse.storage.values.types import sql_type
 
 console = Console(stderr=True)
-_SQL_TYPES = {pa.int64(): "BIGINT", pa.string(): "STRING", pa.timestamp("ms"): "TIMESTAMP(3)", pa.float64(): "DOUBLE"}
 _CHUNK = 100_000
 TUMBLE_SQL = (
     "SELECT auction, window_start, count(*) AS bids, sum(price) AS volume "
@@ -34,7 +34,7 @@ DUCKDB_SQL = (
 
 
 def ddl(name: str, schema: pa.Schema, partitions: int, event_time: str = "date_time") -> str:
-    columns = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in schema)
+    columns = ", ".join(f"{f.name} {sql_type(f.type)}" for f in schema)
     watermark = (
         f", WATERMARK FOR {event_time} AS {event_time} - INTERVAL '4' SECOND" if event_time in schema.names else ""
     )

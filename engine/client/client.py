@@ -30,6 +30,7 @@ from streamhouse.client.transport import Transport
 from streamhouse.notebook import register_in_running_shell
 from streamhouse.sql.query.limits import parse_set
 from streamhouse.storage import topic_config
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     InvalidInputError,
     JobLagTimeoutError,
@@ -236,7 +237,7 @@ class Client:
             raise InvalidInputError(f"produce_arrow needs the record schema, got {batch.schema}")
         # The producer stamps create time (Kafka's default), so the agent can log the request's
         # bytes as they are instead of re-encoding a stamped copy.
-        batch = stamp_missing_timestamps(batch, int(time.time() * 1000))
+        batch = stamp_missing_timestamps(batch, now_ms())
         ids = None
         if partition is not None:
             parts = {partition: batch}

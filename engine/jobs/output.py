@@ -4,44 +4,20 @@ transaction is what makes them visible, exactly once)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from streamhouse.api.values import batch_from_table
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.partition.writer import segment_key
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.segment.format import EncodedSegment, encode_segment
 from streamhouse.storage.values.json_decode import with_declared_columns
 from streamhouse.storage.values.schema import Column, ValueSchema, Watermark, parse_value_schema
-
-_SQL_TYPES: dict[pa.DataType, str] = {
-    pa.int64(): "BIGINT",
-    pa.int32(): "INT",
-    pa.int16(): "SMALLINT",
-    pa.int8(): "TINYINT",
-    pa.uint64(): "BIGINT",
-    pa.uint32(): "BIGINT",
-    pa.float64(): "DOUBLE",
-    pa.float32(): "FLOAT",
-    pa.bool_(): "BOOLEAN",
-    pa.string(): "STRING",
-    pa.large_string(): "STRING",
-    pa.date32(): "DATE",
-}
-
-
-def sql_type(arrow: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow):
-        return "TIMESTAMP(3)"
-    if pa.types.is_decimal(arrow):
-        return f"DECIMAL({arrow.precision}, {arrow.scale})"
-    if arrow in _SQL_TYPES:
-        return _SQL_TYPES[arrow]
-    return "STRING"  # lists, structs, binary: kept as their JSON text
+from streamhouse.storage.values.types import sql_type
 
 
 def output_schema(result: pa.Schema) -> ValueSchema:
@@ -61,7 +37,7 @@ def encode_output(
     rows at the same offsets, and an object is never overwritten."""
     kept = rows.select([c for c in rows.column_names if _kept(c)])
     batch = batch_from_table(kept.rename_columns([_public(c) for c in kept.column_names]))
-    now = int(time.time() * 1000)
+    now = now_ms()
     table = pa.Table.from_batches([assign_offsets(_stamped(batch, now), base_offset)], schema=RECORD_SCHEMA)
     extra: dict[str, str] = {}
     schema = parse_value_schema(topic.value_schema)

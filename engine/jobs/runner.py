@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -19,6 +18,7 @@ from streamhouse.sql.query.catalog import topic_schema
 from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.sql.streaming.operator import StepResult, WindowOperator
 from streamhouse.sql.streaming.plan import JobPlan, plan_job, topic_watermark
+from streamhouse.storage.clock import now_ms as _now
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
 
@@ -198,7 +198,3 @@ async def _settle(metadata: MetadataStore, checkpoint: Checkpoint, exc: Exceptio
     if latest is None or latest.seq != checkpoint.seq or latest.state_key != checkpoint.state_key:
         raise exc
     log.warning("checkpoint %d of job %s was committed although it reported %s", checkpoint.seq, checkpoint.job, exc)
-
-
-def _now() -> int:
-    return int(time.time() * 1000)

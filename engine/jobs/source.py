@@ -6,13 +6,13 @@ and whether a partition that showed nothing may still hold records the job has n
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.sql.query.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.partition.scan import ScanBounds
 
@@ -49,10 +49,6 @@ async def may_have_unread(
     if service.manager.leading(info.name, partition) is not None:
         return False
     lease = await service.metadata.get_lease(partition_resource(info.name, partition))
-    if lease is None or lease.holder == service.config.holder or lease.expires_at_ms <= _now_ms():
+    if lease is None or lease.holder == service.config.holder or lease.expires_at_ms <= now_ms():
         return False  # nobody else leads it: nothing acknowledged is out of sight
     return quiet_ms is None or quiet_ms < idle_timeout_ms + service.config.roll_age_ms
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +25,7 @@ from streamhouse.kafka.handlers import Body, Context, Handler, error_code
 from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.timestamps import log_append_time
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
@@ -93,7 +93,7 @@ class ProduceHandlers:
                 raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
             stamp = None  # LogAppendTime: the service stamps this time, and the answer carries it
             if log_append_time((await self.service.topic(topic, partition)).config):
-                stamp = out["log_append_time_ms"] = int(time.time() * 1000)
+                stamp = out["log_append_time_ms"] = now_ms()
             if any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
             else:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.storage.clock import now_ms
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
@@ -88,7 +88,7 @@ class ProducerStates:
     def __init__(self, max_states: int = 100_000) -> None:
         # Time-based so ids from an earlier run of this agent are not handed out again; the
         # random low bits keep two agents started in the same millisecond apart.
-        self._next_id = (int(time.time() * 1000) << 12) | random.getrandbits(12)
+        self._next_id = (now_ms() << 12) | random.getrandbits(12)
         self.max_states = max_states
         self.states: OrderedDict[tuple[str, int, int], _State] = OrderedDict()
 

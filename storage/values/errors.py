@@ -14,7 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.storage.values.schema import TIMESTAMP, Column, ValueSchema
+from streamhouse.storage.values.schema import Column, ValueSchema
+from streamhouse.storage.values.types import TIMESTAMP
 
 _MAX_SHOWN = 60
 

@@ -22,7 +22,8 @@ import pyarrow.json as pj
 
 from streamhouse.storage.errors import InvalidValueError
 from streamhouse.storage.values.errors import explain
-from streamhouse.storage.values.schema import TIMESTAMP, ValueSchema
+from streamhouse.storage.values.schema import ValueSchema
+from streamhouse.storage.values.types import TIMESTAMP
 
 _OPEN = pa.scalar(b'{"v":', pa.binary())
 _CLOSE = pa.scalar(b"}\n", pa.binary())

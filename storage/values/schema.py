@@ -12,60 +12,14 @@ from typing import Any
 import pyarrow as pa
 
 from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.values.types import TIMESTAMP, arrow_type
+
+__all__ = ["COLUMN_PREFIX", "TIMESTAMP", "Column", "ValueSchema", "Watermark", "arrow_type", "parse_value_schema"]
 
 # Segment column names of declared columns: prefixed, so a column called "value" or "offset"
 # cannot collide with the record columns (DuckDB sees them as "v.auction", …).
 COLUMN_PREFIX = "v."
-TIMESTAMP = pa.timestamp("ms")
-
-_SIMPLE: dict[str, pa.DataType] = {
-    "BIGINT": pa.int64(),
-    "INT8": pa.int64(),
-    "LONG": pa.int64(),
-    "INT": pa.int32(),
-    "INTEGER": pa.int32(),
-    "INT4": pa.int32(),
-    "SMALLINT": pa.int16(),
-    "TINYINT": pa.int8(),
-    "DOUBLE": pa.float64(),
-    "DOUBLE PRECISION": pa.float64(),
-    "FLOAT8": pa.float64(),
-    "FLOAT": pa.float32(),
-    "REAL": pa.float32(),
-    "BOOLEAN": pa.bool_(),
-    "BOOL": pa.bool_(),
-    "STRING": pa.string(),
-    "TEXT": pa.string(),
-    "VARCHAR": pa.string(),
-    "CHAR": pa.string(),
-    "DATE": pa.date32(),
-    "TIMESTAMP": TIMESTAMP,
-}
-_PARAMETRISED = re.compile(r"^(VARCHAR|CHAR|STRING|TIMESTAMP|DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-def arrow_type(sql_type: str) -> pa.DataType:
-    """The Arrow type of a declared SQL type; InvalidInputError names an unsupported one."""
-    normal = " ".join(sql_type.upper().split())
-    if normal in _SIMPLE:
-        return _SIMPLE[normal]
-    match = _PARAMETRISED.match(normal)
-    if match:
-        kind, first, second = match.group(1), int(match.group(2)), match.group(3)
-        if kind in ("VARCHAR", "CHAR", "STRING"):
-            return pa.string()
-        if kind == "TIMESTAMP":
-            if first > 3:
-                raise InvalidInputError(f"TIMESTAMP({first}): only millisecond precision (TIMESTAMP(3)) is kept")
-            return TIMESTAMP
-        if not 1 <= first <= 38 or int(second or 0) > first:
-            raise InvalidInputError(f"{sql_type}: DECIMAL precision must be 1..38 and scale <= precision")
-        return pa.decimal128(first, int(second or 0))
-    raise InvalidInputError(
-        f"unsupported column type {sql_type!r}; use BIGINT, INT, SMALLINT, TINYINT, DOUBLE, FLOAT, BOOLEAN, "
-        "STRING/VARCHAR, DECIMAL(p, s), DATE or TIMESTAMP(3)"
-    )
 
 
 @dataclass(frozen=True)
