@@ -1,526 +1,117 @@
-"""What both metadata backends share: input validation, row mapping, config encoding and the
-fencing decisions. Backends only differ in how they talk to their database.
-
-Validation happens before any IO, so a bad request never opens a transaction and both backends
-reject exactly the same inputs with the same messages.
-"""
+"""What both metadata backends share, under the name they imported it by: input validation
+(validate.py) and table rows (rows.py). Kept so `from streamhouse.storage.metadata.common
+import …` and `common as c` go on working; new code imports the two modules directly."""
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-from streamhouse.storage.errors import (
-    FencedError,
-    InvalidInputError,
-    OffsetConflictError,
-    PartitionCountError,
-    PartitionNotFoundError,
-    TopicNotFoundError,
+from streamhouse.storage.metadata.rows import (
+    CHECKPOINT_COLUMNS,
+    JOB_COLUMNS,
+    LEASE_COLUMNS,
+    REVOKE_JOB_LEASE_SQL,
+    REVOKE_LEASE_SQL,
+    SEGMENT_COLUMNS,
+    TOPIC_COLUMNS,
+    Row,
+    acquire_lease_sql,
+    check_base_offset,
+    check_fence,
+    check_partition,
+    check_seq,
+    checkpoint_from_row,
+    fenced,
+    in_log_order,
+    job_from_row,
+    lease_from_row,
+    segment_from_row,
+    segment_values,
+    state_keys,
+    topic_from_row,
 )
-from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
-
-MAX_PARTITIONS = 10_000
-MAX_TOPIC_NAME = 249  # Kafka's limit, so topic names round-trip to Kafka tooling
-MAX_NAME = 1_000  # groups, holders and lease resources: generous, but bounded
-MAX_SQL = 1_000_000  # a job's query text; far beyond any real query, small enough to be a row
-# Checkpoint rows kept per job. A restart only needs the latest; the others are for operators
-# looking at recent progress. Without a bound a job checkpointing every few seconds would add
-# millions of rows a year.
-CHECKPOINT_HISTORY = 100
-_TOPIC_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
-_INT64_MAX = 2**63 - 1
-
-# Column lists in the order the *_from_row functions read them; SELECTs use these constants.
-TOPIC_COLUMNS = "name, topic_id, partitions, config, value_schema"
-SEGMENT_COLUMNS = (
-    "topic, partition_id, base_offset, end_offset, min_timestamp, max_timestamp, size_bytes,"
-    " object_key, epoch, footer_length, footer_crc, created_at_ms"
+from streamhouse.storage.metadata.validate import (
+    CHECKPOINT_HISTORY,
+    MAX_NAME,
+    MAX_PARTITIONS,
+    MAX_SQL,
+    MAX_TOPIC_NAME,
+    CheckpointPlan,
+    TopicAlteration,
+    check_growth,
+    checkpoint_values,
+    decode_config,
+    decode_stats,
+    encode_config,
+    encode_stats,
+    validate_alter,
+    validate_checkpoint,
+    validate_epoch,
+    validate_group,
+    validate_holder,
+    validate_job_name,
+    validate_new_job,
+    validate_new_topic,
+    validate_offsets,
+    validate_partition_arg,
+    validate_partition_count,
+    validate_range,
+    validate_resource,
+    validate_segment,
+    validate_topic_name,
+    validate_ttl,
+    validate_value_schema,
 )
-LEASE_COLUMNS = "resource, holder, epoch, expires_at_ms"
-JOB_COLUMNS = "name, job_id, sql_text, output_topic, options, created_at_ms"
-CHECKPOINT_COLUMNS = "job, seq, state_key, stats, created_at_ms"
 
-
-def acquire_lease_sql(now: str, placeholder: str) -> str:
-    """The lease rules as one upsert, for both dialects: `now` is the database's clock in ms,
-    `placeholder` is "?" (SQLite's ?NNN) or "$" (PostgreSQL's $NNN). Parameters: 1 resource,
-    2 holder, 3 ttl_ms; returns the lease row, or no row when another live holder has it.
-
-    A live lease held by the same holder keeps its epoch (expiry extended); a free or expired
-    one goes to the caller at epoch + 1, the same holder included, since a holder that let its
-    lease lapse may have restarted and lost what it buffered. `excluded.expires_at_ms - ttl` is
-    the statement's single clock reading, so "expired" and the new expiry agree.
-    """
-    resource, holder, ttl = (f"{placeholder}{i}" for i in (1, 2, 3))
-    return f"""
-INSERT INTO leases AS l (resource, holder, epoch, expires_at_ms)
-VALUES ({resource}, {holder}, 1, {now} + {ttl})
-ON CONFLICT (resource) DO UPDATE SET
-    holder = excluded.holder,
-    epoch = CASE WHEN l.holder = excluded.holder AND l.expires_at_ms > excluded.expires_at_ms - {ttl}
-                 THEN l.epoch ELSE l.epoch + 1 END,
-    expires_at_ms = excluded.expires_at_ms
-WHERE l.expires_at_ms <= excluded.expires_at_ms - {ttl} OR l.holder = excluded.holder
-RETURNING {LEASE_COLUMNS}
-"""
-
-
-class Row(Protocol):
-    """sqlite3.Row and asyncpg.Record both index by column name."""
-
-    def __getitem__(self, key: str, /) -> Any: ...
-
-
-# -- validation --------------------------------------------------------------------------------
-def _int(what: str, value: object, lo: int, hi: int = _INT64_MAX) -> int:
-    # bool is an int subclass; True as a partition count is a bug, not a 1.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"{what} must be an integer, got {value!r}")
-    if not lo <= value <= hi:
-        raise InvalidInputError(f"{what} must be in {lo}..{hi}, got {value}")
-    return value
-
-
-def _name(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
-        raise InvalidInputError(f"{what} must be a non-empty string of at most {MAX_NAME} characters")
-    return value
-
-
-def validate_topic_name(name: object, kind: str = "topic") -> str:
-    if (
-        not isinstance(name, str)
-        or not 1 <= len(name) <= MAX_TOPIC_NAME
-        or _TOPIC_NAME_RE.fullmatch(name) is None
-        or name in (".", "..")
-    ):
-        raise InvalidInputError(
-            f"invalid {kind} name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
-        )
-    return name
-
-
-def validate_partition_count(partitions: object) -> int:
-    return _int("partitions", partitions, 1, MAX_PARTITIONS)
-
-
-def encode_config(config: Mapping[str, str] | None, what: str = "topic config") -> str:
-    """Topic config (or job options) as canonical JSON text (sorted keys, so equal configs store
-    equal text)."""
-    if config is None:
-        return "{}"
-    if not isinstance(config, Mapping):
-        raise InvalidInputError(f"{what} must be a mapping of str to str, got {type(config).__name__}")
-    for key, value in config.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidInputError(f"{what} must map str to str, got {key!r}: {value!r}")
-    return json.dumps(dict(config), sort_keys=True, separators=(",", ":"))
-
-
-def decode_config(text: str) -> dict[str, str]:
-    decoded = json.loads(text)
-    if not isinstance(decoded, dict):
-        raise ValueError(f"stored topic config is not a JSON object: {text!r}")
-    return {str(k): str(v) for k, v in decoded.items()}
-
-
-def validate_value_schema(value_schema: object) -> str | None:
-    # Opaque to storage: the SQL layer owns its meaning. Only the type is checked here.
-    if value_schema is not None and not isinstance(value_schema, str):
-        raise InvalidInputError(f"value_schema must be JSON text or None, got {type(value_schema).__name__}")
-    return value_schema
-
-
-def validate_new_topic(name: object, partitions: object, config: Mapping[str, str] | None, value_schema: object) -> str:
-    """Every check of create_topic before any SQL runs; returns the config as JSON text."""
-    validate_topic_name(name)
-    validate_partition_count(partitions)
-    config_json = encode_config(config)
-    validate_value_schema(value_schema)
-    return config_json
-
-
-@dataclass(frozen=True)
-class TopicAlteration:
-    """A validated alter_topic request: config keys to set and to remove, partitions to add."""
-
-    set_config: dict[str, str]
-    reset: tuple[str, ...]
-    add_partitions: int
-
-    def config_json(self, stored: str) -> str:
-        """The topic's new config JSON from the stored one."""
-        config = decode_config(stored)
-        for key in self.reset:
-            config.pop(key, None)
-        config.update(self.set_config)
-        return encode_config(config)
-
-
-def validate_alter(
-    name: object, set_config: Mapping[str, str] | None, reset: Sequence[str], add_partitions: object
-) -> TopicAlteration:
-    """Every check of alter_topic that needs no database, before any SQL runs."""
-    validate_topic_name(name)
-    encode_config(set_config, "config to set")
-    if isinstance(reset, str) or not isinstance(reset, Sequence):
-        raise InvalidInputError(f"reset must be a sequence of config keys, got {reset!r}")
-    for key in reset:
-        if not isinstance(key, str):
-            raise InvalidInputError(f"reset must hold config keys (str), got {key!r}")
-    both = sorted(set(reset) & set(set_config or {}))
-    if both:
-        raise InvalidInputError(f"config keys both set and reset: {', '.join(both)}")
-    added = _int("add_partitions", add_partitions, 0)  # the limit on the total: check_growth
-    return TopicAlteration(dict(set_config or {}), tuple(reset), added)
-
-
-def check_growth(topic: str, partitions: int, add: int) -> int:
-    """The partition count after adding `add` (read in the transaction); refused past the limit."""
-    total = partitions + add
-    if total > MAX_PARTITIONS:
-        raise PartitionCountError(
-            f"topic {topic!r} has {partitions} partitions; adding {add} would make {total}, "
-            f"over the limit of {MAX_PARTITIONS}"
-        )
-    return total
-
-
-def validate_partition_arg(partition: object) -> int:
-    # Only the type: the range depends on the topic, so check_partition judges it in the
-    # transaction (PartitionNotFoundError), before the number is ever bound to a query.
-    return _int("partition", partition, -_INT64_MAX - 1)
-
-
-def validate_segment(segment: SegmentInfo, holder: str, epoch: int) -> None:
-    validate_topic_name(segment.topic)
-    validate_partition_arg(segment.partition)
-    validate_holder(holder)
-    _int("epoch", epoch, 1)
-    _int("base_offset", segment.base_offset, 0)
-    _int("end_offset", segment.end_offset, segment.base_offset + 1)
-    _int("min_timestamp", segment.min_timestamp, -_INT64_MAX)
-    _int("max_timestamp", segment.max_timestamp, segment.min_timestamp)
-    _int("size_bytes", segment.size_bytes, 0)
-    _int("footer_length", segment.footer_length, 0)
-    _int("footer_crc", segment.footer_crc, 0, 2**32 - 1)
-    _name("object_key", segment.object_key)
-    # The object key and the footer carry the segment's epoch; a commit under another epoch
-    # would record a segment whose name lies about who wrote it.
-    if segment.epoch != epoch:
-        raise InvalidInputError(f"segment epoch {segment.epoch} differs from the committing epoch {epoch}")
-
-
-def validate_range(start_offset: object, end_offset: object) -> None:
-    _int("start_offset", start_offset, 0)
-    if end_offset is not None:
-        _int("end_offset", end_offset, 0)
-
-
-def validate_resource(resource: object) -> str:
-    return _name("lease resource", resource)
-
-
-def validate_holder(holder: object) -> str:
-    return _name("holder", holder)
-
-
-def validate_ttl(ttl_ms: object) -> int:
-    return _int("ttl_ms", ttl_ms, 1, 7 * 24 * 3600 * 1000)
-
-
-def validate_epoch(epoch: object) -> int:
-    return _int("epoch", epoch, 0)
-
-
-def validate_group(group: object) -> str:
-    return _name("consumer group", group)
-
-
-def validate_offsets(offsets: Mapping[int, int]) -> list[tuple[int, int]]:
-    """(partition, next offset) pairs, sorted so concurrent commits lock rows in one order."""
-    if not isinstance(offsets, Mapping):
-        raise InvalidInputError("offsets must map partition → next offset")
-    return sorted((validate_partition_arg(p), _int(f"offset of partition {p}", o, 0)) for p, o in offsets.items())
-
-
-# -- jobs ----------------------------------------------------------------------------------------
-def validate_job_name(name: object) -> str:
-    # Topic rules: a materialized view's job and its output topic share the name, and the name
-    # is part of the lease resource and of object keys.
-    return validate_topic_name(name, "job")
-
-
-def _text(what: str, value: object, max_len: int) -> str:
-    """Free text stored as is. PostgreSQL's TEXT cannot hold NUL and neither driver can encode a
-    lone surrogate; rejecting both here keeps the two backends accepting the same strings."""
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise InvalidInputError(f"{what} must be a non-empty string of at most {max_len} characters")
-    if "\x00" in value:
-        raise InvalidInputError(f"{what} must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(f"{what} is not valid Unicode: {exc}") from exc
-    return value
-
-
-def validate_new_job(name: object, sql: object, output_topic: object, options: Mapping[str, str] | None) -> str:
-    """Every check of create_job before any SQL runs; returns the options as JSON text.
-
-    The output topic's existence is not checked: jobs and topics are created and dropped
-    separately, and a checkpoint into a missing topic fails on its own."""
-    validate_job_name(name)
-    _text("job sql", sql, MAX_SQL)
-    validate_topic_name(output_topic)
-    return encode_config(options, "job options")
-
-
-def encode_stats(stats: Mapping[str, int | float | str]) -> str:
-    """Checkpoint stats as canonical JSON text; only values that come back as they went in."""
-    if not isinstance(stats, Mapping):
-        raise InvalidInputError(f"checkpoint stats must be a mapping, got {type(stats).__name__}")
-    for key, value in stats.items():
-        if not isinstance(key, str):
-            raise InvalidInputError(f"checkpoint stats keys must be strings, got {key!r}")
-        # bool would come back as a bool, not the int the type promises; NaN and infinities
-        # have no JSON spelling.
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise InvalidInputError(f"checkpoint stat {key!r} must be an int, float or str, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInputError(f"checkpoint stat {key!r} must be finite, got {value!r}")
-    return json.dumps(dict(stats), sort_keys=True, separators=(",", ":"))
-
-
-def decode_stats(text: str) -> dict[str, int | float | str]:
-    decoded = json.loads(text)
-    if not isinstance(decoded, dict):
-        raise ValueError(f"stored checkpoint stats are not a JSON object: {text!r}")
-    return {str(k): v for k, v in decoded.items()}
-
-
-@dataclass(frozen=True)
-class CheckpointPlan:
-    """A validated checkpoint, arranged the way both backends write it.
-
-    Everything is sorted by (topic, partition): PostgreSQL locks topic and partition rows in
-    that order, so two checkpoints touching the same partitions queue instead of deadlocking.
-    """
-
-    stats_json: str
-    # (topic, partition) → that partition's output segments in log order, contiguous.
-    outputs: dict[tuple[str, int], list[SegmentInfo]]
-    # (topic, partition, next offset) per source partition.
-    sources: list[tuple[str, int, int]]
-
-    @property
-    def topics(self) -> dict[str, list[int]]:
-        """Every topic the checkpoint names (output or source) → its partitions named, sorted."""
-        named: dict[str, set[int]] = {}
-        for topic, partition in self.outputs:
-            named.setdefault(topic, set()).add(partition)
-        for topic, partition, _ in self.sources:
-            named.setdefault(topic, set()).add(partition)
-        return {topic: sorted(named[topic]) for topic in sorted(named)}
-
-
-def validate_checkpoint(checkpoint: Checkpoint, holder: str, epoch: int) -> CheckpointPlan:
-    """Every check of commit_checkpoint that needs no database, before any SQL runs."""
-    validate_job_name(checkpoint.job)
-    validate_holder(holder)
-    _int("epoch", epoch, 1)
-    _int("checkpoint seq", checkpoint.seq, 1)
-    if checkpoint.state_key is not None:
-        _text("state_key", checkpoint.state_key, MAX_NAME)
-    stats_json = encode_stats(checkpoint.stats)
-
-    if not isinstance(checkpoint.output_segments, tuple | list):
-        raise InvalidInputError("output_segments must be a tuple of SegmentInfo")
-    outputs: dict[tuple[str, int], list[SegmentInfo]] = {}
-    for segment in checkpoint.output_segments:
-        if not isinstance(segment, SegmentInfo):
-            raise InvalidInputError(f"output_segments must hold SegmentInfo values, got {type(segment).__name__}")
-        # The job's lease epoch is the writer's epoch: it is in the object key and the footer.
-        validate_segment(segment, holder, epoch)
-        run = outputs.setdefault((segment.topic, segment.partition), [])
-        # A gap or an overlap inside one checkpoint is a bug in the caller, not a race, so it
-        # is invalid input rather than a conflict.
-        if run and segment.base_offset != run[-1].end_offset:
-            raise InvalidInputError(
-                f"output segments of {segment.topic!r}/{segment.partition} must be contiguous and ascending: "
-                f"[{run[-1].base_offset}, {run[-1].end_offset}) is followed by "
-                f"[{segment.base_offset}, {segment.end_offset})"
-            )
-        run.append(segment)
-
-    if not isinstance(checkpoint.source_offsets, Mapping):
-        raise InvalidInputError("source_offsets must map (topic, partition) → next offset")
-    sources: list[tuple[str, int, int]] = []
-    for key, offset in checkpoint.source_offsets.items():
-        if not isinstance(key, tuple) or len(key) != 2:
-            raise InvalidInputError(f"source_offsets keys must be (topic, partition) pairs, got {key!r}")
-        topic, partition = key
-        validate_topic_name(topic)
-        validate_partition_arg(partition)
-        sources.append((topic, partition, _int(f"source offset of {topic!r}/{partition}", offset, 0)))
-    return CheckpointPlan(stats_json, dict(sorted(outputs.items())), sorted(sources))
-
-
-def checkpoint_values(checkpoint: Checkpoint, plan: CheckpointPlan) -> tuple[str, int, str | None, str]:
-    """Insert values in CHECKPOINT_COLUMNS order, without created_at_ms (the database's clock)."""
-    return (checkpoint.job, checkpoint.seq, checkpoint.state_key, plan.stats_json)
-
-
-# -- decisions made inside a transaction -------------------------------------------------------
-def check_partition(topic: str, partition: int, partitions: int | None) -> None:
-    """`partitions` is the topic's partition count as read in the transaction (None: no topic)."""
-    if partitions is None:
-        raise TopicNotFoundError(topic)
-    if not 0 <= partition < partitions:
-        raise PartitionNotFoundError(topic, partition, partitions)
-
-
-def check_fence(resource: str, lease: Row | None, holder: str, epoch: int) -> None:
-    """The epoch is the fence: expiry alone does not fence, because nobody else can have written
-    unless they acquired the lease, and acquiring bumps the epoch."""
-    if lease is None or lease["holder"] != holder or lease["epoch"] != epoch:
-        raise fenced(resource, lease, holder, epoch)
-
-
-def fenced(resource: str, lease: Row | None, holder: str, epoch: int) -> FencedError:
-    """The FencedError for `holder` at `epoch`, naming the current holder if there is one."""
-    if lease is None:
-        return FencedError(f"lease {resource!r} is not held; {holder!r} at epoch {epoch} is fenced")
-    return FencedError(
-        f"lease {resource!r} is held by {lease['holder']!r} at epoch {lease['epoch']}; "
-        f"{holder!r} at epoch {epoch} is fenced"
-    )
-
-
-def check_seq(job: str, seq: int, last_seq: int | None) -> None:
-    """`last_seq` is the job's latest committed checkpoint as read in the transaction (None: none
-    yet). Exactly the next one is accepted, so of two writers racing with the same checkpoint
-    (a restarted runner and its stale twin under one epoch) only one can commit it."""
-    expected = (last_seq or 0) + 1
-    if seq != expected:
-        raise OffsetConflictError(
-            f"checkpoint {seq} of job {job!r} does not follow the last committed one "
-            f"({last_seq or 'none'}); expected checkpoint {expected}"
-        )
-
-
-def check_base_offset(segment: SegmentInfo, end_offset: int) -> None:
-    if segment.base_offset != end_offset:
-        raise OffsetConflictError(
-            f"segment of {segment.topic!r}/{segment.partition} starts at {segment.base_offset} "
-            f"but the durable end offset is {end_offset}"
-        )
-
-
-# -- rows → values -----------------------------------------------------------------------------
-def topic_from_row(row: Row) -> TopicInfo:
-    return TopicInfo(
-        name=row["name"],
-        topic_id=int(row["topic_id"]),
-        partitions=int(row["partitions"]),
-        config=decode_config(row["config"]),
-        value_schema=row["value_schema"],
-    )
-
-
-def segment_from_row(row: Row) -> SegmentInfo:
-    return SegmentInfo(
-        topic=row["topic"],
-        partition=int(row["partition_id"]),
-        base_offset=int(row["base_offset"]),
-        end_offset=int(row["end_offset"]),
-        min_timestamp=int(row["min_timestamp"]),
-        max_timestamp=int(row["max_timestamp"]),
-        size_bytes=int(row["size_bytes"]),
-        object_key=row["object_key"],
-        epoch=int(row["epoch"]),
-        footer_length=int(row["footer_length"]),
-        footer_crc=int(row["footer_crc"]),
-        created_at_ms=int(row["created_at_ms"]),
-    )
-
-
-def segment_values(segment: SegmentInfo) -> tuple[str, int, int, int, int, int, int, str, int, int, int]:
-    """Insert values in SEGMENT_COLUMNS order, without created_at_ms (the database's clock)."""
-    return (
-        segment.topic,
-        segment.partition,
-        segment.base_offset,
-        segment.end_offset,
-        segment.min_timestamp,
-        segment.max_timestamp,
-        segment.size_bytes,
-        segment.object_key,
-        segment.epoch,
-        segment.footer_length,
-        segment.footer_crc,
-    )
-
-
-def in_log_order(segments: list[SegmentInfo]) -> list[SegmentInfo]:
-    """DELETE … RETURNING has no ORDER BY; callers get segments by partition, then offset."""
-    return sorted(segments, key=lambda s: (s.partition, s.base_offset))
-
-
-def job_from_row(row: Row) -> JobInfo:
-    return JobInfo(
-        name=row["name"],
-        sql=row["sql_text"],
-        output_topic=row["output_topic"],
-        options=decode_config(row["options"]),
-        created_at_ms=int(row["created_at_ms"]),
-        job_id=int(row["job_id"]),
-    )
-
-
-def checkpoint_from_row(row: Row, source_offsets: Iterable[Row]) -> Checkpoint:
-    """`source_offsets` rows are (topic, partition_id, next_offset). Output segments are not
-    recorded per checkpoint (they are in the segments table, and retention may remove them),
-    so a checkpoint read back has none."""
-    return Checkpoint(
-        job=row["job"],
-        seq=int(row["seq"]),
-        state_key=row["state_key"],
-        source_offsets={(o["topic"], int(o["partition_id"])): int(o["next_offset"]) for o in source_offsets},
-        output_segments=(),
-        stats=decode_stats(row["stats"]),
-        created_at_ms=int(row["created_at_ms"]),
-    )
-
-
-def state_keys(rows: Iterable[Row]) -> list[str]:
-    """The distinct state keys of deleted checkpoint rows (seq, state_key), oldest first."""
-    keys: list[str] = []
-    for row in sorted(rows, key=lambda r: int(r["seq"])):
-        key = row["state_key"]
-        if key is not None and key not in keys:
-            keys.append(key)
-    return keys
-
-
-def lease_from_row(row: Row) -> Lease:
-    return Lease(
-        resource=row["resource"],
-        holder=row["holder"],
-        epoch=int(row["epoch"]),
-        expires_at_ms=int(row["expires_at_ms"]),
-    )
-
-
-# Deleting a topic keeps its lease rows but revokes them: epochs are never reset (docs/DESIGN.md §5),
-# so a re-created topic of the same name gets higher epochs, never reuses a segment object
-# key of the old one, and a holder of the old topic is fenced by the holder change.
-REVOKE_LEASE_SQL = "UPDATE leases SET holder = '(deleted topic)', expires_at_ms = 0 WHERE resource = $1"
-# The same for a deleted job's lease: its runner's next renew or checkpoint is fenced, and a
-# re-created job of the same name starts at a higher epoch.
-REVOKE_JOB_LEASE_SQL = "UPDATE leases SET holder = '(deleted job)', expires_at_ms = 0 WHERE resource = $1"
+__all__ = [
+    "CHECKPOINT_COLUMNS",
+    "CHECKPOINT_HISTORY",
+    "JOB_COLUMNS",
+    "LEASE_COLUMNS",
+    "MAX_NAME",
+    "MAX_PARTITIONS",
+    "MAX_SQL",
+    "MAX_TOPIC_NAME",
+    "REVOKE_JOB_LEASE_SQL",
+    "REVOKE_LEASE_SQL",
+    "SEGMENT_COLUMNS",
+    "TOPIC_COLUMNS",
+    "CheckpointPlan",
+    "Row",
+    "TopicAlteration",
+    "acquire_lease_sql",
+    "check_base_offset",
+    "check_fence",
+    "check_growth",
+    "check_partition",
+    "check_seq",
+    "checkpoint_from_row",
+    "checkpoint_values",
+    "decode_config",
+    "decode_stats",
+    "encode_config",
+    "encode_stats",
+    "fenced",
+    "in_log_order",
+    "job_from_row",
+    "lease_from_row",
+    "segment_from_row",
+    "segment_values",
+    "state_keys",
+    "topic_from_row",
+    "validate_alter",
+    "validate_checkpoint",
+    "validate_epoch",
+    "validate_group",
+    "validate_holder",
+    "validate_job_name",
+    "validate_new_job",
+    "validate_new_topic",
+    "validate_offsets",
+    "validate_partition_arg",
+    "validate_partition_count",
+    "validate_range",
+    "validate_resource",
+    "validate_segment",
+    "validate_topic_name",
+    "validate_ttl",
+    "validate_value_schema",
+]

@@ -1,0 +1,106 @@
+"""PostgreSQL connections for the metadata store (asyncpg pool): transactions, the database's
+clock, the errors that mean "unreachable", and the row locks every writer takes in the one
+order postgres.py documents (topic → lease → partition)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+from streamhouse.storage.errors import StorageUnavailableError
+from streamhouse.storage.metadata import rows as r
+
+if TYPE_CHECKING:  # the proxy is generic only in the stubs
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+__all__ = ["INSERT_SEGMENT", "NOW", "UNAVAILABLE", "Conn", "PostgresBase", "lock_topic", "locked_end_offset", "redact"]
+
+# PostgreSQL's clock in epoch ms. clock_timestamp(), not now(): now() is frozen at transaction
+# start, and a lease must be judged at the moment the statement runs.
+NOW = "(floor(extract(epoch FROM clock_timestamp()) * 1000))::bigint"
+UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable, DNS
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE 08: connection lost or refused by the server
+    asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
+)
+INSERT_SEGMENT = (
+    f"INSERT INTO segments ({r.SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {NOW})"
+)
+
+
+class PostgresBase:
+    """The pool and how every operation of the store uses it; the store's concerns are the
+    subclasses (postgres.py, postgres_jobs.py)."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self._url = url
+        self._pool = pool
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, *, transaction: bool = False, snapshot: bool = False) -> AsyncIterator[Conn]:
+        """A pooled connection; `transaction` wraps it in a (read committed) transaction,
+        `snapshot` in a read-only repeatable-read one, where every statement sees one state."""
+        if self._closed:
+            raise StorageUnavailableError(f"metadata store {redact(self._url)} is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                if snapshot:
+                    async with conn.transaction(isolation="repeatable_read", readonly=True):
+                        yield conn
+                elif transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except UNAVAILABLE as exc:
+            raise StorageUnavailableError(f"metadata store {redact(self._url)}: {exc}") from exc
+
+    async def now_ms(self) -> int:
+        async with self._conn() as conn:
+            return int(await conn.fetchval(f"SELECT {NOW}"))
+
+
+async def lock_topic(conn: Conn, topic: str, mode: str) -> int | None:
+    """The topic's partition count, with its row locked in `mode` ("" for a plain read), or None
+    if it does not exist.
+
+    Writers take KEY SHARE, which only conflicts with delete_topic's UPDATE lock: a topic cannot
+    vanish half way through a write, and writes to one topic never block each other on it."""
+    value = await conn.fetchval(f"SELECT partitions FROM topics WHERE name = $1 {mode}", topic)
+    return None if value is None else int(value)
+
+
+async def locked_end_offset(conn: Conn, topic: str, partition: int) -> int:
+    value = await conn.fetchval(
+        "SELECT end_offset FROM partitions WHERE topic = $1 AND partition_id = $2 FOR UPDATE",
+        topic,
+        partition,
+    )
+    assert value is not None, "every partition of an existing topic has a row"
+    return int(value)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
