@@ -1,5 +1,5 @@
-"""The write-ahead log (DESIGN.md §3): the log on disk (log.py), its IO-free entry framing (format.py) and what a
-new leader replays (recovery.py).
+"""The write-ahead log (docs/DESIGN.md §3): the log (log.py) over its files on disk (files.py), its IO-free
+entry framing (format.py) and what a new leader replays (recovery.py).
 """
 
 from streamhouse.storage.wal.log import FsyncPolicy, WriteAheadLog

@@ -10,26 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import fcntl
 import os
-import re
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from streamhouse.storage.errors import CorruptDataError, StorageUnavailableError
 from streamhouse.storage.executor import run_blocking
-from streamhouse.storage.fsutil import fsync_dir
 from streamhouse.storage.tasks import wait_event
+from streamhouse.storage.wal.files import Key, WalFile, create_file, file_name, lock_and_list, truncate
 from streamhouse.storage.wal.format import HEADER_SIZE, Buffer, WalEntry, byte_view, encode_header, scan
 
 FsyncPolicy = Literal["always", "interval", "never"]
-Key = tuple[int, int]
 T = TypeVar("T")
-
-_FILE_RE = re.compile(r"wal-(\d{20})\.log")
-_LOCK_NAME = "wal.lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,62 +39,6 @@ class ReplayResult:
     @property
     def skipped(self) -> int:
         return len(self.errors)
-
-
-@dataclass(slots=True)
-class _WalFile:
-    seq: int
-    path: Path
-    size: int
-    # (topic_id, partition) -> highest end offset in this file, so release needs no re-read.
-    ends: dict[Key, int] = field(default_factory=dict)
-
-    def note(self, topic_id: int, partition: int, end: int) -> None:
-        if self.ends.get((topic_id, partition), -1) < end:
-            self.ends[(topic_id, partition)] = end
-
-    def covered_by(self, covered: Mapping[Key, int]) -> bool:
-        return all(covered.get(key, -1) >= end for key, end in self.ends.items())
-
-
-def _file_name(seq: int) -> str:
-    return f"wal-{seq:020d}.log"
-
-
-def _lock_and_list(directory: Path) -> tuple[int, list[int]]:
-    if not directory.exists():
-        directory.mkdir(parents=True)
-        fsync_dir(directory.parent)
-    lock_fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock_fd)
-        raise StorageUnavailableError(f"WAL directory {directory} is in use by another process") from None
-    seqs = sorted(int(m.group(1)) for name in os.listdir(directory) if (m := _FILE_RE.fullmatch(name)))
-    return lock_fd, seqs
-
-
-def _create_file(path: Path) -> int:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-    try:
-        # fdatasync of the file does not persist its directory entry; without this an
-        # acknowledged entry could vanish with its whole file after a power loss.
-        fsync_dir(path.parent)
-    except OSError:
-        os.close(fd)
-        path.unlink(missing_ok=True)
-        raise
-    return fd
-
-
-def _truncate(path: Path, size: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.ftruncate(fd, size)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 async def _finish_even_if_cancelled(aw: Awaitable[T]) -> T:
@@ -135,8 +73,8 @@ class WriteAheadLog:
         self._file_bytes = file_bytes
         self._lock_fd: int | None = lock_fd
         self._seqs = seqs
-        self._files: list[_WalFile] = []
-        self._active: _WalFile | None = None
+        self._files: list[WalFile] = []
+        self._active: WalFile | None = None
         self._fd: int | None = None
         self._write_lock = asyncio.Lock()
         self._sync_lock = asyncio.Lock()
@@ -175,7 +113,7 @@ class WriteAheadLog:
         if interval_ms <= 0 or file_bytes <= 0:
             raise ValueError("interval_ms and file_bytes must be positive")
         path = Path(directory)
-        lock_fd, seqs = await run_blocking(_lock_and_list, path)
+        lock_fd, seqs = await run_blocking(lock_and_list, path)
         return cls(path, lock_fd, seqs, fsync, interval_ms, file_bytes)
 
     @property
@@ -192,13 +130,13 @@ class WriteAheadLog:
         errors: list[CorruptDataError] = []
         ends: dict[Key, int] = {}
         for i, seq in enumerate(self._seqs):
-            path = self.directory / _file_name(seq)
+            path = self.directory / file_name(seq)
             data = await run_blocking(path.read_bytes)
             result = await run_blocking(scan, data, str(path))
             size = len(data)
             errors.extend(result.errors)
             if result.torn_bytes and i == len(self._seqs) - 1:
-                await run_blocking(_truncate, path, result.valid_end)
+                await run_blocking(truncate, path, result.valid_end)
                 self.torn_bytes += result.torn_bytes
                 size = result.valid_end
             elif result.torn_bytes:
@@ -210,7 +148,7 @@ class WriteAheadLog:
                         position=result.valid_end,
                     )
                 )
-            wal_file = _WalFile(seq, path, size)
+            wal_file = WalFile(seq, path, size)
             for entry in result.entries:
                 wal_file.note(entry.topic_id, entry.partition, entry.end_offset)
             for key, end in wal_file.ends.items():
@@ -221,8 +159,8 @@ class WriteAheadLog:
             self._active = self._files[-1]
             self._fd = await run_blocking(os.open, self._active.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         else:
-            self._active = _WalFile(0, self.directory / _file_name(0), 0)
-            self._fd = await run_blocking(_create_file, self._active.path)
+            self._active = WalFile(0, self.directory / file_name(0), 0)
+            self._fd = await run_blocking(create_file, self._active.path)
             self._files.append(self._active)
         self.skipped += len(errors)
         if self.fsync == "interval":
@@ -418,8 +356,8 @@ class WriteAheadLog:
             raise
         self.syncs += 1
         self._synced = target
-        new = _WalFile(self._active.seq + 1, self.directory / _file_name(self._active.seq + 1), 0)
-        new_fd = await run_blocking(_create_file, new.path)
+        new = WalFile(self._active.seq + 1, self.directory / file_name(self._active.seq + 1), 0)
+        new_fd = await run_blocking(create_file, new.path)
         os.close(self._fd)
         self._fd = new_fd
         self._active = new
