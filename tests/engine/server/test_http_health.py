@@ -1,4 +1,5 @@
-"""The agent's HTTP health/metrics endpoint over real sockets: routes, readiness, bad clients."""
+"""The agent's HTTP health/metrics endpoint (FastAPI on uvicorn, engine/server/http/) over real
+sockets: routes, readiness, bad clients."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from streamhouse.agent.metrics import AgentMetrics
-from streamhouse.server.http.app import HealthServer
+from streamhouse.server.http.server import HttpServer
 
 READ_TIMEOUT_S = 0.3
 READY_TIMEOUT_S = 0.2
@@ -52,8 +53,8 @@ def metrics() -> AgentMetrics:
 
 
 @pytest.fixture
-async def server(probe: Probe, metrics: AgentMetrics) -> AsyncIterator[HealthServer]:
-    srv = HealthServer(
+async def server(probe: Probe, metrics: AgentMetrics) -> AsyncIterator[HttpServer]:
+    srv = HttpServer(
         "127.0.0.1",
         0,
         ready=probe,
@@ -68,8 +69,9 @@ async def server(probe: Probe, metrics: AgentMetrics) -> AsyncIterator[HealthSer
         await srv.stop()
 
 
-async def raw(server: HealthServer, data: bytes) -> Reply:
-    """Send `data` as-is, read to EOF (the server always closes) and parse the response."""
+async def raw(server: HttpServer, data: bytes) -> Reply:
+    """Send `data` as-is, read to EOF and parse the response. The server closes after an error
+    and when the request asks it to (get() does); otherwise it keeps the connection alive."""
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(data)
@@ -88,18 +90,31 @@ async def raw(server: HealthServer, data: bytes) -> Reply:
     return Reply(int(status), headers, body)
 
 
-async def get(server: HealthServer, path: str, method: str = "GET") -> Reply:
-    return await raw(server, f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n".encode())
+async def get(server: HttpServer, path: str, method: str = "GET") -> Reply:
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\nConnection: close\r\n\r\n"
+    return await raw(server, head.encode())
 
 
-async def test_live(server: HealthServer) -> None:
+def is_error(reply: Reply, status: int, code: str) -> bool:
+    """The one JSON error model (engine/server/http/errors.py), with no stack trace in it."""
+    body = json.loads(reply.body)
+    return (
+        reply.status == status
+        and reply.headers["content-type"] == "application/json"
+        and set(body) == {"status", "code", "message"}
+        and body["code"] == code
+        and "Traceback" not in body["message"]
+    )
+
+
+async def test_live(server: HttpServer) -> None:
     reply = await get(server, "/health/live")
     assert reply.status == 200
     assert reply.headers["content-type"] == "application/json"
     assert json.loads(reply.body) == {"status": "live"}
 
 
-async def test_live_via_urllib(server: HealthServer) -> None:
+async def test_live_via_urllib(server: HttpServer) -> None:
     def fetch() -> tuple[int, bytes]:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health/live?verbose=1", timeout=5) as r:
             return r.status, r.read()
@@ -108,7 +123,7 @@ async def test_live_via_urllib(server: HealthServer) -> None:
     assert (status, json.loads(body)) == (200, {"status": "live"})
 
 
-async def test_ready_follows_the_callback(server: HealthServer, probe: Probe) -> None:
+async def test_ready_follows_the_callback(server: HttpServer, probe: Probe) -> None:
     reply = await get(server, "/health/ready")
     assert (reply.status, json.loads(reply.body)) == (200, {"status": "ready"})
 
@@ -120,7 +135,7 @@ async def test_ready_follows_the_callback(server: HealthServer, probe: Probe) ->
     assert (await get(server, "/health/ready")).status == 200
 
 
-async def test_ready_urllib_sees_503(server: HealthServer, probe: Probe) -> None:
+async def test_ready_urllib_sees_503(server: HttpServer, probe: Probe) -> None:
     probe.ok, probe.reason = False, "no leases yet"
 
     def fetch() -> int:
@@ -133,7 +148,7 @@ async def test_ready_urllib_sees_503(server: HealthServer, probe: Probe) -> None
     assert await asyncio.to_thread(fetch) == 503
 
 
-async def test_ready_callback_that_raises_is_503(server: HealthServer, probe: Probe) -> None:
+async def test_ready_callback_that_raises_is_503(server: HttpServer, probe: Probe) -> None:
     probe.mode = "raise"
     reply = await get(server, "/health/ready")
     assert reply.status == 503
@@ -142,7 +157,7 @@ async def test_ready_callback_that_raises_is_503(server: HealthServer, probe: Pr
     assert "metadata store unreachable" in body["reason"]
 
 
-async def test_ready_callback_that_hangs_is_503_after_timeout(server: HealthServer, probe: Probe) -> None:
+async def test_ready_callback_that_hangs_is_503_after_timeout(server: HttpServer, probe: Probe) -> None:
     probe.mode = "hang"
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -155,7 +170,7 @@ async def test_ready_callback_that_hangs_is_503_after_timeout(server: HealthServ
     assert (await get(server, "/health/ready")).status == 200
 
 
-async def test_metrics(server: HealthServer, metrics: AgentMetrics) -> None:
+async def test_metrics(server: HttpServer, metrics: AgentMetrics) -> None:
     metrics.observe_produce("orders", "durable", "ok", records=10, nbytes=1000, seconds=0.004)
     metrics.observe_produce("orders", "leader", "fenced", records=5, nbytes=500, seconds=0.001)
     metrics.observe_fetch("orders", records=7, nbytes=700)
@@ -189,21 +204,25 @@ def test_each_agent_has_its_own_registry() -> None:
     assert b"streamhouse_lease_lost_total 0.0" in b.render()[0]
 
 
-async def test_head_sends_headers_only(server: HealthServer) -> None:
+async def test_head_sends_headers_only(server: HttpServer) -> None:
     reply = await get(server, "/health/live", method="HEAD")
     assert reply.status == 200
     assert reply.body == b""
     assert int(reply.headers["content-length"]) == len(b'{"status":"live"}')
 
 
-async def test_unknown_path_is_404(server: HealthServer) -> None:
-    assert (await get(server, "/nope")).status == 404
+async def test_unknown_path_is_404(server: HttpServer) -> None:
+    reply = await get(server, "/nope")
+    assert reply.status == 404
+    assert is_error(reply, 404, "not_found")
+    assert json.loads(reply.body)["message"] == "no route for GET /nope"
 
 
-async def test_other_methods_are_405(server: HealthServer) -> None:
+async def test_other_methods_are_405(server: HttpServer) -> None:
     reply = await get(server, "/health/live", method="POST")
     assert reply.status == 405
     assert reply.headers["allow"] == "GET, HEAD"
+    assert is_error(reply, 405, "method_not_allowed")
 
 
 @pytest.mark.parametrize(
@@ -213,14 +232,17 @@ async def test_other_methods_are_405(server: HealthServer) -> None:
         b"GET\r\n\r\n",
         b"GET /health/live\r\n\r\n",
         b"GET health/live HTTP/1.1\r\n\r\n",
-        b"GET /health/live HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\n\r\n",  # HTTP/1.1 requires Host (RFC 9112 section 3.2)
     ],
 )
-async def test_malformed_request_is_400(server: HealthServer, data: bytes) -> None:
-    assert (await raw(server, data)).status == 400
+async def test_malformed_request_is_400(server: HttpServer, data: bytes) -> None:
+    reply = await raw(server, data)
+    assert reply.status == 400
+    assert is_error(reply, 400, "bad_request")
 
 
-async def test_truncated_request_is_400(server: HealthServer) -> None:
+async def test_truncated_request_is_400(server: HttpServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(b"GET /health/li")
     writer.write_eof()
@@ -228,15 +250,17 @@ async def test_truncated_request_is_400(server: HealthServer) -> None:
     writer.close()
     await writer.wait_closed()
     assert response.startswith(b"HTTP/1.1 400 ")
+    assert b'"code":"bad_request"' in response
 
 
-async def test_oversized_head_is_rejected(server: HealthServer) -> None:
+async def test_oversized_head_is_rejected(server: HttpServer) -> None:
     data = b"GET /health/live HTTP/1.1\r\nX-Big: " + b"a" * 64 * 1024 + b"\r\n\r\n"
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     try:
         writer.write(data)
         response = await asyncio.wait_for(reader.read(), 5)
         assert response.startswith(b"HTTP/1.1 431 ")
+        assert b'"code":"request_header_too_large"' in response
     except ConnectionResetError:
         pass  # the server closed with our unread excess in its buffer: the kernel may RST before we read
     finally:
@@ -244,7 +268,7 @@ async def test_oversized_head_is_rejected(server: HealthServer) -> None:
     assert (await get(server, "/health/live")).status == 200
 
 
-async def test_silent_and_half_clients_do_not_block_the_server(server: HealthServer) -> None:
+async def test_silent_and_half_clients_do_not_block_the_server(server: HttpServer) -> None:
     silent_r, silent_w = await asyncio.open_connection("127.0.0.1", server.port)
     half_r, half_w = await asyncio.open_connection("127.0.0.1", server.port)
     half_w.write(b"GET /health/live HTTP/1.1\r\nHost: x")
@@ -263,7 +287,7 @@ async def test_silent_and_half_clients_do_not_block_the_server(server: HealthSer
     assert (await get(server, "/health/ready")).status == 200
 
 
-async def test_client_that_leaves_early_does_not_break_the_server(server: HealthServer) -> None:
+async def test_client_that_leaves_early_does_not_break_the_server(server: HttpServer) -> None:
     _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.close()
     await writer.wait_closed()
@@ -274,17 +298,20 @@ async def test_metrics_callback_error_is_500(probe: Probe) -> None:
     def broken() -> tuple[bytes, str]:
         raise RuntimeError("boom")
 
-    srv = HealthServer("127.0.0.1", 0, ready=probe, metrics=broken, read_timeout_s=READ_TIMEOUT_S)
+    srv = HttpServer("127.0.0.1", 0, ready=probe, metrics=broken, read_timeout_s=READ_TIMEOUT_S)
     await srv.start()
     try:
-        assert (await get(srv, "/metrics")).status == 500
+        reply = await get(srv, "/metrics")
+        assert reply.status == 500
+        assert is_error(reply, 500, "internal_error")
+        assert "boom" not in reply.body.decode()  # what failed is in the agent's log, not the reply
         assert (await get(srv, "/health/live")).status == 200
     finally:
         await srv.stop()
 
 
 async def test_stop_closes_the_port_and_open_connections(probe: Probe, metrics: AgentMetrics) -> None:
-    srv = HealthServer("127.0.0.1", 0, ready=probe, metrics=metrics.render, read_timeout_s=30)
+    srv = HttpServer("127.0.0.1", 0, ready=probe, metrics=metrics.render, read_timeout_s=30)
     await srv.start()
     port = srv.port
     assert port != 0
