@@ -15,12 +15,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamhouse.agent import topic_admin
-from streamhouse.agent.config import AgentConfig, leader_address
+from streamhouse.agent import job_statements, offsets, topic_admin
+from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.sql_source import AgentTopics
+from streamhouse.api.contract import FrontEnd, Leadership, TimestampOffset
 from streamhouse.api.partitioner import partition_for_keys, split_by_partition
-from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, PartitionState, ProduceResult
+from streamhouse.api.types import (
+    Acks,
+    FetchResult,
+    GroupDescription,
+    GroupOffset,
+    JobDescription,
+    PartitionState,
+    ProduceResult,
+)
 from streamhouse.api.types import TopicDescription as Description
 from streamhouse.jobs.manager import JobManager
 from streamhouse.storage.clock import now_ms
@@ -148,6 +157,19 @@ class AgentService:
         for segment in segments:
             with contextlib.suppress(StreamHouseError, OSError):
                 await self.manager.store.delete(segment.object_key)
+
+    async def partition_leaders(self, topic: str) -> tuple[Leadership, ...]:
+        info = await self.topic(topic)
+        now = await self.metadata.now_ms()
+        out = []
+        for p in range(info.partitions):
+            lease = await self.metadata.get_lease(partition_resource(topic, p))
+            epoch = lease.epoch if lease is not None else 0
+            if lease is None or lease.expires_at_ms <= now:
+                out.append(Leadership(p, "", "", epoch))
+            else:
+                out.append(Leadership(p, holder_agent_id(lease.holder), leader_address(lease.holder), epoch))
+        return tuple(out)
 
     # -- produce --------------------------------------------------------------------------------
     async def produce(
@@ -322,6 +344,39 @@ class AgentService:
         if self.metrics is not None:
             self.metrics.corrupt_segment(topic)
 
+    # -- offsets --------------------------------------------------------------------------------
+    async def _partition(self, topic: str, partition: int) -> None:
+        info = await self.topic(topic, partition)
+        if not 0 <= partition < info.partitions:
+            raise PartitionNotFoundError(topic, partition, info.partitions)
+
+    async def earliest_offset(self, topic: str, partition: int) -> int:
+        await self._partition(topic, partition)
+        segments = await self.metadata.list_segments(topic, partition)
+        return segments[0].base_offset if segments else 0
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        await self._partition(topic, partition)
+        return await self.manager.end_offset(topic, partition)
+
+    async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> TimestampOffset:
+        await self._partition(topic, partition)
+        segments = await self.metadata.list_segments(topic, partition)
+        end = await self.manager.end_offset(topic, partition)
+        return await offsets.first_at_or_after(segments, end, timestamp_ms, self._scan_reader(topic, partition))
+
+    async def max_timestamp_offset(self, topic: str, partition: int) -> TimestampOffset:
+        await self._partition(topic, partition)
+        segments = await self.metadata.list_segments(topic, partition)
+        end = await self.manager.end_offset(topic, partition)
+        return await offsets.max_timestamp(segments, end, self._scan_reader(topic, partition))
+
+    def _scan_reader(self, topic: str, partition: int) -> offsets.Read:
+        async def read(start: int, count: int) -> pa.Table:
+            return (await self.fetch(topic, partition, start, max_records=count)).records
+
+        return read
+
     # -- consumer groups ------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
         info = await self.topic(topic, max(offsets, default=None))
@@ -341,8 +396,14 @@ class AgentService:
         end = await self.manager.end_offset(topic, partition)
         return GroupOffset(topic, partition, committed, end, end - max(committed, 0))
 
+    async def committed_offsets(self, group: str, topic: str | None = None) -> dict[tuple[str, int], int]:
+        return await self.metadata.fetch_offsets(group, topic)
+
     async def list_groups(self) -> list[str]:
         return await self.metadata.list_groups()
+
+    async def delete_group(self, group: str) -> None:
+        await self.metadata.delete_group(group)
 
     async def describe_group(self, group: str) -> GroupDescription:
         committed = await self.metadata.fetch_offsets(group)
@@ -380,6 +441,22 @@ class AgentService:
         self._topics.clear()  # DDL may have changed what exists
         return result
 
+    # -- jobs, as the SQL statements (engine/agent/job_statements.py) -------------------------------
+    async def list_jobs(self) -> list[JobDescription]:
+        return job_statements.descriptions(await self.sql(job_statements.SHOW_JOBS))
+
+    async def describe_job(self, name: str) -> JobDescription:
+        return job_statements.one(await self.sql(job_statements.SHOW_JOBS), name)
+
+    async def create_job(
+        self, name: str, select: str, *, into: str | None = None, options: Mapping[str, str] | None = None
+    ) -> JobDescription:
+        await self.sql(job_statements.create(name, select, into, options))
+        return await self.describe_job(into if into is not None else name)
+
+    async def drop_job(self, name: str, *, drop_topic: bool = True) -> None:
+        await self.sql(job_statements.drop(name, drop_topic=drop_topic))
+
     # -- health ---------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, str]:
         """Ready = the metadata store and the object store both answer, and no partition's
@@ -403,6 +480,12 @@ class AgentService:
         """(led partitions, buffered bytes), for the metrics endpoint."""
         led = self.manager.led_writers()
         return len(led), sum(w.buffered_bytes for w in led)
+
+
+def _front_end(service: AgentService) -> FrontEnd:
+    """Never called: mypy checks here that AgentService keeps the front-end contract
+    (engine/api/contract.py), signature by signature."""
+    return service
 
 
 def _key_partition(object_key: str) -> tuple[str, str]:

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.service import AgentService
+from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.storage.errors import (
     AddressInUseError,
@@ -49,6 +50,9 @@ class EmbeddedTransport:
             self._stop_loop()
             raise
         self.config = self.service.config
+        # Every SDK operation goes through the front-end contract (engine/api/contract.py), as the
+        # gRPC servicers do; the node itself is only built, wired and closed here.
+        self.front: FrontEnd = self.service
         # A notebook or script that never closes still gets its buffers flushed and leases
         # released. It must run before the thread pools shut down at interpreter exit, which
         # only threading's own exit hooks do (atexit runs after them).
@@ -111,21 +115,21 @@ class EmbeddedTransport:
     def create_topic(
         self, name: str, partitions: int, config: Mapping[str, str], value_schema: str | None
     ) -> TopicInfo:
-        return self._run(self.service.create_topic(name, partitions, config, value_schema))
+        return self._run(self.front.create_topic(name, partitions, config, value_schema))
 
     def list_topics(self) -> list[TopicInfo]:
-        return self._run(self.service.list_topics())
+        return self._run(self.front.list_topics())
 
     def describe_topic(self, name: str) -> TopicDescription:
-        return self._run(self.service.describe_topic(name))
+        return self._run(self.front.describe_topic(name))
 
     def delete_topic(self, name: str) -> None:
-        self._run(self.service.delete_topic(name))
+        self._run(self.front.delete_topic(name))
 
     def alter_topic(
         self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
     ) -> TopicInfo:
-        return self._run(self.service.alter_topic(name, set_config, reset, add_partitions))
+        return self._run(self.front.alter_topic(name, set_config, reset, add_partitions))
 
     def produce(self, topic: str, partition: int, batch: pa.RecordBatch, acks: Acks) -> list[ProduceResult]:
         # Backpressure is waited out here, as the remote transport does: the buffers drain as
@@ -134,7 +138,7 @@ class EmbeddedTransport:
         delay = 0.05
         while True:
             try:
-                return self._run(self.service.produce(topic, partition, batch, acks))
+                return self._run(self.front.produce(topic, partition, batch, acks))
             except BackpressureError:
                 if time.monotonic() > deadline:
                     raise
@@ -145,27 +149,27 @@ class EmbeddedTransport:
         self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
     ) -> FetchResult:
         return self._run(
-            self.service.fetch(
+            self.front.fetch(
                 topic, partition, offset, max_records=max_records, max_wait_ms=max_wait_ms, min_bytes=min_bytes
             )
         )
 
     def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
-        self._run(self.service.commit_offsets(group, topic, offsets))
+        self._run(self.front.commit_offsets(group, topic, offsets))
 
     def fetch_offsets(self, group: str, topic: str) -> list[GroupOffset]:
-        return self._run(self.service.fetch_offsets(group, topic))
+        return self._run(self.front.fetch_offsets(group, topic))
 
     def list_groups(self) -> list[str]:
-        return self._run(self.service.list_groups())
+        return self._run(self.front.list_groups())
 
     def describe_group(self, group: str) -> GroupDescription:
-        return self._run(self.service.describe_group(group))
+        return self._run(self.front.describe_group(group))
 
     def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
         if self._closed:
             raise StreamHouseError("the embedded engine is closed")
-        future = asyncio.run_coroutine_threadsafe(self.service.sql(query, settings), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self.front.sql(query, settings), self._loop)
         try:
             while True:
                 # Short waits, so Ctrl-C is seen while the statement runs even where the signal

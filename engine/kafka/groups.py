@@ -3,8 +3,8 @@ coordinator per agent, for the groups Kafka clients address to it.
 
 Membership lives in memory: it is rebuilt by the clients themselves after a coordinator
 restart (they rejoin). Committed offsets are not here: they are the same store our SDK and
-CLI use (AgentService.commit_offsets / metadata.fetch_offsets), so a group has one set of
-offsets whichever API wrote them.
+CLI use (the front-end contract's commit_offsets / committed_offsets, engine/api/contract.py),
+so a group has one set of offsets whichever API wrote them.
 
 A rebalance waits for every known member to rejoin (or its rebalance timeout, after which
 the missing ones are dropped); a new group waits `initial_delay_s` to gather its first

@@ -1,10 +1,10 @@
-"""Kafka API handlers over one AgentService: ApiVersions, Metadata, Fetch and ListOffsets
-(Produce and InitProducerId are in handlers_produce.py). Each takes a decoded request body
-and returns a response body (schemas in protocol/messages_*.py); the server (server.py)
-does the framing.
+"""Kafka API handlers over the front-end contract (engine/api/contract.py, FrontEnd):
+ApiVersions, Metadata, Fetch and ListOffsets (Produce and InitProducerId are in
+handlers_produce.py). Each takes a decoded request body and returns a response body (schemas
+in protocol/messages_*.py); the server (server.py) does the framing.
 
-StreamHouse errors map to Kafka error codes per partition, so one bad partition does not
-fail the others.
+StreamHouse errors map to Kafka error codes per partition (the contract's error table), so one
+bad partition does not fail the others.
 """
 
 from __future__ import annotations
@@ -17,23 +17,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from streamhouse.agent.service import AgentService
+from streamhouse.api.contract import FrontEnd, error_mapping
 from streamhouse.api.types import FetchResult
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
-from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time, max_timestamp_offset
-from streamhouse.storage.errors import (
-    BackpressureError,
-    InvalidInputError,
-    NotFoundError,
-    NotLeaderError,
-    StreamHouseError,
-)
+from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time
+from streamhouse.storage.errors import InvalidInputError, StreamHouseError
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -65,18 +57,10 @@ class Node:
 
 
 def error_code(exc: BaseException) -> int:
-    """The Kafka error code for a refusal."""
+    """The Kafka error code for a refusal: a Kafka refusal's own, else the contract's table."""
     if isinstance(exc, KafkaProtocolError):
         return exc.error_code
-    if isinstance(exc, NotLeaderError):
-        return codes.NOT_LEADER_OR_FOLLOWER
-    if isinstance(exc, NotFoundError):
-        return codes.UNKNOWN_TOPIC_OR_PARTITION
-    if isinstance(exc, BackpressureError):
-        return 7  # REQUEST_TIMED_OUT: retriable, which is what backpressure means
-    if isinstance(exc, InvalidInputError):
-        return codes.INVALID_RECORD
-    return codes.UNKNOWN_SERVER_ERROR
+    return error_mapping(exc).kafka
 
 
 def topic_uuid(name: str) -> uuid.UUID:
@@ -87,11 +71,11 @@ def topic_uuid(name: str) -> uuid.UUID:
 class Handlers:
     def __init__(
         self,
-        service: AgentService,
+        front: FrontEnd,
         node: Node,
         registry: BrokerRegistry | None = None,
     ):
-        self.service = service
+        self.front = front
         self.node = node
         self.registry = registry
         self.by_key: dict[int, Handler] = {
@@ -107,12 +91,11 @@ class Handlers:
     async def metadata(self, body: Body, version: int, ctx: Context) -> Body:
         requested = body["topics"]
         if requested is None or (version == 0 and not requested):
-            names = [t.name for t in await self.service.list_topics()]
+            names = [t.name for t in await self.front.list_topics()]
         else:
             names = [t["name"] for t in requested if t["name"] is not None]
-        now = await self.service.metadata.now_ms()
         brokers = {self.node.node_id: (self.node.host, self.node.port)}
-        topics = [await self._topic_metadata(name, now, brokers) for name in names]
+        topics = [await self._topic_metadata(name, brokers) for name in names]
         node = self.node
         return {
             "brokers": [{"node_id": n, "host": h, "port": p, "rack": None} for n, (h, p) in sorted(brokers.items())],
@@ -121,24 +104,26 @@ class Handlers:
             "topics": topics,
         }
 
-    async def _topic_metadata(self, name: str, now_ms: int, brokers: dict[int, tuple[str, int]]) -> Body:
-        """Each partition's leader is its lease holder's broker (registry.py); `brokers`
-        collects every broker named, for the response's broker list."""
+    async def _topic_metadata(self, name: str, brokers: dict[int, tuple[str, int]]) -> Body:
+        """Each partition's leader is its lease holder's broker (registry.py); this agent when
+        nobody holds the lease (it takes it on the first produce). `brokers` collects every
+        broker named, for the response's broker list."""
         try:
-            info = await self.service.topic(name)
+            info = await self.front.topic(name)
         except StreamHouseError as exc:
             return {"error_code": error_code(exc), "name": name, "topic_id": topic_uuid(name), "partitions": []}
+        leaders = await self.front.partition_leaders(name) if self.registry is not None else ()
         partitions = []
         for p in range(info.partitions):
             leader = Broker(self.node.node_id, self.node.host, self.node.port)
             epoch, error = 0, 0
-            if self.registry is not None:
-                found = await self.registry.leader(name, p, now_ms)
-                epoch = found.epoch
-                if found.broker is None:
+            if self.registry is not None and p < len(leaders):
+                epoch = leaders[p].epoch
+                found = await self.registry.broker(leaders[p].agent_id) if leaders[p].agent_id else leader
+                if found is None:
                     leader, error = Broker(-1, "", 0), LEADER_NOT_AVAILABLE  # its holder has no Kafka listener
                 else:
-                    leader = found.broker
+                    leader = found
                     brokers[leader.node_id] = (leader.host, leader.port)
             nodes = [leader.node_id] if leader.node_id >= 0 else []
             partitions.append(
@@ -183,7 +168,7 @@ class Handlers:
 
     async def _fetch_one(self, topic: str, p: Body, wait_ms: int, min_bytes: int) -> FetchResult | BaseException:
         try:
-            return await self.service.fetch(
+            return await self.front.fetch(
                 topic, p["partition"], p["fetch_offset"], max_bytes=max(p["partition_max_bytes"], 1),
                 max_wait_ms=wait_ms, min_bytes=min_bytes,
             )  # fmt: skip
@@ -208,7 +193,7 @@ class Handlers:
 
     async def _log_append_time(self, topic: str) -> bool:
         try:
-            return log_append_time((await self.service.topic(topic)).config)
+            return log_append_time((await self.front.topic(topic)).config)
         except StreamHouseError:
             return False  # the partition's own fetch result carries the error
 
@@ -240,45 +225,23 @@ class Handlers:
             topics.append({"name": topic["name"], "partitions": parts})
         return {"throttle_time_ms": 0, "topics": topics}
 
-    async def _offset_for_time(self, topic: str, partition: int, ts: int) -> tuple[int, int]:
-        """The earliest offset whose timestamp is >= ts, and that timestamp; (-1, -1) if none.
-        Segments whose max timestamp is below ts are skipped by their metadata; the first
-        other one (or the unsegmented tail) is scanned in whole fetches with numpy."""
-        start = 0
-        for segment in await self.service.metadata.list_segments(topic, partition):
-            if segment.max_timestamp >= ts:
-                start = segment.base_offset
-                break
-            start = segment.end_offset
-        end = await self.service.manager.end_offset(topic, partition)
-        # Each fetch returns at least one record while start < end, so this ends.
-        while start < end:
-            result = await self.service.fetch(topic, partition, start, max_records=50_000)
-            stamps = result.records.column("timestamp").to_numpy()
-            if len(stamps) == 0:
-                break
-            hits = np.flatnonzero(stamps >= ts)
-            if len(hits):
-                return start + int(hits[0]), int(stamps[hits[0]])
-            start += len(stamps)
-        return -1, -1
-
     async def _list_offset(self, topic: str, p: Body) -> Body:
         index, ts = p["partition_index"], p["timestamp"]
         out: Body = {"partition_index": index, "error_code": 0, "timestamp": -1, "offset": -1, "leader_epoch": 0}
         try:
-            info = await self.service.topic(topic, index)
+            info = await self.front.topic(topic, index)
             if not 0 <= index < info.partitions:
                 out["error_code"] = codes.UNKNOWN_TOPIC_OR_PARTITION
             elif ts == -1:  # LATEST
-                out["offset"] = await self.service.manager.end_offset(topic, index)
+                out["offset"] = await self.front.end_offset(topic, index)
             elif ts == -2:  # EARLIEST: the first retained segment's base, else 0
-                segments = await self.service.metadata.list_segments(topic, index)
-                out["offset"] = segments[0].base_offset if segments else 0
+                out["offset"] = await self.front.earliest_offset(topic, index)
             elif ts >= 0:
-                out["offset"], out["timestamp"] = await self._offset_for_time(topic, index, ts)
+                found = await self.front.offset_for_time(topic, index, ts)
+                out["offset"], out["timestamp"] = found.offset, found.timestamp
             elif ts == -3:  # MAX_TIMESTAMP (KIP-734)
-                out["offset"], out["timestamp"] = await max_timestamp_offset(self.service, topic, index)
+                found = await self.front.max_timestamp_offset(topic, index)
+                out["offset"], out["timestamp"] = found.offset, found.timestamp
             else:  # -4 (earliest local) and others are not implemented: say so rather than guess
                 out["error_code"] = codes.UNSUPPORTED_VERSION
         except StreamHouseError as exc:

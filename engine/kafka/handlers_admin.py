@@ -1,4 +1,4 @@
-"""Kafka admin APIs over AgentService topics: CreateTopics, DeleteTopics,
+"""Kafka admin APIs over the front-end contract's topics: CreateTopics, DeleteTopics,
 CreatePartitions, DescribeConfigs and AlterConfigs (only the topic settings StreamHouse
 enforces, storage/topic_config.py; the rest are refused as INVALID_CONFIG, not stored)."""
 
@@ -7,18 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from streamhouse.agent.service import AgentService
+from streamhouse.api.contract import FrontEnd, error_mapping
 from streamhouse.kafka import errors as codes
-from streamhouse.kafka.handlers import Body, Context, error_code
+from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.kafka.handlers import Body, Context
 from streamhouse.storage import topic_config
-from streamhouse.storage.errors import (
-    AlreadyExistsError,
-    InvalidInputError,
-    NotFoundError,
-    PartitionCountError,
-    StreamHouseError,
-    TopicSettingError,
-)
+from streamhouse.storage.errors import NotFoundError, PartitionCountError, StreamHouseError, TopicSettingError
 
 TOPIC_RESOURCE = 2
 CONFIG_SOURCE_TOPIC = 1  # DYNAMIC_TOPIC_CONFIG
@@ -45,22 +39,15 @@ def topic_configs(config: Mapping[str, str], keys: list[str] | None) -> list[Bod
 
 
 def admin_error(exc: StreamHouseError) -> int:
-    if isinstance(exc, AlreadyExistsError):
-        return codes.TOPIC_ALREADY_EXISTS
-    if isinstance(exc, TopicSettingError):
-        return codes.INVALID_CONFIG
-    if isinstance(exc, PartitionCountError):
-        return codes.INVALID_PARTITIONS
-    if isinstance(exc, NotFoundError):
-        return codes.UNKNOWN_TOPIC_OR_PARTITION
-    if isinstance(exc, InvalidInputError):
-        return codes.INVALID_TOPIC_EXCEPTION
-    return error_code(exc)
+    """The code a topic admin API answers (the contract's table, its Kafka admin column)."""
+    if isinstance(exc, KafkaProtocolError):
+        return exc.error_code
+    return error_mapping(exc).kafka_admin
 
 
 class AdminHandlers:
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
         self.by_key: dict[int, Any] = {
             19: self.create_topics, 20: self.delete_topics, 37: self.create_partitions,
             32: self.describe_configs, 33: self.alter_configs, 44: self.incremental_alter_configs,
@@ -78,10 +65,10 @@ class AdminHandlers:
                 # Only settings StreamHouse enforces; Kafka ones it does not are refused, not stored.
                 config = topic_config.create_config(given, f"CreateTopics {name}")
                 if body["validate_only"]:
-                    if any(t.name == name for t in await self.service.list_topics()):
+                    if any(t.name == name for t in await self.front.list_topics()):
                         out["error_code"] = codes.TOPIC_ALREADY_EXISTS
                 else:
-                    await self.service.create_topic(name, count, config)
+                    await self.front.create_topic(name, count, config)
             except StreamHouseError as exc:
                 out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)
@@ -95,7 +82,7 @@ class AdminHandlers:
             try:
                 if name is None:
                     raise NotFoundError("topics are addressed by name here, not by topic id")
-                await self.service.delete_topic(name)
+                await self.front.delete_topic(name)
             except StreamHouseError as exc:
                 out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)
@@ -106,12 +93,12 @@ class AdminHandlers:
         for topic in body["topics"]:
             out: Body = {"name": topic["name"], "error_code": 0, "error_message": None}
             try:
-                info = await self.service.topic(topic["name"])
+                info = await self.front.topic(topic["name"])
                 more = topic["count"] - info.partitions
                 if more <= 0:
                     raise PartitionCountError(f"{topic['name']} has {info.partitions} partitions; the count only grows")
                 if not body["validate_only"]:
-                    await self.service.alter_topic(topic["name"], add_partitions=more)
+                    await self.front.alter_topic(topic["name"], add_partitions=more)
             except StreamHouseError as exc:
                 out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)
@@ -124,7 +111,7 @@ class AdminHandlers:
                          "resource_name": resource["resource_name"], "configs": []}  # fmt: skip
             if resource["resource_type"] == TOPIC_RESOURCE:
                 try:
-                    info = await self.service.topic(resource["resource_name"])
+                    info = await self.front.topic(resource["resource_name"])
                     out["configs"] = topic_configs(info.config, resource["configuration_keys"])
                 except StreamHouseError as exc:
                     out["error_code"], out["error_message"] = admin_error(exc), str(exc)
@@ -142,11 +129,11 @@ class AdminHandlers:
                 if resource["resource_type"] != TOPIC_RESOURCE:
                     raise TopicSettingError("only topic configs can be altered here")
                 name = resource["resource_name"]
-                info = await self.service.topic(name)
+                info = await self.front.topic(name)
                 wanted = {c["name"]: c["value"] for c in resource["configs"] if c["value"] is not None}
                 reset = [k for k in info.config if k not in wanted and k in topic_config.alterable_keys()]
                 if not body["validate_only"]:
-                    await self.service.alter_topic(name, set_config=wanted, reset=reset)
+                    await self.front.alter_topic(name, set_config=wanted, reset=reset)
             except StreamHouseError as exc:
                 out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)
@@ -169,10 +156,10 @@ class AdminHandlers:
                 if None in wanted.values():
                     raise TopicSettingError("SET needs a value")
                 if body["validate_only"]:
-                    info = await self.service.topic(resource["resource_name"])
+                    info = await self.front.topic(resource["resource_name"])
                     topic_config.alter_change(info.name, wanted, reset, None, info.config)
                 else:
-                    await self.service.alter_topic(resource["resource_name"], set_config=wanted, reset=reset)
+                    await self.front.alter_topic(resource["resource_name"], set_config=wanted, reset=reset)
             except StreamHouseError as exc:
                 out["error_code"], out["error_message"] = admin_error(exc), str(exc)
             results.append(out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamhouse.agent.service import AgentService
+from streamhouse.api.contract import FrontEnd
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import EMPTY, Coordinator, join_error
@@ -24,9 +24,9 @@ INVALID_GROUP_ID = 24
 
 class GroupHandlers:
     def __init__(
-        self, service: AgentService, node: Node, coordinator: Coordinator, leases: GroupLeases | None = None
+        self, front: FrontEnd, node: Node, coordinator: Coordinator, leases: GroupLeases | None = None
     ) -> None:
-        self.service = service
+        self.front = front
         self.node = node
         self.coordinator = coordinator
         self.leases = leases
@@ -96,7 +96,7 @@ class GroupHandlers:
             if not error:
                 offsets = {p["partition_index"]: p["committed_offset"] for p in topic["partitions"]}
                 try:
-                    await self.service.commit_offsets(gid, topic["name"], offsets)
+                    await self.front.commit_offsets(gid, topic["name"], offsets)
                 except StreamHouseError as exc:
                     error = error_code(exc)
             parts = [{"partition_index": p["partition_index"], "error_code": error} for p in topic["partitions"]]
@@ -109,7 +109,7 @@ class GroupHandlers:
             return {"topics": [], "error_code": codes.NOT_COORDINATOR}
         try:
             if body["topics"] is None:
-                committed = await self.service.metadata.fetch_offsets(gid)
+                committed = await self.front.committed_offsets(gid)
                 wanted: dict[str, list[int]] = {}
                 for topic, p in sorted(committed):
                     wanted.setdefault(topic, []).append(p)
@@ -117,7 +117,7 @@ class GroupHandlers:
                 committed = {}
                 wanted = {t["name"]: t["partition_indexes"] for t in body["topics"]}
                 for name in wanted:
-                    committed.update(await self.service.metadata.fetch_offsets(gid, name))
+                    committed.update(await self.front.committed_offsets(gid, name))
         except StreamHouseError as exc:
             return {"topics": [], "error_code": error_code(exc)}
         topics = [
@@ -143,14 +143,14 @@ class GroupHandlers:
                             "protocol_type": group.protocol_type or "", "protocol_data": group.protocol or "",
                             "members": members})  # fmt: skip
                 continue
-            stored = await self.service.metadata.fetch_offsets(gid)
+            stored = await self.front.committed_offsets(gid)
             state = EMPTY if stored or group is not None else "Dead"
             out.append({"error_code": 0, "group_id": gid, "group_state": state,
                         "protocol_type": "consumer" if stored else "", "protocol_data": "", "members": []})  # fmt: skip
         return {"throttle_time_ms": 0, "groups": out}
 
     async def list_groups(self, body: Body, version: int, ctx: Context) -> Body:
-        states: dict[str, tuple[str, str]] = {gid: (EMPTY, "consumer") for gid in await self.service.list_groups()}
+        states: dict[str, tuple[str, str]] = {gid: (EMPTY, "consumer") for gid in await self.front.list_groups()}
         for gid, group in self.coordinator.groups.items():
             if group.members:
                 states[gid] = (group.state, group.protocol_type or "")
@@ -169,11 +169,11 @@ class GroupHandlers:
             if group is not None and group.members:
                 results.append({"group_id": gid, "error_code": NON_EMPTY_GROUP})
                 continue
-            stored = await self.service.metadata.fetch_offsets(gid)
+            stored = await self.front.committed_offsets(gid)
             if not stored and group is None:
                 results.append({"group_id": gid, "error_code": codes.GROUP_ID_NOT_FOUND})
                 continue
-            await self.service.metadata.delete_group(gid)
+            await self.front.delete_group(gid)
             self.coordinator.groups.pop(gid, None)
             results.append({"group_id": gid, "error_code": 0})
         return {"throttle_time_ms": 0, "results": results}

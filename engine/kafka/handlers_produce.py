@@ -1,4 +1,4 @@
-"""The Kafka Produce and InitProducerId handlers over one AgentService.
+"""The Kafka Produce and InitProducerId handlers over the front-end contract (engine/api/contract.py).
 
 A produce request is decoded whole per partition (every batch's CRC, codec and record
 section) before anything is written, so a corrupt batch stores nothing. Its partitions are
@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.agent.service import AgentService
+from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
@@ -39,8 +39,8 @@ def _resolve(future: asyncio.Future[None], *_: object) -> None:
 
 
 class ProduceHandlers:
-    def __init__(self, service: AgentService, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> None:
+        self.front = front
         self.max_uncompressed = max_uncompressed
         self.producers = ProducerStates()
         self.by_key: dict[int, Handler] = {0: self.produce, 22: self.init_producer_id}
@@ -92,14 +92,14 @@ class ProduceHandlers:
             if any(b.is_transactional or b.is_control for b in batches):
                 raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
             stamp = None  # LogAppendTime: the service stamps this time, and the answer carries it
-            if log_append_time((await self.service.topic(topic, partition)).config):
+            if log_append_time((await self.front.topic(topic, partition)).config):
                 stamp = out["log_append_time_ms"] = now_ms()
             if any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
             else:
                 whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
                 merged = whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
-                results = await self.service.produce(
+                results = await self.front.produce(
                     topic, partition, merged, acks, appended=placed, append_time_ms=stamp
                 )
                 out["base_offset"] = results[0].base_offset
@@ -131,7 +131,7 @@ class ProduceHandlers:
                 fixed.add_done_callback(lambda _: placed())
 
             async def append(records: pa.RecordBatch = batch.records, fixed: asyncio.Future[None] = fixed) -> int:
-                results = await self.service.produce(
+                results = await self.front.produce(
                     topic, partition, records, acks, appended=functools.partial(_resolve, fixed), append_time_ms=stamp
                 )
                 return results[0].base_offset

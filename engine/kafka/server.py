@@ -11,6 +11,12 @@ records have their offsets, Context.applied; any other request once it is answer
 writer sends the answers in request order. So a client's in-flight acks=all produces share
 one segment commit instead of waiting for one each, while order stays Kafka's. At most
 `max_in_flight` answers wait per connection; past that the connection is not read.
+
+Every handler works on the front-end contract (engine/api/contract.py, FrontEnd) alone. What
+is Kafka's own stays here, on a narrow named dependency (KafkaNode): the metadata store that
+holds its broker registrations (registry.py) and group-coordinator leases (group_leases.py),
+and the agent id and lease timing they are renewed with. The group coordinator's members and
+the idempotent producers' sequences (idempotence.py) live in this listener's memory.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
-from streamhouse.agent.service import AgentService
+from streamhouse.agent.config import AgentConfig
+from streamhouse.api.contract import FrontEnd
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import Coordinator
@@ -39,6 +47,7 @@ from streamhouse.kafka.protocol.api import (
 )
 from streamhouse.kafka.registry import BrokerRegistry
 from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.metadata.base import MetadataStore
 
 log = logging.getLogger(__name__)
 _API_VERSIONS = 18
@@ -49,6 +58,23 @@ DEFAULT_MAX_IN_FLIGHT = 32
 _Item = asyncio.Task[bytes | None] | BaseException | None
 
 
+class KafkaNode(FrontEnd, Protocol):
+    """The agent as the Kafka listener needs it: the front-end contract for every record,
+    topic, offset and group operation, plus Kafka's own shared state outside the contract.
+    Only server.py touches the two extras (for BrokerRegistry and GroupLeases); handlers get
+    the contract alone."""
+
+    @property
+    def metadata(self) -> MetadataStore:
+        """Where kafka-broker/<agent> and kafka-group/<group> leases are held."""
+        ...
+
+    @property
+    def config(self) -> AgentConfig:
+        """agent_id, lease_ttl_ms, renew_interval_ms for those leases."""
+        ...
+
+
 def _resolve(future: asyncio.Future[None], *_: object) -> None:
     if not future.done():
         future.set_result(None)
@@ -57,7 +83,7 @@ def _resolve(future: asyncio.Future[None], *_: object) -> None:
 class KafkaServer:
     def __init__(
         self,
-        service: AgentService,
+        service: KafkaNode,
         *,
         host: str = "127.0.0.1",
         port: int = 9092,
@@ -65,7 +91,8 @@ class KafkaServer:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
-        self.service = service
+        self.front: FrontEnd = service  # all that the handlers get
+        self._node = service  # Kafka's own state (KafkaNode): registry and group leases only
         self.host = host
         self.port = port
         # host:port told to clients (Metadata, FindCoordinator) when a proxy or NAT sits in between.
@@ -91,20 +118,20 @@ class KafkaServer:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         host, port = self.advertised or (self.host, self.port)
-        config = self.service.config
+        config = self._node.config
         self.registry = BrokerRegistry(
-            self.service.metadata, config.agent_id, host, port, ttl_ms=config.lease_ttl_ms,
+            self._node.metadata, config.agent_id, host, port, ttl_ms=config.lease_ttl_ms,
             renew_ms=config.renew_interval_ms,
         )  # fmt: skip
         await self.registry.start()
         node = Node(self.registry.me.node_id, host, port)
-        data = Handlers(self.service, node, self.registry)
+        data = Handlers(self.front, node, self.registry)
         # ApiVersions advertises exactly the keys of this one table.
         self.group_leases = GroupLeases(self.registry, self.coordinator.drop)
         self.group_leases.start()
-        data.by_key.update(GroupHandlers(self.service, node, self.coordinator, self.group_leases).by_key)
-        data.by_key.update(AdminHandlers(self.service).by_key)
-        data.by_key.update(ProduceHandlers(self.service).by_key)
+        data.by_key.update(GroupHandlers(self.front, node, self.coordinator, self.group_leases).by_key)
+        data.by_key.update(AdminHandlers(self.front).by_key)
+        data.by_key.update(ProduceHandlers(self.front).by_key)
         self.handlers = data.by_key
         self.coordinator.start()
         log.info("kafka protocol listening on %s:%s", self.host, self.port)

@@ -1,4 +1,5 @@
-"""StreamHouseError ↔ gRPC status, both ways (the conventions are in proto/streamhouse.proto).
+"""StreamHouseError ↔ gRPC status, both ways (the conventions are in proto/streamhouse.proto;
+the class → status direction is the front-end contract's error table, engine/api/contract.py ERRORS).
 
 The server also sends the exception's class name in trailing metadata, so the remote SDK
 raises the same exception class the embedded engine would, not just one per status code."""
@@ -9,29 +10,12 @@ import json
 
 import grpc
 
+from streamhouse.api.contract import error_mapping
 from streamhouse.storage import errors as e
 
 LEADER_KEY = "streamhouse-leader"
 ERROR_KEY = "streamhouse-error"
 VALUE_KEY = "streamhouse-invalid-value"
-
-# Most specific first: the first matching class decides the code.
-_CODES: tuple[tuple[type[e.StreamHouseError], grpc.StatusCode], ...] = (
-    (e.PartitionNotFoundError, grpc.StatusCode.INVALID_ARGUMENT),
-    (e.NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (e.InvalidInputError, grpc.StatusCode.INVALID_ARGUMENT),
-    (e.CorruptDataError, grpc.StatusCode.INVALID_ARGUMENT),
-    (e.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
-    (e.NotLeaderError, grpc.StatusCode.FAILED_PRECONDITION),
-    (e.BackpressureError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (e.QueryMemoryExceededError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (e.QueryTimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (e.QueryCancelledError, grpc.StatusCode.CANCELLED),
-    (e.FencedError, grpc.StatusCode.ABORTED),
-    (e.LeaseHeldError, grpc.StatusCode.FAILED_PRECONDITION),
-    (e.OffsetConflictError, grpc.StatusCode.ABORTED),
-    (e.StorageUnavailableError, grpc.StatusCode.UNAVAILABLE),
-)
 
 _BY_CODE: dict[grpc.StatusCode, type[e.StreamHouseError]] = {
     grpc.StatusCode.NOT_FOUND: e.NotFoundError,
@@ -47,7 +31,7 @@ _BY_CODE: dict[grpc.StatusCode, type[e.StreamHouseError]] = {
 
 def status_of(exc: e.StreamHouseError) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
     """The status code and trailing metadata that carry `exc` to a client."""
-    code = next((c for cls, c in _CODES if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
+    code = grpc.StatusCode[error_mapping(exc).grpc]
     trailers: list[tuple[str, str]] = [(ERROR_KEY, type(exc).__name__)]
     if isinstance(exc, e.NotLeaderError) and exc.leader:
         trailers.append((LEADER_KEY, exc.leader))

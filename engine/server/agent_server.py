@@ -21,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.agent.service import AgentService
+from streamhouse.client.forward import forward_to_leader
+from streamhouse.node import AgentNode
 from streamhouse.rpc.convert import MAX_MESSAGE_BYTES
 from streamhouse.server.grpc.services import add_services
 from streamhouse.server.http.server import HttpServer
@@ -37,10 +39,11 @@ _GRPC_OPTIONS = [
 
 class AgentServer:
     def __init__(
-        self, config: AgentConfig, service: AgentService, grpc_server: aio.Server, http: HttpServer | None
+        self, config: AgentConfig, node: AgentNode, grpc_server: aio.Server, http: HttpServer | None
     ) -> None:
         self.config = config
-        self.service = service
+        self.node = node
+        self.service = node.service
         self.grpc_server = grpc_server
         self.http = http
         self._health = health.aio.HealthServicer()
@@ -80,7 +83,9 @@ class AgentServer:
         # Port 0 asks for any free port: the lease holder must carry the real one.
         config = dataclasses.replace(config, grpc_port=port)
         metrics = AgentMetrics()
-        service = await AgentService.start(config, metrics)
+        # The agent and its jobs (engine/node/); held WAL records reach other leaders over gRPC.
+        node = await AgentNode.start(config, metrics=metrics, forward=forward_to_leader)
+        service = node.service
         http: HttpServer | None = None
         try:
             if config.http_port >= 0:
@@ -93,7 +98,7 @@ class AgentServer:
                     raise AddressInUseError(
                         f"cannot listen on {config.host}:{config.http_port} (HTTP health/metrics): {exc.strerror}"
                     ) from None
-            server = cls(service.config, service, grpc_server, http)
+            server = cls(service.config, node, grpc_server, http)
             names = add_services(grpc_server, service)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
             reflection.enable_server_reflection(
@@ -106,7 +111,7 @@ class AgentServer:
         except BaseException:
             if http is not None:
                 await http.stop()  # a no-op unless it started
-            await service.close(flush=False)
+            await node.close(flush=False)
             raise
         log.info("agent %s serving gRPC on %s", service.config.holder, service.config.address)
         return server
@@ -127,7 +132,7 @@ class AgentServer:
         self._stopped.set()
         await self._health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
-        await self.service.close(flush=True)
+        await self.node.close(flush=True)
         if self.http is not None:
             await self.http.stop()
         if self._dir_lock is not None:
@@ -180,7 +185,8 @@ async def _render(service: AgentService) -> tuple[bytes, str]:
     assert service.metrics is not None
     led, buffered = service.gauges()
     service.metrics.set_gauges(led, buffered, service.manager.wal.disk_bytes)
-    await service.metrics.jobs.refresh(service.jobs.show)
+    if service.jobs is not None:  # always, on an agent node
+        await service.metrics.jobs.refresh(service.jobs.show)
     return service.metrics.render()
 
 

@@ -1,4 +1,5 @@
-"""The continuous-query runtime (DESIGN.md §8): planning (plan.py), the window operator (operator.py) with window
-assignment (assign.py), partial aggregates (partials.py), changelog output (changes.py), watermarks
-(watermarks.py) and job rounds (rounds.py).
+"""The continuous-query runtime (docs/DESIGN.md §8): planning (plan.py), the window operator (operator.py)
+with its open windows' rows (state.py), what windows emit (emit.py) and its snapshot bytes (snapshot.py),
+window assignment (assign.py), partial aggregates (partials.py), changelog output (changes.py),
+watermarks (watermarks.py) and job rounds (rounds.py).
 """

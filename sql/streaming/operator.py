@@ -14,11 +14,12 @@ of windows that fired out, Flink's event-time semantics in between.
   windows fire, once. Firing between partitions let the first partition read carry the
   watermark past rows the round had read from the others (issue 10: a burst after an idle
   spell counted 3 of 4 rows late).
-- Watermarks: see sql.watermarks (per-partition max event time − delay; min over non-idle
+- Watermarks: see sql.streaming.watermarks (per-partition max event time − delay; min over non-idle
   partitions; never goes back).
 - A window fires once, when the job's watermark reaches its end − 1 ms; its output is what
   the ad-hoc query returns for the window's rows (emit final). Windows firing in the same step
-  are computed together by one run of `plan.query_sql` over their annotated rows.
+  are computed together by one run of `plan.query_sql` over their annotated rows
+  (sql.streaming.emit). Snapshot bytes: sql.streaming.snapshot.
 - Lateness of a TUMBLE / HOP / CUMULATE row is judged against W(row) = the larger of the
   job's watermark before the round and the row's own partition's watermark just before it
   (the largest event time of the partition's earlier rows, in offset order − delay). The
@@ -35,19 +36,19 @@ of windows that fired out, Flink's event-time semantics in between.
 - A SESSION row is judged against the job's watermark before the round: late when the
   session it belongs to, among the open sessions and the round's rows, would already have
   fired (fired sessions are gone, as in Flink: a later row never merges into one).
-- State is the rows of open windows, nothing else: an aligned row is dropped once its last
+- State (sql.streaming.state) is the rows of open windows, nothing else: an aligned row is dropped once its last
   window fired, a session's rows when it fires. Rows with a NULL time are in no window and
   are dropped on arrival (as the ad-hoc rewrite drops them).
 A stateless plan runs its filter / projection on each batch and keeps nothing.
 
 `emit="changes"` (the job option `'emit' = 'changes'`, aligned windows and stateless plans):
 besides firing, after each process() every open window whose rows changed is computed and
-its difference from what was last emitted for it is emitted (sql.window_changes: an `_op`
+its difference from what was last emitted for it is emitted (sql.streaming.changes: an `_op`
 column first, '+I' / '-U' / '+U'); a firing window emits only its change since the last
 update, and what was emitted for a window is kept (and snapshotted) until it fires. A
 stateless plan emits its rows as '+I'. SESSION windows are refused in this mode.
 
-Partial aggregates (sql.window_partials): in 'final' mode, a plain windowed aggregate
+Partial aggregates (sql.streaming.partials): in 'final' mode, a plain windowed aggregate
 (one SELECT over one TUMBLE / HOP / CUMULATE call grouping by the window and topic columns,
 selecting COUNT / SUM / MIN / MAX / AVG of columns; see `partials_for`) keeps one row of
 partials per (pane, keys) instead of rows; `partials=False` forces the row-keeping path.
@@ -56,35 +57,27 @@ Lateness, watermarks, firing and the window counts are the same either way.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import datafusion
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.query.catalog import partitioned
-from streamhouse.sql.streaming.assign import Aligned, Bools, Ints, event_ms, key_ids, sessions, window_columns
+from streamhouse.sql.streaming import snapshot
+from streamhouse.sql.streaming.assign import Ints, event_ms
 from streamhouse.sql.streaming.changes import EMIT_MODES, changes_schema, diff, group_keys, tag
-from streamhouse.sql.streaming.partials import PANE, PartialSpec, partials_for
-from streamhouse.sql.streaming.plan import WINDOWED_TABLE, JobPlan, quoted_table
+from streamhouse.sql.streaming.emit import WindowQuery
+from streamhouse.sql.streaming.partials import PartialSpec, partials_for
+from streamhouse.sql.streaming.plan import JobPlan
 from streamhouse.sql.streaming.rounds import Round, concat
+from streamhouse.sql.streaming.state import WindowState
 from streamhouse.sql.streaming.watermarks import Watermarks
 
 __all__ = ["FLUSH_WATERMARK", "OperatorStats", "StepResult", "WindowOperator"]
 
 # The watermark `flush` fires with: beyond every event time.
 FLUSH_WATERMARK = 2**62
-_MAGIC = b"SHWINOP1"
-_HEADER = struct.Struct("<I")
-_MAX_CHUNKS = 64
-_WINDOW_END = "__sh_window_end"  # the window (its end, ms) of a snapshotted emitted row
 _NO_BOUND = FLUSH_WATERMARK + 1
 
 
@@ -105,18 +98,6 @@ class StepResult:
     late: pa.Table  # late source rows, as given to process()
     fired: int  # windows fired by this step
     stats: OperatorStats
-
-
-@dataclass
-class _Chunk:
-    """Rows of open windows: `times` is each row's pane start (aligned windows) or its event
-    time in ms (sessions); `first_end` / `last_end` bound the rows' window ends (aligned)."""
-
-    table: pa.Table
-    times: Ints
-    first_end: int = 0
-    last_end: int = 0
-    panes: Ints | None = None  # distinct panes (aligned), for counting open windows
 
 
 class WindowOperator:
@@ -147,14 +128,12 @@ class WindowOperator:
         self._emitted: dict[int, pa.Table] = {}  # changes: per open window (its end, ms), what was emitted
         self.idle_timeout_ms = idle_timeout_ms
         self._marks = Watermarks(plan.delay_ms, idle_timeout_ms, partitions)
-        spec = plan.window
-        self._aligned = Aligned.of(spec) if spec is not None and spec.kind != "SESSION" else None
         self._fired_wm: int | None = None  # windows with end − 1 <= this have fired
-        self._chunks: list[_Chunk] = []
-        self._sessions_open: int | None = None  # cached count of open sessions (None: unknown)
         self._rows_in = self._rows_out = self._late_rows = self._windows_fired = 0
-        self._ctx = datafusion.SessionContext()
         self._partials: PartialSpec | None = partials_for(plan) if partials and not self.changes else None
+        self._windows = WindowState(plan, self._partials)
+        self._aligned = self._windows.aligned
+        self._query = WindowQuery(plan)
         self._empty_output = (changes_schema(plan.output_schema) if self.changes else plan.output_schema).empty_table()
 
     @property
@@ -185,20 +164,11 @@ class WindowOperator:
 
     @property
     def state_rows(self) -> int:
-        return sum(chunk.table.num_rows for chunk in self._chunks)
+        return self._windows.rows
 
     @property
     def open_windows(self) -> int:
-        spec = self.plan.window
-        if spec is None or not self._chunks:
-            return 0
-        if self._aligned is not None:
-            panes = np.concatenate([c.panes for c in self._chunks if c.panes is not None])
-            return self._aligned.count_windows(panes, self._bound())
-        if self._sessions_open is None:
-            table, ms = self._state()
-            self._sessions_open = len(sessions(key_ids(table, spec.keys), ms, spec.size_ms).start)
-        return self._sessions_open
+        return self._windows.open_windows(self._bound())
 
     def stats(self) -> OperatorStats:
         return OperatorStats(
@@ -234,13 +204,13 @@ class WindowOperator:
         # Aligned rows are kept by pane start (all their windows follow from it), sessions by time.
         times = ms if self._aligned is None else self._aligned.pane(ms)
         own = None if self._aligned is None else round_.own_bounds(self._marks.partition_watermark, self.plan.delay_ms)
-        late, keep = self._classify(batch, times, own)
+        late, keep = self._windows.classify(batch, times, self._bound(), own)
         late_rows = round_.source_rows(late, self.plan.input_schema.empty_table())
         self._late_rows += late_rows.num_rows
         if not keep.all():
             batch, times = batch.filter(pa.array(keep)), times[keep]
         if batch.num_rows:
-            self._add(batch, times)
+            self._windows.add(batch, times)
         for partition, top in round_.tops().items():
             self._marks.observe(partition, top, now_ms, had_data=batches[partition].num_rows > 0)
         for partition in pending:
@@ -318,7 +288,7 @@ class WindowOperator:
             self._marks.observe(partition, None, now_ms, had_data=True)
         self._marks.current(now_ms)
         batch = concat(list(conformed.values()), self.plan.input_schema)
-        output = self._run(None, batch) if batch.num_rows else self._empty_output
+        output = self._query.run(None, batch) if batch.num_rows else self._empty_output
         if self.changes and batch.num_rows:
             output = tag(output, "+I")
         self._rows_out += output.num_rows
@@ -336,130 +306,18 @@ class WindowOperator:
             ms = ms[valid]
         self._marks.observe(partition, int(ms.max()) if len(ms) else None, now_ms, had_data=had_data)
 
-    def _classify(self, batch: pa.Table, times: Ints, own: Ints | None = None) -> tuple[Bools, Bools]:
-        """(late, keep) masks over the round's rows; `times` are pane starts (aligned windows)
-        or event times (sessions). An aligned row is judged against the larger of the fired
-        windows' bound and `own` (its partition's watermark before it, + 1): late if its first
-        window ends by then, dropped if its last one does. A session row against what fired."""
-        fired = self._bound()
-        none = np.zeros(len(times), dtype=np.bool_)
-        if len(times) == 0 or (fired is None and own is None):
-            return none, ~none
-        if self._aligned is not None:
-            bound: Ints
-            if own is None:
-                bound = np.full(len(times), fired, dtype=np.int64)
-            else:
-                bound = own if fired is None else np.maximum(own, fired)
-            return self._aligned.first_end(times) <= bound, self._aligned.last_end(times) > bound
-        if fired is None:
-            return none, ~none
-        ms = times
-        spec = self.plan.window
-        assert spec is not None
-        if not (ms + spec.size_ms <= fired).any():
-            return none, ~none  # every row's own session is still open
-        state, state_ms = self._state()
-        both = pa.concat_tables([state.select(list(spec.keys)), batch.select(list(spec.keys))])
-        found = sessions(key_ids(both, spec.keys), np.concatenate([state_ms, ms]), spec.size_ms)
-        has_state = np.zeros(len(found.start), dtype=np.bool_)
-        has_state[found.of_row[: len(state_ms)]] = True
-        mine = found.of_row[len(state_ms) :]
-        late = ~has_state[mine] & (found.end[mine] <= fired)
-        return late, ~late
-
-    def _add(self, batch: pa.Table, times: Ints) -> None:
-        self._sessions_open = None
-        if self._partials is not None:
-            fresh = self._partials.aggregate(batch, times)
-            if self._chunks:
-                fresh = self._partials.merge([c.table for c in self._chunks] + [fresh])
-            self._set_partials(fresh)
-            return
-        if self._aligned is None:
-            self._chunks.append(_Chunk(batch, times))
-        else:
-            self._chunks.append(self._aligned_chunk(batch, times))
-        if len(self._chunks) > _MAX_CHUNKS:
-            table, times = self._state()
-            self._chunks = [self._aligned_chunk(table, times) if self._aligned else _Chunk(table, times)]
-
-    def _set_partials(self, table: pa.Table) -> None:
-        pane = np.asarray(table.column(PANE).to_numpy(), dtype=np.int64)
-        self._chunks = [self._aligned_chunk(table, pane)] if table.num_rows else []
-
-    def _aligned_chunk(self, table: pa.Table, pane: Ints) -> _Chunk:
-        assert self._aligned is not None
-        panes = np.asarray(pc.unique(pa.array(pane)).to_numpy(), dtype=np.int64)
-        last = self._aligned.last_end(panes)
-        return _Chunk(table, pane, int(panes.min()) + self._aligned.step, int(last.max()), panes)
-
-    def _state_schema(self) -> pa.Schema:
-        return self.plan.input_schema if self._partials is None else self._partials.schema
-
-    def _state(self, chunks: list[_Chunk] | None = None) -> tuple[pa.Table, Ints]:
-        chunks = self._chunks if chunks is None else chunks
-        if not chunks:
-            return self._state_schema().empty_table(), np.zeros(0, dtype=np.int64)
-        if len(chunks) == 1:
-            return chunks[0].table, chunks[0].times
-        return pa.concat_tables([c.table for c in chunks]), np.concatenate([c.times for c in chunks])
-
     # -- firing -------------------------------------------------------------------------------
     def _fire(self, old: int | None, new: int) -> tuple[pa.Table, int]:
         """Run the query over the windows whose end is in (old, new]; drop rows no open window
         needs. Returns the output and how many windows fired."""
-        spec = self.plan.window
-        assert spec is not None
-        if self._aligned is not None:
-            due = [c for c in self._chunks if c.first_end <= new]
-            if not due:
-                return self._empty_output, 0
-            table, pane = self._state(due)
-            rows, starts, ends = self._aligned.firing(pane, old, new)
-            keep = self._aligned.last_end(pane) > new
-            self._chunks = [c for c in self._chunks if c.first_end > new]
-            if keep.any():
-                self._chunks.append(self._aligned_chunk(table.filter(pa.array(keep)), pane[keep]))
-            fired = self._aligned.count_windows(np.concatenate([c.panes for c in due if c.panes is not None]), old, new)
-        else:
-            table, ms = self._state()
-            if not table.num_rows:
-                return self._empty_output, 0
-            found = sessions(key_ids(table, spec.keys), ms, spec.size_ms)
-            due_sessions = found.end <= new
-            due_rows = due_sessions[found.of_row]
-            fired = int(due_sessions.sum())
-            self._sessions_open = len(due_sessions) - fired
-            if not fired:
-                return self._empty_output, 0
-            rows = np.flatnonzero(due_rows)
-            starts, ends = found.start[found.of_row[rows]], found.end[found.of_row[rows]]
-            self._chunks = [_Chunk(table.filter(pa.array(~due_rows)), ms[~due_rows])] if not due_rows.all() else []
-        if not len(rows):
+        due = self._windows.take_due(old, new)
+        if due is None or not len(due.rows):
             return self._empty_output, 0
         if self._partials is not None:
-            return self._partials.finalize(table, rows, starts, ends), fired
+            return self._partials.finalize(due.table, due.rows, due.starts, due.ends), due.fired
         if self.changes:
-            return self._changes(table, rows, starts, ends, final=True), fired
-        return self._run(*self._annotate(table, rows, starts, ends)), fired
-
-    def _annotate(self, table: pa.Table, rows: Ints, starts: Ints, ends: Ints) -> tuple[pa.Table, pa.Table | None]:
-        """The windowed rows (`table`'s `rows` with their window columns) and, when the query
-        reads the topic itself, the source rows they come from (once each)."""
-        spec = self.plan.window
-        assert spec is not None
-        windowed = table.take(rows)
-        for name, column in zip(
-            ("window_start", "window_end", "window_time"), window_columns(starts, ends, spec.time_type), strict=True
-        ):
-            windowed = windowed.append_column(name, column)
-        raw = None
-        if self.plan.reads_raw:
-            present = np.zeros(table.num_rows, dtype=np.bool_)
-            present[rows] = True
-            raw = table.filter(pa.array(present))
-        return windowed, raw
+            return self._changes(due.table, due.rows, due.starts, due.ends, final=True), due.fired
+        return self._query.windows(due.table, due.rows, due.starts, due.ends), due.fired
 
     # -- emit changes ---------------------------------------------------------------------------
     def _update(self, panes: Ints) -> pa.Table:
@@ -471,12 +329,7 @@ class WindowOperator:
         if not len(dirty):
             return self._empty_output
         dirty = np.unique(dirty)
-        low, high = int(dirty.min()) - self._aligned.size, int(dirty.max())
-        chunks = [c for c in self._chunks if c.panes is not None and c.last_end > low and int(c.panes.min()) < high]
-        table, pane = self._state(chunks)
-        near = (pane >= low) & (pane < high)
-        if not near.all():
-            table, pane = table.filter(pa.array(near)), pane[near]
+        table, pane = self._windows.open_near(dirty)
         rows, starts, ends = self._aligned.firing(pane, bound, _NO_BOUND)
         wanted = np.isin(ends, dirty)
         return self._changes(table, rows[wanted], starts[wanted], ends[wanted], final=False)
@@ -485,7 +338,7 @@ class WindowOperator:
         """Compute the windows given by (rows, starts, ends) and emit each one's difference from
         what was last emitted for it; firing (`final`) windows are then forgotten."""
         pieces = []
-        for end, current in self._per_window(table, rows, starts, ends).items():
+        for end, current in self._query.per_window(table, rows, starts, ends).items():
             old = self._emitted.pop(end, None) if final else self._emitted.get(end)
             change = diff(old, current, self._keys)
             if change.num_rows:
@@ -496,110 +349,30 @@ class WindowOperator:
             return self._empty_output
         return pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
 
-    def _per_window(self, table: pa.Table, rows: Ints, starts: Ints, ends: Ints) -> dict[int, pa.Table]:
-        """Each window's (by its end) query result. One run over all of them when the output
-        carries window_start and window_end to tell them apart; else one run per window."""
-        spec = self.plan.window
-        assert spec is not None
-        windows = sorted({int(e) for e in np.unique(ends)})
-        schema = self.plan.output_schema
-        start_type = schema.field("window_start").type if "window_start" in schema.names else None
-        end_type = schema.field("window_end").type if "window_end" in schema.names else None
-        if len(windows) > 1 and isinstance(start_type, pa.TimestampType) and isinstance(end_type, pa.TimestampType):
-            result = self._run(*self._annotate(table, rows, starts, ends))
-            start_of = dict(zip(ends.tolist(), starts.tolist(), strict=True))
-            first, last = result.column("window_start"), result.column("window_end")
-            out_start, _ = event_ms(first, start_type)
-            out_end, _ = event_ms(last, end_type)
-            if (
-                first.null_count == 0
-                and last.null_count == 0
-                and all(start_of.get(e) == s for s, e in zip(out_start.tolist(), out_end.tolist(), strict=True))
-            ):
-                return {end: result.filter(pa.array(out_end == end)) for end in windows}
-        found: dict[int, pa.Table] = {}
-        for end in windows:
-            mine = ends == end
-            found[end] = self._run(*self._annotate(table, rows[mine], starts[mine], ends[mine]))
-        return found
-
-    def _run(self, windowed: pa.Table | None, raw: pa.Table | None) -> pa.Table:
-        names = []
-        try:
-            if windowed is not None:
-                self._ctx.register_record_batches(WINDOWED_TABLE, partitioned(windowed))
-                names.append(WINDOWED_TABLE)
-            if raw is not None:
-                self._ctx.register_record_batches(quoted_table(self.plan.topic), partitioned(raw))
-                names.append(quoted_table(self.plan.topic))
-            result = self._ctx.sql(self.plan.query_sql).to_arrow_table()
-        except Exception as error:  # DataFusion raises plain Exceptions (e.g. a failed cast)
-            raise SqlError(f"continuous query failed: {error}") from error
-        finally:
-            for name in names:
-                self._ctx.deregister_table(name)
-        schema = self.plan.output_schema
-        return result if result.schema.equals(schema) else result.cast(schema)
-
     # -- snapshot -------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
-        spec = self.plan.window
-        shape: list[Any] = [self.plan.query_sql, list(self.plan.columns)]
-        if spec is not None:
-            shape += [spec.kind, spec.time_column, spec.size_ms, spec.step_ms, spec.offset_ms, list(spec.keys)]
-        if self.changes:
-            shape.append("emit=changes")
-        if self._partials is not None:
-            shape.append("partials")
-        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
+        return snapshot.fingerprint(self.plan, changes=self.changes, partials=self._partials is not None)
 
     def snapshot(self) -> bytes:
-        """The operator's whole state: a JSON header (watermarks, idle clocks, what fired,
-        counters) and the open windows' rows as an Arrow IPC stream."""
+        """The operator's whole state (sql.streaming.snapshot): watermarks, idle clocks, what
+        fired, counters, the open windows' rows and, changes mode, what they emitted."""
         header = {
             "job": self._fingerprint(),
             "fired_watermark": self._fired_wm,
             "watermarks": self._marks.to_state(),
             "counters": [self._rows_in, self._rows_out, self._late_rows, self._windows_fired],
         }
-        table, _ = self._state()
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, self._state_schema()) as writer:
-            writer.write_table(table)
-        body = sink.getvalue().to_pybytes()
-        if self.changes:  # then what was emitted for open windows, tagged by window end
-            header["state_bytes"] = len(body)
-            body += _ipc(self._emitted_table())
-        text = json.dumps(header, separators=(",", ":")).encode()
-        return _MAGIC + _HEADER.pack(len(text)) + text + body
-
-    def _emitted_table(self) -> pa.Table:
-        schema = pa.schema([*self.plan.output_schema, pa.field(_WINDOW_END, pa.int64())])
-        pieces = [
-            rows.append_column(_WINDOW_END, pa.array([end] * rows.num_rows, pa.int64()))
-            for end, rows in sorted(self._emitted.items())
-        ]
-        return pa.concat_tables(pieces) if pieces else schema.empty_table()
+        table, _ = self._windows.table()
+        emitted = snapshot.emitted_table(self.plan.output_schema, self._emitted) if self.changes else None
+        return snapshot.encode(header, table, self._windows.schema, emitted)
 
     def restore(self, data: bytes) -> None:
         """Replace this operator's state with a snapshot of an operator of the same job."""
-        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + _HEADER.size:
-            raise ValueError("not a window operator snapshot")
-        start = len(_MAGIC) + _HEADER.size
-        (length,) = _HEADER.unpack_from(data, len(_MAGIC))
-        try:
-            header = json.loads(data[start : start + length])
-            body = data[start + length :]
-            emitted = None
-            if "state_bytes" in header:
-                split = int(header["state_bytes"])
-                body, emitted = body[:split], pa.ipc.open_stream(body[split:]).read_all()
-            table = pa.ipc.open_stream(body).read_all()
-        except (ValueError, pa.ArrowInvalid) as error:
-            raise ValueError(f"corrupt window operator snapshot: {error}") from None
+        found = snapshot.decode(data)
+        header, table = found.header, found.state
         if header.get("job") != self._fingerprint():
             raise ValueError("the snapshot belongs to a different continuous query")
-        if not table.schema.equals(self._state_schema()):
+        if not table.schema.equals(self._windows.schema):
             raise ValueError("the snapshot's state does not have this job's columns")
         marks = Watermarks.from_state(header["watermarks"])
         marks.idle_timeout_ms = self.idle_timeout_ms
@@ -607,25 +380,11 @@ class WindowOperator:
         fired = header["fired_watermark"]
         self._fired_wm = None if fired is None else int(fired)
         self._rows_in, self._rows_out, self._late_rows, self._windows_fired = (int(v) for v in header["counters"])
-        self._chunks = []
-        self._sessions_open = None
-        self._emitted = {}
-        if emitted is not None and emitted.num_rows:
-            ends = emitted.column(_WINDOW_END).to_numpy()
-            rows = emitted.drop_columns([_WINDOW_END])
-            for end in np.unique(ends).tolist():
-                self._emitted[int(end)] = rows.filter(pa.array(ends == end))
+        self._windows.clear()
+        self._emitted = {} if found.emitted is None else snapshot.emitted_windows(found.emitted)
         spec = self.plan.window
         if self._partials is not None:
-            self._set_partials(table)
+            self._windows.set_partials(table)
         elif spec is not None and table.num_rows:
             ms, _ = event_ms(table.column(spec.time_column), spec.time_type)
-            self._add(table, ms if self._aligned is None else self._aligned.pane(ms))
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data
+            self._windows.add(table, ms if self._aligned is None else self._aligned.pane(ms))

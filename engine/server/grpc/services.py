@@ -1,5 +1,6 @@
-"""The gRPC servicers: thin adapters from protobuf to AgentService. Every StreamHouseError
-becomes the status the proto's conventions name (status.py); nothing else is decided here."""
+"""The gRPC servicers: thin adapters from protobuf to the front-end contract (engine/api/contract.py,
+FrontEnd; AgentService implements it). Every StreamHouseError becomes the status the contract's
+error table names (engine/rpc/status.py); nothing else is decided here."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 
 from grpc import aio
 
-from streamhouse.agent.service import AgentService
+from streamhouse.api.contract import FrontEnd
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.rpc import convert
@@ -40,8 +41,8 @@ async def _call(context: Context, work: Awaitable[T]) -> T:
 
 
 class ProduceService(pbg.ProduceServicer):
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
 
     async def _produce(
         self, request: pb.ProduceRequest, appended: Callable[[], None] | None = None
@@ -51,7 +52,7 @@ class ProduceService(pbg.ProduceServicer):
             raise InvalidInputError(f"unknown acks value {request.acks}")
         batch = convert.request_batch(request)
         payload = request.batch if request.WhichOneof("payload") == "batch" else None
-        results = await self.service.produce(
+        results = await self.front.produce(
             request.topic,
             request.partition,
             batch,
@@ -117,11 +118,11 @@ class ProduceService(pbg.ProduceServicer):
 
 
 class FetchService(pbg.FetchServicer):
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
 
     async def _fetch(self, request: pb.FetchRequest, max_wait_ms: int) -> pb.FetchResponse:
-        result = await self.service.fetch(
+        result = await self.front.fetch(
             request.topic,
             request.partition,
             request.offset,
@@ -149,8 +150,8 @@ class FetchService(pbg.FetchServicer):
 
 
 class AdminService(pbg.AdminServicer):
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
 
     async def CreateTopic(self, request: pb.CreateTopicRequest, context: Context) -> pb.TopicDescription:
         try:  # the SDK checks too; any other gRPC client is held to the same setting registry
@@ -159,70 +160,70 @@ class AdminService(pbg.AdminServicer):
             await _abort(context, exc)
         info = await _call(
             context,
-            self.service.create_topic(request.name, request.partitions, config, request.value_schema or None),
+            self.front.create_topic(request.name, request.partitions, config, request.value_schema or None),
         )
         return convert.topic_to_pb(info)
 
     async def ListTopics(self, request: pb.ListTopicsRequest, context: Context) -> pb.ListTopicsResponse:
-        topics = await _call(context, self.service.list_topics())
+        topics = await _call(context, self.front.list_topics())
         return pb.ListTopicsResponse(topics=[convert.topic_to_pb(t) for t in topics])
 
     async def DescribeTopic(self, request: pb.DescribeTopicRequest, context: Context) -> pb.TopicDescription:
-        d = await _call(context, self.service.describe_topic(request.name))
+        d = await _call(context, self.front.describe_topic(request.name))
         return convert.topic_to_pb(d.info, d.partitions)
 
     async def DeleteTopic(self, request: pb.DeleteTopicRequest, context: Context) -> pb.DeleteTopicResponse:
-        await _call(context, self.service.delete_topic(request.name))
+        await _call(context, self.front.delete_topic(request.name))
         return pb.DeleteTopicResponse()
 
     async def AlterTopic(self, request: pb.AlterTopicRequest, context: Context) -> pb.TopicDescription:
-        change = self.service.alter_topic(
+        change = self.front.alter_topic(
             request.name, dict(request.set_config), list(request.reset_config), request.add_partitions or None
         )
         return convert.topic_to_pb(await _call(context, change))
 
 
 class GroupService(pbg.ConsumerGroupsServicer):
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
 
     async def CommitOffsets(self, request: pb.CommitOffsetsRequest, context: Context) -> pb.CommitOffsetsResponse:
-        await _call(context, self.service.commit_offsets(request.group, request.topic, dict(request.offsets)))
+        await _call(context, self.front.commit_offsets(request.group, request.topic, dict(request.offsets)))
         return pb.CommitOffsetsResponse()
 
     async def FetchOffsets(self, request: pb.FetchOffsetsRequest, context: Context) -> pb.FetchOffsetsResponse:
-        offsets = await _call(context, self.service.fetch_offsets(request.group, request.topic))
+        offsets = await _call(context, self.front.fetch_offsets(request.group, request.topic))
         return pb.FetchOffsetsResponse(offsets=[convert.offset_to_pb(o) for o in offsets])
 
     async def ListGroups(self, request: pb.ListGroupsRequest, context: Context) -> pb.ListGroupsResponse:
-        return pb.ListGroupsResponse(groups=await _call(context, self.service.list_groups()))
+        return pb.ListGroupsResponse(groups=await _call(context, self.front.list_groups()))
 
     async def DescribeGroup(self, request: pb.DescribeGroupRequest, context: Context) -> pb.DescribeGroupResponse:
-        d = await _call(context, self.service.describe_group(request.group))
+        d = await _call(context, self.front.describe_group(request.group))
         return pb.DescribeGroupResponse(group=d.group, offsets=[convert.offset_to_pb(o) for o in d.offsets])
 
 
 class QueryService(pbg.QueryServicer):
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, front: FrontEnd) -> None:
+        self.front = front
 
     async def ExecuteSql(self, request: pb.ExecuteSqlRequest, context: Context) -> AsyncIterator[pb.ArrowChunk]:
         # A client that cancels or disconnects gets this handler's task cancelled by grpc; the
         # cancellation reaches the running DataFusion stream and drops it (sql/query/run.py).
-        table = await _call(context, self.service.sql(request.sql, dict(request.settings)))
+        table = await _call(context, self.front.sql(request.sql, dict(request.settings)))
         for chunk in convert.arrow_to_chunks(table):
             yield pb.ArrowChunk(ipc=chunk)
 
 
-def add_services(server: aio.Server, service: AgentService) -> list[str]:
+def add_services(server: aio.Server, front: FrontEnd) -> list[str]:
     """Register every StreamHouse service on `server`; returns their full names (for
     reflection and health)."""
     adders: list[tuple[Callable[[Any, aio.Server], None], Any, str]] = [
-        (pbg.add_ProduceServicer_to_server, ProduceService(service), "Produce"),
-        (pbg.add_FetchServicer_to_server, FetchService(service), "Fetch"),
-        (pbg.add_AdminServicer_to_server, AdminService(service), "Admin"),
-        (pbg.add_ConsumerGroupsServicer_to_server, GroupService(service), "ConsumerGroups"),
-        (pbg.add_QueryServicer_to_server, QueryService(service), "Query"),
+        (pbg.add_ProduceServicer_to_server, ProduceService(front), "Produce"),
+        (pbg.add_FetchServicer_to_server, FetchService(front), "Fetch"),
+        (pbg.add_AdminServicer_to_server, AdminService(front), "Admin"),
+        (pbg.add_ConsumerGroupsServicer_to_server, GroupService(front), "ConsumerGroups"),
+        (pbg.add_QueryServicer_to_server, QueryService(front), "Query"),
     ]
     names = []
     for add, servicer, name in adders:
