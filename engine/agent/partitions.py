@@ -1,5 +1,5 @@
-"""The partitions an agent leads: leases taken on demand and renewed, one PartitionWriter per
-led partition, the flush loop (size/age rolls and grouped durable flushes) and the reaction
+"""The partitions an agent leads: leases taken on demand and renewed (engine/agent/leases.py),
+one PartitionWriter per led partition, the flush loop (size/age rolls and grouped durable flushes) and the reaction
 to fencing. Transport-free: the gRPC server and the embedded SDK both drive this class."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
+from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.agent.flush_health import FlushHealth
+from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.agent.wal_takeover import WalTakeover
 from streamhouse.api.types import Acks
 from streamhouse.storage.errors import (
@@ -44,7 +45,6 @@ class _Led:
     """One led partition: its writer and the durable acks waiting for its next roll."""
 
     writer: PartitionWriter
-    renewed_at: float  # monotonic seconds of the last successful acquire/renew
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     # Group commit for acks=durable: at most one roll per durable-flush window, the first at
     # once. `durable_at` is when the last durable roll started (monotonic seconds).
@@ -70,6 +70,11 @@ class PartitionManager:
         # has them (issue 20).
         self.takeover = WalTakeover(metadata, wal, replayed)
         self._led: dict[Key, _Led] = {}
+        # The lease of every led partition, epoch = its writer's epoch; a lost one fences it.
+        self.leases: HeldLeases[Key] = HeldLeases(
+            Leases(metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms),
+            self._lease_lost,
+        )
         self.flush_health = FlushHealth()  # backoff, logging and readiness of failing flushes
         self._acquiring: dict[Key, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -143,15 +148,12 @@ class PartitionManager:
             if led is not None and not led.writer.fenced and led.writer.topic.topic_id == topic.topic_id:
                 return led.writer
             resource = partition_resource(topic.name, partition)
-            current = await self.metadata.get_lease(resource)
-            if current is not None and holder_agent_id(current.holder) == self.config.agent_id:
-                # A previous incarnation of this agent (same WAL, hence same agent id; its address
-                # may differ, e.g. after a restart on port 0) may have uploaded a segment it never
-                # committed; a fresh epoch gives the next upload its own key. The WAL lock makes
-                # this process the only live one with this id, so the old holder is dead.
-                await self.metadata.release_lease(resource, current.holder, current.epoch)
             try:
-                lease = await self.metadata.acquire_lease(resource, self.config.holder, self.config.lease_ttl_ms)
+                # A previous incarnation of this agent (same WAL, hence same agent id; its address
+                # may differ, e.g. after a restart on port 0) or an earlier writer of this one may
+                # have uploaded a segment it never committed: a fresh epoch gives the next upload
+                # its own key.
+                lease = await self.leases.leases.acquire(resource, take_back="new-epoch")
             except LeaseHeldError as exc:
                 raise NotLeaderError(resource, leader_address(exc.holder)) from None
             wal_key = (topic.topic_id, partition)
@@ -168,7 +170,8 @@ class PartitionManager:
                 config=self._writer_config,
             )
             self.takeover.taken_over(topic.name, wal_key, writer)
-            self._led[key] = _Led(writer, time.monotonic())
+            self.leases.add(key, lease)
+            self._led[key] = _Led(writer)
             log.info("leading %s/%d at epoch %d from offset %d", topic.name, partition, lease.epoch, writer.next_offset)
             return writer
 
@@ -236,10 +239,7 @@ class PartitionManager:
         led = self._led.get(key)
         if led is None:
             raise FencedError(f"{key[0]}/{key[1]}: leadership lost before the acknowledgement")
-        if time.monotonic() - led.renewed_at < self.config.lease_ttl_ms / 1000 / 2:
-            return
-        await self._renew(key, led)
-        if self._led.get(key) is not led:
+        if not await self.leases.confirm(key) or self._led.get(key) is not led:
             raise FencedError(f"{key[0]}/{key[1]}: lease lost while the produce was in flight")
 
     async def _wait_durable(self, topic: str, partition: int, end: int) -> None:
@@ -324,6 +324,7 @@ class PartitionManager:
         led = self._led.pop(key, None)
         if led is None:
             return
+        self.leases.forget(key)
         self.flush_health.forget(key)
         for _, done in led.durable_waiters:
             if not done.done():
@@ -359,19 +360,13 @@ class PartitionManager:
         await self.wal.release({(topic.topic_id, p): 2**62 for p in sorted(partitions)})
 
     async def _renew_all(self) -> None:
-        for key, led in list(self._led.items()):
-            await self._renew(key, led)
+        await self.leases.renew_all()
 
-    async def _renew(self, key: Key, led: _Led) -> None:
-        w = led.writer
-        started = time.monotonic()
-        try:
-            await self.metadata.renew_lease(partition_resource(*key), w.holder, w.epoch, self.config.lease_ttl_ms)
-        except FencedError as exc:
-            await w.fence(str(exc))
-            self._drop(key, exc)
-            return
-        led.renewed_at = started
+    async def _lease_lost(self, key: Key, exc: FencedError) -> None:
+        led = self._led.get(key)
+        if led is not None:
+            await led.writer.fence(str(exc))
+        self._drop(key, exc)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run an acks=none append: nobody awaits it, so its failure is logged here."""
@@ -396,9 +391,8 @@ class PartitionManager:
         for key, led in list(self._led.items()):
             if flush:
                 await self._flush(key, led)
-            w = led.writer
-            if not w.fenced:
-                await self.metadata.release_lease(partition_resource(*key), w.holder, w.epoch)
+            if not led.writer.fenced:
+                await self.leases.release(key)
             self._drop(key, FencedError("agent shut down"), quiet=True)
         await self.wal.close()
         await self.store.close()

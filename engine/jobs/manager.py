@@ -1,6 +1,6 @@
 """Jobs of this agent: statements that create, drop and list them, and placement — every
-job is leased like a partition (`job/{name}`), so with several agents each job runs in exactly
-one place and moves when its agent dies."""
+job is leased like a partition (`job/{name}`, engine/agent/leases.py), so with several agents
+each job runs in exactly one place and moves when its agent dies."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from streamhouse.agent.config import holder_agent_id
+from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.jobs.output import output_schema
 from streamhouse.jobs.runner import JobRunner, job_plan
 from streamhouse.sql.errors import SqlError
@@ -35,6 +35,12 @@ class JobManager:
     def __init__(self, service: AgentService) -> None:
         self.service = service
         self.running: dict[str, tuple[JobRunner, asyncio.Task[None]]] = {}
+        # The lease of each job placed here, by name; its epoch is the runner's checkpoint fence.
+        config = service.config
+        self.leases: HeldLeases[str] = HeldLeases(
+            Leases(service.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms),
+            self._lease_lost,
+        )
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         # The last failure of each job that stopped with an error (e.g. a source value that does
@@ -143,30 +149,24 @@ class JobManager:
             await wait_event(self._wake, every)
 
     async def _place(self) -> None:
-        metadata, config = self.service.metadata, self.service.config
+        metadata = self.service.metadata
         jobs = {j.name: j for j in await metadata.list_jobs()}
         for name in [n for n in self.running if n not in jobs]:
             await self._stop(name, release=False)
         for name, job in jobs.items():
             entry = self.running.get(name)
             if entry is not None and not entry[1].done():
-                try:
-                    await metadata.renew_lease(job_resource(name), config.holder, entry[0].epoch, config.lease_ttl_ms)
-                except FencedError:
+                if not await self.leases.renew(name):  # lost: _lease_lost has stopped the runner
                     await self._stop(name, release=False)
                 continue
-            resource = job_resource(name)
-            current = await metadata.get_lease(resource)
-            stale = current is not None and current.holder != config.holder
-            if current is not None and stale and holder_agent_id(current.holder) == config.agent_id:
-                # A previous incarnation of this agent (same agent id, e.g. restarted on another
-                # port), dead since the WAL lock is ours: take the job back now rather than a
-                # lease TTL later, as partitions do.
-                await metadata.release_lease(resource, current.holder, current.epoch)
             try:
-                lease = await metadata.acquire_lease(resource, config.holder, config.lease_ttl_ms)
+                # A previous incarnation of this agent (same agent id, e.g. restarted on another
+                # port) is dead since the WAL lock is ours: take the job back now rather than a
+                # lease TTL later, as partitions do. A lease this holder still has keeps its epoch.
+                lease = await self.leases.leases.acquire(job_resource(name), take_back="earlier-self")
             except LeaseHeldError:
                 continue
+            self.leases.add(name, lease)
             runner = JobRunner(self.service, job, lease.epoch)
             task = asyncio.create_task(runner.run(), name=f"job {name}")
             task.add_done_callback(functools.partial(self._finished, name))
@@ -185,15 +185,21 @@ class JobManager:
             if not repeated:
                 self._wake.set()
 
+    async def _lease_lost(self, name: str, error: FencedError) -> None:
+        del error  # the runner's own fenced checkpoint says the same; stopping is what matters
+        await self._stop(name, release=False)
+
     async def _stop(self, name: str, *, release: bool) -> None:
         entry = self.running.pop(name, None)
         if entry is None:
+            self.leases.forget(name)
             return
-        runner, task = entry
-        await cancel_and_wait([task])
-        if release:
-            with contextlib.suppress(Exception):
-                await self.service.metadata.release_lease(job_resource(name), self.service.config.holder, runner.epoch)
+        await cancel_and_wait([entry[1]])
+        if not release:
+            self.leases.forget(name)
+            return
+        with contextlib.suppress(Exception):
+            await self.leases.release(name)
 
 
 _SHOW_COLUMNS = (

@@ -1,5 +1,6 @@
 """Which agent coordinates which consumer group: the lease `kafka-group/<group id>`, as
-jobs hold `job/<name>` and partitions `partition/<topic>/<n>`.
+jobs hold `job/<name>` and partitions `partition/<topic>/<n>` (one take-over sequence for all:
+engine/agent/leases.py).
 
 FindCoordinator takes the lease when nobody holds it, or names the live holder's broker.
 This agent renews the leases it holds; one it cannot renew (it was paused past the TTL
@@ -15,9 +16,9 @@ import logging
 from collections.abc import Callable
 
 from streamhouse.agent.config import holder_agent_id
+from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.storage.errors import FencedError, LeaseHeldError, StreamHouseError
-from streamhouse.storage.model import Lease
 
 log = logging.getLogger(__name__)
 _PREFIX = "kafka-group/"
@@ -28,15 +29,19 @@ class GroupLeases:
     def __init__(self, registry: BrokerRegistry, on_lost: Callable[[str], None]) -> None:
         self.registry = registry
         self.metadata = registry.metadata
-        self.held: dict[str, Lease] = {}
+        me = registry.me
+        leases = Leases(
+            self.metadata, holder=f"{registry.agent_id}@{me.host}:{me.port}", agent_id=registry.agent_id,
+            ttl_ms=registry.ttl_ms,
+        )  # fmt: skip
+        self.held: HeldLeases[str] = HeldLeases(leases, self._lost)
         self.on_lost = on_lost
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
     def holder(self) -> str:
-        me = self.registry.me
-        return f"{self.registry.agent_id}@{me.host}:{me.port}"
+        return self.held.leases.holder
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._renew_forever())
@@ -46,10 +51,9 @@ class GroupLeases:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for gid, lease in list(self.held.items()):
+        for gid in self.held:  # forgotten either way: a failed release lapses by its TTL
             with contextlib.suppress(StreamHouseError):
-                await self.metadata.release_lease(_PREFIX + gid, lease.holder, lease.epoch)
-        self.held.clear()
+                await self.held.release(gid)
 
     def coordinates(self, gid: str) -> bool:
         return gid in self.held
@@ -67,26 +71,22 @@ class GroupLeases:
                 if gid in self.held:
                     return self.registry.me
                 try:
-                    lease = await self.metadata.acquire_lease(_PREFIX + gid, self.holder, self.registry.ttl_ms)
+                    # A coordinator is cheap to find again: wait out an earlier self's lease.
+                    lease = await self.held.leases.acquire(_PREFIX + gid, take_back="nobody")
                 except LeaseHeldError as exc:
                     return await self.registry.broker(holder_agent_id(exc.holder))
-                self.held[gid] = lease
+                self.held.add(gid, lease)
                 return self.registry.me
         except TimeoutError:
             log.warning("kafka group %s: coordinator lookup timed out", gid)
             return None
 
+    async def _lost(self, gid: str, error: FencedError) -> None:
+        log.warning("kafka group %s: coordination lost to another agent (%s)", gid, error)
+        self.on_lost(gid)
+
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.registry.renew_ms / 1000)
-            for gid, lease in list(self.held.items()):
-                try:
-                    self.held[gid] = await self.metadata.renew_lease(
-                        _PREFIX + gid, lease.holder, lease.epoch, self.registry.ttl_ms
-                    )
-                except FencedError:
-                    log.warning("kafka group %s: coordination lost to another agent", gid)
-                    del self.held[gid]
-                    self.on_lost(gid)
-                except StreamHouseError as exc:  # metadata unreachable: retried next interval
-                    log.warning("kafka group %s: lease renewal failed: %s", gid, exc)
+            # Metadata unreachable: each group's failure is logged and retried next interval.
+            await self.held.renew_all(keep_going=True)
