@@ -16,6 +16,7 @@ from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.scan import ScanBounds, ScanStats
 from streamhouse.storage.values.check import ignores_errors
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
+from streamhouse.storage.values.types import TIMESTAMP
 
 SYSTEM_FIELDS = (
     pa.field("_partition", pa.int32(), nullable=False),
@@ -138,7 +139,7 @@ def _to_sql(
             continue
         column = table.column(_segment_name(name, declared))
         if name == "_timestamp":
-            column = column.cast(pa.timestamp("ms")).cast(target.type)  # epoch ms, zero-copy
+            column = column.cast(TIMESTAMP).cast(target.type)  # epoch ms, zero-copy
         arrays.append(column)
     return pa.Table.from_arrays(arrays, schema=pa.schema([schema.field(n) for n in names]))
 
