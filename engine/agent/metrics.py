@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from streamhouse.jobs.metrics import JobCollector
+from streamhouse.agent.job_metrics import JobCollector
 
 # Produce latency spans an in-memory ack (~0.1 ms) up to a durable ack waiting on a
 # grouped S3 flush (seconds); anything slower lands in +Inf and is an incident anyway.

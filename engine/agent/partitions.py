@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.agent.flush_health import FlushHealth
+from streamhouse.agent.forward import Forwarder
 from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.agent.wal_takeover import WalTakeover
 from streamhouse.api.types import Acks
@@ -89,7 +90,9 @@ class PartitionManager:
         )
 
     @classmethod
-    async def start(cls, config: AgentConfig) -> PartitionManager:
+    async def start(cls, config: AgentConfig, forward: Forwarder | None = None) -> PartitionManager:
+        """`forward`: how held WAL records reach another agent's leader (engine/agent/forward.py);
+        the node passes the network one, a manager without it keeps such records waiting."""
         metadata = await open_metadata_store(config.resolved_metadata_url)
         store = open_object_store(config.resolved_object_store_url, s3_endpoint=config.s3_endpoint or None)
         wal = await WriteAheadLog.open(config.resolved_wal_dir, fsync=config.fsync)  # type: ignore[arg-type]
@@ -97,6 +100,8 @@ class PartitionManager:
         config = config.with_agent_id()
         replay = await wal.replay()
         manager = cls(config, metadata, store, wal, list(replay.entries))
+        if forward is not None:
+            manager.takeover.forward = forward  # before the first take-over round below
         try:
             await manager._release_covered(replay.end_offsets)
         except StreamHouseError as exc:

@@ -31,7 +31,6 @@ from streamhouse.api.types import (
     ProduceResult,
 )
 from streamhouse.api.types import TopicDescription as Description
-from streamhouse.jobs.manager import JobManager
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     BackpressureError,
@@ -49,9 +48,9 @@ from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
 from streamhouse.storage.values.check import check_batch
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # kept out of the embedded engine's import: prometheus_client, DataFusion
     from streamhouse.agent.metrics import AgentMetrics
-    from streamhouse.sql.engine import SqlEngine
+    from streamhouse.sql.engine import JobControl, SqlEngine
 
 log = logging.getLogger(__name__)
 ACKS: tuple[Acks, ...] = ("leader", "durable", "none")
@@ -72,8 +71,10 @@ class AgentService:
         # when it looked, so no append between its check and its wait is missed.
         self._appended: dict[tuple[str, int], asyncio.Event] = {}
         self._sql: SqlEngine | None = None  # built on first use: SQL imports DataFusion
-        self.sql_topics = AgentTopics(self)
-        self.jobs = JobManager(self)
+        self.sql_topics = AgentTopics(self, manager)
+        # This agent's jobs: built and wired by its node (engine/node/), which also starts and
+        # stops them; without them SQL refuses job statements.
+        self.jobs: JobControl | None = None
         manager.on_append = self._wake
         manager.on_segment = self._segment_committed
         manager.flush_health.on_change = self._flush_changed
@@ -81,14 +82,8 @@ class AgentService:
         manager.reader.segments.on_corrupt = self._segment_corrupt
         self._corrupt_keys: set[str] = set()  # segments already reported: once each, not per read
 
-    @classmethod
-    async def start(cls, config: AgentConfig, metrics: AgentMetrics | None = None) -> AgentService:
-        service = cls(await PartitionManager.start(config), metrics)
-        service.jobs.start()
-        return service
-
     async def close(self, *, flush: bool = True) -> None:
-        await self.jobs.close()
+        """Flush (or not) and release the partitions; the node stops the jobs before this."""
         await self.manager.close(flush=flush)
 
     # -- topics ---------------------------------------------------------------------------------

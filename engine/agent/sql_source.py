@@ -1,49 +1,75 @@
-"""The agent as the SQL engine's TopicSource: topics from the metadata store, records
-through the partition reader, unflushed ones from the writers this agent leads."""
+"""The agent as the SQL engine's TopicSource (and the jobs' view of their topics): topics from
+the metadata store, records through the partition reader, unflushed ones from the writers this
+agent leads. Topic DDL goes through the agent's own topic operations (AgentService), so its
+topic cache sees every change; only those operations are asked for (TopicAdmin), so this
+module needs no AgentService."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 import pyarrow as pa
 
+from streamhouse.agent.partitions import PartitionManager
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.scan import ScanBounds, ScanStats, scan_partition
 
-if TYPE_CHECKING:
-    from streamhouse.agent.service import AgentService
+
+class TopicAdmin(Protocol):
+    """The agent's topic operations (AgentService implements them)."""
+
+    async def list_topics(self) -> list[TopicInfo]: ...
+
+    async def create_topic(
+        self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
+    ) -> TopicInfo: ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    async def alter_topic(
+        self,
+        name: str,
+        set_config: Mapping[str, str] | None = None,
+        reset: Iterable[str] | None = None,
+        add_partitions: int | None = None,
+    ) -> TopicInfo: ...
 
 
 class AgentTopics:
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, admin: TopicAdmin, manager: PartitionManager) -> None:
+        self.admin = admin
+        self.manager = manager
 
     async def list_topics(self) -> list[TopicInfo]:
-        return await self.service.list_topics()
+        return await self.admin.list_topics()
 
     async def get_topic(self, name: str) -> TopicInfo:
-        return await self.service.metadata.get_topic(name)
+        return await self.manager.metadata.get_topic(name)
 
     async def create_topic(
         self, name: str, partitions: int, config: dict[str, str], value_schema: str | None
     ) -> TopicInfo:
-        return await self.service.create_topic(name, partitions, config, value_schema)
+        return await self.admin.create_topic(name, partitions, config, value_schema)
 
     async def delete_topic(self, name: str) -> None:
-        await self.service.delete_topic(name)
+        await self.admin.delete_topic(name)
 
     async def alter_topic(
         self, name: str, set_config: Mapping[str, str], reset: Sequence[str], add_partitions: int | None
     ) -> TopicInfo:
-        return await self.service.alter_topic(name, set_config, reset, add_partitions)
+        return await self.admin.alter_topic(name, set_config, reset, add_partitions)
 
     async def end_offset(self, topic: str, partition: int) -> int:
-        return await self.service.manager.end_offset(topic, partition)
+        return await self.manager.end_offset(topic, partition)
+
+    def leads(self, topic: str, partition: int) -> bool:
+        """Whether this agent leads the partition (its unflushed records are visible here)."""
+        return self.manager.leading(topic, partition) is not None
 
     async def scan(
         self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str]
     ) -> tuple[pa.Table, ScanStats]:
-        manager = self.service.manager
+        manager = self.manager
         writer = manager.leading(topic.name, partition)
         return await scan_partition(manager.reader, topic, partition, bounds, columns, writer)

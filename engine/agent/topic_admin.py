@@ -5,14 +5,13 @@ as it is, then applied in one metadata transaction. A refused change changes not
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
+from streamhouse.sql.query.catalog import topic_schema
+from streamhouse.sql.streaming.plan import plan_job, topic_watermark
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import PartitionCountError, StreamHouseError
+from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo
-
-if TYPE_CHECKING:
-    from streamhouse.storage.metadata import MetadataStore
 
 
 async def alter_topic(
@@ -40,9 +39,8 @@ async def alter_topic(
 
 
 async def _jobs_reading(metadata: MetadataStore, topic: str) -> list[str]:
-    """Names of the jobs whose source is `topic` (planned as the job runner plans them)."""
-    from streamhouse.jobs.runner import job_plan  # jobs import the SQL planner: only when needed
-
+    """Names of the jobs whose source is `topic`, planned by the SQL planner as the job runner
+    plans them (engine/jobs/runner.py job_plan): the agent sits below the jobs, not on them."""
     jobs = await metadata.list_jobs()
     if not jobs:
         return []
@@ -50,7 +48,7 @@ async def _jobs_reading(metadata: MetadataStore, topic: str) -> list[str]:
     readers = []
     for job in jobs:
         try:
-            source = job_plan(job, topics).topic
+            source = plan_job(job.sql, lambda t: topic_schema(topics[t]), lambda t: topic_watermark(topics[t])).topic
         except (StreamHouseError, KeyError):
             continue  # a job that cannot be planned (its source is gone) reads nothing
         if source == topic:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 
-from streamhouse.agent.forward import Forwarder, forward_to_leader
+from streamhouse.agent.forward import Forwarder, cannot_forward
 from streamhouse.storage.errors import NotLeaderError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo
@@ -45,8 +45,9 @@ class WalTakeover:
         self.recovered_records: dict[str, int] = {}
         self.dropped_records: dict[str, int] = {}
         self._on_recovery: RecoveryHook = lambda topic, recovered, dropped: None
-        # How held records reach a partition another live agent leads.
-        self.forward: Forwarder = forward_to_leader
+        # How held records reach a partition another live agent leads: set by the node that
+        # composes the agent (engine/node/), which knows the network client.
+        self.forward: Forwarder = cannot_forward
 
     @property
     def waiting(self) -> set[WalKey]:

@@ -63,10 +63,10 @@ def _throughput(name: str, sql: str, source: pa.Table, batch: int) -> tuple[str,
 def _latency(windows: int) -> list[float]:
     """Produce one event per second of event time; each window's result is timed from the
     produce that closes it (watermark passes its end) to the row being readable."""
-    import streamhouse
+    from streamhouse.client.client import open_embedded  # the SDK itself: engine code never imports the facade
 
     samples: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp, streamhouse.open(Path(tmp) / "d") as sh:
+    with tempfile.TemporaryDirectory() as tmp, open_embedded(str(Path(tmp) / "d")) as sh:
         sh.sql(
             "CREATE TOPIC ev (k BIGINT, ts TIMESTAMP(3), WATERMARK FOR ts AS ts - INTERVAL '0' SECOND) "
             "WITH (partitions = 1)"

@@ -18,15 +18,13 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
+from streamhouse.client.client import Client, connect, open_embedded
 from streamhouse.storage.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from streamhouse.client.client import Client
-    from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.model import TopicInfo
 
 ENV_BOOTSTRAP = "STREAMHOUSE_BOOTSTRAP"
 ENV_DATA_DIR = "STREAMHOUSE_DATA_DIR"
@@ -71,9 +69,6 @@ def engine_target(args: argparse.Namespace) -> tuple[str, str]:
 def open_client(args: argparse.Namespace) -> Client:
     """A client on the engine the options name. Use it as a context manager: closing the
     embedded engine is what flushes its buffered records into segments."""
-    # Imported here so `streamhouse --help` and `serve` do not pay for the SDK's imports.
-    from streamhouse.client.client import connect, open_embedded
-
     kind, where = engine_target(args)
     return connect(where) if kind == "remote" else open_embedded(where)
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from streamhouse.api.types import GroupOffset
 from streamhouse.cli import common
-
-if TYPE_CHECKING:
-    from streamhouse.api.types import GroupOffset
-    from streamhouse.client.client import Client
+from streamhouse.client.client import Client
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

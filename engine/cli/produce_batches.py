@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streamhouse.api.types import Acks
+from streamhouse.client.client import Client
 from streamhouse.storage.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from streamhouse.api.types import Acks
-    from streamhouse.client.client import Client
 
 # The agent's --max-record-bytes default: the CLI refuses what a default agent would.
 DEFAULT_MAX_RECORD_BYTES = 1 << 20

@@ -34,20 +34,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
 from rich.text import Text
 
 from streamhouse.cli import common, stdout_lines
 from streamhouse.cli import produce_batches as batches
+from streamhouse.client.consumer import ConsumedRecord, Consumer
 from streamhouse.storage.errors import InvalidInputError
-
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-    from streamhouse.client.consumer import ConsumedRecord, Consumer
 
 DEFAULT_BATCH = 10_000
 

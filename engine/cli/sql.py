@@ -13,15 +13,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from streamhouse.cli import common, output
+from streamhouse.client.client import Client
+from streamhouse.sql.statements.split import split_statements
 from streamhouse.storage.errors import StreamHouseError
-
-if TYPE_CHECKING:
-    from streamhouse.client.client import Client
 
 HISTORY = "~/.streamhouse_history"
 
@@ -68,25 +67,6 @@ class Format:
 
 def print_result(table: pa.Table, fmt: Format) -> None:
     output.write_result(table, fmt.name, max_rows=fmt.max_rows)
-
-
-def split_statements(text: str) -> list[str]:
-    """Statements separated by `;` outside quotes."""
-    statements: list[str] = []
-    current: list[str] = []
-    quote = ""
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch == ";":
-            statements.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
-    statements.append("".join(current).strip())
-    return [s for s in statements if s]
 
 
 def shell(client: Client, fmt: Format) -> int:

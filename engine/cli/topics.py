@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamhouse.cli import common
+from streamhouse.client.client import Client
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import TopicExistsError
 from streamhouse.wording import plural
-
-if TYPE_CHECKING:
-    from streamhouse.client.client import Client
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,9 +25,9 @@ from streamhouse.api.values import as_table, batch_from_table, batch_from_values
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.produce_errors import in_caller_batch
 from streamhouse.client.progress import progress as progress_bar
+from streamhouse.client.shell import register_in_running_shell
 from streamhouse.client.topic_table import TopicTable
 from streamhouse.client.transport import Transport
-from streamhouse.notebook import register_in_running_shell
 from streamhouse.sql.query.limits import parse_set
 from streamhouse.storage import topic_config
 from streamhouse.storage.clock import now_ms

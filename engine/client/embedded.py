@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig
-from streamhouse.agent.service import AgentService
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.client.forward import forward_to_leader
+from streamhouse.node import AgentNode
 from streamhouse.storage.errors import (
     AddressInUseError,
     BackpressureError,
@@ -45,10 +46,12 @@ class EmbeddedTransport:
         # Kafka listeners on this engine (open(kafka_port=...), serve_kafka): closed before it.
         self.kafka_servers: list[KafkaServer] = []
         try:
-            self.service = self._run(AgentService.start(config))
+            # The agent and its jobs (engine/node/), as the agent server runs them.
+            self.node = self._run(AgentNode.start(config, forward=forward_to_leader))
         except BaseException:
             self._stop_loop()
             raise
+        self.service = self.node.service
         self.config = self.service.config
         # Every SDK operation goes through the front-end contract (engine/api/contract.py), as the
         # gRPC servicers do; the node itself is only built, wired and closed here.
@@ -200,7 +203,7 @@ class EmbeddedTransport:
                     self.stop_kafka(server)
                 except Exception:  # the engine must still flush and release its leases
                     log.exception("closing the Kafka listener on %s:%s failed", server.host, server.port)
-            self._run(self.service.close(flush=True))
+            self._run(self.node.close(flush=True))
         finally:
             self._closed = True
             self._stop_loop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from streamhouse.notebook import running_shell
+from streamhouse.client.shell import running_shell
 
 
 def in_notebook() -> bool:

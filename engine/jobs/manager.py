@@ -9,11 +9,11 @@ import contextlib
 import functools
 import json
 import logging
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from streamhouse.agent.leases import HeldLeases, Leases
+from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.output import output_schema
 from streamhouse.jobs.runner import JobRunner, job_plan
 from streamhouse.sql.errors import SqlError
@@ -25,20 +25,17 @@ from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldE
 from streamhouse.storage.model import JobInfo, job_resource
 from streamhouse.storage.tasks import cancel_and_wait, wait_event
 
-if TYPE_CHECKING:
-    from streamhouse.agent.service import AgentService
-
 log = logging.getLogger(__name__)
 
 
 class JobManager:
-    def __init__(self, service: AgentService) -> None:
-        self.service = service
+    def __init__(self, host: JobHost) -> None:
+        self.host = host  # what jobs use of their agent: not the AgentService (jobs/host.py)
         self.running: dict[str, tuple[JobRunner, asyncio.Task[None]]] = {}
         # The lease of each job placed here, by name; its epoch is the runner's checkpoint fence.
-        config = service.config
+        config = host.config
         self.leases: HeldLeases[str] = HeldLeases(
-            Leases(service.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms),
+            Leases(host.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms),
             self._lease_lost,
         )
         self._loop: asyncio.Task[None] | None = None
@@ -59,7 +56,7 @@ class JobManager:
 
     # -- statements -----------------------------------------------------------------------------
     async def create(self, statement: CreateJob) -> pa.Table:
-        metadata = self.service.metadata
+        metadata = self.host.metadata
         options = parse_job_options(statement.options, statement.name)
         emit = options.emit
         topics = {t.name: t for t in await metadata.list_topics()}
@@ -73,10 +70,10 @@ class JobManager:
         dead_letter = options.dead_letter
         if dead_letter and dead_letter not in topics:
             source = topics[plan.topic]
-            await self.service.create_topic(dead_letter, 1, {}, source.value_schema)
+            await self.host.topics.create_topic(dead_letter, 1, {}, source.value_schema)
         if statement.materialized:
             schema = output_schema(changes_schema(plan.output_schema) if emit == "changes" else plan.output_schema)
-            await self.service.create_topic(statement.name, 1, {"job": statement.name}, schema.to_json())
+            await self.host.topics.create_topic(statement.name, 1, {"job": statement.name}, schema.to_json())
         elif statement.name not in topics:
             raise TopicNotFoundError(statement.name)
         job = await metadata.create_job(statement.name, statement.select, statement.name, statement.options)
@@ -85,25 +82,25 @@ class JobManager:
 
     async def drop(self, statement: DropJob, *, materialized: bool) -> pa.Table:
         try:
-            job = await self.service.metadata.get_job(statement.name)
+            job = await self.host.metadata.get_job(statement.name)
         except JobNotFoundError:
             if statement.if_exists:
                 return pa.table({"dropped": pa.array([], pa.string())})
             raise
         await self._stop(job.name, release=False)
         self.failures.pop(job.name, None)
-        for key in await self.service.metadata.delete_job(job.name):
+        for key in await self.host.metadata.delete_job(job.name):
             with contextlib.suppress(Exception):
-                await self.service.manager.store.delete(key)
+                await self.host.store.delete(key)
         if materialized:
             with contextlib.suppress(TopicNotFoundError):
-                info = await self.service.metadata.get_topic(job.output_topic)
+                info = await self.host.metadata.get_topic(job.output_topic)
                 if info.config.get("job") == job.name:  # only a view's own topic goes with it
-                    await self.service.delete_topic(job.output_topic)
+                    await self.host.topics.delete_topic(job.output_topic)
         return pa.table({"dropped": [job.name]})
 
     async def show(self) -> pa.Table:
-        metadata = self.service.metadata
+        metadata = self.host.metadata
         rows: dict[str, list[object]] = {k: [] for k in _SHOW_COLUMNS}
         topics = {t.name: t for t in await metadata.list_topics()}
         for job in await metadata.list_jobs():
@@ -113,7 +110,7 @@ class JobManager:
             if checkpoint is not None:
                 for (topic, p), offset in checkpoint.source_offsets.items():
                     if topic in topics:
-                        lag += max(0, await self.service.manager.end_offset(topic, p) - offset)
+                        lag += max(0, await self.host.topics.end_offset(topic, p) - offset)
             lease = await metadata.get_lease(job_resource(job.name))
             state = "running here" if job.name in self.running else "running" if lease else "waiting"
             if job.name in self.failures:
@@ -139,7 +136,7 @@ class JobManager:
 
     # -- placement ------------------------------------------------------------------------------
     async def _place_forever(self) -> None:
-        every = self.service.config.renew_interval_ms / 1000
+        every = self.host.config.renew_interval_ms / 1000
         while True:
             try:
                 await self._place()
@@ -149,7 +146,7 @@ class JobManager:
             await wait_event(self._wake, every)
 
     async def _place(self) -> None:
-        metadata = self.service.metadata
+        metadata = self.host.metadata
         jobs = {j.name: j for j in await metadata.list_jobs()}
         for name in [n for n in self.running if n not in jobs]:
             await self._stop(name, release=False)
@@ -167,7 +164,7 @@ class JobManager:
             except LeaseHeldError:
                 continue
             self.leases.add(name, lease)
-            runner = JobRunner(self.service, job, lease.epoch)
+            runner = JobRunner(self.host, job, lease.epoch)
             task = asyncio.create_task(runner.run(), name=f"job {name}")
             task.add_done_callback(functools.partial(self._finished, name))
             self.running[name] = (runner, task)

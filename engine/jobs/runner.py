@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.output import encode_output
 from streamhouse.jobs.source import may_have_unread, read_partition
 from streamhouse.sql.query.catalog import topic_schema
@@ -21,9 +21,6 @@ from streamhouse.sql.streaming.plan import JobPlan, plan_job, topic_watermark
 from streamhouse.storage.clock import now_ms as _now
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
-
-if TYPE_CHECKING:
-    from streamhouse.agent.service import AgentService
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +36,8 @@ def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> JobPlan:
 
 
 class JobRunner:
-    def __init__(self, service: AgentService, job: JobInfo, epoch: int) -> None:
-        self.service = service
+    def __init__(self, host: JobHost, job: JobInfo, epoch: int) -> None:
+        self.host = host
         self.job = job
         self.epoch = epoch
         self.options = parse_job_options(job.options, job.name)
@@ -55,7 +52,7 @@ class JobRunner:
 
     async def run(self) -> None:
         """Until cancelled (lease lost, job dropped, agent stopping) or fenced."""
-        metadata = self.service.metadata
+        metadata = self.host.metadata
         topics = {t.name: t for t in await metadata.list_topics()}
         plan = job_plan(self.job, topics)
         source = topics[plan.topic]
@@ -70,13 +67,13 @@ class JobRunner:
             self.seq = checkpoint.seq
             self._state_key = checkpoint.state_key
             if checkpoint.state_key:
-                self.operator.restore(bytes(await self.service.manager.store.get(checkpoint.state_key)))
+                self.operator.restore(bytes(await self.host.store.get(checkpoint.state_key)))
         for p in range(source.partitions):
             committed = checkpoint.source_offsets.get((source.name, p)) if checkpoint else None
             if committed is not None:
                 self.offsets[p] = committed
             elif self.options.start == "latest":
-                self.offsets[p] = await self.service.manager.end_offset(source.name, p)
+                self.offsets[p] = await self.host.topics.end_offset(source.name, p)
             else:
                 self.offsets[p] = 0
         self.last_checkpoint_ms = _now()
@@ -98,7 +95,7 @@ class JobRunner:
         moves it (and fires) once. Reading and firing partition by partition let the first
         partition read push the watermark past rows the others already held (issue 10)."""
         assert self.operator is not None
-        topics = self.service.sql_topics
+        topics = self.host.topics
         # A round holds every partition's rows at once, so `batch_rows` is shared among them
         # (at least 10 k each: a topic with many partitions still catches up in big steps).
         per_partition = max(_MIN_READ_ROWS, self.options.batch_rows // max(source.partitions, 1))
@@ -117,7 +114,7 @@ class JobRunner:
         if idle and (batches or self.operator.watermark_would_advance(now)):
             for p in idle:
                 quiet = self.operator.quiet_ms(p, now)
-                if await may_have_unread(self.service, source, p, self.offsets[p], quiet, self.options.idle_timeout_ms):
+                if await may_have_unread(self.host, source, p, self.offsets[p], quiet, self.options.idle_timeout_ms):
                     pending.append(p)
         self._collect(self.operator.process_round(batches, now, pending))
         for p, (rows, next_offset) in enumerate(reads):
@@ -129,9 +126,9 @@ class JobRunner:
 
     async def _commit(self, checkpoint: Checkpoint) -> None:
         """Commit a checkpoint; an unknown outcome is settled by reading it back (_settle)."""
-        metadata = self.service.metadata
+        metadata = self.host.metadata
         try:
-            await metadata.commit_checkpoint(checkpoint, self.service.config.holder, self.epoch)
+            await metadata.commit_checkpoint(checkpoint, self.host.config.holder, self.epoch)
         except Exception as exc:
             await _settle(metadata, checkpoint, exc)
 
@@ -145,7 +142,7 @@ class JobRunner:
 
     async def _checkpoint(self, source: TopicInfo, topics: dict[str, TopicInfo]) -> None:
         assert self.operator is not None
-        metadata, store = self.service.metadata, self.service.manager.store
+        metadata, store = self.host.metadata, self.host.store
         seq = self.seq + 1
         segments: list[SegmentInfo] = []
         for name, pieces in ((self.job.output_topic, self._output), (self.options.dead_letter, self._late)):

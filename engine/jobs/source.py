@@ -6,18 +6,14 @@ and whether a partition that showed nothing may still hold records the job has n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pyarrow as pa
 
 from streamhouse.agent.sql_source import AgentTopics
+from streamhouse.jobs.host import JobHost
 from streamhouse.sql.query.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.partition.scan import ScanBounds
-
-if TYPE_CHECKING:
-    from streamhouse.agent.service import AgentService
 
 
 async def read_partition(
@@ -33,7 +29,7 @@ async def read_partition(
 
 
 async def may_have_unread(
-    service: AgentService, info: TopicInfo, partition: int, offset: int, quiet_ms: int | None, idle_timeout_ms: int
+    host: JobHost, info: TopicInfo, partition: int, offset: int, quiet_ms: int | None, idle_timeout_ms: int
 ) -> bool:
     """Whether `partition` may hold records past `offset` that the last read did not return.
 
@@ -44,11 +40,11 @@ async def may_have_unread(
       cluster's agents share their settings). Until the partition has been quiet that much
       longer than the idle timeout, its silence may only be that.
     """
-    if await service.manager.end_offset(info.name, partition) > offset:
+    if await host.topics.end_offset(info.name, partition) > offset:
         return True
-    if service.manager.leading(info.name, partition) is not None:
+    if host.topics.leads(info.name, partition):
         return False
-    lease = await service.metadata.get_lease(partition_resource(info.name, partition))
-    if lease is None or lease.holder == service.config.holder or lease.expires_at_ms <= now_ms():
+    lease = await host.metadata.get_lease(partition_resource(info.name, partition))
+    if lease is None or lease.holder == host.config.holder or lease.expires_at_ms <= now_ms():
         return False  # nobody else leads it: nothing acknowledged is out of sight
-    return quiet_ms is None or quiet_ms < idle_timeout_ms + service.config.roll_age_ms
+    return quiet_ms is None or quiet_ms < idle_timeout_ms + host.config.roll_age_ms

@@ -25,8 +25,8 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from streamhouse.cli.sql import split_statements
 from streamhouse.client.client import Client, latest_client
+from streamhouse.sql.statements.split import split_statements
 from streamhouse.storage.errors import StreamHouseError
 
 

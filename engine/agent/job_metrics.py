@@ -3,7 +3,9 @@ taken from the job manager's SHOW JOBS status when /metrics is scraped.
 
 Built at scrape time by a custom collector instead of gauges the job runner updates: the runner
 stays free of metrics code, and a dropped or moved job vanishes from the output at once rather
-than leaving a stale labelled series behind.
+than leaving a stale labelled series behind. It lives with the agent's metrics, not in jobs/:
+it reads only SHOW JOBS' table, so the agent's registry needs nothing of the job runtime and the
+jobs package stays above the agent (docs/DESIGN.md §1, the layers).
 """
 
 from __future__ import annotations

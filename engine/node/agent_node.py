@@ -1,0 +1,54 @@
+"""One agent node: the agent service, its jobs and their wiring (docs/DESIGN.md §1, §8).
+
+The agent (engine/agent/) serves topics, records, consumer groups and SQL; the jobs
+(engine/jobs/) run continuous queries on it. Neither holds the other: this class builds the
+partition manager (with the forwarder its caller passes: the network client sits above the
+agent), the service on it, and the job manager on a JobHost, the narrow view of the agent that
+jobs use; it hands the jobs to the service for SQL's job statements and starts and stops them
+in order. The agent server (engine/server/agent_server.py) and the embedded SDK transport
+(engine/client/embedded.py) both start their agent here, so the two cannot wire it apart.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.forward import Forwarder
+from streamhouse.agent.partitions import PartitionManager
+from streamhouse.agent.service import AgentService
+from streamhouse.jobs.host import JobHost
+from streamhouse.jobs.manager import JobManager
+
+if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
+    from streamhouse.agent.metrics import AgentMetrics
+
+
+class AgentNode:
+    def __init__(self, service: AgentService, jobs: JobManager) -> None:
+        self.service = service
+        self.jobs = jobs
+
+    @classmethod
+    async def start(
+        cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None
+    ) -> AgentNode:
+        """Recover the WAL and start the partitions (held records of partitions another live
+        agent leads go there through `forward`), then the job placement loop."""
+        manager = await PartitionManager.start(config, forward)
+        service = AgentService(manager, metrics)
+        jobs = JobManager(JobHost(service.sql_topics, manager.metadata, manager.store, manager.config))
+        service.jobs = jobs  # CREATE / DROP / SHOW JOBS reach them through the agent's SQL
+        jobs.start()
+        return cls(service, jobs)
+
+    @property
+    def config(self) -> AgentConfig:
+        """The settings in force (the agent id is resolved from the WAL at start)."""
+        return self.service.config
+
+    async def close(self, *, flush: bool = True) -> None:
+        """Jobs first (they write through the agent and hold leases), then the partitions:
+        flushed into segments when `flush`, leases released."""
+        await self.jobs.close()
+        await self.service.close(flush=flush)
