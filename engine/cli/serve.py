@@ -54,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--host", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="gRPC port (default 50051; 0 = any free port)")
-    p.add_argument("--http-port", type=int, help="health/metrics port (default 8080; 0 = any; -1 = off)")
+    p.add_argument("--http-port", type=int, help="health, metrics and OpenAPI port (default 8080; 0 = any; -1 = off)")
     p.add_argument("--advertised-address", help="host:port clients are redirected to (default host:port)")
     p.add_argument("--agent-id", help="lease holder id (default: stored in the WAL directory)")
     p.add_argument("--lease-ttl-ms", type=int, help="partition leases expire after this long without renewal")

@@ -83,12 +83,23 @@ class GuardedH11Protocol(H11Protocol):
         end = _HEAD_END.search(pending, 0, self._max_head_bytes + 4)
         return (end.start() if end else len(pending)) > self._max_head_bytes
 
-    def eof_received(self) -> None:
-        """The client closed its side. Mid-head, the half it sent is a bad request and hears so."""
+    # typeshed's Protocol allows bool | None; uvicorn narrowed its override to None.
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        """The client closed its sending side. Mid-head, the half it sent is a bad request and
+        hears so. After a whole request (`printf 'GET …' | nc -N`), it still gets its answer:
+        True keeps the transport open for writing, and the connection closes after the reply
+        (uvicorn would close at once and drop the response)."""
+        if self.transport.is_closing():
+            return None
         buffered, _ = self.conn.trailing_data
-        if self.conn.their_state is h11.IDLE and buffered and not self.transport.is_closing():
+        if self.conn.their_state is h11.IDLE and buffered:
             self._send_error(400)
-        # Returning None: asyncio closes the transport, after flushing what was written.
+            return None
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and self.conn.their_state is h11.DONE:
+            cycle.keep_alive = False
+            return True
+        return None  # idle: asyncio closes the transport
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import ipaddress
 import json
 import signal
 import socket
@@ -158,6 +159,23 @@ async def test_a_taken_port_fails_start_with_oserror() -> None:
         with pytest.raises(OSError):
             await srv.start()
         await srv.stop()  # nothing started: a no-op
+
+
+async def test_localhost_listens_on_every_loopback_address_on_one_port() -> None:
+    """As asyncio.start_server did for the old server: each address the host resolves to, and
+    nothing beyond them (the agent's default host is 127.0.0.1: loopback unless told)."""
+    srv = HttpServer("localhost", 0, ready=always_ready, metrics=AgentMetrics().render)
+    await srv.start()
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo("localhost", srv.port, type=socket.SOCK_STREAM)}
+        assert addresses and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+        for address in addresses:
+            reader, writer = await asyncio.open_connection(address, srv.port)
+            writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 "), address
+            writer.close()
+    finally:
+        await srv.stop()
 
 
 @pytest.fixture

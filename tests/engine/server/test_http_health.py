@@ -287,6 +287,15 @@ async def test_silent_and_half_clients_do_not_block_the_server(server: HttpServe
     assert (await get(server, "/health/ready")).status == 200
 
 
+async def test_client_that_half_closes_after_its_request_gets_the_answer(server: HttpServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write_eof()
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 200 ") and response.endswith(b'{"status":"ready"}')
+
+
 async def test_client_that_leaves_early_does_not_break_the_server(server: HttpServer) -> None:
     _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.close()
