@@ -8,17 +8,16 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
 
+from streamhouse.api.types import TopicDescription
+from streamhouse.client.transport import Transport
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.wording import plural
-
-if TYPE_CHECKING:
-    from streamhouse.client.client import Client
 
 Start = Literal["earliest", "latest", "committed"]
 
@@ -41,10 +40,22 @@ class ConsumedRecord:
         return None if self.value is None else json.loads(self.value)
 
 
+class ConsumerClient(Protocol):
+    """What a consumer uses of the Client that opens it (client.py builds consumers, so this
+    module names only these, not the Client)."""
+
+    @property
+    def transport(self) -> Transport: ...
+
+    def describe(self, topic: str) -> TopicDescription: ...
+
+    def _partition_count(self, topic: str) -> int: ...
+
+
 class Consumer:
     def __init__(
         self,
-        client: Client,
+        client: ConsumerClient,
         topic: str,
         *,
         group: str | None = None,

@@ -4,7 +4,7 @@ DataFrame appended to it, and an HTML card. A thin handle; nothing is cached."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -14,12 +14,30 @@ from streamhouse.storage.values.schema import parse_value_schema
 if TYPE_CHECKING:
     import pandas as pd
 
-    from streamhouse.client.client import Client
+
+class TableClient(Protocol):
+    """What a topic table uses of the Client that made it (client.py builds tables, so this
+    module names only these, not the Client)."""
+
+    def sql(self, query: str) -> pa.Table: ...
+
+    def describe(self, topic: str) -> TopicDescription: ...
+
+    def produce_table(
+        self,
+        topic: str,
+        data: pa.Table | pa.RecordBatch | pd.DataFrame,
+        *,
+        key_column: str | None = None,
+        timestamp_column: str | None = None,
+        acks: Acks = "leader",
+        progress: bool | None = None,
+    ) -> list[ProduceResult]: ...
 
 
 @dataclass(frozen=True)
 class TopicTable:
-    client: Client
+    client: TableClient
     name: str
 
     def to_arrow(self, *, system_columns: bool = False) -> pa.Table:
