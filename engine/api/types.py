@@ -9,7 +9,9 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from streamhouse.api import html
 from streamhouse.storage.model import TopicInfo
+from streamhouse.wording import plural
 
 # leader: after the leader's WAL write; durable: after the segment is committed; none: on receipt.
 Acks = Literal["leader", "durable", "none"]
@@ -39,9 +41,15 @@ class TopicDescription:
         return {p.partition: p.end_offset for p in self.partitions}
 
     def _repr_html_(self) -> str:
-        from streamhouse.api import html
-
-        return html.topic_description(self)
+        total = sum(p.end_offset for p in self.partitions)
+        partitions = html.grid(
+            ["partition", "end offset", "durable end", "segments", "leader", "epoch"],
+            [
+                (p.partition, p.end_offset, p.durable_end_offset, p.segments, p.leader or "(none)", p.leader_epoch)
+                for p in self.partitions
+            ],
+        )
+        return html.topic_info(self.info, plural(total, "record")) + partitions
 
 
 @dataclass(frozen=True)
@@ -82,9 +90,10 @@ class GroupDescription:
         return sum(o.lag for o in self.offsets)
 
     def _repr_html_(self) -> str:
-        from streamhouse.api import html
-
-        return html.group_description(self)
+        rows = [(o.topic, o.partition, o.committed_offset, o.end_offset, o.lag) for o in self.offsets]
+        return html.title("consumer group", self.group, f"lag {self.total_lag:,}") + html.grid(
+            ["topic", "partition", "committed", "end offset", "lag"], rows
+        )
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,15 @@ class JobDescription:
         return self.checkpoints > 0 and self.source_lag == 0
 
     def _repr_html_(self) -> str:
-        from streamhouse.api import html
-
-        return html.job_description(self)
+        pairs: list[tuple[str, object]] = [
+            ("output topic", self.output_topic),
+            ("state", self.state),
+            ("source lag", f"{self.source_lag:,}"),
+            ("watermark", self.watermark or "(none yet)"),
+            ("rows in / out", f"{self.rows_in:,} / {self.rows_out:,}"),
+            ("late rows", f"{self.late_rows:,}"),
+            ("checkpoints", f"{self.checkpoints:,} (last {self.last_checkpoint or 'never'})"),
+            ("options", ", ".join(f"{k}={v}" for k, v in sorted(self.options.items())) or "(defaults)"),
+        ]
+        sql = f'<pre style="font-size:11px;white-space:pre-wrap">{html.text(self.sql)}</pre>'
+        return html.title("job", self.name) + html.fields(pairs) + sql
