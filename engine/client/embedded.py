@@ -28,7 +28,7 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.model import TopicInfo
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the Kafka codecs (cramjam, zstandard) load only when a listener starts
     from streamhouse.kafka.server import KafkaServer
 
 T = TypeVar("T")
