@@ -1,10 +1,11 @@
-"""Scan a partition for SQL (docs/DESIGN.md §7): prune segments and row groups by offset, record time
-and the event-time column before anything is decoded, read only the wanted columns, and add
-the leader's unflushed records with their declared columns decoded from JSON on the spot."""
+"""Scan a partition for SQL and jobs (docs/DESIGN.md §7): on the partition view every reader shares
+(view.py: committed segments, then the leader's unflushed buffer, the race with a roll handled
+there), prune segments and row groups by offset, record time and the event-time column before
+anything is decoded, read only the wanted columns, and add the buffered records with their
+declared columns decoded from JSON on the spot."""
 
 from __future__ import annotations
 
-import bisect
 import json
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.reader import PartitionReader
+from streamhouse.storage.partition.view import PartitionView
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.footer import SegmentFooter, select_row_groups
@@ -83,27 +85,14 @@ async def scan_partition(
     if bounds.empty:
         return empty, stats
     stop = bounds.end_offset
-    leading = writer is not None and writer.topic.topic_id == topic.topic_id
-    committed_end: int | None = None
-    buffered: list[tuple[int, pa.RecordBatch]] = []
-    buffer_range = (0, 0)
-    if writer is not None and leading:
-        # Pin the buffer before the first await: a roll may commit a segment and drop its
-        # batches while the segments are read; everything below this buffer start is then
-        # in the segment list fetched next, and everything above it is in these batches.
-        committed_end = writer.buffer_start
-        buffer_stop = writer.next_offset if stop is None else min(stop, writer.next_offset)
-        buffered = writer.buffered_batches(max(bounds.start_offset, committed_end), buffer_stop)
-        buffer_range = (max(bounds.start_offset, committed_end), buffer_stop)
-    segments = await reader.segments_for(topic.name, partition)
-    stats.segments_total = len(segments)
-    if committed_end is None:
-        committed_end = segments[-1].end_offset if segments else 0
+    # A writer of an earlier topic of the same name (deleted, re-created) is not this one's.
+    if writer is not None and writer.topic.topic_id != topic.topic_id:
+        writer = None
+    # Fresh: a query sees every segment committed before it started, whoever committed it.
+    view = await reader.view(topic.name, partition, bounds.start_offset, stop, writer, fresh=True)
+    stats.segments_total = view.segments_listed
     pieces: list[pa.Table] = []
-    first = max(0, bisect.bisect_right([s.end_offset for s in segments], bounds.start_offset))
-    for seg in segments[first:]:
-        if seg.base_offset >= committed_end or (stop is not None and seg.base_offset >= stop):
-            break
+    for seg in view.segments:
         if (bounds.min_timestamp is not None and seg.max_timestamp < bounds.min_timestamp) or (
             bounds.max_timestamp is not None and seg.min_timestamp > bounds.max_timestamp
         ):
@@ -138,8 +127,8 @@ async def scan_partition(
                 row_groups=chosen,
             )
         )
-    if writer is not None and buffered:
-        tail = _buffered(writer, buffered, buffer_range, bounds, wanted, schema, stats)
+    if writer is not None and view.batches:
+        tail = _buffered(writer, view, bounds, wanted, schema, stats)
         if tail is not None:
             pieces.append(tail)
     if not pieces:
@@ -168,22 +157,21 @@ def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds)
 
 def _buffered(
     writer: PartitionWriter,
-    batches: list[tuple[int, pa.RecordBatch]],
-    offsets: tuple[int, int],
+    view: PartitionView,
     bounds: ScanBounds,
     wanted: list[str],
     schema: ValueSchema | None,
     stats: ScanStats,
 ) -> pa.Table | None:
-    """The leader's unflushed rows in bounds, from the batches pinned before the scan began.
-    Declared columns are decoded once per buffered batch and kept beside it until it is
-    flushed."""
+    """The leader's unflushed rows in bounds, from the batches the view pinned. Declared
+    columns are decoded once per buffered batch and kept beside it until it is flushed."""
+    offsets = view.buffer_range
     start, end = offsets
     if end <= start:
         return None
     declared = schema is not None and any(c.startswith("v.") for c in wanted)
     pieces: list[pa.Table] = []
-    for base, batch in batches:
+    for base, batch in view.batches:
         table = pa.Table.from_batches([batch], schema=RECORD_SCHEMA)
         if declared and schema is not None:
             table = _with_decoded(writer, base, table, schema, stats, offsets)

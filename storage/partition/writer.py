@@ -57,6 +57,17 @@ def segment_key(topic: str, partition: int, base_offset: int, epoch: int) -> str
     return f"topics/{topic}/{partition:05d}/{base_offset:020d}-{epoch}.parquet"
 
 
+def slice_batches(batches: Sequence[tuple[int, pa.RecordBatch]], start: int, end: int) -> list[pa.RecordBatch]:
+    """The records of `batches` (each with its base offset) in [start, end), as zero-copy slices."""
+    out: list[pa.RecordBatch] = []
+    for base, batch in batches:
+        lo = max(start, base) - base
+        hi = min(end, base + batch.num_rows) - base
+        if hi > lo:
+            out.append(batch.slice(lo, hi - lo))
+    return out
+
+
 class PartitionWriter:
     def __init__(
         self,
@@ -232,17 +243,9 @@ class PartitionWriter:
         return out
 
     def read_buffer(self, start: int, end: int) -> list[pa.RecordBatch]:
-        """Buffered records in [start, end), as zero-copy slices."""
-        out: list[pa.RecordBatch] = []
-        for batch in list(self._batches):
-            base = batch.column(0)[0].as_py() if batch.num_rows else 0
-            stop = base + batch.num_rows
-            if stop <= start or base >= end:
-                continue
-            lo = max(start, base) - base
-            hi = min(end, stop) - base
-            out.append(batch.slice(lo, hi - lo))
-        return out
+        """Buffered records in [start, end), as zero-copy slices (readers go through
+        storage/partition/view.py, which pins the buffer against a concurrent roll)."""
+        return slice_batches(self.buffered_batches(start, end), start, end)
 
     @property
     def buffered_bytes(self) -> int:

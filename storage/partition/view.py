@@ -1,0 +1,113 @@
+"""What a read of one partition sees (docs/DESIGN.md §6, Read): committed segments up to an offset
+X, then the leader writer's unflushed buffer from X. Every reader goes through here — fetch
+(reader.py), SQL scans and jobs (scan.py) — so the race with a roll is handled in one place:
+
+A roll commits a segment and then drops the batches it holds from the buffer, moving X. The
+buffer is therefore pinned first, with no await in between: X and the batches at and above X are
+read together (a roll changes both in one step on the event loop). Only then is the segment list
+fetched, and it must reach X. A segment committed meanwhile starts at or above X: its records are
+already in the pinned batches (still valid Arrow data after the writer let go of them), so the
+view neither misses nor repeats a record.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.model import SegmentInfo
+from streamhouse.storage.partition.writer import PartitionWriter, slice_batches
+from streamhouse.storage.segment.cache import TtlCache
+
+
+class SegmentLists:
+    """Committed segment lists by partition, cached for `ttl_s` (fetches ask many times a second)."""
+
+    def __init__(self, metadata: MetadataStore, ttl_s: float) -> None:
+        self._metadata = metadata
+        self._cache: TtlCache[tuple[str, int], list[SegmentInfo]] = TtlCache(ttl_s)
+
+    async def get(self, topic: str, partition: int, need_end: int) -> list[SegmentInfo]:
+        """The cached list, refreshed when stale or when it stops short of `need_end`."""
+        key = (topic, partition)
+        cached = self._cache.get(key)
+        if cached is not None and (cached[-1].end_offset if cached else 0) >= need_end:
+            return cached
+        return await self.fresh(topic, partition)
+
+    async def fresh(self, topic: str, partition: int) -> list[SegmentInfo]:
+        """Straight from the metadata store (SQL: a query sees every segment committed before it)."""
+        listed = await self._metadata.list_segments(topic, partition)
+        self._cache.put((topic, partition), listed)
+        return listed
+
+
+@dataclass(frozen=True)
+class PartitionView:
+    """Offsets [start, stop) of one partition at one moment: `segments` cover what is committed
+    below `committed_end` (X), `batches` hold the leader's records from X on."""
+
+    start: int
+    stop: int | None  # exclusive; None: to the end
+    committed_end: int
+    segments: tuple[SegmentInfo, ...]  # committed segments overlapping [start, min(stop, X)), by base offset
+    segments_listed: int  # the partition's whole segment list (pruning statistics)
+    # Whole buffered batches overlapping `buffer_range`, with their base offsets: callers may
+    # cache something per batch (a scan's decoded value columns, see writer.derived).
+    batches: tuple[tuple[int, pa.RecordBatch], ...]
+    buffer_range: tuple[int, int]  # [max(start, X), min(stop, the writer's next offset))
+
+    def buffered(self) -> list[pa.RecordBatch]:
+        """The buffered records in `buffer_range`, as zero-copy slices."""
+        return slice_batches(self.batches, *self.buffer_range)
+
+
+async def partition_view(
+    lists: SegmentLists,
+    topic: str,
+    partition: int,
+    start: int,
+    stop: int | None,
+    writer: PartitionWriter | None,
+    *,
+    fresh: bool,
+) -> PartitionView:
+    """The view of [start, stop). `writer`: the partition's leader writer on this agent (None: a
+    follower sees what is committed). `fresh`: list segments from the metadata store (SQL) rather
+    than the TTL'd list (fetch); a fetch served from memory alone then never awaits at all."""
+    batches: list[tuple[int, pa.RecordBatch]] = []
+    if writer is not None:
+        # Pinned before the first await: see the module docstring.
+        committed_end = writer.buffer_start
+        low = max(start, committed_end)
+        high = writer.next_offset if stop is None else min(stop, writer.next_offset)
+        if high > low:
+            batches = writer.buffered_batches(low, high)
+        buffer_range = (low, max(low, high))
+        committed_stop = committed_end if stop is None else min(stop, committed_end)
+        if fresh:
+            listed = await lists.fresh(topic, partition)
+        elif committed_stop > start:
+            listed = await lists.get(topic, partition, committed_stop)
+        else:
+            listed = []  # nothing committed wanted: the tail is in memory
+    else:
+        # A follower: what is committed is all there is. The cached list serves while it
+        # reaches the requested stop (or start, for an open end).
+        if fresh:
+            listed = await lists.fresh(topic, partition)
+        else:
+            listed = await lists.get(topic, partition, start + 1 if stop is None else stop)
+        committed_end = listed[-1].end_offset if listed else 0
+        committed_stop = committed_end if stop is None else min(stop, committed_end)
+        buffer_range = (committed_end, committed_end)
+    first = bisect.bisect_right([s.end_offset for s in listed], start)
+    chosen: list[SegmentInfo] = []
+    for segment in listed[first:]:
+        if segment.base_offset >= committed_stop:
+            break  # committed after the pin (its records are in `batches`), or past stop
+        chosen.append(segment)
+    return PartitionView(start, stop, committed_end, tuple(chosen), len(listed), tuple(batches), buffer_range)
