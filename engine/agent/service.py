@@ -1,6 +1,6 @@
-"""The agent's API, transport-free: topics, produce, fetch with long-poll, consumer groups and
-readiness. The gRPC servicers and the embedded SDK both call this one class, so the two
-surfaces cannot drift apart."""
+"""The agent's API, transport-free: topics, produce, fetch with long-poll, offsets, consumer
+groups, SQL, jobs and readiness. It implements the front-end contract (engine/api/contract.py,
+FrontEnd) that every face calls (gRPC, the embedded SDK, Kafka), so they cannot drift apart."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from streamhouse.agent import job_statements, offsets, topic_admin
+from streamhouse.agent import job_statements, topic_admin
 from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
+from streamhouse.agent.offsets import Read, first_at_or_after, max_timestamp
 from streamhouse.agent.partitions import PartitionManager
+from streamhouse.agent.routing import Router, check_sizes
 from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.api.contract import FrontEnd, Leadership, TimestampOffset
-from streamhouse.api.partitioner import partition_for_keys, split_by_partition
 from streamhouse.api.types import (
     Acks,
     FetchResult,
@@ -66,7 +66,7 @@ class AgentService:
         self.config: AgentConfig = manager.config
         self.metrics = metrics
         self._topics: dict[str, tuple[TopicInfo, float]] = {}
-        self._round_robin: dict[str, int] = {}
+        self._router = Router()
         # One event per partition, replaced on every append: a waiter holds the event current
         # when it looked, so no append between its check and its wait is missed.
         self._appended: dict[tuple[str, int], asyncio.Event] = {}
@@ -191,7 +191,7 @@ class AgentService:
                 raise InvalidInputError(f"acks must be one of {', '.join(ACKS)}, not {acks!r}")
             if not batch.schema.equals(RECORD_SCHEMA):
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
-            self._check_sizes(topic, batch)
+            check_sizes(topic, batch, self.config.max_record_bytes)
             decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
             wal_bytes = self.manager.wal.disk_bytes
             if wal_bytes > self.config.max_wal_bytes:
@@ -206,7 +206,7 @@ class AgentService:
                 stamped = stamp_missing_timestamps(batch, now)
             if stamped is not batch:
                 payload, batch = None, stamped  # the request's bytes no longer hold these records
-            parts = self._route(info, partition, batch)
+            parts = self._router.route(info, partition, batch)
             for p in parts:
                 await self.manager.writer(info, p)  # NotLeaderError before anything is written
             if len(parts) != 1:
@@ -235,35 +235,6 @@ class AgentService:
                     batch.nbytes,
                     time.perf_counter() - started,
                 )
-
-    def _check_sizes(self, topic: str, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        # Fast path: all keys and values together fit the limit, so no single record exceeds it.
-        if _data_bytes(batch.column(2)) + _data_bytes(batch.column(3)) <= self.config.max_record_bytes:
-            return
-        keys, values = cast(pa.BinaryArray, batch.column(2)), cast(pa.BinaryArray, batch.column(3))
-        size = cast(pa.Int32Array, pc.add(pc.binary_length(keys).fill_null(0), pc.binary_length(values).fill_null(0)))
-        biggest = int(pc.max(size).as_py())
-        if biggest > self.config.max_record_bytes:
-            index = int(np.argmax(size.to_numpy(zero_copy_only=False)))
-            raise InvalidInputError(
-                f"{topic}: record {index} of the batch is {biggest} bytes (key + value), "
-                f"over the limit of {self.config.max_record_bytes}"
-            )
-
-    def _route(self, info: TopicInfo, partition: int, batch: pa.RecordBatch) -> dict[int, pa.RecordBatch]:
-        if partition >= 0:
-            if partition >= info.partitions:
-                raise PartitionNotFoundError(info.name, partition, info.partitions)
-            return {partition: batch}
-        if partition != -1:
-            raise InvalidInputError(f"partition must be >= 0, or -1 to let the agent choose, not {partition}")
-        keys = batch.column(2)
-        start = self._round_robin.get(info.name, 0)
-        self._round_robin[info.name] = start + keys.null_count
-        ids = partition_for_keys(keys, info.partitions, start=start)
-        return split_by_partition(batch, ids, info.partitions)
 
     # -- fetch ----------------------------------------------------------------------------------
     async def fetch(
@@ -358,15 +329,15 @@ class AgentService:
         await self._partition(topic, partition)
         segments = await self.metadata.list_segments(topic, partition)
         end = await self.manager.end_offset(topic, partition)
-        return await offsets.first_at_or_after(segments, end, timestamp_ms, self._scan_reader(topic, partition))
+        return await first_at_or_after(segments, end, timestamp_ms, self._scan_reader(topic, partition))
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> TimestampOffset:
         await self._partition(topic, partition)
         segments = await self.metadata.list_segments(topic, partition)
         end = await self.manager.end_offset(topic, partition)
-        return await offsets.max_timestamp(segments, end, self._scan_reader(topic, partition))
+        return await max_timestamp(segments, end, self._scan_reader(topic, partition))
 
-    def _scan_reader(self, topic: str, partition: int) -> offsets.Read:
+    def _scan_reader(self, topic: str, partition: int) -> Read:
         async def read(start: int, count: int) -> pa.Table:
             return (await self.fetch(topic, partition, start, max_records=count)).records
 
@@ -490,12 +461,3 @@ def _key_partition(object_key: str) -> tuple[str, str]:
     if len(parts) < 4 or parts[0] != "topics":
         return "<unknown>", "?"
     return "/".join(parts[1:-2]), parts[-2].lstrip("0") or "0"
-
-
-def _data_bytes(array: pa.Array[Any]) -> int:
-    """Bytes of a binary array's values, from its offsets (slices included)."""
-    offsets = array.buffers()[1]
-    if offsets is None or len(array) == 0:
-        return 0
-    bounds = np.frombuffer(memoryview(offsets), dtype=np.int32)
-    return int(bounds[array.offset + len(array)] - bounds[array.offset])
