@@ -28,7 +28,7 @@ DEFAULT_BATCH_BYTES = 8 << 20
 # request per partition, so the agent's "record i of the batch" maps back to one line.
 MAX_BATCH_RECORDS = 50_000
 
-# How AgentService._check_sizes names the refused record.
+# How the agent names the refused record (engine/agent/routing.py check_sizes).
 _AGENT_RECORD = re.compile(r"record (\d+) of the batch")
 
 
