@@ -31,6 +31,7 @@ from streamhouse.api.types import (
     ProduceResult,
 )
 from streamhouse.api.types import TopicDescription as Description
+from streamhouse.sql.engine import JobControl, SqlEngine
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     BackpressureError,
@@ -48,9 +49,8 @@ from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
 from streamhouse.storage.values.check import check_batch
 
-if TYPE_CHECKING:  # kept out of the embedded engine's import: prometheus_client, DataFusion
+if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
     from streamhouse.agent.metrics import AgentMetrics
-    from streamhouse.sql.engine import JobControl, SqlEngine
 
 log = logging.getLogger(__name__)
 ACKS: tuple[Acks, ...] = ("leader", "durable", "none")
@@ -70,7 +70,7 @@ class AgentService:
         # One event per partition, replaced on every append: a waiter holds the event current
         # when it looked, so no append between its check and its wait is missed.
         self._appended: dict[tuple[str, int], asyncio.Event] = {}
-        self._sql: SqlEngine | None = None  # built on first use: SQL imports DataFusion
+        self._sql: SqlEngine | None = None  # built on first use, after the node has wired the jobs
         self.sql_topics = AgentTopics(self, manager)
         # This agent's jobs: built and wired by its node (engine/node/), which also starts and
         # stops them; without them SQL refuses job statements.
@@ -389,8 +389,6 @@ class AgentService:
         """One SQL statement (query, topic DDL, SHOW/DESCRIBE/EXPLAIN) → an Arrow table, under
         the agent's query limits as lowered by the session's `settings` (SET values)."""
         if self._sql is None:
-            from streamhouse.sql.engine import SqlEngine
-
             self._sql = SqlEngine(
                 self.sql_topics, self.jobs, limits=self.config.query_limits, spill_dir=self.config.data_path / "spill"
             )

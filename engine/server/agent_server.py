@@ -20,7 +20,6 @@ from grpc_reflection.v1alpha import reflection
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
-from streamhouse.agent.service import AgentService
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
 from streamhouse.rpc.convert import MAX_MESSAGE_BYTES
@@ -90,7 +89,7 @@ class AgentServer:
         try:
             if config.http_port >= 0:
                 http = HttpServer(
-                    config.host, config.http_port, ready=service.ready, metrics=lambda: _render(service)
+                    config.host, config.http_port, ready=service.ready, metrics=lambda: _render(node)
                 )
                 try:
                     await http.start()
@@ -181,12 +180,12 @@ def lock_data_dir(directory: Path) -> int:
     return fd
 
 
-async def _render(service: AgentService) -> tuple[bytes, str]:
+async def _render(node: AgentNode) -> tuple[bytes, str]:
+    service = node.service
     assert service.metrics is not None
     led, buffered = service.gauges()
     service.metrics.set_gauges(led, buffered, service.manager.wal.disk_bytes)
-    if service.jobs is not None:  # always, on an agent node
-        await service.metrics.jobs.refresh(service.jobs.show)
+    await service.metrics.jobs.refresh(node.jobs.show)
     return service.metrics.render()
 
 
