@@ -17,6 +17,7 @@ from datafusion import SessionContext
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from streamhouse.sql.dialect import parse_query as parse_user_query
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, topic_schema
 from streamhouse.sql.query.limits import (
@@ -44,7 +45,6 @@ from streamhouse.sql.statements.ddl import (
     ShowTopics,
     parse_statement,
 )
-from streamhouse.sql.statements.dialect import parse_query as parse_user_query
 from streamhouse.sql.windows.rewrite import rewrite_windows
 from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking

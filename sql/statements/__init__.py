@@ -1,3 +1,2 @@
-"""What a statement says before anything runs: the dialect (dialect.py), topic DDL and metadata statements
-(ddl.py) and a continuous query's WITH options (job_options.py).
-"""
+"""What a statement says before anything runs: topic DDL and metadata statements (ddl.py), a continuous
+query's WITH options (job_options.py) and splitting a script into statements (split.py)."""

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from streamhouse.sql.errors import SqlError, position_at
+from streamhouse.sql.intervals import IntervalError, interval_ms
 from streamhouse.sql.statements.job_options import parse_job_options
-from streamhouse.sql.windows.intervals import IntervalError, interval_ms
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.values.schema import Column, ValueSchema, Watermark

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.streaming.changes import EMIT_MODES
 
+# What a job emits: one result per window, or an update stream (sql/streaming/changes.py).
+EMIT_MODES = ("final", "changes")
 START_POSITIONS = ("earliest", "latest")
 # key -> one line of help (the error for an unknown key lists them)
 OPTIONS = {

@@ -17,14 +17,14 @@ from typing import Any
 import pyarrow as pa
 from sqlglot import exp
 
+from streamhouse.sql.dialect import parse_query
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.statements.dialect import parse_query
+from streamhouse.sql.statements.job_options import EMIT_MODES
 from streamhouse.sql.streaming.plan import JobPlan, _is_aggregate
 
 __all__ = ["EMIT_MODES", "OP_COLUMN", "changes_schema", "diff", "group_keys", "tag"]
 
 OP_COLUMN = "_op"
-EMIT_MODES = ("final", "changes")
 
 
 def changes_schema(schema: pa.Schema) -> pa.Schema:

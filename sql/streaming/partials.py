@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from streamhouse.sql.dialect import ident_name, parse_query, to_sql
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.statements.dialect import ident_name, parse_query, to_sql
 from streamhouse.sql.streaming.assign import Ints, window_columns
 from streamhouse.sql.streaming.plan import WINDOWED_TABLE, JobPlan
 from streamhouse.sql.windows.calls import WINDOW_COLUMNS

@@ -33,8 +33,8 @@ import datafusion
 import pyarrow as pa
 from sqlglot import exp
 
+from streamhouse.sql.dialect import TableArg, WindowCall, ident_name, node_position, parse_query, to_sql
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.statements.dialect import TableArg, WindowCall, ident_name, node_position, parse_query, to_sql
 from streamhouse.sql.windows.calls import WINDOW_COLUMNS, bind_window
 from streamhouse.sql.windows.datafusion_sql import WindowSpec, window_type
 from streamhouse.sql.windows.relations import Relations, find_cte, table_name

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from sqlglot import exp
 
-from streamhouse.sql.errors import SqlError
-from streamhouse.sql.statements.dialect import (
+from streamhouse.sql.dialect import (
     Descriptor,
     TableArg,
     WindowCall,
@@ -28,8 +27,9 @@ from streamhouse.sql.statements.dialect import (
     node_text,
     to_sql,
 )
+from streamhouse.sql.errors import SqlError
+from streamhouse.sql.intervals import IntervalError, interval_ms
 from streamhouse.sql.windows.datafusion_sql import WindowSpec
-from streamhouse.sql.windows.intervals import IntervalError, interval_ms
 from streamhouse.sql.windows.relations import Relations, table_name
 
 __all__ = ["MAX_WINDOWS_PER_ROW", "WINDOW_COLUMNS", "bind_window"]

@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 
 import pyarrow as pa
 
-from streamhouse.sql.statements.dialect import quote_ident
+from streamhouse.sql.dialect import quote_ident
 
 __all__ = [
     "Timestamp",

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 from sqlglot import exp
 
-from streamhouse.sql.statements.dialect import RawSql, ident_name, quote_ident, to_sql
+from streamhouse.sql.dialect import RawSql, ident_name, quote_ident, to_sql
 from streamhouse.sql.windows.datafusion_sql import (
     WindowSpec,
     cumulate_expand_sql,

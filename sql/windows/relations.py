@@ -15,8 +15,8 @@ import datafusion
 import pyarrow as pa
 from sqlglot import exp
 
+from streamhouse.sql.dialect import ident_name, node_position, to_sql
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.statements.dialect import ident_name, node_position, to_sql
 from streamhouse.storage.errors import NotFoundError, StreamHouseError
 
 __all__ = ["Relations", "SchemaOf", "table_name"]

@@ -33,7 +33,7 @@ import typing as t
 
 from sqlglot import exp
 
-from streamhouse.sql.statements.dialect import RawSql, WindowCall, parse_query, to_sql
+from streamhouse.sql.dialect import RawSql, WindowCall, parse_query, to_sql
 from streamhouse.sql.windows.calls import bind_window
 from streamhouse.sql.windows.datafusion_sql import window_sql
 from streamhouse.sql.windows.panes import rewrite_with_panes
