@@ -43,6 +43,7 @@ from streamhouse.storage.errors import (
     StreamHouseError,
     TopicNotFoundError,
 )
+from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import SegmentInfo, SegmentRef, TopicInfo, partition_resource
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
@@ -342,6 +343,16 @@ class AgentService:
             return (await self.fetch(topic, partition, start, max_records=count)).records
 
         return read
+
+    # -- idempotent producers (docs/DESIGN.md §10) ----------------------------------------------
+    async def producer_state(self, topic: str, partition: int, producer_id: int) -> ProducerState | None:
+        info = await self.topic(topic, partition)
+        if not 0 <= partition < info.partitions:
+            raise PartitionNotFoundError(topic, partition, info.partitions)
+        return (await self.manager.writer(info, partition)).producers.get(producer_id)
+
+    async def new_producer_id(self) -> int:
+        return await self.metadata.allocate_producer_id()
 
     # -- consumer groups ------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:

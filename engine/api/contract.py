@@ -64,6 +64,7 @@ from streamhouse.api.types import (
     TopicDescription,
 )
 from streamhouse.storage import errors as e
+from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import TopicInfo
 
 
@@ -159,6 +160,17 @@ class FrontEnd(Protocol):
     ) -> FetchResult:
         """Records from `offset` (at least one if there is one, even over max_bytes), waiting
         up to max_wait_ms for min_bytes. InvalidInputError for an offset past the end."""
+        ...
+
+    # -- idempotent producers (docs/DESIGN.md §10) ----------------------------------------------
+    async def producer_state(self, topic: str, partition: int, producer_id: int) -> ProducerState | None:
+        """What the partition's leader has written for an idempotent producer (its epoch and
+        last batches with their offsets), None if nothing; taking the lease if it is free, so
+        the state (committed rows + WAL recovery) is loaded before any answer. NotLeaderError."""
+        ...
+
+    async def new_producer_id(self) -> int:
+        """A producer id no agent sharing the metadata store has handed out."""
         ...
 
     # -- offsets --------------------------------------------------------------------------------

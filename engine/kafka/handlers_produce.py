@@ -27,6 +27,7 @@ from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch,
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.metadata.producer_state import tag
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,11 @@ class ProduceHandlers:
         stamp: int | None,
         placed: Callable[[], None] | None = None,
     ) -> int:
-        """Each batch through its producer's sequence check (idempotence.py); the first
-        batch's base offset answers the request. The partition is placed once its last batch
-        is (a duplicate or a refusal ends the request, which places it too)."""
+        """Each batch through its producer's sequence check (idempotence.py), tagged with its
+        producer id, epoch and first sequence so the leader's writer records it (or answers a
+        retry with the original's offsets, docs/DESIGN.md §10); the first batch's base offset
+        answers the request. The partition is placed once its last batch is (a refusal ends
+        the request, which places it too)."""
         bases = []
         loop = asyncio.get_running_loop()
         for i, batch in enumerate(batches):
@@ -130,7 +133,9 @@ class ProduceHandlers:
             if placed is not None and i == len(batches) - 1:
                 fixed.add_done_callback(lambda _: placed())
 
-            async def append(records: pa.RecordBatch = batch.records, fixed: asyncio.Future[None] = fixed) -> int:
+            tagged = tag(batch.records, batch.producer_id, batch.producer_epoch, batch.base_sequence)
+
+            async def append(records: pa.RecordBatch = tagged, fixed: asyncio.Future[None] = fixed) -> int:
                 results = await self.front.produce(
                     topic, partition, records, acks, appended=functools.partial(_resolve, fixed), append_time_ms=stamp
                 )
@@ -138,18 +143,22 @@ class ProduceHandlers:
 
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
-                append, fixed,
+                functools.partial(self.front.producer_state, topic, partition, batch.producer_id), append, fixed,
             )  # fmt: skip
             bases.append(base)
         return bases[0]
 
     async def init_producer_id(self, body: Body, version: int, ctx: Context) -> Body:
-        """A producer id for an idempotent producer; a known one (v3+) gets its next epoch."""
+        """A producer id for an idempotent producer; a known one (v3+) gets its next epoch
+        (its batches' state then starts over at sequence 0, as Kafka's does)."""
         out: Body = {"throttle_time_ms": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
         if body["transactional_id"] is not None:
             out["error_code"] = codes.INVALID_REQUEST  # transactions are not implemented
         elif body["producer_id"] >= 0 and 0 <= body["producer_epoch"] < 32767:
             out["producer_id"], out["producer_epoch"] = body["producer_id"], body["producer_epoch"] + 1
         else:
-            out["producer_id"], out["producer_epoch"] = self.producers.new_producer(), 0
+            try:  # from the metadata store: unique across the agents sharing it and across restarts
+                out["producer_id"], out["producer_epoch"] = await self.front.new_producer_id(), 0
+            except StreamHouseError as exc:
+                out["error_code"] = error_code(exc)
         return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 
 
@@ -65,10 +66,23 @@ class MetadataStore(Protocol):
         """Durable end offset: one past the last committed record."""
         ...
 
-    async def commit_segment(self, segment: SegmentInfo, holder: str, epoch: int) -> None:
+    async def commit_segment(
+        self, segment: SegmentInfo, holder: str, epoch: int, producers: Sequence[ProducerState] = ()
+    ) -> None:
         """Fenced commit, one transaction: the partition lease must be held by `holder` at
         `epoch` (else FencedError) and `segment.base_offset` must equal the durable end
-        offset (else OffsetConflictError); then insert the segment and advance the end."""
+        offset (else OffsetConflictError); then insert the segment and advance the end.
+        `producers`: the idempotent producers' states as of the segment's end (docs/DESIGN.md
+        §10), upserted in the same transaction; rows of producers silent for EXPIRY_MS go."""
+        ...
+
+    async def get_producer_states(self, topic: str, partition: int) -> list[ProducerState]:
+        """The producer states committed with the partition's segments (by producer id).
+        PartitionNotFoundError / TopicNotFoundError."""
+        ...
+
+    async def allocate_producer_id(self) -> int:
+        """A producer id never handed out before by any agent sharing this store (>= 1)."""
         ...
 
     async def list_segments(

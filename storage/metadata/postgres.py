@@ -20,6 +20,7 @@ from streamhouse.storage.errors import (
     TopicExistsError,
     TopicNotFoundError,
 )
+from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
@@ -38,6 +39,7 @@ __all__ = ["PostgresMetadataStore"]
 
 # Any 64-bit key works; it only has to be the same for every StreamHouse opening this database.
 _MIGRATION_LOCK = 0x5354_4D48_4F55_5345 & 0x7FFF_FFFF_FFFF_FFFF
+_PRODUCER_SQL = r.producer_sql(NOW, "$", ps.EXPIRY_MS)
 _SEGMENTS = f"SELECT {r.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND partition_id = $2 AND end_offset > $3"
 
 
@@ -167,6 +169,7 @@ class PostgresMetadataStore(PostgresLeasesJobs):
             await conn.execute("DELETE FROM consumer_offsets WHERE topic = $1", name)
             # A job reading the topic must not resume a re-created one at the old offsets.
             await conn.execute("DELETE FROM job_source_offsets WHERE topic = $1", name)
+            await conn.execute("DELETE FROM producer_states WHERE topic = $1", name)
             await conn.execute("DELETE FROM partitions WHERE topic = $1", name)
             await conn.execute("DELETE FROM topics WHERE name = $1", name)
         return r.in_log_order([r.segment_from_row(row) for row in rows])
@@ -188,8 +191,11 @@ class PostgresMetadataStore(PostgresLeasesJobs):
         assert row is not None
         return int(row["end_offset"])
 
-    async def commit_segment(self, segment: SegmentInfo, holder: str, epoch: int) -> None:
+    async def commit_segment(
+        self, segment: SegmentInfo, holder: str, epoch: int, producers: Sequence[ps.ProducerState] = ()
+    ) -> None:
         v.validate_segment(segment, holder, epoch)
+        v.validate_producers(producers)
         topic, partition = segment.topic, segment.partition
         resource = partition_resource(topic, partition)
         async with self._conn(transaction=True) as conn:
@@ -204,6 +210,26 @@ class PostgresMetadataStore(PostgresLeasesJobs):
                 partition,
                 segment.end_offset,
             )
+            if producers:  # docs/DESIGN.md §10: with the segment that holds their batches
+                upsert, expire = _PRODUCER_SQL
+                await conn.executemany(upsert, [ps.state_values(topic, partition, s) for s in producers])
+                await conn.execute(expire, topic, partition)
+
+    async def get_producer_states(self, topic: str, partition: int) -> list[ps.ProducerState]:
+        v.validate_topic_name(topic)
+        v.validate_partition_arg(partition)
+        async with self._conn() as conn:
+            r.check_partition(topic, partition, await lock_topic(conn, topic, ""))
+            rows = await conn.fetch(r.SELECT_PRODUCERS, topic, partition)
+        return [r.producer_from_row(row, redact(self.url)) for row in rows]
+
+    async def allocate_producer_id(self) -> int:
+        async with self._conn(transaction=True) as conn:
+            value = await conn.fetchval(
+                "UPDATE counters SET value = value + 1 WHERE name = 'producer_id' RETURNING value"
+            )
+        assert value is not None, "migration 0003 seeds the producer_id counter"
+        return int(value)
 
     async def list_segments(
         self, topic: str, partition: int, start_offset: int = 0, end_offset: int | None = None

@@ -14,6 +14,7 @@ from streamhouse.storage.errors import (
     PartitionNotFoundError,
     TopicNotFoundError,
 )
+from streamhouse.storage.metadata.producer_state import ProducerState, state_from_row
 from streamhouse.storage.metadata.validate import decode_config, decode_stats
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 
@@ -26,6 +27,11 @@ SEGMENT_COLUMNS = (
 LEASE_COLUMNS = "resource, holder, epoch, expires_at_ms"
 JOB_COLUMNS = "name, job_id, sql_text, output_topic, options, created_at_ms"
 CHECKPOINT_COLUMNS = "job, seq, state_key, stats, created_at_ms"
+# Producer states (docs/DESIGN.md §10), "$n" placeholders (SQLite replaces "$" with "?").
+SELECT_PRODUCERS = (
+    "SELECT producer_id, producer_epoch, batches FROM producer_states"
+    " WHERE topic = $1 AND partition_id = $2 ORDER BY producer_id"
+)
 
 
 def acquire_lease_sql(now: str, placeholder: str) -> str:
@@ -206,3 +212,24 @@ REVOKE_LEASE_SQL = "UPDATE leases SET holder = '(deleted topic)', expires_at_ms 
 # The same for a deleted job's lease: its runner's next renew or checkpoint is fenced, and a
 # re-created job of the same name starts at a higher epoch.
 REVOKE_JOB_LEASE_SQL = "UPDATE leases SET holder = '(deleted job)', expires_at_ms = 0 WHERE resource = $1"
+
+
+def producer_sql(now: str, placeholder: str, expiry_ms: int) -> tuple[str, str]:
+    """The producer-state upsert (1 topic, 2 partition, 3 producer id, 4 epoch, 5 batches)
+    and the expiry of a partition's silent producers (1 topic, 2 partition), by the
+    database's clock `now`; `placeholder` as in acquire_lease_sql."""
+    p = [f"{placeholder}{i}" for i in range(1, 6)]
+    upsert = (
+        "INSERT INTO producer_states (topic, partition_id, producer_id, producer_epoch, batches, updated_at_ms)"
+        f" VALUES ({', '.join(p)}, {now}) ON CONFLICT (topic, partition_id, producer_id) DO UPDATE SET"
+        " producer_epoch = excluded.producer_epoch, batches = excluded.batches, updated_at_ms = excluded.updated_at_ms"
+    )
+    expire = (
+        f"DELETE FROM producer_states WHERE topic = {p[0]} AND partition_id = {p[1]}"
+        f" AND updated_at_ms < {now} - {expiry_ms}"
+    )
+    return upsert, expire
+
+
+def producer_from_row(row: Row, source: str) -> ProducerState:
+    return state_from_row(int(row["producer_id"]), int(row["producer_epoch"]), str(row["batches"]), source)

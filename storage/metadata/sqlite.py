@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from streamhouse.storage.errors import StorageUnavailableError, TopicExistsError, TopicNotFoundError
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
@@ -28,6 +29,8 @@ from streamhouse.storage.metadata.sqlite_base import (
 )
 from streamhouse.storage.metadata.sqlite_jobs import SqliteLeasesJobs
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
+
+_PRODUCER_SQL = r.producer_sql(NOW, "?", ps.EXPIRY_MS)
 
 __all__ = ["SqliteMetadataStore", "parse_sqlite_url"]
 
@@ -144,6 +147,7 @@ class SqliteMetadataStore(SqliteLeasesJobs):
             conn.execute("DELETE FROM consumer_offsets WHERE topic = ?", (name,))
             # A job reading the topic must not resume a re-created one at the old offsets.
             conn.execute("DELETE FROM job_source_offsets WHERE topic = ?", (name,))
+            conn.execute("DELETE FROM producer_states WHERE topic = ?", (name,))
             conn.executemany(
                 r.REVOKE_LEASE_SQL.replace("$1", "?"),
                 ((partition_resource(name, p),) for p in range(partitions)),
@@ -160,8 +164,11 @@ class SqliteMetadataStore(SqliteLeasesJobs):
         v.validate_partition_arg(partition)
         return await self._read(lambda conn: end_offset(conn, topic, partition))
 
-    async def commit_segment(self, segment: SegmentInfo, holder: str, epoch: int) -> None:
+    async def commit_segment(
+        self, segment: SegmentInfo, holder: str, epoch: int, producers: Sequence[ps.ProducerState] = ()
+    ) -> None:
         v.validate_segment(segment, holder, epoch)
+        v.validate_producers(producers)
         resource = partition_resource(segment.topic, segment.partition)
 
         def tx(conn: sqlite3.Connection) -> None:
@@ -174,8 +181,30 @@ class SqliteMetadataStore(SqliteLeasesJobs):
                 "UPDATE partitions SET end_offset = ? WHERE topic = ? AND partition_id = ?",
                 (segment.end_offset, segment.topic, segment.partition),
             )
+            if producers:  # docs/DESIGN.md §10: with the segment that holds their batches
+                upsert, expire = _PRODUCER_SQL
+                conn.executemany(upsert, (ps.state_values(segment.topic, segment.partition, s) for s in producers))
+                conn.execute(expire, (segment.topic, segment.partition))
 
         await self._write(tx)
+
+    async def get_producer_states(self, topic: str, partition: int) -> list[ps.ProducerState]:
+        v.validate_topic_name(topic)
+        v.validate_partition_arg(partition)
+
+        def tx(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            r.check_partition(topic, partition, partition_count(conn, topic))
+            return all_rows(conn, r.SELECT_PRODUCERS.replace("$", "?"), (topic, partition))
+
+        return [r.producer_from_row(row, self._url) for row in await self._read(tx)]
+
+    async def allocate_producer_id(self) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            row = one(conn, "UPDATE counters SET value = value + 1 WHERE name = 'producer_id' RETURNING value")
+            assert row is not None, "migration 0003 seeds the producer_id counter"
+            return int(row[0])
+
+        return await self._write(tx)
 
     async def list_segments(
         self, topic: str, partition: int, start_offset: int = 0, end_offset: int | None = None

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from streamhouse.storage.errors import InvalidInputError, PartitionCountError
+from streamhouse.storage.metadata.producer_state import KEPT_BATCHES, SEQUENCE_SPAN, ProducerState
 from streamhouse.storage.model import Checkpoint, SegmentInfo
 
 MAX_PARTITIONS = 10_000
@@ -324,3 +325,23 @@ def validate_checkpoint(checkpoint: Checkpoint, holder: str, epoch: int) -> Chec
 def checkpoint_values(checkpoint: Checkpoint, plan: CheckpointPlan) -> tuple[str, int, str | None, str]:
     """Insert values in CHECKPOINT_COLUMNS order, without created_at_ms (the database's clock)."""
     return (checkpoint.job, checkpoint.seq, checkpoint.state_key, plan.stats_json)
+
+
+def validate_producers(producers: Sequence[ProducerState]) -> None:
+    """Producer states for commit_segment (docs/DESIGN.md §10): one per producer id, in range."""
+    seen: set[int] = set()
+    for state in producers:
+        pid = _int("producer id", state.producer_id, 0)
+        _int("producer epoch", state.producer_epoch, 0, (1 << 15) - 1)
+        if pid in seen:
+            raise InvalidInputError(f"producer {pid} is named twice in one segment commit")
+        seen.add(pid)
+        if len(state.batches) > KEPT_BATCHES:
+            raise InvalidInputError(f"producer {pid}: {len(state.batches)} batches kept, at most {KEPT_BATCHES}")
+        for b in state.batches:
+            if b.producer_id != pid or b.producer_epoch != state.producer_epoch:
+                raise InvalidInputError(f"producer {pid}: a kept batch belongs to {b.producer_id}/{b.producer_epoch}")
+            _int("base offset", b.base_offset, 0)
+            _int("record count", b.record_count, 1)
+            _int("first sequence", b.first_sequence, 0, SEQUENCE_SPAN - 1)
+            _int("last sequence", b.last_sequence, 0, SEQUENCE_SPAN - 1)

@@ -30,6 +30,7 @@ from streamhouse.storage.errors import (
     StreamHouseError,
 )
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
@@ -104,6 +105,13 @@ class PartitionWriter:
         self.next_offset = durable_end  # next offset to assign
         self._fenced: FencedError | None = None
         self.segments_committed = 0
+        # Idempotent producers (docs/DESIGN.md §10), by producer id: `producers` is what this
+        # leader has written (committed rows + WAL recovery + appends since), the committed
+        # part is `_durable_producers`, and the written batches no segment holds yet wait in
+        # `_producer_batches` for the commit that covers them.
+        self.producers: dict[int, ps.ProducerState] = {}
+        self._durable_producers: dict[int, ps.ProducerState] = {}
+        self._producer_batches: list[ps.ProducerBatch] = []
         # Set by recover(): records re-buffered at their offsets, and acknowledged records of a
         # superseded leadership appended again at the end.
         self.replayed_records = 0
@@ -148,16 +156,25 @@ class PartitionWriter:
             durable_end=end,
             config=config,
         )
+        # The committed producer states first, then what the WAL re-appends (its entries carry
+        # their batches' producer tags): the state travels with the partition.
+        committed = {s.producer_id: s for s in await metadata.get_producer_states(topic.name, partition)}
+        writer.producers = dict(committed)
+        writer._durable_producers = committed
         for piece in plan.tail:
             payload = piece_payload(piece)
             batch = decode_batch(payload, source=f"WAL entry {topic.name}/{partition}@{piece.start}")
             await wal.append(topic.topic_id, partition, epoch, piece.start, piece.records, payload)
-            writer._buffer(assign_offsets(batch, piece.start))
+            producer = ps.tagged(batch, piece.start) if piece.whole else None
+            writer._buffer(assign_offsets(ps.untagged(batch), piece.start))
             writer.next_offset = piece.end
+            if producer is not None:
+                writer._note(producer)
         for piece in plan.orphans:
             payload = piece_payload(piece)
             batch = decode_batch(payload, source=f"WAL entry {topic.name}/{partition}@{piece.start}")
-            await writer.append(batch, payload)
+            # A slice's tag would claim the whole batch's sequences at the slice's offsets.
+            await writer.append(batch if piece.whole else ps.untagged(batch), payload)
         if not plan.idle:
             await wal.sync()  # the carried-over copies must outlive the originals' files
         writer.recovered_records = plan.orphan_records
@@ -194,6 +211,16 @@ class PartitionWriter:
             return self.next_offset
         async with self._lock:
             self._check_usable()
+            # An idempotent producer's batch (tagged, docs/DESIGN.md §10) that this leader has
+            # already written is not written again: the original's offsets answer it (a retry
+            # that reached a new leader, or a copy handed over from another agent's WAL).
+            producer = ps.tagged(batch, self.next_offset) if batch.schema.metadata else None
+            if producer is not None:
+                known = self.producers.get(producer.producer_id)
+                first = producer.first_sequence
+                done = known.find(producer.producer_epoch, first, producer.last_sequence) if known else None
+                if done is not None:
+                    return done.base_offset
             if self._buffered_bytes + batch.nbytes > self.config.max_buffer_bytes:
                 raise BackpressureError(
                     f"{self.topic.name}/{self.partition}: {self._buffered_bytes} bytes buffered, "
@@ -203,18 +230,32 @@ class PartitionWriter:
             batch = assign_offsets(batch, base)
             # Shielded: once the WAL entry may be written, the offsets are spent. A cancelled
             # caller must not leave them unassigned, or the next append would reuse them.
-            await asyncio.shield(self._write_and_buffer(batch, base, payload))
+            await asyncio.shield(self._write_and_buffer(batch, base, payload, producer))
             if decoded is not None and decoded.num_rows == n:
                 self.derived[base] = decoded
         return base
 
-    async def _write_and_buffer(self, batch: pa.RecordBatch, base: int, payload: bytes | None) -> None:
+    async def _write_and_buffer(
+        self, batch: pa.RecordBatch, base: int, payload: bytes | None, producer: ps.ProducerBatch | None = None
+    ) -> None:
+        # The WAL entry keeps the producer tag (in the IPC schema); the buffer does not need it.
         payload = encode_batch(batch) if payload is None else payload
         # On failure the offsets stay free: the WAL truncates a failed write back, and a failed
         # fsync stops the WAL for good, so no later entry can reuse them on disk.
         await self._wal.append(self.topic.topic_id, self.partition, self.epoch, base, batch.num_rows, payload)
-        self._buffer(batch)
+        self._buffer(ps.untagged(batch) if producer is not None else batch)
         self.next_offset = base + batch.num_rows
+        if producer is not None:
+            self._note(producer)
+
+    def _note(self, producer: ps.ProducerBatch) -> None:
+        """A producer's batch is written (in the WAL): it answers retries from now on."""
+        self.producers.update(ps.fold(self.producers, [producer]))
+        self._producer_batches.append(producer)
+
+    def _committed_producers(self, end: int) -> dict[int, ps.ProducerState]:
+        """The producer states as a segment ending at `end` leaves them (its batches folded in)."""
+        return ps.fold(self._durable_producers, [b for b in self._producer_batches if b.end_offset <= end])
 
     def _buffer(self, batch: pa.RecordBatch) -> None:
         if not self._batches:
@@ -289,6 +330,9 @@ class PartitionWriter:
                     self._buffered_bytes = sum(b.nbytes for b in self._batches)
                     self._oldest_ms = time.monotonic() * 1000 if self._batches else None
                     self.durable_end = info.end_offset
+                    if self._producer_batches:
+                        self._durable_producers.update(self._committed_producers(info.end_offset))
+                        self._producer_batches = [b for b in self._producer_batches if b.end_offset > info.end_offset]
                 self.segments_committed += 1
                 await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
             return info
@@ -354,7 +398,11 @@ class PartitionWriter:
         row is not ours; an error whose outcome the read-back cannot settle is raised as it
         is, leaving the buffer and `_pending_cut` in place for a retry that will settle it."""
         try:
-            await self._metadata.commit_segment(info, self.holder, self.epoch)
+            producers = self._committed_producers(info.end_offset) if self._producer_batches else {}
+            if producers:  # in the segment's own transaction: the rows and the log agree
+                await self._metadata.commit_segment(info, self.holder, self.epoch, list(producers.values()))
+            else:
+                await self._metadata.commit_segment(info, self.holder, self.epoch)
         except Exception as exc:
             try:
                 committed = await self._is_committed(info)

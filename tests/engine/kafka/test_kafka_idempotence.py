@@ -30,6 +30,7 @@ from streamhouse.kafka.idempotence import (
     ProducerStates,
     SequenceError,
 )
+from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerBatch, ProducerState, fold
 from tests.agent_process import AgentLauncher, read_log
 
 TOPIC = "exactly-once-writes"
@@ -140,62 +141,74 @@ def test_retried_batches_are_written_once(
 
 
 class Log:
-    """Stands in for the partition: offsets handed out in order, and a gate to hold a write."""
+    """Stands in for the partition's writer: offsets handed out in order, each producer's
+    state folded per batch with the writer's own value code (storage/metadata/producer_state.py),
+    a retry of a kept batch answered with the original's offsets, and a gate to hold a write."""
 
     def __init__(self) -> None:
         self.end = 0
         self.writes = 0
         self.gate = asyncio.Event()
         self.gate.set()
+        self.states: dict[int, dict[int, ProducerState]] = {}
 
-    def append(self, count: int):  # type: ignore[no-untyped-def]
-        async def write() -> int:
+    async def write(self, states: ProducerStates, partition: int, pid: int, epoch: int, first: int, count: int) -> int:
+        async def lookup() -> ProducerState | None:
+            return self.states.get(partition, {}).get(pid)
+
+        async def append() -> int:
             await self.gate.wait()
+            known = self.states.setdefault(partition, {})
+            last = (first + count - 1) % SEQUENCE_SPAN
+            done = known[pid].find(epoch, first, last) if pid in known else None
+            if done is not None:
+                return done.base_offset
             base, self.end = self.end, self.end + count
             self.writes += 1
+            known.update(fold(known, [ProducerBatch(pid, epoch, first, last, base, count)]))
             return base
 
-        return write
+        return await states.write("t", partition, pid, epoch, first, count, lookup, append)
 
 
 async def test_retries_get_their_original_offsets_and_gaps_are_refused() -> None:
     states, log = ProducerStates(), Log()
-    pid = states.new_producer()
-    assert await states.write("t", 0, pid, 0, 0, 3, log.append(3)) == 0
-    assert await states.write("t", 0, pid, 0, 3, 2, log.append(2)) == 3
-    assert await states.write("t", 0, pid, 0, 0, 3, log.append(3)) == 0  # retry of the first
-    assert await states.write("t", 0, pid, 0, 3, 2, log.append(2)) == 3
+    pid = 7
+    assert await log.write(states, 0, pid, 0, 0, 3) == 0
+    assert await log.write(states, 0, pid, 0, 3, 2) == 3
+    assert await log.write(states, 0, pid, 0, 0, 3) == 0  # retry of the first
+    assert await log.write(states, 0, pid, 0, 3, 2) == 3
     assert log.writes == 2
     with pytest.raises(SequenceError) as info:
-        await states.write("t", 0, pid, 0, 9, 1, log.append(1))  # 5..8 never arrived
+        await log.write(states, 0, pid, 0, 9, 1)  # 5..8 never arrived
     assert info.value.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER
     # Partitions are separate sequences; another producer starts at 0.
-    assert await states.write("t", 1, pid, 0, 0, 1, log.append(1)) == 5
+    assert await log.write(states, 1, pid, 0, 0, 1) == 5
     with pytest.raises(SequenceError) as info:
-        await states.write("t", 0, states.new_producer(), 0, 4, 1, log.append(1))
+        await log.write(states, 0, pid + 1, 0, 4, 1)
     assert info.value.error_code == UNKNOWN_PRODUCER_ID
     assert log.writes == 3
 
 
 async def test_epochs_fence_and_restart_sequences() -> None:
     states, log = ProducerStates(), Log()
-    pid = states.new_producer()
-    await states.write("t", 0, pid, 0, 0, 2, log.append(2))
-    assert await states.write("t", 0, pid, 1, 0, 1, log.append(1)) == 2  # bumped epoch starts at 0
+    pid = 7
+    await log.write(states, 0, pid, 0, 0, 2)
+    assert await log.write(states, 0, pid, 1, 0, 1) == 2  # bumped epoch starts at 0
     with pytest.raises(SequenceError) as info:
-        await states.write("t", 0, pid, 0, 2, 1, log.append(1))
+        await log.write(states, 0, pid, 0, 2, 1)
     assert info.value.error_code == INVALID_PRODUCER_EPOCH
     with pytest.raises(SequenceError):
-        await states.write("t", 0, pid, 2, 5, 1, log.append(1))
+        await log.write(states, 0, pid, 2, 5, 1)
 
 
 async def test_a_duplicate_waits_for_its_original_to_be_written() -> None:
     states, log = ProducerStates(), Log()
-    pid = states.new_producer()
+    pid = 7
     log.gate.clear()  # the original's write is slow (a durable ack under way)
-    original = asyncio.ensure_future(states.write("t", 0, pid, 0, 0, 4, log.append(4)))
+    original = asyncio.ensure_future(log.write(states, 0, pid, 0, 0, 4))
     await asyncio.sleep(0.01)
-    duplicate = asyncio.ensure_future(states.write("t", 0, pid, 0, 0, 4, log.append(4)))
+    duplicate = asyncio.ensure_future(log.write(states, 0, pid, 0, 0, 4))
     await asyncio.sleep(0.05)
     assert not original.done() and not duplicate.done()  # not acknowledged before the write
     log.gate.set()
@@ -206,9 +219,9 @@ async def test_a_duplicate_waits_for_its_original_to_be_written() -> None:
 
 async def test_only_the_last_five_batches_are_remembered() -> None:
     states, log = ProducerStates(), Log()
-    pid = states.new_producer()
+    pid = 7
     for seq in range(6):
-        await states.write("t", 0, pid, 0, seq, 1, log.append(1))
+        await log.write(states, 0, pid, 0, seq, 1)
     with pytest.raises(SequenceError):
-        await states.write("t", 0, pid, 0, 0, 1, log.append(1))  # too old to recognise: refused, not rewritten
-    assert await states.write("t", 0, pid, 0, 1, 1, log.append(1)) == 1
+        await log.write(states, 0, pid, 0, 0, 1)  # too old to recognise: refused, not rewritten
+    assert await log.write(states, 0, pid, 0, 1, 1) == 1
