@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.agent import job_statements, topic_admin
-from streamhouse.agent.config import AgentConfig, holder_agent_id, leader_address
+from streamhouse.agent import job_statements, partition_states, topic_admin
+from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.offsets import Read, first_at_or_after, max_timestamp
 from streamhouse.agent.partitions import PartitionManager
+from streamhouse.agent.reports import StorageReports
 from streamhouse.agent.routing import Router, check_sizes
 from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.api.contract import FrontEnd, Leadership, TimestampOffset
@@ -27,7 +28,6 @@ from streamhouse.api.types import (
     GroupDescription,
     GroupOffset,
     JobDescription,
-    PartitionState,
     ProduceResult,
 )
 from streamhouse.api.types import TopicDescription as Description
@@ -35,7 +35,6 @@ from streamhouse.sql.engine import JobControl, SqlEngine
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     BackpressureError,
-    CorruptDataError,
     InvalidInputError,
     NotFoundError,
     ObjectNotFoundError,
@@ -44,7 +43,7 @@ from streamhouse.storage.errors import (
     TopicNotFoundError,
 )
 from streamhouse.storage.metadata.producer_state import ProducerState
-from streamhouse.storage.model import SegmentInfo, SegmentRef, TopicInfo, partition_resource
+from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
@@ -77,11 +76,11 @@ class AgentService:
         # stops them; without them SQL refuses job statements.
         self.jobs: JobControl | None = None
         manager.on_append = self._wake
-        manager.on_segment = self._segment_committed
-        manager.flush_health.on_change = self._flush_changed
-        manager.watch_recovery(self._wal_recovered)
-        manager.reader.segments.on_corrupt = self._segment_corrupt
-        self._corrupt_keys: set[str] = set()  # segments already reported: once each, not per read
+        reports = StorageReports(metrics)
+        manager.on_segment = reports.segment_committed
+        manager.flush_health.on_change = reports.flush_changed
+        manager.watch_recovery(reports.wal_recovered)
+        manager.reader.segments.on_corrupt = reports.segment_corrupt
 
     async def close(self, *, flush: bool = True) -> None:
         """Flush (or not) and release the partitions; the node stops the jobs before this."""
@@ -125,24 +124,7 @@ class AgentService:
     async def describe_topic(self, name: str) -> Description:
         info = await self.metadata.get_topic(name)
         self._topics[name] = (info, time.monotonic())
-        now = await self.metadata.now_ms()
-        states = []
-        for p in range(info.partitions):
-            durable = await self.metadata.get_end_offset(name, p)
-            lease = await self.metadata.get_lease(partition_resource(name, p))
-            live = lease is not None and lease.expires_at_ms > now
-            segments = await self.metadata.list_segments(name, p)
-            states.append(
-                PartitionState(
-                    partition=p,
-                    durable_end_offset=durable,
-                    end_offset=await self.manager.end_offset(name, p),
-                    leader=leader_address(lease.holder) if live and lease is not None else "",
-                    leader_epoch=lease.epoch if lease is not None else 0,
-                    segments=len(segments),
-                )
-            )
-        return Description(info, tuple(states))
+        return Description(info, await partition_states.states(self.metadata, info, self.manager.end_offset))
 
     async def delete_topic(self, name: str) -> None:
         info = await self.metadata.get_topic(name)
@@ -155,17 +137,7 @@ class AgentService:
                 await self.manager.store.delete(segment.object_key)
 
     async def partition_leaders(self, topic: str) -> tuple[Leadership, ...]:
-        info = await self.topic(topic)
-        now = await self.metadata.now_ms()
-        out = []
-        for p in range(info.partitions):
-            lease = await self.metadata.get_lease(partition_resource(topic, p))
-            epoch = lease.epoch if lease is not None else 0
-            if lease is None or lease.expires_at_ms <= now:
-                out.append(Leadership(p, "", "", epoch))
-            else:
-                out.append(Leadership(p, holder_agent_id(lease.holder), leader_address(lease.holder), epoch))
-        return tuple(out)
+        return await partition_states.leaders(self.metadata, await self.topic(topic))
 
     # -- produce --------------------------------------------------------------------------------
     async def produce(
@@ -287,29 +259,6 @@ class AgentService:
         event = self._appended.pop((topic, partition), None)
         if event is not None:
             event.set()
-
-    def _wal_recovered(self, topic: str, recovered: int, dropped: int) -> None:
-        if self.metrics is not None:
-            self.metrics.wal_recovery(topic, recovered, dropped)
-
-    def _flush_changed(self, topic: str, failed: bool, failing: int) -> None:
-        if self.metrics is not None:
-            self.metrics.flush_state(topic, failed, failing)
-
-    def _segment_committed(self, segment: SegmentInfo) -> None:
-        if self.metrics is not None:
-            self.metrics.observe_segment(segment.topic, segment.size_bytes)
-
-    def _segment_corrupt(self, ref: SegmentRef, error: CorruptDataError) -> None:
-        # Storage raises the error to the reader (fetch, SQL or a job); this is the operator's
-        # side: one log line and one count per damaged object, however often it is read.
-        if ref.object_key in self._corrupt_keys:
-            return
-        self._corrupt_keys.add(ref.object_key)
-        topic, partition = _key_partition(ref.object_key)
-        log.error("corrupt segment topic=%s partition=%s key=%s: %s", topic, partition, ref.object_key, error)
-        if self.metrics is not None:
-            self.metrics.corrupt_segment(topic)
 
     # -- offsets --------------------------------------------------------------------------------
     async def _partition(self, topic: str, partition: int) -> None:
@@ -461,12 +410,3 @@ def _front_end(service: AgentService) -> FrontEnd:
     """Never called: mypy checks here that AgentService keeps the front-end contract
     (engine/api/contract.py), signature by signature."""
     return service
-
-
-def _key_partition(object_key: str) -> tuple[str, str]:
-    """(topic, partition) of a segment key `topics/{topic}/{partition:05d}/{file}`
-    (storage/partition_writer.segment_key); ("<unknown>", "?") for any other key."""
-    parts = object_key.split("/")
-    if len(parts) < 4 or parts[0] != "topics":
-        return "<unknown>", "?"
-    return "/".join(parts[1:-2]), parts[-2].lstrip("0") or "0"
