@@ -1,7 +1,9 @@
 """Handing WAL records to another agent's leader: what an agent does with acknowledged records
 of a leadership that was taken over while the partition's new leader is alive (so its lease
 will not be free). The records are produced there with acks=durable, the normal path: the
-leader assigns offsets at the partition's end and commits them before answering.
+leader assigns offsets at the partition's end and commits them before answering. The batch
+keeps its Arrow schema metadata, hence an idempotent producer's tag (docs/DESIGN.md §10): the
+leader deduplicates a batch the client already retried there.
 
 The agent core only names the hook. Reaching another agent is the SDK's remote transport
 (engine/client/forward.py), which sits above the agent: whoever composes an agent node (the

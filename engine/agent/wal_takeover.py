@@ -8,6 +8,11 @@ They reach the log one of two ways, both at-least-once and counted:
 - another live agent leads it: they are produced to that leader with acks=durable
   (engine/agent/forward.py), each followed by a FORWARDED_EPOCH marker in this WAL.
 Until then their WAL files are kept. Only records of deleted topics or partitions are dropped.
+
+An idempotent Kafka producer's batches carry their producer tag in the entry's payload
+(storage/metadata/producer_state.py, docs/DESIGN.md §10), so either way the tag goes with the
+records: a writer that re-appends or receives a batch it already holds (the client retried it
+at the new leader meanwhile) answers with the original's offsets instead of storing it twice.
 """
 
 from __future__ import annotations

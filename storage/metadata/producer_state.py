@@ -25,6 +25,9 @@ SEQUENCE_SPAN = 1 << 31  # sequences are int32 and wrap to 0 after 2**31 - 1
 TAG_KEY = b"streamhouse.producer"
 # Kafka's producer.id.expiration.ms default: a producer silent this long is forgotten.
 EXPIRY_MS = 24 * 3600 * 1000
+# Producers a leader keeps in memory per partition; past it the longest silent ones go (each
+# client session is a new producer id, so an idle partition must not collect them forever).
+MAX_PRODUCERS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,12 @@ def fold(states: Mapping[int, ProducerState], batches: Iterable[ProducerBatch]) 
             state = ProducerState(b.producer_id, b.producer_epoch, ())
         out[b.producer_id] = state.with_batch(b)
     return out
+
+
+def newest(states: Mapping[int, ProducerState], keep: int) -> dict[int, ProducerState]:
+    """The `keep` producers that wrote last (by their last batch's offset)."""
+    order = sorted(states.values(), key=lambda s: s.batches[-1].base_offset if s.batches else -1, reverse=True)
+    return {s.producer_id: s for s in order[:keep]}
 
 
 # -- the tag a batch carries ----------------------------------------------------------------------

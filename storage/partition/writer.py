@@ -158,7 +158,8 @@ class PartitionWriter:
         )
         # The committed producer states first, then what the WAL re-appends (its entries carry
         # their batches' producer tags): the state travels with the partition.
-        committed = {s.producer_id: s for s in await metadata.get_producer_states(topic.name, partition)}
+        rows = await metadata.get_producer_states(topic.name, partition)
+        committed = ps.newest({s.producer_id: s for s in rows}, ps.MAX_PRODUCERS)
         writer.producers = dict(committed)
         writer._durable_producers = committed
         for piece in plan.tail:
@@ -252,6 +253,9 @@ class PartitionWriter:
         """A producer's batch is written (in the WAL): it answers retries from now on."""
         self.producers.update(ps.fold(self.producers, [producer]))
         self._producer_batches.append(producer)
+        if len(self.producers) > ps.MAX_PRODUCERS:  # a tenth at a time: sorting is then rare
+            self.producers = ps.newest(self.producers, ps.MAX_PRODUCERS * 9 // 10)
+            self._durable_producers = ps.newest(self._durable_producers, ps.MAX_PRODUCERS * 9 // 10)
 
     def _committed_producers(self, end: int) -> dict[int, ps.ProducerState]:
         """The producer states as a segment ending at `end` leaves them (its batches folded in)."""

@@ -21,7 +21,7 @@ from streamhouse.storage.errors import (
     TopicNotFoundError,
 )
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
-from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState, tag, tagged
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState, fold, newest, tag, tagged
 from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore
 from streamhouse.storage.partition.writer import PartitionWriter
@@ -187,3 +187,14 @@ def test_tags_are_checked() -> None:
     with pytest.raises(InvalidInputError, match="bad producer tag"):
         tagged(bad, 0)
     assert tag(plain, 1, 0, 0).schema.equals(RECORD_SCHEMA)
+
+
+def test_state_folds_per_batch_and_keeps_the_newest() -> None:
+    s = fold({}, [ProducerBatch(1, 0, i, i, i, 1) for i in range(7)])[1]
+    assert [b.first_sequence for b in s.batches] == [2, 3, 4, 5, 6] and s.next_sequence == 7
+    assert s.with_batch(ProducerBatch(1, 0, 4, 4, 99, 1)) is s  # a late copy does not move it back
+    assert s.with_batch(ProducerBatch(1, 0, 9, 9, 99, 1)).next_sequence == 10  # a gap is the caller's to refuse
+    assert s.with_batch(ProducerBatch(1, 1, 0, 0, 99, 1)).batches == (ProducerBatch(1, 1, 0, 0, 99, 1),)
+    assert s.with_batch(ProducerBatch(1, 0, 0, 0, 99, 1)) is s  # nor one that fell out of the kept five
+    many = {pid: state(pid, 0, (0, 0, pid * 10, 1)) for pid in range(100)}
+    assert sorted(newest(many, 3)) == [97, 98, 99]
