@@ -38,7 +38,9 @@ class AgentConfig:
     renew_interval_ms: int = 10_000
     roll_bytes: int = 64 << 20
     roll_age_ms: int = 10_000
-    durable_flush_ms: int = 200
+    # acks=durable: 0 = natural group commit (a roll at once, the acks arriving meanwhile
+    # share the next); N > 0 = at least N ms between a partition's durable rolls.
+    durable_flush_ms: int = 0
     flush_check_ms: int = 100
     max_record_bytes: int = 1 << 20
     max_buffer_bytes: int = 512 << 20  # per partition; over it, produce gets backpressure
@@ -51,6 +53,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
             raise InvalidInputError(f"fsync must be always, interval or never, not {self.fsync!r}")
+        if self.durable_flush_ms < 0:
+            raise InvalidInputError(f"durable_flush_ms must be 0 or more, not {self.durable_flush_ms}")
         if self.renew_interval_ms >= self.lease_ttl_ms:
             raise InvalidInputError("renew_interval_ms must be shorter than lease_ttl_ms")
         self.query_limits  # noqa: B018 - refuses a bad --query-timeout / --query-memory at start

@@ -1,5 +1,5 @@
 """The partitions an agent leads: leases taken on demand and renewed (engine/agent/leases.py),
-one PartitionWriter per led partition, the flush loop (size/age rolls and grouped durable flushes) and the reaction
+one PartitionWriter per led partition, the flush loop (size/age rolls), acks=durable group commit and the reaction
 to fencing. Transport-free: the gRPC server and the embedded SDK both drive this class."""
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class _Led:
 
     writer: PartitionWriter
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
-    # Group commit for acks=durable: at most one roll per durable-flush window, the first at
-    # once. `durable_at` is when the last durable roll started (monotonic seconds).
+    # Group commit for acks=durable: one durable roll in flight at a time, the next one right
+    # after it (see _durable_rounds). `durable_at` is when the last durable roll started
+    # (monotonic seconds), for the optional minimum gap `durable_flush_ms`.
     durable_at: float = float("-inf")
     durable_task: asyncio.Task[None] | None = None
 
@@ -258,15 +259,25 @@ class PartitionManager:
         await done
 
     async def _durable_rounds(self, key: Key, led: _Led) -> None:
-        """Roll while durable waiters remain, at most once per window: a lone producer waits
-        only for its upload, a busy partition rolls every window with everyone who came."""
-        window_s = self.config.durable_flush_ms / 1000
+        """Natural group commit: roll at once while durable acks wait, one roll at a time. The
+        acks that arrive while a roll encodes, uploads and commits share the next roll, which
+        starts the moment that one ends. No timer: a lone producer waits for one roll, a busy
+        partition for one or two, and a roll's size follows the load (a timer bounded durable
+        throughput at in-flight requests x batch size per window). `durable_flush_ms` > 0
+        keeps a minimum gap between a partition's durable roll starts: fewer, larger segments
+        for more latency. A failed roll acknowledges nothing and the next waits out a backoff."""
+        gap_s = self.config.durable_flush_ms / 1000
         while led.durable_waiters and self._led.get(key) is led:
-            delay = max(led.durable_at + window_s - time.monotonic(), self.flush_health.wait_s(key))
+            delay = max(led.durable_at + gap_s - time.monotonic(), self.flush_health.wait_s(key))
             if delay > 0:
                 await asyncio.sleep(delay)
             led.durable_at = time.monotonic()
+            before = led.writer.durable_end
             await self._flush(key, led)
+            if led.durable_waiters and led.writer.durable_end == before and self.flush_health.wait_s(key) == 0:
+                # A roll that moved nothing yet left acks waiting must not turn this loop into
+                # a busy spin (without a gap nothing else would slow it down).
+                await asyncio.sleep(self.config.flush_check_ms / 1000)
 
     async def read(self, topic: str, partition: int, offset: int, max_records: int) -> pa.Table:
         return await self.reader.read(

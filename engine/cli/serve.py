@@ -60,7 +60,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--lease-ttl-ms", type=int, help="partition leases expire after this long without renewal")
     p.add_argument("--renew-interval-ms", type=int, help="how often held leases are renewed")
     p.add_argument("--max-record-bytes", type=int, help="largest key + value accepted (default 1 MiB)")
-    p.add_argument("--durable-flush-ms", type=int, help="acks=durable grouping window (default 200)")
+    p.add_argument("--durable-flush-ms", type=int, help="least ms between durable rolls (default 0: back to back)")
     p.add_argument("--roll-bytes", type=int, help="start a new segment past this many buffered bytes")
     p.add_argument("--roll-age-ms", type=int, help="start a new segment after this long")
     p.add_argument(
