@@ -190,3 +190,19 @@ def test_producer_ids_never_collide_between_agents(agents: Agents) -> None:
     (_, a_port), (_, b_port) = agents.start("a"), agents.start("b")
     ids = [_producer_id(port) for _ in range(20) for port in (a_port, b_port)]
     assert len(set(ids)) == len(ids) and min(ids) >= 1
+
+
+def test_a_log_append_time_topic_keeps_the_producer_state(agents: Agents) -> None:
+    """The agent re-stamps such a topic's timestamps: the batch's producer tag must survive
+    that, or its retry would be written again after the restart."""
+    a, port = agents.start("a")
+    with streamhouse.connect(a.address) as client:
+        client.create_topic(TOPIC, 1, config={"message.timestamp.type": "LogAppendTime"})
+    pid = _producer_id(port)
+    batches = [_batch(_values("t", 3), pid, 0), _batch(_values("u", 2), pid, 3)]
+    assert [_produce(port, b, 1) for b in batches] == [(0, 0), (0, 3)]
+    a.kill()
+    a, port = agents.start("a")
+    assert [_produce(port, b, -1) for b in reversed(batches)] == [(0, 3), (0, 0)]
+    with streamhouse.connect(a.address) as client:
+        assert read_log(client, TOPIC)[0] == [*_values("t", 3), *_values("u", 2)]
