@@ -124,7 +124,10 @@ def piece_payload(piece: Piece) -> bytes:
     if piece.whole:
         return piece.entry.payload
     batch = decode_batch(piece.entry.payload, source=f"WAL entry at {piece.entry.base_offset}")
-    return encode_batch(batch.slice(piece.start - piece.entry.base_offset, piece.records))
+    part = batch.slice(piece.start - piece.entry.base_offset, piece.records)
+    # Without its schema metadata: an idempotent producer's tag (docs/DESIGN.md §10) names the
+    # whole batch's sequences, which a slice does not hold.
+    return encode_batch(part.replace_schema_metadata(None))
 
 
 def _joined(pieces: list[Piece]) -> tuple[Piece, ...]:

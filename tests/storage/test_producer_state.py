@@ -25,10 +25,11 @@ from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerS
 from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore
 from streamhouse.storage.partition.writer import PartitionWriter
-from streamhouse.storage.records.codec import decode_batch
+from streamhouse.storage.records.codec import decode_batch, encode_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, make_batch
 from streamhouse.storage.wal.format import WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
+from streamhouse.storage.wal.recovery import Piece, piece_payload
 from tests.storage.test_metadata_contract import HOLDER, make_segment
 
 
@@ -198,3 +199,12 @@ def test_state_folds_per_batch_and_keeps_the_newest() -> None:
     assert s.with_batch(ProducerBatch(1, 0, 0, 0, 99, 1)) is s  # nor one that fell out of the kept five
     many = {pid: state(pid, 0, (0, 0, pid * 10, 1)) for pid in range(100)}
     assert sorted(newest(many, 3)) == [97, 98, 99]
+
+
+def test_a_slice_of_a_wal_entry_loses_the_tag() -> None:
+    """Recovery re-encodes part of an entry when only part of it needs placing: the tag names
+    the whole batch's sequences, so the part must not carry it (the whole entry keeps it)."""
+    payload = encode_batch(records(4))
+    entry = WalEntry(1, 0, 3, 10, 4, payload)
+    assert tagged(decode_batch(piece_payload(Piece(entry, 10, 14))), 10) == ProducerBatch(7, 0, 0, 3, 10, 4)
+    assert tagged(decode_batch(piece_payload(Piece(entry, 12, 14))), 12) is None
