@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from streamhouse.agent.config import holder_agent_id
-from streamhouse.agent.leases import HeldLeases, Leases
+from streamhouse.agent.leases import HeldLeases
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.storage.errors import FencedError, LeaseHeldError, StreamHouseError
 
@@ -29,12 +29,7 @@ class GroupLeases:
     def __init__(self, registry: BrokerRegistry, on_lost: Callable[[str], None]) -> None:
         self.registry = registry
         self.metadata = registry.metadata
-        me = registry.me
-        leases = Leases(
-            self.metadata, holder=f"{registry.agent_id}@{me.host}:{me.port}", agent_id=registry.agent_id,
-            ttl_ms=registry.ttl_ms,
-        )  # fmt: skip
-        self.held: HeldLeases[str] = HeldLeases(leases, self._lost)
+        self.held: HeldLeases[str] = HeldLeases(registry.leases, self._lost)
         self.on_lost = on_lost
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task[None] | None = None

@@ -2,9 +2,10 @@
 through the metadata store so every agent's Metadata answer names the same leaders.
 
 Each agent with a Kafka listener holds the lease `kafka-broker/<agent id>` with holder
-`<agent id>@<advertised host:port>` and renews it like its partition leases; it lapses when
-the agent dies. A partition's Kafka leader is its lease holder's broker. Node ids are a
-hash of the agent id, so they survive restarts and every agent computes the same one.
+`<agent id>@<advertised host:port>`, taken and renewed by the one lease helper
+(engine/agent/leases.py, docs/DESIGN.md §5) like its partition leases; it lapses when the agent
+dies. A partition's Kafka leader is its lease holder's broker. Node ids are a hash of the
+agent id, so they survive restarts and every agent computes the same one.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import logging
 import zlib
 from dataclasses import dataclass
 
-from streamhouse.agent.config import holder_agent_id
+from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.storage.errors import FencedError, LeaseHeldError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
-from streamhouse.storage.model import Lease, partition_resource
 
 log = logging.getLogger(__name__)
 _PREFIX = "kafka-broker/"
@@ -35,15 +35,6 @@ class Broker:
     port: int
 
 
-@dataclass(frozen=True)
-class PartitionLeader:
-    """A partition's leader as Kafka sees it; `broker` None when the lease holder has no
-    Kafka listener (clients get LEADER_NOT_AVAILABLE and retry)."""
-
-    broker: Broker | None
-    epoch: int
-
-
 class BrokerRegistry:
     def __init__(
         self, metadata: MetadataStore, agent_id: str, host: str, port: int, *, ttl_ms: int, renew_ms: int
@@ -53,7 +44,10 @@ class BrokerRegistry:
         self.me = Broker(node_id(agent_id), host, port)
         self.ttl_ms = ttl_ms
         self.renew_ms = renew_ms
-        self._lease: Lease | None = None
+        # The take-over steps of this listener's holder name; the group leases (group_leases.py)
+        # are taken under the same name.
+        self.leases = Leases(metadata, holder=f"{agent_id}@{host}:{port}", agent_id=agent_id, ttl_ms=ttl_ms)
+        self._lease: HeldLease | None = None
         self._task: asyncio.Task[None] | None = None
         self._failing = False
 
@@ -72,21 +66,21 @@ class BrokerRegistry:
                 await self._task
         if self._lease is not None:
             with contextlib.suppress(StreamHouseError):
-                await self.metadata.release_lease(self.resource, self._lease.holder, self._lease.epoch)
+                await self.leases.release(self._lease)
 
     async def _register(self) -> None:
-        holder = f"{self.agent_id}@{self.me.host}:{self.me.port}"
         try:
             if self._lease is None:
-                self._lease = await self.metadata.acquire_lease(self.resource, holder, self.ttl_ms)
+                # "nobody": a live registration of an earlier run (another address) is waited out.
+                self._lease = await self.leases.acquire(self.resource, take_back="nobody")
             else:
-                self._lease = await self.metadata.renew_lease(self.resource, holder, self._lease.epoch, self.ttl_ms)
+                self._lease = await self.leases.renew(self._lease)
             if self._failing:
                 log.info("kafka broker registration %s renewed again", self.resource)
             self._failing = False
         except (FencedError, LeaseHeldError) as exc:
-            # Our previous run's registration (another address) is still live: retry until it
-            # lapses. Said once, not on every attempt.
+            # Our previous run's registration (another address) is still live, or another holder
+            # took ours: take it again once it lapses. Said once, not on every attempt.
             self._lease = None
             if not self._failing:
                 log.warning("kafka broker registration %s not held yet: %s", self.resource, exc)
@@ -103,6 +97,8 @@ class BrokerRegistry:
                 self._failing = True
 
     async def broker(self, agent_id: str) -> Broker | None:
+        """The Kafka broker of `agent_id`'s live registration; this agent's own for its id;
+        None when it has none (no listener, or it lapsed)."""
         if agent_id == self.agent_id:
             return self.me
         lease = await self.metadata.get_lease(_PREFIX + agent_id)
@@ -110,11 +106,3 @@ class BrokerRegistry:
             return None
         host, _, port = lease.holder.partition("@")[2].rpartition(":")
         return Broker(node_id(agent_id), host, int(port)) if port.isdigit() else None
-
-    async def leader(self, topic: str, partition: int, now_ms: int) -> PartitionLeader:
-        """The lease holder's broker; this agent when nobody holds the partition (it takes
-        the lease on the first produce)."""
-        lease = await self.metadata.get_lease(partition_resource(topic, partition))
-        if lease is None or lease.expires_at_ms <= now_ms:
-            return PartitionLeader(self.me, lease.epoch if lease is not None else 0)
-        return PartitionLeader(await self.broker(holder_agent_id(lease.holder)), lease.epoch)
