@@ -32,6 +32,29 @@ Body = dict[str, Any]
 LEADER_NOT_AVAILABLE = 5
 _TOPIC_NAMESPACE = uuid.UUID("5f1d0b7e-6a43-4c4b-9a52-6b1a4f0e2c11")
 
+# ListOffsets' special timestamps, and the request version that first allows each (Kafka's
+# ReplicaManager.timestampMinSupportedVersion): a partition asking for one at an older version
+# is answered UNSUPPORTED_VERSION, the others of the request as usual.
+#
+# EARLIEST_LOCAL (-4, KIP-405) and LATEST_TIERED (-5, KIP-1005) are about Kafka's tiered
+# storage, which splits a partition's log into a remote part (old segments in object storage,
+# read through a separate path) and a local part on the broker's disk with a retention of its
+# own. A StreamHouse partition is one log: every committed segment is in the object store and
+# is read by the same path as the leader's buffered tail (storage/partition/view.py), with one
+# retention and nothing ever moved between tiers. That is a Kafka broker without tiered
+# storage, and we answer what it answers: -4 is the log start offset (the answer to -2),
+# -5 is unknown (offset, timestamp and leader epoch -1). Naming the last segment's end as the
+# "tiered" offset would tell tools that offsets below it exist only remotely, and that offsets
+# above it are not yet safe in the object store, neither of which is what our segments mean.
+LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, LATEST_TIERED, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5, -6
+SPECIAL_TIMESTAMP_VERSIONS = {
+    LATEST: 1, EARLIEST: 1, MAX_TIMESTAMP: 7, EARLIEST_LOCAL: 8, LATEST_TIERED: 9,
+    EARLIEST_PENDING_UPLOAD: 11,  # KIP-1023: beyond the versions served (protocol/messages_data.py)
+}  # fmt: skip
+# Other negative values: Kafka searches them as times (the first record); we refuse them as
+# unsupported, so a mistyped constant is not answered as "offset 0".
+_NEVER = 1 << 15
+
 
 @dataclass(frozen=True)
 class Context:
@@ -221,29 +244,34 @@ class Handlers:
     async def list_offsets(self, body: Body, version: int, ctx: Context) -> Body:
         topics = []
         for topic in body["topics"]:
-            parts = [await self._list_offset(topic["name"], p) for p in topic["partitions"]]
+            parts = [await self._list_offset(topic["name"], p, version) for p in topic["partitions"]]
             topics.append({"name": topic["name"], "partitions": parts})
         return {"throttle_time_ms": 0, "topics": topics}
 
-    async def _list_offset(self, topic: str, p: Body) -> Body:
+    async def _list_offset(self, topic: str, p: Body, version: int) -> Body:
         index, ts = p["partition_index"], p["timestamp"]
         out: Body = {"partition_index": index, "error_code": 0, "timestamp": -1, "offset": -1, "leader_epoch": 0}
+        if ts < 0 and version < SPECIAL_TIMESTAMP_VERSIONS.get(ts, _NEVER):
+            # Kafka's refusal: this partition only, before anything is looked up.
+            return dict(out, error_code=codes.UNSUPPORTED_VERSION, leader_epoch=-1)
         try:
             info = await self.front.topic(topic, index)
             if not 0 <= index < info.partitions:
                 out["error_code"] = codes.UNKNOWN_TOPIC_OR_PARTITION
-            elif ts == -1:  # LATEST
+            elif ts == LATEST:
                 out["offset"] = await self.front.end_offset(topic, index)
-            elif ts == -2:  # EARLIEST: the first retained segment's base, else 0
+            elif ts in (EARLIEST, EARLIEST_LOCAL):
+                # The first retained segment's base, else 0. A partition is one log (see
+                # LATEST_TIERED): where its "local" part starts is where it starts.
                 out["offset"] = await self.front.earliest_offset(topic, index)
             elif ts >= 0:
                 found = await self.front.offset_for_time(topic, index, ts)
                 out["offset"], out["timestamp"] = found.offset, found.timestamp
-            elif ts == -3:  # MAX_TIMESTAMP (KIP-734)
+            elif ts == MAX_TIMESTAMP:
                 found = await self.front.max_timestamp_offset(topic, index)
                 out["offset"], out["timestamp"] = found.offset, found.timestamp
-            else:  # -4 (earliest local) and others are not implemented: say so rather than guess
-                out["error_code"] = codes.UNSUPPORTED_VERSION
+            elif ts == LATEST_TIERED:
+                out["leader_epoch"] = -1  # nothing is tiered: unknown offset, as Kafka answers then
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)
         return out

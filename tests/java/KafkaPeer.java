@@ -3,12 +3,17 @@
 // consumed record; tests/engine/kafka/test_kafka_java.py checks them against what our SDK reads.
 import java.time.Duration;
 import java.util.List;
+import java.util.Map;
 import java.util.Properties;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.ListOffsetsResult.ListOffsetsResultInfo;
+import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
@@ -55,6 +60,21 @@ public class KafkaPeer {
                 }
             }
             consumer.commitSync();
+        }
+        // ListOffsets' tiered-storage specs (KIP-405/KIP-1005: sent at v8 and v9) beside earliest
+        // and latest: "listed <spec> <partition> <offset> <timestamp>".
+        Properties a = new Properties();
+        a.put("bootstrap.servers", bootstrap);
+        try (Admin admin = Admin.create(a)) {
+            Map<String, OffsetSpec> specs = Map.of("earliest", OffsetSpec.earliest(), "latest", OffsetSpec.latest(),
+                    "earliest-local", OffsetSpec.earliestLocal(), "latest-tiered", OffsetSpec.latestTiered());
+            for (Map.Entry<String, OffsetSpec> spec : specs.entrySet()) {
+                for (int p = 0; p < 2; p++) {
+                    TopicPartition tp = new TopicPartition(topic, p);
+                    ListOffsetsResultInfo info = admin.listOffsets(Map.of(tp, spec.getValue())).partitionResult(tp).get();
+                    System.out.println("listed " + spec.getKey() + " " + p + " " + info.offset() + " " + info.timestamp());
+                }
+            }
         }
     }
 }

@@ -3,7 +3,8 @@
 Written by hand from Kafka's protocol documentation. Version ranges are what current
 clients negotiate: librdkafka 2.x, the Java client 3.x/4.x (which dropped Produce < 3 and
 Fetch < 4), kafka-python and aiokafka (older, non-flexible versions). Fetch stops at 12
-and Metadata at 12 so clients address topics by name, not by topic id.
+and Metadata at 12 so clients address topics by name, not by topic id. ListOffsets stops at
+9, the version that allows timestamp -5 (v10 adds a timeout for remote-storage lookups, KIP-1075).
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ FETCH = api(
 )  # fmt: skip
 
 LIST_OFFSETS = api(
-    2, "ListOffsets", "1-7", 6,
+    2, "ListOffsets", "1-9", 6,  # v7 allows timestamp -3, v8 -4, v9 -5 (no new field)
     request="""
     replica_id int32
     isolation_level int8 v2+

@@ -1,7 +1,8 @@
 """The Java Kafka client (org.apache.kafka:kafka-clients 4.x from Maven Central, its
 defaults: idempotent producer, classic consumer group) against a real `streamhouse serve
 --kafka-port` subprocess on PostgreSQL + SeaweedFS. tests/java/KafkaPeer.java produces with
-every codec, consumes in a group and commits; our SDK reads the same records and offsets.
+every codec, consumes in a group and commits; our SDK reads the same records and offsets. Its
+admin client lists offsets with every OffsetSpec, the tiered-storage ones (-4, -5) included.
 """
 
 from __future__ import annotations
@@ -68,3 +69,12 @@ def test_java_client_produces_consumes_and_commits(java_peer: list[str], agent: 
         assert row["value"] == value.encode() and row["timestamp"] == int(timestamp) == 1_700_000_000_000 + i
         assert row["key"] == (None if key == "<null>" else key.encode()) == (None if i % 3 == 0 else f"k{i}".encode())
         assert row["headers"] == [{"key": "h", "value": header.encode()}] and header == f"x{i}"
+    # OffsetSpec.earliestLocal() (-4, v8) is the log start as earliest() is; latestTiered() (-5,
+    # v9) is unknown (-1): nothing is tiered (engine/kafka/handlers.py, SPECIAL_TIMESTAMP_VERSIONS).
+    listed = {
+        (s, int(p)): (int(o), int(t)) for s, p, o, t in (ln.split()[1:] for ln in lines if ln.startswith("listed"))
+    }
+    for p in (0, 1):
+        assert listed[("earliest", p)] == listed[("earliest-local", p)] == (0, -1)
+        assert listed[("latest", p)] == (per_partition, -1)
+        assert listed[("latest-tiered", p)] == (-1, -1)
