@@ -23,7 +23,7 @@ import pytest
 
 import streamhouse
 from streamhouse.devservices.ports import free_port
-from tests.agent_process import AgentLauncher
+from tests.agent_process import AgentLauncher, kafka_agent
 
 TOPIC = "kcat"
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -32,17 +32,9 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 @pytest.fixture
 def kafka(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[str, streamhouse.Client]]:
     """(bootstrap, SDK client) of one agent with a 2-partition topic."""
-    url, endpoint = s3_url
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        process = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
-            *("--s3-endpoint", endpoint),
-            kafka_port=port,
-        )
-        with streamhouse.connect(process.address) as client:
-            client.create_topic(TOPIC, 2)
-            yield f"127.0.0.1:{port}", client
+    with kafka_agent(tmp_path, pg_url, s3_url) as (process, port), streamhouse.connect(process.address) as client:
+        client.create_topic(TOPIC, 2)
+        yield f"127.0.0.1:{port}", client
 
 
 def kcat(bootstrap: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

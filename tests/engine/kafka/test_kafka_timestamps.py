@@ -31,28 +31,23 @@ from confluent_kafka.admin import (
 )
 
 import streamhouse
-from streamhouse.devservices.ports import free_port
 from streamhouse.kafka.record.batch import iter_batches
 from streamhouse.kafka.timestamps import MAX_RUNS, encode_log_append_time
 from streamhouse.storage.errors import TopicSettingError
 from streamhouse.storage.records.schema import make_batch
-from tests.agent_process import AgentLauncher
+from tests.agent_process import kafka_agent
 
 OLD = 1_000_000  # a producer timestamp far in the past: LogAppendTime must replace it
 
 
 @pytest.fixture
 def kafka(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[tuple[str, streamhouse.Client]]:
-    url, endpoint = s3_url
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        process = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--metadata", pg_url, "--object-store", url),
-            *("--s3-endpoint", endpoint, "--roll-age-ms", "200"),
-            kafka_port=port,
-        )
-        with streamhouse.connect(process.address) as client:
-            yield f"127.0.0.1:{port}", client
+    """(bootstrap, SDK client) of one agent rolling segments every 200 ms (MAX_TIMESTAMP reads them)."""
+    with (
+        kafka_agent(tmp_path, pg_url, s3_url, "--roll-age-ms", "200") as (process, port),
+        streamhouse.connect(process.address) as client,
+    ):
+        yield f"127.0.0.1:{port}", client
 
 
 def _produce(bootstrap: str, topic: str, count: int) -> list[tuple[int, int]]:
