@@ -30,7 +30,7 @@ K = TypeVar("K", bound=Hashable)
 
 # Whom `acquire` takes a live lease from before asking for it (the store itself only hands over
 # free or expired leases):
-# - "nobody": wait for the TTL (Kafka groups: a coordinator is cheap to find again).
+# - "nobody": wait for the TTL.
 # - "earlier-self": an earlier process of this agent (same agent id, another holder name, e.g. a
 #   restart on another port). The WAL lock makes this process the only live one with the id, so
 #   that holder is dead and waiting out its TTL would only delay (jobs).

@@ -6,6 +6,14 @@ FindCoordinator takes the lease when nobody holds it, or names the live holder's
 This agent renews the leases it holds; one it cannot renew (it was paused past the TTL
 and another agent took it) is dropped with its in-memory group, and requests for that
 group get NOT_COORDINATOR so the client asks FindCoordinator again.
+
+A restarted agent coordinates at once what its earlier run held. The store still names the
+dead run (same agent id) as holder for up to a TTL, and other agents' FindCoordinator answers
+send clients here; so the lease is taken back from an earlier self (the WAL lock makes this
+process the only live one with its id, docs/DESIGN.md §5), and a group request for a group not
+held here claims the lease before it is refused. Refusing it instead sent clients between
+FindCoordinator elsewhere ("that agent") and NOT_COORDINATOR here until the old lease lapsed:
+a full lease TTL (30 s by default) without a coordinator.
 """
 
 from __future__ import annotations
@@ -53,6 +61,20 @@ class GroupLeases:
     def coordinates(self, gid: str) -> bool:
         return gid in self.held
 
+    async def claim(self, gid: str) -> bool:
+        """True when this agent coordinates `gid`: it holds the lease, or takes it now (free,
+        lapsed, or held by an earlier run of this agent). False when another live agent holds
+        it, or the store did not answer (in time): the request is refused NOT_COORDINATOR, as
+        any group request here was before the lease could be claimed."""
+        if gid in self.held:
+            return True
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                return await self._take(gid) is None
+        except (TimeoutError, StreamHouseError) as exc:
+            log.debug("kafka group %s: not claimed here: %s", gid, exc)
+            return False
+
     async def coordinator(self, gid: str) -> Broker | None:
         """This agent if it holds (or now takes) the group's lease; else the live holder's
         broker; None when the holder has no reachable listener, or the metadata store did
@@ -60,20 +82,26 @@ class GroupLeases:
         rather than its connection stalling behind this request)."""
         if gid in self.held:
             return self.registry.me
-        lock = self._locks.setdefault(gid, asyncio.Lock())
         try:
-            async with lock, asyncio.timeout(LOOKUP_TIMEOUT_S):  # one acquisition per group at a time
-                if gid in self.held:
-                    return self.registry.me
-                try:
-                    # A coordinator is cheap to find again: wait out an earlier self's lease.
-                    lease = await self.held.leases.acquire(_PREFIX + gid, take_back="nobody")
-                except LeaseHeldError as exc:
-                    return await self.registry.broker(holder_agent_id(exc.holder))
-                self.held.add(gid, lease)
-                return self.registry.me
+            async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                holder = await self._take(gid)
+                return self.registry.me if holder is None else await self.registry.broker(holder)
         except TimeoutError:
             log.warning("kafka group %s: coordinator lookup timed out", gid)
+            return None
+
+    async def _take(self, gid: str) -> str | None:
+        """Take the group's lease unless another agent holds it: None once this agent holds
+        it, else the holder's agent id (never this agent's: an earlier run's lease is taken
+        back, so this agent never names itself without holding the lease)."""
+        async with self._locks.setdefault(gid, asyncio.Lock()):  # one acquisition per group at a time
+            if gid in self.held:
+                return None
+            try:
+                lease = await self.held.leases.acquire(_PREFIX + gid, take_back="earlier-self")
+            except LeaseHeldError as exc:
+                return holder_agent_id(exc.holder)
+            self.held.add(gid, lease)
             return None
 
     async def _lost(self, gid: str, error: FencedError) -> None:

@@ -2,8 +2,11 @@
 FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
 DescribeGroups, ListGroups, DeleteGroups.
 
-This agent answers as the coordinator of every group (single agent). Groups that exist
-only as committed offsets (written by our SDK or CLI) show as Kafka "Empty" groups.
+A group's coordinator is the holder of its lease (group_leases.py): FindCoordinator takes it
+or names the holder, and the member APIs and OffsetCommit/OffsetFetch answer NOT_COORDINATOR
+unless this agent holds it or can claim it now. Without leases (one agent alone) this agent
+coordinates every group. Groups that exist only as committed offsets (written by our SDK or
+CLI) show as Kafka "Empty" groups.
 """
 
 from __future__ import annotations
@@ -57,13 +60,14 @@ class GroupHandlers:
             broker = found
         return dict(out, node_id=broker.node_id, host=broker.host, port=broker.port)
 
-    def _not_mine(self, gid: str) -> bool:
-        """True when another agent coordinates `gid` (or nobody has asked FindCoordinator
-        here since this agent lost or never took it): answer NOT_COORDINATOR."""
-        return self.leases is not None and not self.leases.coordinates(gid)
+    async def _not_mine(self, gid: str) -> bool:
+        """True when another agent coordinates `gid` (or the store cannot say): answer
+        NOT_COORDINATOR. A group whose lease is free, lapsed or an earlier run's is claimed
+        here first: a client sent here by FindCoordinator elsewhere is not bounced back."""
+        return self.leases is not None and not await self.leases.claim(gid)
 
     async def join_group(self, body: Body, version: int, ctx: Context) -> Body:
-        if self._not_mine(body["group_id"]):
+        if await self._not_mine(body["group_id"]):
             return join_error(codes.NOT_COORDINATOR, body["member_id"])
         response = await self.coordinator.join(body, version, ctx.client_id, ctx.client_host)
         if version < 7 and response.get("protocol_name") is None:
@@ -71,24 +75,24 @@ class GroupHandlers:
         return response
 
     async def sync_group(self, body: Body, version: int, ctx: Context) -> Body:
-        if self._not_mine(body["group_id"]):
+        if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR, "assignment": b""}
         return await self.coordinator.sync(body)
 
     async def heartbeat(self, body: Body, version: int, ctx: Context) -> Body:
-        if self._not_mine(body["group_id"]):
+        if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR}
         return self.coordinator.heartbeat(body)
 
     async def leave_group(self, body: Body, version: int, ctx: Context) -> Body:
-        if self._not_mine(body["group_id"]):
+        if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR, "members": []}
         return self.coordinator.leave(body, version)
 
     async def offset_commit(self, body: Body, version: int, ctx: Context) -> Body:
         gid = body["group_id"]
         refused = self.coordinator.generation_error(gid, body["member_id"], body["generation_id"])
-        if self._not_mine(gid):
+        if await self._not_mine(gid):
             refused = codes.NOT_COORDINATOR
         topics = []
         for topic in body["topics"]:
@@ -105,7 +109,7 @@ class GroupHandlers:
 
     async def offset_fetch(self, body: Body, version: int, ctx: Context) -> Body:
         gid = body["group_id"]
-        if self._not_mine(gid):
+        if await self._not_mine(gid):
             return {"topics": [], "error_code": codes.NOT_COORDINATOR}
         try:
             if body["topics"] is None:

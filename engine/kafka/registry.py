@@ -71,16 +71,18 @@ class BrokerRegistry:
     async def _register(self) -> None:
         try:
             if self._lease is None:
-                # "nobody": a live registration of an earlier run (another address) is waited out.
-                self._lease = await self.leases.acquire(self.resource, take_back="nobody")
+                # An earlier run's registration (a dead process: the WAL lock makes this one the
+                # only live agent with its id) is taken back at once, so nobody sends clients to
+                # its old address for a TTL (group_leases.py relies on this after a restart).
+                self._lease = await self.leases.acquire(self.resource, take_back="earlier-self")
             else:
                 self._lease = await self.leases.renew(self._lease)
             if self._failing:
                 log.info("kafka broker registration %s renewed again", self.resource)
             self._failing = False
         except (FencedError, LeaseHeldError) as exc:
-            # Our previous run's registration (another address) is still live, or another holder
-            # took ours: take it again once it lapses. Said once, not on every attempt.
+            # Another holder took ours (renewal fenced), or a race with one: take it again next
+            # interval. Said once, not on every attempt.
             self._lease = None
             if not self._failing:
                 log.warning("kafka broker registration %s not held yet: %s", self.resource, exc)
