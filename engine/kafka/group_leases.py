@@ -31,6 +31,7 @@ from streamhouse.storage.errors import FencedError, LeaseHeldError, StreamHouseE
 log = logging.getLogger(__name__)
 _PREFIX = "kafka-group/"
 LOOKUP_TIMEOUT_S = 5.0
+_THIS_AGENT = ""  # _whose's answer for this agent (agent ids are never empty)
 
 
 class GroupLeases:
@@ -62,15 +63,14 @@ class GroupLeases:
         return gid in self.held
 
     async def claim(self, gid: str) -> bool:
-        """True when this agent coordinates `gid`: it holds the lease, or takes it now (free,
-        lapsed, or held by an earlier run of this agent). False when another live agent holds
-        it, or the store did not answer (in time): the request is refused NOT_COORDINATOR, as
-        any group request here was before the lease could be claimed."""
-        if gid in self.held:
-            return True
+        """True when this agent coordinates `gid`: it holds the lease (confirmed, see
+        `_whose`), or takes it now (free, lapsed, or held by an earlier run of this agent).
+        False when another live agent holds it, or the store did not answer (in time): the
+        request is refused NOT_COORDINATOR, as any group request here was before the lease
+        could be claimed."""
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                return await self._take(gid) is None
+                return await self._whose(gid) == _THIS_AGENT
         except (TimeoutError, StreamHouseError) as exc:
             log.debug("kafka group %s: not claimed here: %s", gid, exc)
             return False
@@ -80,15 +80,32 @@ class GroupLeases:
         broker; None when the holder has no reachable listener, or the metadata store did
         not answer within `LOOKUP_TIMEOUT_S` (COORDINATOR_NOT_AVAILABLE: the client retries
         rather than its connection stalling behind this request)."""
-        if gid in self.held:
-            return self.registry.me
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                holder = await self._take(gid)
-                return self.registry.me if holder is None else await self.registry.broker(holder)
+                holder = await self._whose(gid)
+                if holder == _THIS_AGENT:
+                    return self.registry.me
+                return None if holder is None else await self.registry.broker(holder)
         except TimeoutError:
             log.warning("kafka group %s: coordinator lookup timed out", gid)
             return None
+
+    async def _whose(self, gid: str) -> str | None:
+        """The agent id whose lease `gid` is: `_THIS_AGENT` once this agent holds it (taking
+        it if it can), another agent's id, or None when this agent holds it but cannot confirm
+        it. A held lease not renewed within half its TTL (the process was paused, the store was
+        slow) may have lapsed and been taken elsewhere, so it is renewed before it is acted on
+        and two agents never both answer for one group: refused, the group is dropped (`_lost`)
+        and the holder looked up; failed (a store error), it is not acted on this time."""
+        if gid in self.held:
+            try:
+                if await self.held.confirm(gid):
+                    return _THIS_AGENT
+            except StreamHouseError as exc:
+                log.debug("kafka group %s: lease not confirmed: %s", gid, exc)
+                return None
+        holder = await self._take(gid)
+        return _THIS_AGENT if holder is None else holder
 
     async def _take(self, gid: str) -> str | None:
         """Take the group's lease unless another agent holds it: None once this agent holds

@@ -8,6 +8,10 @@ the other agent sent clients to it (at its old address, or at its new one, which
 group as NOT_COORDINATOR because it had not taken the lease). Now the restarted agent takes
 its earlier run's registration and group leases back at once, and a group request claims the
 lease before refusing.
+
+A paused coordinator (SIGSTOP past the TTL, its lease taken by the other agent meanwhile) does
+not answer for the group when it wakes up, even before its renewal loop has run: a lease not
+confirmed within half its TTL is renewed before it is acted on, and the refusal drops the group.
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ UNKNOWN_MEMBER_ID, NOT_COORDINATOR = 25, 16
 class Pair:
     """Agents A and B sharing one metadata store and bucket; A can be restarted."""
 
-    def __init__(self, launcher: AgentLauncher, tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> None:
+    def __init__(
+        self, launcher: AgentLauncher, tmp_path: Path, pg_url: str, s3_url: tuple[str, str], ttl_ms: int = TTL_MS
+    ) -> None:
         self.launcher, self.tmp_path, self.pg_url, self.s3_url = launcher, tmp_path, pg_url, s3_url
+        self.ttl_ms = ttl_ms
         self.a_port, self.b_port = free_port(), free_port()
         self.a = self.start("a", self.a_port)
         self.b = self.start("b", self.b_port)
@@ -49,7 +56,7 @@ class Pair:
         return self.launcher.start(
             *("--data-dir", str(self.tmp_path / name), "--metadata", self.pg_url, "--object-store", url),
             *("--s3-endpoint", endpoint, "--kafka-port", str(kafka_port), "--agent-id", f"agent-{name}"),
-            *("--lease-ttl-ms", str(TTL_MS), "--renew-interval-ms", "1000"),
+            *("--lease-ttl-ms", str(self.ttl_ms), "--renew-interval-ms", str(min(1000, self.ttl_ms // 6))),
             name=name,
         )
 
@@ -122,3 +129,30 @@ def test_another_agents_group_is_still_refused(pair: Pair) -> None:
     beat = _ask(pair.b_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "m"})
     assert beat["error_code"] == NOT_COORDINATOR
     assert _coordinator(pair.b_port) == (0, node_id("agent-a"), pair.a_port)
+
+
+@pytest.fixture
+def short_pair(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[Pair]:
+    """A and B with a 3 s lease TTL: a pause outlives it quickly."""
+    with AgentLauncher(tmp_path) as launcher:
+        yield Pair(launcher, tmp_path, pg_url, s3_url, ttl_ms=3000)
+
+
+def test_a_paused_coordinator_does_not_answer_for_a_group_it_lost(short_pair: Pair) -> None:
+    pair = short_pair
+    assert _coordinator(pair.a_port) == (0, node_id("agent-a"), pair.a_port)  # A takes g
+    pair.a.pause()
+    try:
+        time.sleep(pair.ttl_ms / 1000 + 1)  # A's lease lapses; B takes g when asked
+        assert _coordinator(pair.b_port) == (0, node_id("agent-b"), pair.b_port)
+        # Sent while A is still frozen, so A reads it as soon as it wakes, before its renewal
+        # loop has told it that g is gone.
+        s = socket.create_connection(("127.0.0.1", pair.a_port), timeout=20)
+        s.sendall(encode_request(HEARTBEAT, 1, 1, "raw", {"group_id": "g", "generation_id": 1, "member_id": "m"}))
+    finally:
+        pair.a.resume()
+    with s:
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        beat = decode_response(HEARTBEAT, 1, s.recv(size, socket.MSG_WAITALL))[1]
+    assert beat["error_code"] == NOT_COORDINATOR  # not UNKNOWN_MEMBER_ID: A no longer coordinates g
+    assert _coordinator(pair.a_port) == (0, node_id("agent-b"), pair.b_port)
