@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
+from streamhouse.storage.schemas.registry import SchemaText, StoredSchema, SubjectVersion
 
 
 @runtime_checkable
@@ -165,3 +166,51 @@ class MetadataStore(Protocol):
     async def list_groups(self) -> list[str]: ...
 
     async def delete_group(self, group: str, topic: str | None = None) -> None: ...
+
+    # -- schema registry (issue 13; storage/schemas/registry.py) ----------------------------------
+    async def registry_register(self, subject: str, schema: SchemaText, expected_latest: int | None) -> SubjectVersion:
+        """One transaction: the schema's global id (by fingerprint; a new schema gets the next id
+        and its references stored); if a live version of `subject` already has it, that version;
+        else, if the subject's latest live version is still `expected_latest` (the one the caller
+        checked compatibility against; None = no live version), a new version one past the
+        highest ever (soft-deleted ones count). RegistryConflictError if the subject moved on:
+        nothing was written."""
+        ...
+
+    async def registry_schema(self, schema_id: int) -> StoredSchema | None:
+        """The schema with this id (rows are never deleted, so ids stay readable)."""
+        ...
+
+    async def registry_schema_id(self, schema: SchemaText) -> int | None:
+        """The id of an already stored schema (same fingerprint), else None."""
+        ...
+
+    async def registry_versions(self, subject: str, include_deleted: bool = False) -> list[SubjectVersion]:
+        """The subject's versions, ascending; soft-deleted ones only with `include_deleted`."""
+        ...
+
+    async def registry_schema_versions(self, schema_id: int, include_deleted: bool = False) -> list[SubjectVersion]:
+        """Every subject version using the schema, by subject then version."""
+        ...
+
+    async def registry_subjects(self, include_deleted: bool = False) -> list[str]:
+        """Subjects with a live version (any version with `include_deleted`), sorted."""
+        ...
+
+    async def registry_referenced_by(self, subject: str, version: int) -> list[int]:
+        """Ids of the schemas referencing that subject version and used by a live version."""
+        ...
+
+    async def registry_delete(self, subject: str, versions: Sequence[int], permanent: bool) -> None:
+        """Soft-delete (mark) or permanently delete (drop the rows of) these versions, one
+        transaction. ReferenceExistsError (nothing changed) if a schema still used by a live
+        version (by any version, when permanent) references one of them. Schema rows stay."""
+        ...
+
+    async def registry_setting(self, kind: str, subject: str) -> str | None:
+        """A compatibility level or mode (`kind`), for `subject` or globally (subject '')."""
+        ...
+
+    async def registry_set_setting(self, kind: str, subject: str, value: str | None) -> str | None:
+        """Set (None: remove) a setting; returns the previous value."""
+        ...

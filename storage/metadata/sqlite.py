@@ -28,6 +28,7 @@ from streamhouse.storage.metadata.sqlite_base import (
     partition_count,
 )
 from streamhouse.storage.metadata.sqlite_jobs import SqliteLeasesJobs
+from streamhouse.storage.metadata.sqlite_registry import SqliteRegistry
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
 _PRODUCER_SQL = r.producer_sql(NOW, "?", ps.EXPIRY_MS)
@@ -47,7 +48,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
 
 
-class SqliteMetadataStore(SqliteLeasesJobs):
+class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
 
