@@ -89,7 +89,7 @@ class AgentServer:
         try:
             if config.http_port >= 0:
                 http = HttpServer(
-                    config.host, config.http_port, ready=service.ready, metrics=lambda: _render(node)
+                    config.host, config.http_port, ready=service.ready, metrics=lambda: _render(node), front=service
                 )
                 try:
                     await http.start()
@@ -129,6 +129,8 @@ class AgentServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        if self.http is not None:
+            self.http.stopping.set()  # REST event streams end now, before the node they read from closes
         await self._health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
         await self.node.close(flush=True)

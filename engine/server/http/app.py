@@ -11,10 +11,13 @@ worse than none; any OpenAPI viewer can open the document instead.
 
 from __future__ import annotations
 
+import asyncio
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from streamhouse.api.contract import FrontEnd
+from streamhouse.rest import rest_router
 from streamhouse.server.http.errors import ErrorBody, install_error_handlers
 from streamhouse.server.http.health import ReadinessCheck, health_router
 from streamhouse.server.http.limits import RequestGuard
@@ -32,7 +35,11 @@ def create_app(
     metrics: MetricsRenderer,
     ready_timeout_s: float = 2.0,
     max_body_bytes: int = MAX_BODY_BYTES,
+    front: FrontEnd | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> FastAPI:
+    """`front`: the agent's front-end contract, for REST (engine/rest/, under /v1); `stopping`
+    is set when the agent begins to stop, ending REST's event streams."""
     app = FastAPI(
         title="StreamHouse agent",
         version=_version(),
@@ -47,6 +54,8 @@ def create_app(
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
     app.include_router(health_router(ready, timeout_s=ready_timeout_s))
     app.include_router(metrics_router(metrics))
+    if front is not None:
+        app.include_router(rest_router(front, stopping))
     return app
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from streamhouse.api.contract import FrontEnd
 from streamhouse.server.http.app import MAX_BODY_BYTES, create_app
 from streamhouse.server.http.health import ReadinessCheck
 from streamhouse.server.http.metrics import MetricsRenderer
@@ -50,11 +51,19 @@ class HttpServer:
         read_timeout_s: float = 5.0,
         max_header_bytes: int = 16 * 1024,
         max_body_bytes: int = MAX_BODY_BYTES,
+        front: FrontEnd | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        # Set first when the agent stops, so long-lived responses (REST's event streams) end cleanly.
+        self.stopping = asyncio.Event()
         self.app = create_app(
-            ready=ready, metrics=metrics, ready_timeout_s=ready_timeout_s, max_body_bytes=max_body_bytes
+            ready=ready,
+            metrics=metrics,
+            ready_timeout_s=ready_timeout_s,
+            max_body_bytes=max_body_bytes,
+            front=front,
+            stopping=self.stopping,
         )
         self._config = uvicorn.Config(
             self.app,
@@ -102,6 +111,7 @@ class HttpServer:
             return
         server, task = self._server, self._task
         self._server = self._task = None
+        self.stopping.set()
         server.should_exit = True
         await task
 
