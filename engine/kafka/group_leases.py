@@ -59,9 +59,6 @@ class GroupLeases:
             with contextlib.suppress(StreamHouseError):
                 await self.held.release(gid)
 
-    def coordinates(self, gid: str) -> bool:
-        return gid in self.held
-
     async def claim(self, gid: str) -> bool:
         """True when this agent coordinates `gid`: it holds the lease (confirmed, see
         `_whose`), or takes it now (free, lapsed, or held by an earlier run of this agent).
