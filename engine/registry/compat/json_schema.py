@@ -62,8 +62,10 @@ def _check_meta(value: Any, where: str) -> None:
     try:
         cls.check_schema(value)
     except jsonschema.exceptions.SchemaError as exc:
-        pointer = "".join(f"/{part}" for part in exc.path) or "/"
+        pointer = "".join(f"/{part}" for part in exc.path)
         raise InvalidSchemaError("JSON", f"{where}#{pointer}", exc.message) from exc
+    except RecursionError as exc:
+        raise InvalidSchemaError("JSON", where, "nested too deeply") from exc
 
 
 def _refs_in(value: Any) -> Iterator[tuple[str, str]]:
