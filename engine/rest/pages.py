@@ -27,7 +27,9 @@ def page(items: Sequence[T], name: Callable[[T], str], token: str | None, size: 
     start = 0
     if token:
         try:
-            after = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+            after = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True).decode("utf-8")
+            if not after:
+                raise ValueError("empty")
         except (binascii.Error, UnicodeError, ValueError) as e:
             raise InvalidInputError(f"page_token {token!r} is not a token this API gave out") from e
         start = bisect.bisect_right([name(item) for item in ordered], after)
