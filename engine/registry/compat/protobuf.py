@@ -17,11 +17,16 @@ must be reserved in the new schema.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
-from streamhouse.registry.compat.protobuf_model import ProtoField, ProtoMessage, ProtoSchema, build
+from proto_schema_parser import ast
+from proto_schema_parser.generator import Generator
 
-__all__ = ["ProtoSchema", "check", "compare", "parse"]
+from streamhouse.registry.compat.protobuf_model import ProtoField, ProtoMessage, ProtoSchema, build, syntax_tree
+
+__all__ = ["ProtoSchema", "check", "compare", "normalise", "parse"]
 
 # Scalars whose encodings decode as one another (values may be truncated or reinterpreted, which
 # Protobuf's own guide accepts as compatible); anything else reads garbage or fails.
@@ -39,6 +44,27 @@ def parse(text: str, references: Mapping[str, str] | None = None) -> ProtoSchema
     """Parse and check a .proto text; references map import paths to .proto texts. Raises
     InvalidSchemaError naming the line:column, message or field."""
     return build(text, references)
+
+
+def _without_comments(node: Any) -> Any:
+    """A copy of a syntax tree without its comments (they carry no meaning)."""
+    if isinstance(node, list):
+        return [_without_comments(x) for x in node if not isinstance(x, ast.Comment)]
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        changes = {f.name: _without_comments(getattr(node, f.name)) for f in dataclasses.fields(node)}
+        return dataclasses.replace(node, **changes)
+    return node
+
+
+def normalise(text: str, references: Mapping[str, str] | None = None) -> str:
+    """A canonical spelling of a valid .proto (comments dropped, one layout), so two spellings of
+    one schema can share a registry id. The printer is proto-schema-parser's; where it would lose
+    something (it drops map-field options), the reprint no longer parses to the same tree and the
+    text is kept as given (trimmed) instead. Raises InvalidSchemaError like `parse`."""
+    build(text, references)
+    tree = _without_comments(syntax_tree(text))
+    printed: str = Generator().generate(tree).strip()
+    return printed if _without_comments(syntax_tree(printed)) == tree else text.strip()
 
 
 def check(

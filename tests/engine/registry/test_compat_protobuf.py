@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from streamhouse.registry.compat import InvalidSchemaError
-from streamhouse.registry.compat.protobuf import check, parse
+from streamhouse.registry.compat.protobuf import check, normalise, parse
 from streamhouse.storage.errors import StreamHouseError
 
 
@@ -372,3 +372,21 @@ def test_invalid_reference_is_named() -> None:
 def test_invalid_old_schema_raises_too() -> None:
     with pytest.raises(InvalidSchemaError, match="unknown type"):
         check(one("string id = 1;"), one("Nope id = 1;"))
+
+
+def test_normalise_gives_two_spellings_one_text() -> None:
+    spaced = '// order\nsyntax="proto3";package  shop;\n/* x */ message Order { int32   id=1; // id\n}'
+    plain = 'syntax = "proto3"; package shop; message Order { int32 id = 1; }'
+    assert (
+        normalise(spaced)
+        == normalise(plain)
+        == 'syntax = "proto3";\npackage shop;\nmessage Order {\n  int32 id = 1;\n}'
+    )
+    assert normalise(one("int32 id = 1;")) != normalise(one("int64 id = 1;"))
+
+
+def test_normalise_keeps_the_text_where_the_printer_would_lose_options() -> None:
+    text = one("map<string, int32> m = 1 [deprecated = true];")
+    assert normalise(text) == text.strip()
+    with pytest.raises(InvalidSchemaError):
+        normalise(one("Nope n = 1;"))
