@@ -39,6 +39,12 @@ def _resolve(future: asyncio.Future[None], *_: object) -> None:
         future.set_result(None)
 
 
+def _merged(batches: list[KafkaBatch]) -> pa.RecordBatch:
+    """A partition's batches as one (a client usually sends one per partition: not copied)."""
+    whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
+    return whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
+
+
 class ProduceHandlers:
     def __init__(self, front: FrontEnd, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> None:
         self.front = front
@@ -98,8 +104,7 @@ class ProduceHandlers:
             if any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
             else:
-                whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
-                merged = whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
+                merged = batches[0].records if len(batches) == 1 else _merged(batches)
                 results = await self.front.produce(
                     topic, partition, merged, acks, appended=placed, append_time_ms=stamp
                 )

@@ -26,18 +26,40 @@ _PLAIN_OPTIONS = pa.ipc.IpcWriteOptions()
 _READ_OPTIONS = pa.ipc.IpcReadOptions(use_threads=False)
 
 
-def encode_batch(batch: pa.RecordBatch | pa.Table, *, compress: bool = True) -> bytes:
-    """One IPC stream holding the batch (or a table's batches), framed with its CRC32C;
-    bodies LZ4_FRAME-compressed unless compress=False."""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, batch.schema, options=_WRITE_OPTIONS if compress else _PLAIN_OPTIONS) as writer:
+def _write_ipc(sink: pa.NativeFile, batch: pa.RecordBatch | pa.Table, options: pa.ipc.IpcWriteOptions) -> None:
+    with pa.ipc.new_stream(sink, batch.schema, options=options) as writer:
         if isinstance(batch, pa.Table):
             writer.write_table(batch)
         else:
             writer.write_batch(batch)
+
+
+def encode_batch(batch: pa.RecordBatch | pa.Table, *, compress: bool = True) -> bytes:
+    """One IPC stream holding the batch (or a table's batches), framed with its CRC32C;
+    bodies LZ4_FRAME-compressed unless compress=False."""
+    sink = pa.BufferOutputStream()
+    _write_ipc(sink, batch, _WRITE_OPTIONS if compress else _PLAIN_OPTIONS)
     body = sink.getvalue()
-    payload = body.to_pybytes()
-    return _HEADER.pack(MAGIC, crc32c(payload), len(payload)) + payload
+    # Joined straight from Arrow's buffer: a to_pybytes() first would copy the body twice.
+    return b"".join((_HEADER.pack(MAGIC, crc32c(memoryview(body)), body.size), memoryview(body)))
+
+
+def frame_batch(batch: pa.RecordBatch | pa.Table) -> bytearray:
+    """The same frame as encode_batch(batch, compress=False), written straight into one
+    buffer of its final size (the IPC layout is sized first, which copies nothing): the
+    records are copied once. The WAL payload of a batch the writer encodes itself (a Kafka
+    produce): LZ4 cost ~4x the whole encode on the event loop for the ~10% it saved on
+    100-byte random values, and the reader tells plain from compressed bodies by itself."""
+    mock = pa.MockOutputStream()
+    _write_ipc(mock, batch, _PLAIN_OPTIONS)
+    size = mock.size()
+    out = bytearray(HEADER_SIZE + size)
+    sink = pa.FixedSizeBufferWriter(pa.py_buffer(out))
+    sink.write(bytes(HEADER_SIZE))  # the header, filled in below once the CRC is known
+    _write_ipc(sink, batch, _PLAIN_OPTIONS)
+    sink.close()
+    _HEADER.pack_into(out, 0, MAGIC, crc32c(memoryview(out)[HEADER_SIZE:]), size)
+    return out
 
 
 def decode_batch(
