@@ -39,6 +39,20 @@ def _types(schema: dict[str, Any]) -> frozenset[str] | None:
     return None
 
 
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def _names(types: frozenset[str]) -> str:
     return "|".join(sorted(types))
 
@@ -183,6 +197,8 @@ class Comparison:
         if any(k in new for k in ("if", "then", "else")) and conditional[:3] != conditional[3:]:
             out.append(f"CONDITIONAL_CHANGED at {path}: if/then/else added or changed")
         old_types, new_types = _types(old), _types(new)
+        if old_types is None and _enum(old) is not None:
+            old_types = frozenset(_json_type(v) for v in _enum(old) or [])  # old values are all known
         have = old_types if old_types is not None else _ALL_TYPES
         active = have
         if new_types is not None:
