@@ -22,6 +22,8 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
+from streamhouse.registry.routes import registry_router
+from streamhouse.registry.service import RegistryService
 from streamhouse.rpc.convert import MAX_MESSAGE_BYTES
 from streamhouse.server.grpc.services import add_services
 from streamhouse.server.http.server import HttpServer
@@ -88,8 +90,15 @@ class AgentServer:
         http: HttpServer | None = None
         try:
             if config.http_port >= 0:
+                # The schema registry (issue 13) on the agent's metadata store, under /registry.
+                registry = registry_router(RegistryService(service.manager.metadata))
                 http = HttpServer(
-                    config.host, config.http_port, ready=service.ready, metrics=lambda: _render(node), front=service
+                    config.host,
+                    config.http_port,
+                    ready=service.ready,
+                    metrics=lambda: _render(node),
+                    front=service,
+                    routers=[registry],
                 )
                 try:
                     await http.start()

@@ -12,9 +12,10 @@ worse than none; any OpenAPI viewer can open the document instead.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.rest import rest_router
@@ -37,6 +38,7 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     front: FrontEnd | None = None,
     stopping: asyncio.Event | None = None,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """`front`: the agent's front-end contract, for REST (engine/rest/, under /v1); `stopping`
     is set when the agent begins to stop, ending REST's event streams."""
@@ -56,6 +58,8 @@ def create_app(
     app.include_router(metrics_router(metrics))
     if front is not None:
         app.include_router(rest_router(front, stopping))
+    for router in routers:  # the other front ends' (the schema registry's, engine/registry/routes.py)
+        app.include_router(router)
     return app
 
 

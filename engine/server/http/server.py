@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import APIRouter
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.server.http.app import MAX_BODY_BYTES, create_app
@@ -52,6 +53,7 @@ class HttpServer:
         max_header_bytes: int = 16 * 1024,
         max_body_bytes: int = MAX_BODY_BYTES,
         front: FrontEnd | None = None,
+        routers: Sequence[APIRouter] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -64,6 +66,7 @@ class HttpServer:
             max_body_bytes=max_body_bytes,
             front=front,
             stopping=self.stopping,
+            routers=routers,
         )
         self._config = uvicorn.Config(
             self.app,

@@ -1,0 +1,232 @@
+"""The Confluent Schema Registry REST API as a FastAPI router on the agent's HTTP face.
+
+Mounted under PREFIX (`/registry`): clients take `http://agent:8080/registry` as the registry
+URL (confluent-kafka's SchemaRegistryClient and Java's RestService join the base URL's path
+with theirs). At the root the registry's catch-all for unserved routes (clients probe
+`/contexts`, `/subjects/{s}/metadata`, `/dek-registry/…`) would take every 404 of the agent,
+and `/config` or `/mode` could clash with the REST API's names; under a prefix the registry owns
+its space whole. Bodies are read as JSON whatever the content type (`application/vnd.
+schemaregistry.v1+json`, `application/json`…), answers carry the registry's media type, and
+errors are Confluent's (errors.py).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from streamhouse.registry.errors import MEDIA_TYPE, RegistryErrorBody, RegistryResponse, RegistryRoute, error_response
+from streamhouse.registry.service import Found, RegistryService, check_subject
+from streamhouse.storage.schemas.errors import InvalidSchemaError
+from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
+
+PREFIX = "/registry"
+
+
+def _flag(request: Request, name: str) -> bool:
+    # Python clients send str(bool) ("True"), Java "true".
+    return request.query_params.get(name, "").strip().lower() in ("true", "1", "yes")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidSchemaError(f"the request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidSchemaError("the request body must be a JSON object")
+    return body
+
+
+def _references(body: dict[str, Any]) -> tuple[Reference, ...]:
+    refs = body.get("references") or []
+    if not isinstance(refs, list):
+        raise InvalidSchemaError("references must be a list of {name, subject, version}")
+    out = []
+    for i, ref in enumerate(refs):
+        try:
+            out.append(Reference(str(ref["name"]), check_subject(str(ref["subject"])), int(ref["version"])))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidSchemaError(f"references[{i}] must be {{name, subject, version}}") from None
+    return tuple(out)
+
+
+async def _schema_in(service: RegistryService, request: Request) -> SchemaText:
+    body = await _body(request)
+    text = body.get("schema")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidSchemaError("the body needs a non-empty string field 'schema'")
+    schema_type = body.get("schemaType") or "AVRO"
+    if not isinstance(schema_type, str):
+        raise InvalidSchemaError("schemaType must be AVRO, JSON or PROTOBUF")
+    return await service.normalise(schema_type, text, _references(body))
+
+
+def _schema_fields(schema: SchemaText) -> dict[str, Any]:
+    out: dict[str, Any] = {"schema": schema.text}
+    if schema.schema_type != "AVRO":  # Confluent leaves it out for Avro, and clients default to it
+        out["schemaType"] = schema.schema_type
+    if schema.references:
+        out["references"] = [{"name": r.name, "subject": r.subject, "version": r.version} for r in schema.references]
+    return out
+
+
+def _found(found: Found) -> dict[str, Any]:
+    return {"subject": found.subject, "version": found.version, "id": found.schema_id, **_schema_fields(found.schema)}
+
+
+def registry_router(service: RegistryService) -> APIRouter:
+    router = APIRouter(
+        prefix=PREFIX,
+        route_class=RegistryRoute,
+        default_response_class=RegistryResponse,
+        tags=["schema registry"],
+        responses={"default": {"model": RegistryErrorBody, "description": "Confluent's error_code and message"}},
+    )
+
+    @router.get("", summary="Registry root (clients probe it)")
+    async def root() -> dict[str, Any]:
+        return {}
+
+    # -- schemas by id ------------------------------------------------------------------------
+    @router.get("/schemas/types", summary="Schema types served")
+    async def schema_types() -> list[str]:
+        return list(SCHEMA_TYPES)
+
+    @router.get("/schemas/ids/{schema_id}", summary="A schema by its global id")
+    async def schema_by_id(schema_id: int) -> dict[str, Any]:
+        return _schema_fields((await service.schema(schema_id)).schema)
+
+    @router.get("/schemas/ids/{schema_id}/schema", summary="A schema's raw text by id")
+    async def raw_schema_by_id(schema_id: int) -> Response:
+        return Response((await service.schema(schema_id)).schema.text, media_type=MEDIA_TYPE)
+
+    @router.get("/schemas/ids/{schema_id}/subjects", summary="Subjects using a schema")
+    async def schema_subjects(schema_id: int, request: Request) -> list[str]:
+        versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
+        return sorted({v.subject for v in versions})
+
+    @router.get("/schemas/ids/{schema_id}/versions", summary="Subject versions using a schema")
+    async def schema_versions(schema_id: int, request: Request) -> list[dict[str, Any]]:
+        versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
+        return [{"subject": v.subject, "version": v.version} for v in versions]
+
+    # -- subjects -------------------------------------------------------------------------------
+    @router.get("/subjects", summary="Subjects")
+    async def subjects(request: Request) -> list[str]:
+        prefix = request.query_params.get("subjectPrefix", "")
+        return await service.subjects(_flag(request, "deleted"), prefix)
+
+    @router.post("/subjects/{subject}/versions", summary="Register a schema under a subject")
+    async def register(subject: str, request: Request) -> dict[str, Any]:
+        schema = await _schema_in(service, request)
+        registered = await service.register(check_subject(subject), schema)
+        return {"id": registered.schema_id, "subject": subject, "version": registered.version}
+
+    @router.post("/subjects/{subject}", summary="Look a schema up under a subject")
+    async def lookup(subject: str, request: Request) -> dict[str, Any]:
+        schema = await _schema_in(service, request)
+        found = await service.lookup(check_subject(subject), schema, _flag(request, "deleted"))
+        return _found(Found(subject, found.version, found.schema_id, schema))
+
+    @router.get("/subjects/{subject}/versions", summary="A subject's versions")
+    async def versions(subject: str, request: Request) -> list[int]:
+        return await service.versions(subject, _flag(request, "deleted"))
+
+    @router.get("/subjects/{subject}/versions/{version}", summary="A subject version (or 'latest')")
+    async def version(subject: str, version: str, request: Request) -> dict[str, Any]:
+        return _found(await service.version(subject, version, _flag(request, "deleted")))
+
+    @router.get("/subjects/{subject}/versions/{version}/schema", summary="A subject version's raw schema")
+    async def version_schema(subject: str, version: str, request: Request) -> Response:
+        found = await service.version(subject, version, _flag(request, "deleted"))
+        return Response(found.schema.text, media_type=MEDIA_TYPE)
+
+    @router.get("/subjects/{subject}/versions/{version}/referencedby", summary="Schemas referencing a version")
+    async def referenced_by(subject: str, version: str) -> list[int]:
+        return await service.referenced_by(subject, version)
+
+    @router.delete("/subjects/{subject}", summary="Delete a subject (soft, or permanent=true)")
+    async def delete_subject(subject: str, request: Request) -> list[int]:
+        return await service.delete_subject(subject, _flag(request, "permanent"))
+
+    @router.delete("/subjects/{subject}/versions/{version}", summary="Delete a version (soft, or permanent=true)")
+    async def delete_version(subject: str, version: str, request: Request) -> int:
+        return await service.delete_version(subject, version, _flag(request, "permanent"))
+
+    # -- compatibility --------------------------------------------------------------------------
+    @router.post("/compatibility/subjects/{subject}/versions/{version}", summary="Test against one version")
+    async def compatible_with(subject: str, version: str, request: Request) -> dict[str, Any]:
+        schema = await _schema_in(service, request)
+        problems = await service.test_compatibility(subject, version, schema)
+        return _verdict(problems, _flag(request, "verbose"))
+
+    @router.post("/compatibility/subjects/{subject}/versions", summary="Test as a registration would")
+    async def compatible(subject: str, request: Request) -> dict[str, Any]:
+        schema = await _schema_in(service, request)
+        return _verdict(await service.test_compatibility(subject, None, schema), _flag(request, "verbose"))
+
+    # -- config and mode ------------------------------------------------------------------------
+    @router.get("/config", summary="Global compatibility level")
+    async def get_config() -> dict[str, Any]:
+        return {"compatibilityLevel": await service.compatibility(None)}
+
+    @router.put("/config", summary="Set the global compatibility level")
+    async def put_config(request: Request) -> dict[str, Any]:
+        return {"compatibility": await service.set_compatibility(None, (await _body(request)).get("compatibility", ""))}
+
+    @router.delete("/config", summary="Reset the global compatibility level")
+    async def delete_config() -> dict[str, Any]:
+        return {"compatibilityLevel": await service.delete_compatibility(None)}
+
+    @router.get("/config/{subject}", summary="A subject's compatibility level")
+    async def get_subject_config(subject: str, request: Request) -> dict[str, Any]:
+        level = await service.compatibility(subject, _flag(request, "defaultToGlobal"))
+        return {"compatibilityLevel": level}
+
+    @router.put("/config/{subject}", summary="Set a subject's compatibility level")
+    async def put_subject_config(subject: str, request: Request) -> dict[str, Any]:
+        level = (await _body(request)).get("compatibility", "")
+        return {"compatibility": await service.set_compatibility(check_subject(subject), level)}
+
+    @router.delete("/config/{subject}", summary="Remove a subject's compatibility level")
+    async def delete_subject_config(subject: str) -> dict[str, Any]:
+        return {"compatibilityLevel": await service.delete_compatibility(subject)}
+
+    @router.get("/mode", summary="Global mode")
+    async def get_mode() -> dict[str, Any]:
+        return {"mode": await service.mode(None)}
+
+    @router.put("/mode", summary="Set the global mode")
+    async def put_mode(request: Request) -> dict[str, Any]:
+        return {"mode": await service.set_mode(None, (await _body(request)).get("mode", ""))}
+
+    @router.get("/mode/{subject}", summary="A subject's mode")
+    async def get_subject_mode(subject: str, request: Request) -> dict[str, Any]:
+        return {"mode": await service.mode(subject, _flag(request, "defaultToGlobal"))}
+
+    @router.put("/mode/{subject}", summary="Set a subject's mode")
+    async def put_subject_mode(subject: str, request: Request) -> dict[str, Any]:
+        return {"mode": await service.set_mode(check_subject(subject), (await _body(request)).get("mode", ""))}
+
+    @router.delete("/mode/{subject}", summary="Remove a subject's mode")
+    async def delete_subject_mode(subject: str) -> dict[str, Any]:
+        return {"mode": await service.delete_mode(subject)}
+
+    # Last: whatever else a client probes under the prefix gets Confluent's 404 body.
+    @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+    async def not_served(rest: str, request: Request) -> Response:
+        return error_response(404, f"HTTP 404 Not Found: {request.method} {PREFIX}/{rest} is not served")
+
+    return router
+
+
+def _verdict(problems: list[str], verbose: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"is_compatible": not problems}
+    if verbose:
+        out["messages"] = problems
+    return out
