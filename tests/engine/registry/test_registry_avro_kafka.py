@@ -1,0 +1,62 @@
+"""confluent-kafka's AvroSerializer producing through the agent's Kafka port with the schema
+registered automatically in the agent's registry (subject `<topic>-value`, TopicNameStrategy),
+then read back with AvroDeserializer: the records carry the Confluent framing with the id the
+registry gave, and another agent's registry resolves that id."""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from tests.engine.registry.conftest import RegistryAgents
+
+SCHEMA = """
+{"type": "record", "name": "Click", "namespace": "demo",
+ "fields": [{"name": "user", "type": "string"}, {"name": "n", "type": "long"}]}
+"""
+
+
+def test_avro_serializer_through_kafka(agents: RegistryAgents) -> None:
+    bootstrap = f"127.0.0.1:{agents.kafka_port}"
+    topic = f"clicks-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+        future.result(timeout=30)
+    registry = SchemaRegistryClient({"url": agents.url_a})
+    serialize = AvroSerializer(registry, SCHEMA)  # auto.register.schemas defaults to true
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    sent = [{"user": f"u{i}", "n": i} for i in range(50)]
+    for value in sent:
+        producer.produce(topic, value=serialize(value, SerializationContext(topic, MessageField.VALUE)))
+    assert producer.flush(30) == 0
+
+    # Registered by the serializer, under the topic's value subject.
+    latest = registry.get_latest_version(f"{topic}-value")
+    assert latest.version == 1
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": agents.url_b}))
+    got: list[object] = []
+    raw: list[bytes] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            value = msg.value()
+            assert isinstance(value, bytes)
+            raw.append(value)
+            got.append(deserialize(value, SerializationContext(topic, MessageField.VALUE)))
+    finally:
+        consumer.close()
+    assert got == sent
+    assert {struct.unpack(">bI", v[:5]) for v in raw} == {(0, latest.schema_id)}
