@@ -24,7 +24,7 @@ from streamhouse.storage.errors import InvalidInputError
 DEFAULT_MAX_RECORD_BYTES = 1 << 20
 # Keeps a request far below the gRPC message limit whatever the line lengths.
 DEFAULT_BATCH_BYTES = 8 << 20
-# The client cuts larger per-partition requests (client._BATCH_RECORDS); below it, one
+# The client cuts larger per-partition requests (client/routing.py BATCH_RECORDS); below it, one
 # request per partition, so the agent's "record i of the batch" maps back to one line.
 MAX_BATCH_RECORDS = 50_000
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamhouse.api.partitioner import partition_for_keys, split_by_partition
 from streamhouse.api.types import (
     Acks,
     GroupDescription,
@@ -23,34 +22,26 @@ from streamhouse.api.types import (
 )
 from streamhouse.api.values import as_table, batch_from_table, batch_from_values
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
-from streamhouse.client.produce_errors import in_caller_batch
 from streamhouse.client.progress import progress as progress_bar
+from streamhouse.client.routing import BATCH_RECORDS, ProduceRouter
 from streamhouse.client.shell import register_in_running_shell
 from streamhouse.client.topic_table import TopicTable
 from streamhouse.client.transport import Transport
 from streamhouse.sql.query.limits import parse_set
 from streamhouse.storage import topic_config
-from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     InvalidInputError,
     JobLagTimeoutError,
     JobNotFoundError,
     TopicExistsError,
-    TopicNotFoundError,
 )
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 
 if TYPE_CHECKING:
     import pandas as pd
 
-# One produce request carries at most this many records (tables are split).
-_BATCH_RECORDS = 50_000
 # produce_table converts and sends a table this many rows at a time (one progress step each).
 _TABLE_CHUNK_ROWS = 100_000
-# A topic's partition count is re-read this often, so keyed records hash over partitions another
-# client added (ALTER TOPIC … ADD PARTITIONS), as a Kafka producer's metadata refresh does.
-_PARTITIONS_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +70,7 @@ class Client:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         self.closed = False
-        self._round_robin: dict[str, int] = {}
-        self._partitions: dict[str, tuple[int, float]] = {}  # topic → (partition count, read at)
+        self._router = ProduceRouter(transport)
         # The session's SET values (statement_timeout, query_memory), sent with every statement.
         self._settings: dict[str, str] = {}
         _OPENED[:] = [ref for ref in _OPENED if ref() is not None]
@@ -106,7 +96,7 @@ class Client:
             if not exist_ok:
                 raise
             return self.describe(name).info
-        self._partitions[name] = (info.partitions, time.monotonic())
+        self._router.remember(name, info.partitions)
         return info
 
     def alter_topic(
@@ -122,7 +112,7 @@ class Client:
         then hash over the new count, existing records stay where they are). All of it or
         nothing; returns the topic as it now is."""
         info = self.transport.alter_topic(topic, set if set is not None else {}, reset, add_partitions)
-        self._partitions[topic] = (info.partitions, time.monotonic())
+        self._router.remember(topic, info.partitions)
         return info
 
     def topics(self) -> list[TopicInfo]:
@@ -130,7 +120,7 @@ class Client:
 
     def describe(self, topic: str) -> TopicDescription:
         description = self.transport.describe_topic(topic)
-        self._partitions[topic] = (description.info.partitions, time.monotonic())
+        self._router.remember(topic, description.info.partitions)
         return description
 
     def table(self, topic: str) -> TopicTable:
@@ -140,21 +130,10 @@ class Client:
 
     def delete_topic(self, topic: str) -> None:
         self.transport.delete_topic(topic)
-        self._partitions.pop(topic, None)
+        self._router.forget(topic)
 
     def _partition_count(self, topic: str) -> int:
-        cached = self._partitions.get(topic)
-        if cached is None:
-            return self.describe(topic).info.partitions
-        if time.monotonic() - cached[1] < _PARTITIONS_TTL_S:
-            return cached[0]
-        # A refresh needs only the count: one metadata read, not describe's per-partition ones.
-        for info in self.transport.list_topics():
-            if info.name == topic:
-                self._partitions[topic] = (info.partitions, time.monotonic())
-                return info.partitions
-        self._partitions.pop(topic, None)
-        raise TopicNotFoundError(topic)
+        return self._router.partition_count(topic)
 
     # -- produce --------------------------------------------------------------------------------
     def produce(
@@ -228,33 +207,8 @@ class Client:
         self, topic: str, batch: pa.RecordBatch | pa.Table, *, partition: int | None = None, acks: Acks = "leader"
     ) -> list[ProduceResult]:
         """Record-schema rows as they are: keys pick partitions with Kafka's murmur2, rows
-        without a key go round robin, unless `partition` is given."""
-        if isinstance(batch, pa.Table):
-            batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else RECORD_SCHEMA.empty_table()
-        if not isinstance(batch, pa.RecordBatch) or batch.num_rows == 0:
-            return []
-        if not batch.schema.equals(RECORD_SCHEMA):
-            raise InvalidInputError(f"produce_arrow needs the record schema, got {batch.schema}")
-        # The producer stamps create time (Kafka's default), so the agent can log the request's
-        # bytes as they are instead of re-encoding a stamped copy.
-        batch = stamp_missing_timestamps(batch, now_ms())
-        ids = None
-        if partition is not None:
-            parts = {partition: batch}
-        else:
-            count = self._partition_count(topic)
-            start = self._round_robin.get(topic, 0)
-            self._round_robin[topic] = start + batch.column(2).null_count
-            ids = partition_for_keys(batch.column(2), count, start=start)
-            parts = split_by_partition(batch, ids, count)
-        results: list[ProduceResult] = []
-        for p, part in sorted(parts.items()):
-            for begin in range(0, part.num_rows, _BATCH_RECORDS):
-                try:
-                    results.extend(self.transport.produce(topic, p, part.slice(begin, _BATCH_RECORDS), acks))
-                except InvalidInputError as exc:  # a refused value: named in the caller's batch
-                    raise in_caller_batch(exc, ids, p, begin, sum(r.record_count for r in results)) from None
-        return results
+        without a key go round robin, unless `partition` is given (client/routing.py)."""
+        return self._router.send(topic, batch, partition, acks)
 
     # -- consume --------------------------------------------------------------------------------
     def consumer(
@@ -280,7 +234,7 @@ class Client:
             end = max(description.end_offsets.get(p, 0), start + 1)
             offset = start
             while offset < end:
-                result = self.transport.fetch(topic, p, offset, max_records=_BATCH_RECORDS, max_wait_ms=0)
+                result = self.transport.fetch(topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=0)
                 end = result.end_offset
                 if result.records.num_rows == 0:
                     break
@@ -326,7 +280,7 @@ class Client:
         QueryTimeoutError / QueryMemoryExceededError. Ctrl-C (KeyboardInterrupt) cancels the
         statement on the agent or in the embedded engine, then propagates."""
         if query.lstrip()[:5].upper() == "ALTER":  # ALTER TOPIC … ADD PARTITIONS: re-read the counts
-            self._partitions.clear()
+            self._router.forget()
         setting = parse_set(query)
         table = self.transport.sql(query, self._settings)
         if setting is not None:  # the agent accepted it: keep it for this session

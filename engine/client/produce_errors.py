@@ -1,5 +1,5 @@
 """A refused value named where the caller put it. The SDK splits a call into requests (per
-partition, at most _BATCH_RECORDS each) and the agent names the record within the request it
+partition, at most client/routing.py's BATCH_RECORDS each) and the agent names the record within the request it
 got; the caller only knows its own batch, so the index is mapped back, and the error says how
 many records of the call earlier requests had already stored."""
 

@@ -18,7 +18,7 @@ import pytest
 import streamhouse
 from streamhouse.api.partitioner import partition_for_keys
 from streamhouse.cli.main import main
-from streamhouse.client import client as client_module
+from streamhouse.client import routing as client_routing
 from streamhouse.client.client import Client
 from streamhouse.client.embedded import EmbeddedTransport
 from streamhouse.devservices.agent import AgentProcess, start_agent
@@ -280,7 +280,7 @@ def test_a_deleted_grown_topic_leaves_no_wal_behind(tmp_path: Path) -> None:
 def test_another_clients_added_partitions_reach_this_producer(
     agent: AgentProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "_PARTITIONS_TTL_S", 0.2)
+    monkeypatch.setattr(client_routing, "PARTITIONS_TTL_S", 0.2)
     with streamhouse.connect(agent.address) as producer, streamhouse.connect(agent.address) as admin:
         producer.create_topic("t", 1)
         producer.produce("t", b"x", key="k")  # caches one partition
