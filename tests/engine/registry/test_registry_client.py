@@ -223,5 +223,10 @@ def test_errors_are_confluent_bodies(agents: RegistryAgents) -> None:
     assert http("GET", f"{url}/subjects/{s}/metadata")[2]["error_code"] == 404
     status, _, raw = http("GET", f"{url}/subjects/{s}/versions/1/schema")
     assert (status, raw) == (200, "int")
-    # The agent's own routes are untouched by the registry's catch-all.
-    assert http("GET", f"http://127.0.0.1:{agents.a.http_port}/health/live")[0] == 200
+    # The agent's own routes are untouched by the registry's catch-all, and one OpenAPI document
+    # names the registry's routes with their error model.
+    base = f"http://127.0.0.1:{agents.a.http_port}"
+    assert http("GET", f"{base}/health/live")[0] == 200
+    status, _, doc = http("GET", f"{base}/openapi.json")
+    assert status == 200 and "/registry/subjects/{subject}/versions" in doc["paths"]
+    assert "RegistryErrorBody" in json.dumps(doc["paths"]["/registry/subjects/{subject}/versions"])
