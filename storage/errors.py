@@ -130,6 +130,15 @@ class OffsetConflictError(StreamHouseError):
     checkpoint did not follow the job's previous one."""
 
 
+class SegmentsChangedError(OffsetConflictError):
+    """A segment swap (merging, compaction) found the partition's segments in its range no
+    longer as it read them (another swap, a topic deletion): nothing was changed; re-plan."""
+
+
+class SegmentMergeError(InvalidInputError):
+    """Segments that cannot be merged into one: another partition, a gap, other columns."""
+
+
 class LeaseHeldError(StreamHouseError):
     """Another live holder has the lease."""
 
