@@ -107,3 +107,13 @@ class WireFormatError(CorruptDataError):
     def __init__(self, message: str, *, index: int, source: str = "value column") -> None:
         super().__init__(message, source=source, position=None)
         self.index = index
+
+
+class AvroDecodeError(WireFormatError):
+    """An Avro payload does not decode with its writer's schema (runs short, a bad union branch or
+    enum index, bytes left over); `index` is the record's position in its batch."""
+
+
+class UnsupportedAvroSchemaError(InvalidInputError):
+    """An Avro schema uses a type the columnar decoder does not handle yet (arrays, maps, unions
+    of two non-null types, decimals): its records stay bytes."""

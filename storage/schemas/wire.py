@@ -44,7 +44,7 @@ class Indexed:
     payloads: pa.Array[Any]  # binary
 
 
-def _buffers(column: pa.Array[Any]) -> tuple[Array, Array, Array]:
+def buffers(column: pa.Array[Any]) -> tuple[Array, Array, Array]:
     """(starts, ends, data bytes) of a binary column, in the column's own coordinates."""
     if pa.types.is_large_binary(column.type):
         dtype: Any = np.int64
@@ -61,14 +61,14 @@ def _buffers(column: pa.Array[Any]) -> tuple[Array, Array, Array]:
     return offsets[:-1].astype(np.int64), offsets[1:].astype(np.int64), data
 
 
-def _buffer(values: Array) -> pa.Buffer:
+def numpy_buffer(values: Array) -> pa.Buffer:
     """A numpy array's bytes as an Arrow buffer, zero-copy."""
     buffer = pa.array(values.view(np.uint8)).buffers()[1]
     assert buffer is not None
     return buffer
 
 
-def _valid(column: pa.Array[Any]) -> Array:
+def valid_mask(column: pa.Array[Any]) -> Array:
     if column.null_count == 0:
         return np.ones(len(column), dtype=bool)
     return np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -103,17 +103,17 @@ def _cut(data: Array, starts: Array, keep_from: Array, ends: Array, valid: Array
         body = data[first:last][keep]
     mask = None if valid.all() else pa.array(valid).buffers()[1]  # validity bitmap: 1 = present
     if offsets[-1] >= 2**31:
-        large = pa.Array.from_buffers(pa.large_binary(), n, [mask, _buffer(offsets), _buffer(body)])
+        large = pa.Array.from_buffers(pa.large_binary(), n, [mask, numpy_buffer(offsets), numpy_buffer(body)])
         return large.cast(pa.binary())  # raises: a column over 2 GiB cannot be a binary array
-    out = pa.Array.from_buffers(pa.binary(), n, [mask, _buffer(offsets.astype(np.int32)), _buffer(body)])
+    out = pa.Array.from_buffers(pa.binary(), n, [mask, numpy_buffer(offsets.astype(np.int32)), numpy_buffer(body)])
     return out
 
 
 def split(column: pa.Array[Any], source: str = "value column") -> Framed:
     """Schema ids and payloads of a column of Confluent-framed values. WireFormatError (the
     first bad record's index) for a value shorter than 5 bytes or without magic byte 0."""
-    starts, ends, data = _buffers(column)
-    valid = _valid(column)
+    starts, ends, data = buffers(column)
+    valid = valid_mask(column)
     short = valid & (ends - starts < HEADER_BYTES)
     if short.any():
         i = int(np.argmax(short))
@@ -141,8 +141,11 @@ def split(column: pa.Array[Any], source: str = "value column") -> Framed:
     return Framed(ids_arr, _cut(data, starts, starts + HEADER_BYTES, ends, valid))
 
 
-def _varints(data: Array, pos: Array, ends: Array, live: Array, source: str) -> tuple[Array, Array]:
-    """One zigzag varint per live record at `pos`: (values, positions after them)."""
+def zigzag_varints(
+    data: Array, pos: Array, ends: Array, live: Array, source: str, what: str = "Protobuf message indexes"
+) -> tuple[Array, Array]:
+    """One zigzag varint (Protobuf's sint, Avro's int and long) per live record at `pos`:
+    (values, positions after them); one numpy round per varint byte, never per record."""
     value = np.zeros(len(pos), dtype=np.uint64)
     done = ~live
     at = pos.copy()
@@ -153,25 +156,25 @@ def _varints(data: Array, pos: Array, ends: Array, live: Array, source: str) -> 
         over = todo & (at >= ends)
         if over.any():
             i = int(np.argmax(over))
-            raise WireFormatError(f"record {i}: Protobuf message indexes run past the value", index=i, source=source)
+            raise WireFormatError(f"record {i}: {what} run past the value", index=i, source=source)
         byte = data[np.where(todo, at, 0)].astype(np.uint64)
         value = np.where(todo, value | ((byte & np.uint64(0x7F)) << np.uint64(7 * k)), value)
         at = np.where(todo, at + 1, at)
         done = done | (byte < 0x80)
     if not done.all():
         i = int(np.argmax(~done))
-        raise WireFormatError(f"record {i}: a Protobuf message index varint is too long", index=i, source=source)
+        raise WireFormatError(f"record {i}: a varint of {what} is too long", index=i, source=source)
     decoded = (value >> np.uint64(1)).astype(np.int64) ^ -(value & np.uint64(1)).astype(np.int64)
     return decoded, at
 
 
 def split_message_indexes(payloads: pa.Array[Any], source: str = "value column") -> Indexed:
     """The Protobuf message indexes at the front of each payload (after `split`), and the rest."""
-    starts, ends, data = _buffers(payloads)
-    valid = _valid(payloads)
+    starts, ends, data = buffers(payloads)
+    valid = valid_mask(payloads)
     if len(data) == 0:
         data = np.zeros(1, np.uint8)
-    counts, pos = _varints(data, starts, ends, valid, source)
+    counts, pos = zigzag_varints(data, starts, ends, valid, source)
     bad = valid & ((counts < 0) | (counts > _MAX_INDEXES))
     if bad.any():
         i = int(np.argmax(bad))
@@ -182,7 +185,7 @@ def split_message_indexes(payloads: pa.Array[Any], source: str = "value column")
     columns = np.zeros((len(n), int(n.max()) if len(n) else 0), dtype=np.int64)
     for j in range(columns.shape[1]):  # one round per index position, not per record
         live = valid & ~first & (counts > j)
-        values, pos = _varints(data, pos, ends, live, source)
+        values, pos = zigzag_varints(data, pos, ends, live, source)
         columns[:, j] = np.where(live, values, 0)
     offsets = np.zeros(len(n) + 1, dtype=np.int32)
     np.cumsum(n, out=offsets[1:])
