@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.swap import DeferredDeletion
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 from streamhouse.storage.schemas.registry import SchemaText, StoredSchema, SubjectVersion
 
@@ -90,6 +91,30 @@ class MetadataStore(Protocol):
         self, topic: str, partition: int, start_offset: int = 0, end_offset: int | None = None
     ) -> list[SegmentInfo]:
         """Segments overlapping [start_offset, end_offset), ordered by base offset."""
+        ...
+
+    # -- segment swaps and deferred deletion (storage/metadata/swap.py) -----------------------
+    async def replace_segments(
+        self, old: Sequence[SegmentInfo], new: SegmentInfo, resource: str, holder: str, epoch: int, grace_ms: int
+    ) -> None:
+        """One transaction: `new` (same records, offsets [old[0].base, old[-1].end), the old
+        segments' epoch) replaces the neighbouring run `old`, whose objects are recorded for
+        deletion `grace_ms` from now (database clock). FencedError unless lease `resource` is
+        held by `holder` at `epoch`; SegmentsChangedError unless the rows overlapping the range
+        are exactly `old`; Topic/PartitionNotFoundError. Any refusal changes nothing; the end
+        offset and producer states are untouched."""
+        ...
+
+    async def due_deletions(self, limit: int = 1000) -> list[DeferredDeletion]:
+        """Recorded objects whose grace has passed (database clock), oldest first."""
+        ...
+
+    async def list_deletions(self) -> list[DeferredDeletion]:
+        """Every recorded object still to delete, due first."""
+        ...
+
+    async def forget_deletions(self, keys: Sequence[str]) -> None:
+        """Drop these records (their objects are deleted); unknown keys are ignored."""
         ...
 
     # -- leases -----------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from streamhouse.storage.metadata.sqlite_base import (
 )
 from streamhouse.storage.metadata.sqlite_jobs import SqliteLeasesJobs
 from streamhouse.storage.metadata.sqlite_registry import SqliteRegistry
+from streamhouse.storage.metadata.sqlite_swap import SqliteSwap
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
 _PRODUCER_SQL = r.producer_sql(NOW, "?", ps.EXPIRY_MS)
@@ -48,7 +49,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
 
 
-class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry):
+class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry, SqliteSwap):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
 
