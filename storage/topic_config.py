@@ -28,6 +28,7 @@ JOB = "job"
 TIMESTAMP_TYPE = "message.timestamp.type"
 CREATE_TIME = "CreateTime"
 LOG_APPEND_TIME = "LogAppendTime"
+VALUE_SCHEMA_VALIDATION = "confluent.value.schema.validation"  # Confluent Server's name
 
 
 def _positive_int(value: str) -> str:
@@ -123,6 +124,14 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 CREATE_TIME,
                 alterable=True,
                 enforced_by="engine/agent/service.py (produce, every path), engine/kafka/timestamps.py (Kafka Fetch)",
+            ),
+            Setting(
+                VALUE_SCHEMA_VALIDATION,
+                "every value must be schema-registry framed (magic byte 0 + the id of a registered schema)",
+                _boolean,
+                "false",
+                alterable=True,
+                enforced_by="engine/registry/produce_check.py (produce, every path)",
             ),
             Setting(
                 JOB,

@@ -31,6 +31,7 @@ from streamhouse.api.types import (
     ProduceResult,
 )
 from streamhouse.api.types import TopicDescription as Description
+from streamhouse.registry.produce_check import SchemaIdCheck
 from streamhouse.sql.engine import JobControl, SqlEngine
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
@@ -46,7 +47,7 @@ from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
-from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
+from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE, VALUE_SCHEMA_VALIDATION
 from streamhouse.storage.values.check import check_batch
 
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
@@ -67,6 +68,7 @@ class AgentService:
         self.metrics = metrics
         self._topics: dict[str, tuple[TopicInfo, float]] = {}
         self._router = Router()
+        self._schema_ids = SchemaIdCheck(manager.metadata)  # topics with registry-framed values
         # One event per partition, replaced on every append: a waiter holds the event current
         # when it looked, so no append between its check and its wait is missed.
         self._appended: dict[tuple[str, int], asyncio.Event] = {}
@@ -166,6 +168,8 @@ class AgentService:
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
             check_sizes(topic, batch, self.config.max_record_bytes)
             decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
+            if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
+                await self._schema_ids.check(topic, batch.column("value"))
             wal_bytes = self.manager.wal.disk_bytes
             if wal_bytes > self.config.max_wal_bytes:
                 raise BackpressureError(

@@ -117,3 +117,13 @@ class AvroDecodeError(WireFormatError):
 class UnsupportedAvroSchemaError(InvalidInputError):
     """An Avro schema uses a type the columnar decoder does not handle yet (arrays, maps, unions
     of two non-null types, decimals): its records stay bytes."""
+
+
+class SchemaValidationError(InvalidInputError):
+    """A produce to a topic with `confluent.value.schema.validation=true` whose value is not
+    framed for the schema registry, or names a schema id the registry does not have; `index` is
+    the record's position in its batch. Nothing of the batch was stored."""
+
+    def __init__(self, message: str, *, index: int) -> None:
+        super().__init__(message)
+        self.index = index

@@ -9,7 +9,7 @@ import struct
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
@@ -60,3 +60,46 @@ def test_avro_serializer_through_kafka(agents: RegistryAgents) -> None:
         consumer.close()
     assert got == sent
     assert {struct.unpack(">bI", v[:5]) for v in raw} == {(0, latest.schema_id)}
+
+
+def test_topic_requiring_registry_framing(agents: RegistryAgents) -> None:
+    """`confluent.value.schema.validation=true`: a plain value, a bad magic byte and an unknown
+    schema id are refused (INVALID_RECORD, nothing stored); framed values with a registered id
+    and tombstones go through."""
+    bootstrap = f"127.0.0.1:{agents.kafka_port}"
+    topic = f"strict-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic(topic, num_partitions=1, replication_factor=1, config={"confluent.value.schema.validation": "true"})
+    for future in admin.create_topics([new]).values():
+        future.result(timeout=30)
+    registry = SchemaRegistryClient({"url": agents.url_a})
+    serialize = AvroSerializer(registry, SCHEMA)
+    good = serialize({"user": "u", "n": 1}, SerializationContext(topic, MessageField.VALUE))
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "retries": 0})
+    outcomes: list[tuple[bytes | None, object]] = []
+
+    def send(value: bytes | None) -> None:
+        producer.produce(topic, value=value, on_delivery=lambda err, msg: outcomes.append((msg.value(), err)))
+        assert producer.flush(30) == 0
+
+    unknown = b"\x00" + struct.pack(">I", 987_654_321) + good[5:]
+    for value in (good, b"plain text", b"\x07" + good[1:], unknown, None, good):
+        send(value)
+    errors = {value: err for value, err in outcomes}
+    assert errors[good] is None and errors[None] is None
+    for bad in (b"plain text", b"\x07" + good[1:], unknown):
+        err = errors[bad]
+        assert err is not None and err.code() == KafkaError.INVALID_RECORD, err
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    stored: list[bytes | None] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(stored) < 3 and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                stored.append(msg.value())
+    finally:
+        consumer.close()
+    assert stored == [good, None, good]
