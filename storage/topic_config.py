@@ -28,7 +28,11 @@ JOB = "job"
 TIMESTAMP_TYPE = "message.timestamp.type"
 CREATE_TIME = "CreateTime"
 LOG_APPEND_TIME = "LogAppendTime"
-VALUE_SCHEMA_VALIDATION = "confluent.value.schema.validation"  # Confluent Server's name
+VALUE_SCHEMA_VALIDATION = "confluent.value.schema.validation"  # Confluent Server's names
+VALUE_SUBJECT_STRATEGY = "confluent.value.subject.name.strategy"
+TOPIC_STRATEGY = "TopicNameStrategy"
+RECORD_STRATEGY = "RecordNameStrategy"
+TOPIC_RECORD_STRATEGY = "TopicRecordNameStrategy"
 
 
 def _positive_int(value: str) -> str:
@@ -53,6 +57,15 @@ def _one_of(*allowed: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def _subject_strategy(value: str) -> str:
+    # Confluent's values are Java class names; the short name is enough and is what is stored.
+    short = value.strip().rsplit(".", 1)[-1].lower()
+    spelled = {s.lower(): s for s in (TOPIC_STRATEGY, RECORD_STRATEGY, TOPIC_RECORD_STRATEGY)}
+    if short not in spelled:
+        raise ValueError(f"must be {TOPIC_STRATEGY!r}, {RECORD_STRATEGY!r} or {TOPIC_RECORD_STRATEGY!r}")
+    return spelled[short]
 
 
 def _timestamp_type(value: str) -> str:
@@ -130,6 +143,16 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 "every value must be schema-registry framed (magic byte 0 + the id of a registered schema)",
                 _boolean,
                 "false",
+                alterable=True,
+                enforced_by="engine/registry/produce_check.py (produce, every path)",
+            ),
+            Setting(
+                VALUE_SUBJECT_STRATEGY,
+                "the subject a value's schema id must be registered under when values are validated: "
+                "'TopicNameStrategy' (<topic>-value), 'RecordNameStrategy' (<record name>) or "
+                "'TopicRecordNameStrategy' (<topic>-<record name>)",
+                _subject_strategy,
+                TOPIC_STRATEGY,
                 alterable=True,
                 enforced_by="engine/registry/produce_check.py (produce, every path)",
             ),

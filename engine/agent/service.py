@@ -47,7 +47,12 @@ from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.tasks import wait_event
-from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE, VALUE_SCHEMA_VALIDATION
+from streamhouse.storage.topic_config import (
+    LOG_APPEND_TIME,
+    TIMESTAMP_TYPE,
+    VALUE_SCHEMA_VALIDATION,
+    VALUE_SUBJECT_STRATEGY,
+)
 from streamhouse.storage.values.check import check_batch
 
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
@@ -169,7 +174,7 @@ class AgentService:
             check_sizes(topic, batch, self.config.max_record_bytes)
             decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
             if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
-                await self._schema_ids.check(topic, batch.column("value"))
+                await self._schema_ids.check(topic, batch.column("value"), info.config.get(VALUE_SUBJECT_STRATEGY))
             wal_bytes = self.manager.wal.disk_bytes
             if wal_bytes > self.config.max_wal_bytes:
                 raise BackpressureError(

@@ -1,35 +1,69 @@
 """The produce-time check of a topic whose values must be schema-registry framed (issue 13;
 topic setting `confluent.value.schema.validation=true`, the name Confluent Server gives it):
-every non-null value starts with magic byte 0 and the id of a registered schema. Called by the
-agent's produce before the WAL (every path: SDK, gRPC, Kafka, REST), so a refused batch stores
-nothing; the error names the first bad record.
+every non-null value starts with magic byte 0 and the id of a schema registered under the
+subject the topic's subject name strategy names (`confluent.value.subject.name.strategy`:
+TopicNameStrategy `<topic>-value` by default, RecordNameStrategy `<record name>`,
+TopicRecordNameStrategy `<topic>-<record name>`). Called by the agent's produce before the WAL
+(every path: SDK, gRPC, Kafka, REST), so a refused batch stores nothing; the error names the
+first bad record. One store read per (id, subject) pair not seen lately, never one per record.
 
-Known ids are remembered for the agent's life: a schema id is never deleted or reused
-(storage/metadata/migrations/0004), so an id once seen stays valid and needs no invalidation.
-The set is bounded; past the bound it starts over (a cache, not a truth). One store read per
-id this agent has not seen yet, never one per record.
+Cached: a schema by id forever (ids are never deleted or reused, storage/metadata/migrations/
+0004), and "this id is live under that subject" for PAIR_TTL_S, so deleting a subject's
+version is enforced by every agent within that time without any cross-agent message.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from streamhouse.registry.cache import TtlCache
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.schemas.errors import SchemaValidationError, WireFormatError
+from streamhouse.storage.schemas.registry import SchemaText
 from streamhouse.storage.schemas.wire import split
+from streamhouse.storage.topic_config import RECORD_STRATEGY, TOPIC_RECORD_STRATEGY
 
-MAX_KNOWN_IDS = 10_000
+PAIR_TTL_S = 60.0
+_PACKAGE = re.compile(r"^\s*package\s+([\w.]+)\s*;", re.MULTILINE)
+_MESSAGE = re.compile(r"^\s*message\s+(\w+)", re.MULTILINE)
+
+
+def record_name(schema: SchemaText) -> str | None:
+    """The record name the record strategies use: Avro's full name, JSON Schema's title, the
+    first message of a .proto (with its package). None for an unnamed schema."""
+    if schema.schema_type == "PROTOBUF":
+        message = _MESSAGE.search(schema.text)
+        package = _PACKAGE.search(schema.text)
+        if message is None:
+            return None
+        return f"{package.group(1)}.{message.group(1)}" if package else message.group(1)
+    try:
+        doc = json.loads(schema.text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if schema.schema_type == "JSON":
+        title = doc.get("title")
+        return title if isinstance(title, str) else None
+    name, namespace = doc.get("name"), doc.get("namespace")
+    if not isinstance(name, str):
+        return None
+    return f"{namespace}.{name}" if isinstance(namespace, str) and namespace and "." not in name else name
 
 
 class SchemaIdCheck:
     def __init__(self, store: MetadataStore) -> None:
         self._store = store
-        self._known: set[int] = set()
+        self._schemas: TtlCache[int, SchemaText] = TtlCache()
+        self._pairs: TtlCache[tuple[int, str], bool] = TtlCache(ttl_s=PAIR_TTL_S)
 
-    async def check(self, topic: str, values: pa.Array[Any]) -> None:
+    async def check(self, topic: str, values: pa.Array[Any], strategy: str | None = None) -> None:
         try:
             framed = split(values, source=f"topic {topic!r} value")
         except WireFormatError as exc:
@@ -40,16 +74,40 @@ class SchemaIdCheck:
             ) from None
         ids = framed.schema_ids.fill_null(0).to_numpy(zero_copy_only=False)
         present = np.asarray(framed.schema_ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        unique = np.unique(ids[present])
-        for schema_id in (int(i) for i in unique):  # one per distinct id in the batch
-            if schema_id in self._known:
+        for schema_id in (int(i) for i in np.unique(ids[present])):  # one round per distinct id
+            first = int(np.argmax(present & (ids == schema_id)))
+            schema = await self._schema(topic, schema_id, first)
+            subject = self._subject(topic, schema, strategy, first, schema_id)
+            if self._pairs.get((schema_id, subject)):
                 continue
-            if await self._store.registry_schema(schema_id) is None:
-                first = int(np.argmax(present & (ids == schema_id)))
+            versions = await self._store.registry_schema_versions(schema_id)
+            if not any(v.subject == subject for v in versions):
                 raise SchemaValidationError(
-                    f"topic {topic!r}: record {first} names schema id {schema_id}, which is not registered",
+                    f"topic {topic!r}: record {first} names schema id {schema_id}, which is not registered "
+                    f"under subject {subject!r}",
                     index=first,
                 )
-            if len(self._known) >= MAX_KNOWN_IDS:
-                self._known.clear()
-            self._known.add(schema_id)
+            self._pairs.put((schema_id, subject), True)
+
+    async def _schema(self, topic: str, schema_id: int, first: int) -> SchemaText:
+        cached = self._schemas.get(schema_id)
+        if cached is not None:
+            return cached
+        stored = await self._store.registry_schema(schema_id)
+        if stored is None:
+            raise SchemaValidationError(
+                f"topic {topic!r}: record {first} names schema id {schema_id}, which is not registered", index=first
+            )
+        self._schemas.put(schema_id, stored.schema)
+        return stored.schema
+
+    @staticmethod
+    def _subject(topic: str, schema: SchemaText, strategy: str | None, first: int, schema_id: int) -> str:
+        if strategy not in (RECORD_STRATEGY, TOPIC_RECORD_STRATEGY):
+            return f"{topic}-value"
+        name = record_name(schema)
+        if name is None:
+            raise SchemaValidationError(
+                f"topic {topic!r}: record {first}'s schema {schema_id} has no record name for {strategy}", index=first
+            )
+        return name if strategy == RECORD_STRATEGY else f"{topic}-{name}"

@@ -11,7 +11,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import SchemaRegistryClient, record_subject_name_strategy
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -83,11 +83,14 @@ def test_topic_requiring_registry_framing(agents: RegistryAgents) -> None:
         assert producer.flush(30) == 0
 
     unknown = b"\x00" + struct.pack(">I", 987_654_321) + good[5:]
-    for value in (good, b"plain text", b"\x07" + good[1:], unknown, None, good):
+    # Registered, but under another topic's subject: TopicNameStrategy refuses it.
+    other_topic = SerializationContext(f"other-{topic}", MessageField.VALUE)
+    elsewhere = AvroSerializer(registry, SCHEMA.replace('"Click"', '"Other"'))({"user": "x", "n": 2}, other_topic)
+    for value in (good, b"plain text", b"\x07" + good[1:], unknown, elsewhere, None, good):
         send(value)
     errors = {value: err for value, err in outcomes}
     assert errors[good] is None and errors[None] is None
-    for bad in (b"plain text", b"\x07" + good[1:], unknown):
+    for bad in (b"plain text", b"\x07" + good[1:], unknown, elsewhere):
         err = errors[bad]
         assert err is not None and err.code() == KafkaError.INVALID_RECORD, err
 
@@ -103,3 +106,33 @@ def test_topic_requiring_registry_framing(agents: RegistryAgents) -> None:
     finally:
         consumer.close()
     assert stored == [good, None, good]
+
+
+def test_record_name_strategy(agents: RegistryAgents) -> None:
+    """A topic validating with RecordNameStrategy takes values whose schema is registered under
+    the record's full name (the serializer's record_subject_name_strategy), and refuses the same
+    record registered only under <topic>-value."""
+    bootstrap = f"127.0.0.1:{agents.kafka_port}"
+    topic = f"byrecord-{uuid.uuid4().hex[:8]}"
+    config = {
+        "confluent.value.schema.validation": "true",
+        "confluent.value.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy",
+    }
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 1, 1, config=config)]).values():
+        future.result(timeout=30)
+    registry = SchemaRegistryClient({"url": agents.url_a})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    schema = SCHEMA.replace('"Click"', '"Visit"')
+    by_record = AvroSerializer(registry, schema, conf={"subject.name.strategy": record_subject_name_strategy})
+    by_topic = AvroSerializer(registry, schema.replace('"n"', '"m"'))
+    good, wrong = by_record({"user": "u", "n": 1}, ctx), by_topic({"user": "u", "m": 1}, ctx)
+    assert registry.get_latest_version("demo.Visit").schema_id == struct.unpack(">I", good[1:5])[0]
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "retries": 0})
+    outcomes: dict[bytes, object] = {}
+    for value in (good, wrong):
+        producer.produce(topic, value=value, on_delivery=lambda err, msg: outcomes.__setitem__(msg.value(), err))
+        assert producer.flush(30) == 0
+    assert outcomes[good] is None
+    err = outcomes[wrong]
+    assert err is not None and err.code() == KafkaError.INVALID_RECORD, err

@@ -10,8 +10,10 @@ import pytest
 
 from streamhouse.registry import avro
 from streamhouse.registry.cache import TtlCache
+from streamhouse.registry.produce_check import record_name
 from streamhouse.registry.service import parse_version
 from streamhouse.storage.schemas.errors import InvalidSchemaError, InvalidVersionError
+from streamhouse.storage.schemas.registry import SchemaText
 
 
 def test_cache_bound_and_ttl() -> None:
@@ -76,3 +78,13 @@ def test_versions() -> None:
     for bad in ("0", "abc", "2147483648", "1.5", "+"):
         with pytest.raises(InvalidVersionError):
             parse_version(bad)
+
+
+def test_record_names_for_the_record_strategies() -> None:
+    avro_text = '{"type":"record","name":"Click","namespace":"demo","fields":[]}'
+    assert record_name(SchemaText("AVRO", avro_text)) == "demo.Click"
+    assert record_name(SchemaText("AVRO", '{"type":"record","name":"x.Y","namespace":"z","fields":[]}')) == "x.Y"
+    assert record_name(SchemaText("AVRO", '"string"')) is None
+    assert record_name(SchemaText("JSON", '{"title":"Order","type":"object"}')) == "Order"
+    proto = 'syntax = "proto3";\npackage shop.v1;\nmessage Order {\n  int64 id = 1;\n}\nmessage Line {}\n'
+    assert record_name(SchemaText("PROTOBUF", proto)) == "shop.v1.Order"
