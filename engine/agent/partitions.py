@@ -311,7 +311,7 @@ class PartitionManager:
 
     async def _flush(self, key: Key, led: _Led) -> None:
         try:
-            segment = await led.writer.flush()
+            await led.writer.flush(committed=lambda segment: self._committed(key, led, segment))
         except FencedError as exc:
             self._drop(key, exc)
             return
@@ -323,8 +323,17 @@ class PartitionManager:
             await self._forget_if_deleted(key, led)
             return
         self.flush_health.succeeded(key)
-        if segment is not None:
-            self.on_segment(segment)
+        self._wake(led)
+
+    def _committed(self, key: Key, led: _Led, segment: SegmentInfo) -> None:
+        """A segment of `led` is committed: its durable waiters are acknowledged now, while the
+        writer still releases the WAL entries it covers (PartitionWriter.flush)."""
+        self.flush_health.succeeded(key)
+        self.on_segment(segment)
+        self._wake(led)
+
+    def _wake(self, led: _Led) -> None:
+        """Acknowledge the durable waiters the writer's committed end now covers."""
         end = led.writer.durable_end
         still: list[tuple[int, asyncio.Future[None]]] = []
         for need, done in led.durable_waiters:
