@@ -72,6 +72,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.kafka import add_arguments as add_kafka_arguments
 
     add_kafka_arguments(kinds.add_parser("kafka", help="Kafka protocol: StreamHouse beside a real Kafka broker"))
+    from streamhouse.bench.rest import add_arguments as add_rest_arguments
+
+    add_rest_arguments(kinds.add_parser("rest", help="REST produce in batches next to gRPC, on one agent"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -88,6 +91,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.jobs import run as run_jobs
 
         return run_jobs(args)
+    if args.bench == "rest":
+        from streamhouse.bench.rest import run as run_rest
+
+        return run_rest(args)
     if args.bench == "kafka":
         from streamhouse.bench.kafka import run as run_kafka
 
