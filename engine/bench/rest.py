@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
                 rows.append((label, produce(client, topic, grpc_args, label=label)))
             else:
                 rows.append((label, rest_produce(base, topic, label.split()[1], args)))
+            stored = sum(client.describe(topic).end_offsets.values())
+            if stored != args.records:  # a figure for records that were not all stored means nothing
+                raise RestBenchError(f"{label}: {stored:,} records stored of {args.records:,} acknowledged")
     table = Table(title=f"produce acks={args.acks}, batches of {args.batch_size:,}")
     for name in ("path", "records", "records/s", "p50 ms", "p99 ms"):
         table.add_column(name, justify="right")
