@@ -13,9 +13,9 @@ errors are Confluent's (errors.py).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from streamhouse.registry.errors import MEDIA_TYPE, RegistryErrorBody, RegistryResponse, RegistryRoute, error_response
@@ -24,6 +24,8 @@ from streamhouse.storage.schemas.errors import InvalidSchemaError
 from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
 
 PREFIX = "/registry"
+# Confluent's ids are 32-bit; a path outside that is refused before the store sees it.
+SchemaId = Annotated[int, Path(ge=0, le=2**31 - 1)]
 
 
 def _flag(request: Request, name: str) -> bool:
@@ -49,7 +51,10 @@ def _references(body: dict[str, Any]) -> tuple[Reference, ...]:
     out = []
     for i, ref in enumerate(refs):
         try:
-            out.append(Reference(str(ref["name"]), check_subject(str(ref["subject"])), int(ref["version"])))
+            version = int(ref["version"])
+            if not 1 <= version <= 2**31 - 1:
+                raise ValueError(version)
+            out.append(Reference(str(ref["name"]), check_subject(str(ref["subject"])), version))
         except (KeyError, TypeError, ValueError):
             raise InvalidSchemaError(f"references[{i}] must be {{name, subject, version}}") from None
     return tuple(out)
@@ -98,20 +103,20 @@ def registry_router(service: RegistryService) -> APIRouter:
         return list(SCHEMA_TYPES)
 
     @router.get("/schemas/ids/{schema_id}", summary="A schema by its global id")
-    async def schema_by_id(schema_id: int) -> dict[str, Any]:
+    async def schema_by_id(schema_id: SchemaId) -> dict[str, Any]:
         return _schema_fields((await service.schema(schema_id)).schema)
 
     @router.get("/schemas/ids/{schema_id}/schema", summary="A schema's raw text by id")
-    async def raw_schema_by_id(schema_id: int) -> Response:
+    async def raw_schema_by_id(schema_id: SchemaId) -> Response:
         return Response((await service.schema(schema_id)).schema.text, media_type=MEDIA_TYPE)
 
     @router.get("/schemas/ids/{schema_id}/subjects", summary="Subjects using a schema")
-    async def schema_subjects(schema_id: int, request: Request) -> list[str]:
+    async def schema_subjects(schema_id: SchemaId, request: Request) -> list[str]:
         versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
         return sorted({v.subject for v in versions})
 
     @router.get("/schemas/ids/{schema_id}/versions", summary="Subject versions using a schema")
-    async def schema_versions(schema_id: int, request: Request) -> list[dict[str, Any]]:
+    async def schema_versions(schema_id: SchemaId, request: Request) -> list[dict[str, Any]]:
         versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
         return [{"subject": v.subject, "version": v.version} for v in versions]
 
