@@ -4,8 +4,8 @@ cannot read what `old` wrote; empty = it can). Avro's is avro.py; JSON Schema's 
 are compat/ (written by their own module owners). The registry derives FORWARD as
 check(old, new), FULL as both, and *_TRANSITIVE by checking every live version (service.py).
 
-JSON Schema is stored as compact JSON; Protobuf as given (trimmed): a .proto text has no
-canonical printer here yet, so two spellings of one Protobuf schema get two ids.
+JSON Schema is stored as compact JSON (key order kept); Protobuf in compat/protobuf.py's
+canonical layout (comments dropped), so two spellings of one .proto share an id.
 """
 
 from __future__ import annotations
@@ -36,13 +36,10 @@ def _json_normalise(text: str, references: Refs) -> str:
     return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
 
 
-def _protobuf_normalise(text: str, references: Refs) -> str:
-    protobuf.parse(text, references)  # raises compat.InvalidSchemaError (42201)
-    return text.strip()
 
 
 KINDS: dict[str, Kind] = {
     "AVRO": Kind("AVRO", avro.normalise, avro.check),
     "JSON": Kind("JSON", _json_normalise, json_schema.check),
-    "PROTOBUF": Kind("PROTOBUF", _protobuf_normalise, protobuf.check),
+    "PROTOBUF": Kind("PROTOBUF", protobuf.normalise, protobuf.check),
 }

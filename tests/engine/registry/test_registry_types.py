@@ -38,6 +38,9 @@ def test_protobuf_subject(agents: RegistryAgents) -> None:
     first = sr.register_schema(s, Schema(v1, "PROTOBUF"))
     got = sr.get_schema(first)
     assert got.schema_type == "PROTOBUF" and "message Click" in got.schema_str
+    # Another spelling (comments, layout) of the same .proto: the same id.
+    respelled = '// clicks\nsyntax = "proto3"; package demo;\nmessage Click { string user = 1; int64 n = 2; }'
+    assert sr.register_schema(f"{s}-again", Schema(respelled, "PROTOBUF")) == first
     # A field's type changed from string to a number: old bytes read wrong.
     changed = v1.replace("string user = 1;", "int32 user = 1;")
     expect(409, sr.register_schema, s, Schema(changed, "PROTOBUF"))
