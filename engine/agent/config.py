@@ -49,6 +49,15 @@ class AgentConfig:
     # the default and the most a session's SET statement_timeout / query_memory may ask for.
     query_timeout_s: int = DEFAULT_TIMEOUT_S
     query_memory: str = DEFAULT_MEMORY
+    # Small-segment merging (engine/agent/merger.py, docs/DESIGN.md §4): every merge_interval_ms
+    # (0: never) runs of >= merge_min_segments neighbouring segments, each under
+    # merge_small_bytes, become one of up to merge_target_bytes; the replaced objects are
+    # deleted merge_grace_ms after the swap (readers that listed them finish first).
+    merge_interval_ms: int = 30_000
+    merge_small_bytes: int = 8 << 20
+    merge_target_bytes: int = 64 << 20
+    merge_min_segments: int = 4
+    merge_grace_ms: int = 600_000
 
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
@@ -57,6 +66,7 @@ class AgentConfig:
             raise InvalidInputError(f"durable_flush_ms must be 0 or more, not {self.durable_flush_ms}")
         if self.renew_interval_ms >= self.lease_ttl_ms:
             raise InvalidInputError("renew_interval_ms must be shorter than lease_ttl_ms")
+        check_merge_settings(self)
         self.query_limits  # noqa: B018 - refuses a bad --query-timeout / --query-memory at start
 
     @property
@@ -122,6 +132,32 @@ class AgentConfig:
                 raise InvalidInputError(f"STREAMHOUSE_{f.name.upper()} must be an integer, not {raw!r}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+# A reader holds a segment list at most this long beyond its statement's time limit: the
+# segment-list cache TTL (1 s, storage/partition/reader.py) with room to spare.
+MERGE_GRACE_MARGIN_MS = 5_000
+
+
+def check_merge_settings(config: AgentConfig) -> None:
+    """InvalidInputError unless the merge settings are usable."""
+    for name in ("merge_interval_ms", "merge_grace_ms"):
+        if getattr(config, name) < 0:
+            raise InvalidInputError(f"{name} must be 0 or more, not {getattr(config, name)}")
+    if not 0 < config.merge_small_bytes <= config.merge_target_bytes:
+        raise InvalidInputError(
+            f"merge_small_bytes ({config.merge_small_bytes}) must be positive and at most "
+            f"merge_target_bytes ({config.merge_target_bytes})"
+        )
+    if config.merge_min_segments < 2:
+        raise InvalidInputError(f"merge_min_segments must be 2 or more, not {config.merge_min_segments}")
+
+
+def merge_grace_ms(config: AgentConfig) -> int:
+    """How long replaced objects are kept: merge_grace_ms, raised to outlast every reader that
+    may have listed them — a SQL statement runs at most query_timeout_s (0: no limit; then the
+    setting is the bound, and a longer statement fails on a deleted object with a clear error)."""
+    return max(config.merge_grace_ms, config.query_timeout_s * 1000 + MERGE_GRACE_MARGIN_MS)
 
 
 def leader_address(holder: str) -> str:

@@ -133,6 +133,30 @@ class AgentMetrics:
             ("topic",),
             registry=r,
         )
+        # Small-segment merging (engine/agent/merger.py).
+        self.merges = Counter(
+            "streamhouse_merges_total", "Segment runs merged into one and swapped in.", ("topic",), registry=r
+        )
+        self.merged_segments = Counter(
+            "streamhouse_merged_segments_total", "Segments replaced by merged ones.", ("topic",), registry=r
+        )
+        self.merged_bytes = Counter(
+            "streamhouse_merge_bytes_total",
+            "Bytes read and written by merges: 'read' or 'written'.",
+            ("topic", "direction"),
+            registry=r,
+        )
+        self.merge_failures = Counter(
+            "streamhouse_merge_failures_total", "Failed merge attempts (retried with backoff).", ("topic",), registry=r
+        )
+        self.merge_failing = Gauge(
+            "streamhouse_merge_failing_partitions", "Partitions whose last merge attempt failed.", registry=r
+        )
+        self.deferred_deleted = Counter(
+            "streamhouse_deferred_deletions_total",
+            "Replaced segment objects deleted after their grace period.",
+            registry=r,
+        )
         # Per-job series come from the job manager's status at scrape time (see job_metrics).
         self.jobs = JobCollector()
         r.register(self.jobs)
@@ -194,6 +218,22 @@ class AgentMetrics:
         if failed:
             self.flush_failures.labels(topic).inc()
         self.flush_failing.set(failing)
+
+    def observe_merge(self, topic: str, segments: int, read_bytes: int, written_bytes: int) -> None:
+        """Count one merge swapped in: how many segments it replaced and the bytes it moved."""
+        self.merges.labels(topic).inc()
+        self.merged_segments.labels(topic).inc(segments)
+        self.merged_bytes.labels(topic, "read").inc(read_bytes)
+        self.merged_bytes.labels(topic, "written").inc(written_bytes)
+
+    def merge_state(self, topic: str, failed: bool, failing: int) -> None:
+        """Count a failed merge attempt (failed=True) and set how many partitions are failing."""
+        if failed:
+            self.merge_failures.labels(topic).inc()
+        self.merge_failing.set(failing)
+
+    def objects_deleted(self, count: int) -> None:
+        self.deferred_deleted.inc(count)
 
     def set_gauges(self, led_partitions: int, buffered_bytes: int, wal_bytes: int) -> None:
         """Refresh the point-in-time gauges; called by the agent just before rendering."""

@@ -82,6 +82,8 @@ class AgentService:
         # This agent's jobs: built and wired by its node (engine/node/), which also starts and
         # stops them; without them SQL refuses job statements.
         self.jobs: JobControl | None = None
+        # Background services' persistent faults (the node adds the merger's), for readiness.
+        self.background_faults: list[Callable[[], list[str]]] = []
         manager.on_append = self._wake
         reports = StorageReports(metrics)
         manager.on_segment = reports.segment_committed
@@ -395,8 +397,10 @@ class AgentService:
         """Ready = the metadata store and the object store both answer, and no partition's
         flushes keep failing for another reason (its acks=durable producers would hang)."""
         faults = self.manager.flush_health.faults()
-        if faults:
-            return False, "; ".join(state.describe(key) for key, state in sorted(faults.items()))
+        background = [line for check in self.background_faults for line in check()]
+        if faults or background:
+            lines = [state.describe(key) for key, state in sorted(faults.items())]
+            return False, "; ".join(lines + background)
         try:
             await self.metadata.now_ms()
         except Exception as exc:

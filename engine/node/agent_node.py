@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.forward import Forwarder
+from streamhouse.agent.leases import Leases
+from streamhouse.agent.merger import Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.service import AgentService
 from streamhouse.jobs.host import JobHost
@@ -25,14 +27,13 @@ if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import
 
 
 class AgentNode:
-    def __init__(self, service: AgentService, jobs: JobManager) -> None:
+    def __init__(self, service: AgentService, jobs: JobManager, merger: Merger | None = None) -> None:
         self.service = service
         self.jobs = jobs
+        self.merger = merger  # small-segment merging (engine/agent/merger.py)
 
     @classmethod
-    async def start(
-        cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None
-    ) -> AgentNode:
+    async def start(cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None) -> AgentNode:
         """Recover the WAL and start the partitions (held records of partitions another live
         agent leads go there through `forward`), then the job placement loop."""
         manager = await PartitionManager.start(config, forward)
@@ -40,7 +41,7 @@ class AgentNode:
         jobs = JobManager(JobHost(service.sql_topics, manager.metadata, manager.store, manager.config))
         service.jobs = jobs  # CREATE / DROP / SHOW JOBS reach them through the agent's SQL
         jobs.start()
-        return cls(service, jobs)
+        return cls(service, jobs, _start_merger(manager, service, metrics))
 
     @property
     def config(self) -> AgentConfig:
@@ -50,5 +51,23 @@ class AgentNode:
     async def close(self, *, flush: bool = True) -> None:
         """Jobs first (they write through the agent and hold leases), then the partitions:
         flushed into segments when `flush`, leases released."""
+        if self.merger is not None:
+            await self.merger.close()
         await self.jobs.close()
         await self.service.close(flush=flush)
+
+
+def _start_merger(manager: PartitionManager, service: AgentService, metrics: AgentMetrics | None) -> Merger:
+    """The merger, wired to the agent's metrics and readiness, started (unless switched off)."""
+    config = manager.config
+    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
+    merger = Merger(
+        manager.metadata, manager.store, leases, MergeSettings.from_config(config), lists=manager.reader.lists
+    )
+    service.background_faults.append(merger.health.faults)
+    if metrics is not None:
+        merger.on_merge = lambda o: metrics.observe_merge(o.topic, o.replaced, o.read_bytes, o.written_bytes)
+        merger.health.on_change = metrics.merge_state
+        merger.on_deleted = metrics.objects_deleted
+    merger.start()
+    return merger

@@ -24,11 +24,21 @@ from streamhouse.storage.segment.cache import TtlCache
 
 
 class SegmentLists:
-    """Committed segment lists by partition, cached for `ttl_s` (fetches ask many times a second)."""
+    """Committed segment lists by partition, cached for `ttl_s` (fetches ask many times a second).
+
+    A swap (merging, docs/DESIGN.md §4) removes segments from the metadata and deletes their
+    objects only after a grace period; a cached list may name a removed segment for up to
+    `ttl_s`, so the grace must exceed `ttl_s` plus the longest read (the merger checks it at
+    start against `ttl_s`), and the agent that swapped forgets its own cached list at once."""
 
     def __init__(self, metadata: MetadataStore, ttl_s: float) -> None:
         self._metadata = metadata
+        self.ttl_s = ttl_s
         self._cache: TtlCache[tuple[str, int], list[SegmentInfo]] = TtlCache(ttl_s)
+
+    def forget(self, topic: str, partition: int) -> None:
+        """Drop the cached list (after a swap), so the next read lists the segments anew."""
+        self._cache.invalidate((topic, partition))
 
     async def get(self, topic: str, partition: int, need_end: int) -> list[SegmentInfo]:
         """The cached list, refreshed when stale or when it stops short of `need_end`."""
