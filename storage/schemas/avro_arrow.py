@@ -14,14 +14,20 @@ bytes); a payload that does not fit its schema raises AvroDecodeError naming the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.storage.schemas.errors import AvroDecodeError, UnsupportedAvroSchemaError, WireFormatError
-from streamhouse.storage.schemas.wire import Array, buffers, numpy_buffer, valid_mask, zigzag_varints
+from streamhouse.storage.schemas.errors import (
+    AvroDecodeError,
+    SchemaNotFoundError,
+    UnsupportedAvroSchemaError,
+    WireFormatError,
+)
+from streamhouse.storage.schemas.wire import Array, buffers, numpy_buffer, split, valid_mask, zigzag_varints
 
 _PRIMITIVE = {
     "null": pa.null(),
@@ -188,3 +194,50 @@ def decode(payloads: pa.Array[Any], schema_json: str, source: str = "value colum
             source=source,
         )
     return column
+
+
+def decode_framed(values: pa.Array[Any], schemas: Mapping[int, str], source: str = "value column") -> pa.StructArray:
+    """A column of Confluent-framed Avro values written with several schema ids (an evolving
+    subject) as one struct column: each id's rows decoded once with its writer schema, then
+    lined up by field name (a field an older schema lacks reads as null; int/long and
+    float/double widen as Arrow's permissive promotion does). Null values (tombstones) are null
+    rows. `schemas`: id → writer schema text. SchemaNotFoundError for an id not given;
+    UnsupportedAvroSchemaError if two ids give one field types that cannot be unified."""
+    framed = split(values, source)
+    ids = framed.schema_ids.fill_null(0).to_numpy(zero_copy_only=False)
+    present = valid_mask(framed.schema_ids)
+    parts: list[tuple[Array, pa.StructArray]] = []
+    for schema_id in (int(i) for i in np.unique(ids[present])):  # one decode per distinct id
+        text = schemas.get(schema_id)
+        if text is None:
+            first = int(np.argmax(present & (ids == schema_id)))
+            raise SchemaNotFoundError(f"record {first} of {source}: schema id {schema_id} was not given")
+        rows = np.flatnonzero(present & (ids == schema_id))
+        column = decode(framed.payloads.take(rows), text, source)
+        if not isinstance(column, pa.StructArray):  # a bare value: one field named after it
+            column = pa.StructArray.from_arrays([column], names=["value"])
+        parts.append((rows, column))
+    try:
+        unified = pa.unify_schemas([pa.schema(list(c.type)) for _, c in parts], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise UnsupportedAvroSchemaError(f"{source}: the schema ids' fields do not unify: {exc}") from None
+    n = len(values)
+    order = np.concatenate([rows for rows, _ in parts]) if parts else np.zeros(0, np.int64)
+    children = []
+    for field in unified:
+        pieces = [
+            c.field(field.name).cast(field.type)
+            if c.type.get_field_index(field.name) >= 0
+            else pa.nulls(len(c), field.type)
+            for _, c in parts
+        ]
+        stacked = pa.concat_arrays(pieces) if pieces else pa.array([], field.type)
+        # Back to the column's order: the rows of id k sit at `order`; tombstones are null.
+        position = np.full(n, -1, dtype=np.int64)
+        position[order] = np.arange(len(order))
+        picks: pa.Array[Any] = pa.array(position, type=pa.int64(), mask=position < 0)
+        children.append(stacked.take(picks))
+    mask = pa.array(~valid_mask(values))
+    if not children:
+        return pa.StructArray.from_arrays([], fields=[], mask=mask)
+    return pa.StructArray.from_arrays(children, fields=list(unified), mask=mask)

@@ -14,8 +14,8 @@ import fastavro
 import pyarrow as pa
 import pytest
 
-from streamhouse.storage.schemas.avro_arrow import decode
-from streamhouse.storage.schemas.errors import AvroDecodeError, UnsupportedAvroSchemaError
+from streamhouse.storage.schemas.avro_arrow import decode, decode_framed
+from streamhouse.storage.schemas.errors import AvroDecodeError, SchemaNotFoundError, UnsupportedAvroSchemaError
 from streamhouse.storage.schemas.wire import split
 
 SCHEMA = {
@@ -109,3 +109,46 @@ def test_bad_payloads_name_the_record() -> None:
     for unsupported in ({"type": "array", "items": "int"}, ["int", "string"], {"type": "map", "values": "int"}):
         with pytest.raises(UnsupportedAvroSchemaError):
             decode(pa.array([b"\x00"]), json.dumps(unsupported))
+
+
+def test_decode_framed_lines_up_an_evolving_subject() -> None:
+    """Three writer schemas of one subject in one column (v2 adds a field with a default, v3
+    widens int to long), plus a tombstone: one struct column by field name, old rows null in the
+    new field, rows in their original order."""
+    v1 = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "int"}]}
+    v2 = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "a", "type": "int"}, {"name": "b", "type": "string", "default": ""}],
+    }
+    v3 = {
+        "type": "record",
+        "name": "R",
+        "fields": [{"name": "a", "type": "long"}, {"name": "b", "type": "string", "default": ""}],
+    }
+    schemas = {1: json.dumps(v1), 2: json.dumps(v2), 3: json.dumps(v3)}
+
+    def framed(schema_id: int, schema: object, record: object) -> bytes:
+        return b"\x00" + struct.pack(">I", schema_id) + encode(schema, [record])[0]
+
+    values = [
+        framed(2, v2, {"a": 1, "b": "x"}),
+        framed(1, v1, {"a": 2}),
+        None,
+        framed(3, v3, {"a": 2**40, "b": "y"}),
+        framed(1, v1, {"a": 3}),
+    ]
+    column = decode_framed(pa.array(values), schemas)
+    assert column.type == pa.struct([("a", pa.int64()), ("b", pa.string())])
+    assert column.to_pylist() == [
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": None},
+        None,
+        {"a": 2**40, "b": "y"},
+        {"a": 3, "b": None},
+    ]
+    with pytest.raises(SchemaNotFoundError, match="schema id 3"):
+        decode_framed(pa.array(values), {1: schemas[1], 2: schemas[2]})
+    clash = {"type": "record", "name": "R", "fields": [{"name": "a", "type": "string"}]}
+    with pytest.raises(UnsupportedAvroSchemaError):
+        decode_framed(pa.array([values[1], framed(4, clash, {"a": "s"})]), {1: schemas[1], 4: json.dumps(clash)})
