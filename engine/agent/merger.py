@@ -160,8 +160,9 @@ class Merger:
 
     async def _loop(self) -> None:
         while True:
-            await self.run_once()
+            # Sleep first: an agent that just started has recovery and take-overs to do.
             await asyncio.sleep(self.settings.interval_s)
+            await self.run_once()
 
     async def run_once(self) -> list[MergeOutcome]:
         """One round: every partition's runs merged (skipping those backing off or held by
