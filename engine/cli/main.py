@@ -75,6 +75,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.rest import add_arguments as add_rest_arguments
 
     add_rest_arguments(kinds.add_parser("rest", help="REST produce in batches next to gRPC, on one agent"))
+    from streamhouse.bench.compaction import add_arguments as add_compaction_arguments
+
+    add_compaction_arguments(kinds.add_parser("compaction", help="merging small segments: time, bytes moved, reads"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -103,6 +106,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.sql import run_nexmark, run_sql
 
         return run_nexmark(args) if args.bench == "nexmark" else run_sql(args)
+    if args.bench == "compaction":
+        from streamhouse.bench.compaction import run as run_compaction
+
+        return run_compaction(args)
     if args.bench == "consume":
         from streamhouse.bench.client import run_consume
 
