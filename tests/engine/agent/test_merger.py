@@ -188,3 +188,38 @@ def test_plan_runs_rules() -> None:
     many = [seg(i, i + 1, 600) for i in range(10)]
     assert [len(r) for r in plan_runs(many, s)] == [4, 4]  # target bytes cap a run (9th is last)
     assert plan_runs(many[:2], s) == []
+
+
+async def test_a_merge_that_keeps_failing_says_so_once_backs_off_and_recovers(
+    agent: PartitionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streamhouse.agent.metrics import AgentMetrics
+
+    topic = await agent.metadata.create_topic("bad", 1)
+    await produce_small(agent, topic, 0, 6)
+    before = await agent.metadata.list_segments("bad", 0)
+    victim = before[2]
+    good = bytes(await agent.store.get(victim.object_key))
+    damaged = bytearray(good)
+    damaged[10] ^= 0xFF  # inside the first row group: its CRC32C no longer matches
+    await agent.store.put(victim.object_key, bytes(damaged), if_absent=False)
+    merger = merger_of(agent)
+    metrics = AgentMetrics()
+    merger.health.on_change = metrics.merge_state
+    with caplog.at_level("WARNING", logger="streamhouse.agent.merge_health"):
+        for _ in range(3):  # the first attempt fails; the next two are inside the backoff
+            assert await merger.run_once() == []
+    [fault] = merger.health.faults()
+    assert "segment merging of bad/0 failing" in fault and "CorruptDataError" in fault
+    assert len([r for r in caplog.records if "bad/0" in r.getMessage()]) == 1  # said once
+    text = metrics.render()[0].decode()
+    assert 'streamhouse_merge_failures_total{topic="bad"} 1.0' in text
+    assert "streamhouse_merge_failing_partitions 1.0" in text
+    assert await agent.metadata.list_segments("bad", 0) == before  # nothing swapped
+    assert not [o for o in await agent.store.list("topics/bad/") if "-merged-" in o.key]
+
+    await agent.store.put(victim.object_key, good, if_absent=False)  # repaired
+    await asyncio.sleep(merger.health.wait_s("bad/0") + 0.05)
+    assert len(await merger.run_once()) == 1
+    assert merger.health.faults() == []
+    assert "streamhouse_merge_failing_partitions 0.0" in metrics.render()[0].decode()

@@ -10,7 +10,9 @@ swap; the test sees the merged object in the store and kills the agent right the
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 import streamhouse
 from streamhouse.storage.metadata import open_metadata_store
 from streamhouse.storage.object_store import open_object_store
-from tests.agent_process import AgentLauncher, Ledger, Producer, check_ledger, read_log, wait_until
+from tests.agent_process import AgentLauncher, Ledger, Producer, check_ledger, read_log
 
 TOPIC = "merged"
 MERGING = {
@@ -99,7 +101,7 @@ async def test_kill_9_mid_merge_loses_nothing_and_leaves_only_an_unreferenced_ob
     assert await metadata.list_deletions() == []
 
     # 4. Restarted: its merger finishes the job while producers write; every ack is in place once.
-    third = agents.start(*flags(tmp_path, pg_url, s3_url), name="a", env=MERGING)
+    third = agents.start(*flags(tmp_path, pg_url, s3_url), name="a", env=MERGING, http_port=0)
     producer = produce_for(third.address, ledger, 2.0, "p3")
     await asyncio.to_thread(producer.join, 30)
     assert producer.failure is None
@@ -121,6 +123,10 @@ async def test_kill_9_mid_merge_loses_nothing_and_leaves_only_an_unreferenced_ob
     assert not leftover & {s.object_key for s in rows}  # the crashed upload is still no one's
     for seg in rows:
         assert (await store.head(seg.object_key)).size == seg.size_bytes
-    wait_until(lambda: third.proc.poll() is None, what="agent alive")
+    with urllib.request.urlopen(f"http://127.0.0.1:{third.http_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    merges = re.search(rf'^streamhouse_merges_total{{topic="{TOPIC}"}} (\S+)$', text, re.MULTILINE)
+    assert merges is not None and float(merges[1]) >= 1
+    assert "streamhouse_merge_failing_partitions 0.0" in text
     await store.close()
     await metadata.close()
