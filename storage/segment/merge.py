@@ -21,12 +21,33 @@ from typing import Any
 import pyarrow as pa
 
 from streamhouse.storage.errors import SegmentMergeError
+from streamhouse.storage.segment import footer as f
 from streamhouse.storage.segment.decode import Chunk, decode_segment
 from streamhouse.storage.segment.footer import SegmentFooter
 from streamhouse.storage.segment.format import DEFAULT_ROW_GROUP_BYTES, EncodedSegment, encode_segment
 from streamhouse.storage.values.json_decode import JSON_ERRORS_KEY
 
 __all__ = ["merge_segments", "merged_key"]
+
+# Footer keys a merge knows how to carry over: the encoder writes the format's own anew, and
+# _json_errors combines the decode errors. A key not listed here would be silently lost, so a
+# segment carrying one is refused until this module learns to merge it.
+_KNOWN_KEYS = frozenset(
+    k.encode()
+    for k in (
+        f.KEY_FORMAT_VERSION,
+        f.KEY_TOPIC,
+        f.KEY_PARTITION,
+        f.KEY_BASE_OFFSET,
+        f.KEY_LAST_OFFSET,
+        f.KEY_EPOCH,
+        f.KEY_MIN_TIMESTAMP,
+        f.KEY_MAX_TIMESTAMP,
+        f.KEY_ROW_GROUPS,
+        JSON_ERRORS_KEY,
+    )
+)
+_OURS = b"streamhouse."
 
 # How many bad values a merged footer keeps explained: the same bound the encoder applies to
 # one segment (json_decode._REPORTED_OFFSETS), so a merged footer stays as small as one.
@@ -82,6 +103,9 @@ def _check(inputs: Sequence[tuple[SegmentFooter, Chunk]]) -> None:
         if not after.schema.remove_metadata().equals(first.schema.remove_metadata()):
             raise SegmentMergeError(f"{where}: other columns ({after.schema.names} vs {first.schema.names})")
     for footer, data in inputs:
+        unknown = [k for k in (footer.metadata.metadata or {}) if k.startswith(_OURS) and k not in _KNOWN_KEYS]
+        if unknown:
+            raise SegmentMergeError(f"{footer.source}: footer keys {unknown} would be lost by a merge")
         if len(data) != footer.size_bytes:
             raise SegmentMergeError(f"{footer.source}: {len(data)} bytes given, the segment has {footer.size_bytes}")
 

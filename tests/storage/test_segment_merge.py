@@ -105,6 +105,13 @@ def test_refusals_name_the_problem() -> None:
         merge_segments([a, (footer_of(other), other.data)], epoch=1)
 
 
+def test_unknown_footer_keys_are_never_dropped_silently() -> None:
+    a = encode(pa.Table.from_batches([make_batch([b"a"], base_offset=0)]))
+    b = encode(pa.Table.from_batches([make_batch([b"b"], base_offset=1)]), extra={"streamhouse.future": "x"})
+    with pytest.raises(SegmentMergeError, match=r"streamhouse\.future"):
+        merge_segments([a, b], epoch=1)
+
+
 def test_a_corrupt_input_is_detected() -> None:
     a = encode(pa.Table.from_batches([make_batch([b"a" * 100, b"b"], base_offset=0)]))
     b_footer, b_data = encode(pa.Table.from_batches([make_batch([b"c" * 100], base_offset=2)]))
