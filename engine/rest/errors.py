@@ -69,5 +69,9 @@ class RestRoute(APIRoute):
                 return await handler(request)
             except StreamHouseError as exc:
                 return error_response(exc)
+            except UnicodeEncodeError as exc:
+                # JSON can escape a lone surrogate ("\ud800"), which no UTF-8 text can hold:
+                # whichever field carried it, the request is bad input, not an agent failure.
+                return rest_error(400, "invalid_input", f"the request holds text that is not valid Unicode: {exc}")
 
         return handle

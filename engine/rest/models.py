@@ -7,7 +7,7 @@ so a batch becomes Arrow arrays without a Python step per record (records.py).""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,7 @@ MAX_STATEMENT_CHARS = 1 << 20
 NAME = Field(min_length=1, max_length=249)  # Kafka's topic-name ceiling; the agent checks the characters
 
 DataType = Literal["JSON", "BINARY", "STRING"]
+Timestamp = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Acks = Literal["leader", "durable", "none"]
 
 
@@ -99,7 +100,7 @@ class ProduceRequest(Strict):
         min_length=1, max_length=MAX_PRODUCE_RECORDS, description="JSON values, strings, or base64 for BINARY"
     )
     keys: list[Any] | None = Field(None, description="one per value (null: no key)")
-    timestamps: list[int] | None = Field(None, description="epoch ms, one per value; 0 or absent: append time")
+    timestamps: list[Timestamp] | None = Field(None, description="epoch ms, one per value; 0 or absent: append time")
     headers: list[list[Header] | None] | None = Field(None, description="one list per value")
 
 

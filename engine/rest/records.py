@@ -56,6 +56,8 @@ def column(items: Sequence[Any], kind: DataType, where: str) -> pa.Array[Any]:
         strings = pa.array(items, pa.string())
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise InvalidInputError(f"{where}: every item must be a string or null with type {kind}") from e
+    except UnicodeEncodeError as e:
+        raise InvalidInputError(f"{where}: {e}") from e
     if kind == "STRING":
         return strings.cast(pa.binary())
     return base64_columns.decode(strings, where)

@@ -89,7 +89,13 @@ def test_refused_batches_store_nothing(rest: Rest, rest_agent: AgentProcess) -> 
     body = assert_error(rest.post("/v1/topics/strict/records", bad_base64), 400, "invalid_input")
     assert "values[1]" in body["message"]
     assert_error(rest.post("/v1/topics/strict/records", {"values": [1, 2], "keys": ["a"]}), 400)
-    assert_error(rest.post("/v1/topics/strict/records", {"values": [1], "timestamps": [-5]}), 400)
+    assert_error(rest.post("/v1/topics/strict/records", {"values": [1], "timestamps": [-5]}), 422)
+    assert_error(rest.post("/v1/topics/strict/records", {"values": [1], "timestamps": [10**20]}), 422)
+    # A lone surrogate (valid JSON escape, not Unicode) anywhere is bad input, not a 500.
+    assert_error(rest.post("/v1/topics/strict/records", raw=b'{"values": ["\\ud800"], "value_type": "STRING"}'), 400)
+    surrogate_header = b'{"values": [1], "headers": [[{"name": "\\udb0d"}]]}'
+    assert_error(rest.post("/v1/topics/strict/records", raw=surrogate_header), 400)
+    assert_error(rest.post("/v1/sql", raw=b'{"statement": "SELECT \'\\ud800\'"}'), 422)
     assert_error(rest.post("/v1/topics/strict/records", {"values": [1], "value_type": "STRING"}), 400)
     assert_error(rest.post("/v1/topics/strict/records", {"values": []}), 422)
     assert_error(rest.post("/v1/topics/strict/records", {"values": [1], "partition_id": 3}), 404)
