@@ -110,6 +110,7 @@ class AgentService:
     async def create_topic(
         self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
     ) -> TopicInfo:
+        value_schema = await self._schema_ids.resolve(value_schema)  # Avro topics: the subject's columns
         info = await self.metadata.create_topic(name, partitions, dict(config or {}), value_schema or None)
         self._topics[name] = (info, time.monotonic())
         return info
@@ -175,6 +176,8 @@ class AgentService:
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
             check_sizes(topic, batch, self.config.max_record_bytes)
             decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
+            if decoded is None:  # Avro topics: typed columns per schema id, refused before the WAL
+                decoded = await self._schema_ids.decoded(info, batch)
             if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
                 await self._schema_ids.check(topic, batch.column("value"), info.config.get(VALUE_SUBJECT_STRATEGY))
             wal_bytes = self.manager.wal.disk_bytes

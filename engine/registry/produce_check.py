@@ -22,13 +22,24 @@ import numpy as np
 import pyarrow as pa
 
 from streamhouse.registry.cache import TtlCache
+from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata import MetadataStore
-from streamhouse.storage.schemas.errors import SchemaValidationError, WireFormatError
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.schemas.errors import (
+    AvroValueError,
+    SchemaValidationError,
+    SubjectNotFoundError,
+    WireFormatError,
+)
 from streamhouse.storage.schemas.registry import SchemaText
 from streamhouse.storage.schemas.wire import split
 from streamhouse.storage.topic_config import RECORD_STRATEGY, TOPIC_RECORD_STRATEGY
+from streamhouse.storage.values.avro_decode import AVRO, avro_columns, decode_avro_values
+from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 
 PAIR_TTL_S = 60.0
+# Below this many records the Avro decode runs inline (as storage/values/check.py does for JSON).
+_INLINE_ROWS = 2_048
 _PACKAGE = re.compile(r"^\s*package\s+([\w.]+)\s*;", re.MULTILINE)
 _MESSAGE = re.compile(r"^\s*message\s+(\w+)", re.MULTILINE)
 
@@ -88,6 +99,77 @@ class SchemaIdCheck:
                     index=first,
                 )
             self._pairs.put((schema_id, subject), True)
+
+    async def decoded(self, info: TopicInfo, batch: pa.RecordBatch) -> pa.Table | None:
+        """An Avro topic's declared columns for `batch` (segment names), decoded once per schema
+        id with that id's writer schema; None for other topics. Every id must be registered under
+        the topic's subject; a value that is not framed, or does not decode, refuses the batch
+        (AvroValueError / SchemaValidationError naming the record). The agent hands the result
+        to the partition writer as JSON topics' decoded columns are handed."""
+        schema = parse_value_schema(info.value_schema)
+        if schema is None or schema.format != AVRO or batch.num_rows == 0:
+            return None
+        assert schema.subject is not None
+        values = batch.column("value")
+        try:
+            framed = split(values, source=f"topic {info.name!r} value")
+        except WireFormatError as exc:
+            raise AvroValueError(
+                f"topic {info.name!r} is an Avro topic (subject {schema.subject!r}): record {exc.index} "
+                f"{str(exc).rsplit(' (', 1)[0]}",
+                index=exc.index,
+            ) from None
+        ids = framed.schema_ids.fill_null(0).to_numpy(zero_copy_only=False)
+        present = np.asarray(framed.schema_ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        writers: dict[int, str] = {}
+        for schema_id in (int(i) for i in np.unique(ids[present])):  # one round per distinct id
+            first = int(np.argmax(present & (ids == schema_id)))
+            stored = await self._schema(info.name, schema_id, first)
+            if stored.schema_type != "AVRO":
+                raise AvroValueError(
+                    f"topic {info.name!r}: record {first} names schema id {schema_id}, a {stored.schema_type} "
+                    "schema, not Avro",
+                    index=first,
+                )
+            await self._live_under(info.name, schema_id, schema.subject, first)
+            writers[schema_id] = stored.text
+        if batch.num_rows < _INLINE_ROWS:
+            return decode_avro_values(values, schema, writers)
+        return await run_blocking(decode_avro_values, values, schema, writers)
+
+    async def resolve(self, value_schema: str | None) -> str | None:
+        """CREATE TOPIC … WITH (format = 'avro', subject = s): the columns of the subject's
+        latest schema, filled in before the topic is stored. Other schemas pass unchanged."""
+        schema = parse_value_schema(value_schema)
+        if schema is None or schema.format != AVRO or schema.columns:
+            return value_schema
+        assert schema.subject is not None
+        versions = [v for v in await self._store.registry_versions(schema.subject) if not v.deleted]
+        if not versions:
+            raise SubjectNotFoundError(
+                f"subject {schema.subject!r} has no schema: register the Avro schema before creating the topic"
+            )
+        latest = max(versions, key=lambda v: v.version)
+        stored = await self._store.registry_schema(latest.schema_id)
+        if stored is None or stored.schema.schema_type != "AVRO":
+            kind = "no" if stored is None else f"a {stored.schema.schema_type}"
+            raise SchemaValidationError(
+                f"subject {schema.subject!r}: latest version has {kind} schema, not Avro", index=0
+            )
+        columns = avro_columns(stored.schema.text, schema.subject)
+        return ValueSchema(columns.columns, schema.watermark, AVRO, schema.subject).to_json()
+
+    async def _live_under(self, topic: str, schema_id: int, subject: str, first: int) -> None:
+        if self._pairs.get((schema_id, subject)):
+            return
+        versions = await self._store.registry_schema_versions(schema_id)
+        if not any(v.subject == subject for v in versions):
+            raise SchemaValidationError(
+                f"topic {topic!r}: record {first} names schema id {schema_id}, which is not registered "
+                f"under subject {subject!r}",
+                index=first,
+            )
+        self._pairs.put((schema_id, subject), True)
 
     async def _schema(self, topic: str, schema_id: int, first: int) -> SchemaText:
         cached = self._schemas.get(schema_id)

@@ -251,6 +251,15 @@ class _Parser:
                 self._take(",")
         raw_options = self._options() if self._accept("WITH") else {}
         self._end()
+        avro = self._avro(name, raw_options, columns)
+        if avro is not None:
+            options = topic_config.parse_options(raw_options, f"CREATE TOPIC {name}")
+            partitions = options.pop("partitions", "1")
+            try:
+                avro_schema = ValueSchema((), watermark, "avro", avro)
+            except InvalidInputError as exc:
+                raise SqlError(f"CREATE TOPIC {name}: {exc}") from None
+            return CreateTopic(name, int(partitions), avro_schema, options, if_not_exists)
         options = topic_config.parse_options(raw_options, f"CREATE TOPIC {name}")
         partitions = options.pop("partitions", "1")
         fmt = options.pop("format", "json" if columns else "")
@@ -263,6 +272,25 @@ class _Parser:
         if watermark is not None and not columns:
             raise SqlError(f"CREATE TOPIC {name}: a WATERMARK needs declared columns")
         return CreateTopic(name, int(partitions), schema, options, if_not_exists)
+
+    def _avro(self, name: str, raw_options: dict[str, str], columns: list[Column]) -> str | None:
+        """`format = 'avro'` (issue 13): takes `format` and `subject` out of `raw_options` and
+        returns the subject (default `<name>-value`, the TopicNameStrategy), whose latest
+        schema's fields become the columns when the agent creates the topic. None otherwise."""
+        keys = {k.lower(): k for k in raw_options}
+        fmt_key = keys.get("format")
+        if fmt_key is None or raw_options[fmt_key].strip().lower() != "avro":
+            if "subject" in keys:
+                raise SqlError(f"CREATE TOPIC {name}: 'subject' needs format = 'avro'")
+            return None
+        if columns:
+            raise SqlError(f"CREATE TOPIC {name}: an Avro topic's columns come from its subject's schema; declare none")
+        del raw_options[fmt_key]
+        subject_key = keys.get("subject")
+        subject = raw_options.pop(subject_key).strip() if subject_key else f"{name}-value"
+        if not subject:
+            raise SqlError(f"CREATE TOPIC {name}: subject must not be empty")
+        return subject
 
     def create_job(self, *, materialized: bool) -> CreateJob:
         if materialized:

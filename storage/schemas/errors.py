@@ -127,3 +127,9 @@ class SchemaValidationError(InvalidInputError):
     def __init__(self, message: str, *, index: int) -> None:
         super().__init__(message)
         self.index = index
+
+
+class AvroValueError(SchemaValidationError):
+    """A produced value of an Avro topic (`format = 'avro'`) that is not a framed Avro record
+    decodable with its writer schema; `index` is the record's position in its batch. Nothing of
+    the batch was stored."""

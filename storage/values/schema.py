@@ -19,6 +19,7 @@ __all__ = ["COLUMN_PREFIX", "TIMESTAMP", "Column", "ValueSchema", "Watermark", "
 # Segment column names of declared columns: prefixed, so a column called "value" or "offset"
 # cannot collide with the record columns (DuckDB sees them as "v.auction", …).
 COLUMN_PREFIX = "v."
+FORMATS = ("json", "avro")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -49,11 +50,15 @@ class ValueSchema:
     columns: tuple[Column, ...]
     watermark: Watermark | None = None
     format: str = "json"
+    # Avro topics (issue 13): the registry subject whose latest schema gave the columns.
+    subject: str | None = None
 
     def __post_init__(self) -> None:
-        if self.format != "json":
-            raise InvalidInputError(f"format {self.format!r} is not supported; use 'json'")
-        if not self.columns:
+        if self.format not in FORMATS:
+            raise InvalidInputError(f"format {self.format!r} is not supported; use 'json' or 'avro'")
+        if self.format == "avro" and not self.subject:
+            raise InvalidInputError("an Avro value schema needs its registry subject")
+        if not self.columns and self.format != "avro":
             raise InvalidInputError("a value schema needs at least one column")
         seen: set[str] = set()
         for column in self.columns:
@@ -94,6 +99,8 @@ class ValueSchema:
             "format": self.format,
             "columns": [{"name": c.name, "type": c.sql_type} for c in self.columns],
         }
+        if self.subject is not None:
+            doc["subject"] = self.subject
         if self.watermark is not None:
             doc["watermark"] = {"column": self.watermark.column, "delay_ms": self.watermark.delay_ms}
         return json.dumps(doc, separators=(",", ":"))
@@ -105,7 +112,8 @@ class ValueSchema:
             columns = tuple(Column(str(c["name"]), str(c["type"])) for c in doc["columns"])
             mark = doc.get("watermark")
             watermark = Watermark(str(mark["column"]), int(mark["delay_ms"])) if mark else None
-            return cls(columns, watermark, str(doc.get("format", "json")))
+            subject = doc.get("subject")
+            return cls(columns, watermark, str(doc.get("format", "json")), None if subject is None else str(subject))
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(f"bad value schema {text[:200]!r}: {exc}") from None
 
