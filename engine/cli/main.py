@@ -78,6 +78,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.compaction import add_arguments as add_compaction_arguments
 
     add_compaction_arguments(kinds.add_parser("compaction", help="merging small segments: time, bytes moved, reads"))
+    from streamhouse.bench.registry import add_arguments as add_registry_arguments
+
+    add_registry_arguments(kinds.add_parser("registry", help="Avro-serialised values → typed columns, next to JSON"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -110,6 +113,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.compaction import run as run_compaction
 
         return run_compaction(args)
+    if args.bench == "registry":
+        from streamhouse.bench.registry import run as run_registry
+
+        return run_registry(args)
     if args.bench == "consume":
         from streamhouse.bench.client import run_consume
 
