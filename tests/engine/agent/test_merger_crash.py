@@ -116,6 +116,10 @@ async def test_kill_9_mid_merge_loses_nothing_and_leaves_only_an_unreferenced_ob
     assert await few_segments() <= 5
     with streamhouse.connect(third.address) as client:
         log = read_log(client, TOPIC)
+        # SQL reads the merged segments too: the same values at the same offsets.
+        rows = client.sql(f'SELECT _offset, _value FROM "{TOPIC}" ORDER BY _offset')
+        assert rows.column("_offset").to_pylist() == list(range(len(log[0])))
+        assert rows.column("_value").to_pylist() == log[0]
     in_flight = frozenset(p for p in ledger.attempted if p not in ledger.acked)
     check_ledger(log, ledger, may_repeat=in_flight)
     assert len(log[0]) >= len(ledger.acked)
