@@ -37,6 +37,7 @@ from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.records.codec import decode_batch, frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.segment.format import EncodedSegment, encode_segment
+from streamhouse.storage.values.avro_decode import AVRO, decode_stored
 from streamhouse.storage.values.json_decode import with_declared_columns
 from streamhouse.storage.values.schema import parse_value_schema
 from streamhouse.storage.wal.format import WalEntry
@@ -391,6 +392,9 @@ class PartitionWriter:
 
     async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:
         decoded = self._decoded_for(batches) if self._value_schema is not None else None
+        if decoded is None and self._value_schema is not None and self._value_schema.format == AVRO:
+            # Replayed from the WAL (no produce-time columns): never JSON-decode Avro values.
+            decoded = await decode_stored(self._metadata, batches, self._value_schema)
         encoded = await run_blocking(self._encode, batches, decoded)
         key = segment_key(self.topic.name, self.partition, encoded.base_offset, self.epoch)
         try:

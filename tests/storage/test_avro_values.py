@@ -1,0 +1,97 @@
+"""Avro topics' declared columns (storage/values/avro_decode.py): columns from a record schema,
+the whole-batch decode (tombstones, fields older writers lack, bad values named by record), and
+the segment writer's decode of batches produce did not leave decoded (replayed from the WAL):
+real embedded agent, SQLite metadata with the registry tables, segments read back by SQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pyarrow as pa
+import pytest
+
+import streamhouse
+from streamhouse.storage.partition import writer as partition_writer
+from streamhouse.storage.schemas.errors import AvroValueError
+from streamhouse.storage.schemas.registry import SchemaText
+from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
+
+V1 = {
+    "type": "record",
+    "name": "Click",
+    "fields": [
+        {"name": "user", "type": "string"},
+        {"name": "n", "type": "int"},
+        {"name": "raw", "type": "bytes"},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+    ],
+}
+V2 = {**V1, "fields": [*V1["fields"], {"name": "country", "type": ["null", "string"], "default": None}]}
+
+
+def _framed(schema_id: int, schema: dict[str, Any], row: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", 0, schema_id))
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), row)
+    return out.getvalue()
+
+
+def test_columns_from_a_record_schema() -> None:
+    schema = avro_columns(json.dumps(V2), "s-value")
+    # bytes has no SQL column type here: it stays in `_value`.
+    assert [(c.name, c.sql_type) for c in schema.columns] == [
+        ("user", "STRING"),
+        ("n", "INT"),
+        ("day", "DATE"),
+        ("country", "STRING"),
+    ]
+    assert (schema.format, schema.subject) == ("avro", "s-value")
+    assert type(schema).from_json(schema.to_json()) == schema
+
+
+def test_decode_lines_up_ids_and_refuses_a_bad_record() -> None:
+    schema = avro_columns(json.dumps(V2), "s-value")
+    rows = [
+        _framed(1, V1, {"user": "a", "n": 1, "raw": b"x", "day": 19000}),
+        None,  # a tombstone: a row of nulls
+        _framed(2, V2, {"user": "b", "n": 2, "raw": b"", "day": 19001, "country": "nl"}),
+    ]
+    table = decode_avro_values(pa.array(rows, pa.binary()), schema, {1: json.dumps(V1), 2: json.dumps(V2)})
+    assert table.schema.names == ["v.user", "v.n", "v.day", "v.country"]
+    assert table.column("v.user").to_pylist() == ["a", None, "b"]
+    assert table.column("v.country").to_pylist() == [None, None, "nl"]  # v1 has no country: null
+    bad = [rows[0], rows[0][:6]]
+    with pytest.raises(AvroValueError, match="record 1") as caught:
+        decode_avro_values(pa.array(bad, pa.binary()), schema, {1: json.dumps(V1)})
+    assert caught.value.index == 1
+
+
+def test_writer_decodes_replayed_avro_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no produce-time columns (as after a WAL replay) the writer looks the writer schemas
+    up and decodes; it must never JSON-decode Avro values."""
+
+    def refuse(*args: object) -> object:
+        raise AssertionError("the segment writer JSON-decoded an Avro topic")
+
+    monkeypatch.setattr(partition_writer, "with_declared_columns", refuse)
+    monkeypatch.setattr(partition_writer.PartitionWriter, "_decoded_for", lambda self, batches: None)
+    with streamhouse.open(tmp_path) as sh:
+        transport: Any = sh.transport
+        metadata = transport.service.metadata
+        v1 = transport._run(metadata.registry_register("clicks-value", SchemaText("AVRO", json.dumps(V1)), None))
+        v2 = transport._run(metadata.registry_register("clicks-value", SchemaText("AVRO", json.dumps(V2)), 1))
+        sh.sql("CREATE TOPIC clicks WITH (format = 'avro', partitions = 1)")
+        values = [
+            _framed(v1.schema_id, V1, {"user": "a", "n": 1, "raw": b"", "day": 1}),
+            _framed(v2.schema_id, V2, {"user": "b", "n": 2, "raw": b"", "day": 2, "country": "nl"}),
+        ]
+        sh.produce_batch("clicks", values, partition=0)
+    with streamhouse.open(tmp_path) as sh:  # reopened: read back from the segment
+        assert sh.describe("clicks").partitions[0].segments >= 1
+        rows = sh.sql("SELECT user, n, country FROM clicks ORDER BY _offset").to_pylist()
+    assert rows == [{"user": "a", "n": 1, "country": None}, {"user": "b", "n": 2, "country": "nl"}]
