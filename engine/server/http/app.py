@@ -45,7 +45,7 @@ def create_app(
     app = FastAPI(
         title="StreamHouse agent",
         version=_version(),
-        summary="The agent's HTTP face: health, metrics (and, next, REST and the schema registry).",
+        summary="The agent's HTTP face: health, metrics, the REST API (/v1) and the schema registry.",
         openapi_url=OPENAPI_PATH,
         docs_url=None,
         redoc_url=None,
