@@ -16,6 +16,7 @@ import pyarrow as pa
 import pytest
 
 import streamhouse
+from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.partition import writer as partition_writer
 from streamhouse.storage.schemas.errors import AvroValueError
 from streamhouse.storage.schemas.registry import SchemaText
@@ -95,3 +96,39 @@ def test_writer_decodes_replayed_avro_batches(tmp_path: Path, monkeypatch: pytes
         assert sh.describe("clicks").partitions[0].segments >= 1
         rows = sh.sql("SELECT user, n, country FROM clicks ORDER BY _offset").to_pylist()
     assert rows == [{"user": "a", "n": 1, "country": None}, {"user": "b", "n": 2, "country": "nl"}]
+
+
+def test_produce_decoded_avro_columns_are_written_as_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Produce decodes once; the writer stores those columns without a second decode. The
+    watermark of an Avro topic names a field of the subject's schema (timestamp-millis)."""
+
+    def refuse(*args: object) -> object:
+        raise AssertionError("the segment writer decoded values produce had already decoded")
+
+    monkeypatch.setattr(partition_writer, "decode_stored", refuse)
+    monkeypatch.setattr(partition_writer, "with_declared_columns", refuse)
+    timed = {
+        "type": "record",
+        "name": "Tick",
+        "fields": [
+            {"name": "sym", "type": "string"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
+    with streamhouse.open(tmp_path) as sh:
+        transport: Any = sh.transport
+        stored = transport._run(
+            transport.service.metadata.registry_register("ticks-v", SchemaText("AVRO", json.dumps(timed)), None)
+        )
+        with pytest.raises(StreamHouseError, match="WATERMARK FOR nope"):
+            sh.sql("CREATE TOPIC bad (WATERMARK FOR nope AS nope) WITH (format = 'avro', subject = 'ticks-v')")
+        sh.sql(
+            "CREATE TOPIC ticks (WATERMARK FOR at AS at - INTERVAL '1' SECOND) "
+            "WITH (format = 'avro', subject = 'ticks-v', partitions = 1)"
+        )
+        rows = [{"sym": "a", "at": 1_000}, {"sym": "b", "at": 2_000}]
+        sh.produce_batch("ticks", [_framed(stored.schema_id, timed, r) for r in rows], partition=0)
+    with streamhouse.open(tmp_path) as sh:
+        assert sh.describe("ticks").partitions[0].segments >= 1
+        got = sh.sql("SELECT sym, CAST(at AS BIGINT) AS ms FROM ticks ORDER BY _offset").to_pylist()
+    assert got == [{"sym": "a", "ms": 1_000}, {"sym": "b", "ms": 2_000}]
