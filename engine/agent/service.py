@@ -110,7 +110,7 @@ class AgentService:
     async def create_topic(
         self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
     ) -> TopicInfo:
-        value_schema = await self._schema_ids.resolve(value_schema)  # Avro topics: the subject's columns
+        value_schema = await self._schema_ids.resolve(value_schema, name, config)  # Avro topics: the subject's columns
         info = await self.metadata.create_topic(name, partitions, dict(config or {}), value_schema or None)
         self._topics[name] = (info, time.monotonic())
         return info

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,12 @@ from streamhouse.storage.schemas.errors import (
 )
 from streamhouse.storage.schemas.registry import SchemaText
 from streamhouse.storage.schemas.wire import split
-from streamhouse.storage.topic_config import RECORD_STRATEGY, TOPIC_RECORD_STRATEGY
+from streamhouse.storage.topic_config import (
+    RECORD_STRATEGY,
+    TOPIC_RECORD_STRATEGY,
+    VALUE_SCHEMA_VALIDATION,
+    VALUE_SUBJECT_STRATEGY,
+)
 from streamhouse.storage.values.avro_decode import AVRO, avro_columns, decode_avro_values
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 
@@ -137,27 +143,47 @@ class SchemaIdCheck:
             return decode_avro_values(values, schema, writers)
         return await run_blocking(decode_avro_values, values, schema, writers)
 
-    async def resolve(self, value_schema: str | None) -> str | None:
+    async def resolve(
+        self, value_schema: str | None, name: str = "", config: Mapping[str, str] | None = None
+    ) -> str | None:
         """CREATE TOPIC … WITH (format = 'avro', subject = s): the columns of the subject's
-        latest schema, filled in before the topic is stored. Other schemas pass unchanged."""
+        latest schema, filled in before the topic is stored. Also a topic created without
+        declared columns but with `confluent.value.schema.validation=true` (TopicNameStrategy)
+        whose subject `<name>-value` already has an Avro schema: it becomes an Avro topic. If the
+        subject has no schema yet, that topic keeps bytes values (validated, not typed). Other
+        schemas pass unchanged."""
+        if value_schema is None and config and self._validated_by_topic_name(config):
+            latest = await self._latest(f"{name}-value")
+            if latest is None or latest.schema_type != "AVRO":
+                return None
+            value_schema = ValueSchema((), None, AVRO, f"{name}-value").to_json()
         schema = parse_value_schema(value_schema)
         if schema is None or schema.format != AVRO or schema.columns:
             return value_schema
         assert schema.subject is not None
-        versions = [v for v in await self._store.registry_versions(schema.subject) if not v.deleted]
-        if not versions:
+        latest = await self._latest(schema.subject)
+        if latest is None:
             raise SubjectNotFoundError(
                 f"subject {schema.subject!r} has no schema: register the Avro schema before creating the topic"
             )
-        latest = max(versions, key=lambda v: v.version)
-        stored = await self._store.registry_schema(latest.schema_id)
-        if stored is None or stored.schema.schema_type != "AVRO":
-            kind = "no" if stored is None else f"a {stored.schema.schema_type}"
-            raise SchemaValidationError(
-                f"subject {schema.subject!r}: latest version has {kind} schema, not Avro", index=0
-            )
-        columns = avro_columns(stored.schema.text, schema.subject)
+        if latest.schema_type != "AVRO":
+            message = f"subject {schema.subject!r}: its latest version is a {latest.schema_type} schema, not Avro"
+            raise SchemaValidationError(message, index=0)
+        columns = avro_columns(latest.text, schema.subject)
         return ValueSchema(columns.columns, schema.watermark, AVRO, schema.subject).to_json()
+
+    @staticmethod
+    def _validated_by_topic_name(config: Mapping[str, str]) -> bool:
+        strategy = config.get(VALUE_SUBJECT_STRATEGY)
+        on = str(config.get(VALUE_SCHEMA_VALIDATION, "false")).lower() == "true"
+        return on and strategy not in (RECORD_STRATEGY, TOPIC_RECORD_STRATEGY)
+
+    async def _latest(self, subject: str) -> SchemaText | None:
+        versions = [v for v in await self._store.registry_versions(subject) if not v.deleted]
+        if not versions:
+            return None
+        stored = await self._store.registry_schema(max(versions, key=lambda v: v.version).schema_id)
+        return None if stored is None else stored.schema
 
     async def _live_under(self, topic: str, schema_id: int, subject: str, first: int) -> None:
         if self._pairs.get((schema_id, subject)):

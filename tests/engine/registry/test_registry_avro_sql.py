@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -136,3 +137,21 @@ def test_avro_topic_created_on_the_evolved_subject_reads_old_rows_as_null(agents
         assert _send(bootstrap, topic, values) == [None, None]
         rows = _wait_rows(sh, f"SELECT user, country FROM {topic} ORDER BY _offset", 2).to_pylist()
         assert rows == [{"user": "old", "country": None}, {"user": "new", "country": "nl"}]
+
+
+def test_kafka_topic_with_schema_validation_on_an_avro_subject_is_typed(agents: RegistryAgents) -> None:
+    """A topic created through Kafka with `confluent.value.schema.validation=true` whose
+    subject `<topic>-value` already has an Avro schema reads as that schema's columns."""
+    bootstrap = f"127.0.0.1:{agents.kafka_port}"
+    topic = f"strict_avro_{uuid.uuid4().hex[:8]}"
+    registry = SchemaRegistryClient({"url": agents.url_a})
+    registry.register_schema(f"{topic}-value", Schema(V1, "AVRO"))
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic(topic, num_partitions=1, replication_factor=1, config={"confluent.value.schema.validation": "true"})
+    for future in admin.create_topics([new]).values():
+        future.result(timeout=30)
+    rows = [{"user": f"k{i}", "n": i, "score": 0.5, "at": 7} for i in range(3)]
+    assert _send(bootstrap, topic, _serialize(registry, V1, topic, rows)) == [None] * 3
+    with streamhouse.connect(agents.b.address) as sh:
+        got = _wait_rows(sh, f"SELECT user, n, score FROM {topic} ORDER BY _offset", 3).to_pylist()
+    assert got == [{"user": r["user"], "n": r["n"], "score": 0.5} for r in rows]
