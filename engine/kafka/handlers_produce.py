@@ -96,6 +96,8 @@ class ProduceHandlers:
                 raise KafkaProtocolError("no records", api="Produce", field="records")
             # Every batch of the partition is decoded (CRC, codec, records) before any is written.
             batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
+            if not any(b.records.num_rows for b in batches):  # batches of zero records: nothing to place
+                raise KafkaProtocolError("the record batches hold no records", api="Produce", field="records")
             if any(b.is_transactional or b.is_control for b in batches):
                 raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
             stamp = None  # LogAppendTime: the service stamps this time, and the answer carries it

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -182,6 +183,17 @@ def test_hostile_bytes_are_refused_and_the_listener_keeps_serving(agent: tuple[A
         answer = _exchange(port, encode_request(PRODUCE, 9, 7, "raw", request))
         _, body = decode_response(PRODUCE, 9, answer[4:])
         assert body["responses"][0]["partition_responses"][0]["error_code"] == expected
+
+    # Record batches of zero records (a valid header, count 0), one or two of them: refused for
+    # their partition (INVALID_REQUEST), nothing stored, the connection and listener still serve.
+    body = struct.pack(">hiqqqhii", 0, -1, 1, 1, -1, -1, -1, 0)
+    empty = struct.pack(">qiibI", 0, len(body) + 9, -1, 2, crc32c.crc32c(body)) + body
+    for records in (empty, empty + empty):
+        request = {"acks": -1, "timeout_ms": 5000, "topic_data": [
+            {"name": TOPIC, "partition_data": [{"index": 0, "records": records}]}]}  # fmt: skip
+        answer = _exchange(port, encode_request(PRODUCE, 9, 8, "raw", request))
+        _, body_ = decode_response(PRODUCE, 9, answer[4:])
+        assert body_["responses"][0]["partition_responses"][0]["error_code"] == 42
 
     # The real client is unaffected, and only its records are there.
     delivered = _produce(port, "lz4", _records("after")[:4])
