@@ -179,6 +179,7 @@ class PartitionWriter:
             await writer.append(batch if piece.whole else ps.untagged(batch), payload)
         if not plan.idle:
             await wal.sync()  # the carried-over copies must outlive the originals' files
+        await writer._decode_replayed()
         writer.recovered_records = plan.orphan_records
         writer.replayed_records = plan.tail_records
         if plan.orphans:
@@ -269,6 +270,20 @@ class PartitionWriter:
             self._oldest_ms = time.monotonic() * 1000
         self._batches.append(batch)
         self._buffered_bytes += batch.nbytes
+
+    async def _decode_replayed(self) -> None:
+        """An Avro topic's declared columns for the batches recovery buffered: produce left them
+        decoded, the WAL did not. SQL over the unflushed tail (storage/partition/scan.py) then
+        reads the same typed columns as before the restart instead of decoding the Avro values
+        as JSON (which would read as nulls)."""
+        if self._value_schema is None or self._value_schema.format != AVRO:
+            return
+        pending = [b for b in self._batches if b.num_rows and int(b.column(0)[0].as_py()) not in self.derived]
+        if not pending:
+            return
+        columns = await decode_stored(self._metadata, pending, self._value_schema)
+        for batch, decoded in zip(pending, columns, strict=True):
+            self.derived[int(batch.column(0)[0].as_py())] = decoded
 
     def _check_usable(self) -> None:
         if self._fenced is not None:

@@ -17,10 +17,18 @@ import pytest
 
 import streamhouse
 from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.metadata import open_metadata_store
+from streamhouse.storage.model import partition_resource
+from streamhouse.storage.object_store import open_object_store
 from streamhouse.storage.partition import writer as partition_writer
+from streamhouse.storage.partition.reader import PartitionReader
+from streamhouse.storage.partition.scan import ScanBounds, scan_partition
+from streamhouse.storage.partition.writer import PartitionWriter
+from streamhouse.storage.records.schema import make_batch
 from streamhouse.storage.schemas.errors import AvroValueError
 from streamhouse.storage.schemas.registry import SchemaText
 from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
+from streamhouse.storage.wal.log import WriteAheadLog
 
 V1 = {
     "type": "record",
@@ -132,3 +140,44 @@ def test_produce_decoded_avro_columns_are_written_as_they_are(tmp_path: Path, mo
         assert sh.describe("ticks").partitions[0].segments >= 1
         got = sh.sql("SELECT sym, CAST(at AS BIGINT) AS ms FROM ticks ORDER BY _offset").to_pylist()
     assert got == [{"sym": "a", "ms": 1_000}, {"sym": "b", "ms": 2_000}]
+
+
+async def test_unflushed_avro_rows_replayed_from_the_wal_keep_their_columns(tmp_path: Path) -> None:
+    """After a restart the WAL re-buffers records produce had decoded; SQL over that unflushed
+    tail (storage/partition/scan.py) must read their typed columns, not JSON-decode Avro
+    values into nulls: recovery decodes them from the registry's writer schemas."""
+    metadata = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
+    store = open_object_store(f"file://{tmp_path / 'objects'}")
+    v1 = await metadata.registry_register("clicks-value", SchemaText("AVRO", json.dumps(V1)), None)
+    v2 = await metadata.registry_register("clicks-value", SchemaText("AVRO", json.dumps(V2)), 1)
+    declared = avro_columns(json.dumps(V2), "clicks-value")
+    topic = await metadata.create_topic("clicks", 1, {}, declared.to_json())
+    rows = [
+        _framed(v1.schema_id, V1, {"user": "a", "n": 1, "raw": b"", "day": 1}),
+        _framed(v2.schema_id, V2, {"user": "b", "n": 2, "raw": b"", "day": 2, "country": "nl"}),
+    ]
+    wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+    await wal.replay()
+    lease = await metadata.acquire_lease(partition_resource("clicks", 0), "agent-a", 30_000)
+    writer = await PartitionWriter.recover(
+        topic, 0, holder="agent-a", epoch=lease.epoch, metadata=metadata, store=store, wal=wal, replayed=[]
+    )
+    await writer.append(make_batch(rows))  # acknowledged at the leader, never flushed
+    await wal.close()  # the agent dies here
+
+    wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+    replayed = (await wal.replay()).entries
+    lease = await metadata.acquire_lease(partition_resource("clicks", 0), "agent-a", 30_000)
+    writer = await PartitionWriter.recover(
+        topic, 0, holder="agent-a", epoch=lease.epoch, metadata=metadata, store=store, wal=wal, replayed=replayed
+    )
+    assert writer.next_offset == 2 and writer.durable_end == 0  # served from the buffer
+    table, stats = await scan_partition(
+        PartitionReader(metadata, store), topic, 0, ScanBounds(), ["offset", "v.user", "v.n", "v.country"], writer
+    )
+    assert stats.buffered_rows == 2 and stats.json_errors == 0
+    assert table.column("v.user").to_pylist() == ["a", "b"]
+    assert table.column("v.n").to_pylist() == [1, 2]
+    assert table.column("v.country").to_pylist() == [None, "nl"]
+    await wal.close()
+    await metadata.close()
