@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.schemas.avro_arrow import decode, decode_framed
 from streamhouse.storage.schemas.errors import (
     AvroValueError,
@@ -30,9 +31,6 @@ from streamhouse.storage.schemas.errors import (
 from streamhouse.storage.schemas.wire import split, valid_mask
 from streamhouse.storage.values.schema import Column, ValueSchema
 from streamhouse.storage.values.types import sql_type
-
-if TYPE_CHECKING:
-    from streamhouse.storage.metadata.base import MetadataStore
 
 AVRO = "avro"
 log = logging.getLogger(__name__)
