@@ -57,6 +57,13 @@ class MetadataStore(Protocol):
         InvalidInputError (PartitionCountError past the partition limit) changes nothing."""
         ...
 
+    async def swap_value_schema(self, name: str, expected: str | None, value_schema: str) -> TopicInfo:
+        """Compare-and-set of the topic's value_schema (schema evolution, issue 13): replaced by
+        `value_schema` only if it still is `expected`; returns the topic as it now is either way,
+        so two agents evolving at once both see the one winner's columns. The caller judges the
+        new text (only additions of columns). TopicNotFoundError if missing."""
+        ...
+
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
         """Removes the topic, its partitions, segments and offsets (consumer groups' and jobs'
         source offsets) and revokes its leases (rows kept so epochs never restart); returns the

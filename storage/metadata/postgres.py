@@ -159,6 +159,24 @@ class PostgresMetadataStore(PostgresLeasesJobs, PostgresRegistry, PostgresSwap):
             assert updated is not None
             return r.topic_from_row(updated)
 
+    async def swap_value_schema(self, name: str, expected: str | None, value_schema: str) -> TopicInfo:
+        v.validate_topic_name(name)
+        v.validate_value_schema(value_schema)
+        async with self._conn(transaction=True) as conn:
+            # One statement: the row lock makes a racing swap re-check the condition after ours.
+            row = await conn.fetchrow(
+                "UPDATE topics SET value_schema = $3 WHERE name = $1 AND value_schema IS NOT DISTINCT FROM $2"
+                f" RETURNING {r.TOPIC_COLUMNS}",
+                name,
+                expected,
+                value_schema,
+            )
+            if row is None:
+                row = await conn.fetchrow(f"SELECT {r.TOPIC_COLUMNS} FROM topics WHERE name = $1", name)
+            if row is None:
+                raise TopicNotFoundError(name)
+            return r.topic_from_row(row)
+
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
         v.validate_topic_name(name)
         async with self._conn(transaction=True) as conn:

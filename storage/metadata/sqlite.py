@@ -138,6 +138,24 @@ class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry, SqliteSwap):
 
         return await self._write(tx)
 
+    async def swap_value_schema(self, name: str, expected: str | None, value_schema: str) -> TopicInfo:
+        v.validate_topic_name(name)
+        v.validate_value_schema(value_schema)
+
+        def tx(conn: sqlite3.Connection) -> TopicInfo:
+            row = one(
+                conn,
+                f"UPDATE topics SET value_schema = ? WHERE name = ? AND value_schema IS ? RETURNING {r.TOPIC_COLUMNS}",
+                (value_schema, name, expected),
+            )
+            if row is None:
+                row = one(conn, f"SELECT {r.TOPIC_COLUMNS} FROM topics WHERE name = ?", (name,))
+            if row is None:
+                raise TopicNotFoundError(name)
+            return r.topic_from_row(row)
+
+        return await self._write(tx)
+
     async def delete_topic(self, name: str) -> list[SegmentInfo]:
         v.validate_topic_name(name)
 
