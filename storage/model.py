@@ -64,6 +64,9 @@ class Lease:
 class ObjectInfo:
     key: str
     size: int
+    # Last modification (upload) time in ms since the epoch, from list() and head(). Not part of
+    # equality: it says when, not what (the orphan reconciler's grace is judged by it).
+    modified_ms: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Protocol, runtime_checkable
 
 from streamhouse.storage.model import ObjectInfo
@@ -31,6 +32,11 @@ class ObjectStore(Protocol):
 
     async def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Objects whose key starts with `prefix`, sorted by key."""
+        ...
+
+    async def list_page(self, prefix: str = "", *, after: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
+        """At most `limit` objects whose key starts with `prefix` and sorts after `after`, sorted
+        by key: a walk over a large prefix with bounded memory (the orphan reconciler)."""
         ...
 
     async def delete(self, key: str) -> None:

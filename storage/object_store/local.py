@@ -9,6 +9,7 @@ one filesystem.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import mmap
 import os
@@ -59,10 +60,10 @@ def _walk(root: Path, start: Path, prefix: str) -> list[ObjectInfo]:
             if name.startswith(TEMP_PREFIX) or not key.startswith(prefix):
                 continue
             try:
-                size = os.stat(os.path.join(dirpath, name)).st_size
+                st = os.stat(os.path.join(dirpath, name))
             except FileNotFoundError:  # deleted while we walked
                 continue
-            found.append(ObjectInfo(key, size))
+            found.append(ObjectInfo(key, st.st_size, st.st_mtime_ns // 1_000_000))
     # Python orders str by code point, which is the same order as S3's UTF-8 byte order.
     found.sort(key=lambda info: info.key)
     return found
@@ -108,6 +109,12 @@ class LocalObjectStore:
         # Walk only the deepest directory the prefix names; the rest is a string filter.
         start = self._root.joinpath(*check_prefix(prefix))
         return await run_blocking(_walk, self._root, start, prefix)
+
+    async def list_page(self, prefix: str = "", *, after: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
+        # A directory walk has no resume point, so the page is cut from a full walk: bounded
+        # results, not bounded work (the local store is for single machines and tests).
+        found = await self.list(prefix)
+        return [info for info in found if info.key > after][: max(limit, 0)]
 
     async def delete(self, key: str) -> None:
         await run_blocking(self._delete, self._path(key))
@@ -174,7 +181,7 @@ class LocalObjectStore:
             raise ObjectNotFoundError(key) from None
         if not path.is_file():
             raise ObjectNotFoundError(key)
-        return ObjectInfo(key, st.st_size)
+        return ObjectInfo(key, st.st_size, st.st_mtime_ns // 1_000_000)
 
     @staticmethod
     def _delete(path: Path) -> None:

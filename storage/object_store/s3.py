@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from streamhouse.storage.errors import (
@@ -175,6 +175,12 @@ class S3ObjectStore:
         full = f"{self._prefix}/{prefix}" if self._prefix else prefix
         return await run_blocking(self._list, full)
 
+    async def list_page(self, prefix: str = "", *, after: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
+        check_prefix(prefix)
+        full = f"{self._prefix}/{prefix}" if self._prefix else prefix
+        start = (f"{self._prefix}/{after}" if self._prefix else after) if after else ""
+        return await run_blocking(self._list_page, full, start, max(limit, 0))
+
     async def delete(self, key: str) -> None:
         await run_blocking(self._delete, key, self._full_key(key))
 
@@ -241,7 +247,7 @@ class S3ObjectStore:
     def _head(self, key: str, full: str) -> ObjectInfo:
         with self._errors(key):
             response = self._s3().head_object(Bucket=self._bucket, Key=full)
-            return ObjectInfo(key, response["ContentLength"])
+            return ObjectInfo(key, response["ContentLength"], _ms(response.get("LastModified")))
 
     def _list(self, full_prefix: str) -> builtins.list[ObjectInfo]:  # `list` is a method here
         strip = len(self._prefix) + 1 if self._prefix else 0
@@ -250,11 +256,35 @@ class S3ObjectStore:
             paginator = self._s3().get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self._bucket, Prefix=full_prefix):
                 for item in page.get("Contents", []):
-                    found.append(ObjectInfo(item["Key"][strip:], item["Size"]))
+                    found.append(ObjectInfo(item["Key"][strip:], item["Size"], _ms(item.get("LastModified"))))
         # S3 returns keys in UTF-8 byte order already; S3-compatible servers that walk
         # directories may not, and callers rely on the order.
         found.sort(key=lambda info: info.key)
         return found
+
+    def _list_page(self, full_prefix: str, start_after: str, limit: int) -> builtins.list[ObjectInfo]:
+        strip = len(self._prefix) + 1 if self._prefix else 0
+        found: builtins.list[ObjectInfo] = []
+        with self._errors(full_prefix):
+            # One request per page, resumed by key (StartAfter), so memory stays at one page.
+            # An S3-compatible server may return fewer than asked: pages until full or done.
+            token: str | None = None
+            while len(found) < limit:
+                want = min(limit - len(found), 1000)
+                args: dict[str, Any] = {"Bucket": self._bucket, "Prefix": full_prefix, "MaxKeys": want}
+                if token is not None:
+                    args["ContinuationToken"] = token
+                elif start_after:
+                    args["StartAfter"] = start_after
+                page = self._s3().list_objects_v2(**args)
+                for item in page.get("Contents", []):
+                    if item["Key"] > start_after:
+                        found.append(ObjectInfo(item["Key"][strip:], item["Size"], _ms(item.get("LastModified"))))
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or token is None:
+                    break
+        found.sort(key=lambda info: info.key)
+        return found[:limit]
 
     def _delete(self, key: str, full: str) -> None:
         from botocore.exceptions import ClientError
@@ -266,3 +296,9 @@ class S3ObjectStore:
                 # S3 answers 204 for a missing key; some compatible servers say 404.
                 if _code(exc) not in _NOT_FOUND:
                     raise
+
+
+def _ms(when: object) -> int | None:
+    """S3's LastModified (a datetime from botocore) in ms since the epoch."""
+    stamp = getattr(when, "timestamp", None)
+    return None if stamp is None else int(stamp() * 1000)

@@ -258,3 +258,26 @@ def test_open_object_store_picks_backend_by_url(tmp_path: Path) -> None:
         open_object_store("s3:///no-bucket")
     with pytest.raises(InvalidInputError):
         open_object_store("file://remote-host/path")
+
+
+async def test_list_page_walks_a_prefix_in_bounded_pages_with_modification_times(object_store: ObjectStore) -> None:
+    import time
+
+    keys = [f"topics/p/00000/{i:04d}" for i in range(25)] + ["topics/p-x/k", "topics/q/k"]
+    before_ms = int(time.time() * 1000) - 5_000  # clocks of a remote store may differ a little
+    await asyncio.gather(*(object_store.put(key, b"v") for key in keys))
+    after_ms = int(time.time() * 1000) + 5_000
+    walked: list[str] = []
+    after = ""
+    while True:
+        page = await object_store.list_page("topics/p/", after=after, limit=7)
+        assert len(page) <= 7
+        if not page:
+            break
+        walked.extend(info.key for info in page)
+        after = page[-1].key
+    assert walked == keys[:25]
+    for info in await object_store.list_page("topics/", limit=100) + [await object_store.head(keys[0])]:
+        assert info.modified_ms is not None and before_ms <= info.modified_ms <= after_ms, info
+    assert [i.key for i in await object_store.list_page("topics/", after="topics/p/00000/0024")] == ["topics/q/k"]
+    assert await object_store.list_page("nothing/") == []
