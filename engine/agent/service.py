@@ -177,7 +177,10 @@ class AgentService:
             check_sizes(topic, batch, self.config.max_record_bytes)
             decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
             if decoded is None:  # Avro topics: typed columns per schema id, refused before the WAL
-                decoded = await self._schema_ids.decoded(info, batch)
+                evolved, decoded = await self._schema_ids.decoded(info, batch)
+                if evolved is not info:  # schema evolution grew the columns: seen here at once
+                    info = evolved
+                    self._topics[topic] = (info, time.monotonic())
             if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
                 await self._schema_ids.check(topic, batch.column("value"), info.config.get(VALUE_SUBJECT_STRATEGY))
             wal_bytes = self.manager.wal.disk_bytes
@@ -195,7 +198,8 @@ class AgentService:
                 payload, batch = None, stamped  # the request's bytes no longer hold these records
             parts = self._router.route(info, partition, batch)
             for p in parts:
-                await self.manager.writer(info, p)  # NotLeaderError before anything is written
+                # NotLeaderError before anything is written; the writer follows grown columns.
+                (await self.manager.writer(info, p)).follow_value_schema(info)
             if len(parts) != 1:
                 payload = decoded = None  # the decoded rows follow the request's order, not the split's
             results = [

@@ -15,6 +15,7 @@ version is enforced by every agent within that time without any cross-agent mess
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from streamhouse.registry.cache import TtlCache
+from streamhouse.storage.errors import StorageUnavailableError, TopicNotFoundError
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo
@@ -41,9 +43,12 @@ from streamhouse.storage.topic_config import (
     VALUE_SUBJECT_STRATEGY,
 )
 from streamhouse.storage.values.avro_decode import AVRO, avro_columns, decode_avro_values
+from streamhouse.storage.values.avro_evolve import grown
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 
 PAIR_TTL_S = 60.0
+_EVOLVE_ATTEMPTS = 8
+log = logging.getLogger(__name__)
 # Below this many records the Avro decode runs inline (as storage/values/check.py does for JSON).
 _INLINE_ROWS = 2_048
 _PACKAGE = re.compile(r"^\s*package\s+([\w.]+)\s*;", re.MULTILINE)
@@ -79,6 +84,8 @@ class SchemaIdCheck:
         self._store = store
         self._schemas: TtlCache[int, SchemaText] = TtlCache()
         self._pairs: TtlCache[tuple[int, str], bool] = TtlCache(ttl_s=PAIR_TTL_S)
+        # (schema id, declared columns) pairs whose writer schema adds no column: not judged again.
+        self._unchanged: TtlCache[tuple[int, str], bool] = TtlCache()
 
     async def check(self, topic: str, values: pa.Array[Any], strategy: str | None = None) -> None:
         try:
@@ -106,15 +113,20 @@ class SchemaIdCheck:
                 )
             self._pairs.put((schema_id, subject), True)
 
-    async def decoded(self, info: TopicInfo, batch: pa.RecordBatch) -> pa.Table | None:
+    async def decoded(self, info: TopicInfo, batch: pa.RecordBatch) -> tuple[TopicInfo, pa.Table | None]:
         """An Avro topic's declared columns for `batch` (segment names), decoded once per schema
         id with that id's writer schema; None for other topics. Every id must be registered under
         the topic's subject; a value that is not framed, or does not decode, refuses the batch
         (AvroValueError / SchemaValidationError naming the record). The agent hands the result
-        to the partition writer as JSON topics' decoded columns are handed."""
+        to the partition writer as JSON topics' decoded columns are handed.
+
+        Schema evolution: a writer schema with record fields the topic lacks first grows the
+        topic's columns in the metadata store (`_evolve`), and the batch is decoded into the grown
+        columns; the topic is returned as it now is, so the caller's cache and the partition
+        writer follow it. A field retyped incompatibly refuses the batch (ColumnEvolutionError)."""
         schema = parse_value_schema(info.value_schema)
         if schema is None or schema.format != AVRO or batch.num_rows == 0:
-            return None
+            return info, None
         assert schema.subject is not None
         values = batch.column("value")
         try:
@@ -128,6 +140,7 @@ class SchemaIdCheck:
         ids = framed.schema_ids.fill_null(0).to_numpy(zero_copy_only=False)
         present = np.asarray(framed.schema_ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         writers: dict[int, str] = {}
+        firsts: dict[int, int] = {}
         for schema_id in (int(i) for i in np.unique(ids[present])):  # one round per distinct id
             first = int(np.argmax(present & (ids == schema_id)))
             stored = await self._schema(info.name, schema_id, first)
@@ -139,9 +152,55 @@ class SchemaIdCheck:
                 )
             await self._live_under(info.name, schema_id, schema.subject, first)
             writers[schema_id] = stored.text
+            firsts[schema_id] = first
+        if self._growth(info, schema, writers, firsts) is not None:
+            info = await self._evolve(info, writers, firsts)
+            schema = parse_value_schema(info.value_schema)
+            assert schema is not None
         if batch.num_rows < _INLINE_ROWS:
-            return decode_avro_values(values, schema, writers)
-        return await run_blocking(decode_avro_values, values, schema, writers)
+            return info, decode_avro_values(values, schema, writers)
+        return info, await run_blocking(decode_avro_values, values, schema, writers)
+
+    def _growth(
+        self, info: TopicInfo, schema: ValueSchema, writers: Mapping[int, str], firsts: Mapping[int, int]
+    ) -> ValueSchema | None:
+        """`schema` grown by every writer schema's new fields (ids in ascending order, so the
+        columns of versions registered earlier come first), or None if none adds any. Results
+        that add nothing are cached per (id, columns): the common case costs a dict lookup."""
+        grew: ValueSchema | None = None
+        for schema_id in sorted(writers):
+            current = grew or schema
+            key = (schema_id, current.to_json())
+            if self._unchanged.get(key):
+                continue
+            bigger = grown(current, writers[schema_id], topic=info.name, schema_id=schema_id, index=firsts[schema_id])
+            if bigger is None:
+                self._unchanged.put(key, True)
+            else:
+                grew = bigger
+        return grew
+
+    async def _evolve(self, info: TopicInfo, writers: Mapping[int, str], firsts: Mapping[int, int]) -> TopicInfo:
+        """Store the grown columns: a compare-and-set on the value_schema this agent last saw, so
+        of agents evolving at once one wins, and the others grow the winner's columns further
+        (or find nothing left to add). Bounded: each lost round means another agent appended
+        columns, which only a few distinct writer schemas can do."""
+        for _ in range(_EVOLVE_ATTEMPTS):
+            schema = parse_value_schema(info.value_schema)
+            if schema is None or schema.format != AVRO:
+                raise TopicNotFoundError(info.name)  # re-created as another kind of topic meanwhile
+            bigger = self._growth(info, schema, writers, firsts)
+            if bigger is None:
+                return info  # another agent already added them
+            after = await self._store.swap_value_schema(info.name, info.value_schema, bigger.to_json())
+            if after.topic_id != info.topic_id:
+                raise TopicNotFoundError(info.name)  # the topic this batch was checked against is gone
+            if after.value_schema == bigger.to_json():
+                added = [c.name for c in bigger.columns[len(schema.columns) :]]
+                log.info("topic %r: schema evolution added columns %s", info.name, added)
+                return after
+            info = after
+        raise StorageUnavailableError(f"topic {info.name!r}: columns kept changing while evolving its schema; retry")
 
     async def resolve(
         self, value_schema: str | None, name: str = "", config: Mapping[str, str] | None = None

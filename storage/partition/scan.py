@@ -18,6 +18,7 @@ from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.view import PartitionView
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import RECORD_SCHEMA
+from streamhouse.storage.segment.decode import with_null_columns
 from streamhouse.storage.segment.footer import SegmentFooter, select_row_groups
 from streamhouse.storage.values.json_decode import bad_values, decode_json_values, json_error_details, json_errors
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
@@ -116,17 +117,18 @@ async def scan_partition(
         stats.json_errors += count
         stats.json_error_offsets += offsets
         stats.json_error_details += [b.describe() for b in details]
-        pieces.append(
-            await reader.segments.read(
-                seg.ref,
-                start_offset=bounds.start_offset,
-                end_offset=stop,
-                min_timestamp=bounds.min_timestamp,
-                max_timestamp=bounds.max_timestamp,
-                columns=wanted,
-                row_groups=chosen,
-            )
+        # A declared column added by schema evolution after this segment was written is not
+        # in it: read what it has, the rest as nulls of the declared type.
+        piece = await reader.segments.read(
+            seg.ref,
+            start_offset=bounds.start_offset,
+            end_offset=stop,
+            min_timestamp=bounds.min_timestamp,
+            max_timestamp=bounds.max_timestamp,
+            columns=[c for c in wanted if c in footer.schema.names],
+            row_groups=chosen,
         )
+        pieces.append(with_null_columns(piece, empty.schema))
     if writer is not None and view.batches:
         tail = _buffered(writer, view, bounds, wanted, schema, stats)
         if tail is not None:
@@ -227,6 +229,10 @@ def _with_decoded(
         stats.json_error_details += [text for o, text in details if wanted_range[0] <= o < wanted_range[1]]
     for name, column in zip(decoded.column_names, decoded.columns, strict=True):
         table = table.append_column(name, column)
+    # Decoded before schema evolution grew the columns: those rows lack the new ones (nulls).
+    missing = [f for f in schema.segment_schema() if f.name not in decoded.column_names]
+    for absent in missing:
+        table = table.append_column(absent, pa.nulls(table.num_rows, absent.type))
     return table
 
 

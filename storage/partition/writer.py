@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyarrow as pa
 
@@ -38,8 +38,9 @@ from streamhouse.storage.records.codec import decode_batch, frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.segment.format import EncodedSegment, encode_segment
 from streamhouse.storage.values.avro_decode import AVRO, decode_stored
+from streamhouse.storage.values.avro_evolve import extends
 from streamhouse.storage.values.json_decode import with_declared_columns
-from streamhouse.storage.values.schema import parse_value_schema
+from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 from streamhouse.storage.wal.format import WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
 from streamhouse.storage.wal.recovery import piece_payload, plan_recovery
@@ -100,6 +101,9 @@ class PartitionWriter:
         # batch's base offset; dropped with the batch when it is flushed.
         self.derived: dict[int, pa.Table] = {}
         self._value_schema = parse_value_schema(topic.value_schema)
+        # The columns a pending cut was encoded with: its retry must write the same bytes even
+        # if the columns grew meanwhile (follow_value_schema).
+        self._cut_schema: ValueSchema | None = None
         self._buffered_bytes = 0
         self._oldest_ms: float | None = None
         self.durable_end = durable_end  # committed in metadata
@@ -285,6 +289,19 @@ class PartitionWriter:
         for batch, decoded in zip(pending, columns, strict=True):
             self.derived[int(batch.column(0)[0].as_py())] = decoded
 
+    def follow_value_schema(self, topic: TopicInfo) -> None:
+        """Schema evolution (issue 13): the topic's declared columns grew (the agent's produce
+        passes the topic as it last read it). Only appended columns are followed: an older
+        copy of the topic, or another topic of the same name, changes nothing. Buffered batches
+        decoded with fewer columns are decoded again at the flush (`_decoded_for` → decode_stored)."""
+        if topic.value_schema == self.topic.value_schema or topic.topic_id != self.topic.topic_id:
+            return
+        new = parse_value_schema(topic.value_schema)
+        if new is None or self._value_schema is None or not extends(self._value_schema, new):
+            return
+        self._value_schema = new
+        self.topic = replace(self.topic, value_schema=topic.value_schema)
+
     def _check_usable(self) -> None:
         if self._fenced is not None:
             raise self._fenced
@@ -350,6 +367,7 @@ class PartitionWriter:
                     raise self._fenced from exc  # type: ignore[misc]
                 async with self._lock:
                     self._pending_cut = 0
+                    self._cut_schema = None
                     del self._batches[: len(batches)]
                     for base in [b for b in self.derived if b < info.end_offset]:
                         del self.derived[base]
@@ -365,12 +383,11 @@ class PartitionWriter:
                 await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
             return info
 
-    def _decoded_for(self, batches: list[pa.RecordBatch]) -> list[pa.Table] | None:
+    def _decoded_for(self, batches: list[pa.RecordBatch], schema: ValueSchema) -> list[pa.Table] | None:
         """The declared columns already decoded for every one of `batches` (by the produce-time
         check, or by a query of the buffer) without a value that failed to decode; None if any
         batch lacks them. Read on the event loop: `derived` changes there."""
-        assert self._value_schema is not None
-        want = self._value_schema.segment_schema()
+        want = schema.segment_schema()
         found: list[pa.Table] = []
         for batch in batches:
             decoded = self.derived.get(int(batch.column(0)[0].as_py())) if batch.num_rows else None
@@ -384,18 +401,20 @@ class PartitionWriter:
             found.append(decoded)
         return found
 
-    def _encode(self, batches: list[pa.RecordBatch], decoded: list[pa.Table] | None = None) -> EncodedSegment:
+    def _encode(
+        self, batches: list[pa.RecordBatch], schema: ValueSchema | None, decoded: list[pa.Table] | None = None
+    ) -> EncodedSegment:
         """Runs in the IO pool: declared value columns are decoded from JSON here, once, so
         scans of committed data never parse JSON (docs/DESIGN.md §7), unless produce already decoded
         them (`decoded`, one table per batch)."""
         table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
         extra: dict[str, str] = {}
-        if self._value_schema is not None and decoded is not None:
+        if schema is not None and decoded is not None:
             columns = pa.concat_tables(decoded)
-            for field, column in zip(self._value_schema.segment_schema(), columns.columns, strict=True):
+            for field, column in zip(schema.segment_schema(), columns.columns, strict=True):
                 table = table.append_column(field, column)
-        elif self._value_schema is not None:
-            table, extra = with_declared_columns(table, self._value_schema)
+        elif schema is not None:
+            table, extra = with_declared_columns(table, schema)
         return encode_segment(
             table,
             topic=self.topic.name,
@@ -406,11 +425,14 @@ class PartitionWriter:
         )
 
     async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:
-        decoded = self._decoded_for(batches) if self._value_schema is not None else None
-        if decoded is None and self._value_schema is not None and self._value_schema.format == AVRO:
-            # Replayed from the WAL (no produce-time columns): never JSON-decode Avro values.
-            decoded = await decode_stored(self._metadata, batches, self._value_schema)
-        encoded = await run_blocking(self._encode, batches, decoded)
+        # One set of columns for the whole cut, even if follow_value_schema grows them meanwhile.
+        schema = self._cut_schema = self._cut_schema or self._value_schema
+        decoded = self._decoded_for(batches, schema) if schema is not None else None
+        if decoded is None and schema is not None and schema.format == AVRO:
+            # Replayed from the WAL (no produce-time columns), or decoded before the columns
+            # grew: never JSON-decode Avro values.
+            decoded = await decode_stored(self._metadata, batches, schema)
+        encoded = await run_blocking(self._encode, batches, schema, decoded)
         key = segment_key(self.topic.name, self.partition, encoded.base_offset, self.epoch)
         try:
             await self._store.put(key, encoded.data, if_absent=True)

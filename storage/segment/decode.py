@@ -101,6 +101,18 @@ def decode_segment(
     return _decode(footer, source, indices, columns, use_threads, scan=True)
 
 
+def with_null_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` as `schema`'s columns in order, any it lacks as a null column of that type: a
+    segment written before schema evolution added a declared column (issue 13) reads it as
+    nulls, never as an error. Columns present are kept as they are (never retyped)."""
+    if all(name in table.column_names for name in schema.names):
+        return table.select(schema.names)
+    present = set(table.column_names)
+    fields = [table.schema.field(f.name) if f.name in present else f for f in schema]  # keeps NOT NULL
+    columns = [table.column(f.name) if f.name in present else pa.nulls(table.num_rows, f.type) for f in fields]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
 def _check_request(footer: SegmentFooter, indices: Sequence[int], columns: Sequence[str] | None) -> None:
     if indices and not (indices[0] >= 0 and indices[-1] < len(footer.row_groups)):
         raise InvalidInputError(f"row groups {indices} out of range 0..{len(footer.row_groups) - 1}")

@@ -88,7 +88,7 @@ def test_writer_decodes_replayed_avro_batches(tmp_path: Path, monkeypatch: pytes
         raise AssertionError("the segment writer JSON-decoded an Avro topic")
 
     monkeypatch.setattr(partition_writer, "with_declared_columns", refuse)
-    monkeypatch.setattr(partition_writer.PartitionWriter, "_decoded_for", lambda self, batches: None)
+    monkeypatch.setattr(partition_writer.PartitionWriter, "_decoded_for", lambda self, batches, schema: None)
     with streamhouse.open(tmp_path) as sh:
         transport: Any = sh.transport
         metadata = transport.service.metadata

@@ -100,8 +100,8 @@ def test_avro_topic_typed_columns_in_sql_and_jobs(agents: RegistryAgents) -> Non
         assert out.column("ten").to_pylist() == [150, 160, 170, 180, 190]
 
         # Compatible evolution: v2 adds `country` (default "none"); writers on v1 and v2 both
-        # produce. The topic's columns stay those of v1 (fixed at CREATE): the new field is in
-        # `_value` only, and nothing older breaks.
+        # produce. The v2 rows grow the topic's columns by `country` (schema evolution, covered
+        # in test_registry_avro_evolution.py); nothing older breaks.
         v2 = registry.register_schema(f"{topic}-value", Schema(V2, "AVRO"))
         assert v2 != v1
         later = [
