@@ -58,6 +58,12 @@ class AgentConfig:
     merge_target_bytes: int = 64 << 20
     merge_min_segments: int = 4
     merge_grace_ms: int = 600_000
+    # The orphan reconciler (engine/agent/reconciler.py, docs/DESIGN.md §5): every
+    # reconcile_interval_ms (0: never) one agent diffs the object store against the metadata;
+    # unreferenced segment objects older than orphan_grace_ms (an upload in flight is younger)
+    # are deleted, rows whose object is missing reported.
+    reconcile_interval_ms: int = 600_000
+    orphan_grace_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):
@@ -137,11 +143,12 @@ class AgentConfig:
 # A reader holds a segment list at most this long beyond its statement's time limit: the
 # segment-list cache TTL (1 s, storage/partition/reader.py) with room to spare.
 MERGE_GRACE_MARGIN_MS = 5_000
+MIN_ORPHAN_GRACE_MS = 60_000
 
 
 def check_merge_settings(config: AgentConfig) -> None:
     """InvalidInputError unless the merge settings are usable."""
-    for name in ("merge_interval_ms", "merge_grace_ms"):
+    for name in ("merge_interval_ms", "merge_grace_ms", "reconcile_interval_ms"):
         if getattr(config, name) < 0:
             raise InvalidInputError(f"{name} must be 0 or more, not {getattr(config, name)}")
     if not 0 < config.merge_small_bytes <= config.merge_target_bytes:
@@ -151,6 +158,9 @@ def check_merge_settings(config: AgentConfig) -> None:
         )
     if config.merge_min_segments < 2:
         raise InvalidInputError(f"merge_min_segments must be 2 or more, not {config.merge_min_segments}")
+    if config.orphan_grace_ms < MIN_ORPHAN_GRACE_MS:
+        # Shorter would race uploads in flight (an upload is committed after it lands).
+        raise InvalidInputError(f"orphan_grace_ms must be at least {MIN_ORPHAN_GRACE_MS}, not {config.orphan_grace_ms}")
 
 
 def merge_grace_ms(config: AgentConfig) -> int:

@@ -157,6 +157,22 @@ class AgentMetrics:
             "Replaced segment objects deleted after their grace period.",
             registry=r,
         )
+        # The orphan reconciler (engine/agent/reconciler.py): on the agent holding its lease.
+        self.orphans_deleted = Counter(
+            "streamhouse_orphan_objects_deleted_total",
+            "Segment objects no metadata referenced, deleted after the orphan grace.",
+            ("topic",),
+            registry=r,
+        )
+        self.missing_segment_objects = Gauge(
+            "streamhouse_missing_segment_objects",
+            "Segment rows whose object is missing from the object store (last reconcile).",
+            ("topic",),
+            registry=r,
+        )
+        self.reconcile_failures = Counter(
+            "streamhouse_reconcile_failures_total", "Failed orphan reconciler walks (retried with backoff).", registry=r
+        )
         # Per-job series come from the job manager's status at scrape time (see job_metrics).
         self.jobs = JobCollector()
         r.register(self.jobs)
@@ -234,6 +250,12 @@ class AgentMetrics:
 
     def objects_deleted(self, count: int) -> None:
         self.deferred_deleted.inc(count)
+
+    def orphans_deleted_in(self, topic: str, count: int) -> None:
+        self.orphans_deleted.labels(topic).inc(count)
+
+    def missing_objects(self, topic: str, count: int) -> None:
+        self.missing_segment_objects.labels(topic).set(count)
 
     def set_gauges(self, led_partitions: int, buffered_bytes: int, wal_bytes: int) -> None:
         """Refresh the point-in-time gauges; called by the agent just before rendering."""

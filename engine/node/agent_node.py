@@ -18,6 +18,7 @@ from streamhouse.agent.forward import Forwarder
 from streamhouse.agent.leases import Leases
 from streamhouse.agent.merger import Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
+from streamhouse.agent.reconciler import Reconciler, ReconcileSettings
 from streamhouse.agent.service import AgentService
 from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.manager import JobManager
@@ -27,10 +28,17 @@ if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import
 
 
 class AgentNode:
-    def __init__(self, service: AgentService, jobs: JobManager, merger: Merger | None = None) -> None:
+    def __init__(
+        self,
+        service: AgentService,
+        jobs: JobManager,
+        merger: Merger | None = None,
+        reconciler: Reconciler | None = None,
+    ) -> None:
         self.service = service
         self.jobs = jobs
         self.merger = merger  # small-segment merging (engine/agent/merger.py)
+        self.reconciler = reconciler  # orphan reconciler (engine/agent/reconciler.py)
 
     @classmethod
     async def start(cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None) -> AgentNode:
@@ -41,7 +49,9 @@ class AgentNode:
         jobs = JobManager(JobHost(service.sql_topics, manager.metadata, manager.store, manager.config))
         service.jobs = jobs  # CREATE / DROP / SHOW JOBS reach them through the agent's SQL
         jobs.start()
-        return cls(service, jobs, _start_merger(manager, service, metrics))
+        return cls(
+            service, jobs, _start_merger(manager, service, metrics), _start_reconciler(manager, service, metrics)
+        )
 
     @property
     def config(self) -> AgentConfig:
@@ -51,6 +61,8 @@ class AgentNode:
     async def close(self, *, flush: bool = True) -> None:
         """Jobs first (they write through the agent and hold leases), then the partitions:
         flushed into segments when `flush`, leases released."""
+        if self.reconciler is not None:
+            await self.reconciler.close()
         if self.merger is not None:
             await self.merger.close()
         await self.jobs.close()
@@ -71,3 +83,17 @@ def _start_merger(manager: PartitionManager, service: AgentService, metrics: Age
         merger.on_deleted = metrics.objects_deleted
     merger.start()
     return merger
+
+
+def _start_reconciler(manager: PartitionManager, service: AgentService, metrics: AgentMetrics | None) -> Reconciler:
+    """The orphan reconciler, wired to the agent's metrics and readiness, started (unless off)."""
+    config = manager.config
+    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
+    reconciler = Reconciler(manager.metadata, manager.store, leases, ReconcileSettings.from_config(config))
+    service.background_faults.append(reconciler.faults)
+    if metrics is not None:
+        reconciler.on_deleted = metrics.orphans_deleted_in
+        reconciler.on_missing = metrics.missing_objects
+        reconciler.on_failed = metrics.reconcile_failures.inc
+    reconciler.start()
+    return reconciler

@@ -1,0 +1,169 @@
+"""The orphan reconciler (engine/agent/reconciler.py) on a real PartitionManager, over SQLite + a
+local object store and over PostgreSQL + SeaweedFS: unreferenced segment objects older than the
+grace go, younger ones and every referenced one (rows, deferred deletions, during a concurrent
+merge swap) stay; a missing object is reported (metric, readiness) and its row kept; a deleted
+topic's leftover objects go."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.leases import Leases
+from streamhouse.agent.merger import Merger, MergeSettings
+from streamhouse.agent.metrics import AgentMetrics
+from streamhouse.agent.partitions import PartitionManager
+from streamhouse.agent.reconciler import RESOURCE, Reconciler, ReconcileSettings, parse_segment_key
+from streamhouse.agent.service import AgentService
+from streamhouse.storage.errors import ObjectNotFoundError
+from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.records.schema import make_batch
+
+GRACE_MS = 1_500
+SETTINGS = ReconcileSettings(interval_s=0, grace_ms=GRACE_MS, page=3, delete_batch=2)  # tiny pages: many
+
+
+@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
+async def agent(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PartitionManager]:
+    stores: dict[str, str] = {
+        "metadata_url": f"sqlite:///{tmp_path / 'meta.db'}",
+        "object_store_url": f"file://{tmp_path / 'objects'}",
+    }
+    if request.param == "postgresql-s3":
+        url, endpoint = request.getfixturevalue("s3_url")
+        stores = {"metadata_url": request.getfixturevalue("pg_url"), "object_store_url": url, "s3_endpoint": endpoint}
+    config = AgentConfig(data_dir=str(tmp_path / "agent"), agent_id="a", roll_age_ms=600_000, **stores)
+    manager = await PartitionManager.start(config)
+    yield manager
+    await manager.close()
+
+
+def reconciler_of(manager: PartitionManager, holder: str = "", settings: ReconcileSettings = SETTINGS) -> Reconciler:
+    holder = holder or manager.config.holder
+    leases = Leases(manager.metadata, holder=holder, agent_id=holder.partition("@")[0], ttl_ms=30_000)
+    return Reconciler(manager.metadata, manager.store, leases, settings)
+
+
+async def produce(manager: PartitionManager, topic: TopicInfo, partition: int, count: int) -> None:
+    """`count` acks=durable produces of 5 records: a segment each."""
+    for i in range(count):
+        batch = make_batch([f"v{i}-{j}".encode() for j in range(5)], timestamps=[1_000 + i] * 5)
+        await manager.produce(topic, partition, batch, "durable")
+
+
+async def exists(manager: PartitionManager, key: str) -> bool:
+    try:
+        await manager.store.head(key)
+    except ObjectNotFoundError:
+        return False
+    return True
+
+
+async def referenced_keys(manager: PartitionManager, topic: str, partitions: int) -> set[str]:
+    keys = {d.object_key for d in await manager.metadata.list_deletions()}
+    for p in range(partitions):
+        keys |= {s.object_key for s in await manager.metadata.list_segments(topic, p)}
+    return keys
+
+
+def test_only_segment_keys_are_considered() -> None:
+    assert parse_segment_key("topics/t/00003/00000000000000000010-2.parquet") == ("t", 3)
+    assert parse_segment_key("topics/t/00000/00000000000000000000-1-merged-x-y.parquet") == ("t", 0)
+    assert parse_segment_key("topics/t/notes.txt") is None
+    assert parse_segment_key("topics/t/00000/x.json") is None
+    assert parse_segment_key("_streamhouse/readiness-probe") is None
+
+
+async def test_old_orphans_go_young_and_referenced_stay_also_during_a_merge_swap(agent: PartitionManager) -> None:
+    topic = await agent.metadata.create_topic("t", 2)
+    await produce(agent, topic, 0, 8)
+    await produce(agent, topic, 1, 3)
+    old = [f"topics/t/0000{p}/{9_000_000 + i:020d}-7.parquet" for p in (0, 1) for i in range(3)]
+    foreign = ["topics/t/00000/readme.txt", "elsewhere/00000000000000000000-1.parquet"]
+    for key in old + foreign:
+        await agent.store.put(key, b"orphan")
+    await asyncio.sleep(GRACE_MS / 1000 + 1.0)  # everything so far is past the grace
+    young = "topics/t/00001/00000000000099999999-7.parquet"
+    await agent.store.put(young, b"in flight")
+
+    # A merge swaps partition 0's old segments in while the reconciler walks: the replaced
+    # objects move to deferred_deletions (merge grace long), the merged one is new; none may go.
+    leases = Leases(agent.metadata, holder=agent.config.holder, agent_id="a", ttl_ms=30_000)
+    merger = Merger(agent.metadata, agent.store, leases, MergeSettings(0.05, 8 << 20, 64 << 20, 2, 600_000))
+    rec = reconciler_of(agent)
+    merged, outcome = await asyncio.gather(merger.run_once(), rec.run_once())
+    assert merged, "the merge ran"
+    assert outcome is not None
+    assert outcome.deleted == len(old)
+    for key in old:
+        assert not await exists(agent, key), key
+    for key in [young, *foreign]:
+        assert await exists(agent, key), key
+    for key in await referenced_keys(agent, "t", 2):
+        assert await exists(agent, key), key
+    assert outcome.missing == {} and rec.faults() == []
+
+    again = await rec.run_once()  # after the swap: nothing referenced goes either
+    assert again is not None and again.deleted == 0
+    for key in await referenced_keys(agent, "t", 2):
+        assert await exists(agent, key), key
+    assert len(await agent.metadata.list_deletions()) >= 2  # the replaced objects, still kept
+
+
+async def test_a_missing_object_is_reported_and_its_row_kept(agent: PartitionManager) -> None:
+    topic = await agent.metadata.create_topic("m", 1)
+    await produce(agent, topic, 0, 3)
+    segments = await agent.metadata.list_segments("m", 0)
+    lost = segments[1]
+    data = bytes(await agent.store.get(lost.object_key))
+    await agent.store.delete(lost.object_key)
+
+    metrics = AgentMetrics()
+    service = AgentService(agent, metrics)
+    rec = reconciler_of(agent)
+    rec.on_missing = metrics.missing_objects
+    service.background_faults.append(rec.faults)
+    outcome = await rec.run_once()
+    assert outcome is not None and outcome.missing == {"m": (1, lost.object_key)}
+    assert await agent.metadata.list_segments("m", 0) == segments  # never silently dropped
+    assert 'streamhouse_missing_segment_objects{topic="m"} 1.0' in metrics.render()[0].decode()
+    ready, why = await service.ready()
+    assert not ready and "'m'" in why and lost.object_key in why
+
+    await agent.store.put(lost.object_key, data)  # restored by an operator
+    outcome = await rec.run_once()
+    assert outcome is not None and outcome.missing == {}
+    assert 'streamhouse_missing_segment_objects{topic="m"} 0.0' in metrics.render()[0].decode()
+    assert (await service.ready())[0]
+
+
+async def test_a_deleted_topics_leftover_objects_go(agent: PartitionManager) -> None:
+    topic = await agent.metadata.create_topic("gone", 2)
+    kept = await agent.metadata.create_topic("kept", 1)
+    await produce(agent, topic, 0, 2)
+    await produce(agent, topic, 1, 2)
+    await produce(agent, kept, 0, 2)
+    leftovers = [s.object_key for p in (0, 1) for s in await agent.metadata.list_segments("gone", p)]
+    await asyncio.sleep(GRACE_MS / 1000 + 1.0)
+    await agent.metadata.delete_topic("gone")  # rows gone, objects left (as after a crash)
+    await agent.forget_topic(topic)
+    outcome = await reconciler_of(agent).run_once()
+    assert outcome is not None and outcome.deleted == len(leftovers) == 4
+    assert await agent.store.list("topics/gone/") == []
+    for seg in await agent.metadata.list_segments("kept", 0):
+        assert await exists(agent, seg.object_key)
+
+
+async def test_one_agent_at_a_time(agent: PartitionManager) -> None:
+    await agent.store.put("topics/x/00000/00000000000000000000-1.parquet", b"orphan")
+    await asyncio.sleep(GRACE_MS / 1000 + 1.0)
+    other = await agent.metadata.acquire_lease(RESOURCE, "b@elsewhere", 30_000)
+    assert await reconciler_of(agent).run_once() is None  # the other agent walks
+    assert await exists(agent, "topics/x/00000/00000000000000000000-1.parquet")
+    await agent.metadata.release_lease(RESOURCE, other.holder, other.epoch)
+    outcome = await reconciler_of(agent).run_once()
+    assert outcome is not None and outcome.deleted == 1
