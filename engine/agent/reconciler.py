@@ -243,7 +243,7 @@ class Reconciler:
         if not candidates:
             return 0
         referenced = await self._row_keys(state.topic, state.partition)
-        referenced.update(d.object_key for d in await self.metadata.list_deletions())
+        referenced |= await self.metadata.deferred_among(candidates)
         doomed = [k for k in candidates if k not in referenced]
         gate = asyncio.Semaphore(_PARALLEL_DELETES)
 

@@ -120,6 +120,11 @@ class MetadataStore(Protocol):
         """Every recorded object still to delete, due first."""
         ...
 
+    async def deferred_among(self, keys: Sequence[str]) -> set[str]:
+        """Which of `keys` are recorded for deferred deletion (the orphan reconciler's check,
+        one bounded query per batch instead of reading the whole table)."""
+        ...
+
     async def forget_deletions(self, keys: Sequence[str]) -> None:
         """Drop these records (their objects are deleted); unknown keys are ignored."""
         ...

@@ -45,6 +45,14 @@ class PostgresSwap(PostgresBase):
             rows = await conn.fetch(s.LIST_SQL)
         return [s.deletion_from_row(row) for row in rows]
 
+    async def deferred_among(self, keys: Sequence[str]) -> set[str]:
+        checked = s.validate_keys(keys)
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT object_key FROM deferred_deletions WHERE object_key = ANY($1::text[])", checked
+            )
+        return {str(row["object_key"]) for row in rows}
+
     async def forget_deletions(self, keys: Sequence[str]) -> None:
         checked = s.validate_keys(keys)
         async with self._conn(transaction=True) as conn:

@@ -45,6 +45,19 @@ class SqliteSwap(SqliteBase):
     async def list_deletions(self) -> list[s.DeferredDeletion]:
         return [s.deletion_from_row(row) for row in await self._read(lambda conn: all_rows(conn, s.LIST_SQL))]
 
+    async def deferred_among(self, keys: Sequence[str]) -> set[str]:
+        checked = s.validate_keys(keys)
+
+        def read(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for i in range(0, len(checked), 500):  # under SQLite's bound-parameter limit
+                chunk = checked[i : i + 500]
+                sql = f"SELECT object_key FROM deferred_deletions WHERE object_key IN ({','.join('?' * len(chunk))})"
+                found.update(str(row["object_key"]) for row in all_rows(conn, sql, tuple(chunk)))
+            return found
+
+        return await self._read(read)
+
     async def forget_deletions(self, keys: Sequence[str]) -> None:
         checked = s.validate_keys(keys)
         await self._write(

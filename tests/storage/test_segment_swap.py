@@ -167,3 +167,13 @@ async def test_concurrent_swaps_of_one_run_let_exactly_one_win(metadata_store: M
     listed = await metadata_store.list_segments("t", 0)
     assert len(listed) == 1 and listed[0].object_key.startswith("m")
     assert len(await metadata_store.list_deletions()) == len(segments)
+
+
+async def test_deferred_among_names_the_recorded_keys(metadata_store: MetadataStore) -> None:
+    segments, epoch = await setup(metadata_store)
+    assert await metadata_store.deferred_among([]) == set()
+    await metadata_store.replace_segments(segments[1:3], merged(segments[1:3]), RESOURCE, MERGER, epoch, 60_000)
+    asked = [s.object_key for s in segments] + ["merged-1", "never-recorded"]
+    assert await metadata_store.deferred_among(asked) == {s.object_key for s in segments[1:3]}
+    many = [f"k{i}" for i in range(1_200)] + [segments[1].object_key]  # past SQLite's per-query limit
+    assert await metadata_store.deferred_among(many) == {segments[1].object_key}
