@@ -7,6 +7,7 @@ topic's leftover objects go."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reconciler import RESOURCE, Reconciler, ReconcileSettings, parse_segment_key
 from streamhouse.agent.service import AgentService
-from streamhouse.storage.errors import ObjectNotFoundError
+from streamhouse.storage.errors import InvalidInputError, ObjectNotFoundError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.schema import make_batch
 
@@ -167,3 +168,30 @@ async def test_one_agent_at_a_time(agent: PartitionManager) -> None:
     await agent.metadata.release_lease(RESOURCE, other.holder, other.epoch)
     outcome = await reconciler_of(agent).run_once()
     assert outcome is not None and outcome.deleted == 1
+
+
+async def test_the_background_loop_runs_every_interval(agent: PartitionManager) -> None:
+    key = "topics/loop/00000/00000000000000000000-1.parquet"
+    await agent.store.put(key, b"orphan")
+    await asyncio.sleep(GRACE_MS / 1000 + 1.0)
+    rec = reconciler_of(agent, settings=dataclasses.replace(SETTINGS, interval_s=0.05))
+    deleted: list[tuple[str, int]] = []
+    rec.on_deleted = lambda topic, count: deleted.append((topic, count))
+    rec.start()
+    try:
+        for _ in range(200):  # bounded: 10 s at most
+            if deleted:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await rec.close()
+    assert deleted == [("loop", 1)] and not await exists(agent, key)
+
+
+def test_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="orphan_grace_ms"):
+        AgentConfig(data_dir=str(tmp_path), orphan_grace_ms=1_000)
+    with pytest.raises(InvalidInputError, match="reconcile_interval_ms"):
+        AgentConfig(data_dir=str(tmp_path), reconcile_interval_ms=-1)
+    settings = ReconcileSettings.from_config(AgentConfig(data_dir=str(tmp_path)))
+    assert (settings.interval_s, settings.grace_ms) == (600.0, 3_600_000)
