@@ -18,6 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,8 @@ class SchemaIdCheck:
         self._store = store
         self._schemas: TtlCache[int, SchemaText] = TtlCache()
         self._pairs: TtlCache[tuple[int, str], bool] = TtlCache(ttl_s=PAIR_TTL_S)
+        # Avro topics: (id, subject) → the id's live version under the subject, for PAIR_TTL_S.
+        self._versions: TtlCache[tuple[int, str], int] = TtlCache(ttl_s=PAIR_TTL_S)
         # (schema id, declared columns) pairs whose writer schema adds no column: not judged again.
         self._unchanged: TtlCache[tuple[int, str], bool] = TtlCache()
 
@@ -141,6 +144,7 @@ class SchemaIdCheck:
         present = np.asarray(framed.schema_ids.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
         writers: dict[int, str] = {}
         firsts: dict[int, int] = {}
+        newer: dict[int, int] = {}
         for schema_id in (int(i) for i in np.unique(ids[present])):  # one round per distinct id
             first = int(np.argmax(present & (ids == schema_id)))
             stored = await self._schema(info.name, schema_id, first)
@@ -150,11 +154,13 @@ class SchemaIdCheck:
                     "schema, not Avro",
                     index=first,
                 )
-            await self._live_under(info.name, schema_id, schema.subject, first)
+            version = await self._live_under(info.name, schema_id, schema.subject, first)
             writers[schema_id] = stored.text
             firsts[schema_id] = first
-        if self._growth(info, schema, writers, firsts) is not None:
-            info = await self._evolve(info, writers, firsts)
+            if schema.version is None or version > schema.version:
+                newer[schema_id] = version  # only a newer version than the columns' may grow them
+        if newer and self._growth(info, schema, writers, firsts, newer) is not None:
+            info = await self._evolve(info, writers, firsts, newer)
             schema = parse_value_schema(info.value_schema)
             assert schema is not None
         if batch.num_rows < _INLINE_ROWS:
@@ -162,14 +168,22 @@ class SchemaIdCheck:
         return info, await run_blocking(decode_avro_values, values, schema, writers)
 
     def _growth(
-        self, info: TopicInfo, schema: ValueSchema, writers: Mapping[int, str], firsts: Mapping[int, int]
+        self,
+        info: TopicInfo,
+        schema: ValueSchema,
+        writers: Mapping[int, str],
+        firsts: Mapping[int, int],
+        newer: Mapping[int, int],
     ) -> ValueSchema | None:
-        """`schema` grown by every writer schema's new fields (ids in ascending order, so the
-        columns of versions registered earlier come first), or None if none adds any. Results
-        that add nothing are cached per (id, columns): the common case costs a dict lookup."""
+        """`schema` grown by the new fields of every writer schema whose version under the
+        subject is newer than the columns' (`newer`: id → version; in version order, so earlier
+        versions' columns come first), or None if none adds any; the version is raised with it.
+        Results that add nothing are cached per (id, columns): the common case costs a lookup."""
         grew: ValueSchema | None = None
-        for schema_id in sorted(writers):
+        for schema_id in sorted(newer, key=lambda i: newer[i]):
             current = grew or schema
+            if current.version is not None and newer[schema_id] <= current.version:
+                continue
             key = (schema_id, current.to_json())
             if self._unchanged.get(key):
                 continue
@@ -177,10 +191,12 @@ class SchemaIdCheck:
             if bigger is None:
                 self._unchanged.put(key, True)
             else:
-                grew = bigger
+                grew = replace(bigger, version=newer[schema_id])
         return grew
 
-    async def _evolve(self, info: TopicInfo, writers: Mapping[int, str], firsts: Mapping[int, int]) -> TopicInfo:
+    async def _evolve(
+        self, info: TopicInfo, writers: Mapping[int, str], firsts: Mapping[int, int], newer: Mapping[int, int]
+    ) -> TopicInfo:
         """Store the grown columns: a compare-and-set on the value_schema this agent last saw, so
         of agents evolving at once one wins, and the others grow the winner's columns further
         (or find nothing left to add). Bounded: each lost round means another agent appended
@@ -189,9 +205,9 @@ class SchemaIdCheck:
             schema = parse_value_schema(info.value_schema)
             if schema is None or schema.format != AVRO:
                 raise TopicNotFoundError(info.name)  # re-created as another kind of topic meanwhile
-            bigger = self._growth(info, schema, writers, firsts)
+            bigger = self._growth(info, schema, writers, firsts, newer)
             if bigger is None:
-                return info  # another agent already added them
+                return info  # another agent already added them (or a newer version's)
             after = await self._store.swap_value_schema(info.name, info.value_schema, bigger.to_json())
             if after.topic_id != info.topic_id:
                 raise TopicNotFoundError(info.name)  # the topic this batch was checked against is gone
@@ -212,24 +228,25 @@ class SchemaIdCheck:
         subject has no schema yet, that topic keeps bytes values (validated, not typed). Other
         schemas pass unchanged."""
         if value_schema is None and config and self._validated_by_topic_name(config):
-            latest = await self._latest(f"{name}-value")
-            if latest is None or latest.schema_type != "AVRO":
+            found = await self._latest(f"{name}-value")
+            if found is None or found[1].schema_type != "AVRO":
                 return None
             value_schema = ValueSchema((), None, AVRO, f"{name}-value").to_json()
         schema = parse_value_schema(value_schema)
         if schema is None or schema.format != AVRO or schema.columns:
             return value_schema
         assert schema.subject is not None
-        latest = await self._latest(schema.subject)
-        if latest is None:
+        found = await self._latest(schema.subject)
+        if found is None:
             raise SubjectNotFoundError(
                 f"subject {schema.subject!r} has no schema: register the Avro schema before creating the topic"
             )
+        version, latest = found
         if latest.schema_type != "AVRO":
             message = f"subject {schema.subject!r}: its latest version is a {latest.schema_type} schema, not Avro"
             raise SchemaValidationError(message, index=0)
         columns = avro_columns(latest.text, schema.subject)
-        return ValueSchema(columns.columns, schema.watermark, AVRO, schema.subject).to_json()
+        return ValueSchema(columns.columns, schema.watermark, AVRO, schema.subject, version).to_json()
 
     @staticmethod
     def _validated_by_topic_name(config: Mapping[str, str]) -> bool:
@@ -237,24 +254,28 @@ class SchemaIdCheck:
         on = str(config.get(VALUE_SCHEMA_VALIDATION, "false")).lower() == "true"
         return on and strategy not in (RECORD_STRATEGY, TOPIC_RECORD_STRATEGY)
 
-    async def _latest(self, subject: str) -> SchemaText | None:
+    async def _latest(self, subject: str) -> tuple[int, SchemaText] | None:
         versions = [v for v in await self._store.registry_versions(subject) if not v.deleted]
         if not versions:
             return None
-        stored = await self._store.registry_schema(max(versions, key=lambda v: v.version).schema_id)
-        return None if stored is None else stored.schema
+        latest = max(versions, key=lambda v: v.version)
+        stored = await self._store.registry_schema(latest.schema_id)
+        return None if stored is None else (latest.version, stored.schema)
 
-    async def _live_under(self, topic: str, schema_id: int, subject: str, first: int) -> None:
-        if self._pairs.get((schema_id, subject)):
-            return
-        versions = await self._store.registry_schema_versions(schema_id)
-        if not any(v.subject == subject for v in versions):
+    async def _live_under(self, topic: str, schema_id: int, subject: str, first: int) -> int:
+        """The id's version under `subject` (the newest, if registered more than once)."""
+        known = self._versions.get((schema_id, subject))
+        if known is not None:
+            return known
+        versions = [v.version for v in await self._store.registry_schema_versions(schema_id) if v.subject == subject]
+        if not versions:
             raise SchemaValidationError(
                 f"topic {topic!r}: record {first} names schema id {schema_id}, which is not registered "
                 f"under subject {subject!r}",
                 index=first,
             )
-        self._pairs.put((schema_id, subject), True)
+        self._versions.put((schema_id, subject), max(versions))
+        return max(versions)
 
     async def _schema(self, topic: str, schema_id: int, first: int) -> SchemaText:
         cached = self._schemas.get(schema_id)

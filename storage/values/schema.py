@@ -50,8 +50,10 @@ class ValueSchema:
     columns: tuple[Column, ...]
     watermark: Watermark | None = None
     format: str = "json"
-    # Avro topics (issue 13): the registry subject whose latest schema gave the columns.
+    # Avro topics (issue 13): the registry subject whose latest schema gave the columns, and
+    # that schema's version under it (raised by schema evolution; None: not recorded).
     subject: str | None = None
+    version: int | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -103,6 +105,8 @@ class ValueSchema:
         }
         if self.subject is not None:
             doc["subject"] = self.subject
+        if self.version is not None:
+            doc["version"] = self.version
         if self.watermark is not None:
             doc["watermark"] = {"column": self.watermark.column, "delay_ms": self.watermark.delay_ms}
         return json.dumps(doc, separators=(",", ":"))
@@ -114,8 +118,14 @@ class ValueSchema:
             columns = tuple(Column(str(c["name"]), str(c["type"])) for c in doc["columns"])
             mark = doc.get("watermark")
             watermark = Watermark(str(mark["column"]), int(mark["delay_ms"])) if mark else None
-            subject = doc.get("subject")
-            return cls(columns, watermark, str(doc.get("format", "json")), None if subject is None else str(subject))
+            subject, version = doc.get("subject"), doc.get("version")
+            return cls(
+                columns,
+                watermark,
+                str(doc.get("format", "json")),
+                None if subject is None else str(subject),
+                None if version is None else int(version),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInputError(f"bad value schema {text[:200]!r}: {exc}") from None
 

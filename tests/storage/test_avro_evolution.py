@@ -93,6 +93,7 @@ def test_old_segments_and_buffered_rows_read_an_added_column_as_null(tmp_path: P
         assert "country" in json.dumps(described)
         stored = transport._run(metadata.get_topic("clicks")).value_schema
         assert [c["name"] for c in json.loads(stored)["columns"]] == ["user", "n", "country"]
+        assert json.loads(stored)["version"] == 2  # the subject version the columns now follow
 
         # A retyped field is refused, nothing stored, the columns unchanged.
         v3 = transport._run(metadata.registry_register("clicks-value", SchemaText("AVRO", json.dumps(V3)), 2))
@@ -103,3 +104,20 @@ def test_old_segments_and_buffered_rows_read_an_added_column_as_null(tmp_path: P
         assert sh.describe("clicks").partitions[0].segments >= 2
         assert sh.sql("SELECT user, n, country FROM clicks ORDER BY _offset").to_pylist() == expected
         assert sh.sql("SELECT count(*) AS c FROM clicks WHERE country IS NULL").column("c").to_pylist() == [3]
+
+
+def test_an_older_version_than_the_columns_adds_nothing(tmp_path: Path) -> None:
+    """Created from v2, which dropped v1's `legacy`: rows an old producer still writes with v1
+    do not bring `legacy` back as a column (only newer versions grow the columns)."""
+    legacy = {**V1, "fields": [*V1["fields"], {"name": "legacy", "type": "string", "default": ""}]}
+    with streamhouse.open(tmp_path) as sh:
+        transport: Any = sh.transport
+        metadata = transport.service.metadata
+        old = transport._run(metadata.registry_register("c-value", SchemaText("AVRO", json.dumps(legacy)), None))
+        transport._run(metadata.registry_register("c-value", SchemaText("AVRO", json.dumps(V1)), 1))
+        sh.sql("CREATE TOPIC c WITH (format = 'avro', partitions = 1)")
+        before = transport._run(metadata.get_topic("c")).value_schema
+        assert json.loads(before)["version"] == 2
+        sh.produce_batch("c", [_framed(old.schema_id, legacy, {"user": "a", "n": 1, "legacy": "x"})], partition=0)
+        assert transport._run(metadata.get_topic("c")).value_schema == before
+        assert sh.sql("SELECT user, n FROM c").to_pylist() == [{"user": "a", "n": 1}]
