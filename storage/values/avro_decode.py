@@ -6,7 +6,8 @@ the segment writer stores typed columns exactly as it does for JSON topics (docs
 IO-free: the caller (engine/registry/produce_check.py) looks the writer schemas up.
 
 Fields a writer schema lacks read as null (rows written before a field was added); fields the
-declared columns lack are dropped (the raw value keeps them). Fields whose Avro type has no SQL
+declared columns lack are dropped (the raw value keeps them), except that a newer version of the
+subject first grows the columns by its new fields (schema evolution, avro_evolve.py). Fields whose Avro type has no SQL
 column type here (bytes, fixed, nested records) are not declared: they stay in `_value`."""
 
 from __future__ import annotations
