@@ -89,13 +89,12 @@ def parse_segment_key(key: str) -> tuple[str, int] | None:
 
 @dataclass
 class _Partition:
-    """The walk's state within one partition's keys (contiguous in the sorted listing)."""
+    """The walk's state within one partition's keys (together in every store's listing order)."""
 
     topic: str
     partition: int
-    keys: list[str]  # its rows' object keys, sorted, as read before the listing
-    at: int = 0
-    missing: list[str] = field(default_factory=list)
+    rows: set[str]  # its rows' object keys, as read before the listing; matched ones removed
+    report_missing: bool = True  # False if its keys came in two runs (then unmatched means nothing)
     orphans: list[str] = field(default_factory=list)
 
 
@@ -180,6 +179,9 @@ class Reconciler:
                     if current is not None:
                         deleted += await self._finish(current, missing)
                     current = await self._open(where, topics)
+                    # Keys of one partition (one directory) come together in every listing
+                    # order; should a store split them, its rows are not judged this round.
+                    current.report_missing = where not in visited
                     visited.add(where)
                 self._step(current, info, cutoff_ms)
                 if len(current.orphans) >= self.settings.delete_batch:
@@ -195,13 +197,11 @@ class Reconciler:
         for topic in topics.values():
             for partition in range(topic.partitions):
                 if (topic.name, partition) not in visited:
-                    rows = await self._open((topic.name, partition), topics)
-                    rows.missing, rows.at = list(rows.keys), len(rows.keys)
-                    deleted += await self._finish(rows, missing)
+                    deleted += await self._finish(await self._open((topic.name, partition), topics), missing)
         return ReconcileOutcome(listed, deleted, missing)
 
     async def _open(self, where: tuple[str, int], topics: dict[str, TopicInfo]) -> _Partition:
-        return _Partition(where[0], where[1], sorted(await self._row_keys(where[0], where[1], topics)))
+        return _Partition(where[0], where[1], await self._row_keys(where[0], where[1], topics))
 
     async def _row_keys(self, topic: str, partition: int, topics: dict[str, TopicInfo] | None = None) -> set[str]:
         known = topics.get(topic) if topics is not None else None
@@ -214,27 +214,24 @@ class Reconciler:
 
     @staticmethod
     def _step(state: _Partition, info: ObjectInfo, cutoff_ms: int) -> None:
-        """Merge-join one listed object (keys ascending) against the partition's sorted rows."""
-        while state.at < len(state.keys) and state.keys[state.at] < info.key:
-            state.missing.append(state.keys[state.at])
-            state.at += 1
-        if state.at < len(state.keys) and state.keys[state.at] == info.key:
-            state.at += 1
+        """One listed object of the partition: a row's (matched) or an orphan candidate."""
+        if info.key in state.rows:
+            state.rows.discard(info.key)
             return
         # No modification time (a store that does not say): never old enough to delete.
         if info.modified_ms is not None and info.modified_ms <= cutoff_ms:
             state.orphans.append(info.key)
 
     async def _finish(self, state: _Partition, missing: dict[str, tuple[int, str]]) -> int:
-        state.missing.extend(state.keys[state.at :])
-        state.at = len(state.keys)
-        if state.missing:
+        """The partition's listing is done: rows left unmatched name missing objects."""
+        if state.rows and state.report_missing:
             # Confirm with rows read after the listing: one the deleter removed meanwhile is gone.
             fresh = await self._row_keys(state.topic, state.partition)
-            confirmed = [k for k in state.missing if k in fresh]
+            confirmed = sorted(k for k in state.rows if k in fresh)
             if confirmed:
                 count, first = missing.get(state.topic, (0, confirmed[0]))
                 missing[state.topic] = (count + len(confirmed), first)
+        state.rows = set()
         return await self._delete(state)
 
     async def _delete(self, state: _Partition) -> int:

@@ -35,8 +35,12 @@ class ObjectStore(Protocol):
         ...
 
     async def list_page(self, prefix: str = "", *, after: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
-        """At most `limit` objects whose key starts with `prefix` and sorts after `after`, sorted
-        by key: a walk over a large prefix with bounded memory (the orphan reconciler)."""
+        """At most `limit` objects whose key starts with `prefix` and comes after `after` (a key
+        this listing returned; "" to start), in the store's listing order: a walk over a large
+        prefix with bounded memory (the orphan reconciler). Walking page after page from the
+        last key returned visits every object once. The order is UTF-8 byte order on S3 and the
+        local store; S3-compatible servers that walk directories (SeaweedFS) may list `a/…`
+        before `a-c`, but every order keeps the keys of one directory together and sorted."""
         ...
 
     async def delete(self, key: str) -> None:

@@ -69,6 +69,44 @@ def _walk(root: Path, start: Path, prefix: str) -> list[ObjectInfo]:
     return found
 
 
+def _walk_page(root: Path, start: Path, prefix: str, after: str, limit: int) -> list[ObjectInfo]:
+    """Up to `limit` objects under `start` with keys starting with `prefix` and after `after`, in
+    key order, visiting only what a page needs: directories are entered in key order (a
+    directory's keys sort as its name + "/") and skipped whole when all their keys sort at or
+    before `after`, and the walk stops once the page is full. Stats only the keys it returns."""
+    found: list[ObjectInfo] = []
+    pending: list[tuple[str, str, bool]] = []  # (key, path, is a directory), last = next in order
+
+    def enter(key_prefix: str, directory: str) -> None:
+        try:
+            with os.scandir(directory) as entries:
+                listed = [(key_prefix + e.name + ("/" if e.is_dir() else ""), e.path, e.is_dir()) for e in entries]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        listed.sort(key=lambda item: item[0], reverse=True)
+        pending.extend(listed)
+
+    base = start.relative_to(root).as_posix()
+    enter("" if base == "." else f"{base}/", str(start))
+    while pending and len(found) < limit:
+        key, path, is_dir = pending.pop()
+        if is_dir:
+            # Every key inside starts with `key`: all sort before `after` when `key` does and
+            # `after` does not continue inside it; none matches unless `key` and `prefix` agree.
+            skipped = key < after and not after.startswith(key)
+            if not skipped and (key.startswith(prefix) or prefix.startswith(key)):
+                enter(key, path)
+            continue
+        if key <= after or not key.startswith(prefix) or os.path.basename(path).startswith(TEMP_PREFIX):
+            continue
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:  # deleted while we walked
+            continue
+        found.append(ObjectInfo(key, st.st_size, st.st_mtime_ns // 1_000_000))
+    return found
+
+
 def _prefix_clash(key: str) -> InvalidInputError:
     # A file cannot also be a directory, so unlike S3 "a" and "a/b" cannot both exist here.
     return InvalidInputError(f"object key {key!r} is a prefix of existing objects")
@@ -111,10 +149,8 @@ class LocalObjectStore:
         return await run_blocking(_walk, self._root, start, prefix)
 
     async def list_page(self, prefix: str = "", *, after: str = "", limit: int = 1000) -> builtins.list[ObjectInfo]:
-        # A directory walk has no resume point, so the page is cut from a full walk: bounded
-        # results, not bounded work (the local store is for single machines and tests).
-        found = await self.list(prefix)
-        return [info for info in found if info.key > after][: max(limit, 0)]
+        start = self._root.joinpath(*check_prefix(prefix))
+        return await run_blocking(_walk_page, self._root, start, prefix, after, max(limit, 0))
 
     async def delete(self, key: str) -> None:
         await run_blocking(self._delete, self._path(key))

@@ -278,12 +278,12 @@ class S3ObjectStore:
                     args["StartAfter"] = start_after
                 page = self._s3().list_objects_v2(**args)
                 for item in page.get("Contents", []):
-                    if item["Key"] > start_after:
-                        found.append(ObjectInfo(item["Key"][strip:], item["Size"], _ms(item.get("LastModified"))))
+                    found.append(ObjectInfo(item["Key"][strip:], item["Size"], _ms(item.get("LastModified"))))
                 token = page.get("NextContinuationToken")
                 if not page.get("IsTruncated") or token is None:
                     break
-        found.sort(key=lambda info: info.key)
+        # Not re-sorted: the next page starts after this page's last key in the server's order
+        # (see ObjectStore.list_page), so sorting here could skip or repeat keys.
         return found[:limit]
 
     def _delete(self, key: str, full: str) -> None:
