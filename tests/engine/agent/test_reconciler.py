@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from streamhouse.agent.reconciler import RESOURCE, Reconciler, ReconcileSettings
 from streamhouse.agent.service import AgentService
 from streamhouse.storage.errors import InvalidInputError, ObjectNotFoundError
 from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.object_store.s3 import S3ObjectStore
 from streamhouse.storage.records.schema import make_batch
 
 GRACE_MS = 1_500
@@ -195,3 +198,31 @@ def test_settings_are_checked(tmp_path: Path) -> None:
         AgentConfig(data_dir=str(tmp_path), reconcile_interval_ms=-1)
     settings = ReconcileSettings.from_config(AgentConfig(data_dir=str(tmp_path)))
     assert (settings.interval_s, settings.grace_ms) == (600.0, 3_600_000)
+
+
+async def test_a_failing_walk_is_logged_once_backs_off_and_recovers(
+    agent: PartitionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: the object store is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = S3ObjectStore("s3://bucket/p", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1)
+    rec = reconciler_of(agent)
+    failures: list[int] = []
+    rec.on_failed = lambda: failures.append(1)
+    rec.store = down
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamhouse.agent.reconciler"):
+            assert await rec.run_once() is None
+            assert await rec.run_once() is None
+            failing = [r for r in caplog.records if "reconciler failing" in r.getMessage()]
+            assert len(failing) == 1 and "StorageUnavailableError" in failing[0].getMessage()
+            assert len(failures) == 2
+            assert rec.faults() == []  # an outage: the stores' own probes report it
+            held = await agent.metadata.get_lease(RESOURCE)  # released after the failure
+            assert held is None or held.expires_at_ms <= await agent.metadata.now_ms()
+            rec.store = agent.store
+            assert await rec.run_once() is not None
+            assert any("recovered after 2 failed attempts" in r.getMessage() for r in caplog.records)
+    finally:
+        await down.close()
