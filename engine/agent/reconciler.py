@@ -26,7 +26,9 @@ moves a key from the rows to deferred_deletions in one transaction, so it is in 
 One lease `reconcile` for the whole store rather than one per topic: the walk is a single
 listing of `topics/` (the only way to find the objects of topics that no longer exist, which no
 per-topic holder would own), and one walk every 10 minutes is cheap for one agent. The lease only
-avoids doubled work: safety comes from the re-checks above, not from the lease's timing.
+avoids doubled work: safety comes from the re-checks above, not from the lease's timing. The
+missing-object report (metric, readiness) is that of the last walk this agent did: agents take
+turns at the lease, so a cluster-wide view means checking each agent's /metrics.
 """
 
 from __future__ import annotations
@@ -162,6 +164,8 @@ class Reconciler:
 
     async def _walk(self, lease: HeldLease) -> ReconcileOutcome:
         topics = {t.name: t for t in await self.metadata.list_topics()}
+        # The store's clock dates the objects; this agent's clock dates the cutoff. The grace
+        # (at least a minute, an hour by default) dwarfs the skew between the two.
         cutoff_ms = int(time.time() * 1000) - self.settings.grace_ms
         visited: set[tuple[str, int]] = set()
         missing: dict[str, tuple[int, str]] = {}

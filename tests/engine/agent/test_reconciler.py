@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.forward import cannot_forward
 from streamhouse.agent.leases import Leases
 from streamhouse.agent.merger import Merger, MergeSettings
 from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reconciler import RESOURCE, Reconciler, ReconcileSettings, parse_segment_key
 from streamhouse.agent.service import AgentService
+from streamhouse.node import AgentNode
 from streamhouse.storage.errors import InvalidInputError, ObjectNotFoundError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store.s3 import S3ObjectStore
@@ -226,3 +228,28 @@ async def test_a_failing_walk_is_logged_once_backs_off_and_recovers(
             assert any("recovered after 2 failed attempts" in r.getMessage() for r in caplog.records)
     finally:
         await down.close()
+
+
+async def test_the_agent_node_runs_the_reconciler_and_readiness_names_a_missing_object(tmp_path: Path) -> None:
+    config = AgentConfig(
+        data_dir=str(tmp_path / "agent"),
+        metadata_url=f"sqlite:///{tmp_path / 'meta.db'}",
+        object_store_url=f"file://{tmp_path / 'objects'}",
+        reconcile_interval_ms=50,
+    )
+    node = await AgentNode.start(config, forward=cannot_forward)
+    try:
+        assert node.reconciler is not None and node.reconciler.faults in node.service.background_faults
+        manager = node.service.manager
+        topic = await manager.metadata.create_topic("n", 1)
+        await produce(manager, topic, 0, 2)
+        lost = (await manager.metadata.list_segments("n", 0))[0].object_key
+        await manager.store.delete(lost)
+        for _ in range(200):  # bounded: 10 s at most
+            ready, why = await node.service.ready()
+            if not ready:
+                break
+            await asyncio.sleep(0.05)
+        assert not ready and lost in why
+    finally:
+        await node.close()
