@@ -3,7 +3,7 @@
 Segment objects and their metadata rows are written in two steps (upload, then commit), so a
 crash, a refused commit, a merge that died before its swap or a dropped topic (delete_topic
 removes rows, not objects) leaves objects nothing references; and an object lost from the store
-leaves a row that points at nothing. Every `interval` one agent walks the object store's
+leaves a row that points at nothing. Every `interval` an agent walks the object store's
 `topics/` prefix page by page (list_page: bounded memory for 100 k objects) and diffs each
 partition's objects against its segment rows and the deferred deletions:
 
@@ -25,10 +25,10 @@ moves a key from the rows to deferred_deletions in one transaction, so it is in 
 
 One lease `reconcile` for the whole store rather than one per topic: the walk is a single
 listing of `topics/` (the only way to find the objects of topics that no longer exist, which no
-per-topic holder would own), and one walk every 10 minutes is cheap for one agent. The lease only
-avoids doubled work: safety comes from the re-checks above, not from the lease's timing. The
-missing-object report (metric, readiness) is that of the last walk this agent did: agents take
-turns at the lease, so a cluster-wide view means checking each agent's /metrics.
+per-topic holder would own), and one walk every 10 minutes is cheap. The lease keeps walks from
+overlapping (an agent finding it held skips its round); it is released after each walk, so every
+agent still walks about once per interval. Safety comes from the re-checks above, not from the
+lease's timing. The missing-object report (metric, readiness) is that of this agent's last walk.
 """
 
 from __future__ import annotations
