@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamhouse.agent.config import AgentConfig
-from streamhouse.agent.flush_health import is_outage
+from streamhouse.agent.failures import is_outage
 from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.storage.errors import FencedError, LeaseHeldError, NotFoundError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
