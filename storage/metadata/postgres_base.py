@@ -30,6 +30,7 @@ UNAVAILABLE = (
     asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
 )
+_ACQUIRE_TIMEOUT_S = 30.0
 INSERT_SEGMENT = (
     f"INSERT INTO segments ({r.SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {NOW})"
 )
@@ -60,7 +61,9 @@ class PostgresBase:
         if self._closed:
             raise StorageUnavailableError(f"metadata store {redact(self._url)} is closed")
         try:
-            async with self._pool.acquire() as conn:
+            # Bounded: a pool exhausted by stuck holders must surface as "unavailable" (which
+            # callers retry or report), not park every caller behind it with no end.
+            async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
                 if snapshot:
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
                         yield conn
