@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from streamhouse.agent.background import ROUND
 from streamhouse.agent.failures import Backoff, FailureTracker
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,8 @@ FAULT_CAP_S = 300.0
 
 
 def subject(key: str) -> str:
+    if key == ROUND:
+        return "segment merger round"
     if key == "deletions":
         return "deletion of replaced segments"
     return "listing topics for merging" if key == "topics" else f"segment merging of {key}"

@@ -33,12 +33,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from streamhouse.agent.background import BackgroundService
 from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.agent.merge_health import MergeHealth
 from streamhouse.storage.errors import (
     FencedError,
-    LeaseHeldError,
     NotFoundError,
     OffsetConflictError,
     SegmentMergeError,
@@ -125,7 +125,10 @@ def plan_runs(segments: Sequence[SegmentInfo], settings: MergeSettings) -> list[
     return runs
 
 
-class Merger:
+class Merger(BackgroundService):
+    task_name = "segment-merger"
+    health: MergeHealth
+
     def __init__(
         self,
         metadata: MetadataStore,
@@ -135,34 +138,15 @@ class Merger:
         *,
         lists: SegmentLists | None = None,
     ) -> None:
+        super().__init__(leases, settings.interval_s, MergeHealth())
         self.metadata = metadata
         self.store = store
-        self.leases = leases
         self.settings = settings
         self.lists = lists  # this agent's segment-list cache: forgotten after its own swaps
-        self.health = MergeHealth()
         self.on_merge: Callable[[MergeOutcome], None] = lambda outcome: None
         self.on_deleted: Callable[[int], None] = lambda count: None
-        self._task: asyncio.Task[None] | None = None
         if lists is not None and settings.grace_ms < lists.ttl_s * 1000 * 2:
             raise StreamHouseError(f"merge grace {settings.grace_ms} ms must outlast the segment-list cache")
-
-    def start(self) -> None:
-        if self.settings.interval_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="segment-merger")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            # Sleep first: an agent that just started has recovery and take-overs to do.
-            await asyncio.sleep(self.settings.interval_s)
-            await self.run_once()
 
     async def run_once(self) -> list[MergeOutcome]:
         """One round: every partition's runs merged (skipping those backing off or held by
@@ -195,20 +179,15 @@ class Merger:
         runs = plan_runs(await self.metadata.list_segments(topic, partition), self.settings)
         if not runs:
             return []
-        try:
-            lease = await self.leases.acquire(merge_resource(topic, partition), take_back="earlier-self")
-        except LeaseHeldError:
-            return []  # another agent merges this partition now
         done: list[MergeOutcome] = []
-        try:
+        async with self.leased(merge_resource(topic, partition)) as lease:
+            if lease is None:
+                return []  # another agent merges this partition now
             for run in runs:
                 outcome, lease = await self._merge_run(run, lease)
                 if outcome is None:
                     break  # the lease is lost, or the segments moved: planned again next round
                 done.append(outcome)
-        finally:
-            with contextlib.suppress(StreamHouseError):
-                await self.leases.release(lease)
         return done
 
     async def _merge_run(self, run: list[SegmentInfo], lease: HeldLease) -> tuple[MergeOutcome | None, HeldLease]:

@@ -34,16 +34,16 @@ lease's timing. The missing-object report (metric, readiness) is that of this ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from streamhouse.agent.background import ROUND, BackgroundService
 from streamhouse.agent.config import AgentConfig
-from streamhouse.agent.failures import is_outage
+from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.agent.leases import HeldLease, Leases
-from streamhouse.storage.errors import FencedError, LeaseHeldError, NotFoundError, StreamHouseError
+from streamhouse.storage.errors import FencedError, NotFoundError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import ObjectInfo, TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
@@ -100,65 +100,43 @@ class _Partition:
     orphans: list[str] = field(default_factory=list)
 
 
-class Reconciler:
+class Reconciler(BackgroundService):
+    task_name = "orphan-reconciler"
+
     def __init__(
         self, metadata: MetadataStore, store: ObjectStore, leases: Leases, settings: ReconcileSettings
     ) -> None:
+        health = FailureTracker[str](
+            Backoff(FIRST_RETRY_S, FAULT_CAP_S, FAULT_CAP_S),
+            label=lambda key: "orphan reconciler",
+            topic=lambda key: "",
+            log=log,
+        )
+        super().__init__(leases, settings.interval_s, health)
         self.metadata = metadata
         self.store = store
-        self.leases = leases
         self.settings = settings
         self.on_deleted: Callable[[str, int], None] = lambda topic, count: None
         self.on_missing: Callable[[str, int], None] = lambda topic, count: None
-        self.on_failed: Callable[[], None] = lambda: None
+        self.on_failed: Callable[[], None] = lambda: None  # the metrics hook: a walk failed
+        health.on_change = lambda topic, failed, failing: self.on_failed() if failed else None
         self.missing: dict[str, tuple[int, str]] = {}  # from the last finished walk
-        self._error: str | None = None
-        self._outage = False
-        self._failures = 0
-        self._since = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self.settings.interval_s > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="orphan-reconciler")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            delay = self.settings.interval_s
-            if self._failures:  # back off, but never wait longer than a normal round would
-                delay = min(delay, FIRST_RETRY_S * 2 ** (self._failures - 1), FAULT_CAP_S)
-            await asyncio.sleep(delay)
-            await self.run_once()
 
     async def run_once(self) -> ReconcileOutcome | None:
         """One walk under the `reconcile` lease; None when another agent holds it, the lease was
-        lost midway, or the walk failed (recorded: logged once per change, backed off, in
-        `faults`). Never raises a store error."""
+        lost midway, or the walk failed (recorded in `health`: logged once per change, backed
+        off, in `faults`). Never raises a store error."""
         try:
-            lease = await self.leases.acquire(RESOURCE, take_back="earlier-self")
-        except LeaseHeldError:
-            return None
-        except StreamHouseError as exc:
-            self._failed(exc)
-            return None
-        try:
-            outcome = await self._walk(lease)
+            async with self.leased(RESOURCE) as lease:
+                if lease is None:
+                    return None
+                outcome = await self._walk(lease)
         except FencedError:
             return None  # another agent took over the walk: it finishes the job
         except (StreamHouseError, OSError) as exc:
-            self._failed(exc)
+            self.health.failed(ROUND, exc)
             return None
-        finally:
-            with contextlib.suppress(StreamHouseError):
-                await self.leases.release(lease)
-        self._succeeded()
+        self.health.succeeded(ROUND)
         self._report_missing(outcome.missing)
         return outcome
 
@@ -278,22 +256,6 @@ class Reconciler:
             self.on_missing(topic, count)
         self.missing = dict(now)
 
-    def _failed(self, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}"
-        if self._failures == 0:
-            self._since = time.time()
-        self._failures += 1
-        self._outage = is_outage(exc)
-        if error != self._error:
-            log.log(logging.WARNING if self._outage else logging.ERROR, "orphan reconciler failing: %s", error)
-        self._error = error
-        self.on_failed()
-
-    def _succeeded(self) -> None:
-        if self._error is not None:
-            log.warning("orphan reconciler recovered after %d failed attempts", self._failures)
-        self._error, self._failures, self._outage = None, 0, False
-
     def faults(self) -> list[str]:
         """Readiness lines: every topic with missing segment objects, and a walk that keeps
         failing for a reason other than a storage outage (the stores' probes report those)."""
@@ -301,10 +263,7 @@ class Reconciler:
             f"topic {t!r}: {n} segment objects missing from the object store (e.g. {k})"
             for t, (n, k) in sorted(self.missing.items())
         ]
-        if self._error is not None and not self._outage:
-            started = time.strftime("%H:%M:%SZ", time.gmtime(self._since))
-            lines.append(f"orphan reconciler failing since {started} ({self._failures} attempts): {self._error}")
-        return lines
+        return lines + super().faults()
 
 
 __all__ = ["RESOURCE", "ReconcileOutcome", "ReconcileSettings", "Reconciler", "parse_segment_key"]

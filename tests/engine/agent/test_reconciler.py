@@ -217,7 +217,7 @@ async def test_a_failing_walk_is_logged_once_backs_off_and_recovers(
         with caplog.at_level(logging.WARNING, logger="streamhouse.agent.reconciler"):
             assert await rec.run_once() is None
             assert await rec.run_once() is None
-            failing = [r for r in caplog.records if "reconciler failing" in r.getMessage()]
+            failing = [r for r in caplog.records if "orphan reconciler store unreachable" in r.getMessage()]
             assert len(failing) == 1 and "StorageUnavailableError" in failing[0].getMessage()
             assert len(failures) == 2
             assert rec.faults() == []  # an outage: the stores' own probes report it

@@ -1,0 +1,101 @@
+"""The base of the agent's periodic background services (docs/DESIGN.md §5): the segment merger,
+the orphan reconciler, retention, the compactor.
+
+Each of them is the same shape: every `interval` one round over the topics, work on one thing
+(a partition, the whole store) done under a lease of its own so one agent at a time does it,
+and failures kept in a FailureTracker (engine/agent/failures.py): backoff, one log line per
+change of state, readiness names what keeps failing for a reason other than a storage outage,
+and `health.on_change` is the metrics hook. This class holds that shape once, so a service
+only writes its round (`run_once`) and what it does under a lease.
+
+The loop sleeps first (an agent that just started has recovery and take-overs to do) and then
+runs a round; `run_once` never raises a store error (it records them in `health`). When the
+round as a whole failed (the key `ROUND`), the next one comes after the backoff, but never
+later than a normal interval would.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from streamhouse.agent.failures import FailureTracker
+from streamhouse.agent.leases import HeldLease, Leases
+from streamhouse.storage.errors import LeaseHeldError, StreamHouseError
+
+log = logging.getLogger(__name__)
+
+ROUND = "round"  # the failure key of a whole round (listing topics, a store-wide walk)
+
+
+class BackgroundService(abc.ABC):
+    """A periodic, leased background service of the agent. Subclasses set `task_name` and
+    implement `run_once`; `interval_s` <= 0 means never started."""
+
+    task_name: ClassVar[str] = "background-service"
+
+    def __init__(self, leases: Leases, interval_s: float, health: FailureTracker[str]) -> None:
+        self.leases = leases
+        self.interval_s = interval_s
+        self.health = health
+        self._task: asyncio.Task[None] | None = None
+
+    @abc.abstractmethod
+    async def run_once(self) -> Any:
+        """One round. Records failures in `health`; never raises a store error."""
+
+    def start(self) -> None:
+        if self.interval_s > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name=self.task_name)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def next_delay_s(self) -> float:
+        """Seconds until the next round: the interval, or sooner while a failed round backs off
+        (the backoff grows, so a round that keeps failing never spins)."""
+        wait = self.health.wait_s(ROUND)
+        return min(self.interval_s, wait) if wait > 0 else self.interval_s
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.next_delay_s())
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug: said (once per change) and retried, never a dead task
+                self.health.failed(ROUND, exc)
+
+    @contextlib.asynccontextmanager
+    async def leased(self, resource: str) -> AsyncIterator[HeldLease | None]:
+        """Hold `resource`'s lease for the block (None: another live holder has it, skip).
+        Taken back from an earlier process of this agent; released at the end (a failed
+        release lets it lapse by TTL). Renewing within the block is the caller's (renewal
+        keeps the epoch, so releasing the lease first acquired releases the renewed one)."""
+        try:
+            lease = await self.leases.acquire(resource, take_back="earlier-self")
+        except LeaseHeldError:
+            yield None
+            return
+        try:
+            yield lease
+        finally:
+            with contextlib.suppress(StreamHouseError):
+                await self.leases.release(lease)
+
+    def faults(self) -> list[str]:
+        """Readiness lines: what keeps failing for a reason other than a storage outage (the
+        stores' own probes report outages), one line each."""
+        return [state.describe() for _, state in sorted(self.health.failing_faults().items())]
+
+
+__all__ = ["ROUND", "BackgroundService"]
