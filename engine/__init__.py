@@ -24,6 +24,7 @@ _LAZY: dict[str, tuple[str, str]] = {
             "StreamHouseError",
             "CorruptDataError",
             "InvalidInputError",
+            "OffsetOutOfRangeError",
             "NotFoundError",
             "TopicNotFoundError",
             "TopicExistsError",

@@ -139,6 +139,27 @@ class SegmentMergeError(InvalidInputError):
     """Segments that cannot be merged into one: another partition, a gap, other columns."""
 
 
+class OffsetOutOfRangeError(StreamHouseError):
+    """A read asked for an offset below the partition's log start: retention removed those
+    records (Kafka's OFFSET_OUT_OF_RANGE). `log_start` is where the log now begins; reset
+    there (or to the end) and read again. Remote clients rebuild the class with -1 fields."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    log_start: int = -1
+
+    def __init__(self, topic: str, partition: int, offset: int, log_start: int) -> None:
+        super().__init__(
+            f"{topic}/{partition}: offset {offset} is below the log start {log_start} "
+            "(retention removed the records before it); read from the log start or later"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.log_start = log_start
+
+
 class LeaseHeldError(StreamHouseError):
     """Another live holder has the lease."""
 

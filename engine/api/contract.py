@@ -24,6 +24,7 @@ specific class to StreamHouseError itself.
 | error (storage/errors.py) | gRPC                | Kafka: records / admin APIs  | HTTP | raised by               |
 |---------------------------|---------------------|------------------------------|------|-------------------------|
 | PartitionNotFoundError    | INVALID_ARGUMENT    | 3 UNKNOWN_TOPIC_OR_PARTITION | 404  | a partition out of range|
+| OffsetOutOfRangeError     | OUT_OF_RANGE        | 1 OFFSET_OUT_OF_RANGE        | 416  | fetch below log start   |
 | NotFoundError (topic, job)| NOT_FOUND           | 3 UNKNOWN_TOPIC_OR_PARTITION | 404  | a name that is not there|
 | TopicSettingError         | INVALID_ARGUMENT    | 87 / 40 INVALID_CONFIG       | 400  | create/alter_topic      |
 | PartitionCountError       | INVALID_ARGUMENT    | 87 / 37 INVALID_PARTITIONS   | 400  | alter_topic             |
@@ -257,6 +258,7 @@ class ErrorMapping:
 _UNKNOWN = -1  # Kafka's UNKNOWN_SERVER_ERROR
 ERRORS: tuple[ErrorMapping, ...] = (
     ErrorMapping(e.PartitionNotFoundError, "INVALID_ARGUMENT", 3, 3, 404),
+    ErrorMapping(e.OffsetOutOfRangeError, "OUT_OF_RANGE", 1, 1, 416),
     ErrorMapping(e.NotFoundError, "NOT_FOUND", 3, 3, 404),
     ErrorMapping(e.TopicSettingError, "INVALID_ARGUMENT", 87, 40, 400),
     ErrorMapping(e.PartitionCountError, "INVALID_ARGUMENT", 87, 37, 400),

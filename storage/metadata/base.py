@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.metadata.swap import DeferredDeletion
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
@@ -127,6 +128,34 @@ class MetadataStore(Protocol):
 
     async def forget_deletions(self, keys: Sequence[str]) -> None:
         """Drop these records (their objects are deleted); unknown keys are ignored."""
+        ...
+
+    # -- log start, retention, per-partition figures (storage/metadata/log_start.py) ----------
+    async def list_log(self, topic: str, partition: int) -> PartitionLog:
+        """Every committed segment of the partition (by base offset) and its log start, the
+        segments read first (see log_start.py). Topic/PartitionNotFoundError."""
+        ...
+
+    async def truncate_log(
+        self, old: Sequence[SegmentInfo], resource: str, holder: str, epoch: int, grace_ms: int
+    ) -> int:
+        """Retention, one transaction: remove the partition's oldest segments `old` (every row
+        below old[-1].end_offset, exactly as read), record their objects for deletion `grace_ms`
+        from now (database clock) and move the log start to old[-1].end_offset (never back);
+        returns the log start now. FencedError unless lease `resource` is held by `holder` at
+        `epoch`; SegmentsChangedError unless the rows below are exactly `old`; InvalidInputError
+        if no segment would remain at or after the new log start (the newest is always kept);
+        Topic/PartitionNotFoundError. Any refusal changes nothing."""
+        ...
+
+    async def partition_stats(self, topic: str) -> list[PartitionStats]:
+        """Per partition, by number: log start, durable end, segment count and bytes, last
+        compaction (one consistent read). TopicNotFoundError."""
+        ...
+
+    async def set_last_compacted(self, topic: str, partition: int, at_ms: int | None = None) -> int:
+        """Record that compaction finished a pass over the partition at `at_ms` (None: the
+        database clock now); returns the stored time. Topic/PartitionNotFoundError."""
         ...
 
     # -- leases -----------------------------------------------------------------------------

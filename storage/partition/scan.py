@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.reader import PartitionReader
-from streamhouse.storage.partition.view import PartitionView
+from streamhouse.storage.partition.view import PartitionView, partition_view
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.decode import with_null_columns
@@ -56,6 +56,9 @@ class ScanStats:
     json_error_offsets: list[int] = field(default_factory=list)
     # The first bad values explained ("offset 41, column 'amt': scale: …"), for the query error.
     json_error_details: list[str] = field(default_factory=list)
+    # Where the partition's log began (retention, docs/DESIGN.md §4): a scan starting below it
+    # starts there instead, and a job's source tells a reset from an empty read by it.
+    log_start: int = 0
 
     def add(self, other: ScanStats) -> None:
         self.segments_total += other.segments_total
@@ -90,8 +93,12 @@ async def scan_partition(
     if writer is not None and writer.topic.topic_id != topic.topic_id:
         writer = None
     # Fresh: a query sees every segment committed before it started, whoever committed it.
-    view = await reader.view(topic.name, partition, bounds.start_offset, stop, writer, fresh=True)
+    # Below the log start the scan starts at it: the records there are gone (retention).
+    view = await partition_view(
+        reader.lists, topic.name, partition, bounds.start_offset, stop, writer, fresh=True, below_start="clamp"
+    )
     stats.segments_total = view.segments_listed
+    stats.log_start = view.log_start
     pieces: list[pa.Table] = []
     for seg in view.segments:
         if (bounds.min_timestamp is not None and seg.max_timestamp < bounds.min_timestamp) or (

@@ -8,49 +8,64 @@ read together (a roll changes both in one step on the event loop). Only then is 
 fetched, and it must reach X. A segment committed meanwhile starts at or above X: its records are
 already in the pinned batches (still valid Arrow data after the writer let go of them), so the
 view neither misses nor repeats a record.
+
+Retention (docs/DESIGN.md §4) removes whole segments from the front and moves the partition's
+log start (kept in the metadata, listed with the segments). Below it, a fetch is refused with
+OffsetOutOfRangeError (Kafka's OFFSET_OUT_OF_RANGE: the consumer resets) and a scan (SQL, jobs)
+starts at the log start instead: a query over "everything" reads what is still kept.
 """
 
 from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 
+from streamhouse.storage.errors import OffsetOutOfRangeError
 from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.metadata.log_start import PartitionLog
 from streamhouse.storage.model import SegmentInfo
 from streamhouse.storage.partition.writer import PartitionWriter, slice_batches
 from streamhouse.storage.segment.cache import TtlCache
 
 
 class SegmentLists:
-    """Committed segment lists by partition, cached for `ttl_s` (fetches ask many times a second).
+    """Committed segment lists and log starts by partition, cached for `ttl_s` (fetches ask many
+    times a second).
 
-    A swap (merging, docs/DESIGN.md §4) removes segments from the metadata and deletes their
-    objects only after a grace period; a cached list may name a removed segment for up to
-    `ttl_s`, so the grace must exceed `ttl_s` plus the longest read (the merger checks it at
-    start against `ttl_s`), and the agent that swapped forgets its own cached list at once."""
+    A swap (merging, docs/DESIGN.md §4) or retention removes segments from the metadata and
+    deletes their objects only after a grace period; a cached list may name a removed segment
+    (and an older log start) for up to `ttl_s`, so the grace must exceed `ttl_s` plus the longest
+    read (the merger checks it at start against `ttl_s`), and the agent that swapped forgets its
+    own cached list at once."""
 
     def __init__(self, metadata: MetadataStore, ttl_s: float) -> None:
         self._metadata = metadata
         self.ttl_s = ttl_s
-        self._cache: TtlCache[tuple[str, int], list[SegmentInfo]] = TtlCache(ttl_s)
+        self._cache: TtlCache[tuple[str, int], PartitionLog] = TtlCache(ttl_s)
 
     def forget(self, topic: str, partition: int) -> None:
         """Drop the cached list (after a swap), so the next read lists the segments anew."""
         self._cache.invalidate((topic, partition))
 
-    async def get(self, topic: str, partition: int, need_end: int) -> list[SegmentInfo]:
+    def cached_log_start(self, topic: str, partition: int) -> int:
+        """The log start as last listed (0 if not cached): a lower bound, never an await."""
+        cached = self._cache.get((topic, partition))
+        return 0 if cached is None else cached.log_start
+
+    async def get(self, topic: str, partition: int, need_end: int) -> PartitionLog:
         """The cached list, refreshed when stale or when it stops short of `need_end`."""
         key = (topic, partition)
         cached = self._cache.get(key)
-        if cached is not None and (cached[-1].end_offset if cached else 0) >= need_end:
+        if cached is not None and (cached.segments[-1].end_offset if cached.segments else 0) >= need_end:
             return cached
         return await self.fresh(topic, partition)
 
-    async def fresh(self, topic: str, partition: int) -> list[SegmentInfo]:
+    async def fresh(self, topic: str, partition: int) -> PartitionLog:
         """Straight from the metadata store (SQL: a query sees every segment committed before it)."""
-        listed = await self._metadata.list_segments(topic, partition)
+        listed = await self._metadata.list_log(topic, partition)
         self._cache.put((topic, partition), listed)
         return listed
 
@@ -60,7 +75,7 @@ class PartitionView:
     """Offsets [start, stop) of one partition at one moment: `segments` cover what is committed
     below `committed_end` (X), `batches` hold the leader's records from X on."""
 
-    start: int
+    start: int  # at or above `log_start`
     stop: int | None  # exclusive; None: to the end
     committed_end: int
     segments: tuple[SegmentInfo, ...]  # committed segments overlapping [start, min(stop, X)), by base offset
@@ -69,6 +84,7 @@ class PartitionView:
     # cache something per batch (a scan's decoded value columns, see writer.derived).
     batches: tuple[tuple[int, pa.RecordBatch], ...]
     buffer_range: tuple[int, int]  # [max(start, X), min(stop, the writer's next offset))
+    log_start: int = 0  # where the partition's log began as listed (0 when not listed: nothing committed wanted)
 
     def buffered(self) -> list[pa.RecordBatch]:
         """The buffered records in `buffer_range`, as zero-copy slices."""
@@ -84,11 +100,15 @@ async def partition_view(
     writer: PartitionWriter | None,
     *,
     fresh: bool,
+    below_start: Literal["raise", "clamp"] = "raise",
 ) -> PartitionView:
     """The view of [start, stop). `writer`: the partition's leader writer on this agent (None: a
     follower sees what is committed). `fresh`: list segments from the metadata store (SQL) rather
-    than the TTL'd list (fetch); a fetch served from memory alone then never awaits at all."""
+    than the TTL'd list (fetch); a fetch served from memory alone then never awaits at all.
+    `below_start`: a start below the log start raises OffsetOutOfRangeError (fetch) or moves up
+    to it (scans)."""
     batches: list[tuple[int, pa.RecordBatch]] = []
+    log = PartitionLog(lists.cached_log_start(topic, partition), ())
     if writer is not None:
         # Pinned before the first await: see the module docstring.
         committed_end = writer.buffer_start
@@ -99,25 +119,33 @@ async def partition_view(
         buffer_range = (low, max(low, high))
         committed_stop = committed_end if stop is None else min(stop, committed_end)
         if fresh:
-            listed = await lists.fresh(topic, partition)
+            log = await lists.fresh(topic, partition)
         elif committed_stop > start:
-            listed = await lists.get(topic, partition, committed_stop)
-        else:
-            listed = []  # nothing committed wanted: the tail is in memory
+            log = await lists.get(topic, partition, committed_stop)
+        # else nothing committed wanted: the tail is in memory (and above the log start, which
+        # never passes the newest segment's base)
     else:
         # A follower: what is committed is all there is. The cached list serves while it
         # reaches the requested stop (or start, for an open end).
         if fresh:
-            listed = await lists.fresh(topic, partition)
+            log = await lists.fresh(topic, partition)
         else:
-            listed = await lists.get(topic, partition, start + 1 if stop is None else stop)
+            log = await lists.get(topic, partition, start + 1 if stop is None else stop)
+        listed = log.segments
         committed_end = listed[-1].end_offset if listed else 0
         committed_stop = committed_end if stop is None else min(stop, committed_end)
         buffer_range = (committed_end, committed_end)
+    listed = log.segments
+    if start < log.log_start:
+        if below_start == "raise":
+            raise OffsetOutOfRangeError(topic, partition, start, log.log_start)
+        start = log.log_start
     first = bisect.bisect_right([s.end_offset for s in listed], start)
     chosen: list[SegmentInfo] = []
     for segment in listed[first:]:
         if segment.base_offset >= committed_stop:
             break  # committed after the pin (its records are in `batches`), or past stop
         chosen.append(segment)
-    return PartitionView(start, stop, committed_end, tuple(chosen), len(listed), tuple(batches), buffer_range)
+    return PartitionView(
+        start, stop, committed_end, tuple(chosen), len(listed), tuple(batches), buffer_range, log.log_start
+    )

@@ -17,7 +17,8 @@ import pyarrow as pa
 import pytest
 
 from streamhouse.storage.metadata import MetadataStore
-from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
+from streamhouse.storage.metadata.log_start import PartitionLog
+from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore, open_object_store
 from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.scan import ScanBounds, scan_partition
@@ -45,7 +46,7 @@ class RollFirst(SegmentLists):
         self.writer = writer
         self.rolls = 0
 
-    async def fresh(self, topic: str, partition: int) -> list[SegmentInfo]:
+    async def fresh(self, topic: str, partition: int) -> PartitionLog:
         if await self.writer.flush() is not None:
             self.rolls += 1
         return await super().fresh(topic, partition)
