@@ -21,6 +21,10 @@ MAX_STATEMENT_CHARS = 1 << 20
 NAME = Field(min_length=1, max_length=249)  # Kafka's topic-name ceiling; the agent checks the characters
 
 DataType = Literal["JSON", "BINARY", "STRING"]
+# Produce also takes AVRO: JSON data serialised with a registered schema (avro_produce.py).
+ProduceType = Literal["JSON", "BINARY", "STRING", "AVRO"]
+SubjectNameStrategy = Literal["TOPIC_NAME", "RECORD_NAME", "TOPIC_RECORD_NAME"]
+SchemaIdField = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Timestamp = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Acks = Literal["leader", "durable", "none"]
 
@@ -92,12 +96,27 @@ class Header(Strict):
     value: str | None = Field(None, description="base64")
 
 
+class SchemaSelector(Strict):
+    """Which registered schema serialises AVRO keys or values (Confluent REST Proxy v3's names)."""
+
+    subject: str | None = Field(None, min_length=1, max_length=1_000, description="default: by the strategy")
+    subject_name_strategy: SubjectNameStrategy | None = Field(
+        None, description="TOPIC_NAME (default): <topic>-value / <topic>-key; the record ones need schema_id"
+    )
+    schema_id: SchemaIdField | None = Field(None, description="a schema registered under the subject")
+    schema_version: SchemaIdField | None = Field(None, description="a version of the subject; omit both: the latest")
+
+
 class ProduceRequest(Strict):
     partition_id: int | None = Field(None, ge=0, description="omit: by key hash, round robin without keys")
-    key_type: DataType = "JSON"
-    value_type: DataType = "JSON"
+    key_type: ProduceType = "JSON"
+    value_type: ProduceType = "JSON"
+    key_schema: SchemaSelector | None = Field(None, description="with key_type AVRO")
+    value_schema: SchemaSelector | None = Field(None, description="with value_type AVRO")
     values: list[Any] = Field(
-        min_length=1, max_length=MAX_PRODUCE_RECORDS, description="JSON values, strings, or base64 for BINARY"
+        min_length=1,
+        max_length=MAX_PRODUCE_RECORDS,
+        description="JSON values, strings, base64 for BINARY, or JSON data for AVRO",
     )
     keys: list[Any] | None = Field(None, description="one per value (null: no key)")
     timestamps: list[Timestamp] | None = Field(None, description="epoch ms, one per value; 0 or absent: append time")
@@ -110,10 +129,18 @@ class PartitionOffsets(BaseModel):
     record_count: int
 
 
+class SchemaUsed(BaseModel):
+    subject: str
+    schema_id: int
+    schema_version: int
+
+
 class ProduceResponse(BaseModel):
     topic_name: str
     record_count: int
     partitions: list[PartitionOffsets]
+    key_schema: SchemaUsed | None = Field(None, description="the schema AVRO keys were serialised with")
+    value_schema: SchemaUsed | None = Field(None, description="the schema AVRO values were serialised with")
 
 
 class RecordHeader(BaseModel):

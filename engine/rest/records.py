@@ -23,7 +23,7 @@ import pyarrow.compute as _pc
 
 from streamhouse.api.json_rows import json_rows, single_chunk
 from streamhouse.rest import base64_columns
-from streamhouse.rest.models import DataType, Header
+from streamhouse.rest.models import DataType, Header, ProduceType
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.records.schema import HEADERS_TYPE, RECORD_SCHEMA, null_headers, offsets_array
 
@@ -42,8 +42,11 @@ _decode_json = json.JSONDecoder(parse_constant=_refuse_constant).decode
 
 
 # -- produce ------------------------------------------------------------------------------------
-def column(items: Sequence[Any], kind: DataType, where: str) -> pa.Array[Any]:
-    """A binary column from a request's array; JSON null (None) is a null record."""
+def column(items: Sequence[Any] | pa.Array[Any], kind: ProduceType, where: str) -> pa.Array[Any]:
+    """A binary column from a request's array; JSON null (None) is a null record. A column
+    already serialised (AVRO, avro_produce.py) is taken as it is."""
+    if isinstance(items, pa.Array):
+        return items
     if kind == "JSON":
         try:
             text = pa.array(list(map(_encode_json, items)), pa.string())
@@ -79,12 +82,12 @@ def _headers(headers: Sequence[Sequence[Header] | None], n: int) -> pa.Array[Any
 
 
 def produce_batch(
-    values: Sequence[Any],
-    keys: Sequence[Any] | None,
+    values: Sequence[Any] | pa.Array[Any],
+    keys: Sequence[Any] | pa.Array[Any] | None,
     timestamps: Sequence[int] | None,
     headers: Sequence[Sequence[Header] | None] | None,
-    key_type: DataType,
-    value_type: DataType,
+    key_type: ProduceType,
+    value_type: ProduceType,
 ) -> pa.RecordBatch:
     n = len(values)
     if keys is not None and len(keys) != n:

@@ -8,6 +8,7 @@ import asyncio
 from fastapi import APIRouter
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.registry.service import RegistryService
 from streamhouse.rest.consume import consume_router
 from streamhouse.rest.events import events_router
 from streamhouse.rest.groups import groups_router
@@ -17,12 +18,15 @@ from streamhouse.rest.sql import sql_router
 from streamhouse.rest.topics import topics_router
 
 
-def rest_router(front: FrontEnd, stopping: asyncio.Event | None = None) -> APIRouter:
-    """`stopping`: set when the agent begins to stop; open event streams end on it."""
+def rest_router(
+    front: FrontEnd, stopping: asyncio.Event | None = None, registry: RegistryService | None = None
+) -> APIRouter:
+    """`stopping`: set when the agent begins to stop; open event streams end on it. `registry`:
+    the schema registry AVRO produce serialises with (without it, AVRO is refused)."""
     router = APIRouter()
     for part in (
         topics_router(front),
-        produce_router(front),
+        produce_router(front, registry),
         consume_router(front),
         events_router(front, stopping or asyncio.Event()),
         groups_router(front),

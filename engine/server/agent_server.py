@@ -91,7 +91,8 @@ class AgentServer:
         try:
             if config.http_port >= 0:
                 # The schema registry (issue 13) on the agent's metadata store, under /registry.
-                registry = registry_router(RegistryService(service.manager.metadata))
+                schemas = RegistryService(service.manager.metadata)  # also REST's AVRO produce
+                registry = registry_router(schemas)
                 http = HttpServer(
                     config.host,
                     config.http_port,
@@ -99,6 +100,7 @@ class AgentServer:
                     metrics=lambda: _render(node),
                     front=service,
                     routers=[registry],
+                    registry=schemas,
                 )
                 try:
                     await http.start()

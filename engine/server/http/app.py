@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, FastAPI
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.registry.service import RegistryService
 from streamhouse.rest import rest_router
 from streamhouse.server.http.errors import ErrorBody, install_error_handlers
 from streamhouse.server.http.health import ReadinessCheck, health_router
@@ -39,6 +40,7 @@ def create_app(
     front: FrontEnd | None = None,
     stopping: asyncio.Event | None = None,
     routers: Sequence[APIRouter] = (),
+    registry: RegistryService | None = None,
 ) -> FastAPI:
     """`front`: the agent's front-end contract, for REST (engine/rest/, under /v1); `stopping`
     is set when the agent begins to stop, ending REST's event streams."""
@@ -57,7 +59,7 @@ def create_app(
     app.include_router(health_router(ready, timeout_s=ready_timeout_s))
     app.include_router(metrics_router(metrics))
     if front is not None:
-        app.include_router(rest_router(front, stopping))
+        app.include_router(rest_router(front, stopping, registry))  # registry: REST's AVRO produce
     for router in routers:  # the other front ends' (the schema registry's, engine/registry/routes.py)
         app.include_router(router)
     return app

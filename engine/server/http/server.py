@@ -22,6 +22,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.registry.service import RegistryService
 from streamhouse.server.http.app import MAX_BODY_BYTES, create_app
 from streamhouse.server.http.health import ReadinessCheck
 from streamhouse.server.http.metrics import MetricsRenderer
@@ -54,6 +55,7 @@ class HttpServer:
         max_body_bytes: int = MAX_BODY_BYTES,
         front: FrontEnd | None = None,
         routers: Sequence[APIRouter] = (),
+        registry: RegistryService | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -67,6 +69,7 @@ class HttpServer:
             front=front,
             stopping=self.stopping,
             routers=routers,
+            registry=registry,
         )
         self._config = uvicorn.Config(
             self.app,
