@@ -1,7 +1,8 @@
 """Produce: POST a batch of records to a topic (or one partition) with acks, answered with
 where each partition's share landed. The batch is built column-wise (records.py; AVRO keys and
 values serialised with a registered schema, avro_produce.py) and handed to the agent whole:
-every record is stored or none is (the contract's produce)."""
+every record is stored or none is (the contract's produce). A partition led by another agent
+is produced there (forward.py), so a client can send to any agent of the cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from streamhouse.api.contract import FrontEnd
 from streamhouse.registry.service import RegistryService
 from streamhouse.rest.avro_produce import avro_column
 from streamhouse.rest.errors import RestRoute
+from streamhouse.rest.forward import Forwarder
 from streamhouse.rest.models import (
     Acks,
     PartitionOffsets,
@@ -28,6 +30,7 @@ from streamhouse.storage.errors import InvalidInputError
 
 def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1/topics", tags=["records"], route_class=RestRoute)
+    forwarder = Forwarder(front)
 
     async def encoded(
         topic: str, items: Any, kind: ProduceType, selector: SchemaSelector | None, role: str
@@ -49,7 +52,8 @@ def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> 
             "on the object store; none: on receipt (offsets -1). A refused batch stores nothing. "
             "key_type/value_type AVRO: the JSON data is serialised with the schema key_schema / "
             "value_schema selects (subject, subject_name_strategy, schema_id or schema_version; "
-            "default the latest of <topic>-key / <topic>-value) in the schema registry's wire format."
+            "default the latest of <topic>-key / <topic>-value) in the schema registry's wire format. "
+            "A partition another agent leads is produced there (over gRPC), so any agent takes any produce."
         ),
     )
     async def produce(
@@ -65,7 +69,7 @@ def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> 
             raise InvalidInputError("key_schema needs keys")
         batch = produce_batch(values, keys, body.timestamps, body.headers, body.key_type, body.value_type)
         partition = -1 if body.partition_id is None else body.partition_id
-        results = await front.produce(topic_name, partition, batch, acks=acks)
+        results = await forwarder.produce(topic_name, partition, batch, acks)
         return ProduceResponse(
             topic_name=topic_name,
             record_count=batch.num_rows,
