@@ -11,6 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
 from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.snapshot import MetadataDump, Table
 from streamhouse.storage.metadata.swap import DeferredDeletion
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 from streamhouse.storage.schemas.registry import SchemaText, StoredSchema, SubjectVersion
@@ -279,4 +280,19 @@ class MetadataStore(Protocol):
 
     async def registry_set_setting(self, kind: str, subject: str, value: str | None) -> str | None:
         """Set (None: remove) a setting; returns the previous value."""
+        ...
+
+    # -- snapshots and disaster recovery (issue 14; storage/metadata/snapshot.py) ------------------
+    async def export_tables(self) -> MetadataDump:
+        """Every table but schema_migrations, SELECT * with its column names, in one consistent
+        read; `taken_ms` is the database clock read just before it (every commit acknowledged
+        before that instant is in the dump)."""
+        ...
+
+    async def import_tables(self, tables: Sequence[Table]) -> None:
+        """Write `tables` into an EMPTY database, one transaction, parents before children (by
+        the foreign keys in the catalog); `counters` rows raise the seeded counters (never lower
+        them). MetadataNotEmptyError (naming the tables with rows) if any table but counters
+        holds a row; SnapshotSchemaError if a table or column is unknown here; nothing is
+        written on any error. Columns a Table leaves out take their defaults."""
         ...

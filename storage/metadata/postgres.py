@@ -35,6 +35,7 @@ from streamhouse.storage.metadata.postgres_base import (
 from streamhouse.storage.metadata.postgres_jobs import PostgresLeasesJobs
 from streamhouse.storage.metadata.postgres_log_start import PostgresLogStart
 from streamhouse.storage.metadata.postgres_registry import PostgresRegistry
+from streamhouse.storage.metadata.postgres_snapshot import PostgresSnapshot
 from streamhouse.storage.metadata.postgres_swap import PostgresSwap
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
@@ -46,7 +47,7 @@ _PRODUCER_SQL = r.producer_sql(NOW, "$", ps.EXPIRY_MS)
 _SEGMENTS = f"SELECT {r.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND partition_id = $2 AND end_offset > $3"
 
 
-class PostgresMetadataStore(PostgresLeasesJobs, PostgresRegistry, PostgresSwap, PostgresLogStart):
+class PostgresMetadataStore(PostgresLeasesJobs, PostgresRegistry, PostgresSwap, PostgresLogStart, PostgresSnapshot):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from PostgresLeasesJobs, the pool from PostgresBase."""
 

@@ -30,6 +30,7 @@ from streamhouse.storage.metadata.sqlite_base import (
 from streamhouse.storage.metadata.sqlite_jobs import SqliteLeasesJobs
 from streamhouse.storage.metadata.sqlite_log_start import SqliteLogStart
 from streamhouse.storage.metadata.sqlite_registry import SqliteRegistry
+from streamhouse.storage.metadata.sqlite_snapshot import SqliteSnapshot
 from streamhouse.storage.metadata.sqlite_swap import SqliteSwap
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
@@ -50,7 +51,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
 
 
-class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart):
+class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart, SqliteSnapshot):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
 
