@@ -4,7 +4,7 @@ normalised, its default, whether anything enforces it and whether ALTER TOPIC ma
 Every surface checks through here (CREATE TOPIC … WITH, create_topic(config=) on both SDK
 transports and gRPC, ALTER TOPIC SET/RESET in SQL, SDK and CLI), so a key is either understood
 and enforced or refused: a misspelled key gets the closest name as a suggestion, and a Kafka
-key nothing enforces yet (retention.ms, cleanup.policy, …) is refused as "not supported yet"
+key nothing enforces yet (retention.ms, segment.ms, …) is refused as "not supported yet"
 instead of being stored and silently ignored.
 """
 
@@ -33,6 +33,41 @@ VALUE_SUBJECT_STRATEGY = "confluent.value.subject.name.strategy"
 TOPIC_STRATEGY = "TopicNameStrategy"
 RECORD_STRATEGY = "RecordNameStrategy"
 TOPIC_RECORD_STRATEGY = "TopicRecordNameStrategy"
+
+
+CLEANUP_POLICY = "cleanup.policy"
+DELETE_RETENTION_MS = "delete.retention.ms"
+MIN_CLEANABLE_DIRTY_RATIO = "min.cleanable.dirty.ratio"
+
+
+def _cleanup_policy(value: str) -> str:
+    # Kafka accepts the two words in either order, comma separated; one spelling is stored.
+    words = sorted({w.strip() for w in value.strip().lower().split(",")})
+    if not words or not set(words) <= {"compact", "delete"} or len(value.split(",")) != len(words):
+        raise ValueError("must be 'delete', 'compact' or 'compact,delete'")
+    return ",".join(words)
+
+
+def _non_negative_ms(value: str) -> str:
+    text = value.strip()
+    if not text.isdigit() or int(text) > 2**62:
+        raise ValueError("must be a whole number of milliseconds, 0 or more")
+    return str(int(text))
+
+
+def _ratio(value: str) -> str:
+    try:
+        ratio = float(value.strip())
+    except ValueError:
+        raise ValueError("must be a number from 0 to 1") from None
+    if not 0 <= ratio <= 1:
+        raise ValueError("must be a number from 0 to 1")
+    return repr(ratio)
+
+
+def compacted(config: Mapping[str, str]) -> bool:
+    """Whether a topic with this config map is compacted ('compact' or 'compact,delete')."""
+    return "compact" in config.get(CLEANUP_POLICY, "delete").split(",")
 
 
 def _positive_int(value: str) -> str:
@@ -157,6 +192,31 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 enforced_by="engine/registry/produce_check.py (produce, every path)",
             ),
             Setting(
+                CLEANUP_POLICY,
+                "'delete' (old segments go by retention), 'compact' (per key the latest value survives), or "
+                "'compact,delete' (both); compacted topics refuse records without a key",
+                _cleanup_policy,
+                "delete",
+                alterable=True,
+                enforced_by="engine/agent/compactor.py (compaction), engine/agent/service.py (keys required)",
+            ),
+            Setting(
+                DELETE_RETENTION_MS,
+                "how long a tombstone (null value) stays after compaction first cleaned it, in ms",
+                _non_negative_ms,
+                "86400000",
+                alterable=True,
+                enforced_by="engine/agent/compactor.py, storage/segment/compact.py",
+            ),
+            Setting(
+                MIN_CLEANABLE_DIRTY_RATIO,
+                "compaction starts when this share of the cleanable bytes was never compacted (0 to 1)",
+                _ratio,
+                "0.5",
+                alterable=True,
+                enforced_by="engine/agent/compactor.py (plan_compaction)",
+            ),
+            Setting(
                 JOB,
                 "the continuous query whose output this topic is",
                 str.strip,
@@ -175,9 +235,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
 # setting that nothing enforces would promise what the engine does not do.
 UNSUPPORTED: frozenset[str] = frozenset(
     {
-        "cleanup.policy",
         "compression.type",
-        "delete.retention.ms",
         "file.delete.delay.ms",
         "flush.messages",
         "flush.ms",
@@ -189,7 +247,6 @@ UNSUPPORTED: frozenset[str] = frozenset(
         "message.timestamp.after.max.ms",
         "message.timestamp.before.max.ms",
         "message.timestamp.difference.max.ms",
-        "min.cleanable.dirty.ratio",
         "min.compaction.lag.ms",
         "min.insync.replicas",
         "preallocate",

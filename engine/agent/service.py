@@ -46,12 +46,14 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
+from streamhouse.storage.segment.compact import require_keys
 from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.topic_config import (
     LOG_APPEND_TIME,
     TIMESTAMP_TYPE,
     VALUE_SCHEMA_VALIDATION,
     VALUE_SUBJECT_STRATEGY,
+    compacted,
 )
 from streamhouse.storage.values.check import check_batch
 
@@ -183,6 +185,8 @@ class AgentService:
                     self._topics[topic] = (info, time.monotonic())
             if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
                 await self._schema_ids.check(topic, batch.column("value"), info.config.get(VALUE_SUBJECT_STRATEGY))
+            if compacted(info.config):  # Kafka refuses keyless records on compacted topics
+                require_keys(topic, batch.column("key"))
             wal_bytes = self.manager.wal.disk_bytes
             if wal_bytes > self.config.max_wal_bytes:
                 raise BackpressureError(
@@ -261,7 +265,9 @@ class AgentService:
             await wait_event(event, wait)
         if self.metrics is not None:
             self.metrics.observe_fetch(topic, table.num_rows, table.nbytes)
-        return FetchResult(topic, partition, table, offset + table.num_rows, max(end, offset + table.num_rows))
+        # Compacted segments have gaps (issue 14): the next offset follows the last row read.
+        after = int(table.column("offset")[-1].as_py()) + 1 if table.num_rows else offset
+        return FetchResult(topic, partition, table, after, max(end, after))
 
     async def _read(self, topic: str, partition: int, offset: int, count: int, max_bytes: int) -> pa.Table:
         if count <= 0:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import base64
 import bisect
+import itertools
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -19,7 +20,13 @@ from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
-FORMAT_VERSION = 1
+# Version 2 (log compaction, issue 14) adds KEY_END_OFFSET and KEY_ROW_GROUP_OFFSETS, so a
+# segment may cover an offset range holding fewer records (gaps where compaction removed
+# records); version 1 segments (dense, end = last + 1) still read. Only gapped segments are
+# written as version 2: dense ones stay version 1, readable by older agents during an upgrade.
+FORMAT_VERSION = 2
+DENSE_FORMAT_VERSION = 1
+READABLE_VERSIONS = frozenset({"1", "2"})
 MAGIC = b"PAR1"
 TRAILER_BYTES = 8  # u32 thrift footer length + b"PAR1"
 
@@ -28,7 +35,9 @@ KEY_FORMAT_VERSION = _PREFIX + "format_version"
 KEY_TOPIC = _PREFIX + "topic"
 KEY_PARTITION = _PREFIX + "partition"
 KEY_BASE_OFFSET = _PREFIX + "base_offset"
-KEY_LAST_OFFSET = _PREFIX + "last_offset"
+KEY_LAST_OFFSET = _PREFIX + "last_offset"  # the last record's offset
+KEY_END_OFFSET = _PREFIX + "end_offset"  # v2: end of the covered range (exclusive), >= last + 1
+KEY_ROW_GROUP_OFFSETS = _PREFIX + "row_group_offsets"  # v2: JSON [[first, last], …] offsets per row group
 KEY_EPOCH = _PREFIX + "epoch"
 KEY_MIN_TIMESTAMP = _PREFIX + "min_timestamp"
 KEY_MAX_TIMESTAMP = _PREFIX + "max_timestamp"
@@ -52,7 +61,10 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class RowGroupInfo:
-    """Where one row group's bytes are, their CRC32C, and what the row group holds."""
+    """Where one row group's bytes are, their CRC32C, and what the row group holds.
+
+    [base_offset, end_offset) is the offset range the row group covers; in a gapped segment
+    (compacted) it holds fewer rows than that, first_offset..last_offset being its records'."""
 
     index: int
     byte_start: int
@@ -62,10 +74,14 @@ class RowGroupInfo:
     end_offset: int  # exclusive
     min_timestamp: int | None  # None: no statistics, so it cannot be pruned by time
     max_timestamp: int | None
+    num_rows: int
+    first_offset: int
+    last_offset: int
 
     @property
-    def num_rows(self) -> int:
-        return self.end_offset - self.base_offset
+    def dense(self) -> bool:
+        """Whether row i holds offset base_offset + i (no gaps)."""
+        return self.num_rows == self.end_offset - self.base_offset
 
     @property
     def num_bytes(self) -> int:
@@ -93,7 +109,12 @@ class SegmentFooter:
 
     @property
     def record_count(self) -> int:
-        return self.end_offset - self.base_offset
+        return int(self.metadata.num_rows)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the segment holds every offset of [base_offset, end_offset)."""
+        return self.record_count == self.end_offset - self.base_offset
 
     @property
     def footer_start(self) -> int:
@@ -150,20 +171,24 @@ def _interpret(
 
     kv: Mapping[bytes, bytes] = metadata.metadata or {}
     text = {k.decode(): v.decode() for k, v in kv.items() if k.startswith(_PREFIX.encode())}
-    if text.get(KEY_FORMAT_VERSION) != str(FORMAT_VERSION):
-        raise bad(f"unsupported segment format version {text.get(KEY_FORMAT_VERSION)!r}")
+    version = text.get(KEY_FORMAT_VERSION)
+    if version not in READABLE_VERSIONS:
+        raise bad(f"unsupported segment format version {version!r}")
     if len(schema) < len(RECORD_SCHEMA) or any(
         not schema.field(i).equals(RECORD_SCHEMA.field(i)) for i in range(len(RECORD_SCHEMA))
     ):
         raise bad(f"segment schema does not start with the record schema: {schema}")
     base_offset = int(text[KEY_BASE_OFFSET])
-    end_offset = int(text[KEY_LAST_OFFSET]) + 1
+    last_offset = int(text[KEY_LAST_OFFSET])
+    end_offset = last_offset + 1 if version == "1" else int(text[KEY_END_OFFSET])
     ranges = json.loads(text[KEY_ROW_GROUPS])
     if not isinstance(ranges, list) or len(ranges) != metadata.num_row_groups or not ranges:
         raise bad(f"row group list does not match the {metadata.num_row_groups} row groups")
+    counts = [metadata.row_group(i).num_rows for i in range(len(ranges))]
+    spans = _row_group_spans(text, version, base_offset, last_offset, end_offset, counts, bad)
 
     groups: list[RowGroupInfo] = []
-    expected_start, offset = len(MAGIC), base_offset
+    expected_start = len(MAGIC)
     for i, item in enumerate(ranges):
         if not (isinstance(item, list) and len(item) == 3 and all(type(v) is int for v in item)):
             raise bad(f"malformed row group entry {item!r}")
@@ -175,21 +200,24 @@ def _interpret(
         lo, hi = (stats.min, stats.max) if stats is not None and stats.has_min_max else (None, None)
         if not (isinstance(lo, int) and isinstance(hi, int)):
             lo = hi = None
+        first, last = spans[i]
         groups.append(
             RowGroupInfo(
                 index=i,
                 byte_start=start,
                 byte_end=end,
                 crc=crc,
-                base_offset=offset,
-                end_offset=offset + rg.num_rows,
+                # A row group covers its gaps up to the next one's first record.
+                base_offset=base_offset if i == 0 else first,
+                end_offset=end_offset if i == len(ranges) - 1 else spans[i + 1][0],
                 min_timestamp=lo,
                 max_timestamp=hi,
+                num_rows=counts[i],
+                first_offset=first,
+                last_offset=last,
             )
         )
-        expected_start, offset = end, offset + rg.num_rows
-    if offset != end_offset or metadata.num_rows != end_offset - base_offset:
-        raise bad(f"row counts do not add up to offsets [{base_offset}, {end_offset})")
+        expected_start = end
     return SegmentFooter(
         source=source,
         size_bytes=size_bytes,
@@ -206,6 +234,46 @@ def _interpret(
         max_timestamp=int(text[KEY_MAX_TIMESTAMP]),
         row_groups=tuple(groups),
     )
+
+
+def _row_group_spans(
+    text: Mapping[str, str],
+    version: str,
+    base_offset: int,
+    last_offset: int,
+    end_offset: int,
+    counts: list[int],
+    bad: Callable[[str], CorruptDataError],
+) -> list[tuple[int, int]]:
+    """(first, last) record offset of every row group, checked to ascend inside the segment's
+    range with room for each group's rows (a v1 or dense segment: consecutive runs)."""
+    total = sum(counts)
+    if not base_offset <= last_offset < end_offset or total < 1 or total > end_offset - base_offset:
+        raise bad(f"{total} rows do not fit offsets [{base_offset}, {end_offset}) ending at {last_offset}")
+    raw = text.get(KEY_ROW_GROUP_OFFSETS)
+    if raw is None:
+        if version == "1" and total != end_offset - base_offset:
+            raise bad(f"row counts do not add up to offsets [{base_offset}, {end_offset})")
+        if last_offset != base_offset + total - 1:
+            raise bad(f"{total} dense rows from {base_offset} cannot end at {last_offset}")
+        firsts = [base_offset, *(base_offset + c for c in itertools.accumulate(counts[:-1]))]
+        return [(f, f + c - 1) for f, c in zip(firsts, counts, strict=True)]
+    spans = json.loads(raw)
+    if not isinstance(spans, list) or len(spans) != len(counts):
+        raise bad(f"row group offsets {raw[:80]!r} do not match the {len(counts)} row groups")
+    out: list[tuple[int, int]] = []
+    previous = base_offset - 1
+    for i, span in enumerate(spans):
+        if not (isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)):
+            raise bad(f"malformed row group offsets {span!r}")
+        first, last = span
+        if first <= previous or last - first + 1 < counts[i] or (counts[i] == 1 and first != last):
+            raise bad(f"row group {i} offsets [{first}, {last}] impossible after {previous} for {counts[i]} rows")
+        out.append((first, last))
+        previous = last
+    if out[-1][1] != last_offset:
+        raise bad(f"row group offsets end at {out[-1][1]}, the segment's last offset is {last_offset}")
+    return out
 
 
 def select_row_groups(

@@ -33,14 +33,17 @@ from streamhouse.storage.model import SegmentInfo, SegmentRef
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.decode import decode_row_groups, decode_segment
 from streamhouse.storage.segment.footer import (
+    DENSE_FORMAT_VERSION,
     FORMAT_VERSION,
     KEY_BASE_OFFSET,
+    KEY_END_OFFSET,
     KEY_EPOCH,
     KEY_FORMAT_VERSION,
     KEY_LAST_OFFSET,
     KEY_MAX_TIMESTAMP,
     KEY_MIN_TIMESTAMP,
     KEY_PARTITION,
+    KEY_ROW_GROUP_OFFSETS,
     KEY_ROW_GROUPS,
     KEY_TOPIC,
     TRAILER_BYTES,
@@ -115,10 +118,14 @@ def encode_segment(
     epoch: int,
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     extra_metadata: Mapping[str, str] | None = None,
+    covers: tuple[int, int] | None = None,
 ) -> EncodedSegment:
     """Encode records (RECORD_SCHEMA columns first, then any extra typed columns) as a segment.
 
-    Offsets must be contiguous and ascending; timestamps may be in any order.
+    Offsets must be contiguous and ascending (a roll, a merge of dense segments); timestamps
+    may be in any order. `covers` = (base, end): the offset range a compacted segment stands
+    for; its offsets need only ascend strictly within it (gaps are where compaction removed
+    records) and the footer is format version 2 (KEY_END_OFFSET, KEY_ROW_GROUP_OFFSETS).
     `extra_metadata` joins the footer's key/value metadata (e.g. JSON decode errors).
     """
     if isinstance(table, pa.RecordBatch):
@@ -126,23 +133,37 @@ def encode_segment(
     _validate(table, row_group_bytes)
     n = table.num_rows
     offsets = table.column(0).to_numpy()
-    base_offset = int(offsets[0])
-    if base_offset < 0 or (n > 1 and not bool((np.diff(offsets) == 1).all())):
-        raise InvalidInputError("segment offsets must be contiguous, ascending and non-negative")
+    first, last = int(offsets[0]), int(offsets[-1])
+    if covers is None:
+        if first < 0 or (n > 1 and not bool((np.diff(offsets) == 1).all())):
+            raise InvalidInputError("segment offsets must be contiguous, ascending and non-negative")
+        base_offset, end_offset = first, first + n
+    else:
+        base_offset, end_offset = covers
+        if not 0 <= base_offset <= first or last >= end_offset or (n > 1 and not bool((np.diff(offsets) > 0).all())):
+            raise InvalidInputError(
+                f"compacted segment offsets must ascend strictly within [{base_offset}, {end_offset}), "
+                f"got {first}..{last}"
+            )
+    gapped = n != end_offset - base_offset  # a compaction that removed nothing stays version 1
     ts_range = pc.min_max(table.column(1))
     min_ts, max_ts = int(ts_range["min"].as_py()), int(ts_range["max"].as_py())
     metadata = {
-        KEY_FORMAT_VERSION: str(FORMAT_VERSION),
+        KEY_FORMAT_VERSION: str(FORMAT_VERSION if gapped else DENSE_FORMAT_VERSION),
         KEY_TOPIC: topic,
         KEY_PARTITION: str(partition),
         KEY_BASE_OFFSET: str(base_offset),
-        KEY_LAST_OFFSET: str(base_offset + n - 1),
+        KEY_LAST_OFFSET: str(last),
         KEY_EPOCH: str(epoch),
         KEY_MIN_TIMESTAMP: str(min_ts),
         KEY_MAX_TIMESTAMP: str(max_ts),
         **(extra_metadata or {}),
     }
     bounds = _row_group_bounds(table, row_group_bytes)
+    if gapped:
+        metadata[KEY_END_OFFSET] = str(end_offset)
+        spans = [[int(offsets[lo]), int(offsets[hi - 1])] for lo, hi in itertools.pairwise(bounds)]
+        metadata[KEY_ROW_GROUP_OFFSETS] = json.dumps(spans, separators=(",", ":"))
     # Parquet is rarely larger than the Arrow data; if a guess falls short, the write fails
     # cleanly ("out of bounds") and is redone in a buffer twice the size.
     capacity = table.nbytes + table.nbytes // 4 + 16_384 * len(bounds) * (table.num_columns + 2) + (1 << 20)
@@ -158,7 +179,7 @@ def encode_segment(
     return EncodedSegment(
         data=data,
         base_offset=base_offset,
-        end_offset=base_offset + n,
+        end_offset=end_offset,
         record_count=n,
         min_timestamp=min_ts,
         max_timestamp=max_ts,

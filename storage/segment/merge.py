@@ -40,6 +40,8 @@ _KNOWN_KEYS = frozenset(
         f.KEY_PARTITION,
         f.KEY_BASE_OFFSET,
         f.KEY_LAST_OFFSET,
+        f.KEY_END_OFFSET,
+        f.KEY_ROW_GROUP_OFFSETS,
         f.KEY_EPOCH,
         f.KEY_MIN_TIMESTAMP,
         f.KEY_MAX_TIMESTAMP,
@@ -74,7 +76,9 @@ def merge_segments(
     _check(inputs)
     tables = [decode_segment(footer, data, use_threads=False) for footer, data in inputs]
     table = pa.concat_tables(tables)
-    first = inputs[0][0]
+    first, last = inputs[0][0], inputs[-1][0]
+    # Compacted inputs have gaps: the merged segment covers their whole range, gaps included.
+    gapped = not all(footer.dense for footer, _ in inputs)
     return encode_segment(
         table,
         topic=first.topic,
@@ -82,6 +86,7 @@ def merge_segments(
         epoch=epoch,
         row_group_bytes=row_group_bytes,
         extra_metadata=_json_errors([footer for footer, _ in inputs]),
+        covers=(first.base_offset, last.end_offset) if gapped else None,
     )
 
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -142,10 +143,19 @@ class SegmentReader:
         max_timestamp: int | None = None,
         columns: Sequence[str] | None = None,
         row_groups: Sequence[int] | None = None,
+        max_rows: int | None = None,
     ) -> pa.Table:
         """Records with offset in [start_offset, end_offset) and timestamp in
         [min_timestamp, max_timestamp] (inclusive); None leaves a side unbounded.
-        `row_groups` narrows the row groups read further (a caller's own pruning)."""
+        `row_groups` narrows the row groups read further (a caller's own pruning).
+        `max_rows`: at most the first that many (a fetch; in a gapped segment they may span
+        more offsets than rows, so only the row groups needed are read)."""
+        if max_rows is not None and min_timestamp is None and max_timestamp is None:
+            known = self._cached_footer(ref) or await self.footer(ref)
+            if known.dense:  # rows are offsets: the bound is an offset bound
+                first = known.base_offset if start_offset is None else max(start_offset, known.base_offset)
+                end_offset = first + max_rows if end_offset is None else min(end_offset, first + max_rows)
+                max_rows = None
         bounds = (start_offset, end_offset, min_timestamp, max_timestamp)
         footer = self._cached_footer(ref)
         whole: bytes | memoryview | None = None
@@ -160,15 +170,22 @@ class SegmentReader:
         if row_groups is not None:
             allowed = set(row_groups)
             selected = [i for i in selected if i in allowed]
+        if max_rows is not None:
+            selected = _enough_groups(footer, selected, max_rows)
         wanted = None if columns is None else list(columns)
         by_time = min_timestamp is not None or max_timestamp is not None
         if wanted is not None and by_time and "timestamp" not in wanted:
             wanted.append("timestamp")  # needed to cut rows by time; dropped again below
+        by_offset = start_offset is not None or end_offset is not None
+        if wanted is not None and by_offset and not footer.dense and "offset" not in wanted:
+            wanted.append("offset")  # a gapped segment is cut by searching its offsets
         if not selected:
             return decode_row_groups(footer, {}, columns)  # an empty table of the right columns
         table = await self._fetch_and_decode(ref, footer, selected, wanted, whole)
         self.row_groups_read += len(selected)
         table = _cut(footer, table, selected, *bounds)
+        if max_rows is not None and table.num_rows > max_rows:
+            table = table.slice(0, max_rows)
         return table if columns is None else table.select(list(columns))
 
     async def _fetch_and_decode(
@@ -290,6 +307,17 @@ def _intact(footer: SegmentFooter, index: int, block: bytes) -> bool:
     return len(block) == rg.num_bytes and crc32c(block) == rg.crc
 
 
+def _enough_groups(footer: SegmentFooter, selected: list[int], max_rows: int) -> list[int]:
+    """The leading row groups of `selected` that hold `max_rows` rows even if the first one is
+    cut (its rows before the start do not count: it counts for nothing)."""
+    total = 0
+    for n, i in enumerate(selected[1:], start=1):
+        total += footer.row_groups[i].num_rows
+        if total >= max_rows:
+            return selected[: n + 1]
+    return selected
+
+
 def _runs(indices: list[int]) -> list[list[int]]:
     """Consecutive row groups are adjacent bytes: one GET per run."""
     runs: list[list[int]] = []
@@ -314,15 +342,21 @@ def _cut(
     min_timestamp: int | None,
     max_timestamp: int | None,
 ) -> pa.Table:
-    """Rows exactly within the bounds. Offsets are contiguous within a row group, so offset
-    bounds are zero-copy slices; only row groups straddling a time bound are filtered."""
+    """Rows exactly within the bounds. Offset bounds are zero-copy slices: where a row group is
+    dense by arithmetic, in a gapped (compacted) one by a binary search of its offsets, never
+    row = offset - base. Only row groups straddling a time bound are filtered."""
     pieces: list[pa.Table] = []
     changed = False
     row = 0
     for i in selected:
         rg = footer.row_groups[i]
-        lo = 0 if start_offset is None else min(rg.num_rows, max(0, start_offset - rg.base_offset))
-        hi = rg.num_rows if end_offset is None else max(lo, min(rg.num_rows, end_offset - rg.base_offset))
+        if rg.dense or (start_offset is None and end_offset is None):
+            lo = 0 if start_offset is None else min(rg.num_rows, max(0, start_offset - rg.base_offset))
+            hi = rg.num_rows if end_offset is None else max(lo, min(rg.num_rows, end_offset - rg.base_offset))
+        else:
+            offsets = table.column("offset").slice(row, rg.num_rows).to_numpy()
+            lo = 0 if start_offset is None else int(np.searchsorted(offsets, start_offset, side="left"))
+            hi = rg.num_rows if end_offset is None else max(lo, int(np.searchsorted(offsets, end_offset, side="left")))
         piece = table.slice(row + lo, hi - lo)
         changed |= hi - lo != rg.num_rows
         if not _inside(rg.min_timestamp, rg.max_timestamp, min_timestamp, max_timestamp):

@@ -138,7 +138,7 @@ def test_sql_alter_set_reset_and_add_partitions(tmp_path: Path) -> None:
             ("ALTER TOPIC t SET ('partitions' = '9')", TopicSettingError, "ADD PARTITIONS"),
             ("ALTER TOPIC t SET ('format' = 'raw')", TopicSettingError, "cannot be altered"),
             ("ALTER TOPIC t SET ('json.ignore-erors' = 'true')", UnknownTopicSettingError, "did you mean"),
-            ("ALTER TOPIC t SET ('cleanup.policy' = 'compact')", UnsupportedTopicSettingError, "not supported yet"),
+            ("ALTER TOPIC t SET ('max.compaction.lag.ms' = '5')", UnsupportedTopicSettingError, "not supported yet"),
             ("ALTER TOPIC t RESET ('segment.bytes')", UnsupportedTopicSettingError, "not supported yet"),
             ("ALTER TOPIC missing SET ('json.ignore-errors' = 'true')", TopicNotFoundError, "missing"),
         ]:
@@ -355,7 +355,7 @@ def test_cli_topic_alter(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
     assert code == 1 and err == (
         "error: ALTER TOPIC t: unknown topic setting 'json.ignore-erors'; did you mean 'json.ignore-errors'?\n"
     )
-    code, _, err = cli("topic", "alter", "t", "--set", "cleanup.policy=compact", "--add-partitions", "1")
+    code, _, err = cli("topic", "alter", "t", "--set", "max.compaction.lag.ms=5", "--add-partitions", "1")
     assert code == 1 and "not supported yet" in err
     code, _, err = cli("topic", "alter", "t")
     assert code == 1 and "nothing to change" in err
