@@ -53,6 +53,9 @@ class Figures:
     consume_rate: float
     p50_ms: float
     p99_ms: float
+    # The broker process's CPU seconds (user + system, all its threads) per million records
+    # produced: steadier than rec/s on a shared box, where neighbours' load moves the clock.
+    produce_cpu_s_per_m: float | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,9 +71,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", help="working directory (default: a temp dir, removed after)")
 
 
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` so far (Linux /proc), None where unknown."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def _streamhouse(workdir: Path, fsync: str) -> Iterator[str]:
-    """A temporary agent with its Kafka listener on loopback; yields its bootstrap address."""
+def _streamhouse(workdir: Path, fsync: str) -> Iterator[tuple[str, int]]:
+    """A temporary agent with its Kafka listener on loopback; yields its bootstrap address
+    and process id."""
     from streamhouse.devservices.agent import start_agent
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +95,7 @@ def _streamhouse(workdir: Path, fsync: str) -> Iterator[str]:
     flags += ["--kafka-port", str(port), "--kafka-advertised", f"127.0.0.1:{port}"]
     agent = start_agent(flags, log_path=workdir / "agent.log")
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", agent.pid
     finally:
         agent.stop()
 
@@ -192,7 +208,7 @@ def produce_latency(bootstrap: str, topic: str, acks: str, rate: int, seconds: f
     return float(p50), float(p99)
 
 
-def bench_broker(name: str, bootstrap: str, args: argparse.Namespace) -> list[Figures]:
+def bench_broker(name: str, bootstrap: str, args: argparse.Namespace, pid: int | None = None) -> list[Figures]:
     # Untimed warm-up: a JVM's first requests run interpreted until the JIT compiles the
     # broker's hot paths, so without it Kafka's first run would be measured cold.
     warm = f"bench-warmup-{uuid.uuid4().hex[:6]}"
@@ -207,29 +223,34 @@ def bench_broker(name: str, bootstrap: str, args: argparse.Namespace) -> list[Fi
         _create_topic(bootstrap, topic)
         _create_topic(bootstrap, latency_topic)
         console.print(f"{name} acks={acks}: produce {args.records:,} records")
+        cpu_before = process_cpu_s(pid)
         produced = produce_throughput(bootstrap, topic, acks, args.records, args.record_size)
+        cpu_after = process_cpu_s(pid)
+        cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) * 1e6 / args.records
         console.print(f"{name} acks={acks}: consume")
         consumed = consume_throughput(bootstrap, topic, args.records)
         console.print(f"{name} acks={acks}: latency at {args.latency_rate:,} rec/s")
         p50, p99 = produce_latency(
             bootstrap, latency_topic, acks, args.latency_rate, args.latency_seconds, args.record_size
         )
-        out.append(Figures(name, acks, produced, consumed, p50, p99))
+        out.append(Figures(name, acks, produced, consumed, p50, p99, cpu))
     return out
 
 
 def _report(figures: list[Figures], args: argparse.Namespace, version: str | None) -> None:
     table = Table(title=f"Kafka protocol, {args.records:,} records of {args.record_size} B, confluent-kafka client")
-    for column in ("broker", "acks", "produce rec/s", "produce MB/s", "consume rec/s",
+    for column in ("broker", "acks", "produce rec/s", "produce MB/s", "CPU s/M rec", "consume rec/s",
                    f"p50 ms @{args.latency_rate:,}/s", f"p99 ms @{args.latency_rate:,}/s"):  # fmt: skip
         table.add_column(column, justify="right")
     for f in figures:
         acks = f"{f.acks} (= {OURS[f.acks]})" if f.broker == "StreamHouse" else f.acks
         mb_s = f.produce_rate * args.record_size / 1e6
-        table.add_row(f.broker, acks, f"{f.produce_rate:,.0f}", f"{mb_s:.1f}", f"{f.consume_rate:,.0f}",
+        cpu = "-" if f.produce_cpu_s_per_m is None else f"{f.produce_cpu_s_per_m:.2f}"
+        table.add_row(f.broker, acks, f"{f.produce_rate:,.0f}", f"{mb_s:.1f}", cpu, f"{f.consume_rate:,.0f}",
                       f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}")  # fmt: skip
     Console(width=140).print(table)
     print("acks=all is StreamHouse acks=durable (in a committed segment); acks=1 is acks=leader (in the leader's WAL)")
+    print("CPU s/M rec: the broker process's CPU seconds (all threads, user + system) per million records produced")
     ours = {f.acks: f for f in figures if f.broker == "StreamHouse"}
     theirs = {f.acks: f for f in figures if f.broker != "StreamHouse"}
     for acks, f in ours.items():
@@ -259,8 +280,8 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if not args.dir:
             stack.callback(shutil.rmtree, workdir, True)
-        with _streamhouse(workdir / "streamhouse", args.fsync) as bootstrap:
-            figures += bench_broker("StreamHouse", bootstrap, args)
+        with _streamhouse(workdir / "streamhouse", args.fsync) as (bootstrap, pid):
+            figures += bench_broker("StreamHouse", bootstrap, args, pid)
         if not args.no_reference:
             from streamhouse.devservices.kafka_broker import KAFKA_VERSION, start_kafka_broker
 
@@ -268,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"starting Apache Kafka {version} (jars from Maven Central on first use)")
             broker = start_kafka_broker(workdir / "kafka", version=version)
             try:
-                figures += bench_broker(f"Kafka {version}", broker.bootstrap, args)
+                figures += bench_broker(f"Kafka {version}", broker.bootstrap, args, broker.proc.pid)
             finally:
                 broker.stop()
     _report(figures, args, version)

@@ -31,7 +31,10 @@ from streamhouse.storage.metadata.producer_state import tag
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
 log = logging.getLogger(__name__)
-_ACKS: Mapping[int, Acks] = {0: "none", 1: "leader", -1: "durable"}  # acks=all is our durable
+# acks=all is our durable. acks=0 is appended as acks=1 and not answered (server.py): as on a
+# Kafka broker its records are in place before the connection's next request is read; our
+# acks=none would append them in the background, racing a Fetch sent right behind them.
+_ACKS: Mapping[int, Acks] = {0: "leader", 1: "leader", -1: "durable"}
 
 
 def _resolve(future: asyncio.Future[None], *_: object) -> None:

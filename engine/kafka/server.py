@@ -1,7 +1,8 @@
 """The Kafka wire-protocol listener of one agent: asyncio TCP, one task per connection.
 
-A connection reads a 4-byte size, refuses sizes over `max_request_bytes` before reading
-them, decodes the frame and answers in request order (Kafka clients rely on ordered
+A connection (connection.py: whole frames in, answer bytes out) reads a 4-byte size,
+refuses sizes over `max_request_bytes` before reading them, decodes the frame and answers
+in request order (Kafka clients rely on ordered
 responses per connection). Anything malformed closes that connection only; nothing it
 sent was written, and other connections are untouched. An ApiVersions request of an
 unknown version is answered in v0 format so the client can retry with one we know.
@@ -30,6 +31,7 @@ from typing import Protocol
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
+from streamhouse.kafka.connection import FrameConnection
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import Coordinator
@@ -42,7 +44,6 @@ from streamhouse.kafka.protocol.api import (
     decode_request,
     decode_request_header,
     encode_response,
-    frame_size,
     unsupported_api_versions_response,
 )
 from streamhouse.kafka.registry import BrokerRegistry
@@ -115,7 +116,8 @@ class KafkaServer:
 
     async def start(self) -> int:
         """Listens; returns the bound port (port 0 picks a free one)."""
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connection, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         host, port = self.advertised or (self.host, self.port)
         config = self._node.config
@@ -153,14 +155,19 @@ class KafkaServer:
         if self._server is not None:
             await self._server.wait_closed()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _connection(self) -> FrameConnection:
+        return FrameConnection(self.max_request_bytes, self._opened)
+
+    def _opened(self, conn: FrameConnection) -> None:
+        task = asyncio.get_running_loop().create_task(self._accept(conn))
         self._connections.add(task)
-        peer = writer.get_extra_info("peername")
+        task.add_done_callback(self._connections.discard)
+
+    async def _accept(self, conn: FrameConnection) -> None:
+        peer = conn.peer
         try:
             host = peer[0] if isinstance(peer, tuple) else str(peer)
-            await self._serve(reader, writer, host)
+            await self._serve(conn, host)
         except KafkaProtocolError as exc:
             log.warning("kafka connection %s closed: %s", peer, exc)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -172,19 +179,18 @@ class KafkaServer:
         except Exception:  # a bug or an unmapped storage failure: this connection only
             log.exception("kafka connection %s failed", peer)
         finally:
-            self._connections.discard(task)
-            writer.close()
+            conn.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await conn.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+    async def _serve(self, conn: FrameConnection, host: str) -> None:
         """Reads and applies requests in order while a writer answers them in order; returns
         when the client has gone and every answer is written, raises what closes it."""
         queue: asyncio.Queue[_Item] = asyncio.Queue()  # bounded by `slots`
         slots = asyncio.Semaphore(self.max_in_flight)  # taken per request, given back once answered
         requests: set[asyncio.Task[bytes | None]] = set()
-        reading = asyncio.create_task(self._read(reader, host, queue, requests, slots))
-        writing = asyncio.create_task(self._write(writer, queue, slots))
+        reading = asyncio.create_task(self._read(conn, host, queue, requests, slots))
+        writing = asyncio.create_task(self._write(conn, queue, slots))
         try:
             done, _ = await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
             if writing not in done and reading.exception() is None:
@@ -203,7 +209,7 @@ class KafkaServer:
 
     async def _read(
         self,
-        reader: asyncio.StreamReader,
+        conn: FrameConnection,
         host: str,
         queue: asyncio.Queue[_Item],
         requests: set[asyncio.Task[bytes | None]],
@@ -213,13 +219,12 @@ class KafkaServer:
         while True:
             await slots.acquire()  # max_in_flight answers pending: the connection is not read
             try:
-                size = frame_size(await reader.readexactly(4), self.max_request_bytes)
-                frame = await reader.readexactly(size)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                queue.put_nowait(None)  # the client went away: answer what it sent, then close
-                return
+                frame = await conn.read_frame()  # sizes over max_request_bytes refused unread
             except KafkaProtocolError as exc:
                 queue.put_nowait(exc)
+                return
+            if frame is None:
+                queue.put_nowait(None)  # the client went away: answer what it sent, then close
                 return
             applied: asyncio.Future[None] = loop.create_future()
             task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied)))
@@ -231,18 +236,18 @@ class KafkaServer:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 return  # nothing after a failed request is applied; the writer raises it
 
-    async def _write(self, writer: asyncio.StreamWriter, queue: asyncio.Queue[_Item], slots: asyncio.Semaphore) -> None:
+    async def _write(self, conn: FrameConnection, queue: asyncio.Queue[_Item], slots: asyncio.Semaphore) -> None:
         while (item := await queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             response = await item
             if response is not None:
-                writer.write(response)
-                await writer.drain()
+                conn.write(response)
+                await conn.drain()
             slots.release()
 
     async def respond(
-        self, frame: bytes, client_host: str = "", applied: Callable[[], None] | None = None
+        self, frame: bytes | bytearray, client_host: str = "", applied: Callable[[], None] | None = None
     ) -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed. A Produce handler calls

@@ -145,6 +145,119 @@ fail:
     return NULL;
 }
 
+/* Appends one key or value span to an Arrow binary column being built: offsets[i + 1],
+ * its validity bit (bitmap zeroed by the caller) and its bytes. `cap` bounds `data`. */
+static int put_span(const uint8_t *src, int64_t len, Py_ssize_t i, int32_t *offsets, uint8_t *valid, uint8_t *data,
+                    Py_ssize_t cap, int64_t *nulls) {
+    int32_t at = offsets[i];
+    if (len < 0) {
+        (*nulls)++;
+        offsets[i + 1] = at;
+        return 1;
+    }
+    if (len > cap - at) return 0;
+    valid[i >> 3] |= (uint8_t)(1u << (i & 7));
+    memcpy(data + at, src, (size_t)len);
+    offsets[i + 1] = at + (int32_t)len;
+    return 1;
+}
+
+/* decode_columns(data, count, base_offset, base_timestamp, offsets i64[n], timestamps i64[n],
+ *                key_offsets i32[n+1], key_valid u8[(n+7)/8], key_data u8[cap],
+ *                val_offsets i32[n+1], val_valid u8[(n+7)/8], val_data u8[cap],
+ *                hdr_pos i32[n], hdr_count i32[n])
+ *     -> (key_bytes, key_nulls, val_bytes, val_nulls, total headers)
+ * One pass over a v2 record section that leaves Arrow's own buffers for the offset,
+ * timestamp, key and value columns (absolute offsets and timestamps; validity bitmaps,
+ * zeroed by the caller, LSB first; each span's bytes copied once) and the header spans for
+ * decode_headers. The same checks as decode_records; the GIL is released for the loop. */
+static PyObject *decode_columns(PyObject *self, PyObject *args) {
+    PyObject *o[14];
+    Py_buffer b[14];
+    int got = 0;
+    Py_ssize_t count;
+    long long base_offset, base_ts;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OnLLOOOOOOOOOO", &o[0], &count, &base_offset, &base_ts, &o[4], &o[5], &o[6], &o[7],
+                          &o[8], &o[9], &o[10], &o[11], &o[12], &o[13]))
+        return NULL;
+    for (int i = 0; i < 14; i++) {
+        if (i >= 1 && i <= 3) continue;
+        GET_BUF(o[i], b[i], i != 0);
+        got |= 1 << i;
+    }
+    if (b[0].len > INT32_MAX) { PyErr_SetString(PyExc_ValueError, "record section over 2 GiB"); goto fail; }
+    if (count < 0 || count > b[0].len) { PyErr_SetString(PyExc_ValueError, "record count exceeds the bytes"); goto fail; }
+    if (!need(&b[4], count * 8, "offsets") || !need(&b[5], count * 8, "timestamps") ||
+        !need(&b[6], (count + 1) * 4, "key_offsets") || !need(&b[7], (count + 7) / 8, "key_valid") ||
+        !need(&b[9], (count + 1) * 4, "val_offsets") || !need(&b[10], (count + 7) / 8, "val_valid") ||
+        !need(&b[12], count * 4, "hdr_pos") || !need(&b[13], count * 4, "hdr_count"))
+        goto fail;
+    {
+        const uint8_t *base = (const uint8_t *)b[0].buf;
+        const uint8_t *end = base + b[0].len;
+        int64_t *offsets = b[4].buf, *timestamps = b[5].buf;
+        int32_t *ko = b[6].buf, *vo = b[9].buf, *hdr_pos = b[12].buf, *hdr_count = b[13].buf;
+        uint8_t *kv = b[7].buf, *kd = b[8].buf, *vv = b[10].buf, *vd = b[11].buf;
+        Py_ssize_t kcap = b[8].len < INT32_MAX ? b[8].len : INT32_MAX;
+        Py_ssize_t vcap = b[11].len < INT32_MAX ? b[11].len : INT32_MAX;
+        int64_t headers = 0, key_nulls = 0, val_nulls = 0;
+        const char *overflow = NULL;
+        cursor c = {base, end, NULL};
+        ko[0] = vo[0] = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < count; i++) {
+            int64_t length = read_varint(&c);
+            if (c.err) break;
+            if (length < 0 || length > end - c.p) { c.err = "record length runs past the batch"; break; }
+            cursor r = {c.p, c.p + length, NULL};
+            if (r.p >= r.end) { r.err = "empty record"; c = r; break; }
+            r.p++; /* attributes: unused in v2 */
+            int64_t ts_delta = read_varlong(&r);
+            int64_t off_delta = read_varint(&r);
+            if (r.err) { c = r; break; }
+            timestamps[i] = (int64_t)((uint64_t)base_ts + (uint64_t)ts_delta);
+            offsets[i] = (int64_t)((uint64_t)base_offset + (uint64_t)off_delta);
+            int32_t kstart, vstart;
+            int64_t klen = read_span(&r, 1, base, &kstart);
+            if (r.err) { c = r; break; }
+            int64_t vlen = read_span(&r, 1, base, &vstart);
+            if (r.err) { c = r; break; }
+            if (!put_span(base + kstart, klen, i, ko, kv, kd, kcap, &key_nulls) ||
+                !put_span(base + vstart, vlen, i, vo, vv, vd, vcap, &val_nulls)) {
+                overflow = "key or value output too small";
+                break;
+            }
+            int64_t nh = read_varint(&r);
+            if (r.err) { c = r; break; }
+            if (nh < 0 || nh > (r.end - r.p) / 2) { r.err = "header count exceeds the record"; c = r; break; }
+            hdr_pos[i] = (int32_t)(r.p - base);
+            hdr_count[i] = (int32_t)nh;
+            for (int64_t h = 0; h < nh && !r.err; h++) {
+                read_span(&r, 0, base, NULL);
+                read_span(&r, 1, base, NULL);
+            }
+            if (r.err) { c = r; break; }
+            if (r.p != r.end) { r.err = "record length does not match its fields"; c = r; break; }
+            headers += nh;
+            c.p = r.end;
+        }
+        if (!c.err && !overflow && c.p != end) c.err = "bytes left after the last record";
+        Py_END_ALLOW_THREADS
+        if (overflow) { PyErr_SetString(PyExc_ValueError, overflow); goto fail; }
+        if (c.err) {
+            PyErr_Format(PyExc_ValueError, "%s at byte %zd", c.err, (Py_ssize_t)(c.p - base));
+            goto fail;
+        }
+        for (int i = 0; i < 14; i++) if (got & (1 << i)) PyBuffer_Release(&b[i]);
+        return Py_BuildValue("(LLLLL)", (long long)ko[count], (long long)key_nulls, (long long)vo[count],
+                             (long long)val_nulls, (long long)headers);
+    }
+fail:
+    for (int i = 0; i < 14; i++) if (got & (1 << i)) PyBuffer_Release(&b[i]);
+    return NULL;
+}
+
 /* decode_headers(data, count, hdr_pos, hdr_count, hk_start, hk_len, hv_start, hv_len)
  * Second pass over spans that decode_records already validated. */
 static PyObject *decode_headers(PyObject *self, PyObject *args) {
@@ -317,6 +430,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"decode_records", decode_records, METH_VARARGS, "Parse a v2 record section into span arrays."},
+    {"decode_columns", decode_columns, METH_VARARGS, "Parse a v2 record section into Arrow column buffers."},
     {"decode_headers", decode_headers, METH_VARARGS, "Parse the header spans of decoded records."},
     {"gather", gather, METH_VARARGS, "Copy byte spans back to back."},
     {"encode_records", encode_records, METH_VARARGS, "Write a v2 record section from Arrow buffers."},

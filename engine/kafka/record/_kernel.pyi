@@ -13,6 +13,22 @@ def decode_records(
     hdr_pos: Buffer,
     hdr_count: Buffer,
 ) -> int: ...
+def decode_columns(
+    data: Buffer,
+    count: int,
+    base_offset: int,
+    base_timestamp: int,
+    offsets: Buffer,
+    timestamps: Buffer,
+    key_offsets: Buffer,
+    key_valid: Buffer,
+    key_data: Buffer,
+    val_offsets: Buffer,
+    val_valid: Buffer,
+    val_data: Buffer,
+    hdr_pos: Buffer,
+    hdr_count: Buffer,
+) -> tuple[int, int, int, int, int]: ...
 def decode_headers(
     data: Buffer,
     count: int,

@@ -96,7 +96,9 @@ def decode_batch(data: Buffer, start: int = 0, *, max_uncompressed: int = DEFAUL
     )
     if magic != 2:
         raise KafkaProtocolError(
-            f"record batch magic {magic}: only v2 (magic 2) is supported", api="RecordBatch", field="magic",
+            f"record batch magic {magic}: only v2 (magic 2) is supported",
+            api="RecordBatch",
+            field="magic",
             position=start + 16,
         )
     size = length + _LENGTH_AFTER
@@ -128,26 +130,63 @@ def decode_batch(data: Buffer, start: int = 0, *, max_uncompressed: int = DEFAUL
 def decode_records(
     section: Buffer, count: int, base_offset: int, base_timestamp: int, position: int = 0
 ) -> pa.RecordBatch:
-    """A v2 record section (uncompressed) → RECORD_SCHEMA batch. `position` labels errors."""
+    """A v2 record section (uncompressed) → RECORD_SCHEMA batch. `position` labels errors.
+
+    One kernel pass leaves the offset, timestamp, key and value columns as Arrow buffers
+    (each key and value copied once, into a buffer of the section's size, shrunk in place
+    afterwards); the header column is built from the header spans only when a record has
+    headers (producers mostly send none)."""
     if count > len(section):  # every record takes at least 7 bytes; refuse before allocating
         raise _corrupt(f"{count} records in {len(section)} bytes", position)
-    i32 = np.int32
-    off_delta, key_start, key_len, val_start, val_len, hdr_pos, hdr_count = (np.empty(count, i32) for _ in range(7))
-    ts_delta = np.empty(count, np.int64)
+    i32, u8 = np.int32, np.uint8
+    offsets, timestamps = np.empty(count, np.int64), np.empty(count, np.int64)
+    key_offsets, val_offsets = np.empty(count + 1, i32), np.empty(count + 1, i32)
+    key_valid, val_valid = np.zeros((count + 7) // 8, u8), np.zeros((count + 7) // 8, u8)
+    # Keys and values both fit in the section; the unused tail is given back by resize below.
+    key_data, val_data = np.empty(len(section), u8), np.empty(len(section), u8)
+    hdr_pos, hdr_count = np.empty(count, i32), np.empty(count, i32)
     try:
-        n_headers = _kernel.decode_records(
-            section, count, off_delta, ts_delta, key_start, key_len, val_start, val_len, hdr_pos, hdr_count
-        )
+        key_bytes, key_nulls, val_bytes, val_nulls, n_headers = _kernel.decode_columns(
+            section, count, base_offset, base_timestamp, offsets, timestamps, key_offsets, key_valid, key_data,
+            val_offsets, val_valid, val_data, hdr_pos, hdr_count,
+        )  # fmt: skip
     except ValueError as exc:
         raise _corrupt(f"record section: {exc}", position) from None
-    src = np.frombuffer(section, dtype=np.uint8)
-    offsets = off_delta.astype(np.int64) + base_offset
-    timestamps = ts_delta + base_timestamp
-    keys = _binary(src, key_start, key_len, pa.binary())
-    values = _binary(src, val_start, val_len, pa.binary())
-    headers = _headers(section, src, hdr_pos, hdr_count, n_headers, position)
+    # realloc shrinks in place: no copy, and no buffer larger than its column is kept alive.
+    key_data.resize(key_bytes, refcheck=False)
+    val_data.resize(val_bytes, refcheck=False)
+    keys = _column(pa.binary(), count, key_nulls, key_valid, key_offsets, key_data)
+    values = _column(pa.binary(), count, val_nulls, val_valid, val_offsets, val_data)
+    if n_headers:
+        headers = _headers(section, np.frombuffer(section, dtype=u8), hdr_pos, hdr_count, n_headers, position)
+    else:
+        headers = _no_headers(count)
     columns = [pa.array(offsets), pa.array(timestamps), keys, values, headers]
     return pa.RecordBatch.from_arrays(columns, schema=RECORD_SCHEMA)
+
+
+def _column(
+    type_: pa.DataType,
+    n: int,
+    nulls: int,
+    valid: np.ndarray[Any, Any],
+    offsets: np.ndarray[Any, Any],
+    data: np.ndarray[Any, Any],
+) -> pa.Array[Any]:
+    validity = _buffer(valid) if nulls else None
+    return pa.Array.from_buffers(type_, n, [validity, _buffer(offsets), _buffer(data)], null_count=nulls)
+
+
+_EMPTY_HEADER = pa.StructArray.from_arrays(
+    [pa.array([], pa.string()), pa.array([], pa.binary())], fields=list(HEADER_TYPE)
+)
+
+
+def _no_headers(n: int) -> pa.Array[Any]:
+    """`n` records without headers: null header lists (what _headers builds for them)."""
+    validity = _buffer(np.zeros((n + 7) // 8, np.uint8))
+    offsets = _buffer(np.zeros(n + 1, np.int32))
+    return pa.Array.from_buffers(HEADERS_TYPE, n, [validity, offsets], null_count=n, children=[_EMPTY_HEADER])
 
 
 def _buffer(arr: np.ndarray[Any, Any]) -> pa.Buffer:
@@ -169,8 +208,12 @@ def _binary(
 
 
 def _headers(
-    section: Buffer, src: np.ndarray[Any, Any], hdr_pos: np.ndarray[Any, Any], hdr_count: np.ndarray[Any, Any],
-    total: int, position: int,
+    section: Buffer,
+    src: np.ndarray[Any, Any],
+    hdr_pos: np.ndarray[Any, Any],
+    hdr_count: np.ndarray[Any, Any],
+    total: int,
+    position: int,
 ) -> pa.Array[Any]:
     n = len(hdr_pos)
     hk_start, hk_len, hv_start, hv_len = (np.empty(total, np.int32) for _ in range(4))
@@ -188,6 +231,4 @@ def _headers(
     present = hdr_count > 0
     null_count = n - int(np.count_nonzero(present))
     validity = None if null_count == 0 else _buffer(np.packbits(present, bitorder="little"))
-    return pa.Array.from_buffers(
-        HEADERS_TYPE, n, [validity, _buffer(offsets)], null_count=null_count, children=[child]
-    )
+    return pa.Array.from_buffers(HEADERS_TYPE, n, [validity, _buffer(offsets)], null_count=null_count, children=[child])
