@@ -30,6 +30,8 @@ CREATE_TIME = "CreateTime"
 LOG_APPEND_TIME = "LogAppendTime"
 VALUE_SCHEMA_VALIDATION = "confluent.value.schema.validation"  # Confluent Server's names
 VALUE_SUBJECT_STRATEGY = "confluent.value.subject.name.strategy"
+KEY_SCHEMA_VALIDATION = "confluent.key.schema.validation"
+KEY_SUBJECT_STRATEGY = "confluent.key.subject.name.strategy"
 TOPIC_STRATEGY = "TopicNameStrategy"
 RECORD_STRATEGY = "RecordNameStrategy"
 TOPIC_RECORD_STRATEGY = "TopicRecordNameStrategy"
@@ -185,6 +187,24 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 VALUE_SUBJECT_STRATEGY,
                 "the subject a value's schema id must be registered under when values are validated: "
                 "'TopicNameStrategy' (<topic>-value), 'RecordNameStrategy' (<record name>) or "
+                "'TopicRecordNameStrategy' (<topic>-<record name>)",
+                _subject_strategy,
+                TOPIC_STRATEGY,
+                alterable=True,
+                enforced_by="engine/registry/produce_check.py (produce, every path)",
+            ),
+            Setting(
+                KEY_SCHEMA_VALIDATION,
+                "every non-null key must be schema-registry framed (magic byte 0 + the id of a registered schema)",
+                _boolean,
+                "false",
+                alterable=True,
+                enforced_by="engine/registry/produce_check.py (produce, every path)",
+            ),
+            Setting(
+                KEY_SUBJECT_STRATEGY,
+                "the subject a key's schema id must be registered under when keys are validated: "
+                "'TopicNameStrategy' (<topic>-key), 'RecordNameStrategy' (<record name>) or "
                 "'TopicRecordNameStrategy' (<topic>-<record name>)",
                 _subject_strategy,
                 TOPIC_STRATEGY,

@@ -49,6 +49,8 @@ from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_time
 from streamhouse.storage.segment.compact import require_keys
 from streamhouse.storage.tasks import wait_event
 from streamhouse.storage.topic_config import (
+    KEY_SCHEMA_VALIDATION,
+    KEY_SUBJECT_STRATEGY,
     LOG_APPEND_TIME,
     TIMESTAMP_TYPE,
     VALUE_SCHEMA_VALIDATION,
@@ -185,6 +187,9 @@ class AgentService:
                     self._topics[topic] = (info, time.monotonic())
             if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
                 await self._schema_ids.check(topic, batch.column("value"), info.config.get(VALUE_SUBJECT_STRATEGY))
+            if info.config.get(KEY_SCHEMA_VALIDATION) == "true":  # keys likewise, against <topic>-key
+                strategy = info.config.get(KEY_SUBJECT_STRATEGY)
+                await self._schema_ids.check(topic, batch.column("key"), strategy, role="key")
             if compacted(info.config):  # Kafka refuses keyless records on compacted topics
                 require_keys(topic, batch.column("key"))
             wal_bytes = self.manager.wal.disk_bytes

@@ -90,12 +90,13 @@ class SchemaIdCheck:
         # (schema id, declared columns) pairs whose writer schema adds no column: not judged again.
         self._unchanged: TtlCache[tuple[int, str], bool] = TtlCache()
 
-    async def check(self, topic: str, values: pa.Array[Any], strategy: str | None = None) -> None:
+    async def check(self, topic: str, values: pa.Array[Any], strategy: str | None = None, role: str = "value") -> None:
+        """`role` "key": the keys, against `<topic>-key` (confluent.key.schema.validation)."""
         try:
-            framed = split(values, source=f"topic {topic!r} value")
+            framed = split(values, source=f"topic {topic!r} {role}")
         except WireFormatError as exc:
             raise SchemaValidationError(
-                f"topic {topic!r} requires schema-registry framed values (confluent.value.schema.validation): "
+                f"topic {topic!r} requires schema-registry framed {role}s (confluent.{role}.schema.validation): "
                 f"{str(exc).rsplit(' (', 1)[0]}",
                 index=exc.index,
             ) from None
@@ -104,13 +105,14 @@ class SchemaIdCheck:
         for schema_id in (int(i) for i in np.unique(ids[present])):  # one round per distinct id
             first = int(np.argmax(present & (ids == schema_id)))
             schema = await self._schema(topic, schema_id, first)
-            subject = self._subject(topic, schema, strategy, first, schema_id)
+            subject = self._subject(topic, schema, strategy, first, schema_id, role)
             if self._pairs.get((schema_id, subject)):
                 continue
             versions = await self._store.registry_schema_versions(schema_id)
             if not any(v.subject == subject for v in versions):
+                who = f"record {first}" if role == "value" else f"record {first}'s {role}"
                 raise SchemaValidationError(
-                    f"topic {topic!r}: record {first} names schema id {schema_id}, which is not registered "
+                    f"topic {topic!r}: {who} names schema id {schema_id}, which is not registered "
                     f"under subject {subject!r}",
                     index=first,
                 )
@@ -290,9 +292,11 @@ class SchemaIdCheck:
         return stored.schema
 
     @staticmethod
-    def _subject(topic: str, schema: SchemaText, strategy: str | None, first: int, schema_id: int) -> str:
+    def _subject(
+        topic: str, schema: SchemaText, strategy: str | None, first: int, schema_id: int, role: str = "value"
+    ) -> str:
         if strategy not in (RECORD_STRATEGY, TOPIC_RECORD_STRATEGY):
-            return f"{topic}-value"
+            return f"{topic}-{role}"
         name = record_name(schema)
         if name is None:
             raise SchemaValidationError(
