@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from streamhouse.cli import groups, jobs, records, serve, sql, topics
+from streamhouse.cli import groups, jobs, records, recover, serve, sql, topics
 from streamhouse.storage.errors import StreamHouseError
 
 _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -19,6 +19,7 @@ _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
     "group": groups.run,
     "sql": sql.run,
     "job": jobs.run,
+    "recover": recover.run,
 }
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups.add_parser(commands)
     sql.add_parser(commands)
     jobs.add_parser(commands)
+    recover.add_parser(commands)
     _add_bench(commands)
     return parser
 

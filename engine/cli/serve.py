@@ -34,6 +34,10 @@ _FLAGS = {
     "roll_age_ms": "roll_age_ms",
     "query_timeout": "query_timeout_s",
     "query_memory": "query_memory",
+    "retention_ms": "retention_ms",
+    "retention_bytes": "retention_bytes",
+    "retention_check_interval_ms": "retention_check_interval_ms",
+    "snapshot_interval_ms": "snapshot_interval_ms",
 }
 
 
@@ -72,6 +76,30 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--query-memory",
         help="memory cap of every SQL statement, e.g. 2GB or 25%% of RAM (default 25%%); sessions may SET less",
     )
+    p.add_argument(
+        "--snapshot-interval-ms",
+        type=int,
+        help="at most one metadata snapshot (for `streamhouse recover`) per this many ms after commits; 0 = off",
+    )
+    p.add_argument(
+        "--recover",
+        action="store_true",
+        help="first rebuild the EMPTY metadata database from the object store's snapshot and segments "
+        "(as `streamhouse recover`; a non-empty database is refused)",
+    )
+    p.add_argument(
+        "--retention-ms",
+        type=int,
+        help="default retention.ms of topics that set none: older segments go (-1 = keep forever, the default)",
+    )
+    p.add_argument(
+        "--retention-bytes",
+        type=int,
+        help="default retention.bytes per partition of topics that set none (-1 = no limit, the default)",
+    )
+    p.add_argument(
+        "--retention-check-interval-ms", type=int, help="how often retention runs (default 300000; 0 = never)"
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument(
         "--kafka-port",
@@ -93,6 +121,13 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= kafka_port <= 65535:
         raise InvalidInputError(f"--kafka-port must be 0 (off) or a port up to 65535, not {kafka_port}")
     advertised = args.kafka_advertised or os.environ.get("STREAMHOUSE_KAFKA_ADVERTISED") or None
+    if args.recover:
+        from streamhouse.agent.recovery import recover_urls
+
+        url, objects = config.resolved_metadata_url, config.resolved_object_store_url
+        result = asyncio.run(recover_urls(url, objects, s3_endpoint=config.s3_endpoint or None))
+        for line in result.lines():
+            logging.getLogger(__name__).warning("recover: %s", line)
     asyncio.run(serve(config, kafka_port=kafka_port, kafka_advertised=advertised))
     return 0
 

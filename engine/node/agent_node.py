@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.forward import Forwarder
 from streamhouse.agent.leases import Leases
-from streamhouse.agent.merger import Merger, MergeSettings
+from streamhouse.agent.merger import MergeOutcome, Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reconciler import Reconciler, ReconcileSettings
+from streamhouse.agent.retention import Retention, RetentionSettings
 from streamhouse.agent.service import AgentService
+from streamhouse.agent.snapshotter import Snapshotter
 from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.manager import JobManager
+from streamhouse.storage.model import SegmentInfo
 
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
     from streamhouse.agent.metrics import AgentMetrics
@@ -39,6 +42,8 @@ class AgentNode:
         self.jobs = jobs
         self.merger = merger  # small-segment merging (engine/agent/merger.py)
         self.reconciler = reconciler  # orphan reconciler (engine/agent/reconciler.py)
+        self.retention: Retention | None = None  # retention (engine/agent/retention.py)
+        self.snapshotter: Snapshotter | None = None  # metadata snapshots (engine/agent/snapshotter.py)
 
     @classmethod
     async def start(cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None) -> AgentNode:
@@ -49,9 +54,12 @@ class AgentNode:
         jobs = JobManager(JobHost(service.sql_topics, manager.metadata, manager.store, manager.config))
         service.jobs = jobs  # CREATE / DROP / SHOW JOBS reach them through the agent's SQL
         jobs.start()
-        return cls(
+        node = cls(
             service, jobs, _start_merger(manager, service, metrics), _start_reconciler(manager, service, metrics)
         )
+        node.snapshotter = _start_snapshotter(manager, service, node.merger)
+        node.retention = _start_retention(manager, service, metrics)
+        return node
 
     @property
     def config(self) -> AgentConfig:
@@ -61,6 +69,10 @@ class AgentNode:
     async def close(self, *, flush: bool = True) -> None:
         """Jobs first (they write through the agent and hold leases), then the partitions:
         flushed into segments when `flush`, leases released."""
+        if self.snapshotter is not None:
+            await self.snapshotter.close()
+        if self.retention is not None:
+            await self.retention.close()
         if self.reconciler is not None:
             await self.reconciler.close()
         if self.merger is not None:
@@ -97,3 +109,43 @@ def _start_reconciler(manager: PartitionManager, service: AgentService, metrics:
         reconciler.on_failed = metrics.reconcile_failures.inc
     reconciler.start()
     return reconciler
+
+
+def _start_retention(manager: PartitionManager, service: AgentService, metrics: AgentMetrics | None) -> Retention:
+    """Retention, wired to the agent's metrics and readiness, started (unless switched off)."""
+    config = manager.config
+    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
+    retention = Retention(
+        manager.metadata, manager.store, leases, RetentionSettings.from_config(config), lists=manager.reader.lists
+    )
+    service.background_faults.append(retention.faults)
+    if metrics is not None:
+        from streamhouse.agent.retention_metrics import RetentionMetrics  # prometheus_client: agents only
+
+        RetentionMetrics(metrics.registry).wire(retention, metrics.objects_deleted)
+    retention.start()
+    return retention
+
+
+def _start_snapshotter(manager: PartitionManager, service: AgentService, merger: Merger | None) -> Snapshotter:
+    """Metadata snapshots after this agent's segment commits and merges, in readiness, started
+    (unless switched off)."""
+    snapshotter = Snapshotter.from_config(manager.metadata, manager.store, manager.config)
+    service.background_faults.append(snapshotter.faults)
+    committed = manager.on_segment
+
+    def on_segment(segment: SegmentInfo) -> None:
+        committed(segment)
+        snapshotter.changed()
+
+    manager.on_segment = on_segment
+    if merger is not None:
+        merged = merger.on_merge
+
+        def on_merge(outcome: MergeOutcome) -> None:
+            merged(outcome)
+            snapshotter.changed()
+
+        merger.on_merge = on_merge
+    snapshotter.start()
+    return snapshotter

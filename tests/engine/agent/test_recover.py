@@ -1,0 +1,196 @@
+"""Metadata snapshots (engine/agent/snapshotter.py) and `streamhouse recover`
+(engine/agent/recovery.py, engine/cli/recover.py), in process on SQLite + a local object store
+with real Parquet segments: batching and covering of snapshots, pruning, failures; a recovery
+that reads every committed record back at its offsets; refusals and a corrupt snapshot."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from streamhouse.agent.leases import Leases
+from streamhouse.agent.recovery import NothingToRecoverError, recover
+from streamhouse.agent.snapshotter import KEEP, Snapshotter
+from streamhouse.cli.main import main
+from streamhouse.storage.errors import CorruptDataError
+from streamhouse.storage.metadata import MetadataStore, open_metadata_store
+from streamhouse.storage.metadata.snapshot import SNAPSHOT_PREFIX, MetadataNotEmptyError, decode_snapshot
+from streamhouse.storage.model import TopicInfo, partition_resource
+from streamhouse.storage.object_store import ObjectStore, open_object_store
+from streamhouse.storage.partition.reader import PartitionReader
+from streamhouse.storage.partition.writer import PartitionWriter
+from streamhouse.storage.records.schema import make_batch
+from streamhouse.storage.wal.log import WriteAheadLog
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[tuple[MetadataStore, ObjectStore, WriteAheadLog]]:
+    metadata = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
+    store = open_object_store(f"file://{tmp_path / 'objects'}")
+    wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+    await wal.replay()
+    yield metadata, store, wal
+    await wal.close()
+    await store.close()
+    await metadata.close()
+
+
+async def write(
+    metadata: MetadataStore, store: ObjectStore, wal: WriteAheadLog, topic: TopicInfo, partition: int, *rolls: int
+) -> None:
+    """Roll one segment per count in `rolls`, as a leader does (real footers, fenced commits)."""
+    epoch = (await metadata.acquire_lease(partition_resource(topic.name, partition), "a", 60_000)).epoch
+    writer = await PartitionWriter.recover(
+        topic, partition, holder="a", epoch=epoch, metadata=metadata, store=store, wal=wal, replayed=[]
+    )
+    for n in rolls:
+        start = writer.next_offset
+        values = [f'{{"n": {start + i}, "p": {partition}}}'.encode() for i in range(n)]
+        await writer.append(make_batch(values, keys=[b"k"] * n, timestamps=[1_000 + start + i for i in range(n)]))
+        await writer.flush()
+
+
+def snapshotter(metadata: MetadataStore, store: ObjectStore, interval_s: float = 60.0, agent: str = "a") -> Snapshotter:
+    return Snapshotter(
+        metadata, store, Leases(metadata, holder=f"{agent}@h:1", agent_id=agent, ttl_ms=10_000), interval_s
+    )
+
+
+async def snapshot_keys(store: ObjectStore) -> list[str]:
+    return [info.key for info in await store.list(SNAPSHOT_PREFIX)]
+
+
+async def test_snapshots_follow_changes_batched_covered_pruned(
+    env: tuple[MetadataStore, ObjectStore, WriteAheadLog],
+) -> None:
+    metadata, store, wal = env
+    topic = await metadata.create_topic("t", 1)
+    await write(metadata, store, wal, topic, 0, 3, 2)
+    first = snapshotter(metadata, store)
+    assert await first.run_once() is None and await snapshot_keys(store) == []  # nothing changed
+    first.changed()
+    outcome = await first.run_once()
+    assert outcome is not None and await snapshot_keys(store) == [outcome.key]
+    dump = decode_snapshot(await store.get(outcome.key), source=outcome.key)
+    assert dump.row_counts()["segments"] == 2 and outcome.rows == dump.row_counts()
+    # Another change within the interval waits for the next round (kept, not lost).
+    first.changed()
+    assert await first.run_once() is None
+    first.interval_s = 0.001
+    later = await first.run_once()
+    assert later is not None and later.taken_ms >= outcome.taken_ms
+    # A second agent's change is covered by a snapshot begun after it: no snapshot of its own.
+    second = snapshotter(metadata, store, interval_s=0.001, agent="b")
+    second.changed()
+    await first.write()
+    count = len(await snapshot_keys(store))
+    assert await second.run_once() is None and len(await snapshot_keys(store)) == count
+    assert await second.run_once() is None  # and it is clean now
+    # Only the latest KEEP are kept.
+    for _ in range(KEEP + 1):
+        await first.write()
+    keys = await snapshot_keys(store)
+    assert len(keys) == KEEP
+
+
+async def test_a_failing_snapshot_says_so_backs_off_and_keeps_the_change(
+    env: tuple[MetadataStore, ObjectStore, WriteAheadLog], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, store, _ = env
+    broken = await open_metadata_store(f"sqlite:///{tmp_path / 'b.db'}")
+    service = snapshotter(broken, store, interval_s=0.001)
+    await broken.close()
+    service.changed()
+    with caplog.at_level(logging.WARNING):
+        assert await service.run_once() is None
+        service.changed()
+        assert await service.run_once() is None
+    assert sum("metadata snapshot" in r.getMessage() for r in caplog.records) == 1  # said once
+    assert service.health.failing_count == 1 and service._dirty
+    assert service.next_delay_s() > 0
+
+
+async def test_recover_brings_back_every_committed_record_at_its_offset(
+    env: tuple[MetadataStore, ObjectStore, WriteAheadLog], tmp_path: Path
+) -> None:
+    metadata, store, wal = env
+    columns = '{"columns": [{"name": "n", "type": "BIGINT"}, {"name": "p", "type": "INT"}]}'
+    topic = await metadata.create_topic("t", 2, {"retention.ms": "86400000"}, value_schema=columns)
+    await write(metadata, store, wal, topic, 0, 3, 4)
+    await write(metadata, store, wal, topic, 1, 5)
+    await metadata.commit_offsets("g", "t", {0: 6, 1: 1})
+    await snapshotter(metadata, store).write()
+    await metadata.commit_offsets("g", "t", {0: 7})  # after the snapshot: not recovered
+    await write(metadata, store, wal, topic, 0, 2)  # after the snapshot: recovered from its footer
+    fresh = await metadata.create_topic("fresh", 1)
+    await write(metadata, store, wal, fresh, 0, 3)
+
+    target = await open_metadata_store(f"sqlite:///{tmp_path / 'recovered.db'}")
+    try:
+        result = await recover(target, store)
+        assert result.imported and result.unreadable == ()
+        assert result.plan.report.added_segments == 2 and result.plan.report.raw_topics == ("fresh",)
+        for name, partitions in (("t", 2), ("fresh", 1)):
+            for p in range(partitions):
+                want = await PartitionReader(metadata, store).read(name, p, 0)
+                got = await PartitionReader(target, store).read(name, p, 0)
+                assert got.equals(want), (name, p)
+                assert await target.get_end_offset(name, p) == await metadata.get_end_offset(name, p)
+        assert (await target.get_topic("t")).value_schema == columns
+        assert await target.fetch_offsets("g") == {("t", 0): 6, ("t", 1): 1}  # as of the snapshot
+        with pytest.raises(MetadataNotEmptyError):
+            await recover(target, store)
+    finally:
+        await target.close()
+
+
+def test_the_cli_recovers_refuses_and_names_a_corrupt_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    objects = f"file://{tmp_path / 'objects'}"
+
+    async def prepare() -> str:
+        metadata = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
+        store = open_object_store(objects)
+        wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+        await wal.replay()
+        topic = await metadata.create_topic("t", 1)
+        await write(metadata, store, wal, topic, 0, 4)
+        outcome = await snapshotter(metadata, store).write()
+        await wal.close()
+        await metadata.close()
+        return outcome.key
+
+    key = asyncio.run(prepare())
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert main(["recover", "--from", f"file://{tmp_path / 'nothing'}", "--metadata", empty]) == 1
+    assert "nothing to recover" in capsys.readouterr().err
+    assert main(["recover", "--from", objects, "--metadata", empty, "--dry-run"]) == 0
+    assert "dry run" in capsys.readouterr().out
+    assert main(["recover", "--from", objects, "--metadata", empty]) == 0
+    assert "1 topics" in capsys.readouterr().out
+    assert main(["recover", "--from", objects, "--metadata", empty]) == 1
+    assert "is not empty (" in capsys.readouterr().err
+    damaged = tmp_path / "objects" / key
+    data = bytearray(damaged.read_bytes())
+    data[-3] ^= 1
+    damaged.write_bytes(bytes(data))
+    assert main(["recover", "--from", objects, "--metadata", f"sqlite:///{tmp_path / 'other.db'}"]) == 1
+    err = capsys.readouterr().err
+    assert "CRC32C mismatch" in err and key in err
+
+
+async def test_nothing_and_corrupt_are_typed_errors(env: tuple[MetadataStore, ObjectStore, WriteAheadLog]) -> None:
+    metadata, store, _ = env
+    with pytest.raises(NothingToRecoverError):
+        await recover(metadata, store)
+    await store.put(f"{SNAPSHOT_PREFIX}000000000000001-abcdef12.json.z", b"not a snapshot")
+    with pytest.raises(CorruptDataError, match="000000000000001-abcdef12") as info:
+        await recover(metadata, store)
+    assert info.value.source.endswith("000000000000001-abcdef12.json.z")
+    assert await metadata.list_topics() == []
