@@ -19,7 +19,6 @@ from streamhouse.agent.leases import Leases
 from streamhouse.agent.merger import MergeOutcome, Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reconciler import Reconciler, ReconcileSettings
-from streamhouse.agent.retention import Retention, RetentionSettings
 from streamhouse.agent.service import AgentService
 from streamhouse.agent.snapshotter import Snapshotter
 from streamhouse.jobs.host import JobHost
@@ -42,7 +41,6 @@ class AgentNode:
         self.jobs = jobs
         self.merger = merger  # small-segment merging (engine/agent/merger.py)
         self.reconciler = reconciler  # orphan reconciler (engine/agent/reconciler.py)
-        self.retention: Retention | None = None  # retention (engine/agent/retention.py)
         self.snapshotter: Snapshotter | None = None  # metadata snapshots (engine/agent/snapshotter.py)
 
     @classmethod
@@ -58,7 +56,6 @@ class AgentNode:
             service, jobs, _start_merger(manager, service, metrics), _start_reconciler(manager, service, metrics)
         )
         node.snapshotter = _start_snapshotter(manager, service, node.merger)
-        node.retention = _start_retention(manager, service, metrics)
         return node
 
     @property
@@ -71,8 +68,6 @@ class AgentNode:
         flushed into segments when `flush`, leases released."""
         if self.snapshotter is not None:
             await self.snapshotter.close()
-        if self.retention is not None:
-            await self.retention.close()
         if self.reconciler is not None:
             await self.reconciler.close()
         if self.merger is not None:
@@ -109,22 +104,6 @@ def _start_reconciler(manager: PartitionManager, service: AgentService, metrics:
         reconciler.on_failed = metrics.reconcile_failures.inc
     reconciler.start()
     return reconciler
-
-
-def _start_retention(manager: PartitionManager, service: AgentService, metrics: AgentMetrics | None) -> Retention:
-    """Retention, wired to the agent's metrics and readiness, started (unless switched off)."""
-    config = manager.config
-    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
-    retention = Retention(
-        manager.metadata, manager.store, leases, RetentionSettings.from_config(config), lists=manager.reader.lists
-    )
-    service.background_faults.append(retention.faults)
-    if metrics is not None:
-        from streamhouse.agent.retention_metrics import RetentionMetrics  # prometheus_client: agents only
-
-        RetentionMetrics(metrics.registry).wire(retention, metrics.objects_deleted)
-    retention.start()
-    return retention
 
 
 def _start_snapshotter(manager: PartitionManager, service: AgentService, merger: Merger | None) -> Snapshotter:
