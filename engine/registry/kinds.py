@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from streamhouse.registry import avro
 from streamhouse.registry.compat import json_schema, protobuf
+from streamhouse.registry.proto_descriptor import proto_text
 
 Refs = Mapping[str, str]
 Checker = Callable[[str, str, Refs | None, Refs | None], list[str]]
@@ -41,5 +42,6 @@ def _json_normalise(text: str, references: Refs) -> str:
 KINDS: dict[str, Kind] = {
     "AVRO": Kind("AVRO", avro.normalise, avro.check),
     "JSON": Kind("JSON", _json_normalise, json_schema.check),
-    "PROTOBUF": Kind("PROTOBUF", protobuf.normalise, protobuf.check),
+    # A base64 FileDescriptorProto (what confluent-kafka's ProtobufSerializer registers) as .proto text.
+    "PROTOBUF": Kind("PROTOBUF", lambda text, refs: protobuf.normalise(proto_text(text), refs), protobuf.check),
 }

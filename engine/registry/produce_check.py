@@ -43,8 +43,10 @@ from streamhouse.storage.topic_config import (
     VALUE_SCHEMA_VALIDATION,
     VALUE_SUBJECT_STRATEGY,
 )
-from streamhouse.storage.values.avro_decode import AVRO, avro_columns, decode_avro_values
+from streamhouse.storage.values.avro_decode import AVRO
 from streamhouse.storage.values.avro_evolve import grown
+from streamhouse.storage.values.registry_format import RegistryFormat
+from streamhouse.storage.values.registry_formats import by_schema_type, registry_format
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 
 PAIR_TTL_S = 60.0
@@ -119,8 +121,9 @@ class SchemaIdCheck:
             self._pairs.put((schema_id, subject), True)
 
     async def decoded(self, info: TopicInfo, batch: pa.RecordBatch) -> tuple[TopicInfo, pa.Table | None]:
-        """An Avro topic's declared columns for `batch` (segment names), decoded once per schema
-        id with that id's writer schema; None for other topics. Every id must be registered under
+        """A registry-format topic's (Avro, Protobuf, JSON Schema) declared columns for `batch`
+        (segment names), decoded once per schema id with that id's writer schema
+        (storage/values/registry_formats.py); None for other topics. Every id must be registered under
         the topic's subject; a value that is not framed, or does not decode, refuses the batch
         (AvroValueError / SchemaValidationError naming the record). The agent hands the result
         to the partition writer as JSON topics' decoded columns are handed.
@@ -130,15 +133,17 @@ class SchemaIdCheck:
         columns; the topic is returned as it now is, so the caller's cache and the partition
         writer follow it. A field retyped incompatibly refuses the batch (ColumnEvolutionError)."""
         schema = parse_value_schema(info.value_schema)
-        if schema is None or schema.format != AVRO or batch.num_rows == 0:
+        fmt = registry_format(schema.format if schema is not None else None)
+        if schema is None or fmt is None or batch.num_rows == 0:
             return info, None
         assert schema.subject is not None
         values = batch.column("value")
         try:
             framed = split(values, source=f"topic {info.name!r} value")
         except WireFormatError as exc:
-            raise AvroValueError(
-                f"topic {info.name!r} is an Avro topic (subject {schema.subject!r}): record {exc.index} "
+            error = AvroValueError if fmt.name == AVRO else SchemaValidationError
+            raise error(
+                f"topic {info.name!r} is a {fmt.name} topic (subject {schema.subject!r}): record {exc.index} "
                 f"{str(exc).rsplit(' (', 1)[0]}",
                 index=exc.index,
             ) from None
@@ -150,10 +155,11 @@ class SchemaIdCheck:
         for schema_id in (int(i) for i in np.unique(ids[present])):  # one round per distinct id
             first = int(np.argmax(present & (ids == schema_id)))
             stored = await self._schema(info.name, schema_id, first)
-            if stored.schema_type != "AVRO":
-                raise AvroValueError(
+            if stored.schema_type != fmt.schema_type:
+                error = AvroValueError if fmt.name == AVRO else SchemaValidationError
+                raise error(
                     f"topic {info.name!r}: record {first} names schema id {schema_id}, a {stored.schema_type} "
-                    "schema, not Avro",
+                    f"schema, not {fmt.schema_type}",
                     index=first,
                 )
             version = await self._live_under(info.name, schema_id, schema.subject, first)
@@ -161,18 +167,19 @@ class SchemaIdCheck:
             firsts[schema_id] = first
             if schema.version is None or version > schema.version:
                 newer[schema_id] = version  # only a newer version than the columns' may grow them
-        if newer and self._growth(info, schema, writers, firsts, newer) is not None:
-            info = await self._evolve(info, writers, firsts, newer)
+        if newer and self._growth(info, schema, fmt, writers, firsts, newer) is not None:
+            info = await self._evolve(info, fmt, writers, firsts, newer)
             schema = parse_value_schema(info.value_schema)
             assert schema is not None
         if batch.num_rows < _INLINE_ROWS:
-            return info, decode_avro_values(values, schema, writers)
-        return info, await run_blocking(decode_avro_values, values, schema, writers)
+            return info, fmt.decode(values, schema, writers)
+        return info, await run_blocking(fmt.decode, values, schema, writers)
 
     def _growth(
         self,
         info: TopicInfo,
         schema: ValueSchema,
+        fmt: RegistryFormat,
         writers: Mapping[int, str],
         firsts: Mapping[int, int],
         newer: Mapping[int, int],
@@ -189,7 +196,14 @@ class SchemaIdCheck:
             key = (schema_id, current.to_json())
             if self._unchanged.get(key):
                 continue
-            bigger = grown(current, writers[schema_id], topic=info.name, schema_id=schema_id, index=firsts[schema_id])
+            bigger = grown(
+                current,
+                writers[schema_id],
+                topic=info.name,
+                schema_id=schema_id,
+                index=firsts[schema_id],
+                columns_of=fmt.columns,
+            )
             if bigger is None:
                 self._unchanged.put(key, True)
             else:
@@ -197,7 +211,12 @@ class SchemaIdCheck:
         return grew
 
     async def _evolve(
-        self, info: TopicInfo, writers: Mapping[int, str], firsts: Mapping[int, int], newer: Mapping[int, int]
+        self,
+        info: TopicInfo,
+        fmt: RegistryFormat,
+        writers: Mapping[int, str],
+        firsts: Mapping[int, int],
+        newer: Mapping[int, int],
     ) -> TopicInfo:
         """Store the grown columns: a compare-and-set on the value_schema this agent last saw, so
         of agents evolving at once one wins, and the others grow the winner's columns further
@@ -205,9 +224,9 @@ class SchemaIdCheck:
         columns, which only a few distinct writer schemas can do."""
         for _ in range(_EVOLVE_ATTEMPTS):
             schema = parse_value_schema(info.value_schema)
-            if schema is None or schema.format != AVRO:
+            if schema is None or schema.format != fmt.name:
                 raise TopicNotFoundError(info.name)  # re-created as another kind of topic meanwhile
-            bigger = self._growth(info, schema, writers, firsts, newer)
+            bigger = self._growth(info, schema, fmt, writers, firsts, newer)
             if bigger is None:
                 return info  # another agent already added them (or a newer version's)
             after = await self._store.swap_value_schema(info.name, info.value_schema, bigger.to_json())
@@ -231,24 +250,30 @@ class SchemaIdCheck:
         schemas pass unchanged."""
         if value_schema is None and config and self._validated_by_topic_name(config):
             found = await self._latest(f"{name}-value")
-            if found is None or found[1].schema_type != "AVRO":
+            typed = by_schema_type(found[1].schema_type) if found is not None else None
+            if typed is None:
                 return None
-            value_schema = ValueSchema((), None, AVRO, f"{name}-value").to_json()
+            value_schema = ValueSchema((), None, typed.name, f"{name}-value").to_json()
         schema = parse_value_schema(value_schema)
-        if schema is None or schema.format != AVRO or schema.columns:
+        fmt = registry_format(schema.format if schema is not None else None)
+        if schema is None or fmt is None or schema.columns:
             return value_schema
         assert schema.subject is not None
         found = await self._latest(schema.subject)
         if found is None:
             raise SubjectNotFoundError(
-                f"subject {schema.subject!r} has no schema: register the Avro schema before creating the topic"
+                f"subject {schema.subject!r} has no schema: register the {fmt.schema_type} schema before creating "
+                "the topic"
             )
         version, latest = found
-        if latest.schema_type != "AVRO":
-            message = f"subject {schema.subject!r}: its latest version is a {latest.schema_type} schema, not Avro"
+        if latest.schema_type != fmt.schema_type:
+            message = (
+                f"subject {schema.subject!r}: its latest version is a {latest.schema_type} schema, "
+                f"not {fmt.schema_type}"
+            )
             raise SchemaValidationError(message, index=0)
-        columns = avro_columns(latest.text, schema.subject)
-        return ValueSchema(columns.columns, schema.watermark, AVRO, schema.subject, version).to_json()
+        columns = fmt.columns(latest.text, schema.subject)
+        return ValueSchema(columns.columns, schema.watermark, fmt.name, schema.subject, version).to_json()
 
     @staticmethod
     def _validated_by_topic_name(config: Mapping[str, str]) -> bool:

@@ -16,7 +16,7 @@ from streamhouse.sql.intervals import IntervalError, interval_ms
 from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import InvalidInputError
-from streamhouse.storage.values.schema import Column, ValueSchema, Watermark
+from streamhouse.storage.values.schema import REGISTRY_FORMATS, Column, ValueSchema, Watermark
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -251,15 +251,15 @@ class _Parser:
                 self._take(",")
         raw_options = self._options() if self._accept("WITH") else {}
         self._end()
-        avro = self._avro(name, raw_options, columns)
-        if avro is not None:
+        registered = self._registered(name, raw_options, columns)
+        if registered is not None:
             options = topic_config.parse_options(raw_options, f"CREATE TOPIC {name}")
             partitions = options.pop("partitions", "1")
             try:
-                avro_schema = ValueSchema((), watermark, "avro", avro)
+                registry_schema = ValueSchema((), watermark, *registered)
             except InvalidInputError as exc:
                 raise SqlError(f"CREATE TOPIC {name}: {exc}") from None
-            return CreateTopic(name, int(partitions), avro_schema, options, if_not_exists)
+            return CreateTopic(name, int(partitions), registry_schema, options, if_not_exists)
         options = topic_config.parse_options(raw_options, f"CREATE TOPIC {name}")
         partitions = options.pop("partitions", "1")
         fmt = options.pop("format", "json" if columns else "")
@@ -273,24 +273,28 @@ class _Parser:
             raise SqlError(f"CREATE TOPIC {name}: a WATERMARK needs declared columns")
         return CreateTopic(name, int(partitions), schema, options, if_not_exists)
 
-    def _avro(self, name: str, raw_options: dict[str, str], columns: list[Column]) -> str | None:
-        """`format = 'avro'` (issue 13): takes `format` and `subject` out of `raw_options` and
-        returns the subject (default `<name>-value`, the TopicNameStrategy), whose latest
-        schema's fields become the columns when the agent creates the topic. None otherwise."""
+    def _registered(self, name: str, raw_options: dict[str, str], columns: list[Column]) -> tuple[str, str] | None:
+        """`format = 'avro' | 'protobuf' | 'json-schema'` (issue 13): takes `format` and `subject`
+        out of `raw_options` and returns (format, subject) (default `<name>-value`, the
+        TopicNameStrategy); the subject's latest schema gives the columns when the agent creates
+        the topic. None otherwise."""
         keys = {k.lower(): k for k in raw_options}
         fmt_key = keys.get("format")
-        if fmt_key is None or raw_options[fmt_key].strip().lower() != "avro":
+        fmt = raw_options[fmt_key].strip().lower() if fmt_key else ""
+        if fmt not in REGISTRY_FORMATS:
             if "subject" in keys:
-                raise SqlError(f"CREATE TOPIC {name}: 'subject' needs format = 'avro'")
+                needs = " | ".join(map(repr, REGISTRY_FORMATS))
+                raise SqlError(f"CREATE TOPIC {name}: 'subject' needs format = {needs}")
             return None
         if columns:
-            raise SqlError(f"CREATE TOPIC {name}: an Avro topic's columns come from its subject's schema; declare none")
+            raise SqlError(f"CREATE TOPIC {name}: a {fmt} topic's columns come from its subject's schema; declare none")
+        assert fmt_key is not None
         del raw_options[fmt_key]
         subject_key = keys.get("subject")
         subject = raw_options.pop(subject_key).strip() if subject_key else f"{name}-value"
         if not subject:
             raise SqlError(f"CREATE TOPIC {name}: subject must not be empty")
-        return subject
+        return fmt, subject
 
     def create_job(self, *, materialized: bool) -> CreateJob:
         if materialized:

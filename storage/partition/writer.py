@@ -37,10 +37,10 @@ from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.records.codec import decode_batch, frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.segment.format import EncodedSegment, encode_segment
-from streamhouse.storage.values.avro_decode import AVRO, decode_stored
 from streamhouse.storage.values.avro_evolve import extends
 from streamhouse.storage.values.json_decode import with_declared_columns
-from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
+from streamhouse.storage.values.registry_formats import decode_stored
+from streamhouse.storage.values.schema import REGISTRY_FORMATS, ValueSchema, parse_value_schema
 from streamhouse.storage.wal.format import WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
 from streamhouse.storage.wal.recovery import piece_payload, plan_recovery
@@ -280,7 +280,7 @@ class PartitionWriter:
         decoded, the WAL did not. SQL over the unflushed tail (storage/partition/scan.py) then
         reads the same typed columns as before the restart instead of decoding the Avro values
         as JSON (which would read as nulls)."""
-        if self._value_schema is None or self._value_schema.format != AVRO:
+        if self._value_schema is None or self._value_schema.format not in REGISTRY_FORMATS:
             return
         pending = [b for b in self._batches if b.num_rows and int(b.column(0)[0].as_py()) not in self.derived]
         if not pending:
@@ -428,7 +428,7 @@ class PartitionWriter:
         # One set of columns for the whole cut, even if follow_value_schema grows them meanwhile.
         schema = self._cut_schema = self._cut_schema or self._value_schema
         decoded = self._decoded_for(batches, schema) if schema is not None else None
-        if decoded is None and schema is not None and schema.format == AVRO:
+        if decoded is None and schema is not None and schema.format in REGISTRY_FORMATS:
             # Replayed from the WAL (no produce-time columns), or decoded before the columns
             # grew: never JSON-decode Avro values.
             decoded = await decode_stored(self._metadata, batches, schema)

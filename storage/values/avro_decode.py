@@ -12,29 +12,19 @@ column type here (bytes, fixed, nested records) are not declared: they stay in `
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamhouse.storage.errors import InvalidInputError
-from streamhouse.storage.executor import run_blocking
-from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.schemas.avro_arrow import decode, decode_framed
-from streamhouse.storage.schemas.errors import (
-    AvroValueError,
-    SchemaNotFoundError,
-    UnsupportedAvroSchemaError,
-    WireFormatError,
-)
-from streamhouse.storage.schemas.wire import split, valid_mask
+from streamhouse.storage.schemas.errors import AvroValueError, WireFormatError
+from streamhouse.storage.values.registry_format import RegistryFormat, declared
 from streamhouse.storage.values.schema import Column, ValueSchema
 from streamhouse.storage.values.types import sql_type
 
 AVRO = "avro"
-log = logging.getLogger(__name__)
 
 
 def _declarable(arrow: pa.DataType) -> bool:
@@ -63,49 +53,7 @@ def decode_avro_values(values: pa.Array[Any], schema: ValueSchema, writer_schema
         raise AvroValueError(
             f"record {exc.index} of the batch: {str(exc).rsplit(' (', 1)[0]}", index=exc.index
         ) from None
-    arrays: list[pa.Array[Any]] = []
-    valid = struct.is_valid() if struct.null_count else None
-    for column in schema.columns:
-        index = struct.type.get_field_index(column.name)
-        target: Any = column.arrow_type
-        if index < 0:  # a field added after these rows were written: null
-            arrays.append(pa.nulls(len(values), target))
-            continue
-        child = struct.field(index)  # ignores the struct's validity: tombstones are masked here
-        if valid is not None:
-            child = pc.if_else(valid, child, pa.scalar(None, child.type))
-        arrays.append(child.cast(target, safe=False) if child.type != target else child)
-    return pa.Table.from_arrays(arrays, schema=schema.segment_schema())
+    return declared(struct, schema)
 
 
-async def decode_stored(
-    metadata: MetadataStore, batches: Sequence[pa.RecordBatch], schema: ValueSchema
-) -> list[pa.Table]:
-    """The declared columns of buffered batches that produce did not leave decoded (replayed from
-    the WAL after a restart): the writer schemas looked up by id, then the same decode. These
-    values passed the produce-time decode, so this fails only if the registry lost a schema; then
-    the columns are null (the values themselves are kept in `_value`) and it is logged, rather than
-    blocking the partition's flush forever."""
-    ids: set[int] = set()
-    for batch in batches:
-        framed = split(batch.column("value"), source="buffered batch")
-        present = valid_mask(framed.schema_ids)
-        ids.update(int(i) for i in set(framed.schema_ids.fill_null(0).to_numpy(zero_copy_only=False)[present]))
-    writers: dict[int, str] = {}
-    for schema_id in sorted(ids):
-        stored = await metadata.registry_schema(schema_id)
-        if stored is not None:
-            writers[schema_id] = stored.schema.text
-    out: list[pa.Table] = []
-    for batch in batches:
-        try:
-            out.append(await run_blocking(decode_avro_values, batch.column("value"), schema, writers))
-        except (WireFormatError, UnsupportedAvroSchemaError, AvroValueError, SchemaNotFoundError) as exc:
-            log.warning("Avro topic columns of %d buffered records written as null: %s", batch.num_rows, exc)
-            out.append(schema.segment_schema().empty_table() if batch.num_rows == 0 else _nulls(batch, schema))
-    return out
-
-
-def _nulls(batch: pa.RecordBatch, schema: ValueSchema) -> pa.Table:
-    segment = schema.segment_schema()
-    return pa.Table.from_arrays([pa.nulls(batch.num_rows, f.type) for f in segment], schema=segment)
+FORMAT = RegistryFormat(AVRO, "AVRO", avro_columns, decode_avro_values)

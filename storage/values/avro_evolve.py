@@ -9,6 +9,8 @@ engine/registry/produce_check.py looks the schemas up and stores the grown colum
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 
 from streamhouse.storage.errors import InvalidInputError
@@ -41,13 +43,23 @@ def fits(writer: Column, declared: Column) -> bool:
     return have == want or (have, want) in _WIDENS
 
 
-def grown(schema: ValueSchema, writer_text: str, *, topic: str, schema_id: int, index: int) -> ValueSchema | None:
+def grown(
+    schema: ValueSchema,
+    writer_text: str,
+    *,
+    topic: str,
+    schema_id: int,
+    index: int,
+    columns_of: Callable[[str, str], ValueSchema] = avro_columns,
+) -> ValueSchema | None:
     """`schema` with the writer schema's new fields appended, or None if it has none (a writer
     schema that is no record, or has no SQL-typed field, adds nothing: its decode judges it).
-    ColumnEvolutionError if a field of a declared column changed its type incompatibly."""
+    ColumnEvolutionError if a field of a declared column changed its type incompatibly.
+    `columns_of(text, subject)`: the columns a writer schema gives, per format (Protobuf and JSON
+    Schema topics evolve by the same rules, storage/values/registry_format.py)."""
     assert schema.subject is not None
     try:
-        fields = avro_columns(writer_text, schema.subject).columns
+        fields = columns_of(writer_text, schema.subject).columns
     except InvalidInputError:
         return None
     added: list[Column] = []

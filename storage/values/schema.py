@@ -19,7 +19,9 @@ __all__ = ["COLUMN_PREFIX", "TIMESTAMP", "Column", "ValueSchema", "Watermark", "
 # Segment column names of declared columns: prefixed, so a column called "value" or "offset"
 # cannot collide with the record columns (DuckDB sees them as "v.auction", …).
 COLUMN_PREFIX = "v."
-FORMATS = ("json", "avro")
+FORMATS = ("json", "avro", "protobuf", "json-schema")
+# Formats whose columns come from a schema-registry subject (storage/values/registry_format.py).
+REGISTRY_FORMATS = ("avro", "protobuf", "json-schema")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -57,10 +59,10 @@ class ValueSchema:
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
-            raise InvalidInputError(f"format {self.format!r} is not supported; use 'json' or 'avro'")
-        if self.format == "avro" and not self.subject:
-            raise InvalidInputError("an Avro value schema needs its registry subject")
-        if not self.columns and self.format != "avro":
+            raise InvalidInputError(f"format {self.format!r} is not supported; use one of {', '.join(FORMATS)}")
+        if self.format in REGISTRY_FORMATS and not self.subject:
+            raise InvalidInputError(f"a {self.format} value schema needs its registry subject")
+        if not self.columns and self.format not in REGISTRY_FORMATS:
             raise InvalidInputError("a value schema needs at least one column")
         seen: set[str] = set()
         for column in self.columns:
