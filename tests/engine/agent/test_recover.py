@@ -5,12 +5,14 @@ that reads every committed record back at its offsets; refusals and a corrupt sn
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+import streamhouse
 from streamhouse.agent.leases import Leases
 from streamhouse.agent.recovery import NothingToRecoverError, recover
 from streamhouse.agent.snapshotter import KEEP, Snapshotter
@@ -24,6 +26,7 @@ from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import make_batch
 from streamhouse.storage.wal.log import WriteAheadLog
+from tests.agent_process import AgentLauncher
 
 
 @pytest.fixture
@@ -85,6 +88,7 @@ async def test_snapshots_follow_changes_batched_covered_pruned(
     # A second agent's change is covered by a snapshot begun after it: no snapshot of its own.
     second = snapshotter(metadata, store, interval_s=0.001, agent="b")
     second.changed()
+    await asyncio.sleep(0.01)  # both clocks count whole milliseconds
     await first.write()
     count = len(await snapshot_keys(store))
     assert await second.run_once() is None and len(await snapshot_keys(store)) == count
@@ -194,3 +198,28 @@ async def test_nothing_and_corrupt_are_typed_errors(env: tuple[MetadataStore, Ob
         await recover(metadata, store)
     assert info.value.source.endswith("000000000000001-abcdef12.json.z")
     assert await metadata.list_topics() == []
+
+
+def test_serve_recover_fills_an_empty_database_then_serves(tmp_path: Path) -> None:
+    objects = f"file://{tmp_path / 'objects'}"
+
+    async def prepare() -> None:
+        metadata = await open_metadata_store(f"sqlite:///{tmp_path / 'lost.db'}")
+        store = open_object_store(objects)
+        wal = await WriteAheadLog.open(tmp_path / "wal", fsync="never")
+        await wal.replay()
+        topic = await metadata.create_topic("t", 1)
+        await write(metadata, store, wal, topic, 0, 4, 3)
+        await snapshotter(metadata, store).write()
+        await write(metadata, store, wal, topic, 0, 2)
+        await wal.close()
+        await metadata.close()
+
+    asyncio.run(prepare())
+    flags = ("--data-dir", str(tmp_path / "a"), "--metadata", f"sqlite:///{tmp_path / 'new.db'}")
+    flags += ("--object-store", objects, "--recover")
+    with AgentLauncher(tmp_path) as launcher:
+        agent = launcher.start(*flags)
+        with streamhouse.connect(agent.address) as client:
+            values = client.read("t").column("value").to_pylist()
+            assert values == [f'{{"n": {i}, "p": 0}}'.encode() for i in range(9)]
