@@ -41,11 +41,17 @@ class Recovered:
     plan: RecoveryPlan
     unreadable: tuple[str, ...]  # segment objects whose footer could not be read (not recovered)
     imported: bool
+    lost_states: tuple[tuple[str, str], ...] = ()  # (job, state key) of checkpoints whose state object is gone
 
     def lines(self) -> list[str]:
         out = self.plan.report.lines()
         if self.unreadable:
             out.append(f"{len(self.unreadable)} segment objects unreadable, not recovered (e.g. {self.unreadable[0]})")
+        for job, key in self.lost_states:
+            out.append(
+                f"job {job!r}: the state object of its checkpoint as of the snapshot ({key}) is gone (a later "
+                "checkpoint superseded it): the job cannot resume; DROP and CREATE it again"
+            )
         if not self.imported:
             out.append("dry run: nothing was written")
         return out
@@ -85,7 +91,7 @@ async def recover(metadata: MetadataStore, store: ObjectStore, *, dry_run: bool 
     )
     if not dry_run:
         await metadata.import_tables(plan.tables)
-    return Recovered(plan, tuple(unreadable), not dry_run)
+    return Recovered(plan, tuple(unreadable), not dry_run, await _lost_states(store, dump))
 
 
 async def recover_urls(
@@ -101,6 +107,28 @@ async def recover_urls(
             await metadata.close()
     finally:
         await store.close()
+
+
+async def _lost_states(store: ObjectStore, dump: sn.MetadataDump | None) -> tuple[tuple[str, str], ...]:
+    """Jobs whose latest checkpoint in the snapshot names a state object no longer stored (the
+    runner deletes a state once the next checkpoint commits)."""
+    table = None if dump is None else dump.table("job_checkpoints")
+    if table is None:
+        return ()
+    latest: dict[str, tuple[int, str | None]] = {}
+    for row in table.dicts():
+        job, seq, key = str(row["job"]), int(row["seq"] or 0), row["state_key"]
+        if seq > latest.get(job, (0, None))[0]:
+            latest[job] = (seq, None if key is None else str(key))
+    lost: list[tuple[str, str]] = []
+    for job, (_, key) in sorted(latest.items()):
+        if key is None:
+            continue
+        try:
+            await store.head(key)
+        except NotFoundError:
+            lost.append((job, key))
+    return tuple(lost)
 
 
 async def _list_segments(store: ObjectStore) -> list[ObjectInfo]:

@@ -20,7 +20,7 @@ from streamhouse.cli.main import main
 from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
 from streamhouse.storage.metadata.snapshot import SNAPSHOT_PREFIX, MetadataNotEmptyError, decode_snapshot
-from streamhouse.storage.model import TopicInfo, partition_resource
+from streamhouse.storage.model import Checkpoint, TopicInfo, job_resource, partition_resource
 from streamhouse.storage.object_store import ObjectStore, open_object_store
 from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.writer import PartitionWriter
@@ -126,6 +126,9 @@ async def test_recover_brings_back_every_committed_record_at_its_offset(
     await write(metadata, store, wal, topic, 0, 3, 4)
     await write(metadata, store, wal, topic, 1, 5)
     await metadata.commit_offsets("g", "t", {0: 6, 1: 1})
+    await metadata.create_job("v", "SELECT 1", "v_out")
+    job = await metadata.acquire_lease(job_resource("v"), "a", 60_000)
+    await metadata.commit_checkpoint(Checkpoint("v", 1, "jobs/v/state-1", {("t", 0): 2}), "a", job.epoch)
     await snapshotter(metadata, store).write()
     await metadata.commit_offsets("g", "t", {0: 7})  # after the snapshot: not recovered
     await write(metadata, store, wal, topic, 0, 2)  # after the snapshot: recovered from its footer
@@ -145,6 +148,9 @@ async def test_recover_brings_back_every_committed_record_at_its_offset(
                 assert await target.get_end_offset(name, p) == await metadata.get_end_offset(name, p)
         assert (await target.get_topic("t")).value_schema == columns
         assert await target.fetch_offsets("g") == {("t", 0): 6, ("t", 1): 1}  # as of the snapshot
+        # The job comes back, but its checkpoint's state object is gone: said, not hidden.
+        assert result.lost_states == (("v", "jobs/v/state-1"),)
+        assert any("job 'v'" in line and "DROP and CREATE" in line for line in result.lines())
         with pytest.raises(MetadataNotEmptyError):
             await recover(target, store)
     finally:
