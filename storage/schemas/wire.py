@@ -109,9 +109,22 @@ def _cut(data: Array, starts: Array, keep_from: Array, ends: Array, valid: Array
     return out
 
 
-def split(column: pa.Array[Any], source: str = "value column") -> Framed:
-    """Schema ids and payloads of a column of Confluent-framed values. WireFormatError (the
-    first bad record's index) for a value shorter than 5 bytes or without magic byte 0."""
+@dataclass(frozen=True)
+class Headers:
+    """A column's 5-byte headers read in place: per record the schema id (0 where null) and
+    whether it is present, and the column's buffers, so a decoder can read each payload at
+    starts + HEADER_BYTES without copying it out (Protobuf topics, storage/values/protobuf_decode.py)."""
+
+    ids: Array  # uint32
+    valid: Array  # bool
+    starts: Array
+    ends: Array
+    data: Array
+
+
+def headers(column: pa.Array[Any], source: str = "value column") -> Headers:
+    """Check every non-null value's framing (WireFormatError for the first value shorter than 5
+    bytes or without magic byte 0) and read its schema id, in place."""
     starts, ends, data = buffers(column)
     valid = valid_mask(column)
     short = valid & (ends - starts < HEADER_BYTES)
@@ -137,8 +150,16 @@ def split(column: pa.Array[Any], source: str = "value column") -> Framed:
     ids = np.zeros(len(column), dtype=np.uint32)
     for k in range(1, HEADER_BYTES):  # four shifted gathers, whole column each
         ids = (ids << 8) | data[head + k].astype(np.uint32)
-    ids_arr = pa.array(ids.view(np.int32), type=pa.int32(), mask=~valid if not valid.all() else None)
-    return Framed(ids_arr, _cut(data, starts, starts + HEADER_BYTES, ends, valid))
+    return Headers(np.where(valid, ids, 0).astype(np.uint32), valid, starts, ends, data)
+
+
+def split(column: pa.Array[Any], source: str = "value column") -> Framed:
+    """Schema ids and payloads of a column of Confluent-framed values. WireFormatError (the
+    first bad record's index) for a value shorter than 5 bytes or without magic byte 0."""
+    h = headers(column, source)
+    valid = h.valid
+    ids_arr = pa.array(h.ids.view(np.int32), type=pa.int32(), mask=~valid if not valid.all() else None)
+    return Framed(ids_arr, _cut(h.data, h.starts, h.starts + HEADER_BYTES, h.ends, valid))
 
 
 def zigzag_varints(

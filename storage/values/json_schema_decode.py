@@ -5,9 +5,10 @@ list types there but have no SQL column type yet, so, like Avro's records, they 
 and stay in `_value`.
 
 Decoding needs no writer schema: the payload after the Confluent header (magic byte + schema id)
-is JSON, self-describing, so the whole batch's headers are cut off in one numpy gather (wire.py
-`split`, which checks the framing anyway; pyarrow's binary_slice failed on produced batches'
-columns, "Negative buffer resize") and the payloads read by the JSON topics' vectorised reader
+is JSON, self-describing, so the framing is checked in place (wire.py `headers`), the 5-byte
+headers are overwritten with spaces in one copy of the column's bytes (JSON ignores whitespace;
+cheaper than cutting them out, and pyarrow's binary_slice failed on produced batches' columns with
+"Negative buffer resize"), and the values read by the JSON topics' vectorised reader
 (storage/values/json_decode.py) into the declared columns. A
 property an older writer schema lacks is simply absent from its values and reads as null. The
 schema ids were checked by produce (registered under the topic's subject), as for Avro. A value
@@ -19,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamhouse.storage.errors import InvalidInputError, InvalidValueError
 from streamhouse.storage.schemas.errors import SchemaValidationError, WireFormatError
 from streamhouse.storage.schemas.json_schema_arrow import object_fields
-from streamhouse.storage.schemas.wire import split
+from streamhouse.storage.schemas.wire import HEADER_BYTES, headers, numpy_buffer
 from streamhouse.storage.values.json_decode import check_values, decode_json_values
 from streamhouse.storage.values.registry_format import RegistryFormat
 from streamhouse.storage.values.schema import Column, ValueSchema
@@ -56,26 +57,31 @@ def json_schema_columns(schema_text: str, subject: str) -> ValueSchema:
 
 def decode_json_schema_values(values: pa.Array[Any], schema: ValueSchema, writers: Mapping[int, str]) -> pa.Table:
     """The declared columns (segment names) of a batch of framed JSON values: the framing checked
-    for every value (and every id given in `writers`), the 5-byte headers cut off at once, the
-    JSON read in one pass."""
+    for every value (and every id given in `writers`), the 5-byte headers blanked to spaces in
+    one copy of the column's bytes (JSON ignores whitespace, so offsets stay and nothing is
+    cut out), the JSON read in one pass."""
     try:
-        framed = split(values, source="produced batch")
+        h = headers(values, source="produced batch")
     except WireFormatError as exc:
-        raise JsonSchemaValueError(
-            f"record {exc.index} of the batch: {str(exc).rsplit(' (', 1)[0]}", index=exc.index
-        ) from None
-    ids = framed.schema_ids
-    unknown: Any = pc.and_(pc.is_valid(ids), pc.invert(pc.is_in(ids, pa.array(list(writers), pa.int32()))))
-    if pc.any(unknown).as_py():
-        i = int(pc.index(unknown, True).as_py())
-        raise JsonSchemaValueError(f"record {i}: schema id {ids[i].as_py()} is not registered", index=i)
-    payloads = framed.payloads  # the 5-byte headers already cut off, one gather (wire.py)
+        reason = str(exc).rsplit(" (", 1)[0]
+        raise JsonSchemaValueError(f"record {exc.index} of the batch: {reason}", index=exc.index) from None
+    unknown = h.valid & ~np.isin(h.ids, np.fromiter(writers, dtype=np.uint32, count=len(writers)))
+    if unknown.any():
+        i = int(np.argmax(unknown))
+        raise JsonSchemaValueError(f"record {i}: schema id {int(h.ids[i])} is not registered", index=i)
+    data = h.data.copy()
+    heads = h.starts[h.valid]
+    data[(heads[:, None] + np.arange(HEADER_BYTES)).ravel()] = ord(" ")
+    validity, offsets, _data = values.buffers()
+    blanked = pa.Array.from_buffers(
+        values.type, len(values), [validity, offsets, numpy_buffer(data)], offset=values.offset
+    )
     try:
-        table = check_values(payloads, schema)
+        table = check_values(blanked, schema)
     except InvalidValueError as exc:
         raise JsonSchemaValueError(str(exc), index=exc.index) from None
     if table is None:  # decoded in several runs (e.g. ISO and epoch timestamps mixed): all fit
-        table = decode_json_values(payloads, schema).table
+        table = decode_json_values(blanked, schema).table
     return table.rename_columns(schema.segment_schema().names)
 
 

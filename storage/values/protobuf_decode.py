@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.schemas.errors import SchemaValidationError, WireFormatError
 from streamhouse.storage.schemas.protobuf_arrow import PbMessage, parse_proto
-from streamhouse.storage.schemas.wire import Array, buffers, split_message_indexes, valid_mask
+from streamhouse.storage.schemas.wire import HEADER_BYTES, Array, Headers, headers, zigzag_varints
 from streamhouse.storage.values.protobuf_wire import decode_messages
-from streamhouse.storage.values.registry_format import RegistryFormat, per_schema_id
+from streamhouse.storage.values.registry_format import RegistryFormat, lined_up
 from streamhouse.storage.values.schema import Column, ValueSchema
 from streamhouse.storage.values.types import sql_type
 
@@ -55,61 +54,68 @@ def protobuf_columns(schema_text: str, subject: str) -> ValueSchema:
     return ValueSchema(columns, None, PROTOBUF, subject)
 
 
-def decode_payloads(payloads: pa.Array[Any], schema_text: str, rows: Array) -> pa.StructArray:
-    """Payloads after the 5-byte header (message indexes, then the message) of one writer schema:
-    one struct per payload. ProtobufValueError (index into the batch via `rows`) for a bad one."""
+def _indexes(h: Headers, rows: Array, source: str) -> tuple[tuple[int, ...], Array]:
+    """The message index path every record of `rows` names (the message indexes right after the
+    5-byte header: a zigzag count, then that many indexes; the single byte 0 means [0]), and
+    where each message starts. One numpy round per index position, never per record.
+    ProtobufValueError if they run past the value or the records name different messages."""
+    pos = h.starts[rows] + HEADER_BYTES
+    ends = h.ends[rows]
+    live = np.ones(len(rows), dtype=bool)
     try:
-        indexed = split_message_indexes(payloads, source="produced batch")
+        counts, pos = zigzag_varints(h.data, pos, ends, live, source)
+        if (counts == 0).all():  # the usual case: the file's first message
+            return (0,), pos
+        path: list[int] = []
+        for depth in range(int(counts.max())):
+            has = counts > depth
+            values, pos = zigzag_varints(h.data, pos, ends, has, source)
+            path.append(int(values[int(np.argmax(has))]))
+            differs = has & (values != path[-1])
+            if differs.any() or (has != has[0]).any():
+                i = int(rows[int(np.argmax(differs | (has != has[0])))])
+                raise ProtobufValueError(
+                    f"record {i}: its message indexes name another message of the .proto than the other "
+                    "records with its schema id (one message per schema id is decoded into columns)",
+                    index=i,
+                )
     except WireFormatError as exc:
         i = int(rows[exc.index])
-        raise ProtobufValueError(f"record {i}: {str(exc).rsplit(' (', 1)[0]}", index=i) from None
-    live = valid_mask(indexed.payloads)
-    path = _one_path(indexed.indexes, live, rows)
-    try:
-        message = parse_proto(schema_text).at(path)
-    except InvalidInputError as exc:
-        i = int(rows[int(np.argmax(live))])
-        raise ProtobufValueError(f"record {i}: {exc}", index=i) from None
-    starts, ends, data = buffers(indexed.payloads)
-    try:
-        return decode_messages(data, starts, ends, live, message, "produced batch")
-    except WireFormatError as exc:
-        i = int(rows[exc.index])
-        reason = str(exc).rsplit(" (", 1)[0].split(": ", 1)[-1]
-        raise ProtobufValueError(f"record {i}: not a {message.full_name} message: {reason}", index=i) from None
-
-
-def _one_path(indexes: pa.Array[Any], live: Array, rows: Array) -> tuple[int, ...]:
-    """The message index path all live records name (whole-column compares, one per depth)."""
-    if not live.any():
-        return (0,)
-    first = int(np.argmax(live))
-    path = tuple(int(i) for i in indexes[first].as_py())
-    lengths = np.asarray(pc.list_value_length(indexes).fill_null(len(path)).to_numpy(zero_copy_only=False))
-    differs = live & (lengths != len(path))
-    for depth, want in enumerate(path):
-        got = pc.list_element(indexes.filter(pa.array(lengths == len(path))), depth)
-        same = np.ones(len(indexes), dtype=bool)
-        same[lengths == len(path)] = np.asarray(got.fill_null(want).to_numpy(zero_copy_only=False)) == want
-        differs |= live & ~same
-    if differs.any():
-        i = int(rows[int(np.argmax(differs))])
-        raise ProtobufValueError(
-            f"record {i}: its message indexes name another message of the .proto than the batch's other records "
-            "with that schema id (one message per schema id is decoded into columns)",
-            index=i,
-        )
-    return path
+        raise ProtobufValueError(f"record {i}: {str(exc).rsplit(' (', 1)[0].split(': ', 1)[-1]}", index=i) from None
+    return tuple(path), pos
 
 
 def decode_protobuf_values(values: pa.Array[Any], schema: ValueSchema, writers: Mapping[int, str]) -> pa.Table:
-    """The declared columns (segment names) of a batch of framed Protobuf values."""
+    """The declared columns (segment names) of a batch of framed Protobuf values: each schema id's
+    messages decoded in place (no copy of the payloads) with that id's writer schema, then lined
+    up by column name; a field an id's schema lacks reads as null."""
+    source = "produced batch"
     try:
-        return per_schema_id(values, schema, writers, decode_payloads)
+        h = headers(values, source)
     except WireFormatError as exc:
         raise ProtobufValueError(
             f"record {exc.index} of the batch: {str(exc).rsplit(' (', 1)[0]}", index=exc.index
         ) from None
+    parts: list[tuple[Array, pa.StructArray]] = []
+    for schema_id in (int(i) for i in np.unique(h.ids[h.valid])):  # one decode per distinct id
+        rows = np.flatnonzero(h.valid & (h.ids == schema_id))
+        text = writers.get(schema_id)
+        if text is None:
+            first = int(rows[0])
+            raise SchemaValidationError(f"record {first}: schema id {schema_id} is not registered", index=first)
+        path, starts = _indexes(h, rows, source)
+        try:
+            message = parse_proto(text).at(path)
+        except InvalidInputError as exc:
+            raise ProtobufValueError(f"record {int(rows[0])}: {exc}", index=int(rows[0])) from None
+        try:
+            struct = decode_messages(h.data, starts, h.ends[rows], np.ones(len(rows), bool), message, source)
+        except WireFormatError as exc:
+            i = int(rows[exc.index])
+            reason = str(exc).rsplit(" (", 1)[0].split(": ", 1)[-1]
+            raise ProtobufValueError(f"record {i}: not a {message.full_name} message: {reason}", index=i) from None
+        parts.append((rows, struct))
+    return lined_up(parts, len(values), schema)
 
 
 FORMAT = RegistryFormat(PROTOBUF, "PROTOBUF", protobuf_columns, decode_protobuf_values)

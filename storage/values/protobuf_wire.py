@@ -17,11 +17,10 @@ ProtobufDecodeError names the first record that is not a valid message.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamhouse.storage.schemas.errors import WireFormatError
 from streamhouse.storage.schemas.protobuf_arrow import PbField, PbMessage
@@ -42,7 +41,7 @@ class ProtobufDecodeError(WireFormatError):
 
 @dataclass(frozen=True)
 class _Tokens:
-    owner: Array  # row of each (tag, value), in wire order
+    owner: Array  # row of each (tag, value); round by round, so a row's tokens are in wire order
     number: Array
     wire: Array
     value: Array  # uint64: the varint, or the fixed32/fixed64 bits
@@ -51,11 +50,20 @@ class _Tokens:
 
 
 def _varints(data: Array, pos: Array, ends: Array, rows: Array, source: str) -> tuple[Array, Array]:
-    """Raw (not zigzag) varints at `pos`: (uint64 values, positions after). `rows` name records."""
-    value = np.zeros(len(pos), dtype=_U64)
-    after = pos.copy()
-    todo = np.arange(len(pos))
-    for k in range(_MAX_VARINT):
+    """Raw (not zigzag) varints at `pos`: (uint64 values, positions after). `rows` name records.
+    The first byte is read for all at once; only the varints longer than that take more rounds."""
+    over = pos >= ends
+    if over.any():
+        i = int(rows[np.argmax(over)])
+        raise ProtobufDecodeError(f"record {i}: a varint runs past the message", index=i, source=source)
+    byte = data[pos]
+    value = (byte & 0x7F).astype(_U64)
+    more = byte >= 0x80
+    after = pos + 1
+    if not more.any():  # the usual case: tags, small numbers, short lengths
+        return value, after
+    todo = np.flatnonzero(more)
+    for k in range(1, _MAX_VARINT):
         at = pos[todo] + k
         over = at >= ends[todo]
         if over.any():
@@ -119,34 +127,36 @@ def _tokenize(data: Array, starts: Array, ends: Array, live: Array, rows: Array,
     if not parts:
         empty = np.zeros(0, np.int64)
         return _Tokens(empty, empty, empty, np.zeros(0, _U64), empty, empty)
-    cols = [np.concatenate(c) for c in zip(*parts, strict=True)]
-    order = np.argsort(cols[4], kind="stable")  # wire order: rows' spans are disjoint and ascending
-    return _Tokens(*(c[order] for c in cols))
+    return _Tokens(*(np.concatenate(c) for c in zip(*parts, strict=True)))
 
 
-def _scalars(kind: str, raw: Array) -> pa.Array[Any]:
+def _scalars(kind: str, raw: Array, mask: Array | None = None) -> pa.Array[Any]:
+    """Raw varint / fixed bits as the kind's Arrow type (`mask`: True where null)."""
     signed = raw.view(np.int64)
+    values: Array
     if kind in ("int32", "sfixed32"):
-        return pa.array(signed.astype(np.int32))  # int32 truncates a sign-extended varint
-    if kind in ("int64", "sfixed64"):
-        return pa.array(signed)
-    if kind in ("uint32", "fixed32"):
-        return pa.array((raw & _U64(0xFFFFFFFF)).astype(np.int64))
-    if kind in ("uint64", "fixed64"):
-        wide: pa.Array[Any] = pa.array(raw).cast(pa.decimal128(20, 0))
+        values = signed.astype(np.int32)  # int32 truncates a sign-extended varint
+    elif kind in ("int64", "sfixed64"):
+        values = signed
+    elif kind in ("uint32", "fixed32"):
+        values = (raw & _U64(0xFFFFFFFF)).astype(np.int64)
+    elif kind in ("uint64", "fixed64"):
+        wide: pa.Array[Any] = pa.array(raw, mask=mask).cast(pa.decimal128(20, 0))
         return wide
-    if kind in ("sint32", "sint64"):
+    elif kind in ("sint32", "sint64"):
         unsigned = raw & _U64(0xFFFFFFFF) if kind == "sint32" else raw
         zig = (unsigned >> _U64(1)).astype(np.int64) ^ -(unsigned & _U64(1)).astype(np.int64)
-        return pa.array(zig.astype(np.int32) if kind == "sint32" else zig)
-    if kind == "bool":
-        flags: pa.Array[Any] = pa.array(np.asarray(raw != 0, dtype=bool))
-        return flags
-    if kind == "double":
-        return pa.array(raw.view(np.float64))
-    if kind == "float":
-        return pa.array(raw.astype(np.uint32).view(np.float32))
-    raise AssertionError(kind)
+        values = zig.astype(np.int32) if kind == "sint32" else zig
+    elif kind == "bool":
+        values = np.asarray(raw != 0, dtype=bool)
+    elif kind == "double":
+        values = raw.view(np.float64)
+    elif kind == "float":
+        values = raw.astype(np.uint32).view(np.float32)
+    else:
+        raise AssertionError(kind)
+    out: pa.Array[Any] = pa.array(values, mask=mask)
+    return out
 
 
 def _binary(data: Array, start: Array, end: Array, valid: Array | None) -> pa.Array[Any]:
@@ -259,51 +269,55 @@ class _Decoder:
             pick = np.flatnonzero(match & ((tokens.wire == field.wire_type) | (tokens.wire == 2)))
         else:
             pick = np.flatnonzero(match & (tokens.wire == field.wire_type))
-        owner, values = self.elements(field, tokens, pick, rows)
+        # Tokens come round by round: a row's occurrences in wire order, rows interleaved.
+        owner = tokens.owner[pick]
+        counts = np.bincount(owner, minlength=n) if len(owner) else np.zeros(n, np.int64)
         if field.repeated:
-            counts = np.bincount(owner, minlength=n) if len(owner) else np.zeros(n, np.int64)
+            pick = pick[np.argsort(owner, kind="stable")]  # row-major, wire order within a row
+            _owner, values = self.elements(field, tokens, pick, rows)
             offsets = np.zeros(n + 1, dtype=np.int32)
-            np.cumsum(counts, out=offsets[1:])
+            np.cumsum(counts if not field.packable else np.bincount(_owner, minlength=n), out=offsets[1:])
             mask = np.append(~live, False) if not live.all() else None
             return pa.ListArray.from_arrays(pa.array(offsets, pa.int32(), mask=mask), values, type=field.arrow_type)
-        last = np.flatnonzero(np.append(owner[1:] != owner[:-1], True)) if len(owner) else np.zeros(0, np.int64)
-        position = np.full(n, -1, dtype=np.int64)
-        position[owner[last]] = last
-        picked = values.take(pa.array(position, pa.int64(), mask=position < 0))
-        if field.presence:
-            return picked
-        return _with_defaults(field, picked, live)
+        # A singular field: its last occurrence per row (the usual case is one, then no search).
+        last = np.full(n, -1, dtype=np.int64)
+        if len(owner) and counts.max() > 1:
+            np.maximum.at(last, owner, np.arange(len(owner)))
+        else:
+            last[owner] = np.arange(len(owner))
+        present = last >= 0
+        chosen = pick[last[present]]  # row order
+        # Null where absent (explicit presence) or a tombstone; implicit presence reads zero.
+        valid = present if field.presence else live
+        mask = None if valid.all() else ~valid
+        if field.kind in ("string", "bytes"):
+            start, end = np.zeros(n, np.int64), np.zeros(n, np.int64)  # absent: b"" / ""
+            start[present], end[present] = tokens.start[chosen], tokens.end[chosen]
+            text = _binary(self.data, start, end, valid)
+            return text.cast(pa.string()) if field.kind == "string" else text
+        if field.kind in ("message", "timestamp"):
+            _owner, values = self.elements(field, tokens, chosen, rows)
+            if present.all():
+                return values
+            position = np.full(n, -1, dtype=np.int64)
+            position[present] = np.arange(len(chosen))
+            return values.take(pa.array(position, pa.int64(), mask=~present))
+        raw = np.zeros(n, dtype=_U64)  # absent: 0, false, the enum's 0 symbol
+        raw[present] = tokens.value[chosen]
+        return _enum(field, raw, mask) if field.kind == "enum" else _scalars(field.kind, raw, mask)
 
 
-def _enum(field: PbField, raw: Array) -> pa.Array[Any]:
+def _enum(field: PbField, raw: Array, mask: Array | None = None) -> pa.Array[Any]:
+    """Enum numbers as their symbols; a number the enum lacks (or `mask` True) reads as null."""
     numbers = np.array([n for n, _ in field.symbols], dtype=np.int64)
     names = pa.array([s for _, s in field.symbols], pa.string())
     wanted = raw.view(np.int64).astype(np.int32).astype(np.int64)
     order = np.argsort(numbers, kind="stable")
     at = np.clip(np.searchsorted(numbers[order], wanted), 0, len(numbers) - 1)
-    found = numbers[order][at] == wanted
-    index = order[at]
-    return names.take(pa.array(index, pa.int64(), mask=~found))  # an unknown number: null
-
-
-def _with_defaults(field: PbField, picked: pa.Array[Any], live: Array) -> pa.Array[Any]:
-    """Proto3 implicit presence: a field not on the wire holds its zero value."""
-    if picked.null_count == 0:
-        return picked
-    if field.kind == "enum":
-        zero = next((s for n, s in field.symbols if n == 0), None)
-        default: pa.Scalar[Any] = pa.scalar(zero, pa.string())
-    elif field.kind in ("string", "bytes"):
-        default = pa.scalar("" if field.kind == "string" else b"", field.element_type)
-    elif field.kind == "bool":
-        default = pa.scalar(False)
-    else:
-        default = pa.scalar(0, pa.int64()).cast(field.element_type)
-    filled: pa.Array[Any] = pc.fill_null(picked, cast(Any, default))
-    if live.all():
-        return filled
-    kept: pa.Array[Any] = pc.if_else(pa.array(live), filled, pa.scalar(None, filled.type))
-    return kept
+    missing = numbers[order][at] != wanted
+    if mask is not None:
+        missing |= mask
+    return names.take(pa.array(order[at], pa.int64(), mask=missing))
 
 
 def decode_messages(

@@ -17,8 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamhouse.storage.schemas.errors import SchemaValidationError
-from streamhouse.storage.schemas.wire import Array, split, valid_mask
+from streamhouse.storage.schemas.wire import Array
 from streamhouse.storage.values.schema import ValueSchema
 
 Decode = Callable[["pa.Array[Any]", ValueSchema, Mapping[int, str]], pa.Table]
@@ -56,32 +55,18 @@ def declared(struct: pa.StructArray, schema: ValueSchema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema.segment_schema())
 
 
-def per_schema_id(
-    values: pa.Array[Any],
-    schema: ValueSchema,
-    writers: Mapping[int, str],
-    decode_one: Callable[[pa.Array[Any], str, Array], pa.StructArray],
-) -> pa.Table:
-    """Declared columns of framed values decoded once per schema id: `decode_one(payloads,
-    writer text, rows)` gives a struct per payload (`rows`: their indexes in the batch, for
-    errors); the pieces are lined up by column name and put back in the batch's order."""
-    framed = split(values, source="produced batch")
-    ids = framed.schema_ids.fill_null(0).to_numpy(zero_copy_only=False)
-    present = valid_mask(framed.schema_ids)
-    n = len(values)
-    parts: list[tuple[Array, pa.Table]] = []
-    for schema_id in (int(i) for i in np.unique(ids[present])):  # one decode per distinct id
-        rows = np.flatnonzero(present & (ids == schema_id))
-        text = writers.get(schema_id)
-        if text is None:
-            first = int(rows[0])
-            raise SchemaValidationError(f"record {first}: schema id {schema_id} is not registered", index=first)
-        parts.append((rows, declared(decode_one(framed.payloads.take(rows), text, rows), schema)))
+def lined_up(parts: list[tuple[Array, pa.StructArray]], n: int, schema: ValueSchema) -> pa.Table:
+    """The declared columns of `n` values from per-schema-id decodes: `parts` pairs the rows of
+    one id (indexes into the batch) with their struct rows; each part's columns are picked by
+    name (`declared`) and put back in the batch's order; rows in no part (tombstones) are null."""
     segment = schema.segment_schema()
     if not parts:
         return pa.Table.from_arrays([pa.nulls(n, f.type) for f in segment], schema=segment)
+    tables = [declared(struct, schema) for _, struct in parts]
+    if len(parts) == 1 and len(parts[0][0]) == n:
+        return tables[0]  # one id, no tombstones: already in order
     order = np.concatenate([rows for rows, _ in parts])
     position = np.full(n, -1, dtype=np.int64)
     position[order] = np.arange(len(order))
-    stacked = pa.concat_tables([t for _, t in parts])
+    stacked = pa.concat_tables(tables)
     return stacked.take(pa.array(position, pa.int64(), mask=position < 0)).combine_chunks()
