@@ -6,7 +6,8 @@ store. So after segment commits (and merges) an agent writes a snapshot of the w
 object store under `_metadata/snapshots/`; `streamhouse recover` rebuilds an empty database from
 the latest one plus the segments written after it (engine/agent/recovery.py).
 
-Batched: `changed()` only notes when this agent last committed something; every `interval` a
+Batched: `changed()` only notes when this agent last committed something (a segment, a merge;
+and any change of the topic list, seen by every agent's rounds); every `interval` a
 round writes one snapshot if something changed — unless a snapshot begun after the last change
 exists (another agent's covers it), or one was written less than an interval ago (then the
 change waits for the next round). "Begun after" in the database's clock, which dates snapshots
@@ -44,6 +45,7 @@ from streamhouse.storage.metadata.snapshot import (
     snapshot_key,
     snapshot_time,
 )
+from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class Snapshotter(BackgroundService):
         self.on_snapshot: Callable[[SnapshotOutcome], None] = lambda outcome: None
         self._dirty = False
         self._changed_at = 0.0  # monotonic seconds of the last change
+        self._topics: list[TopicInfo] | None = None  # as the last round listed them
         self._written = 0
 
     @classmethod
@@ -96,10 +99,11 @@ class Snapshotter(BackgroundService):
         """One round: a snapshot if this agent's changes are not covered yet (None otherwise, or
         when it failed: recorded in `health`, logged once per change, backed off, retried).
         Never raises a store error."""
-        if not self._dirty:
-            return None
-        self._dirty = False  # before `mark`: a commit from now on marks it again
         try:
+            await self._watch_topics()
+            if not self._dirty:
+                return None
+            self._dirty = False  # before `mark`: a commit from now on marks it again
             outcome = await self._round()
         except (StreamHouseError, OSError) as exc:
             self._dirty = True
@@ -108,6 +112,15 @@ class Snapshotter(BackgroundService):
             return None
         self.health.succeeded(ROUND)
         return outcome
+
+    async def _watch_topics(self) -> None:
+        """Topic DDL (create, alter, delete, schema evolution) on any agent commits no segment at
+        once, but a recovered topic should keep its columns and settings: a change of the topic
+        list since the last round counts as a change (the first round only takes note)."""
+        topics = await self.metadata.list_topics()
+        if self._topics is not None and topics != self._topics:
+            self.changed()
+        self._topics = topics
 
     async def _round(self) -> SnapshotOutcome | None:
         sent = time.monotonic()

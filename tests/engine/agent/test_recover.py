@@ -98,6 +98,12 @@ async def test_snapshots_follow_changes_batched_covered_pruned(
         await first.write()
     keys = await snapshot_keys(store)
     assert len(keys) == KEEP
+    # Topic DDL anywhere is a change too: the first round took note of the topics.
+    assert await second.run_once() is None
+    await metadata.alter_topic("t", set_config={"retention.ms": "60000"})
+    outcome = await second.run_once()
+    assert outcome is not None and outcome.key not in keys
+    assert await second.run_once() is None
 
 
 async def test_a_failing_snapshot_says_so_backs_off_and_keeps_the_change(
