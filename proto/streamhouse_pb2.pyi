@@ -220,20 +220,26 @@ class TopicDescription(_message.Message):
     def __init__(self, name: _Optional[str] = ..., topic_id: _Optional[int] = ..., partitions: _Optional[int] = ..., config: _Optional[_Mapping[str, str]] = ..., value_schema: _Optional[str] = ..., partition_info: _Optional[_Iterable[_Union[PartitionDescription, _Mapping]]] = ...) -> None: ...
 
 class PartitionDescription(_message.Message):
-    __slots__ = ("partition", "durable_end_offset", "end_offset", "leader", "leader_epoch", "segments")
+    __slots__ = ("partition", "durable_end_offset", "end_offset", "leader", "leader_epoch", "segments", "log_start_offset", "size_bytes", "last_compacted_ms")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     DURABLE_END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
     LEADER_EPOCH_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    LOG_START_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_COMPACTED_MS_FIELD_NUMBER: _ClassVar[int]
     partition: int
     durable_end_offset: int
     end_offset: int
     leader: str
     leader_epoch: int
     segments: int
-    def __init__(self, partition: _Optional[int] = ..., durable_end_offset: _Optional[int] = ..., end_offset: _Optional[int] = ..., leader: _Optional[str] = ..., leader_epoch: _Optional[int] = ..., segments: _Optional[int] = ...) -> None: ...
+    log_start_offset: int
+    size_bytes: int
+    last_compacted_ms: int
+    def __init__(self, partition: _Optional[int] = ..., durable_end_offset: _Optional[int] = ..., end_offset: _Optional[int] = ..., leader: _Optional[str] = ..., leader_epoch: _Optional[int] = ..., segments: _Optional[int] = ..., log_start_offset: _Optional[int] = ..., size_bytes: _Optional[int] = ..., last_compacted_ms: _Optional[int] = ...) -> None: ...
 
 class PartitionOffset(_message.Message):
     __slots__ = ("topic", "partition", "committed_offset", "end_offset", "lag")

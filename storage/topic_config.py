@@ -4,7 +4,7 @@ normalised, its default, whether anything enforces it and whether ALTER TOPIC ma
 Every surface checks through here (CREATE TOPIC … WITH, create_topic(config=) on both SDK
 transports and gRPC, ALTER TOPIC SET/RESET in SQL, SDK and CLI), so a key is either understood
 and enforced or refused: a misspelled key gets the closest name as a suggestion, and a Kafka
-key nothing enforces yet (retention.ms, segment.ms, …) is refused as "not supported yet"
+key nothing enforces yet (compression.type, segment.ms, …) is refused as "not supported yet"
 instead of being stored and silently ignored.
 """
 
@@ -70,6 +70,23 @@ def _ratio(value: str) -> str:
 def compacted(config: Mapping[str, str]) -> bool:
     """Whether a topic with this config map is compacted ('compact' or 'compact,delete')."""
     return "compact" in config.get(CLEANUP_POLICY, "delete").split(",")
+
+
+RETENTION_MS = "retention.ms"
+RETENTION_BYTES = "retention.bytes"
+
+
+def _limit(unit: str) -> Callable[[str], str]:
+    """retention.ms / retention.bytes: -1 (no limit) or a whole number, 0 or more."""
+
+    def parse(value: str) -> str:
+        text = value.strip()
+        number = text[1:] if text.startswith("-") else text
+        if not number.isdigit() or (text.startswith("-") and int(number) != 1) or int(number) > 2**62:
+            raise ValueError(f"must be -1 (no limit) or a whole number of {unit}, 0 or more")
+        return str(int(text))
+
+    return parse
 
 
 def _positive_int(value: str) -> str:
@@ -237,6 +254,24 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 enforced_by="engine/agent/compactor.py (plan_compaction)",
             ),
             Setting(
+                RETENTION_MS,
+                "segments whose newest record is older than this many ms are removed (-1: kept forever; "
+                "unset: the agent's --retention-ms); the newest segment of a partition is always kept",
+                _limit("milliseconds"),
+                None,
+                alterable=True,
+                enforced_by="engine/agent/retention.py (with cleanup.policy 'delete')",
+            ),
+            Setting(
+                RETENTION_BYTES,
+                "the oldest segments are removed while a partition holds more than this many bytes "
+                "(-1: no limit; unset: the agent's --retention-bytes); the newest segment is always kept",
+                _limit("bytes"),
+                None,
+                alterable=True,
+                enforced_by="engine/agent/retention.py (with cleanup.policy 'delete')",
+            ),
+            Setting(
                 JOB,
                 "the continuous query whose output this topic is",
                 str.strip,
@@ -272,8 +307,6 @@ UNSUPPORTED: frozenset[str] = frozenset(
         "preallocate",
         "remote.storage.enable",
         "replication.factor",
-        "retention.bytes",
-        "retention.ms",
         "segment.bytes",
         "segment.index.bytes",
         "segment.jitter.ms",

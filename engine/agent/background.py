@@ -26,10 +26,33 @@ from typing import Any, ClassVar
 from streamhouse.agent.failures import FailureTracker
 from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.storage.errors import LeaseHeldError, StreamHouseError
+from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.object_store.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
 ROUND = "round"  # the failure key of a whole round (listing topics, a store-wide walk)
+_DELETE_BATCH = 500
+_DELETE_ROUNDS = 20
+
+
+async def delete_due(metadata: MetadataStore, store: ObjectStore) -> int:
+    """The deferred deleter of every swap (merging, compaction, retention; storage/metadata/
+    swap.py): delete the recorded objects whose grace has passed, then forget them; how many.
+    Idempotent, so every agent and service may run it (a missing object is no error). At most
+    _DELETE_ROUNDS batches per call, so one call is bounded; the rest wait for the next round.
+    A store error propagates (the caller records it)."""
+    deleted = 0
+    for _ in range(_DELETE_ROUNDS):
+        due = await metadata.due_deletions(_DELETE_BATCH)
+        for item in due:
+            await store.delete(item.object_key)
+        if due:
+            await metadata.forget_deletions([d.object_key for d in due])
+            deleted += len(due)
+        if len(due) < _DELETE_BATCH:
+            break
+    return deleted
 
 
 class BackgroundService(abc.ABC):
@@ -98,4 +121,4 @@ class BackgroundService(abc.ABC):
         return [state.describe() for _, state in sorted(self.health.failing_faults().items())]
 
 
-__all__ = ["ROUND", "BackgroundService"]
+__all__ = ["ROUND", "BackgroundService", "delete_due"]

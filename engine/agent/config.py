@@ -64,6 +64,14 @@ class AgentConfig:
     # are deleted, rows whose object is missing reported.
     reconcile_interval_ms: int = 600_000
     orphan_grace_ms: int = 3_600_000
+    # Retention (engine/agent/retention.py, docs/DESIGN.md §4), the server defaults of a topic's
+    # retention.ms / retention.bytes (Kafka's log.retention.ms / log.retention.bytes; -1: no
+    # limit, the default, so an upgrade never deletes what was kept before): every
+    # retention_check_interval_ms (0: never) whole segments past the limits are removed, their
+    # objects deleted after the merge grace.
+    retention_ms: int = -1
+    retention_bytes: int = -1
+    retention_check_interval_ms: int = 300_000
     # Metadata snapshots for disaster recovery (engine/agent/snapshotter.py): at most one per
     # snapshot_interval_ms (0: never) after segment commits, under _metadata/snapshots/.
     snapshot_interval_ms: int = 30_000
@@ -153,9 +161,12 @@ MIN_ORPHAN_GRACE_MS = 60_000
 
 def check_merge_settings(config: AgentConfig) -> None:
     """InvalidInputError unless the merge settings are usable."""
-    for name in ("merge_interval_ms", "merge_grace_ms", "reconcile_interval_ms"):
+    for name in ("merge_interval_ms", "merge_grace_ms", "reconcile_interval_ms", "retention_check_interval_ms"):
         if getattr(config, name) < 0:
             raise InvalidInputError(f"{name} must be 0 or more, not {getattr(config, name)}")
+    for name in ("retention_ms", "retention_bytes"):
+        if getattr(config, name) < -1:
+            raise InvalidInputError(f"{name} must be -1 (no limit) or 0 or more, not {getattr(config, name)}")
     if not 0 < config.merge_small_bytes <= config.merge_target_bytes:
         raise InvalidInputError(
             f"merge_small_bytes ({config.merge_small_bytes}) must be positive and at most "

@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from streamhouse.agent.background import BackgroundService
+from streamhouse.agent.background import BackgroundService, delete_due
 from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.agent.merge_health import MergeHealth
@@ -55,8 +55,6 @@ from streamhouse.storage.segment.merge import merge_segments, merged_key
 log = logging.getLogger(__name__)
 
 _PARALLEL_GETS = 16  # segment downloads in flight per run: tiny objects are latency-bound
-_DELETE_BATCH = 500
-_DELETE_ROUNDS = 20
 
 
 def merge_resource(topic: str, partition: int) -> str:
@@ -248,24 +246,16 @@ class Merger(BackgroundService):
         return list(await asyncio.gather(*(one(seg) for seg in run)))
 
     async def delete_due(self) -> int:
-        """Delete the replaced objects whose grace has passed; how many. Idempotent, so every
-        agent may run it (a missing object is no error). At most _DELETE_ROUNDS batches per
-        call, so one call is bounded; the rest wait for the next round."""
-        deleted = 0
+        """Delete the replaced objects whose grace has passed (engine/agent/background.py
+        delete_due, shared with retention); how many."""
         try:
-            for _ in range(_DELETE_ROUNDS):
-                due = await self.metadata.due_deletions(_DELETE_BATCH)
-                for item in due:
-                    await self.store.delete(item.object_key)
-                if due:
-                    await self.metadata.forget_deletions([d.object_key for d in due])
-                    self.on_deleted(len(due))
-                    deleted += len(due)
-                if len(due) < _DELETE_BATCH:
-                    break
+            deleted = await delete_due(self.metadata, self.store)
             self.health.succeeded("deletions")
         except (StreamHouseError, OSError) as exc:
             self.health.failed("deletions", exc)
+            return 0
+        if deleted:
+            self.on_deleted(deleted)
         return deleted
 
 

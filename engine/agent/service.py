@@ -272,7 +272,8 @@ class AgentService:
             self.metrics.observe_fetch(topic, table.num_rows, table.nbytes)
         # Compacted segments have gaps (issue 14): the next offset follows the last row read.
         after = int(table.column("offset")[-1].as_py()) + 1 if table.num_rows else offset
-        return FetchResult(topic, partition, table, after, max(end, after))
+        log_start = self.manager.reader.lists.cached_log_start(topic, partition)  # as the read listed it
+        return FetchResult(topic, partition, table, after, max(end, after), log_start)
 
     async def _read(self, topic: str, partition: int, offset: int, count: int, max_bytes: int) -> pa.Table:
         if count <= 0:
@@ -296,9 +297,9 @@ class AgentService:
             raise PartitionNotFoundError(topic, partition, info.partitions)
 
     async def earliest_offset(self, topic: str, partition: int) -> int:
+        """The log start: retention moves it past removed segments (engine/agent/retention.py)."""
         await self._partition(topic, partition)
-        segments = await self.metadata.list_segments(topic, partition)
-        return segments[0].base_offset if segments else 0
+        return (await self.manager.reader.lists.fresh(topic, partition)).log_start
 
     async def end_offset(self, topic: str, partition: int) -> int:
         await self._partition(topic, partition)

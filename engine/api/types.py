@@ -3,6 +3,7 @@ and the CLI all speak in these, so an embedded and a remote client answer identi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,6 +26,9 @@ class PartitionState:
     leader: str  # "host:port" of the lease holder, "" if none is live
     leader_epoch: int
     segments: int
+    log_start: int = 0  # first offset still kept (retention moves it; reads below it are refused)
+    size_bytes: int = 0  # bytes of the committed segments
+    last_compacted_ms: int | None = None  # when compaction last finished a pass (epoch ms); None: never
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,37 @@ class TopicDescription:
         return {p.partition: p.end_offset for p in self.partitions}
 
     def _repr_html_(self) -> str:
-        total = sum(p.end_offset for p in self.partitions)
+        total = sum(p.end_offset - p.log_start for p in self.partitions)
         partitions = html.grid(
-            ["partition", "end offset", "durable end", "segments", "leader", "epoch"],
+            [*_PARTITION_HEADERS],
             [
-                (p.partition, p.end_offset, p.durable_end_offset, p.segments, p.leader or "(none)", p.leader_epoch)
+                (
+                    p.partition,
+                    p.log_start,
+                    p.end_offset,
+                    p.durable_end_offset,
+                    p.segments,
+                    p.size_bytes,
+                    _when(p.last_compacted_ms),
+                    p.leader or "(none)",
+                    p.leader_epoch,
+                )
                 for p in self.partitions
             ],
         )
         return html.topic_info(self.info, plural(total, "record")) + partitions
+
+
+_PARTITION_HEADERS = (
+    "partition", "log start", "end offset", "durable end", "segments", "bytes", "last compaction", "leader", "epoch",
+)  # fmt: skip
+
+
+def _when(ms: int | None) -> str:
+    """An epoch-ms time as ISO 8601 UTC (seconds), "never" for None."""
+    if ms is None:
+        return "never"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,7 @@ class FetchResult:
     records: pa.Table  # RECORD_SCHEMA rows starting at the requested offset
     next_offset: int
     end_offset: int
+    log_start: int = 0  # where the partition's log began as this read saw it (retention moves it)
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ _FLAGS = {
     "roll_age_ms": "roll_age_ms",
     "query_timeout": "query_timeout_s",
     "query_memory": "query_memory",
+    "retention_ms": "retention_ms",
+    "retention_bytes": "retention_bytes",
+    "retention_check_interval_ms": "retention_check_interval_ms",
     "snapshot_interval_ms": "snapshot_interval_ms",
 }
 
@@ -83,6 +86,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="first rebuild the EMPTY metadata database from the object store's snapshot and segments "
         "(as `streamhouse recover`; a non-empty database is refused)",
+    )
+    p.add_argument(
+        "--retention-ms",
+        type=int,
+        help="default retention.ms of topics that set none: older segments go (-1 = keep forever, the default)",
+    )
+    p.add_argument(
+        "--retention-bytes",
+        type=int,
+        help="default retention.bytes per partition of topics that set none (-1 = no limit, the default)",
+    )
+    p.add_argument(
+        "--retention-check-interval-ms", type=int, help="how often retention runs (default 300000; 0 = never)"
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument(

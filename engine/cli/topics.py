@@ -3,12 +3,15 @@
 list/describe take `--format table|csv|json` (`--json` is short for `--format json`): a
 table or CSV of the rows, or one JSON document (list: an array of {name, topic_id,
 partitions, config}; describe: the same object plus "partition_states", one {partition,
-end_offset, durable_end_offset, segments, leader, leader_epoch} per partition).
+end_offset, durable_end_offset, segments, leader, leader_epoch, log_start, size_bytes,
+last_compacted_ms} per partition: what retention left (the log start), the committed bytes,
+and when compaction last finished a pass (null: never)).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -130,6 +133,10 @@ def _list(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(ms: int | None) -> str:
+    return "never" if ms is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
 def _describe(client: Client, args: argparse.Namespace) -> int:
     description = client.describe(args.name)
     info = description.info
@@ -143,9 +150,12 @@ def _describe(client: Client, args: argparse.Namespace) -> int:
     states = description.partitions
     rows: dict[str, list[Any]] = {
         "partition": [s.partition for s in states],
+        "log start": [s.log_start for s in states],
         "end offset": [s.end_offset for s in states],
         "durable end offset": [s.durable_end_offset for s in states],
         "segments": [s.segments for s in states],
+        "bytes": [s.size_bytes for s in states],
+        "last compaction": [_when(s.last_compacted_ms) for s in states],
         "leader": [s.leader or "-" for s in states],
         "epoch": [s.leader_epoch for s in states],
     }

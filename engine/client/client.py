@@ -33,6 +33,7 @@ from streamhouse.storage.errors import (
     InvalidInputError,
     JobLagTimeoutError,
     JobNotFoundError,
+    OffsetOutOfRangeError,
     TopicExistsError,
 )
 from streamhouse.storage.model import TopicInfo
@@ -227,14 +228,19 @@ class Client:
         table with a `partition` column: a bounded read, for notebooks and tests."""
         description = self.describe(topic)
         wanted = range(description.info.partitions) if partitions is None else partitions
+        starts = {s.partition: s.log_start for s in description.partitions}
         tables = []
         for p in wanted:
             # A non-leader's describe knows only the committed end; the leader's fetch answers
             # carry the acknowledged end, so the loop follows those.
             end = max(description.end_offsets.get(p, 0), start + 1)
-            offset = start
+            offset = max(start, starts.get(p, 0))  # below the log start nothing is kept (retention)
             while offset < end:
-                result = self.transport.fetch(topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=0)
+                try:
+                    result = self.transport.fetch(topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=0)
+                except OffsetOutOfRangeError as exc:  # retention moved it meanwhile
+                    offset = max(offset + 1, exc.log_start)
+                    continue
                 end = result.end_offset
                 if result.records.num_rows == 0:
                     break
@@ -256,10 +262,12 @@ class Client:
         self.transport.commit_offsets(group, topic, offsets)
 
     def reset_group(self, group: str, topic: str, to: str | int = "earliest") -> list[GroupOffset]:
-        """Move a group's offsets on `topic` to "earliest", "latest" or an absolute offset."""
-        ends = self.describe(topic).end_offsets
+        """Move a group's offsets on `topic` to "earliest" (the log start), "latest" or an
+        absolute offset."""
+        description = self.describe(topic)
+        ends = description.end_offsets
         if to == "earliest":
-            target = {p: 0 for p in ends}
+            target = {s.partition: s.log_start for s in description.partitions}
         elif to == "latest":
             target = dict(ends)
         elif isinstance(to, int) and not isinstance(to, bool) and to >= 0:

@@ -1,10 +1,16 @@
 """Reading a topic: positions per partition, long-polling fetches, commits to a consumer
 group, seeks. A group here is a named set of committed offsets (as kafka-consumer-groups
-shows them); partitions are not balanced between members of a group."""
+shows them); partitions are not balanced between members of a group.
+
+Retention (engine/agent/retention.py) removes the oldest records; "earliest" is the log start,
+and a position that falls below it (a slow consumer, an old committed offset) is reset as
+Kafka's consumer does with its auto.offset.reset: to the log start ("latest": to the end), with
+a warning saying how many records were skipped; `resets` counts them."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -15,9 +21,11 @@ import pyarrow as pa
 
 from streamhouse.api.types import TopicDescription
 from streamhouse.client.transport import Transport
-from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.errors import InvalidInputError, OffsetOutOfRangeError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.wording import plural
+
+log = logging.getLogger(__name__)
 
 Start = Literal["earliest", "latest", "committed"]
 
@@ -68,7 +76,8 @@ class Consumer:
         partitions the group has no committed offset for (or to every partition without a
         group). A committed offset always wins, so a group re-run with start="earliest"
         resumes where it committed instead of re-reading the topic. "earliest" and
-        "committed" begin such partitions at offset 0, "latest" at their end offset."""
+        "committed" begin such partitions at their log start (0 until retention removed
+        records), "latest" at their end offset."""
         self.client = client
         self.topic = topic
         self.group = group
@@ -81,6 +90,7 @@ class Consumer:
                 count = plural(description.info.partitions, "partition")
                 raise InvalidInputError(f"{topic} has {count}; no partition {p}")
         ends = description.end_offsets
+        starts = {s.partition: s.log_start for s in description.partitions}
         if start not in ("earliest", "latest", "committed"):
             raise InvalidInputError(f"start must be 'earliest', 'latest' or 'committed', not {start!r}")
         committed: dict[int, int] = {}
@@ -95,8 +105,10 @@ class Consumer:
             elif start == "latest":
                 self._positions[p] = ends.get(p, 0)
             else:
-                self._positions[p] = 0
+                self._positions[p] = starts.get(p, 0)
         self._ends = {p: ends.get(p, 0) for p in wanted}
+        self._start = start
+        self.resets = 0  # positions found below the log start and reset (see the module docstring)
         # A consumer of the whole topic takes partitions added later (ALTER TOPIC … ADD
         # PARTITIONS) as it polls, from their start: nothing written into them is skipped.
         self._whole_topic = partitions is None
@@ -120,8 +132,10 @@ class Consumer:
         self._positions[self._check(partition)] = offset
 
     def seek_to_beginning(self) -> None:
+        """Every position to its partition's log start."""
+        starts = {s.partition: s.log_start for s in self.client.describe(self.topic).partitions}
         for p in self._positions:
-            self._positions[p] = 0
+            self._positions[p] = starts.get(p, 0)
 
     def seek_to_end(self) -> None:
         ends = self.client.describe(self.topic).end_offsets
@@ -155,9 +169,13 @@ class Consumer:
             got = 0
             for i in range(len(parts)):
                 p = parts[(self._turn + i) % len(parts)]
-                result = self.client.transport.fetch(
-                    self.topic, p, self._positions[p], max_records=limit - got, max_wait_ms=wait_ms
-                )
+                try:
+                    result = self.client.transport.fetch(
+                        self.topic, p, self._positions[p], max_records=limit - got, max_wait_ms=wait_ms
+                    )
+                except OffsetOutOfRangeError as exc:
+                    self._reset(p, exc)
+                    continue
                 self._ends[p] = result.end_offset
                 n = result.records.num_rows
                 if n:
@@ -173,6 +191,31 @@ class Consumer:
                 return empty_polled()
             if len(parts) > 1:
                 time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
+
+    def _reset(self, partition: int, exc: OffsetOutOfRangeError) -> None:
+        """The position fell below the log start: move it per the reset policy (Kafka's
+        auto.offset.reset), once, and say so."""
+        description = self.client.describe(self.topic)
+        state = next((s for s in description.partitions if s.partition == partition), None)
+        log_start = max(exc.log_start, state.log_start if state is not None else 0)
+        before = self._positions[partition]
+        if self._start == "latest":
+            after = description.end_offsets.get(partition, log_start)
+        else:
+            after = log_start
+        self._positions[partition] = max(after, log_start)
+        self.resets += 1
+        log.warning(
+            "%s/%d: offset %d is below the log start %d (retention removed those records); "
+            "reset to %d (%s), skipping %d offsets",
+            self.topic,
+            partition,
+            before,
+            log_start,
+            self._positions[partition],
+            "latest" if self._start == "latest" else "earliest",
+            self._positions[partition] - before,
+        )
 
     def _discover(self) -> None:
         """Partitions added since this consumer started: the group's committed offset, else 0.

@@ -117,9 +117,10 @@ class JobRunner:
                 if await may_have_unread(self.host, source, p, self.offsets[p], quiet, self.options.idle_timeout_ms):
                     pending.append(p)
         self._collect(self.operator.process_round(batches, now, pending))
-        for p, (rows, next_offset) in enumerate(reads):
-            if rows.num_rows:
-                self.offsets[p] = next_offset
+        for p, (_, next_offset) in enumerate(reads):
+            # Also without rows: a read may step over a compacted gap or past what retention
+            # removed (jobs/source.py), and must not do it again every round.
+            self.offsets[p] = next_offset
         if batches:
             self._dirty = True
         return bool(batches)

@@ -6,6 +6,9 @@ and whether a partition that showed nothing may still hold records the job has n
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,6 +23,13 @@ from streamhouse.storage.partition.scan import ScanBounds
 # read never loops for long; the next round goes on from where it stopped.
 _GAP_WINDOWS = 16
 
+log = logging.getLogger(__name__)
+
+# Offsets jobs skipped because retention removed them before they were read, per source topic
+# (this process): a job whose position fell below the log start goes on from the log start, as
+# a Kafka consumer with auto.offset.reset=earliest does, and says so in a warning.
+RETENTION_SKIPPED: Counter[str] = Counter()
+
 
 async def read_partition(
     topics: AgentTopics, info: TopicInfo, partition: int, offset: int, max_rows: int
@@ -32,6 +42,20 @@ async def read_partition(
     for _ in range(_GAP_WINDOWS):
         bounds = ScanBounds(start_offset=offset, end_offset=offset + max_rows)
         table, stats = await topics.scan(info, partition, bounds, segment_columns(info))
+        if stats.log_start > offset:  # the scan started at the log start: retention was faster
+            RETENTION_SKIPPED[info.name] += stats.log_start - offset
+            log.warning(
+                "job source %s/%d: offsets %d to %d were removed by retention before the job read them; "
+                "going on from the log start %d",
+                info.name,
+                partition,
+                offset,
+                stats.log_start - 1,
+                stats.log_start,
+            )
+            offset = stats.log_start
+            if not table.num_rows:
+                continue  # the window lay wholly below the log start: read again from it
         if stats.json_errors:  # a view reads every declared column: refused as a query would be
             check_bad_values(await topics.get_topic(info.name), partition, stats, topic_schema(info).names)
         if table.num_rows:

@@ -227,7 +227,10 @@ class Handlers:
             code = error_code(result)
             if isinstance(result, InvalidInputError):  # fetch refuses only offsets outside the log
                 code = codes.OFFSET_OUT_OF_RANGE
-            return {"partition_index": partition, "error_code": code, "high_watermark": -1, "records": None}
+            return {
+                "partition_index": partition, "error_code": code, "high_watermark": -1, "log_start_offset": -1,
+                "records": None,
+            }  # fmt: skip
         encode = encode_log_append_time if log_append else encode_batches
         records = encode(result.records.to_batches()) if result.records.num_rows and not skip else b""
         return {
@@ -235,7 +238,7 @@ class Handlers:
             "error_code": 0,
             "high_watermark": result.end_offset,
             "last_stable_offset": result.end_offset,
-            "log_start_offset": 0,
+            "log_start_offset": result.log_start,
             "aborted_transactions": None,
             "records": records,
         }
@@ -261,8 +264,8 @@ class Handlers:
             elif ts == LATEST:
                 out["offset"] = await self.front.end_offset(topic, index)
             elif ts in (EARLIEST, EARLIEST_LOCAL):
-                # The first retained segment's base, else 0. A partition is one log (see
-                # LATEST_TIERED): where its "local" part starts is where it starts.
+                # The log start (retention moves it past removed segments). A partition is one
+                # log (see LATEST_TIERED): where its "local" part starts is where it starts.
                 out["offset"] = await self.front.earliest_offset(topic, index)
             elif ts >= 0:
                 found = await self.front.offset_for_time(topic, index, ts)

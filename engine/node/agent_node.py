@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from streamhouse.agent.compactor import Compactor, CompactSettings
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.forward import Forwarder
 from streamhouse.agent.leases import Leases
 from streamhouse.agent.merger import MergeOutcome, Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reconciler import Reconciler, ReconcileSettings
+from streamhouse.agent.retention import Retention, RetentionSettings
 from streamhouse.agent.service import AgentService
 from streamhouse.agent.snapshotter import Snapshotter
 from streamhouse.jobs.host import JobHost
@@ -41,7 +43,9 @@ class AgentNode:
         self.jobs = jobs
         self.merger = merger  # small-segment merging (engine/agent/merger.py)
         self.reconciler = reconciler  # orphan reconciler (engine/agent/reconciler.py)
+        self.retention: Retention | None = None  # retention (engine/agent/retention.py)
         self.snapshotter: Snapshotter | None = None  # metadata snapshots (engine/agent/snapshotter.py)
+        self.compactor: Compactor | None = None  # log compaction (engine/agent/compactor.py)
 
     @classmethod
     async def start(cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None) -> AgentNode:
@@ -56,6 +60,8 @@ class AgentNode:
             service, jobs, _start_merger(manager, service, metrics), _start_reconciler(manager, service, metrics)
         )
         node.snapshotter = _start_snapshotter(manager, service, node.merger)
+        node.retention = _start_retention(manager, service, metrics)
+        node.compactor = _start_compactor(manager, service, metrics)
         return node
 
     @property
@@ -68,6 +74,10 @@ class AgentNode:
         flushed into segments when `flush`, leases released."""
         if self.snapshotter is not None:
             await self.snapshotter.close()
+        if self.retention is not None:
+            await self.retention.close()
+        if self.compactor is not None:
+            await self.compactor.close()
         if self.reconciler is not None:
             await self.reconciler.close()
         if self.merger is not None:
@@ -104,6 +114,40 @@ def _start_reconciler(manager: PartitionManager, service: AgentService, metrics:
         reconciler.on_failed = metrics.reconcile_failures.inc
     reconciler.start()
     return reconciler
+
+
+def _start_retention(manager: PartitionManager, service: AgentService, metrics: AgentMetrics | None) -> Retention:
+    """Retention, wired to the agent's metrics and readiness, started (unless switched off)."""
+    config = manager.config
+    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
+    retention = Retention(
+        manager.metadata, manager.store, leases, RetentionSettings.from_config(config), lists=manager.reader.lists
+    )
+    service.background_faults.append(retention.faults)
+    if metrics is not None:
+        from streamhouse.agent.retention_metrics import RetentionMetrics  # prometheus_client: agents only
+
+        RetentionMetrics(metrics.registry).wire(retention, metrics.objects_deleted)
+    retention.start()
+    return retention
+
+
+def _start_compactor(manager: PartitionManager, service: AgentService, metrics: AgentMetrics | None) -> Compactor:
+    """Log compaction, wired to the agent's metrics and readiness, started (unless switched off)."""
+    config = manager.config
+    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
+    compactor = Compactor(
+        manager.metadata, manager.store, leases, CompactSettings.from_config(config), lists=manager.reader.lists
+    )
+    service.background_faults.append(compactor.faults)
+    if metrics is not None:
+        from streamhouse.agent.compaction_metrics import CompactionMetrics  # prometheus_client: agents only
+
+        series = CompactionMetrics(metrics.registry)
+        compactor.on_compacted = series.observe
+        compactor.health.on_change = series.state
+    compactor.start()
+    return compactor
 
 
 def _start_snapshotter(manager: PartitionManager, service: AgentService, merger: Merger | None) -> Snapshotter:

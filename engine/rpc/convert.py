@@ -101,6 +101,9 @@ def topic_to_pb(info: TopicInfo, partitions: Iterable[PartitionState] = ()) -> p
                 leader=p.leader,
                 leader_epoch=p.leader_epoch,
                 segments=p.segments,
+                log_start_offset=p.log_start,
+                size_bytes=p.size_bytes,
+                last_compacted_ms=-1 if p.last_compacted_ms is None else p.last_compacted_ms,
             )
             for p in partitions
         ],
@@ -110,7 +113,17 @@ def topic_to_pb(info: TopicInfo, partitions: Iterable[PartitionState] = ()) -> p
 def topic_from_pb(msg: pb.TopicDescription) -> TopicDescription:
     info = TopicInfo(msg.name, msg.topic_id, msg.partitions, dict(msg.config), msg.value_schema or None)
     states = tuple(
-        PartitionState(p.partition, p.durable_end_offset, p.end_offset, p.leader, p.leader_epoch, p.segments)
+        PartitionState(
+            p.partition,
+            p.durable_end_offset,
+            p.end_offset,
+            p.leader,
+            p.leader_epoch,
+            p.segments,
+            p.log_start_offset,
+            p.size_bytes,
+            p.last_compacted_ms if p.last_compacted_ms >= 0 else None,
+        )
         for p in msg.partition_info
     )
     return TopicDescription(info, states)

@@ -16,6 +16,7 @@ from streamhouse.storage import errors as e
 LEADER_KEY = "streamhouse-leader"
 ERROR_KEY = "streamhouse-error"
 VALUE_KEY = "streamhouse-invalid-value"
+RANGE_KEY = "streamhouse-offset-out-of-range"
 
 _BY_CODE: dict[grpc.StatusCode, type[e.StreamHouseError]] = {
     grpc.StatusCode.NOT_FOUND: e.NotFoundError,
@@ -38,6 +39,8 @@ def status_of(exc: e.StreamHouseError) -> tuple[grpc.StatusCode, tuple[tuple[str
     if isinstance(exc, e.InvalidValueError):
         # The remote SDK rebuilds index, column and reason, as the embedded engine raises them.
         trailers.append((VALUE_KEY, json.dumps([exc.index, exc.column, exc.reason])))
+    if isinstance(exc, e.OffsetOutOfRangeError):  # where the log starts now: the client resets there
+        trailers.append((RANGE_KEY, json.dumps([exc.topic, exc.partition, exc.offset, exc.log_start])))
     return code, tuple(trailers)
 
 
@@ -61,4 +64,6 @@ def error_from_rpc(err: grpc.RpcError) -> e.StreamHouseError:
         exc.leader = str(trailers.get(LEADER_KEY, ""))
     if isinstance(exc, e.InvalidValueError):
         exc.index, exc.column, exc.reason = json.loads(trailers.get(VALUE_KEY, "[-1, null, \"\"]"))
+    if isinstance(exc, e.OffsetOutOfRangeError):
+        exc.topic, exc.partition, exc.offset, exc.log_start = json.loads(trailers.get(RANGE_KEY, '["", -1, -1, -1]'))
     return exc

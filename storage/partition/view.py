@@ -45,15 +45,17 @@ class SegmentLists:
         self._metadata = metadata
         self.ttl_s = ttl_s
         self._cache: TtlCache[tuple[str, int], PartitionLog] = TtlCache(ttl_s)
+        # The log start as last listed, kept past the TTL: fetches served from memory answer it
+        # (Kafka's log_start_offset) without listing. Set, not maxed: a re-created topic restarts.
+        self._starts: dict[tuple[str, int], int] = {}
 
     def forget(self, topic: str, partition: int) -> None:
         """Drop the cached list (after a swap), so the next read lists the segments anew."""
         self._cache.invalidate((topic, partition))
 
     def cached_log_start(self, topic: str, partition: int) -> int:
-        """The log start as last listed (0 if not cached): a lower bound, never an await."""
-        cached = self._cache.get((topic, partition))
-        return 0 if cached is None else cached.log_start
+        """The log start as last listed (0 if never): a lower bound, never an await."""
+        return self._starts.get((topic, partition), 0)
 
     async def get(self, topic: str, partition: int, need_end: int) -> PartitionLog:
         """The cached list, refreshed when stale or when it stops short of `need_end`."""
@@ -67,6 +69,7 @@ class SegmentLists:
         """Straight from the metadata store (SQL: a query sees every segment committed before it)."""
         listed = await self._metadata.list_log(topic, partition)
         self._cache.put((topic, partition), listed)
+        self._starts[(topic, partition)] = listed.log_start
         return listed
 
 
@@ -84,7 +87,7 @@ class PartitionView:
     # cache something per batch (a scan's decoded value columns, see writer.derived).
     batches: tuple[tuple[int, pa.RecordBatch], ...]
     buffer_range: tuple[int, int]  # [max(start, X), min(stop, the writer's next offset))
-    log_start: int = 0  # where the partition's log began as listed (0 when not listed: nothing committed wanted)
+    log_start: int = 0  # where the partition's log began as listed (0 if not listed: no committed record wanted)
 
     def buffered(self) -> list[pa.RecordBatch]:
         """The buffered records in `buffer_range`, as zero-copy slices."""
@@ -108,7 +111,7 @@ async def partition_view(
     `below_start`: a start below the log start raises OffsetOutOfRangeError (fetch) or moves up
     to it (scans)."""
     batches: list[tuple[int, pa.RecordBatch]] = []
-    log = PartitionLog(lists.cached_log_start(topic, partition), ())
+    log = PartitionLog(0, ())  # replaced by the listing whenever committed records are wanted
     if writer is not None:
         # Pinned before the first await: see the module docstring.
         committed_end = writer.buffer_start

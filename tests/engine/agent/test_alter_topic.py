@@ -84,8 +84,8 @@ def test_create_topic_with_refuses_unknown_and_unsupported_settings() -> None:
         UnknownTopicSettingError, match=re.escape("known settings: partitions, format, json.ignore-errors")
     ):
         parse_statement("CREATE TOPIC t WITH (colour = 'red')")
-    with pytest.raises(UnsupportedTopicSettingError, match=re.escape("'retention.ms' is not supported yet")):
-        parse_statement("CREATE TOPIC t WITH ('retention.ms' = '1000')")
+    with pytest.raises(UnsupportedTopicSettingError, match=re.escape("'segment.ms' is not supported yet")):
+        parse_statement("CREATE TOPIC t WITH ('segment.ms' = '1000')")
     with pytest.raises(TopicSettingError, match="'partitions' = '0': must be a positive integer"):
         parse_statement("CREATE TOPIC t (a BIGINT) WITH (partitions = 0)")
     with pytest.raises(TopicSettingError, match="must be 'true' or 'false'"):
@@ -97,11 +97,11 @@ def test_create_topic_with_refuses_unknown_and_unsupported_settings() -> None:
 
 
 def test_a_key_stored_before_it_was_refused_can_still_be_reset() -> None:
-    legacy = {"retention.ms": "1000", "colour": "red", "job": "v"}
-    change = topic_config.alter_change("t", None, ["retention.ms", "COLOUR"], None, legacy)
-    assert change.reset == ("retention.ms", "colour")
+    legacy = {"segment.ms": "1000", "colour": "red", "job": "v"}
+    change = topic_config.alter_change("t", None, ["segment.ms", "COLOUR"], None, legacy)
+    assert change.reset == ("segment.ms", "colour")
     with pytest.raises(UnsupportedTopicSettingError):
-        topic_config.alter_change("t", None, ["retention.ms"], None, {})
+        topic_config.alter_change("t", None, ["segment.ms"], None, {})
     with pytest.raises(TopicSettingError, match="'job' cannot be altered"):
         topic_config.alter_change("t", None, ["job"], None, legacy)  # registered: never by hand
 
@@ -166,8 +166,8 @@ def test_add_partitions_is_refused_while_a_continuous_query_reads_the_topic(tmp_
 def test_sdk_alter_topic_and_typed_errors(sh: Client) -> None:
     with pytest.raises(UnknownTopicSettingError, match="did you mean 'partitions'"):
         sh.create_topic("t", 2, config={"partitons": "3"})
-    with pytest.raises(UnsupportedTopicSettingError, match=re.escape("'retention.ms' is not supported yet")):
-        sh.create_topic("t", 2, config={"retention.ms": "1000"})
+    with pytest.raises(UnsupportedTopicSettingError, match=re.escape("'segment.ms' is not supported yet")):
+        sh.create_topic("t", 2, config={"segment.ms": "1000"})
     with pytest.raises(TopicSettingError, match="pass partitions="):
         sh.create_topic("t", 2, config={"partitions": "3"})
     assert sh.topics() == []
@@ -342,8 +342,8 @@ def test_cli_topic_alter(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
 
     code, _, err = cli("topic", "create", "t", "--config", "partitons=3")
     assert code == 1 and err == "error: create_topic t: unknown topic setting 'partitons'; did you mean 'partitions'?\n"
-    code, _, err = cli("topic", "create", "t", "--config", "retention.ms=1000")
-    assert code == 1 and "'retention.ms' is not supported yet" in err
+    code, _, err = cli("topic", "create", "t", "--config", "segment.ms=1000")
+    assert code == 1 and "'segment.ms' is not supported yet" in err
     assert cli("topic", "create", "t", "--partitions", "2")[0] == 0
 
     code, out, _ = cli("topic", "alter", "t", "--set", "json.ignore-errors=true", "--add-partitions", "2")

@@ -94,6 +94,9 @@ def test_topic_create_list_describe_delete(cli: Cli) -> None:
         "segments",
         "leader",
         "leader_epoch",
+        "log_start",
+        "size_bytes",
+        "last_compacted_ms",
     }
 
     code, out, _ = cli("topic", "delete", "orders")

@@ -151,7 +151,7 @@ def test_admin_client_and_sdk_groups(agent: tuple[AgentProcess, str]) -> None:
         admin.create_topics([NewTopic("adm", 2, 1)])["adm"].result(20)
     assert info.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
     with pytest.raises(KafkaException) as info:
-        admin.create_topics([NewTopic("unenforced", 1, 1, config={"retention.ms": "1000"})])["unenforced"].result(20)
+        admin.create_topics([NewTopic("unenforced", 1, 1, config={"segment.ms": "1000"})])["unenforced"].result(20)
     assert info.value.args[0].code() == KafkaError.INVALID_CONFIG
 
     with streamhouse.connect(process.address) as client:
@@ -173,7 +173,7 @@ def test_admin_client_and_sdk_groups(agent: tuple[AgentProcess, str]) -> None:
         ConfigEntry("json.ignore-errors", None, incremental_operation=AlterConfigOpType.DELETE)])  # fmt: skip
     next(iter(admin.incremental_alter_configs([change]).values())).result(20)
     refused = ConfigResource("topic", "adm", incremental_configs=[
-        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])  # fmt: skip
+        ConfigEntry("segment.ms", "1000", incremental_operation=AlterConfigOpType.SET)])  # fmt: skip
     with pytest.raises(KafkaException) as info:
         next(iter(admin.incremental_alter_configs([refused]).values())).result(20)
     assert info.value.args[0].code() == KafkaError.INVALID_CONFIG
