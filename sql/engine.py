@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -18,8 +18,10 @@ from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from streamhouse.sql.dialect import parse_query as parse_user_query
+from streamhouse.sql.dialect import to_sql
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, topic_schema
+from streamhouse.sql.query.latest import is_latest, latest_tables, scan_latest
 from streamhouse.sql.query.limits import (
     DEFAULT_MEMORY,
     DEFAULT_TIMEOUT_S,
@@ -57,6 +59,7 @@ from streamhouse.storage.values.types import SYSTEM_COLUMN_TYPES
 class Planned:
     sql: str  # DataFusion SQL
     names: dict[str, TopicInfo]  # table name as DataFusion sees it → topic
+    latest: dict[str, TopicInfo] = field(default_factory=dict)  # `latest.<topic>` tables (sql/query/latest.py)
 
 
 class JobControl(Protocol):
@@ -186,12 +189,15 @@ class SqlEngine:
         used = {name: info for name, info in planned.names.items() if name in bounds}
         # Plan against empty tables of the full schemas first: names and types are checked (and
         # reported against the whole table) before a single segment is read.
-        await run_blocking(_check, {name: topic_schema(info) for name, info in used.items()}, planned.sql)
+        schemas = {name: topic_schema(info) for name, info in (used | planned.latest).items()}
+        await run_blocking(_check, schemas, planned.sql)
         scans = await asyncio.gather(
             *(scan_topic(self.source, info, bounds[name], columns) for name, info in used.items())
         )
         self.last_scans = list(scans)
         tables = {name: scan.table for name, scan in zip(used, scans, strict=True)}
+        latest = await asyncio.gather(*(scan_latest(self.source, info) for info in planned.latest.values()))
+        tables.update(zip(planned.latest, latest, strict=True))
         text = ("EXPLAIN " if explain else "") + planned.sql
         result = await run_query(tables, text, limits, self.spill_dir)
         return _with_pruning(result, scans) if explain else result
@@ -210,16 +216,19 @@ class SqlEngine:
             tree = parse_query(rewritten)
         except ParseError as exc:
             raise SqlError(f"cannot parse the query: {exc}") from None
+        latest = latest_tables(tree, lambda name: _resolve(name, topics))
+        if latest:
+            rewritten = to_sql(tree)
         ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
-            if table.name in ctes or table.args.get("db"):
+            if table.name in ctes or table.args.get("db") or is_latest(table.name):
                 continue
             info = _resolve(table.name, topics)
             if info is None:
                 raise SqlError(f"unknown topic {table.name!r}; SHOW TOPICS lists them", name=table.name)
             quoted = isinstance(table.this, exp.Identifier) and table.this.quoted
             names[table.name if quoted else table.name.lower()] = info
-        return Planned(rewritten, names)
+        return Planned(rewritten, names, latest)
 
 
 def _resolve(name: str, topics: dict[str, TopicInfo]) -> TopicInfo | None:
