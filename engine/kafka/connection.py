@@ -21,12 +21,15 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.protocol.api import frame_size
 
 _STAGE_BYTES = 256 * 1024  # prefixes and frames up to half of this are read here
 _LARGE = _STAGE_BYTES // 2  # bigger frames get their own buffer, filled by the kernel
 DEFAULT_BUFFERED_LIMIT = 8 << 20  # whole frames waiting for the server before reading pauses
+Frame = bytearray | memoryview  # a request frame without its size prefix
 
 
 class FrameConnection(asyncio.BufferedProtocol):
@@ -44,9 +47,9 @@ class FrameConnection(asyncio.BufferedProtocol):
         self._view = memoryview(self._stage)
         self._start = 0  # unparsed bytes of the stage are [_start, _end)
         self._end = 0
-        self._large: bytearray | None = None  # a large frame being filled in place …
+        self._large: np.ndarray[Any, Any] | None = None  # a large frame being filled in place …
         self._filled = 0  # … this far
-        self._frames: collections.deque[bytes | bytearray] = collections.deque()
+        self._frames: collections.deque[Frame] = collections.deque()
         self._queued = 0  # bytes in _frames
         self._failure: KafkaProtocolError | None = None  # raised after the frames before it
         self._eof = False
@@ -69,7 +72,7 @@ class FrameConnection(asyncio.BufferedProtocol):
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._large is not None:
-            return memoryview(self._large)[self._filled :]
+            return self._large.data[self._filled :]
         if self._start == self._end:
             self._start = self._end = 0
         elif len(self._stage) - self._end < _LARGE + 4:
@@ -84,7 +87,7 @@ class FrameConnection(asyncio.BufferedProtocol):
         if self._large is not None:
             self._filled += nbytes
             if self._filled == len(self._large):
-                self._push(self._large)
+                self._push(self._large.data)
                 self._large = None
         else:
             self._end += nbytes
@@ -132,16 +135,17 @@ class FrameConnection(asyncio.BufferedProtocol):
                 self._push(stage[begin : begin + size])
                 self._start = begin + size
             elif size > _LARGE:
-                # Its own buffer: the bytes already here are copied once, the rest arrive in place.
-                large = bytearray(size)
-                large[:have] = view[begin : self._end]
+                # Its own buffer: the bytes already here are copied once, the rest arrive in place
+                # (numpy's empty: a bytearray would first zero the whole frame).
+                large = np.empty(size, np.uint8)
+                large[:have] = np.frombuffer(stage, np.uint8, have, begin)
                 self._large, self._filled = large, have
                 self._start = self._end = 0
                 return
             else:
                 return  # a small frame not yet whole: get_buffer keeps room for it
 
-    def _push(self, frame: bytes | bytearray) -> None:
+    def _push(self, frame: Frame) -> None:
         self._frames.append(frame)
         self._queued += len(frame)
         if self._queued > self._limit:
@@ -156,7 +160,7 @@ class FrameConnection(asyncio.BufferedProtocol):
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
-    async def read_frame(self) -> bytes | bytearray | None:
+    async def read_frame(self) -> Frame | None:
         """The next whole request frame (without its size prefix); None once the client has
         closed its side (or gone). Raises KafkaProtocolError for a refused size prefix."""
         while not self._frames:

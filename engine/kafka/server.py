@@ -247,7 +247,7 @@ class KafkaServer:
             slots.release()
 
     async def respond(
-        self, frame: bytes | bytearray, client_host: str = "", applied: Callable[[], None] | None = None
+        self, frame: bytes | bytearray | memoryview, client_host: str = "", applied: Callable[[], None] | None = None
     ) -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
