@@ -61,19 +61,21 @@ def _indexes(h: Headers, rows: Array, source: str) -> tuple[tuple[int, ...], Arr
     ProtobufValueError if they run past the value or the records name different messages."""
     pos = h.starts[rows] + HEADER_BYTES
     ends = h.ends[rows]
-    live = np.ones(len(rows), dtype=bool)
     try:
-        counts, pos = zigzag_varints(h.data, pos, ends, live, source)
+        counts, pos = zigzag_varints(h.data, pos, ends, np.ones(len(rows), dtype=bool), source)
         if (counts == 0).all():  # the usual case: the file's first message
             return (0,), pos
+        first = counts == 0  # the single byte 0 stands for [0]
+        depth = np.where(first, 1, counts)
         path: list[int] = []
-        for depth in range(int(counts.max())):
-            has = counts > depth
-            values, pos = zigzag_varints(h.data, pos, ends, has, source)
-            path.append(int(values[int(np.argmax(has))]))
-            differs = has & (values != path[-1])
-            if differs.any() or (has != has[0]).any():
-                i = int(rows[int(np.argmax(differs | (has != has[0])))])
+        for level in range(int(depth.max())):
+            read = ~first & (counts > level)
+            values, pos = zigzag_varints(h.data, pos, ends, read, source)
+            values = np.where(read, values, 0)
+            path.append(int(values[0]))
+            differs = (depth != depth[0]) | (values != path[-1])
+            if differs.any():
+                i = int(rows[int(np.argmax(differs))])
                 raise ProtobufValueError(
                     f"record {i}: its message indexes name another message of the .proto than the other "
                     "records with its schema id (one message per schema id is decoded into columns)",

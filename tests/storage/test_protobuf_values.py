@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamhouse.storage.schemas.errors import SchemaValidationError
+from streamhouse.storage.schemas.errors import SchemaValidationError, WireFormatError
 from streamhouse.storage.schemas.protobuf_arrow import UnsupportedProtobufSchemaError, parse_proto
 from streamhouse.storage.schemas.wire import buffers
 from streamhouse.storage.values.protobuf_decode import ProtobufValueError, decode_protobuf_values, protobuf_columns
@@ -204,3 +205,20 @@ def test_what_the_mapping_refuses() -> None:
     )
     assert stamp.at((0,)).arrow_type == pa.struct([pa.field("at", pa.timestamp("ms", tz="UTC"))])
     assert [c.sql_type for c in protobuf_columns(PROTO, "s").columns][:3] == ["STRING", "BIGINT", "DOUBLE"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(max_size=24), min_size=1, max_size=6))
+def test_garbage_is_refused_or_decoded_never_a_crash(pb: ModuleType, blobs: list[bytes]) -> None:
+    """Any bytes: either a typed error naming a record that google.protobuf cannot parse either,
+    or a decode; never an IndexError or a wrong row count."""
+    payloads = pa.array(blobs, pa.binary())
+    starts, ends, data = buffers(payloads)
+    live = np.ones(len(blobs), dtype=bool)
+    try:
+        got = decode_messages(data, starts, ends, live, parse_proto(PROTO).at((0,)), "fuzz")
+    except WireFormatError as exc:
+        with pytest.raises(DecodeError):
+            pb.Click.FromString(blobs[exc.index])
+        return
+    assert len(got) == len(blobs)

@@ -3,7 +3,8 @@ ProtobufSerializer (which registers the message's file descriptor, base64) and J
 produce through the agent's Kafka port into topics created with `format = 'protobuf' |
 'json-schema'`; SQL reads the typed columns; a compatible new version (a field added) grows the
 columns and older rows read it as NULL; a value naming an unknown schema id, or not framed, is
-refused (INVALID_RECORD) and nothing is stored."""
+refused (INVALID_RECORD) and nothing is stored; a Kafka-created topic requiring framing whose
+`<topic>-value` already has a schema is typed too."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -158,3 +160,15 @@ def test_json_schema_topic(agents: RegistryAgents) -> None:
         assert _send(bootstrap, topic, [b for b in later if b is not None]) == [None]
         rows = _wait_rows(sh, f"SELECT page, score FROM {topic} ORDER BY _offset", 9)
         assert rows.column("score").to_pylist() == [None] * 8 + [0.5]
+
+        # A topic created over Kafka with confluent.value.schema.validation=true, whose
+        # `<topic>-value` already has a JSON Schema, is typed the same way.
+        other = f"{topic}_k"
+        registry.register_schema(f"{other}-value", Schema(json.dumps(JSON_V1), "JSON"))
+        config = {"confluent.value.schema.validation": "true"}
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(other, 1, 1, config=config)]).values():
+            future.result(timeout=30)
+        value = first(sent[0], SerializationContext(other, MessageField.VALUE))
+        assert _send(bootstrap, other, [value or b""]) == [None]
+        assert _wait_rows(sh, f"SELECT page, ms FROM {other}", 1).to_pylist() == [{"page": "/p0", "ms": 0}]
