@@ -59,7 +59,7 @@ class AgentNode:
         node = cls(
             service, jobs, _start_merger(manager, service, metrics), _start_reconciler(manager, service, metrics)
         )
-        node.snapshotter = _start_snapshotter(manager, service, node.merger)
+        node.snapshotter = _start_snapshotter(manager, service, node.merger, metrics)
         node.retention = _start_retention(manager, service, metrics)
         node.compactor = _start_compactor(manager, service, metrics)
         return node
@@ -150,11 +150,17 @@ def _start_compactor(manager: PartitionManager, service: AgentService, metrics: 
     return compactor
 
 
-def _start_snapshotter(manager: PartitionManager, service: AgentService, merger: Merger | None) -> Snapshotter:
-    """Metadata snapshots after this agent's segment commits and merges, in readiness, started
-    (unless switched off)."""
+def _start_snapshotter(
+    manager: PartitionManager, service: AgentService, merger: Merger | None, metrics: AgentMetrics | None
+) -> Snapshotter:
+    """Metadata snapshots after this agent's segment commits and merges, in readiness and the
+    metrics, started (unless switched off)."""
     snapshotter = Snapshotter.from_config(manager.metadata, manager.store, manager.config)
     service.background_faults.append(snapshotter.faults)
+    if metrics is not None:
+        from streamhouse.agent.snapshot_metrics import SnapshotMetrics  # prometheus_client: agents only
+
+        SnapshotMetrics(metrics.registry).wire(snapshotter)
     committed = manager.on_segment
 
     def on_segment(segment: SegmentInfo) -> None:

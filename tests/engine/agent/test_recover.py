@@ -235,3 +235,27 @@ def test_serve_recover_fills_an_empty_database_then_serves(tmp_path: Path) -> No
         with streamhouse.connect(agent.address) as client:
             values = client.read("t").column("value").to_pylist()
             assert values == [f'{{"n": {i}, "p": 0}}'.encode() for i in range(9)]
+
+
+async def test_snapshot_metrics_count_snapshots_and_failures(
+    env: tuple[MetadataStore, ObjectStore, WriteAheadLog], tmp_path: Path
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streamhouse.agent.snapshot_metrics import SnapshotMetrics
+
+    metadata, store, _ = env
+    registry = CollectorRegistry()
+    metrics = SnapshotMetrics(registry)
+    service = snapshotter(metadata, store)
+    metrics.wire(service)
+    outcome = await service.write()
+    assert registry.get_sample_value("streamhouse_metadata_snapshots_total") == 1
+    assert registry.get_sample_value("streamhouse_metadata_snapshot_bytes") == outcome.size_bytes
+    broken = await open_metadata_store(f"sqlite:///{tmp_path / 'b.db'}")
+    await broken.close()
+    failing = snapshotter(broken, store)
+    metrics.wire(failing)
+    assert await failing.run_once() is None
+    assert registry.get_sample_value("streamhouse_metadata_snapshot_failures_total") == 1
+    assert registry.get_sample_value("streamhouse_metadata_snapshot_failing") == 1
