@@ -259,3 +259,33 @@ async def test_snapshot_metrics_count_snapshots_and_failures(
     assert await failing.run_once() is None
     assert registry.get_sample_value("streamhouse_metadata_snapshot_failures_total") == 1
     assert registry.get_sample_value("streamhouse_metadata_snapshot_failing") == 1
+
+
+async def test_a_compacted_segments_range_end_comes_from_its_footer(
+    env: tuple[MetadataStore, ObjectStore, WriteAheadLog], tmp_path: Path
+) -> None:
+    import pyarrow as pa
+
+    from streamhouse.storage.partition.writer import segment_key
+    from streamhouse.storage.records.schema import assign_offsets
+    from streamhouse.storage.segment.format import encode_segment
+
+    metadata, store, wal = env
+    topic = await metadata.create_topic("t", 1)
+    await write(metadata, store, wal, topic, 0, 9)
+    await snapshotter(metadata, store).write()
+    # Written after the snapshot: offsets 9, 12 and 14 of a range [9, 16) (compaction's gaps).
+    batch = assign_offsets(make_batch([b"a", b"b", b"c"], keys=[b"x", b"y", b"z"], timestamps=[5, 6, 7]), 0)
+    offsets = pa.array([9, 12, 14], pa.int64())
+    gapped = pa.Table.from_batches([batch]).set_column(0, batch.schema.field(0), offsets)
+    encoded = encode_segment(gapped, topic="t", partition=0, epoch=1, covers=(9, 16))
+    await store.put(segment_key("t", 0, 9, 1), encoded.data)
+
+    target = await open_metadata_store(f"sqlite:///{tmp_path / 'recovered.db'}")
+    try:
+        await recover(target, store)
+        assert await target.get_end_offset("t", 0) == 16
+        table = await PartitionReader(target, store).read("t", 0, 9)
+        assert table.column("offset").to_pylist() == [9, 12, 14]
+    finally:
+        await target.close()
