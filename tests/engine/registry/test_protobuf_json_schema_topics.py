@@ -122,6 +122,20 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
         assert rows.column("status").to_pylist() == ["NEW", "PAID"] * 5
         assert sh.sql(f"SELECT sum(qty) AS s FROM {topic} WHERE status = 'PAID'").column("s").to_pylist() == [25]
 
+        # A job over the typed columns.
+        view = f"{topic}_paid"
+        sh.sql(
+            f"CREATE MATERIALIZED VIEW {view} WITH ('checkpoint-interval' = '100ms') AS "
+            f"SELECT sku, qty * 10 AS ten FROM {topic} WHERE status = 'PAID'"
+        )
+        assert _wait_rows(sh, f"SELECT ten FROM {view} ORDER BY ten", 5).column("ten").to_pylist() == [
+            10,
+            30,
+            50,
+            70,
+            90,
+        ]
+
         # Evolution: ProtobufSerializer registers v2 (a field added; BACKWARD compatible), whose
         # rows grow the topic's columns.
         second = ProtobufSerializer(order_v2, registry, {"use.deprecated.format": False})
