@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamhouse.agent.compaction_plan import is_clean
+from streamhouse.agent.compaction_plan import is_clean, plan_compaction
 from streamhouse.agent.compactor import Compactor, CompactSettings
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.leases import Leases
@@ -147,3 +147,61 @@ async def _one_pass(manager: PartitionManager, batches: list[list[tuple[bytes, b
     # A second pass finds nothing dirty: a compacted range is only compacted again once new
     # segments make up min.cleanable.dirty.ratio of it.
     assert await compactor_of(manager, now).compact_partition(topic, 0) is None
+
+
+def test_tombstones_go_delete_retention_ms_after_the_pass_that_first_cleaned_them(
+    env: tuple[asyncio.AbstractEventLoop, PartitionManager],
+) -> None:
+    loop, manager = env
+    loop.run_until_complete(_tombstone_expiry(manager))
+
+
+async def _tombstone_expiry(manager: PartitionManager) -> None:
+    topic = await topic_with(manager, {"delete.retention.ms": "1000", "min.cleanable.dirty.ratio": "0.5"})
+    now = [50_000]
+    compactor = compactor_of(manager, now)
+    await produce(manager, topic, [(b"a", b"1"), (b"b", b"1")], 0)
+    await produce(manager, topic, [(b"a", None)], 1)  # deletes a
+    await produce(manager, topic, [(b"c", b"1")], 2)
+    first = await compactor.compact_partition(topic, 0)
+    assert first is not None and first.counts.tombstones_dropped == 0
+    # Cleaned at 50 000: the tombstone stays, readers that are behind still see the delete.
+    assert [(r[0], r[1], r[2]) for r in rows_of(await manager.read(topic.name, 0, 0, 100))] == [
+        (1, b"b", b"1"),
+        (2, b"a", None),
+        (3, b"c", b"1"),
+    ]
+    await produce(manager, topic, [(b"d", b"1")], 3)
+    await produce(manager, topic, [(b"e", b"1")], 4)
+    now[0] += 999
+    second = await compactor.compact_partition(topic, 0)  # dirty again, but 999 ms < 1000 ms
+    assert second is not None and second.counts.tombstones_dropped == 0
+    await produce(manager, topic, [(b"f", b"1")], 5)
+    await produce(manager, topic, [(b"g", b"1")], 6)
+    now[0] += 1
+    third = await compactor.compact_partition(topic, 0)
+    assert third is not None and third.counts.tombstones_dropped == 1
+    kept = [(r[0], r[1]) for r in rows_of(await manager.read(topic.name, 0, 0, 100))]
+    assert kept == [(1, b"b"), (3, b"c"), (4, b"d"), (5, b"e"), (6, b"f"), (7, b"g")]
+
+
+def test_plan_waits_for_the_dirty_ratio_and_never_takes_the_newest_segment(
+    env: tuple[asyncio.AbstractEventLoop, PartitionManager],
+) -> None:
+    loop, manager = env
+
+    async def check() -> None:
+        topic = await topic_with(manager, {})
+        for n in range(3):
+            await produce(manager, topic, [(b"k", b"v" * 100)], n)
+        segments = await manager.metadata.list_segments(topic.name, 0)
+        plan = plan_compaction(segments, 0.5, max_pass_bytes=1 << 30, run_bytes=1 << 30)
+        assert plan is not None and plan.segments == tuple(segments[:-1])
+        assert plan_compaction(segments[:1], 0.0, max_pass_bytes=1 << 30, run_bytes=1 << 30) is None
+        # A pass capped by bytes takes a prefix from the log start; runs never exceed run_bytes.
+        capped = plan_compaction(segments, 0.5, max_pass_bytes=segments[0].size_bytes, run_bytes=1 << 30)
+        assert capped is not None and capped.segments == (segments[0],)
+        split = plan_compaction(segments, 0.5, max_pass_bytes=1 << 30, run_bytes=1)
+        assert split is not None and len(split.runs) == 2
+
+    loop.run_until_complete(check())
