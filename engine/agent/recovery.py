@@ -66,8 +66,17 @@ async def recover(metadata: MetadataStore, store: ObjectStore, *, dry_run: bool 
     snapshot_keys = sn.latest_first(info.key for info in await store.list(sn.SNAPSHOT_PREFIX))
     dump: sn.MetadataDump | None = None
     if snapshot_keys:
+        source = f"{store.url}/{snapshot_keys[0]}"
         data = await store.get(snapshot_keys[0])
-        dump = await run_blocking(sn.decode_snapshot, bytes(data), source=f"{store.url}/{snapshot_keys[0]}")
+        try:
+            dump = await run_blocking(sn.decode_snapshot, bytes(data), source=source)
+        except CorruptDataError as exc:
+            raise CorruptDataError(
+                f"the latest metadata snapshot is damaged: {exc.args[0]}; nothing was written (move that "
+                f"object out of {sn.SNAPSHOT_PREFIX} to recover from the one before it)",
+                source=source,
+                position=exc.position,
+            ) from exc
     listed = await _list_segments(store)
     if dump is None and not listed:
         raise NothingToRecoverError(

@@ -198,7 +198,7 @@ def test_the_cli_recovers_refuses_and_names_a_corrupt_snapshot(
     damaged.write_bytes(bytes(data))
     assert main(["recover", "--from", objects, "--metadata", f"sqlite:///{tmp_path / 'other.db'}"]) == 1
     err = capsys.readouterr().err
-    assert "CRC32C mismatch" in err and key in err
+    assert "CRC32C mismatch" in err and key in err and "recover from the one before it" in err
 
 
 async def test_nothing_and_corrupt_are_typed_errors(env: tuple[MetadataStore, ObjectStore, WriteAheadLog]) -> None:
