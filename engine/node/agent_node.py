@@ -17,7 +17,7 @@ from streamhouse.agent.compactor import Compactor, CompactSettings
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.forward import Forwarder
 from streamhouse.agent.leases import Leases
-from streamhouse.agent.merger import MergeOutcome, Merger, MergeSettings
+from streamhouse.agent.merger import Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reconciler import Reconciler, ReconcileSettings
 from streamhouse.agent.retention import Retention, RetentionSettings
@@ -62,6 +62,8 @@ class AgentNode:
         node.snapshotter = _start_snapshotter(manager, service, node.merger, metrics)
         node.retention = _start_retention(manager, service, metrics)
         node.compactor = _start_compactor(manager, service, metrics)
+        for owner, hook in ((node.retention, "on_removed"), (node.compactor, "on_compacted")):
+            _snapshot_after(node.snapshotter, owner, hook)  # their swaps reach a snapshot too
         return node
 
     @property
@@ -168,13 +170,20 @@ def _start_snapshotter(
         snapshotter.changed()
 
     manager.on_segment = on_segment
-    if merger is not None:
-        merged = merger.on_merge
-
-        def on_merge(outcome: MergeOutcome) -> None:
-            merged(outcome)
-            snapshotter.changed()
-
-        merger.on_merge = on_merge
+    _snapshot_after(snapshotter, merger, "on_merge")
     snapshotter.start()
     return snapshotter
+
+
+def _snapshot_after(snapshotter: Snapshotter | None, owner: object, hook: str) -> None:
+    """After `owner.<hook>(outcome)` (a background service's report of a swap it committed),
+    tell the snapshotter that the metadata changed."""
+    if snapshotter is None or owner is None:
+        return
+    before = getattr(owner, hook)
+
+    def after(outcome: object) -> None:
+        before(outcome)
+        snapshotter.changed()
+
+    setattr(owner, hook, after)
