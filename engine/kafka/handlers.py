@@ -227,9 +227,11 @@ class Handlers:
             code = error_code(result)
             if isinstance(result, InvalidInputError):  # fetch refuses only offsets outside the log
                 code = codes.OFFSET_OUT_OF_RANGE
+            # Empty records, not null: Kafka sends an empty set with an error, and librdkafka
+            # refuses a null one ("invalid MessageSetSize -1"), retrying the fetch forever.
             return {
                 "partition_index": partition, "error_code": code, "high_watermark": -1, "log_start_offset": -1,
-                "records": None,
+                "records": b"",
             }  # fmt: skip
         encode = encode_log_append_time if log_append else encode_batches
         records = encode(result.records.to_batches()) if result.records.num_rows and not skip else b""
