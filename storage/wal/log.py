@@ -199,7 +199,7 @@ class WriteAheadLog:
                 self._check_writable()
                 assert self._active is not None
                 if self._active.size > 0 and self._active.covered_by(covered):
-                    await self._rotate()
+                    await self._rotate(covered=True)
             doomed = [f for f in self._files if f is not self._active and f.covered_by(covered)]
             for wal_file in doomed:
                 # No directory fsync: a deleted file that reappears after a crash only replays
@@ -338,23 +338,30 @@ class WriteAheadLog:
                 self._synced = target
             self._resolve_waiters()
 
-    async def _rotate(self) -> None:
-        """Start a new file; the caller holds the write lock."""
+    async def _rotate(self, *, covered: bool = False) -> None:
+        """Start a new file; the caller holds the write lock. `covered`: every entry of the
+        active file is in a committed segment (release deletes it right after)."""
         async with self._sync_lock:
-            await _finish_even_if_cancelled(self._rotate_locked())
+            await _finish_even_if_cancelled(self._rotate_locked(covered))
 
-    async def _rotate_locked(self) -> None:
+    async def _rotate_locked(self, covered: bool) -> None:
         assert self._fd is not None and self._active is not None
         target = self._written
         # Synced under every policy (once per file, so cheap): no later file can survive a crash
         # that an earlier file's tail did not, and `_synced` stays true for closed files, which
-        # `_sync` can no longer reach.
-        try:
-            await run_blocking(os.fdatasync, self._fd)
-        except OSError as exc:
-            self._failed = exc
-            raise
-        self.syncs += 1
+        # `_sync` can no longer reach. Not a covered file: nothing in it is needed any more
+        # (each entry is in a committed segment, so appends waiting for its sync may go) and
+        # it is deleted next. Its sync (several ms for MBs of page cache) held every append
+        # behind the write lock, on every roll that caught up with the producers. (After a
+        # power loss before the unlink reaches the disk, it may come back with a torn tail:
+        # replay reports that and skips it, losing nothing a segment does not hold.)
+        if not covered:
+            try:
+                await run_blocking(os.fdatasync, self._fd)
+            except OSError as exc:
+                self._failed = exc
+                raise
+            self.syncs += 1
         self._synced = target
         new = WalFile(self._active.seq + 1, self.directory / file_name(self._active.seq + 1), 0)
         new_fd = await run_blocking(create_file, new.path)
