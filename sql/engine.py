@@ -50,6 +50,7 @@ from streamhouse.sql.statements.ddl import (
 from streamhouse.sql.windows.rewrite import rewrite_windows
 from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.metadata.log_start import PartitionStats
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.values.schema import parse_value_schema
 from streamhouse.storage.values.types import SYSTEM_COLUMN_TYPES
@@ -110,6 +111,8 @@ class SqlEngine:
         if isinstance(statement, ShowTopics):
             return _show(await self.source.list_topics())
         if isinstance(statement, Describe):
+            if statement.partitions:
+                return await self._describe_partitions(await self._topic(statement.name))
             return _describe(await self._topic(statement.name))
         if isinstance(statement, Explain):
             return await self._governed(statement.query, limits, explain=True)
@@ -161,6 +164,14 @@ class SqlEngine:
             return await self.source.get_topic(name)
         except NotFoundError:
             raise SqlError(f"topic {name!r} does not exist", name=name) from None
+
+    async def _describe_partitions(self, info: TopicInfo) -> pa.Table:
+        try:
+            stats = await self.source.partition_stats(info.name)
+        except NotFoundError:
+            raise SqlError(f"topic {info.name!r} does not exist", name=info.name) from None
+        ends = [await self.source.end_offset(info.name, s.partition) for s in stats]  # the leader's, when here
+        return _partitions_table(stats, ends)
 
     # -- queries --------------------------------------------------------------------------------
     async def _governed(self, sql: str, limits: QueryLimits, *, explain: bool) -> pa.Table:
@@ -301,6 +312,22 @@ def _watermark(info: TopicInfo) -> str | None:
         return None
     w = schema.watermark
     return f"{w.column} - INTERVAL '{w.delay_ms}' MILLISECOND"
+
+
+def _partitions_table(stats: list[PartitionStats], ends: list[int]) -> pa.Table:
+    """DESCRIBE TOPIC: per partition where the log starts (retention), where it ends, what the
+    committed segments hold and when compaction last finished a pass (null: never)."""
+    return pa.table(
+        {
+            "partition": pa.array([s.partition for s in stats], pa.int32()),
+            "log_start": pa.array([s.log_start for s in stats], pa.int64()),
+            "end_offset": pa.array(ends, pa.int64()),
+            "durable_end_offset": pa.array([s.durable_end for s in stats], pa.int64()),
+            "segments": pa.array([s.segments for s in stats], pa.int64()),
+            "size_bytes": pa.array([s.size_bytes for s in stats], pa.int64()),
+            "last_compacted": pa.array([s.last_compacted_ms for s in stats], pa.timestamp("ms", tz="UTC")),
+        }
+    )
 
 
 def _describe(info: TopicInfo) -> pa.Table:

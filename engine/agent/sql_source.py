@@ -12,6 +12,7 @@ from typing import Protocol
 import pyarrow as pa
 
 from streamhouse.agent.partitions import PartitionManager
+from streamhouse.storage.metadata.log_start import PartitionStats
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.scan import ScanBounds, ScanStats, scan_partition
 
@@ -62,6 +63,9 @@ class AgentTopics:
 
     async def end_offset(self, topic: str, partition: int) -> int:
         return await self.manager.end_offset(topic, partition)
+
+    async def partition_stats(self, topic: str) -> list[PartitionStats]:
+        return await self.manager.metadata.partition_stats(topic)
 
     def leads(self, topic: str, partition: int) -> bool:
         """Whether this agent leads the partition (its unflushed records are visible here)."""

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.pruning import TopicBounds
+from streamhouse.storage.metadata.log_start import PartitionStats
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.scan import ScanBounds, ScanStats
 from streamhouse.storage.values.check import ignores_errors
@@ -48,6 +49,11 @@ class TopicSource(Protocol):
     ) -> TopicInfo: ...
 
     async def end_offset(self, topic: str, partition: int) -> int: ...
+
+    async def partition_stats(self, topic: str) -> list[PartitionStats]:
+        """Per partition: log start, durable end, segments and bytes, last compaction
+        (DESCRIBE TOPIC). TopicNotFoundError."""
+        ...
 
     async def scan(
         self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str]

@@ -73,6 +73,7 @@ class ShowTopics:
 @dataclass(frozen=True)
 class Describe:
     name: str
+    partitions: bool = False  # DESCRIBE TOPIC t: per partition (log start, end, size, …), not columns
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def parse_statement(sql: str) -> Statement | None:
     if words[0] == "SHOW" and words[1:] == ["TOPICS"] and len(head) == 2:
         return ShowTopics()
     if words[0] in ("DESCRIBE", "DESC"):
-        return Describe(_Parser(text).describe())
+        return _Parser(text).describe()
     if words[:2] == ["CREATE", "TOPIC"]:
         return _Parser(text).create_topic()
     if words[:2] == ["DROP", "TOPIC"]:
@@ -194,12 +195,12 @@ class _Parser:
             raise self._error(f"unexpected {self.tokens[self.i].text!r} after the end of the statement")
 
     # -- statements -----------------------------------------------------------------------------
-    def describe(self) -> str:
+    def describe(self) -> Describe:
         self._take()
-        self._accept("TOPIC")
+        partitions = self._accept("TOPIC")
         name = self._name()
         self._end()
-        return name
+        return Describe(name, partitions)
 
     def drop_topic(self) -> DropTopic:
         self._take("DROP")

@@ -72,7 +72,14 @@ def test_a_consumer_and_jobs_read_on_while_retention_removes(sh: Client) -> None
 
     sh.alter_topic("ev", set={"retention.ms": "60000"})  # everything but the newest segment is old
     wait_until(lambda: log_start(sh, "ev") == 950, what="retention to move the log start")
-    assert [s.segments for s in sh.describe("ev").partitions] == [1]
+    [state] = sh.describe("ev").partitions
+    assert (state.segments, state.end_offset, state.last_compacted_ms) == (1, 1000, None) and state.size_bytes > 0
+    [row] = sh.sql("DESCRIBE TOPIC ev").to_pylist()
+    assert row == {
+        "partition": 0, "log_start": 950, "end_offset": 1000, "durable_end_offset": 1000, "segments": 1,
+        "size_bytes": state.size_bytes, "last_compacted": None,
+    }  # fmt: skip
+    assert sh.sql("DESCRIBE ev").column("column").to_pylist()[-2:] == ["k", "ts"]  # columns, as before
     # Below the log start: a typed error naming where the log starts now.
     with pytest.raises(OffsetOutOfRangeError) as refused:
         sh.transport.fetch("ev", 0, 100, max_records=10, max_wait_ms=0)
