@@ -16,6 +16,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from streamhouse.registry.errors import MEDIA_TYPE, RegistryErrorBody, RegistryResponse, RegistryRoute, error_response
@@ -24,6 +25,25 @@ from streamhouse.storage.schemas.errors import InvalidSchemaError
 from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
 
 PREFIX = "/registry"
+
+
+class _SubjectConvertor(Convertor[str]):
+    """A subject path segment that may hold '/': Confluent clients send it as %2F, and the
+    server hands routing the decoded path, so "team/orders-value" arrives as two segments.
+    Like Starlette's `path` converter, but never empty (`/config/` is not the global config).
+    The routes that continue after the subject (`/versions/…`) are declared before the ones
+    that end with it, so a subject never swallows them."""
+
+    regex = r"[\s\S]+"  # not ".+": a subject may hold a newline (%0A), which "." does not match
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("subject", _SubjectConvertor())
 # Confluent's ids are 32-bit; a path outside that is refused before the store sees it.
 SchemaId = Annotated[int, Path(ge=0, le=2**31 - 1)]
 
@@ -126,51 +146,55 @@ def registry_router(service: RegistryService) -> APIRouter:
         prefix = request.query_params.get("subjectPrefix", "")
         return await service.subjects(_flag(request, "deleted"), prefix)
 
-    @router.post("/subjects/{subject}/versions", summary="Register a schema under a subject")
+    @router.post("/subjects/{subject:subject}/versions", summary="Register a schema under a subject")
     async def register(subject: str, request: Request) -> dict[str, Any]:
         schema = await _schema_in(service, request)
         registered = await service.register(check_subject(subject), schema)
         return {"id": registered.schema_id, "subject": subject, "version": registered.version}
 
-    @router.post("/subjects/{subject}", summary="Look a schema up under a subject")
+    @router.post("/subjects/{subject:subject}", summary="Look a schema up under a subject")
     async def lookup(subject: str, request: Request) -> dict[str, Any]:
         schema = await _schema_in(service, request)
         found = await service.lookup(check_subject(subject), schema, _flag(request, "deleted"))
         return _found(Found(subject, found.version, found.schema_id, schema))
 
-    @router.get("/subjects/{subject}/versions", summary="A subject's versions")
+    @router.get("/subjects/{subject:subject}/versions", summary="A subject's versions")
     async def versions(subject: str, request: Request) -> list[int]:
         return await service.versions(subject, _flag(request, "deleted"))
 
-    @router.get("/subjects/{subject}/versions/{version}", summary="A subject version (or 'latest')")
+    @router.get("/subjects/{subject:subject}/versions/{version}", summary="A subject version (or 'latest')")
     async def version(subject: str, version: str, request: Request) -> dict[str, Any]:
         return _found(await service.version(subject, version, _flag(request, "deleted")))
 
-    @router.get("/subjects/{subject}/versions/{version}/schema", summary="A subject version's raw schema")
+    @router.get("/subjects/{subject:subject}/versions/{version}/schema", summary="A subject version's raw schema")
     async def version_schema(subject: str, version: str, request: Request) -> Response:
         found = await service.version(subject, version, _flag(request, "deleted"))
         return Response(found.schema.text, media_type=MEDIA_TYPE)
 
-    @router.get("/subjects/{subject}/versions/{version}/referencedby", summary="Schemas referencing a version")
+    @router.get("/subjects/{subject:subject}/versions/{version}/referencedby", summary="Schemas referencing a version")
     async def referenced_by(subject: str, version: str) -> list[int]:
         return await service.referenced_by(subject, version)
 
-    @router.delete("/subjects/{subject}", summary="Delete a subject (soft, or permanent=true)")
-    async def delete_subject(subject: str, request: Request) -> list[int]:
-        return await service.delete_subject(subject, _flag(request, "permanent"))
-
-    @router.delete("/subjects/{subject}/versions/{version}", summary="Delete a version (soft, or permanent=true)")
+    @router.delete(
+        "/subjects/{subject:subject}/versions/{version}", summary="Delete a version (soft, or permanent=true)"
+    )
     async def delete_version(subject: str, version: str, request: Request) -> int:
         return await service.delete_version(subject, version, _flag(request, "permanent"))
 
+    # After the routes below /subjects/{s}/…: a subject may hold '/' (sent as %2F), so the
+    # subject converter would otherwise take "s/versions/1" for a subject.
+    @router.delete("/subjects/{subject:subject}", summary="Delete a subject (soft, or permanent=true)")
+    async def delete_subject(subject: str, request: Request) -> list[int]:
+        return await service.delete_subject(subject, _flag(request, "permanent"))
+
     # -- compatibility --------------------------------------------------------------------------
-    @router.post("/compatibility/subjects/{subject}/versions/{version}", summary="Test against one version")
+    @router.post("/compatibility/subjects/{subject:subject}/versions/{version}", summary="Test against one version")
     async def compatible_with(subject: str, version: str, request: Request) -> dict[str, Any]:
         schema = await _schema_in(service, request)
         problems = await service.test_compatibility(subject, version, schema)
         return _verdict(problems, _flag(request, "verbose"))
 
-    @router.post("/compatibility/subjects/{subject}/versions", summary="Test as a registration would")
+    @router.post("/compatibility/subjects/{subject:subject}/versions", summary="Test as a registration would")
     async def compatible(subject: str, request: Request) -> dict[str, Any]:
         schema = await _schema_in(service, request)
         return _verdict(await service.test_compatibility(subject, None, schema), _flag(request, "verbose"))
@@ -188,17 +212,17 @@ def registry_router(service: RegistryService) -> APIRouter:
     async def delete_config() -> dict[str, Any]:
         return {"compatibilityLevel": await service.delete_compatibility(None)}
 
-    @router.get("/config/{subject}", summary="A subject's compatibility level")
+    @router.get("/config/{subject:subject}", summary="A subject's compatibility level")
     async def get_subject_config(subject: str, request: Request) -> dict[str, Any]:
         level = await service.compatibility(subject, _flag(request, "defaultToGlobal"))
         return {"compatibilityLevel": level}
 
-    @router.put("/config/{subject}", summary="Set a subject's compatibility level")
+    @router.put("/config/{subject:subject}", summary="Set a subject's compatibility level")
     async def put_subject_config(subject: str, request: Request) -> dict[str, Any]:
         level = (await _body(request)).get("compatibility", "")
         return {"compatibility": await service.set_compatibility(check_subject(subject), level)}
 
-    @router.delete("/config/{subject}", summary="Remove a subject's compatibility level")
+    @router.delete("/config/{subject:subject}", summary="Remove a subject's compatibility level")
     async def delete_subject_config(subject: str) -> dict[str, Any]:
         return {"compatibilityLevel": await service.delete_compatibility(subject)}
 
@@ -210,15 +234,15 @@ def registry_router(service: RegistryService) -> APIRouter:
     async def put_mode(request: Request) -> dict[str, Any]:
         return {"mode": await service.set_mode(None, (await _body(request)).get("mode", ""))}
 
-    @router.get("/mode/{subject}", summary="A subject's mode")
+    @router.get("/mode/{subject:subject}", summary="A subject's mode")
     async def get_subject_mode(subject: str, request: Request) -> dict[str, Any]:
         return {"mode": await service.mode(subject, _flag(request, "defaultToGlobal"))}
 
-    @router.put("/mode/{subject}", summary="Set a subject's mode")
+    @router.put("/mode/{subject:subject}", summary="Set a subject's mode")
     async def put_subject_mode(subject: str, request: Request) -> dict[str, Any]:
         return {"mode": await service.set_mode(check_subject(subject), (await _body(request)).get("mode", ""))}
 
-    @router.delete("/mode/{subject}", summary="Remove a subject's mode")
+    @router.delete("/mode/{subject:subject}", summary="Remove a subject's mode")
     async def delete_subject_mode(subject: str) -> dict[str, Any]:
         return {"mode": await service.delete_mode(subject)}
 
