@@ -64,6 +64,17 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _number(body: dict[str, Any], name: str) -> int | None:
+    """An optional integer field (`id`, `version` of an IMPORT registration); Confluent sends -1
+    or leaves it out for "none"."""
+    value = body.get(name)
+    if value is None or value == -1:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSchemaError(f"{name} must be an integer")
+    return value
+
+
 def _references(body: dict[str, Any]) -> tuple[Reference, ...]:
     refs = body.get("references") or []
     if not isinstance(refs, list):
@@ -149,7 +160,10 @@ def registry_router(service: RegistryService) -> APIRouter:
     @router.post("/subjects/{subject:subject}/versions", summary="Register a schema under a subject")
     async def register(subject: str, request: Request) -> dict[str, Any]:
         schema = await _schema_in(service, request)
-        registered = await service.register(check_subject(subject), schema)
+        body = await _body(request)  # IMPORT mode: the id (and version) the schema keeps
+        registered = await service.register(
+            check_subject(subject), schema, _number(body, "id"), _number(body, "version")
+        )
         return {"id": registered.schema_id, "subject": subject, "version": registered.version}
 
     @router.post("/subjects/{subject:subject}", summary="Look a schema up under a subject")
@@ -232,7 +246,8 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.put("/mode", summary="Set the global mode")
     async def put_mode(request: Request) -> dict[str, Any]:
-        return {"mode": await service.set_mode(None, (await _body(request)).get("mode", ""))}
+        mode = (await _body(request)).get("mode", "")
+        return {"mode": await service.set_mode(None, mode, _flag(request, "force"))}
 
     @router.get("/mode/{subject:subject}", summary="A subject's mode")
     async def get_subject_mode(subject: str, request: Request) -> dict[str, Any]:
@@ -240,7 +255,8 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.put("/mode/{subject:subject}", summary="Set a subject's mode")
     async def put_subject_mode(subject: str, request: Request) -> dict[str, Any]:
-        return {"mode": await service.set_mode(check_subject(subject), (await _body(request)).get("mode", ""))}
+        mode = (await _body(request)).get("mode", "")
+        return {"mode": await service.set_mode(check_subject(subject), mode, _flag(request, "force"))}
 
     @router.delete("/mode/{subject:subject}", summary="Remove a subject's mode")
     async def delete_subject_mode(subject: str) -> dict[str, Any]:

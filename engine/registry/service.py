@@ -22,6 +22,8 @@ _MAX_SUBJECT_CHARS = 1_000
 _MAX_REFERENCE_DEPTH = 32
 _REGISTER_ATTEMPTS = 5  # a conflict means another agent wrote the subject meanwhile: check again
 _MAX_VERSION = 2**31 - 1
+IMPORT = "IMPORT"  # Confluent's migration mode: register with a given id and version
+_MODES = (*r.MODES, IMPORT)
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,14 @@ class RegistryService:
         return await self.incompatibilities(schema, level.removesuffix("_TRANSITIVE"), one)
 
     # -- subjects -------------------------------------------------------------------------------
-    async def register(self, subject: str, schema: r.SchemaText) -> r.SubjectVersion:
+    async def register(
+        self, subject: str, schema: r.SchemaText, schema_id: int | None = None, version: int | None = None
+    ) -> r.SubjectVersion:
+        """`schema_id` / `version` only in IMPORT mode (then without a compatibility check)."""
         await self._writable(subject)
+        mode = await self.mode(subject)
+        if mode == IMPORT or schema_id is not None or version is not None:
+            return await self._import(subject, schema, mode, schema_id, version)
         for _ in range(_REGISTER_ATTEMPTS):
             live = await self.store.registry_versions(subject)
             known = await self.store.registry_schema_id(schema)
@@ -172,6 +180,27 @@ class RegistryService:
             except e.RegistryConflictError:
                 continue
         raise e.RegistryConflictError(f"subject {subject!r} kept changing during {_REGISTER_ATTEMPTS} registrations")
+
+    async def _import(
+        self, subject: str, schema: r.SchemaText, mode: str, schema_id: int | None, version: int | None
+    ) -> r.SubjectVersion:
+        """Confluent's IMPORT: a schema kept with the id (and version) it had in the registry it
+        comes from; the subject's (else the global) mode must be IMPORT, and the id is required."""
+        if mode != IMPORT:
+            raise e.OperationNotPermittedError(
+                f"subject {subject!r} is not in import mode: an id or version can only be given in IMPORT mode"
+            )
+        if schema_id is None:
+            raise e.OperationNotPermittedError(f"subject {subject!r} is in import mode: give the schema's id")
+        if not 1 <= schema_id <= _MAX_VERSION or (version is not None and not 1 <= version <= _MAX_VERSION):
+            raise e.InvalidSchemaError("id and version must be positive 32-bit integers")
+        if version is None:  # the version holding that id already (the store checks the text), else the next
+            every = await self.store.registry_versions(subject, include_deleted=True)
+            same = [v.version for v in every if v.schema_id == schema_id and not v.deleted]
+            version = same[0] if same else (every[-1].version if every else 0) + 1
+        stored = await self.store.registry_import(subject, schema, schema_id, version)
+        self.cache.put(schema_id, r.StoredSchema(schema_id, schema))
+        return stored
 
     async def lookup(self, subject: str, schema: r.SchemaText, deleted: bool = False) -> r.SubjectVersion:
         versions = await self.store.registry_versions(subject, deleted)
@@ -273,12 +302,18 @@ class RegistryService:
                 raise e.SubjectModeNotFoundError(f"subject {subject!r} has no mode of its own")
         return await self.store.registry_setting(r.MODE, r.GLOBAL) or r.DEFAULT_MODE
 
-    async def set_mode(self, subject: str | None, mode: str) -> str:
+    async def set_mode(self, subject: str | None, mode: str, force: bool = False) -> str:
         mode = str(mode).upper()
-        if mode not in r.MODES:
-            raise e.InvalidModeError(
-                f"invalid mode {mode[:40]!r}: use one of {', '.join(r.MODES)} (IMPORT is not served)"
-            )
+        if mode not in _MODES:
+            raise e.InvalidModeError(f"invalid mode {mode[:40]!r}: use one of {', '.join(_MODES)}")
+        if mode == IMPORT and not force:
+            # As Confluent: importing beside live schemas could collide with them, unless forced.
+            found = await self.store.registry_versions(subject) if subject else await self.store.registry_subjects()
+            if found:
+                where = f"subject {subject!r} has" if subject else "the registry has"
+                raise e.OperationNotPermittedError(
+                    f"cannot import since {where} schemas already: empty it first, or set the mode with force=true"
+                )
         await self.store.registry_set_setting(r.MODE, subject or r.GLOBAL, mode)
         return mode
 

@@ -244,6 +244,14 @@ class MetadataStore(Protocol):
         nothing was written."""
         ...
 
+    async def registry_import(self, subject: str, schema: SchemaText, schema_id: int, version: int) -> SubjectVersion:
+        """IMPORT mode (a migration from another registry): `schema` as id `schema_id` and
+        version `version` of `subject`, one transaction, no compatibility check; the id counter
+        moves past `schema_id` so later ids never collide. Idempotent for the same triple.
+        OperationNotPermittedError (nothing written) if the id names another schema, the schema
+        is stored under another id, or that version of the subject holds another schema."""
+        ...
+
     async def registry_schema(self, schema_id: int) -> StoredSchema | None:
         """The schema with this id (rows are never deleted, so ids stay readable)."""
         ...

@@ -35,6 +35,9 @@ _REFERRERS = q.numbered(q.REFERRERS)
 _SETTING = q.numbered(q.SETTING)
 _UPSERT_SETTING = q.numbered(q.UPSERT_SETTING)
 _DELETE_SETTING = q.numbered(q.DELETE_SETTING)
+_RAISE_ID = q.numbered(q.RAISE_ID.format(greatest="GREATEST"))
+_FINGERPRINT_BY_ID = q.numbered(q.FINGERPRINT_BY_ID)
+_VERSION_SCHEMA = q.numbered(q.VERSION_SCHEMA)
 
 
 async def _schema_id(conn: Conn, schema: SchemaText) -> int:
@@ -68,6 +71,30 @@ class PostgresRegistry(PostgresBase):
             top = await conn.fetchval(_LATEST_ANY, subject)
             version = 1 if top is None else int(top) + 1
             await conn.execute(_INSERT_VERSION, subject, version, schema_id)
+            return SubjectVersion(subject, version, schema_id)
+
+    async def registry_import(self, subject: str, schema: SchemaText, schema_id: int, version: int) -> SubjectVersion:
+        async with self._conn(transaction=True) as conn:
+            await conn.execute(_LOCK_SUBJECT, subject)
+            # The counter row first: a concurrent register waits, then allocates past this id.
+            await conn.execute(_RAISE_ID, schema_id)
+            by_text = await conn.fetchval(_BY_FINGERPRINT, schema.fingerprint)
+            at_id = await conn.fetchval(_FINGERPRINT_BY_ID, schema_id)
+            q.check_import(schema, schema_id, None if by_text is None else int(by_text), at_id)
+            if at_id is None:
+                inserted = await conn.fetchval(
+                    _INSERT_SCHEMA, schema_id, schema.fingerprint, schema.schema_type, schema.text
+                )
+                if inserted is None:  # the same text committed meanwhile (the counter lock makes it rare)
+                    q.check_import(
+                        schema, schema_id, int(await conn.fetchval(_BY_FINGERPRINT, schema.fingerprint)), None
+                    )
+                else:
+                    await conn.executemany(_INSERT_REFERENCE, q.reference_rows(schema_id, schema.references))
+            held = await conn.fetchval(_VERSION_SCHEMA, subject, version)
+            q.check_import_version(subject, version, schema_id, None if held is None else int(held))
+            if held is None:
+                await conn.execute(_INSERT_VERSION, subject, version, schema_id)
             return SubjectVersion(subject, version, schema_id)
 
     async def registry_schema(self, schema_id: int) -> StoredSchema | None:

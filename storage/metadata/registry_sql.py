@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from streamhouse.storage.metadata.rows import Row
+from streamhouse.storage.schemas.errors import OperationNotPermittedError
 from streamhouse.storage.schemas.registry import Reference, SchemaText, StoredSchema, SubjectVersion
 
 _MARK = re.compile(r"\?")
@@ -24,6 +25,10 @@ def in_list(n: int) -> str:
 
 NEXT_ID = "UPDATE counters SET value = value + 1 WHERE name = 'registry_schema_id' RETURNING value"
 SCHEMA_BY_FINGERPRINT = "SELECT schema_id FROM registry_schemas WHERE fingerprint = ?"
+FINGERPRINT_BY_ID = "SELECT fingerprint FROM registry_schemas WHERE schema_id = ?"
+VERSION_SCHEMA = "SELECT schema_id FROM registry_versions WHERE subject = ? AND version = ?"
+# IMPORT: the counter past an imported id (SQLite's max() / PostgreSQL's GREATEST()).
+RAISE_ID = "UPDATE counters SET value = {greatest}(value, ?) WHERE name = 'registry_schema_id'"
 INSERT_SCHEMA = (
     "INSERT INTO registry_schemas (schema_id, fingerprint, schema_type, schema_text, created_at_ms)"
     " VALUES (?, ?, ?, ?, {now}) ON CONFLICT (fingerprint) DO NOTHING RETURNING schema_id"
@@ -61,6 +66,21 @@ UPSERT_SETTING = (
     " ON CONFLICT (kind, subject) DO UPDATE SET value = excluded.value"
 )
 DELETE_SETTING = "DELETE FROM registry_settings WHERE kind = ? AND subject = ?"
+
+
+def check_import(schema: SchemaText, schema_id: int, id_of_text: int | None, text_at_id: str | None) -> None:
+    """IMPORT keeps ids global: one id per schema text, one text per id (nothing is overwritten)."""
+    if id_of_text is not None and id_of_text != schema_id:
+        raise OperationNotPermittedError(f"the schema is already registered with id {id_of_text}, not {schema_id}")
+    if text_at_id is not None and text_at_id != schema.fingerprint:
+        raise OperationNotPermittedError(f"overwriting schema id {schema_id} with another schema is not permitted")
+
+
+def check_import_version(subject: str, version: int, schema_id: int, held: int | None) -> None:
+    if held is not None and held != schema_id:
+        raise OperationNotPermittedError(
+            f"version {version} of subject {subject!r} already holds schema id {held}, not {schema_id}"
+        )
 
 
 def reference_rows(schema_id: int, references: Sequence[Reference]) -> list[tuple[int, int, str, str, int]]:

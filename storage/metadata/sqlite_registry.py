@@ -14,6 +14,7 @@ from streamhouse.storage.schemas.registry import SchemaText, StoredSchema, Subje
 
 _INSERT_SCHEMA = q.INSERT_SCHEMA.format(now=NOW)
 _INSERT_VERSION = q.INSERT_VERSION.format(now=NOW)
+_RAISE_ID = q.RAISE_ID.format(greatest="max")
 
 
 def _schema_id(conn: sqlite3.Connection, schema: SchemaText) -> int:
@@ -46,6 +47,28 @@ class SqliteRegistry(SqliteBase):
             top = one(conn, q.LATEST_ANY, (subject,))
             version = 1 if top is None or top[0] is None else int(top[0]) + 1
             conn.execute(_INSERT_VERSION, (subject, version, schema_id))
+            return SubjectVersion(subject, version, schema_id)
+
+        return await self._write(tx)
+
+    async def registry_import(self, subject: str, schema: SchemaText, schema_id: int, version: int) -> SubjectVersion:
+        def tx(conn: sqlite3.Connection) -> SubjectVersion:
+            conn.execute(_RAISE_ID, (schema_id,))
+            by_text = one(conn, q.SCHEMA_BY_FINGERPRINT, (schema.fingerprint,))
+            at_id = one(conn, q.FINGERPRINT_BY_ID, (schema_id,))
+            q.check_import(
+                schema,
+                schema_id,
+                None if by_text is None else int(by_text[0]),
+                None if at_id is None else str(at_id[0]),
+            )
+            if at_id is None:
+                conn.execute(_INSERT_SCHEMA, (schema_id, schema.fingerprint, schema.schema_type, schema.text))
+                conn.executemany(q.INSERT_REFERENCE, q.reference_rows(schema_id, schema.references))
+            held = one(conn, q.VERSION_SCHEMA, (subject, version))
+            q.check_import_version(subject, version, schema_id, None if held is None else int(held[0]))
+            if held is None:
+                conn.execute(_INSERT_VERSION, (subject, version, schema_id))
             return SubjectVersion(subject, version, schema_id)
 
         return await self._write(tx)
