@@ -1,16 +1,21 @@
 """Protobuf messages → one Arrow struct column for a whole batch (issue 13). IO-free; numpy only,
 no Python loop per record and no per-record ParseFromString.
 
-A "wavefront" decoder: every message keeps a cursor, and each round reads the next (tag, value)
-of every message that has bytes left, all at once (a varint in one numpy step per byte, with only
-the messages still inside it; a length-delimited value by reading its length and skipping it). So
-the rounds are as many as the longest message has fields on the wire, never as many as records.
-The tokens (owner row, field number, wire type, raw value, value span) are then put in wire
-order and picked per schema field with masks: a singular field takes its last occurrence (as
-Protobuf does for scalars; a repeated occurrence of a singular message is not merged, the last
-wins), a repeated field takes all of them, packed or not, in order; strings and bytes are one
-gather of all their bytes; a nested message is the same decoder over its value spans. Fields the
-schema lacks, or seen with a wire type it does not expect, are skipped as unknown fields.
+Two ways to find each message's fields, both a "wavefront" over all messages at once:
+- the fast path (`_ordered`): serialisers write fields in field-number order, so each schema
+  field is looked for at every message's cursor in one step (its tag bytes compared, its value
+  read where they match; a repeated field again only where the last round found one);
+- the general path (`_tokenize`), taken for the whole batch when any message has bytes the fast
+  path left (fields out of order, a singular field twice, fields the schema lacks): each round
+  reads the next (tag, value) of every message that has bytes left (a varint in one numpy step
+  per byte, with only the messages still inside it; a length-delimited value by its length), so
+  the rounds are as many as the longest message has fields on the wire, never as many as records;
+  the tokens are then grouped by field number with one stable sort.
+Per schema field: a singular field takes its last occurrence (as Protobuf does for scalars; a
+repeated occurrence of a singular message is not merged, the last wins), a repeated field all
+of them, packed or not, in order; strings and bytes are one gather of all their bytes; a nested
+message is the same decoder over its value spans. Fields seen with a wire type the schema does
+not expect are skipped as unknown fields; groups (wire types 3 and 4) are refused even there.
 ProtobufDecodeError names the first record that is not a valid message.
 """
 
@@ -130,6 +135,98 @@ def _tokenize(data: Array, starts: Array, ends: Array, live: Array, rows: Array,
     return _Tokens(*(np.concatenate(c) for c in zip(*parts, strict=True)))
 
 
+def _tag(number: int, wire: int) -> bytes:
+    tag, out = (number << 3) | wire, bytearray()
+    while tag >= 0x80:
+        out.append((tag & 0x7F) | 0x80)
+        tag >>= 7
+    return bytes([*out, tag])
+
+
+def _values(data: Array, p: Array, e: Array, wire: int, rows: Array, source: str) -> tuple[Array, Array, Array, Array]:
+    """One value of wire type `wire` at each position: (raw value, value start, value end,
+    position after); length-delimited values are their span (raw 0)."""
+    if wire == 0:
+        value, after = _varints(data, p, e, rows, source)
+        return value, after, after, after
+    if wire == 2:
+        length, begin = _varints(data, p, e, rows, source)
+        end = begin + np.minimum(length, _U64(2**62)).astype(np.int64)
+    else:
+        begin, end = p, p + (8 if wire == 1 else 4)
+    over = end > e
+    if over.any():
+        i = int(rows[np.argmax(over)])
+        raise ProtobufDecodeError(f"record {i}: a field's value runs past the message", index=i, source=source)
+    value = np.zeros(len(p), dtype=_U64) if wire == 2 else _fixed(data, begin, 8 if wire == 1 else 4)
+    return value, begin, end, end
+
+
+def _ordered(
+    data: Array, starts: Array, ends: Array, live: Array, rows: Array, message: PbMessage, source: str
+) -> dict[int, _Tokens] | None:
+    """The fast path: every Protobuf serialiser writes a message's fields in field-number order
+    (a repeated field's elements one after another), so each schema field is looked for at every
+    message's cursor once (and a repeated one again only where the last round found one): no
+    generic tag loop, no grouping. None if any message has bytes left over (fields out of order,
+    repeated, or not in the schema): the caller then tokenizes generically."""
+    pos = starts.copy()
+    groups: dict[int, _Tokens] = {}
+    last = max(len(data) - 1, 0)
+    for field in sorted(message.fields, key=lambda f: f.number):
+        tags = [(field.wire_type, _tag(field.number, field.wire_type))]
+        if field.packable:
+            tags.append((2, _tag(field.number, 2)))
+        parts: list[tuple[Array, ...]] = []
+        can = np.flatnonzero(live & (pos < ends))
+        while len(can):
+            found: list[Array] = []
+            for wire, tag in tags:
+                at = pos[can]
+                ok = at + len(tag) <= ends[can]
+                for k, byte in enumerate(tag):
+                    ok &= data[np.minimum(at + k, last)] == byte
+                hit = can[ok]
+                if not len(hit):
+                    continue
+                value, start, end, after = _values(data, pos[hit] + len(tag), ends[hit], wire, rows[hit], source)
+                parts.append((hit, np.full(len(hit), wire), value, start, end))
+                pos[hit] = after
+                found.append(hit)
+            if not field.repeated or not found:
+                break
+            can = np.sort(np.concatenate(found)) if len(found) > 1 else found[0]
+            can = can[pos[can] < ends[can]]
+        if parts:
+            owner, wire_, value, start, end = (np.concatenate(c) for c in zip(*parts, strict=True))
+            groups[field.number] = _Tokens(owner, np.full(len(owner), field.number), wire_, value, start, end)
+    if (live & (pos != ends)).any():
+        return None
+    return groups
+
+
+def _grouped(tokens: _Tokens) -> dict[int, _Tokens]:
+    """Tokens by field number (one stable sort: each number's tokens stay round by round)."""
+    order = np.argsort(tokens.number, kind="stable")
+    numbers = tokens.number[order]
+    cuts = np.flatnonzero(np.diff(numbers)) + 1
+    groups: dict[int, _Tokens] = {}
+    for chunk in np.split(order, cuts) if len(order) else []:
+        groups[int(tokens.number[chunk[0]])] = _Tokens(
+            tokens.owner[chunk],
+            tokens.number[chunk],
+            tokens.wire[chunk],
+            tokens.value[chunk],
+            tokens.start[chunk],
+            tokens.end[chunk],
+        )
+    return groups
+
+
+_EMPTY = np.zeros(0, np.int64)
+_NONE = _Tokens(_EMPTY, _EMPTY, _EMPTY, np.zeros(0, _U64), _EMPTY, _EMPTY)  # a field not on the wire
+
+
 def _scalars(kind: str, raw: Array, mask: Array | None = None) -> pa.Array[Any]:
     """Raw varint / fixed bits as the kind's Arrow type (`mask`: True where null)."""
     signed = raw.view(np.int64)
@@ -178,8 +275,10 @@ class _Decoder:
     def message(self, message: PbMessage, starts: Array, ends: Array, live: Array, rows: Array) -> pa.StructArray:
         """One struct row per span (null where not `live`); `rows` are the top-level records
         each span belongs to, for errors."""
-        tokens = _tokenize(self.data, starts, ends, live, rows, self.source)
-        children = [self.field(f, tokens, len(starts), live, rows) for f in message.fields]
+        groups = _ordered(self.data, starts, ends, live, rows, message, self.source)
+        if groups is None:  # fields out of order, repeated or unknown somewhere: the general path
+            groups = _grouped(_tokenize(self.data, starts, ends, live, rows, self.source))
+        children = [self.field(f, groups.get(f.number, _NONE), len(starts), live, rows) for f in message.fields]
         mask = pa.array(~live) if not live.all() else None
         return pa.StructArray.from_arrays(children, fields=list(message.arrow_type), mask=mask)
 
@@ -264,11 +363,12 @@ class _Decoder:
         return pa.array(seconds * 1000 + nanos // 1_000_000, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
 
     def field(self, field: PbField, tokens: _Tokens, n: int, live: Array, rows: Array) -> pa.Array[Any]:
-        match = tokens.number == field.number
+        """The field's column from its tokens (those of its number; any other wire type than the
+        field's, or packed for a packable one, is an unknown field and skipped)."""
         if field.packable:
-            pick = np.flatnonzero(match & ((tokens.wire == field.wire_type) | (tokens.wire == 2)))
+            pick = np.flatnonzero((tokens.wire == field.wire_type) | (tokens.wire == 2))
         else:
-            pick = np.flatnonzero(match & (tokens.wire == field.wire_type))
+            pick = np.flatnonzero(tokens.wire == field.wire_type)
         # Tokens come round by round: a row's occurrences in wire order, rows interleaved.
         owner = tokens.owner[pick]
         counts = np.bincount(owner, minlength=n) if len(owner) else np.zeros(n, np.int64)
