@@ -174,18 +174,18 @@ class Retention(BackgroundService):
             return []
         done: list[RetentionOutcome] = []
         for info in topics:
-            limits = topic_limits(info, self.settings)
-            if limits is None:
-                self.health.forget(info.name)
-                continue
             if self.health.wait_s(info.name) > 0:
                 continue
             try:
+                limits = topic_limits(info, self.settings)
+                if limits is None:
+                    self.health.forget(info.name)
+                    continue
                 done.extend(await self.apply(info, limits))
                 self.health.succeeded(info.name)
             except NotFoundError:
                 self.health.forget(info.name)  # deleted meanwhile: nothing to keep any more
-            except (StreamHouseError, OSError) as exc:
+            except (StreamHouseError, OSError, ValueError) as exc:  # ValueError: a limit stored unchecked
                 self.health.failed(info.name, exc)
         await self.delete_due()
         return done

@@ -5,6 +5,7 @@ is always kept; one remover per topic (lease); the log start survives a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,6 +161,35 @@ async def test_one_remover_per_topic(agent: PartitionManager) -> None:
     await agent.metadata.release_lease(other.resource, other.holder, other.epoch)
     [outcome] = await retention.run_once()
     assert outcome.log_start == 20
+
+
+async def test_a_failing_topic_is_said_once_backs_off_and_names_itself_in_readiness(
+    agent: PartitionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A limit stored before it was checked (straight into the metadata) is a fault: logged once,
+    counted, in readiness, retried with backoff; other topics go on."""
+    bad = await agent.metadata.create_topic("bad", 1)
+    await agent.metadata.alter_topic("bad", {"retention.ms": "soon"})  # the store does not judge values
+    good = await agent.metadata.create_topic("good", 1, {"retention.ms": "1000"})
+    await produce_segments(agent, good, 2, now_ms() - HOUR_MS)
+    await produce_segments(agent, bad, 2, now_ms() - HOUR_MS)
+    retention = retention_of(agent)
+    metrics = AgentMetrics()
+    RetentionMetrics(metrics.registry).wire(retention, metrics.objects_deleted)
+    with caplog.at_level("WARNING", logger="streamhouse.agent.retention"):
+        [outcome] = await retention.run_once()
+        assert outcome.topic == "good"
+        assert await retention.run_once() == []  # backing off: not tried again yet
+    [fault] = retention.faults()
+    assert "retention of topic 'bad' failing" in fault and "ValueError" in fault
+    assert len([r for r in caplog.records if "'bad'" in r.getMessage()]) == 1  # said once
+    text = metrics.render()[0].decode()
+    assert 'streamhouse_retention_failures_total{topic="bad"} 1.0' in text
+    assert "streamhouse_retention_failing 1.0" in text
+    await agent.metadata.alter_topic("bad", {"retention.ms": "1000"})  # repaired
+    await asyncio.sleep(retention.health.wait_s("bad") + 0.05)
+    assert [o.topic for o in await retention.run_once()] == ["bad"]
+    assert retention.faults() == [] and "streamhouse_retention_failing 0.0" in metrics.render()[0].decode()
 
 
 async def test_a_restart_keeps_the_log_start(config: AgentConfig) -> None:
