@@ -40,10 +40,12 @@ async def first_at_or_after(segments: Sequence[SegmentInfo], end: int, ts: int, 
         stamps = records.column("timestamp").to_numpy()
         if len(stamps) == 0:
             break
+        # Offsets from the records, not counted from `start`: compacted segments have gaps.
+        offsets = records.column("offset").to_numpy(zero_copy_only=False)
         hits = np.flatnonzero(stamps >= ts)
         if len(hits):
-            return TimestampOffset(start + int(hits[0]), int(stamps[hits[0]]))
-        start += len(stamps)
+            return TimestampOffset(int(offsets[hits[0]]), int(stamps[hits[0]]))
+        start = int(offsets[-1]) + 1
     return NONE
 
 
