@@ -3,7 +3,13 @@ Kafka broker, on the same box, through the same client (confluent-kafka / librdk
 values, no compression). For each broker and for acks=1 and acks=all: produce throughput,
 consume throughput (the topic just produced, read from offset 0), and p50/p99 produce latency
 at a paced 10 k rec/s. acks=all is StreamHouse's acks=durable (the records are in a committed
-segment on the object store); acks=1 is acks=leader (in the leader's WAL)."""
+segment on the object store); acks=1 is acks=leader (in the leader's WAL).
+
+Both brokers run for the whole bench and take turns: `--rounds` produce runs each per acks
+level (who goes first alternates), so a change in the shared box's load between runs falls
+on both, and the goals are counted per round as well as on the medians. Each produce run
+also reports the broker process's CPU seconds per million records (/proc), which the load of
+other processes moves far less than rec/s."""
 
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ class Figures:
     # The broker process's CPU seconds (user + system, all its threads) per million records
     # produced: steadier than rec/s on a shared box, where neighbours' load moves the clock.
     produce_cpu_s_per_m: float | None = None
+    produce_runs: tuple[float, ...] = ()  # rec/s of each produce run, in round order
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record-size", type=int, default=100, help="value bytes per record (default 100)")
     parser.add_argument("--latency-rate", type=int, default=10_000, help="paced rate of the latency run (rec/s)")
     parser.add_argument("--latency-seconds", type=float, default=5.0, help="length of the latency run (default 5 s)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="produce runs per broker and acks, taking turns (default 3)"
+    )
     parser.add_argument("--no-reference", action="store_true", help="StreamHouse only: do not start a Kafka broker")
     parser.add_argument("--kafka-version", default=None, help="Apache Kafka broker version (default 4.4.0)")
     parser.add_argument(
@@ -208,58 +218,98 @@ def produce_latency(bootstrap: str, topic: str, acks: str, rate: int, seconds: f
     return float(p50), float(p99)
 
 
-def bench_broker(name: str, bootstrap: str, args: argparse.Namespace, pid: int | None = None) -> list[Figures]:
-    # Untimed warm-up: a JVM's first requests run interpreted until the JIT compiles the
-    # broker's hot paths, so without it Kafka's first run would be measured cold.
+@dataclass(frozen=True)
+class Broker:
+    name: str
+    bootstrap: str
+    pid: int | None  # the broker's process, for its CPU time
+
+
+def warm_up(broker: Broker, args: argparse.Namespace) -> None:
+    """Untimed: a JVM's first requests run interpreted until the JIT compiles the broker's
+    hot paths, so without it Kafka's first run would be measured cold."""
     warm = f"bench-warmup-{uuid.uuid4().hex[:6]}"
-    _create_topic(bootstrap, warm)
-    console.print(f"{name}: warm-up")
-    produce_throughput(bootstrap, warm, "1", min(args.records, WARMUP_RECORDS), args.record_size)
-    consume_throughput(bootstrap, warm, min(args.records, WARMUP_RECORDS))
+    _create_topic(broker.bootstrap, warm)
+    console.print(f"{broker.name}: warm-up")
+    produce_throughput(broker.bootstrap, warm, "1", min(args.records, WARMUP_RECORDS), args.record_size)
+    consume_throughput(broker.bootstrap, warm, min(args.records, WARMUP_RECORDS))
+
+
+def produce_rounds(
+    brokers: list[Broker], acks: str, args: argparse.Namespace
+) -> dict[str, list[tuple[float, float | None, str]]]:
+    """`args.rounds` produce runs per broker on fresh topics, the brokers taking turns (and
+    turns about who goes first), so a change in the shared box's load between runs falls on
+    both alike. Per broker: (rec/s, CPU s per M records, topic) of each run."""
+    runs: dict[str, list[tuple[float, float | None, str]]] = {b.name: [] for b in brokers}
+    for round_ in range(args.rounds):
+        for broker in brokers if round_ % 2 == 0 else brokers[::-1]:
+            topic = f"bench-acks{acks}-{uuid.uuid4().hex[:6]}"
+            _create_topic(broker.bootstrap, topic)
+            console.print(f"{broker.name} acks={acks}: produce {args.records:,} records (run {round_ + 1})")
+            before = process_cpu_s(broker.pid)
+            rate = produce_throughput(broker.bootstrap, topic, acks, args.records, args.record_size)
+            after = process_cpu_s(broker.pid)
+            cpu = None if before is None or after is None else (after - before) * 1e6 / args.records
+            runs[broker.name].append((rate, cpu, topic))
+    return runs
+
+
+def bench_brokers(brokers: list[Broker], args: argparse.Namespace) -> list[Figures]:
+    for broker in brokers:
+        warm_up(broker, args)
     out = []
     for acks in ("1", "all"):
-        topic = f"bench-acks{acks}-{uuid.uuid4().hex[:6]}"
-        latency_topic = f"{topic}-latency"
-        _create_topic(bootstrap, topic)
-        _create_topic(bootstrap, latency_topic)
-        console.print(f"{name} acks={acks}: produce {args.records:,} records")
-        cpu_before = process_cpu_s(pid)
-        produced = produce_throughput(bootstrap, topic, acks, args.records, args.record_size)
-        cpu_after = process_cpu_s(pid)
-        cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) * 1e6 / args.records
-        console.print(f"{name} acks={acks}: consume")
-        consumed = consume_throughput(bootstrap, topic, args.records)
-        console.print(f"{name} acks={acks}: latency at {args.latency_rate:,} rec/s")
-        p50, p99 = produce_latency(
-            bootstrap, latency_topic, acks, args.latency_rate, args.latency_seconds, args.record_size
-        )
-        out.append(Figures(name, acks, produced, consumed, p50, p99, cpu))
+        runs = produce_rounds(brokers, acks, args)
+        for broker in brokers:
+            rates = [rate for rate, _, _ in runs[broker.name]]
+            cpus = [cpu for _, cpu, _ in runs[broker.name] if cpu is not None]
+            console.print(f"{broker.name} acks={acks}: consume")
+            consumed = consume_throughput(broker.bootstrap, runs[broker.name][-1][2], args.records)
+            console.print(f"{broker.name} acks={acks}: latency at {args.latency_rate:,} rec/s")
+            latency_topic = f"bench-acks{acks}-{uuid.uuid4().hex[:6]}-latency"
+            _create_topic(broker.bootstrap, latency_topic)
+            p50, p99 = produce_latency(
+                broker.bootstrap, latency_topic, acks, args.latency_rate, args.latency_seconds, args.record_size
+            )
+            cpu = float(np.median(cpus)) if cpus else None
+            out.append(Figures(broker.name, acks, float(np.median(rates)), consumed, p50, p99, cpu, tuple(rates)))
     return out
 
 
 def _report(figures: list[Figures], args: argparse.Namespace, version: str | None) -> None:
-    table = Table(title=f"Kafka protocol, {args.records:,} records of {args.record_size} B, confluent-kafka client")
-    for column in ("broker", "acks", "produce rec/s", "produce MB/s", "CPU s/M rec", "consume rec/s",
-                   f"p50 ms @{args.latency_rate:,}/s", f"p99 ms @{args.latency_rate:,}/s"):  # fmt: skip
+    title = (f"Kafka protocol, {args.records:,} records of {args.record_size} B, confluent-kafka client; "
+             f"produce: median of {args.rounds} run(s) per broker, brokers taking turns")  # fmt: skip
+    table = Table(title=title)
+    for column in ("broker", "acks", "produce rec/s", "produce MB/s", "consume rec/s",
+                   f"p50 ms @{args.latency_rate:,}/s", f"p99 ms @{args.latency_rate:,}/s", "produce runs, M rec/s",
+                   "CPU s/M rec"):  # fmt: skip
         table.add_column(column, justify="right")
     for f in figures:
         acks = f"{f.acks} (= {OURS[f.acks]})" if f.broker == "StreamHouse" else f.acks
         mb_s = f.produce_rate * args.record_size / 1e6
+        runs = " ".join(f"{r / 1e6:.2f}" for r in f.produce_runs)
         cpu = "-" if f.produce_cpu_s_per_m is None else f"{f.produce_cpu_s_per_m:.2f}"
-        table.add_row(f.broker, acks, f"{f.produce_rate:,.0f}", f"{mb_s:.1f}", cpu, f"{f.consume_rate:,.0f}",
-                      f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}")  # fmt: skip
-    Console(width=140).print(table)
+        table.add_row(f.broker, acks, f"{f.produce_rate:,.0f}", f"{mb_s:.1f}", f"{f.consume_rate:,.0f}",
+                      f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}", runs, cpu)  # fmt: skip
+    Console(width=160).print(table)
     print("acks=all is StreamHouse acks=durable (in a committed segment); acks=1 is acks=leader (in the leader's WAL)")
     print("CPU s/M rec: the broker process's CPU seconds (all threads, user + system) per million records produced")
     ours = {f.acks: f for f in figures if f.broker == "StreamHouse"}
     theirs = {f.acks: f for f in figures if f.broker != "StreamHouse"}
     for acks, f in ours.items():
-        goal = f"acks={acks}: produce {f.produce_rate / 1e6:.2f} M rec/s (goal >= 1 M: {_met(f.produce_rate >= 1e6)})"
+        n_runs = len(f.produce_runs)
+        over_1m = sum(r >= 1e6 for r in f.produce_runs)
+        goal = f"acks={acks}: produce {f.produce_rate / 1e6:.2f} M rec/s median "
+        goal += f"(goal >= 1 M: {_met(f.produce_rate >= 1e6)}; {over_1m} of {n_runs} runs)"
         if acks in theirs:
             k = theirs[acks]
-            goal += (f", {f.produce_rate / k.produce_rate:.2f}x Kafka's produce "
-                     f"({_met(f.produce_rate >= k.produce_rate)}), {f.consume_rate / k.consume_rate:.2f}x "
-                     f"Kafka's consume ({_met(f.consume_rate >= k.consume_rate)})")  # fmt: skip
+            paired = sum(a >= b for a, b in zip(f.produce_runs, k.produce_runs, strict=True))
+            goal += f", {f.produce_rate / k.produce_rate:.2f}x Kafka's produce "
+            goal += f"({_met(f.produce_rate >= k.produce_rate)}; at least Kafka's in {paired} of {n_runs} rounds)"
+            goal += (
+                f", {f.consume_rate / k.consume_rate:.2f}x Kafka's consume ({_met(f.consume_rate >= k.consume_rate)})"
+            )
         print(goal)
     load = os.getloadavg()
     where = f"Apache Kafka {version} (KRaft, one node) and " if version else ""
@@ -274,23 +324,25 @@ def _met(ok: bool) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.records <= 0 or args.record_size <= 0 or args.latency_rate <= 0 or args.latency_seconds <= 0:
         raise KafkaBenchError("--records, --record-size, --latency-rate and --latency-seconds must be positive")
+    if args.rounds <= 0:
+        raise KafkaBenchError("--rounds must be positive")
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sh-bench-kafka-"))
-    figures: list[Figures] = []
     version = None
     with ExitStack() as stack:
         if not args.dir:
             stack.callback(shutil.rmtree, workdir, True)
-        with _streamhouse(workdir / "streamhouse", args.fsync) as (bootstrap, pid):
-            figures += bench_broker("StreamHouse", bootstrap, args, pid)
+        # Both brokers run for the whole bench so their produce runs can take turns; each one
+        # idles while the other is measured.
+        bootstrap, pid = stack.enter_context(_streamhouse(workdir / "streamhouse", args.fsync))
+        brokers = [Broker("StreamHouse", bootstrap, pid)]
         if not args.no_reference:
             from streamhouse.devservices.kafka_broker import KAFKA_VERSION, start_kafka_broker
 
             version = args.kafka_version or KAFKA_VERSION
             console.print(f"starting Apache Kafka {version} (jars from Maven Central on first use)")
             broker = start_kafka_broker(workdir / "kafka", version=version)
-            try:
-                figures += bench_broker(f"Kafka {version}", broker.bootstrap, args, broker.proc.pid)
-            finally:
-                broker.stop()
+            stack.callback(broker.stop)
+            brokers.append(Broker(f"Kafka {version}", broker.bootstrap, broker.proc.pid))
+        figures = bench_brokers(brokers, args)
     _report(figures, args, version)
     return 0
