@@ -79,7 +79,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_rest_arguments(kinds.add_parser("rest", help="REST produce in batches next to gRPC, on one agent"))
     from streamhouse.bench.compaction import add_arguments as add_compaction_arguments
 
-    add_compaction_arguments(kinds.add_parser("compaction", help="merging small segments: time, bytes moved, reads"))
+    add_compaction_arguments(
+        kinds.add_parser("compaction", help="log compaction (CPU per core, reads) and merging small segments")
+    )
     from streamhouse.bench.registry import add_arguments as add_registry_arguments
 
     add_registry_arguments(kinds.add_parser("registry", help="Avro-serialised values → typed columns, next to JSON"))
