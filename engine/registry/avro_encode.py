@@ -81,7 +81,7 @@ def encode(
         return _fallback(schema, [json.loads(t) for t in references], data, where)
     try:
         inferred = pa.array(data, from_pandas=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):  # what JSON can make inference raise
         _locate(schema, data, ctx)  # raises AvroDataError for the first bad record
         raise
     present = _mask(inferred.is_valid())
@@ -337,7 +337,7 @@ def _with_default(
         if pa.types.is_null(column.type):
             return cast("pa.Array[Any]", pa.repeat(filler[0], len(column)))
         return cast("pa.Array[Any]", column.fill_null(filler[0].cast(column.type)))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+    except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
         missing = live & _mask(column.is_null())
         raise _fail(missing, path, ctx, f"its default does not fit the given values: {exc}") from None
 
@@ -352,7 +352,7 @@ def _locate(schema: Any, data: Sequence[Any], ctx: _Ctx) -> None:
         except AvroDataError as exc:
             message = str(exc).replace(f"{ctx.where}[0]", f"{ctx.where}[{i}]", 1)
             raise AvroDataError(message, index=i, field=exc.field) from None
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+        except (pa.ArrowException, OverflowError, ValueError, TypeError) as exc:
             raise AvroDataError(f"{ctx.where}[{i}]: {exc}", index=i, field="") from None
     # Every record fits alone, but not together (a field's kind differs between records).
     raise AvroDataError(f"{ctx.where}: a field holds values of different kinds in different records", index=0, field="")
@@ -377,12 +377,14 @@ def _fallback(schema: Any, references: Sequence[Any], data: Sequence[Any], where
         buffer.truncate()
         try:
             fastavro.schemaless_writer(buffer, parsed, item, strict=True)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        except Exception as exc:  # whatever fastavro raises, the record does not fit the schema
             reason = str(exc)
             try:
                 fastavro.validation.validate(item, parsed, raise_errors=True)
-            except fastavro.validation.ValidationError as invalid:
+            except fastavro.validation.ValidationError as invalid:  # names the field, when it can
                 reason = "; ".join(str(x) for x in invalid.errors)[:500] or reason
+            except Exception:  # the writer's own message stands
+                pass
             raise AvroDataError(f"{where}[{i}]: does not fit the Avro schema: {reason}", index=i, field="") from None
         out.append(buffer.getvalue())
     return pa.array(out, pa.binary())

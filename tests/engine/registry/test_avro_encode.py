@@ -121,3 +121,27 @@ def test_named_types_from_references() -> None:
     schema = {"type": "record", "name": "Order", "fields": [{"name": "ship_to", "type": "Address"}]}
     out = encode(json.dumps(schema), [{"ship_to": {"city": "a", "zip": 1}}], references=[json.dumps(ADDRESS)])
     assert out.to_pylist() == [b"\x02a\x02"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["id", "age", "name", "home", "x"]), inner, max_size=4)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(json_values, min_size=1, max_size=4))
+def test_any_json_is_encoded_or_refused_as_avro_data(data: list[Any]) -> None:
+    """Whatever JSON a client sends: payloads fastavro reads back, or AvroDataError, nothing else."""
+    try:
+        out = encode(TEXT, data).to_pylist()
+    except AvroDataError as exc:
+        assert 0 <= exc.index < len(data)
+        return
+    for payload in out:
+        if payload is not None:
+            fastavro.schemaless_reader(io.BytesIO(payload), PARSED)
