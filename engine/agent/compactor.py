@@ -50,8 +50,10 @@ from streamhouse.storage.errors import (
     FencedError,
     NotFoundError,
     OffsetConflictError,
+    PartitionNotFoundError,
     SegmentMergeError,
     StreamHouseError,
+    TopicNotFoundError,
 )
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata.base import MetadataStore
@@ -150,7 +152,7 @@ class Compactor(BackgroundService):
                 try:
                     outcome = await self.compact_partition(topic, partition)
                     self.health.succeeded(key)
-                except NotFoundError:
+                except (TopicNotFoundError, PartitionNotFoundError):
                     self.health.forget(key)  # deleted meanwhile: nothing to compact any more
                     continue
                 except (StreamHouseError, OSError) as exc:

@@ -21,6 +21,7 @@ from streamhouse.agent.compaction_plan import is_clean, plan_compaction
 from streamhouse.agent.compactor import Compactor, CompactSettings
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.leases import Leases
+from streamhouse.agent.merger import Merger, MergeSettings
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.schema import make_batch
@@ -205,3 +206,50 @@ def test_plan_waits_for_the_dirty_ratio_and_never_takes_the_newest_segment(
         assert split is not None and len(split.runs) == 2
 
     loop.run_until_complete(check())
+
+
+def test_a_refused_swap_changes_nothing_and_a_failing_pass_is_reported(
+    env: tuple[asyncio.AbstractEventLoop, PartitionManager],
+) -> None:
+    loop, manager = env
+    loop.run_until_complete(_refused_and_failing(manager))
+
+
+async def _refused_and_failing(manager: PartitionManager) -> None:
+    topic = await topic_with(manager, {"min.cleanable.dirty.ratio": "0"})
+    for n in range(6):
+        await produce(manager, topic, [(b"k", f"v{n}".encode())], n)
+    before = rows_of(await manager.read(topic.name, 0, 0, 100))
+    segments = await manager.metadata.list_segments(topic.name, 0)
+    now = [1_000]
+    compactor = compactor_of(manager, now)
+    download = compactor._download
+
+    async def merged_meanwhile(chosen: Any) -> Any:
+        # Another agent's merger swaps the same segments after this pass read them.
+        merger = Merger(
+            manager.metadata,
+            manager.store,
+            Leases(manager.metadata, holder="b@merger", agent_id="b", ttl_ms=30_000),
+            MergeSettings(interval_s=0, small_bytes=1 << 20, target_bytes=1 << 30, min_segments=2, grace_ms=0),
+        )
+        assert await merger.merge_partition(topic.name, 0)
+        return await download(chosen)
+
+    compactor._download = merged_meanwhile  # type: ignore[method-assign]
+    outcome = await compactor.compact_partition(topic, 0)
+    assert outcome is not None and outcome.swapped == 0  # refused: SegmentsChangedError
+    assert rows_of(await manager.read(topic.name, 0, 0, 100)) == before
+    assert not any(is_clean(s) for s in await manager.metadata.list_segments(topic.name, 0))
+    uploads = [o.key for o in await manager.store.list(f"topics/{topic.name}/") if "-compacted-" in o.key]
+    assert uploads == []  # the refused upload was deleted at once
+    assert (await manager.metadata.partition_stats(topic.name))[0].last_compacted_ms is None
+
+    # A pass that cannot read its segments fails, is backed off and named in readiness.
+    compactor._download = download  # type: ignore[method-assign]
+    listed = await manager.metadata.list_segments(topic.name, 0)
+    await manager.store.delete(listed[0].object_key)
+    assert await compactor.run_once() == []
+    assert any(f"log compaction of {topic.name}/0" in line for line in compactor.faults())
+    assert compactor.health.wait_s(f"{topic.name}/0") > 0
+    assert len(segments) == 6
