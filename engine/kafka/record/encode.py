@@ -1,7 +1,10 @@
 """Arrow record batches (RECORD_SCHEMA) → Kafka RecordBatch v2 bytes, for Fetch responses.
 
 One Kafka batch per Arrow batch: offsets become deltas from the first record's, the first
-timestamp is the batch's base timestamp. The C kernel writes the record section straight
+timestamp is the batch's base timestamp. Deltas come from the records' own offsets, never from
+their positions: a compacted topic's batches have gaps (issue 14), as a Kafka broker's do after
+cleaning, and last_offset_delta is the last record's, so a client goes on right after it (the
+next fetch, starting inside a gap, gets the records after the gap). The C kernel writes the record section straight
 from Arrow's offset/data/validity buffers (slices included), so nothing is converted to
 Python objects.
 """
