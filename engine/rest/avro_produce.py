@@ -6,10 +6,11 @@ the produce path beneath (the schema-id check, an Avro topic's typed columns) tr
 any Kafka client's records and Kafka consumers read them with an AvroDeserializer.
 
 Which schema: `schema_id` (registered under the subject), `schema_version` of the subject, or
-neither: the subject's latest version. Which subject: `subject` as given, else by the strategy:
-TOPIC_NAME (default) `<topic>-value` / `<topic>-key`; RECORD_NAME `<record name>` and
-TOPIC_RECORD_NAME `<topic>-<record name>` take the record name from the schema, so they need a
-`schema_id`. Every failure is typed and refuses the whole request before anything is stored:
+neither: the subject's latest version. Which subject: `subject` as given; else, for values of
+a topic created with a subject (`CREATE TOPIC t WITH (format = 'avro', subject = s)`), that
+one; else by the strategy: TOPIC_NAME (default) `<topic>-value` / `<topic>-key`; RECORD_NAME
+`<record name>` and TOPIC_RECORD_NAME `<topic>-<record name>` take the record name from the
+schema, so they need a `schema_id`. Every failure is typed and refuses the whole request before anything is stored:
 unknown subject / version / id (404 subject_not_found, version_not_found, schema_not_found),
 a schema that is not Avro or selectors that contradict each other (400 invalid_input), data
 that does not fit the schema (400 avro_data, naming the record index and the field).
@@ -42,8 +43,11 @@ class Encoded:
     used: SchemaUsed
 
 
-async def choose(registry: RegistryService, topic: str, selector: SchemaSelector, role: str) -> Found:
-    """The subject version a request's selector names (`role`: "key" or "value")."""
+async def choose(
+    registry: RegistryService, topic: str, selector: SchemaSelector, role: str, default_subject: str | None = None
+) -> Found:
+    """The subject version a request's selector names (`role`: "key" or "value");
+    `default_subject` stands for `<topic>-<role>` when the selector names no subject or strategy."""
     if selector.subject is not None:
         check_subject(selector.subject)  # 400 for a name no store should be asked about (NUL, control characters)
     if selector.schema_id is not None and selector.schema_version is not None:
@@ -53,7 +57,8 @@ async def choose(registry: RegistryService, topic: str, selector: SchemaSelector
         raise InvalidInputError(f"{role}_schema: give subject or subject_name_strategy, not both")
     if selector.schema_id is not None:
         stored = await registry.schema(selector.schema_id)  # 404 schema_not_found for an unknown id
-        subject = selector.subject or _by_strategy(topic, strategy, role, stored.schema)
+        implicit = default_subject if selector.subject_name_strategy is None else None
+        subject = selector.subject or implicit or _by_strategy(topic, strategy, role, stored.schema)
         versions = [v.version for v in await registry.schema_versions(selector.schema_id) if v.subject == subject]
         if not versions:
             raise SchemaNotFoundError(
@@ -64,7 +69,8 @@ async def choose(registry: RegistryService, topic: str, selector: SchemaSelector
         raise InvalidInputError(
             f"{role}_schema: subject_name_strategy {strategy} takes the record name from the schema: give schema_id"
         )
-    subject = selector.subject or f"{topic}-{role}"
+    implicit = default_subject if selector.subject_name_strategy is None else None
+    subject = selector.subject or implicit or f"{topic}-{role}"
     version: str | int = "latest" if selector.schema_version is None else selector.schema_version
     return await registry.version(subject, version)  # 404 subject_not_found / version_not_found
 
@@ -79,10 +85,15 @@ def _by_strategy(topic: str, strategy: str, role: str, schema: SchemaText) -> st
 
 
 async def avro_column(
-    registry: RegistryService, topic: str, items: Sequence[Any], selector: SchemaSelector | None, role: str
+    registry: RegistryService,
+    topic: str,
+    items: Sequence[Any],
+    selector: SchemaSelector | None,
+    role: str,
+    default_subject: str | None = None,
 ) -> Encoded:
     """`items` (JSON data, None: a null record) as framed Avro binaries, one per item."""
-    found = await choose(registry, topic, selector or SchemaSelector.model_validate({}), role)
+    found = await choose(registry, topic, selector or SchemaSelector.model_validate({}), role, default_subject)
     if found.schema.schema_type != "AVRO":
         raise InvalidInputError(
             f"{role}_schema: subject {found.subject!r} version {found.version} is a {found.schema.schema_type} "

@@ -26,6 +26,7 @@ from streamhouse.rest.models import (
 )
 from streamhouse.rest.records import produce_batch
 from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.values.schema import parse_value_schema
 
 
 def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> APIRouter:
@@ -41,7 +42,9 @@ def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> 
             return items, None
         if registry is None:
             raise InvalidInputError(f"{role}_type AVRO needs the agent's schema registry, which is not served here")
-        done = await avro_column(registry, topic, items, selector, role)
+        # A topic created with a subject (CREATE TOPIC … WITH (format, subject)) names its values' subject.
+        declared = parse_value_schema((await front.topic(topic)).value_schema) if role == "value" else None
+        done = await avro_column(registry, topic, items, selector, role, declared.subject if declared else None)
         return done.column, done.used
 
     @router.post(

@@ -173,3 +173,21 @@ def test_avro_errors_are_typed_and_store_nothing(agents: RegistryAgents) -> None
     by_record = produce(_rows(2), value_schema={"subject_name_strategy": "RECORD_NAME", "schema_id": schema_id})
     assert by_record.status == 200 and by_record.json()["value_schema"]["subject"] == "shop.Order", by_record.body
     assert _end(rest, topic) == 2
+
+
+def test_an_avro_topic_created_with_a_subject_takes_it_by_default(agents: RegistryAgents) -> None:
+    rest = Rest(f"http://127.0.0.1:{agents.a.http_port}")
+    registry = SchemaRegistryClient({"url": agents.url_a})
+    topic = f"custom_{uuid.uuid4().hex[:8]}"
+    subject = f"orders-{topic}"  # not <topic>-value
+    schema_id = registry.register_schema(subject, Schema(json.dumps(V1), "AVRO"))
+    statement = f"CREATE TOPIC {topic} WITH (format = 'avro', subject = '{subject}')"
+    assert rest.post("/v1/sql", {"statement": statement}).status == 200
+    produced = rest.post(f"/v1/topics/{topic}/records", {"value_type": "AVRO", "values": _rows(3)})
+    assert produced.status == 200, produced.body
+    assert produced.json()["value_schema"] == {"subject": subject, "schema_id": schema_id, "schema_version": 1}
+    # Naming the strategy asks for <topic>-value, which has no schema.
+    by_strategy = {"value_type": "AVRO", "value_schema": {"subject_name_strategy": "TOPIC_NAME"}, "values": _rows(1)}
+    assert_error(rest.post(f"/v1/topics/{topic}/records", by_strategy), 404, "subject_not_found")
+    rows = rest.post("/v1/sql", {"statement": f"SELECT id, item FROM {topic} ORDER BY id"}).json()["rows"]
+    assert rows == [{"id": i, "item": f"item-{i}"} for i in range(3)]
