@@ -26,9 +26,9 @@ one offset:
 4. Topics created after the snapshot are recovered from their segments alone, as RAW topics:
    partitions = the highest partition seen + 1, no declared columns, no settings (a note says
    so). Segments of a partition the snapshot does not have (ADD PARTITIONS after it) grow the
-   topic. A continuous query's output topic is never extended past the snapshot: the job's
-   checkpoint (source offsets and output, committed together) is the snapshot's, and the job
-   writes that output again from there.
+   topic. A continuous query's output (and dead-letter) topic is never extended past the
+   snapshot: the job's checkpoint (source offsets and output, committed together) is the
+   snapshot's, and the job writes that output again from there.
 5. Leases are not recovered: every snapshot lease is restored expired, and every epoch (also
    those seen in segment objects) continues EPOCH_GAP higher, above any leadership the WAL or the
    object store may still hold; counters (topic, job, producer and schema ids) continue
@@ -39,6 +39,7 @@ one offset:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -151,7 +152,7 @@ def plan_recover(
     }
 
     topics = {str(d["name"]): d for d in rows["topics"]}
-    outputs = {str(d["output_topic"]) for d in rows["jobs"]}
+    outputs = {str(d["output_topic"]) for d in rows["jobs"]} | _dead_letter_topics(rows["jobs"])
     sizes = {name: _int(d["partitions"]) for name, d in topics.items()}
     for topic, partition in candidates:
         sizes[topic] = max(sizes.get(topic, 0), partition + 1)
@@ -195,6 +196,19 @@ def plan_recover(
         partitions=bounds,
     )
     return RecoveryPlan(_tables(base, rows, chosen, added, sizes, report, epochs, now_ms), report)
+
+
+def _dead_letter_topics(jobs: list[dict[str, Value]]) -> set[str]:
+    """The jobs' dead-letter topics (option 'dead-letter'): their checkpoints write them too."""
+    out: set[str] = set()
+    for job in jobs:
+        try:
+            options = json.loads(str(job.get("options") or "{}"))
+        except ValueError:
+            continue
+        if isinstance(options, dict) and options.get("dead-letter"):
+            out.add(str(options["dead-letter"]))
+    return out
 
 
 def _int(value: Value) -> int:

@@ -142,21 +142,23 @@ async def test_topics_created_after_the_snapshot_come_back_raw_and_job_outputs_s
 ) -> None:
     await source.create_topic("t", 1, {"retention.ms": "5000"})
     await source.create_topic("view", 1)
-    await source.create_job("job", "SELECT 1", "view")
+    await source.create_job("job", "SELECT 1", "view", {"dead-letter": "late"})
+    await source.create_topic("late", 1)
     await commit_run(source, "t", 0, [0, 3])
     await source.commit_offsets("g", "t", {0: 2})
     dump = await source.export_tables()
     new = [seg("fresh", 2, 0, 4, epoch=7), seg("fresh", 2, 4, 6, epoch=7), seg("fresh", 0, 0, 1)]
     view = seg("view", 0, 0, 8)  # output the job will write again from its checkpoint
+    late = seg("late", 0, 0, 2)  # its dead-letter topic, likewise
     old = seg("gone", 0, 0, 9)  # a topic deleted long before the snapshot: its leftovers
-    items = [*found(*new, view), *found(old, modified_ms=dump.taken_ms - SKEW_MS - 1)]
-    plan = plan_recover(dump, items, [s.object_key for s in [*new, view, old]], now_ms=NOW)
+    items = [*found(*new, view, late), *found(old, modified_ms=dump.taken_ms - SKEW_MS - 1)]
+    plan = plan_recover(dump, items, [s.object_key for s in [*new, view, late, old]], now_ms=NOW)
     chains = await apply(target, plan)
     fresh = await target.get_topic("fresh")
     assert (fresh.partitions, fresh.config, fresh.value_schema) == (3, {}, None)
-    assert fresh.topic_id == 2 + COUNTER_GAP + 1  # past the gap above the snapshot's counter
+    assert fresh.topic_id == 3 + COUNTER_GAP + 1  # past the gap above the snapshot's counter
     assert [c[:2] for c in chains[("fresh", 2)]] == [(0, 4), (4, 6)] and chains[("fresh", 1)] == []
-    assert chains[("view", 0)] == [] and plan.report.held_back == ("view",)
+    assert chains[("view", 0)] == [] == chains[("late", 0)] and plan.report.held_back == ("late", "view")
     assert "gone" not in {t.name for t in await target.list_topics()}
     assert (await target.get_topic("t")).config == {"retention.ms": "5000"}
     assert await target.fetch_offsets("g") == {("t", 0): 2}
