@@ -158,12 +158,16 @@ def consume_router(front: FrontEnd) -> APIRouter:
 
 
 async def group_starts(front: FrontEnd, group: str, topic: str, reset: str) -> dict[int, int]:
-    """Where the group reads each partition next: its commit, else earliest/latest."""
+    """Where the group reads each partition next: its commit, else earliest/latest. A commit
+    below the log start (retention removed those records) is reset the same way, as a Kafka
+    consumer's auto.offset.reset does."""
     offsets = await front.fetch_offsets(group, topic)
     starts: dict[int, int] = {}
     for o in offsets:
         if o.committed_offset >= 0:
             starts[o.partition] = min(o.committed_offset, o.end_offset)
+            if starts[o.partition] < (log_start := await front.earliest_offset(topic, o.partition)):
+                starts[o.partition] = o.end_offset if reset == "latest" else log_start
         elif reset == "latest":
             starts[o.partition] = o.end_offset
         else:

@@ -61,6 +61,9 @@ class Partition(BaseModel):
     leader: str = Field(description='gRPC host:port of the lease holder, "" when none is live')
     leader_epoch: int
     segments: int
+    log_start_offset: int = Field(0, description="first offset still kept (retention moves it)")
+    size_bytes: int = Field(0, description="bytes of the committed segments")
+    last_compacted_ms: int | None = Field(None, description="when compaction last finished a pass; null: never")
 
 
 class TopicDetail(Topic):

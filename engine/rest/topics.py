@@ -48,6 +48,9 @@ def _detail(d: TopicDescription) -> TopicDetail:
             leader=p.leader,
             leader_epoch=p.leader_epoch,
             segments=p.segments,
+            log_start_offset=p.log_start,
+            size_bytes=p.size_bytes,
+            last_compacted_ms=p.last_compacted_ms,
         )
         for p in d.partitions
     ]

@@ -6,9 +6,13 @@ gets OFFSET_OUT_OF_RANGE and resets to the log start that ListOffsets answers.""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -115,7 +119,7 @@ def test_agent_process_kafka_and_remote_sdk_below_the_log_start(
     tmp_path: Path, pg_url: str, s3_url: tuple[str, str]
 ) -> None:
     """The server defaults (--retention-ms), a remote client over gRPC and librdkafka."""
-    flags = ("--retention-ms", "60000", "--retention-check-interval-ms", "200")
+    flags = ("--retention-ms", "60000", "--retention-check-interval-ms", "200", "--http-port", "0")
     with kafka_agent(tmp_path, pg_url, s3_url, *flags) as (process, port), streamhouse.connect(process.address) as sh:
         sh.create_topic("kt", 1)
         produce_old(sh, "kt", 0, 4)  # offsets 0-199, four segments
@@ -123,6 +127,17 @@ def test_agent_process_kafka_and_remote_sdk_below_the_log_start(
         with pytest.raises(OffsetOutOfRangeError) as refused:
             sh.transport.fetch("kt", 0, 10, max_records=10, max_wait_ms=0)
         assert (refused.value.topic, refused.value.partition, refused.value.log_start) == ("kt", 0, 150)
+
+        # REST: the log start in the topic's partitions, 416 below it, a group's old commit reset.
+        rest = f"http://127.0.0.1:{process.http_port}/v1"
+        [part] = get_json(f"{rest}/topics/kt")["partitions"]
+        assert (part["log_start_offset"], part["segments"], part["last_compacted_ms"]) == (150, 1, None)
+        with pytest.raises(urllib.error.HTTPError) as below:
+            get_json(f"{rest}/topics/kt/partitions/0/records?offset=10")
+        assert below.value.code == 416 and json.loads(below.value.read())["code"] == "offset_out_of_range"
+        sh.commit("rg", "kt", {0: 10})
+        read = get_json(f"{rest}/consumer-groups/rg/topics/kt/records?max_records=5")
+        assert [r["offset"] for r in read["records"]] == list(range(150, 155))
 
         bootstrap = f"127.0.0.1:{port}"
         reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "k1", "auto.offset.reset": "earliest"})
@@ -146,6 +161,11 @@ def test_agent_process_kafka_and_remote_sdk_below_the_log_start(
             assert "out of range" in str(error).lower()
         finally:
             strict.close()
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())
 
 
 def poll_values(consumer: Consumer, done: Callable[[list[tuple[int, bytes]]], bool]) -> list[tuple[int, bytes]]:
