@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from streamhouse.storage.errors import SegmentMergeError
 from streamhouse.storage.segment import footer as f
+from streamhouse.storage.segment.compact import KEY_CLEAN_HISTORY, CleanHistory
 from streamhouse.storage.segment.decode import Chunk, decode_segment
 from streamhouse.storage.segment.footer import SegmentFooter
 from streamhouse.storage.segment.format import DEFAULT_ROW_GROUP_BYTES, EncodedSegment, encode_segment
@@ -47,6 +48,7 @@ _KNOWN_KEYS = frozenset(
         f.KEY_MAX_TIMESTAMP,
         f.KEY_ROW_GROUPS,
         JSON_ERRORS_KEY,
+        KEY_CLEAN_HISTORY,
     )
 )
 _OURS = b"streamhouse."
@@ -85,7 +87,10 @@ def merge_segments(
         partition=first.partition,
         epoch=epoch,
         row_group_bytes=row_group_bytes,
-        extra_metadata=_json_errors([footer for footer, _ in inputs]),
+        extra_metadata={
+            **_json_errors([footer for footer, _ in inputs]),
+            **_clean_history([footer for footer, _ in inputs], first.base_offset, last.end_offset),
+        },
         covers=(first.base_offset, last.end_offset) if gapped else None,
     )
 
@@ -113,6 +118,14 @@ def _check(inputs: Sequence[tuple[SegmentFooter, Chunk]]) -> None:
             raise SegmentMergeError(f"{footer.source}: footer keys {unknown} would be lost by a merge")
         if len(data) != footer.size_bytes:
             raise SegmentMergeError(f"{footer.source}: {len(data)} bytes given, the segment has {footer.size_bytes}")
+
+
+def _clean_history(footers: Sequence[SegmentFooter], base: int, end: int) -> dict[str, str]:
+    """When compaction passes cleaned the inputs' offsets (segment/compact.py): kept by offset
+    range, so tombstones of a compacted input age on after the merge, and a dirty input's
+    offsets stay uncleaned."""
+    pairs = [pair for footer in footers for pair in CleanHistory.from_footer(footer.metadata.metadata)]
+    return CleanHistory.merged(pairs).for_range(base, end) if pairs else {}
 
 
 def _json_errors(footers: Sequence[SegmentFooter]) -> dict[str, str]:

@@ -110,3 +110,17 @@ def test_gapped_neighbours_merge_into_one_gapped_segment() -> None:
     footer = parsed(merged)
     assert (footer.base_offset, footer.end_offset, footer.record_count) == (0, 8, 5)
     assert decode_segment(footer, merged.data).column("offset").to_pylist() == [1, 3, 5, 6, 7]
+
+
+def test_a_compacted_segment_merges_with_its_clean_history() -> None:
+    from streamhouse.storage.segment.compact import CleanHistory
+    from streamhouse.storage.segment.compacted import compact_segments
+
+    a = encode_segment(gapped([0, 1, 2]), topic="t", partition=0, epoch=1)
+    b = encode_segment(gapped([3, 4]), topic="t", partition=0, epoch=1)
+    compacted = compact_segments([(parsed(a), a.data)], [[0]], now_ms=77, delete_retention_ms=10).segments[0]
+    merged = merge_segments([(parsed(compacted), compacted.data), (parsed(b), b.data)], epoch=1)
+    footer = parsed(merged)
+    # Offsets below 3 were cleaned at 77; 3 and 4 never (a later pass ages them from its own time).
+    assert CleanHistory.from_footer(footer.metadata.metadata) == [(3, 77)]
+    assert decode_segment(footer, merged.data).column("offset").to_pylist() == [2, 3, 4]
