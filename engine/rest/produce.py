@@ -50,6 +50,7 @@ def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> 
     @router.post(
         "/{topic_name}/records",
         summary="Produce a batch of records (columns: values, keys, timestamps, headers)",
+        response_model_exclude_none=True,  # key_schema / value_schema only when AVRO was asked for
         description=(
             "leader: acknowledged once in the leader's WAL; durable: once in a committed segment "
             "on the object store; none: on receipt (offsets -1). A refused batch stores nothing. "
