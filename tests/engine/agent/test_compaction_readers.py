@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 import streamhouse
 from streamhouse import Client
@@ -109,6 +110,14 @@ def test_readers_see_exactly_what_compaction_kept(tmp_path: Path, pg_url: str, s
             assert _consume(consumer, len(rest)) == rest
         finally:
             consumer.close()
+        # Kafka producers are refused a keyless record too (INVALID_RECORD), as by a broker.
+        producer = KafkaProducer(bootstrap_servers=sh.kafka_bootstrap, api_version=(2, 5), retries=0)
+        try:
+            with pytest.raises(KafkaError, match=r"INVALID_RECORD|InvalidRecord"):
+                producer.send("kv", value=b'{"n": 1}', partition=0).get(timeout=20)
+        finally:
+            producer.close()
+        assert sh.sql("SELECT count(*) AS c FROM kv").column("c")[0].as_py() == len(expected)
 
 
 def _consume(consumer: KafkaConsumer, count: int) -> list[int]:
