@@ -253,3 +253,50 @@ async def _refused_and_failing(manager: PartitionManager) -> None:
     assert any(f"log compaction of {topic.name}/0" in line for line in compactor.faults())
     assert compactor.health.wait_s(f"{topic.name}/0") > 0
     assert len(segments) == 6
+
+
+def test_runs_never_span_leaderships(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> None:
+    """Segments of two leaderships (epochs) compact as two runs, each swapped with its own epoch
+    kept (WAL recovery judges leaderships by segment epochs), the changelog unchanged."""
+    url, endpoint = s3_url
+    config = AgentConfig(
+        data_dir=str(tmp_path / "agent"),
+        agent_id="a",
+        roll_age_ms=600_000,
+        metadata_url=pg_url,
+        object_store_url=url,
+        s3_endpoint=endpoint,
+    )
+
+    async def check() -> None:
+        manager = await PartitionManager.start(config)
+        topic = await topic_with(manager, {"min.cleanable.dirty.ratio": "0", "delete.retention.ms": "0"})
+        for n in range(3):
+            await produce(manager, topic, [(b"a", f"{n}".encode()), (b"b", None if n == 2 else b"x")], n)
+        await manager.close()
+        manager = await PartitionManager.start(config)  # a new leadership: epoch + 1
+        try:
+            for n in range(3, 6):
+                await produce(manager, topic, [(b"a", f"{n}".encode()), (b"c", b"y")], n)
+            before = rows_of(await manager.read(topic.name, 0, 0, 100))
+            epochs = [s.epoch for s in await manager.metadata.list_segments(topic.name, 0)]
+            assert len(set(epochs)) == 2
+            outcome = await compactor_of(manager, [1]).compact_partition(topic, 0)
+            assert outcome is not None and outcome.swapped == 2
+            after_segments = await manager.metadata.list_segments(topic.name, 0)
+            assert [s.epoch for s in after_segments] == [*sorted(set(epochs)), epochs[-1]]
+            after = rows_of(await manager.read(topic.name, 0, 0, 100))
+            assert latest_map(after) == latest_map(before)
+            # Every superseded a and c is gone. The first leadership's run keeps nothing else, so
+            # it keeps its last record, b's tombstone (a segment holds at least one record).
+            assert [(r[0], r[1], r[2]) for r in after] == [
+                (5, b"b", None),
+                (8, b"a", b"4"),
+                (9, b"c", b"y"),
+                (10, b"a", b"5"),
+                (11, b"c", b"y"),
+            ]
+        finally:
+            await manager.close()
+
+    asyncio.run(check())
