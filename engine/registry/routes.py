@@ -20,6 +20,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.responses import Response
 
 from streamhouse.registry.errors import MEDIA_TYPE, RegistryErrorBody, RegistryResponse, RegistryRoute, error_response
+from streamhouse.registry.proto_descriptor import serialized
 from streamhouse.registry.service import Found, RegistryService, check_subject
 from streamhouse.storage.schemas.errors import InvalidSchemaError
 from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
@@ -102,8 +103,10 @@ async def _schema_in(service: RegistryService, request: Request) -> SchemaText:
     return await service.normalise(schema_type, text, _references(body))
 
 
-def _schema_fields(schema: SchemaText) -> dict[str, Any]:
-    out: dict[str, Any] = {"schema": schema.text}
+def _schema_fields(schema: SchemaText, fmt: str | None = None) -> dict[str, Any]:
+    # `?format=serialized`: Protobuf as a base64 FileDescriptorProto, as Confluent serves it.
+    text = serialized(schema.text) if fmt == "serialized" and schema.schema_type == "PROTOBUF" else schema.text
+    out: dict[str, Any] = {"schema": text}
     if schema.schema_type != "AVRO":  # Confluent leaves it out for Avro, and clients default to it
         out["schemaType"] = schema.schema_type
     if schema.references:
@@ -111,8 +114,9 @@ def _schema_fields(schema: SchemaText) -> dict[str, Any]:
     return out
 
 
-def _found(found: Found) -> dict[str, Any]:
-    return {"subject": found.subject, "version": found.version, "id": found.schema_id, **_schema_fields(found.schema)}
+def _found(found: Found, fmt: str | None = None) -> dict[str, Any]:
+    fields = _schema_fields(found.schema, fmt)
+    return {"subject": found.subject, "version": found.version, "id": found.schema_id, **fields}
 
 
 def registry_router(service: RegistryService) -> APIRouter:
@@ -134,8 +138,8 @@ def registry_router(service: RegistryService) -> APIRouter:
         return list(SCHEMA_TYPES)
 
     @router.get("/schemas/ids/{schema_id}", summary="A schema by its global id")
-    async def schema_by_id(schema_id: SchemaId) -> dict[str, Any]:
-        return _schema_fields((await service.schema(schema_id)).schema)
+    async def schema_by_id(schema_id: SchemaId, request: Request) -> dict[str, Any]:
+        return _schema_fields((await service.schema(schema_id)).schema, request.query_params.get("format"))
 
     @router.get("/schemas/ids/{schema_id}/schema", summary="A schema's raw text by id")
     async def raw_schema_by_id(schema_id: SchemaId) -> Response:
@@ -170,7 +174,7 @@ def registry_router(service: RegistryService) -> APIRouter:
     async def lookup(subject: str, request: Request) -> dict[str, Any]:
         schema = await _schema_in(service, request)
         found = await service.lookup(check_subject(subject), schema, _flag(request, "deleted"))
-        return _found(Found(subject, found.version, found.schema_id, schema))
+        return _found(Found(subject, found.version, found.schema_id, schema), request.query_params.get("format"))
 
     @router.get("/subjects/{subject:subject}/versions", summary="A subject's versions")
     async def versions(subject: str, request: Request) -> list[int]:
@@ -178,7 +182,8 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.get("/subjects/{subject:subject}/versions/{version}", summary="A subject version (or 'latest')")
     async def version(subject: str, version: str, request: Request) -> dict[str, Any]:
-        return _found(await service.version(subject, version, _flag(request, "deleted")))
+        found = await service.version(subject, version, _flag(request, "deleted"))
+        return _found(found, request.query_params.get("format"))
 
     @router.get("/subjects/{subject:subject}/versions/{version}/schema", summary="A subject version's raw schema")
     async def version_schema(subject: str, version: str, request: Request) -> Response:

@@ -8,6 +8,7 @@ refused (INVALID_RECORD) and nothing is stored; a Kafka-created topic requiring 
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 import subprocess
@@ -22,11 +23,12 @@ from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
-from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 import streamhouse
+from streamhouse.registry.proto_descriptor import proto_text, serialized
 from tests.engine.registry.conftest import RegistryAgents
 
 PROTO_V1 = """syntax = "proto3";
@@ -139,7 +141,13 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
         # Evolution: ProtobufSerializer registers v2 (a field added; BACKWARD compatible), whose
         # rows grow the topic's columns.
         second = ProtobufSerializer(order_v2, registry, {"use.deprecated.format": False})
-        later = [second(order_v2(sku="n", qty=100 + i, country="nl"), ctx) for i in range(3)]
+        # use.latest.version reads the subject's latest version ?format=serialized (base64
+        # FileDescriptorProto), as does a deserializer given the registry.
+        latest = ProtobufSerializer(order_v2, registry, {"auto.register.schemas": False, "use.latest.version": True})
+        later = [second(order_v2(sku="n", qty=100 + i, country="nl"), ctx) for i in range(2)]
+        later.append(latest(order_v2(sku="n", qty=102, country="nl"), ctx))
+        deserialize = ProtobufDeserializer(order_v2, {"use.deprecated.format": False}, registry)
+        assert deserialize(later[-1], ctx).qty == 102
         assert _send(bootstrap, topic, [b for b in later if b is not None]) == [None] * 3
         rows = _wait_rows(sh, f"SELECT qty, country FROM {topic} ORDER BY _offset", 13)
         assert rows.column("country").to_pylist() == [None] * 10 + ["nl"] * 3
@@ -186,3 +194,19 @@ def test_json_schema_topic(agents: RegistryAgents) -> None:
         value = first(sent[0], SerializationContext(other, MessageField.VALUE))
         assert _send(bootstrap, other, [value or b""]) == [None]
         assert _wait_rows(sh, f"SELECT page, ms FROM {other}", 1).to_pylist() == [{"page": "/p0", "ms": 0}]
+
+
+def test_proto_text_and_serialized_descriptor_round_trip() -> None:
+    """`?format=serialized` and what ProtobufSerializer registers are the same .proto: the text
+    rendered as a FileDescriptorProto loads in a descriptor pool, and that descriptor turned back
+    into text (type names then fully qualified) describes the same descriptor."""
+    extra = "message Extra {\n  map<string, int64> counts = 1;\n  oneof pick { string a = 2; int32 b = 3; }\n}\n"
+    text = PROTO_V2 + extra
+    fd = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(serialized(text)))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    order = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+    assert order.DESCRIPTOR.fields_by_name["price"].has_presence
+    assert pool.FindMessageTypeByName("shop.Extra").fields_by_name["counts"].message_type.GetOptions().map_entry
+    again = proto_text(serialized(text))
+    assert again != text and serialized(again) == serialized(text)
