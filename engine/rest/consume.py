@@ -17,6 +17,7 @@ import json
 from typing import Annotated, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import APIRouter, Query, Response
 
 from streamhouse.api.contract import FrontEnd
@@ -117,6 +118,11 @@ def consume_router(front: FrontEnd) -> APIRouter:
             result = await front.fetch(
                 topic_name, partition_id, offset, max_records=max_records, max_bytes=max_bytes, max_wait_ms=timeout_ms
             )
+            if end_offset is not None and result.next_offset > end_offset:
+                # A compacted topic has gaps (issue 14): max_records records may reach past end_offset.
+                before_end = pc.less(result.records.column("offset"), pa.scalar(end_offset, pa.int64()))
+                rows = result.records.filter(before_end)
+                result = FetchResult(topic_name, partition_id, rows, end_offset, result.end_offset)
         texts = records_of([result], key_type, value_type)
         return _json(
             f'{{"topic_name":{_quote(topic_name)},"partition_id":{partition_id},"records":[{texts}],'
