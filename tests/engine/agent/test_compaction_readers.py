@@ -46,7 +46,12 @@ def test_readers_see_exactly_what_compaction_kept(tmp_path: Path, pg_url: str, s
             "CREATE TOPIC kv (n BIGINT) WITH ('cleanup.policy' = 'compact', 'delete.retention.ms' = '0', "
             "'min.cleanable.dirty.ratio' = '0')"
         )
-        writes: list[tuple[int, str, int | None]] = []
+        # One key written 25,000 times first: compaction leaves a gap wider than a job reads
+        # in one window (10,000 offsets) and than a fetch's record count spans.
+        bulk = sh.produce_batch(
+            "kv", [{"n": i} for i in range(25_000)], keys=["bulk"] * 25_000, partition=0, acks="durable"
+        )
+        writes: list[tuple[int, str, int | None]] = [(bulk[0].base_offset + i, "bulk", i) for i in range(25_000)]
         for round_ in range(5):  # acks=durable: one segment per round
             count = 4 if round_ == 4 else 6  # the newest segment holds k0..k3 only
             keys = [f"k{i}" for i in range(count)]
@@ -88,7 +93,11 @@ def test_readers_see_exactly_what_compaction_kept(tmp_path: Path, pg_url: str, s
         rows = sh.sql("SELECT _offset, n FROM kv ORDER BY _offset").to_pylist()
         assert [(r["_offset"], r["n"]) for r in rows] == expected
         latest = sh.sql("SELECT _key, n FROM latest.kv ORDER BY _key").to_pylist()
-        assert [(r["_key"], r["n"]) for r in latest] == [(f"k{i}".encode(), 40 + i) for i in range(4)] + [(b"k5", 35)]
+        assert [(r["_key"], r["n"]) for r in latest] == [
+            (b"bulk", 24_999),
+            *[(f"k{i}".encode(), 40 + i) for i in range(4)],
+            (b"k5", 35),
+        ]
 
         # A continuous query reads from the start across the gaps.
         sh.sql("CREATE MATERIALIZED VIEW kvcopy WITH ('start' = 'earliest') AS SELECT _offset AS o, n FROM kv")
