@@ -136,9 +136,10 @@ def headers(column: pa.Array[Any], source: str = "value column") -> Headers:
             source=source,
         )
     head = np.where(valid, starts, 0)
-    if len(data) == 0:
+    if len(data) < HEADER_BYTES:
         data = np.zeros(HEADER_BYTES, np.uint8)  # every value is null: gather from something
-    magic = data[head]
+    block = data[np.minimum(head[:, None] + np.arange(HEADER_BYTES), len(data) - 1)]  # one gather, n x 5
+    magic = block[:, 0]
     bad = valid & (magic != MAGIC)
     if bad.any():
         i = int(np.argmax(bad))
@@ -147,10 +148,10 @@ def headers(column: pa.Array[Any], source: str = "value column") -> Headers:
             index=i,
             source=source,
         )
-    ids = np.zeros(len(column), dtype=np.uint32)
-    for k in range(1, HEADER_BYTES):  # four shifted gathers, whole column each
-        ids = (ids << 8) | data[head + k].astype(np.uint32)
-    return Headers(np.where(valid, ids, 0).astype(np.uint32), valid, starts, ends, data)
+    ids = np.ascontiguousarray(block[:, 1:]).view(">u4").reshape(-1).astype(np.uint32)  # big-endian id
+    if not valid.all():
+        ids[~valid] = 0
+    return Headers(ids, valid, starts, ends, data)
 
 
 def split(column: pa.Array[Any], source: str = "value column") -> Framed:
