@@ -39,6 +39,7 @@ class JobStatus:
     late_rows: int
     checkpoints: int
     last_checkpoint_s: float | None
+    retention_skipped: int = 0
 
 
 def statuses_from_show(table: pa.Table) -> list[JobStatus]:
@@ -61,6 +62,7 @@ def statuses_from_show(table: pa.Table) -> list[JobStatus]:
                 late_rows=int(row["late_rows"] or 0),
                 checkpoints=int(row["checkpoints"] or 0),
                 last_checkpoint_s=_seconds(row["last_checkpoint"]),
+                retention_skipped=int(row.get("retention_skipped") or 0),
             )
         )
     return out
@@ -130,6 +132,11 @@ class JobCollector(Collector):
         checkpoints = CounterMetricFamily(
             "streamhouse_job_checkpoints", "Checkpoints the job has committed.", labels=labels
         )
+        skipped = CounterMetricFamily(
+            "streamhouse_job_retention_skipped_offsets",
+            "Source offsets retention removed before the job read them (it went on from the log start).",
+            labels=labels,
+        )
         for j in self._jobs:
             lag.add_metric([j.job], j.source_lag)
             if j.watermark_s is not None:
@@ -140,4 +147,5 @@ class JobCollector(Collector):
             rows_out.add_metric([j.job], j.rows_out)
             late.add_metric([j.job], j.late_rows)
             checkpoints.add_metric([j.job], j.checkpoints)
-        yield from (lag, watermark, age, rows_in, rows_out, late, checkpoints)
+            skipped.add_metric([j.job], j.retention_skipped)
+        yield from (lag, watermark, age, rows_in, rows_out, late, checkpoints, skipped)

@@ -139,6 +139,7 @@ class JobDescription:
     last_checkpoint: str | None
     sql: str
     options: Mapping[str, str] = field(default_factory=dict)
+    retention_skipped: int = 0  # source offsets retention removed before the job read them
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> JobDescription:
@@ -158,6 +159,7 @@ class JobDescription:
             last_checkpoint=row["last_checkpoint"],
             sql=row["sql"],
             options=json.loads(row["options"] or "{}"),
+            retention_skipped=int(row.get("retention_skipped") or 0),
         )
 
     @property
@@ -173,6 +175,7 @@ class JobDescription:
             ("watermark", self.watermark or "(none yet)"),
             ("rows in / out", f"{self.rows_in:,} / {self.rows_out:,}"),
             ("late rows", f"{self.late_rows:,}"),
+            ("skipped by retention", f"{self.retention_skipped:,}"),
             ("checkpoints", f"{self.checkpoints:,} (last {self.last_checkpoint or 'never'})"),
             ("options", ", ".join(f"{k}={v}" for k, v in sorted(self.options.items())) or "(defaults)"),
         ]

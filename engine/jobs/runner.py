@@ -49,6 +49,9 @@ class JobRunner:
         self._late: list[pa.Table] = []
         self._dirty = False  # anything to checkpoint (rows read, windows fired)
         self._state_key: str | None = None  # the committed snapshot, deleted once superseded
+        # Source offsets passed over because retention removed them unread (jobs/source.py),
+        # since the job was created: carried in every checkpoint's stats, shown by SHOW JOBS.
+        self.retention_skipped = 0
 
     async def run(self) -> None:
         """Until cancelled (lease lost, job dropped, agent stopping) or fenced."""
@@ -66,6 +69,7 @@ class JobRunner:
         if checkpoint is not None:
             self.seq = checkpoint.seq
             self._state_key = checkpoint.state_key
+            self.retention_skipped = int(checkpoint.stats.get("retention_skipped", 0))
             if checkpoint.state_key:
                 self.operator.restore(bytes(await self.host.store.get(checkpoint.state_key)))
         for p in range(source.partitions):
@@ -100,7 +104,10 @@ class JobRunner:
         # (at least 10 k each: a topic with many partitions still catches up in big steps).
         per_partition = max(_MIN_READ_ROWS, self.options.batch_rows // max(source.partitions, 1))
         reads = await asyncio.gather(
-            *(read_partition(topics, source, p, self.offsets[p], per_partition) for p in range(source.partitions))
+            *(
+                read_partition(topics, source, p, self.offsets[p], per_partition, self._skipped)
+                for p in range(source.partitions)
+            )
         )
         batches = {p: rows for p, (rows, _) in enumerate(reads) if rows.num_rows}
         now = _now()
@@ -124,6 +131,10 @@ class JobRunner:
         if batches:
             self._dirty = True
         return bool(batches)
+
+    def _skipped(self, count: int) -> None:
+        self.retention_skipped += count
+        self._dirty = True  # the moved offsets are worth a checkpoint even without rows
 
     async def _commit(self, checkpoint: Checkpoint) -> None:
         """Commit a checkpoint; an unknown outcome is settled by reading it back (_settle)."""
@@ -172,6 +183,7 @@ class JobRunner:
                     "watermark": stats.watermark if stats.watermark is not None else -1,
                     "open_windows": stats.open_windows,
                     "state_rows": stats.state_rows,
+                    "retention_skipped": self.retention_skipped,
                 },
             ),
         )

@@ -7,7 +7,7 @@ and whether a partition that showed nothing may still hold records the job has n
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,25 +25,29 @@ _GAP_WINDOWS = 16
 
 log = logging.getLogger(__name__)
 
-# Offsets jobs skipped because retention removed them before they were read, per source topic
-# (this process): a job whose position fell below the log start goes on from the log start, as
-# a Kafka consumer with auto.offset.reset=earliest does, and says so in a warning.
-RETENTION_SKIPPED: Counter[str] = Counter()
-
 
 async def read_partition(
-    topics: AgentTopics, info: TopicInfo, partition: int, offset: int, max_rows: int
+    topics: AgentTopics,
+    info: TopicInfo,
+    partition: int,
+    offset: int,
+    max_rows: int,
+    skipped: Callable[[int], None] = lambda count: None,
 ) -> tuple[pa.Table, int]:
     """Up to `max_rows` records from `offset` on, and the offset to read next: after the last
     row read. Compacted segments have gaps (issue 14), so a window of `max_rows` offsets may
     hold fewer records, or none: a window found empty below the end offset lies in a gap (the
     whole window is committed, or in this leader's buffer, where nothing is hidden) and is
-    stepped over, at most _GAP_WINDOWS of them per read."""
+    stepped over, at most _GAP_WINDOWS of them per read.
+
+    An `offset` below the log start (retention removed those records before the job read them)
+    goes on from the log start, as a Kafka consumer with auto.offset.reset=earliest does: said
+    in a warning, and `skipped(count)` told how many offsets were passed over (SHOW JOBS)."""
     for _ in range(_GAP_WINDOWS):
         bounds = ScanBounds(start_offset=offset, end_offset=offset + max_rows)
         table, stats = await topics.scan(info, partition, bounds, segment_columns(info))
         if stats.log_start > offset:  # the scan started at the log start: retention was faster
-            RETENTION_SKIPPED[info.name] += stats.log_start - offset
+            skipped(stats.log_start - offset)
             log.warning(
                 "job source %s/%d: offsets %d to %d were removed by retention before the job read them; "
                 "going on from the log start %d",

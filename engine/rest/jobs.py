@@ -24,6 +24,7 @@ def _job(j: JobDescription) -> Job:
         rows_in=j.rows_in,
         rows_out=j.rows_out,
         late_rows=j.late_rows,
+        retention_skipped=j.retention_skipped,
         checkpoints=j.checkpoints,
         last_checkpoint=j.last_checkpoint,
         sql=j.sql,

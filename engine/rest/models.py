@@ -256,6 +256,7 @@ class Job(BaseModel):
     rows_in: int
     rows_out: int
     late_rows: int
+    retention_skipped: int = Field(0, description="source offsets retention removed before the job read them")
     checkpoints: int
     last_checkpoint: str | None
     sql: str
