@@ -11,7 +11,8 @@ Requests are pipelined: each is *applied* before the next frame is read (a Produ
 records have their offsets, Context.applied; any other request once it is answered), and a
 writer sends the answers in request order. So a client's in-flight acks=all produces share
 one segment commit instead of waiting for one each, while order stays Kafka's. At most
-`max_in_flight` answers wait per connection; past that the connection is not read.
+`max_in_flight` answers wait per connection; past that no further request is taken (the
+connection buffers at most its limit of whole frames, then stops reading the socket).
 
 Every handler works on the front-end contract (engine/api/contract.py, FrontEnd) alone. What
 is Kafka's own stays here, on a narrow named dependency (KafkaNode): the metadata store that
@@ -217,7 +218,7 @@ class KafkaServer:
     ) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await slots.acquire()  # max_in_flight answers pending: the connection is not read
+            await slots.acquire()  # max_in_flight answers pending: no further request is taken
             try:
                 frame = await conn.read_frame()  # sizes over max_request_bytes refused unread
             except KafkaProtocolError as exc:
