@@ -69,13 +69,17 @@ def decode_json_schema_values(values: pa.Array[Any], schema: ValueSchema, writer
     if unknown.any():
         i = int(np.argmax(unknown))
         raise JsonSchemaValueError(f"record {i}: schema id {int(h.ids[i])} is not registered", index=i)
-    data = h.data.copy()
-    heads = h.starts[h.valid]
+    # Only this batch's bytes are copied (a slice of a bigger column shares its whole buffer).
+    first = int(h.starts[0]) if len(values) else 0
+    last = int(h.ends[-1]) if len(values) else 0
+    data = h.data[first:last].copy() if last > first else np.zeros(1, np.uint8)
+    heads = h.starts[h.valid] - first
     data[(heads[:, None] + np.arange(HEADER_BYTES)).ravel()] = ord(" ")
-    validity, offsets, _data = values.buffers()
-    blanked = pa.Array.from_buffers(
-        values.type, len(values), [validity, offsets, numpy_buffer(data)], offset=values.offset
-    )
+    offsets = np.append(h.starts, h.ends[-1:]) - first
+    mask = None if h.valid.all() else pa.array(h.valid).buffers()[1]
+    large = offsets[-1] >= 2**31  # a batch over 2 GiB keeps 64-bit offsets
+    kind, width = (pa.large_binary(), np.int64) if large else (pa.binary(), np.int32)
+    blanked = pa.Array.from_buffers(kind, len(values), [mask, numpy_buffer(offsets.astype(width)), numpy_buffer(data)])
     try:
         table = check_values(blanked, schema)
     except InvalidValueError as exc:
