@@ -10,7 +10,13 @@ the lease epoch it was written under, and the plan sorts every acknowledged reco
 - orphan: acknowledged, in no committed segment, and its offsets now belong to another
   leadership (a newer entry of this WAL, or a segment another holder committed): appended
   again at the partition's end, byte for byte (original timestamps and headers), so an
-  acknowledged record is never silently discarded (at-least-once for those records).
+  acknowledged record is never silently discarded (at-least-once for those records);
+- expired: below the committed end where no segment is left. Segments are contiguous from the
+  log start, so such offsets are below it: retention removed them (engine/agent/retention.py).
+  Whether this leadership committed them or another did, records at those offsets are past the
+  topic's retention limit, and appending them again would duplicate records the topic has
+  already let go of; they are dropped like the segments (an agent down for longer than
+  retention.ms no longer brings its old records back at the end).
 
 Forwarded: when another live agent leads the partition, this agent produces the records to
 that leader instead and writes a marker entry (epoch FORWARDED_EPOCH, identical payload): a
@@ -60,6 +66,7 @@ class RecoveryPlan:
     orphans: tuple[Piece, ...]
     committed: int  # records already in segments of their own leadership
     carried: int  # records a later leadership of this WAL already carried over
+    expired: int = 0  # records below the log start: retention removed their offsets' segments
 
     @property
     def idle(self) -> bool:
@@ -87,6 +94,7 @@ def plan_recovery(entries: Iterable[WalEntry], committed_end: int, segments: Seq
     lost: list[Piece] = []
     candidates: list[Piece] = []
     committed = 0
+    expired = 0
     claims: list[tuple[int, int]] = []  # offsets written by a later leadership, sorted, disjoint
     by_epoch: dict[int, list[WalEntry]] = {}
     for e in survivors:
@@ -100,8 +108,9 @@ def plan_recovery(entries: Iterable[WalEntry], committed_end: int, segments: Seq
             for lo, hi in free:
                 if lo < committed_end:
                     top = min(hi, committed_end)
-                    done, missing = _covered(lo, top, segs, seg_bases, lineage[id(entry)])
+                    done, missing, gone = _covered(lo, top, segs, seg_bases, lineage[id(entry)])
                     committed += done
+                    expired += gone
                     lost.extend(Piece(entry, a, b) for a, b in missing)
                     lo = top
                 if lo < hi:
@@ -115,7 +124,7 @@ def plan_recovery(entries: Iterable[WalEntry], committed_end: int, segments: Seq
             at = piece.end
         else:
             lost.append(piece)  # after a gap: acknowledged, but not placeable at its offsets
-    return RecoveryPlan(tuple(tail), _joined(lost), committed, carried)
+    return RecoveryPlan(tuple(tail), _joined(lost), committed, carried, expired)
 
 
 def piece_payload(piece: Piece) -> bytes:
@@ -199,10 +208,12 @@ def _merge(claims: list[tuple[int, int]], new: list[tuple[int, int]]) -> list[tu
 
 def _covered(
     lo: int, hi: int, segs: list[SegmentInfo], bases: list[int], epochs: set[int]
-) -> tuple[int, list[tuple[int, int]]]:
+) -> tuple[int, list[tuple[int, int]], int]:
     """Of [lo, hi) (below the committed end): how many records segments of one of `epochs`
-    hold (this entry's own leadership), and the ranges some other leadership committed."""
+    hold (this entry's own leadership), the ranges some other leadership committed, and how
+    many offsets no segment holds any more (below the log start: see `expired` above)."""
     done = 0
+    gone = 0
     missing: list[tuple[int, int]] = []
     at = lo
     i = max(0, bisect.bisect_right(bases, lo) - 1)
@@ -210,7 +221,7 @@ def _covered(
         seg = segs[i] if i < len(segs) else None
         if seg is None or seg.base_offset > at:
             stop = hi if seg is None else min(hi, seg.base_offset)
-            missing.append((at, stop))  # no segment here (cannot happen below the end): keep them
+            gone += stop - at  # no segment here: below the log start (retention removed it)
             at = stop
             continue
         stop = min(hi, seg.end_offset)
@@ -221,4 +232,4 @@ def _covered(
                 missing.append((at, stop))
             at = stop
         i += 1
-    return done, missing
+    return done, missing, gone

@@ -248,6 +248,11 @@ def test_plan_recovery_orders_tail_and_orphans() -> None:
     # A gap after the committed end: what follows it is appended again, not dropped.
     gap = plan_recovery([entry(2, 3, 2, b"g")], 0, [])
     assert gap.orphan_records == 2 and not gap.tail
+    # Below the log start (retention removed [0, 5)): past retention, dropped, not appended again.
+    expired = plan_recovery([x1], 10, [seg(5, 10, 2)])
+    assert expired.idle and expired.expired == 5 and expired.committed == 0
+    straddling = plan_recovery([entry(1, 3, 5, b"s")], 10, [seg(5, 10, 1)])
+    assert straddling.idle and straddling.expired == 2 and straddling.committed == 3
 
 
 # -- subprocess agents ----------------------------------------------------------------------------
