@@ -19,7 +19,9 @@ typedef struct {
     const char *err;
 } cursor;
 
-static uint64_t read_uvarint(cursor *c, int max_bytes) {
+static inline uint64_t read_uvarint(cursor *c, int max_bytes) {
+    /* One byte is the common case (lengths and deltas of small records): no loop. */
+    if (c->p < c->end && !(*c->p & 0x80)) return *c->p++;
     uint64_t result = 0;
     int shift = 0;
     for (int i = 0; i < max_bytes; i++) {
@@ -36,19 +38,19 @@ static uint64_t read_uvarint(cursor *c, int max_bytes) {
     return 0;
 }
 
-static int64_t read_varint(cursor *c) { /* zigzag int32 */
+static inline int64_t read_varint(cursor *c) { /* zigzag int32 */
     uint64_t raw = read_uvarint(c, 5);
     if (raw > 0xFFFFFFFFull) { c->err = "varint exceeds 32 bits"; return 0; }
     return (int64_t)(int32_t)((uint32_t)(raw >> 1) ^ (uint32_t)(-(int64_t)(raw & 1)));
 }
 
-static int64_t read_varlong(cursor *c) { /* zigzag int64 */
+static inline int64_t read_varlong(cursor *c) { /* zigzag int64 */
     uint64_t raw = read_uvarint(c, 10);
     return (int64_t)((raw >> 1) ^ (uint64_t)(-(int64_t)(raw & 1)));
 }
 
 /* A length (-1 = null when allow_null) whose bytes must lie inside the cursor. */
-static int64_t read_span(cursor *c, int allow_null, const uint8_t *base, int32_t *start) {
+static inline int64_t read_span(cursor *c, int allow_null, const uint8_t *base, int32_t *start) {
     int64_t n = read_varint(c);
     if (c->err) return 0;
     if (start) *start = (int32_t)(c->p - base);
@@ -147,7 +149,7 @@ fail:
 
 /* Appends one key or value span to an Arrow binary column being built: offsets[i + 1],
  * its validity bit (bitmap zeroed by the caller) and its bytes. `cap` bounds `data`. */
-static int put_span(const uint8_t *src, int64_t len, Py_ssize_t i, int32_t *offsets, uint8_t *valid, uint8_t *data,
+static inline int put_span(const uint8_t *src, int64_t len, Py_ssize_t i, int32_t *offsets, uint8_t *valid, uint8_t *data,
                     Py_ssize_t cap, int64_t *nulls) {
     int32_t at = offsets[i];
     if (len < 0) {
