@@ -75,6 +75,17 @@ class AgentConfig:
     # Metadata snapshots for disaster recovery (engine/agent/snapshotter.py): at most one per
     # snapshot_interval_ms (0: never) after segment commits, under _metadata/snapshots/.
     snapshot_interval_ms: int = 30_000
+    # Who may ask (engine/auth/, issue 15): "none", or "api-key" (every gRPC call and HTTP route
+    # but /health/live needs a key; `streamhouse auth create-key`). See cli/serve.py for
+    # --insecure: without auth, only loopback addresses are served unless it is given.
+    auth: str = "none"
+    # TLS on every port (engine/api/tls.py): the certificate chain and key (PEM; both or
+    # neither), the CA client certificates must chain to (mutual TLS; "" = none), and the CA
+    # this agent trusts when it connects to other agents ("" = the client CA, else the system's).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    tls_ca: str = ""
 
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):

@@ -9,6 +9,10 @@ Every command that talks to topics or groups takes the same two options (added t
 
 A flag beats an environment variable; with neither flag, STREAMHOUSE_BOOTSTRAP beats
 STREAMHOUSE_DATA_DIR, so exporting the bootstrap once points every command at a cluster.
+
+Agents served with TLS (`serve --tls-cert/--tls-key`) are reached with `--tls-ca PEM` (the CA
+to trust; env STREAMHOUSE_TLS_CA) or `--tls` (the system's roots), plus `--tls-cert PEM
+--tls-key PEM` (env STREAMHOUSE_TLS_CLIENT_CERT / _KEY) where they require client certificates.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ from streamhouse.storage.model import TopicInfo
 
 ENV_BOOTSTRAP = "STREAMHOUSE_BOOTSTRAP"
 ENV_DATA_DIR = "STREAMHOUSE_DATA_DIR"
+ENV_TLS = {
+    "tls_ca": "STREAMHOUSE_TLS_CA",
+    "tls_cert": "STREAMHOUSE_TLS_CLIENT_CERT",
+    "tls_key": "STREAMHOUSE_TLS_CLIENT_KEY",
+}
 DEFAULT_DATA_DIR = "./streamhouse-data"
 
 
@@ -47,6 +56,11 @@ def engine_options() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"open the embedded engine on DIR (env {ENV_DATA_DIR}, default {DEFAULT_DATA_DIR})",
     )
+    tls = parent.add_argument_group("TLS (agents served with --tls-cert)")
+    tls.add_argument("--tls", action="store_true", help="connect over TLS, trusting the system's CAs")
+    tls.add_argument("--tls-ca", metavar="PEM", help=f"connect over TLS, trusting this CA (env {ENV_TLS['tls_ca']})")
+    tls.add_argument("--tls-cert", metavar="PEM", help=f"client certificate for mutual TLS (env {ENV_TLS['tls_cert']})")
+    tls.add_argument("--tls-key", metavar="PEM", help=f"key of --tls-cert (env {ENV_TLS['tls_key']})")
     return parent
 
 
@@ -70,7 +84,19 @@ def open_client(args: argparse.Namespace) -> Client:
     """A client on the engine the options name. Use it as a context manager: closing the
     embedded engine is what flushes its buffered records into segments."""
     kind, where = engine_target(args)
-    return connect(where) if kind == "remote" else open_embedded(where)
+    return connect(where, **tls_options(args)) if kind == "remote" else open_embedded(where)
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """connect() keywords from --tls/--tls-ca/--tls-cert/--tls-key, each flag beating its variable."""
+    options: dict[str, Any] = {}
+    for name, env in ENV_TLS.items():
+        value = getattr(args, name, None) or os.environ.get(env, "").strip()
+        if value:
+            options[name] = value
+    if getattr(args, "tls", False):
+        options["tls"] = True
+    return options
 
 
 # -- output -----------------------------------------------------------------------------------

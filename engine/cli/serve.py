@@ -38,6 +38,10 @@ _FLAGS = {
     "retention_bytes": "retention_bytes",
     "retention_check_interval_ms": "retention_check_interval_ms",
     "snapshot_interval_ms": "snapshot_interval_ms",
+    "tls_cert": "tls_cert",
+    "tls_key": "tls_key",
+    "tls_client_ca": "tls_client_ca",
+    "tls_ca": "tls_ca",
 }
 
 
@@ -99,6 +103,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--retention-check-interval-ms", type=int, help="how often retention runs (default 300000; 0 = never)"
+    )
+    tls = p.add_argument_group("TLS (on every port: gRPC, HTTP, Kafka)")
+    tls.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM); with --tls-key turns TLS on")
+    tls.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert (PEM, unencrypted)")
+    tls.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        help="mutual TLS: clients must present a certificate this CA signed (Kafka clients too)",
+    )
+    tls.add_argument(
+        "--tls-ca",
+        metavar="PEM",
+        help="CA this agent trusts when it connects to other agents (default: --tls-client-ca, else the system's)",
     )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument(

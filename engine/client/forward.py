@@ -9,17 +9,24 @@ import asyncio
 
 import pyarrow as pa
 
+from streamhouse.api.tls import ClientTls
+
 _TIMEOUT_S = 30.0
 
 
-async def forward_to_leader(address: str, topic: str, partition: int, batch: pa.RecordBatch) -> int:
+async def forward_to_leader(
+    address: str, topic: str, partition: int, batch: pa.RecordBatch, *, tls: ClientTls | None = None
+) -> int:
     """Produce `batch` (original keys, values, headers and timestamps) to the agent at
-    `address` with acks=durable; raises the leader's error if it does not commit them."""
+    `address` with acks=durable; raises the leader's error if it does not commit them.
+    `tls`: the cluster's agents serve TLS (the agent server binds its peer settings here)."""
     # gRPC is loaded on first use: an embedded engine that never forwards does not pay for it.
     from streamhouse.client.remote import RemoteTransport
 
     def send() -> int:
-        transport = RemoteTransport([address], retries=False, timeout_s=_TIMEOUT_S, retry_for_s=_TIMEOUT_S)
+        transport = RemoteTransport(
+            [address], retries=False, timeout_s=_TIMEOUT_S, retry_for_s=_TIMEOUT_S, tls=tls or False
+        )
         try:
             results = transport.produce(topic, partition, batch, "durable")
         finally:

@@ -14,7 +14,9 @@ from typing import TypeVar
 import grpc
 import pyarrow as pa
 
+from streamhouse.api.tls import ClientTls, grpc_channel
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.client.bearer import checked_api_key, with_api_key
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.rpc import convert
@@ -48,8 +50,8 @@ _DOWN_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class _Stubs:
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(address, options=_OPTIONS)
+    def __init__(self, address: str, tls: ClientTls | None, api_key: str | None = None) -> None:
+        self.channel = with_api_key(grpc_channel(address, tls, _OPTIONS), api_key)
         self.produce = pbg.ProduceStub(self.channel)
         self.fetch = pbg.FetchStub(self.channel)
         self.admin = pbg.AdminStub(self.channel)
@@ -67,6 +69,11 @@ class RemoteTransport:
         retries: bool = True,
         compress: bool = False,
         connect_timeout_s: float = 4.0,
+        tls: ClientTls | bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         """`addresses`: one "host:port" or several (comma-separated or a list); any agent of
         the cluster can answer anything. `timeout_s` bounds one call, `retry_for_s` the whole
@@ -75,7 +82,11 @@ class RemoteTransport:
         default: on a LAN or loopback LZ4 costs more CPU than the bytes it saves.
         connect_timeout_s: until some agent has answered once, addresses where nothing listens
         fail the call after this long (a typo in --bootstrap should not wait out the retry
-        budget); after that, an unreachable agent is a failover and gets `retry_for_s`."""
+        budget); after that, an unreachable agent is a failover and gets `retry_for_s`.
+        tls: connect over TLS (True: trusting the system's roots; or a ClientTls); tls_ca (a
+        PEM CA file to trust), tls_cert + tls_key (a client certificate, for mutual TLS) imply it.
+        api_key: `<key_id>.<secret>`, sent on every call (engine/client/bearer.py) to an agent
+        started with `--auth api-key`."""
         if isinstance(addresses, str):
             addresses = [a.strip() for a in addresses.split(",") if a.strip()]
         if not addresses:
@@ -86,6 +97,8 @@ class RemoteTransport:
         self.retries = retries
         self.compress = compress
         self.connect_timeout_s = connect_timeout_s
+        self.tls = _client_tls(tls, tls_ca, tls_cert, tls_key)
+        self._api_key = checked_api_key(api_key)  # a typo fails here, not at the first call
         self._reached = False  # some agent answered at least once
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
@@ -98,7 +111,7 @@ class RemoteTransport:
         with self._lock:
             stubs = self._stubs.get(address)
             if stubs is None:
-                stubs = self._stubs[address] = _Stubs(address)
+                stubs = self._stubs[address] = _Stubs(address, self.tls, self._api_key)
             return stubs
 
     def _any_address(self) -> str:
@@ -308,6 +321,16 @@ class RemoteTransport:
             for stubs in self._stubs.values():
                 stubs.channel.close()
             self._stubs.clear()
+
+
+def _client_tls(tls: ClientTls | bool, ca: str | None, cert: str | None, key: str | None) -> ClientTls | None:
+    if isinstance(tls, ClientTls):
+        if ca or cert or key:
+            raise InvalidInputError("give either tls=ClientTls(...) or tls_ca/tls_cert/tls_key, not both")
+        return tls
+    if tls or ca or cert or key:
+        return ClientTls.load(ca, cert, key)  # the files are read (and checked) once, here
+    return None
 
 
 def _sql_error(err: grpc.RpcError) -> StreamHouseError:

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Protocol
 
@@ -92,6 +93,7 @@ class KafkaServer:
         advertised: str | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.front: FrontEnd = service  # all that the handlers get
         self._node = service  # Kafka's own state (KafkaNode): registry and group leases only
@@ -105,6 +107,7 @@ class KafkaServer:
                 raise InvalidInputError(f"the Kafka advertised address must be host:port, not {advertised!r}")
             self.advertised = (host_part, int(port_part))
         self.max_request_bytes = max_request_bytes
+        self.tls = tls  # clients' security.protocol=SSL (engine/api/tls.py); the advertised address stays
         if max_in_flight < 1:
             raise InvalidInputError(f"the Kafka requests in flight per connection must be >= 1, not {max_in_flight}")
         self.max_in_flight = max_in_flight
@@ -118,7 +121,7 @@ class KafkaServer:
     async def start(self) -> int:
         """Listens; returns the bound port (port 0 picks a free one)."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._connection, self.host, self.port)
+        self._server = await loop.create_server(self._connection, self.host, self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         host, port = self.advertised or (self.host, self.port)
         config = self._node.config

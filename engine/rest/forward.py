@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.partitioner import partition_for_keys, split_by_partition
+from streamhouse.api.tls import ClientTls, grpc_channel
 from streamhouse.api.types import Acks, ProduceResult
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
@@ -51,8 +52,9 @@ _KEY = 2  # RECORD_SCHEMA's key column
 class Forwarder:
     """Produce through the local agent, or at the partition's leader when another agent leads it."""
 
-    def __init__(self, front: FrontEnd) -> None:
+    def __init__(self, front: FrontEnd, tls: ClientTls | None = None) -> None:
         self._front = front
+        self._tls = tls  # the cluster's agents serve TLS: how this one connects to them
         self._stubs: dict[str, pbg.ProduceStub] = {}
         self._lock = threading.Lock()
         # Round robin for keyless records of batches split here; the agent keeps its own for the rest.
@@ -113,5 +115,5 @@ class Forwarder:
         with self._lock:
             stub = self._stubs.get(address)
             if stub is None:
-                stub = self._stubs[address] = pbg.ProduceStub(grpc.insecure_channel(address, options=_OPTIONS))
+                stub = self._stubs[address] = pbg.ProduceStub(grpc_channel(address, self._tls, _OPTIONS))
             return stub

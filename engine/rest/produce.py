@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.api.tls import ClientTls
 from streamhouse.registry.service import RegistryService
 from streamhouse.rest.avro_produce import avro_column
 from streamhouse.rest.errors import RestRoute
@@ -29,9 +30,11 @@ from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.values.schema import parse_value_schema
 
 
-def produce_router(front: FrontEnd, registry: RegistryService | None = None) -> APIRouter:
+def produce_router(
+    front: FrontEnd, registry: RegistryService | None = None, peer_tls: ClientTls | None = None
+) -> APIRouter:
     router = APIRouter(prefix="/v1/topics", tags=["records"], route_class=RestRoute)
-    forwarder = Forwarder(front)
+    forwarder = Forwarder(front, peer_tls)
 
     async def encoded(
         topic: str, items: Any, kind: ProduceType, selector: SchemaSelector | None, role: str

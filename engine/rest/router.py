@@ -8,6 +8,7 @@ import asyncio
 from fastapi import APIRouter
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.api.tls import ClientTls
 from streamhouse.registry.service import RegistryService
 from streamhouse.rest.consume import consume_router
 from streamhouse.rest.events import events_router
@@ -19,14 +20,18 @@ from streamhouse.rest.topics import topics_router
 
 
 def rest_router(
-    front: FrontEnd, stopping: asyncio.Event | None = None, registry: RegistryService | None = None
+    front: FrontEnd,
+    stopping: asyncio.Event | None = None,
+    registry: RegistryService | None = None,
+    peer_tls: ClientTls | None = None,
 ) -> APIRouter:
     """`stopping`: set when the agent begins to stop; open event streams end on it. `registry`:
-    the schema registry AVRO produce serialises with (without it, AVRO is refused)."""
+    the schema registry AVRO produce serialises with (without it, AVRO is refused). `peer_tls`:
+    how produce forwarding reaches other agents when the cluster serves TLS."""
     router = APIRouter()
     for part in (
         topics_router(front),
-        produce_router(front, registry),
+        produce_router(front, registry, peer_tls),
         consume_router(front),
         events_router(front, stopping or asyncio.Event()),
         groups_router(front),
