@@ -20,6 +20,8 @@ from streamhouse.sql.errors import SqlError
 from streamhouse.sql.statements.ddl import CreateJob, DropJob
 from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.sql.streaming.changes import changes_schema
+from streamhouse.sql.streaming.join import late_schema
+from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.operator import WindowOperator
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
 from streamhouse.storage.model import JobInfo, job_resource
@@ -66,11 +68,18 @@ class JobManager:
         except KeyError as exc:
             raise SqlError(f"unknown topic {exc.args[0]!r}; SHOW TOPICS lists them") from None
         if emit == "changes":
+            if isinstance(plan, JoinPlan):
+                raise SqlError("'emit' = 'changes' is not supported for window joins yet; use 'final'")
             WindowOperator(plan, emit=emit)  # SqlError for what changes mode does not support
         dead_letter = options.dead_letter
         if dead_letter and dead_letter not in topics:
-            source = topics[plan.topic]
-            await self.host.topics.create_topic(dead_letter, 1, {}, source.value_schema)
+            # A join's late rows carry both topics' columns and `source_topic` naming theirs.
+            value_schema = (
+                output_schema(late_schema(plan)).to_json()
+                if isinstance(plan, JoinPlan)
+                else topics[plan.topic].value_schema
+            )
+            await self.host.topics.create_topic(dead_letter, 1, {}, value_schema)
         if statement.materialized:
             schema = output_schema(changes_schema(plan.output_schema) if emit == "changes" else plan.output_schema)
             await self.host.topics.create_topic(statement.name, 1, {"job": statement.name}, schema.to_json())

@@ -1,7 +1,8 @@
-"""One running job: read its source topic from the checkpointed offsets in micro-batches, feed
-the window operator, and checkpoint (docs/DESIGN.md §8): output and dead-letter segments uploaded, the
-operator's state snapshot uploaded, then ONE metadata transaction commits the segments, the
-source offsets and the state pointer under the job's lease. A restart resumes from there;
+"""One running job: read its source topics from the checkpointed offsets in micro-batches, feed
+the window operator (or, for a window join of two topics, the join operator), and checkpoint
+(docs/DESIGN.md §8): output and dead-letter segments uploaded, the operator's state snapshot
+uploaded, then ONE metadata transaction commits the segments, the source offsets (of every
+source) and the state pointer under the job's lease. A restart resumes from there;
 anything uploaded but not committed is never referenced."""
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from streamhouse.jobs.output import encode_output
 from streamhouse.jobs.source import may_have_unread, read_partition
 from streamhouse.sql.query.catalog import topic_schema
 from streamhouse.sql.statements.job_options import parse_job_options
+from streamhouse.sql.streaming.join import JoinOperator
+from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
 from streamhouse.sql.streaming.operator import StepResult, WindowOperator
-from streamhouse.sql.streaming.plan import JobPlan, plan_job, topic_watermark
+from streamhouse.sql.streaming.plan import JobPlan, topic_watermark
 from streamhouse.storage.clock import now_ms as _now
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
@@ -27,8 +30,8 @@ log = logging.getLogger(__name__)
 _MIN_READ_ROWS = 10_000  # rows a partition may give a round, at least
 
 
-def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> JobPlan:
-    return plan_job(
+def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> JobPlan | JoinPlan:
+    return plan_continuous(
         job.sql,
         lambda name: topic_schema(topics[name]),
         lambda name: topic_watermark(topics[name]),
@@ -41,9 +44,13 @@ class JobRunner:
         self.job = job
         self.epoch = epoch
         self.options = parse_job_options(job.options, job.name)
+        # A job reads slots: (source topic, partition) pairs, numbered. A one-topic job's slot
+        # is its partition; a join's slots run over both topics' partitions. Offsets, reads,
+        # idleness and watermarks are per slot.
+        self.slots: list[tuple[TopicInfo, int]] = []
         self.offsets: dict[int, int] = {}
         self.seq = 0
-        self.operator: WindowOperator | None = None
+        self.operator: WindowOperator | JoinOperator | None = None
         self.last_checkpoint_ms = 0
         self._output: list[pa.Table] = []
         self._late: list[pa.Table] = []
@@ -58,13 +65,20 @@ class JobRunner:
         metadata = self.host.metadata
         topics = {t.name: t for t in await metadata.list_topics()}
         plan = job_plan(self.job, topics)
-        source = topics[plan.topic]
-        self.operator = WindowOperator(
-            plan,
-            self.options.idle_timeout_ms,
-            partitions=tuple(range(source.partitions)),
-            emit=self.options.emit,
-        )
+        if isinstance(plan, JoinPlan):
+            sources = [topics[topic] for topic in plan.topics]
+            self.slots = [(info, p) for info in sources for p in range(info.partitions)]
+            sides = tuple((i, p) for i, info in enumerate(sources) for p in range(info.partitions))
+            self.operator = JoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
+        else:
+            source = topics[plan.topic]
+            self.slots = [(source, p) for p in range(source.partitions)]
+            self.operator = WindowOperator(
+                plan,
+                self.options.idle_timeout_ms,
+                partitions=tuple(range(source.partitions)),
+                emit=self.options.emit,
+            )
         checkpoint = await metadata.latest_checkpoint(self.job.name)
         if checkpoint is not None:
             self.seq = checkpoint.seq
@@ -72,29 +86,29 @@ class JobRunner:
             self.retention_skipped = int(checkpoint.stats.get("retention_skipped", 0))
             if checkpoint.state_key:
                 self.operator.restore(bytes(await self.host.store.get(checkpoint.state_key)))
-        for p in range(source.partitions):
-            committed = checkpoint.source_offsets.get((source.name, p)) if checkpoint else None
+        for slot, (info, p) in enumerate(self.slots):
+            committed = checkpoint.source_offsets.get((info.name, p)) if checkpoint else None
             if committed is not None:
-                self.offsets[p] = committed
+                self.offsets[slot] = committed
             elif self.options.start == "latest":
-                self.offsets[p] = await self.host.topics.end_offset(source.name, p)
+                self.offsets[slot] = await self.host.topics.end_offset(info.name, p)
             else:
-                self.offsets[p] = 0
+                self.offsets[slot] = 0
         self.last_checkpoint_ms = _now()
         while True:
-            progressed = await self._step(source)
+            progressed = await self._step()
             # Results become visible at a checkpoint: with windows fired and waiting, one comes
             # sooner (a fifth of the interval), so closing a window is not a full interval late.
             elapsed = _now() - self.last_checkpoint_ms
             interval = self.options.checkpoint_interval_ms
             due = elapsed >= interval or (bool(self._output or self._late) and elapsed >= interval // 5)
             if due and self._dirty:
-                await self._checkpoint(source, topics)
+                await self._checkpoint(topics)
             if not progressed:
                 await asyncio.sleep(0.05)
 
-    async def _step(self, source: TopicInfo) -> bool:
-        """One round: the next rows of every partition are read first and handed to the
+    async def _step(self) -> bool:
+        """One round: the next rows of every partition (of every source) are read first and handed to the
         operator together, which judges them against the watermark from before the round and
         moves it (and fires) once. Reading and firing partition by partition let the first
         partition read push the watermark past rows the others already held (issue 10)."""
@@ -102,14 +116,14 @@ class JobRunner:
         topics = self.host.topics
         # A round holds every partition's rows at once, so `batch_rows` is shared among them
         # (at least 10 k each: a topic with many partitions still catches up in big steps).
-        per_partition = max(_MIN_READ_ROWS, self.options.batch_rows // max(source.partitions, 1))
+        per_partition = max(_MIN_READ_ROWS, self.options.batch_rows // max(len(self.slots), 1))
         reads = await asyncio.gather(
             *(
-                read_partition(topics, source, p, self.offsets[p], per_partition, self._skipped)
-                for p in range(source.partitions)
+                read_partition(topics, info, p, self.offsets[slot], per_partition, self._skipped)
+                for slot, (info, p) in enumerate(self.slots)
             )
         )
-        batches = {p: rows for p, (rows, _) in enumerate(reads) if rows.num_rows}
+        batches = {slot: rows for slot, (rows, _) in enumerate(reads) if rows.num_rows}
         now = _now()
         # A partition that showed nothing may only look empty (records landing after its read,
         # or held by another agent's leader): asked after every read, one that may have
@@ -119,15 +133,16 @@ class JobRunner:
         pending = []
         idle = [p for p in self.operator.idle_partitions(now) if p not in batches and p in self.offsets]
         if idle and (batches or self.operator.watermark_would_advance(now)):
-            for p in idle:
-                quiet = self.operator.quiet_ms(p, now)
-                if await may_have_unread(self.host, source, p, self.offsets[p], quiet, self.options.idle_timeout_ms):
-                    pending.append(p)
+            for slot in idle:
+                info, p = self.slots[slot]
+                quiet = self.operator.quiet_ms(slot, now)
+                if await may_have_unread(self.host, info, p, self.offsets[slot], quiet, self.options.idle_timeout_ms):
+                    pending.append(slot)
         self._collect(self.operator.process_round(batches, now, pending))
-        for p, (_, next_offset) in enumerate(reads):
+        for slot, (_, next_offset) in enumerate(reads):
             # Also without rows: a read may step over a compacted gap or past what retention
             # removed (jobs/source.py), and must not do it again every round.
-            self.offsets[p] = next_offset
+            self.offsets[slot] = next_offset
         if batches:
             self._dirty = True
         return bool(batches)
@@ -152,7 +167,7 @@ class JobRunner:
         if result.late.num_rows:
             self._late.append(result.late)
 
-    async def _checkpoint(self, source: TopicInfo, topics: dict[str, TopicInfo]) -> None:
+    async def _checkpoint(self, topics: dict[str, TopicInfo]) -> None:
         assert self.operator is not None
         metadata, store = self.host.metadata, self.host.store
         seq = self.seq + 1
@@ -174,7 +189,7 @@ class JobRunner:
                 job=self.job.name,
                 seq=seq,
                 state_key=state_key,
-                source_offsets={(source.name, p): o for p, o in self.offsets.items()},
+                source_offsets={(self.slots[slot][0].name, self.slots[slot][1]): o for slot, o in self.offsets.items()},
                 output_segments=tuple(segments),
                 stats={
                     "rows_in": stats.rows_in,

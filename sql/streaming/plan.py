@@ -3,7 +3,8 @@ over a stream of micro-batches.
 
     plan_job(select_sql, schema_of, watermark_of) -> JobPlan
 
-A job reads exactly one source topic. Two shapes are accepted:
+This module plans a job over one source topic (a join of two is sql.streaming.join_plan). Two
+shapes are accepted:
 
 - windowed: every window TVF call (TUMBLE / HOP / CUMULATE / SESSION, any spelling
   window_calls accepts) reads the topic itself and all calls are the same window, over the
@@ -56,7 +57,11 @@ _STATELESS_REFUSED = {
     "WindowAggr": "OVER (...) over an unbounded stream needs a window TVF",
     "Sort": "ORDER BY over an unbounded stream has no meaning; order the job's output when reading it",
     "Limit": "LIMIT over an unbounded stream has no meaning",
-    "Join": "a join of unbounded streams is not supported",
+    "Join": (
+        "a join of streams needs a bound on its state, and this one has neither a window (TUMBLE / HOP / "
+        "CUMULATE over each side, joined ON l.window_start = r.window_start AND l.window_end = r.window_end) "
+        "nor an interval condition (a.ts BETWEEN b.ts - INTERVAL … AND b.ts + INTERVAL …)"
+    ),
     "Subquery": "subqueries are not supported in a query without windows",
 }
 # Aggregates the dialect leaves as anonymous calls (it keeps only COUNT/SUM/MIN/MAX/AVG typed).
@@ -241,7 +246,7 @@ class _Planner:
             second = list(names.values())[1]
             raise self.fail(
                 f"a continuous query reads exactly one source topic; this one reads {listed} "
-                "(joins of different topics are not supported)",
+                "(two topics are joined by a window join: sql.streaming.join_plan.plan_continuous plans it)",
                 second,
             )
         return next(iter(names)), raw
