@@ -185,6 +185,31 @@ class AddressInUseError(InvalidInputError):
     """A port an agent was told to listen on is taken; nothing was started."""
 
 
+class AuthenticationError(StreamHouseError):
+    """A request's credential was missing, malformed, unknown, wrong, revoked or expired
+    (issue 15; engine/auth/). The message never names which, nor echoes the credential: a
+    caller probing keys learns nothing. `reason` (one of engine/auth REASONS) is for the
+    agent's own metric and log only. Nothing was done."""
+
+    reason = "missing"  # also on an instance the remote SDK rebuilt without __init__
+
+    def __init__(self, message: str = "authentication required: a valid API key", reason: str = "missing") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OrganisationNotFoundError(NotFoundError):
+    """No organisation has this name (auth create-key, list)."""
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    """No API key has this id (auth revoke)."""
+
+
+class OrganisationExistsError(AlreadyExistsError):
+    """An organisation of this name already exists."""
+
+
 class AgentUnreachableError(StorageUnavailableError):
     """No agent at the given addresses answered (nothing listening, wrong host or port); the
     message names the addresses. Raised after a short connect budget, not the retry budget."""

@@ -40,6 +40,7 @@ specific class to StreamHouseError itself.
 | LeaseHeldError            | FAILED_PRECONDITION | -1                           | 409  | produce                 |
 | OffsetConflictError       | ABORTED             | -1                           | 409  | produce                 |
 | StorageUnavailableError   | UNAVAILABLE         | -1                           | 503  | any (a store is down)   |
+| AuthenticationError       | UNAUTHENTICATED     | 58 SASL_AUTHENTICATION_FAILED| 401  | every face (engine/auth)|
 | any other StreamHouseError| INTERNAL            | -1 UNKNOWN_SERVER_ERROR      | 500  |                         |
 
 Kafka decides a few codes by API, not by class, and keeps them in its own folder: Fetch
@@ -275,6 +276,7 @@ ERRORS: tuple[ErrorMapping, ...] = (
     ErrorMapping(e.LeaseHeldError, "FAILED_PRECONDITION", _UNKNOWN, _UNKNOWN, 409),
     ErrorMapping(e.OffsetConflictError, "ABORTED", _UNKNOWN, _UNKNOWN, 409),
     ErrorMapping(e.StorageUnavailableError, "UNAVAILABLE", _UNKNOWN, _UNKNOWN, 503),
+    ErrorMapping(e.AuthenticationError, "UNAUTHENTICATED", 58, 58, 401),
     ErrorMapping(e.StreamHouseError, "INTERNAL", _UNKNOWN, _UNKNOWN, 500),
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from streamhouse.storage.metadata.auth_sql import ApiKeyRow, NewApiKey, Organisation
 from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.metadata.snapshot import MetadataDump, Table
@@ -288,6 +289,35 @@ class MetadataStore(Protocol):
 
     async def registry_set_setting(self, kind: str, subject: str, value: str | None) -> str | None:
         """Set (None: remove) a setting; returns the previous value."""
+        ...
+
+    # -- identities and API keys (issue 15; storage/metadata/auth_sql.py, engine/auth/) ----------
+    async def auth_create_org(self, name: str) -> Organisation:
+        """OrganisationExistsError if taken; InvalidInputError for a bad name."""
+        ...
+
+    async def auth_list_orgs(self) -> list[Organisation]:
+        """Every organisation, by name."""
+        ...
+
+    async def auth_create_key(self, key: NewApiKey) -> ApiKeyRow:
+        """One transaction: the key's principal is created if new (with `key.admin`), then the
+        key (only its secret's hash). OrganisationNotFoundError; InvalidInputError if the
+        principal exists with the other admin flag; AlreadyExistsError if the key id is taken.
+        Any refusal changes nothing."""
+        ...
+
+    async def auth_get_key(self, key_id: str) -> ApiKeyRow | None:
+        """The key as stored (revoked and expired ones too), None if no key has this id."""
+        ...
+
+    async def auth_list_keys(self, org: str | None = None) -> list[ApiKeyRow]:
+        """Every key (of `org`), by org, principal, creation. OrganisationNotFoundError."""
+        ...
+
+    async def auth_revoke_key(self, key_id: str) -> ApiKeyRow:
+        """Mark the key revoked (database clock; revoking again keeps the first time); the row
+        stays. ApiKeyNotFoundError."""
         ...
 
     # -- snapshots and disaster recovery (issue 14; storage/metadata/snapshot.py) ------------------
