@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
+from streamhouse.api.tls import ClientTls, ServerTls, server_tls
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
 from streamhouse.registry.routes import registry_router
@@ -50,11 +52,16 @@ class AgentServer:
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
         self._dir_lock: int | None = None
+        self.tls: ServerTls | None = None  # TLS on every port (gRPC, HTTP, Kafka) when set
 
     @classmethod
     async def start(cls, config: AgentConfig, *, other_ports: Sequence[tuple[int, str]] = ()) -> AgentServer:
         """`other_ports`: (port, what) pairs the caller binds afterwards (Kafka), checked up
         front so a taken one fails before anything starts."""
+        # TLS files first: a wrong path or a key of another certificate is one line naming the
+        # file, before anything is locked or bound.
+        tls = server_tls(config.tls_cert, config.tls_key, config.tls_client_ca, config.tls_ca)
+        peer = tls.peer_client(config.tls_ca or None) if tls is not None else None
         # The directory first: a second agent on the same data dir must say so, not fail on
         # a port the first one holds.
         dir_lock = lock_data_dir(config.resolved_wal_dir)
@@ -63,7 +70,7 @@ class AgentServer:
                 _check_port_free(config.host, config.http_port, "HTTP health/metrics")
             for port, what in other_ports:
                 _check_port_free(config.host, port, what)
-            server = await cls._start(config)
+            server = await cls._start(config, tls, peer)
         except BaseException:
             os.close(dir_lock)
             raise
@@ -71,12 +78,15 @@ class AgentServer:
         return server
 
     @classmethod
-    async def _start(cls, config: AgentConfig) -> AgentServer:
+    async def _start(cls, config: AgentConfig, tls: ServerTls | None, peer: ClientTls | None) -> AgentServer:
         grpc_server = aio.server(options=_GRPC_OPTIONS)
         address = f"{config.host}:{config.grpc_port}"
         _check_port_free(config.host, config.grpc_port, "gRPC")
         try:
-            port = grpc_server.add_insecure_port(address)
+            if tls is None:
+                port = grpc_server.add_insecure_port(address)
+            else:
+                port = grpc_server.add_secure_port(address, tls.grpc_credentials())
         except RuntimeError:  # grpc >= 1.60 raises where older versions returned 0
             port = 0
         if port == 0:
@@ -85,7 +95,9 @@ class AgentServer:
         config = dataclasses.replace(config, grpc_port=port)
         metrics = AgentMetrics()
         # The agent and its jobs (engine/node/); held WAL records reach other leaders over gRPC.
-        node = await AgentNode.start(config, metrics=metrics, forward=forward_to_leader)
+        # With TLS, that client connects as peer says (engine/api/tls.py, ServerTls.peer_client).
+        forward = functools.partial(forward_to_leader, tls=peer)
+        node = await AgentNode.start(config, metrics=metrics, forward=forward)
         service = node.service
         http: HttpServer | None = None
         try:
@@ -101,6 +113,8 @@ class AgentServer:
                     front=service,
                     routers=[registry],
                     registry=schemas,
+                    tls=tls.ssl_context() if tls is not None else None,
+                    peer_tls=peer,
                 )
                 try:
                     await http.start()
@@ -109,6 +123,7 @@ class AgentServer:
                         f"cannot listen on {config.host}:{config.http_port} (HTTP health/metrics): {exc.strerror}"
                     ) from None
             server = cls(service.config, node, grpc_server, http)
+            server.tls = tls
             names = add_services(grpc_server, service)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
             reflection.enable_server_reflection(
@@ -124,6 +139,9 @@ class AgentServer:
             await node.close(flush=False)
             raise
         log.info("agent %s serving gRPC on %s", service.config.holder, service.config.address)
+        if tls is not None:
+            mutual = " with client certificates required (mutual TLS)" if tls.mutual else ""
+            log.info("TLS on every port%s: certificate %s", mutual, tls.cert_path)
         return server
 
     @property
@@ -220,7 +238,8 @@ async def serve(
         from streamhouse.kafka.server import KafkaServer
 
         advertised = kafka_advertised or _kafka_advertised(config, kafka_port)
-        kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=advertised)
+        kafka_tls = server.tls.ssl_context() if server.tls is not None else None  # clients: security.protocol=SSL
+        kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=advertised, tls=kafka_tls)
         try:
             await kafka.start()
         except OSError as exc:

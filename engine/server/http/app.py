@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, FastAPI
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.api.tls import ClientTls
 from streamhouse.registry.service import RegistryService
 from streamhouse.rest import rest_router
 from streamhouse.server.http.errors import ErrorBody, install_error_handlers
@@ -41,6 +42,7 @@ def create_app(
     stopping: asyncio.Event | None = None,
     routers: Sequence[APIRouter] = (),
     registry: RegistryService | None = None,
+    peer_tls: ClientTls | None = None,
 ) -> FastAPI:
     """`front`: the agent's front-end contract, for REST (engine/rest/, under /v1); `stopping`
     is set when the agent begins to stop, ending REST's event streams."""
@@ -59,7 +61,7 @@ def create_app(
     app.include_router(health_router(ready, timeout_s=ready_timeout_s))
     app.include_router(metrics_router(metrics))
     if front is not None:
-        app.include_router(rest_router(front, stopping, registry))  # registry: REST's AVRO produce
+        app.include_router(rest_router(front, stopping, registry, peer_tls))  # registry: REST's AVRO produce
     for router in routers:  # the other front ends' (the schema registry's, engine/registry/routes.py)
         app.include_router(router)
     return app

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import Iterator, Sequence
 
 import uvicorn
 from fastapi import APIRouter
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.api.tls import ClientTls
 from streamhouse.registry.service import RegistryService
 from streamhouse.server.http.app import MAX_BODY_BYTES, create_app
 from streamhouse.server.http.health import ReadinessCheck
@@ -56,7 +58,11 @@ class HttpServer:
         front: FrontEnd | None = None,
         routers: Sequence[APIRouter] = (),
         registry: RegistryService | None = None,
+        tls: ssl.SSLContext | None = None,
+        peer_tls: ClientTls | None = None,
     ) -> None:
+        """`tls`: serve HTTPS with this server context (engine/api/tls.py); `peer_tls`: how
+        REST produce forwarding connects to other agents when the cluster serves TLS."""
         self.host = host
         self.port = port
         # Set first when the agent stops, so long-lived responses (REST's event streams) end cleanly.
@@ -70,6 +76,7 @@ class HttpServer:
             stopping=self.stopping,
             routers=routers,
             registry=registry,
+            peer_tls=peer_tls,
         )
         self._config = uvicorn.Config(
             self.app,
@@ -86,6 +93,11 @@ class HttpServer:
             timeout_keep_alive=max(1, round(read_timeout_s)),
             timeout_graceful_shutdown=_STOP_GRACE_S,
         )
+        if tls is not None:
+            # Our own context (TLS 1.2 floor, mutual TLS), set after load() builds the rest of
+            # the config; serve() then loads nothing again (uvicorn's file options would need paths).
+            self._config.load()
+            self._config.ssl = tls
         self._server: _InLoopServer | None = None
         self._task: asyncio.Task[None] | None = None
 
