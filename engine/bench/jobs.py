@@ -60,6 +60,43 @@ def _throughput(name: str, sql: str, source: pa.Table, batch: int) -> tuple[str,
     return name, source.num_rows / took, out
 
 
+def _join_throughput(data: Any, batch: int) -> tuple[str, float, float, float, int, int]:
+    """Nexmark q8 as a window join job runs it: persons and auctions in rounds of about `batch`
+    rows (both topics, cut at the same point of the stream), every window joined when the
+    watermark passes its end. Returns (name, rows/s wall, rows/s CPU, rows out, peak state
+    rows, peak state bytes)."""
+    from streamhouse.sql.streaming.join import JoinOperator
+    from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
+
+    tables = {"person": _source(data.person), "auction": _source(data.auction)}
+    plan = plan_continuous(QUERIES["q8"], lambda name: tables[name].schema, lambda _: ("date_time", 4_000))
+    assert isinstance(plan, JoinPlan)
+    operator = JoinOperator(plan, None, slots=((0, 0), (1, 0)))
+    sides = [tables[topic] for topic in plan.topics]
+    total = sum(t.num_rows for t in sides)
+    rounds = max(1, total // batch)
+    peak_rows = peak_bytes = out = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    for r in range(rounds):
+        cut = {}
+        for slot, table in enumerate(sides):
+            low, high = r * table.num_rows // rounds, (r + 1) * table.num_rows // rounds
+            cut[slot] = table.slice(low, high - low)
+        out += operator.process_round(cut, 0).output.num_rows
+        peak_rows = max(peak_rows, operator.state_rows)
+        peak_bytes = max(peak_bytes, operator.state_bytes)
+    out += operator.flush().output.num_rows
+    took, cpu_took = time.perf_counter() - started, time.process_time() - cpu
+    return (
+        "Nexmark q8 (window join persons x auctions, TUMBLE 10 s)",
+        total / took,
+        total / cpu_took,
+        out,
+        peak_rows,
+        peak_bytes,
+    )
+
+
 def _latency(windows: int) -> list[float]:
     """Produce one event per second of event time; each window's result is timed from the
     produce that closes it (watermark passes its end) to the row being readable."""
@@ -89,13 +126,15 @@ def _latency(windows: int) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from streamhouse.datagen.nexmark import generate
 
-    bids = generate(args.events * 50 // 46 + 50).bid.slice(0, args.events)
+    data = generate(args.events * 50 // 46 + 50)
+    bids = data.bid.slice(0, args.events)
     source = _source(bids)
     rows = [
         _throughput("TUMBLE 10 s count/sum per auction", TUMBLE, source, args.batch),
         _throughput("Nexmark q5 (HOP 2 s / 10 s)", QUERIES["q5"], source, args.batch),
         _throughput("Nexmark q7 (TUMBLE + max join)", QUERIES["q7"], source, args.batch),
     ]
+    join_name, join_rate, join_cpu_rate, join_out, join_rows, join_bytes = _join_throughput(data, args.batch)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     latency = _latency(args.latency_windows)
     table = Table(title=f"bench jobs: {args.events:,} bids, micro-batches of {args.batch:,}")
@@ -103,6 +142,12 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("result", justify="right")
     for name, rate, out in rows:
         table.add_row(name, f"{rate / 1e6:.2f} M events/s ({int(out):,} rows out)")
+    table.add_row(
+        join_name,
+        f"{join_rate / 1e6:.2f} M events/s wall, {join_cpu_rate / 1e6:.2f} M/s per CPU second "
+        f"(person + auction rows; {int(join_out):,} rows out)",
+    )
+    table.add_row("q8 peak join state (both sides)", f"{join_rows:,} rows, {join_bytes / 2**20:,.1f} MiB")
     table.add_row("peak memory (process RSS, input table included)", f"{peak_mib:,.0f} MiB")
     p50, p99 = np.percentile(np.asarray(latency) * 1000, [50, 99])
     table.add_row("window result visible after the closing event, p50 / p99", f"{p50:.0f} / {p99:.0f} ms")

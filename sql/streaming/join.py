@@ -124,6 +124,11 @@ class JoinOperator:
         """Rows held for open windows, both sides."""
         return sum(state.rows for state in self._states)
 
+    @property
+    def state_bytes(self) -> int:
+        """Arrow bytes of the rows held for open windows, both sides."""
+        return sum(chunk.table.nbytes for state in self._states for chunk in state.chunks)
+
     def side_state_rows(self) -> tuple[int, ...]:
         return tuple(state.rows for state in self._states)
 
