@@ -72,6 +72,8 @@ class JobControl(Protocol):
 
     async def show(self) -> pa.Table: ...
 
+    async def explain(self, statement: CreateJob) -> pa.Table: ...
+
 
 class SqlEngine:
     def __init__(
@@ -115,6 +117,9 @@ class SqlEngine:
                 return await self._describe_partitions(await self._topic(statement.name))
             return _describe(await self._topic(statement.name))
         if isinstance(statement, Explain):
+            job = parse_statement(statement.query)
+            if isinstance(job, CreateJob) and self.jobs is not None:  # EXPLAIN of a job: its kind and state
+                return await self.jobs.explain(job)
             return await self._governed(statement.query, limits, explain=True)
         if isinstance(statement, CreateJob | DropJob | ShowJobs):
             if self.jobs is None:

@@ -20,6 +20,7 @@ from streamhouse.sql.errors import SqlError
 from streamhouse.sql.statements.ddl import CreateJob, DropJob
 from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.sql.streaming.changes import changes_schema
+from streamhouse.sql.streaming.explain import explain_job
 from streamhouse.sql.streaming.join import late_schema
 from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.operator import WindowOperator
@@ -88,6 +89,17 @@ class JobManager:
         job = await metadata.create_job(statement.name, statement.select, statement.name, statement.options)
         self._wake.set()
         return pa.table({"job": [job.name], "output_topic": [job.output_topic]})
+
+    async def explain(self, statement: CreateJob) -> pa.Table:
+        """EXPLAIN CREATE MATERIALIZED VIEW / INSERT INTO: how the job would run and the state
+        it keeps (sql/streaming/explain.py); creates nothing."""
+        topics = {t.name: t for t in await self.host.metadata.list_topics()}
+        probe = JobInfo(statement.name, statement.select, statement.name, statement.options, 0, 0)
+        try:
+            plan = job_plan(probe, topics)
+        except KeyError as exc:
+            raise SqlError(f"unknown topic {exc.args[0]!r}; SHOW TOPICS lists them") from None
+        return explain_job(plan)
 
     async def drop(self, statement: DropJob, *, materialized: bool) -> pa.Table:
         try:

@@ -14,6 +14,7 @@ import pytest
 
 import streamhouse
 from streamhouse.client.client import Client
+from streamhouse.sql.errors import SqlError
 
 T0 = 1_700_000_000_000  # a multiple of 10 s
 CLICKS = (
@@ -105,3 +106,25 @@ def test_a_restart_mid_window_continues_exactly_once(tmp_path: Path) -> None:
         assert len(expected) == len(set(expected)) > len(first)
         stats = sh.sql("SHOW JOBS").to_pylist()[0]
         assert stats["rows_in"] == 70 + len(view_rows(0, 70)) and stats["late_rows"] == 0
+
+
+def test_explain_shows_the_join_kind_and_its_state_and_creates_nothing(sh: Client) -> None:
+    sh.sql(CLICKS)
+    sh.sql(VIEWS)
+    plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW joined AS {JOIN}").to_pylist()
+    assert [row["plan_type"] for row in plan] == ["job", "query"]
+    job = plan[0]["plan"]
+    assert job.startswith("window join: TUMBLE size 10000 ms")
+    assert "state clicks: rows of open windows (user_id, page, ts)" in job
+    assert "state views: rows of open windows (uid, ad, vt)" in job
+    assert "__sh_join_side0" in plan[1]["plan"]
+    single = sh.sql(
+        "EXPLAIN CREATE MATERIALIZED VIEW per_window AS SELECT window_start, window_end, count(*) AS n "
+        "FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) GROUP BY window_start, window_end"
+    ).to_pylist()
+    assert "one row of partial aggregates per pane and key" in single[0]["plan"]
+    assert sh.sql("SHOW JOBS").num_rows == 0 and "joined" not in [t["topic"] for t in sh.sql("SHOW TOPICS").to_pylist()]
+    with pytest.raises(SqlError, match="topic 'clicks' is read without a window"):
+        sh.sql(
+            "EXPLAIN CREATE MATERIALIZED VIEW bad AS SELECT c.user_id FROM clicks c JOIN views v ON c.user_id = v.uid"
+        )
