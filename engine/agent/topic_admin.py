@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from streamhouse.sql.query.catalog import topic_schema
-from streamhouse.sql.streaming.plan import plan_job, topic_watermark
+from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
+from streamhouse.sql.streaming.plan import topic_watermark
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import PartitionCountError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
@@ -48,9 +49,9 @@ async def _jobs_reading(metadata: MetadataStore, topic: str) -> list[str]:
     readers = []
     for job in jobs:
         try:
-            source = plan_job(job.sql, lambda t: topic_schema(topics[t]), lambda t: topic_watermark(topics[t])).topic
+            plan = plan_continuous(job.sql, lambda t: topic_schema(topics[t]), lambda t: topic_watermark(topics[t]))
         except (StreamHouseError, KeyError):
             continue  # a job that cannot be planned (its source is gone) reads nothing
-        if source == topic:
+        if topic in (plan.topics if isinstance(plan, JoinPlan) else (plan.topic,)):  # a join reads two
             readers.append(job.name)
     return readers

@@ -15,6 +15,7 @@ import pytest
 import streamhouse
 from streamhouse.client.client import Client
 from streamhouse.sql.errors import SqlError
+from streamhouse.storage.errors import PartitionCountError
 
 T0 = 1_700_000_000_000  # a multiple of 10 s
 CLICKS = (
@@ -128,3 +129,13 @@ def test_explain_shows_the_join_kind_and_its_state_and_creates_nothing(sh: Clien
         sh.sql(
             "EXPLAIN CREATE MATERIALIZED VIEW bad AS SELECT c.user_id FROM clicks c JOIN views v ON c.user_id = v.uid"
         )
+
+
+def test_adding_partitions_to_either_joined_topic_is_refused(sh: Client) -> None:
+    sh.sql(CLICKS)
+    sh.sql(VIEWS)
+    sh.sql(f"CREATE MATERIALIZED VIEW joined AS {JOIN}")
+    for topic in ("clicks", "views"):
+        with pytest.raises(PartitionCountError, match="joined read this topic"):
+            sh.sql(f"ALTER TOPIC {topic} ADD PARTITIONS 1")
+    assert [t["partitions"] for t in sh.sql("SHOW TOPICS").to_pylist() if t["topic"] in ("clicks", "views")] == [2, 1]
