@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from streamhouse.auth import scram
 from streamhouse.auth import secret_hash as sh
 from streamhouse.storage.errors import AlreadyExistsError, InvalidInputError
 from streamhouse.storage.metadata.auth_sql import ApiKeyRow, NewApiKey, Organisation
@@ -84,11 +85,12 @@ class AuthAdmin:
             raise InvalidInputError(f"a key's expiry must be in the future, not {expires_in_ms} ms from now")
         secret = sh.new_secret()
         secret_hash = sh.hash_secret(secret)
+        scram_credentials = scram.credentials(secret)  # Kafka SASL/SCRAM: only derivable now
         for attempt in range(_ID_ATTEMPTS):
             key_id = sh.new_key_id()
             try:
                 row = await self.store.auth_create_key(
-                    NewApiKey(key_id, org, principal, admin, secret_hash, description, expires_in_ms)
+                    NewApiKey(key_id, org, principal, admin, secret_hash, description, expires_in_ms, scram_credentials)
                 )
             except AlreadyExistsError:
                 if attempt == _ID_ATTEMPTS - 1:

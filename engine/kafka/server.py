@@ -29,7 +29,7 @@ import functools
 import logging
 import ssl
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
@@ -49,8 +49,12 @@ from streamhouse.kafka.protocol.api import (
     unsupported_api_versions_response,
 )
 from streamhouse.kafka.registry import BrokerRegistry
+from streamhouse.kafka.sasl.gate import GatedFrames, SaslConnection, SaslGate
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.base import MetadataStore
+
+if TYPE_CHECKING:
+    from streamhouse.auth import Authenticator
 
 log = logging.getLogger(__name__)
 _API_VERSIONS = 18
@@ -94,6 +98,8 @@ class KafkaServer:
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         tls: ssl.SSLContext | None = None,
+        authenticator: Authenticator | None = None,
+        max_reauth_ms: int = 0,
     ) -> None:
         self.front: FrontEnd = service  # all that the handlers get
         self._node = service  # Kafka's own state (KafkaNode): registry and group leases only
@@ -111,6 +117,10 @@ class KafkaServer:
         if max_in_flight < 1:
             raise InvalidInputError(f"the Kafka requests in flight per connection must be >= 1, not {max_in_flight}")
         self.max_in_flight = max_in_flight
+        # SASL (engine/kafka/sasl/): with an authenticator, every connection logs in first.
+        self.sasl = (
+            None if authenticator is None else SaslGate(authenticator, service.metadata, max_reauth_ms=max_reauth_ms)
+        )
         self.handlers: dict[int, Handler] = {}
         self.coordinator = Coordinator()
         self.registry: BrokerRegistry | None = None
@@ -138,6 +148,8 @@ class KafkaServer:
         data.by_key.update(GroupHandlers(self.front, node, self.coordinator, self.group_leases).by_key)
         data.by_key.update(AdminHandlers(self.front).by_key)
         data.by_key.update(ProduceHandlers(self.front).by_key)
+        if self.sasl is not None:
+            data.by_key.update(self.sasl.advertised)  # ApiVersions lists SaslHandshake/SaslAuthenticate
         self.handlers = data.by_key
         self.coordinator.start()
         log.info("kafka protocol listening on %s:%s", self.host, self.port)
@@ -160,6 +172,8 @@ class KafkaServer:
             await self._server.wait_closed()
 
     def _connection(self) -> FrameConnection:
+        if self.sasl is not None:
+            return GatedFrames(self.max_request_bytes, self._opened, self.sasl.pre_auth_max_frame)
         return FrameConnection(self.max_request_bytes, self._opened)
 
     def _opened(self, conn: FrameConnection) -> None:
@@ -193,7 +207,8 @@ class KafkaServer:
         queue: asyncio.Queue[_Item] = asyncio.Queue()  # bounded by `slots`
         slots = asyncio.Semaphore(self.max_in_flight)  # taken per request, given back once answered
         requests: set[asyncio.Task[bytes | None]] = set()
-        reading = asyncio.create_task(self._read(conn, host, queue, requests, slots))
+        sasl = None if self.sasl is None or not isinstance(conn, GatedFrames) else self.sasl.connection(conn.widen)
+        reading = asyncio.create_task(self._read(conn, host, queue, requests, slots, sasl))
         writing = asyncio.create_task(self._write(conn, queue, slots))
         try:
             done, _ = await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
@@ -218,12 +233,15 @@ class KafkaServer:
         queue: asyncio.Queue[_Item],
         requests: set[asyncio.Task[bytes | None]],
         slots: asyncio.Semaphore,
+        sasl: SaslConnection | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await slots.acquire()  # max_in_flight answers pending: no further request is taken
             try:
-                frame = await conn.read_frame()  # sizes over max_request_bytes refused unread
+                # sizes over max_request_bytes refused unread; before a SASL login, its limits
+                read = conn.read_frame()
+                frame = await (read if sasl is None or sasl.authenticated else sasl.before_deadline(read))
             except KafkaProtocolError as exc:
                 queue.put_nowait(exc)
                 return
@@ -231,7 +249,7 @@ class KafkaServer:
                 queue.put_nowait(None)  # the client went away: answer what it sent, then close
                 return
             applied: asyncio.Future[None] = loop.create_future()
-            task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied)))
+            task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied), sasl))
             task.add_done_callback(functools.partial(_resolve, applied))  # any other API: applied when answered
             requests.add(task)
             task.add_done_callback(requests.discard)
@@ -239,6 +257,9 @@ class KafkaServer:
             await applied  # Kafka's order: this request is applied before the next is read
             if task.done() and not task.cancelled() and task.exception() is not None:
                 return  # nothing after a failed request is applied; the writer raises it
+            if sasl is not None and sasl.closing:
+                queue.put_nowait(None)  # a refused login: its answer goes out, then the connection closes
+                return
 
     async def _write(self, conn: FrameConnection, queue: asyncio.Queue[_Item], slots: asyncio.Semaphore) -> None:
         while (item := await queue.get()) is not None:
@@ -251,11 +272,17 @@ class KafkaServer:
             slots.release()
 
     async def respond(
-        self, frame: bytes | bytearray | memoryview, client_host: str = "", applied: Callable[[], None] | None = None
+        self,
+        frame: bytes | bytearray | memoryview,
+        client_host: str = "",
+        applied: Callable[[], None] | None = None,
+        sasl: SaslConnection | None = None,
     ) -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
         `applied` once its records have their place (the server then reads the next request)."""
+        if sasl is not None and sasl.raw:
+            return await sasl.raw_token(frame)  # a bare SASL token (after SaslHandshake v0)
         try:
             request = decode_request(frame)
         except UnsupportedVersionError:
@@ -263,6 +290,8 @@ class KafkaServer:
             if header.api_key == _API_VERSIONS:
                 return unsupported_api_versions_response(header.correlation_id, self.handlers)
             raise
+        if sasl is not None and not sasl.passes(request.api.key):
+            return await sasl.respond(request)  # SASL requests, and what a login must come before
         handler = self.handlers.get(request.api.key)
         if handler is None:
             version = request.header.api_version

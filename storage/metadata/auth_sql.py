@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.rows import Row
+from streamhouse.storage.metadata.scram_sql import ScramCredential
 
 # Org and principal names: what a topic name allows (they will prefix object-store keys and
 # appear in ACL patterns), plus '@' for principals named after people's mail addresses.
@@ -54,6 +55,7 @@ class NewApiKey:
     secret_hash: str
     description: str = ""
     expires_in_ms: int | None = None
+    scram: tuple[ScramCredential, ...] = ()  # Kafka SASL/SCRAM (scram_sql.py), same transaction
 
     def __post_init__(self) -> None:
         check_org(self.org)

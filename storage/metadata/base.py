@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 from streamhouse.storage.metadata.auth_sql import ApiKeyRow, NewApiKey, Organisation
 from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
 from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.scram_sql import ScramCredential
 from streamhouse.storage.metadata.snapshot import MetadataDump, Table
 from streamhouse.storage.metadata.swap import DeferredDeletion
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
@@ -318,6 +319,11 @@ class MetadataStore(Protocol):
     async def auth_revoke_key(self, key_id: str) -> ApiKeyRow:
         """Mark the key revoked (database clock; revoking again keeps the first time); the row
         stays. ApiKeyNotFoundError."""
+        ...
+
+    async def auth_scram_credential(self, key_id: str, mechanism: str) -> ScramCredential | None:
+        """The key's SCRAM credential for `mechanism` (SCRAM-SHA-256/512; migration 0008, written
+        with the key by auth_create_key), None if it has none."""
         ...
 
     # -- snapshots and disaster recovery (issue 14; storage/metadata/snapshot.py) ------------------

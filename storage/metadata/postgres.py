@@ -36,6 +36,7 @@ from streamhouse.storage.metadata.postgres_base import (
 from streamhouse.storage.metadata.postgres_jobs import PostgresLeasesJobs
 from streamhouse.storage.metadata.postgres_log_start import PostgresLogStart
 from streamhouse.storage.metadata.postgres_registry import PostgresRegistry
+from streamhouse.storage.metadata.postgres_scram import PostgresScram
 from streamhouse.storage.metadata.postgres_snapshot import PostgresSnapshot
 from streamhouse.storage.metadata.postgres_swap import PostgresSwap
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
@@ -49,7 +50,7 @@ _SEGMENTS = f"SELECT {r.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND part
 
 
 class PostgresMetadataStore(
-    PostgresLeasesJobs, PostgresRegistry, PostgresSwap, PostgresLogStart, PostgresSnapshot, PostgresAuth
+    PostgresLeasesJobs, PostgresRegistry, PostgresSwap, PostgresLogStart, PostgresSnapshot, PostgresAuth, PostgresScram
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from PostgresLeasesJobs, the pool from PostgresBase."""

@@ -14,6 +14,7 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.metadata import auth_sql as q
 from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase
+from streamhouse.storage.metadata.postgres_scram import insert_postgres
 from streamhouse.storage.metadata.registry_sql import numbered
 
 _INSERT_ORG = numbered(q.INSERT_ORG.format(now=NOW))
@@ -56,6 +57,7 @@ class PostgresAuth(PostgresBase):
             )
             if inserted is None:
                 raise AlreadyExistsError(f"API key id {key.key_id!r} is taken")
+            await insert_postgres(conn, key.key_id, key.scram)
             row = await conn.fetchrow(_KEY, key.key_id)
             assert row is not None, "inserted in this transaction"
             return q.key_row(row)

@@ -31,6 +31,7 @@ from streamhouse.storage.metadata.sqlite_base import (
 from streamhouse.storage.metadata.sqlite_jobs import SqliteLeasesJobs
 from streamhouse.storage.metadata.sqlite_log_start import SqliteLogStart
 from streamhouse.storage.metadata.sqlite_registry import SqliteRegistry
+from streamhouse.storage.metadata.sqlite_scram import SqliteScram
 from streamhouse.storage.metadata.sqlite_snapshot import SqliteSnapshot
 from streamhouse.storage.metadata.sqlite_swap import SqliteSwap
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
@@ -52,7 +53,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         )
 
 
-class SqliteMetadataStore(SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart, SqliteSnapshot, SqliteAuth):
+class SqliteMetadataStore(
+    SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart, SqliteSnapshot, SqliteAuth, SqliteScram
+):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
 

@@ -13,6 +13,7 @@ from streamhouse.storage.errors import (
     OrganisationNotFoundError,
 )
 from streamhouse.storage.metadata import auth_sql as q
+from streamhouse.storage.metadata.scram_sql import insert_sqlite
 from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, one
 
 _INSERT_ORG = q.INSERT_ORG.format(now=NOW)
@@ -52,6 +53,7 @@ class SqliteAuth(SqliteBase):
             )
             if inserted is None:
                 raise AlreadyExistsError(f"API key id {key.key_id!r} is taken")
+            insert_sqlite(conn, key.key_id, key.scram)
             row = one(conn, q.KEY, (key.key_id,))
             assert row is not None, "inserted in this transaction"
             return q.key_row(row)
