@@ -14,6 +14,7 @@ and an unrelated CA nobody trusts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import subprocess
@@ -195,6 +196,21 @@ def test_kafka_ssl_produces_and_consumes_and_refuses_the_wrong_ca(tls_agent: Ser
     _kafka_refused(_kafka(tls_agent.kafka_port, certs, ca=certs.other_ca))
     plaintext = {"bootstrap.servers": f"127.0.0.1:{tls_agent.kafka_port}", "socket.timeout.ms": 2000}
     _kafka_refused(plaintext)
+
+
+def test_wal_hand_over_forwarder_connects_over_tls(tls_agent: Served, certs: Certs) -> None:
+    """The agent's hook for handing held WAL records to another leader (client/forward.py), as
+    the agent server binds it: over TLS with the peer settings (plaintext is refused as the
+    SDK's is, test_sdk_over_tls_and_refused_without_the_ca: the same transport)."""
+    from streamhouse.client.forward import forward_to_leader
+    from streamhouse.storage.records.schema import make_batch
+
+    with streamhouse.connect(tls_agent.agent.address, tls_ca=str(certs.ca)) as client:
+        client.create_topic("handover_tls", 1)
+        batch = make_batch([b"v1", b"v2"], keys=[b"k1", b"k2"], timestamps=1_700_000_000_000)
+        peer = ClientTls.load(str(certs.ca))
+        assert asyncio.run(forward_to_leader(tls_agent.agent.address, "handover_tls", 0, batch, tls=peer)) == 0
+        assert client.read("handover_tls").column("value").to_pylist() == [b"v1", b"v2"]
 
 
 def test_cli_client_commands_take_tls_flags(tls_agent: Served, certs: Certs) -> None:
