@@ -2,9 +2,9 @@
 listens on loopback only. Serving another address without authentication takes an explicit
 `--insecure`, and then says so in the log every start.
 
-Kafka has no authentication yet (its SASL slice comes later), so with `--auth api-key` a Kafka
-listener on a non-loopback address is still an open door: that too needs `--insecure` (or
-`--kafka-port 0`). Embedded mode binds nothing, so none of this applies to it.
+With `--auth api-key` every port asks for a key: gRPC (interceptor), HTTP (guard) and Kafka
+(SASL PLAIN / SCRAM, engine/kafka/sasl/), all through the agent's one Authenticator. Embedded
+mode binds nothing, so none of this applies to it.
 """
 
 from __future__ import annotations
@@ -39,16 +39,11 @@ def check_exposure(host: str, auth: str, *, kafka_port: int, insecure: bool) -> 
         raise InvalidInputError(f"auth must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
     if is_loopback(host):
         return []
-    open_ports = []
-    if auth == "none":
-        open_ports.append("gRPC and HTTP")
-    if kafka_port > 0:
-        open_ports.append("Kafka")  # no SASL yet: open whatever --auth says
-    if not open_ports:
+    if auth != "none":
         return []
-    what = " and ".join(open_ports)
+    what = "gRPC, HTTP and Kafka" if kafka_port > 0 else "gRPC and HTTP"
     if not insecure:
-        fix = "--auth api-key" if auth == "none" else "--kafka-port 0"
+        fix = "--auth api-key"
         raise InvalidInputError(
             f"refusing to serve {what} without authentication on {host!r} (not a loopback address): "
             f"use {fix}, --host 127.0.0.1, or --insecure to accept that anyone who reaches it can do anything"

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from streamhouse.cli import groups, jobs, records, recover, serve, sql, topics
+from streamhouse.cli import auth, groups, jobs, records, recover, serve, sql, topics
 from streamhouse.storage.errors import StreamHouseError
 
 _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -20,6 +20,7 @@ _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
     "sql": sql.run,
     "job": jobs.run,
     "recover": recover.run,
+    "auth": auth.run,
 }
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_parser(commands)
     jobs.add_parser(commands)
     recover.add_parser(commands)
+    auth.add_parser(commands)
     _add_bench(commands)
     return parser
 

@@ -9,6 +9,7 @@ import logging
 import os
 
 from streamhouse.agent.config import AgentConfig
+from streamhouse.auth.exposure import check_exposure
 from streamhouse.storage.errors import InvalidInputError
 
 KAFKA_PORT = 9092  # Kafka's own default: clients and tools find it without configuration
@@ -38,6 +39,7 @@ _FLAGS = {
     "retention_bytes": "retention_bytes",
     "retention_check_interval_ms": "retention_check_interval_ms",
     "snapshot_interval_ms": "snapshot_interval_ms",
+    "auth": "auth",
     "tls_cert": "tls_cert",
     "tls_key": "tls_key",
     "tls_client_ca": "tls_client_ca",
@@ -117,6 +119,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="PEM",
         help="CA this agent trusts when it connects to other agents (default: --tls-client-ca, else the system's)",
     )
+    p.add_argument(
+        "--auth",
+        choices=["none", "api-key"],
+        help="api-key: every gRPC call and HTTP route but /health/live needs an API key "
+        "(`streamhouse auth create-key`); default none",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a non-loopback --host without authentication (refused otherwise; env STREAMHOUSE_INSECURE=1)",
+    )
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     p.add_argument(
         "--kafka-port",
@@ -138,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= kafka_port <= 65535:
         raise InvalidInputError(f"--kafka-port must be 0 (off) or a port up to 65535, not {kafka_port}")
     advertised = args.kafka_advertised or os.environ.get("STREAMHOUSE_KAFKA_ADVERTISED") or None
+    insecure = args.insecure or os.environ.get("STREAMHOUSE_INSECURE", "") in ("1", "true", "yes")
+    # The safe default (engine/auth/exposure.py): refused before anything starts.
+    for warning in check_exposure(config.host, config.auth, kafka_port=kafka_port, insecure=insecure):
+        logging.getLogger(__name__).warning("%s", warning)
     if args.recover:
         from streamhouse.agent.recovery import recover_urls
 

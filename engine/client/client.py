@@ -3,6 +3,7 @@ or remote (`streamhouse.connect`). Values in, Arrow tables out."""
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from streamhouse.api.types import (
     TopicDescription,
 )
 from streamhouse.api.values import as_table, batch_from_table, batch_from_values
+from streamhouse.client.admin import KeysAdmin
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.progress import progress as progress_bar
 from streamhouse.client.routing import BATCH_RECORDS, ProduceRouter
@@ -41,6 +43,8 @@ from streamhouse.storage.model import TopicInfo
 if TYPE_CHECKING:
     import pandas as pd
 
+# The API key connect() sends when none is given (the CLI's remote commands read it too).
+API_KEY_ENV = "STREAMHOUSE_API_KEY"
 # produce_table converts and sends a table this many rows at a time (one progress step each).
 _TABLE_CHUNK_ROWS = 100_000
 
@@ -362,6 +366,11 @@ class Client:
         return bootstrap
 
     # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def auth(self) -> KeysAdmin:
+        """Organisations and API keys (create_org, create_key, keys, revoke): engine/client/admin.py."""
+        return KeysAdmin(self.transport)
+
     def close(self) -> None:
         self.closed = True
         self.transport.close()
@@ -400,7 +409,10 @@ def open_embedded(
 
 
 def connect(address: str | Sequence[str] = "localhost:50051", **options: Any) -> Client:
-    """A running agent (or several: "a:50051,b:50051")."""
+    """A running agent (or several: "a:50051,b:50051"). `api_key="<key_id>.<secret>"` for an
+    agent started with `--auth api-key` (default: the STREAMHOUSE_API_KEY variable, if set)."""
     from streamhouse.client.remote import RemoteTransport
 
+    if options.get("api_key") is None:
+        options["api_key"] = os.environ.get(API_KEY_ENV) or None
     return Client(RemoteTransport(address, **options))

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
@@ -17,6 +17,7 @@ import pyarrow as pa
 from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.auth.admin import AuthAdmin
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
 from streamhouse.storage.errors import (
@@ -69,6 +70,10 @@ class EmbeddedTransport:
                     transport.close()
 
             register(close_at_exit)
+
+    def run_admin(self, work: Callable[[AuthAdmin], Coroutine[Any, Any, T]]) -> T:
+        """Organisations and API keys on this engine's metadata store (engine/client/admin.py)."""
+        return self._run(work(AuthAdmin(self.service.manager.metadata)))
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:

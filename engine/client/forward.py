@@ -15,17 +15,24 @@ _TIMEOUT_S = 30.0
 
 
 async def forward_to_leader(
-    address: str, topic: str, partition: int, batch: pa.RecordBatch, *, tls: ClientTls | None = None
+    address: str,
+    topic: str,
+    partition: int,
+    batch: pa.RecordBatch,
+    *,
+    tls: ClientTls | None = None,
+    api_key: str | None = None,
 ) -> int:
     """Produce `batch` (original keys, values, headers and timestamps) to the agent at
     `address` with acks=durable; raises the leader's error if it does not commit them.
-    `tls`: the cluster's agents serve TLS (the agent server binds its peer settings here)."""
+    `tls`: the cluster's agents serve TLS (the agent server binds its peer settings here);
+    `api_key`: they require keys (the agent's own, engine/auth/agent_key.py)."""
     # gRPC is loaded on first use: an embedded engine that never forwards does not pay for it.
     from streamhouse.client.remote import RemoteTransport
 
     def send() -> int:
         transport = RemoteTransport(
-            [address], retries=False, timeout_s=_TIMEOUT_S, retry_for_s=_TIMEOUT_S, tls=tls or False
+            [address], retries=False, timeout_s=_TIMEOUT_S, retry_for_s=_TIMEOUT_S, tls=tls or False, api_key=api_key
         )
         try:
             results = transport.produce(topic, partition, batch, "durable")

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from streamhouse.api.tls import ClientTls, grpc_channel
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
+from streamhouse.client.bearer import checked_api_key, with_api_key
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.rpc import convert
@@ -49,8 +50,8 @@ _DOWN_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class _Stubs:
-    def __init__(self, address: str, tls: ClientTls | None) -> None:
-        self.channel = grpc_channel(address, tls, _OPTIONS)
+    def __init__(self, address: str, tls: ClientTls | None, api_key: str | None = None) -> None:
+        self.channel = with_api_key(grpc_channel(address, tls, _OPTIONS), api_key)
         self.produce = pbg.ProduceStub(self.channel)
         self.fetch = pbg.FetchStub(self.channel)
         self.admin = pbg.AdminStub(self.channel)
@@ -72,6 +73,7 @@ class RemoteTransport:
         tls_ca: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        api_key: str | None = None,
     ) -> None:
         """`addresses`: one "host:port" or several (comma-separated or a list); any agent of
         the cluster can answer anything. `timeout_s` bounds one call, `retry_for_s` the whole
@@ -82,7 +84,9 @@ class RemoteTransport:
         fail the call after this long (a typo in --bootstrap should not wait out the retry
         budget); after that, an unreachable agent is a failover and gets `retry_for_s`.
         tls: connect over TLS (True: trusting the system's roots; or a ClientTls); tls_ca (a
-        PEM CA file to trust), tls_cert + tls_key (a client certificate, for mutual TLS) imply it."""
+        PEM CA file to trust), tls_cert + tls_key (a client certificate, for mutual TLS) imply it.
+        api_key: `<key_id>.<secret>`, sent on every call (engine/client/bearer.py) to an agent
+        started with `--auth api-key`."""
         if isinstance(addresses, str):
             addresses = [a.strip() for a in addresses.split(",") if a.strip()]
         if not addresses:
@@ -94,6 +98,7 @@ class RemoteTransport:
         self.compress = compress
         self.connect_timeout_s = connect_timeout_s
         self.tls = _client_tls(tls, tls_ca, tls_cert, tls_key)
+        self._api_key = checked_api_key(api_key)  # a typo fails here, not at the first call
         self._reached = False  # some agent answered at least once
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
@@ -106,7 +111,7 @@ class RemoteTransport:
         with self._lock:
             stubs = self._stubs.get(address)
             if stubs is None:
-                stubs = self._stubs[address] = _Stubs(address, self.tls)
+                stubs = self._stubs[address] = _Stubs(address, self.tls, self._api_key)
             return stubs
 
     def _any_address(self) -> str:

@@ -31,6 +31,7 @@ from streamhouse.api.contract import FrontEnd
 from streamhouse.api.partitioner import partition_for_keys, split_by_partition
 from streamhouse.api.tls import ClientTls, grpc_channel
 from streamhouse.api.types import Acks, ProduceResult
+from streamhouse.auth.context import forwarded_metadata
 from streamhouse.proto import streamhouse_pb2 as pb
 from streamhouse.proto import streamhouse_pb2_grpc as pbg
 from streamhouse.rpc import convert
@@ -101,7 +102,13 @@ class Forwarder:
         timeout = _DURABLE_TIMEOUT_S if acks == "durable" else _TIMEOUT_S
         for hop in range(_MAX_HOPS):
             try:
-                reply: Any = await asyncio.to_thread(self._stub(address).Produce, request, timeout=timeout)
+                reply: Any = await asyncio.to_thread(
+                    # The client's own credential, when the agents require one (engine/auth/context.py).
+                    self._stub(address).Produce,
+                    request,
+                    timeout=timeout,
+                    metadata=forwarded_metadata(),
+                )
             except grpc.RpcError as err:
                 exc = error_from_rpc(err)
                 if isinstance(exc, NotLeaderError) and exc.leader and exc.leader != address and hop + 1 < _MAX_HOPS:

@@ -27,6 +27,7 @@ from streamhouse.node import AgentNode
 from streamhouse.registry.routes import registry_router
 from streamhouse.registry.service import RegistryService
 from streamhouse.rpc.convert import MAX_MESSAGE_BYTES
+from streamhouse.server.agent_auth import AgentAuth
 from streamhouse.server.grpc.services import add_services
 from streamhouse.server.http.server import HttpServer
 from streamhouse.storage.errors import AddressInUseError, DirectoryInUseError
@@ -52,6 +53,7 @@ class AgentServer:
         self._health = health.aio.HealthServicer()
         self._stopped = asyncio.Event()
         self._dir_lock: int | None = None
+        self.auth: AgentAuth | None = None  # API keys (engine/server/agent_auth.py)
         self.tls: ServerTls | None = None  # TLS on every port (gRPC, HTTP, Kafka) when set
 
     @classmethod
@@ -79,7 +81,8 @@ class AgentServer:
 
     @classmethod
     async def _start(cls, config: AgentConfig, tls: ServerTls | None, peer: ClientTls | None) -> AgentServer:
-        grpc_server = aio.server(options=_GRPC_OPTIONS)
+        auth = AgentAuth(config)  # before the server: its interceptor is fixed at construction
+        grpc_server = aio.server(options=_GRPC_OPTIONS, interceptors=auth.interceptors())
         address = f"{config.host}:{config.grpc_port}"
         _check_port_free(config.host, config.grpc_port, "gRPC")
         try:
@@ -96,11 +99,12 @@ class AgentServer:
         metrics = AgentMetrics()
         # The agent and its jobs (engine/node/); held WAL records reach other leaders over gRPC.
         # With TLS, that client connects as peer says (engine/api/tls.py, ServerTls.peer_client).
-        forward = functools.partial(forward_to_leader, tls=peer)
+        forward = auth.forward(functools.partial(forward_to_leader, tls=peer))
         node = await AgentNode.start(config, metrics=metrics, forward=forward)
         service = node.service
         http: HttpServer | None = None
         try:
+            await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)
             if config.http_port >= 0:
                 # The schema registry (issue 13) on the agent's metadata store, under /registry.
                 schemas = RegistryService(service.manager.metadata)  # also REST's AVRO produce
@@ -113,6 +117,7 @@ class AgentServer:
                     front=service,
                     routers=[registry],
                     registry=schemas,
+                    auth=auth.authenticator,
                     tls=tls.ssl_context() if tls is not None else None,
                     peer_tls=peer,
                 )
@@ -123,6 +128,7 @@ class AgentServer:
                         f"cannot listen on {config.host}:{config.http_port} (HTTP health/metrics): {exc.strerror}"
                     ) from None
             server = cls(service.config, node, grpc_server, http)
+            server.auth = auth
             server.tls = tls
             names = add_services(grpc_server, service)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
@@ -162,6 +168,8 @@ class AgentServer:
             self.http.stopping.set()  # REST event streams end now, before the node they read from closes
         await self._health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace_s)
+        if self.auth is not None:
+            await self.auth.close()  # the agent's own key, revoked
         await self.node.close(flush=True)
         if self.http is not None:
             await self.http.stop()
@@ -239,7 +247,16 @@ async def serve(
 
         advertised = kafka_advertised or _kafka_advertised(config, kafka_port)
         kafka_tls = server.tls.ssl_context() if server.tls is not None else None  # clients: security.protocol=SSL
-        kafka = KafkaServer(server.service, host=config.host, port=kafka_port, advertised=advertised, tls=kafka_tls)
+        # With --auth api-key the listener asks for SASL (PLAIN / SCRAM) through the agent's one Authenticator.
+        authenticator = server.auth.authenticator if server.auth is not None else None
+        kafka = KafkaServer(
+            server.service,
+            host=config.host,
+            port=kafka_port,
+            advertised=advertised,
+            tls=kafka_tls,
+            authenticator=authenticator,
+        )
         try:
             await kafka.start()
         except OSError as exc:

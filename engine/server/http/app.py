@@ -19,8 +19,10 @@ from fastapi import APIRouter, FastAPI
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.tls import ClientTls
+from streamhouse.auth import Authenticator
 from streamhouse.registry.service import RegistryService
 from streamhouse.rest import rest_router
+from streamhouse.server.http.auth import AuthGuard
 from streamhouse.server.http.errors import ErrorBody, install_error_handlers
 from streamhouse.server.http.health import ReadinessCheck, health_router
 from streamhouse.server.http.limits import RequestGuard
@@ -42,10 +44,12 @@ def create_app(
     stopping: asyncio.Event | None = None,
     routers: Sequence[APIRouter] = (),
     registry: RegistryService | None = None,
+    auth: Authenticator | None = None,
     peer_tls: ClientTls | None = None,
 ) -> FastAPI:
     """`front`: the agent's front-end contract, for REST (engine/rest/, under /v1); `stopping`
-    is set when the agent begins to stop, ending REST's event streams."""
+    is set when the agent begins to stop, ending REST's event streams; `auth`: API keys are
+    required on every route but /health/live (auth.py)."""
     app = FastAPI(
         title="StreamHouse agent",
         version=_version(),
@@ -58,6 +62,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
+    if auth is not None:  # added last, so outermost: a refusal reads no body
+        app.add_middleware(AuthGuard, auth=auth)
     app.include_router(health_router(ready, timeout_s=ready_timeout_s))
     app.include_router(metrics_router(metrics))
     if front is not None:

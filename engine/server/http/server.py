@@ -24,6 +24,7 @@ from fastapi import APIRouter
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.tls import ClientTls
+from streamhouse.auth import Authenticator
 from streamhouse.registry.service import RegistryService
 from streamhouse.server.http.app import MAX_BODY_BYTES, create_app
 from streamhouse.server.http.health import ReadinessCheck
@@ -58,6 +59,7 @@ class HttpServer:
         front: FrontEnd | None = None,
         routers: Sequence[APIRouter] = (),
         registry: RegistryService | None = None,
+        auth: Authenticator | None = None,
         tls: ssl.SSLContext | None = None,
         peer_tls: ClientTls | None = None,
     ) -> None:
@@ -76,6 +78,7 @@ class HttpServer:
             stopping=self.stopping,
             routers=routers,
             registry=registry,
+            auth=auth,
             peer_tls=peer_tls,
         )
         self._config = uvicorn.Config(

@@ -1,0 +1,93 @@
+"""One real agent (AgentServer: gRPC + HTTP + registry) started with `auth = "api-key"`, in
+this process on a loop of its own thread (one agent for the whole folder keeps it fast), and
+the credentials every test tries: none, malformed, wrong secret, revoked, expired, right."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from streamhouse.agent.config import AgentConfig
+from streamhouse.auth import secret_hash as sh
+from streamhouse.auth.admin import AuthAdmin
+from streamhouse.server.agent_server import AgentServer
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AuthAgent:
+    server: AgentServer
+    loop: asyncio.AbstractEventLoop
+    grpc: str
+    http: str
+    good: str
+    wrong: str
+    revoked: str
+    expired: str
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def refused(self) -> dict[str, str | None]:
+        """Each credential that must be refused, by the reason it is counted under."""
+        return {
+            "missing": None,
+            "malformed": "not-a-key",
+            "wrong_secret": self.wrong,
+            "revoked": self.revoked,
+            "expired": self.expired,
+        }
+
+
+@pytest.fixture(scope="package")
+def auth_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthAgent]:
+    data: Path = tmp_path_factory.mktemp("auth-agent")
+    config = AgentConfig(
+        data_dir=str(data),
+        grpc_port=0,
+        http_port=0,
+        auth="api-key",
+        snapshot_interval_ms=0,
+        merge_interval_ms=0,
+        reconcile_interval_ms=0,
+        retention_check_interval_ms=0,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="auth-agent", daemon=True)
+    thread.start()
+
+    def run(coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(60)
+
+    server = run(AgentServer.start(config))
+    admin = AuthAdmin(server.service.manager.metadata)
+    run(admin.create_org("acme"))
+    good = run(admin.create_key("acme", "alice")).token
+    wrong = good.split(".")[0] + "." + sh.new_secret()
+    revoked = run(admin.create_key("acme", "alice")).token
+    run(admin.revoke(revoked.split(".")[0]))
+    expired = run(admin.create_key("acme", "alice", expires_in_ms=1)).token
+    time.sleep(0.05)
+    try:
+        yield AuthAgent(
+            server,
+            loop,
+            server.address,
+            f"http://127.0.0.1:{server.http_port}",
+            good,
+            wrong,
+            revoked,
+            expired,
+        )
+    finally:
+        run(server.stop(grace_s=1))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
