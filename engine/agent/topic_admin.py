@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from streamhouse.sql.query.catalog import topic_schema
-from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
-from streamhouse.sql.streaming.plan import topic_watermark
+from streamhouse.sql.streaming.continuous import plan_continuous
+from streamhouse.sql.streaming.plan import JobPlan, topic_watermark
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import PartitionCountError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
@@ -52,6 +52,7 @@ async def _jobs_reading(metadata: MetadataStore, topic: str) -> list[str]:
             plan = plan_continuous(job.sql, lambda t: topic_schema(topics[t]), lambda t: topic_watermark(topics[t]))
         except (StreamHouseError, KeyError):
             continue  # a job that cannot be planned (its source is gone) reads nothing
-        if topic in (plan.topics if isinstance(plan, JoinPlan) else (plan.topic,)):  # a join reads two
+        read = (plan.topic,) if isinstance(plan, JobPlan) else plan.topics  # a join reads two
+        if topic in read:
             readers.append(job.name)
     return readers

@@ -65,8 +65,9 @@ def _join_throughput(data: Any, batch: int) -> tuple[str, float, float, float, i
     rows (both topics, cut at the same point of the stream), every window joined when the
     watermark passes its end. Returns (name, rows/s wall, rows/s CPU, rows out, peak state
     rows, peak state bytes)."""
+    from streamhouse.sql.streaming.continuous import plan_continuous
     from streamhouse.sql.streaming.join import JoinOperator
-    from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
+    from streamhouse.sql.streaming.join_plan import JoinPlan
 
     tables = {"person": _source(data.person), "auction": _source(data.auction)}
     plan = plan_continuous(QUERIES["q8"], lambda name: tables[name].schema, lambda _: ("date_time", 4_000))

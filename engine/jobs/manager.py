@@ -21,6 +21,7 @@ from streamhouse.sql.statements.ddl import CreateJob, DropJob
 from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.sql.streaming.changes import changes_schema
 from streamhouse.sql.streaming.explain import explain_job
+from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join import late_schema
 from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.operator import WindowOperator
@@ -69,15 +70,15 @@ class JobManager:
         except KeyError as exc:
             raise SqlError(f"unknown topic {exc.args[0]!r}; SHOW TOPICS lists them") from None
         if emit == "changes":
-            if isinstance(plan, JoinPlan):
-                raise SqlError("'emit' = 'changes' is not supported for window joins yet; use 'final'")
+            if isinstance(plan, JoinPlan | IntervalPlan):
+                raise SqlError(f"'emit' = 'changes' is not supported for {plan.kind}s yet; use 'final'")
             WindowOperator(plan, emit=emit)  # SqlError for what changes mode does not support
         dead_letter = options.dead_letter
         if dead_letter and dead_letter not in topics:
             # A join's late rows carry both topics' columns and `source_topic` naming theirs.
             value_schema = (
                 output_schema(late_schema(plan)).to_json()
-                if isinstance(plan, JoinPlan)
+                if isinstance(plan, JoinPlan | IntervalPlan)
                 else topics[plan.topic].value_schema
             )
             await self.host.topics.create_topic(dead_letter, 1, {}, value_schema)

@@ -17,10 +17,13 @@ from streamhouse.jobs.output import encode_output
 from streamhouse.jobs.source import may_have_unread, read_partition
 from streamhouse.sql.query.catalog import topic_schema
 from streamhouse.sql.statements.job_options import parse_job_options
+from streamhouse.sql.streaming.continuous import ContinuousPlan, plan_continuous
+from streamhouse.sql.streaming.interval_join import IntervalJoinOperator
+from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join import JoinOperator
-from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
+from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.operator import StepResult, WindowOperator
-from streamhouse.sql.streaming.plan import JobPlan, topic_watermark
+from streamhouse.sql.streaming.plan import topic_watermark
 from streamhouse.storage.clock import now_ms as _now
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 _MIN_READ_ROWS = 10_000  # rows a partition may give a round, at least
 
 
-def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> JobPlan | JoinPlan:
+def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> ContinuousPlan:
     return plan_continuous(
         job.sql,
         lambda name: topic_schema(topics[name]),
@@ -50,7 +53,7 @@ class JobRunner:
         self.slots: list[tuple[TopicInfo, int]] = []
         self.offsets: dict[int, int] = {}
         self.seq = 0
-        self.operator: WindowOperator | JoinOperator | None = None
+        self.operator: WindowOperator | JoinOperator | IntervalJoinOperator | None = None
         self.last_checkpoint_ms = 0
         self._output: list[pa.Table] = []
         self._late: list[pa.Table] = []
@@ -65,11 +68,14 @@ class JobRunner:
         metadata = self.host.metadata
         topics = {t.name: t for t in await metadata.list_topics()}
         plan = job_plan(self.job, topics)
-        if isinstance(plan, JoinPlan):
+        if isinstance(plan, JoinPlan | IntervalPlan):
             sources = [topics[topic] for topic in plan.topics]
             self.slots = [(info, p) for info in sources for p in range(info.partitions)]
             sides = tuple((i, p) for i, info in enumerate(sources) for p in range(info.partitions))
-            self.operator = JoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
+            if isinstance(plan, JoinPlan):
+                self.operator = JoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
+            else:
+                self.operator = IntervalJoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
         else:
             source = topics[plan.topic]
             self.slots = [(source, p) for p in range(source.partitions)]

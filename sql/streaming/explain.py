@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from streamhouse.sql.streaming.continuous import ContinuousPlan
+from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.partials import partials_for
-from streamhouse.sql.streaming.plan import JobPlan
 
 __all__ = ["explain_job", "job_description"]
 
 
-def job_description(plan: JobPlan | JoinPlan) -> str:
+def job_description(plan: ContinuousPlan) -> str:
     """The job's kind and state, one line each."""
-    if isinstance(plan, JoinPlan):
+    if isinstance(plan, JoinPlan | IntervalPlan):
         return plan.describe()
     spec = plan.window
     source = f"source {plan.topic}"
@@ -36,7 +37,7 @@ def job_description(plan: JobPlan | JoinPlan) -> str:
     return "\n".join(lines)
 
 
-def explain_job(plan: JobPlan | JoinPlan) -> pa.Table:
+def explain_job(plan: ContinuousPlan) -> pa.Table:
     """EXPLAIN of a job: the kind and state ("job"), then the SQL run per firing ("query")."""
     return pa.table(
         {

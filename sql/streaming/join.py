@@ -40,6 +40,7 @@ import pyarrow as pa
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import partitioned
 from streamhouse.sql.streaming.assign import Aligned, event_ms, window_columns
+from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join_plan import JoinPlan, JoinSide
 from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, OperatorStats, StepResult
 from streamhouse.sql.streaming.plan import JobPlan
@@ -54,7 +55,7 @@ _MAGIC = b"SHJOINO1"
 _U32 = struct.Struct("<I")
 
 
-def late_schema(plan: JoinPlan) -> pa.Schema:
+def late_schema(plan: JoinPlan | IntervalPlan) -> pa.Schema:
     """The late rows' schema: `source_topic`, then every column of both topics (first side's
     type where both have one); a row has NULL in the columns its topic lacks."""
     fields = [pa.field(SOURCE_COLUMN, pa.string())]

@@ -1,9 +1,10 @@
 """Planning a continuous query that joins two topics (docs/DESIGN.md §8, issue 17): a window join.
 
-    plan_continuous(select_sql, schema_of, watermark_of) -> JobPlan | JoinPlan
+    plan_window_join(select_sql, tree, schema_of, watermark_of) -> JoinPlan
 
-A query reading one topic is planned by sql.streaming.plan (JobPlan). A query reading two is
-accepted only as Flink's window join: each topic is read by one window table function
+sql.streaming.continuous.plan_continuous picks the planner: one topic, sql.streaming.plan; two
+topics with window calls, this module; two without, sql.streaming.interval_plan. A window
+join is Flink's: each topic is read by one window table function
 (TUMBLE / HOP / CUMULATE, the same window on both sides, each over its topic's watermark
 column), and the two windowed relations are joined on window_start, window_end (directly or
 through the aliases a subquery gives them, as Nexmark q8 does) and any equality keys. Such a
@@ -26,13 +27,13 @@ import datafusion
 import pyarrow as pa
 from sqlglot import exp
 
-from streamhouse.sql.dialect import WindowCall, ident_name, parse_query, to_sql
+from streamhouse.sql.dialect import WindowCall, ident_name, to_sql
 from streamhouse.sql.streaming import plan as single
 from streamhouse.sql.windows.calls import bind_window
 from streamhouse.sql.windows.datafusion_sql import WindowSpec
 from streamhouse.sql.windows.relations import Relations, find_cte, table_name
 
-__all__ = ["JoinPlan", "JoinSide", "plan_continuous", "side_table", "unbounded_join"]
+__all__ = ["JoinPlan", "JoinSide", "plan_window_join", "side_table", "topics_read", "unbounded_join"]
 
 _ALIGNED = ("TUMBLE", "HOP", "CUMULATE")
 
@@ -108,15 +109,17 @@ class JoinPlan:
         return "\n".join(parts)
 
 
-def plan_continuous(
-    select_sql: str, schema_of: single.SchemaOf, watermark_of: single.WatermarkOf
-) -> single.JobPlan | JoinPlan:
-    """A JobPlan for a query over one topic, a JoinPlan for a window join of two; SqlError
-    for anything else (an unbounded join names the missing bound)."""
-    tree = parse_query(select_sql)
-    if len(_topics(tree)) <= 1:
-        return single.plan_job(select_sql, schema_of, watermark_of)
+def plan_window_join(
+    select_sql: str, tree: exp.Query, schema_of: single.SchemaOf, watermark_of: single.WatermarkOf
+) -> JoinPlan:
+    """The window join of the two topics `tree` (parsed `select_sql`) reads; SqlError naming
+    the missing bound otherwise."""
     return _JoinPlanner(select_sql, tree, schema_of, watermark_of).plan()
+
+
+def topics_read(tree: exp.Expr) -> dict[str, exp.Table]:
+    """The topics a query reads (CTE names aside), each with its first reference."""
+    return _topics(tree)
 
 
 def _topics(tree: exp.Expr) -> dict[str, exp.Table]:

@@ -15,8 +15,9 @@ import pytest
 from streamhouse.datagen import nexmark
 from streamhouse.datagen.nexmark_queries import Q8
 from streamhouse.sql.errors import SqlError
+from streamhouse.sql.streaming.continuous import plan_continuous
 from streamhouse.sql.streaming.join import SOURCE_COLUMN, JoinOperator, late_schema
-from streamhouse.sql.streaming.join_plan import JoinPlan, plan_continuous
+from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.plan import JobPlan
 from streamhouse.sql.windows.rewrite import rewrite_windows
 from tests import nexmark_reference

@@ -1,0 +1,33 @@
+"""The one entry to planning a continuous query (docs/DESIGN.md §8): which planner a SELECT needs.
+
+    plan_continuous(select_sql, schema_of, watermark_of) -> ContinuousPlan
+
+- one source topic: sql.streaming.plan (windows, or a per-batch filter / projection);
+- two topics read through window calls: a window join (sql.streaming.join_plan);
+- two topics read directly: an interval join (sql.streaming.interval_plan), which needs a
+  BETWEEN of the topics' watermark columns; without it the join is refused naming the bound
+  it lacks.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+from streamhouse.sql.dialect import WindowCall, parse_query
+from streamhouse.sql.streaming.interval_plan import IntervalPlan, plan_interval_join
+from streamhouse.sql.streaming.join_plan import JoinPlan, plan_window_join, topics_read
+from streamhouse.sql.streaming.plan import JobPlan, SchemaOf, WatermarkOf, plan_job
+
+__all__ = ["ContinuousPlan", "plan_continuous"]
+
+ContinuousPlan: TypeAlias = JobPlan | JoinPlan | IntervalPlan
+
+
+def plan_continuous(select_sql: str, schema_of: SchemaOf, watermark_of: WatermarkOf) -> ContinuousPlan:
+    """Plan a continuous query (see the module doc); SqlError when its shape is unsupported."""
+    tree = parse_query(select_sql)
+    if len(topics_read(tree)) <= 1:
+        return plan_job(select_sql, schema_of, watermark_of)
+    if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2:
+        return plan_interval_join(select_sql, tree, schema_of, watermark_of)
+    return plan_window_join(select_sql, tree, schema_of, watermark_of)
