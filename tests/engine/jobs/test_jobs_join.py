@@ -139,3 +139,20 @@ def test_adding_partitions_to_either_joined_topic_is_refused(sh: Client) -> None
         with pytest.raises(PartitionCountError, match="joined read this topic"):
             sh.sql(f"ALTER TOPIC {topic} ADD PARTITIONS 1")
     assert [t["partitions"] for t in sh.sql("SHOW TOPICS").to_pylist() if t["topic"] in ("clicks", "views")] == [2, 1]
+
+
+def test_an_interval_join_view_equals_the_adhoc_join(sh: Client) -> None:
+    sh.sql(CLICKS)
+    sh.sql(VIEWS)
+    interval = (
+        "SELECT c.user_id AS user_id, c.page AS page, v.ad AS ad FROM clicks c JOIN views v "
+        "ON c.user_id = v.uid AND c.ts BETWEEN v.vt - INTERVAL '3' SECOND AND v.vt + INTERVAL '1' SECOND"
+    )
+    sh.sql(f"CREATE MATERIALIZED VIEW near WITH ('checkpoint-interval' = '100ms') AS {interval}")
+    sh.produce_batch("clicks", click_rows(0, 40))
+    sh.produce_batch("views", view_rows(0, 40))
+    expected = rows(sh, interval)
+    assert len(expected) > 5
+    wait_for(lambda: rows(sh, "SELECT user_id, page, ad FROM near") == expected)
+    plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW other AS {interval}").to_pylist()
+    assert plan[0]["plan"].startswith("interval join: clicks.ts - views.vt in [-3000, 1000] ms")
