@@ -1,9 +1,10 @@
 /* The per-record part of the Kafka RecordBatch v2 codec, in C so that no Python bytecode
  * runs per record (project rule: whole batches on hot paths).
  *
- * Decoding fills caller-allocated arrays (numpy) with each record's offset delta,
- * timestamp delta and the byte spans of key, value and headers; Python then builds the
- * Arrow columns from those spans with `gather`. Encoding writes the record section
+ * Decoding (decode_columns) fills caller-allocated numpy arrays that become the Arrow
+ * buffers of the offset, timestamp, key and value columns in one pass, and the header
+ * spans, which decode_headers + gather turn into the header column when records carry
+ * any. Encoding writes the record section
  * from Arrow's own buffers (offsets + data + validity) into a caller-sized buffer.
  * Every length read from the input is checked against the end of its record before use,
  * and every loop is bounded by a count that was itself checked against the bytes left.
@@ -73,80 +74,6 @@ static int need(Py_buffer *b, Py_ssize_t bytes, const char *name) {
     return 1;
 }
 
-/* decode_records(data, count, off_delta i32, ts_delta i64, key_start i32, key_len i32,
- *                val_start i32, val_len i32, hdr_pos i32, hdr_count i32) -> total headers
- * Raises ValueError("<reason> at byte N") on malformed input. */
-static PyObject *decode_records(PyObject *self, PyObject *args) {
-    PyObject *o[10];
-    Py_buffer b[10];
-    int got = 0;
-    Py_ssize_t count;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OnOOOOOOOO", &o[0], &count, &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
-                          &o[9]))
-        return NULL;
-    o[1] = NULL;
-    for (int i = 0; i < 10; i++) {
-        if (i == 1) continue;
-        GET_BUF(o[i], b[i], i != 0);
-        got |= 1 << i;
-    }
-    if (b[0].len > INT32_MAX) { PyErr_SetString(PyExc_ValueError, "record section over 2 GiB"); goto fail; }
-    if (count < 0 || count > b[0].len) { PyErr_SetString(PyExc_ValueError, "record count exceeds the bytes"); goto fail; }
-    if (!need(&b[2], count * 4, "off_delta") || !need(&b[3], count * 8, "ts_delta") ||
-        !need(&b[4], count * 4, "key_start") || !need(&b[5], count * 4, "key_len") ||
-        !need(&b[6], count * 4, "val_start") || !need(&b[7], count * 4, "val_len") ||
-        !need(&b[8], count * 4, "hdr_pos") || !need(&b[9], count * 4, "hdr_count"))
-        goto fail;
-    {
-        const uint8_t *base = (const uint8_t *)b[0].buf;
-        const uint8_t *end = base + b[0].len;
-        int32_t *off_delta = b[2].buf, *key_start = b[4].buf, *key_len = b[5].buf, *val_start = b[6].buf,
-                *val_len = b[7].buf, *hdr_pos = b[8].buf, *hdr_count = b[9].buf;
-        int64_t *ts_delta = b[3].buf;
-        int64_t headers = 0;
-        cursor c = {base, end, NULL};
-        for (Py_ssize_t i = 0; i < count; i++) {
-            const uint8_t *rec_start = c.p;
-            int64_t length = read_varint(&c);
-            if (c.err) goto bad;
-            if (length < 0 || length > end - c.p) { c.err = "record length runs past the batch"; goto bad; }
-            cursor r = {c.p, c.p + length, NULL};
-            if (r.p >= r.end) { r.err = "empty record"; c = r; goto bad; }
-            r.p++; /* attributes: unused in v2 */
-            ts_delta[i] = read_varlong(&r);
-            off_delta[i] = (int32_t)read_varint(&r);
-            if (r.err) { c = r; goto bad; }
-            key_len[i] = (int32_t)read_span(&r, 1, base, &key_start[i]);
-            if (r.err) { c = r; goto bad; }
-            val_len[i] = (int32_t)read_span(&r, 1, base, &val_start[i]);
-            if (r.err) { c = r; goto bad; }
-            int64_t nh = read_varint(&r);
-            if (r.err) { c = r; goto bad; }
-            if (nh < 0 || nh > (r.end - r.p) / 2) { r.err = "header count exceeds the record"; c = r; goto bad; }
-            hdr_pos[i] = (int32_t)(r.p - base);
-            hdr_count[i] = (int32_t)nh;
-            for (int64_t h = 0; h < nh; h++) {
-                read_span(&r, 0, base, NULL);
-                read_span(&r, 1, base, NULL);
-                if (r.err) { c = r; goto bad; }
-            }
-            if (r.p != r.end) { r.err = "record length does not match its fields"; c = r; goto bad; }
-            headers += nh;
-            c.p = r.end;
-            (void)rec_start;
-        }
-        if (c.p != end) { c.err = "bytes left after the last record"; goto bad; }
-        for (int i = 0; i < 10; i++) if (got & (1 << i)) PyBuffer_Release(&b[i]);
-        return PyLong_FromLongLong(headers);
-    bad:
-        PyErr_Format(PyExc_ValueError, "%s at byte %zd", c.err, (Py_ssize_t)(c.p - base));
-    }
-fail:
-    for (int i = 0; i < 10; i++) if (got & (1 << i)) PyBuffer_Release(&b[i]);
-    return NULL;
-}
-
 /* Appends one key or value span to an Arrow binary column being built: offsets[i + 1],
  * its validity bit (bitmap zeroed by the caller) and its bytes. `cap` bounds `data`. */
 static inline int put_span(const uint8_t *src, int64_t len, Py_ssize_t i, int32_t *offsets, uint8_t *valid, uint8_t *data,
@@ -172,7 +99,8 @@ static inline int put_span(const uint8_t *src, int64_t len, Py_ssize_t i, int32_
  * One pass over a v2 record section that leaves Arrow's own buffers for the offset,
  * timestamp, key and value columns (absolute offsets and timestamps; validity bitmaps,
  * zeroed by the caller, LSB first; each span's bytes copied once) and the header spans for
- * decode_headers. The same checks as decode_records; the GIL is released for the loop. */
+ * decode_headers. Every length is checked against its record before use (a malformed
+ * section raises ValueError("<reason> at byte N")); the GIL is released for the loop. */
 static PyObject *decode_columns(PyObject *self, PyObject *args) {
     PyObject *o[14];
     Py_buffer b[14];
@@ -261,7 +189,7 @@ fail:
 }
 
 /* decode_headers(data, count, hdr_pos, hdr_count, hk_start, hk_len, hv_start, hv_len)
- * Second pass over spans that decode_records already validated. */
+ * Second pass over spans that decode_columns already validated. */
 static PyObject *decode_headers(PyObject *self, PyObject *args) {
     PyObject *o[8];
     Py_buffer b[8];
@@ -431,7 +359,6 @@ fail:
 }
 
 static PyMethodDef methods[] = {
-    {"decode_records", decode_records, METH_VARARGS, "Parse a v2 record section into span arrays."},
     {"decode_columns", decode_columns, METH_VARARGS, "Parse a v2 record section into Arrow column buffers."},
     {"decode_headers", decode_headers, METH_VARARGS, "Parse the header spans of decoded records."},
     {"gather", gather, METH_VARARGS, "Copy byte spans back to back."},

@@ -1,18 +1,6 @@
 # Any object with the buffer protocol (bytes, memoryview, numpy arrays); typing.Buffer is 3.12+.
 Buffer = object
 
-def decode_records(
-    data: Buffer,
-    count: int,
-    off_delta: Buffer,
-    ts_delta: Buffer,
-    key_start: Buffer,
-    key_len: Buffer,
-    val_start: Buffer,
-    val_len: Buffer,
-    hdr_pos: Buffer,
-    hdr_count: Buffer,
-) -> int: ...
 def decode_columns(
     data: Buffer,
     count: int,
