@@ -58,7 +58,7 @@ _STATELESS_REFUSED = {
     "Sort": "ORDER BY over an unbounded stream has no meaning; order the job's output when reading it",
     "Limit": "LIMIT over an unbounded stream has no meaning",
     "Join": (
-        "a join of streams needs a bound on its state, and this one has neither a window (TUMBLE / HOP / "
+        "a join of unbounded streams needs a bound on its state, and this one has neither a window (TUMBLE / HOP / "
         "CUMULATE over each side, joined ON l.window_start = r.window_start AND l.window_end = r.window_end) "
         "nor an interval condition (a.ts BETWEEN b.ts - INTERVAL … AND b.ts + INTERVAL …)"
     ),
