@@ -87,6 +87,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.registry import add_arguments as add_registry_arguments
 
     add_registry_arguments(kinds.add_parser("registry", help="Avro-serialised values → typed columns, next to JSON"))
+    from streamhouse.bench.auth import add_arguments as add_auth_arguments
+
+    add_auth_arguments(kinds.add_parser("auth", help="API keys: authentication per request, produce with auth on/off"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -123,6 +126,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.registry import run as run_registry
 
         return run_registry(args)
+    if args.bench == "auth":
+        from streamhouse.bench.auth import run as run_auth
+
+        return run_auth(args)
     if args.bench == "consume":
         from streamhouse.bench.client import run_consume
 
