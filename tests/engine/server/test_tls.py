@@ -9,6 +9,7 @@ and an unrelated CA nobody trusts.
   from the other CA, is refused on every port; the right one works. A REST produce to the agent
   that does not lead the partition is forwarded to the leader over gRPC with TLS, the agent
   presenting its own certificate (agents share the CA).
+- Kafka SASL_SSL: the SASL login (engine/kafka/sasl/) inside the TLS session of one listener.
 - A wrong certificate path, or a key of another certificate: one `error:` line naming the file.
 """
 
@@ -305,3 +306,39 @@ def test_bad_certificate_files_are_one_line_naming_the_file(tmp_path: Path, cert
         server_tls(str(certs.server_cert), str(certs.server_cert))
     with pytest.raises(InvalidInputError, match="holds no PEM certificate"):
         server_tls(str(certs.server_key), str(certs.server_key))
+
+
+# -- SASL over TLS ------------------------------------------------------------------------------
+def test_kafka_sasl_ssl_logs_in_over_tls(tmp_path: Path, certs: Certs) -> None:
+    """security.protocol=SASL_SSL: the SASL exchange (engine/kafka/sasl/) runs inside the TLS
+    session of the same listener; a wrong secret is still refused, over TLS."""
+    from streamhouse.auth import Authenticator
+    from streamhouse.auth.admin import AuthAdmin
+    from streamhouse.client.embedded import EmbeddedTransport
+    from streamhouse.kafka.server import KafkaServer
+
+    tls = server_tls(str(certs.server_cert), str(certs.server_key))
+    assert tls is not None
+    with streamhouse.open(str(tmp_path / "data")) as sh:
+        transport = sh.transport
+        assert isinstance(transport, EmbeddedTransport)
+        metadata = transport.service.metadata
+        server = KafkaServer(transport.service, port=0, authenticator=Authenticator(metadata), tls=tls.ssl_context())
+        transport._run(server.start())
+        transport.kafka_servers.append(server)  # closed first by sh.close()
+        transport._run(AuthAdmin(metadata).create_org("acme"))
+        key_id, secret = transport._run(AuthAdmin(metadata).create_key("acme", "alice")).token.split(".")
+        sh.create_topic("sasl_tls", 1)
+        sasl = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": key_id}
+        _kafka_round_trip(server.port, "sasl_tls", {**_kafka(server.port, certs), **sasl, "sasl.password": secret})
+        errors: list[KafkaError] = []
+        wrong = {**_kafka(server.port, certs), **sasl, "sasl.password": "wrong", "error_cb": errors.append}
+        producer = Producer(wrong)
+        producer.produce("sasl_tls", value=b"never")
+        for _ in range(100):
+            if errors:
+                break
+            producer.poll(0.05)
+        producer.purge()
+        assert [e.code() for e in errors][:1] == [KafkaError._AUTHENTICATION], errors
+        assert sh.read("sasl_tls").num_rows == 20  # the refused producer wrote nothing
