@@ -147,7 +147,9 @@ class AgentServer:
         log.info("agent %s serving gRPC on %s", service.config.holder, service.config.address)
         if tls is not None:
             mutual = " with client certificates required (mutual TLS)" if tls.mutual else ""
-            log.info("TLS on every port%s: certificate %s", mutual, tls.cert_path)
+            # Said once at start: forwarding to a peer whose CA is not trusted fails later, per request.
+            peers = config.tls_ca or config.tls_client_ca or "the system's CAs (--tls-ca for a private CA)"
+            log.info("TLS on every port%s: certificate %s; peers verified against %s", mutual, tls.cert_path, peers)
         return server
 
     @property
