@@ -258,7 +258,8 @@ class KafkaServer:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 return  # nothing after a failed request is applied; the writer raises it
             if sasl is not None and sasl.closing:
-                queue.put_nowait(None)  # a refused login: its answer goes out, then the connection closes
+                await sasl.linger()  # a refused login: its answer goes out, then the connection closes
+                queue.put_nowait(None)
                 return
 
     async def _write(self, conn: FrameConnection, queue: asyncio.Queue[_Item], slots: asyncio.Semaphore) -> None:

@@ -48,6 +48,9 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 PRE_AUTH_MAX_FRAME = 64 * 1024
 MAX_PRE_AUTH_REQUESTS = 8  # ApiVersions (+ a retry), handshake, two SCRAM tokens, with room
 PRE_AUTH_TIMEOUT_S = 30.0
+# Kafka's connection.failed.authentication.delay.ms: clients read the refusal before the close
+# (kafka-python reports a bare disconnect otherwise), and a guesser gets one try per 100 ms.
+FAILED_LOGIN_DELAY_S = 0.1
 _SIZE = struct.Struct(">i")
 
 
@@ -149,6 +152,10 @@ class SaslConnection:
         except TimeoutError:
             self._gate.refused("missing")
             raise SaslStateError(f"not authenticated within {self._gate.pre_auth_timeout_s:g} s") from None
+
+    async def linger(self) -> None:
+        """Waits out the delay between a refused login's answer and the close."""
+        await asyncio.sleep(FAILED_LOGIN_DELAY_S)
 
     async def respond(self, request: Request) -> bytes:
         """The answer to a SASL request, or SaslStateError for a request the state does not
