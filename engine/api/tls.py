@@ -23,7 +23,7 @@ all, API keys (engine/auth/) decide who is asking.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,7 +44,7 @@ class ServerTls:
     key_path: str
     client_ca_path: str | None
     cert_pem: bytes
-    key_pem: bytes
+    key_pem: bytes = field(repr=False)  # a stray log or error of this value must not show the key
     client_ca_pem: bytes | None
 
     @classmethod
@@ -103,7 +103,7 @@ class ClientTls:
 
     ca_pem: bytes | None = None
     cert_pem: bytes | None = None
-    key_pem: bytes | None = None
+    key_pem: bytes | None = field(default=None, repr=False)  # never in a log or an error
     cert_path: str | None = None  # where cert_pem / key_pem came from (ssl loads chains from files)
     key_path: str | None = None
 

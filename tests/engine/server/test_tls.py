@@ -342,3 +342,12 @@ def test_kafka_sasl_ssl_logs_in_over_tls(tmp_path: Path, certs: Certs) -> None:
         producer.purge()
         assert [e.code() for e in errors][:1] == [KafkaError._AUTHENTICATION], errors
         assert sh.read("sasl_tls").num_rows == 20  # the refused producer wrote nothing
+
+
+def test_settings_never_show_the_private_key(certs: Certs) -> None:
+    tls = server_tls(str(certs.server_cert), str(certs.server_key), str(certs.ca))
+    assert tls is not None and b"PRIVATE KEY" in tls.key_pem
+    peer = tls.peer_client()
+    client = ClientTls.load(str(certs.ca), str(certs.client_cert), str(certs.client_key))
+    for value in (tls, peer, client):
+        assert "PRIVATE KEY" not in repr(value) and "PRIVATE KEY" not in str(value)
