@@ -1,0 +1,74 @@
+"""`streamhouse serve --auth api-key --kafka-port`: a real agent process on PostgreSQL + SeaweedFS
+asks Kafka clients to log in (engine/kafka/sasl/ wired by engine/server/agent_server.py). A key
+made with the admin operations on the same PostgreSQL store logs librdkafka in over SCRAM-SHA-512
+(credentials written with the key) and PLAIN; a wrong secret is refused, writes nothing and is
+counted on the agent's /metrics under front "kafka"."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+import streamhouse
+from streamhouse.auth.admin import AuthAdmin
+from streamhouse.storage.metadata import open_metadata_store
+from tests.agent_process import kafka_agent
+
+
+async def _new_key(pg_url: str, org: str) -> str:
+    store = await open_metadata_store(pg_url)
+    try:
+        await AuthAdmin(store).create_org(org)
+        return (await AuthAdmin(store).create_key(org, "svc")).token
+    finally:
+        await store.close()
+
+
+def test_serve_with_auth_logs_kafka_clients_in(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> None:
+    token = asyncio.run(_new_key(pg_url, "org-" + uuid.uuid4().hex[:8]))
+    key_id, secret = token.split(".")
+    with kafka_agent(tmp_path, pg_url, s3_url, "--auth", "api-key", "--http-port", "0") as (process, port):
+        with streamhouse.connect(process.address, api_key=token) as client:
+            client.create_topic("sasl-agent", 1)
+        bootstrap = f"127.0.0.1:{port}"
+
+        def sasl(mechanism: str, password: str) -> dict[str, Any]:
+            return {"bootstrap.servers": bootstrap, "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": mechanism, "sasl.username": key_id, "sasl.password": password}  # fmt: skip
+
+        errors: list[str] = []
+        refused = Producer({**sasl("SCRAM-SHA-512", "w" * 43), "error_cb": lambda e: errors.append(e.str())})
+        refused.produce("sasl-agent", value=b"never")
+        deadline = time.monotonic() + 10
+        while not any("SASL authentication error" in e for e in errors) and time.monotonic() < deadline:
+            refused.poll(0.05)
+        refused.purge()
+        assert any("SASL authentication error" in e for e in errors), errors
+
+        producer = Producer({**sasl("SCRAM-SHA-512", secret), "acks": "all"})
+        for i in range(10):
+            producer.produce("sasl-agent", value=b"v%d" % i)
+        assert producer.flush(20) == 0
+        consumer = Consumer({**sasl("PLAIN", secret), "group.id": "sasl-agent"})
+        consumer.assign([TopicPartition("sasl-agent", 0, 0)])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while len(got) < 10 and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+        consumer.close()
+        assert got == [b"v%d" % i for i in range(10)]  # the refused producer's record is not there
+
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{process.http_port}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            metrics = answer.read().decode()
+        assert 'streamhouse_auth_failures_total{front="kafka",reason="wrong_secret"}' in metrics
