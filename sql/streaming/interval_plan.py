@@ -153,9 +153,11 @@ def plan_interval_join(
 
 
 def _interval(tree: exp.Expr, qualifiers: dict[str, str]) -> tuple[tuple[str, str], tuple[str, str], int, int] | None:
-    """((topic, column) of the BETWEEN's subject, (topic, column) of the other side, low, high)
-    with low <= subject − other <= high, from the first `x BETWEEN y - i AND y + j` of a join's
-    ON condition relating the two topics; None when there is none."""
+    """((topic, column) of the subject, (topic, column) of the other side, low, high) with
+    low <= subject − other <= high, from a join's ON condition relating the two topics: the
+    first `x BETWEEN y - i AND y + j`, else a lower and an upper comparison of the same pair
+    (`x >= y - i AND x <= y + j`, either side first; strict ones bound the state the same);
+    None when there is none."""
     for join in tree.find_all(exp.Join):
         on = join.args.get("on")
         if on is None:
@@ -168,6 +170,20 @@ def _interval(tree: exp.Expr, qualifiers: dict[str, str]) -> tuple[tuple[str, st
                 continue
             # subject BETWEEN other + low_shift AND other + high_shift
             return subject, low[0], low[1], high[1]
+        lows: dict[tuple[tuple[str, str], tuple[str, str]], int] = {}
+        highs: dict[tuple[tuple[str, str], tuple[str, str]], int] = {}
+        for node in on.find_all(exp.GTE, exp.GT, exp.LTE, exp.LT):
+            left, right = _column(node.this, qualifiers), _shifted(node.expression, qualifiers)
+            upper = isinstance(node, exp.LTE | exp.LT)
+            if left is None or right is None:  # written the other way round: other ± i <op> subject
+                left, right = _column(node.expression, qualifiers), _shifted(node.this, qualifiers)
+                upper = not upper
+            if left is None or right is None or right[0][0] == left[0]:
+                continue
+            (highs if upper else lows).setdefault((left, right[0]), right[1])
+        for pair, low_ms in lows.items():
+            if pair in highs:
+                return pair[0], pair[1], low_ms, highs[pair]
     return None
 
 

@@ -143,3 +143,16 @@ def test_describe_and_refusals() -> None:
             SCHEMAS.__getitem__,
             WATERMARKS.get,
         )
+
+
+def test_two_comparisons_bound_the_join_like_between() -> None:
+    written = (
+        "SELECT o.oid, o.customer, s.carrier FROM orders o JOIN ships s ON o.oid = s.order_id "
+        "AND s.st - INTERVAL '10' SECOND <= o.ts AND o.ts < s.st + INTERVAL '2' SECOND"
+    )
+    found = plan(written)
+    assert (found.low_ms, found.high_ms) == (plan().low_ms, plan().high_ms) == (-10_000, 2_000)
+    orders, ships = stream(2_000, seed=5)
+    op = IntervalJoinOperator(found, None)
+    out = [op.process_round({0: orders.slice(i, 500), 1: ships.slice(i, 500)}, i).output for i in range(0, 2_000, 500)]
+    assert counts(out) == adhoc(orders, ships, written)
