@@ -185,7 +185,7 @@ class _JoinPlanner:
                     unbounded_join(topics, "the two sides are not the same window (kind, size, step and offset)"),
                     call,
                 )
-        self._check_window_keys(topics)
+        self._check_window_keys(topics, calls)
         for call in calls:
             self.base._check_window_local(single._holder(call))
         if self.tree.args.get("limit") or self.tree.args.get("offset"):
@@ -233,10 +233,11 @@ class _JoinPlanner:
             raise self.base.fail(f"cannot plan the continuous query: {single._clean(str(error))}") from None
         return JoinPlan(sql=self.sql, sides=(sides[0], sides[1]), query_sql=query_sql, output_schema=output)
 
-    def _check_window_keys(self, topics: list[str]) -> None:
+    def _check_window_keys(self, topics: list[str], calls: list[WindowCall]) -> None:
         """Some join must equate window_start and window_end of the two sides (through the names
         a subquery projects them as): otherwise rows of different windows meet, and a side's
-        rows could never be dropped."""
+        rows could never be dropped. A qualified operand must name its side (the call's alias
+        or that of a subquery around it); an unqualified one is taken on trust."""
         starts, ends = {"window_start"}, {"window_end"}
         for alias in self.tree.find_all(exp.Alias):
             inner = alias.this
@@ -245,6 +246,17 @@ class _JoinPlanner:
                     starts.add(alias.alias)
                 elif ident_name(inner) in ends:
                     ends.add(alias.alias)
+        names = [_side_names(call) for call in calls]
+
+        def sides_of(column: exp.Column) -> set[int]:
+            if not column.table:
+                return {0, 1}
+            return {i for i, known in enumerate(names) if column.table in known}
+
+        def crosses(eq: exp.EQ) -> bool:
+            left, right = sides_of(eq.this), sides_of(eq.expression)
+            return any(a != b for a in left for b in right)
+
         for join in self.tree.find_all(exp.Join):
             on = join.args.get("on")
             if on is None:
@@ -252,11 +264,25 @@ class _JoinPlanner:
             pairs = [
                 (ident_name(eq.this), ident_name(eq.expression))
                 for eq in on.find_all(exp.EQ)
-                if isinstance(eq.this, exp.Column) and isinstance(eq.expression, exp.Column)
+                if isinstance(eq.this, exp.Column) and isinstance(eq.expression, exp.Column) and crosses(eq)
             ]
             if any(a in starts and b in starts for a, b in pairs) and any(a in ends and b in ends for a, b in pairs):
                 return
         raise self.base.fail(unbounded_join(topics, "the windowed sides are not joined on window_start and window_end"))
+
+
+def _side_names(call: WindowCall) -> set[str]:
+    """The names a side's rows go by: its call's alias and the alias of every subquery around it."""
+    found = set()
+    holder = single._holder(call)
+    if holder.alias:
+        found.add(holder.alias)
+    node: exp.Expr | None = holder.parent
+    while node is not None:
+        if isinstance(node, exp.Subquery) and node.alias:
+            found.add(node.alias)
+        node = node.parent
+    return found
 
 
 def _plan_schema(sides: tuple[JoinSide, ...], query_sql: str) -> pa.Schema:

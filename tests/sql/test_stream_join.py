@@ -194,6 +194,12 @@ def test_a_restored_operator_continues_exactly_once_mid_window() -> None:
             "ON c.window_start = v.window_start AND c.window_end = v.window_end",
             "the two sides are not the same window",
         ),
+        (
+            "SELECT c.user_id, v.ad FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECOND)) c "
+            "JOIN TABLE(TUMBLE(TABLE views, DESCRIPTOR(vt), INTERVAL '10' SECOND)) v "
+            "ON c.window_start = c.window_start AND c.window_end = v.window_end AND c.user_id = v.uid",
+            "the windowed sides are not joined on window_start and window_end",
+        ),
     ],
 )
 def test_unbounded_joins_are_refused_naming_the_missing_bound(sql: str, missing: str) -> None:
