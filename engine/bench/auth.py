@@ -26,6 +26,7 @@ from rich.table import Table
 
 from streamhouse.auth import Authenticator
 from streamhouse.auth.admin import AuthAdmin
+from streamhouse.bench import kafka_sasl
 from streamhouse.bench.client import produce
 from streamhouse.client.client import connect
 from streamhouse.storage.metadata import open_metadata_store
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--in-flight", type=int, default=4, help="concurrent requests (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="produce runs per setting, taking turns (default 3)")
     parser.add_argument("--dir", help="working directory (default: a temp dir)")
+    parser.add_argument(
+        "--kafka-logins", type=int, default=300, help="Kafka SASL logins per row (0: skip; bench/kafka_sasl.py)"
+    )
 
 
 async def _latency(url: str, cold: int, warm: int) -> dict[str, tuple[float, float]]:
@@ -126,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         for path, (wall, cpu) in latency.items():
             table.add_row(path, f"{wall:,.1f}", f"{cpu:,.1f}")
         Console().print(table)
+        if args.kafka_logins > 0:  # a new Kafka connection's login: PLAIN vs SCRAM (bench/kafka_sasl.py)
+            kafka_sasl.report(workdir / "kafka", args.kafka_logins, min(40, args.kafka_logins))
         runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
         for i in range(args.rounds):
             for auth in (False, True) if i % 2 == 0 else (True, False):
