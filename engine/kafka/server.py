@@ -119,7 +119,7 @@ class KafkaServer:
         self.max_in_flight = max_in_flight
         # SASL (engine/kafka/sasl/): with an authenticator, every connection logs in first.
         self.sasl = (
-            None if authenticator is None else SaslGate(authenticator, service.metadata, max_reauth_ms=max_reauth_ms)
+            None if authenticator is None else SaslGate(authenticator, self._node.metadata, max_reauth_ms=max_reauth_ms)
         )
         self.handlers: dict[int, Handler] = {}
         self.coordinator = Coordinator()
