@@ -140,6 +140,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kafka-advertised",
         help="host:port given to Kafka clients (default: the --advertised-address host, else --host, on --kafka-port)",
     )
+    p.add_argument(
+        "--kafka-max-reauth-ms",
+        type=int,
+        default=0,
+        help="with --auth: a Kafka login's session ends after this long unless the client re-authenticates "
+        "(Kafka's connections.max.reauth.ms; a revoked key's connections end within it); default 0 = at key expiry",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= kafka_port <= 65535:
         raise InvalidInputError(f"--kafka-port must be 0 (off) or a port up to 65535, not {kafka_port}")
     advertised = args.kafka_advertised or os.environ.get("STREAMHOUSE_KAFKA_ADVERTISED") or None
+    if args.kafka_max_reauth_ms < 0:
+        raise InvalidInputError(f"--kafka-max-reauth-ms must be >= 0, not {args.kafka_max_reauth_ms}")
     insecure = args.insecure or os.environ.get("STREAMHOUSE_INSECURE", "") in ("1", "true", "yes")
     # The safe default (engine/auth/exposure.py): refused before anything starts.
     for warning in check_exposure(config.host, config.auth, kafka_port=kafka_port, insecure=insecure):
@@ -162,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(recover_urls(url, objects, s3_endpoint=config.s3_endpoint or None))
         for line in result.lines():
             logging.getLogger(__name__).warning("recover: %s", line)
-    asyncio.run(serve(config, kafka_port=kafka_port, kafka_advertised=advertised))
+    asyncio.run(
+        serve(config, kafka_port=kafka_port, kafka_advertised=advertised, kafka_max_reauth_ms=args.kafka_max_reauth_ms)
+    )
     return 0
 
 

@@ -238,7 +238,12 @@ def _kafka_advertised(config: AgentConfig, kafka_port: int) -> str | None:
 
 
 async def serve(
-    config: AgentConfig, *, ready_line: bool = True, kafka_port: int = 0, kafka_advertised: str | None = None
+    config: AgentConfig,
+    *,
+    ready_line: bool = True,
+    kafka_port: int = 0,
+    kafka_advertised: str | None = None,
+    kafka_max_reauth_ms: int = 0,
 ) -> None:
     """Run an agent until SIGINT/SIGTERM, then shut down gracefully. `kafka_port` > 0 also
     answers the Kafka wire protocol there (engine/kafka/server.py)."""
@@ -258,6 +263,7 @@ async def serve(
             advertised=advertised,
             tls=kafka_tls,
             authenticator=authenticator,
+            max_reauth_ms=kafka_max_reauth_ms,  # SASL sessions (engine/kafka/sasl/gate.py)
         )
         try:
             await kafka.start()

@@ -18,6 +18,7 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,6 +264,18 @@ def test_api_versions_advertise_sasl_and_nothing_else_passes_before_the_login(se
         answer = _plain_login(s, secured.good, version=2)
         assert answer["error_code"] == 0 and answer["session_lifetime_ms"] == 0
         assert _metadata(s)["topics"][0]["name"] == TOPIC
+
+
+def test_without_auth_the_sasl_apis_are_neither_advertised_nor_served(tmp_path: Path) -> None:
+    with streamhouse.open(str(tmp_path / "open"), kafka_port=0) as sh:
+        assert sh.kafka_bootstrap is not None
+        host, port = sh.kafka_bootstrap.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            keys = {k["api_key"] for k in _call(s, API_VERSIONS, 3, {})["api_keys"]}
+            assert 17 not in keys and 36 not in keys and 3 in keys
+            assert _metadata(s)["topics"][0]["name"] == TOPIC  # no login asked for
+            s.sendall(encode_request(SASL_HANDSHAKE, 1, 4, "raw", {"mechanism": "PLAIN"}))
+            assert _closed(s)
 
 
 def test_handshake_v0_carries_bare_tokens(secured: Secured) -> None:

@@ -2,11 +2,13 @@
 asks Kafka clients to log in (engine/kafka/sasl/ wired by engine/server/agent_server.py). A key
 made with the admin operations on the same PostgreSQL store logs librdkafka in over SCRAM-SHA-512
 (credentials written with the key) and PLAIN; a wrong secret is refused, writes nothing and is
-counted on the agent's /metrics under front "kafka"."""
+counted on the agent's /metrics under front "kafka"; --kafka-max-reauth-ms bounds a session."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 import urllib.request
 import uuid
@@ -17,6 +19,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 import streamhouse
 from streamhouse.auth.admin import AuthAdmin
+from streamhouse.kafka.protocol.api import decode_response, encode_request
+from streamhouse.kafka.protocol.messages_sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE
 from streamhouse.storage.metadata import open_metadata_store
 from tests.agent_process import kafka_agent
 
@@ -33,7 +37,8 @@ async def _new_key(pg_url: str, org: str) -> str:
 def test_serve_with_auth_logs_kafka_clients_in(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> None:
     token = asyncio.run(_new_key(pg_url, "org-" + uuid.uuid4().hex[:8]))
     key_id, secret = token.split(".")
-    with kafka_agent(tmp_path, pg_url, s3_url, "--auth", "api-key", "--http-port", "0") as (process, port):
+    flags = ("--auth", "api-key", "--http-port", "0", "--kafka-max-reauth-ms", "60000")
+    with kafka_agent(tmp_path, pg_url, s3_url, *flags) as (process, port):
         with streamhouse.connect(process.address, api_key=token) as client:
             client.create_topic("sasl-agent", 1)
         bootstrap = f"127.0.0.1:{port}"
@@ -72,3 +77,15 @@ def test_serve_with_auth_logs_kafka_clients_in(tmp_path: Path, pg_url: str, s3_u
         with urllib.request.urlopen(request, timeout=10) as answer:
             metrics = answer.read().decode()
         assert 'streamhouse_auth_failures_total{front="kafka",reason="wrong_secret"}' in metrics
+
+        # --kafka-max-reauth-ms bounds each login's session (SaslAuthenticate v1+ tells the client).
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(encode_request(SASL_HANDSHAKE, 1, 1, "raw", {"mechanism": "PLAIN"}))
+            s.sendall(
+                encode_request(SASL_AUTHENTICATE, 2, 2, "raw", {"auth_bytes": f"\x00{key_id}\x00{secret}".encode()})
+            )
+            stream = s.makefile("rb")
+            for api, version in ((SASL_HANDSHAKE, 1), (SASL_AUTHENTICATE, 2)):
+                (size,) = struct.unpack(">i", stream.read(4))
+                _, answer = decode_response(api, version, stream.read(size))
+            assert answer["error_code"] == 0 and 0 < answer["session_lifetime_ms"] <= 60_000
