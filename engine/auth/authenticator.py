@@ -52,6 +52,8 @@ class Principal:
     name: str
     admin: bool
     key_id: str
+    # When the key stops working (None: never); Kafka SASL ends a login's session then.
+    expires_at_ms: int | None = None
 
 
 # The process that embeds the engine: it holds the files, so it is an admin of everything.
@@ -150,7 +152,7 @@ class Authenticator:
                 ok = await asyncio.to_thread(sh.verify_secret, secret, row.secret_hash)
             if not ok:
                 raise AuthenticationError(_REFUSED, reason="wrong_secret")
-        principal = Principal(row.org, row.principal, row.admin, row.key_id)
+        principal = Principal(row.org, row.principal, row.admin, row.key_id, row.expires_at_ms)
         self._cache[key_id] = _Entry(principal, digest, row.secret_hash, row.expires_at_ms, self._monotonic())
         self._cache.move_to_end(key_id)
         while len(self._cache) > _MAX_CACHED:

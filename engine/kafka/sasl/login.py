@@ -59,10 +59,8 @@ class PlainLogin:
             self._authenticator.failures.labels(FRONT, exc.reason).inc()
             raise
         principal = await self._authenticator.authenticate(FRONT, key_id, secret)
-        # The key's expiry bounds the session (SaslAuthenticate v1+ session_lifetime_ms); the
-        # principal does not carry it, so it costs one indexed read per connection.
-        row = await self._store.auth_get_key(principal.key_id)
-        return Step(b"", principal, None if row is None else row.expires_at_ms)
+        # The key's expiry bounds the session (SaslAuthenticate v1+ session_lifetime_ms).
+        return Step(b"", principal, principal.expires_at_ms)
 
 
 class ScramLogin:
@@ -90,7 +88,9 @@ class ScramLogin:
             raise
         row = self._row
         assert row is not None, "client_final succeeds only for a stored credential"
-        return Step(reply, Principal(row.org, row.principal, row.admin, row.key_id), row.expires_at_ms)
+        return Step(
+            reply, Principal(row.org, row.principal, row.admin, row.key_id, row.expires_at_ms), row.expires_at_ms
+        )
 
     async def _first(self, token: bytes) -> bytes:
         key_id = self._server.client_first(token)

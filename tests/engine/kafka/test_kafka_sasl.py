@@ -312,6 +312,18 @@ def test_limits_and_malformed_frames_before_the_login_close_only_that_connection
                 pass
     with _connect(secured) as s:  # the listener still serves a proper login
         assert _plain_login(s, secured.good)["error_code"] == 0
+    assert secured.server.sasl is not None
+    secured.server.sasl.pre_auth_timeout_s = 0.3
+    try:
+        with _connect(secured) as s, _connect(secured) as t:  # a connection that never logs in is closed
+            _call(s, API_VERSIONS, 3, {})
+            assert _plain_login(t, secured.good)["error_code"] == 0
+            start = time.monotonic()
+            assert _closed(s) and time.monotonic() - start < 2
+            time.sleep(0.3)
+            assert _metadata(t)["topics"][0]["error_code"] == 0  # a logged-in one has no such limit
+    finally:
+        secured.server.sasl.pre_auth_timeout_s = 30.0
 
 
 def test_sessions_end_with_their_lifetime_unless_re_authenticated(secured: Secured) -> None:
