@@ -7,19 +7,23 @@ mechanism's tokens, in SaslAuthenticate requests after handshake v1 or as bare s
 frames after v0. Anything else before the login completes closes the connection without an
 answer (Kafka's IllegalSaslStateException), counted as reason "missing". A refused login is
 answered SASL_AUTHENTICATION_FAILED (58) with one message whatever the reason (unknown key,
-wrong secret, revoked, expired; the metric has the reason), then the connection is closed: one
-failed attempt per connection. An unknown mechanism is answered UNSUPPORTED_SASL_MECHANISM (33)
-with the list, then closed. Before the login: frames of at most `pre_auth_max_frame` bytes (the
-listener's FrameConnection refuses larger prefixes unread; Kafka's sasl.server.max.receive.size),
-at most MAX_PRE_AUTH_REQUESTS requests, and `pre_auth_timeout_s` to finish.
+wrong secret, revoked, expired; the metric has the reason), then, 100 ms later (Kafka's
+connection.failed.authentication.delay.ms), the connection is closed: one failed attempt per
+connection. An unknown mechanism is answered UNSUPPORTED_SASL_MECHANISM (33) with the list, then
+closed. Before the login: frames of at most `pre_auth_max_frame` bytes (the listener's
+FrameConnection refuses larger prefixes unread; Kafka's sasl.server.max.receive.size), at most
+MAX_PRE_AUTH_REQUESTS requests, and `pre_auth_timeout_s` to finish.
 
 A connection authenticates once. A revoked key is refused at its next login; connections it
 already opened stay until their session ends. The session ends at the key's expiry and, with
 `max_reauth_ms` > 0 (Kafka's connections.max.reauth.ms; 0 by default, as in Kafka), after that
-long: SaslAuthenticate v1+ tells the client (session_lifetime_ms) and clients with KIP-368
-re-authenticate on the same connection (same mechanism, same principal), where a revoked or
-expired key is refused and the connection closed. A request after the session ended closes the
-connection, as Kafka does, also for clients that cannot re-authenticate (v0).
+long (`serve --kafka-max-reauth-ms`): SaslAuthenticate v1+ tells the client
+(session_lifetime_ms) and clients with KIP-368 re-authenticate on the same connection (same
+mechanism, same principal), where a revoked or expired key is refused and the connection closed.
+A request after the session ended closes the connection, as Kafka does, also for clients that
+cannot re-authenticate (v0). PLAIN goes through the Authenticator's 5 s cache (a revocation
+reaches a PLAIN login within it); SCRAM reads the key and its credential at every login
+(login.py).
 """
 
 from __future__ import annotations
