@@ -1,5 +1,5 @@
-"""Kafka SASL authentication (issue 15): the per-connection gate (gate.py), the PLAIN message
-(plain.py) and the logins over the auth slice (login.py; SCRAM's exchange is engine/auth/scram.py)."""
+"""Kafka SASL authentication (issue 15): the per-connection gate (gate.py) and the PLAIN / SCRAM
+logins over the auth slice (login.py; SCRAM's IO-free exchange is engine/auth/scram.py)."""
 
 from streamhouse.kafka.sasl.gate import MECHANISMS, SaslConnection, SaslGate, SaslStateError
 

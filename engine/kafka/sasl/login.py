@@ -1,7 +1,8 @@
 """One SASL login on a Kafka connection: the mechanism's token exchange, with the IO it needs.
 
-PLAIN is one step: parse (plain.py), then the one verify function every front end uses
-(`Authenticator.authenticate`, which counts its own refusals). SCRAM is two steps around a
+PLAIN is one step: parse its one message (RFC 4616: `[authzid] NUL authcid NUL passwd`, UTF-8;
+the user is the API key id, the password its secret), then the one verify function every front
+end uses (`Authenticator.authenticate`, which counts its own refusals). SCRAM is two steps around a
 lookup (engine/auth/scram.py is the IO-free exchange): the key's row (revoked, expired) and its
 stored credential for the mechanism, read from the metadata store at the first step. Its
 refusals are counted here, in the authenticator's metric under front "kafka".
@@ -16,12 +17,31 @@ from typing import Protocol
 
 from streamhouse.auth import Authenticator, Principal
 from streamhouse.auth.scram import ScramServer
-from streamhouse.kafka.sasl.plain import parse_plain
 from streamhouse.storage.errors import AuthenticationError
 from streamhouse.storage.metadata.auth_sql import ApiKeyRow
 from streamhouse.storage.metadata.scram_sql import ScramCredential
 
 FRONT = "kafka"
+PLAIN_MAX_BYTES = 1024  # a real PLAIN message is ~70 bytes (20-character id, 43-character secret)
+
+
+def parse_plain(token: bytes) -> tuple[str, str]:
+    """(key id, secret), or AuthenticationError('malformed') saying what is wrong (never what
+    was sent)."""
+    if len(token) > PLAIN_MAX_BYTES:
+        raise AuthenticationError(f"malformed PLAIN message: longer than {PLAIN_MAX_BYTES} bytes", reason="malformed")
+    parts = token.split(b"\x00")
+    if len(parts) != 3:
+        raise AuthenticationError(
+            "malformed PLAIN message: expected [authzid] NUL user NUL password", reason="malformed"
+        )
+    try:
+        authzid, user, password = (p.decode("utf-8") for p in parts)
+    except UnicodeDecodeError:
+        raise AuthenticationError("malformed PLAIN message: not UTF-8", reason="malformed") from None
+    if authzid and authzid != user:  # Kafka's PlainServer: no acting as another principal
+        raise AuthenticationError("malformed PLAIN message: the authorization id must be the user", reason="malformed")
+    return user, password
 
 
 class KeyStore(Protocol):

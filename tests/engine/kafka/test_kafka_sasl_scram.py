@@ -1,5 +1,5 @@
 """SCRAM-SHA-256/512 for API keys (engine/auth/scram.py) and SASL/PLAIN's message
-(engine/kafka/sasl/plain.py), IO-free, plus the SCRAM credentials in the metadata store
+(engine/kafka/sasl/login.py), IO-free, plus the SCRAM credentials in the metadata store
 (migration 0008) over SQLite and PostgreSQL.
 
 The server side is checked against RFC 7677's own example exchange and against a third-party
@@ -18,7 +18,7 @@ from kafka.net.sasl.scram import ScramClient
 
 from streamhouse.auth import scram
 from streamhouse.auth.admin import AuthAdmin
-from streamhouse.kafka.sasl.plain import parse_plain
+from streamhouse.kafka.sasl.login import parse_plain
 from streamhouse.storage.errors import AuthenticationError, OrganisationNotFoundError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata.auth_sql import NewApiKey
