@@ -19,6 +19,7 @@ from typing import Any
 
 from streamhouse.api.contract import FrontEnd, error_mapping
 from streamhouse.api.types import FetchResult
+from streamhouse.auth import Principal
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.protocol.api import api_version_ranges
@@ -60,11 +61,13 @@ _NEVER = 1 << 15
 class Context:
     """Who sent a request: DescribeGroups shows it per member. `applied`, when set, is called
     by Produce once its records have their offsets (or it failed before), so the server can
-    read the connection's next request while this one waits for its acknowledgement."""
+    read the connection's next request while this one waits for its acknowledgement.
+    `principal`: whom the connection's SASL login speaks for (None without authentication)."""
 
     client_id: str
     client_host: str
     applied: Callable[[], None] | None = None
+    principal: Principal | None = None
 
 
 Handler = Callable[[Body, int, Context], Awaitable[Body]]

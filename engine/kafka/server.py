@@ -297,7 +297,8 @@ class KafkaServer:
         if handler is None:
             version = request.header.api_version
             raise UnsupportedVersionError("API not served yet", api=request.api.name, version=version)
-        context = Context(request.header.client_id or "", client_host, applied)
+        principal = sasl.principal if sasl is not None else None  # for authorisation (issue 15 ACLs)
+        context = Context(request.header.client_id or "", client_host, applied, principal)
         body = await handler(request.body, request.header.api_version, context)
         if request.api.key == _PRODUCE and request.body["acks"] == 0:
             return None

@@ -20,7 +20,9 @@ from prometheus_client import CollectorRegistry
 from streamhouse.auth import Authenticator
 from streamhouse.auth.admin import AuthAdmin
 from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.kafka.handlers import Context
 from streamhouse.kafka.protocol.api import encode_request
+from streamhouse.kafka.protocol.messages_data import METADATA
 from streamhouse.kafka.protocol.messages_sasl import SASL_AUTHENTICATE, SASL_HANDSHAKE
 from streamhouse.kafka.server import KafkaServer
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
@@ -107,3 +109,26 @@ def test_any_sasl_sequence_is_answered_or_refused_as_a_protocol_error(listener: 
     event(f"authenticated={conn.authenticated}")
     assert not conn.authenticated or sent_good
     assert widened == ([True] if conn.authenticated else [])
+
+
+def test_handlers_learn_the_logged_in_principal(listener: Listener) -> None:
+    """Context.principal carries the login to every handler (for authorisation), None before."""
+    server = listener.server
+    assert server.sasl is not None
+    seen: list[Context] = []
+
+    async def recorder(body: dict[str, Any], version: int, ctx: Context) -> dict[str, Any]:
+        seen.append(ctx)
+        return {"brokers": [], "cluster_id": None, "controller_id": -1, "topics": []}
+
+    server.handlers = {3: recorder, **server.sasl.advertised}
+    conn = server.sasl.connection(lambda: None)
+    metadata = encode_request(METADATA, 9, 3, "fuzz", {"topics": []})[4:]
+    with pytest.raises(KafkaProtocolError):  # before the login, Metadata never reaches a handler
+        listener.loop.run_until_complete(server.respond(metadata, "fuzz", None, conn))
+    for kind, payload, version in _LOGINS[1]:
+        listener.loop.run_until_complete(server.respond(_frame(kind, payload, version, listener.token), "", None, conn))
+    listener.loop.run_until_complete(server.respond(metadata, "fuzz", None, conn))
+    assert len(seen) == 1 and seen[0].principal is not None
+    assert (seen[0].principal.org, seen[0].principal.name) == ("acme", "a")
+    assert seen[0].principal.key_id == listener.token.split(b"\x00")[1].decode()
