@@ -27,7 +27,7 @@ def test_schemathesis_on_the_registry_routes(agents: RegistryAgents) -> None:
         *("--max-examples", "8"),
         *("--seed", "13"),
         *("--request-timeout", "20"),
-        *("--max-time", "45"),
+        *("--max-time", "30"),
         *("--warnings", "off"),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=400)

@@ -35,7 +35,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(rest_agent: A
         *("--seed", "13"),
         # Long-polls may wait up to 30 s (MAX_WAIT_MS) on a topic the run itself created.
         *("--request-timeout", "40"),
-        *("--max-time", "60"),
+        *("--max-time", "40"),
         *("--warnings", "off"),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=400)
