@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from streamhouse.storage.metadata.acl_sql import AclRule
 from streamhouse.storage.metadata.auth_sql import ApiKeyRow, NewApiKey, Organisation
 from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
 from streamhouse.storage.metadata.producer_state import ProducerState
@@ -324,6 +325,19 @@ class MetadataStore(Protocol):
     async def auth_scram_credential(self, key_id: str, mechanism: str) -> ScramCredential | None:
         """The key's SCRAM credential for `mechanism` (SCRAM-SHA-256/512; migration 0008, written
         with the key by auth_create_key), None if it has none."""
+        ...
+
+    # -- ACLs (issue 15; storage/metadata/acl_sql.py, engine/auth/acl.py) ---------------------------
+    async def acl_add(self, rule: AclRule) -> bool:
+        """Store an allow rule; False if the same rule was already there (nothing changes)."""
+        ...
+
+    async def acl_remove(self, rule: AclRule) -> bool:
+        """Remove exactly this rule; False if there was none (nothing changes)."""
+        ...
+
+    async def acl_list(self, org: str | None = None, principal: str | None = None) -> list[AclRule]:
+        """Every rule, or an org's, or one principal's (`principal` only with `org`), sorted."""
         ...
 
     # -- snapshots and disaster recovery (issue 14; storage/metadata/snapshot.py) ------------------

@@ -24,6 +24,7 @@ from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
+from streamhouse.storage.metadata.postgres_acls import PostgresAcls
 from streamhouse.storage.metadata.postgres_auth import PostgresAuth
 from streamhouse.storage.metadata.postgres_base import (
     INSERT_SEGMENT,
@@ -50,7 +51,14 @@ _SEGMENTS = f"SELECT {r.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND part
 
 
 class PostgresMetadataStore(
-    PostgresLeasesJobs, PostgresRegistry, PostgresSwap, PostgresLogStart, PostgresSnapshot, PostgresAuth, PostgresScram
+    PostgresLeasesJobs,
+    PostgresRegistry,
+    PostgresSwap,
+    PostgresLogStart,
+    PostgresSnapshot,
+    PostgresAuth,
+    PostgresScram,
+    PostgresAcls,
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from PostgresLeasesJobs, the pool from PostgresBase."""

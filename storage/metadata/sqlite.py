@@ -17,6 +17,7 @@ from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
+from streamhouse.storage.metadata.sqlite_acls import SqliteAcls
 from streamhouse.storage.metadata.sqlite_auth import SqliteAuth
 from streamhouse.storage.metadata.sqlite_base import (
     INSERT_SEGMENT,
@@ -54,7 +55,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class SqliteMetadataStore(
-    SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart, SqliteSnapshot, SqliteAuth, SqliteScram
+    SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart, SqliteSnapshot, SqliteAuth, SqliteScram, SqliteAcls
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
