@@ -48,6 +48,7 @@ from streamhouse.sql.statements.ddl import (
     parse_statement,
 )
 from streamhouse.sql.windows.rewrite import rewrite_windows
+from streamhouse.storage import access
 from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata.log_start import PartitionStats
@@ -108,11 +109,13 @@ class SqlEngine:
             return await self._drop(statement)
         if isinstance(statement, AlterTopic):
             s = statement
+            access.require("alter", "topic", s.name)
             info = await self.source.alter_topic(s.name, s.set_config, s.reset, s.add_partitions)
             return _show([info]).select(["topic", "partitions", "config"])
         if isinstance(statement, ShowTopics):
-            return _show(await self.source.list_topics())
+            return _show(await self._visible())
         if isinstance(statement, Describe):
+            access.require("describe", "topic", statement.name)
             if statement.partitions:
                 return await self._describe_partitions(await self._topic(statement.name))
             return _describe(await self._topic(statement.name))
@@ -125,8 +128,10 @@ class SqlEngine:
             if self.jobs is None:
                 raise SqlError("continuous queries need an agent (or the embedded engine) to run them")
             if isinstance(statement, CreateJob):
+                await self._authorize_job(statement)
                 return await self.jobs.create(statement)
             if isinstance(statement, DropJob):
+                access.require("delete", "job", statement.name)
                 materialized = sql.split(None, 2)[1].upper() == "MATERIALIZED"
                 return await self.jobs.drop(statement, materialized=materialized)
             return await self.jobs.show()
@@ -147,6 +152,7 @@ class SqlEngine:
 
     # -- DDL ------------------------------------------------------------------------------------
     async def _create(self, statement: CreateTopic) -> pa.Table:
+        access.require("create", "topic", statement.name)
         schema = statement.schema.to_json() if statement.schema is not None else None
         try:
             info = await self.source.create_topic(statement.name, statement.partitions, statement.config, schema)
@@ -157,12 +163,30 @@ class SqlEngine:
         return pa.table({"topic": [info.name], "partitions": pa.array([info.partitions], pa.int32())})
 
     async def _drop(self, statement: DropTopic) -> pa.Table:
+        access.require("delete", "topic", statement.name)
         try:
             await self.source.delete_topic(statement.name)
         except NotFoundError:
             if not statement.if_exists:
                 raise
         return pa.table({"dropped": [statement.name]})
+
+    async def _visible(self) -> list[TopicInfo]:
+        """The topics the current request may describe (ACLs, storage/access.py): a query or
+        SHOW TOPICS does not learn that the others exist."""
+        return [t for t in await self.source.list_topics() if access.allows("describe", "topic", t.name)]
+
+    async def _authorize_job(self, statement: CreateJob) -> None:
+        """A job runs with its creator's rights, checked here when it is created: create on the
+        job, create (a materialized view's new topic) or write (INSERT INTO) on its output, and
+        read on every topic its query reads."""
+        access.require("create", "job", statement.name)
+        access.require("create" if statement.materialized else "write", "topic", statement.name)
+        if access.CURRENT.get() is None:
+            return  # auth off: nothing to check, and no planning cost
+        planned = self._plan(statement.select, {t.name: t for t in await self._visible()})
+        for info in (*planned.names.values(), *planned.latest.values()):
+            access.require("read", "topic", info.name)
 
     async def _topic(self, name: str) -> TopicInfo:
         try:
@@ -195,8 +219,10 @@ class SqlEngine:
             ) from None
 
     async def _query(self, sql: str, limits: QueryLimits, *, explain: bool) -> pa.Table:
-        topics = {t.name: t for t in await self.source.list_topics()}
+        topics = {t.name: t for t in await self._visible()}
         planned = self._plan(sql, topics)
+        for info in (*planned.names.values(), *planned.latest.values()):
+            access.require("read", "topic", info.name)  # a topic it may see but not read: refused
         tree = parse_query(planned.sql)
         # Columns from the query as written: the window rewrite's own SELECT * reads nothing more.
         columns = _referenced_columns(parse_user_query(sql))

@@ -198,6 +198,18 @@ class AuthenticationError(StreamHouseError):
         self.reason = reason
 
 
+class AuthorizationError(StreamHouseError):
+    """The authenticated principal has no ACL allowing this operation on this resource (issue
+    15; engine/auth/acl.py). `resource_type` (topic, group, job, subject) picks Kafka's code
+    (TOPIC_ / GROUP_AUTHORIZATION_FAILED). Nothing was done."""
+
+    resource_type = "topic"  # also on an instance the remote SDK rebuilt without __init__
+
+    def __init__(self, message: str = "not authorized", resource_type: str = "topic") -> None:
+        super().__init__(message)
+        self.resource_type = resource_type
+
+
 class OrganisationNotFoundError(NotFoundError):
     """No organisation has this name (auth create-key, list)."""
 

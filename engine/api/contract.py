@@ -41,6 +41,7 @@ specific class to StreamHouseError itself.
 | OffsetConflictError       | ABORTED             | -1                           | 409  | produce                 |
 | StorageUnavailableError   | UNAVAILABLE         | -1                           | 503  | any (a store is down)   |
 | AuthenticationError       | UNAUTHENTICATED     | 58 SASL_AUTHENTICATION_FAILED| 401  | every face (engine/auth)|
+| AuthorizationError        | PERMISSION_DENIED   | 29 TOPIC_ / 30 GROUP_AUTH... | 403  | every face (auth/acl.py)|
 | any other StreamHouseError| INTERNAL            | -1 UNKNOWN_SERVER_ERROR      | 500  |                         |
 
 Kafka decides a few codes by API, not by class, and keeps them in its own folder: Fetch
@@ -277,6 +278,9 @@ ERRORS: tuple[ErrorMapping, ...] = (
     ErrorMapping(e.OffsetConflictError, "ABORTED", _UNKNOWN, _UNKNOWN, 409),
     ErrorMapping(e.StorageUnavailableError, "UNAVAILABLE", _UNKNOWN, _UNKNOWN, 503),
     ErrorMapping(e.AuthenticationError, "UNAUTHENTICATED", 58, 58, 401),
+    # 29 TOPIC_AUTHORIZATION_FAILED; Kafka answers 30 GROUP_AUTHORIZATION_FAILED for a group's
+    # (engine/kafka/handlers.py error_code reads AuthorizationError.resource_type).
+    ErrorMapping(e.AuthorizationError, "PERMISSION_DENIED", 29, 29, 403),
     ErrorMapping(e.StreamHouseError, "INTERNAL", _UNKNOWN, _UNKNOWN, 500),
 )
 

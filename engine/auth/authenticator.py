@@ -32,8 +32,10 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter
 
 from streamhouse.auth import secret_hash as sh
+from streamhouse.auth.authorizer import Authorizer
 from streamhouse.auth.credentials import token_from_header
 from streamhouse.storage.errors import AuthenticationError, StorageUnavailableError
+from streamhouse.storage.metadata.acl_sql import AclRule
 from streamhouse.storage.metadata.auth_sql import ApiKeyRow
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class KeyLookup(Protocol):
 
     async def auth_get_key(self, key_id: str) -> ApiKeyRow | None: ...
 
+    async def acl_list(self, org: str | None = None, principal: str | None = None) -> list[AclRule]: ...
+
 
 @dataclass(frozen=True)
 class _Entry:
@@ -91,6 +95,8 @@ class Authenticator:
         self._wall_ms = wall_ms
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._hashing = asyncio.Semaphore(_HASHING)
+        # ACLs (authorizer.py): the same store, TTL and clock; entered by authenticate_header.
+        self.acls = Authorizer(store, cache_ttl_s=cache_ttl_s, monotonic=monotonic)
         self.failures = Counter(
             "streamhouse_auth_failures_total",
             "Refused credentials by front end (grpc, http, kafka) and reason (missing, malformed, "
@@ -103,17 +109,21 @@ class Authenticator:
         """The store keys are read from and the registry the failure counter joins, for a
         server that needs this object (its gRPC interceptor) before it has opened either."""
         self._store = store
+        self.acls.bind(store)
         if registry is not None:
             registry.register(self.failures)
 
     async def authenticate_header(self, front: str, header: str | None) -> Principal:
-        """An HTTP `Authorization` value or gRPC `authorization` metadata (Bearer or Basic)."""
+        """An HTTP `Authorization` value or gRPC `authorization` metadata (Bearer or Basic);
+        the accepted principal's ACLs become the current request's (storage/access.py)."""
         try:
             token = token_from_header(header)
         except AuthenticationError as exc:
             self._refused(front, exc.reason, "")
             raise
-        return await self.authenticate(front, token.key_id, token.secret)
+        principal = await self.authenticate(front, token.key_id, token.secret)
+        await self.acls.enter(principal)  # the request's ACLs, for whatever serves it (storage/access.py)
+        return principal
 
     async def authenticate(self, front: str, key_id: str, secret: str) -> Principal:
         """The principal the key speaks for, or AuthenticationError (counted under `front`)."""

@@ -97,7 +97,7 @@ def _produce_run(workdir: Path, auth: bool, args: argparse.Namespace, round_no: 
             store = await open_metadata_store(f"sqlite:///{data / 'metadata.db'}")
             try:
                 await AuthAdmin(store).create_org("bench")
-                return (await AuthAdmin(store).create_key("bench", "b")).token
+                return (await AuthAdmin(store).create_key("bench", "b", admin=True)).token  # ACLs: all rights
             finally:
                 await store.close()
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.auth.admin import AuthAdmin, KeyInfo
+from streamhouse.cli import auth_acl
 from streamhouse.cli.common import add_format_options, write_rows
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata import open_metadata_store
@@ -55,6 +56,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_format_options(listing)
     revoke = kinds.add_parser("revoke", parents=[where], help="revoke an API key (every agent refuses it within 5 s)")
     revoke.add_argument("key_id")
+    auth_acl.add_parser(kinds, where)  # `auth acl add | list | remove` (engine/cli/auth_acl.py)
 
 
 def duration_ms(text: str) -> int:
@@ -139,4 +141,6 @@ def run(args: argparse.Namespace) -> int:
         info = _on_store(args, lambda admin: admin.revoke(args.key_id))
         print(f"{info.key_id} revoked at {_time(info.revoked_at_ms)}")
         return 0
+    if command == "acl":
+        return auth_acl.run(args, _url(args))
     raise InvalidInputError(f"unknown auth command {command!r}")

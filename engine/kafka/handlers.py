@@ -26,7 +26,7 @@ from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time
-from streamhouse.storage.errors import InvalidInputError, StreamHouseError
+from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StreamHouseError
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -86,6 +86,8 @@ def error_code(exc: BaseException) -> int:
     """The Kafka error code for a refusal: a Kafka refusal's own, else the contract's table."""
     if isinstance(exc, KafkaProtocolError):
         return exc.error_code
+    if isinstance(exc, AuthorizationError) and exc.resource_type == "group":
+        return 30  # GROUP_AUTHORIZATION_FAILED (every other denial: 29 TOPIC_AUTHORIZATION_FAILED)
     return error_mapping(exc).kafka
 
 

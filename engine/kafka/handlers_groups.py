@@ -19,10 +19,12 @@ from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import EMPTY, Coordinator, join_error
 from streamhouse.kafka.handlers import Body, Context, Node, error_code
 from streamhouse.kafka.registry import Broker
+from streamhouse.storage import access
 from streamhouse.storage.errors import InvalidInputError, StreamHouseError
 
 NON_EMPTY_GROUP = 68
 INVALID_GROUP_ID = 24
+GROUP_AUTHORIZATION_FAILED = 30
 
 
 class GroupHandlers:
@@ -67,6 +69,8 @@ class GroupHandlers:
         return self.leases is not None and not await self.leases.claim(gid)
 
     async def join_group(self, body: Body, version: int, ctx: Context) -> Body:
+        if not access.allows("read", "group", body["group_id"]):  # ACLs (storage/access.py): Kafka's JoinGroup
+            return join_error(GROUP_AUTHORIZATION_FAILED, body["member_id"])
         if await self._not_mine(body["group_id"]):
             return join_error(codes.NOT_COORDINATOR, body["member_id"])
         response = await self.coordinator.join(body, version, ctx.client_id, ctx.client_host)
@@ -136,6 +140,10 @@ class GroupHandlers:
         out = []
         for gid in body["groups"]:
             group = self.coordinator.groups.get(gid)
+            if not access.allows("describe", "group", gid):
+                out.append({"error_code": GROUP_AUTHORIZATION_FAILED, "group_id": gid, "group_state": "",
+                            "protocol_type": "", "protocol_data": "", "members": []})  # fmt: skip
+                continue
             if group is not None and group.members:
                 members = [
                     {"member_id": m.member_id, "group_instance_id": m.instance_id, "client_id": m.client_id,
@@ -156,7 +164,7 @@ class GroupHandlers:
     async def list_groups(self, body: Body, version: int, ctx: Context) -> Body:
         states: dict[str, tuple[str, str]] = {gid: (EMPTY, "consumer") for gid in await self.front.list_groups()}
         for gid, group in self.coordinator.groups.items():
-            if group.members:
+            if group.members and access.allows("describe", "group", gid):
                 states[gid] = (group.state, group.protocol_type or "")
         wanted = set(body["states_filter"] or [])
         groups = [

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
+from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.kafka.connection import FrameConnection
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
@@ -101,7 +102,9 @@ class KafkaServer:
         authenticator: Authenticator | None = None,
         max_reauth_ms: int = 0,
     ) -> None:
-        self.front: FrontEnd = service  # all that the handlers get
+        # all that the handlers get; with SASL, behind the ACL check (engine/api/guarded.py)
+        self.front: FrontEnd = service if authenticator is None else GuardedFrontEnd(service)
+        self._acls = None if authenticator is None else authenticator.acls
         self._node = service  # Kafka's own state (KafkaNode): registry and group leases only
         self.host = host
         self.port = port
@@ -293,6 +296,8 @@ class KafkaServer:
             raise
         if sasl is not None and not sasl.passes(request.api.key):
             return await sasl.respond(request)  # SASL requests, and what a login must come before
+        if sasl is not None and sasl.principal is not None and self._acls is not None:
+            await self._acls.enter(sasl.principal)  # this request's ACLs (cached, engine/auth/authorizer.py)
         handler = self.handlers.get(request.api.key)
         if handler is None:
             version = request.header.api_version

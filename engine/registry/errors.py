@@ -18,7 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from streamhouse.registry.compat.errors import InvalidSchemaError as CompatInvalidSchemaError
-from streamhouse.storage.errors import InvalidInputError, StorageUnavailableError, StreamHouseError
+from streamhouse.storage.errors import (
+    AuthorizationError,
+    InvalidInputError,
+    StorageUnavailableError,
+    StreamHouseError,
+)
 from streamhouse.storage.schemas.errors import RegistryError
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,8 @@ def error_code(exc: BaseException) -> int:
         return 42201
     if isinstance(exc, HTTPException):
         return exc.status_code
+    if isinstance(exc, AuthorizationError):
+        return 40301  # Confluent's "user is denied operation" (no ACL allows it, engine/auth/acl.py)
     if isinstance(exc, (RequestValidationError, InvalidInputError)):
         return 400
     if isinstance(exc, StorageUnavailableError):

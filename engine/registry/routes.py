@@ -22,6 +22,7 @@ from starlette.responses import Response
 from streamhouse.registry.errors import MEDIA_TYPE, RegistryErrorBody, RegistryResponse, RegistryRoute, error_response
 from streamhouse.registry.proto_descriptor import serialized
 from streamhouse.registry.service import Found, RegistryService, check_subject
+from streamhouse.storage import access
 from streamhouse.storage.schemas.errors import InvalidSchemaError
 from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
 
@@ -119,6 +120,22 @@ def _found(found: Found, fmt: str | None = None) -> dict[str, Any]:
     return {"subject": found.subject, "version": found.version, "id": found.schema_id, **fields}
 
 
+# ACLs (issue 15, storage/access.py): per subject, register = write, reading schemas = read,
+# listing = describe, deletes = delete, compatibility/mode changes = alter. The global config
+# and mode are changed only by a principal allowed to alter every subject (literal '*').
+ALL_SUBJECTS = "*"
+
+
+async def _readable(service: RegistryService, schema_id: int) -> None:
+    """A schema by id is readable by whoever may read one subject that uses it (Confluent's
+    rule); with no ACLs in force (auth off) there is nothing to look up."""
+    if access.CURRENT.get() is None:
+        return
+    subjects = {v.subject for v in await service.schema_versions(schema_id, True)}
+    if subjects and not any(access.allows("read", "subject", name) for name in subjects):
+        access.require("read", "subject", min(subjects))  # raises: no subject of it is readable
+
+
 def registry_router(service: RegistryService) -> APIRouter:
     router = APIRouter(
         prefix=PREFIX,
@@ -139,30 +156,35 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.get("/schemas/ids/{schema_id}", summary="A schema by its global id")
     async def schema_by_id(schema_id: SchemaId, request: Request) -> dict[str, Any]:
+        await _readable(service, schema_id)
         return _schema_fields((await service.schema(schema_id)).schema, request.query_params.get("format"))
 
     @router.get("/schemas/ids/{schema_id}/schema", summary="A schema's raw text by id")
     async def raw_schema_by_id(schema_id: SchemaId) -> Response:
+        await _readable(service, schema_id)
         return Response((await service.schema(schema_id)).schema.text, media_type=MEDIA_TYPE)
 
     @router.get("/schemas/ids/{schema_id}/subjects", summary="Subjects using a schema")
     async def schema_subjects(schema_id: SchemaId, request: Request) -> list[str]:
         versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
-        return sorted({v.subject for v in versions})
+        return sorted({v.subject for v in versions if access.allows("describe", "subject", v.subject)})
 
     @router.get("/schemas/ids/{schema_id}/versions", summary="Subject versions using a schema")
     async def schema_versions(schema_id: SchemaId, request: Request) -> list[dict[str, Any]]:
         versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
-        return [{"subject": v.subject, "version": v.version} for v in versions]
+        seen = [v for v in versions if access.allows("describe", "subject", v.subject)]
+        return [{"subject": v.subject, "version": v.version} for v in seen]
 
     # -- subjects -------------------------------------------------------------------------------
     @router.get("/subjects", summary="Subjects")
     async def subjects(request: Request) -> list[str]:
         prefix = request.query_params.get("subjectPrefix", "")
-        return await service.subjects(_flag(request, "deleted"), prefix)
+        listed = await service.subjects(_flag(request, "deleted"), prefix)
+        return [name for name in listed if access.allows("describe", "subject", name)]
 
     @router.post("/subjects/{subject:subject}/versions", summary="Register a schema under a subject")
     async def register(subject: str, request: Request) -> dict[str, Any]:
+        access.require("write", "subject", subject)
         schema = await _schema_in(service, request)
         body = await _body(request)  # IMPORT mode: the id (and version) the schema keeps
         registered = await service.register(
@@ -172,49 +194,58 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.post("/subjects/{subject:subject}", summary="Look a schema up under a subject")
     async def lookup(subject: str, request: Request) -> dict[str, Any]:
+        access.require("read", "subject", subject)
         schema = await _schema_in(service, request)
         found = await service.lookup(check_subject(subject), schema, _flag(request, "deleted"))
         return _found(Found(subject, found.version, found.schema_id, schema), request.query_params.get("format"))
 
     @router.get("/subjects/{subject:subject}/versions", summary="A subject's versions")
     async def versions(subject: str, request: Request) -> list[int]:
+        access.require("describe", "subject", subject)
         return await service.versions(subject, _flag(request, "deleted"))
 
     @router.get("/subjects/{subject:subject}/versions/{version}", summary="A subject version (or 'latest')")
     async def version(subject: str, version: str, request: Request) -> dict[str, Any]:
+        access.require("read", "subject", subject)
         found = await service.version(subject, version, _flag(request, "deleted"))
         return _found(found, request.query_params.get("format"))
 
     @router.get("/subjects/{subject:subject}/versions/{version}/schema", summary="A subject version's raw schema")
     async def version_schema(subject: str, version: str, request: Request) -> Response:
+        access.require("read", "subject", subject)
         found = await service.version(subject, version, _flag(request, "deleted"))
         return Response(found.schema.text, media_type=MEDIA_TYPE)
 
     @router.get("/subjects/{subject:subject}/versions/{version}/referencedby", summary="Schemas referencing a version")
     async def referenced_by(subject: str, version: str) -> list[int]:
+        access.require("read", "subject", subject)
         return await service.referenced_by(subject, version)
 
     @router.delete(
         "/subjects/{subject:subject}/versions/{version}", summary="Delete a version (soft, or permanent=true)"
     )
     async def delete_version(subject: str, version: str, request: Request) -> int:
+        access.require("delete", "subject", subject)
         return await service.delete_version(subject, version, _flag(request, "permanent"))
 
     # After the routes below /subjects/{s}/…: a subject may hold '/' (sent as %2F), so the
     # subject converter would otherwise take "s/versions/1" for a subject.
     @router.delete("/subjects/{subject:subject}", summary="Delete a subject (soft, or permanent=true)")
     async def delete_subject(subject: str, request: Request) -> list[int]:
+        access.require("delete", "subject", subject)
         return await service.delete_subject(subject, _flag(request, "permanent"))
 
     # -- compatibility --------------------------------------------------------------------------
     @router.post("/compatibility/subjects/{subject:subject}/versions/{version}", summary="Test against one version")
     async def compatible_with(subject: str, version: str, request: Request) -> dict[str, Any]:
+        access.require("read", "subject", subject)
         schema = await _schema_in(service, request)
         problems = await service.test_compatibility(subject, version, schema)
         return _verdict(problems, _flag(request, "verbose"))
 
     @router.post("/compatibility/subjects/{subject:subject}/versions", summary="Test as a registration would")
     async def compatible(subject: str, request: Request) -> dict[str, Any]:
+        access.require("read", "subject", subject)
         schema = await _schema_in(service, request)
         return _verdict(await service.test_compatibility(subject, None, schema), _flag(request, "verbose"))
 
@@ -225,24 +256,29 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.put("/config", summary="Set the global compatibility level")
     async def put_config(request: Request) -> dict[str, Any]:
+        access.require("alter", "subject", ALL_SUBJECTS)
         return {"compatibility": await service.set_compatibility(None, (await _body(request)).get("compatibility", ""))}
 
     @router.delete("/config", summary="Reset the global compatibility level")
     async def delete_config() -> dict[str, Any]:
+        access.require("alter", "subject", ALL_SUBJECTS)
         return {"compatibilityLevel": await service.delete_compatibility(None)}
 
     @router.get("/config/{subject:subject}", summary="A subject's compatibility level")
     async def get_subject_config(subject: str, request: Request) -> dict[str, Any]:
+        access.require("describe", "subject", subject)
         level = await service.compatibility(subject, _flag(request, "defaultToGlobal"))
         return {"compatibilityLevel": level}
 
     @router.put("/config/{subject:subject}", summary="Set a subject's compatibility level")
     async def put_subject_config(subject: str, request: Request) -> dict[str, Any]:
+        access.require("alter", "subject", subject)
         level = (await _body(request)).get("compatibility", "")
         return {"compatibility": await service.set_compatibility(check_subject(subject), level)}
 
     @router.delete("/config/{subject:subject}", summary="Remove a subject's compatibility level")
     async def delete_subject_config(subject: str) -> dict[str, Any]:
+        access.require("alter", "subject", subject)
         return {"compatibilityLevel": await service.delete_compatibility(subject)}
 
     @router.get("/mode", summary="Global mode")
@@ -251,20 +287,24 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.put("/mode", summary="Set the global mode")
     async def put_mode(request: Request) -> dict[str, Any]:
+        access.require("alter", "subject", ALL_SUBJECTS)
         mode = (await _body(request)).get("mode", "")
         return {"mode": await service.set_mode(None, mode, _flag(request, "force"))}
 
     @router.get("/mode/{subject:subject}", summary="A subject's mode")
     async def get_subject_mode(subject: str, request: Request) -> dict[str, Any]:
+        access.require("describe", "subject", subject)
         return {"mode": await service.mode(subject, _flag(request, "defaultToGlobal"))}
 
     @router.put("/mode/{subject:subject}", summary="Set a subject's mode")
     async def put_subject_mode(subject: str, request: Request) -> dict[str, Any]:
+        access.require("alter", "subject", subject)
         mode = (await _body(request)).get("mode", "")
         return {"mode": await service.set_mode(check_subject(subject), mode, _flag(request, "force"))}
 
     @router.delete("/mode/{subject:subject}", summary="Remove a subject's mode")
     async def delete_subject_mode(subject: str) -> dict[str, Any]:
+        access.require("alter", "subject", subject)
         return {"mode": await service.delete_mode(subject)}
 
     # Last: whatever else a client probes under the prefix gets Confluent's 404 body.

@@ -21,6 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
+from streamhouse.api.contract import FrontEnd
+from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.tls import ClientTls, ServerTls, server_tls
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
@@ -102,6 +104,8 @@ class AgentServer:
         forward = auth.forward(functools.partial(forward_to_leader, tls=peer))
         node = await AgentNode.start(config, metrics=metrics, forward=forward)
         service = node.service
+        # With auth on, every face's calls pass the ACL check first (engine/api/guarded.py).
+        front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
         http: HttpServer | None = None
         try:
             await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)
@@ -114,7 +118,7 @@ class AgentServer:
                     config.http_port,
                     ready=service.ready,
                     metrics=lambda: _render(node),
-                    front=service,
+                    front=front,
                     routers=[registry],
                     registry=schemas,
                     auth=auth.authenticator,
@@ -130,7 +134,7 @@ class AgentServer:
             server = cls(service.config, node, grpc_server, http)
             server.auth = auth
             server.tls = tls
-            names = add_services(grpc_server, service)
+            names = add_services(grpc_server, front)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
             reflection.enable_server_reflection(
                 [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],

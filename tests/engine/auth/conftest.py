@@ -18,6 +18,7 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.auth import secret_hash as sh
 from streamhouse.auth.admin import AuthAdmin
 from streamhouse.server.agent_server import AgentServer
+from streamhouse.storage.metadata.acl_sql import OPERATIONS, RESOURCE_TYPES, AclRule
 
 T = TypeVar("T")
 
@@ -71,6 +72,12 @@ def auth_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthAgent]:
     admin = AuthAdmin(server.service.manager.metadata)
     run(admin.create_org("acme"))
     good = run(admin.create_key("acme", "alice")).token
+    # ACLs deny by default with auth on: alice may do everything by rule (a prefix '' per type
+    # and operation), so these tests exercise authentication only (test_acl_* narrow it).
+    metadata = server.service.manager.metadata
+    for rtype in RESOURCE_TYPES:
+        for op in OPERATIONS:
+            run(metadata.acl_add(AclRule("acme", "alice", rtype, "prefixed", "", op)))
     wrong = good.split(".")[0] + "." + sh.new_secret()
     revoked = run(admin.create_key("acme", "alice")).token
     run(admin.revoke(revoked.split(".")[0]))

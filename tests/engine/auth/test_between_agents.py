@@ -21,6 +21,7 @@ from streamhouse.auth.admin import AuthAdmin
 from streamhouse.auth.agent_key import AGENTS_ORG
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.server.agent_server import AgentServer
+from streamhouse.storage.metadata.acl_sql import AclRule
 
 T = TypeVar("T")
 
@@ -62,6 +63,8 @@ def test_forwarding_carries_credentials(tmp_path: Path) -> None:
         admin = AuthAdmin(a.service.manager.metadata)
         run(admin.create_org("acme"))
         token = run(admin.create_key("acme", "alice")).token
+        for op in ("create", "write"):  # ACLs deny by default with auth on
+            run(a.service.manager.metadata.acl_add(AclRule("acme", "alice", "topic", "literal", "t", op)))
         assert post(a.http_port, "/v1/topics", b'{"topic_name": "t", "partitions_count": 1}', token)[0] == 201
         assert post(a.http_port, "/v1/topics/t/records", b'{"values": [0], "partition_id": 0}', token)[0] == 200
         # b does not lead partition 0: it forwards to a, which accepts the client's key.

@@ -57,7 +57,7 @@ class Secured:
         return self.transport._run(coro)  # the engine's own loop (tests only)
 
     def key(self, **kw: Any) -> CreatedKey:
-        return self.run(AuthAdmin(self.transport.service.metadata).create_key("acme", "alice", **kw))  # type: ignore[no-any-return]
+        return self.run(AuthAdmin(self.transport.service.metadata).create_key("acme", "alice", admin=True, **kw))  # type: ignore[no-any-return]
 
     def failures(self, reason: str) -> float:
         labels = {"front": "kafka", "reason": reason}
@@ -80,7 +80,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
     try:
         transport._run(AuthAdmin(transport.service.metadata).create_org("acme"))
         sh.create_topic(TOPIC, 1)
-        good = transport._run(AuthAdmin(transport.service.metadata).create_key("acme", "alice"))
+        good = transport._run(AuthAdmin(transport.service.metadata).create_key("acme", "alice", admin=True))
         yield Secured(sh, transport, server, registry, good)
     finally:
         sh.close()

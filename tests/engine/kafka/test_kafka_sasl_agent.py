@@ -29,7 +29,7 @@ async def _new_key(pg_url: str, org: str) -> str:
     store = await open_metadata_store(pg_url)
     try:
         await AuthAdmin(store).create_org(org)
-        return (await AuthAdmin(store).create_key(org, "svc")).token
+        return (await AuthAdmin(store).create_key(org, "svc", admin=True)).token  # admin: past the ACLs
     finally:
         await store.close()
 

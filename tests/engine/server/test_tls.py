@@ -327,7 +327,7 @@ def test_kafka_sasl_ssl_logs_in_over_tls(tmp_path: Path, certs: Certs) -> None:
         transport._run(server.start())
         transport.kafka_servers.append(server)  # closed first by sh.close()
         transport._run(AuthAdmin(metadata).create_org("acme"))
-        key_id, secret = transport._run(AuthAdmin(metadata).create_key("acme", "alice")).token.split(".")
+        key_id, secret = transport._run(AuthAdmin(metadata).create_key("acme", "alice", admin=True)).token.split(".")
         sh.create_topic("sasl_tls", 1)
         sasl = {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": key_id}
         _kafka_round_trip(server.port, "sasl_tls", {**_kafka(server.port, certs), **sasl, "sasl.password": secret})

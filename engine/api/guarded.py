@@ -1,0 +1,230 @@
+"""The front-end contract with the ACL check in front of every operation (issue 15).
+
+`GuardedFrontEnd` wraps the agent's FrontEnd for every adapter of an agent running with auth
+on (gRPC and REST in engine/server/agent_server.py, Kafka in engine/kafka/server.py), so all
+faces ask the one check (storage/access.py → engine/auth/acl.py) the same question for the
+same operation and get the same answer. The check runs before the operation: a refused
+request changes nothing (no record stored, no topic created, no offset committed).
+
+What each operation needs (Kafka's ACL model, extended to jobs and subjects):
+
+| operation                                   | needs                                          |
+|---------------------------------------------|------------------------------------------------|
+| topic, describe_topic, partition_leaders    | describe topic (implied by read/write/…)      |
+| list_topics / list_groups / list_jobs       | only what the principal may describe is listed |
+| create_topic / alter_topic / delete_topic   | create / alter / delete topic                  |
+| produce, producer_state                     | write topic                                    |
+| fetch, earliest/end_offset, offset lookups  | read topic (Kafka's Fetch and ListOffsets)     |
+| commit_offsets                              | read group and read topic (Kafka OffsetCommit) |
+| fetch_offsets, committed_offsets            | describe group (and describe topic)            |
+| describe_group / delete_group               | describe / delete group                        |
+| describe_job                                | describe job                                   |
+| sql, create_job, drop_job                   | checked by the SQL engine per statement        |
+
+SQL statements are checked inside the SQL engine (sql/engine.py: the topics a query reads, DDL
+create/alter/delete, a job's name, sources and output) under the same authorization, because
+only it knows which topics a statement names; create_job / drop_job are SQL statements there.
+
+Deny by default: with `required` (auth on), a call that arrives with no authorization in its
+context (a front end that did not authenticate) is refused rather than let through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import pyarrow as pa
+
+from streamhouse.api.contract import FrontEnd, Leadership, TimestampOffset
+from streamhouse.api.types import (
+    Acks,
+    FetchResult,
+    GroupDescription,
+    GroupOffset,
+    JobDescription,
+    ProduceResult,
+    TopicDescription,
+)
+from streamhouse.storage import access
+from streamhouse.storage.errors import AuthorizationError
+from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.model import TopicInfo
+
+
+class GuardedFrontEnd:
+    def __init__(self, inner: FrontEnd, *, required: bool = True) -> None:
+        self.inner = inner
+        self.required = required
+
+    def _require(self, operation: str, resource_type: str, name: str) -> None:
+        current = access.CURRENT.get()
+        if current is None:
+            if self.required:
+                raise AuthorizationError(
+                    f"cannot {operation} {resource_type} {name!r}: the request carries no authorization", resource_type
+                )
+            return
+        current.require(operation, resource_type, name)
+
+    def _allows(self, operation: str, resource_type: str, name: str) -> bool:
+        current = access.CURRENT.get()
+        return not self.required if current is None else current.allows(operation, resource_type, name)
+
+    def _authorized(self) -> None:
+        if self.required and access.CURRENT.get() is None:
+            raise AuthorizationError("the request carries no authorization")
+
+    # -- topics ---------------------------------------------------------------------------------
+    async def topic(self, name: str, partition: int | None = None) -> TopicInfo:
+        self._require("describe", "topic", name)
+        return await self.inner.topic(name, partition)
+
+    async def list_topics(self) -> list[TopicInfo]:
+        return [t for t in await self.inner.list_topics() if self._allows("describe", "topic", t.name)]
+
+    async def describe_topic(self, name: str) -> TopicDescription:
+        self._require("describe", "topic", name)
+        return await self.inner.describe_topic(name)
+
+    async def create_topic(
+        self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
+    ) -> TopicInfo:
+        self._require("create", "topic", name)
+        return await self.inner.create_topic(name, partitions, config, value_schema)
+
+    async def alter_topic(
+        self,
+        name: str,
+        set_config: Mapping[str, str] | None = None,
+        reset: Iterable[str] | None = None,
+        add_partitions: int | None = None,
+    ) -> TopicInfo:
+        self._require("alter", "topic", name)
+        return await self.inner.alter_topic(name, set_config, reset, add_partitions)
+
+    async def delete_topic(self, name: str) -> None:
+        self._require("delete", "topic", name)
+        await self.inner.delete_topic(name)
+
+    async def partition_leaders(self, topic: str) -> tuple[Leadership, ...]:
+        self._require("describe", "topic", topic)
+        return await self.inner.partition_leaders(topic)
+
+    # -- records --------------------------------------------------------------------------------
+    async def produce(
+        self,
+        topic: str,
+        partition: int,
+        batch: pa.RecordBatch,
+        acks: Acks = "leader",
+        payload: bytes | None = None,
+        appended: Callable[[], None] | None = None,
+        append_time_ms: int | None = None,
+    ) -> list[ProduceResult]:
+        self._require("write", "topic", topic)
+        return await self.inner.produce(topic, partition, batch, acks, payload, appended, append_time_ms)
+
+    async def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int = 50_000,
+        max_bytes: int = 16 << 20,
+        max_wait_ms: int = 0,
+        min_bytes: int = 1,
+    ) -> FetchResult:
+        self._require("read", "topic", topic)
+        return await self.inner.fetch(
+            topic,
+            partition,
+            offset,
+            max_records=max_records,
+            max_bytes=max_bytes,
+            max_wait_ms=max_wait_ms,
+            min_bytes=min_bytes,
+        )
+
+    async def producer_state(self, topic: str, partition: int, producer_id: int) -> ProducerState | None:
+        self._require("write", "topic", topic)
+        return await self.inner.producer_state(topic, partition, producer_id)
+
+    async def new_producer_id(self) -> int:
+        self._authorized()  # Kafka asks IdempotentWrite on the cluster; any authenticated principal here
+        return await self.inner.new_producer_id()
+
+    # -- offsets --------------------------------------------------------------------------------
+    async def earliest_offset(self, topic: str, partition: int) -> int:
+        self._require("read", "topic", topic)
+        return await self.inner.earliest_offset(topic, partition)
+
+    async def end_offset(self, topic: str, partition: int) -> int:
+        self._require("read", "topic", topic)
+        return await self.inner.end_offset(topic, partition)
+
+    async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> TimestampOffset:
+        self._require("read", "topic", topic)
+        return await self.inner.offset_for_time(topic, partition, timestamp_ms)
+
+    async def max_timestamp_offset(self, topic: str, partition: int) -> TimestampOffset:
+        self._require("read", "topic", topic)
+        return await self.inner.max_timestamp_offset(topic, partition)
+
+    # -- consumer groups ------------------------------------------------------------------------
+    async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        self._require("read", "group", group)
+        self._require("read", "topic", topic)
+        await self.inner.commit_offsets(group, topic, offsets)
+
+    async def fetch_offsets(self, group: str, topic: str) -> list[GroupOffset]:
+        self._require("describe", "group", group)
+        self._require("describe", "topic", topic)
+        return await self.inner.fetch_offsets(group, topic)
+
+    async def committed_offsets(self, group: str, topic: str | None = None) -> dict[tuple[str, int], int]:
+        self._require("describe", "group", group)
+        held = await self.inner.committed_offsets(group, topic)
+        # Only topics the principal may see: the others' names are not to be learnt this way.
+        return {k: v for k, v in held.items() if self._allows("describe", "topic", k[0])}
+
+    async def list_groups(self) -> list[str]:
+        return [g for g in await self.inner.list_groups() if self._allows("describe", "group", g)]
+
+    async def describe_group(self, group: str) -> GroupDescription:
+        self._require("describe", "group", group)
+        return await self.inner.describe_group(group)
+
+    async def delete_group(self, group: str) -> None:
+        self._require("delete", "group", group)
+        await self.inner.delete_group(group)
+
+    # -- SQL and jobs (checked per statement by the SQL engine) ---------------------------------
+    async def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
+        self._authorized()
+        return await self.inner.sql(query, settings)
+
+    async def list_jobs(self) -> list[JobDescription]:
+        return [j for j in await self.inner.list_jobs() if self._allows("describe", "job", j.name)]
+
+    async def describe_job(self, name: str) -> JobDescription:
+        self._require("describe", "job", name)
+        return await self.inner.describe_job(name)
+
+    async def create_job(
+        self, name: str, select: str, *, into: str | None = None, options: Mapping[str, str] | None = None
+    ) -> JobDescription:
+        self._authorized()
+        return await self.inner.create_job(name, select, into=into, options=options)
+
+    async def drop_job(self, name: str, *, drop_topic: bool = True) -> None:
+        self._authorized()
+        await self.inner.drop_job(name, drop_topic=drop_topic)
+
+    # -- health ---------------------------------------------------------------------------------
+    async def ready(self) -> tuple[bool, str]:
+        return await self.inner.ready()
+
+
+def _front_end(guarded: GuardedFrontEnd) -> FrontEnd:
+    return guarded  # mypy proves the guard is a whole FrontEnd
