@@ -20,20 +20,23 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, ClassVar
 
 from streamhouse.agent.failures import FailureTracker
 from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.storage.errors import LeaseHeldError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.model import SegmentInfo
 from streamhouse.storage.object_store.base import ObjectStore
+from streamhouse.storage.segment.footer import SegmentFooter, parse_footer
 
 log = logging.getLogger(__name__)
 
 ROUND = "round"  # the failure key of a whole round (listing topics, a store-wide walk)
 _DELETE_BATCH = 500
 _DELETE_ROUNDS = 20
+_PARALLEL_GETS = 16  # whole-segment downloads in flight: small objects are latency-bound
 
 
 async def delete_due(metadata: MetadataStore, store: ObjectStore) -> int:
@@ -53,6 +56,38 @@ async def delete_due(metadata: MetadataStore, store: ObjectStore) -> int:
         if len(due) < _DELETE_BATCH:
             break
     return deleted
+
+
+async def delete_due_recorded(
+    metadata: MetadataStore, store: ObjectStore, health: FailureTracker[str], on_deleted: Callable[[int], None]
+) -> int:
+    """`delete_due` as a service's round runs it: a store error is recorded under the key
+    "deletions" (backoff, one log line) instead of raised; `on_deleted(count)` is the metrics hook."""
+    try:
+        deleted = await delete_due(metadata, store)
+        health.succeeded("deletions")
+    except (StreamHouseError, OSError) as exc:
+        health.failed("deletions", exc)
+        return 0
+    if deleted:
+        on_deleted(deleted)
+    return deleted
+
+
+async def download_segments(store: ObjectStore, segments: Sequence[SegmentInfo]) -> list[tuple[SegmentFooter, bytes]]:
+    """Whole segment objects with their footers verified against the metadata rows (length and
+    CRC32C: a damaged or swapped object is a CorruptDataError naming it), in the order given;
+    what the merger and the compactor rewrite."""
+    gate = asyncio.Semaphore(_PARALLEL_GETS)
+
+    async def one(seg: SegmentInfo) -> tuple[SegmentFooter, bytes]:
+        async with gate:
+            data = bytes(await store.get(seg.object_key))
+        tail = memoryview(data)[len(data) - seg.footer_length :] if seg.footer_length <= len(data) else b""
+        footer = parse_footer(tail, size_bytes=seg.size_bytes, footer_crc=seg.footer_crc, source=seg.object_key)
+        return footer, data
+
+    return list(await asyncio.gather(*(one(seg) for seg in segments)))
 
 
 class BackgroundService(abc.ABC):
@@ -121,4 +156,4 @@ class BackgroundService(abc.ABC):
         return [state.describe() for _, state in sorted(self.health.failing_faults().items())]
 
 
-__all__ = ["ROUND", "BackgroundService", "delete_due"]
+__all__ = ["ROUND", "BackgroundService", "delete_due", "delete_due_recorded", "download_segments"]

@@ -26,14 +26,13 @@ theirs, so recovery's per-epoch bookkeeping sees the same epochs over the same o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from streamhouse.agent.background import BackgroundService, delete_due
+from streamhouse.agent.background import BackgroundService, delete_due_recorded, download_segments
 from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.agent.merge_health import MergeHealth
@@ -49,12 +48,10 @@ from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import SegmentInfo
 from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.partition.view import SegmentLists
-from streamhouse.storage.segment.footer import SegmentFooter, parse_footer
+from streamhouse.storage.segment.footer import SegmentFooter
 from streamhouse.storage.segment.merge import merge_segments, merged_key
 
 log = logging.getLogger(__name__)
-
-_PARALLEL_GETS = 16  # segment downloads in flight per run: tiny objects are latency-bound
 
 
 def merge_resource(topic: str, partition: int) -> str:
@@ -190,7 +187,7 @@ class Merger(BackgroundService):
 
     async def _merge_run(self, run: list[SegmentInfo], lease: HeldLease) -> tuple[MergeOutcome | None, HeldLease]:
         topic, partition = run[0].topic, run[0].partition
-        inputs = await self._download(run)
+        inputs = await download_segments(self.store, run)
         groups = _same_columns(run, inputs)
         if len(groups) > 1:  # a value schema changed inside the run: merge the longest part
             run, inputs = max(groups, key=lambda g: len(g[0]))
@@ -233,30 +230,10 @@ class Merger(BackgroundService):
         self.on_merge(outcome)
         return outcome, lease
 
-    async def _download(self, run: list[SegmentInfo]) -> list[tuple[SegmentFooter, bytes]]:
-        gate = asyncio.Semaphore(_PARALLEL_GETS)
-
-        async def one(seg: SegmentInfo) -> tuple[SegmentFooter, bytes]:
-            async with gate:
-                data = bytes(await self.store.get(seg.object_key))
-            tail = memoryview(data)[len(data) - seg.footer_length :] if seg.footer_length <= len(data) else b""
-            footer = parse_footer(tail, size_bytes=seg.size_bytes, footer_crc=seg.footer_crc, source=seg.object_key)
-            return footer, data
-
-        return list(await asyncio.gather(*(one(seg) for seg in run)))
-
     async def delete_due(self) -> int:
         """Delete the replaced objects whose grace has passed (engine/agent/background.py
         delete_due, shared with retention); how many."""
-        try:
-            deleted = await delete_due(self.metadata, self.store)
-            self.health.succeeded("deletions")
-        except (StreamHouseError, OSError) as exc:
-            self.health.failed("deletions", exc)
-            return 0
-        if deleted:
-            self.on_deleted(deleted)
-        return deleted
+        return await delete_due_recorded(self.metadata, self.store, self.health, self.on_deleted)
 
 
 def _same_columns(

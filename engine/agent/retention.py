@@ -37,7 +37,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from streamhouse.agent.background import ROUND, BackgroundService, delete_due
+from streamhouse.agent.background import ROUND, BackgroundService, delete_due_recorded
 from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.agent.leases import Leases
@@ -237,15 +237,7 @@ class Retention(BackgroundService):
 
     async def delete_due(self) -> int:
         """The deferred deleter (shared with the merger): due objects deleted, how many."""
-        try:
-            deleted = await delete_due(self.metadata, self.store)
-            self.health.succeeded("deletions")
-        except (StreamHouseError, OSError) as exc:
-            self.health.failed("deletions", exc)
-            return 0
-        if deleted:
-            self.on_deleted(deleted)
-        return deleted
+        return await delete_due_recorded(self.metadata, self.store, self.health, self.on_deleted)
 
 
 __all__ = ["Limits", "Retention", "RetentionOutcome", "RetentionSettings", "expired", "retention_resource"]
