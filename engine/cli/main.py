@@ -90,6 +90,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.auth import add_arguments as add_auth_arguments
 
     add_auth_arguments(kinds.add_parser("auth", help="API keys: authentication per request, produce with auth on/off"))
+    from streamhouse.bench.tls import add_arguments as add_tls_arguments
+
+    add_tls_arguments(kinds.add_parser("tls", help="produce with TLS and API keys on/off: gRPC and Kafka"))
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -130,6 +133,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.auth import run as run_auth
 
         return run_auth(args)
+    if args.bench == "tls":
+        from streamhouse.bench.tls import run as run_tls
+
+        return run_tls(args)
     if args.bench == "consume":
         from streamhouse.bench.client import run_consume
 
