@@ -32,4 +32,4 @@ def test_bench_tls_prints_every_path_and_configuration() -> None:
     # One progress line per run on stderr, every configuration over both paths.
     progress = [line for line in done.stderr.splitlines() if line.startswith("round 1/1 ")]
     assert len(progress) == len(PATHS) * len(CONFIGS), done.stderr
-    assert "api key + tls costs" in done.stderr
+    assert "grpc: api key + tls vs plain: throughput" in done.stderr and "kafka: api key + tls vs plain" in done.stderr
