@@ -1,4 +1,4 @@
-"""Plain-Python Nexmark queries (q0, q1, q2, q5, q7, q8, q11): the oracle for the SQL texts.
+"""Plain-Python Nexmark queries (q0, q1, q2, q3, q5, q7, q8, q11): the oracle for the SQL texts.
 
 Each function takes the generated tables and returns the query's rows as tuples, in no
 particular order; tests sort them. Loops over rows, no cleverness: every window rule of Flink
@@ -90,6 +90,16 @@ def q2(data: NexmarkData) -> list[Row]:
     return [(b["auction"], b["price"]) for b in _rows(data.bid) if b["auction"] % 123 == 0]
 
 
+def q3(data: NexmarkData) -> list[Row]:
+    """(name, city, state, auction id) of category-10 auctions by sellers in OR, ID or CA."""
+    people = {p["id"]: p for p in _rows(data.person) if p["state"] in ("OR", "ID", "CA")}
+    return [
+        (people[a["seller"]]["name"], people[a["seller"]]["city"], people[a["seller"]]["state"], a["id"])
+        for a in _rows(data.auction)
+        if a["category"] == 10 and a["seller"] in people
+    ]
+
+
 def q5(data: NexmarkData, *, slide_ms: int = 2_000, size_ms: int = 10_000) -> list[Row]:
     """(auction, bid count) of each hopping window's most-bid auctions (ties all kept)."""
     counts: dict[tuple[int, int], int] = defaultdict(int)  # (window start, auction) → bids
@@ -144,4 +154,4 @@ def q11(data: NexmarkData, *, gap_ms: int = 10_000) -> list[Row]:
     ]
 
 
-REFERENCE = {"q0": q0, "q1": q1, "q2": q2, "q5": q5, "q7": q7, "q8": q8, "q11": q11}
+REFERENCE = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q5": q5, "q7": q7, "q8": q8, "q11": q11}

@@ -38,6 +38,7 @@ def job_plan(job: JobInfo, topics: dict[str, TopicInfo]) -> ContinuousPlan:
         job.sql,
         lambda name: topic_schema(topics[name]),
         lambda name: topic_watermark(topics[name]),
+        state_ttl_ms=parse_job_options(job.options, job.name).state_ttl_ms,
     )
 
 

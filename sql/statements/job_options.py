@@ -22,12 +22,19 @@ OPTIONS = {
     "idle-timeout": "how long a partition with nothing to read holds the watermark back, e.g. '10s'",
     "checkpoint-interval": "how often the job commits output and offsets, e.g. '1s'",
     "start": "'earliest' or 'latest': where a new job starts reading",
+    "state.ttl": "how long (event time) a regular join keeps each side's rows, e.g. '1 h'",
 }
 # Below these the job would spend its time checkpointing or declare partitions idle between two
 # reads; above a week a timer is a mistake (and large enough numbers overflow the clock).
-_BOUNDS_MS = {"idle-timeout": (1, 7 * 86_400_000), "checkpoint-interval": (10, 86_400_000)}
-_UNITS_MS = {"ms": 1, "s": 1_000, "sec": 1_000, "min": 60_000, "m": 60_000, "h": 3_600_000}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h)?\s*$", re.IGNORECASE)
+# A state TTL under a second would drop rows before their partner can arrive; over a year the
+# state is unbounded in practice.
+_BOUNDS_MS = {
+    "idle-timeout": (1, 7 * 86_400_000),
+    "checkpoint-interval": (10, 86_400_000),
+    "state.ttl": (1_000, 366 * 86_400_000),
+}
+_UNITS_MS = {"ms": 1, "s": 1_000, "sec": 1_000, "min": 60_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|min|m|h|d)?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class JobOptions:
     checkpoint_interval_ms: int = 1_000
     start: str = "earliest"
     batch_rows: int = 50_000
+    state_ttl_ms: int | None = None  # a regular join's state TTL (sql/streaming/regular_join.py)
 
 
 def parse_job_options(options: Mapping[str, str], job: str = "job") -> JobOptions:
@@ -54,6 +62,7 @@ def parse_job_options(options: Mapping[str, str], job: str = "job") -> JobOption
         idle_timeout_ms=_duration(options, "idle-timeout", "10s", job),
         checkpoint_interval_ms=_duration(options, "checkpoint-interval", "1s", job),
         start=_choice(options, "start", START_POSITIONS, job),
+        state_ttl_ms=_duration(options, "state.ttl", "", job) if options.get("state.ttl") else None,
     )
 
 

@@ -6,28 +6,46 @@
 - two topics read through window calls: a window join (sql.streaming.join_plan);
 - two topics read directly: an interval join (sql.streaming.interval_plan), which needs a
   BETWEEN of the topics' watermark columns; without it the join is refused naming the bound
-  it lacks.
+  it lacks, unless the job sets a state TTL (`'state.ttl'`): then a regular join
+  (sql.streaming.regular_join), kept for the TTL in event time.
 """
 
 from __future__ import annotations
 
 from typing import TypeAlias
 
+from sqlglot import exp
+
 from streamhouse.sql.dialect import WindowCall, parse_query
 from streamhouse.sql.streaming.interval_plan import IntervalPlan, plan_interval_join
 from streamhouse.sql.streaming.join_plan import JoinPlan, plan_window_join, topics_read
 from streamhouse.sql.streaming.plan import JobPlan, SchemaOf, WatermarkOf, plan_job
+from streamhouse.sql.streaming.regular_join import plan_regular_join
 
 __all__ = ["ContinuousPlan", "plan_continuous"]
 
 ContinuousPlan: TypeAlias = JobPlan | JoinPlan | IntervalPlan
 
 
-def plan_continuous(select_sql: str, schema_of: SchemaOf, watermark_of: WatermarkOf) -> ContinuousPlan:
+def plan_continuous(
+    select_sql: str, schema_of: SchemaOf, watermark_of: WatermarkOf, *, state_ttl_ms: int | None = None
+) -> ContinuousPlan:
     """Plan a continuous query (see the module doc); SqlError when its shape is unsupported."""
     tree = parse_query(select_sql)
     if len(topics_read(tree)) <= 1:
         return plan_job(select_sql, schema_of, watermark_of)
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2:
+        if state_ttl_ms is not None and _interval_free(tree):
+            return plan_regular_join(select_sql, tree, schema_of, watermark_of, state_ttl_ms)
         return plan_interval_join(select_sql, tree, schema_of, watermark_of)
     return plan_window_join(select_sql, tree, schema_of, watermark_of)
+
+
+def _interval_free(tree: exp.Query) -> bool:
+    """No join of `tree` relates two columns by BETWEEN or a comparison: the TTL bounds it.
+    (A query with its own interval condition stays an interval join, its bound the user's.)"""
+    for join in tree.find_all(exp.Join):
+        on = join.args.get("on")
+        if on is not None and next(on.find_all(exp.Between, exp.GTE, exp.GT, exp.LTE, exp.LT), None) is not None:
+            return False
+    return True

@@ -60,6 +60,9 @@ class IntervalPlan:
     query_sql: str
     output_schema: pa.Schema
     kind: str = "interval join"
+    # Set for a regular join planned under the job's state TTL (sql.streaming.regular_join):
+    # the interval [-ttl, +ttl] was added to its ON clause.
+    ttl_ms: int | None = None
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -73,10 +76,13 @@ class IntervalPlan:
     def describe(self) -> str:
         first, second = self.sides
         keep = self.keep_ms()
-        lines = [
-            f"{self.kind}: {first.topic}.{first.event_time} - {second.topic}.{second.event_time} in "
-            f"[{self.low_ms}, {self.high_ms}] ms; each matching pair emitted once, when its second row arrives"
-        ]
+        bound = (
+            f"state TTL {self.ttl_ms} ms of event time: rows whose times are at most the TTL apart join"
+            if self.ttl_ms is not None
+            else f"{first.topic}.{first.event_time} - {second.topic}.{second.event_time} "
+            f"in [{self.low_ms}, {self.high_ms}] ms"
+        )
+        lines = [f"{self.kind}: {bound}; each matching pair emitted once, when its second row arrives"]
         for side, after in zip(self.sides, keep, strict=True):
             lines.append(
                 f"state {side.topic}: rows ({', '.join(side.columns)}) kept until the job watermark passes "
@@ -104,7 +110,8 @@ def plan_interval_join(
             unbounded_join(
                 topics,
                 f"topic {topics[0]!r} is read without a window, and no interval condition relates the two "
-                "topics' watermark columns",
+                "topics' watermark columns (or give the job a state TTL for a regular join: "
+                "WITH ('state.ttl' = '1 h'))",
             )
         )
     (first, first_col), (second, second_col), low, high = found
