@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from streamhouse.sql.query.catalog import topic_schema
+from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.sql.streaming.continuous import plan_continuous
 from streamhouse.sql.streaming.plan import JobPlan, topic_watermark
 from streamhouse.storage import topic_config
@@ -49,7 +50,12 @@ async def _jobs_reading(metadata: MetadataStore, topic: str) -> list[str]:
     readers = []
     for job in jobs:
         try:
-            plan = plan_continuous(job.sql, lambda t: topic_schema(topics[t]), lambda t: topic_watermark(topics[t]))
+            plan = plan_continuous(
+                job.sql,
+                lambda t: topic_schema(topics[t]),
+                lambda t: topic_watermark(topics[t]),
+                state_ttl_ms=parse_job_options(job.options, job.name).state_ttl_ms,  # a regular join's TTL
+            )
         except (StreamHouseError, KeyError):
             continue  # a job that cannot be planned (its source is gone) reads nothing
         read = (plan.topic,) if isinstance(plan, JobPlan) else plan.topics  # a join reads two
