@@ -4,6 +4,7 @@
 
 - one source topic: sql.streaming.plan (windows, or a per-batch filter / projection);
 - two topics read through window calls: a window join (sql.streaming.join_plan);
+- a topic joined FOR SYSTEM_TIME AS OF another's time: a lookup join (sql.streaming.lookup_plan);
 - two topics read directly: an interval join (sql.streaming.interval_plan), which needs a
   BETWEEN of the topics' watermark columns; without it the join is refused naming the bound
   it lacks, unless the job sets a state TTL (`'state.ttl'`): then a regular join
@@ -19,6 +20,7 @@ from sqlglot import exp
 from streamhouse.sql.dialect import WindowCall, parse_query
 from streamhouse.sql.streaming.interval_plan import IntervalPlan, plan_interval_join
 from streamhouse.sql.streaming.join_plan import JoinPlan, plan_window_join, topics_read
+from streamhouse.sql.streaming.lookup_plan import is_lookup, plan_lookup_join
 from streamhouse.sql.streaming.plan import JobPlan, SchemaOf, WatermarkOf, plan_job
 from streamhouse.sql.streaming.regular_join import plan_regular_join
 
@@ -34,6 +36,8 @@ def plan_continuous(
     tree = parse_query(select_sql)
     if len(topics_read(tree)) <= 1:
         return plan_job(select_sql, schema_of, watermark_of)
+    if is_lookup(tree):
+        return plan_lookup_join(select_sql, tree, schema_of, watermark_of)
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2:
         if state_ttl_ms is not None and _interval_free(tree):
             return plan_regular_join(select_sql, tree, schema_of, watermark_of, state_ttl_ms)

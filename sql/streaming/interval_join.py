@@ -110,6 +110,26 @@ class IntervalJoinOperator:
         )
 
     def process_round(self, batches: Mapping[int, pa.Table], now_ms: int, pending: Iterable[int] = ()) -> StepResult:
+        fresh, late_rows = self._intake(batches, now_ms, pending)
+        (new0, ms0), (new1, ms1) = fresh
+        outputs = []
+        if new0.num_rows and (self._sides[1].table.num_rows or new1.num_rows):
+            kept1 = pa.concat_tables([self._sides[1].table, new1]) if self._sides[1].table.num_rows else new1
+            outputs.append(self._run(new0, kept1))
+        if new1.num_rows and self._sides[0].table.num_rows:
+            outputs.append(self._run(self._sides[0].table, new1))
+        self._sides[0].add(new0, ms0)
+        self._sides[1].add(new1, ms1)
+        self._prune(self._marks.current(now_ms))
+        output = pa.concat_tables(outputs) if outputs else self._empty_output
+        self._rows_out += output.num_rows
+        return StepResult(output, late_rows, 0, self.stats())
+
+    def _intake(
+        self, batches: Mapping[int, pa.Table], now_ms: int, pending: Iterable[int]
+    ) -> tuple[list[tuple[pa.Table, Ints]], pa.Table]:
+        """Each side's new rows that are not late (with their times), and the late rows of both
+        (counted); the slots' watermarks observed."""
         self._rows_in += sum(rows.num_rows for rows in batches.values())
         emitted = self._marks.emitted
         job_bound = None if emitted is None else emitted + 1
@@ -134,21 +154,9 @@ class IntervalJoinOperator:
                 self._marks.observe(slot, mark, now_ms, had_data=mine[slot].num_rows > 0)
         for slot in pending:
             self._marks.observe(slot, None, now_ms, had_data=True)
-        (new0, ms0), (new1, ms1) = fresh
-        outputs = []
-        if new0.num_rows and (self._sides[1].table.num_rows or new1.num_rows):
-            kept1 = pa.concat_tables([self._sides[1].table, new1]) if self._sides[1].table.num_rows else new1
-            outputs.append(self._run(new0, kept1))
-        if new1.num_rows and self._sides[0].table.num_rows:
-            outputs.append(self._run(self._sides[0].table, new1))
-        self._sides[0].add(new0, ms0)
-        self._sides[1].add(new1, ms1)
-        self._prune(self._marks.current(now_ms))
-        output = pa.concat_tables(outputs) if outputs else self._empty_output
-        self._rows_out += output.num_rows
         late_rows = pa.concat_tables(late_pieces) if late_pieces else self._late_schema.empty_table()
         self._late_rows += late_rows.num_rows
-        return StepResult(output, late_rows, 0, self.stats())
+        return fresh, late_rows
 
     def advance(self, now_ms: int) -> StepResult:
         self._prune(self._marks.current(now_ms))

@@ -1,0 +1,59 @@
+"""A lookup (temporal) join as a job on the embedded engine (issue 17): each order meets the rate
+in effect at its time once the watermark of both topics passes it; EXPLAIN shows the lookup
+join and its state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import streamhouse
+from streamhouse.client.client import Client
+
+T0 = 1_700_000_000_000
+ORDERS = (
+    "CREATE TOPIC orders (oid BIGINT, cur VARCHAR, amount BIGINT, ts TIMESTAMP(3), "
+    "WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH (partitions = 2)"
+)
+RATES = (
+    "CREATE TOPIC rates (code VARCHAR, rate BIGINT, rt TIMESTAMP(3), "
+    "WATERMARK FOR rt AS rt - INTERVAL '1' SECOND) WITH (partitions = 1)"
+)
+LOOKUP = (
+    "SELECT o.oid AS oid, o.amount * r.rate AS total FROM orders AS o "
+    "JOIN rates FOR SYSTEM_TIME AS OF o.ts AS r ON o.cur = r.code"
+)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
+    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
+
+
+def test_a_lookup_join_view_uses_the_version_in_effect_at_each_rows_time(tmp_path: Path) -> None:
+    codes = ["EUR", "GBP", "JPY"]
+    orders = [{"oid": i, "cur": codes[i % 3], "amount": i, "ts": T0 + i * 1000} for i in range(40)]
+    rates = [{"code": codes[j % 3], "rate": j + 1, "rt": T0 + j * 3000 + 500} for j in range(13)]
+    # Orders reach 39 s − 1 s, rates 36.5 s − 1 s: the watermark 35.5 s lets orders 0-35 out.
+    expected = []
+    for o in orders[:36]:
+        versions = [r for r in rates if r["code"] == o["cur"] and r["rt"] <= o["ts"]]
+        if versions:
+            expected.append((o["oid"], o["amount"] * max(versions, key=lambda r: r["rt"])["rate"]))
+    assert 20 < len(expected) < 36
+    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+        sh.sql(ORDERS)
+        sh.sql(RATES)
+        sh.sql(f"CREATE MATERIALIZED VIEW priced WITH ('checkpoint-interval' = '100ms') AS {LOOKUP}")
+        sh.produce_batch("orders", orders)
+        sh.produce_batch("rates", rates)
+        wait_for(lambda: rows(sh, "SELECT oid, total FROM priced") == sorted(expected))
+        plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW other AS {LOOKUP}").to_pylist()
+        assert plan[0]["plan"].startswith("lookup join: each orders row meets the rates version in effect at its ts")
