@@ -6,9 +6,12 @@ readable in the view's topic (embedded engine, default settings)."""
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,19 +63,30 @@ def _throughput(name: str, sql: str, source: pa.Table, batch: int) -> tuple[str,
     return name, source.num_rows / took, out
 
 
-def _join_throughput(data: Any, batch: int) -> tuple[str, float, float, float, int, int]:
-    """Nexmark q8 as a window join job runs it: persons and auctions in rounds of about `batch`
-    rows (both topics, cut at the same point of the stream), every window joined when the
-    watermark passes its end. Returns (name, rows/s wall, rows/s CPU, rows out, peak state
-    rows, peak state bytes)."""
+def _join_throughput(data: Any, batch: int, query: str) -> tuple[str, float, float, float, int, int]:
+    """A Nexmark join as its job runs it: persons and auctions in rounds of about `batch` rows
+    (both topics, cut at the same point of the stream). q8 is a window join (every window
+    joined when the watermark passes its end); q3 a regular join under a state TTL of an hour
+    (an event-time interval join: each match once, when its second row arrives). Returns (name,
+    rows/s wall, rows/s CPU, rows out, peak state rows, peak state bytes)."""
     from streamhouse.sql.streaming.continuous import plan_continuous
+    from streamhouse.sql.streaming.interval_join import IntervalJoinOperator
+    from streamhouse.sql.streaming.interval_plan import IntervalPlan
     from streamhouse.sql.streaming.join import JoinOperator
     from streamhouse.sql.streaming.join_plan import JoinPlan
 
     tables = {"person": _source(data.person), "auction": _source(data.auction)}
-    plan = plan_continuous(QUERIES["q8"], lambda name: tables[name].schema, lambda _: ("date_time", 4_000))
-    assert isinstance(plan, JoinPlan)
-    operator = JoinOperator(plan, None, slots=((0, 0), (1, 0)))
+    plan = plan_continuous(
+        QUERIES[query], lambda name: tables[name].schema, lambda _: ("date_time", 4_000), state_ttl_ms=3_600_000
+    )
+    operator: JoinOperator | IntervalJoinOperator
+    if isinstance(plan, JoinPlan):
+        operator = JoinOperator(plan, None, slots=((0, 0), (1, 0)))
+        name = "Nexmark q8 (window join persons x auctions, TUMBLE 10 s)"
+    else:
+        assert isinstance(plan, IntervalPlan)
+        operator = IntervalJoinOperator(plan, None, slots=((0, 0), (1, 0)))
+        name = "Nexmark q3 (regular join auctions x persons, state TTL 1 h)"
     sides = [tables[topic] for topic in plan.topics]
     total = sum(t.num_rows for t in sides)
     rounds = max(1, total // batch)
@@ -88,14 +102,7 @@ def _join_throughput(data: Any, batch: int) -> tuple[str, float, float, float, i
         peak_bytes = max(peak_bytes, operator.state_bytes)
     out += operator.flush().output.num_rows
     took, cpu_took = time.perf_counter() - started, time.process_time() - cpu
-    return (
-        "Nexmark q8 (window join persons x auctions, TUMBLE 10 s)",
-        total / took,
-        total / cpu_took,
-        out,
-        peak_rows,
-        peak_bytes,
-    )
+    return name, total / took, total / cpu_took, out, peak_rows, peak_bytes
 
 
 def _latency(windows: int) -> list[float]:
@@ -135,20 +142,29 @@ def run(args: argparse.Namespace) -> int:
         _throughput("Nexmark q5 (HOP 2 s / 10 s)", QUERIES["q5"], source, args.batch),
         _throughput("Nexmark q7 (TUMBLE + max join)", QUERIES["q7"], source, args.batch),
     ]
-    join_name, join_rate, join_cpu_rate, join_out, join_rows, join_bytes = _join_throughput(data, args.batch)
+    joins = [_join_throughput(data, args.batch, query) for query in ("q8", "q3")]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     latency = _latency(args.latency_windows)
-    table = Table(title=f"bench jobs: {args.events:,} bids, micro-batches of {args.batch:,}")
+    table = Table(
+        title=f"bench jobs: {args.events:,} bids, micro-batches of {args.batch:,}",
+        # What a figure needs to be quoted: the command, when, and on what (CPUs, load).
+        caption=f"{' '.join(sys.argv)} · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {os.cpu_count()} CPUs, "
+        f"load {os.getloadavg()[0]:.1f}",
+    )
     table.add_column("measure")
     table.add_column("result", justify="right")
     for name, rate, out in rows:
         table.add_row(name, f"{rate / 1e6:.2f} M events/s ({int(out):,} rows out)")
-    table.add_row(
-        join_name,
-        f"{join_rate / 1e6:.2f} M events/s wall, {join_cpu_rate / 1e6:.2f} M/s per CPU second "
-        f"(person + auction rows; {int(join_out):,} rows out)",
-    )
-    table.add_row("q8 peak join state (both sides)", f"{join_rows:,} rows, {join_bytes / 2**20:,.1f} MiB")
+    for join_name, join_rate, join_cpu_rate, join_out, join_rows, join_bytes in joins:
+        table.add_row(
+            join_name,
+            f"{join_rate / 1e6:.2f} M events/s wall, {join_cpu_rate / 1e6:.2f} M/s per CPU second "
+            f"(person + auction rows; {int(join_out):,} rows out)",
+        )
+        table.add_row(
+            f"{join_name.split(' (')[0]} peak join state (both sides)",
+            f"{join_rows:,} rows, {join_bytes / 2**20:,.1f} MiB",
+        )
     table.add_row("peak memory (process RSS, input table included)", f"{peak_mib:,.0f} MiB")
     p50, p99 = np.percentile(np.asarray(latency) * 1000, [50, 99])
     table.add_row("window result visible after the closing event, p50 / p99", f"{p50:.0f} / {p99:.0f} ms")

@@ -95,6 +95,11 @@ class IntervalJoinOperator:
     def state_rows(self) -> int:
         return sum(side.table.num_rows for side in self._sides)
 
+    @property
+    def state_bytes(self) -> int:
+        """Arrow bytes of the kept rows, both sides (for the bench)."""
+        return sum(side.table.nbytes for side in self._sides)
+
     def side_state_rows(self) -> tuple[int, ...]:
         return tuple(side.table.num_rows for side in self._sides)
 
