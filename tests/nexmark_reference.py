@@ -100,6 +100,46 @@ def q3(data: NexmarkData) -> list[Row]:
     ]
 
 
+def _winning(data: NexmarkData) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """auction id → (auction, its winning bid): the highest price inside [date_time, expires],
+    ties to the earlier bid, then the lower bidder."""
+    auctions = {a["id"]: a for a in _rows(data.auction)}
+    best: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for b in _rows(data.bid):
+        a = auctions.get(b["auction"])
+        if a is None or not a["date_time"] <= b["date_time"] <= a["expires"]:
+            continue
+        rank = (-b["price"], b["date_time"], b["bidder"])
+        if a["id"] not in best or rank < (
+            -best[a["id"]][1]["price"],
+            best[a["id"]][1]["date_time"],
+            best[a["id"]][1]["bidder"],
+        ):
+            best[a["id"]] = (a, b)
+    return best
+
+
+def q4(data: NexmarkData) -> list[Row]:
+    """(category, average final price) over the auctions with a bid inside their life."""
+    finals: dict[int, list[int]] = defaultdict(list)
+    for a, b in _winning(data).values():
+        finals[a["category"]].append(b["price"])
+    return [(category, sum(prices) / len(prices)) for category, prices in finals.items()]
+
+
+def q4_per_auction(data: NexmarkData) -> list[Row]:
+    """(auction id, category, final price) of the auctions with a bid inside their life."""
+    return [(a["id"], a["category"], b["price"]) for a, b in _winning(data).values()]
+
+
+def q9(data: NexmarkData) -> list[Row]:
+    """Each auction's columns, then its winning bid's auction, bidder, price, time and extra."""
+    return [
+        (*a.values(), b["auction"], b["bidder"], b["price"], b["date_time"], b["extra"])
+        for a, b in _winning(data).values()
+    ]
+
+
 def q5(data: NexmarkData, *, slide_ms: int = 2_000, size_ms: int = 10_000) -> list[Row]:
     """(auction, bid count) of each hopping window's most-bid auctions (ties all kept)."""
     counts: dict[tuple[int, int], int] = defaultdict(int)  # (window start, auction) → bids

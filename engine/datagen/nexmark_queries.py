@@ -56,6 +56,36 @@ FROM auction AS A INNER JOIN person AS P ON A.seller = P.id
 WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')
 ORDER BY P.name, P.city, P.state, A.id"""
 
+# Average final price per category (Flink's q4), and its inner query: each closed auction's
+# final (highest) bid price. As a continuous job only the inner query runs (a lifetime join,
+# sql/streaming/life_plan.py: final per auction once the watermark passes `expires`); the outer
+# AVG over every auction of a category never closes on a stream and runs ad hoc over the view.
+Q4_PER_AUCTION: Final = """\
+SELECT A.id, A.category, MAX(B.price) AS final
+FROM auction A, bid B
+WHERE A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires
+GROUP BY A.id, A.category"""
+
+Q4: Final = f"""\
+SELECT Q.category, AVG(Q.final) AS avg_final
+FROM ({Q4_PER_AUCTION}) Q
+GROUP BY Q.category
+ORDER BY Q.category"""
+
+# Winning bids: each auction's highest bid inside its life (Flink's q9). Ties broken by the
+# earlier bid, then the lower bidder (added here: Flink leaves equal price and time to chance).
+Q9: Final = """\
+SELECT id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, extra,
+    auction, bidder, price, bid_date_time, bid_extra
+FROM (
+    SELECT A.*, B.auction, B.bidder, B.price, B.date_time AS bid_date_time, B.extra AS bid_extra,
+        ROW_NUMBER() OVER (PARTITION BY A.id ORDER BY B.price DESC, B.date_time ASC, B.bidder ASC) AS rownum
+    FROM auction A, bid B
+    WHERE A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires
+) W
+WHERE rownum <= 1
+ORDER BY id"""
+
 # Hot items: the auctions with the most bids in each 10 s window sliding by 2 s.
 Q5: Final = """\
 SELECT AuctionBids.auction, AuctionBids.num

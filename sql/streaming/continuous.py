@@ -5,6 +5,8 @@
 - one source topic: sql.streaming.plan (windows, or a per-batch filter / projection);
 - two topics read through window calls: a window join (sql.streaming.join_plan);
 - a topic joined FOR SYSTEM_TIME AS OF another's time: a lookup join (sql.streaming.lookup_plan);
+- two topics where one's time lies BETWEEN the other's start and end columns: a lifetime join
+  (sql.streaming.life_plan; Nexmark's bids within an auction's life);
 - two topics read directly: an interval join (sql.streaming.interval_plan), which needs a
   BETWEEN of the topics' watermark columns; without it the join is refused naming the bound
   it lacks, unless the job sets a state TTL (`'state.ttl'`): then a regular join
@@ -20,9 +22,11 @@ from sqlglot import exp
 from streamhouse.sql.dialect import WindowCall, parse_query
 from streamhouse.sql.streaming.interval_plan import IntervalPlan, plan_interval_join
 from streamhouse.sql.streaming.join_plan import JoinPlan, plan_window_join, topics_read
+from streamhouse.sql.streaming.life_plan import find_life, plan_life_join
 from streamhouse.sql.streaming.lookup_plan import is_lookup, plan_lookup_join
 from streamhouse.sql.streaming.plan import JobPlan, SchemaOf, WatermarkOf, plan_job
 from streamhouse.sql.streaming.regular_join import plan_regular_join
+from streamhouse.sql.windows.relations import find_cte, table_name
 
 __all__ = ["ContinuousPlan", "plan_continuous"]
 
@@ -38,6 +42,8 @@ def plan_continuous(
         return plan_job(select_sql, schema_of, watermark_of)
     if is_lookup(tree):
         return plan_lookup_join(select_sql, tree, schema_of, watermark_of)
+    if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2 and _life(tree):
+        return plan_life_join(select_sql, tree, schema_of, watermark_of)
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2:
         if state_ttl_ms is not None and _interval_free(tree):
             return plan_regular_join(select_sql, tree, schema_of, watermark_of, state_ttl_ms)
@@ -53,3 +59,9 @@ def _interval_free(tree: exp.Query) -> bool:
         if on is not None and next(on.find_all(exp.Between, exp.GTE, exp.GT, exp.LTE, exp.LT), None) is not None:
             return False
     return True
+
+
+def _life(tree: exp.Query) -> bool:
+    tables = [t for t in tree.find_all(exp.Table) if isinstance(t.this, exp.Identifier) and find_cte(t) is None]
+    aliases = {t.alias_or_name: table_name(t) for t in tables} | {table_name(t): table_name(t) for t in tables}
+    return find_life(tree, aliases) is not None
