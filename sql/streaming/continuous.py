@@ -20,7 +20,7 @@ from typing import TypeAlias
 from sqlglot import exp
 
 from streamhouse.sql.dialect import WindowCall, parse_query
-from streamhouse.sql.streaming.interval_plan import IntervalPlan, plan_interval_join
+from streamhouse.sql.streaming.interval_plan import IntervalPlan, has_interval, plan_interval_join
 from streamhouse.sql.streaming.join_plan import JoinPlan, plan_window_join, topics_read
 from streamhouse.sql.streaming.life_plan import find_life, plan_life_join
 from streamhouse.sql.streaming.lookup_plan import is_lookup, plan_lookup_join
@@ -45,20 +45,10 @@ def plan_continuous(
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2 and _life(tree):
         return plan_life_join(select_sql, tree, schema_of, watermark_of)
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2:
-        if state_ttl_ms is not None and _interval_free(tree):
+        if state_ttl_ms is not None and not has_interval(tree):
             return plan_regular_join(select_sql, tree, schema_of, watermark_of, state_ttl_ms)
         return plan_interval_join(select_sql, tree, schema_of, watermark_of)
     return plan_window_join(select_sql, tree, schema_of, watermark_of)
-
-
-def _interval_free(tree: exp.Query) -> bool:
-    """No join of `tree` relates two columns by BETWEEN or a comparison: the TTL bounds it.
-    (A query with its own interval condition stays an interval join, its bound the user's.)"""
-    for join in tree.find_all(exp.Join):
-        on = join.args.get("on")
-        if on is not None and next(on.find_all(exp.Between, exp.GTE, exp.GT, exp.LTE, exp.LT), None) is not None:
-            return False
-    return True
 
 
 def _life(tree: exp.Query) -> bool:

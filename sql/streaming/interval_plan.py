@@ -28,7 +28,7 @@ from streamhouse.sql.streaming.join_plan import unbounded_join
 from streamhouse.sql.windows.datafusion_sql import Timestamp
 from streamhouse.sql.windows.relations import find_cte, table_name
 
-__all__ = ["IntervalPlan", "IntervalSide", "plan_interval_join"]
+__all__ = ["IntervalPlan", "IntervalSide", "has_interval", "plan_interval_join"]
 
 # DataFusion plan nodes a per-row SELECT over the join may use.
 _ROW_NODES = {"Projection", "Filter", "TableScan", "SubqueryAlias", "Join", "Unnest"}
@@ -157,6 +157,14 @@ def plan_interval_join(
             "aggregate over a window join instead"
         )
     return IntervalPlan(sql, (sides[0], sides[1]), low, high, sql, output)
+
+
+def has_interval(tree: exp.Expr) -> bool:
+    """Whether a join of `tree` holds an interval condition of two topics' columns (then a state
+    TTL does not apply: the interval bounds the join)."""
+    tables = [t for t in tree.find_all(exp.Table) if isinstance(t.this, exp.Identifier) and find_cte(t) is None]
+    qualifiers = {t.alias_or_name: table_name(t) for t in tables} | {table_name(t): table_name(t) for t in tables}
+    return _interval(tree, qualifiers) is not None
 
 
 def _interval(tree: exp.Expr, qualifiers: dict[str, str]) -> tuple[tuple[str, str], tuple[str, str], int, int] | None:

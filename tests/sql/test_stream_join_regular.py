@@ -126,3 +126,9 @@ def test_the_option_parses_and_is_checked() -> None:
         parse_job_options({"state.ttl": "10ms"}, "v")
     with pytest.raises(SqlError, match=re.escape("did you mean 'state.ttl'")):
         parse_job_options({"state.tll": "1h"}, "v")
+
+
+def test_other_comparisons_in_on_do_not_stop_the_ttl() -> None:
+    sql = "SELECT a.k, a.x, b.y FROM a JOIN b ON a.k = b.key AND a.k > 3 AND b.y <> 'skip'"
+    plan = plan_continuous(sql, SCHEMAS.__getitem__, WATERMARKS.get, state_ttl_ms=2_000)
+    assert isinstance(plan, IntervalPlan) and plan.kind == "regular join"
