@@ -1,4 +1,4 @@
-"""Plain-Python Nexmark queries (q0, q1, q2, q3, q5, q7, q8, q11): the oracle for the SQL texts.
+"""Plain-Python Nexmark queries (q0, q1, q2, q3, q4, q5, q7, q8, q9, q11): the oracle for the SQL texts.
 
 Each function takes the generated tables and returns the query's rows as tuples, in no
 particular order; tests sort them. Loops over rows, no cleverness: every window rule of Flink

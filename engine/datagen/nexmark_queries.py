@@ -1,4 +1,4 @@
-"""Nexmark queries q0, q1, q2, q3, q5, q7, q8 and q11 as SQL over the `streamhouse.datagen.nexmark` tables.
+"""Nexmark queries q0, q1, q2, q3, q4, q5, q7, q8, q9 and q11 as SQL over the `streamhouse.datagen.nexmark` tables.
 
 The texts are those of the Flink `nexmark` repository (`nexmark-flink/src/main/resources/
 queries/`), changed in syntax only:
