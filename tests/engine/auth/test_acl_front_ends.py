@@ -196,6 +196,8 @@ def test_registry(acl: Acl) -> None:
     assert acl.http("GET", "/registry/subjects", acl.bob)[1] == ["acl-read-value"]  # only what bob may describe
     assert sorted(acl.http("GET", "/registry/subjects", acl.root)[1]) == ["acl-other-value", "acl-read-value"]
     assert acl.http("GET", f"/registry/schemas/ids/{schema_id}/subjects", acl.bob)[1] == ["acl-read-value"]
+    for subject in ("acl-read-value", "acl-other-value"):  # the package's agent is shared: leave no subject
+        assert acl.http("DELETE", f"/registry/subjects/{subject}", acl.root)[0] == 200
 
 
 def _produce(config: dict[str, Any], topic: str, value: bytes) -> KafkaError | None:
