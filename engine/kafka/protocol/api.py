@@ -39,6 +39,7 @@ class Request:
     header: RequestHeader
     api: Api
     body: Struct
+    trailing: int = 0  # bytes after the body, ignored (see decode_request)
 
 
 def lookup(api_key: int, version: int) -> Api:
@@ -92,8 +93,11 @@ def decode_request_header(frame: Buffer) -> tuple[RequestHeader, int]:
 def decode_request(frame: Buffer) -> Request:
     """One request frame (without its size prefix) → header, API and body.
 
-    Raises KafkaProtocolError (or its UnsupportedVersionError) on anything malformed,
-    including bytes left over after the body."""
+    Raises KafkaProtocolError (or its UnsupportedVersionError) on anything malformed. Bytes
+    left over after a whole body are ignored, as a Kafka broker ignores them (its generated
+    readers never check what remains): librdkafka 2.x sends three extra bytes after an
+    all-topics Metadata v12 request, and Kafka answers it. The frame itself is bounded, so
+    nothing unbounded is kept; `Request.trailing` says how many there were."""
     header, pos = decode_request_header(frame)
     api = lookup(header.api_key, header.api_version)
     version = header.api_version
@@ -102,9 +106,7 @@ def decode_request(frame: Buffer) -> Request:
     if flexible:
         decode_struct(r, (), version, True, "header.")
     body = decode_struct(r, api.request, version, flexible)
-    if r.remaining:
-        raise r.error(f"{r.remaining} bytes after the end of the request", "<end>")
-    return Request(header, api, body)
+    return Request(header, api, body, r.remaining)
 
 
 def _framed(w: Writer) -> bytes:

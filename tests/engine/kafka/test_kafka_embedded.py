@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 import streamhouse
 from streamhouse.client.kafka_listener import serve_kafka
@@ -38,6 +39,20 @@ def test_kafka_clients_reach_the_embedded_engine(tmp_path: Path) -> None:
         assert sh.read("notes").column("value").to_pylist() == got
     finally:
         sh.close()
+
+
+def test_librdkafka_lists_every_topic(tmp_path: Path) -> None:
+    """An all-topics Metadata v12 (AdminClient.list_topics() with no topic) carries three bytes
+    after its body from librdkafka; Kafka ignores them, and so must the listener."""
+    with streamhouse.open(str(tmp_path / "data"), kafka_port=0) as sh:
+        sh.create_topic("a", 2)
+        sh.create_topic("b", 1)
+        assert sh.kafka_bootstrap is not None
+        admin = AdminClient({"bootstrap.servers": sh.kafka_bootstrap})
+        listed = admin.list_topics(timeout=20).topics
+        assert {"a", "b"} <= set(listed) and len(listed["a"].partitions) == 2
+        producer = Producer({"bootstrap.servers": sh.kafka_bootstrap})
+        assert {"a", "b"} <= set(producer.list_topics(timeout=20).topics)
 
 
 def test_agents_use_the_serve_flag_instead() -> None:
