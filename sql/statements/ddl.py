@@ -334,7 +334,7 @@ class _Parser:
             text = self.tokens[self.i].text
             if depth == 0 and text in (",", ")"):
                 break
-            depth += {"(": 1, ")": -1}.get(text, 0)
+            depth += {"(": 1, ")": -1, "<": 1, ">": -1}.get(text, 0)
             self.i += 1
         if self.i == start:
             raise self._error(f"column {name}: expected a type")

@@ -180,7 +180,54 @@ def _read_type(field: pa.Field[Any], kinds: dict[str, pa.DataType]) -> pa.DataTy
         return cast(pa.DataType, TIMESTAMP)  # the reader has no date conversion; midnight casts exactly
     if field.type == pa.float32():
         return cast(pa.DataType, pa.float64())  # read wide: a number too big for FLOAT is caught, not inf
-    return cast(pa.DataType, field.type)
+    return _nested_read_type(field.type)
+
+
+def _nested_read_type(target: pa.DataType) -> pa.DataType:
+    """What the JSON reader reads a composite column as. It has no map and no binary type: a
+    MAP is sent as an array of {"key": …, "value": …} objects (what Arrow's map holds, and
+    the only spelling whose keys may be any type), BYTES as a string (its UTF-8 bytes)."""
+    if pa.types.is_map(target):
+        entry = pa.struct(
+            [
+                pa.field("key", _nested_read_type(target.key_type)),
+                pa.field("value", _nested_read_type(target.item_type)),
+            ]
+        )
+        return pa.list_(entry)
+    if pa.types.is_struct(target):
+        return pa.struct([pa.field(f.name, _nested_read_type(f.type)) for f in target])
+    if pa.types.is_list(target):
+        return pa.list_(_nested_read_type(target.value_type))
+    if pa.types.is_binary(target):
+        return pa.string()
+    return target
+
+
+def _nested_to_target(array: pa.Array[Any], target: pa.DataType) -> pa.Array[Any]:
+    """`array` as read by `_nested_read_type(target)` rebuilt as `target`, whole arrays at a time."""
+    if array.type == target:
+        return array
+    mask = array.is_null() if array.null_count else None
+    if pa.types.is_map(target):
+        entries = cast(Any, array).flatten()  # the list's entries, the slice applied
+        offsets = pc.subtract(cast(Any, array).offsets, cast(Any, array).offsets[0])
+        keys = _nested_to_target(entries.field("key"), target.key_type)
+        if keys.null_count:
+            raise pa.ArrowInvalid("a MAP key is null")
+        items = _nested_to_target(entries.field("value"), target.item_type)
+        maps: Any = pa.MapArray.from_arrays  # the stubs' overloads miss keys + items + type
+        return cast("pa.Array[Any]", maps(offsets, keys, items, type=target, mask=mask))
+    if pa.types.is_struct(target):
+        children = [_nested_to_target(cast(Any, array).field(f.name), f.type) for f in target]
+        return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
+    if pa.types.is_list(target):
+        offsets = pc.subtract(cast(Any, array).offsets, cast(Any, array).offsets[0])
+        values = _nested_to_target(cast(Any, array).flatten(), target.value_type)
+        return pa.ListArray.from_arrays(offsets, values, type=target, mask=mask)
+    if pa.types.is_string(array.type):
+        array.validate(full=True)  # the reader does not check UTF-8
+    return array.cast(target)
 
 
 def _to_target(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedArray[Any] | None:
@@ -205,6 +252,8 @@ def _to_target(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedA
         return narrow
     if pa.types.is_string(target):
         column.validate(full=True)  # the reader does not check UTF-8; Parquet and SQL need it
+    if pa.types.is_nested(target) or pa.types.is_binary(target):
+        return pa.chunked_array([_nested_to_target(chunk, target) for chunk in column.chunks], cast(Any, target))
     return column if column.type == target else column.cast(target)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 
@@ -90,9 +90,14 @@ def arrow_type(sql_type: str) -> pa.DataType:
         if not 1 <= first <= 38 or int(second or 0) > first:
             raise InvalidInputError(f"{sql_type}: DECIMAL precision must be 1..38 and scale <= precision")
         return pa.decimal128(first, int(second or 0))
+    if normal in ("BYTES", "VARBINARY", "BINARY") or re.match(r"^(VARBINARY|BINARY)\s*\(\s*\d+\s*\)$", normal):
+        return pa.binary()
+    if re.match(r"^(ROW|ARRAY|MAP)\s*[<(]", normal):
+        return composite_type(sql_type)
     raise InvalidInputError(
         f"unsupported column type {sql_type!r}; use BIGINT, INT, SMALLINT, TINYINT, DOUBLE, FLOAT, BOOLEAN, "
-        "STRING/VARCHAR, DECIMAL(p, s), DATE or TIMESTAMP(3)"
+        "STRING/VARCHAR, BYTES/VARBINARY, DECIMAL(p, s), DATE, TIMESTAMP(3), ROW<name TYPE, …>, ARRAY<TYPE> "
+        "or MAP<KEY, VALUE>"
     )
 
 
@@ -105,4 +110,71 @@ def sql_type(arrow: pa.DataType) -> str:
         return f"DECIMAL({arrow.precision}, {arrow.scale})"
     if arrow in _CANONICAL:
         return _CANONICAL[arrow]
-    return "STRING"  # lists, structs, binary: kept as their JSON text
+    if pa.types.is_binary(arrow) or pa.types.is_large_binary(arrow) or pa.types.is_fixed_size_binary(arrow):
+        return "BYTES"
+    if pa.types.is_struct(arrow):
+        fields = ", ".join(f"`{f.name}` {sql_type(f.type)}" for f in arrow)
+        return f"ROW<{fields}>"
+    if pa.types.is_map(arrow):
+        return f"MAP<{sql_type(arrow.key_type)}, {sql_type(arrow.item_type)}>"
+    if pa.types.is_list(arrow) or pa.types.is_large_list(arrow) or pa.types.is_fixed_size_list(arrow):
+        return f"ARRAY<{sql_type(arrow.value_type)}>"
+    return "STRING"  # anything else (unions, durations, …): kept as its JSON text
+
+
+def _split_top(text: str) -> list[str]:
+    """`text` split at its commas outside <…> and (…), each part stripped."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "<(":
+            depth += 1
+        elif char in ">)":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _element(text: str, where: str) -> pa.DataType:
+    # Flink allows NOT NULL on nested types; Arrow's nested fields are nullable here, so it is dropped.
+    text = re.sub(r"\s+NOT\s+NULL\s*$|\s+NULL\s*$", "", text, flags=re.I).strip()
+    if not text:
+        raise InvalidInputError(f"{where}: expected a type")
+    return arrow_type(text)
+
+
+_FIELD = re.compile(r'^\s*(`[^`]+`|"[^"]+"|[A-Za-z_][A-Za-z0-9_]*)\s+(.+?)\s*$', re.S)
+
+
+def composite_type(sql_type: str) -> pa.DataType:
+    """Flink SQL's composite types: ROW<name TYPE, …> (or ROW(…)) → struct, ARRAY<T> → list,
+    MAP<K, V> → map (Arrow map keys are never null)."""
+    match = re.match(r"^\s*(ROW|ARRAY|MAP)\s*([<(])(.*)([>)])\s*$", sql_type, re.I | re.S)
+    if not match or {"<": ">", "(": ")"}[match.group(2)] != match.group(4):
+        raise InvalidInputError(f"unsupported column type {sql_type!r}: unbalanced <…> or (…)")
+    kind, inner = match.group(1).upper(), match.group(3)
+    parts = _split_top(inner)
+    if kind == "ARRAY":
+        if len(parts) != 1:
+            raise InvalidInputError(f"{sql_type}: ARRAY takes one element type")
+        return pa.list_(_element(parts[0], sql_type))
+    if kind == "MAP":
+        if len(parts) != 2:
+            raise InvalidInputError(f"{sql_type}: MAP takes a key type and a value type")
+        return pa.map_(_element(parts[0], sql_type), _element(parts[1], sql_type))
+    fields: list[pa.Field[Any]] = []
+    for part in parts:
+        field = _FIELD.match(part)
+        if not field:
+            raise InvalidInputError(f"{sql_type}: each ROW field is `name TYPE`, got {part!r}")
+        name = field.group(1)
+        if name[0] in '`"':
+            name = name[1:-1]
+        if name in (f.name for f in fields):
+            raise InvalidInputError(f"{sql_type}: ROW field {name!r} appears twice")
+        fields.append(pa.field(name, _element(field.group(2), sql_type)))
+    if not fields:
+        raise InvalidInputError(f"{sql_type}: a ROW needs at least one field")
+    return pa.struct(fields)

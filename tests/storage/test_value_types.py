@@ -38,7 +38,8 @@ def test_types_without_a_declarable_twin_widen() -> None:
     assert sql_type(pa.uint64()) == "BIGINT"  # DataFusion's count()
     assert sql_type(pa.large_string()) == "STRING"
     assert sql_type(pa.timestamp("us", tz="UTC")) == "TIMESTAMP(3)"
-    assert sql_type(pa.list_(pa.int64())) == "STRING"  # kept as JSON text
+    assert sql_type(pa.list_(pa.int64())) == "ARRAY<BIGINT>"  # composite types are declared (ROW, ARRAY, MAP)
+    assert sql_type(pa.duration("s")) == "STRING"  # no SQL twin: kept as JSON text
 
 
 def test_sql_synonyms_and_parameters() -> None:
