@@ -28,7 +28,9 @@ AVRO = "avro"
 
 
 def _declarable(arrow: pa.DataType) -> bool:
-    return not (pa.types.is_binary(arrow) or pa.types.is_fixed_size_binary(arrow) or pa.types.is_struct(arrow))
+    # Records are ROW columns, bytes and fixed BYTES (a fixed's width is not kept: BYTES holds
+    # any length); a type with no SQL twin would only be JSON text, so it stays in `_value`.
+    return sql_type(arrow) != "STRING" or pa.types.is_string(arrow)
 
 
 def avro_columns(schema_text: str, subject: str) -> ValueSchema:

@@ -52,10 +52,11 @@ def _framed(schema_id: int, schema: dict[str, Any], row: dict[str, Any]) -> byte
 
 def test_columns_from_a_record_schema() -> None:
     schema = avro_columns(json.dumps(V2), "s-value")
-    # bytes has no SQL column type here: it stays in `_value`.
+    # bytes is a BYTES column (records ROW, tests/storage/test_nested_*.py).
     assert [(c.name, c.sql_type) for c in schema.columns] == [
         ("user", "STRING"),
         ("n", "INT"),
+        ("raw", "BYTES"),
         ("day", "DATE"),
         ("country", "STRING"),
     ]
@@ -71,7 +72,8 @@ def test_decode_lines_up_ids_and_refuses_a_bad_record() -> None:
         _framed(2, V2, {"user": "b", "n": 2, "raw": b"", "day": 19001, "country": "nl"}),
     ]
     table = decode_avro_values(pa.array(rows, pa.binary()), schema, {1: json.dumps(V1), 2: json.dumps(V2)})
-    assert table.schema.names == ["v.user", "v.n", "v.day", "v.country"]
+    assert table.schema.names == ["v.user", "v.n", "v.raw", "v.day", "v.country"]
+    assert table.column("v.raw").to_pylist() == [b"x", None, b""]
     assert table.column("v.user").to_pylist() == ["a", None, "b"]
     assert table.column("v.country").to_pylist() == [None, None, "nl"]  # v1 has no country: null
     bad = [rows[0], rows[0][:6]]
