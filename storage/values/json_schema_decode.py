@@ -41,7 +41,8 @@ class JsonSchemaValueError(SchemaValidationError):
 
 
 def _declarable(arrow: pa.DataType) -> bool:
-    return not (pa.types.is_struct(arrow) or pa.types.is_list(arrow))
+    # Nested messages/objects are ROW, repeated/arrays ARRAY, bytes BYTES (storage/values/types.py).
+    return sql_type(arrow) != "STRING" or pa.types.is_string(arrow)
 
 
 def json_schema_columns(schema_text: str, subject: str) -> ValueSchema:

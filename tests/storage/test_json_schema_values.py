@@ -63,6 +63,8 @@ def test_mapping() -> None:
         ("ok", "BOOLEAN"),
         ("at", "TIMESTAMP(3)"),
         ("day", "DATE"),
+        ("tags", "ARRAY<STRING>"),
+        ("addr", "ROW<`city` STRING, `zip` BIGINT>"),
     ]
     with pytest.raises(InvalidInputError, match="object schema"):
         json_schema_columns('{"type": "string"}', "s-value")

@@ -112,8 +112,9 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
     with streamhouse.connect(agents.a.address) as sh:
         sh.sql(f"CREATE TOPIC {topic} WITH (format = 'protobuf', subject = '{topic}-value')")
         columns = sh.sql(f"SELECT * FROM {topic} LIMIT 0").schema
-        assert [f.name for f in columns if not f.name.startswith("_")] == ["sku", "qty", "price", "status"]
+        assert [f.name for f in columns if not f.name.startswith("_")] == ["sku", "qty", "price", "status", "tags"]
         assert columns.field("qty").type == pa.int64() and columns.field("status").type == pa.string()
+        assert columns.field("tags").type == pa.list_(pa.string())  # repeated: an ARRAY column
         assert _send(bootstrap, topic, [b for b in framed if b is not None]) == [None] * 10
         _refused(bootstrap, topic, framed[0] or b"")
 
@@ -123,6 +124,8 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
         assert rows.column("price").to_pylist() == [i / 4 if i % 2 == 0 else None for i in range(10)]
         assert rows.column("status").to_pylist() == ["NEW", "PAID"] * 5
         assert sh.sql(f"SELECT sum(qty) AS s FROM {topic} WHERE status = 'PAID'").column("s").to_pylist() == [25]
+        lengths = sh.sql(f"SELECT array_length(tags) AS n FROM {topic} ORDER BY _offset").column("n").to_pylist()
+        assert lengths == list(range(10))  # an absent repeated field reads as empty, as in proto3
 
         # A job over the typed columns.
         view = f"{topic}_paid"
@@ -165,8 +168,9 @@ def test_json_schema_topic(agents: RegistryAgents) -> None:
     with streamhouse.connect(agents.a.address) as sh:
         sh.sql(f"CREATE TOPIC {topic} WITH (format = 'json-schema')")  # subject: <topic>-value
         columns = sh.sql(f"SELECT * FROM {topic} LIMIT 0").schema
-        assert [f.name for f in columns if not f.name.startswith("_")] == ["page", "ms", "at"]
+        assert [f.name for f in columns if not f.name.startswith("_")] == ["page", "ms", "at", "ref"]
         assert columns.field("at").type == pa.timestamp("ms")
+        assert columns.field("ref").type == pa.struct([pa.field("host", pa.string())])  # an object: a ROW
         assert _send(bootstrap, topic, [b for b in framed if b is not None]) == [None] * 8
         _refused(bootstrap, topic, framed[0] or b"")
         wrong_type = (framed[0] or b"")[:5] + json.dumps({"page": "/x", "ms": "ten"}).encode()
@@ -175,6 +179,8 @@ def test_json_schema_topic(agents: RegistryAgents) -> None:
         rows = _wait_rows(sh, f"SELECT page, ms, at FROM {topic} ORDER BY _offset", 8)
         assert rows.column("page").to_pylist() == [v["page"] for v in sent]
         assert rows.column("ms").to_pylist() == [i * 10 for i in range(8)]
+        hosts = sh.sql(f"SELECT ref['host'] AS h FROM {topic} ORDER BY _offset").column("h").to_pylist()
+        assert hosts == ["x"] * 8
         assert rows.column("at").cast(pa.int64()).to_pylist() == [1_767_225_600_000 + i * 1000 for i in range(8)]
 
         second = JSONSerializer(json.dumps(JSON_V2), registry)  # registers v2: a property added
