@@ -47,6 +47,13 @@ _FIELDS = [
 V1 = {"type": "record", "name": "Click", "namespace": "bench", "fields": _FIELDS}
 V2 = {**V1, "fields": [*_FIELDS, {"name": "country", "type": "string", "default": "none"}]}
 SUBJECT = "bench-value"
+# The nested variant: V1 plus a record (a ROW column) and bytes (BYTES), one schema id.
+_GEO = {
+    "type": "record",
+    "name": "Geo",
+    "fields": [{"name": "city", "type": "string"}, {"name": "lat", "type": "double"}],
+}
+NESTED = {**V1, "fields": [*_FIELDS, {"name": "geo", "type": _GEO}, {"name": "tag", "type": "bytes"}]}
 # The same record as a .proto (event time as google.protobuf.Timestamp, `score` with presence).
 PROTO_V1 = """syntax = "proto3";
 package bench;
@@ -114,6 +121,25 @@ def _avro(rows: list[dict[str, Any]], ids: int) -> pa.Array[Any]:
         fastavro.schemaless_writer(buffer, parsed[schema_id], row)
         out.append(buffer.getvalue())
     return pa.array(out, pa.binary())
+
+
+def _nested(rows: list[dict[str, Any]]) -> tuple[pa.Array[Any], pa.Array[Any]]:
+    """The records with a `geo` record and `tag` bytes, framed Avro (id 3) and JSON (BYTES as text)."""
+    import fastavro
+
+    parsed = fastavro.parse_schema(NESTED)
+    avro: list[bytes] = []
+    text: list[bytes] = []
+    for i, row in enumerate(rows):
+        record = {k: row[k] for k in ("user", "n", "score", "at", "ok")}
+        record["geo"] = {"city": f"c{i % 50}", "lat": i / 1e6}
+        record["tag"] = b"t%d" % (i % 10)
+        buffer = io.BytesIO()
+        buffer.write(struct.pack(">bI", 0, 3))
+        fastavro.schemaless_writer(buffer, parsed, record)
+        avro.append(buffer.getvalue())
+        text.append(json.dumps({**record, "tag": record["tag"].decode()}).encode())
+    return pa.array(avro, pa.binary()), pa.array(text, pa.binary())
 
 
 def _json(rows: list[dict[str, Any]], columns: ValueSchema, ids: int) -> pa.Array[Any]:
@@ -222,6 +248,10 @@ def run(args: argparse.Namespace) -> int:
     json_values = _json(rows, json_schema, args.ids)
     proto_values = _protobuf(rows, args.ids)
     js_values = _json_schema(rows, args.ids)
+    nested_avro, nested_json = _nested(rows)
+    nested_schema = avro_columns(json.dumps(NESTED), SUBJECT)
+    nested_json_schema = ValueSchema(nested_schema.columns, None, "json")
+    nested_writers = {3: json.dumps(NESTED)}
     writers = {1: json.dumps(V1), 2: json.dumps(V2)}
     proto_writers = {1: PROTO_V1, 2: PROTO_V2}
     js_writers = {1: json.dumps(JSON_V1), 2: json.dumps(JSON_V2)}
@@ -231,6 +261,9 @@ def run(args: argparse.Namespace) -> int:
         "protobuf": (proto_values, lambda v: decode_protobuf_values(v, proto_schema, proto_writers)),
         "json-schema": (js_values, lambda v: decode_json_schema_values(v, js_schema, js_writers)),
         "json": (json_values, lambda v: check_values(v, json_schema)),
+        # A record (ROW) and bytes (BYTES) more: the cost of nested columns beside the flat ones.
+        "avro-nested": (nested_avro, lambda v: decode_avro_values(v, nested_schema, nested_writers)),
+        "json-nested": (nested_json, lambda v: check_values(v, nested_json_schema)),
     }
 
     # The paths agree on what they decode (a check of the bench, not a measure).
@@ -238,7 +271,11 @@ def run(args: argparse.Namespace) -> int:
     want = paths["avro"][1](avro_values.slice(0, head))
     for name, (values, decode) in paths.items():
         got = decode(values.slice(0, head))
-        if name != "avro" and (got is None or not _same(name, got, want)):
+        if name == "json-nested":
+            nested_want = paths["avro-nested"][1](nested_avro.slice(0, head))
+            if got is None or not _same(name, got, nested_want):
+                return 1
+        elif name not in ("avro", "avro-nested") and (got is None or not _same(name, got, want)):
             return 1
 
     ids = f"{args.ids} id{'s' if args.ids > 1 else ''}"
@@ -271,5 +308,6 @@ def run(args: argparse.Namespace) -> int:
     out["avro_over_json"] = figures["json"][0] / figures["avro"][0]
     out["protobuf_over_json_cpu"] = json_cpu / figures["protobuf"][1]
     out["json_schema_over_json_cpu"] = json_cpu / figures["json-schema"][1]
+    out["avro_nested_over_json_nested_cpu"] = figures["json-nested"][1] / figures["avro-nested"][1]
     print(json.dumps(out))
     return 0
