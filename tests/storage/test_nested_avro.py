@@ -11,6 +11,8 @@ from typing import Any
 import fastavro
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
 from streamhouse.storage.values.avro_evolve import ColumnEvolutionError, grown
@@ -79,3 +81,66 @@ def test_a_nested_field_added_is_refused_as_a_retyped_column() -> None:
     }
     added = grown(schema, json.dumps(v3), topic="orders", schema_id=5, index=0)
     assert added is not None and added.columns[-1].sql_type.startswith("ROW<")  # a new ROW column is fine
+
+
+_names = iter(range(10**9))
+
+
+def _leaf() -> st.SearchStrategy[Any]:
+    def fixed() -> dict[str, Any]:
+        return {"type": "fixed", "name": f"F{next(_names)}", "size": 3}
+
+    def enum() -> dict[str, Any]:
+        return {"type": "enum", "name": f"E{next(_names)}", "symbols": ["A", "B", "C"]}
+
+    plain = st.sampled_from(["int", "long", "double", "boolean", "string", "bytes"])
+    return st.one_of(plain, st.builds(fixed), st.builds(enum))
+
+
+def _record(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    def build(types: list[Any]) -> dict[str, Any]:
+        fields = [{"name": f"f{i}", "type": t} for i, t in enumerate(types)]
+        return {"type": "record", "name": f"R{next(_names)}", "fields": fields}
+
+    return st.lists(children, min_size=1, max_size=4).map(build)
+
+
+_TYPES = st.recursive(
+    _leaf(),
+    lambda inner: st.one_of(_record(inner), inner.filter(lambda t: not isinstance(t, list)).map(lambda t: ["null", t])),
+    max_leaves=8,
+)
+
+
+def _value(data: st.DataObject, schema: Any) -> Any:
+    if isinstance(schema, list):
+        return None if data.draw(st.booleans()) else _value(data, schema[1])
+    if isinstance(schema, dict):
+        if schema["type"] == "record":
+            return {f["name"]: _value(data, f["type"]) for f in schema["fields"]}
+        if schema["type"] == "fixed":
+            return data.draw(st.binary(min_size=3, max_size=3))
+        return data.draw(st.sampled_from(schema["symbols"]))
+    return data.draw(
+        {
+            "int": st.integers(-(2**31), 2**31 - 1),
+            "long": st.integers(-(2**63), 2**63 - 1),
+            "double": st.floats(allow_nan=False),
+            "boolean": st.booleans(),
+            "string": st.text(max_size=5),
+            "bytes": st.binary(max_size=5),
+        }[schema]
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(top=_record(_TYPES), data=st.data())
+def test_nested_decode_equals_fastavro(top: dict[str, Any], data: st.DataObject) -> None:
+    top = {**top, "fields": [{"name": "id", "type": "long"}, *top["fields"]]}
+    schema = avro_columns(json.dumps(top), "t-value")
+    rows = [_value(data, top) for _ in range(data.draw(st.integers(1, 6)))]
+    framed = [_framed(9, top, r) for r in rows]
+    table = decode_avro_values(pa.array(framed, pa.binary()), schema, {9: json.dumps(top)})
+    parsed = fastavro.parse_schema(top)
+    expected = [fastavro.schemaless_reader(io.BytesIO(f[5:]), parsed) for f in framed]
+    assert table.to_pylist() == [{f"v.{k}": v for k, v in e.items()} for e in expected]
