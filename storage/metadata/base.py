@@ -15,6 +15,7 @@ from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.metadata.scram_sql import ScramCredential
 from streamhouse.storage.metadata.snapshot import MetadataDump, Table
+from streamhouse.storage.metadata.sqlite_quotas import OrgQuota
 from streamhouse.storage.metadata.swap import DeferredDeletion
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 from streamhouse.storage.schemas.registry import SchemaText, StoredSchema, SubjectVersion
@@ -338,6 +339,17 @@ class MetadataStore(Protocol):
 
     async def acl_list(self, org: str | None = None, principal: str | None = None) -> list[AclRule]:
         """Every rule, or an org's, or one principal's (`principal` only with `org`), sorted."""
+        ...
+
+    # -- rate quotas per org (issue 15; storage/metadata/sqlite_quotas.py, engine/auth/quota.py) ----
+    async def quota_set(self, quota: OrgQuota) -> None:
+        """Replace the org's limits (None: the server's default). OrganisationNotFoundError."""
+        ...
+
+    async def quota_get(self, org: str) -> OrgQuota | None: ...
+
+    async def quota_list(self) -> list[OrgQuota]:
+        """Every org with a stored row, by name."""
         ...
 
     # -- snapshots and disaster recovery (issue 14; storage/metadata/snapshot.py) ------------------

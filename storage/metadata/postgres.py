@@ -36,6 +36,7 @@ from streamhouse.storage.metadata.postgres_base import (
 )
 from streamhouse.storage.metadata.postgres_jobs import PostgresLeasesJobs
 from streamhouse.storage.metadata.postgres_log_start import PostgresLogStart
+from streamhouse.storage.metadata.postgres_quotas import PostgresQuotas
 from streamhouse.storage.metadata.postgres_registry import PostgresRegistry
 from streamhouse.storage.metadata.postgres_scram import PostgresScram
 from streamhouse.storage.metadata.postgres_snapshot import PostgresSnapshot
@@ -59,6 +60,7 @@ class PostgresMetadataStore(
     PostgresAuth,
     PostgresScram,
     PostgresAcls,
+    PostgresQuotas,
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from PostgresLeasesJobs, the pool from PostgresBase."""

@@ -31,6 +31,7 @@ from streamhouse.storage.metadata.sqlite_base import (
 )
 from streamhouse.storage.metadata.sqlite_jobs import SqliteLeasesJobs
 from streamhouse.storage.metadata.sqlite_log_start import SqliteLogStart
+from streamhouse.storage.metadata.sqlite_quotas import SqliteQuotas
 from streamhouse.storage.metadata.sqlite_registry import SqliteRegistry
 from streamhouse.storage.metadata.sqlite_scram import SqliteScram
 from streamhouse.storage.metadata.sqlite_snapshot import SqliteSnapshot
@@ -55,7 +56,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class SqliteMetadataStore(
-    SqliteLeasesJobs, SqliteRegistry, SqliteSwap, SqliteLogStart, SqliteSnapshot, SqliteAuth, SqliteScram, SqliteAcls
+    SqliteLeasesJobs,
+    SqliteRegistry,
+    SqliteSwap,
+    SqliteLogStart,
+    SqliteSnapshot,
+    SqliteAuth,
+    SqliteScram,
+    SqliteAcls,
+    SqliteQuotas,
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
