@@ -6,8 +6,9 @@ schema, so their fields come in the same order: every record keeps a cursor, and
 read for all records in one numpy step (a varint in one round per byte, a string as one gather
 of all its bytes). Unions with null choose per record by mask; a record nests as a struct.
 Supported: null, boolean, int, long, float, double, bytes, string, enum (as string), fixed,
-records, unions of null and one type, logical date / timestamp-millis / timestamp-micros.
-Arrays, maps, other unions and decimals raise UnsupportedAvroSchemaError (the caller keeps the
+records, unions of null and one type, logical date / timestamp-millis / timestamp-micros and
+decimal (bytes or fixed, precision <= 38, as decimal128).
+Arrays, maps and other unions raise UnsupportedAvroSchemaError (the caller keeps the
 bytes); a payload that does not fit its schema raises AvroDecodeError naming the record.
 """
 
@@ -97,6 +98,28 @@ def _gather(cur: _Cursor, live: Array, lengths: Array, what: str) -> tuple[Array
     return offsets, body
 
 
+def _decimal(schema: Any, offsets: Array, body: Array, live: Array, cur: _Cursor, path: str) -> pa.Array[Any]:
+    """Avro decimals (big-endian two's complement, per record) as Arrow decimal128 (16 bytes,
+    little-endian), whole arrays: each byte placed by index arithmetic, the sign extended."""
+    precision, scale = int(schema.get("precision", 0)), int(schema.get("scale", 0))
+    if not 1 <= precision <= 38 or not 0 <= scale <= precision:
+        raise UnsupportedAvroSchemaError(f"{path}: decimal({precision}, {scale}) is outside DECIMAL(1..38, 0..p)")
+    n = len(live)
+    lengths = np.diff(offsets)
+    if (lengths > 16).any():
+        i = int(np.argmax(lengths > 16))
+        raise AvroDecodeError(f"record {i}: a decimal of {int(lengths[i])} bytes at {path}", index=i, source=cur.source)
+    j = np.arange(16)
+    inside = j[None, :] < lengths[:, None]
+    source = offsets[:-1, None] + lengths[:, None] - 1 - j[None, :]
+    out = np.zeros((n, 16), dtype=np.uint8)
+    out[inside] = body[source[inside]]
+    first = body[np.minimum(offsets[:-1], max(len(body) - 1, 0))] if len(body) else np.zeros(n, np.uint8)
+    negative = (lengths > 0) & ((first & 0x80) != 0)
+    out[negative[:, None] & ~inside] = 0xFF
+    return pa.Array.from_buffers(pa.decimal128(precision, scale), n, [_mask(live), numpy_buffer(out.reshape(-1))])
+
+
 def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: str) -> pa.Array[Any]:
     n = len(live)
     if isinstance(schema, str) and schema in names:
@@ -125,7 +148,7 @@ def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: s
     if kind in ("bytes", "string"):
         offsets, body = _gather(cur, live, cur.varints(live, f"{path} length"), path)
         if logical == "decimal":
-            raise UnsupportedAvroSchemaError(f"{path}: decimal is not decoded into columns yet")
+            return _decimal(schema, offsets, body, live, cur, path)
         out = pa.Array.from_buffers(
             pa.large_binary(), n, [_mask(live), numpy_buffer(offsets), numpy_buffer(body)]
         ).cast(pa.binary())
@@ -135,6 +158,9 @@ def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: s
         names[_full_name(schema)] = schema
         size = int(schema["size"])
         raw = cur.fixed(live, size, path)
+        if logical == "decimal":
+            fixed_offsets = np.arange(n + 1, dtype=np.int64) * size
+            return _decimal(schema, fixed_offsets, raw.reshape(-1), live, cur, path)
         return pa.Array.from_buffers(pa.binary(size), n, [_mask(live), numpy_buffer(raw.reshape(-1))])
     if kind == "enum":
         names[_full_name(schema)] = schema

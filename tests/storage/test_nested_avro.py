@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+from decimal import Decimal
 from typing import Any
 
 import fastavro
@@ -93,8 +94,11 @@ def _leaf() -> st.SearchStrategy[Any]:
     def enum() -> dict[str, Any]:
         return {"type": "enum", "name": f"E{next(_names)}", "symbols": ["A", "B", "C"]}
 
+    def decimal() -> dict[str, Any]:
+        return {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}
+
     plain = st.sampled_from(["int", "long", "double", "boolean", "string", "bytes"])
-    return st.one_of(plain, st.builds(fixed), st.builds(enum))
+    return st.one_of(plain, st.builds(fixed), st.builds(enum), st.builds(decimal))
 
 
 def _record(children: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -118,6 +122,8 @@ def _value(data: st.DataObject, schema: Any) -> Any:
     if isinstance(schema, dict):
         if schema["type"] == "record":
             return {f["name"]: _value(data, f["type"]) for f in schema["fields"]}
+        if schema.get("logicalType") == "decimal":
+            return Decimal(data.draw(st.integers(-(10**12) + 1, 10**12 - 1))).scaleb(-2)
         if schema["type"] == "fixed":
             return data.draw(st.binary(min_size=3, max_size=3))
         return data.draw(st.sampled_from(schema["symbols"]))
