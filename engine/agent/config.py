@@ -86,6 +86,11 @@ class AgentConfig:
     tls_key: str = ""
     tls_client_ca: str = ""
     tls_ca: str = ""
+    # Rate quotas' server default per org (engine/auth/quota.py, issue 15): "10MB", "512KiB",
+    # "100" per second; "" = unlimited. An org's stored row (`auth quota set`) overrides each.
+    quota_produce_bytes_per_s: str = ""
+    quota_fetch_bytes_per_s: str = ""
+    quota_requests_per_s: str = ""
 
     def __post_init__(self) -> None:
         if self.fsync not in ("always", "interval", "never"):

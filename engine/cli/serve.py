@@ -44,6 +44,9 @@ _FLAGS = {
     "tls_key": "tls_key",
     "tls_client_ca": "tls_client_ca",
     "tls_ca": "tls_ca",
+    "quota_produce_bytes_per_s": "quota_produce_bytes_per_s",
+    "quota_fetch_bytes_per_s": "quota_fetch_bytes_per_s",
+    "quota_requests_per_s": "quota_requests_per_s",
 }
 
 
@@ -140,6 +143,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kafka-advertised",
         help="host:port given to Kafka clients (default: the --advertised-address host, else --host, on --kafka-port)",
     )
+    for kind, unit in (("produce-bytes", "10MB"), ("fetch-bytes", "10MB"), ("requests", "100")):
+        p.add_argument(f"--quota-{kind}-per-s", help=f"default rate quota per org on this agent (e.g. {unit}); none")
     p.add_argument(
         "--kafka-max-reauth-ms",
         type=int,

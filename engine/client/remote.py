@@ -187,7 +187,9 @@ class RemoteTransport:
                 self._leaders.pop(route, None)
             # Before any agent answered, never sleep past the connect budget.
             left = started + self.connect_timeout_s - time.monotonic()
-            time.sleep(delay if self._reached else min(delay, max(0.0, left)))
+            # A rate quota says how long to wait (retry-after-ms): its throttle time, not our guess.
+            wait = getattr(exc, "retry_after_s", 0.0) or delay
+            time.sleep(wait if self._reached else min(wait, max(0.0, left)))
             delay = min(delay * 2, 1.0)
             hops = 0
             address = self._any_address()

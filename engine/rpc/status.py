@@ -17,6 +17,7 @@ LEADER_KEY = "streamhouse-leader"
 ERROR_KEY = "streamhouse-error"
 VALUE_KEY = "streamhouse-invalid-value"
 RANGE_KEY = "streamhouse-offset-out-of-range"
+RETRY_AFTER_KEY = "retry-after-ms"  # how long a throttled client waits (server/grpc/quota.py)
 
 _BY_CODE: dict[grpc.StatusCode, type[e.StreamHouseError]] = {
     grpc.StatusCode.NOT_FOUND: e.NotFoundError,
@@ -66,4 +67,6 @@ def error_from_rpc(err: grpc.RpcError) -> e.StreamHouseError:
         exc.index, exc.column, exc.reason = json.loads(trailers.get(VALUE_KEY, "[-1, null, \"\"]"))
     if isinstance(exc, e.OffsetOutOfRangeError):
         exc.topic, exc.partition, exc.offset, exc.log_start = json.loads(trailers.get(RANGE_KEY, '["", -1, -1, -1]'))
+    if isinstance(exc, e.BackpressureError) and RETRY_AFTER_KEY in trailers:  # a rate quota (engine/auth/quota.py)
+        exc.retry_after_s = int(trailers[RETRY_AFTER_KEY]) / 1000  # type: ignore[attr-defined]
     return exc

@@ -30,6 +30,8 @@ from streamhouse.registry.routes import registry_router
 from streamhouse.registry.service import RegistryService
 from streamhouse.rpc.convert import MAX_MESSAGE_BYTES
 from streamhouse.server.agent_auth import AgentAuth
+from streamhouse.server.agent_quota import quota_gate, store_limits
+from streamhouse.server.grpc.quota import QuotaInterceptor
 from streamhouse.server.grpc.services import add_services
 from streamhouse.server.http.server import HttpServer
 from streamhouse.storage.errors import AddressInUseError, DirectoryInUseError
@@ -84,7 +86,8 @@ class AgentServer:
     @classmethod
     async def _start(cls, config: AgentConfig, tls: ServerTls | None, peer: ClientTls | None) -> AgentServer:
         auth = AgentAuth(config)  # before the server: its interceptor is fixed at construction
-        grpc_server = aio.server(options=_GRPC_OPTIONS, interceptors=auth.interceptors())
+        quotas = quota_gate(config)  # rate quotas per org (engine/auth/quota_gate.py), after auth
+        grpc_server = aio.server(options=_GRPC_OPTIONS, interceptors=[*auth.interceptors(), QuotaInterceptor(quotas)])
         address = f"{config.host}:{config.grpc_port}"
         _check_port_free(config.host, config.grpc_port, "gRPC")
         try:
@@ -109,6 +112,7 @@ class AgentServer:
         http: HttpServer | None = None
         try:
             await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)
+            quotas.bind(store_limits(service.manager.metadata), metrics.registry)
             if config.http_port >= 0:
                 # The schema registry (issue 13) on the agent's metadata store, under /registry.
                 schemas = RegistryService(service.manager.metadata)  # also REST's AVRO produce
