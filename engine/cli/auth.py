@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.auth.admin import AuthAdmin, KeyInfo
-from streamhouse.cli import auth_acl
+from streamhouse.cli import auth_acl, auth_quota
 from streamhouse.cli.common import add_format_options, write_rows
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata import open_metadata_store
@@ -57,6 +57,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke = kinds.add_parser("revoke", parents=[where], help="revoke an API key (every agent refuses it within 5 s)")
     revoke.add_argument("key_id")
     auth_acl.add_parser(kinds, where)  # `auth acl add | list | remove` (engine/cli/auth_acl.py)
+    auth_quota.add_parser(kinds, where)  # `auth quota set | list` (engine/cli/auth_quota.py)
 
 
 def duration_ms(text: str) -> int:
@@ -143,4 +144,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if command == "acl":
         return auth_acl.run(args, _url(args))
+    if command == "quota":
+        return auth_quota.run(args, _url(args))
     raise InvalidInputError(f"unknown auth command {command!r}")
