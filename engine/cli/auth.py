@@ -41,7 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     where.add_argument("--data-dir", help="with no --metadata: the SQLite store under this data dir (as serve)")
     kinds = p.add_subparsers(dest="auth_command", required=True, metavar="COMMAND")
     org = kinds.add_parser("create-org", parents=[where], help="create an organisation (a tenant)")
-    org.add_argument("name")
+    org.add_argument("name", help="the organisation's name (unique)")
     key = kinds.add_parser(
         "create-key", parents=[where], help="create an API key; prints <key_id>.<secret> once, on stdout"
     )
@@ -55,7 +55,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument("--orgs", action="store_true", help="list the organisations instead")
     add_format_options(listing)
     revoke = kinds.add_parser("revoke", parents=[where], help="revoke an API key (every agent refuses it within 5 s)")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key id to revoke (shk_…; the part of the token before the dot)")
     auth_acl.add_parser(kinds, where)  # `auth acl add | list | remove` (engine/cli/auth_acl.py)
     auth_quota.add_parser(kinds, where)  # `auth quota set | list` (engine/cli/auth_quota.py)
 

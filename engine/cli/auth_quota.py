@@ -18,7 +18,7 @@ def add_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser], where
     p = kinds.add_parser("quota", help="rate quotas per organisation: set, list")
     verbs = p.add_subparsers(dest="quota_command", required=True, metavar="COMMAND")
     put = verbs.add_parser("set", parents=[where], help="replace an organisation's rate quotas")
-    put.add_argument("--org", required=True)
+    put.add_argument("--org", required=True, help="the organisation whose quotas to set")
     put.add_argument("--produce-bytes-per-s", help="e.g. 10MB, 512KiB (default: the agents' default)")
     put.add_argument("--fetch-bytes-per-s", help="e.g. 50MB")
     put.add_argument("--requests-per-s", help="requests a second, e.g. 200")
