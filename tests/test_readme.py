@@ -121,7 +121,7 @@ def test_sql_and_job_examples_run(tmp_path: Path) -> None:
     from streamhouse.cli.sql import split_statements
 
     blocks = _blocks(_section("SQL over topics"), "sql") + _blocks(_section("Continuous queries"), "sql")
-    assert len(blocks) == 3
+    assert len(blocks) == 4  # SQL over topics; jobs; joins of two topics
     with streamhouse.open(tmp_path / "data") as sh:
         for _, code in blocks:
             for statement in split_statements(_without_comments(code)):
