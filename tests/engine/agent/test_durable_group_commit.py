@@ -25,17 +25,12 @@ from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.partition.writer import segment_key
 from streamhouse.storage.records.schema import make_batch
+from tests.engine.agent.conftest import BOTH_STORES, store_urls
 
 
-@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
+@pytest.fixture(params=BOTH_STORES)
 async def agent(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PartitionManager]:
-    stores: dict[str, str] = {
-        "metadata_url": f"sqlite:///{tmp_path / 'meta.db'}",
-        "object_store_url": f"file://{tmp_path / 'objects'}",
-    }
-    if request.param == "postgresql-s3":
-        url, endpoint = request.getfixturevalue("s3_url")
-        stores = {"metadata_url": request.getfixturevalue("pg_url"), "object_store_url": url, "s3_endpoint": endpoint}
+    stores = store_urls(request, tmp_path)
     # The default durable_flush_ms (0: natural group commit); size/age rolls far away, so every
     # roll in these tests is a durable one.
     config = AgentConfig(

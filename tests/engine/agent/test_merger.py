@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.leases import Leases
 from streamhouse.agent.merger import Merger, MergeSettings, merge_resource, plan_runs
 from streamhouse.agent.partitions import PartitionManager
@@ -25,19 +22,6 @@ from streamhouse.storage.records.schema import RECORD_COLUMNS, make_batch
 SETTINGS = MergeSettings(interval_s=0.05, small_bytes=8 << 20, target_bytes=64 << 20, min_segments=4, grace_ms=0)
 
 
-@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
-async def agent(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PartitionManager]:
-    stores: dict[str, str] = {
-        "metadata_url": f"sqlite:///{tmp_path / 'meta.db'}",
-        "object_store_url": f"file://{tmp_path / 'objects'}",
-    }
-    if request.param == "postgresql-s3":
-        url, endpoint = request.getfixturevalue("s3_url")
-        stores = {"metadata_url": request.getfixturevalue("pg_url"), "object_store_url": url, "s3_endpoint": endpoint}
-    config = AgentConfig(data_dir=str(tmp_path / "agent"), agent_id="a", roll_age_ms=600_000, **stores)
-    manager = await PartitionManager.start(config)
-    yield manager
-    await manager.close()
 
 
 def merger_of(manager: PartitionManager, settings: MergeSettings = SETTINGS, holder: str = "") -> Merger:

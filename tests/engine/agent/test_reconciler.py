@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import logging
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,19 +32,6 @@ GRACE_MS = 1_500
 SETTINGS = ReconcileSettings(interval_s=0, grace_ms=GRACE_MS, page=3, delete_batch=2)  # tiny pages: many
 
 
-@pytest.fixture(params=["sqlite-local", "postgresql-s3"])
-async def agent(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PartitionManager]:
-    stores: dict[str, str] = {
-        "metadata_url": f"sqlite:///{tmp_path / 'meta.db'}",
-        "object_store_url": f"file://{tmp_path / 'objects'}",
-    }
-    if request.param == "postgresql-s3":
-        url, endpoint = request.getfixturevalue("s3_url")
-        stores = {"metadata_url": request.getfixturevalue("pg_url"), "object_store_url": url, "s3_endpoint": endpoint}
-    config = AgentConfig(data_dir=str(tmp_path / "agent"), agent_id="a", roll_age_ms=600_000, **stores)
-    manager = await PartitionManager.start(config)
-    yield manager
-    await manager.close()
 
 
 def reconciler_of(manager: PartitionManager, holder: str = "", settings: ReconcileSettings = SETTINGS) -> Reconciler:
