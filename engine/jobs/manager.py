@@ -22,9 +22,9 @@ from streamhouse.sql.statements.job_options import parse_job_options
 from streamhouse.sql.streaming.changes import changes_schema
 from streamhouse.sql.streaming.explain import explain_job
 from streamhouse.sql.streaming.interval_plan import IntervalPlan
-from streamhouse.sql.streaming.join import late_schema
 from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.operator import WindowOperator
+from streamhouse.sql.streaming.two_sided import late_schema
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
 from streamhouse.storage.model import JobInfo, job_resource
 from streamhouse.storage.tasks import cancel_and_wait, wait_event

@@ -17,30 +17,20 @@ the round and its own slot's watermark just before it): dropped, counted and ret
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import datafusion
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.sql.errors import SqlError
-from streamhouse.sql.query.catalog import partitioned
 from streamhouse.sql.streaming.assign import Ints, event_ms
 from streamhouse.sql.streaming.interval_plan import IntervalPlan
-from streamhouse.sql.streaming.join import SOURCE_COLUMN, late_schema
 from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, OperatorStats, StepResult
 from streamhouse.sql.streaming.plan import quoted_table
 from streamhouse.sql.streaming.rounds import Round
-from streamhouse.sql.streaming.watermarks import Watermarks
+from streamhouse.sql.streaming.two_sided import TwoSidedOperator, fingerprint
 
 __all__ = ["IntervalJoinOperator"]
-
-_MAGIC = b"SHIVJOI1"
-_U32 = struct.Struct("<I")
 
 
 class _Side:
@@ -63,8 +53,11 @@ class _Side:
             self.table, self.ms = self.table.filter(pa.array(keep)), self.ms[keep]
 
 
-class IntervalJoinOperator:
+class IntervalJoinOperator(TwoSidedOperator):
     """Runs one IntervalPlan over rounds of both topics (see the module doc)."""
+
+    _MAGIC = b"SHIVJOI1"
+    _WHAT = "interval join"
 
     def __init__(
         self,
@@ -73,23 +66,9 @@ class IntervalJoinOperator:
         *,
         slots: tuple[tuple[int, int], ...] = ((0, 0), (1, 0)),
     ) -> None:
+        super().__init__(plan, idle_timeout_ms, slots)
         self.plan = plan
-        self.idle_timeout_ms = idle_timeout_ms
-        self.slots = slots
-        self._marks = Watermarks(0, idle_timeout_ms, range(len(slots)))
         self._sides = [_Side(side.input_schema) for side in plan.sides]
-        self._rows_in = self._rows_out = self._late_rows = 0
-        self._late_schema = late_schema(plan)
-        self._ctx = datafusion.SessionContext()
-        self._empty_output = plan.output_schema.empty_table()
-
-    @property
-    def output_schema(self) -> pa.Schema:
-        return self.plan.output_schema
-
-    @property
-    def watermark(self) -> int | None:
-        return self._marks.emitted
 
     @property
     def state_rows(self) -> int:
@@ -172,15 +151,6 @@ class IntervalJoinOperator:
         self._prune(FLUSH_WATERMARK)
         return StepResult(self._empty_output, self._late_schema.empty_table(), 0, self.stats())
 
-    def idle_partitions(self, now_ms: int) -> list[int]:
-        return self._marks.idle_partitions(now_ms)
-
-    def quiet_ms(self, slot: int, now_ms: int) -> int | None:
-        return self._marks.quiet_ms(slot, now_ms)
-
-    def watermark_would_advance(self, now_ms: int) -> bool:
-        return self._marks.would_advance(now_ms)
-
     def _prune(self, watermark: int | None) -> None:
         if watermark is None:
             return
@@ -188,81 +158,23 @@ class IntervalJoinOperator:
         self._sides[0].drop_until(watermark - after0)
         self._sides[1].drop_until(watermark - after1)
 
-    def _conform(self, rows: pa.Table, index: int) -> pa.Table:
-        side = self.plan.sides[index]
-        missing = [name for name in side.columns if name not in rows.column_names]
-        if missing:
-            raise ValueError(f"micro-batch lacks column(s) {', '.join(missing)} of topic {side.topic!r}")
-        batch = rows.select(list(side.columns))
-        return batch if batch.schema.equals(side.input_schema) else batch.cast(side.input_schema)
-
-    def _late_rows_of(self, rows: pa.Table, index: int) -> pa.Table:
-        topic = self.plan.sides[index].topic
-        columns: list[Any] = []
-        for field in self._late_schema:
-            if field.name == SOURCE_COLUMN:
-                columns.append(pa.array([topic] * rows.num_rows, pa.string()))
-            elif field.name in rows.column_names:
-                columns.append(rows.column(field.name).cast(field.type))
-            else:
-                columns.append(pa.nulls(rows.num_rows, field.type))
-        return pa.Table.from_arrays(columns, schema=self._late_schema)
-
     def _run(self, first: pa.Table, second: pa.Table) -> pa.Table:
-        names = []
-        try:
-            for side, table in zip(self.plan.sides, (first, second), strict=True):
-                name = quoted_table(side.topic)
-                self._ctx.register_record_batches(name, partitioned(table))
-                names.append(name)
-            result = self._ctx.sql(self.plan.query_sql).to_arrow_table()
-        except Exception as error:  # DataFusion raises plain Exceptions (e.g. a failed cast)
-            raise SqlError(f"continuous query failed: {error}") from error
-        finally:
-            for name in names:
-                self._ctx.deregister_table(name)
-        schema = self.plan.output_schema
-        return result if result.schema.equals(schema) else result.cast(schema)
+        sides = self.plan.sides
+        return self._run_query({quoted_table(sides[0].topic): first, quoted_table(sides[1].topic): second})
 
     # -- snapshot -------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
         shape: list[Any] = [self.plan.query_sql, self.plan.low_ms, self.plan.high_ms]
         shape += [[side.topic, list(side.columns), side.event_time] for side in self.plan.sides]
-        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
+        return fingerprint(shape)
 
     def snapshot(self) -> bytes:
-        """magic | u32 header length | JSON header | side 0 rows (Arrow IPC) | side 1 rows."""
-        bodies = [_ipc(side.table, side.schema) for side in self._sides]
-        header = {
-            "job": self._fingerprint(),
-            "slots": [list(slot) for slot in self.slots],
-            "watermarks": self._marks.to_state(),
-            "counters": [self._rows_in, self._rows_out, self._late_rows],
-            "sides": [len(body) for body in bodies],
-        }
-        text = json.dumps(header, separators=(",", ":")).encode()
-        return _MAGIC + _U32.pack(len(text)) + text + b"".join(bodies)
+        """The shared frame (sql.streaming.two_sided) with the counters and both sides' kept rows."""
+        counters = [self._rows_in, self._rows_out, self._late_rows]
+        return self._frame({"counters": counters}, [(side.table, side.schema) for side in self._sides])
 
     def restore(self, data: bytes) -> None:
-        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + _U32.size:
-            raise ValueError("not an interval join snapshot")
-        (length,) = _U32.unpack_from(data, len(_MAGIC))
-        start = len(_MAGIC) + _U32.size
-        try:
-            header = json.loads(data[start : start + length])
-            at, tables = start + length, []
-            for size in header["sides"]:
-                tables.append(pa.ipc.open_stream(data[at : at + int(size)]).read_all())
-                at += int(size)
-        except (ValueError, KeyError, pa.ArrowInvalid) as error:
-            raise ValueError(f"corrupt interval join snapshot: {error}") from None
-        if header.get("job") != self._fingerprint():
-            raise ValueError("the snapshot belongs to a different continuous query")
-        if [tuple(slot) for slot in header["slots"]] != list(self.slots):
-            raise ValueError("the snapshot was taken over other source partitions (a topic gained partitions?)")
-        marks = Watermarks.from_state(header["watermarks"])
-        marks.idle_timeout_ms = self.idle_timeout_ms
-        self._marks = marks
+        header, tables = self._unframe(data)
         self._rows_in, self._rows_out, self._late_rows = (int(v) for v in header["counters"])
         for index, table in enumerate(tables):
             side = self.plan.sides[index]
@@ -271,11 +183,3 @@ class IntervalJoinOperator:
             self._sides[index] = _Side(side.input_schema)
             ms, _ = event_ms(table.column(side.event_time), side.time_type)
             self._sides[index].add(table, ms)
-
-
-def _ipc(table: pa.Table, schema: pa.Schema) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_table(table)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data

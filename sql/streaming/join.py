@@ -27,45 +27,21 @@ in, the join of each window's rows of both sides out when the window closes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import datafusion
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.sql.errors import SqlError
-from streamhouse.sql.query.catalog import partitioned
 from streamhouse.sql.streaming.assign import Aligned, event_ms, window_columns
-from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join_plan import JoinPlan, JoinSide
 from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, OperatorStats, StepResult
 from streamhouse.sql.streaming.plan import JobPlan
 from streamhouse.sql.streaming.rounds import Round
 from streamhouse.sql.streaming.state import WindowState
-from streamhouse.sql.streaming.watermarks import Watermarks
+from streamhouse.sql.streaming.two_sided import SOURCE_COLUMN, TwoSidedOperator, fingerprint, late_schema
 
 __all__ = ["SOURCE_COLUMN", "JoinOperator", "late_schema"]
-
-SOURCE_COLUMN = "source_topic"  # the dead-letter column naming a late row's topic
-_MAGIC = b"SHJOINO1"
-_U32 = struct.Struct("<I")
-
-
-def late_schema(plan: JoinPlan | IntervalPlan) -> pa.Schema:
-    """The late rows' schema: `source_topic`, then every column of both topics (first side's
-    type where both have one); a row has NULL in the columns its topic lacks."""
-    fields = [pa.field(SOURCE_COLUMN, pa.string())]
-    seen = {SOURCE_COLUMN}
-    for side in plan.sides:
-        for field in side.topic_schema:
-            if field.name not in seen:
-                seen.add(field.name)
-                fields.append(field.with_nullable(True))
-    return pa.schema(fields)
 
 
 def _side_plan(side: JoinSide, plan: JoinPlan) -> JobPlan:
@@ -84,8 +60,11 @@ def _side_plan(side: JoinSide, plan: JoinPlan) -> JobPlan:
     )
 
 
-class JoinOperator:
+class JoinOperator(TwoSidedOperator):
     """Runs one JoinPlan over rounds of both topics (see the module doc)."""
+
+    _MAGIC = b"SHJOINO1"
+    _WHAT = "join operator"
 
     def __init__(
         self,
@@ -94,31 +73,14 @@ class JoinOperator:
         *,
         slots: tuple[tuple[int, int], ...] = ((0, 0), (1, 0)),
     ) -> None:
-        self.plan = plan
-        self.idle_timeout_ms = idle_timeout_ms
-        self.slots = slots
         # Each slot's watermark is handed in already minus its topic's delay: the delays differ.
-        self._marks = Watermarks(0, idle_timeout_ms, range(len(slots)))
+        super().__init__(plan, idle_timeout_ms, slots)
+        self.plan = plan
         self._side_plans = tuple(_side_plan(side, plan) for side in plan.sides)
         self._states = [WindowState(p, None) for p in self._side_plans]
         self._aligned = Aligned.of(plan.window)
         self._fired_wm: int | None = None
-        self._rows_in = self._rows_out = self._late_rows = self._windows_fired = 0
-        self._late_schema = late_schema(plan)
-        self._ctx = datafusion.SessionContext()
-        self._empty_output = plan.output_schema.empty_table()
-
-    @property
-    def output_schema(self) -> pa.Schema:
-        return self.plan.output_schema
-
-    @property
-    def late_schema(self) -> pa.Schema:
-        return self._late_schema
-
-    @property
-    def watermark(self) -> int | None:
-        return self._marks.emitted
+        self._windows_fired = 0
 
     @property
     def state_rows(self) -> int:
@@ -168,7 +130,7 @@ class JoinOperator:
             own = round_.own_bounds(self._marks.partition_watermark, side.delay_ms)
             late, keep = self._states[index].classify(round_.rows, panes, bound, own)
             if late.any():
-                late_pieces.append(self._late_rows_of(round_.source_rows(late, side.topic_schema.empty_table()), side))
+                late_pieces.append(self._late_rows_of(round_.source_rows(late, side.topic_schema.empty_table()), index))
             batch = round_.rows
             if not keep.all():
                 batch, panes = batch.filter(pa.array(keep)), panes[keep]
@@ -190,19 +152,6 @@ class JoinOperator:
         """End of input: close every open window."""
         return self._step(FLUSH_WATERMARK, None)
 
-    def idle_partitions(self, now_ms: int) -> list[int]:
-        """The slots that stop holding the watermark back at `now_ms` unless they have data."""
-        return self._marks.idle_partitions(now_ms)
-
-    def quiet_ms(self, slot: int, now_ms: int) -> int | None:
-        return self._marks.quiet_ms(slot, now_ms)
-
-    def watermark_would_advance(self, now_ms: int) -> bool:
-        return self._marks.would_advance(now_ms)
-
-    def slot_watermarks(self) -> dict[int, int | None]:
-        return self._marks.partition_watermarks()
-
     def _bound(self) -> int | None:
         return None if self._fired_wm is None else self._fired_wm + 1
 
@@ -215,26 +164,6 @@ class JoinOperator:
         self._rows_out += output.num_rows
         self._windows_fired += fired
         return StepResult(output, self._late_schema.empty_table() if late is None else late, fired, self.stats())
-
-    def _conform(self, rows: pa.Table, index: int) -> pa.Table:
-        side = self._side_plans[index]
-        missing = [name for name in side.columns if name not in rows.column_names]
-        if missing:
-            raise ValueError(f"micro-batch lacks column(s) {', '.join(missing)} of topic {side.topic!r}")
-        batch = rows.select(list(side.columns))
-        schema = side.input_schema
-        return batch if batch.schema.equals(schema) else batch.cast(schema)
-
-    def _late_rows_of(self, rows: pa.Table, side: JoinSide) -> pa.Table:
-        columns: list[Any] = []
-        for field in self._late_schema:
-            if field.name == SOURCE_COLUMN:
-                columns.append(pa.array([side.topic] * rows.num_rows, pa.string()))
-            elif field.name in rows.column_names:
-                columns.append(rows.column(field.name).cast(field.type))
-            else:
-                columns.append(pa.nulls(rows.num_rows, field.type))
-        return pa.Table.from_arrays(columns, schema=self._late_schema)
 
     # -- closing windows ----------------------------------------------------------------------
     def _fire(self, old: int | None, new: int) -> tuple[pa.Table, int]:
@@ -259,19 +188,7 @@ class JoinOperator:
         return self._run(tables), fired
 
     def _run(self, tables: list[pa.Table]) -> pa.Table:
-        names = []
-        try:
-            for side, table in zip(self.plan.sides, tables, strict=True):
-                self._ctx.register_record_batches(side.table, partitioned(table))
-                names.append(side.table)
-            result = self._ctx.sql(self.plan.query_sql).to_arrow_table()
-        except Exception as error:  # DataFusion raises plain Exceptions (e.g. a failed cast)
-            raise SqlError(f"continuous query failed: {error}") from error
-        finally:
-            for name in names:
-                self._ctx.deregister_table(name)
-        schema = self.plan.output_schema
-        return result if result.schema.equals(schema) else result.cast(schema)
+        return self._run_query({side.table: table for side, table in zip(self.plan.sides, tables, strict=True)})
 
     # -- snapshot -------------------------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -279,45 +196,18 @@ class JoinOperator:
         for side in self.plan.sides:
             spec = side.window
             shape += [side.topic, list(side.columns), spec.kind, spec.time_column, spec.size_ms, spec.step_ms]
-        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
+        return fingerprint(shape)
 
     def snapshot(self) -> bytes:
-        """magic | u32 header length | JSON header | side 0 rows (Arrow IPC) | side 1 rows: the
-        watermarks per slot, what fired, the counters and both sides' rows of open windows."""
-        bodies = [_ipc(state.table()[0], state.schema) for state in self._states]
-        header = {
-            "job": self._fingerprint(),
-            "slots": [list(slot) for slot in self.slots],
-            "fired_watermark": self._fired_wm,
-            "watermarks": self._marks.to_state(),
-            "counters": [self._rows_in, self._rows_out, self._late_rows, self._windows_fired],
-            "sides": [len(body) for body in bodies],
-        }
-        text = json.dumps(header, separators=(",", ":")).encode()
-        return _MAGIC + _U32.pack(len(text)) + text + b"".join(bodies)
+        """The shared frame (sql.streaming.two_sided) with what fired, the counters and both
+        sides' rows of open windows."""
+        counters = [self._rows_in, self._rows_out, self._late_rows, self._windows_fired]
+        tables = [(state.table()[0], state.schema) for state in self._states]
+        return self._frame({"fired_watermark": self._fired_wm, "counters": counters}, tables)
 
     def restore(self, data: bytes) -> None:
         """Replace this operator's state with a snapshot of an operator of the same job."""
-        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + _U32.size:
-            raise ValueError("not a join operator snapshot")
-        (length,) = _U32.unpack_from(data, len(_MAGIC))
-        start = len(_MAGIC) + _U32.size
-        try:
-            header = json.loads(data[start : start + length])
-            at = start + length
-            tables = []
-            for size in header["sides"]:
-                tables.append(pa.ipc.open_stream(data[at : at + int(size)]).read_all())
-                at += int(size)
-        except (ValueError, KeyError, pa.ArrowInvalid) as error:
-            raise ValueError(f"corrupt join operator snapshot: {error}") from None
-        if header.get("job") != self._fingerprint():
-            raise ValueError("the snapshot belongs to a different continuous query")
-        if [tuple(slot) for slot in header["slots"]] != list(self.slots):
-            raise ValueError("the snapshot was taken over other source partitions (a topic gained partitions?)")
-        marks = Watermarks.from_state(header["watermarks"])
-        marks.idle_timeout_ms = self.idle_timeout_ms
-        self._marks = marks
+        header, tables = self._unframe(data)
         fired = header["fired_watermark"]
         self._fired_wm = None if fired is None else int(fired)
         self._rows_in, self._rows_out, self._late_rows, self._windows_fired = (int(v) for v in header["counters"])
@@ -329,11 +219,3 @@ class JoinOperator:
                 side = self.plan.sides[index]
                 ms, _ = event_ms(table.column(side.event_time), side.window.time_type)
                 state.add(table, self._aligned.pane(ms))
-
-
-def _ipc(table: pa.Table, schema: pa.Schema) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, schema) as writer:
-        writer.write_table(table)
-    data: bytes = sink.getvalue().to_pybytes()
-    return data

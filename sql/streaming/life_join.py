@@ -11,8 +11,6 @@ late rows and snapshots are the interval join's (sql.streaming.interval_join).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +20,7 @@ from streamhouse.sql.streaming.assign import event_ms
 from streamhouse.sql.streaming.interval_join import IntervalJoinOperator
 from streamhouse.sql.streaming.life_plan import LifePlan
 from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, StepResult
+from streamhouse.sql.streaming.two_sided import fingerprint
 
 __all__ = ["LifeJoinOperator"]
 
@@ -77,4 +76,4 @@ class LifeJoinOperator(IntervalJoinOperator):
     def _fingerprint(self) -> str:
         shape: list[Any] = [self.plan.kind, self.plan.query_sql, self.life.end_column, self.life.owner_key]
         shape += [[side.topic, list(side.columns), side.event_time] for side in self.plan.sides]
-        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
+        return fingerprint(shape)

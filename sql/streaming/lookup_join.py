@@ -22,8 +22,6 @@ join's (sql.streaming.interval_join), which this operator extends.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +33,7 @@ from streamhouse.sql.streaming.assign import Ints
 from streamhouse.sql.streaming.interval_join import IntervalJoinOperator
 from streamhouse.sql.streaming.lookup_plan import ROW_COLUMN, LookupPlan
 from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, StepResult
+from streamhouse.sql.streaming.two_sided import fingerprint
 
 __all__ = ["LookupJoinOperator", "as_of"]
 
@@ -146,4 +145,4 @@ class LookupJoinOperator(IntervalJoinOperator):
     def _fingerprint(self) -> str:
         shape: list[Any] = [self.plan.kind, self.plan.query_sql, self.lookup.probe_key, self.lookup.build_key]
         shape += [[side.topic, list(side.columns), side.event_time] for side in self.plan.sides]
-        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:32]
+        return fingerprint(shape)
