@@ -34,9 +34,7 @@ def grid(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def fields(pairs: Sequence[tuple[str, object]]) -> str:
     """Label/value rows, for one object's properties."""
-    body = "".join(
-        f'<tr><th style="{_CELL}">{text(k)}</th><td style="{_CELL}">{text(v)}</td></tr>' for k, v in pairs
-    )
+    body = "".join(f'<tr><th style="{_CELL}">{text(k)}</th><td style="{_CELL}">{text(v)}</td></tr>' for k, v in pairs)
     return f'<table style="{_STYLE}"><tbody>{body}</tbody></table>'
 
 
@@ -53,7 +51,7 @@ def arrow_table(table: pa.Table, *, max_rows: int = MAX_ROWS) -> str:
     columns = [shown.column(i).to_pylist() for i in range(shown.num_columns)]
     rows = list(zip(*columns, strict=True)) if columns else []
     more = f" (first {max_rows} shown)" if table.num_rows > max_rows else ""
-    size = f"<div style=\"color:#777\">{table.num_rows:,} rows × {table.num_columns} columns{more}</div>"
+    size = f'<div style="color:#777">{table.num_rows:,} rows × {table.num_columns} columns{more}</div>'
     return grid(headers, rows) + size
 
 

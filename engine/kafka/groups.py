@@ -115,7 +115,9 @@ class Coordinator:
             member = Member(member_id, instance, client_id, client_host, body["session_timeout_ms"], rebalance_ms, [])
             group.members[member_id] = member
         member.protocols, member.session_timeout_ms, member.rebalance_timeout_ms = (
-            protocols, body["session_timeout_ms"], rebalance_ms
+            protocols,
+            body["session_timeout_ms"],
+            rebalance_ms,
         )
         member.last_seen = time.monotonic()
         if member.join is not None and not member.join.done():

@@ -37,8 +37,6 @@ def _json_normalise(text: str, references: Refs) -> str:
     return json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
 
 
-
-
 KINDS: dict[str, Kind] = {
     "AVRO": Kind("AVRO", avro.normalise, avro.check),
     "JSON": Kind("JSON", _json_normalise, json_schema.check),

@@ -64,7 +64,7 @@ def error_from_rpc(err: grpc.RpcError) -> e.StreamHouseError:
         exc.resource = ""
         exc.leader = str(trailers.get(LEADER_KEY, ""))
     if isinstance(exc, e.InvalidValueError):
-        exc.index, exc.column, exc.reason = json.loads(trailers.get(VALUE_KEY, "[-1, null, \"\"]"))
+        exc.index, exc.column, exc.reason = json.loads(trailers.get(VALUE_KEY, '[-1, null, ""]'))
     if isinstance(exc, e.OffsetOutOfRangeError):
         exc.topic, exc.partition, exc.offset, exc.log_start = json.loads(trailers.get(RANGE_KEY, '["", -1, -1, -1]'))
     if isinstance(exc, e.BackpressureError) and RETRY_AFTER_KEY in trailers:  # a rate quota (engine/auth/quota.py)

@@ -46,9 +46,7 @@ _GRPC_OPTIONS = [
 
 
 class AgentServer:
-    def __init__(
-        self, config: AgentConfig, node: AgentNode, grpc_server: aio.Server, http: HttpServer | None
-    ) -> None:
+    def __init__(self, config: AgentConfig, node: AgentNode, grpc_server: aio.Server, http: HttpServer | None) -> None:
         self.config = config
         self.node = node
         self.service = node.service

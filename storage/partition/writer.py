@@ -200,9 +200,7 @@ class PartitionWriter:
         return writer
 
     # -- produce ------------------------------------------------------------------------------
-    async def append(
-        self, batch: pa.RecordBatch, payload: bytes | None = None, decoded: pa.Table | None = None
-    ) -> int:
+    async def append(self, batch: pa.RecordBatch, payload: bytes | None = None, decoded: pa.Table | None = None) -> int:
         """Assign offsets, write the WAL entry, buffer; returns the base offset once the
         WAL holds the entry as its fsync policy promises.
 

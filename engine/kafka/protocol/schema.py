@@ -179,8 +179,6 @@ class Api:
         return self.min_version <= version <= self.max_version
 
 
-def api(
-    key: int, name: str, versions: str, flexible: int, request: str, response: str
-) -> Api:
+def api(key: int, name: str, versions: str, flexible: int, request: str, response: str) -> Api:
     v = Versions.parse(versions)
     return Api(key, name, v.lo, v.hi, flexible, parse_fields(request), parse_fields(response))

@@ -22,8 +22,6 @@ from streamhouse.storage.records.schema import RECORD_COLUMNS, make_batch
 SETTINGS = MergeSettings(interval_s=0.05, small_bytes=8 << 20, target_bytes=64 << 20, min_segments=4, grace_ms=0)
 
 
-
-
 def merger_of(manager: PartitionManager, settings: MergeSettings = SETTINGS, holder: str = "") -> Merger:
     config = manager.config
     holder = holder or config.holder  # another agent id: another agent (not an earlier self)

@@ -32,8 +32,6 @@ GRACE_MS = 1_500
 SETTINGS = ReconcileSettings(interval_s=0, grace_ms=GRACE_MS, page=3, delete_batch=2)  # tiny pages: many
 
 
-
-
 def reconciler_of(manager: PartitionManager, holder: str = "", settings: ReconcileSettings = SETTINGS) -> Reconciler:
     holder = holder or manager.config.holder
     leases = Leases(manager.metadata, holder=holder, agent_id=holder.partition("@")[0], ttl_ms=30_000)

@@ -85,8 +85,16 @@ def test_leaders_are_lease_holders_and_a_dead_leader_is_replaced(cluster: list[t
     assert leaders == {0: node_id("agent-a"), 1: node_id("agent-b")}
 
     # A produce for partition 1 sent to A is refused: A does not lead it.
-    request = {"acks": -1, "timeout_ms": 5000, "topic_data": [
-        {"name": TOPIC, "partition_data": [{"index": 1, "records": encode_batch(make_batch([b"x"], timestamps=[1]))}]}]}
+    request = {
+        "acks": -1,
+        "timeout_ms": 5000,
+        "topic_data": [
+            {
+                "name": TOPIC,
+                "partition_data": [{"index": 1, "records": encode_batch(make_batch([b"x"], timestamps=[1]))}],
+            }
+        ],
+    }
     with socket.create_connection(("127.0.0.1", a_port), timeout=20) as s:
         s.sendall(encode_request(PRODUCE, 9, 1, "raw", request))
         size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]

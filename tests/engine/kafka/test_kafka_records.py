@@ -283,8 +283,9 @@ def test_random_record_sections_only_raise_typed_errors(section: bytes, count: i
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mutated_valid_sections_only_raise_typed_errors(data: st.DataObject) -> None:
-    batch = make_batch([b"abc", None, b""], keys=[b"k", b"", None], timestamps=[1, 2, 3],
-                       headers=[[("h", b"v")], None, [("x", None)]])
+    batch = make_batch(
+        [b"abc", None, b""], keys=[b"k", b"", None], timestamps=[1, 2, 3], headers=[[("h", b"v")], None, [("x", None)]]
+    )
     section = bytearray(_section(encode_batch(batch)))
     for _ in range(data.draw(st.integers(1, 4))):
         section[data.draw(st.integers(0, len(section) - 1))] = data.draw(st.integers(0, 255))

@@ -80,9 +80,7 @@ def _produce(port: int, codec: str, records: list[dict[str, Any]]) -> list[tuple
 
 
 def _consume(port: int, expected: int) -> list[dict[str, Any]]:
-    consumer = Consumer(
-        {"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "unused", "enable.auto.commit": False}
-    )
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": "unused", "enable.auto.commit": False})
     consumer.assign([TopicPartition(TOPIC, 0, 0), TopicPartition(TOPIC, 1, 0)])
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60

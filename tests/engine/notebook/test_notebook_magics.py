@@ -67,11 +67,7 @@ def test_cell_magic_runs_ddl_and_line_magic_returns_a_dataframe(kernel: Kernel) 
 
 
 def test_cell_with_several_statements_returns_the_last_and_shows_it(kernel: Kernel) -> None:
-    outputs = kernel.ok(
-        "%%sql -o both\n"
-        "CREATE TOPIC pairs (k BIGINT) WITH (partitions = 1);\n"
-        "SHOW TOPICS"
-    )
+    outputs = kernel.ok("%%sql -o both\nCREATE TOPIC pairs (k BIGINT) WITH (partitions = 1);\nSHOW TOPICS")
     assert sorted(kernel.value("both.topic.tolist()")) == ["clicks", "pairs"]
     shown = [o for o in outputs if o["type"] == "execute_result"]
     assert shown and "text/html" in shown[0]["data"]  # a DataFrame, rendered as a table
@@ -123,7 +119,7 @@ def test_topics_groups_jobs_and_results_render_as_html(kernel: Kernel) -> None:
     assert "lag" in html("sh.describe_group('g')")
     kernel.ok(
         "sh.sql(\"CREATE MATERIALIZED VIEW per_page WITH ('checkpoint-interval' = '100ms', 'start' = 'earliest') "
-        "AS SELECT page, user_id FROM clicks WHERE user_id > 4\")\n"
+        'AS SELECT page, user_id FROM clicks WHERE user_id > 4")\n'
         "job = sh.wait_for_job('per_page', timeout=60)"
     )
     card = html("job")

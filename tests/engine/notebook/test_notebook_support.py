@@ -100,7 +100,10 @@ def test_produce_table_in_chunks_with_a_bar_and_the_round_trip(
         sh.table("copy").append(rows)
         assert sh.table("copy").to_arrow().equals(table.to_arrow())
         assert sh.table("copy").to_arrow(system_columns=True).column_names[:4] == [
-            "_partition", "_offset", "_timestamp", "_key"
+            "_partition",
+            "_offset",
+            "_timestamp",
+            "_key",
         ]
         sh.create_topic("raw")
         sh.produce("raw", b"bytes")
