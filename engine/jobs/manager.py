@@ -23,6 +23,7 @@ from streamhouse.sql.streaming.changes import changes_schema
 from streamhouse.sql.streaming.explain import explain_job
 from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join_plan import JoinPlan
+from streamhouse.sql.streaming.life_agg import LifeAggPlan
 from streamhouse.sql.streaming.operator import WindowOperator
 from streamhouse.sql.streaming.two_sided import late_schema
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
@@ -69,7 +70,13 @@ class JobManager:
             plan = job_plan(probe, topics)
         except KeyError as exc:
             raise SqlError(f"unknown topic {exc.args[0]!r}; SHOW TOPICS lists them") from None
-        if emit == "changes":
+        if isinstance(plan, LifeAggPlan):
+            if emit != "changes":
+                raise SqlError(
+                    "a GROUP BY over a lifetime join's rows never closes on a stream: its results change as "
+                    "rows close, so the job must emit changes (WITH ('emit' = 'changes'))"
+                )
+        elif emit == "changes":
             if isinstance(plan, JoinPlan | IntervalPlan):
                 raise SqlError(f"'emit' = 'changes' is not supported for {plan.kind}s yet; use 'final'")
             WindowOperator(plan, emit=emit)  # SqlError for what changes mode does not support

@@ -22,6 +22,7 @@ from streamhouse.sql.streaming.interval_join import IntervalJoinOperator
 from streamhouse.sql.streaming.interval_plan import IntervalPlan
 from streamhouse.sql.streaming.join import JoinOperator
 from streamhouse.sql.streaming.join_plan import JoinPlan
+from streamhouse.sql.streaming.life_agg import LifeAggOperator, LifeAggPlan
 from streamhouse.sql.streaming.life_join import LifeJoinOperator
 from streamhouse.sql.streaming.life_plan import LifePlan
 from streamhouse.sql.streaming.lookup_join import LookupJoinOperator
@@ -79,6 +80,8 @@ class JobRunner:
             sides = tuple((i, p) for i, info in enumerate(sources) for p in range(info.partitions))
             if isinstance(plan, JoinPlan):
                 self.operator = JoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
+            elif isinstance(plan, LifeAggPlan):  # before LifePlan: a LifeAggPlan is one
+                self.operator = LifeAggOperator(plan, self.options.idle_timeout_ms, slots=sides)
             elif isinstance(plan, LifePlan):  # before IntervalPlan: a LifePlan is one
                 self.operator = LifeJoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
             elif isinstance(plan, LookupPlan):  # before IntervalPlan: a LookupPlan is one

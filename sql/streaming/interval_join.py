@@ -176,6 +176,9 @@ class IntervalJoinOperator(TwoSidedOperator):
     def restore(self, data: bytes) -> None:
         header, tables = self._unframe(data)
         self._rows_in, self._rows_out, self._late_rows = (int(v) for v in header["counters"])
+        self._restore_sides(tables)
+
+    def _restore_sides(self, tables: list[pa.Table]) -> None:
         for index, table in enumerate(tables):
             side = self.plan.sides[index]
             if not table.schema.equals(side.input_schema):

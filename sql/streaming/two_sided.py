@@ -180,9 +180,10 @@ class TwoSidedOperator:
         text = json.dumps(full, separators=(",", ":")).encode()
         return self._MAGIC + _U32.pack(len(text)) + text + b"".join(bodies)
 
-    def _unframe(self, data: bytes) -> tuple[dict[str, Any], list[pa.Table]]:
+    def _unframe(self, data: bytes, *, sides: int = 2) -> tuple[dict[str, Any], list[pa.Table]]:
         """Check a snapshot is this job's over the same slots, take its watermarks, and give
-        back its header and each side's rows (checked against the side's columns)."""
+        back its header and its `sides` tables (each side's rows, then any state of the
+        operator's own)."""
         if not data.startswith(self._MAGIC) or len(data) < len(self._MAGIC) + _U32.size:
             raise ValueError(f"not a {self._WHAT} snapshot")
         (length,) = _U32.unpack_from(data, len(self._MAGIC))
@@ -199,7 +200,7 @@ class TwoSidedOperator:
             raise ValueError("the snapshot belongs to a different continuous query")
         if [tuple(slot) for slot in header["slots"]] != list(self.slots):
             raise ValueError("the snapshot was taken over other source partitions (a topic gained partitions?)")
-        if len(tables) != len(self._two_sides):
+        if len(tables) != sides:
             raise ValueError(f"corrupt {self._WHAT} snapshot: {len(tables)} sides")
         marks = Watermarks.from_state(header["watermarks"])
         marks.idle_timeout_ms = self.idle_timeout_ms

@@ -1,6 +1,7 @@
-"""Nexmark q9 (each auction's winning bid inside its life) as a job on the embedded engine
-(issue 17): once the job has read everything, its view equals the ad-hoc q9 over the auctions
-whose `expires` the job's watermark has passed."""
+"""Nexmark q9 (each auction's winning bid inside its life) and q4 (the average final price per
+category, an updating aggregate over closed auctions) as jobs on the embedded engine (issue 17):
+once the job has read everything, its view equals the ad-hoc query over the auctions whose
+`expires` the job's watermark has passed (q4's view folded as the changelog it is)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 import streamhouse
 from streamhouse.bench.sql import fill_nexmark
 from streamhouse.client.client import Client
-from streamhouse.datagen.nexmark_queries import Q9
+from streamhouse.datagen.nexmark_queries import Q4, Q4_PER_AUCTION, Q9
+from streamhouse.sql.errors import SqlError
 
 EVENTS = {"events": 10_000, "seed": 9, "events_per_second": 100}
 COLUMNS = "id, auction, bidder, price, bid_date_time"
@@ -43,3 +47,33 @@ def test_nexmark_q9_view_equals_the_adhoc_query_over_closed_auctions(tmp_path: P
         wait_for(lambda: rows(sh, f"SELECT {COLUMNS} FROM q9") == expected)
         plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW other AS {Q9}").to_pylist()
         assert plan[0]["plan"].startswith("lifetime join: bid.date_time within [auction.date_time, auction.expires]")
+
+
+def test_nexmark_q4_as_one_job_emits_changes_that_fold_to_the_adhoc_q4(tmp_path: Path) -> None:
+    """q4 whole (the AVG per category over every closed auction) as one job: its view is a
+    changelog; folding it gives the ad-hoc q4 over the auctions the watermark closed."""
+    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+        counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
+        with pytest.raises(SqlError, match=r"must emit changes"):
+            sh.sql(f"CREATE MATERIALIZED VIEW q4f AS {Q4}")
+        sh.sql(f"CREATE MATERIALIZED VIEW q4 WITH ('checkpoint-interval' = '100ms', 'emit' = 'changes') AS {Q4}")
+        total = counts["auction"] + counts["bid"]
+        wait_for(lambda: sh.sql("SHOW JOBS").to_pylist()[0]["rows_in"] == total)
+        [job] = sh.sql("SHOW JOBS").to_pylist()
+        mark = datetime.fromisoformat(job["watermark"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        closed = Q4_PER_AUCTION.replace("GROUP BY", f"AND A.expires <= TIMESTAMP '{mark}' GROUP BY")
+        expected = rows(sh, f"SELECT Q.category, AVG(Q.final) FROM ({closed}) Q GROUP BY Q.category")
+        assert len(expected) >= 3
+
+        def folded() -> list[tuple[object, ...]]:
+            latest: dict[object, object] = {}
+            for change in sh.sql("SELECT op, category, avg_final FROM q4 ORDER BY _offset").to_pylist():
+                if change["op"] == "-U":
+                    assert latest.pop(change["category"]) == change["avg_final"]
+                else:
+                    latest[change["category"]] = change["avg_final"]
+            return sorted(latest.items())
+
+        wait_for(lambda: [(k, pytest.approx(v)) for k, v in folded()] == expected)
+        plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW other WITH ('emit' = 'changes') AS {Q4}").to_pylist()
+        assert "updating GROUP BY category" in plan[0]["plan"]
