@@ -57,9 +57,10 @@ WHERE A.category = 10 AND (P.state = 'OR' OR P.state = 'ID' OR P.state = 'CA')
 ORDER BY P.name, P.city, P.state, A.id"""
 
 # Average final price per category (Flink's q4), and its inner query: each closed auction's
-# final (highest) bid price. As a continuous job only the inner query runs (a lifetime join,
-# sql/streaming/life_plan.py: final per auction once the watermark passes `expires`); the outer
-# AVG over every auction of a category never closes on a stream and runs ad hoc over the view.
+# final (highest) bid price. As a continuous job the inner query is a lifetime join
+# (sql/streaming/life_plan.py: final per auction once the watermark passes `expires`) and the
+# outer AVG, which never closes on a stream, an updating aggregate over it emitting changes
+# (sql/streaming/life_agg.py; the job needs 'emit' = 'changes').
 Q4_PER_AUCTION: Final = """\
 SELECT A.id, A.category, MAX(B.price) AS final
 FROM auction A, bid B
