@@ -8,7 +8,9 @@ It holds a token bucket per (org, kind) on this agent (quota.py has the math), t
 Quotas are per agent, as Kafka's are per broker: N agents let an org through at up to N times
 its limit in total if its clients spread over all of them. The limits are read from the store
 at most once per LIMITS_TTL_S per org (a change reaches every agent within it); a store that
-cannot be read leaves the last limits in force (or the defaults) rather than failing requests.
+cannot be read leaves the last limits in force (or the defaults) rather than failing requests,
+and is tracked per org by the agents' one FailureTracker discipline (engine/agent/failures.py):
+said once, retried with backoff, and named by readiness (`faults`) unless it is an outage.
 
 Who is counted: the principal's org; without authentication (no principal) the org is ""
 (the server's defaults apply to everyone together). The agents' own org is never throttled:
@@ -24,12 +26,15 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter
 
+from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.auth.quota import KINDS, QuotaExceededError, QuotaLimits, TokenBucket
 
 log = logging.getLogger(__name__)
 LIMITS_TTL_S = 5.0
 AGENTS_ORG = "streamhouse-agents"  # engine/auth/agent_key.py's org
 Loader = Callable[[str], Awaitable[QuotaLimits | None]]
+# A store that fails is asked again after 1 s, doubling to 30 s (an outage) or 60 s (a fault).
+STORE_BACKOFF = Backoff(first_retry_s=1.0, outage_cap_s=30.0, fault_cap_s=60.0)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class QuotaGate:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._totals: dict[tuple[str, str], int] = {}
         self._throttled: dict[str, int] = {}
+        self.store_health = FailureTracker[str](
+            STORE_BACKOFF, label=lambda org: f"reading the quota limits of org {org!r}", topic=lambda org: "", log=log
+        )
         labels = ("org", "kind")
         self._usage = Counter(
             "streamhouse_quota_usage_bytes", "Bytes (requests for kind=request) counted per org", labels,
@@ -87,17 +95,23 @@ class QuotaGate:
     async def limits(self, org: str) -> QuotaLimits:
         now = self.clock()
         cached = self._limits.get(org)
-        if cached is not None and now - cached[0] < LIMITS_TTL_S:
-            return cached[1]
+        if cached is not None and (now - cached[0] < LIMITS_TTL_S or self.store_health.wait_s(org) > 0):
+            return cached[1]  # fresh, or the store failed and is not to be asked again yet
         limits = cached[1] if cached is not None else self.default
         if self.load is not None and org:
             try:
                 row = await self.load(org)
                 limits = self.default if row is None else row.over(self.default)
-            except Exception as exc:  # the store is down: keep what we had, say so
-                log.warning("quota limits of org %r not refreshed (%s); keeping the last ones", org, exc)
+                self.store_health.succeeded(org)
+            except Exception as exc:  # the store fails: keep what we had; said once per change
+                self.store_health.failed(org, exc)
         self._limits[org] = (now, limits)
         return limits
+
+    def faults(self) -> list[str]:
+        """Orgs whose limits cannot be read for a reason other than a store outage (the store's
+        own probe reports outages), one line each, for readiness."""
+        return [s.describe() for _, s in sorted(self.store_health.failing_faults().items())]
 
     def _bucket(self, org: str, kind: str, rate: float, now: float) -> TokenBucket:
         bucket = self._buckets.get((org, kind))

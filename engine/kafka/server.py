@@ -51,11 +51,13 @@ from streamhouse.kafka.protocol.api import (
 )
 from streamhouse.kafka.registry import BrokerRegistry
 from streamhouse.kafka.sasl.gate import GatedFrames, SaslConnection, SaslGate
+from streamhouse.kafka.throttle import KafkaThrottle, Mute, with_throttle
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.base import MetadataStore
 
 if TYPE_CHECKING:
     from streamhouse.auth import Authenticator
+    from streamhouse.auth.quota_gate import QuotaGate
 
 log = logging.getLogger(__name__)
 _API_VERSIONS = 18
@@ -101,6 +103,7 @@ class KafkaServer:
         tls: ssl.SSLContext | None = None,
         authenticator: Authenticator | None = None,
         max_reauth_ms: int = 0,
+        quotas: QuotaGate | None = None,
     ) -> None:
         # all that the handlers get; with SASL, behind the ACL check (engine/api/guarded.py)
         self.front: FrontEnd = service if authenticator is None else GuardedFrontEnd(service)
@@ -124,6 +127,8 @@ class KafkaServer:
         self.sasl = (
             None if authenticator is None else SaslGate(authenticator, self._node.metadata, max_reauth_ms=max_reauth_ms)
         )
+        # Rate quotas (issue 15, throttle.py): answered with throttle_time_ms, then the connection is muted.
+        self.throttle = None if quotas is None else KafkaThrottle(quotas)
         self.handlers: dict[int, Handler] = {}
         self.coordinator = Coordinator()
         self.registry: BrokerRegistry | None = None
@@ -211,7 +216,7 @@ class KafkaServer:
         slots = asyncio.Semaphore(self.max_in_flight)  # taken per request, given back once answered
         requests: set[asyncio.Task[bytes | None]] = set()
         sasl = None if self.sasl is None or not isinstance(conn, GatedFrames) else self.sasl.connection(conn.widen)
-        reading = asyncio.create_task(self._read(conn, host, queue, requests, slots, sasl))
+        reading = asyncio.create_task(self._read(conn, host, queue, requests, slots, sasl, Mute()))
         writing = asyncio.create_task(self._write(conn, queue, slots))
         try:
             done, _ = await asyncio.wait({reading, writing}, return_when=asyncio.FIRST_COMPLETED)
@@ -237,9 +242,12 @@ class KafkaServer:
         requests: set[asyncio.Task[bytes | None]],
         slots: asyncio.Semaphore,
         sasl: SaslConnection | None = None,
+        mute: Mute | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if mute is not None:
+                await mute.wait()  # over a rate quota (KIP-219): no request is read while muted
             await slots.acquire()  # max_in_flight answers pending: no further request is taken
             try:
                 # sizes over max_request_bytes refused unread; before a SASL login, its limits
@@ -252,7 +260,7 @@ class KafkaServer:
                 queue.put_nowait(None)  # the client went away: answer what it sent, then close
                 return
             applied: asyncio.Future[None] = loop.create_future()
-            task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied), sasl))
+            task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied), sasl, mute))
             task.add_done_callback(functools.partial(_resolve, applied))  # any other API: applied when answered
             requests.add(task)
             task.add_done_callback(requests.discard)
@@ -281,6 +289,7 @@ class KafkaServer:
         client_host: str = "",
         applied: Callable[[], None] | None = None,
         sasl: SaslConnection | None = None,
+        mute: Mute | None = None,
     ) -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
@@ -304,7 +313,21 @@ class KafkaServer:
             raise UnsupportedVersionError("API not served yet", api=request.api.name, version=version)
         principal = sasl.principal if sasl is not None else None  # for authorisation (issue 15 ACLs)
         context = Context(request.header.client_id or "", client_host, applied, principal)
-        body = await handler(request.body, request.header.api_version, context)
-        if request.api.key == _PRODUCE and request.body["acks"] == 0:
+        key, version, correlation = request.api.key, request.header.api_version, request.header.correlation_id
+        # Charged before the work (a Produce by its frame): the mute is set before `applied` lets
+        # the reader on, so the next request already waits it out. Never a refusal.
+        throttle_s = 0.0 if self.throttle is None else await self.throttle.before(key, len(frame), principal)
+        if mute is not None:
+            mute.extend(throttle_s)
+        body = await handler(request.body, version, context)
+        if key == _PRODUCE and request.body["acks"] == 0:
             return None
-        return encode_response(request.api, request.header.api_version, request.header.correlation_id, body)
+        with_throttle(body, throttle_s)
+        answer = encode_response(request.api, version, correlation, body)
+        if self.throttle is not None:
+            fetched_s = await self.throttle.after(key, len(answer), principal)
+            if with_throttle(body, fetched_s):  # a Fetch over its quota: the answer says how long
+                answer = encode_response(request.api, version, correlation, body)
+            if mute is not None:
+                mute.extend(fetched_s)
+        return answer
