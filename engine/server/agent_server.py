@@ -24,6 +24,7 @@ from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.tls import ClientTls, ServerTls, server_tls
+from streamhouse.auth.quota_gate import QuotaGate
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
 from streamhouse.registry.routes import registry_router
@@ -57,6 +58,7 @@ class AgentServer:
         self._dir_lock: int | None = None
         self.auth: AgentAuth | None = None  # API keys (engine/server/agent_auth.py)
         self.tls: ServerTls | None = None  # TLS on every port (gRPC, HTTP, Kafka) when set
+        self.quotas: QuotaGate | None = None  # rate quotas per org, shared by every face
 
     @classmethod
     async def start(cls, config: AgentConfig, *, other_ports: Sequence[tuple[int, str]] = ()) -> AgentServer:
@@ -111,6 +113,7 @@ class AgentServer:
         try:
             await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)
             quotas.bind(store_limits(service.manager.metadata), metrics.registry)
+            service.background_faults.append(quotas.faults)  # a quota store that keeps failing
             if config.http_port >= 0:
                 # The schema registry (issue 13) on the agent's metadata store, under /registry.
                 schemas = RegistryService(service.manager.metadata)  # also REST's AVRO produce
@@ -126,6 +129,7 @@ class AgentServer:
                     auth=auth.authenticator,
                     tls=tls.ssl_context() if tls is not None else None,
                     peer_tls=peer,
+                    quotas=quotas,  # 429 + Retry-After on /v1 and /registry (http/quota.py)
                 )
                 try:
                     await http.start()
@@ -135,6 +139,7 @@ class AgentServer:
                     ) from None
             server = cls(service.config, node, grpc_server, http)
             server.auth = auth
+            server.quotas = quotas
             server.tls = tls
             names = add_services(grpc_server, front)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
@@ -270,6 +275,7 @@ async def serve(
             tls=kafka_tls,
             authenticator=authenticator,
             max_reauth_ms=kafka_max_reauth_ms,  # SASL sessions (engine/kafka/sasl/gate.py)
+            quotas=server.quotas,  # throttle_time_ms + a muted connection (engine/kafka/throttle.py)
         )
         try:
             await kafka.start()

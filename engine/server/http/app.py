@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.tls import ClientTls
 from streamhouse.auth import Authenticator
+from streamhouse.auth.quota_gate import QuotaGate
 from streamhouse.registry.service import RegistryService
 from streamhouse.rest import rest_router
 from streamhouse.server.http.auth import AuthGuard
@@ -27,6 +28,7 @@ from streamhouse.server.http.errors import ErrorBody, install_error_handlers
 from streamhouse.server.http.health import ReadinessCheck, health_router
 from streamhouse.server.http.limits import RequestGuard
 from streamhouse.server.http.metrics import MetricsRenderer, metrics_router
+from streamhouse.server.http.quota import QuotaGuard
 
 OPENAPI_PATH = "/openapi.json"
 # Health, metrics and the coming REST produce (issue 13 batches of 1,000 records) fit easily;
@@ -46,6 +48,7 @@ def create_app(
     registry: RegistryService | None = None,
     auth: Authenticator | None = None,
     peer_tls: ClientTls | None = None,
+    quotas: QuotaGate | None = None,
 ) -> FastAPI:
     """`front`: the agent's front-end contract, for REST (engine/rest/, under /v1); `stopping`
     is set when the agent begins to stop, ending REST's event streams; `auth`: API keys are
@@ -62,6 +65,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes)
+    if quotas is not None:  # inside the auth guard: it meters the principal's org (quota.py)
+        app.add_middleware(QuotaGuard, gate=quotas)
     if auth is not None:  # added last, so outermost: a refusal reads no body
         app.add_middleware(AuthGuard, auth=auth)
     app.include_router(health_router(ready, timeout_s=ready_timeout_s))

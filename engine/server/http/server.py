@@ -25,6 +25,7 @@ from fastapi import APIRouter
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.tls import ClientTls
 from streamhouse.auth import Authenticator
+from streamhouse.auth.quota_gate import QuotaGate
 from streamhouse.registry.service import RegistryService
 from streamhouse.server.http.app import MAX_BODY_BYTES, create_app
 from streamhouse.server.http.health import ReadinessCheck
@@ -62,6 +63,7 @@ class HttpServer:
         auth: Authenticator | None = None,
         tls: ssl.SSLContext | None = None,
         peer_tls: ClientTls | None = None,
+        quotas: QuotaGate | None = None,
     ) -> None:
         """`tls`: serve HTTPS with this server context (engine/api/tls.py); `peer_tls`: how
         REST produce forwarding connects to other agents when the cluster serves TLS."""
@@ -80,6 +82,7 @@ class HttpServer:
             registry=registry,
             auth=auth,
             peer_tls=peer_tls,
+            quotas=quotas,
         )
         self._config = uvicorn.Config(
             self.app,
