@@ -352,6 +352,10 @@ class MetadataStore(Protocol):
         """Every org with a stored row, by name."""
         ...
 
+    async def quota_topic_bytes(self) -> dict[str, int]:
+        """Committed segment bytes per topic, for storage quotas (engine/auth/quota_storage.py)."""
+        ...
+
     # -- snapshots and disaster recovery (issue 14; storage/metadata/snapshot.py) ------------------
     async def export_tables(self) -> MetadataDump:
         """Every table but schema_migrations, SELECT * with its column names, in one consistent

@@ -17,7 +17,7 @@ class PostgresQuotas(PostgresBase):
         async with self._conn(transaction=True) as conn:
             if await conn.fetchval(_ORG_EXISTS, quota.org) is None:
                 raise OrganisationNotFoundError(f"organisation {quota.org!r} does not exist")
-            await conn.execute(_UPSERT, quota.org, *quota.rates())
+            await conn.execute(_UPSERT, quota.org, *quota.rates(), *quota.sizes())
 
     async def quota_get(self, org: str) -> q.OrgQuota | None:
         async with self._conn() as conn:
@@ -27,3 +27,7 @@ class PostgresQuotas(PostgresBase):
     async def quota_list(self) -> list[q.OrgQuota]:
         async with self._conn() as conn:
             return [q.quota_row(row) for row in await conn.fetch(q.ALL)]
+
+    async def quota_topic_bytes(self) -> dict[str, int]:
+        async with self._conn() as conn:
+            return {str(row[0]): int(row[1]) for row in await conn.fetch(q.TOPIC_BYTES)}
