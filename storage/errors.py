@@ -210,6 +210,12 @@ class AuthorizationError(StreamHouseError):
         self.resource_type = resource_type
 
 
+class ResourceQuotaExceededError(StreamHouseError):
+    """An organisation is at its storage (committed segment bytes) or partition quota (issue
+    15): the produce or the topic/partition creation was refused and nothing was written. Not
+    a rate: waiting alone does not help; retention, deleting topics or a larger quota does."""
+
+
 class OrganisationNotFoundError(NotFoundError):
     """No organisation has this name (auth create-key, list)."""
 

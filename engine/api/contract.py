@@ -42,6 +42,7 @@ specific class to StreamHouseError itself.
 | StorageUnavailableError   | UNAVAILABLE         | -1                           | 503  | any (a store is down)   |
 | AuthenticationError       | UNAUTHENTICATED     | 58 SASL_AUTHENTICATION_FAILED| 401  | every face (engine/auth)|
 | AuthorizationError        | PERMISSION_DENIED   | 29 TOPIC_ / 30 GROUP_AUTH... | 403  | every face (auth/acl.py)|
+| ResourceQuotaExceededError| RESOURCE_EXHAUSTED  | 44 POLICY_VIOLATION          | 507  | produce, create (quota) |
 | any other StreamHouseError| INTERNAL            | -1 UNKNOWN_SERVER_ERROR      | 500  |                         |
 
 Kafka decides a few codes by API, not by class, and keeps them in its own folder: Fetch
@@ -281,6 +282,8 @@ ERRORS: tuple[ErrorMapping, ...] = (
     # 29 TOPIC_AUTHORIZATION_FAILED; Kafka answers 30 GROUP_AUTHORIZATION_FAILED for a group's
     # (engine/kafka/handlers.py error_code reads AuthorizationError.resource_type).
     ErrorMapping(e.AuthorizationError, "PERMISSION_DENIED", 29, 29, 403),
+    # A storage or partition quota: not retriable (unlike BackpressureError), 507 Insufficient Storage.
+    ErrorMapping(e.ResourceQuotaExceededError, "RESOURCE_EXHAUSTED", 44, 44, 507),
     ErrorMapping(e.StreamHouseError, "INTERNAL", _UNKNOWN, _UNKNOWN, 500),
 )
 
