@@ -44,18 +44,23 @@ class QuotaExceededError(BackpressureError):
 
 @dataclass(frozen=True)
 class QuotaLimits:
-    """Per-second limits for one org; None is unlimited (or, in a stored row, "the server's
-    default", see `over`)."""
+    """Per-second limits for one org, and its storage and partition limits (quota_storage.py);
+    None is unlimited (or, in a stored row, "the server's default", see `over`)."""
 
     produce_bytes_per_s: float | None = None
     fetch_bytes_per_s: float | None = None
     requests_per_s: float | None = None
+    storage_bytes: int | None = None
+    partitions: int | None = None
 
     def __post_init__(self) -> None:
         for kind in KINDS:
             rate = self.of(kind)
             if rate is not None and not (math.isfinite(rate) and rate > 0):
                 raise InvalidInputError(f"quota {kind}: a rate must be a positive number, not {rate!r}")
+        for name, size in (("storage bytes", self.storage_bytes), ("partitions", self.partitions)):
+            if size is not None and not size > 0:
+                raise InvalidInputError(f"quota {name}: a size must be positive, not {size!r}")
 
     def of(self, kind: str) -> float | None:
         if kind == "produce":
@@ -69,10 +74,13 @@ class QuotaLimits:
     def over(self, default: QuotaLimits) -> QuotaLimits:
         """These limits with every unset one taken from `default` (an org's row over the server's)."""
         return QuotaLimits(
-            *(mine if mine is not None else theirs for mine, theirs in zip(self.tuple(), default.tuple(), strict=True))
+            *(mine if mine is not None else theirs for mine, theirs in zip(self.tuple(), default.tuple(), strict=True)),
+            self.storage_bytes if self.storage_bytes is not None else default.storage_bytes,
+            self.partitions if self.partitions is not None else default.partitions,
         )
 
     def tuple(self) -> tuple[float | None, float | None, float | None]:
+        """The three rates."""
         return (self.produce_bytes_per_s, self.fetch_bytes_per_s, self.requests_per_s)
 
 

@@ -29,6 +29,6 @@ def quota_gate(config: AgentConfig) -> QuotaGate:
 def store_limits(store: MetadataStore) -> Loader:
     async def load(org: str) -> QuotaLimits | None:
         row = await store.quota_get(org)
-        return None if row is None else QuotaLimits(*row.rates())
+        return None if row is None else QuotaLimits(*row.rates(), *row.sizes())
 
     return load

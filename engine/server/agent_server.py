@@ -24,7 +24,9 @@ from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.tls import ClientTls, ServerTls, server_tls
+from streamhouse.auth.quota_front import metered
 from streamhouse.auth.quota_gate import QuotaGate
+from streamhouse.auth.quota_storage import StorageQuotas
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
 from streamhouse.registry.routes import registry_router
@@ -59,6 +61,7 @@ class AgentServer:
         self.auth: AgentAuth | None = None  # API keys (engine/server/agent_auth.py)
         self.tls: ServerTls | None = None  # TLS on every port (gRPC, HTTP, Kafka) when set
         self.quotas: QuotaGate | None = None  # rate quotas per org, shared by every face
+        self.storage_quotas: StorageQuotas | None = None  # and storage/partition quotas
 
     @classmethod
     async def start(cls, config: AgentConfig, *, other_ports: Sequence[tuple[int, str]] = ()) -> AgentServer:
@@ -109,6 +112,8 @@ class AgentServer:
         service = node.service
         # With auth on, every face's calls pass the ACL check first (engine/api/guarded.py).
         front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
+        storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
+        front = metered(front, storage_quotas)  # (engine/auth/quota_front.py)
         http: HttpServer | None = None
         try:
             await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)
@@ -140,6 +145,7 @@ class AgentServer:
             server = cls(service.config, node, grpc_server, http)
             server.auth = auth
             server.quotas = quotas
+            server.storage_quotas = storage_quotas
             server.tls = tls
             names = add_services(grpc_server, front)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)
@@ -276,6 +282,7 @@ async def serve(
             authenticator=authenticator,
             max_reauth_ms=kafka_max_reauth_ms,  # SASL sessions (engine/kafka/sasl/gate.py)
             quotas=server.quotas,  # throttle_time_ms + a muted connection (engine/kafka/throttle.py)
+            storage_quotas=server.storage_quotas,
         )
         try:
             await kafka.start()

@@ -6,7 +6,11 @@ through throttle_cb) and mutes the connection, so what gets in over a few second
 (± 20 %, after the first burst) and every acknowledged record is stored exactly once.
 
 HTTP: an org over its request quota gets 429 with Retry-After on /v1 and /registry; a refused
-REST produce stores nothing; after the wait it is served again."""
+REST produce stores nothing; after the wait it is served again.
+
+Storage and partitions: topics over an org's partition quota are refused (SDK, Kafka
+CreateTopics); once its committed bytes reach its storage quota, produces are refused on every
+face (ResourceQuotaExceededError, Kafka POLICY_VIOLATION, HTTP 507) and nothing is stored."""
 
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import streamhouse
 from streamhouse.auth.admin import AuthAdmin
 from streamhouse.kafka.server import KafkaServer
+from streamhouse.storage.errors import ResourceQuotaExceededError
 from streamhouse.storage.metadata.acl_sql import OPERATIONS, RESOURCE_TYPES, AclRule
 from streamhouse.storage.metadata.sqlite_quotas import OrgQuota
 from tests.engine.auth.conftest import AuthAgent
@@ -47,7 +53,10 @@ def _org(agent: AuthAgent, org: str, quota: OrgQuota) -> str:
 def kafka(auth_agent: AuthAgent) -> Iterator[KafkaServer]:
     server = auth_agent.server
     assert server.auth is not None and server.quotas is not None
-    listener = KafkaServer(server.service, port=0, authenticator=server.auth.authenticator, quotas=server.quotas)
+    listener = KafkaServer(
+        server.service, port=0, authenticator=server.auth.authenticator, quotas=server.quotas,
+        storage_quotas=server.storage_quotas,
+    )  # fmt: skip
     auth_agent.run(listener.start())
     try:
         yield listener
@@ -134,3 +143,40 @@ def test_http_over_the_request_quota_is_429_with_retry_after(auth_agent: AuthAge
     assert _http(auth_agent, "POST", "/v1/topics/quota-http-t/records", token, produce)[0] == 200
     with streamhouse.connect(auth_agent.grpc, api_key=token) as client:  # (the SDK waits out a debt)
         assert client.describe("quota-http-t").partitions[0].end_offset == 1  # the refused one stored nothing
+
+
+def test_storage_and_partition_quotas_refuse_and_store_nothing(auth_agent: AuthAgent, kafka: KafkaServer) -> None:
+    storage = auth_agent.server.storage_quotas
+    assert storage is not None
+    # Topics have no org yet: every topic counts to every org (quota_storage.py), so the limits
+    # are set just above what the agent holds now.
+    held = auth_agent.run(storage.usage("quota-store"))
+    quota = OrgQuota("quota-store", storage_bytes=held.storage_bytes + 1, partitions=held.partitions + 3)
+    token = _org(auth_agent, "quota-store", quota)
+    key_id, secret = token.split(".")
+    sasl = {"bootstrap.servers": f"127.0.0.1:{kafka.port}", "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": key_id, "sasl.password": secret, "log_level": 0}  # fmt: skip
+    with streamhouse.connect(auth_agent.grpc, api_key=token) as client:
+        client.create_topic("quota-store-a", partitions=2)
+        with pytest.raises(ResourceQuotaExceededError, match="partitions"):
+            client.create_topic("quota-store-b", partitions=2)  # 2 + 2 > 3
+        admin = AdminClient(sasl)  # (held: a collected client fails its futures)
+        futures = admin.create_topics([NewTopic("quota-store-k", 2)])
+        with pytest.raises(Exception) as refused:
+            futures["quota-store-k"].result(10)
+        assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
+        assert {"quota-store-b", "quota-store-k"}.isdisjoint(t.name for t in client.topics())
+        client.produce("quota-store-a", {"n": 1}, partition=0, acks="durable")  # a segment: over the quota
+        storage.forget()  # (usage is cached for 5 s)
+        with pytest.raises(ResourceQuotaExceededError, match="storage quota"):
+            client.produce("quota-store-a", {"n": 2}, partition=0)
+        status, _, body = _http(auth_agent, "POST", "/v1/topics/quota-store-a/records", token, {"values": [3]})
+        assert status == 507 and "storage quota" in body["message"]
+        errors: list[KafkaError] = []
+        producer = Producer({**sasl, "retries": 0, "message.timeout.ms": 10_000})
+        producer.produce("quota-store-a", b"4", partition=0, on_delivery=lambda err, _msg: errors.append(err))
+        producer.flush(10)
+        assert [e.code() for e in errors] == [KafkaError.POLICY_VIOLATION]
+        assert client.describe("quota-store-a").partitions[0].end_offset == 1  # none of the refused stored
+        usage = auth_agent.run(storage.usage("quota-store"))
+        assert usage.partitions == held.partitions + 2 and usage.storage_bytes > quota.storage_bytes - 1
