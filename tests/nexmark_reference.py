@@ -1,4 +1,4 @@
-"""Plain-Python Nexmark queries (q0, q1, q2, q3, q4, q5, q7, q8, q9, q11): the oracle for the SQL texts.
+"""Plain-Python Nexmark queries (q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q11): the oracle for the SQL texts.
 
 Each function takes the generated tables and returns the query's rows as tuples, in no
 particular order; tests sort them. Loops over rows, no cleverness: every window rule of Flink
@@ -130,6 +130,29 @@ def q4(data: NexmarkData) -> list[Row]:
 def q4_per_auction(data: NexmarkData) -> list[Row]:
     """(auction id, category, final price) of the auctions with a bid inside their life."""
     return [(a["id"], a["category"], b["price"]) for a, b in _winning(data).values()]
+
+
+def q6(data: NexmarkData, *, preceding: int = 10) -> list[Row]:
+    """(seller, average final price of the seller's auction and its `preceding` before it, by
+    the auction's last bid time inside its life), one row per auction with such a bid."""
+    auctions = {a["id"]: a for a in _rows(data.auction)}
+    last: dict[int, tuple[int, datetime]] = {}  # auction id → (final price, last bid time)
+    for b in _rows(data.bid):
+        a = auctions.get(b["auction"])
+        if a is None or not a["date_time"] <= b["date_time"] <= a["expires"]:
+            continue
+        price, when = last.get(a["id"], (b["price"], b["date_time"]))
+        last[a["id"]] = (max(price, b["price"]), max(when, b["date_time"]))
+    by_seller: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for auction, (price, when) in last.items():
+        by_seller[auctions[auction]["seller"]].append((when, price))
+    rows: list[Row] = []
+    for seller, sold in by_seller.items():
+        prices = [price for _, price in sorted(sold)]
+        for i in range(len(prices)):
+            window = prices[max(0, i - preceding) : i + 1]
+            rows.append((seller, sum(window) / len(window)))
+    return rows
 
 
 def q9(data: NexmarkData) -> list[Row]:

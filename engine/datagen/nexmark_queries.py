@@ -1,4 +1,4 @@
-"""Nexmark queries q0, q1, q2, q3, q4, q5, q7, q8, q9 and q11 as SQL over the `streamhouse.datagen.nexmark` tables.
+"""Nexmark queries q0, q1, q2, q3, q4, q5, q6, q7, q8, q9 and q11 as SQL over the `streamhouse.datagen.nexmark` tables.
 
 The texts are those of the Flink `nexmark` repository (`nexmark-flink/src/main/resources/
 queries/`), changed in syntax only:
@@ -72,6 +72,22 @@ SELECT Q.category, AVG(Q.final) AS avg_final
 FROM ({Q4_PER_AUCTION}) Q
 GROUP BY Q.category
 ORDER BY Q.category"""
+
+# Average selling price by seller (Flink's q6): each closed auction's final price averaged with
+# the seller's previous ten, ordered by the auction's last bid time. Flink's text selects
+# B.dateTime under GROUP BY A.id; it is MAX(B.date_time) here (the last bid inside the life).
+# As a job it is a lifetime join with an OVER across its rows (sql/streaming/life_over.py),
+# emitted as changes because auctions close out of that order.
+Q6: Final = """\
+SELECT Q.seller,
+    AVG(Q.final) OVER (PARTITION BY Q.seller ORDER BY Q.date_time ROWS BETWEEN 10 PRECEDING AND CURRENT ROW)
+        AS avg_final
+FROM (
+    SELECT MAX(B.price) AS final, A.seller, MAX(B.date_time) AS date_time
+    FROM auction AS A, bid AS B
+    WHERE A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires
+    GROUP BY A.id, A.seller
+) AS Q"""
 
 # Winning bids: each auction's highest bid inside its life (Flink's q9). Ties broken by the
 # earlier bid, then the lower bidder (added here: Flink leaves equal price and time to chance).

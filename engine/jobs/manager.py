@@ -73,8 +73,8 @@ class JobManager:
         if isinstance(plan, LifeAggPlan):
             if emit != "changes":
                 raise SqlError(
-                    "a GROUP BY over a lifetime join's rows never closes on a stream: its results change as "
-                    "rows close, so the job must emit changes (WITH ('emit' = 'changes'))"
+                    f"a {plan.kind}'s results change as rows close (a GROUP BY or OVER across a lifetime join's "
+                    "rows never closes on a stream), so the job must emit changes (WITH ('emit' = 'changes'))"
                 )
         elif emit == "changes":
             if isinstance(plan, JoinPlan | IntervalPlan):

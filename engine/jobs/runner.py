@@ -24,6 +24,7 @@ from streamhouse.sql.streaming.join import JoinOperator
 from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.life_agg import LifeAggOperator, LifeAggPlan
 from streamhouse.sql.streaming.life_join import LifeJoinOperator
+from streamhouse.sql.streaming.life_over import LifeOverOperator, LifeOverPlan
 from streamhouse.sql.streaming.life_plan import LifePlan
 from streamhouse.sql.streaming.lookup_join import LookupJoinOperator
 from streamhouse.sql.streaming.lookup_plan import LookupPlan
@@ -80,6 +81,8 @@ class JobRunner:
             sides = tuple((i, p) for i, info in enumerate(sources) for p in range(info.partitions))
             if isinstance(plan, JoinPlan):
                 self.operator = JoinOperator(plan, self.options.idle_timeout_ms, slots=sides)
+            elif isinstance(plan, LifeOverPlan):  # before LifeAggPlan: a LifeOverPlan is one
+                self.operator = LifeOverOperator(plan, self.options.idle_timeout_ms, slots=sides)
             elif isinstance(plan, LifeAggPlan):  # before LifePlan: a LifeAggPlan is one
                 self.operator = LifeAggOperator(plan, self.options.idle_timeout_ms, slots=sides)
             elif isinstance(plan, LifePlan):  # before IntervalPlan: a LifePlan is one

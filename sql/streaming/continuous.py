@@ -7,7 +7,8 @@
 - a topic joined FOR SYSTEM_TIME AS OF another's time: a lookup join (sql.streaming.lookup_plan);
 - two topics where one's time lies BETWEEN the other's start and end columns: a lifetime join
   (sql.streaming.life_plan; Nexmark's bids within an auction's life), and a GROUP BY over such a
-  join's rows as an updating aggregate (sql.streaming.life_agg; Nexmark q4, emitted as changes);
+  join's rows as an updating aggregate (sql.streaming.life_agg; Nexmark q4) and an OVER across
+  them (sql.streaming.life_over; Nexmark q6), both emitted as changes;
 - two topics read directly: an interval join (sql.streaming.interval_plan), which needs a
   BETWEEN of the topics' watermark columns; without it the join is refused naming the bound
   it lacks, unless the job sets a state TTL (`'state.ttl'`): then a regular join
@@ -24,6 +25,7 @@ from streamhouse.sql.dialect import WindowCall, parse_query
 from streamhouse.sql.streaming.interval_plan import IntervalPlan, has_interval, plan_interval_join
 from streamhouse.sql.streaming.join_plan import JoinPlan, plan_window_join, topics_read
 from streamhouse.sql.streaming.life_agg import outer_grouping, plan_life_agg
+from streamhouse.sql.streaming.life_over import outer_over, plan_life_over
 from streamhouse.sql.streaming.life_plan import find_life, plan_life_join
 from streamhouse.sql.streaming.lookup_plan import is_lookup, plan_lookup_join
 from streamhouse.sql.streaming.plan import JobPlan, SchemaOf, WatermarkOf, plan_job
@@ -48,6 +50,10 @@ def plan_continuous(
     if next(tree.find_all(WindowCall), None) is None and subquery is not None and _life(subquery.this):
         assert isinstance(tree, exp.Select)
         return plan_life_agg(select_sql, tree, schema_of, watermark_of)
+    subquery = outer_over(tree)
+    if next(tree.find_all(WindowCall), None) is None and subquery is not None and _life(subquery.this):
+        assert isinstance(tree, exp.Select)
+        return plan_life_over(select_sql, tree, schema_of, watermark_of)
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2 and _life(tree):
         return plan_life_join(select_sql, tree, schema_of, watermark_of)
     if next(tree.find_all(WindowCall), None) is None and len(topics_read(tree)) == 2:

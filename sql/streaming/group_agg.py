@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["GroupAggSpec", "GroupAggregate", "OuterAggregate"]
+__all__ = ["GroupAggSpec", "GroupAggregate", "OuterAggregate", "changelog"]
 
 _SRC = "__sh_src"  # 0: a state row, 1: a new partial
 _OLD = "__sh_old_"  # a state row's partial carried next to the merged one
@@ -114,7 +114,7 @@ class GroupAggregate:
         new = self._finalise(merged).filter(pa.array(touched))
         olds = pa.table(keys | {part: grouped.column(f"{_OLD}{part}_min") for part in parts}).cast(self.schema)
         old = self._finalise(olds).filter(pa.array(touched))
-        return _changelog(old, new, existed[touched])
+        return changelog(old, new, existed[touched])
 
     def empty_changes(self) -> pa.Table:
         return _tag(self.spec.output_schema.empty_table(), np.zeros(0, np.int8))
@@ -188,7 +188,7 @@ def _same(old: pa.Table, new: pa.Table) -> Bools:
     return same
 
 
-def _changelog(old: pa.Table, new: pa.Table, existed: Bools) -> pa.Table:
+def changelog(old: pa.Table, new: pa.Table, existed: Bools) -> pa.Table:
     """Per touched group in order: '+I' new for a new group; '-U' old, '+U' new for a changed one."""
     changed = existed & ~_same(old, new)
     fresh = ~existed

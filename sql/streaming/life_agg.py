@@ -33,7 +33,7 @@ from streamhouse.sql.streaming import plan as single
 from streamhouse.sql.streaming.group_agg import GroupAggregate, GroupAggSpec, OuterAggregate
 from streamhouse.sql.streaming.life_join import LifeJoinOperator
 from streamhouse.sql.streaming.life_plan import LifePlan, plan_life_join
-from streamhouse.sql.streaming.operator import OperatorStats, StepResult
+from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, OperatorStats, StepResult
 from streamhouse.sql.streaming.two_sided import fingerprint
 
 __all__ = ["LifeAggOperator", "LifeAggPlan", "outer_grouping", "plan_life_agg"]
@@ -154,46 +154,52 @@ class LifeAggOperator(LifeJoinOperator):
         slots: tuple[tuple[int, int], ...] = ((0, 0), (1, 0)),
     ) -> None:
         super().__init__(plan.inner(), idle_timeout_ms, slots=slots)
-        assert plan.grouping is not None
         self.outer = plan
-        self._group = GroupAggregate(plan.grouping, plan.inner_output)
+        # A subclass folding rows another way (sql.streaming.life_over) has no grouping.
+        self._group = GroupAggregate(plan.grouping, plan.inner_output) if plan.grouping is not None else None
         self._changes_out = 0
 
     @property
     def output_schema(self) -> pa.Schema:
+        assert self._group is not None
         return self._group.empty_changes().schema
 
     @property
     def state_rows(self) -> int:
-        return super().state_rows + self._group.groups
+        return super().state_rows + (self._group.groups if self._group is not None else 0)
 
     def stats(self) -> OperatorStats:
         return dataclasses.replace(super().stats(), rows_out=self._changes_out, state_rows=self.state_rows)
 
     def process_round(self, batches: Mapping[int, pa.Table], now_ms: int, pending: Iterable[int] = ()) -> StepResult:
-        return self._fold(super().process_round(batches, now_ms, pending))
+        return self._fold(super().process_round(batches, now_ms, pending), self._marks.emitted)
 
     def advance(self, now_ms: int) -> StepResult:
-        return self._fold(super().advance(now_ms))
+        return self._fold(super().advance(now_ms), self._marks.emitted)
 
     def flush(self) -> StepResult:
-        return self._fold(super().flush())
+        return self._fold(super().flush(), FLUSH_WATERMARK)
 
-    def _fold(self, step: StepResult) -> StepResult:
+    def _fold(self, step: StepResult, watermark: int | None) -> StepResult:
+        """Fold the rows the lifetime join closed (`step.output`) into the grouping; the step
+        with its changelog as output. `watermark` is the one the join closed rows at."""
+        assert self._group is not None
         changes = self._group.add(step.output)
         self._changes_out += changes.num_rows
         return dataclasses.replace(step, output=changes, stats=self.stats())
 
     def _fingerprint(self) -> str:
-        assert self.outer.grouping is not None
-        return fingerprint([super()._fingerprint(), self.outer.sql, list(self.outer.grouping.keys)])
+        keys = list(self.outer.grouping.keys) if self.outer.grouping is not None else []
+        return fingerprint([super()._fingerprint(), self.outer.sql, keys])
 
     def snapshot(self) -> bytes:
+        assert self._group is not None
         tables = [(side.table, side.schema) for side in self._sides] + [(self._group.state, self._group.schema)]
         counters = [self._rows_in, self._rows_out, self._late_rows, self._changes_out]
         return self._frame({"counters": counters}, tables)
 
     def restore(self, data: bytes) -> None:
+        assert self._group is not None
         header, tables = self._unframe(data, sides=3)
         *sides, groups = tables
         if not groups.schema.equals(self._group.schema):

@@ -14,28 +14,18 @@ import pyarrow as pa
 import pytest
 
 from streamhouse.datagen import nexmark
-from streamhouse.datagen.nexmark_queries import Q4, Q4_PER_AUCTION, Q9
+from streamhouse.datagen.nexmark_queries import Q4, Q4_PER_AUCTION, Q6, Q9
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.streaming.continuous import plan_continuous
 from streamhouse.sql.streaming.explain import job_description
 from streamhouse.sql.streaming.life_agg import LifeAggOperator, LifeAggPlan
 from streamhouse.sql.streaming.life_join import LifeJoinOperator
+from streamhouse.sql.streaming.life_over import LifeOverOperator, LifeOverPlan
 from streamhouse.sql.streaming.life_plan import LifePlan
 from tests import nexmark_reference
 
 DATA = nexmark.generate(60_000, events_per_second=1000)
 SCHEMAS = {"auction": DATA.auction.schema, "bid": DATA.bid.schema}
-
-# Flink's q6 (snake_case): the average of a seller's last three final prices, an OVER window
-# per seller across auctions.
-Q6 = """\
-SELECT Q.seller, AVG(Q.final) OVER (PARTITION BY Q.seller ORDER BY Q.date_time ROWS BETWEEN 2 PRECEDING AND CURRENT ROW)
-FROM (
-    SELECT MAX(B.price) AS final, A.seller, MAX(B.date_time) AS date_time
-    FROM auction AS A, bid AS B
-    WHERE A.id = B.auction AND B.date_time BETWEEN A.date_time AND A.expires
-    GROUP BY A.id, A.seller
-) AS Q"""
 
 
 def plan(sql: str) -> LifePlan:
@@ -173,9 +163,79 @@ def test_groupings_over_many_auctions_are_refused_naming_why() -> None:
     flat = Q4_PER_AUCTION.replace("GROUP BY A.id, A.category", "GROUP BY A.category").replace("A.id, ", "")
     with pytest.raises(SqlError, match=r"every GROUP BY must include auction\.id.*never closes"):
         plan_continuous(flat, SCHEMAS.__getitem__, lambda _: ("date_time", 500))
-    # q6's average of a seller's last three auctions is an OVER window across auctions.
-    with pytest.raises(SqlError, match=r"every OVER \(PARTITION BY …\) must include auction\.id"):
-        plan_continuous(Q6, SCHEMAS.__getitem__, lambda _: ("date_time", 500))
+
+
+def run_q6(sql: str, rounds: int, restore_at: int | None = None) -> tuple[pa.Table, int, int]:
+    found = plan_continuous(sql, SCHEMAS.__getitem__, lambda _: ("date_time", 500))
+    assert isinstance(found, LifeOverPlan)
+    op = LifeOverOperator(found, None)
+    outputs, peak = [], 0
+    for r in range(rounds):
+        if r == restore_at:
+            again = LifeOverOperator(found, None)
+            again.restore(op.snapshot())
+            op = again
+        batches = {}
+        for slot, table in enumerate((DATA.auction, DATA.bid)):
+            low, high = r * table.num_rows // rounds, (r + 1) * table.num_rows // rounds
+            batches[slot] = table.slice(low, high - low)
+        outputs.append(op.process_round(batches, r).output)
+        peak = max(peak, op.over_rows)
+    outputs.append(op.flush().output)
+    return pa.concat_tables(outputs), peak, op.over_rows
+
+
+def fold_multiset(changes: pa.Table) -> Counter[tuple[Any, ...]]:
+    """Apply a changelog without keys: '-U' removes one equal row, '+I' / '+U' add one."""
+    rows: Counter[tuple[Any, ...]] = Counter()
+    for op, *values in (tuple(r.values()) for r in changes.to_pylist()):
+        if op == "-U":
+            assert rows[tuple(values)] > 0
+            rows[tuple(values)] -= 1
+        else:
+            rows[tuple(values)] += 1
+    return +rows
+
+
+@pytest.mark.parametrize(("rounds", "restore_at"), [(30, 13), (4, None)])
+def test_q6_as_one_job_is_a_changelog_folding_to_q6_and_the_reference(rounds: int, restore_at: int | None) -> None:
+    """q6's OVER across auctions: auctions close out of their last-bid order, so rows already
+    emitted are retracted and replaced; the folded changelog is the ad-hoc q6."""
+    changes, peak, final = run_q6(Q6, rounds, restore_at)
+    assert changes.column_names == ["_op", "seller", "avg_final"]
+    if rounds > 4:
+        assert {"+I", "-U", "+U"} <= set(changes.column("_op").to_pylist())
+    got = fold_multiset(changes)
+    want = counts([adhoc(Q6)])
+    assert sum(want.values()) > 1_000
+    assert got == want
+    mine, reference = sorted(got.elements()), sorted(nexmark_reference.q6(DATA))
+    assert [seller for seller, _ in mine] == [seller for seller, _ in reference]
+    assert [avg for _, avg in mine] == pytest.approx([avg for _, avg in reference], rel=1e-12)
+    # Bounded: settled rows are dropped but the last ten per seller (the PRECEDING context).
+    per_seller = Counter(seller for seller, _ in reference)
+    assert final <= sum(min(10, n) for n in per_seller.values()) < len(reference)
+    if rounds > 4:
+        assert peak < len(reference)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ("ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW", "ROWS BETWEEN n PRECEDING AND CURRENT ROW"),
+        ("RANGE BETWEEN 2 PRECEDING AND CURRENT ROW", "ROWS BETWEEN n PRECEDING AND CURRENT ROW"),
+    ],
+)
+def test_unsupported_overs_across_auctions_are_refused_naming_why(over: str, message: str) -> None:
+    with pytest.raises(SqlError, match=message):
+        plan_continuous(
+            Q6.replace("ROWS BETWEEN 10 PRECEDING AND CURRENT ROW", over),
+            SCHEMAS.__getitem__,
+            lambda _: ("date_time", 500),
+        )
+    unsettled = Q6.replace("MAX(B.date_time) AS date_time", "MIN(B.price) AS date_time")
+    with pytest.raises(SqlError, match="no earlier than the auction row's start"):
+        plan_continuous(unsettled, SCHEMAS.__getitem__, lambda _: ("date_time", 500))
 
 
 def test_describe() -> None:

@@ -1,11 +1,13 @@
-"""Nexmark q9 (each auction's winning bid inside its life) and q4 (the average final price per
-category, an updating aggregate over closed auctions) as jobs on the embedded engine (issue 17):
+"""Nexmark q9 (each auction's winning bid inside its life), q4 (the average final price per
+category, an updating aggregate over closed auctions) and q6 (a seller's average over its last
+auctions, an OVER across auctions) as jobs on the embedded engine (issue 17):
 once the job has read everything, its view equals the ad-hoc query over the auctions whose
-`expires` the job's watermark has passed (q4's view folded as the changelog it is)."""
+`expires` the job's watermark has passed (q4's and q6's views folded as the changelogs they are)."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 import streamhouse
 from streamhouse.bench.sql import fill_nexmark
 from streamhouse.client.client import Client
-from streamhouse.datagen.nexmark_queries import Q4, Q4_PER_AUCTION, Q9
+from streamhouse.datagen.nexmark_queries import Q4, Q4_PER_AUCTION, Q6, Q9
 from streamhouse.sql.errors import SqlError
 
 EVENTS = {"events": 10_000, "seed": 9, "events_per_second": 100}
@@ -77,3 +79,28 @@ def test_nexmark_q4_as_one_job_emits_changes_that_fold_to_the_adhoc_q4(tmp_path:
         wait_for(lambda: [(k, pytest.approx(v)) for k, v in folded()] == expected)
         plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW other WITH ('emit' = 'changes') AS {Q4}").to_pylist()
         assert "updating GROUP BY category" in plan[0]["plan"]
+
+
+def test_nexmark_q6_as_one_job_emits_changes_that_fold_to_the_adhoc_q6(tmp_path: Path) -> None:
+    """q6 (a seller's average over its last auctions, an OVER across auctions that close out
+    of order) as one job: its folded changelog is the ad-hoc q6 over the closed auctions."""
+    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+        counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
+        sh.sql(f"CREATE MATERIALIZED VIEW q6 WITH ('checkpoint-interval' = '100ms', 'emit' = 'changes') AS {Q6}")
+        total = counts["auction"] + counts["bid"]
+        wait_for(lambda: sh.sql("SHOW JOBS").to_pylist()[0]["rows_in"] == total)
+        [job] = sh.sql("SHOW JOBS").to_pylist()
+        mark = datetime.fromisoformat(job["watermark"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        closed = Q6.replace("GROUP BY A.id", f"AND A.expires <= TIMESTAMP '{mark}' GROUP BY A.id")
+        expected = sorted(Counter(tuple(r.values()) for r in sh.sql(closed).to_pylist()).elements())
+        assert len(expected) > 20
+
+        def folded() -> list[tuple[object, ...]]:
+            live: Counter[tuple[object, ...]] = Counter()
+            for change in sh.sql("SELECT op, seller, avg_final FROM q6 ORDER BY _offset").to_pylist():
+                row = (change["seller"], change["avg_final"])
+                live[row] += -1 if change["op"] == "-U" else 1
+            assert all(n >= 0 for n in live.values())
+            return sorted((+live).elements())
+
+        wait_for(lambda: folded() == expected)
