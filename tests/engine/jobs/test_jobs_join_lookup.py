@@ -57,3 +57,24 @@ def test_a_lookup_join_view_uses_the_version_in_effect_at_each_rows_time(tmp_pat
         wait_for(lambda: rows(sh, "SELECT oid, total FROM priced") == sorted(expected))
         plan = sh.sql(f"EXPLAIN CREATE MATERIALIZED VIEW other AS {LOOKUP}").to_pylist()
         assert plan[0]["plan"].startswith("lookup join: each orders row meets the rates version in effect at its ts")
+
+
+def test_the_record_key_of_a_keyed_topic_is_a_lookup_key(tmp_path: Path) -> None:
+    """A keyed (e.g. compacted) topic looked up by its record key `_key`, as Flink's upsert
+    tables are: each order meets the value its currency's key had at the order's time."""
+    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+        sh.sql(ORDERS)
+        sh.sql(
+            "CREATE TOPIC fx (rate BIGINT, rt TIMESTAMP(3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND) "
+            "WITH (partitions = 1)"
+        )
+        sh.sql(
+            "CREATE MATERIALIZED VIEW keyed WITH ('checkpoint-interval' = '100ms') AS SELECT o.oid AS oid, "
+            "r.rate AS rate FROM orders AS o JOIN fx FOR SYSTEM_TIME AS OF o.ts AS r ON o.cur = r._key"
+        )
+        rates = [(T0, "EUR", 2), (T0, "USD", 3), (T0 + 10_000, "EUR", 5), (T0 + 60_000, "EUR", 7)]
+        sh.produce_batch("fx", [{"rate": r, "rt": t} for t, _, r in rates], keys=[k for _, k, _ in rates])
+        orders = [(1, "EUR", T0 + 5_000), (2, "USD", T0 + 6_000), (3, "EUR", T0 + 12_000), (4, "GBP", T0 + 13_000)]
+        sh.produce_batch("orders", [{"oid": i, "cur": c, "amount": 1, "ts": t} for i, c, t in orders], partition=0)
+        sh.produce_batch("orders", [{"oid": 9, "cur": "EUR", "amount": 1, "ts": T0 + 60_000}], partition=1)
+        wait_for(lambda: rows(sh, "SELECT oid, rate FROM keyed") == [(1, 2), (2, 3), (3, 5)])
