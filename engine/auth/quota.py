@@ -73,8 +73,13 @@ class QuotaLimits:
 
     def over(self, default: QuotaLimits) -> QuotaLimits:
         """These limits with every unset one taken from `default` (an org's row over the server's)."""
+        produce, fetch, requests = (
+            mine if mine is not None else theirs for mine, theirs in zip(self.tuple(), default.tuple(), strict=True)
+        )
         return QuotaLimits(
-            *(mine if mine is not None else theirs for mine, theirs in zip(self.tuple(), default.tuple(), strict=True)),
+            produce,
+            fetch,
+            requests,
             self.storage_bytes if self.storage_bytes is not None else default.storage_bytes,
             self.partitions if self.partitions is not None else default.partitions,
         )

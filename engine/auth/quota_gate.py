@@ -9,8 +9,9 @@ Quotas are per agent, as Kafka's are per broker: N agents let an org through at 
 its limit in total if its clients spread over all of them. The limits are read from the store
 at most once per LIMITS_TTL_S per org (a change reaches every agent within it); a store that
 cannot be read leaves the last limits in force (or the defaults) rather than failing requests,
-and is tracked per org by the agents' one FailureTracker discipline (engine/agent/failures.py):
-said once, retried with backoff, and named by readiness (`faults`) unless it is an outage.
+and is tracked per org by the agents' one FailureTracker discipline (engine/agent/failures.py,
+handed in by the agent as `health`: auth sits below agent): said once, retried with backoff, and
+named by readiness (`faults`) unless it is an outage.
 
 Who is counted: the principal's org; without authentication (no principal) the org is ""
 (the server's defaults apply to everyone together). The agents' own org is never throttled:
@@ -23,18 +24,49 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 
-from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.auth.quota import KINDS, QuotaExceededError, QuotaLimits, TokenBucket
 
 log = logging.getLogger(__name__)
 LIMITS_TTL_S = 5.0
 AGENTS_ORG = "streamhouse-agents"  # engine/auth/agent_key.py's org
 Loader = Callable[[str], Awaitable[QuotaLimits | None]]
-# A store that fails is asked again after 1 s, doubling to 30 s (an outage) or 60 s (a fault).
-STORE_BACKOFF = Backoff(first_retry_s=1.0, outage_cap_s=30.0, fault_cap_s=60.0)
+
+
+class Describable(Protocol):
+    def describe(self, key: object = None) -> str: ...
+
+
+class StoreHealth(Protocol):
+    """The part of engine/agent/failures.py's FailureTracker[str] the gate uses, keyed by org."""
+
+    def wait_s(self, key: str) -> float: ...
+
+    def failed(self, key: str, exc: BaseException) -> object: ...
+
+    def succeeded(self, key: str) -> None: ...
+
+    def failing_faults(self) -> Mapping[str, Describable]: ...
+
+
+class _LogOnly:
+    """Without a tracker (tests, tools): every failure is logged, none backs off."""
+
+    def wait_s(self, key: str) -> float:
+        return 0.0
+
+    def failed(self, key: str, exc: BaseException) -> object:
+        log.warning("quota limits of org %r not refreshed (%s); keeping the last ones", key, exc)
+        return None
+
+    def succeeded(self, key: str) -> None:
+        pass
+
+    def failing_faults(self) -> Mapping[str, Describable]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -60,6 +92,7 @@ class QuotaGate:
         registry: CollectorRegistry | None = None,
         burst_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        health: StoreHealth | None = None,
     ) -> None:
         self.default = default or QuotaLimits()
         self.load = load
@@ -69,9 +102,7 @@ class QuotaGate:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._totals: dict[tuple[str, str], int] = {}
         self._throttled: dict[str, int] = {}
-        self.store_health = FailureTracker[str](
-            STORE_BACKOFF, label=lambda org: f"reading the quota limits of org {org!r}", topic=lambda org: "", log=log
-        )
+        self.store_health: StoreHealth = health or _LogOnly()
         labels = ("org", "kind")
         self._usage = Counter(
             "streamhouse_quota_usage_bytes", "Bytes (requests for kind=request) counted per org", labels,

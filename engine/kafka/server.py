@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
-from streamhouse.auth.quota_front import metered
+from streamhouse.api.quota_front import metered
 from streamhouse.kafka.connection import FrameConnection
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
@@ -110,7 +110,7 @@ class KafkaServer:
     ) -> None:
         # all that the handlers get; with SASL, behind the ACL check (engine/api/guarded.py)
         self.front: FrontEnd = service if authenticator is None else GuardedFrontEnd(service)
-        self.front = metered(self.front, storage_quotas)  # storage/partition quotas (engine/auth/quota_front.py)
+        self.front = metered(self.front, storage_quotas)  # storage/partition quotas (engine/api/quota_front.py)
         self._acls = None if authenticator is None else authenticator.acls
         self._node = service  # Kafka's own state (KafkaNode): registry and group leases only
         self.host = host

@@ -5,7 +5,10 @@ has opened its metadata store."""
 
 from __future__ import annotations
 
+import logging
+
 from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.auth.quota import QuotaLimits, parse_rate
 from streamhouse.auth.quota_gate import Loader, QuotaGate
 from streamhouse.storage.metadata.base import MetadataStore
@@ -22,8 +25,17 @@ def default_limits(config: AgentConfig) -> QuotaLimits:
     )
 
 
+log = logging.getLogger("streamhouse.auth.quota_gate")
+# A store that fails is asked again after 1 s, doubling to 30 s (an outage) or 60 s (a fault).
+STORE_BACKOFF = Backoff(first_retry_s=1.0, outage_cap_s=30.0, fault_cap_s=60.0)
+
+
 def quota_gate(config: AgentConfig) -> QuotaGate:
-    return QuotaGate(default_limits(config))
+    """The gate, with a FailureTracker for its store (said once, backoff, readiness)."""
+    health = FailureTracker[str](
+        STORE_BACKOFF, label=lambda org: f"reading the quota limits of org {org!r}", topic=lambda org: "", log=log
+    )
+    return QuotaGate(default_limits(config), health=health)
 
 
 def store_limits(store: MetadataStore) -> Loader:

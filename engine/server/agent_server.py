@@ -23,8 +23,8 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
+from streamhouse.api.quota_front import metered
 from streamhouse.api.tls import ClientTls, ServerTls, server_tls
-from streamhouse.auth.quota_front import metered
 from streamhouse.auth.quota_gate import QuotaGate
 from streamhouse.auth.quota_storage import StorageQuotas
 from streamhouse.client.forward import forward_to_leader
@@ -113,7 +113,7 @@ class AgentServer:
         # With auth on, every face's calls pass the ACL check first (engine/api/guarded.py).
         front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
         storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
-        front = metered(front, storage_quotas)  # (engine/auth/quota_front.py)
+        front = metered(front, storage_quotas)  # (engine/api/quota_front.py)
         http: HttpServer | None = None
         try:
             await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)

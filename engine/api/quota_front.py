@@ -1,4 +1,4 @@
-"""The front-end contract behind storage and partition quotas (issue 15, quota_storage.py): one
+"""The front-end contract behind storage and partition quotas (issue 15, engine/auth/quota_storage.py): one
 wrapper every face's calls pass (gRPC, REST and the Kafka listener), as they pass the ACL guard
 (engine/api/guarded.py), so a produce by an org at its storage quota, or a topic or partitions
 taking it over its partition quota, is refused the same way everywhere and before anything is
@@ -11,15 +11,25 @@ request (storage/access.py: the ACL grants carry their principal); none (auth of
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pyarrow as pa
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks, ProduceResult
-from streamhouse.auth.quota_storage import StorageQuotas
 from streamhouse.storage import access
 from streamhouse.storage.model import TopicInfo
+
+
+class StorageQuotas(Protocol):
+    """What the wrapper asks (engine/auth/quota_storage.py StorageQuotas has it; api may not
+    import auth, its sibling layer)."""
+
+    async def check_produce(self, org: str | None) -> None: ...
+
+    async def check_partitions(self, org: str | None, added: int) -> None: ...
+
+    def forget(self) -> None: ...
 
 
 def current_org() -> str | None:
@@ -76,5 +86,5 @@ def metered(front: FrontEnd, quotas: StorageQuotas | None) -> FrontEnd:
     """`front` behind storage and partition quotas (itself when there are none to apply)."""
     if quotas is None:
         return front
-    wrapped: Any = QuotaFrontEnd(front, quotas)
-    return wrapped  # the contract: its own three methods, the rest delegated
+    # The contract: its own three methods, the rest delegated by __getattr__.
+    return cast(FrontEnd, QuotaFrontEnd(front, quotas))
