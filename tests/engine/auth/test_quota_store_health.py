@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from streamhouse.agent.failures import FailureTracker
+from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.auth.quota import QuotaLimits
 from streamhouse.auth.quota_gate import LIMITS_TTL_S, QuotaGate
 
