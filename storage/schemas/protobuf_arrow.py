@@ -8,8 +8,11 @@ Protobuf → Arrow:
   double float64 · float float32 · int32 sint32 sfixed32 int32 · int64 sint64 sfixed64 int64 ·
   uint32 fixed32 int64 (widened, lossless) · uint64 fixed64 decimal128(20, 0) (lossless) ·
   bool bool · string string · bytes binary · enum string (the symbol; a number the writer's
-  enum lacks reads as null) · message struct · repeated T list<T> · map<K, V> list<struct<key,
-  value>> · google.protobuf.Timestamp timestamp[ms] (UTC; nanoseconds below a millisecond cut).
+  enum lacks reads as null) · message struct · repeated T list<T> · map<K, V> map<K, V> (SQL
+  MAP, `m['k']`; decoded from its repeated key=1/value=2 entries, a key given twice keeps its
+  last value and an entry's missing key or value reads as its default, as protobuf does; a
+  message value's default is the empty message) · google.protobuf.Timestamp timestamp[ms] (UTC;
+  nanoseconds below a millisecond cut).
 Refused (UnsupportedProtobufSchemaError naming the field): groups, recursive messages, types from
 imports other than google/protobuf/timestamp.proto, and `editions` files.
 Absent fields: proto3 fields without `optional` read as their zero value (0, "", false, the
@@ -64,6 +67,7 @@ class PbField:
     presence: bool  # absent reads null (else its zero value)
     message: PbMessage | None = None  # kind "message"
     symbols: tuple[tuple[int, str], ...] = ()  # kind "enum": (number, name), declaration order
+    is_map: bool = False  # a map<K, V>: `message` is its key=1/value=2 entry, the column a MAP
 
     @property
     def wire_type(self) -> int:
@@ -86,6 +90,10 @@ class PbField:
 
     @property
     def arrow_type(self) -> pa.DataType:
+        if self.is_map:
+            assert self.message is not None
+            key, value = self.message.fields
+            return pa.map_(key.arrow_type, value.arrow_type)
         return pa.list_(self.element_type) if self.repeated else self.element_type
 
 
@@ -200,10 +208,11 @@ class _Walk:
             f"{scope}.{e.name}Entry",
             (
                 PbField("key", 1, key_kind, False, False),
-                PbField("value", 2, value_kind, False, value_kind in ("message", "timestamp"), **extra),  # type: ignore[arg-type]
+                # No presence: a missing value is its default, an empty message included.
+                PbField("value", 2, value_kind, False, False, **extra),  # type: ignore[arg-type]
             ),
         )
-        return PbField(e.name, e.number, "message", True, False, message=entry)
+        return PbField(e.name, e.number, "message", True, False, message=entry, is_map=True)
 
 
 @functools.lru_cache(maxsize=256)

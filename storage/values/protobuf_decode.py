@@ -4,8 +4,8 @@ values (Confluent framing: magic byte, schema id, message indexes, then the mess
 into those columns once per produced batch, each schema id's rows with that id's writer schema
 (storage/values/protobuf_wire.py, vectorised; storage/schemas/protobuf_arrow.py maps the message to
 Arrow). Columns: the message's fields whose Arrow type has a SQL column type (scalars, enums as
-strings, google.protobuf.Timestamp as TIMESTAMP(3)); bytes, nested messages, repeated fields and
-maps are decoded (struct, list) but not declared: they stay in `_value`, as with Avro topics.
+strings, google.protobuf.Timestamp as TIMESTAMP(3), nested messages as ROW, repeated fields as
+ARRAY, map<K, V> as MAP<K, V> so `m['k']` reads a value, storage/values/protobuf_maps.py).
 A record's message indexes must name a message of its writer schema, and one schema id's records
 one message; otherwise the batch is refused (ProtobufValueError naming the record)."""
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from streamhouse.storage.schemas.protobuf_arrow import PbField, PbMessage
 from streamhouse.storage.schemas.wire import Array, numpy_buffer
+from streamhouse.storage.values.protobuf_maps import entries_to_map
 from streamhouse.storage.values.protobuf_tokens import (
     NONE,
     ProtobufDecodeError,
@@ -192,6 +193,8 @@ class _Decoder:
             offsets = np.zeros(n + 1, dtype=np.int32)
             np.cumsum(counts if not field.packable else np.bincount(_owner, minlength=n), out=offsets[1:])
             mask = np.append(~live, False) if not live.all() else None
+            if field.is_map:
+                return entries_to_map(offsets, values, ~live, field.arrow_type)
             return pa.ListArray.from_arrays(pa.array(offsets, pa.int32(), mask=mask), values, type=field.arrow_type)
         # A singular field: its last occurrence per row (the usual case is one, then no search).
         last = np.full(n, -1, dtype=np.int64)
@@ -209,6 +212,14 @@ class _Decoder:
             start[present], end[present] = tokens.start[chosen], tokens.end[chosen]
             text = _binary(self.data, start, end, valid)
             return text.cast(pa.string()) if field.kind == "string" else text
+        if field.kind in ("message", "timestamp") and not field.presence:
+            # A map entry's value: missing reads as its default, the empty message (an empty span).
+            start, end = np.zeros(n, np.int64), np.zeros(n, np.int64)
+            start[present], end[present] = tokens.start[chosen], tokens.end[chosen]
+            if field.kind == "timestamp":
+                return self._timestamp(start, end, rows)
+            assert field.message is not None
+            return self.message(field.message, start, end, live, rows)
         if field.kind in ("message", "timestamp"):
             _owner, values = self.elements(field, tokens, chosen, rows)
             if present.all():
