@@ -31,6 +31,7 @@ from streamhouse.api.types import (
     ProduceResult,
 )
 from streamhouse.api.types import TopicDescription as Description
+from streamhouse.auth.quota_usage import UsageReport, is_show_usage
 from streamhouse.registry.produce_check import SchemaIdCheck
 from streamhouse.sql.engine import JobControl, SqlEngine
 from streamhouse.storage.clock import now_ms
@@ -88,6 +89,7 @@ class AgentService:
         self.jobs: JobControl | None = None
         # Background services' persistent faults (the node adds the merger's), for readiness.
         self.background_faults: list[Callable[[], list[str]]] = []
+        self.usage_report: UsageReport | None = None  # SHOW USAGE with the agent's quotas (agent_server)
         manager.on_append = self._wake
         reports = StorageReports(metrics)
         manager.on_segment = reports.segment_committed
@@ -382,6 +384,8 @@ class AgentService:
             self._sql = SqlEngine(
                 self.sql_topics, self.jobs, limits=self.config.query_limits, spill_dir=self.config.data_path / "spill"
             )
+        if is_show_usage(query):  # per-org usage and quotas (engine/auth/quota_usage.py)
+            return await (self.usage_report or UsageReport.of_store(self.metadata)).table()
         started = time.perf_counter()
         error: BaseException | None = None
         try:

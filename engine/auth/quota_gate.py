@@ -32,6 +32,7 @@ from streamhouse.auth.quota import KINDS, QuotaExceededError, QuotaLimits, Token
 
 log = logging.getLogger(__name__)
 LIMITS_TTL_S = 5.0
+RATE_WINDOW_S = 10.0  # SHOW USAGE's rates: averaged over the last whole window of this long
 AGENTS_ORG = "streamhouse-agents"  # engine/auth/agent_key.py's org
 Loader = Callable[[str], Awaitable[QuotaLimits | None]]
 
@@ -102,6 +103,9 @@ class QuotaGate:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._totals: dict[tuple[str, str], int] = {}
         self._throttled: dict[str, int] = {}
+        # (org, kind) → (start, total at start) of the current rate window, and the last window's rate
+        self._marks: dict[tuple[str, str], tuple[float, int]] = {}
+        self._rates: dict[tuple[str, str], float] = {}
         self.store_health: StoreHealth = health or _LogOnly()
         labels = ("org", "kind")
         self._usage = Counter(
@@ -191,8 +195,33 @@ class QuotaGate:
         return wait
 
     def _count_usage(self, org: str, kind: str, amount: int) -> None:
-        self._totals[(org, kind)] = self._totals.get((org, kind), 0) + amount
+        key = (org, kind)
+        before = self._totals.get(key, 0)
+        self._totals[key] = before + amount
         self._usage.labels(org, kind).inc(amount)
+        now = self.clock()
+        mark = self._marks.get(key)
+        if mark is None:
+            self._marks[key] = (now, before)
+        elif now - mark[0] >= RATE_WINDOW_S:
+            self._rates[key] = (before - mark[1]) / (now - mark[0])
+            self._marks[key] = (now, before)
+
+    def recent(self, org: str) -> tuple[float, float, float]:
+        """The org's produce bytes, fetch bytes and requests per second on this agent: over the
+        last whole window, or since its first request while the first window runs; an org idle
+        for longer than a window decays towards 0."""
+        now = self.clock()
+        out = []
+        for kind in KINDS:
+            key = (org, kind)
+            mark = self._marks.get(key)
+            if mark is None:
+                out.append(0.0)
+                continue
+            since = (self._totals.get(key, 0) - mark[1]) / max(now - mark[0], 1.0)  # not a burst as a rate
+            out.append(since if now - mark[0] >= RATE_WINDOW_S or key not in self._rates else self._rates[key])
+        return (out[0], out[1], out[2])
 
     def _throttle(self, org: str, kind: str, wait: float) -> None:
         self._throttled[org] = self._throttled.get(org, 0) + 1

@@ -27,6 +27,7 @@ from streamhouse.api.quota_front import metered
 from streamhouse.api.tls import ClientTls, ServerTls, server_tls
 from streamhouse.auth.quota_gate import QuotaGate
 from streamhouse.auth.quota_storage import StorageQuotas
+from streamhouse.auth.quota_usage import UsageReport
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
 from streamhouse.registry.routes import registry_router
@@ -114,6 +115,7 @@ class AgentServer:
         front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
         storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
         front = metered(front, storage_quotas)  # (engine/api/quota_front.py)
+        service.usage_report = UsageReport(quotas, storage_quotas, service.manager.metadata)  # SHOW USAGE
         http: HttpServer | None = None
         try:
             await auth.bind(service.manager.metadata, metrics.registry, service.config.agent_id)

@@ -180,3 +180,20 @@ def test_storage_and_partition_quotas_refuse_and_store_nothing(auth_agent: AuthA
         assert client.describe("quota-store-a").partitions[0].end_offset == 1  # none of the refused stored
         usage = auth_agent.run(storage.usage("quota-store"))
         assert usage.partitions == held.partitions + 2 and usage.storage_bytes > quota.storage_bytes - 1
+
+
+def test_show_usage_shows_an_org_its_own_row_and_an_admin_every_org(auth_agent: AuthAgent) -> None:
+    token = _org(auth_agent, "quota-show", OrgQuota("quota-show", requests_per_s=1000.0, partitions=10_000))
+    root = auth_agent.run(AuthAdmin(auth_agent.server.service.manager.metadata).create_key("acme", "root", admin=True))
+    with streamhouse.connect(auth_agent.grpc, api_key=token) as client:
+        client.create_topic("quota-show-t", partitions=2)
+        client.produce("quota-show-t", {"n": 1}, partition=0)
+        mine = client.sql("SHOW USAGE").to_pylist()
+    assert [row["org"] for row in mine] == ["quota-show"]  # nothing of any other org
+    row = mine[0]
+    assert row["requests"] >= 3 and row["produce_bytes"] > 0 and row["requests_per_s"] > 0
+    assert row["partitions"] >= 2 and row["quota_requests_per_s"] == 1000.0 and row["quota_partitions"] == 10_000
+    assert row["quota_produce_bytes_per_s"] is None and row["quota_storage_bytes"] is None  # unlimited
+    with streamhouse.connect(auth_agent.grpc, api_key=root.token) as admin:
+        everyone = {r["org"] for r in admin.sql("show usage;").to_pylist()}
+    assert {"acme", "quota-show"} <= everyone
