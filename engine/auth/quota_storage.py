@@ -25,9 +25,12 @@ The agents' own org is never refused: its calls are hand-overs of records alread
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from streamhouse.auth.quota_gate import AGENTS_ORG, QuotaGate
 from streamhouse.storage.errors import ResourceQuotaExceededError
@@ -91,6 +94,10 @@ class StorageQuotas:
 
     async def usage(self, org: str) -> StoredUsage:
         await self._refresh()
+        return self.cached_usage(org)
+
+    def cached_usage(self, org: str) -> StoredUsage:
+        """As of the last read of the store (no IO: for the metrics)."""
         mine = [t for t in self._partitions.keys() | self._bytes.keys() if self.owner(t) in (org, None)]
         return StoredUsage(sum(self._bytes.get(t, 0) for t in mine), sum(self._partitions.get(t, 0) for t in mine))
 
@@ -124,3 +131,28 @@ class StorageQuotas:
                 f"organisation {org or '(anonymous)'!r} has {used} partitions of its quota of {limit}: "
                 f"{added} more are refused and nothing was created"
             )
+
+
+class UsageGauges(Collector):
+    """`streamhouse_quota_storage_bytes{org}` and `streamhouse_quota_partitions{org}` for every org
+    the gate has seen, from the last read of the store (at most USAGE_TTL_S old while anything
+    is produced or created; no store call at scrape time)."""
+
+    def __init__(self, storage: StorageQuotas) -> None:
+        self.storage = storage
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stored = GaugeMetricFamily(
+            "streamhouse_quota_storage_bytes",
+            "Committed segment bytes counted to an org's storage quota",
+            labels=["org"],
+        )
+        parts = GaugeMetricFamily(
+            "streamhouse_quota_partitions", "Partitions counted to an org's partition quota", labels=["org"]
+        )
+        for org in sorted({row.org for row in self.storage.gate.usage()} - {AGENTS_ORG}):
+            usage = self.storage.cached_usage(org)
+            stored.add_metric([org], usage.storage_bytes)
+            parts.add_metric([org], usage.partitions)
+        yield stored
+        yield parts

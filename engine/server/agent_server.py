@@ -26,7 +26,7 @@ from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.quota_front import metered
 from streamhouse.api.tls import ClientTls, ServerTls, server_tls
 from streamhouse.auth.quota_gate import QuotaGate
-from streamhouse.auth.quota_storage import StorageQuotas
+from streamhouse.auth.quota_storage import StorageQuotas, UsageGauges
 from streamhouse.auth.quota_usage import UsageReport
 from streamhouse.client.forward import forward_to_leader
 from streamhouse.node import AgentNode
@@ -148,6 +148,7 @@ class AgentServer:
             server.auth = auth
             server.quotas = quotas
             server.storage_quotas = storage_quotas
+            metrics.registry.register(UsageGauges(storage_quotas))  # storage bytes, partitions per org
             server.tls = tls
             names = add_services(grpc_server, front)
             health_pb2_grpc.add_HealthServicer_to_server(server._health, grpc_server)

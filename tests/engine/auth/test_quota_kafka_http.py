@@ -15,6 +15,7 @@ face (ResourceQuotaExceededError, Kafka POLICY_VIOLATION, HTTP 507) and nothing 
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -180,6 +181,10 @@ def test_storage_and_partition_quotas_refuse_and_store_nothing(auth_agent: AuthA
         assert client.describe("quota-store-a").partitions[0].end_offset == 1  # none of the refused stored
         usage = auth_agent.run(storage.usage("quota-store"))
         assert usage.partitions == held.partitions + 2 and usage.storage_bytes > quota.storage_bytes - 1
+    request = urllib.request.Request(auth_agent.http + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(request, timeout=10).read().decode()
+    assert re.search(r'^streamhouse_quota_storage_bytes\{org="quota-store"\} [1-9]', text, re.M)
+    assert re.search(rf'^streamhouse_quota_partitions\{{org="quota-store"\}} {usage.partitions}\.0$', text, re.M)
 
 
 def test_show_usage_shows_an_org_its_own_row_and_an_admin_every_org(auth_agent: AuthAgent) -> None:
