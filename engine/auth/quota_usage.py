@@ -15,7 +15,7 @@ another's existence.
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -25,25 +25,24 @@ from streamhouse.storage import access
 from streamhouse.storage.metadata.auth_sql import Organisation
 
 _SHOW_USAGE = re.compile(r"\s*SHOW\s+USAGE\s*;?\s*", re.IGNORECASE)
-SCHEMA = pa.schema(
-    [
-        pa.field("org", pa.string(), nullable=False),
-        pa.field("produce_bytes_per_s", pa.float64(), nullable=False),
-        pa.field("fetch_bytes_per_s", pa.float64(), nullable=False),
-        pa.field("requests_per_s", pa.float64(), nullable=False),
-        pa.field("produce_bytes", pa.int64(), nullable=False),
-        pa.field("fetch_bytes", pa.int64(), nullable=False),
-        pa.field("requests", pa.int64(), nullable=False),
-        pa.field("throttled", pa.int64(), nullable=False),
-        pa.field("storage_bytes", pa.int64(), nullable=False),
-        pa.field("partitions", pa.int64(), nullable=False),
-        pa.field("quota_produce_bytes_per_s", pa.float64()),
-        pa.field("quota_fetch_bytes_per_s", pa.float64()),
-        pa.field("quota_requests_per_s", pa.float64()),
-        pa.field("quota_storage_bytes", pa.int64()),
-        pa.field("quota_partitions", pa.int64()),
-    ]
-)
+_FIELDS: list[pa.Field[Any]] = [
+    pa.field("org", pa.string(), nullable=False),
+    pa.field("produce_bytes_per_s", pa.float64(), nullable=False),
+    pa.field("fetch_bytes_per_s", pa.float64(), nullable=False),
+    pa.field("requests_per_s", pa.float64(), nullable=False),
+    pa.field("produce_bytes", pa.int64(), nullable=False),
+    pa.field("fetch_bytes", pa.int64(), nullable=False),
+    pa.field("requests", pa.int64(), nullable=False),
+    pa.field("throttled", pa.int64(), nullable=False),
+    pa.field("storage_bytes", pa.int64(), nullable=False),
+    pa.field("partitions", pa.int64(), nullable=False),
+    pa.field("quota_produce_bytes_per_s", pa.float64()),
+    pa.field("quota_fetch_bytes_per_s", pa.float64()),
+    pa.field("quota_requests_per_s", pa.float64()),
+    pa.field("quota_storage_bytes", pa.int64()),
+    pa.field("quota_partitions", pa.int64()),
+]
+SCHEMA = pa.schema(_FIELDS)
 
 
 def is_show_usage(sql: str) -> bool:
