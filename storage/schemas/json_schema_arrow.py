@@ -4,12 +4,14 @@ columns). IO-free.
 JSON Schema → Arrow (a `type` list with "null" is the other type, nullable):
   string string · string + "format": "date-time" timestamp[ms] (ISO 8601 or epoch ms, as JSON
   topics read it) · string + "format": "date" date32 · integer int64 · number float64 ·
-  boolean bool · object with `properties` struct (in declaration order) · array with `items`
+  boolean bool · object with `properties` struct (in declaration order) · object without
+  `properties` whose `additionalProperties` is a schema map<string, that schema> (SQL MAP,
+  read from a plain JSON object, storage/values/json_composite.py) · array with `items`
   list<items> · `$ref` to `#/definitions/…` or `#/$defs/…` resolved within the document.
 Not mapped (the property is left out of the type; its value stays in `_value`): several
-non-null types, `oneOf`/`anyOf`/`allOf`, `const`/`enum` without a `type`, objects without
-`properties` (free-form maps), tuples (`items` as a list / `prefixItems`), references to other
-documents, and recursion.
+non-null types, `oneOf`/`anyOf`/`allOf`, `const`/`enum` without a `type`, free-form objects
+(no `properties` and `additionalProperties` absent, true or unmappable), tuples (`items` as a
+list / `prefixItems`), references to other documents, and recursion.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ def arrow_type(node: Any, root: dict[str, Any], seen: tuple[str, ...] = (), dept
         element = arrow_type(items, root, seen, depth + 1) if isinstance(items, dict) else None
         return None if element is None else pa.list_(element)
     if kind == "object":
+        extra = node.get("additionalProperties")
+        if "properties" not in node and isinstance(extra, dict):
+            # A map: any key, every value one schema (Flink's and DuckDB's MAP<STRING, V> from JSON).
+            item = arrow_type(extra, root, seen, depth + 1)
+            return None if item is None else pa.map_(pa.string(), item)
         fields = properties(node, root, seen, depth + 1)
         return pa.struct(fields) if fields else None
     return None

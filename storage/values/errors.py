@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from streamhouse.storage.values.schema import Column, ValueSchema
-from streamhouse.storage.values.types import TIMESTAMP
+from streamhouse.storage.values.types import TIMESTAMP, sql_type
 
 _MAX_SHOWN = 60
 
@@ -68,6 +68,10 @@ def _why(value: Any, column: Column) -> str:
     sql = column.sql_type.upper()
     if value is None:
         return f"cannot be read as {sql}"
+    if pa.types.is_map(target) and isinstance(value, dict | list):
+        # A MAP reads a plain object or an array of {"key", "value"} (values/json_composite.py).
+        key, item = sql_type(target.key_type), sql_type(target.item_type)
+        return f"wrong type: {_kind(value)} whose entries do not fit {sql} (keys {key}, values {item})"
     if isinstance(value, dict | list):
         return f"wrong type: {_kind(value)} where {sql} is declared"
     if pa.types.is_boolean(target):

@@ -22,6 +22,7 @@ import pyarrow.json as pj
 
 from streamhouse.storage.errors import InvalidValueError
 from streamhouse.storage.values.errors import explain
+from streamhouse.storage.values.json_composite import ENTRIES, OBJECT_RUN_ROWS, OBJECTS, has_map, read_type, to_target
 from streamhouse.storage.values.schema import ValueSchema
 from streamhouse.storage.values.types import TIMESTAMP
 
@@ -113,17 +114,34 @@ def newline_terminated(values: pa.Array[Any]) -> bytes:
 
 
 def _decode(lines: _Lines, lo: int, hi: int, schema: ValueSchema) -> pa.Table | None:
-    """Rows lo..hi in the declared columns, or None if any of them does not fit. TIMESTAMP
+    """Rows lo..hi in the declared columns, or None if any of them does not fit. MAP columns
+    are tried as plain objects, then as arrays of key/value entries (json_composite.py); object
+    runs are read at most OBJECT_RUN_ROWS values at a time."""
+    if not any(has_map(c.arrow_type) for c in schema.columns):
+        return _decode_spelled(lines, lo, hi, schema, ENTRIES)
+    pieces: list[pa.Table] = []
+    for a in range(lo, hi, OBJECT_RUN_ROWS):
+        piece = _decode_spelled(lines, a, min(a + OBJECT_RUN_ROWS, hi), schema, OBJECTS)
+        if piece is None:
+            break
+        pieces.append(piece)
+    else:
+        return pa.concat_tables(pieces) if len(pieces) != 1 else pieces[0]
+    return _decode_spelled(lines, lo, hi, schema, ENTRIES)
+
+
+def _decode_spelled(lines: _Lines, lo: int, hi: int, schema: ValueSchema, spelling: str) -> pa.Table | None:
+    """Rows lo..hi in the declared columns, MAPs read in `spelling`, or None. TIMESTAMP
     columns take ISO strings or epoch milliseconds; the reader takes one kind per column, so
     strings are tried first (read at microseconds, what pandas and the SDK write, then cut
     to milliseconds) and, if that fails, each timestamp column's kind is found on its own."""
     document = lines.slice(lo, hi)
     stamps = [c.name for c in schema.columns if c.arrow_type == TIMESTAMP]
     kinds: dict[str, pa.DataType] = dict.fromkeys(stamps, pa.timestamp("us"))
-    table = _attempt(document, schema, kinds, hi - lo)
+    table = _attempt(document, schema, kinds, hi - lo, spelling)
     if table is not None or not stamps:
         return table
-    table = _attempt(document, schema, dict.fromkeys(stamps, cast(pa.DataType, pa.int64())), hi - lo)
+    table = _attempt(document, schema, dict.fromkeys(stamps, cast(pa.DataType, pa.int64())), hi - lo, spelling)
     if table is not None or len(stamps) == 1:
         return table
     for name in stamps:
@@ -133,32 +151,39 @@ def _decode(lines: _Lines, lo: int, hi: int, schema: ValueSchema) -> pa.Table | 
             kinds[name] = pa.int64()
     if len(set(kinds.values())) == 1:
         return None  # one kind for all: tried above, the failure was elsewhere
-    return _attempt(document, schema, kinds, hi - lo)
+    return _attempt(document, schema, kinds, hi - lo, spelling)
 
 
-def _read(document: pa.Buffer, fields: pa.Schema, rows: int) -> pa.Table | None:
+def _read(document: pa.Buffer, fields: pa.Schema, rows: int, *, infer: bool = False) -> pa.Table | None:
     """The reader on `document` with `fields` inside the wrapper; None unless it yields
-    exactly `rows` rows."""
+    exactly `rows` rows. `infer`: the reader infers what `fields` leaves open (an object-spelled
+    MAP's keys, storage/values/json_composite.py); fields not asked for are then dropped here."""
     try:
         table = pj.read_json(
             cast(Any, pa.BufferReader(document)),  # stubs omit NativeFile
             read_options=pj.ReadOptions(block_size=max(1 << 20, min(document.size + 1, 1 << 30))),
             parse_options=pj.ParseOptions(
                 explicit_schema=pa.schema([pa.field("v", pa.struct(list(fields)))]),
-                unexpected_field_behavior="ignore",
+                unexpected_field_behavior="infer" if infer else "ignore",
             ),
         )
     except _FAILURES:
         return None
     if table.num_rows != rows:
         return None
+    if infer:
+        wrapper = cast(pa.StructArray, table.column("v").combine_chunks())
+        children = dict(zip([f.name for f in wrapper.type], wrapper.flatten(), strict=True))
+        return pa.Table.from_arrays([children[name] for name in fields.names], names=fields.names)
     return pa.Table.from_arrays(table.column("v").flatten(), names=fields.names)
 
 
-def _attempt(document: pa.Buffer, schema: ValueSchema, kinds: dict[str, pa.DataType], rows: int) -> pa.Table | None:
+def _attempt(
+    document: pa.Buffer, schema: ValueSchema, kinds: dict[str, pa.DataType], rows: int, spelling: str
+) -> pa.Table | None:
     target = schema.arrow_schema()
-    read_as = pa.schema([pa.field(f.name, _read_type(f, kinds)) for f in target])
-    table = _read(document, read_as, rows)
+    read_as = pa.schema([pa.field(f.name, _read_type(f, kinds, spelling)) for f in target])
+    table = _read(document, read_as, rows, infer=spelling == OBJECTS and any(has_map(f.type) for f in target))
     if table is None:
         return None
     columns: list[pa.ChunkedArray[Any]] = []
@@ -173,61 +198,14 @@ def _attempt(document: pa.Buffer, schema: ValueSchema, kinds: dict[str, pa.DataT
     return pa.Table.from_arrays(columns, schema=target)
 
 
-def _read_type(field: pa.Field[Any], kinds: dict[str, pa.DataType]) -> pa.DataType:
+def _read_type(field: pa.Field[Any], kinds: dict[str, pa.DataType], spelling: str) -> pa.DataType:
     if field.name in kinds:
         return kinds[field.name]
     if pa.types.is_date32(field.type):
         return cast(pa.DataType, TIMESTAMP)  # the reader has no date conversion; midnight casts exactly
     if field.type == pa.float32():
         return cast(pa.DataType, pa.float64())  # read wide: a number too big for FLOAT is caught, not inf
-    return _nested_read_type(field.type)
-
-
-def _nested_read_type(target: pa.DataType) -> pa.DataType:
-    """What the JSON reader reads a composite column as. It has no map and no binary type: a
-    MAP is sent as an array of {"key": …, "value": …} objects (what Arrow's map holds, and
-    the only spelling whose keys may be any type), BYTES as a string (its UTF-8 bytes)."""
-    if pa.types.is_map(target):
-        entry = pa.struct(
-            [
-                pa.field("key", _nested_read_type(target.key_type)),
-                pa.field("value", _nested_read_type(target.item_type)),
-            ]
-        )
-        return pa.list_(entry)
-    if pa.types.is_struct(target):
-        return pa.struct([pa.field(f.name, _nested_read_type(f.type)) for f in target])
-    if pa.types.is_list(target):
-        return pa.list_(_nested_read_type(target.value_type))
-    if pa.types.is_binary(target):
-        return pa.string()
-    return target
-
-
-def _nested_to_target(array: pa.Array[Any], target: pa.DataType) -> pa.Array[Any]:
-    """`array` as read by `_nested_read_type(target)` rebuilt as `target`, whole arrays at a time."""
-    if array.type == target:
-        return array
-    mask = array.is_null() if array.null_count else None
-    if pa.types.is_map(target):
-        entries = cast(Any, array).flatten()  # the list's entries, the slice applied
-        offsets = pc.subtract(cast(Any, array).offsets, cast(Any, array).offsets[0])
-        keys = _nested_to_target(entries.field("key"), target.key_type)
-        if keys.null_count:
-            raise pa.ArrowInvalid("a MAP key is null")
-        items = _nested_to_target(entries.field("value"), target.item_type)
-        maps: Any = pa.MapArray.from_arrays  # the stubs' overloads miss keys + items + type
-        return cast("pa.Array[Any]", maps(offsets, keys, items, type=target, mask=mask))
-    if pa.types.is_struct(target):
-        children = [_nested_to_target(cast(Any, array).field(f.name), f.type) for f in target]
-        return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
-    if pa.types.is_list(target):
-        offsets = pc.subtract(cast(Any, array).offsets, cast(Any, array).offsets[0])
-        values = _nested_to_target(cast(Any, array).flatten(), target.value_type)
-        return pa.ListArray.from_arrays(offsets, values, type=target, mask=mask)
-    if pa.types.is_string(array.type):
-        array.validate(full=True)  # the reader does not check UTF-8
-    return array.cast(target)
+    return read_type(field.type, spelling)
 
 
 def _to_target(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedArray[Any] | None:
@@ -253,7 +231,7 @@ def _to_target(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedA
     if pa.types.is_string(target):
         column.validate(full=True)  # the reader does not check UTF-8; Parquet and SQL need it
     if pa.types.is_nested(target) or pa.types.is_binary(target):
-        return pa.chunked_array([_nested_to_target(chunk, target) for chunk in column.chunks], cast(Any, target))
+        return pa.chunked_array([to_target(chunk, target) for chunk in column.chunks], cast(Any, target))
     return column if column.type == target else column.cast(target)
 
 
