@@ -115,6 +115,7 @@ class AgentServer:
         front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
         storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
         front = metered(front, storage_quotas)  # (engine/api/quota_front.py)
+        service.sql_topics.admin = metered(service, storage_quotas)  # SQL CREATE / ALTER TOPIC too
         service.usage_report = UsageReport(quotas, storage_quotas, service.manager.metadata)  # SHOW USAGE
         http: HttpServer | None = None
         try:

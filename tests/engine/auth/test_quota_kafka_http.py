@@ -166,6 +166,8 @@ def test_storage_and_partition_quotas_refuse_and_store_nothing(auth_agent: AuthA
         with pytest.raises(Exception) as refused:
             futures["quota-store-k"].result(10)
         assert refused.value.args[0].code() == KafkaError.POLICY_VIOLATION
+        with pytest.raises(ResourceQuotaExceededError):
+            client.sql('ALTER TOPIC "quota-store-a" ADD PARTITIONS 2')
         assert {"quota-store-b", "quota-store-k"}.isdisjoint(t.name for t in client.topics())
         client.produce("quota-store-a", {"n": 1}, partition=0, acks="durable")  # a segment: over the quota
         storage.forget()  # (usage is cached for 5 s)
