@@ -35,6 +35,7 @@ from streamhouse.sql.query.limits import (
 )
 from streamhouse.sql.query.pruning import parse_query, topic_bounds
 from streamhouse.sql.query.run import clean_message, clear_spill, run_query
+from streamhouse.sql.statements.admin import AdminControl, parse_admin
 from streamhouse.sql.statements.ddl import (
     AlterTopic,
     CreateJob,
@@ -84,6 +85,7 @@ class SqlEngine:
         *,
         limits: QueryLimits | None = None,
         spill_dir: Path | None = None,
+        admin: AdminControl | None = None,
     ) -> None:
         """`limits`: the default and ceiling of every statement's limits (the agent's flags);
         `spill_dir`: where operators that can spill write (default: the OS temp directory)."""
@@ -91,6 +93,7 @@ class SqlEngine:
         self.jobs = jobs
         self.limits = limits if limits is not None else agent_limits(DEFAULT_TIMEOUT_S, DEFAULT_MEMORY)
         self.spill_dir = spill_dir
+        self.admin = admin  # organisations, API keys, ACLs (sql/statements/admin.py)
         if spill_dir is not None:
             clear_spill(spill_dir)
         self.last_scans: list[TopicScan] = []  # what the last query read (tests, EXPLAIN)
@@ -102,6 +105,11 @@ class SqlEngine:
         if setting is not None:
             return self._set(setting)
         limits = session_limits(settings or {}, self.limits)
+        admin = parse_admin(sql)
+        if admin is not None:
+            if self.admin is None:
+                raise SqlError("organisations, API keys and ACLs are managed by an agent (or the embedded engine)")
+            return await self.admin.run(admin)
         statement = parse_statement(sql)
         if isinstance(statement, CreateTopic):
             return await self._create(statement)

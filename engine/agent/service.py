@@ -32,6 +32,7 @@ from streamhouse.api.types import (
 )
 from streamhouse.api.types import TopicDescription as Description
 from streamhouse.auth.quota_usage import UsageReport, is_show_usage
+from streamhouse.auth.sql_admin import SqlAdmin
 from streamhouse.registry.produce_check import SchemaIdCheck
 from streamhouse.sql.engine import JobControl, SqlEngine
 from streamhouse.storage.clock import now_ms
@@ -382,7 +383,11 @@ class AgentService:
         the agent's query limits as lowered by the session's `settings` (SET values)."""
         if self._sql is None:
             self._sql = SqlEngine(
-                self.sql_topics, self.jobs, limits=self.config.query_limits, spill_dir=self.config.data_path / "spill"
+                self.sql_topics,
+                self.jobs,
+                limits=self.config.query_limits,
+                spill_dir=self.config.data_path / "spill",
+                admin=SqlAdmin(self.metadata),  # CREATE ORG, CREATE API KEY, GRANT … (admins only)
             )
         if is_show_usage(query):  # per-org usage and quotas (engine/auth/quota_usage.py)
             return await (self.usage_report or UsageReport.of_store(self.metadata)).table()
