@@ -39,6 +39,7 @@ message Order {
   optional double price = 3;
   Status status = 4;
   repeated string tags = 5;
+  map<string, int64> stock = 7;
   enum Status { NEW = 0; PAID = 1; }
 }
 """
@@ -54,6 +55,7 @@ JSON_V1 = {
         "ms": {"type": "integer"},
         "at": {"type": "string", "format": "date-time"},
         "ref": {"type": "object", "properties": {"host": {"type": "string"}}},
+        "hits": {"type": "object", "additionalProperties": {"type": "integer"}},  # a MAP<STRING, BIGINT>
     },
 }
 JSON_V2 = {**JSON_V1, "properties": {**JSON_V1["properties"], "score": {"type": "number"}}}
@@ -104,7 +106,7 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
     order_v2 = _order_class(tmp_path, "order_v2", PROTO_V2)
     ctx = SerializationContext(topic, MessageField.VALUE)
     first = ProtobufSerializer(order_v1, registry, {"use.deprecated.format": False})  # auto-registers v1
-    sent = [order_v1(sku=f"s{i}", qty=i, status=i % 2, tags=["a"] * i) for i in range(10)]
+    sent = [order_v1(sku=f"s{i}", qty=i, status=i % 2, tags=["a"] * i, stock={"nl": i}) for i in range(10)]
     for i in range(0, 10, 2):
         sent[i].price = i / 4
     framed = [first(m, ctx) for m in sent]
@@ -112,9 +114,11 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
     with streamhouse.connect(agents.a.address) as sh:
         sh.sql(f"CREATE TOPIC {topic} WITH (format = 'protobuf', subject = '{topic}-value')")
         columns = sh.sql(f"SELECT * FROM {topic} LIMIT 0").schema
-        assert [f.name for f in columns if not f.name.startswith("_")] == ["sku", "qty", "price", "status", "tags"]
+        names = ["sku", "qty", "price", "status", "tags", "stock"]
+        assert [f.name for f in columns if not f.name.startswith("_")] == names
         assert columns.field("qty").type == pa.int64() and columns.field("status").type == pa.string()
         assert columns.field("tags").type == pa.list_(pa.string())  # repeated: an ARRAY column
+        assert columns.field("stock").type == pa.map_(pa.string(), pa.int64())  # map<K, V>: a MAP column
         assert _send(bootstrap, topic, [b for b in framed if b is not None]) == [None] * 10
         _refused(bootstrap, topic, framed[0] or b"")
 
@@ -126,6 +130,8 @@ def test_protobuf_topic(agents: RegistryAgents, tmp_path: Path) -> None:
         assert sh.sql(f"SELECT sum(qty) AS s FROM {topic} WHERE status = 'PAID'").column("s").to_pylist() == [25]
         lengths = sh.sql(f"SELECT array_length(tags) AS n FROM {topic} ORDER BY _offset").column("n").to_pylist()
         assert lengths == list(range(10))  # an absent repeated field reads as empty, as in proto3
+        stock = sh.sql(f"SELECT stock['nl'] AS nl, stock['de'] AS de FROM {topic} ORDER BY _offset").to_pylist()
+        assert stock == [{"nl": i, "de": None} for i in range(10)]
 
         # A job over the typed columns.
         view = f"{topic}_paid"
@@ -163,12 +169,15 @@ def test_json_schema_topic(agents: RegistryAgents) -> None:
     registry = SchemaRegistryClient({"url": agents.url_a})
     ctx = SerializationContext(topic, MessageField.VALUE)
     first = JSONSerializer(json.dumps(JSON_V1), registry)  # auto-registers v1
-    sent = [{"page": f"/p{i}", "ms": i * 10, "at": f"2026-01-01T00:00:0{i}Z", "ref": {"host": "x"}} for i in range(8)]
+    sent = [
+        {"page": f"/p{i}", "ms": i * 10, "at": f"2026-01-01T00:00:0{i}Z", "ref": {"host": "x"}, "hits": {"a": i}}
+        for i in range(8)
+    ]
     framed = [first(v, ctx) for v in sent]
     with streamhouse.connect(agents.a.address) as sh:
         sh.sql(f"CREATE TOPIC {topic} WITH (format = 'json-schema')")  # subject: <topic>-value
         columns = sh.sql(f"SELECT * FROM {topic} LIMIT 0").schema
-        assert [f.name for f in columns if not f.name.startswith("_")] == ["page", "ms", "at", "ref"]
+        assert [f.name for f in columns if not f.name.startswith("_")] == ["page", "ms", "at", "ref", "hits"]
         assert columns.field("at").type == pa.timestamp("ms")
         assert columns.field("ref").type == pa.struct([pa.field("host", pa.string())])  # an object: a ROW
         assert _send(bootstrap, topic, [b for b in framed if b is not None]) == [None] * 8
@@ -181,6 +190,8 @@ def test_json_schema_topic(agents: RegistryAgents) -> None:
         assert rows.column("ms").to_pylist() == [i * 10 for i in range(8)]
         hosts = sh.sql(f"SELECT ref['host'] AS h FROM {topic} ORDER BY _offset").column("h").to_pylist()
         assert hosts == ["x"] * 8
+        hits = sh.sql(f"SELECT hits['a'] AS a FROM {topic} ORDER BY _offset").column("a").to_pylist()
+        assert hits == list(range(8))  # a plain JSON object read as a MAP
         assert rows.column("at").cast(pa.int64()).to_pylist() == [1_767_225_600_000 + i * 1000 for i in range(8)]
 
         second = JSONSerializer(json.dumps(JSON_V2), registry)  # registers v2: a property added
