@@ -96,7 +96,9 @@ class SqlAdmin:
                     "org": [row.org],
                     "principal": [row.principal],
                     "admin": [row.admin],
+                    "created_at_ms": pa.array([row.created_at_ms], pa.int64()),
                     "expires_at_ms": pa.array([row.expires_at_ms], pa.int64()),
+                    "description": [row.description],
                     "token": [created.token],  # the only copy of the secret, shown once
                 }
             )
