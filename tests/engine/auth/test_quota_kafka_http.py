@@ -3,7 +3,8 @@
 Kafka (KIP-219): confluent-kafka (librdkafka) produces as fast as it can with SASL/PLAIN as an
 org with a produce quota; the listener answers with throttle_time_ms (the client reports it
 through throttle_cb) and mutes the connection, so what gets in over a few seconds is the quota
-(± 20 %, after the first burst) and every acknowledged record is stored exactly once.
+(± 20 %, after the first burst) and every acknowledged record is stored exactly once; a fetch
+quota paces a consumer the same way.
 
 HTTP: an org over its request quota gets 429 with Retry-After on /v1 and /registry; a refused
 REST produce stores nothing; after the wait it is served again.
@@ -23,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import streamhouse
@@ -204,3 +205,32 @@ def test_show_usage_shows_an_org_its_own_row_and_an_admin_every_org(auth_agent: 
     with streamhouse.connect(auth_agent.grpc, api_key=root.token) as admin:
         everyone = {r["org"] for r in admin.sql("show usage;").to_pylist()}
     assert {"acme", "quota-show"} <= everyone
+
+
+def test_kafka_fetch_is_throttled_to_the_quota(auth_agent: AuthAgent, kafka: KafkaServer) -> None:
+    token = _org(auth_agent, "quota-fetch", OrgQuota("quota-fetch", fetch_bytes_per_s=RATE))
+    records = 600
+    with streamhouse.connect(auth_agent.grpc, api_key=token) as client:
+        client.create_topic("quota-fetch-t", partitions=1)
+        client.produce_batch("quota-fetch-t", [b"y" * 1000] * records, partition=0)
+    key_id, secret = token.split(".")
+    consumer = Consumer({
+        "bootstrap.servers": f"127.0.0.1:{kafka.port}", "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "PLAIN", "sasl.username": key_id, "sasl.password": secret, "group.id": "quota-fetch-g",
+        "enable.auto.commit": False, "log_level": 0,
+        # small answers (20 kB = 0.1 s of the quota each), so the rate is measured finely
+        "max.partition.fetch.bytes": 20_000, "fetch.max.bytes": 20_000, "message.max.bytes": 20_000,
+    })  # fmt: skip
+    consumer.assign([TopicPartition("quota-fetch-t", 0, 0)])
+    seen = 0
+    started = time.monotonic()
+    try:
+        while seen < records and time.monotonic() - started < 20:
+            seen += sum(1 for m in consumer.consume(100, 0.2) if m.error() is None)
+        elapsed = time.monotonic() - started
+    finally:
+        consumer.close()
+    assert seen == records
+    charged = _usage(auth_agent, "quota-fetch").fetch_bytes  # Fetch answers, as Kafka counts
+    rate = (charged - RATE) / elapsed  # one burst comes free
+    assert 0.8 * RATE <= rate <= 1.2 * RATE, (charged, elapsed, rate)
