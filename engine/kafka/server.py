@@ -40,6 +40,7 @@ from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import Coordinator
 from streamhouse.kafka.handlers import Context, Handler, Handlers, Node
+from streamhouse.kafka.handlers_acl import AclHandlers
 from streamhouse.kafka.handlers_admin import AdminHandlers
 from streamhouse.kafka.handlers_groups import GroupHandlers
 from streamhouse.kafka.handlers_produce import ProduceHandlers
@@ -159,6 +160,7 @@ class KafkaServer:
         self.group_leases.start()
         data.by_key.update(GroupHandlers(self.front, node, self.coordinator, self.group_leases).by_key)
         data.by_key.update(AdminHandlers(self.front).by_key)
+        data.by_key.update(AclHandlers(self._node.metadata, self._acls).by_key)  # 29-31; SECURITY_DISABLED sans SASL
         data.by_key.update(ProduceHandlers(self.front).by_key)
         if self.sasl is not None:
             data.by_key.update(self.sasl.advertised)  # ApiVersions lists SaslHandshake/SaslAuthenticate
