@@ -79,16 +79,22 @@ class GroupHandlers:
         return response
 
     async def sync_group(self, body: Body, version: int, ctx: Context) -> Body:
+        if not access.allows("read", "group", body["group_id"]):  # as Kafka: READ on the group
+            return {"error_code": GROUP_AUTHORIZATION_FAILED, "assignment": b""}
         if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR, "assignment": b""}
         return await self.coordinator.sync(body)
 
     async def heartbeat(self, body: Body, version: int, ctx: Context) -> Body:
+        if not access.allows("read", "group", body["group_id"]):
+            return {"error_code": GROUP_AUTHORIZATION_FAILED}
         if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR}
         return self.coordinator.heartbeat(body)
 
     async def leave_group(self, body: Body, version: int, ctx: Context) -> Body:
+        if not access.allows("read", "group", body["group_id"]):
+            return {"error_code": GROUP_AUTHORIZATION_FAILED, "members": []}
         if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR, "members": []}
         return self.coordinator.leave(body, version)
