@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from streamhouse.storage.errors import InvalidInputError, PartitionCountError
 from streamhouse.storage.metadata.producer_state import KEPT_BATCHES, SEQUENCE_SPAN, ProducerState
 from streamhouse.storage.model import Checkpoint, SegmentInfo
+from streamhouse.storage.namespace import split_stored
 
 MAX_PARTITIONS = 10_000
 MAX_TOPIC_NAME = 249  # Kafka's limit, so topic names round-trip to Kafka tooling
@@ -44,11 +45,13 @@ def _name(what: str, value: object) -> str:
 
 
 def validate_topic_name(name: object, kind: str = "topic") -> str:
+    # An org's stored names are `<org>~<name>` (storage/namespace.py): the name part is checked.
+    rest = split_stored(name)[1] if isinstance(name, str) else name
     if (
-        not isinstance(name, str)
-        or not 1 <= len(name) <= MAX_TOPIC_NAME
-        or _TOPIC_NAME_RE.fullmatch(name) is None
-        or name in (".", "..")
+        not isinstance(rest, str)
+        or not 1 <= len(rest) <= MAX_TOPIC_NAME
+        or _TOPIC_NAME_RE.fullmatch(rest) is None
+        or rest in (".", "..")
     ):
         raise InvalidInputError(
             f"invalid {kind} name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
