@@ -23,6 +23,7 @@ import pyarrow.json as pj
 from streamhouse.storage.errors import InvalidValueError
 from streamhouse.storage.values.errors import explain
 from streamhouse.storage.values.json_composite import ENTRIES, OBJECT_RUN_ROWS, OBJECTS, has_map, read_type, to_target
+from streamhouse.storage.values.json_members import read_with_object_maps
 from streamhouse.storage.values.schema import ValueSchema
 from streamhouse.storage.values.types import TIMESTAMP
 
@@ -182,8 +183,12 @@ def _attempt(
     document: pa.Buffer, schema: ValueSchema, kinds: dict[str, pa.DataType], rows: int, spelling: str
 ) -> pa.Table | None:
     target = schema.arrow_schema()
-    read_as = pa.schema([pa.field(f.name, _read_type(f, kinds, spelling)) for f in target])
-    table = _read(document, read_as, rows, infer=spelling == OBJECTS and any(has_map(f.type) for f in target))
+    read_as = [pa.field(f.name, _read_type(f, kinds, spelling)) for f in target]
+    maps = {f.name for f in target if has_map(f.type)}
+    if spelling == OBJECTS and maps:
+        table = read_with_object_maps(document, read_as, maps, rows, _read)  # keys inferred: json_members.py
+    else:
+        table = _read(document, pa.schema(read_as), rows)
     if table is None:
         return None
     columns: list[pa.ChunkedArray[Any]] = []

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -22,6 +23,7 @@ from streamhouse.storage.errors import InvalidValueError
 from streamhouse.storage.schemas.json_schema_arrow import object_fields
 from streamhouse.storage.values.json_composite import OBJECT_RUN_ROWS
 from streamhouse.storage.values.json_decode import check_values, decode_json_values
+from streamhouse.storage.values.json_members import keep_members
 from streamhouse.storage.values.schema import Column, ValueSchema
 
 SCHEMA = ValueSchema((Column("id", "BIGINT"), Column("m", "MAP<STRING, INT>")), None)
@@ -73,6 +75,27 @@ def test_plain_objects_and_entry_arrays_decode_as_json_reads_them(batch: list[An
         with pytest.raises(InvalidValueError) as caught:
             check_values(values, SCHEMA)
         assert caught.value.index == first_bad and "'m'" in str(caught.value)
+
+
+tricky = st.text(alphabet='ab"\\,:{}[] \n', max_size=5)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | tricky,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["m", "id", "a", 'q"', "x\\"]) | tricky, json_values), max_size=5))
+def test_blanking_keeps_exactly_the_named_members(objects: list[dict[str, Any]]) -> None:
+    """The map columns' copy (json_members.py) parses to the kept members of every value, with
+    keys and strings full of quotes, escapes, commas, colons and brackets."""
+    names = ("m", 'q"', "a")
+    lines = b"".join(b'{"v":' + json.dumps(o, indent=None).encode() + b"}\n" for o in objects)
+    out = keep_members(np.frombuffer(lines, np.uint8), ("m", "a"))
+    assert len(out) == len(lines)
+    got = [json.loads(line)["v"] for line in out.tobytes().decode().splitlines()]
+    assert got == [{k: v for k, v in o.items() if k in names[::2]} for o in objects]
 
 
 def test_key_types_nested_maps_and_reasons() -> None:
