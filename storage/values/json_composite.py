@@ -4,7 +4,8 @@ and how they become the declared Arrow types, whole arrays at a time (issue 13: 
 The reader has no map and no binary type. A MAP is read in one of two spellings, tried in turn
 for a whole run of values (storage/values/json_decode.py `_decode`):
   objects: a plain JSON object `{"a": 1, "b": 2}`, what Flink's JSON format and DuckDB read.
-    The reader is given an empty struct and infers its fields (one per key seen in the run);
+    The reader is given an empty struct and infers its fields (one per key seen in the run),
+    on a copy of the values holding only the map columns (storage/values/json_members.py);
     `objects_to_map` turns that struct into map entries with numpy over a validity matrix
     (fields × rows): no Python loop per record or entry, one cast per inferred value type.
     Object keys are strings; MAP<INT, …> and other key types cast them ("1" → 1). A key whose

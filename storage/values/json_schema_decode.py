@@ -1,8 +1,8 @@
 """JSON Schema topics' declared columns (issue 13): `CREATE TOPIC t WITH (format = 'json-schema',
 subject = s)` takes its columns from the top-level properties of the subject's latest JSON Schema
-(storage/schemas/json_schema_arrow.py has the mapping); nested objects and arrays map to struct and
-list types there but have no SQL column type yet, so, like Avro's records, they are not declared
-and stay in `_value`.
+(storage/schemas/json_schema_arrow.py has the mapping): nested objects are ROW columns, arrays
+ARRAY, and objects with `additionalProperties: {schema}` and no `properties` MAP<STRING, V>,
+read from a plain JSON object (storage/values/json_composite.py).
 
 Decoding needs no writer schema: the payload after the Confluent header (magic byte + schema id)
 is JSON, self-describing, so the framing is checked in place (wire.py `headers`), the 5-byte
