@@ -34,30 +34,35 @@ from streamhouse.storage.metadata.acl_sql import AclRule
 from streamhouse.storage.metadata.auth_sql import Organisation
 from streamhouse.storage.metadata.base import MetadataStore
 
-ACL_SCHEMA = pa.schema(
+
+def _schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    return pa.schema(columns)
+
+
+ACL_SCHEMA = _schema(
     [
-        pa.field("org", pa.string()),
-        pa.field("principal", pa.string()),
-        pa.field("resource_type", pa.string()),
-        pa.field("pattern", pa.string()),
-        pa.field("resource_name", pa.string()),
-        pa.field("operation", pa.string()),
+        ("org", pa.string()),
+        ("principal", pa.string()),
+        ("resource_type", pa.string()),
+        ("pattern", pa.string()),
+        ("resource_name", pa.string()),
+        ("operation", pa.string()),
     ]
 )
-KEY_SCHEMA = pa.schema(
+KEY_SCHEMA = _schema(
     [
-        pa.field("key_id", pa.string()),
-        pa.field("org", pa.string()),
-        pa.field("principal", pa.string()),
-        pa.field("admin", pa.bool_()),
-        pa.field("state", pa.string()),
-        pa.field("created_at_ms", pa.int64()),
-        pa.field("expires_at_ms", pa.int64()),
-        pa.field("revoked_at_ms", pa.int64()),
-        pa.field("description", pa.string()),
+        ("key_id", pa.string()),
+        ("org", pa.string()),
+        ("principal", pa.string()),
+        ("admin", pa.bool_()),
+        ("state", pa.string()),
+        ("created_at_ms", pa.int64()),
+        ("expires_at_ms", pa.int64()),
+        ("revoked_at_ms", pa.int64()),
+        ("description", pa.string()),
     ]
 )
-ORG_SCHEMA = pa.schema([pa.field("org", pa.string()), pa.field("created_at_ms", pa.int64())])
+ORG_SCHEMA = _schema([("org", pa.string()), ("created_at_ms", pa.int64())])
 
 
 def require_admin(what: str) -> None:
