@@ -20,8 +20,9 @@ refused naming it. State: the lifetime join's plus one row per group.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import datafusion
 import pyarrow as pa
@@ -36,7 +37,7 @@ from streamhouse.sql.streaming.life_plan import LifePlan, plan_life_join
 from streamhouse.sql.streaming.operator import FLUSH_WATERMARK, OperatorStats, StepResult
 from streamhouse.sql.streaming.two_sided import fingerprint
 
-__all__ = ["LifeAggOperator", "LifeAggPlan", "outer_grouping", "plan_life_agg"]
+__all__ = ["LifeAggOperator", "LifeAggPlan", "from_subquery", "outer_grouping", "plan_life_agg"]
 
 _INNER = "__sh_inner"
 _FUNCTIONS: dict[type[exp.Expr], str] = {exp.Count: "COUNT", exp.Sum: "SUM", exp.Min: "MIN", exp.Max: "MAX"}
@@ -67,15 +68,58 @@ class LifeAggPlan(LifePlan):
         )
 
 
-def outer_grouping(tree: exp.Query) -> exp.Subquery | None:
-    """The inner query of `SELECT … FROM (<query>) [alias] GROUP BY …`, or None."""
-    if not isinstance(tree, exp.Select) or not isinstance(tree.args.get("group"), exp.Group):
-        return None
+def from_subquery(tree: exp.Query) -> exp.Subquery | None:
+    """The subquery of `SELECT … FROM (<select>) [alias] …` (no joins), or None."""
     source = tree.args.get("from_") or tree.args.get("from")
-    if source is None or tree.args.get("joins"):
+    if not isinstance(tree, exp.Select) or source is None or tree.args.get("joins"):
         return None
     inner = source.this
     return inner if isinstance(inner, exp.Subquery) and isinstance(inner.this, exp.Select) else None
+
+
+def outer_grouping(tree: exp.Query) -> exp.Subquery | None:
+    """The inner query of `SELECT … FROM (<query>) [alias] GROUP BY …`, or None."""
+    return from_subquery(tree) if isinstance(tree.args.get("group"), exp.Group) else None
+
+
+def failing(sql: str) -> Callable[[str, exp.Expr | None], SqlError]:
+    def fail(message: str, at: exp.Expr | None = None) -> SqlError:
+        return SqlError(message, position=node_position(at, sql) if at is not None else None)
+
+    return fail
+
+
+def refuse_clauses(tree: exp.Select, what: str, fail: Callable[[str, exp.Expr | None], SqlError]) -> None:
+    """The outer query over a lifetime join only selects: WHERE and the like go inside."""
+    for arg in ("where", "having", "qualify", "distinct", "limit"):
+        if tree.args.get(arg):
+            raise fail(f"{what} takes no {arg.upper()} (filter inside)", tree)
+
+
+def over_inner(
+    tree: exp.Select, subquery: exp.Subquery, inner: pa.Schema, fail: Callable[[str, exp.Expr | None], SqlError]
+) -> tuple[exp.Select, pa.Schema]:
+    """The outer query reading the inner rows as table `__sh_inner` (ORDER BY dropped: a stream
+    has no order), and the ad-hoc schema of its result."""
+    rewritten = tree.copy()
+    rewritten.set("order", None)
+    source = rewritten.args.get("from_") or rewritten.args.get("from")
+    assert isinstance(source, exp.From)
+    alias = subquery.alias_or_name
+    source.set("this", exp.to_table(_INNER).as_(alias) if alias else exp.to_table(_INNER))
+    ctx = datafusion.SessionContext()
+    ctx.register_record_batches(_INNER, [[pa.RecordBatch.from_pylist([], schema=inner)]])
+    try:
+        output: pa.Schema = ctx.sql(to_sql(rewritten)).schema()
+    except Exception as error:  # DataFusion raises plain Exceptions for planning errors
+        raise fail(f"cannot plan the continuous query: {single._clean(str(error))}", None) from None
+    return rewritten, output
+
+
+def life_fields(life: LifePlan, sql: str, output: pa.Schema, kind: str) -> dict[str, Any]:
+    """A lifetime join's plan fields for a plan that runs a query over its rows."""
+    values = {f.name: getattr(life, f.name) for f in dataclasses.fields(LifePlan)}
+    return values | {"sql": sql, "output_schema": output, "kind": kind, "inner_output": life.output_schema}
 
 
 def plan_life_agg(
@@ -86,16 +130,10 @@ def plan_life_agg(
     inner_tree = subquery.this
     assert isinstance(inner_tree, exp.Select)
     life = plan_life_join(to_sql(inner_tree), inner_tree, schema_of, watermark_of)
-
-    def fail(message: str, at: exp.Expr | None = None) -> SqlError:
-        return SqlError(message, position=node_position(at, sql) if at is not None else None)
-
-    for arg in ("where", "having", "qualify", "distinct", "limit"):
-        if tree.args.get(arg):
-            raise fail(f"an updating GROUP BY over a lifetime join takes no {arg.upper()} (filter inside)", tree)
-    group = tree.args["group"]
+    fail = failing(sql)
+    refuse_clauses(tree, "an updating GROUP BY over a lifetime join", fail)
     keys = []
-    for item in group.expressions:
+    for item in tree.args["group"].expressions:
         if not isinstance(item, exp.Column) or ident_name(item) not in life.output_schema.names:
             raise fail("an updating GROUP BY over a lifetime join groups by columns of its subquery", item)
         keys.append(ident_name(item))
@@ -122,22 +160,9 @@ def plan_life_agg(
                 item,
             )
         outputs.append(OuterAggregate(function, ident_name(argument), index))
-    rewritten = tree.copy()
-    rewritten.set("order", None)  # a stream has no order
-    inner_ref = rewritten.args.get("from_") or rewritten.args.get("from")
-    assert isinstance(inner_ref, exp.From)
-    alias = subquery.alias_or_name or _INNER
-    inner_ref.set("this", exp.to_table(_INNER).as_(alias) if alias != _INNER else exp.to_table(_INNER))
-    ctx = datafusion.SessionContext()
-    ctx.register_record_batches(_INNER, [[pa.RecordBatch.from_pylist([], schema=life.output_schema)]])
-    try:
-        output: pa.Schema = ctx.sql(to_sql(rewritten)).schema()
-    except Exception as error:  # DataFusion raises plain Exceptions for planning errors
-        raise fail(f"cannot plan the continuous query: {single._clean(str(error))}") from None
+    _, output = over_inner(tree, subquery, life.output_schema, fail)
     spec = GroupAggSpec(tuple(keys), tuple(outputs), output)
-    values = {f.name: getattr(life, f.name) for f in dataclasses.fields(LifePlan)}
-    values |= {"sql": sql, "output_schema": output, "kind": "lifetime join + updating aggregate"}
-    return LifeAggPlan(**values, inner_output=life.output_schema, grouping=spec)
+    return LifeAggPlan(**life_fields(life, sql, output, "lifetime join + updating aggregate"), grouping=spec)
 
 
 class LifeAggOperator(LifeJoinOperator):

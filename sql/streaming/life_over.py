@@ -37,13 +37,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
-from streamhouse.sql.dialect import ident_name, node_position, to_sql
+from streamhouse.sql.dialect import ident_name, to_sql
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import partitioned
 from streamhouse.sql.streaming import plan as single
 from streamhouse.sql.streaming.assign import event_ms
 from streamhouse.sql.streaming.group_agg import changelog
-from streamhouse.sql.streaming.life_agg import LifeAggOperator, LifeAggPlan
+from streamhouse.sql.streaming.life_agg import (
+    LifeAggOperator,
+    LifeAggPlan,
+    failing,
+    from_subquery,
+    life_fields,
+    over_inner,
+    refuse_clauses,
+)
 from streamhouse.sql.streaming.life_plan import LifePlan, plan_life_join
 from streamhouse.sql.streaming.operator import StepResult
 from streamhouse.sql.streaming.two_sided import fingerprint
@@ -88,11 +96,7 @@ def outer_over(tree: exp.Query) -> exp.Subquery | None:
     """The inner query of `SELECT …, f(…) OVER (…) FROM (<query>) [alias]`, or None."""
     if not isinstance(tree, exp.Select) or tree.args.get("group") or not _windows(tree):
         return None
-    source = tree.args.get("from_") or tree.args.get("from")
-    if source is None or tree.args.get("joins"):
-        return None
-    inner = source.this
-    return inner if isinstance(inner, exp.Subquery) and isinstance(inner.this, exp.Select) else None
+    return from_subquery(tree)
 
 
 def plan_life_over(
@@ -101,9 +105,7 @@ def plan_life_over(
     subquery = outer_over(tree)
     assert subquery is not None
 
-    def fail(message: str, at: exp.Expr | None = None) -> SqlError:
-        return SqlError(message, position=node_position(at, sql) if at is not None else None)
-
+    fail = failing(sql)
     inner_tree = subquery.this
     assert isinstance(inner_tree, exp.Select)
     probe = plan_life_join(to_sql(inner_tree), inner_tree, schema_of, watermark_of)
@@ -114,9 +116,7 @@ def plan_life_over(
     owner_alias = next(a for a, t in aliases.items() if t == owner.topic)
     keyed = inner_tree.copy().select(exp.column(probe.owner_key, table=owner_alias).as_(OWNER), copy=False)
     life = plan_life_join(to_sql(keyed), keyed, schema_of, watermark_of)
-    for arg in ("where", "having", "qualify", "distinct", "limit"):
-        if tree.args.get(arg):
-            raise fail(f"an OVER across a lifetime join's rows takes no {arg.upper()} (filter inside)", tree)
+    refuse_clauses(tree, "an OVER across a lifetime join's rows", fail)
     windows = _windows(tree)
     shapes = {
         (to_sql(exp.Tuple(expressions=w.args.get("partition_by") or [])), to_sql(w.args["order"])) for w in windows
@@ -155,23 +155,11 @@ def plan_life_over(
             f"{probe.end_column}), so rows settle and state stays bounded",
             ordered[0],
         )
-    rewritten = tree.copy()
-    rewritten.set("order", None)
-    source = rewritten.args.get("from_") or rewritten.args.get("from")
-    assert isinstance(source, exp.From)
+    rewritten, output = over_inner(tree, subquery, life.output_schema, fail)
     alias = subquery.alias_or_name
-    source.set("this", exp.to_table(_INNER).as_(alias) if alias else exp.to_table(_INNER))
-    ctx = datafusion.SessionContext()
-    ctx.register_record_batches(_INNER, [[pa.RecordBatch.from_pylist([], schema=life.output_schema)]])
-    try:
-        output: pa.Schema = ctx.sql(to_sql(rewritten)).schema()
-    except Exception as error:  # DataFusion raises plain Exceptions for planning errors
-        raise fail(f"cannot plan the continuous query: {single._clean(str(error))}") from None
     keyed_outer = rewritten.select(exp.column(OWNER, table=alias) if alias else exp.column(OWNER), copy=True)
     over = OverSpec(tuple(ident_name(p) for p in parts), order_by, int(start.this), to_sql(keyed_outer))
-    values = {f.name: getattr(life, f.name) for f in dataclasses.fields(LifePlan)}
-    values |= {"sql": sql, "output_schema": output, "kind": "lifetime join + OVER"}
-    return LifeOverPlan(**values, inner_output=life.output_schema, over=over)
+    return LifeOverPlan(**life_fields(life, sql, output, "lifetime join + OVER"), over=over)
 
 
 def _windows(tree: exp.Select) -> list[exp.Window]:

@@ -7,7 +7,8 @@ auctions) whose folded changelog equals q4; q6's OVER per seller across auctions
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import datafusion
 import pyarrow as pa
@@ -46,22 +47,38 @@ def adhoc(sql: str, **extra: pa.Table) -> pa.Table:
     return result
 
 
-def run(found: LifePlan, rounds: int) -> tuple[pa.Table, int]:
-    op = LifeJoinOperator(found, None)
-    tables = (DATA.auction, DATA.bid)
+Op = TypeVar("Op", bound=LifeJoinOperator)
+
+
+def feed(
+    make: Callable[[], Op], rounds: int, restore_at: int | None = None, size: Callable[[Op], int] | None = None
+) -> tuple[pa.Table, int, Op]:
+    """Both topics in `rounds` equal slices, then flush: the output, the peak of `size`
+    (state rows by default) and the operator; at round `restore_at` the state moves into a
+    fresh operator through a snapshot, as a restarted job's does."""
+    op = make()
     outputs, peak = [], 0
     for r in range(rounds):
+        if r == restore_at:
+            again = make()
+            again.restore(op.snapshot())
+            op = again
         batches = {}
-        for slot, table in enumerate(tables):
+        for slot, table in enumerate((DATA.auction, DATA.bid)):
             low, high = r * table.num_rows // rounds, (r + 1) * table.num_rows // rounds
             batches[slot] = table.slice(low, high - low)
         step = op.process_round(batches, r)
         assert not step.late.num_rows
         outputs.append(step.output)
-        peak = max(peak, op.state_rows)
+        peak = max(peak, op.state_rows if size is None else size(op))
     outputs.append(op.flush().output)
+    return pa.concat_tables(outputs), peak, op
+
+
+def run(found: LifePlan, rounds: int) -> tuple[pa.Table, int]:
+    got, peak, op = feed(lambda: LifeJoinOperator(found, None), rounds)
     assert op.state_rows == 0
-    return pa.concat_tables(outputs), peak
+    return got, peak
 
 
 @pytest.mark.parametrize("rounds", [6, 40])
@@ -104,21 +121,9 @@ def fold(changes: pa.Table, keys: int = 1) -> list[tuple[Any, ...]]:
 def run_q4(sql: str, rounds: int, restore_at: int | None = None) -> pa.Table:
     found = plan_continuous(sql, SCHEMAS.__getitem__, lambda _: ("date_time", 500))
     assert isinstance(found, LifeAggPlan)
-    op = LifeAggOperator(found, None)
-    outputs = []
-    for r in range(rounds):
-        if r == restore_at:
-            again = LifeAggOperator(found, None)
-            again.restore(op.snapshot())
-            op = again
-        batches = {}
-        for slot, table in enumerate((DATA.auction, DATA.bid)):
-            low, high = r * table.num_rows // rounds, (r + 1) * table.num_rows // rounds
-            batches[slot] = table.slice(low, high - low)
-        outputs.append(op.process_round(batches, r).output)
-    outputs.append(op.flush().output)
+    got, _, op = feed(lambda: LifeAggOperator(found, None), rounds, restore_at)
     assert op.stats().state_rows == op.state_rows <= 5  # one row per category once auctions closed
-    return pa.concat_tables(outputs)
+    return got
 
 
 @pytest.mark.parametrize(("rounds", "restore_at"), [(25, 11), (3, None)])
@@ -168,21 +173,8 @@ def test_groupings_over_many_auctions_are_refused_naming_why() -> None:
 def run_q6(sql: str, rounds: int, restore_at: int | None = None) -> tuple[pa.Table, int, int]:
     found = plan_continuous(sql, SCHEMAS.__getitem__, lambda _: ("date_time", 500))
     assert isinstance(found, LifeOverPlan)
-    op = LifeOverOperator(found, None)
-    outputs, peak = [], 0
-    for r in range(rounds):
-        if r == restore_at:
-            again = LifeOverOperator(found, None)
-            again.restore(op.snapshot())
-            op = again
-        batches = {}
-        for slot, table in enumerate((DATA.auction, DATA.bid)):
-            low, high = r * table.num_rows // rounds, (r + 1) * table.num_rows // rounds
-            batches[slot] = table.slice(low, high - low)
-        outputs.append(op.process_round(batches, r).output)
-        peak = max(peak, op.over_rows)
-    outputs.append(op.flush().output)
-    return pa.concat_tables(outputs), peak, op.over_rows
+    got, peak, op = feed(lambda: LifeOverOperator(found, None), rounds, restore_at, lambda op: op.over_rows)
+    return got, peak, op.over_rows
 
 
 def fold_multiset(changes: pa.Table) -> Counter[tuple[Any, ...]]:

@@ -35,15 +35,21 @@ def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
     return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
 
 
+def read_all(sh: Client, counts: dict[str, int]) -> str:
+    """Once the job has read every auction and bid: its watermark as a SQL timestamp literal's
+    text (the auctions whose `expires` is at or before it are closed), checking nothing was late."""
+    total = counts["auction"] + counts["bid"]
+    wait_for(lambda: sh.sql("SHOW JOBS").to_pylist()[0]["rows_in"] == total)
+    [job] = sh.sql("SHOW JOBS").to_pylist()
+    assert job["late_rows"] == 0
+    return datetime.fromisoformat(job["watermark"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def test_nexmark_q9_view_equals_the_adhoc_query_over_closed_auctions(tmp_path: Path) -> None:
     with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
         counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
         sh.sql(f"CREATE MATERIALIZED VIEW q9 WITH ('checkpoint-interval' = '100ms') AS {Q9}")
-        total = counts["auction"] + counts["bid"]
-        wait_for(lambda: sh.sql("SHOW JOBS").to_pylist()[0]["rows_in"] == total)
-        [job] = sh.sql("SHOW JOBS").to_pylist()
-        assert job["late_rows"] == 0
-        mark = datetime.fromisoformat(job["watermark"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        mark = read_all(sh, counts)
         expected = rows(sh, f"SELECT {COLUMNS} FROM ({Q9}) W WHERE expires <= TIMESTAMP '{mark}'")
         assert len(expected) > 20
         wait_for(lambda: rows(sh, f"SELECT {COLUMNS} FROM q9") == expected)
@@ -59,10 +65,7 @@ def test_nexmark_q4_as_one_job_emits_changes_that_fold_to_the_adhoc_q4(tmp_path:
         with pytest.raises(SqlError, match=r"must emit changes"):
             sh.sql(f"CREATE MATERIALIZED VIEW q4f AS {Q4}")
         sh.sql(f"CREATE MATERIALIZED VIEW q4 WITH ('checkpoint-interval' = '100ms', 'emit' = 'changes') AS {Q4}")
-        total = counts["auction"] + counts["bid"]
-        wait_for(lambda: sh.sql("SHOW JOBS").to_pylist()[0]["rows_in"] == total)
-        [job] = sh.sql("SHOW JOBS").to_pylist()
-        mark = datetime.fromisoformat(job["watermark"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        mark = read_all(sh, counts)
         closed = Q4_PER_AUCTION.replace("GROUP BY", f"AND A.expires <= TIMESTAMP '{mark}' GROUP BY")
         expected = rows(sh, f"SELECT Q.category, AVG(Q.final) FROM ({closed}) Q GROUP BY Q.category")
         assert len(expected) >= 3
@@ -87,10 +90,7 @@ def test_nexmark_q6_as_one_job_emits_changes_that_fold_to_the_adhoc_q6(tmp_path:
     with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
         counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
         sh.sql(f"CREATE MATERIALIZED VIEW q6 WITH ('checkpoint-interval' = '100ms', 'emit' = 'changes') AS {Q6}")
-        total = counts["auction"] + counts["bid"]
-        wait_for(lambda: sh.sql("SHOW JOBS").to_pylist()[0]["rows_in"] == total)
-        [job] = sh.sql("SHOW JOBS").to_pylist()
-        mark = datetime.fromisoformat(job["watermark"]).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        mark = read_all(sh, counts)
         closed = Q6.replace("GROUP BY A.id", f"AND A.expires <= TIMESTAMP '{mark}' GROUP BY A.id")
         expected = sorted(Counter(tuple(r.values()) for r in sh.sql(closed).to_pylist()).elements())
         assert len(expected) > 20
