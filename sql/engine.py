@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +20,11 @@ from sqlglot.errors import ParseError
 from streamhouse.sql.dialect import parse_query as parse_user_query
 from streamhouse.sql.dialect import to_sql
 from streamhouse.sql.errors import SqlError
+from streamhouse.sql.org_names import client_name as _client_name
+from streamhouse.sql.org_names import named as _named
+from streamhouse.sql.org_names import named_jobs as _named_jobs
+from streamhouse.sql.org_names import stored as _stored
+from streamhouse.sql.org_names import visible_topics
 from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, topic_schema
 from streamhouse.sql.query.latest import is_latest, latest_tables, scan_latest
 from streamhouse.sql.query.limits import (
@@ -118,31 +123,32 @@ class SqlEngine:
         if isinstance(statement, AlterTopic):
             s = statement
             access.require("alter", "topic", s.name)
-            info = await self.source.alter_topic(s.name, s.set_config, s.reset, s.add_partitions)
-            return _show([info]).select(["topic", "partitions", "config"])
+            info = await self.source.alter_topic(_stored(s.name), s.set_config, s.reset, s.add_partitions)
+            return _show([_named(info)]).select(["topic", "partitions", "config"])
         if isinstance(statement, ShowTopics):
-            return _show(await self._visible())
+            return _show([_named(t) for t in (await self._visible()).values()])
         if isinstance(statement, Describe):
             access.require("describe", "topic", statement.name)
             if statement.partitions:
                 return await self._describe_partitions(await self._topic(statement.name))
-            return _describe(await self._topic(statement.name))
+            return _describe(_named(await self._topic(statement.name)))
         if isinstance(statement, Explain):
             job = parse_statement(statement.query)
             if isinstance(job, CreateJob) and self.jobs is not None:  # EXPLAIN of a job: its kind and state
-                return await self.jobs.explain(job)
+                return await self.jobs.explain(replace(job, name=_stored(job.name)))
             return await self._governed(statement.query, limits, explain=True)
         if isinstance(statement, CreateJob | DropJob | ShowJobs):
             if self.jobs is None:
                 raise SqlError("continuous queries need an agent (or the embedded engine) to run them")
             if isinstance(statement, CreateJob):
                 await self._authorize_job(statement)
-                return await self.jobs.create(statement)
+                return _named_jobs(await self.jobs.create(replace(statement, name=_stored(statement.name))))
             if isinstance(statement, DropJob):
                 access.require("delete", "job", statement.name)
                 materialized = sql.split(None, 2)[1].upper() == "MATERIALIZED"
-                return await self.jobs.drop(statement, materialized=materialized)
-            return await self.jobs.show()
+                stored = replace(statement, name=_stored(statement.name))
+                return _named_jobs(await self.jobs.drop(stored, materialized=materialized), "dropped")
+            return _named_jobs(await self.jobs.show())
         return await self._governed(sql, limits, explain=False)
 
     def _set(self, setting: SetStatement) -> pa.Table:
@@ -163,26 +169,28 @@ class SqlEngine:
         access.require("create", "topic", statement.name)
         schema = statement.schema.to_json() if statement.schema is not None else None
         try:
-            info = await self.source.create_topic(statement.name, statement.partitions, statement.config, schema)
+            name = _stored(statement.name)
+            info = await self.source.create_topic(name, statement.partitions, statement.config, schema)
         except TopicExistsError:
             if not statement.if_not_exists:
                 raise
-            info = await self.source.get_topic(statement.name)
-        return pa.table({"topic": [info.name], "partitions": pa.array([info.partitions], pa.int32())})
+            info = await self.source.get_topic(_stored(statement.name))
+        return pa.table({"topic": [statement.name], "partitions": pa.array([info.partitions], pa.int32())})
 
     async def _drop(self, statement: DropTopic) -> pa.Table:
         access.require("delete", "topic", statement.name)
         try:
-            await self.source.delete_topic(statement.name)
+            await self.source.delete_topic(_stored(statement.name))
         except NotFoundError:
             if not statement.if_exists:
                 raise
         return pa.table({"dropped": [statement.name]})
 
-    async def _visible(self) -> list[TopicInfo]:
-        """The topics the current request may describe (ACLs, storage/access.py): a query or
-        SHOW TOPICS does not learn that the others exist."""
-        return [t for t in await self.source.list_topics() if access.allows("describe", "topic", t.name)]
+    async def _visible(self) -> dict[str, TopicInfo]:
+        """The topics the current request may describe, by the names its org uses (its
+        namespace, storage/namespace.py; ACLs, storage/access.py) → the stored topic: a query or
+        SHOW TOPICS does not learn that the others exist, nor can it name another org's."""
+        return visible_topics(await self.source.list_topics())
 
     async def _authorize_job(self, statement: CreateJob) -> None:
         """A job runs with its creator's rights, checked here when it is created: create on the
@@ -192,13 +200,13 @@ class SqlEngine:
         access.require("create" if statement.materialized else "write", "topic", statement.name)
         if access.CURRENT.get() is None:
             return  # auth off: nothing to check, and no planning cost
-        planned = self._plan(statement.select, {t.name: t for t in await self._visible()})
+        planned = self._plan(statement.select, await self._visible())
         for info in (*planned.names.values(), *planned.latest.values()):
-            access.require("read", "topic", info.name)
+            access.require("read", "topic", _client_name(info.name))
 
     async def _topic(self, name: str) -> TopicInfo:
         try:
-            return await self.source.get_topic(name)
+            return await self.source.get_topic(_stored(name))
         except NotFoundError:
             raise SqlError(f"topic {name!r} does not exist", name=name) from None
 
@@ -227,10 +235,9 @@ class SqlEngine:
             ) from None
 
     async def _query(self, sql: str, limits: QueryLimits, *, explain: bool) -> pa.Table:
-        topics = {t.name: t for t in await self._visible()}
-        planned = self._plan(sql, topics)
+        planned = self._plan(sql, await self._visible())
         for info in (*planned.names.values(), *planned.latest.values()):
-            access.require("read", "topic", info.name)  # a topic it may see but not read: refused
+            access.require("read", "topic", _client_name(info.name))  # a topic it may see but not read: refused
         tree = parse_query(planned.sql)
         # Columns from the query as written: the window rewrite's own SELECT * reads nothing more.
         columns = _referenced_columns(parse_user_query(sql))
@@ -317,7 +324,7 @@ def _with_pruning(plan: pa.Table, scans: list[TopicScan]) -> pa.Table:
     rows = [
         (
             "streamhouse pruning",
-            f"topic {s.info.name}: partitions {s.partitions_kept}/{s.partitions_total}, "
+            f"topic {_client_name(s.info.name)}: partitions {s.partitions_kept}/{s.partitions_total}, "
             f"segments {s.stats.segments_kept}/{s.stats.segments_total}, "
             f"blocks {s.stats.row_groups_kept}/{s.stats.row_groups_total}, "
             f"unflushed rows {s.stats.buffered_rows}, rows read {s.table.num_rows}, "

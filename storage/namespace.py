@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from typing import TypeVar
 
 from streamhouse.storage.errors import InvalidInputError, StreamHouseError
+from streamhouse.storage.model import TopicInfo
 
 SEPARATOR = "~"
 # The embedding process (org "") and the agents' own keys (engine/auth/agent_key.AGENTS_ORG).
@@ -75,6 +76,12 @@ def org_of(stored: str) -> str | None:
 def visible(stored: Iterable[str], org: str | None) -> list[str]:
     """The client names of the stored names that are `org`'s, in order."""
     return [n for n in (outer(s, org) for s in stored) if n is not None]
+
+
+def scoped(topics: Iterable[TopicInfo], org: str | None) -> dict[str, TopicInfo]:
+    """`org`'s topics by the names its clients use (a job's query resolves its tables here)."""
+    named = ((outer(t.name, org), t) for t in topics)
+    return {n: t for n, t in named if n is not None}
 
 
 def scrub(exc: StreamHouseError, org: str | None) -> StreamHouseError:

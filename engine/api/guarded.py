@@ -25,13 +25,21 @@ SQL statements are checked inside the SQL engine (sql/engine.py: the topics a qu
 create/alter/delete, a job's name, sources and output) under the same authorization, because
 only it knows which topics a statement names; create_job / drop_job are SQL statements there.
 
+Namespaces (issue 15, isolation; storage/namespace.py): a principal of an org names topics
+and groups in its org's namespace. ACLs are checked on the client's names; the inner contract
+gets the stored names (`<org>~<name>`) and every answer (lists, descriptions, results, error
+messages) is mapped back, so another org's resources can be neither named nor seen. Jobs and
+SQL statements are named in the org by the SQL engine.
+
 Deny by default: with `required` (auth on), a call that arrives with no authorization in its
 context (a front end that did not authenticate) is refused rather than let through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -46,7 +54,8 @@ from streamhouse.api.types import (
     TopicDescription,
 )
 from streamhouse.storage import access
-from streamhouse.storage.errors import AuthorizationError
+from streamhouse.storage import namespace as ns
+from streamhouse.storage.errors import AuthorizationError, StreamHouseError
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.model import TopicInfo
 
@@ -74,23 +83,47 @@ class GuardedFrontEnd:
         if self.required and access.CURRENT.get() is None:
             raise AuthorizationError("the request carries no authorization")
 
+    # -- the org's namespace (storage/namespace.py): client names in, client names out ---------
+    def _in(self, name: str) -> str:
+        return ns.inner(name, ns.current())
+
+    def _info(self, info: TopicInfo) -> TopicInfo:
+        org = ns.current()
+        return info if org is None else replace(info, name=ns.outer(info.name, org) or info.name)
+
+    def _visible(self, stored: str) -> str | None:
+        return ns.outer(stored, ns.current())
+
+    @contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        """An error names the caller's own names, never a stored one."""
+        try:
+            yield
+        except StreamHouseError as exc:
+            raise ns.scrub(exc, ns.current()) from None
+
     # -- topics ---------------------------------------------------------------------------------
     async def topic(self, name: str, partition: int | None = None) -> TopicInfo:
         self._require("describe", "topic", name)
-        return await self.inner.topic(name, partition)
+        with self._scrubbed():
+            return self._info(await self.inner.topic(self._in(name), partition))
 
     async def list_topics(self) -> list[TopicInfo]:
-        return [t for t in await self.inner.list_topics() if self._allows("describe", "topic", t.name)]
+        shown = [self._info(t) for t in await self.inner.list_topics() if self._visible(t.name) is not None]
+        return [t for t in shown if self._allows("describe", "topic", t.name)]
 
     async def describe_topic(self, name: str) -> TopicDescription:
         self._require("describe", "topic", name)
-        return await self.inner.describe_topic(name)
+        with self._scrubbed():
+            described = await self.inner.describe_topic(self._in(name))
+        return replace(described, info=self._info(described.info))
 
     async def create_topic(
         self, name: str, partitions: int = 1, config: Mapping[str, str] | None = None, value_schema: str | None = None
     ) -> TopicInfo:
         self._require("create", "topic", name)
-        return await self.inner.create_topic(name, partitions, config, value_schema)
+        with self._scrubbed():
+            return self._info(await self.inner.create_topic(self._in(name), partitions, config, value_schema))
 
     async def alter_topic(
         self,
@@ -100,15 +133,18 @@ class GuardedFrontEnd:
         add_partitions: int | None = None,
     ) -> TopicInfo:
         self._require("alter", "topic", name)
-        return await self.inner.alter_topic(name, set_config, reset, add_partitions)
+        with self._scrubbed():
+            return self._info(await self.inner.alter_topic(self._in(name), set_config, reset, add_partitions))
 
     async def delete_topic(self, name: str) -> None:
         self._require("delete", "topic", name)
-        await self.inner.delete_topic(name)
+        with self._scrubbed():
+            await self.inner.delete_topic(self._in(name))
 
     async def partition_leaders(self, topic: str) -> tuple[Leadership, ...]:
         self._require("describe", "topic", topic)
-        return await self.inner.partition_leaders(topic)
+        with self._scrubbed():
+            return await self.inner.partition_leaders(self._in(topic))
 
     # -- records --------------------------------------------------------------------------------
     async def produce(
@@ -122,7 +158,9 @@ class GuardedFrontEnd:
         append_time_ms: int | None = None,
     ) -> list[ProduceResult]:
         self._require("write", "topic", topic)
-        return await self.inner.produce(topic, partition, batch, acks, payload, appended, append_time_ms)
+        with self._scrubbed():
+            done = await self.inner.produce(self._in(topic), partition, batch, acks, payload, appended, append_time_ms)
+        return [replace(r, topic=topic) for r in done]
 
     async def fetch(
         self,
@@ -136,19 +174,22 @@ class GuardedFrontEnd:
         min_bytes: int = 1,
     ) -> FetchResult:
         self._require("read", "topic", topic)
-        return await self.inner.fetch(
-            topic,
-            partition,
-            offset,
-            max_records=max_records,
-            max_bytes=max_bytes,
-            max_wait_ms=max_wait_ms,
-            min_bytes=min_bytes,
-        )
+        with self._scrubbed():
+            fetched = await self.inner.fetch(
+                self._in(topic),
+                partition,
+                offset,
+                max_records=max_records,
+                max_bytes=max_bytes,
+                max_wait_ms=max_wait_ms,
+                min_bytes=min_bytes,
+            )
+        return replace(fetched, topic=topic)
 
     async def producer_state(self, topic: str, partition: int, producer_id: int) -> ProducerState | None:
         self._require("write", "topic", topic)
-        return await self.inner.producer_state(topic, partition, producer_id)
+        with self._scrubbed():
+            return await self.inner.producer_state(self._in(topic), partition, producer_id)
 
     async def new_producer_id(self) -> int:
         self._authorized()  # Kafka asks IdempotentWrite on the cluster; any authenticated principal here
@@ -157,69 +198,87 @@ class GuardedFrontEnd:
     # -- offsets --------------------------------------------------------------------------------
     async def earliest_offset(self, topic: str, partition: int) -> int:
         self._require("read", "topic", topic)
-        return await self.inner.earliest_offset(topic, partition)
+        with self._scrubbed():
+            return await self.inner.earliest_offset(self._in(topic), partition)
 
     async def end_offset(self, topic: str, partition: int) -> int:
         self._require("read", "topic", topic)
-        return await self.inner.end_offset(topic, partition)
+        with self._scrubbed():
+            return await self.inner.end_offset(self._in(topic), partition)
 
     async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> TimestampOffset:
         self._require("read", "topic", topic)
-        return await self.inner.offset_for_time(topic, partition, timestamp_ms)
+        with self._scrubbed():
+            return await self.inner.offset_for_time(self._in(topic), partition, timestamp_ms)
 
     async def max_timestamp_offset(self, topic: str, partition: int) -> TimestampOffset:
         self._require("read", "topic", topic)
-        return await self.inner.max_timestamp_offset(topic, partition)
+        with self._scrubbed():
+            return await self.inner.max_timestamp_offset(self._in(topic), partition)
 
     # -- consumer groups ------------------------------------------------------------------------
     async def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
         self._require("read", "group", group)
         self._require("read", "topic", topic)
-        await self.inner.commit_offsets(group, topic, offsets)
+        with self._scrubbed():
+            await self.inner.commit_offsets(self._in(group), self._in(topic), offsets)
 
     async def fetch_offsets(self, group: str, topic: str) -> list[GroupOffset]:
         self._require("describe", "group", group)
         self._require("describe", "topic", topic)
-        return await self.inner.fetch_offsets(group, topic)
+        with self._scrubbed():
+            held = await self.inner.fetch_offsets(self._in(group), self._in(topic))
+        return [replace(o, topic=topic) for o in held]
 
     async def committed_offsets(self, group: str, topic: str | None = None) -> dict[tuple[str, int], int]:
         self._require("describe", "group", group)
-        held = await self.inner.committed_offsets(group, topic)
-        # Only topics the principal may see: the others' names are not to be learnt this way.
-        return {k: v for k, v in held.items() if self._allows("describe", "topic", k[0])}
+        with self._scrubbed():
+            held = await self.inner.committed_offsets(self._in(group), None if topic is None else self._in(topic))
+        # Only the org's topics the principal may see: the others' names are not to be learnt this way.
+        shown = {(self._visible(t), p): v for (t, p), v in held.items()}
+        return {(t, p): v for (t, p), v in shown.items() if t is not None and self._allows("describe", "topic", t)}
 
     async def list_groups(self) -> list[str]:
-        return [g for g in await self.inner.list_groups() if self._allows("describe", "group", g)]
+        mine = ns.visible(await self.inner.list_groups(), ns.current())
+        return [g for g in mine if self._allows("describe", "group", g)]
 
     async def describe_group(self, group: str) -> GroupDescription:
         self._require("describe", "group", group)
-        return await self.inner.describe_group(group)
+        with self._scrubbed():
+            described = await self.inner.describe_group(self._in(group))
+        offsets = tuple(replace(o, topic=t) for o in described.offsets if (t := self._visible(o.topic)) is not None)
+        return replace(described, group=group, offsets=offsets)
 
     async def delete_group(self, group: str) -> None:
         self._require("delete", "group", group)
-        await self.inner.delete_group(group)
+        with self._scrubbed():
+            await self.inner.delete_group(self._in(group))
 
-    # -- SQL and jobs (checked per statement by the SQL engine) ---------------------------------
+    # -- SQL and jobs (checked per statement, and named in the org, by the SQL engine) ----------
     async def sql(self, query: str, settings: Mapping[str, str] | None = None) -> pa.Table:
         self._authorized()
-        return await self.inner.sql(query, settings)
+        with self._scrubbed():
+            return await self.inner.sql(query, settings)
 
     async def list_jobs(self) -> list[JobDescription]:
         return [j for j in await self.inner.list_jobs() if self._allows("describe", "job", j.name)]
 
     async def describe_job(self, name: str) -> JobDescription:
         self._require("describe", "job", name)
-        return await self.inner.describe_job(name)
+        with self._scrubbed():
+            return await self.inner.describe_job(name)
 
     async def create_job(
         self, name: str, select: str, *, into: str | None = None, options: Mapping[str, str] | None = None
     ) -> JobDescription:
         self._authorized()
-        return await self.inner.create_job(name, select, into=into, options=options)
+        with self._scrubbed():
+            return await self.inner.create_job(name, select, into=into, options=options)
 
     async def drop_job(self, name: str, *, drop_topic: bool = True) -> None:
         self._authorized()
-        await self.inner.drop_job(name, drop_topic=drop_topic)
+        with self._scrubbed():
+            await self.inner.drop_job(name, drop_topic=drop_topic)
 
     # -- health ---------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, str]:

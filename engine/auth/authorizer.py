@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from streamhouse.auth.acl import Grants, Who, grants
-from streamhouse.storage import access
+from streamhouse.storage import access, namespace
 from streamhouse.storage.errors import StorageUnavailableError
 from streamhouse.storage.metadata.acl_sql import AclRule
 
@@ -72,6 +72,7 @@ class Authorizer:
         """The principal's grants, set as the current request's authorization."""
         evaluated = await self.grants(principal)
         access.CURRENT.set(evaluated)
+        namespace.CURRENT_ORG.set(namespace.namespace_of(principal.org))  # the org's names only
         return evaluated
 
     def forget(self, org: str, principal: str) -> None:

@@ -26,6 +26,7 @@ from streamhouse.sql.streaming.join_plan import JoinPlan
 from streamhouse.sql.streaming.life_agg import LifeAggPlan
 from streamhouse.sql.streaming.operator import WindowOperator
 from streamhouse.sql.streaming.two_sided import late_schema
+from streamhouse.storage import namespace as ns
 from streamhouse.storage.errors import FencedError, JobNotFoundError, LeaseHeldError, TopicNotFoundError
 from streamhouse.storage.model import JobInfo, job_resource
 from streamhouse.storage.tasks import cancel_and_wait, wait_event
@@ -64,7 +65,8 @@ class JobManager:
         metadata = self.host.metadata
         options = parse_job_options(statement.options, statement.name)
         emit = options.emit
-        topics = {t.name: t for t in await metadata.list_topics()}
+        org = ns.org_of(statement.name)  # the job's org: its query names that org's topics only
+        topics = ns.scoped(await metadata.list_topics(), org)
         probe = JobInfo(statement.name, statement.select, statement.name, statement.options, 0, 0)
         try:
             plan = job_plan(probe, topics)
@@ -88,11 +90,11 @@ class JobManager:
                 if isinstance(plan, JoinPlan | IntervalPlan)
                 else topics[plan.topic].value_schema
             )
-            await self.host.topics.create_topic(dead_letter, 1, {}, value_schema)
+            await self.host.topics.create_topic(ns.inner(dead_letter, org), 1, {}, value_schema)
         if statement.materialized:
             schema = output_schema(changes_schema(plan.output_schema) if emit == "changes" else plan.output_schema)
             await self.host.topics.create_topic(statement.name, 1, {"job": statement.name}, schema.to_json())
-        elif statement.name not in topics:
+        elif (ns.outer(statement.name, org) or statement.name) not in topics:
             raise TopicNotFoundError(statement.name)
         job = await metadata.create_job(statement.name, statement.select, statement.name, statement.options)
         self._wake.set()
@@ -101,7 +103,7 @@ class JobManager:
     async def explain(self, statement: CreateJob) -> pa.Table:
         """EXPLAIN CREATE MATERIALIZED VIEW / INSERT INTO: how the job would run and the state
         it keeps (sql/streaming/explain.py); creates nothing."""
-        topics = {t.name: t for t in await self.host.metadata.list_topics()}
+        topics = ns.scoped(await self.host.metadata.list_topics(), ns.org_of(statement.name))
         probe = JobInfo(statement.name, statement.select, statement.name, statement.options, 0, 0)
         try:
             plan = job_plan(probe, topics)

@@ -30,6 +30,7 @@ from streamhouse.sql.streaming.lookup_join import LookupJoinOperator
 from streamhouse.sql.streaming.lookup_plan import LookupPlan
 from streamhouse.sql.streaming.operator import StepResult, WindowOperator
 from streamhouse.sql.streaming.plan import topic_watermark
+from streamhouse.storage import namespace as ns
 from streamhouse.storage.clock import now_ms as _now
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
@@ -73,7 +74,8 @@ class JobRunner:
     async def run(self) -> None:
         """Until cancelled (lease lost, job dropped, agent stopping) or fenced."""
         metadata = self.host.metadata
-        topics = {t.name: t for t in await metadata.list_topics()}
+        # The job's org's topics by its names (storage/namespace.py): it reads nothing else.
+        topics = ns.scoped(await metadata.list_topics(), ns.org_of(self.job.name))
         plan = job_plan(self.job, topics)
         if isinstance(plan, JoinPlan | IntervalPlan):
             sources = [topics[topic] for topic in plan.topics]
@@ -193,7 +195,10 @@ class JobRunner:
         metadata, store = self.host.metadata, self.host.store
         seq = self.seq + 1
         segments: list[SegmentInfo] = []
-        for name, pieces in ((self.job.output_topic, self._output), (self.options.dead_letter, self._late)):
+        dead_letter = self.options.dead_letter
+        if dead_letter is not None:
+            dead_letter = ns.inner(dead_letter, ns.org_of(self.job.name))
+        for name, pieces in ((self.job.output_topic, self._output), (dead_letter, self._late)):
             if not pieces or name is None:
                 continue
             info = topics.get(name) or await metadata.get_topic(name)

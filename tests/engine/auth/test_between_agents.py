@@ -77,8 +77,9 @@ def test_forwarding_carries_credentials(tmp_path: Path) -> None:
         assert sorted(k.state for k in agents) == ["active", "active"] and all(k.admin for k in agents)
         assert b.auth is not None
         hand_over = b.auth.forward(functools.partial(forward_to_leader))
-        assert run(hand_over(a.address, "t", 0, batch_from_values([4]))) == 3  # b's own key, accepted by a
-        assert run(a.service.end_offset("t", 0)) == 4
+        # Agents name partitions by their stored names (acme's `t` is `acme~t`, storage/namespace.py).
+        assert run(hand_over(a.address, "acme~t", 0, batch_from_values([4]))) == 3  # b's own key, accepted by a
+        assert run(a.service.end_offset("acme~t", 0)) == 4
         run(b.stop(grace_s=1))
         assert sorted(k.state for k in run(admin.keys(AGENTS_ORG))) == ["active", "revoked"]
     finally:
