@@ -8,11 +8,12 @@ bytes are committed segments only (what the object store holds); a WAL's unflush
 count once flushed. The limits are the org's row over the server's defaults, through the
 agent's one QuotaGate (its cache, its FailureTracker for a failing store).
 
-Which org a topic counts to is `owner` (topic name → org, or None: "counted to every org").
-Topics do not belong to organisations yet (namespaces are being added), so the default counts
-every topic to every org: the cluster is one tenant, and an org's quota bounds the whole
-cluster. That is conservative (an org is refused early, never late) and exact for one org;
-once topics carry their org, the agent passes that mapping here and nothing else changes.
+Which org a topic counts to is `owner` (stored topic name → org, or None: "counted to every
+org"), by default the namespaces' own mapping (storage/namespace.py `org_of`): `acme~orders`
+counts to acme alone. A topic in the global namespace (auth off, an admin's, the embedding
+process's, or made before namespaces) counts to every org: conservative (an org is refused
+early, never late), exact for a single tenant. Counting global topics to "" alone instead is
+one function passed as `owner`.
 
 The refusals are ResourceQuotaExceededError (the contract's table: gRPC RESOURCE_EXHAUSTED,
 Kafka 44 POLICY_VIOLATION, HTTP 507), raised before anything is written:
@@ -35,14 +36,10 @@ from prometheus_client.registry import Collector
 from streamhouse.auth.quota_gate import AGENTS_ORG, QuotaGate
 from streamhouse.storage.errors import ResourceQuotaExceededError
 from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.namespace import org_of
 
 USAGE_TTL_S = 5.0
 Owner = Callable[[str], str | None]
-
-
-def shared_owner(topic: str) -> str | None:
-    """Until topics belong to orgs: every topic counts to every org (module docstring)."""
-    return None
 
 
 class UsageStore(Protocol):
@@ -67,7 +64,7 @@ class StorageQuotas:
         gate: QuotaGate,
         store: UsageStore,
         *,
-        owner: Owner = shared_owner,
+        owner: Owner = org_of,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.gate = gate
