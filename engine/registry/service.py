@@ -4,7 +4,7 @@ Confluent's semantics: a schema is registered under a subject after the subject'
 level (its own, else the global one, else BACKWARD) accepts it against the live versions (the
 latest, or all for *_TRANSITIVE); the same schema again returns its id without a check; ids are
 global (storage/schemas/registry.py); soft delete hides versions, a permanent delete (only of
-soft-deleted versions) drops them; READONLY mode refuses writes. Everything that can change is
+soft-deleted versions) drops them; READONLY (and READONLY_OVERRIDE) mode refuses writes. Everything that can change is
 read from the store on each call (cache.py says why only schemas by id are cached)."""
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ _MAX_REFERENCE_DEPTH = 32
 _REGISTER_ATTEMPTS = 5  # a conflict means another agent wrote the subject meanwhile: check again
 _MAX_VERSION = 2**31 - 1
 IMPORT = "IMPORT"  # Confluent's migration mode: register with a given id and version
-_MODES = (*r.MODES, IMPORT)
+# Confluent's READONLY_OVERRIDE: read-only as READONLY (registering and deleting refused); set
+# globally it also overrides every subject's own mode (KafkaSchemaRegistry.getModeInScope), so
+# one call freezes the whole registry whatever the subjects say.
+READONLY_OVERRIDE = "READONLY_OVERRIDE"
+_READ_ONLY = ("READONLY", READONLY_OVERRIDE)
+_MODES = (*r.MODES, IMPORT, READONLY_OVERRIDE)
 
 
 @dataclass(frozen=True)
@@ -294,13 +299,16 @@ class RegistryService:
         return previous
 
     async def mode(self, subject: str | None, default_to_global: bool = True) -> str:
+        global_mode = await self.store.registry_setting(r.MODE, r.GLOBAL)
+        if global_mode == READONLY_OVERRIDE:  # overrides the subjects' own modes (module docstring)
+            return global_mode
         if subject is not None:
             mode = await self.store.registry_setting(r.MODE, subject)
             if mode is not None:
                 return mode
             if not default_to_global:
                 raise e.SubjectModeNotFoundError(f"subject {subject!r} has no mode of its own")
-        return await self.store.registry_setting(r.MODE, r.GLOBAL) or r.DEFAULT_MODE
+        return global_mode or r.DEFAULT_MODE
 
     async def set_mode(self, subject: str | None, mode: str, force: bool = False) -> str:
         mode = str(mode).upper()
@@ -323,5 +331,5 @@ class RegistryService:
         return previous
 
     async def _writable(self, subject: str) -> None:
-        if await self.mode(subject) == "READONLY":
+        if await self.mode(subject) in _READ_ONLY:
             raise e.OperationNotPermittedError(f"subject {subject!r} is in read-only mode")

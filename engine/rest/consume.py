@@ -1,6 +1,7 @@
 """Consume: a partition by offset range (long-poll), or a topic through a consumer group
 (its committed offsets, optionally committing what it returns). Answers are built as JSON
-text column-wise (records.py) and sent as one body.
+text column-wise (records.py) and sent as one body; a schema-registry topic's values come back
+decoded to JSON by default (typed_consume.py), value_type=BINARY gives the stored bytes.
 
 Group reads are stateless (no consumer instances to create and keep alive as in Confluent's
 v2 API): each call reads from the group's committed offsets, or from `reset` where it has
@@ -14,14 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import APIRouter, Query, Response
 
 from streamhouse.api.contract import FrontEnd
+from streamhouse.api.json_rows import single_chunk
 from streamhouse.api.types import FetchResult
+from streamhouse.registry.service import RegistryService
 from streamhouse.rest.errors import RestRoute
 from streamhouse.rest.models import (
     MAX_FETCH_BYTES,
@@ -32,6 +35,7 @@ from streamhouse.rest.models import (
     PartitionRecords,
 )
 from streamhouse.rest.records import join, record_texts
+from streamhouse.rest.typed_consume import ConsumeValueType, decoded_json, value_kind
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
@@ -40,7 +44,15 @@ MaxBytes = Annotated[int, Query(ge=1, le=MAX_FETCH_BYTES)]
 TimeoutMs = Annotated[int, Query(ge=0, le=MAX_WAIT_MS, description="long-poll: wait this long for a record")]
 _RESET = "where a partition with no commit starts"
 KeyType = Annotated[DataType, Query()]
-ValueType = Annotated[DataType, Query()]
+ValueType = Annotated[
+    ConsumeValueType | None,
+    Query(
+        description=(
+            "default: a schema-registry topic's values decoded to JSON by its format (AVRO, PROTOBUF, "
+            "JSONSCHEMA), other topics' as JSON; BINARY: the stored bytes (base64, wire format included)"
+        )
+    ),
+]
 
 
 def _json(body: str) -> Response:
@@ -76,17 +88,30 @@ async def read_partitions(
                 await task
 
 
-def records_of(results: list[FetchResult], key_type: DataType, value_type: DataType) -> str:
+async def records_of(
+    results: list[FetchResult],
+    key_type: DataType,
+    value_type: ConsumeValueType | None,
+    front: FrontEnd,
+    registry: RegistryService | None,
+    topic: str,
+) -> str:
+    kind, fmt, schema = await value_kind(front, topic, value_type)
     tables = [r.records for r in results if r.records.num_rows]
     if not tables:
         return ""
     partitions = pa.concat_arrays(
         [pa.repeat(pa.scalar(r.partition, pa.int32()), r.records.num_rows) for r in results if r.records.num_rows]
     )
-    return join(record_texts(pa.concat_tables(tables), partitions, key_type, value_type))
+    records = pa.concat_tables(tables)
+    value_json = None
+    if fmt is not None and schema is not None:
+        value_json = await decoded_json(registry, single_chunk(records.column("value")), fmt, schema)
+    plain = cast(DataType, kind) if value_json is None else "JSON"
+    return join(record_texts(records, partitions, key_type, plain, value_json))
 
 
-def consume_router(front: FrontEnd) -> APIRouter:
+def consume_router(front: FrontEnd, registry: RegistryService | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["records"], route_class=RestRoute)
 
     @router.get(
@@ -103,7 +128,7 @@ def consume_router(front: FrontEnd) -> APIRouter:
         max_bytes: MaxBytes = 1 << 20,
         timeout_ms: TimeoutMs = 0,
         key_type: KeyType = "JSON",
-        value_type: ValueType = "JSON",
+        value_type: ValueType = None,
     ) -> Response:
         if end_offset is not None:
             if end_offset < offset:
@@ -123,7 +148,7 @@ def consume_router(front: FrontEnd) -> APIRouter:
                 before_end = pc.less(result.records.column("offset"), pa.scalar(end_offset, pa.int64()))
                 rows = result.records.filter(before_end)
                 result = FetchResult(topic_name, partition_id, rows, end_offset, result.end_offset)
-        texts = records_of([result], key_type, value_type)
+        texts = await records_of([result], key_type, value_type, front, registry, topic_name)
         return _json(
             f'{{"topic_name":{_quote(topic_name)},"partition_id":{partition_id},"records":[{texts}],'
             f'"next_offset":{result.next_offset},"end_offset":{result.end_offset}}}'
@@ -145,7 +170,7 @@ def consume_router(front: FrontEnd) -> APIRouter:
         max_bytes: MaxBytes = 1 << 20,
         timeout_ms: TimeoutMs = 0,
         key_type: KeyType = "JSON",
-        value_type: ValueType = "JSON",
+        value_type: ValueType = None,
     ) -> Response:
         starts = await group_starts(front, group_id, topic_name, reset)
         results = await read_partitions(front, topic_name, starts, max_records, max_bytes, timeout_ms)
@@ -154,7 +179,7 @@ def consume_router(front: FrontEnd) -> APIRouter:
             await front.commit_offsets(group_id, topic_name, moved)
         nexts = {**starts, **moved}
         next_offsets = ",".join(f'{{"partition_id":{p},"offset":{o}}}' for p, o in sorted(nexts.items()))
-        texts = records_of(results, key_type, value_type)
+        texts = await records_of(results, key_type, value_type, front, registry, topic_name)
         return _json(
             f'{{"group_id":{_quote(group_id)},"topic_name":{_quote(topic_name)},"records":[{texts}],'
             f'"next_offsets":[{next_offsets}],"committed":{"true" if commit and moved else "false"}}}'

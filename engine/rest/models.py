@@ -21,8 +21,9 @@ MAX_STATEMENT_CHARS = 1 << 20
 NAME = Field(min_length=1, max_length=249)  # Kafka's topic-name ceiling; the agent checks the characters
 
 DataType = Literal["JSON", "BINARY", "STRING"]
-# Produce also takes AVRO: JSON data serialised with a registered schema (avro_produce.py).
-ProduceType = Literal["JSON", "BINARY", "STRING", "AVRO"]
+# Produce also takes AVRO, PROTOBUF and JSONSCHEMA: JSON data serialised with a registered
+# schema of that type (avro_produce.py).
+ProduceType = Literal["JSON", "BINARY", "STRING", "AVRO", "PROTOBUF", "JSONSCHEMA"]
 SubjectNameStrategy = Literal["TOPIC_NAME", "RECORD_NAME", "TOPIC_RECORD_NAME"]
 SchemaIdField = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Timestamp = Annotated[int, Field(ge=0, le=2**63 - 1)]
@@ -100,7 +101,8 @@ class Header(Strict):
 
 
 class SchemaSelector(Strict):
-    """Which registered schema serialises AVRO keys or values (Confluent REST Proxy v3's names)."""
+    """Which registered schema serialises AVRO, PROTOBUF or JSONSCHEMA keys or values (Confluent
+    REST Proxy v3's names)."""
 
     subject: str | None = Field(None, min_length=1, max_length=1_000, description="default: by the strategy")
     subject_name_strategy: SubjectNameStrategy | None = Field(
@@ -114,12 +116,12 @@ class ProduceRequest(Strict):
     partition_id: int | None = Field(None, ge=0, description="omit: by key hash, round robin without keys")
     key_type: ProduceType = "JSON"
     value_type: ProduceType = "JSON"
-    key_schema: SchemaSelector | None = Field(None, description="with key_type AVRO")
-    value_schema: SchemaSelector | None = Field(None, description="with value_type AVRO")
+    key_schema: SchemaSelector | None = Field(None, description="with key_type AVRO, PROTOBUF or JSONSCHEMA")
+    value_schema: SchemaSelector | None = Field(None, description="with value_type AVRO, PROTOBUF or JSONSCHEMA")
     values: list[Any] = Field(
         min_length=1,
         max_length=MAX_PRODUCE_RECORDS,
-        description="JSON values, strings, base64 for BINARY, or JSON data for AVRO",
+        description="JSON values, strings, base64 for BINARY, or JSON data for AVRO, PROTOBUF, JSONSCHEMA",
     )
     keys: list[Any] | None = Field(None, description="one per value (null: no key)")
     timestamps: list[Timestamp] | None = Field(None, description="epoch ms, one per value; 0 or absent: append time")

@@ -1,6 +1,6 @@
 """Produce: POST a batch of records to a topic (or one partition) with acks, answered with
-where each partition's share landed. The batch is built column-wise (records.py; AVRO keys and
-values serialised with a registered schema, avro_produce.py) and handed to the agent whole:
+where each partition's share landed. The batch is built column-wise (records.py; AVRO, PROTOBUF and
+JSONSCHEMA keys and values serialised with a registered schema, avro_produce.py) and handed to the agent whole:
 every record is stored or none is (the contract's produce). A partition led by another agent
 is produced there (forward.py), so a client can send to any agent of the cluster."""
 
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.tls import ClientTls
 from streamhouse.registry.service import RegistryService
-from streamhouse.rest.avro_produce import avro_column
+from streamhouse.rest.avro_produce import SCHEMA_TYPES, schema_column
 from streamhouse.rest.errors import RestRoute
 from streamhouse.rest.forward import Forwarder
 from streamhouse.rest.models import (
@@ -39,25 +39,28 @@ def produce_router(
     async def encoded(
         topic: str, items: Any, kind: ProduceType, selector: SchemaSelector | None, role: str
     ) -> tuple[Any, SchemaUsed | None]:
-        if kind != "AVRO":
+        if kind not in SCHEMA_TYPES:
             if selector is not None:
-                raise InvalidInputError(f"{role}_schema is only for {role}_type AVRO, not {kind}")
+                raise InvalidInputError(
+                    f"{role}_schema is only for {role}_type AVRO, PROTOBUF or JSONSCHEMA, not {kind}"
+                )
             return items, None
         if registry is None:
-            raise InvalidInputError(f"{role}_type AVRO needs the agent's schema registry, which is not served here")
+            raise InvalidInputError(f"{role}_type {kind} needs the agent's schema registry, which is not served here")
         # A topic created with a subject (CREATE TOPIC … WITH (format, subject)) names its values' subject.
         declared = parse_value_schema((await front.topic(topic)).value_schema) if role == "value" else None
-        done = await avro_column(registry, topic, items, selector, role, declared.subject if declared else None)
+        done = await schema_column(registry, topic, items, selector, role, declared.subject if declared else None, kind)
         return done.column, done.used
 
     @router.post(
         "/{topic_name}/records",
         summary="Produce a batch of records (columns: values, keys, timestamps, headers)",
-        response_model_exclude_none=True,  # key_schema / value_schema only when AVRO was asked for
+        response_model_exclude_none=True,  # key_schema / value_schema only when a schema type was asked for
         description=(
             "leader: acknowledged once in the leader's WAL; durable: once in a committed segment "
             "on the object store; none: on receipt (offsets -1). A refused batch stores nothing. "
-            "key_type/value_type AVRO: the JSON data is serialised with the schema key_schema / "
+            "key_type/value_type AVRO, PROTOBUF or JSONSCHEMA: the JSON data is checked and serialised with "
+            "the schema (of that type) key_schema / "
             "value_schema selects (subject, subject_name_strategy, schema_id or schema_version; "
             "default the latest of <topic>-key / <topic>-value) in the schema registry's wire format. "
             "A partition another agent leads is produced there (over gRPC), so any agent takes any produce."

@@ -155,9 +155,14 @@ def _json_headers(col: Any) -> pa.Array[Any]:
 
 
 def record_texts(
-    records: pa.Table, partitions: pa.Array[Any] | int, key_type: DataType, value_type: DataType
+    records: pa.Table,
+    partitions: pa.Array[Any] | int,
+    key_type: DataType,
+    value_type: DataType,
+    value_json: pa.Array[Any] | None = None,
 ) -> pa.Array[Any]:
-    """One JSON object text per record: partition_id, offset, timestamp, key, value, headers."""
+    """One JSON object text per record: partition_id, offset, timestamp, key, value, headers.
+    `value_json`: the values already as JSON texts (decoded by the topic's schema, typed_consume.py)."""
     n = records.num_rows
     columns: dict[str, pa.Array[Any]] = {
         "partition_id": partitions if isinstance(partitions, pa.Array) else pa.array(np.full(n, partitions, np.int32)),
@@ -167,7 +172,9 @@ def record_texts(
     raw: list[tuple[str, pa.Array[Any]]] = []
     for name, kind in (("key", key_type), ("value", value_type)):
         arr = single_chunk(records.column(name))
-        if kind == "JSON":
+        if name == "value" and value_json is not None:
+            raw.append((name, value_json))
+        elif kind == "JSON":
             raw.append((name, _raw_json(arr)))
         else:
             columns[name] = _text(arr, kind, name)

@@ -26,13 +26,14 @@ def rest_router(
     peer_tls: ClientTls | None = None,
 ) -> APIRouter:
     """`stopping`: set when the agent begins to stop; open event streams end on it. `registry`:
-    the schema registry AVRO produce serialises with (without it, AVRO is refused). `peer_tls`:
+    the schema registry produce by subject serialises with and consume decodes with (without
+    it, those are refused). `peer_tls`:
     how produce forwarding reaches other agents when the cluster serves TLS."""
     router = APIRouter()
     for part in (
         topics_router(front),
         produce_router(front, registry, peer_tls),
-        consume_router(front),
+        consume_router(front, registry),
         events_router(front, stopping or asyncio.Event()),
         groups_router(front),
         sql_router(front),
