@@ -6,29 +6,27 @@ schema, so their fields come in the same order: every record keeps a cursor, and
 read for all records in one numpy step (a varint in one round per byte, a string as one gather
 of all its bytes). Unions with null choose per record by mask; a record nests as a struct.
 Supported: null, boolean, int, long, float, double, bytes, string, enum (as string), fixed,
-records, unions of null and one type, logical date / timestamp-millis / timestamp-micros and
-decimal (bytes or fixed, precision <= 38, as decimal128).
-Arrays, maps and other unions raise UnsupportedAvroSchemaError (the caller keeps the
-bytes); a payload that does not fit its schema raises AvroDecodeError naming the record.
+records, arrays (list), maps (map<string, T>), unions (of null and one type: that type, nullable;
+of several types: a struct with a field per branch, avro_collections.py), logical date /
+timestamp-millis / timestamp-micros and decimal (bytes or fixed, precision <= 38, as
+decimal128), at any nesting. A recursive schema raises UnsupportedAvroSchemaError (the caller
+keeps the bytes); a payload that does not fit its schema raises AvroDecodeError naming the
+record and the field path.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.storage.schemas.errors import (
-    AvroDecodeError,
-    SchemaNotFoundError,
-    UnsupportedAvroSchemaError,
-    WireFormatError,
-)
-from streamhouse.storage.schemas.wire import Array, buffers, numpy_buffer, split, valid_mask, zigzag_varints
+from streamhouse.storage.schemas.avro_collections import read_array, read_map, read_union
+from streamhouse.storage.schemas.avro_cursor import Cursor, mask
+from streamhouse.storage.schemas.errors import SchemaNotFoundError, UnsupportedAvroSchemaError
+from streamhouse.storage.schemas.wire import Array, buffers, numpy_buffer, split, valid_mask
 
 _PRIMITIVE = {
     "null": pa.null(),
@@ -40,6 +38,7 @@ _PRIMITIVE = {
     "bytes": pa.binary(),
     "string": pa.string(),
 }
+_MAX_DEPTH = 64  # nesting levels; Arrow types cannot be recursive, so a recursive schema stops here
 _LOGICAL = {
     ("int", "date"): pa.date32(),
     ("long", "timestamp-millis"): pa.timestamp("ms", tz="UTC"),
@@ -47,58 +46,7 @@ _LOGICAL = {
 }
 
 
-@dataclass
-class _Cursor:
-    data: Array
-    pos: Array  # per record, advanced as fields are read
-    ends: Array
-    source: str
-
-    def check(self, live: Array, width: Array | int, what: str) -> None:
-        over = live & (self.pos + width > self.ends)
-        if over.any():
-            i = int(np.argmax(over))
-            raise AvroDecodeError(f"record {i}: the value ends inside {what}", index=i, source=self.source)
-
-    def varints(self, live: Array, what: str) -> Array:
-        try:
-            values, self.pos = zigzag_varints(self.data, self.pos, self.ends, live, self.source, what)
-        except WireFormatError as exc:
-            raise AvroDecodeError(str(exc).rsplit(" (", 1)[0], index=exc.index, source=self.source) from None
-        return values
-
-    def fixed(self, live: Array, width: int, what: str) -> Array:
-        """`width` bytes per live record (zeros elsewhere), as an (n, width) uint8 matrix."""
-        self.check(live, width, what)
-        at = np.where(live, self.pos, 0)
-        padded = self.data if len(self.data) >= width else np.zeros(width, np.uint8)
-        out = padded[np.minimum(at[:, None] + np.arange(width), len(padded) - 1)]
-        self.pos = np.where(live, self.pos + width, self.pos)
-        return np.where(live[:, None], out, 0).astype(np.uint8)
-
-
-def _mask(live: Array) -> pa.Buffer | None:
-    return None if live.all() else pa.array(live).buffers()[1]
-
-
-def _gather(cur: _Cursor, live: Array, lengths: Array, what: str) -> tuple[Array, Array]:
-    """The bytes at each live record's cursor, `lengths` each: (offsets, body); cursors advance."""
-    lengths = np.where(live, lengths, 0)
-    bad = live & (lengths < 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise AvroDecodeError(f"record {i}: negative length in {what}", index=i, source=cur.source)
-    cur.check(live, lengths, what)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    total = int(offsets[-1])
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    body = cur.data[cur.pos[owner] + (np.arange(total, dtype=np.int64) - offsets[owner])]
-    cur.pos = cur.pos + lengths
-    return offsets, body
-
-
-def _decimal(schema: Any, offsets: Array, body: Array, live: Array, cur: _Cursor, path: str) -> pa.Array[Any]:
+def _decimal(schema: Any, offsets: Array, body: Array, live: Array, cur: Cursor, path: str) -> pa.Array[Any]:
     """Avro decimals (big-endian two's complement, per record) as Arrow decimal128 (16 bytes,
     little-endian), whole arrays: each byte placed by index arithmetic, the sign extended."""
     precision, scale = int(schema.get("precision", 0)), int(schema.get("scale", 0))
@@ -106,9 +54,7 @@ def _decimal(schema: Any, offsets: Array, body: Array, live: Array, cur: _Cursor
         raise UnsupportedAvroSchemaError(f"{path}: decimal({precision}, {scale}) is outside DECIMAL(1..38, 0..p)")
     n = len(live)
     lengths = np.diff(offsets)
-    if (lengths > 16).any():
-        i = int(np.argmax(lengths > 16))
-        raise AvroDecodeError(f"record {i}: a decimal of {int(lengths[i])} bytes at {path}", index=i, source=cur.source)
+    cur.fail(lengths > 16, lambda k: f"a decimal of {int(lengths[k])} bytes at {path}")
     j = np.arange(16)
     inside = j[None, :] < lengths[:, None]
     source = offsets[:-1, None] + lengths[:, None] - 1 - j[None, :]
@@ -117,15 +63,17 @@ def _decimal(schema: Any, offsets: Array, body: Array, live: Array, cur: _Cursor
     first = body[np.minimum(offsets[:-1], max(len(body) - 1, 0))] if len(body) else np.zeros(n, np.uint8)
     negative = (lengths > 0) & ((first & 0x80) != 0)
     out[negative[:, None] & ~inside] = 0xFF
-    return pa.Array.from_buffers(pa.decimal128(precision, scale), n, [_mask(live), numpy_buffer(out.reshape(-1))])
+    return pa.Array.from_buffers(pa.decimal128(precision, scale), n, [mask(live), numpy_buffer(out.reshape(-1))])
 
 
-def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: str) -> pa.Array[Any]:
+def _read(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], path: str) -> pa.Array[Any]:
     n = len(live)
+    if sum(map(path.count, ".[{")) > _MAX_DEPTH:
+        raise UnsupportedAvroSchemaError(f"{path}: nested over {_MAX_DEPTH} levels deep (a recursive schema?)")
     if isinstance(schema, str) and schema in names:
         schema = names[schema]
     if isinstance(schema, list):
-        return _union(schema, cur, live, names, path)
+        return read_union(schema, cur, live, names, path, _read)
     kind = schema["type"] if isinstance(schema, dict) else schema
     if isinstance(kind, (dict, list)):
         return _read(kind, cur, live, names, path)
@@ -146,12 +94,12 @@ def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: s
         raw = cur.fixed(live, width, path)
         return pa.array(raw.reshape(-1).view("<f4" if width == 4 else "<f8"), type=_PRIMITIVE[kind], mask=~live)
     if kind in ("bytes", "string"):
-        offsets, body = _gather(cur, live, cur.varints(live, f"{path} length"), path)
+        offsets, body = cur.gather(live, cur.varints(live, f"{path} length"), path)
         if logical == "decimal":
             return _decimal(schema, offsets, body, live, cur, path)
-        out = pa.Array.from_buffers(
-            pa.large_binary(), n, [_mask(live), numpy_buffer(offsets), numpy_buffer(body)]
-        ).cast(pa.binary())
+        out = pa.Array.from_buffers(pa.large_binary(), n, [mask(live), numpy_buffer(offsets), numpy_buffer(body)]).cast(
+            pa.binary()
+        )
         text: pa.Array[Any] = out.cast(pa.string()) if kind == "string" else out  # the cast checks UTF-8
         return text
     if kind == "fixed":
@@ -161,17 +109,13 @@ def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: s
         if logical == "decimal":
             fixed_offsets = np.arange(n + 1, dtype=np.int64) * size
             return _decimal(schema, fixed_offsets, raw.reshape(-1), live, cur, path)
-        return pa.Array.from_buffers(pa.binary(size), n, [_mask(live), numpy_buffer(raw.reshape(-1))])
+        return pa.Array.from_buffers(pa.binary(size), n, [mask(live), numpy_buffer(raw.reshape(-1))])
     if kind == "enum":
         names[_full_name(schema)] = schema
         symbols = pa.array(schema["symbols"], type=pa.string())
         index = cur.varints(live, path)
         bad = live & ((index < 0) | (index >= len(symbols)))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise AvroDecodeError(
-                f"record {i}: enum index {int(index[i])} out of range at {path}", index=i, source=cur.source
-            )
+        cur.fail(bad, lambda k: f"enum index {int(index[k])} out of range at {path}")
         picks: pa.Array[Any] = pa.array(np.where(live, index, 0).astype(np.int64), type=pa.int64(), mask=~live)
         return symbols.take(picks)
     if kind == "record":
@@ -181,19 +125,11 @@ def _read(schema: Any, cur: _Cursor, live: Array, names: dict[str, Any], path: s
         if not fields:
             return pa.StructArray.from_arrays([], fields=[], mask=pa.array(~live))
         return pa.StructArray.from_arrays(children, names=[f["name"] for f in fields], mask=pa.array(~live))
-    raise UnsupportedAvroSchemaError(f"{path}: Avro {kind} is not decoded into columns yet")
-
-
-def _union(branches: list[Any], cur: _Cursor, live: Array, names: dict[str, Any], path: str) -> pa.Array[Any]:
-    others = [i for i, b in enumerate(branches) if b != "null"]
-    if len(others) != 1 or len(branches) > 2:
-        raise UnsupportedAvroSchemaError(f"{path}: unions other than [null, T] are not decoded into columns yet")
-    branch = cur.varints(live, f"{path} union branch")
-    bad = live & ((branch < 0) | (branch >= len(branches)))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise AvroDecodeError(f"record {i}: union branch {int(branch[i])} at {path}", index=i, source=cur.source)
-    return _read(branches[others[0]], cur, live & (branch == others[0]), names, path)
+    if kind == "array":
+        return read_array(schema, cur, live, names, path, _read)
+    if kind == "map":
+        return read_map(schema, cur, live, names, path, _read)
+    raise UnsupportedAvroSchemaError(f"{path}: Avro type {kind!r} is not decoded into columns")
 
 
 def _full_name(schema: dict[str, Any]) -> str:
@@ -209,16 +145,12 @@ def decode(payloads: pa.Array[Any], schema_json: str, source: str = "value colum
     schema = json.loads(schema_json)
     starts, ends, data = buffers(payloads)
     live = valid_mask(payloads)
-    cur = _Cursor(data if len(data) else np.zeros(1, np.uint8), starts.copy(), ends, source)
+    cur = Cursor(data if len(data) else np.zeros(1, np.uint8), starts.copy(), ends, source)
     column = _read(schema, cur, live, {}, "$")
-    left = live & (cur.pos != ends)
-    if left.any():
-        i = int(np.argmax(left))
-        raise AvroDecodeError(
-            f"record {i}: {int(ends[i] - cur.pos[i])} bytes left after the schema's fields (another writer schema?)",
-            index=i,
-            source=source,
-        )
+    cur.fail(
+        live & (cur.pos != ends),
+        lambda k: f"{int(ends[k] - cur.pos[k])} bytes left after the schema's fields (another writer schema?)",
+    )
     return column
 
 
