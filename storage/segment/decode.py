@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.segment.footer import DECODE_ERRORS, SegmentFooter, corrupt
+from streamhouse.storage.values.nested_widen import widen_column, widens
 
 Chunk = bytes | bytearray | memoryview
 
@@ -104,12 +105,26 @@ def decode_segment(
 def with_null_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` as `schema`'s columns in order, any it lacks as a null column of that type: a
     segment written before schema evolution added a declared column (issue 13) reads it as
-    nulls, never as an error. Columns present are kept as they are (never retyped)."""
-    if all(name in table.column_names for name in schema.names):
-        return table.select(schema.names)
+    nulls, never as an error. A present column stored before nested evolution widened its ROW
+    (also inside ARRAY/MAP) is widened here (nested_widen.py: the new children read as nulls,
+    one vectorised cast); every reader of stored rows conforms them here. Other present columns
+    are kept as they are (never retyped)."""
     present = set(table.column_names)
-    fields = [table.schema.field(f.name) if f.name in present else f for f in schema]  # keeps NOT NULL
-    columns = [table.column(f.name) if f.name in present else pa.nulls(table.num_rows, f.type) for f in fields]
+    if all(f.name in present and table.schema.field(f.name).type == f.type for f in schema):
+        return table.select(schema.names)
+    fields: list[pa.Field[Any]] = []
+    columns: list[Any] = []
+    for want in schema:
+        if want.name not in present:
+            fields.append(want)
+            columns.append(pa.nulls(table.num_rows, want.type))
+            continue
+        have = table.schema.field(want.name)  # keeps NOT NULL
+        column = table.column(want.name)
+        if have.type != want.type and widens(have.type, want.type):
+            have, column = have.with_type(want.type), widen_column(column, want.type)
+        fields.append(have)
+        columns.append(column)
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 

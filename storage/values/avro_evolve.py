@@ -11,24 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pyarrow as pa
-
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.schemas.errors import SchemaValidationError
 from streamhouse.storage.values.avro_decode import avro_columns
+from streamhouse.storage.values.nested_widen import merged, widens
 from streamhouse.storage.values.schema import Column, ValueSchema
-
-# Avro's own promotions (int → long/float/double, long/float → double): a writer schema may use
-# the narrower type of a column declared from a later version, and the decode widens it losslessly.
-_WIDENS: frozenset[tuple[pa.DataType, pa.DataType]] = frozenset(
-    {
-        (pa.int32(), pa.int64()),
-        (pa.int32(), pa.float32()),
-        (pa.int32(), pa.float64()),
-        (pa.int64(), pa.float64()),
-        (pa.float32(), pa.float64()),
-    }
-)
+from streamhouse.storage.values.types import sql_type
 
 
 class ColumnEvolutionError(SchemaValidationError):
@@ -38,9 +26,10 @@ class ColumnEvolutionError(SchemaValidationError):
 
 
 def fits(writer: Column, declared: Column) -> bool:
-    """Whether values of the writer's field decode into the declared column without loss."""
-    have, want = writer.arrow_type, declared.arrow_type
-    return have == want or (have, want) in _WIDENS
+    """Whether values of the writer's field decode into the declared column without loss (a
+    record lacking some of the column's nested fields fits: those read as NULL)."""
+    want = declared.arrow_type
+    return merged(want, writer.arrow_type) == want
 
 
 def grown(
@@ -52,7 +41,8 @@ def grown(
     index: int,
     columns_of: Callable[[str, str], ValueSchema] = avro_columns,
 ) -> ValueSchema | None:
-    """`schema` with the writer schema's new fields appended, or None if it has none (a writer
+    """`schema` with the writer schema's new fields appended (and its ROW columns widened by the
+    fields it adds inside them), or None if it has none (a writer
     schema that is no record, or has no SQL-typed field, adds nothing: its decode judges it).
     ColumnEvolutionError if a field of a declared column changed its type incompatibly.
     `columns_of(text, subject)`: the columns a writer schema gives, per format (Protobuf and JSON
@@ -63,22 +53,32 @@ def grown(
     except InvalidInputError:
         return None
     added: list[Column] = []
+    wider: dict[str, Column] = {}
     for field in fields:
         declared = schema.column(field.name)
         if declared is None:
             added.append(field)
-        elif not fits(field, declared):
+            continue
+        grown_type = merged(declared.arrow_type, field.arrow_type)
+        if grown_type is not None and grown_type != declared.arrow_type:
+            wider[declared.name] = Column(declared.name, sql_type(grown_type))
+        elif grown_type is None:
             raise ColumnEvolutionError(
                 f"topic {topic!r}: record {index} names schema id {schema_id}, whose field {field.name!r} is "
                 f"{field.sql_type}, but the topic's column {declared.name!r} is {declared.sql_type}; a column "
                 "is never retyped (create a new topic, or a new field, for the new type)",
                 index=index,
             )
-    if not added:
+    if not added and not wider:
         return None
-    return ValueSchema((*schema.columns, *added), schema.watermark, schema.format, schema.subject)
+    kept = tuple(wider.get(c.name, c) for c in schema.columns)
+    return ValueSchema((*kept, *added), schema.watermark, schema.format, schema.subject)
 
 
 def extends(old: ValueSchema, new: ValueSchema) -> bool:
-    """Whether `new` keeps every column of `old` in place with its type (only appends)."""
-    return len(new.columns) >= len(old.columns) and new.columns[: len(old.columns)] == old.columns
+    """Whether `new` keeps every column of `old` in place, with its type or that type widened by
+    nested fields (nested_widen.widens), and only appends."""
+    return len(new.columns) >= len(old.columns) and all(
+        n.name == o.name and (n.sql_type == o.sql_type or widens(o.arrow_type, n.arrow_type))
+        for o, n in zip(old.columns, new.columns, strict=False)
+    )

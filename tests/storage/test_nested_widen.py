@@ -1,0 +1,128 @@
+"""Nested schema evolution (issue 13, nested_widen.py): a ROW column (also in ARRAY<ROW> and
+MAP<…, ROW>) grows by the fields a newer writer adds inside it, older stored rows read the new
+child as NULL (with_null_columns, which every reader goes through), a removed nested field keeps
+its child, and a real retype of a nested field stays refused."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from streamhouse.storage.segment.decode import with_null_columns
+from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
+from streamhouse.storage.values.avro_evolve import ColumnEvolutionError, extends, grown
+from streamhouse.storage.values.nested_widen import merged, widens
+
+IN1 = pa.struct([("city", pa.string())])
+IN2 = pa.struct([("city", pa.string()), ("zip", pa.int64())])
+OUT1 = pa.struct([("id", pa.int64()), ("address", IN1)])
+OUT2 = pa.struct([("id", pa.int64()), ("address", IN2)])
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (OUT1, OUT2),  # ROW in ROW
+        (pa.list_(IN1), pa.list_(IN2)),  # ARRAY<ROW>
+        (pa.map_(pa.string(), IN1), pa.map_(pa.string(), IN2)),  # MAP<…, ROW>
+        (pa.list_(pa.map_(pa.string(), OUT1)), pa.list_(pa.map_(pa.string(), OUT2))),
+    ],
+)
+def test_old_rows_widen_to_the_grown_type_with_null_children(old: pa.DataType, new: pa.DataType) -> None:
+    assert merged(old, new) == new and widens(old, new) and not widens(new, old)
+    assert merged(new, old) == new  # a writer lacking the child (removed, or older) fits as is
+    row = {"city": "Delft"}
+    value: Any
+    if pa.types.is_struct(old):
+        value = {"id": 1, "address": row}
+    elif pa.types.is_list(old) and pa.types.is_map(old.value_type):
+        value = [[("k", {"id": 1, "address": row})]]
+    elif pa.types.is_list(old):
+        value = [row, None]
+    else:
+        value = [("k", row)]
+    stored = pa.table({"v.c": pa.array([value, None], old), "v.n": [1, 2]}).slice(0)
+    want = pa.schema([("v.c", new), ("v.n", pa.int64()), ("v.added", pa.string())])
+    got = with_null_columns(stored, want)
+    assert got.schema == want
+    assert got.column("v.added").null_count == 2
+    widened = json.dumps(got.column("v.c").to_pylist(), default=str)
+    assert '"zip": null' in widened and "Delft" in widened
+    assert got.column("v.c")[1].as_py() is None  # a null row stays null
+
+
+def test_a_retyped_nested_field_is_no_widening() -> None:
+    retyped = pa.struct([("id", pa.int64()), ("address", pa.struct([("city", pa.int64())]))])
+    assert merged(OUT1, retyped) is None
+    assert merged(pa.list_(IN1), pa.list_(pa.int64())) is None
+    assert merged(pa.map_(pa.string(), IN1), pa.map_(pa.int64(), IN1)) is None
+    # Avro's lossless promotions still fit inside a record.
+    assert merged(pa.struct([("n", pa.int64())]), pa.struct([("n", pa.int32())])) == pa.struct([("n", pa.int64())])
+    stored = pa.table({"v.c": pa.array([1], pa.int64())})
+    assert with_null_columns(stored, pa.schema([("v.c", pa.string())])).column("v.c").type == pa.int64()  # kept
+
+
+def _record(*fields: dict[str, Any]) -> str:
+    inner = {"type": "record", "name": "Address", "fields": list(fields)}
+    return json.dumps(
+        {
+            "type": "record",
+            "name": "Order",
+            "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "address", "type": inner},
+                {"name": "stops", "type": {"type": "array", "items": "Address"}},
+                {"name": "sites", "type": {"type": "map", "values": "Address"}},
+            ],
+        }
+    )
+
+
+CITY = {"name": "city", "type": "string"}
+ZIP = {"name": "zip", "type": ["null", "long"], "default": None}
+
+
+def test_grown_widens_nested_columns_and_refuses_a_nested_retype() -> None:
+    v1 = avro_columns(_record(CITY), "orders-value")
+    v2 = grown(v1, _record(CITY, ZIP), topic="orders", schema_id=2, index=0)
+    assert v2 is not None and [c.name for c in v2.columns] == ["id", "address", "stops", "sites"]
+    assert v2.column("address").arrow_type == IN2
+    assert v2.column("stops").arrow_type == pa.list_(IN2)
+    assert v2.column("sites").arrow_type == pa.map_(pa.string(), IN2)
+    assert extends(v1, v2) and not extends(v2, v1)
+    # v3 removes city: the columns keep it (new rows read NULL), nothing to grow.
+    assert grown(v2, _record(ZIP), topic="orders", schema_id=3, index=0) is None
+    retyped = _record({"name": "city", "type": "long"})
+    with pytest.raises(ColumnEvolutionError, match=r"field 'address' is ROW<.*never retyped") as caught:
+        grown(v1, retyped, topic="orders", schema_id=4, index=7)
+    assert caught.value.index == 7
+
+
+def test_values_of_an_older_and_a_newer_writer_decode_into_the_widened_columns() -> None:
+    import io
+    import struct
+
+    import fastavro
+
+    v1_text, v3_text = _record(CITY), _record(ZIP)
+    v2 = grown(avro_columns(v1_text, "o-value"), _record(CITY, ZIP), topic="o", schema_id=2, index=0)
+    assert v2 is not None
+
+    def framed(schema_id: int, text: str, row: dict[str, Any]) -> bytes:
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, fastavro.parse_schema(json.loads(text)), row)
+        return b"\0" + struct.pack(">I", schema_id) + out.getvalue()
+
+    old = {"id": 1, "address": {"city": "Delft"}, "stops": [{"city": "Gouda"}], "sites": {"a": {"city": "Ede"}}}
+    new = {"id": 2, "address": {"zip": 7}, "stops": [], "sites": {"b": {"zip": 8}}}
+    values = pa.array([framed(1, v1_text, old), framed(3, v3_text, new)], pa.binary())
+    table = decode_avro_values(values, v2, {1: v1_text, 3: v3_text})
+    assert table.column("v.address").to_pylist() == [{"city": "Delft", "zip": None}, {"city": None, "zip": 7}]
+    assert table.column("v.stops").to_pylist() == [[{"city": "Gouda", "zip": None}], []]
+    assert table.column("v.sites").to_pylist() == [
+        [("a", {"city": "Ede", "zip": None})],
+        [("b", {"city": None, "zip": 8})],
+    ]
