@@ -236,10 +236,14 @@ def _with_decoded(
         stats.json_error_details += [text for o, text in details if wanted_range[0] <= o < wanted_range[1]]
     for name, column in zip(decoded.column_names, decoded.columns, strict=True):
         table = table.append_column(name, column)
-    # Decoded before schema evolution grew the columns: those rows lack the new ones (nulls).
-    missing = [f for f in schema.segment_schema() if f.name not in decoded.column_names]
-    for absent in missing:
-        table = table.append_column(absent, pa.nulls(table.num_rows, absent.type))
+    # Decoded before schema evolution grew the columns: those rows lack the new ones (nulls),
+    # and a ROW since widened by nested fields is widened (with_null_columns, like segments).
+    conformed = with_null_columns(table.select(decoded.column_names), schema.segment_schema())
+    for name, column in zip(conformed.column_names, conformed.columns, strict=True):
+        if name in decoded.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(conformed.schema.field(name), column)
     return table
 
 
