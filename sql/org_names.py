@@ -32,12 +32,12 @@ def named_jobs(table: pa.Table, column: str = "job") -> pa.Table:
     org = ns.current()
     if org is None or column not in table.column_names:
         return table
-    names = table.column(column).to_pylist()
+    names = [str(n) for n in table.column(column).to_pylist()]
     keep = [ns.outer(n, org) is not None for n in names]
     table = table.filter(pa.array(keep, pa.bool_()))
     for col in (column, "output_topic"):
         if col in table.column_names:
-            shown = [ns.outer(n, org) or n for n in table.column(col).to_pylist()]
+            shown = [ns.outer(str(n), org) or n for n in table.column(col).to_pylist()]
             table = table.set_column(table.column_names.index(col), col, pa.array(shown, table.schema.field(col).type))
     return table
 

@@ -11,9 +11,10 @@ in the metadata store and in the object store, where its segments are `topics/ac
 
 Who is in which namespace: the request's org, set by the authorizer next to its ACLs
 (engine/auth/authorizer.py, CURRENT_ORG). Nothing set — auth off, embedded mode, the agent's
-own work — and the system orgs (GLOBAL_ORGS: the embedding process, the agents' own keys) see
-the global namespace: unprefixed names, as before organisations, including other orgs' stored
-names. A job runs in the namespace its stored name carries (`org_of`), after restarts too.
+own work — admins (the cluster's operators) and the system orgs (GLOBAL_ORGS: the embedding
+process, the agents' own keys) see the global namespace: unprefixed names, as before
+organisations, where an org's resources appear by their stored names. A job runs in the
+namespace its stored name carries (`org_of`), after restarts too.
 
 The mapping is applied at the boundary every face passes (engine/api/guarded.py for gRPC,
 REST and Kafka; sql/engine.py for SQL; the registry's routes for subjects) and undone on every
@@ -40,9 +41,11 @@ CURRENT_ORG: contextvars.ContextVar[str | None] = contextvars.ContextVar("stream
 T = TypeVar("T")
 
 
-def namespace_of(org: str) -> str | None:
-    """The namespace a principal of `org` works in (None: the global one)."""
-    return None if org in GLOBAL_ORGS else org
+def namespace_of(org: str, *, admin: bool = False) -> str | None:
+    """The namespace a principal of `org` works in (None: the global one). An admin is the
+    cluster's operator (it creates orgs and keys for any of them, and no ACL binds it), so it
+    works in the global namespace, where an org's resources are named `<org>~<name>`."""
+    return None if admin or org in GLOBAL_ORGS else org
 
 
 def current() -> str | None:

@@ -72,7 +72,7 @@ class Authorizer:
         """The principal's grants, set as the current request's authorization."""
         evaluated = await self.grants(principal)
         access.CURRENT.set(evaluated)
-        namespace.CURRENT_ORG.set(namespace.namespace_of(principal.org))  # the org's names only
+        namespace.CURRENT_ORG.set(namespace.namespace_of(principal.org, admin=principal.admin))  # the org's names only
         return evaluated
 
     def forget(self, org: str, principal: str) -> None:

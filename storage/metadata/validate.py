@@ -56,6 +56,7 @@ def validate_topic_name(name: object, kind: str = "topic") -> str:
         raise InvalidInputError(
             f"invalid {kind} name {name!r}: use 1..{MAX_TOPIC_NAME} characters of [A-Za-z0-9._-], not '.' or '..'"
         )
+    assert isinstance(name, str)  # rest is a str only when name is
     return name
 
 

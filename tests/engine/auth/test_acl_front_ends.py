@@ -38,6 +38,9 @@ BOB_RULES = [
     ("subject", "literal", "acl-read-value", "read"),
 ]
 BOB_SEES = {"acl-read", "acl-w.1"}  # describe is implied by read / write
+# The admin works in the global namespace, where acme's resources have their stored names
+# (storage/namespace.py): bob's `acl-read` is the admin's `acme~acl-read`.
+ACME = "acme~"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class Acl:
     def ends(self) -> dict[str, int]:
         """Each topic's end offset, as the admin sees it (what a denial must not change)."""
         with self.client(self.root) as root:
-            return {t.name: root.describe(t.name).partitions[0].end_offset for t in root.topics()}
+            ends = {t.name: root.describe(t.name).partitions[0].end_offset for t in root.topics()}
+        return {name.removeprefix(ACME): end for name, end in ends.items()}
 
     def http(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -92,8 +96,8 @@ def acl(auth_agent: AuthAgent) -> Iterator[Acl]:
     agent.run(kafka.start())
     with streamhouse.connect(agent.grpc, api_key=root) as r:
         for name in ("acl-read", "acl-w.1", "acl-secret"):
-            r.create_topic(name, partitions=1)
-            r.produce(name, [{"n": 0}])
+            r.create_topic(ACME + name, partitions=1)
+            r.produce(ACME + name, [{"n": 0}])
     try:
         yield Acl(agent, bob, root, kafka)
     finally:
@@ -141,13 +145,13 @@ def test_grpc_sdk(acl: Acl) -> None:
         k: v for k, v in before.items() if k != "acl-w.1"
     }
     with acl.client(acl.root) as root:  # the admin bypasses every rule
-        assert "acl-sql-nope" not in {t.name for t in root.topics()}
-        assert root.groups() == ["acl-g1"]  # bob's one allowed commit, and no other
-        root.produce("acl-secret", [{"n": 1}])
-        assert root.read("acl-secret").num_rows == 2
-        root.delete_topic("acl-new")
+        assert ACME + "acl-sql-nope" not in {t.name for t in root.topics()}
+        assert root.groups() == [ACME + "acl-g1"]  # bob's one allowed commit, and no other
+        root.produce(ACME + "acl-secret", [{"n": 1}])
+        assert root.read(ACME + "acl-secret").num_rows == 2
+        root.delete_topic(ACME + "acl-new")
         with pytest.raises(TopicNotFoundError):
-            root.describe("acl-new")
+            root.describe(ACME + "acl-new")
 
 
 def test_rest(acl: Acl) -> None:
@@ -171,7 +175,9 @@ def test_rest(acl: Acl) -> None:
     status, answer = acl.http("POST", "/v1/topics/acl-w.1/records", acl.bob, {"values": [2], "partition_id": 0})
     assert status == 200, answer
     assert acl.ends()["acl-w.1"] == before["acl-w.1"] + 1
-    assert acl.http("POST", "/v1/topics/acl-secret/records", acl.root, {"values": [2], "partition_id": 0})[0] == 200
+    assert (
+        acl.http("POST", f"/v1/topics/{ACME}acl-secret/records", acl.root, {"values": [2], "partition_id": 0})[0] == 200
+    )
 
 
 def test_registry(acl: Acl) -> None:
@@ -267,5 +273,5 @@ def test_kafka(acl: Acl) -> None:
     finally:
         consumer.close()
     with acl.client(acl.root) as root:
-        assert "other-group" not in root.groups() and "acl-g2" in root.groups()
-    assert _produce(acl.kafka(acl.root), "acl-secret", b"x") is None  # the admin
+        assert ACME + "other-group" not in root.groups() and ACME + "acl-g2" in root.groups()
+    assert _produce(acl.kafka(acl.root), ACME + "acl-secret", b"x") is None  # the admin

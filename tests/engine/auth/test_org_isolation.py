@@ -123,6 +123,10 @@ def test_same_name_two_topics_and_object_prefix(orgs: Orgs) -> None:
         assert {t.name for t in b.topics()} == {"orders"}
         assert b.sql("SELECT count(*) AS n FROM orders").column("n").to_pylist() == [BETA_RECORDS]
         assert a.sql("SELECT count(*) AS n FROM orders").column("n").to_pylist() == [ACME_RECORDS]
+    root = orgs.agent.run(AuthAdmin(orgs.agent.server.service.manager.metadata).create_key("beta", "ops", admin=True))
+    with orgs.client(root.token) as r:  # an admin is the cluster's operator: the global namespace, stored names
+        assert {"acme~orders", "beta~orders"} <= {t.name for t in r.topics()}
+        assert r.read("beta~orders").num_rows == BETA_RECORDS
     store = orgs.agent.server.service.manager.store
     for org in ("acme", "beta"):  # each org's segments under its own prefix, and only there
         keys = [o.key for o in orgs.agent.run(store.list(f"topics/{org}~"))]
