@@ -20,6 +20,7 @@ from streamhouse.kafka.groups import EMPTY, Coordinator, join_error
 from streamhouse.kafka.handlers import Body, Context, Node, error_code
 from streamhouse.kafka.registry import Broker
 from streamhouse.storage import access
+from streamhouse.storage import namespace as ns
 from streamhouse.storage.errors import InvalidInputError, StreamHouseError
 
 NON_EMPTY_GROUP = 68
@@ -73,7 +74,7 @@ class GroupHandlers:
             return join_error(GROUP_AUTHORIZATION_FAILED, body["member_id"])
         if await self._not_mine(body["group_id"]):
             return join_error(codes.NOT_COORDINATOR, body["member_id"])
-        response = await self.coordinator.join(body, version, ctx.client_id, ctx.client_host)
+        response = await self.coordinator.join(_in_org(body), version, ctx.client_id, ctx.client_host)
         if version < 7 and response.get("protocol_name") is None:
             response["protocol_name"] = ""
         return response
@@ -83,25 +84,25 @@ class GroupHandlers:
             return {"error_code": GROUP_AUTHORIZATION_FAILED, "assignment": b""}
         if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR, "assignment": b""}
-        return await self.coordinator.sync(body)
+        return await self.coordinator.sync(_in_org(body))
 
     async def heartbeat(self, body: Body, version: int, ctx: Context) -> Body:
         if not access.allows("read", "group", body["group_id"]):
             return {"error_code": GROUP_AUTHORIZATION_FAILED}
         if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR}
-        return self.coordinator.heartbeat(body)
+        return self.coordinator.heartbeat(_in_org(body))
 
     async def leave_group(self, body: Body, version: int, ctx: Context) -> Body:
         if not access.allows("read", "group", body["group_id"]):
             return {"error_code": GROUP_AUTHORIZATION_FAILED, "members": []}
         if await self._not_mine(body["group_id"]):
             return {"error_code": codes.NOT_COORDINATOR, "members": []}
-        return self.coordinator.leave(body, version)
+        return self.coordinator.leave(_in_org(body), version)
 
     async def offset_commit(self, body: Body, version: int, ctx: Context) -> Body:
         gid = body["group_id"]
-        refused = self.coordinator.generation_error(gid, body["member_id"], body["generation_id"])
+        refused = self.coordinator.generation_error(_key(gid), body["member_id"], body["generation_id"])
         if await self._not_mine(gid):
             refused = codes.NOT_COORDINATOR
         topics = []
@@ -145,7 +146,7 @@ class GroupHandlers:
     async def describe_groups(self, body: Body, version: int, ctx: Context) -> Body:
         out = []
         for gid in body["groups"]:
-            group = self.coordinator.groups.get(gid)
+            group = self.coordinator.groups.get(_key(gid))
             if not access.allows("describe", "group", gid):
                 out.append({"error_code": GROUP_AUTHORIZATION_FAILED, "group_id": gid, "group_state": "",
                             "protocol_type": "", "protocol_data": "", "members": []})  # fmt: skip
@@ -169,8 +170,9 @@ class GroupHandlers:
 
     async def list_groups(self, body: Body, version: int, ctx: Context) -> Body:
         states: dict[str, tuple[str, str]] = {gid: (EMPTY, "consumer") for gid in await self.front.list_groups()}
-        for gid, group in self.coordinator.groups.items():
-            if group.members and access.allows("describe", "group", gid):
+        for key, group in self.coordinator.groups.items():
+            gid = ns.outer(key, ns.current())  # None: another org's group
+            if gid is not None and group.members and access.allows("describe", "group", gid):
                 states[gid] = (group.state, group.protocol_type or "")
         wanted = set(body["states_filter"] or [])
         groups = [
@@ -183,7 +185,7 @@ class GroupHandlers:
     async def delete_groups(self, body: Body, version: int, ctx: Context) -> Body:
         results = []
         for gid in body["groups_names"]:
-            group = self.coordinator.groups.get(gid)
+            group = self.coordinator.groups.get(_key(gid))
             if group is not None and group.members:
                 results.append({"group_id": gid, "error_code": NON_EMPTY_GROUP})
                 continue
@@ -192,6 +194,17 @@ class GroupHandlers:
                 results.append({"group_id": gid, "error_code": codes.GROUP_ID_NOT_FOUND})
                 continue
             await self.front.delete_group(gid)
-            self.coordinator.groups.pop(gid, None)
+            self.coordinator.groups.pop(_key(gid), None)
             results.append({"group_id": gid, "error_code": 0})
         return {"throttle_time_ms": 0, "results": results}
+
+
+def _key(gid: str) -> str:
+    """The coordinator's key of the request's org's group (storage/namespace.py): two orgs'
+    groups of one name are two groups, and one org's members are never another's to see."""
+    org = ns.current()
+    return gid if org is None else f"{org}{ns.SEPARATOR}{gid}"
+
+
+def _in_org(body: Body) -> Body:
+    return body if ns.current() is None else dict(body, group_id=_key(body["group_id"]))
