@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,3 +117,16 @@ def test_admin_statements_remote(auth_agent: AuthAgent) -> None:
     assert agent.run(metadata.acl_list("globex", "carol"))[0].resource_name == "gx."
     status, answer = _http_sql(agent, root, "CREATE ORG IF NOT EXISTS globex")
     assert status == 200, answer
+
+
+def test_embedded_runs_them(tmp_path: Path) -> None:
+    """Embedded mode is open (a library in the user's process): the statements run unchecked."""
+    with streamhouse.open(str(tmp_path / "data")) as client:
+        client.sql("CREATE ORG acme")
+        token = client.sql("CREATE API KEY FOR ci IN ORG acme ADMIN").column("token")[0].as_py()
+        client.sql("GRANT WRITE ON SUBJECT 'orders-value' TO ci IN ORG acme")
+        assert client.sql("SHOW ACLS FOR ci").column("resource_type").to_pylist() == ["subject"]
+        assert [k.admin for k in client.auth.keys("acme")] == [True]
+        with pytest.raises(SqlError, match="end of the statement"):
+            client.sql("SHOW ORGS please")
+        assert token.split(".")[1] not in repr(client.sql("SHOW API KEYS").to_pylist())
