@@ -131,7 +131,8 @@ class SchemaIdCheck:
         Schema evolution: a writer schema with record fields the topic lacks first grows the
         topic's columns in the metadata store (`_evolve`), and the batch is decoded into the grown
         columns; the topic is returned as it now is, so the caller's cache and the partition
-        writer follow it. A field retyped incompatibly refuses the batch (ColumnEvolutionError)."""
+        writer follow it; fields added inside a record widen its ROW column in place (nested_widen.py).
+        A field retyped incompatibly, nested or not, refuses the batch (ColumnEvolutionError)."""
         schema = parse_value_schema(info.value_schema)
         fmt = registry_format(schema.format if schema is not None else None)
         if schema is None or fmt is None or batch.num_rows == 0:
@@ -234,7 +235,8 @@ class SchemaIdCheck:
                 raise TopicNotFoundError(info.name)  # the topic this batch was checked against is gone
             if after.value_schema == bigger.to_json():
                 added = [c.name for c in bigger.columns[len(schema.columns) :]]
-                log.info("topic %r: schema evolution added columns %s", info.name, added)
+                widened = [c.name for c, o in zip(bigger.columns, schema.columns, strict=False) if c != o]
+                log.info("topic %r: schema evolution added columns %s, widened %s", info.name, added, widened)
                 return after
             info = after
         raise StorageUnavailableError(f"topic {info.name!r}: columns kept changing while evolving its schema; retry")

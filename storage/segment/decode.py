@@ -107,8 +107,8 @@ def with_null_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
     segment written before schema evolution added a declared column (issue 13) reads it as
     nulls, never as an error. A present column stored before nested evolution widened its ROW
     (also inside ARRAY/MAP) is widened here (nested_widen.py: the new children read as nulls,
-    one vectorised cast); every reader of stored rows conforms them here. Other present columns
-    are kept as they are (never retyped)."""
+    one vectorised cast), one stored wider than `schema` is narrowed to it; every reader of
+    stored rows conforms them here. Other present columns are kept as they are (never retyped)."""
     present = set(table.column_names)
     if all(f.name in present and table.schema.field(f.name).type == f.type for f in schema):
         return table.select(schema.names)
@@ -121,7 +121,10 @@ def with_null_columns(table: pa.Table, schema: pa.Schema) -> pa.Table:
             continue
         have = table.schema.field(want.name)  # keeps NOT NULL
         column = table.column(want.name)
-        if have.type != want.type and widens(have.type, want.type):
+        # Widened by nested evolution after it was stored: widen. Stored after it, but asked
+        # for by a reader holding the topic's older columns (another agent's topic cache):
+        # narrow to what that reader knows, so its tables still concatenate.
+        if have.type != want.type and (widens(have.type, want.type) or widens(want.type, have.type)):
             have, column = have.with_type(want.type), widen_column(column, want.type)
         fields.append(have)
         columns.append(column)

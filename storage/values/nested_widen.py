@@ -67,7 +67,8 @@ def widens(old: pa.DataType, new: pa.DataType) -> bool:
 
 def widen_column(array: pa.ChunkedArray[Any] | pa.Array[Any], new: pa.DataType) -> Any:
     """`array` (stored as an older type that `widens` to `new`) as `new`: children it lacks are
-    nulls, every present value kept. One C++ cast, zero-copy for the children it has."""
+    nulls, every present value kept. One C++ cast, zero-copy for the children it has. Also
+    narrows (`new` widens to the stored type): the children `new` lacks are left out."""
     return array if array.type == new else array.cast(new)
 
 
