@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from streamhouse.storage import namespace as ns
 from streamhouse.storage.errors import AuthorizationError
 from streamhouse.storage.metadata.acl_sql import AclRule
 
@@ -48,6 +49,9 @@ class Grants:
     def allows(self, operation: str, resource_type: str, name: str) -> bool:
         if self.principal.admin:
             return True
+        # Rules name resources as the principal's org does; a stored name of its own org
+        # (`<org>~<name>`, storage/namespace.py: the registry's routes check those) is its name.
+        name = ns.outer(name, self.principal.org) or name
         operations = IMPLY_DESCRIBE if operation == "describe" else (operation,)
         for op in operations:
             if (resource_type, op, name) in self.literal or (resource_type, op, WILDCARD) in self.literal:
@@ -60,6 +64,7 @@ class Grants:
     def require(self, operation: str, resource_type: str, name: str) -> None:
         if not self.allows(operation, resource_type, name):
             who = f"{self.principal.org}/{self.principal.name}"
+            name = ns.outer(name, self.principal.org) or name
             raise AuthorizationError(
                 f"{who} may not {operation} {resource_type} {name!r}: no ACL allows it "
                 "(an admin adds one with `streamhouse auth acl add`)",

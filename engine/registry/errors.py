@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from streamhouse.registry.compat.errors import InvalidSchemaError as CompatInvalidSchemaError
+from streamhouse.storage import namespace as ns
 from streamhouse.storage.errors import (
     AuthorizationError,
     InvalidInputError,
@@ -92,4 +93,6 @@ def _message(exc: Exception) -> str:
         return f"invalid request: {problems}"
     if isinstance(exc, HTTPException):
         return f"HTTP {exc.status_code} {exc.detail}"
+    if isinstance(exc, StreamHouseError):  # the org's own subject names, not stored ones (storage/namespace.py)
+        return str(ns.scrub(exc, ns.current()))
     return str(exc)

@@ -23,7 +23,8 @@ from streamhouse.registry.errors import MEDIA_TYPE, RegistryErrorBody, RegistryR
 from streamhouse.registry.proto_descriptor import serialized
 from streamhouse.registry.service import Found, RegistryService, check_subject
 from streamhouse.storage import access
-from streamhouse.storage.schemas.errors import InvalidSchemaError
+from streamhouse.storage import namespace as ns
+from streamhouse.storage.schemas.errors import InvalidSchemaError, SchemaNotFoundError
 from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
 
 PREFIX = "/registry"
@@ -38,11 +39,23 @@ class _SubjectConvertor(Convertor[str]):
 
     regex = r"[\s\S]+"  # not ".+": a subject may hold a newline (%0A), which "." does not match
 
+    # Subjects are named in the request's org (issue 15, storage/namespace.py): every route gets
+    # the stored subject `<org>~<subject>`, and answers are mapped back (_shown).
     def convert(self, value: str) -> str:
-        return value
+        return _stored(value)
 
     def to_string(self, value: str) -> str:
-        return value
+        return _shown(value) or value
+
+
+def _stored(subject: str) -> str:
+    org = ns.current()
+    return subject if org is None else f"{org}{ns.SEPARATOR}{subject}"
+
+
+def _shown(stored: str) -> str | None:
+    """The org's name of a stored subject; None when it is another org's."""
+    return ns.outer(stored, ns.current())
 
 
 register_url_convertor("subject", _SubjectConvertor())
@@ -87,7 +100,7 @@ def _references(body: dict[str, Any]) -> tuple[Reference, ...]:
             version = int(ref["version"])
             if not 1 <= version <= 2**31 - 1:
                 raise ValueError(version)
-            out.append(Reference(str(ref["name"]), check_subject(str(ref["subject"])), version))
+            out.append(Reference(str(ref["name"]), check_subject(_stored(str(ref["subject"]))), version))
         except (KeyError, TypeError, ValueError):
             raise InvalidSchemaError(f"references[{i}] must be {{name, subject, version}}") from None
     return tuple(out)
@@ -111,13 +124,16 @@ def _schema_fields(schema: SchemaText, fmt: str | None = None) -> dict[str, Any]
     if schema.schema_type != "AVRO":  # Confluent leaves it out for Avro, and clients default to it
         out["schemaType"] = schema.schema_type
     if schema.references:
-        out["references"] = [{"name": r.name, "subject": r.subject, "version": r.version} for r in schema.references]
+        out["references"] = [
+            {"name": r.name, "subject": _shown(r.subject) or r.subject, "version": r.version} for r in schema.references
+        ]
     return out
 
 
 def _found(found: Found, fmt: str | None = None) -> dict[str, Any]:
     fields = _schema_fields(found.schema, fmt)
-    return {"subject": found.subject, "version": found.version, "id": found.schema_id, **fields}
+    subject = _shown(found.subject) or found.subject
+    return {"subject": subject, "version": found.version, "id": found.schema_id, **fields}
 
 
 # ACLs (issue 15, storage/access.py): per subject, register = write, reading schemas = read,
@@ -131,7 +147,10 @@ async def _readable(service: RegistryService, schema_id: int) -> None:
     rule); with no ACLs in force (auth off) there is nothing to look up."""
     if access.CURRENT.get() is None:
         return
-    subjects = {v.subject for v in await service.schema_versions(schema_id, True)}
+    stored = {v.subject for v in await service.schema_versions(schema_id, True)}
+    subjects = {name for name in map(_shown, stored) if name is not None}
+    if stored and not subjects:  # only other orgs' subjects use it: for this org it does not exist
+        raise SchemaNotFoundError(f"schema {schema_id} not found")
     if subjects and not any(access.allows("read", "subject", name) for name in subjects):
         access.require("read", "subject", min(subjects))  # raises: no subject of it is readable
 
@@ -167,20 +186,22 @@ def registry_router(service: RegistryService) -> APIRouter:
     @router.get("/schemas/ids/{schema_id}/subjects", summary="Subjects using a schema")
     async def schema_subjects(schema_id: SchemaId, request: Request) -> list[str]:
         versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
-        return sorted({v.subject for v in versions if access.allows("describe", "subject", v.subject)})
+        shown = (_shown(v.subject) for v in versions)
+        return sorted({name for name in shown if name is not None and access.allows("describe", "subject", name)})
 
     @router.get("/schemas/ids/{schema_id}/versions", summary="Subject versions using a schema")
     async def schema_versions(schema_id: SchemaId, request: Request) -> list[dict[str, Any]]:
         versions = await service.schema_versions(schema_id, _flag(request, "deleted"))
-        seen = [v for v in versions if access.allows("describe", "subject", v.subject)]
-        return [{"subject": v.subject, "version": v.version} for v in seen]
+        seen = [(name, v) for v in versions if (name := _shown(v.subject)) is not None]
+        return [{"subject": n, "version": v.version} for n, v in seen if access.allows("describe", "subject", n)]
 
     # -- subjects -------------------------------------------------------------------------------
     @router.get("/subjects", summary="Subjects")
     async def subjects(request: Request) -> list[str]:
         prefix = request.query_params.get("subjectPrefix", "")
-        listed = await service.subjects(_flag(request, "deleted"), prefix)
-        return [name for name in listed if access.allows("describe", "subject", name)]
+        listed = await service.subjects(_flag(request, "deleted"), _stored(prefix))
+        shown = (_shown(name) for name in listed)
+        return [name for name in shown if name is not None and access.allows("describe", "subject", name)]
 
     @router.post("/subjects/{subject:subject}/versions", summary="Register a schema under a subject")
     async def register(subject: str, request: Request) -> dict[str, Any]:
@@ -190,7 +211,7 @@ def registry_router(service: RegistryService) -> APIRouter:
         registered = await service.register(
             check_subject(subject), schema, _number(body, "id"), _number(body, "version")
         )
-        return {"id": registered.schema_id, "subject": subject, "version": registered.version}
+        return {"id": registered.schema_id, "subject": _shown(subject) or subject, "version": registered.version}
 
     @router.post("/subjects/{subject:subject}", summary="Look a schema up under a subject")
     async def lookup(subject: str, request: Request) -> dict[str, Any]:

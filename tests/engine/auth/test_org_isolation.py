@@ -1,7 +1,8 @@
 """Isolation between organisations (issue 15) on one real agent running `auth = "api-key"`:
 orgs `acme` (the folder's alice) and `beta` (carol, allowed everything by rule in her org)
 both own a topic `orders`; acme alone has `acme-only`, a group and a job. Every face — gRPC
-through the SDK, REST /v1, Kafka (confluent-kafka and kafka-python over SASL/PLAIN) and SQL —
+through the SDK, REST /v1, Kafka (confluent-kafka and kafka-python over SASL/PLAIN), SQL and
+the schema registry (subjects, schema ids) —
 answers beta as if acme's resources did not exist: a not-found (or a bad name for a stored
 `acme~…` name), nothing changed, no acme name in any answer; the same name `orders` is two
 topics. The org's segments lie under its object-store prefix `topics/<org>~`."""
@@ -214,3 +215,45 @@ def test_cross_org_denied_on_every_face(orgs: Orgs) -> None:
         assert a.describe_group("acme-group").offsets[0].committed_offset == 2
         assert a.read("acme-only").num_rows == 1
         assert "acme-view" in a.jobs().column("job").to_pylist()
+
+
+def _avro(*fields: str) -> dict[str, str]:
+    record = {"type": "record", "name": "R", "fields": [{"name": f, "type": "long"} for f in fields]}
+    return {"schema": json.dumps(record)}
+
+
+def test_registry_subjects_per_org(orgs: Orgs) -> None:
+    """Subjects: the same `orders-value` in both orgs is two subjects; acme's own subject and
+    its schema id do not exist for beta; nothing beta tries changes acme's."""
+    acme_id = orgs.http("POST", "/registry/subjects/orders-value/versions", orgs.acme, _avro("a"))[1]["id"]
+    beta_id = orgs.http("POST", "/registry/subjects/orders-value/versions", orgs.beta, _avro("b"))[1]["id"]
+    secret_id = orgs.http("POST", "/registry/subjects/acme-only-value/versions", orgs.acme, _avro("s", "t"))[1]["id"]
+    try:
+        assert len({acme_id, beta_id, secret_id}) == 3
+        for token, schema_id in ((orgs.acme, acme_id), (orgs.beta, beta_id)):
+            status, latest = orgs.http("GET", "/registry/subjects/orders-value/versions/latest", token)
+            assert (status, latest["id"], latest["subject"]) == (200, schema_id, "orders-value")
+        assert orgs.http("GET", "/registry/subjects", orgs.beta)[1] == ["orders-value"]
+        assert sorted(orgs.http("GET", "/registry/subjects", orgs.acme)[1]) == ["acme-only-value", "orders-value"]
+        for method, path, body in [
+            ("GET", "/registry/subjects/acme-only-value/versions", None),
+            ("GET", "/registry/subjects/acme-only-value/versions/latest", None),
+            ("GET", f"/registry/schemas/ids/{secret_id}", None),
+            ("GET", f"/registry/schemas/ids/{acme_id}", None),
+            ("POST", "/registry/subjects/acme-only-value", _avro("s", "t")),  # lookup
+            ("DELETE", "/registry/subjects/acme-only-value", None),
+        ]:
+            status, answer = orgs.http(method, path, orgs.beta, body)
+            assert status == 404 and answer["error_code"] in (40401, 40403), (method, path, answer)
+            _no_acme(answer["message"].replace("acme-only-value", ""))
+        assert orgs.http("GET", f"/registry/schemas/ids/{secret_id}/subjects", orgs.beta)[1] == []
+        status, kept = orgs.http("GET", "/registry/subjects/acme-only-value/versions/latest", orgs.acme)
+        assert (status, kept["id"]) == (200, secret_id)  # untouched
+    finally:
+        for token, subject in (
+            (orgs.acme, "orders-value"),
+            (orgs.acme, "acme-only-value"),
+            (orgs.beta, "orders-value"),
+        ):
+            orgs.http("DELETE", f"/registry/subjects/{subject}", token)
+            orgs.http("DELETE", f"/registry/subjects/{subject}?permanent=true", token)
