@@ -24,9 +24,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from streamhouse.api.contract import FrontEnd, error_mapping
+from streamhouse.api.json_rows import single_chunk
+from streamhouse.registry.service import RegistryService
 from streamhouse.rest.consume import KeyType, ValueType, read_partitions
 from streamhouse.rest.errors import RestRoute, error_code, status_word
 from streamhouse.rest.records import join, record_texts
+from streamhouse.rest.typed_consume import Decoding, decoded_json, value_kind
 from streamhouse.storage.errors import StreamHouseError
 
 pc: Any = _pc
@@ -34,13 +37,17 @@ EVENT_STREAM = "text/event-stream"
 _BATCH = 1_000
 
 
-def _frames(results: list[Any], key_type: Any, value_type: Any) -> str:
+async def _frames(results: list[Any], key_type: Any, value_type: Any, decode: Decoding, registry: Any) -> str:
     tables = [r.records for r in results if r.records.num_rows]
     partitions = pa.concat_arrays(
         [pa.repeat(pa.scalar(r.partition, pa.int32()), r.records.num_rows) for r in results if r.records.num_rows]
     )
     records = pa.concat_tables(tables)
-    texts = record_texts(records, partitions, key_type, value_type)
+    _, fmt, schema = decode
+    value_json = None
+    if fmt is not None and schema is not None:  # a registry topic's values decoded (typed_consume.py)
+        value_json = await decoded_json(registry, single_chunk(records.column("value")), fmt, schema)
+    texts = record_texts(records, partitions, key_type, value_type if value_json is None else "JSON", value_json)
     # Valid JSON has raw line breaks only as whitespace, and SSE data must be one line.
     texts = pc.replace_substring(pc.replace_substring(texts, "\r", " "), "\n", " ")
     ids = pc.binary_join_element_wise(
@@ -50,7 +57,7 @@ def _frames(results: list[Any], key_type: Any, value_type: Any) -> str:
     return join(frames, "")
 
 
-def events_router(front: FrontEnd, stopping: asyncio.Event) -> APIRouter:
+def events_router(front: FrontEnd, stopping: asyncio.Event, registry: RegistryService | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1/topics", tags=["records"], route_class=RestRoute)
 
     @router.get(
@@ -64,9 +71,10 @@ def events_router(front: FrontEnd, stopping: asyncio.Event) -> APIRouter:
         start: Annotated[Literal["earliest", "latest"], Query(alias="from")] = "latest",
         heartbeat_ms: Annotated[int, Query(ge=100, le=60_000)] = 15_000,
         key_type: KeyType = "JSON",
-        value_type: ValueType = "JSON",
+        value_type: ValueType = None,
     ) -> StreamingResponse:
         info = await front.topic(topic_name)  # an unknown topic is a 404 before the stream starts
+        decode = await value_kind(front, topic_name, value_type)
         positions: dict[int, int] = {}
         for p in range(info.partitions):
             if start == "earliest":
@@ -103,7 +111,13 @@ def events_router(front: FrontEnd, stopping: asyncio.Event) -> APIRouter:
                     continue
                 for r in results:
                     positions[r.partition] = r.next_offset
-                yield _frames(results, key_type, value_type)
+                try:
+                    yield await _frames(results, key_type, decode[0], decode, registry)
+                except StreamHouseError as exc:  # a value that does not decode ends the stream with it
+                    status = error_mapping(exc).http
+                    body = {"status": status_word(status), "code": error_code(exc), "message": str(exc)}
+                    yield f"event: error\ndata: {json.dumps(body)}\n\n"
+                    return
             yield 'event: end\ndata: {"reason":"the agent is stopping"}\n\n'
 
         return StreamingResponse(

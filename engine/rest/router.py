@@ -34,7 +34,7 @@ def rest_router(
         topics_router(front),
         produce_router(front, registry, peer_tls),
         consume_router(front, registry),
-        events_router(front, stopping or asyncio.Event()),
+        events_router(front, stopping or asyncio.Event(), registry),
         groups_router(front),
         sql_router(front),
         jobs_router(front),

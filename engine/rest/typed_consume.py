@@ -40,9 +40,11 @@ DECODED = {"AVRO": "AVRO", "PROTOBUF": "PROTOBUF", "JSONSCHEMA": "JSON"}
 _INLINE_ROWS = 2_048  # below this many records the decode runs on the event loop
 
 
-async def value_kind(
-    front: FrontEnd, topic: str, asked: ConsumeValueType | None
-) -> tuple[str, RegistryFormat | None, ValueSchema | None]:
+# What a consume answers values as: (value type, the format and value schema to decode with, if any).
+Decoding = tuple[str, RegistryFormat | None, ValueSchema | None]
+
+
+async def value_kind(front: FrontEnd, topic: str, asked: ConsumeValueType | None) -> Decoding:
     """The value type a consume answers with: `asked`, or by default the topic's own format
     (decoded) for a registry topic and JSON otherwise; with the format and value schema to decode
     with when decoded. A decoded type that is not the topic's format is refused (400)."""

@@ -1,7 +1,8 @@
 """REST produce and consume of schema-registry formats on a real agent (issue 13): PROTOBUF and
 JSONSCHEMA values produced by subject (the agent serialises them in Confluent's wire format),
 read back decoded to JSON from typed topics (avro / protobuf / json-schema) as Confluent's REST
-Proxy does, or as the stored bytes with value_type=BINARY; a bad record is a 400 naming the record
+Proxy does (partition reads, group reads and server-sent events), or as the stored bytes with
+value_type=BINARY; a bad record is a 400 naming the record
 and the field, and nothing is stored. And the registry's READONLY_OVERRIDE mode."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from streamhouse.registry.protobuf_encode import ProtobufDataError, encode
 from tests.agent_process import AgentProcess
 from tests.engine.rest.conftest import Rest, assert_error
+from tests.engine.rest.test_rest_records import _events, _sse
 
 PROTO = """syntax = "proto3";
 package shop;
@@ -61,7 +63,7 @@ def _read(rest: Rest, topic: str, query: str = "") -> list[dict[str, Any]]:
     return reply.json()["records"]  # type: ignore[no-any-return]
 
 
-def test_protobuf_and_json_schema_produce_and_decoded_consume(rest: Rest) -> None:
+def test_protobuf_and_json_schema_produce_and_decoded_consume(rest: Rest, rest_agent: AgentProcess) -> None:
     tag = uuid.uuid4().hex[:6]
     # Protobuf: produced by subject into a protobuf topic, read back decoded.
     pb = f"pb_{tag}"
@@ -118,6 +120,11 @@ def test_protobuf_and_json_schema_produce_and_decoded_consume(rest: Rest) -> Non
     assert [r["value"] for r in _read(rest, av)] == [{"id": 5, "note": "x"}, {"id": 6, "note": None}]
     grouped = rest.get(f"/v1/consumer-groups/g_{tag}/topics/{av}/records").json()["records"]
     assert [r["value"]["id"] for r in grouped] == [5, 6]
+    conn, response = _sse(rest_agent, f"/v1/topics/{av}/events?from=earliest&heartbeat_ms=200")
+    try:
+        assert [e["value"] for e in _events(response, 2)] == [{"id": 5, "note": "x"}, {"id": 6, "note": None}]
+    finally:
+        conn.close()
 
 
 def test_readonly_override_mode(rest: Rest, rest_agent: AgentProcess) -> None:
