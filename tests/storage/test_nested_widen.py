@@ -5,16 +5,24 @@ its child, and a real retype of a nested field stays refused."""
 
 from __future__ import annotations
 
+import io
 import json
+import struct
 from typing import Any
 
+import fastavro
 import pyarrow as pa
 import pytest
 
+from streamhouse.storage.errors import SegmentMergeError
+from streamhouse.storage.records.schema import make_batch
 from streamhouse.storage.segment.decode import with_null_columns
+from streamhouse.storage.segment.format import decode_segment
+from streamhouse.storage.segment.merge import merge_segments
 from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
 from streamhouse.storage.values.avro_evolve import ColumnEvolutionError, extends, grown
 from streamhouse.storage.values.nested_widen import merged, widens
+from tests.storage.test_segment_merge import encode
 
 IN1 = pa.struct([("city", pa.string())])
 IN2 = pa.struct([("city", pa.string()), ("zip", pa.int64())])
@@ -102,11 +110,6 @@ def test_grown_widens_nested_columns_and_refuses_a_nested_retype() -> None:
 
 
 def test_values_of_an_older_and_a_newer_writer_decode_into_the_widened_columns() -> None:
-    import io
-    import struct
-
-    import fastavro
-
     v1_text, v3_text = _record(CITY), _record(ZIP)
     v2 = grown(avro_columns(v1_text, "o-value"), _record(CITY, ZIP), topic="o", schema_id=2, index=0)
     assert v2 is not None
@@ -126,3 +129,28 @@ def test_values_of_an_older_and_a_newer_writer_decode_into_the_widened_columns()
         [("a", {"city": "Ede", "zip": None})],
         [("b", {"city": None, "zip": 8})],
     ]
+
+
+def test_a_reader_with_the_older_columns_narrows_a_newer_segment() -> None:
+    stored = pa.table({"v.c": pa.array([{"city": "Delft", "zip": 1}, None], IN2)})
+    got = with_null_columns(stored, pa.schema([("v.c", IN1)]))
+    assert got.column("v.c").to_pylist() == [{"city": "Delft"}, None]
+
+
+def test_segments_before_and_after_a_nested_widening_read_alike_and_never_merge() -> None:
+
+    def segment(base: int, column: pa.Array[Any]) -> Any:
+        records = pa.Table.from_batches([make_batch([b"x"] * len(column), base_offset=base)])
+        return encode(records.append_column("v.address", column))
+
+    old = segment(0, pa.array([{"city": "Delft"}, {"city": "Gouda"}], IN1))
+    new = segment(2, pa.array([{"city": "Ede", "zip": 9}], IN2))
+    want = pa.schema([("v.address", IN2)])
+    read = [with_null_columns(decode_segment(footer, data).select(["v.address"]), want) for footer, data in (old, new)]
+    assert pa.concat_tables(read).column("v.address").to_pylist() == [
+        {"city": "Delft", "zip": None},
+        {"city": "Gouda", "zip": None},
+        {"city": "Ede", "zip": 9},
+    ]
+    with pytest.raises(SegmentMergeError, match="other columns"):
+        merge_segments([old, new], epoch=1)
