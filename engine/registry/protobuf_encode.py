@@ -34,6 +34,7 @@ from streamhouse.storage.schemas.protobuf_arrow import TIMESTAMP_TYPE, PbField, 
 
 _FIRST_MESSAGE = b"\x00"  # the index path [0], written as Confluent's serializers do: one zero byte
 # How json_format names a field in its errors ("Failed to parse id field: …", "… has no field named "x"").
+_BUILT = re.compile(r"\b(?:streamhouse_rest\.)?(M\d+)\b")  # a built message name in json_format's errors
 _FIELD = re.compile(r'Failed to parse (\w+) field|no field named "(\w+)"')
 
 
@@ -129,10 +130,15 @@ def _camel(name: str) -> str:
     return head + "".join(p[:1].upper() + p[1:] for p in rest)
 
 
-@functools.lru_cache(maxsize=64)
 def message_class(schema_text: str) -> Any:
-    """The dynamic message class of a .proto text's first message (cached: a schema id's text never
-    changes)."""
+    """The dynamic message class of a .proto text's first message."""
+    return _built(schema_text)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _built(schema_text: str) -> tuple[Any, dict[str, str]]:
+    """The message class and the built names' full names in the .proto (for error messages);
+    cached: a schema id's text never changes."""
     from google.protobuf import descriptor_pool, message_factory, timestamp_pb2
 
     message = parse_proto(schema_text).at((0,))
@@ -147,7 +153,7 @@ def message_class(schema_text: str) -> Any:
         descriptor = pool.FindMessageTypeByName(f"streamhouse_rest.{root}")
     except Exception as exc:  # the pool's own error types differ between the upb and Python backends
         raise InvalidInputError(f"the Protobuf schema cannot be used for REST produce: {exc}") from None
-    return message_factory.GetMessageClass(descriptor)
+    return message_factory.GetMessageClass(descriptor), {built: full for full, built in builder.names.items()}
 
 
 def encode(schema_text: str, data: Sequence[Any], *, where: str = "values") -> pa.Array[Any]:
@@ -155,7 +161,7 @@ def encode(schema_text: str, data: Sequence[Any], *, where: str = "values") -> p
     null: a tombstone). ProtobufDataError names the first record (and field) that does not fit."""
     from google.protobuf import json_format
 
-    cls = message_class(schema_text)
+    cls, names = _built(schema_text)
     fast = encode_flat(parse_proto(schema_text).at((0,)), data)
     if fast is not None:  # a flat message and a batch that fits it: encoded column-wise
         return fast
@@ -169,7 +175,7 @@ def encode(schema_text: str, data: Sequence[Any], *, where: str = "values") -> p
         try:
             out.append(json_format.ParseDict(item, cls()).SerializeToString())
         except (json_format.ParseError, ValueError, TypeError) as exc:
-            reason = str(exc)
+            reason = _BUILT.sub(lambda m: names.get(m.group(1), m.group(0)), str(exc))
             named = _FIELD.search(reason)
             field = (named.group(1) or named.group(2)) if named else ""
             label = f" field {field!r}" if field else ""
