@@ -100,8 +100,7 @@ def _read(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], path: st
         out = pa.Array.from_buffers(pa.large_binary(), n, [mask(live), numpy_buffer(offsets), numpy_buffer(body)]).cast(
             pa.binary()
         )
-        text: pa.Array[Any] = out.cast(pa.string()) if kind == "string" else out  # the cast checks UTF-8
-        return text
+        return _utf8(out, cur, path) if kind == "string" else out
     if kind == "fixed":
         names[_full_name(schema)] = schema
         size = int(schema["size"])
@@ -130,6 +129,26 @@ def _read(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], path: st
     if kind == "map":
         return read_map(schema, cur, live, names, path, _read)
     raise UnsupportedAvroSchemaError(f"{path}: Avro type {kind!r} is not decoded into columns")
+
+
+def _utf8(raw: pa.Array[Any], cur: Cursor, path: str) -> pa.Array[Any]:
+    """`raw` as strings (the cast checks UTF-8); invalid bytes name their first record, found by
+    halving the array (log n casts, only on the error path)."""
+    try:
+        return raw.cast(pa.string())
+    except pa.ArrowInvalid:
+        lo, hi = 0, len(raw)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try:
+                raw.slice(lo, mid - lo).cast(pa.string())
+                lo = mid
+            except pa.ArrowInvalid:
+                hi = mid
+        bad = np.zeros(len(raw), dtype=bool)
+        bad[lo] = True
+        cur.fail(bad, f"invalid UTF-8 in the string at {path}")
+        raise
 
 
 def _full_name(schema: dict[str, Any]) -> str:

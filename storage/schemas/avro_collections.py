@@ -80,16 +80,14 @@ def _blocks(
                 room = cur.ends - cur.pos
                 cur.fail(
                     sized & ((size < 0) | (size > room)),
-                    lambda k, size=size, room=room: f"a block of {int(size[k])} bytes at {path}, {int(room[k])} left",
+                    _quote(f"a block of {{}} bytes at {path}, {{}} left", size, room),
                 )
             count = np.abs(count)
             room = cur.ends - cur.pos
             cap = room // least if least else MAX_EMPTY_ITEMS - counts
             cur.fail(
                 need & (count > cap),
-                lambda k, count=count, room=room: (
-                    f"a block of {int(count[k])} items at {path} cannot fit in the {int(room[k])} bytes left"
-                ),
+                _quote(f"a block of {{}} items at {path} cannot fit in the {{}} bytes left", count, room),
             )
             left = np.where(need, count, left)
             done = done | (need & (count == 0))
@@ -109,7 +107,12 @@ def _blocks(
     return counts, columns
 
 
-def _offsets(counts: Array, path: str) -> pa.Array[Any]:
+def _quote(template: str, *values: Array) -> Callable[[int], str]:
+    """An error message quoting the failing entry's values."""
+    return lambda k: template.format(*(int(v[k]) for v in values))
+
+
+def _offsets(counts: Array, path: str) -> Any:  # an int32 array (the stubs want int64)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     if offsets[-1] >= 2**31:
@@ -125,7 +128,8 @@ def read_array(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], pat
         return [read(items, sub, np.ones(len(sub.pos), dtype=bool), names, what)]
 
     counts, (values,) = _blocks(cur, live, path, least_bytes(items, names), read_items)
-    return pa.ListArray.from_arrays(_offsets(counts, path), values, mask=pa.array(~live))
+    out: pa.Array[Any] = pa.ListArray.from_arrays(_offsets(counts, path), values, mask=pa.array(~live))
+    return out
 
 
 def read_map(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], path: str, read: Reader) -> pa.Array[Any]:
@@ -138,7 +142,8 @@ def read_map(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], path:
 
     least = 1 + least_bytes(values_schema, names)
     counts, (keys, values) = _blocks(cur, live, path, least, read_items)
-    return pa.MapArray.from_arrays(_offsets(counts, path), keys, values, mask=pa.array(~live))
+    out: pa.Array[Any] = pa.MapArray.from_arrays(_offsets(counts, path), keys, values, mask=pa.array(~live))
+    return out
 
 
 def member_name(branch: Any, names: dict[str, Any]) -> str:
