@@ -234,7 +234,7 @@ def test_registry_subjects_per_org(orgs: Orgs) -> None:
             status, latest = orgs.http("GET", "/registry/subjects/orders-value/versions/latest", token)
             assert (status, latest["id"], latest["subject"]) == (200, schema_id, "orders-value")
         assert orgs.http("GET", "/registry/subjects", orgs.beta)[1] == ["orders-value"]
-        assert sorted(orgs.http("GET", "/registry/subjects", orgs.acme)[1]) == ["acme-only-value", "orders-value"]
+        assert {"acme-only-value", "orders-value"} <= set(orgs.http("GET", "/registry/subjects", orgs.acme)[1])
         for method, path, body in [
             ("GET", "/registry/subjects/acme-only-value/versions", None),
             ("GET", "/registry/subjects/acme-only-value/versions/latest", None),
