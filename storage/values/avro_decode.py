@@ -7,8 +7,10 @@ IO-free: the caller (engine/registry/produce_check.py) looks the writer schemas 
 
 Fields a writer schema lacks read as null (rows written before a field was added); fields the
 declared columns lack are dropped (the raw value keeps them), except that a newer version of the
-subject first grows the columns by its new fields (schema evolution, avro_evolve.py). Fields whose Avro type has no SQL
-column type here (bytes, fixed, nested records) are not declared: they stay in `_value`."""
+subject first grows the columns by its new fields (schema evolution, avro_evolve.py). Records
+are ROW columns, arrays ARRAY<T>, maps MAP<STRING, T>, unions of several types a ROW with one field
+per branch (storage/schemas/avro_collections.py), bytes and fixed BYTES, at any nesting; a field
+whose Avro type has no SQL column type is not declared: it stays in `_value`."""
 
 from __future__ import annotations
 
