@@ -155,3 +155,55 @@ def test_kafka_topic_with_schema_validation_on_an_avro_subject_is_typed(agents: 
     with streamhouse.connect(agents.b.address) as sh:
         got = _wait_rows(sh, f"SELECT user, n, score FROM {topic} ORDER BY _offset", 3).to_pylist()
     assert got == [{"user": r["user"], "n": r["n"], "score": 0.5} for r in rows]
+
+
+COLLECTIONS = """{"type": "record", "name": "Basket", "namespace": "demo", "fields": [
+ {"name": "id", "type": "long"},
+ {"name": "tags", "type": {"type": "array", "items": "string"}},
+ {"name": "prices", "type": {"type": "map", "values": {"type": "array", "items": "double"}}},
+ {"name": "code", "type": ["null", "int", "string"]}]}"""
+
+
+def test_avro_arrays_maps_and_unions_are_columns(agents: RegistryAgents) -> None:
+    """Arrays are ARRAY, maps MAP<STRING, …> (here of arrays), a union of several types a ROW with
+    a field per branch; SQL indexes, unnests and counts them."""
+    bootstrap = f"127.0.0.1:{agents.kafka_port}"
+    topic = f"baskets_{uuid.uuid4().hex[:8]}"
+    registry = SchemaRegistryClient({"url": agents.url_a})
+    registry.register_schema(f"{topic}-value", Schema(COLLECTIONS, "AVRO"))
+    baskets = [
+        {
+            "id": i,
+            "tags": [f"t{j}" for j in range(i % 4)],
+            "prices": {"eu": [i + 0.5] * (i % 3)} if i % 2 else {},
+            "code": None if i % 5 == 0 else (i if i % 2 else f"s{i}"),
+        }
+        for i in range(30)
+    ]
+    with streamhouse.connect(agents.a.address) as sh:
+        sh.sql(f"CREATE TOPIC {topic} WITH (format = 'avro', partitions = 1)")
+        columns = sh.sql(f"SELECT * FROM {topic} LIMIT 0").schema
+        assert columns.field("tags").type == pa.list_(pa.string())
+        assert columns.field("prices").type == pa.map_(pa.string(), pa.list_(pa.float64()))
+        assert columns.field("code").type == pa.struct([("int", pa.int32()), ("string", pa.string())])
+        assert _send(bootstrap, topic, _serialize(registry, COLLECTIONS, topic, baskets)) == [None] * 30
+        sql = (
+            f"SELECT id, tags[1] AS first, cardinality(tags) AS n, prices['eu'] AS eu, code['int'] AS i, "
+            f"code['string'] AS s FROM {topic} ORDER BY id"
+        )
+        rows = _wait_rows(sh, sql, 30).to_pylist()
+        assert rows == [
+            {
+                "id": b["id"],
+                "first": b["tags"][0] if b["tags"] else None,
+                "n": len(b["tags"]),
+                "eu": b["prices"].get("eu"),
+                "i": b["code"] if isinstance(b["code"], int) else None,
+                "s": b["code"] if isinstance(b["code"], str) else None,
+            }
+            for b in baskets
+        ]
+        tags = sh.sql(f"SELECT unnest(tags) AS t, count(*) AS c FROM {topic} GROUP BY 1 ORDER BY 1").to_pylist()
+        assert tags == [{"t": "t0", "c": 22}, {"t": "t1", "c": 14}, {"t": "t2", "c": 7}]
+        nulls = sh.sql(f"SELECT count(*) AS c FROM {topic} WHERE code IS NULL").column("c").to_pylist()
+        assert nulls == [6]
