@@ -12,8 +12,10 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from streamhouse.auth.metrics_scope import scoped_metrics
 from streamhouse.server.http.errors import ErrorBody
 from streamhouse.server.http.routes import get_route
+from streamhouse.storage import namespace as ns
 
 # (body, content type); an async renderer may first refresh what it reports.
 MetricsRenderer = Callable[[], tuple[bytes, str] | Awaitable[tuple[bytes, str]]]
@@ -35,6 +37,7 @@ def metrics_router(render: MetricsRenderer) -> APIRouter:
     async def metrics() -> Response:
         rendered = render()
         body, content_type = await rendered if inspect.isawaitable(rendered) else rendered
+        body = scoped_metrics(body, ns.current())  # an org's request: its own series only (issue 15)
         # The registry's own content type, byte for byte (a media_type would get a charset added).
         return Response(body, headers={"content-type": content_type})
 

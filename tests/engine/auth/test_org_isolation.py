@@ -182,6 +182,10 @@ def test_cross_org_denied_on_every_face(orgs: Orgs) -> None:
         status, answer = orgs.http(method, path, orgs.beta, body)
         assert status in (400, 404), (method, path, answer)
         assert orgs.stored() == before, (method, path)
+    request = urllib.request.Request(orgs.agent.http + "/metrics", headers={"Authorization": f"Bearer {orgs.beta}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # the shared registry, as beta may see it
+        metrics = response.read().decode()
+    assert 'topic="orders"' in metrics and "acme" not in metrics and "~" not in metrics
     status, answer = orgs.http("GET", "/v1/topics", orgs.beta)
     assert status == 200 and {t["topic_name"] for t in answer["data"]} == {"orders"}
     _no_acme(answer)
