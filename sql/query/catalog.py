@@ -173,11 +173,11 @@ def partitioned(table: pa.Table) -> list[list[pa.RecordBatch]]:
     batches = table.to_batches(max_chunksize=max(1, -(-table.num_rows // INPUT_PARTITIONS)))
     if not batches:
         return [[pa.RecordBatch.from_pylist([], schema=table.schema)]]
-    batches = [_unsliced(b) for b in batches]
+    batches = [unsliced(b) for b in batches]
     return [batches[i::INPUT_PARTITIONS] for i in range(min(INPUT_PARTITIONS, len(batches)))]
 
 
-def _unsliced(batch: pa.RecordBatch) -> pa.RecordBatch:
+def unsliced(batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` with every column holding a sliced ROW-in-ROW copied to offset 0. DataFusion's
     Arrow (arrow-rs 59) panics importing a struct array with a nonzero offset whose child is a
     struct ("assertion failed: end <= self.len()"), and `to_batches` above, scans and buffered
