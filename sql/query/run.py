@@ -27,6 +27,7 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
 from datafusion.record_batch import RecordBatchStream
 
 from streamhouse.sql.errors import SqlError
+from streamhouse.sql.query.catalog import unsliced
 from streamhouse.sql.query.limits import QueryLimits, format_bytes
 from streamhouse.storage.errors import QueryMemoryExceededError, StreamHouseError
 from streamhouse.storage.executor import run_blocking
@@ -123,7 +124,7 @@ def _source_batches(table: pa.Table) -> list[pa.RecordBatch]:
     once this way, and runs on for over a minute with the rows in 4 input partitions."""
     if table.num_rows == 0:
         return [pa.RecordBatch.from_pylist([], schema=table.schema)]
-    return table.to_batches(max_chunksize=_SOURCE_BATCH_ROWS)
+    return [unsliced(b) for b in table.to_batches(max_chunksize=_SOURCE_BATCH_ROWS)]  # ROW-in-ROW slices panic
 
 
 def _translate(exc: Exception, limits: QueryLimits | None) -> StreamHouseError:

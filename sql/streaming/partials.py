@@ -33,6 +33,7 @@ from sqlglot import exp
 
 from streamhouse.sql.dialect import ident_name, parse_query, to_sql
 from streamhouse.sql.errors import SqlError
+from streamhouse.sql.query.catalog import unsliced
 from streamhouse.sql.streaming.assign import Ints, window_columns
 from streamhouse.sql.streaming.plan import WINDOWED_TABLE, JobPlan
 from streamhouse.sql.windows.calls import WINDOW_COLUMNS
@@ -135,7 +136,8 @@ class PartialSpec:
         indexed = batch.append_column(_INDEX, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         ctx = datafusion.SessionContext()
         ctx.register_record_batches(
-            WINDOWED_TABLE, [indexed.to_batches() or [pa.RecordBatch.from_pylist([], schema=indexed.schema)]]
+            WINDOWED_TABLE,
+            [[unsliced(b) for b in indexed.to_batches()] or [pa.RecordBatch.from_pylist([], schema=indexed.schema)]],
         )
         try:
             found = ctx.sql(self.where_sql).to_arrow_table()
