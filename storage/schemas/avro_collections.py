@@ -64,47 +64,53 @@ def _blocks(
 ) -> tuple[Array, list[pa.Array[Any]]]:
     """(items per entry, the items' columns in (entry, position) order) of an array or map."""
     n = len(live)
-    done = ~live
     left = np.zeros(n, dtype=np.int64)  # items left in each entry's current block
     counts = np.zeros(n, dtype=np.int64)
     none = np.zeros(0, dtype=np.int64)
-    pieces = [(none, none, read_items(cur.subset(none)))]  # typed even when nothing is read
-    while True:
-        need = ~done & (left == 0)
-        if need.any():
-            count = cur.varints(need, f"{path} block count")
-            cur.fail(need & (count == np.iinfo(np.int64).min), f"a bad block count at {path}")
-            sized = need & (count < 0)
-            if sized.any():  # the block's byte size follows: only checked, items are read anyway
-                size = cur.varints(sized, f"{path} block size")
-                room = cur.ends - cur.pos
-                cur.fail(
-                    sized & ((size < 0) | (size > room)),
-                    _quote(f"a block of {{}} bytes at {path}, {{}} left", size, room),
-                )
-            count = np.abs(count)
-            room = cur.ends - cur.pos
-            cap = room // least if least else MAX_EMPTY_ITEMS - counts
-            cur.fail(
-                need & (count > cap),
-                _quote(f"a block of {{}} items at {path} cannot fit in the {{}} bytes left", count, room),
-            )
-            left = np.where(need, count, left)
-            done = done | (need & (count == 0))
-        act = np.flatnonzero(~done & (left > 0))
-        if not len(act):
+    pieces = [(none, read_items(cur.subset(none)))]  # typed even when nothing is read
+    open_ = np.flatnonzero(live)  # entries whose end (a 0 count) is not read yet; only shrinks
+    while len(open_):
+        need = open_[left[open_] == 0]  # their block ran out: the next count comes first
+        if len(need):
+            sub = cur.subset(need)
+            left[need] = _block_counts(sub, path, least, counts[need])
+            cur.pos[need] = sub.pos
+            open_ = open_[left[open_] > 0]
+        if not len(open_):
             break
-        sub = cur.subset(act)
+        sub = cur.subset(open_)
         columns = read_items(sub)
-        cur.pos[act] = sub.pos
-        pieces.append((act, counts[act], columns))
-        counts[act] += 1
-        left[act] -= 1
-    owner = np.concatenate([p[0] for p in pieces])
-    order = np.lexsort((np.concatenate([p[1] for p in pieces]), owner))
+        cur.pos[open_] = sub.pos
+        pieces.append((open_, columns))
+        counts[open_] += 1
+        left[open_] -= 1
+    # Each step holds an entry at most once, steps in item order: a stable sort by entry is
+    # (entry, position) order.
+    order = np.argsort(np.concatenate([p[0] for p in pieces]), kind="stable")
     picks = pa.array(order, type=pa.int64())
-    columns = [pa.concat_arrays([p[2][c] for p in pieces]).take(picks) for c in range(len(pieces[0][2]))]
+    columns = [pa.concat_arrays([p[1][c] for p in pieces]).take(picks) for c in range(len(pieces[0][1]))]
     return counts, columns
+
+
+def _block_counts(sub: Cursor, path: str, least: int, seen: Array) -> Array:
+    """The item count of the block at every entry of `sub` (its byte size skipped if given),
+    checked against the bytes left: `least` bytes per item, or MAX_EMPTY_ITEMS in all (`seen`
+    so far) for items that may take none."""
+    every = np.ones(len(sub.pos), dtype=bool)
+    count = sub.varints(every, f"{path} block count")
+    sub.fail(count == np.iinfo(np.int64).min, f"a bad block count at {path}")
+    sized = count < 0
+    if sized.any():  # the block's byte size follows: only checked, the items are read anyway
+        size = sub.varints(sized, f"{path} block size")
+        room = sub.ends - sub.pos
+        sub.fail(
+            sized & ((size < 0) | (size > room)), _quote(f"a block of {{}} bytes at {path}, {{}} left", size, room)
+        )
+    count = np.abs(count)
+    room = sub.ends - sub.pos
+    cap = room // least if least else MAX_EMPTY_ITEMS - seen
+    sub.fail(count > cap, _quote(f"a block of {{}} items at {path} cannot fit in the {{}} bytes left", count, room))
+    return count
 
 
 def _quote(template: str, *values: Array) -> Callable[[int], str]:
