@@ -21,7 +21,9 @@ from streamhouse.storage.segment.format import decode_segment
 from streamhouse.storage.segment.merge import merge_segments
 from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
 from streamhouse.storage.values.avro_evolve import ColumnEvolutionError, extends, grown
+from streamhouse.storage.values.json_schema_decode import decode_json_schema_values, json_schema_columns
 from streamhouse.storage.values.nested_widen import merged, widens
+from streamhouse.storage.values.protobuf_decode import decode_protobuf_values, protobuf_columns
 from tests.storage.test_segment_merge import encode
 
 IN1 = pa.struct([("city", pa.string())])
@@ -154,3 +156,50 @@ def test_segments_before_and_after_a_nested_widening_read_alike_and_never_merge(
     ]
     with pytest.raises(SegmentMergeError, match="other columns"):
         merge_segments([old, new], epoch=1)
+
+
+def _json_schema(props: dict[str, Any]) -> str:
+    row = {"type": "object", "properties": props}
+    return json.dumps(
+        {
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "address": row, "stops": {"type": "array", "items": row}},
+        }
+    )
+
+
+PROTO = 'syntax = "proto3"; message Order {{ int64 id = 1; Address address = 2; }} message Address {{ {} }}'
+
+
+def test_protobuf_and_json_schema_topics_widen_nested_records_alike() -> None:
+    j1 = _json_schema({"city": {"type": "string"}})
+    j2 = _json_schema({"city": {"type": "string"}, "zip": {"type": "integer"}})
+    s2 = grown(json_schema_columns(j1, "j-value"), j2, topic="j", schema_id=2, index=0, columns_of=json_schema_columns)
+    assert s2 is not None and s2.column("stops").arrow_type == pa.list_(IN2)
+
+    def framed(schema_id: int, payload: bytes) -> bytes:
+        return b"\0" + struct.pack(">I", schema_id) + payload
+
+    values = pa.array(
+        [
+            framed(1, json.dumps({"id": 1, "address": {"city": "a"}, "stops": [{"city": "b"}]}).encode()),
+            framed(2, json.dumps({"id": 2, "address": {"city": "c", "zip": 5}, "stops": []}).encode()),
+        ]
+    )
+    got = decode_json_schema_values(values, s2, {1: j1, 2: j2})
+    assert got.column("v.address").to_pylist() == [{"city": "a", "zip": None}, {"city": "c", "zip": 5}]
+    assert got.column("v.stops").to_pylist() == [[{"city": "b", "zip": None}], []]
+
+    p1, p2 = PROTO.format("string city = 1;"), PROTO.format("string city = 1; int64 zip = 2;")
+    q2 = grown(protobuf_columns(p1, "p-value"), p2, topic="p", schema_id=2, index=0, columns_of=protobuf_columns)
+    assert q2 is not None and q2.column("address").arrow_type == IN2
+
+    def message(i: int, city: str, zip_code: int | None) -> bytes:
+        address = (
+            b"\x0a" + bytes([len(city)]) + city.encode() + (b"" if zip_code is None else b"\x10" + bytes([zip_code]))
+        )
+        return b"\0" + b"\x08" + bytes([i]) + b"\x12" + bytes([len(address)]) + address  # message index 0, then fields
+
+    values = pa.array([framed(1, message(1, "a", None)), framed(2, message(2, "c", 5))])
+    got = decode_protobuf_values(values, q2, {1: p1, 2: p2})
+    assert got.column("v.address").to_pylist() == [{"city": "a", "zip": None}, {"city": "c", "zip": 5}]
