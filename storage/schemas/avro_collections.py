@@ -67,7 +67,7 @@ def _blocks(
     left = np.zeros(n, dtype=np.int64)  # items left in each entry's current block
     counts = np.zeros(n, dtype=np.int64)
     none = np.zeros(0, dtype=np.int64)
-    pieces = [(none, read_items(cur.subset(none)))]  # typed even when nothing is read
+    pieces = [(none, none, read_items(cur.subset(none)))]  # typed even when nothing is read
     open_ = np.flatnonzero(live)  # entries whose end (a 0 count) is not read yet; only shrinks
     while len(open_):
         need = open_[left[open_] == 0]  # their block ran out: the next count comes first
@@ -81,14 +81,18 @@ def _blocks(
         sub = cur.subset(open_)
         columns = read_items(sub)
         cur.pos[open_] = sub.pos
-        pieces.append((open_, columns))
+        pieces.append((open_, counts[open_], columns))
         counts[open_] += 1
         left[open_] -= 1
-    # Each step holds an entry at most once, steps in item order: a stable sort by entry is
-    # (entry, position) order.
-    order = np.argsort(np.concatenate([p[0] for p in pieces]), kind="stable")
+    # Item k of entry e belongs at starts[e] + k of the (entry, position)-ordered column: one
+    # scatter builds the take indices (no sort).
+    starts = np.zeros(n, dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    where = starts[np.concatenate([p[0] for p in pieces])] + np.concatenate([p[1] for p in pieces])
+    order = np.empty(len(where), dtype=np.int64)
+    order[where] = np.arange(len(where), dtype=np.int64)
     picks = pa.array(order, type=pa.int64())
-    columns = [pa.concat_arrays([p[1][c] for p in pieces]).take(picks) for c in range(len(pieces[0][1]))]
+    columns = [pa.concat_arrays([p[2][c] for p in pieces]).take(picks) for c in range(len(pieces[0][2]))]
     return counts, columns
 
 
