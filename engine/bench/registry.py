@@ -54,6 +54,9 @@ _GEO = {
     "fields": [{"name": "city", "type": "string"}, {"name": "lat", "type": "double"}],
 }
 NESTED = {**V1, "fields": [*_FIELDS, {"name": "geo", "type": _GEO}, {"name": "tag", "type": "bytes"}]}
+# The collections variant: V1 plus an array (ARRAY<STRING>, 0-3 items) and a map (MAP<STRING, BIGINT>, 0-2).
+_TAGS = {"name": "tags", "type": {"type": "array", "items": "string"}}
+COLLECTIONS = {**V1, "fields": [*_FIELDS, _TAGS, {"name": "attrs", "type": {"type": "map", "values": "long"}}]}
 # The same record as a .proto (event time as google.protobuf.Timestamp, `score` with presence).
 PROTO_V1 = """syntax = "proto3";
 package bench;
@@ -140,6 +143,22 @@ def _nested(rows: list[dict[str, Any]]) -> tuple[pa.Array[Any], pa.Array[Any]]:
         avro.append(buffer.getvalue())
         text.append(json.dumps({**record, "tag": record["tag"].decode()}).encode())
     return pa.array(avro, pa.binary()), pa.array(text, pa.binary())
+
+
+def _collections(rows: list[dict[str, Any]]) -> pa.Array[Any]:
+    """The records with `tags` and `attrs`, framed Avro (id 4)."""
+    import fastavro
+
+    parsed = fastavro.parse_schema(COLLECTIONS)
+    out: list[bytes] = []
+    for i, row in enumerate(rows):
+        record = {**{k: row[k] for k in ("user", "n", "score", "at", "ok")}, "tags": [f"t{j}" for j in range(i % 4)]}
+        record["attrs"] = {f"k{j}": i * j for j in range(i % 3)}
+        buffer = io.BytesIO()
+        buffer.write(struct.pack(">bI", 0, 4))
+        fastavro.schemaless_writer(buffer, parsed, record)
+        out.append(buffer.getvalue())
+    return pa.array(out, pa.binary())
 
 
 def _json(rows: list[dict[str, Any]], columns: ValueSchema, ids: int) -> pa.Array[Any]:
@@ -252,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
     nested_schema = avro_columns(json.dumps(NESTED), SUBJECT)
     nested_json_schema = ValueSchema(nested_schema.columns, None, "json")
     nested_writers = {3: json.dumps(NESTED)}
+    collections_avro = _collections(rows)
+    collections_schema = avro_columns(json.dumps(COLLECTIONS), SUBJECT)
+    collections_writers = {4: json.dumps(COLLECTIONS)}
     writers = {1: json.dumps(V1), 2: json.dumps(V2)}
     proto_writers = {1: PROTO_V1, 2: PROTO_V2}
     js_writers = {1: json.dumps(JSON_V1), 2: json.dumps(JSON_V2)}
@@ -264,6 +286,11 @@ def run(args: argparse.Namespace) -> int:
         # A record (ROW) and bytes (BYTES) more: the cost of nested columns beside the flat ones.
         "avro-nested": (nested_avro, lambda v: decode_avro_values(v, nested_schema, nested_writers)),
         "json-nested": (nested_json, lambda v: check_values(v, nested_json_schema)),
+        # An array and a map more (avro_collections.py's item-position wavefront).
+        "avro-collections": (
+            collections_avro,
+            lambda v: decode_avro_values(v, collections_schema, collections_writers),
+        ),
     }
 
     # The paths agree on what they decode (a check of the bench, not a measure).
@@ -275,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
             nested_want = paths["avro-nested"][1](nested_avro.slice(0, head))
             if got is None or not _same(name, got, nested_want):
                 return 1
-        elif name not in ("avro", "avro-nested") and (got is None or not _same(name, got, want)):
+        elif name not in ("avro", "avro-nested", "avro-collections") and (got is None or not _same(name, got, want)):
             return 1
 
     ids = f"{args.ids} id{'s' if args.ids > 1 else ''}"

@@ -16,3 +16,4 @@ def test_bench_registry_small(ids: str, capsys: pytest.CaptureFixture[str]) -> N
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["avro_rec_s"] > 0 and figures["json_rec_s"] > 0
     assert figures["protobuf_cpu_rec_s"] > 0 and figures["json_schema_cpu_rec_s"] > 0
+    assert figures["avro_collections_cpu_rec_s"] > 0
