@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
 
 import streamhouse
 from streamhouse.auth.admin import AuthAdmin
@@ -201,6 +201,20 @@ def test_cross_org_denied_on_every_face(orgs: Orgs) -> None:
         assert client.topics() == {"orders"}
     finally:
         client.close()
+    kafka_admin = KafkaAdminClient(**python_sasl)
+    try:  # ListGroups and DescribeGroups: acme's group is not beta's to see
+        assert list(kafka_admin.list_groups()) == []
+        described = kafka_admin.describe_groups(["acme-group"])["acme-group"]
+        assert described["group_state"] == "Dead" and not described["members"], described
+    finally:
+        kafka_admin.close()
+    acme_id, acme_secret = orgs.acme.split(".")
+    as_acme = {**python_sasl, "sasl_plain_username": acme_id, "sasl_plain_password": acme_secret}
+    kafka_admin = KafkaAdminClient(**as_acme)
+    try:  # and acme's own view names it as acme does
+        assert [g["group_id"] for g in kafka_admin.list_groups()] == ["acme-group"]
+    finally:
+        kafka_admin.close()
     unknown = Producer(beta).list_topics("acme-only", timeout=10).topics["acme-only"]
     assert unknown.error is not None and unknown.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
     consumer = Consumer({**beta, "group.id": "acme-group", "enable.auto.commit": False})
