@@ -24,6 +24,7 @@ from streamhouse.registry.proto_descriptor import serialized
 from streamhouse.registry.service import Found, RegistryService, check_subject
 from streamhouse.storage import access
 from streamhouse.storage import namespace as ns
+from streamhouse.storage.errors import AuthorizationError
 from streamhouse.storage.schemas.errors import InvalidSchemaError, SchemaNotFoundError
 from streamhouse.storage.schemas.registry import SCHEMA_TYPES, Reference, SchemaText
 
@@ -155,6 +156,14 @@ async def _readable(service: RegistryService, schema_id: int) -> None:
         access.require("read", "subject", min(subjects))  # raises: no subject of it is readable
 
 
+def _require_global_alter() -> None:
+    """The global config and mode are every org's: only the global namespace (admins, the
+    agents, auth off) changes them, and there only a principal that may alter every subject."""
+    if ns.current() is not None:
+        raise AuthorizationError("the registry's global config and mode are shared by every org: an admin changes them")
+    access.require("alter", "subject", ALL_SUBJECTS)
+
+
 def registry_router(service: RegistryService) -> APIRouter:
     router = APIRouter(
         prefix=PREFIX,
@@ -277,12 +286,12 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.put("/config", summary="Set the global compatibility level")
     async def put_config(request: Request) -> dict[str, Any]:
-        access.require("alter", "subject", ALL_SUBJECTS)
+        _require_global_alter()
         return {"compatibility": await service.set_compatibility(None, (await _body(request)).get("compatibility", ""))}
 
     @router.delete("/config", summary="Reset the global compatibility level")
     async def delete_config() -> dict[str, Any]:
-        access.require("alter", "subject", ALL_SUBJECTS)
+        _require_global_alter()
         return {"compatibilityLevel": await service.delete_compatibility(None)}
 
     @router.get("/config/{subject:subject}", summary="A subject's compatibility level")
@@ -308,7 +317,7 @@ def registry_router(service: RegistryService) -> APIRouter:
 
     @router.put("/mode", summary="Set the global mode")
     async def put_mode(request: Request) -> dict[str, Any]:
-        access.require("alter", "subject", ALL_SUBJECTS)
+        _require_global_alter()
         mode = (await _body(request)).get("mode", "")
         return {"mode": await service.set_mode(None, mode, _flag(request, "force"))}
 

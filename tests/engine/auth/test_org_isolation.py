@@ -265,6 +265,10 @@ def test_registry_subjects_per_org(orgs: Orgs) -> None:
             assert status == 404 and answer["error_code"] in (40401, 40403), (method, path, answer)
             _no_acme(answer["message"].replace("acme-only-value", ""))
         assert orgs.http("GET", f"/registry/schemas/ids/{secret_id}/subjects", orgs.beta)[1] == []
+        for method, path in (("PUT", "/registry/config"), ("DELETE", "/registry/config"), ("PUT", "/registry/mode")):
+            status, answer = orgs.http(method, path, orgs.beta, {"compatibility": "NONE", "mode": "IMPORT"})
+            assert (status, answer["error_code"]) == (403, 40301), (method, path)  # shared by every org
+        assert orgs.http("GET", "/registry/config", orgs.beta)[1] == {"compatibilityLevel": "BACKWARD"}
         status, kept = orgs.http("GET", "/registry/subjects/acme-only-value/versions/latest", orgs.acme)
         assert (status, kept["id"]) == (200, secret_id)  # untouched
     finally:
