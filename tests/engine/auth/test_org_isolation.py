@@ -23,6 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 
 import streamhouse
 from streamhouse.auth.admin import AuthAdmin
+from streamhouse.auth.metrics_scope import scoped_metrics
 from streamhouse.client.client import Client
 from streamhouse.kafka.server import KafkaServer
 from streamhouse.storage.errors import InvalidInputError, NotFoundError, StreamHouseError
@@ -279,3 +280,17 @@ def test_registry_subjects_per_org(orgs: Orgs) -> None:
         ):
             orgs.http("DELETE", f"/registry/subjects/{subject}", token)
             orgs.http("DELETE", f"/registry/subjects/{subject}?permanent=true", token)
+
+
+def test_metrics_scoped_to_an_org() -> None:
+    text = (
+        b"# HELP t records\n"
+        b't{topic="acme~orders",partition="0"} 3.0\n'
+        b't{topic="beta~orders",partition="0"} 1.0\n'
+        b'q{org="acme",kind="produce"} 5.0\n'
+        b'q{org="beta",kind="produce"} 7.0\n'
+        b"up 1.0"
+    )
+    seen = scoped_metrics(text, "beta").decode()
+    assert seen == '# HELP t records\nt{topic="orders",partition="0"} 1.0\nq{org="beta",kind="produce"} 7.0\nup 1.0'
+    assert scoped_metrics(text, None) == text
