@@ -101,6 +101,21 @@ def scrub(exc: StreamHouseError, org: str | None) -> StreamHouseError:
 
 
 _STORED_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}~")
+_STORED_IN_TEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}~[A-Za-z0-9._-]*")
+
+
+def scrub_text(text: str, org: str | None) -> str:
+    """Free text (a readiness reason) as `org` may read it: its own stored names by its names,
+    any other org's stored name hidden."""
+    if org is None:
+        return text
+    prefix = org + SEPARATOR
+
+    def shown(match: re.Match[str]) -> str:
+        found = match.group(0)
+        return found[len(prefix) :] if found.startswith(prefix) else "(another organisation's resource)"
+
+    return _STORED_IN_TEXT.sub(shown, text)
 
 
 def split_stored(name: str) -> tuple[str, str]:

@@ -282,7 +282,8 @@ class GuardedFrontEnd:
 
     # -- health ---------------------------------------------------------------------------------
     async def ready(self) -> tuple[bool, str]:
-        return await self.inner.ready()
+        ok, reason = await self.inner.ready()
+        return ok, ns.scrub_text(reason, ns.current())
 
 
 def _front_end(guarded: GuardedFrontEnd) -> FrontEnd:

@@ -42,3 +42,11 @@ def test_namespaces_errors_and_topics() -> None:
     for bad in ("a~b~c", "~x", "acme~", "acme~..", "ac me~x"):
         with pytest.raises(InvalidInputError):
             validate_topic_name(bad)
+
+
+def test_free_text_names_no_other_org() -> None:
+    reason = "flushes of acme~orders/0 and beta~clicks/1 keep failing; plain/0 too"
+    assert ns.scrub_text(reason, "beta") == (
+        "flushes of (another organisation's resource)/0 and clicks/1 keep failing; plain/0 too"
+    )
+    assert ns.scrub_text(reason, None) == reason

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from streamhouse.server.http.routes import get_route
+from streamhouse.storage import namespace as ns
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
@@ -61,6 +62,7 @@ def health_router(ready: ReadinessCheck, *, timeout_s: float = 2.0) -> APIRouter
             ok, reason = False, f"readiness check failed: {type(e).__name__}: {e}"
         if ok:
             return JSONResponse({"status": "ready"})
+        reason = ns.scrub_text(reason, ns.current())  # names no other org's resource (issue 15)
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
 
     return router
