@@ -180,7 +180,8 @@ class Compactor(BackgroundService):
         self, topic: str, partition: int, plan: CompactionPlan, settings: TopicCompaction, lease: HeldLease
     ) -> CompactionOutcome:
         inputs = await self._download(plan.segments)
-        names = [tuple(footer.schema.names) for footer, _ in inputs]
+        # Names and types: nested schema evolution widens a ROW column under the same name.
+        names = [tuple(f"{f.name}: {f.type} {f.nullable}" for f in footer.schema) for footer, _ in inputs]
         runs = [part for run in plan.runs for part in split_by_columns(run, names[_index(plan, run[0]) :])]
         indices = [[_index(plan, seg) for seg in run] for run in runs]
         now = self.clock()
