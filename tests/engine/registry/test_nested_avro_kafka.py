@@ -127,13 +127,14 @@ def _order(inner: dict[str, Any]) -> dict[str, Any]:
             {"name": "stop", "type": inner},
             {"name": "stops", "type": {"type": "array", "items": "Stop"}},
             {"name": "sites", "type": {"type": "map", "values": "Stop"}},
+            {"name": "leg", "type": {"type": "record", "name": "Leg", "fields": [{"name": "stop", "type": "Stop"}]}},
         ],
     }
 
 
 def _trip(i: int, zip_code: int | None = None) -> dict[str, Any]:
     stop: dict[str, Any] = {"city": f"c{i}"} if zip_code is None else {"city": f"c{i}", "zip": zip_code}
-    return {"id": i, "stop": stop, "stops": [stop, stop] if i % 2 else [], "sites": {"k": stop}}
+    return {"id": i, "stop": stop, "stops": [stop, stop] if i % 2 else [], "sites": {"k": stop}, "leg": {"stop": stop}}
 
 
 def _until_rows(sh: Any, sql: str, count: int) -> pa.Table:
@@ -165,7 +166,7 @@ def test_nested_fields_added_by_v2_read_as_null_in_older_rows(agents: RegistryAg
         # A continuous query planned over the v1 columns, running across the evolution.
         a.create_job(
             f"{topic}_j",
-            f"SELECT id, stop['city'] AS city, cardinality(stops) AS n FROM {topic}",
+            f"SELECT id, leg['stop']['city'] AS city, cardinality(stops) AS n FROM {topic}",
             checkpoint_interval="100ms",
             start="earliest",
         )
@@ -180,7 +181,8 @@ def test_nested_fields_added_by_v2_read_as_null_in_older_rows(agents: RegistryAg
         assert schema.field("stop").type == stop2
         assert schema.field("stops").type == pa.list_(stop2)
         assert schema.field("sites").type == pa.map_(pa.string(), stop2)
-        rows = a.sql(f"SELECT id, stop, stops, sites FROM {topic} ORDER BY id").to_pylist()
+        assert schema.field("leg").type == pa.struct([("stop", stop2)])  # ROW in ROW
+        rows = a.sql(f"SELECT id, stop, stops, sites, leg FROM {topic} ORDER BY id").to_pylist()
         assert len(rows) == 52
         for row in rows:
             i = row["id"]
@@ -188,6 +190,7 @@ def test_nested_fields_added_by_v2_read_as_null_in_older_rows(agents: RegistryAg
             assert row["stop"] == want
             assert row["stops"] == ([want, want] if i % 2 else [])
             assert row["sites"] == [("k", want)]
+            assert row["leg"] == {"stop": want}
         nulls = a.sql(f"SELECT count(*) AS n FROM {topic} WHERE stop['zip'] IS NULL")
         assert nulls.column("n").to_pylist() == [41]
 
