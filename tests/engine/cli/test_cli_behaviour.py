@@ -62,7 +62,9 @@ def test_a_dead_address_fails_fast_naming_it(argv: tuple[str, ...]) -> None:
     elapsed = time.monotonic() - started
     line = one_error_line(done)
     assert address in line and "cannot reach" in line
-    assert elapsed < 8, f"{elapsed:.1f} s"  # was 31 s (the whole retry budget)
+    # was 31 s (the whole retry budget); the 4 s connect budget plus a CLI start that takes
+    # several seconds on a loaded box (parallel workers) stays well under 20 s.
+    assert elapsed < 20, f"{elapsed:.1f} s"
 
 
 def test_failover_still_retries_after_the_first_contact(tmp_path: Path) -> None:
