@@ -14,7 +14,7 @@ from collections.abc import Callable
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.schemas.errors import SchemaValidationError
 from streamhouse.storage.values.avro_decode import avro_columns
-from streamhouse.storage.values.nested_widen import merged, widens
+from streamhouse.storage.values.nested_widen import conflict, merged, widens
 from streamhouse.storage.values.schema import Column, ValueSchema
 from streamhouse.storage.values.types import sql_type
 
@@ -63,10 +63,12 @@ def grown(
         if grown_type is not None and grown_type != declared.arrow_type:
             wider[declared.name] = Column(declared.name, sql_type(grown_type))
         elif grown_type is None:
+            where = conflict(declared.arrow_type, field.arrow_type, declared.name)
+            inside = f" (retyped inside it: {where})" if where != declared.name else ""
             raise ColumnEvolutionError(
                 f"topic {topic!r}: record {index} names schema id {schema_id}, whose field {field.name!r} is "
-                f"{field.sql_type}, but the topic's column {declared.name!r} is {declared.sql_type}; a column "
-                "is never retyped (create a new topic, or a new field, for the new type)",
+                f"{field.sql_type}, but the topic's column {declared.name!r} is {declared.sql_type}{inside}; a "
+                "column is never retyped (create a new topic, or a new field, for the new type)",
                 index=index,
             )
     if not added and not wider:

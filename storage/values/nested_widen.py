@@ -59,6 +59,22 @@ def merged(declared: pa.DataType, writer: pa.DataType) -> pa.DataType | None:
     return None
 
 
+def conflict(declared: pa.DataType, writer: pa.DataType, path: str) -> str:
+    """Where `writer` retypes `declared` (for which `merged` gave None): the innermost field
+    path whose types differ, e.g. "address.city" or "stops[].zip" (`path` names the column)."""
+    if pa.types.is_struct(declared) and pa.types.is_struct(writer):
+        for field in writer:
+            index = declared.get_field_index(field.name)
+            if index >= 0 and merged(declared.field(index).type, field.type) is None:
+                return conflict(declared.field(index).type, field.type, f"{path}.{field.name}")
+    elif pa.types.is_map(declared) and pa.types.is_map(writer):
+        if declared.key_type == writer.key_type:
+            return conflict(declared.item_type, writer.item_type, f"{path}{{}}")
+    elif pa.types.is_list(declared) and pa.types.is_list(writer):
+        return conflict(declared.value_type, writer.value_type, f"{path}[]")
+    return path
+
+
 def widens(old: pa.DataType, new: pa.DataType) -> bool:
     """Whether a column stored as `old` reads as `new` with nothing lost: equal, or `new` only
     adds nested fields to `old`'s records (at any depth)."""

@@ -22,7 +22,7 @@ from streamhouse.storage.segment.merge import merge_segments
 from streamhouse.storage.values.avro_decode import avro_columns, decode_avro_values
 from streamhouse.storage.values.avro_evolve import ColumnEvolutionError, extends, grown
 from streamhouse.storage.values.json_schema_decode import decode_json_schema_values, json_schema_columns
-from streamhouse.storage.values.nested_widen import merged, widens
+from streamhouse.storage.values.nested_widen import conflict, merged, widens
 from streamhouse.storage.values.protobuf_decode import decode_protobuf_values, protobuf_columns
 from tests.storage.test_segment_merge import encode
 
@@ -69,6 +69,8 @@ def test_a_retyped_nested_field_is_no_widening() -> None:
     assert merged(OUT1, retyped) is None
     assert merged(pa.list_(IN1), pa.list_(pa.int64())) is None
     assert merged(pa.map_(pa.string(), IN1), pa.map_(pa.int64(), IN1)) is None
+    assert conflict(pa.list_(OUT1), pa.list_(retyped), "trips") == "trips[].address.city"
+    assert conflict(pa.map_(pa.string(), IN1), pa.map_(pa.int64(), IN1), "m") == "m"  # the key changed
     # Avro's lossless promotions still fit inside a record.
     assert merged(pa.struct([("n", pa.int64())]), pa.struct([("n", pa.int32())])) == pa.struct([("n", pa.int64())])
     stored = pa.table({"v.c": pa.array([1], pa.int64())})
@@ -106,7 +108,9 @@ def test_grown_widens_nested_columns_and_refuses_a_nested_retype() -> None:
     # v3 removes city: the columns keep it (new rows read NULL), nothing to grow.
     assert grown(v2, _record(ZIP), topic="orders", schema_id=3, index=0) is None
     retyped = _record({"name": "city", "type": "long"})
-    with pytest.raises(ColumnEvolutionError, match=r"field 'address' is ROW<.*never retyped") as caught:
+    with pytest.raises(
+        ColumnEvolutionError, match=r"field 'address' is ROW<.*inside it: address\.city\).*never retyped"
+    ) as caught:
         grown(v1, retyped, topic="orders", schema_id=4, index=7)
     assert caught.value.index == 7
 
