@@ -8,12 +8,11 @@ bytes are committed segments only (what the object store holds); a WAL's unflush
 count once flushed. The limits are the org's row over the server's defaults, through the
 agent's one QuotaGate (its cache, its FailureTracker for a failing store).
 
-Which org a topic counts to is `owner` (stored topic name → org, or None: "counted to every
-org"), by default the namespaces' own mapping (storage/namespace.py `org_of`): `acme~orders`
-counts to acme alone. A topic in the global namespace (auth off, an admin's, the embedding
-process's, or made before namespaces) counts to every org: conservative (an org is refused
-early, never late), exact for a single tenant. Counting global topics to "" alone instead is
-one function passed as `owner`.
+Which org a topic counts to is `owner` (stored topic name → org, or None: the global
+namespace), by default the namespaces' own mapping (storage/namespace.py `org_of`):
+`acme~orders` counts to acme alone. A topic in the global namespace (auth off, an admin's, the
+embedding process's, or made before namespaces) counts to the global namespace ("") only: an
+org holds what it can name, so an operator's topics never use up a tenant's quota.
 
 The refusals are ResourceQuotaExceededError (the contract's table: gRPC RESOURCE_EXHAUSTED,
 Kafka 44 POLICY_VIOLATION, HTTP 507), raised before anything is written:
@@ -95,7 +94,7 @@ class StorageQuotas:
 
     def cached_usage(self, org: str) -> StoredUsage:
         """As of the last read of the store (no IO: for the metrics)."""
-        mine = [t for t in self._partitions.keys() | self._bytes.keys() if self.owner(t) in (org, None)]
+        mine = [t for t in self._partitions.keys() | self._bytes.keys() if (self.owner(t) or "") == org]
         return StoredUsage(sum(self._bytes.get(t, 0) for t in mine), sum(self._partitions.get(t, 0) for t in mine))
 
     async def check_produce(self, org: str | None) -> None:

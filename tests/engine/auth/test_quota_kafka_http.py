@@ -150,8 +150,7 @@ def test_http_over_the_request_quota_is_429_with_retry_after(auth_agent: AuthAge
 def test_storage_and_partition_quotas_refuse_and_store_nothing(auth_agent: AuthAgent, kafka: KafkaServer) -> None:
     storage = auth_agent.server.storage_quotas
     assert storage is not None
-    # Topics have no org yet: every topic counts to every org (quota_storage.py), so the limits
-    # are set just above what the agent holds now.
+    # The limits are set just above what the org holds now (its namespace's topics).
     held = auth_agent.run(storage.usage("quota-store"))
     quota = OrgQuota("quota-store", storage_bytes=held.storage_bytes + 1, partitions=held.partitions + 3)
     token = _org(auth_agent, "quota-store", quota)

@@ -1,6 +1,6 @@
 """Storage and partition usage per org from a real metadata store (issue 15): a topic in an
-org's namespace (`acme~t`, storage/namespace.py) counts to that org alone, a global one to every
-org; the partition quota refuses what would take an org over it, and refuses nothing else."""
+org's namespace (`acme~t`, storage/namespace.py) counts to that org alone, a global one to the
+global namespace only; the partition quota refuses what would take an org over it, and refuses nothing else."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ def test_usage_by_namespace_and_the_partition_quota(tmp_path: Path) -> None:
                 return QuotaLimits(partitions=5) if org == "acme" else None
 
             quotas = StorageQuotas(QuotaGate(load=load), store)
-            assert await quotas.usage("acme") == StoredUsage(0, 3)  # its 2 + the global 1
-            assert await quotas.usage("beta") == StoredUsage(0, 4)
-            await quotas.check_partitions("acme", 2)  # 3 + 2 = 5: at the quota, not over
-            with pytest.raises(ResourceQuotaExceededError, match="3 partitions of its quota of 5"):
-                await quotas.check_partitions("acme", 3)
+            assert await quotas.usage("acme") == StoredUsage(0, 2)  # its own; the global topic is no org's
+            assert await quotas.usage("beta") == StoredUsage(0, 3)
+            assert await quotas.usage("") == StoredUsage(0, 1)
+            await quotas.check_partitions("acme", 3)  # 2 + 3 = 5: at the quota, not over
+            with pytest.raises(ResourceQuotaExceededError, match="2 partitions of its quota of 5"):
+                await quotas.check_partitions("acme", 4)
             await quotas.check_partitions("beta", 1000)  # no quota: unlimited
             await quotas.check_produce("acme")  # no storage quota: never refused
         finally:
