@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from streamhouse.storage.schemas.avro_cursor import Cursor
+from streamhouse.storage.schemas.avro_runs import RunReader, run_reader
 from streamhouse.storage.schemas.errors import UnsupportedAvroSchemaError
 from streamhouse.storage.schemas.wire import Array
 
@@ -35,7 +36,12 @@ Reader = Callable[[Any, Cursor, Array, dict[str, Any], str], "pa.Array[Any]"]
 
 # An item that can take no bytes (null, a record of nulls) is not bounded by the payload's size;
 # more of them than this per record is garbage, not data (fastavro would loop forever too).
-MAX_EMPTY_ITEMS = 1 << 20
+MAX_EMPTY_ITEMS = 1 << 12
+# Item positions cost a step each, cheap per record when many records share it, so a few long
+# arrays (a step per item for one record) are read a whole block at a time instead
+# (avro_runs.py; primitive items only): once at most FEW records are left with LONG_BLOCK items.
+LONG_BLOCK = 256
+FEW = 1024
 _WIDTHS = {"null": 0, "boolean": 1, "int": 1, "long": 1, "float": 4, "double": 8, "bytes": 1, "string": 1}
 
 
@@ -60,9 +66,15 @@ def least_bytes(schema: Any, names: dict[str, Any], depth: int = 0) -> int:
 
 
 def _blocks(
-    cur: Cursor, live: Array, path: str, least: int, read_items: Callable[[Cursor], list[pa.Array[Any]]]
+    cur: Cursor,
+    live: Array,
+    path: str,
+    least: int,
+    read_items: Callable[[Cursor], list[pa.Array[Any]]],
+    read_run: RunReader | None = None,
 ) -> tuple[Array, list[pa.Array[Any]]]:
-    """(items per entry, the items' columns in (entry, position) order) of an array or map."""
+    """(items per entry, the items' columns in (entry, position) order) of an array or map;
+    `read_run` (primitive items) reads every entry's whole block in one step when few are left."""
     n = len(live)
     left = np.zeros(n, dtype=np.int64)  # items left in each entry's current block
     counts = np.zeros(n, dtype=np.int64)
@@ -79,11 +91,19 @@ def _blocks(
         if not len(open_):
             break
         sub = cur.subset(open_)
-        columns = read_items(sub)
+        runs = left[open_]
+        if read_run is not None and len(open_) <= FEW and int(runs.max()) >= LONG_BLOCK:
+            columns = [read_run(sub, runs)]
+            before = np.repeat(np.cumsum(runs) - runs - counts[open_], runs)
+            pieces.append((np.repeat(open_, runs), np.arange(len(before), dtype=np.int64) - before, columns))
+            counts[open_] += runs
+            left[open_] = 0
+        else:
+            columns = read_items(sub)
+            pieces.append((open_, counts[open_], columns))
+            counts[open_] += 1
+            left[open_] -= 1
         cur.pos[open_] = sub.pos
-        pieces.append((open_, counts[open_], columns))
-        counts[open_] += 1
-        left[open_] -= 1
     # Item k of entry e belongs at starts[e] + k of the (entry, position)-ordered column: one
     # scatter builds the take indices (no sort).
     starts = np.zeros(n, dtype=np.int64)
@@ -137,7 +157,7 @@ def read_array(schema: Any, cur: Cursor, live: Array, names: dict[str, Any], pat
     def read_items(sub: Cursor) -> list[pa.Array[Any]]:
         return [read(items, sub, np.ones(len(sub.pos), dtype=bool), names, what)]
 
-    counts, (values,) = _blocks(cur, live, path, least_bytes(items, names), read_items)
+    counts, (values,) = _blocks(cur, live, path, least_bytes(items, names), read_items, run_reader(items, path))
     out: pa.Array[Any] = pa.ListArray.from_arrays(_offsets(counts, path), values, mask=pa.array(~live))
     return out
 

@@ -253,3 +253,23 @@ def test_columns_and_evolution_of_collections() -> None:
         {"int": None, "string": None, "boolean": True},
     ]
     assert rows[0]["f2"] == [("k", 1)] and rows[1]["f1"] == []
+
+
+@pytest.mark.parametrize("items", ["int", "long", "float", "double", "boolean"])
+def test_long_primitive_arrays_are_read_a_block_at_a_time(items: str) -> None:
+    schema = _record([{"type": "array", "items": items}, "string"])
+    make = {"boolean": lambda k: k % 3 == 0, "float": lambda k: k / 4, "double": lambda k: k / 3}.get(
+        items, lambda k: (-1) ** k * k * 1000
+    )
+    rows = [{"f0": [make(k) for k in range(i * 150 if i % 2 else i)], "f1": f"s{i}"} for i in range(8)]
+    assert decode(_encode(schema, rows), json.dumps(schema)).to_pylist() == rows
+
+
+def test_a_long_run_of_varints_that_runs_out_names_its_record() -> None:
+    run = _zz(400) + b"".join(_zz(k) for k in range(399))  # one item short
+    good = _zz(1) + _zz(4) + _zz(0)
+    with pytest.raises(AvroDecodeError, match=r"record 1: .*\$.f0\[\]"):
+        decode(pa.array([good, run, good], pa.binary()), ARRAY_OF_LONGS)
+    too_long = _zz(300) + b"\x80" * 11 + b"\x01" + b"\x02" * 299 + _zz(0)
+    with pytest.raises(AvroDecodeError, match=r"record 2: a varint of \$.f0\[\] is too long"):
+        decode(pa.array([good, good, too_long], pa.binary()), ARRAY_OF_LONGS)
