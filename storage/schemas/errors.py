@@ -115,8 +115,8 @@ class AvroDecodeError(WireFormatError):
 
 
 class UnsupportedAvroSchemaError(InvalidInputError):
-    """An Avro schema uses a type the columnar decoder does not handle yet (arrays, maps, unions
-    of two non-null types, decimals): its records stay bytes."""
+    """An Avro schema the columnar decoder cannot turn into columns (a recursive type, a decimal
+    beyond DECIMAL(38)): its records stay bytes."""
 
 
 class SchemaValidationError(InvalidInputError):
