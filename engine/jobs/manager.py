@@ -15,10 +15,11 @@ import pyarrow as pa
 from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.output import output_schema
+from streamhouse.jobs.rights import creator_of_request
 from streamhouse.jobs.runner import JobRunner, job_plan
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.statements.ddl import CreateJob, DropJob
-from streamhouse.sql.statements.job_options import parse_job_options
+from streamhouse.sql.statements.job_options import CREATOR, parse_job_options
 from streamhouse.sql.streaming.changes import changes_schema
 from streamhouse.sql.streaming.explain import explain_job
 from streamhouse.sql.streaming.interval_plan import IntervalPlan
@@ -64,6 +65,8 @@ class JobManager:
     async def create(self, statement: CreateJob) -> pa.Table:
         metadata = self.host.metadata
         options = parse_job_options(statement.options, statement.name)
+        if CREATOR in statement.options:
+            raise SqlError(f"{statement.name}: option {CREATOR!r} is set by the agent (the creating principal)")
         emit = options.emit
         org = ns.org_of(statement.name)  # the job's org: its query names that org's topics only
         topics = ns.scoped(await metadata.list_topics(), org)
@@ -96,7 +99,9 @@ class JobManager:
             await self.host.topics.create_topic(statement.name, 1, {"job": statement.name}, schema.to_json())
         elif (ns.outer(statement.name, org) or statement.name) not in topics:
             raise TopicNotFoundError(statement.name)
-        job = await metadata.create_job(statement.name, statement.select, statement.name, statement.options)
+        creator = creator_of_request()  # the job runs with its creator's rights (jobs/rights.py)
+        stored = dict(statement.options) | ({CREATOR: creator} if creator else {})
+        job = await metadata.create_job(statement.name, statement.select, statement.name, stored)
         self._wake.set()
         return pa.table({"job": [job.name], "output_topic": [job.output_topic]})
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.output import encode_output
+from streamhouse.jobs.rights import CreatorRights
 from streamhouse.jobs.source import may_have_unread, read_partition
 from streamhouse.sql.query.catalog import topic_schema
 from streamhouse.sql.statements.job_options import parse_job_options
@@ -70,6 +71,9 @@ class JobRunner:
         # Source offsets passed over because retention removed them unread (jobs/source.py),
         # since the job was created: carried in every checkpoint's stats, shown by SHOW JOBS.
         self.retention_skipped = 0
+        # Under auth a job reads and writes only while its creator may (jobs/rights.py).
+        creator = self.options.creator
+        self._rights = CreatorRights(host.metadata, creator) if creator and host.config.auth != "none" else None
 
     async def run(self) -> None:
         """Until cancelled (lease lost, job dropped, agent stopping) or fenced."""
@@ -102,6 +106,7 @@ class JobRunner:
                 partitions=tuple(range(source.partitions)),
                 emit=self.options.emit,
             )
+        await self._check_rights()
         checkpoint = await metadata.latest_checkpoint(self.job.name)
         if checkpoint is not None:
             self.seq = checkpoint.seq
@@ -190,8 +195,18 @@ class JobRunner:
         if result.late.num_rows:
             self._late.append(result.late)
 
+    async def _check_rights(self) -> None:
+        """AuthorizationError (the runner stops, nothing of the round committed) when the job's
+        creator may no longer read a source or write the output or dead-letter topic."""
+        if self._rights is None:
+            return
+        dead_letter = self.options.dead_letter
+        writes = [self.job.output_topic] + ([ns.inner(dead_letter, ns.org_of(self.job.name))] if dead_letter else [])
+        await self._rights.require(self.job.name, sorted({info.name for info, _ in self.slots}), writes)
+
     async def _checkpoint(self, topics: dict[str, TopicInfo]) -> None:
         assert self.operator is not None
+        await self._check_rights()
         metadata, store = self.host.metadata, self.host.store
         seq = self.seq + 1
         segments: list[SegmentInfo] = []

@@ -24,6 +24,9 @@ OPTIONS = {
     "start": "'earliest' or 'latest': where a new job starts reading",
     "state.ttl": "how long (event time) a regular join keeps each side's rows, e.g. '1 h'",
 }
+# Set by the agent at CREATE under auth, never in WITH (…): the creating principal, "org/name",
+# whose rights the job runs with (engine/jobs/rights.py). Shown by SHOW JOBS with the options.
+CREATOR = "creator"
 # Below these the job would spend its time checkpointing or declare partitions idle between two
 # reads; above a week a timer is a mistake (and large enough numbers overflow the clock).
 # A state TTL under a second would drop rows before their partner can arrive; over a year the
@@ -46,13 +49,14 @@ class JobOptions:
     start: str = "earliest"
     batch_rows: int = 50_000
     state_ttl_ms: int | None = None  # a regular join's state TTL (sql/streaming/regular_join.py)
+    creator: str | None = None  # CREATOR: whose rights the job runs with (None: not limited)
 
 
 def parse_job_options(options: Mapping[str, str], job: str = "job") -> JobOptions:
     """The options as values; SqlError naming the job, the option and what it takes for an
     unknown key (with the closest known one) or a value that does not parse or is out of range."""
     for key in options:
-        if key not in OPTIONS:
+        if key not in OPTIONS and key != CREATOR:
             close = difflib.get_close_matches(key, list(OPTIONS), n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(OPTIONS)}"
             raise SqlError(f"{job}: unknown option {key!r}; {hint}")
@@ -63,6 +67,7 @@ def parse_job_options(options: Mapping[str, str], job: str = "job") -> JobOption
         checkpoint_interval_ms=_duration(options, "checkpoint-interval", "1s", job),
         start=_choice(options, "start", START_POSITIONS, job),
         state_ttl_ms=_duration(options, "state.ttl", "", job) if options.get("state.ttl") else None,
+        creator=options.get(CREATOR) or None,
     )
 
 
