@@ -212,8 +212,9 @@ def test_cross_org_denied_on_every_face(orgs: Orgs) -> None:
     acme_id, acme_secret = orgs.acme.split(".")
     as_acme = {**python_sasl, "sasl_plain_username": acme_id, "sasl_plain_password": acme_secret}
     kafka_admin = KafkaAdminClient(**as_acme)
-    try:  # and acme's own view names it as acme does
-        assert [g["group_id"] for g in kafka_admin.list_groups()] == ["acme-group"]
+    try:  # and acme's own view names it as acme does (other tests of the shared agent add acme groups)
+        groups = [g["group_id"] for g in kafka_admin.list_groups()]
+        assert "acme-group" in groups and not any("~" in g for g in groups), groups
     finally:
         kafka_admin.close()
     unknown = Producer(beta).list_topics("acme-only", timeout=10).topics["acme-only"]
