@@ -18,7 +18,7 @@ from streamhouse.storage.metadata.acl_sql import OPERATIONS, RESOURCE_TYPES, Acl
 from tests.engine.auth.conftest import AuthAgent
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+def wait_for(check: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "timed out"
