@@ -5,8 +5,11 @@ the credentials every test tries: none, malformed, wrong secret, revoked, expire
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,28 @@ from streamhouse.server.agent_server import AgentServer
 from streamhouse.storage.metadata.acl_sql import OPERATIONS, RESOURCE_TYPES, AclRule
 
 T = TypeVar("T")
+
+
+def http_json(base: str, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """One HTTP call with a bearer token: (status, the JSON answer), errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def sasl_plain(port: int, token: str, **extra: Any) -> dict[str, Any]:
+    """confluent-kafka settings for a SASL PLAIN login with an API key (key id / secret)."""
+    key_id, secret = token.split(".")
+    return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": key_id, "sasl.password": secret,
+            "log_level": 0, **extra}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ only what bob may describe; the admin passes everywhere."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +25,7 @@ from streamhouse.kafka.handlers import Context
 from streamhouse.kafka.server import KafkaServer
 from streamhouse.storage.errors import AuthorizationError, InvalidInputError, TopicNotFoundError
 from streamhouse.storage.metadata.acl_sql import AclRule
-from tests.engine.auth.conftest import AuthAgent
+from tests.engine.auth.conftest import AuthAgent, http_json, sasl_plain
 
 BOB_RULES = [
     ("topic", "literal", "acl-read", "read"),
@@ -64,22 +62,10 @@ class Acl:
         return {name.removeprefix(ACME): end for name, end in ends.items()}
 
     def http(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.agent.http + path, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+        return http_json(self.agent.http, method, path, token, body)
 
     def kafka(self, token: str, **extra: Any) -> dict[str, Any]:
-        key_id, secret = token.split(".")
-        return {"bootstrap.servers": f"127.0.0.1:{self.kafka_port}", "security.protocol": "SASL_PLAINTEXT",
-                "sasl.mechanism": "PLAIN", "sasl.username": key_id, "sasl.password": secret,
-                "log_level": 0, **extra}  # fmt: skip
+        return sasl_plain(self.kafka_port, token, **extra)
 
 
 @pytest.fixture(scope="module")

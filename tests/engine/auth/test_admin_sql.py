@@ -6,8 +6,6 @@ SDK's `client.sql` / `client.auth` and the REST SQL endpoint; a non-admin princi
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +16,11 @@ from streamhouse.auth.admin import AuthAdmin
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.statements.admin import ChangeAcl, CreateApiKey, RevokeApiKey, ShowAcls, parse_admin
 from streamhouse.storage.errors import AuthorizationError
-from tests.engine.auth.conftest import AuthAgent
+from tests.engine.auth.conftest import AuthAgent, http_json
 
 
 def _http_sql(agent: AuthAgent, token: str, statement: str) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        agent.http + "/v1/sql", data=json.dumps({"statement": statement}).encode(), method="POST"
-    )
-    request.add_header("Authorization", f"Bearer {token}")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
+    return http_json(agent.http, "POST", "/v1/sql", token, {"statement": statement})
 
 
 def test_parse() -> None:

@@ -28,7 +28,7 @@ from streamhouse.client.client import Client
 from streamhouse.kafka.server import KafkaServer
 from streamhouse.storage.errors import InvalidInputError, NotFoundError, StreamHouseError
 from streamhouse.storage.metadata.acl_sql import OPERATIONS, RESOURCE_TYPES, AclRule
-from tests.engine.auth.conftest import AuthAgent
+from tests.engine.auth.conftest import AuthAgent, http_json, sasl_plain
 
 ACME_RECORDS, BETA_RECORDS = 3, 1
 
@@ -44,22 +44,10 @@ class Orgs:
         return streamhouse.connect(self.agent.grpc, api_key=token)
 
     def http(self, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.agent.http + path, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+        return http_json(self.agent.http, method, path, token, body)
 
     def kafka(self, token: str, **extra: Any) -> dict[str, Any]:
-        key_id, secret = token.split(".")
-        return {"bootstrap.servers": f"127.0.0.1:{self.listener.port}", "security.protocol": "SASL_PLAINTEXT",
-                "sasl.mechanism": "PLAIN", "sasl.username": key_id, "sasl.password": secret,
-                "log_level": 0, **extra}  # fmt: skip
+        return sasl_plain(self.listener.port, token, **extra)
 
     def stored(self) -> dict[str, int]:
         """Every stored topic (all orgs) → its end offset, from the metadata store itself."""
