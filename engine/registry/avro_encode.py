@@ -183,9 +183,14 @@ def _binary(data: np.ndarray[Any, Any], lengths: np.ndarray[Any, Any]) -> pa.Arr
 
 
 def varints(values: np.ndarray[Any, Any]) -> pa.Array[Any]:
-    """Avro's zigzag varints of int64 values: a (n, 10) byte matrix, its used bytes kept."""
+    """Avro's zigzag varints of int64 values."""
     v = values.astype(np.int64)
-    u = ((v << 1) ^ (v >> 63)).view(np.uint64)
+    return unsigned_varints(((v << 1) ^ (v >> 63)).view(np.uint64))
+
+
+def unsigned_varints(u: np.ndarray[Any, np.dtype[np.uint64]]) -> pa.Array[Any]:
+    """Base-128 varints of uint64 values (Avro's after zigzag, Protobuf's as they are): a
+    (n, 10) byte matrix, its used bytes kept."""
     lengths = np.ones(len(u), np.int64)
     rest = u >> np.uint64(7)
     while rest.any():  # at most 9 rounds (64 bits / 7), one per byte position, not per record

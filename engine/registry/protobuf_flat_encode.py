@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as _pc
 
-from streamhouse.registry.avro_encode import _binary  # the offsets/bytes → binary array builder
+from streamhouse.registry.avro_encode import _binary, unsigned_varints  # the binary column builder, varints
 from streamhouse.storage.schemas.protobuf_arrow import PbField, PbMessage
 
 pc: Any = _pc  # pyarrow-stubs type the variadic kernels too narrowly
@@ -41,18 +41,8 @@ def flat(message: PbMessage) -> bool:
 
 
 def varints(values: np.ndarray[Any, Any]) -> pa.Array[Any]:
-    """Protobuf base-128 varints of uint64 values: a (n, 10) byte matrix, its used bytes kept."""
-    u = values.astype(np.uint64)
-    lengths = np.ones(len(u), np.int64)
-    rest = u >> np.uint64(7)
-    while rest.any():  # at most 9 rounds (64 bits / 7), one per byte position, not per record
-        lengths += rest > 0
-        rest >>= np.uint64(7)
-    shifts = np.arange(10, dtype=np.uint64) * np.uint64(7)
-    matrix = ((u[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
-    position = np.arange(10)
-    matrix |= np.where(position < (lengths[:, None] - 1), np.uint8(0x80), np.uint8(0))
-    return _binary(matrix[position < lengths[:, None]], lengths)
+    """Protobuf base-128 varints of uint64 values."""
+    return unsigned_varints(values.astype(np.uint64))
 
 
 def _tag(field: PbField) -> pa.Scalar[Any]:
