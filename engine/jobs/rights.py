@@ -15,7 +15,8 @@ principal's rules give.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from streamhouse.auth.acl import Grants
@@ -48,21 +49,34 @@ class _Creator:
 class CreatorRights:
     """The rights a running job has: its creator's, re-read at most every 5 s."""
 
-    def __init__(self, metadata: MetadataStore, creator: str) -> None:
+    def __init__(
+        self, metadata: MetadataStore, creator: str, *, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         org, _, name = creator.partition(_SEPARATOR)
         self.org, self.name = org, name
         self._metadata = metadata
-        self._authorizer = Authorizer(metadata)
+        self._authorizer = Authorizer(metadata, monotonic=monotonic)
+        self._monotonic = monotonic
+        self._who: tuple[_Creator, float] | None = None  # the creator and when its admin flag was read
+
+    async def _creator(self) -> _Creator:
+        """The creator with its admin flag, read again no more often than the rules are (the
+        authorizer's TTL), so a checkpoint costs no store read while both are fresh."""
+        now = self._monotonic()
+        if self._who is None or now - self._who[1] >= self._authorizer.cache_ttl_s:
+            keys = await self._metadata.auth_list_keys(self.org)
+            admin = any(k.admin for k in keys if k.principal == self.name)
+            self._who = (_Creator(self.org, self.name, admin), now)
+        return self._who[0]
 
     async def require(self, job: str, reads: Iterable[str], writes: Iterable[str]) -> None:
         """AuthorizationError naming the job, its creator and the first topic it may no longer
         read (`reads`) or write (`writes`); stored topic names."""
-        admin = any(k.admin for k in await self._metadata.auth_list_keys(self.org) if k.principal == self.name)
-        grants = await self._authorizer.grants(_Creator(self.org, self.name, admin))
+        grants = await self._authorizer.grants(await self._creator())
         for operation, topics in (("read", reads), ("write", writes)):
             for topic in topics:
-                shown = namespace.outer(topic, self.org) or topic
                 if not grants.allows(operation, "topic", topic):
+                    shown = namespace.outer(topic, self.org) or topic
                     raise AuthorizationError(
                         f"job {namespace.outer(job, self.org) or job!r} runs with the rights of {self.name!r}, "
                         f"who may no longer {operation} topic {shown!r}; it resumes once allowed",
