@@ -22,10 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streamhouse.auth import Authenticator
 from streamhouse.auth.context import REQUEST_AUTHORIZATION
+from streamhouse.server.http.errors import guard_refusal
 from streamhouse.storage.errors import AuthenticationError
 
 OPEN_PATHS = frozenset({"/health/live"})
-REGISTRY_PREFIX = "/registry"
 CHALLENGE = 'Bearer realm="streamhouse", Basic realm="streamhouse", charset="UTF-8"'
 _REGISTRY_UNAUTHORIZED = 40101
 
@@ -61,11 +61,4 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _refusal(path: str, exc: AuthenticationError) -> JSONResponse:
-    headers = {"WWW-Authenticate": CHALLENGE}
-    if path == REGISTRY_PREFIX or path.startswith(REGISTRY_PREFIX + "/"):
-        body: dict[str, object] = {"error_code": _REGISTRY_UNAUTHORIZED, "message": str(exc)}
-        response = JSONResponse(body, status_code=401, headers=headers)
-        response.headers["content-type"] = "application/vnd.schemaregistry.v1+json"
-        return response
-    body = {"status": "unauthorized", "code": "unauthenticated", "message": str(exc)}
-    return JSONResponse(body, status_code=401, headers=headers)
+    return guard_refusal(path, 401, _REGISTRY_UNAUTHORIZED, str(exc), {"WWW-Authenticate": CHALLENGE})

@@ -22,18 +22,23 @@ from starlette.responses import Response
 from starlette.routing import Match
 from starlette.types import Scope
 
+from streamhouse.registry.errors import MEDIA_TYPE
+
 # status → (the `status` word, the stable `code`); anything else falls back to the HTTP phrase.
 _WORDS: dict[int, tuple[str, str]] = {
     400: ("bad request", "bad_request"),
+    401: ("unauthorized", "unauthenticated"),  # the auth guard (auth.py)
     404: ("not found", "not_found"),
     405: ("method not allowed", "method_not_allowed"),
     408: ("request timeout", "request_timeout"),
     413: ("request too large", "request_too_large"),
     422: ("invalid request", "invalid_request"),
+    429: ("too many requests", "quota_exceeded"),  # the rate-quota guard (quota.py)
     431: ("request header too large", "request_header_too_large"),
     500: ("internal error", "internal_error"),
 }
 
+REGISTRY_PREFIX = "/registry"
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # sorted: a stable Allow header
 _PROBE_SCOPE: Scope = {"type": "http", "root_path": "", "headers": [], "query_string": b""}
 
@@ -54,6 +59,18 @@ def error_body(status: int, message: str | None = None) -> dict[str, str]:
 
 def error_response(status: int, message: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, message), status_code=status, headers=headers)
+
+
+def guard_refusal(path: str, status: int, registry_code: int, message: str, headers: Mapping[str, str]) -> JSONResponse:
+    """A refusal by a guard that runs before every route (auth, rate quotas): under /registry in
+    the schema registry's own shape (its media type and 5-digit `error_code`, which Confluent's
+    clients read), elsewhere in the default one."""
+    if path == REGISTRY_PREFIX or path.startswith(REGISTRY_PREFIX + "/"):
+        body = {"error_code": registry_code, "message": message}
+        response = JSONResponse(body, status_code=status, headers=headers)
+        response.headers["content-type"] = MEDIA_TYPE
+        return response
+    return error_response(status, message, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -23,9 +23,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from streamhouse.auth.quota import QuotaExceededError
 from streamhouse.auth.quota_gate import QuotaGate
+from streamhouse.server.http.errors import guard_refusal
 
 METERED = ("/v1/", "/registry/")
-REGISTRY_PREFIX = "/registry"
 _REGISTRY_TOO_MANY = 42901  # the registry's 5-digit convention: HTTP status, then a detail digit
 
 
@@ -82,10 +82,4 @@ def _refusal(path: str, exc: QuotaExceededError) -> JSONResponse:
         "Retry-After": str(max(1, math.ceil(exc.retry_after_s))),
         "Retry-After-Ms": str(max(1, math.ceil(exc.retry_after_s * 1000))),
     }
-    if path == REGISTRY_PREFIX or path.startswith(REGISTRY_PREFIX + "/"):
-        body: dict[str, object] = {"error_code": _REGISTRY_TOO_MANY, "message": str(exc)}
-        response = JSONResponse(body, status_code=429, headers=headers)
-        response.headers["content-type"] = "application/vnd.schemaregistry.v1+json"
-        return response
-    body = {"status": "too many requests", "code": "quota_exceeded", "message": str(exc)}
-    return JSONResponse(body, status_code=429, headers=headers)
+    return guard_refusal(path, 429, _REGISTRY_TOO_MANY, str(exc), headers)
