@@ -45,6 +45,4 @@ def named_jobs(table: pa.Table, column: str = "job") -> pa.Table:
 def visible_topics(topics: list[TopicInfo]) -> dict[str, TopicInfo]:
     """The org's name → stored topic, of the topics the request may describe (ACLs on the
     org's names): another org's topics are neither listed nor resolvable by any name."""
-    org = ns.current()
-    named = ((ns.outer(t.name, org), t) for t in topics)
-    return {n: t for n, t in named if n is not None and access.allows("describe", "topic", n)}
+    return {n: t for n, t in ns.scoped(topics, ns.current()).items() if access.allows("describe", "topic", n)}
