@@ -29,3 +29,48 @@ def record_batches(draw: st.DrawFn, max_records: int = 40, allow_big: bool = Tru
     headers: list[Headers | None] = draw(st.lists(header_lists, min_size=n, max_size=n))
     base = draw(st.integers(min_value=0, max_value=2**40))
     return make_batch(values, keys=keys, timestamps=timestamps, headers=headers, base_offset=base)
+
+
+# --- mutation-based fuzzing (tests/fuzz/): valid encodings with bytes flipped, overwritten,
+# truncated, extended, deleted or duplicated; purely random bytes rarely pass a decoder's first check.
+_BOUNDARY_INTS = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 2**31 - 1, 2**31, 2**32 - 1, 2**63 - 1, 2**64 - 1)
+
+
+@st.composite
+def _mutate(draw: st.DrawFn, data: bytes, max_ops: int) -> bytes:
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, max_ops))):
+        op = draw(st.sampled_from(("flip", "byte", "int", "truncate", "extend", "insert", "delete", "duplicate")))
+        at = draw(st.integers(0, max(0, len(buf) - 1)))
+        if op == "flip" and buf:
+            buf[at] ^= 1 << draw(st.integers(0, 7))
+        elif op == "byte" and buf:
+            buf[at] = draw(st.sampled_from((0x00, 0x01, 0x7F, 0x80, 0xFE, 0xFF)) | st.integers(0, 255))
+        elif op == "int" and buf:
+            # A length, count or offset field overwritten with a boundary value, either byte order.
+            width = draw(st.sampled_from((1, 2, 4, 8)))
+            value = draw(st.sampled_from(_BOUNDARY_INTS)) % (1 << (8 * width))
+            raw = value.to_bytes(width, draw(st.sampled_from(("big", "little"))))
+            buf[at : at + width] = raw[: max(0, len(buf) - at)]
+        elif op == "truncate":
+            del buf[at:]
+        elif op == "extend":
+            buf += draw(st.binary(min_size=1, max_size=32))
+        elif op == "insert":
+            buf[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif op == "delete" and buf:
+            del buf[at : at + draw(st.integers(1, 16))]
+        elif op == "duplicate" and buf:
+            buf[at:at] = buf[at : at + draw(st.integers(1, 64))]
+    return bytes(buf)
+
+
+def mutations(valid: st.SearchStrategy[bytes], max_ops: int = 4) -> st.SearchStrategy[bytes]:
+    """Valid encodings drawn from `valid`, damaged by 1..max_ops mutations."""
+    return valid.flatmap(lambda data: _mutate(data, max_ops))
+
+
+def hostile(valid: st.SearchStrategy[bytes], max_ops: int = 4, max_random: int = 512) -> st.SearchStrategy[bytes]:
+    """What a decoder of outside bytes must survive: mutated valid encodings (mostly), the valid
+    encodings themselves, and random bytes."""
+    return st.one_of(mutations(valid, max_ops), valid, st.binary(max_size=max_random))
