@@ -36,6 +36,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.model import SegmentInfo
 from streamhouse.storage.records.codec import decode_batch, encode_batch
 from streamhouse.storage.wal.format import FORWARDED_EPOCH, WalEntry
@@ -132,7 +133,14 @@ def piece_payload(piece: Piece) -> bytes:
     is recognised by), else the slice re-encoded."""
     if piece.whole:
         return piece.entry.payload
-    batch = decode_batch(piece.entry.payload, source=f"WAL entry at {piece.entry.base_offset}")
+    source = f"WAL entry at {piece.entry.base_offset}"
+    batch = decode_batch(piece.entry.payload, source=source)
+    if batch.num_rows != piece.entry.record_count:
+        # Slicing would silently write fewer records than the offsets the piece stands for.
+        raise CorruptDataError(
+            f"WAL entry header says {piece.entry.record_count} records, its payload holds {batch.num_rows}",
+            source=source,
+        )
     part = batch.slice(piece.start - piece.entry.base_offset, piece.records)
     # Without its schema metadata: an idempotent producer's tag (docs/DESIGN.md §10) names the
     # whole batch's sequences, which a slice does not hold.
