@@ -1,0 +1,312 @@
+"""Judge a chaos run's complete history (history.py): no I/O, nothing but the recorded
+operations and the log read back at the end.
+
+Each check returns findings; a finding names its check, says what is wrong and lists the
+operations involved (their indexes; `render` prints them). The checks:
+
+- lost: an acknowledged value missing from the final log (by ack mode; every mode here is
+  promised to survive the faults the harness injects: process crashes, pauses, PostgreSQL and
+  S3 outages, a full WAL disk, a stepped clock).
+- duplicate: a value twice in the log. Expected where the client retried without idempotence
+  (`Produce.retried`): those are counted apart, not reported.
+- phantom: a value in the log that nobody sent.
+- gap / reuse: the final log's offsets are not dense from its first one, or one offset holds
+  two values; a durable or Kafka ack whose offset holds another value in the log (acks=leader
+  offsets may move: an old leader's tail is appended again at the end, README "Durability").
+- read-changed: a consumer was given a value at an offset the final log holds another value at.
+- non-monotonic: within one assignment session a member was given offsets of a partition out
+  of order or twice.
+- skip: a member's first offset of a partition after an assignment is past every commit made
+  before it (records nobody committed were jumped over).
+- regression: a commit (or a read of the committed offsets) below a commit that had already
+  succeeded before it started.
+- zombie: a commit that succeeded after another member was already assigned the partition in
+  a later rebalance.
+- stale-sql: an ad-hoc count(*) lower than the values acknowledged durably before it started.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from streamhouse.chaos.history import (
+    Assign,
+    Commit,
+    CommittedRead,
+    FinalLog,
+    History,
+    Operation,
+    Poll,
+    Produce,
+    SqlRead,
+    describe,
+)
+
+CHECKS = (
+    "lost", "duplicate", "phantom", "gap", "reuse", "read-changed",
+    "non-monotonic", "skip", "regression", "zombie", "stale-sql",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    message: str
+    ops: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    findings: tuple[Finding, ...]
+    counts: dict[str, int] = field(default_factory=dict)  # figures: acked by mode, reads, …
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def by_check(self) -> dict[str, int]:
+        found = Counter(f.check for f in self.findings)
+        return {check: found.get(check, 0) for check in CHECKS}
+
+
+def check(history: History) -> Verdict:
+    produces = [op for op in history.ops if isinstance(op, Produce)]
+    findings = [
+        *check_writes(produces, history.final),
+        *check_offsets(produces, history.final),
+        *check_reads(history.ops, history.final),
+        *check_commits(history.ops),
+        *check_sql(history.ops),
+    ]
+    return Verdict(tuple(findings), figures(history))
+
+
+def figures(history: History) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for op in history.ops:
+        kind = type(op).__name__.lower()
+        counts[f"ops.{kind}"] += 1
+        if isinstance(op, Produce):
+            counts[f"acked.{op.mode}" if op.outcome == "ok" else f"failed.{op.mode}"] += len(op.values)
+        elif isinstance(op, Poll):
+            counts["records_polled"] += len(op.offsets)
+        elif isinstance(op, Commit):
+            counts[f"commits.{op.outcome}"] += 1
+        elif isinstance(op, SqlRead):
+            counts[f"sql.{op.outcome}"] += 1
+    counts["final_records"] = sum(len(p.offsets) for p in history.final)
+    multiset = _log_values(history.final)
+    retried = {v for op in history.ops if isinstance(op, Produce) and op.retried for v in op.values}
+    counts["duplicates_after_retry"] = sum(n - 1 for v, n in multiset.items() if n > 1 and v in retried)
+    return dict(sorted(counts.items()))
+
+
+def _log_values(final: Iterable[FinalLog]) -> Counter[str]:
+    return Counter(v for part in final for v in part.values)
+
+
+def check_writes(produces: list[Produce], final: list[FinalLog]) -> list[Finding]:
+    in_log = _log_values(final)
+    sent: dict[str, Produce] = {v: op for op in produces for v in op.values}
+    findings: list[Finding] = []
+    for op in produces:
+        if op.outcome != "ok":
+            continue
+        missing = [v for v in op.values if v not in in_log]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+            findings.append(
+                Finding(
+                    "lost",
+                    f"{len(missing)} values acknowledged with {op.mode} are not in the log: {shown}",
+                    (op.index,),
+                )
+            )
+    for value, n in in_log.items():
+        op = sent.get(value)
+        if op is None:
+            findings.append(Finding("phantom", f"{value!r} is in the log ({n}x) but nobody sent it"))
+        elif n > 1 and not op.retried:
+            findings.append(Finding("duplicate", f"{value!r} is in the log {n} times, sent once", (op.index,)))
+    return findings
+
+
+def check_offsets(produces: list[Produce], final: list[FinalLog]) -> list[Finding]:
+    findings: list[Finding] = []
+    at: dict[tuple[str, int, int], str] = {}
+    for part in final:
+        counts = Counter(part.offsets)
+        reused = sorted(o for o, n in counts.items() if n > 1)
+        if reused:
+            findings.append(Finding("reuse", f"{part.topic}/{part.partition}: offsets read back twice: {reused[:10]}"))
+        if part.offsets:
+            first, last = min(part.offsets), max(part.offsets)
+            missing = sorted(set(range(first, last + 1)) - set(counts))
+            if missing:
+                findings.append(
+                    Finding("gap", f"{part.topic}/{part.partition}: {len(missing)} offsets missing: {missing[:10]}")
+                )
+        for offset, value in zip(part.offsets, part.values, strict=True):
+            at[(part.topic, part.partition, offset)] = value
+    claimed: dict[tuple[str, int, int], Produce] = {}
+    for op in produces:
+        if op.outcome != "ok" or not op.offsets or op.mode == "leader":
+            continue
+        for offset, value in zip(op.offsets, op.values, strict=True):
+            key = (op.topic, op.partition, offset)
+            other = claimed.get(key)
+            if other is not None:
+                ops = (other.index, op.index)
+                findings.append(Finding("reuse", f"{op.topic}/{op.partition} offset {offset} acknowledged twice", ops))
+            claimed[key] = op
+            held = at.get(key)
+            if held is not None and held != value:
+                message = f"{op.topic}/{op.partition} offset {offset} was acknowledged for {value!r}, holds {held!r}"
+                findings.append(Finding("reuse", message, (op.index,)))
+    return findings
+
+
+def check_reads(ops: list[Operation], final: list[FinalLog]) -> list[Finding]:
+    at = {(p.topic, p.partition, o): v for p in final for o, v in zip(p.offsets, p.values, strict=True)}
+    findings: list[Finding] = []
+    last: dict[tuple[str, int, str, int], tuple[int, int]] = {}  # (topic, part, member, session) -> (offset, op)
+    for op in sorted((o for o in ops if isinstance(o, Poll)), key=lambda o: o.index):
+        changed = [o for o, v in zip(op.offsets, op.values, strict=True) if at.get((op.topic, op.partition, o), v) != v]
+        if changed:
+            message = f"{op.topic}/{op.partition}: offsets {changed[:10]} were read with values the log no longer holds"
+            findings.append(Finding("read-changed", message, (op.index,)))
+        key = (op.topic, op.partition, op.process, op.session)
+        previous = last.get(key)
+        for offset in op.offsets:
+            if previous is not None and offset <= previous[0]:
+                where = f"{op.process} session {op.session} read {op.topic}/{op.partition}"
+                message = f"{where} offset {offset} after {previous[0]}"
+                findings.append(Finding("non-monotonic", message, (previous[1], op.index)))
+            previous = (offset, op.index)
+        if previous is not None:
+            last[key] = previous
+    findings.extend(_skips(ops))
+    return findings
+
+
+def _skips(ops: list[Operation]) -> list[Finding]:
+    """A member's first read of a partition in a session must start at or below the highest
+    offset committed (any outcome: a failed commit may have landed) before the session began."""
+    sessions = {(o.process, o.session): o for o in ops if isinstance(o, Assign) and not o.revoked}
+    commits = [o for o in ops if isinstance(o, Commit)]
+    firsts: dict[tuple[str, int, str, int], Poll] = {}
+    for op in sorted((o for o in ops if isinstance(o, Poll) and o.offsets), key=lambda o: o.start):
+        firsts.setdefault((op.process, op.session, op.topic, op.partition), op)
+    findings: list[Finding] = []
+    for (process, session, topic, partition), poll in firsts.items():
+        assign = sessions.get((process, session))
+        if assign is None:
+            continue
+        before = [c for c in commits if c.topic == topic and c.partition == partition and c.start < assign.end]
+        allowed = max((c.offset for c in before), default=0)
+        if poll.offsets[0] > allowed:
+            involved = (assign.index, *(c.index for c in before[-3:]), poll.index)
+            message = (
+                f"{process} session {session} began {topic}/{partition} at offset {poll.offsets[0]}, "
+                f"past the highest commit {allowed}: offsets {allowed}..{poll.offsets[0] - 1} skipped"
+            )
+            findings.append(Finding("skip", message, involved))
+    return findings
+
+
+def check_commits(ops: list[Operation]) -> list[Finding]:
+    findings: list[Finding] = []
+    commits = sorted((o for o in ops if isinstance(o, Commit)), key=lambda o: o.start)
+    done = sorted((c for c in commits if c.outcome == "ok"), key=lambda c: c.end)
+    # Per partition: commit end times and the highest commit up to each, for a bisect per view.
+    ends: dict[tuple[str, int], list[float]] = defaultdict(list)
+    tops: dict[tuple[str, int], list[Commit]] = defaultdict(list)
+    for c in done:
+        key = (c.topic, c.partition)
+        best = tops[key][-1] if tops[key] and tops[key][-1].offset >= c.offset else c
+        ends[key].append(c.end)
+        tops[key].append(best)
+    for topic, partition, reader, offset, start, index in _committed_observations(ops, commits):
+        key = (topic, partition)
+        n = bisect.bisect_left(ends[key], start)
+        if n and offset < tops[key][n - 1].offset:
+            top = tops[key][n - 1]
+            message = f"{topic}/{partition}: {reader} saw committed offset {offset} after {top.offset} was committed"
+            findings.append(Finding("regression", message, (top.index, index)))
+    assigns = [o for o in ops if isinstance(o, Assign) and not o.revoked]
+    for commit in done:
+        mine = [
+            a
+            for a in assigns
+            if a.process == commit.process and a.session == commit.session and a.topic == commit.topic
+        ]
+        since = mine[0].start if mine else float("-inf")
+        taken = [
+            a
+            for a in assigns
+            if a.topic == commit.topic
+            and commit.partition in a.partitions
+            and (a.process, a.session) != (commit.process, commit.session)
+            and since < a.start
+            and a.end < commit.start
+        ]
+        if taken:
+            by = taken[0]
+            message = (
+                f"{commit.process} session {commit.session} committed {commit.topic}/{commit.partition} at "
+                f"{commit.offset} after {by.process} session {by.session} was assigned it"
+            )
+            findings.append(Finding("zombie", message, (by.index, commit.index)))
+    return findings
+
+
+def _committed_observations(
+    ops: list[Operation], commits: list[Commit]
+) -> Iterable[tuple[str, int, str, int, float, int]]:
+    """(topic, partition, who, offset, start, op index) of every view of the committed offset:
+    later successful commits and reads of the committed offsets."""
+    for c in commits:
+        if c.outcome == "ok":
+            yield c.topic, c.partition, f"commit #{c.index}", c.offset, c.start, c.index
+    for op in ops:
+        if isinstance(op, CommittedRead):
+            for partition, offset in op.offsets.items():
+                yield op.topic, partition, f"read #{op.index}", offset, op.start, op.index
+
+
+def check_sql(ops: list[Operation]) -> list[Finding]:
+    ends: dict[str, list[float]] = defaultdict(list)
+    totals: dict[str, list[int]] = defaultdict(list)
+    last: dict[str, list[int]] = defaultdict(list)
+    acked = sorted(
+        (o for o in ops if isinstance(o, Produce) and o.outcome == "ok" and o.mode == "durable"), key=lambda o: o.end
+    )
+    for p in acked:
+        ends[p.topic].append(p.end)
+        totals[p.topic].append((totals[p.topic][-1] if totals[p.topic] else 0) + len(p.values))
+        last[p.topic].append(p.index)
+    findings: list[Finding] = []
+    for op in ops:
+        if not isinstance(op, SqlRead) or op.outcome != "ok":
+            continue
+        n = bisect.bisect_left(ends[op.topic], op.start)
+        floor = totals[op.topic][n - 1] if n else 0
+        if op.count < floor:
+            message = f"count(*) of {op.topic} was {op.count}, but {floor} records were acknowledged durably before"
+            findings.append(Finding("stale-sql", message, (op.index, last[op.topic][n - 1])))
+    return findings
+
+
+def render(verdict: Verdict, history: History, *, limit: int = 20) -> str:
+    """Every finding (up to `limit`) with the operations it involves, one per line."""
+    by_index = history.by_index()
+    lines = [f"findings: {len(verdict.findings)} {verdict.by_check()}"]
+    for finding in verdict.findings[:limit]:
+        lines.append(f"- {finding.check}: {finding.message}")
+        lines.extend(f"    {describe(by_index[i])}" for i in finding.ops if i in by_index)
+    if len(verdict.findings) > limit:
+        lines.append(f"… and {len(verdict.findings) - limit} more")
+    return "\n".join(lines)
