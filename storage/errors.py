@@ -125,6 +125,19 @@ class FencedError(StreamHouseError):
     """
 
 
+class TransactionError(StreamHouseError):
+    """A Kafka transaction request that its transaction's stored state refuses (issue 18,
+    storage/metadata/transactions.py). `kind` says why, and the Kafka face answers by it:
+    "fenced" (an older producer epoch: PRODUCER_FENCED / INVALID_PRODUCER_EPOCH), "state" (not
+    allowed in the transaction's state, or a partition not added to it: INVALID_TXN_STATE),
+    "concurrent" (another write of the transaction won: CONCURRENT_TRANSACTIONS, retried) and
+    "unknown" (no such transactional id or producer id: INVALID_PRODUCER_ID_MAPPING)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class OffsetConflictError(StreamHouseError):
     """A segment commit did not start at the partition's durable end offset, or a job
     checkpoint did not follow the job's previous one."""

@@ -17,6 +17,7 @@ from streamhouse.storage.metadata.scram_sql import ScramCredential
 from streamhouse.storage.metadata.snapshot import MetadataDump, Table
 from streamhouse.storage.metadata.sqlite_quotas import OrgQuota
 from streamhouse.storage.metadata.swap import DeferredDeletion
+from streamhouse.storage.metadata.transactions import TxnBatch, TxnState
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, SegmentInfo, TopicInfo
 from streamhouse.storage.schemas.registry import SchemaText, StoredSchema, SubjectVersion
 
@@ -237,6 +238,53 @@ class MetadataStore(Protocol):
     async def list_groups(self) -> list[str]: ...
 
     async def delete_group(self, group: str, topic: str | None = None) -> None: ...
+
+    # -- Kafka transactions (issue 18; storage/metadata/transactions.py) -----------------------
+    async def txn_get(self, transactional_id: str) -> TxnState | None:
+        """The transactional id's stored state, None if it was never stored."""
+        ...
+
+    async def txn_ongoing(self) -> list[TxnState]:
+        """Every transaction in state Ongoing (the timeout scan)."""
+        ...
+
+    async def txn_put(self, state: TxnState) -> TxnState:
+        """Store `state` if the stored version is still `state.version` (0: no row), else
+        TransactionError "concurrent"; returns it with its version moved by one."""
+        ...
+
+    async def txn_end(self, state: TxnState, commit: bool, new_epoch: int) -> TxnState:
+        """End the open transaction `state` (compare-and-set as txn_put), in one database
+        transaction: its batches' rows go (commit) or become aborted, its pending offsets move
+        into consumer_offsets (commit) or go, and the row becomes CompleteCommit/CompleteAbort at
+        `new_epoch`."""
+        ...
+
+    async def txn_open_batch(
+        self, transactional_id: str, producer_id: int, epoch: int, topic: str, partition: int, first_sequence: int,
+        lower: int,
+    ) -> None:  # fmt: skip
+        """Register a transactional batch before it is appended (`lower`: an offset at or below
+        its first), if the partition is in the producer's open transaction at its current epoch
+        (else TransactionError). A retry of a registered batch changes nothing."""
+        ...
+
+    async def txn_place_batch(
+        self, topic: str, partition: int, producer_id: int, epoch: int, first_sequence: int, base: int, end: int
+    ) -> None:
+        """The offsets [base, end) a registered batch was written at."""
+        ...
+
+    async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[TxnBatch]:
+        """The partition's open and aborted batches not ending at or before `from_offset`, by base."""
+        ...
+
+    async def txn_commit_offsets(
+        self, transactional_id: str, producer_id: int, epoch: int, group: str, topic: str, offsets: Mapping[int, int]
+    ) -> None:
+        """TxnOffsetCommit: keep `offsets` for the open transaction (the group must be in it),
+        committed to the group when the transaction commits."""
+        ...
 
     # -- schema registry (issue 13; storage/schemas/registry.py) ----------------------------------
     async def registry_register(self, subject: str, schema: SchemaText, expected_latest: int | None) -> SubjectVersion:

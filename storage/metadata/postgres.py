@@ -41,6 +41,7 @@ from streamhouse.storage.metadata.postgres_registry import PostgresRegistry
 from streamhouse.storage.metadata.postgres_scram import PostgresScram
 from streamhouse.storage.metadata.postgres_snapshot import PostgresSnapshot
 from streamhouse.storage.metadata.postgres_swap import PostgresSwap
+from streamhouse.storage.metadata.postgres_transactions import PostgresTransactions
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
 __all__ = ["PostgresMetadataStore"]
@@ -61,6 +62,7 @@ class PostgresMetadataStore(
     PostgresScram,
     PostgresAcls,
     PostgresQuotas,
+    PostgresTransactions,
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from PostgresLeasesJobs, the pool from PostgresBase."""
@@ -206,6 +208,7 @@ class PostgresMetadataStore(
             # A job reading the topic must not resume a re-created one at the old offsets.
             await conn.execute("DELETE FROM job_source_offsets WHERE topic = $1", name)
             await conn.execute("DELETE FROM producer_states WHERE topic = $1", name)
+            await conn.execute("DELETE FROM kafka_txn_batches WHERE topic = $1", name)  # its aborted ranges
             await conn.execute("DELETE FROM partitions WHERE topic = $1", name)
             await conn.execute("DELETE FROM topics WHERE name = $1", name)
         return r.in_log_order([r.segment_from_row(row) for row in rows])

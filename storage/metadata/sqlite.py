@@ -36,6 +36,7 @@ from streamhouse.storage.metadata.sqlite_registry import SqliteRegistry
 from streamhouse.storage.metadata.sqlite_scram import SqliteScram
 from streamhouse.storage.metadata.sqlite_snapshot import SqliteSnapshot
 from streamhouse.storage.metadata.sqlite_swap import SqliteSwap
+from streamhouse.storage.metadata.sqlite_transactions import SqliteTransactions
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
 _PRODUCER_SQL = r.producer_sql(NOW, "?", ps.EXPIRY_MS)
@@ -65,6 +66,7 @@ class SqliteMetadataStore(
     SqliteScram,
     SqliteAcls,
     SqliteQuotas,
+    SqliteTransactions,
 ):
     """Topics, their partitions and segments, and consumer-group offsets; leases and jobs come
     from SqliteLeasesJobs, the connection from SqliteBase."""
@@ -184,6 +186,7 @@ class SqliteMetadataStore(
             # A job reading the topic must not resume a re-created one at the old offsets.
             conn.execute("DELETE FROM job_source_offsets WHERE topic = ?", (name,))
             conn.execute("DELETE FROM producer_states WHERE topic = ?", (name,))
+            conn.execute("DELETE FROM kafka_txn_batches WHERE topic = ?", (name,))  # its aborted ranges
             conn.executemany(
                 r.REVOKE_LEASE_SQL.replace("$1", "?"),
                 ((partition_resource(name, p),) for p in range(partitions)),
