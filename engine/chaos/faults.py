@@ -1,0 +1,143 @@
+"""The fault schedule (a pure function of the seed: the same seed, duration and kinds give the
+same plan, printed at the start so a run can be replayed) and its execution on a Cluster.
+
+Faults come one at a time: each holds for its planned time, is healed, and the cluster gets a
+short quiet gap before the next, so every kind is exercised many times in a long run and a
+finding can be laid beside the one fault that was active.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from streamhouse.chaos.cluster import AGENT_NAMES, LEASE_TTL_MS, Cluster
+from streamhouse.chaos.history import Fault, History
+from streamhouse.storage.errors import StreamHouseError
+
+KINDS = ("kill9", "pause", "pg-restart", "s3-drop", "s3-delay", "s3-reset", "disk-full", "clock-step")
+GAP_S = (1.0, 3.0)  # quiet time between faults
+
+
+@dataclass(frozen=True)
+class PlannedFault:
+    at_s: float  # planned start, seconds into the fault phase
+    kind: str
+    target: str  # agent name, or "" for PostgreSQL / S3
+    hold_s: float
+    amount: int = 0  # clock step in ms, or S3 delay in ms
+
+
+def plan(seed: int, duration_s: float, kinds: tuple[str, ...] = KINDS) -> list[PlannedFault]:
+    """Kinds in a shuffled round robin (every kind equally often), targets and holds at random."""
+    rng = random.Random(seed)
+    out: list[PlannedFault] = []
+    at = rng.uniform(*GAP_S)
+    order: list[str] = []
+    while at < duration_s:
+        if not order:
+            order = list(kinds)
+            rng.shuffle(order)
+        kind = order.pop()
+        target = rng.choice(AGENT_NAMES) if kind in ("kill9", "pause", "clock-step") else ""
+        if kind == "disk-full":
+            target = AGENT_NAMES[-1]
+        amount = 0
+        if kind == "pause":
+            hold = LEASE_TTL_MS / 1000 + rng.uniform(0.5, 2.0)  # past the lease: a zombie
+        elif kind == "kill9":
+            hold = rng.uniform(0.0, 2.0)  # down time before the restart
+        elif kind == "pg-restart":
+            hold = 0.0
+        elif kind == "clock-step":
+            hold = rng.uniform(2.0, 5.0)
+            amount = rng.choice([-1, 1]) * rng.randint(5_000, 3_600_000)
+        elif kind == "s3-delay":
+            hold = rng.uniform(2.0, 5.0)
+            amount = rng.randint(200, 1500)
+        else:
+            hold = rng.uniform(1.0, 4.0)
+        out.append(PlannedFault(round(at, 3), kind, target, round(hold, 3), amount))
+        at += hold + rng.uniform(*GAP_S) + (3.0 if kind in ("kill9", "pg-restart") else 0.0)  # restarts take time
+    return out
+
+
+class FaultRunner(threading.Thread):
+    """Plays a plan against the cluster, recording each fault in the history."""
+
+    def __init__(self, cluster: Cluster, history: History, faults: list[PlannedFault], t0: float) -> None:
+        super().__init__(daemon=True, name="chaos-faults")
+        self.cluster, self.history, self.faults, self.t0 = cluster, history, faults, t0
+        self.stop = threading.Event()
+        self.done: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
+        self.errors: list[str] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def run(self) -> None:
+        for fault in self.faults:
+            wait = fault.at_s - self.now()
+            if wait > 0 and self.stop.wait(wait):
+                return
+            if self.stop.is_set():
+                return
+            start = self.now()
+            try:
+                detail = self._apply(fault)
+            except StreamHouseError as exc:
+                detail = f"failed: {exc}"
+                self.errors.append(f"{fault.kind} {fault.target}: {exc}")
+            except Exception as exc:  # a fault that could not be applied is reported, not fatal
+                detail = f"failed: {exc!r}"
+                self.errors.append(f"{fault.kind} {fault.target}: {exc!r}")
+            if detail == "unavailable":
+                self.skipped[fault.kind] += 1
+            else:
+                self.done[fault.kind] += 1
+            index = self.history.next_index()
+            self.history.add(Fault(index, "nemesis", start, self.now(), fault.kind, fault.target, detail))
+
+    def _apply(self, fault: PlannedFault) -> str:
+        c = self.cluster
+        proxy = c.proxy
+        assert proxy is not None
+        if fault.kind == "kill9":
+            agent = c.agents[fault.target]
+            c.kill(agent)
+            time.sleep(fault.hold_s)
+            c.start_agent(agent)
+            return f"down {fault.hold_s:.1f}s"
+        if fault.kind == "pause":
+            agent = c.agents[fault.target]
+            c.pause(agent)
+            time.sleep(fault.hold_s)
+            c.resume(agent)
+            return f"stopped {fault.hold_s:.1f}s (lease {LEASE_TTL_MS} ms)"
+        if fault.kind == "pg-restart":
+            c.restart_postgres()
+            return "immediate"
+        if fault.kind in ("s3-drop", "s3-reset", "s3-delay"):
+            mode = fault.kind.removeprefix("s3-")
+            proxy.set(mode, fault.amount / 1000)  # type: ignore[arg-type]
+            time.sleep(fault.hold_s)
+            proxy.set("pass")
+            return f"{fault.hold_s:.1f}s" + (f", {fault.amount} ms a chunk" if fault.amount else "")
+        if fault.kind == "disk-full":
+            if c.tmpfs is None:
+                return "unavailable"
+            ballast = c.fill_disk()
+            time.sleep(fault.hold_s)
+            c.free_disk(ballast)
+            return f"WAL tmpfs of {fault.target} full {fault.hold_s:.1f}s"
+        if fault.kind == "clock-step":
+            agent = c.agents[fault.target]
+            c.step_clock(agent, fault.amount)
+            time.sleep(fault.hold_s)
+            c.step_clock(agent, 0)
+            return f"{fault.amount:+d} ms for {fault.hold_s:.1f}s"
+        raise StreamHouseError(f"unknown fault kind {fault.kind!r}")

@@ -1,0 +1,169 @@
+"""One chaos run: start the cluster, create the topics, run the workloads under the seeded
+fault plan for `duration_s`, heal, read every partition back whole, and check the history.
+
+    streamhouse chaos --duration 3m --seed 7
+
+The seed and the plan are printed first; the same seed, duration and kinds replay the same
+fault plan (the interleaving with the workloads differs from run to run, as on any machine).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamhouse
+from streamhouse.chaos.checker import Verdict, check, render
+from streamhouse.chaos.cluster import Cluster
+from streamhouse.chaos.faults import KINDS, FaultRunner, plan
+from streamhouse.chaos.history import FinalLog, History
+from streamhouse.chaos.workloads import (
+    PARTITIONS,
+    TOPICS,
+    GrpcProducer,
+    KafkaConsumer,
+    KafkaProducer,
+    Reader,
+    Worker,
+)
+from streamhouse.storage.errors import StreamHouseError
+
+SETTLE_S = 8.0  # after healing: leases change hands, held WAL records reach the log
+FINAL_READ_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class ChaosOptions:
+    duration_s: float = 180.0
+    seed: int = 1
+    kinds: tuple[str, ...] = KINDS
+    max_ops: int = 1_000_000  # per workload thread
+    consumers: int = 2
+    workdir: Path | None = None
+    keep: bool = False
+    history_path: Path | None = None
+
+
+@dataclass
+class ChaosResult:
+    verdict: Verdict
+    history: History
+    faults: dict[str, int]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # workload crashes, faults that failed
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.ok and not self.errors
+
+    def summary(self) -> str:
+        lines = [
+            f"operations: {len(self.history.ops)} {self.verdict.counts}",
+            f"fault cycles: {self.faults}",
+        ]
+        lines += [f"fault kind {k} unavailable: {why}" for k, why in self.unavailable.items()]
+        lines += [f"error: {e}" for e in self.errors]
+        lines.append(render(self.verdict, self.history))
+        return "\n".join(lines)
+
+
+def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> ChaosResult:
+    faults = plan(options.seed, options.duration_s, options.kinds)
+    say(f"chaos: seed {options.seed}, {options.duration_s:g} s, {len(faults)} faults planned (replay with --seed)")
+    for f in faults[:10]:
+        say(f"  at {f.at_s:7.2f}s {f.kind:<10} {f.target or '-':<2} hold {f.hold_s:.2f}s {f.amount or ''}")
+    if len(faults) > 10:
+        say(f"  … {len(faults) - 10} more")
+    work = options.workdir or Path(tempfile.mkdtemp(prefix="sh-chaos-"))
+    work.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(work)
+    history = History()
+    unavailable: dict[str, str] = {}
+    errors: list[str] = []
+    try:
+        cluster.start()
+        if cluster.tmpfs is None and "disk-full" in options.kinds:
+            unavailable["disk-full"] = f"could not mount a tmpfs for the WAL ({cluster.tmpfs_refused})"
+            say(f"chaos: disk-full unavailable: {unavailable['disk-full']}")
+        say(f"chaos: cluster up in {work} (agents {', '.join(cluster.addresses())}; kafka {cluster.kafka_bootstrap()})")
+        addresses = cluster.addresses()
+        with streamhouse.connect(addresses) as admin:
+            for topic in TOPICS.values():
+                admin.create_topic(topic, PARTITIONS, exist_ok=True)
+        stop = threading.Event()
+        t0 = time.monotonic()
+        common = (history, stop, t0, options.max_ops)
+        workers: list[Worker] = [
+            GrpcProducer("leader", addresses, *common),
+            GrpcProducer("durable", addresses, *common),
+            KafkaProducer(cluster.kafka_bootstrap(), *common),
+            *(KafkaConsumer(f"consumer-{i}", cluster.kafka_bootstrap(), *common) for i in range(options.consumers)),
+            Reader(addresses, *common),
+        ]
+        for w in workers:
+            w.start()
+        nemesis = FaultRunner(cluster, history, faults, t0)
+        nemesis.start()
+        end = t0 + options.duration_s
+        while time.monotonic() < end and any(w.is_alive() for w in workers):
+            time.sleep(min(5.0, max(0.0, end - time.monotonic())))
+            say(f"chaos: {time.monotonic() - t0:6.0f}s, {len(history.ops)} operations, faults {dict(nemesis.done)}")
+        nemesis.stop.set()
+        nemesis.join(120)
+        cluster.heal()
+        time.sleep(SETTLE_S)  # consumers keep reading through the settle time
+        stop.set()
+        for w in workers:
+            w.join(60)
+            if w.crash:
+                errors.append(f"{w.process} crashed: {w.crash}")
+            elif w.is_alive():
+                errors.append(f"{w.process} did not stop within 60 s")
+        errors.extend(nemesis.errors)
+        history.final = read_back(addresses)
+        for kind in nemesis.skipped:
+            unavailable.setdefault(kind, "skipped")
+        verdict = check(history)
+        if options.history_path is not None:
+            history.save(options.history_path)
+        return ChaosResult(verdict, history, dict(nemesis.done), unavailable, errors)
+    finally:
+        cluster.close()
+        if not options.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"chaos: kept {work} (agent logs, WALs)")
+
+
+def read_back(addresses: list[str]) -> list[FinalLog]:
+    """Every partition of every topic, whole, once the faults are healed (retried while leases
+    settle: a read may meet an agent still taking over)."""
+    last: Exception | None = None
+    for _ in range(FINAL_READ_ATTEMPTS):
+        try:
+            out: list[FinalLog] = []
+            with streamhouse.connect(addresses, timeout_s=30) as client:
+                for topic in TOPICS.values():
+                    table = client.read(topic)
+                    parts = table.column("partition").to_numpy()
+                    for p in range(PARTITIONS):
+                        rows = table.filter(parts == p)
+                        offsets = tuple(int(o) for o in rows.column("offset").to_pylist())
+                        values = tuple(v.decode(errors="replace") for v in rows.column("value").to_pylist())
+                        out.append(FinalLog(topic, p, offsets, values))
+            return out
+        except Exception as exc:
+            last = exc
+            time.sleep(3)
+    raise StreamHouseError(f"could not read the log back after the run: {last}")
+
+
+def main_exit(result: ChaosResult) -> int:
+    print(result.summary(), file=sys.stdout)
+    return 0 if result.ok else 1
