@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from streamhouse.cli import auth, groups, jobs, records, recover, serve, sql, topics
+from streamhouse.cli import auth, chaos, groups, jobs, records, recover, serve, sql, topics
 from streamhouse.storage.errors import StreamHouseError
 
 _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -21,6 +21,7 @@ _RUN: dict[str, Callable[[argparse.Namespace], int]] = {
     "job": jobs.run,
     "recover": recover.run,
     "auth": auth.run,
+    "chaos": chaos.run,
 }
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_parser(commands)
     recover.add_parser(commands)
     auth.add_parser(commands)
+    chaos.add_parser(commands)
     _add_bench(commands)
     return parser
 
