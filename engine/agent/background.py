@@ -20,7 +20,7 @@ import abc
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from streamhouse.agent.failures import FailureTracker
@@ -39,32 +39,44 @@ _DELETE_ROUNDS = 20
 _PARALLEL_GETS = 16  # whole-segment downloads in flight: small objects are latency-bound
 
 
-async def delete_due(metadata: MetadataStore, store: ObjectStore) -> int:
+# Which of these object keys must stay although their deletion is due (an Iceberg snapshot still
+# references them, engine/iceberg/references.py); they stay recorded and are asked about again.
+KeepCheck = Callable[[Sequence[str]], Awaitable[set[str]]]
+
+
+async def delete_due(metadata: MetadataStore, store: ObjectStore, keep: KeepCheck | None = None) -> int:
     """The deferred deleter of every swap (merging, compaction, retention; storage/metadata/
     swap.py): delete the recorded objects whose grace has passed, then forget them; how many.
     Idempotent, so every agent and service may run it (a missing object is no error). At most
     _DELETE_ROUNDS batches per call, so one call is bounded; the rest wait for the next round.
-    A store error propagates (the caller records it)."""
+    Objects `keep` names stay (recorded, so the orphan reconciler spares them too); a batch
+    that deletes nothing ends the call. A store error propagates (the caller records it)."""
     deleted = 0
     for _ in range(_DELETE_ROUNDS):
         due = await metadata.due_deletions(_DELETE_BATCH)
-        for item in due:
-            await store.delete(item.object_key)
-        if due:
-            await metadata.forget_deletions([d.object_key for d in due])
-            deleted += len(due)
-        if len(due) < _DELETE_BATCH:
+        kept = await keep([d.object_key for d in due]) if keep is not None and due else set()
+        gone = [d.object_key for d in due if d.object_key not in kept]
+        for key in gone:
+            await store.delete(key)
+        if gone:
+            await metadata.forget_deletions(gone)
+            deleted += len(gone)
+        if len(due) < _DELETE_BATCH or not gone:
             break
     return deleted
 
 
 async def delete_due_recorded(
-    metadata: MetadataStore, store: ObjectStore, health: FailureTracker[str], on_deleted: Callable[[int], None]
+    metadata: MetadataStore,
+    store: ObjectStore,
+    health: FailureTracker[str],
+    on_deleted: Callable[[int], None],
+    keep: KeepCheck | None = None,
 ) -> int:
     """`delete_due` as a service's round runs it: a store error is recorded under the key
     "deletions" (backoff, one log line) instead of raised; `on_deleted(count)` is the metrics hook."""
     try:
-        deleted = await delete_due(metadata, store)
+        deleted = await delete_due(metadata, store, keep)
         health.succeeded("deletions")
     except (StreamHouseError, OSError) as exc:
         health.failed("deletions", exc)
@@ -100,6 +112,7 @@ class BackgroundService(abc.ABC):
         self.leases = leases
         self.interval_s = interval_s
         self.health = health
+        self.keep: KeepCheck | None = None  # the deferred deleter's keep check (delete_due), if any
         self._task: asyncio.Task[None] | None = None
 
     @abc.abstractmethod
@@ -156,4 +169,4 @@ class BackgroundService(abc.ABC):
         return [state.describe() for _, state in sorted(self.health.failing_faults().items())]
 
 
-__all__ = ["ROUND", "BackgroundService", "delete_due", "delete_due_recorded", "download_segments"]
+__all__ = ["ROUND", "BackgroundService", "KeepCheck", "delete_due", "delete_due_recorded", "download_segments"]

@@ -233,7 +233,7 @@ class Merger(BackgroundService):
     async def delete_due(self) -> int:
         """Delete the replaced objects whose grace has passed (engine/agent/background.py
         delete_due, shared with retention); how many."""
-        return await delete_due_recorded(self.metadata, self.store, self.health, self.on_deleted)
+        return await delete_due_recorded(self.metadata, self.store, self.health, self.on_deleted, self.keep)
 
 
 def _same_columns(

@@ -237,7 +237,7 @@ class Retention(BackgroundService):
 
     async def delete_due(self) -> int:
         """The deferred deleter (shared with the merger): due objects deleted, how many."""
-        return await delete_due_recorded(self.metadata, self.store, self.health, self.on_deleted)
+        return await delete_due_recorded(self.metadata, self.store, self.health, self.on_deleted, self.keep)
 
 
 __all__ = ["Limits", "Retention", "RetentionOutcome", "RetentionSettings", "expired", "retention_resource"]
