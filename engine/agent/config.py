@@ -75,6 +75,11 @@ class AgentConfig:
     # Metadata snapshots for disaster recovery (engine/agent/snapshotter.py): at most one per
     # snapshot_interval_ms (0: never) after segment commits, under _metadata/snapshots/.
     snapshot_interval_ms: int = 30_000
+    # Topics as Iceberg tables (engine/iceberg/, issue 16): every iceberg_interval_ms (0: never,
+    # the default) topics with iceberg.enabled=true get their new segments published; snapshots
+    # older than iceberg_snapshot_retention_ms expire (their objects are kept until then).
+    iceberg_interval_ms: int = 0
+    iceberg_snapshot_retention_ms: int = 3_600_000
     # Who may ask (engine/auth/, issue 15): "none", or "api-key" (every gRPC call and HTTP route
     # but /health/live needs a key; `streamhouse auth create-key`). See cli/serve.py for
     # --insecure: without auth, only loopback addresses are served unless it is given.
@@ -102,6 +107,9 @@ class AgentConfig:
         check_merge_settings(self)
         if self.snapshot_interval_ms < 0:
             raise InvalidInputError(f"snapshot_interval_ms must be 0 or more, not {self.snapshot_interval_ms}")
+        for name in ("iceberg_interval_ms", "iceberg_snapshot_retention_ms"):
+            if getattr(self, name) < 0:
+                raise InvalidInputError(f"{name} must be 0 or more, not {getattr(self, name)}")
         self.query_limits  # noqa: B018 - refuses a bad --query-timeout / --query-memory at start
 
     @property

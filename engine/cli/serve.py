@@ -39,6 +39,8 @@ _FLAGS = {
     "retention_bytes": "retention_bytes",
     "retention_check_interval_ms": "retention_check_interval_ms",
     "snapshot_interval_ms": "snapshot_interval_ms",
+    "iceberg_interval_ms": "iceberg_interval_ms",
+    "iceberg_snapshot_retention_ms": "iceberg_snapshot_retention_ms",
     "auth": "auth",
     "tls_cert": "tls_cert",
     "tls_key": "tls_key",
@@ -108,6 +110,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument(
         "--retention-check-interval-ms", type=int, help="how often retention runs (default 300000; 0 = never)"
+    )
+    p.add_argument(
+        "--iceberg-interval-ms",
+        type=int,
+        help="publish topics with iceberg.enabled=true as Iceberg tables this often (needs the iceberg extra; "
+        "default 0 = off)",
+    )
+    p.add_argument(
+        "--iceberg-snapshot-retention-ms",
+        type=int,
+        help="Iceberg snapshots older than this expire (default 3600000); their segment objects stay until then",
     )
     tls = p.add_argument_group("TLS (on every port: gRPC, HTTP, Kafka)")
     tls.add_argument("--tls-cert", metavar="PEM", help="certificate chain (PEM); with --tls-key turns TLS on")
