@@ -72,6 +72,7 @@ def compacted(config: Mapping[str, str]) -> bool:
     return "compact" in config.get(CLEANUP_POLICY, "delete").split(",")
 
 
+ICEBERG_ENABLED = "iceberg.enabled"
 RETENTION_MS = "retention.ms"
 RETENTION_BYTES = "retention.bytes"
 
@@ -270,6 +271,15 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 None,
                 alterable=True,
                 enforced_by="engine/agent/retention.py (with cleanup.policy 'delete')",
+            ),
+            Setting(
+                ICEBERG_ENABLED,
+                "publish the topic's segments as the Iceberg table streamhouse.<topic> in the metadata database's "
+                "SQL catalog (no copy; agents started with --iceberg-interval-ms)",
+                _boolean,
+                "false",
+                alterable=True,
+                enforced_by="engine/iceberg/publisher.py",
             ),
             Setting(
                 JOB,
