@@ -113,6 +113,7 @@ class KafkaProducer(Worker):
                 "message.timeout.ms": 30_000,
                 "linger.ms": 5,
                 "socket.timeout.ms": 10_000,
+                "log_level": 0,  # connection refusals during faults are expected, not news
             }
         )
         n = 0
@@ -192,6 +193,7 @@ class KafkaConsumer(Worker):
                 "heartbeat.interval.ms": 1000,
                 "max.poll.interval.ms": 30000,
                 "socket.timeout.ms": 10_000,
+                "log_level": 0,
             }
         )
         positions: dict[tuple[str, int], int] = {}
