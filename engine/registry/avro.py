@@ -29,6 +29,8 @@ def _load(text: str, where: str) -> object:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidSchemaError(f"invalid Avro schema ({where}): not JSON: {exc}") from None
+    except RecursionError:  # the JSON parser's stack, as the JSON Schema kind says it
+        raise InvalidSchemaError(f"invalid Avro schema ({where}): nested too deeply") from None
 
 
 def parse(text: str, references: Mapping[str, str] | None = None) -> avro.schema.Schema:
@@ -44,13 +46,18 @@ def parse(text: str, references: Mapping[str, str] | None = None) -> avro.schema
         return avro.schema.make_avsc_object(_load(text, where), names)
     except (avro.errors.AvroException, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise InvalidSchemaError(f"invalid Avro schema ({where}): {exc}") from None
+    except RecursionError:  # avro's parser recurses once per nested type
+        raise InvalidSchemaError(f"invalid Avro schema ({where}): nested too deeply") from None
 
 
 def normalise(text: str, references: Mapping[str, str] | None = None) -> str:
     schema = parse(text, references)
     if references:
         return json.dumps(_load(text, "schema"), separators=(",", ":"), ensure_ascii=False)
-    return json.dumps(schema.to_json(), separators=(",", ":"), ensure_ascii=False)
+    try:
+        return json.dumps(schema.to_json(), separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:  # parsed just under the limit, but serialising takes more frames per level
+        raise InvalidSchemaError("invalid Avro schema (schema): nested too deeply") from None
 
 
 def check(
