@@ -198,15 +198,12 @@ class Cluster:
         if self.tmpfs is None:
             return None
         ballast = self.tmpfs / "ballast"
-        with open(ballast, "wb") as f, contextlib.suppress(OSError):
-            chunk = b"\0" * (1 << 20)
-            while True:
-                f.write(chunk)
-                f.flush()
-        with open(ballast, "ab") as f, contextlib.suppress(OSError):
-            while True:  # the last partial MiB
-                f.write(b"\0" * 4096)
-                f.flush()
+        # Unbuffered, so ENOSPC comes from a write inside the loop, not from a flush at close.
+        with contextlib.suppress(OSError), open(ballast, "wb", buffering=0) as f:
+            for size in (1 << 20, 4096, 512):
+                with contextlib.suppress(OSError):
+                    while True:
+                        f.write(b"\0" * size)
         return ballast
 
     def free_disk(self, ballast: Path | None) -> None:
