@@ -1,0 +1,70 @@
+"""Which segment objects a live Iceberg snapshot still references (issue 16), so that the deferred
+deleter (engine/agent/background.py delete_due) keeps them.
+
+A swap (merge, compaction, retention) records the objects it replaced for deletion after a
+grace; the publisher then drops them from the table's current snapshot, but older snapshots a
+reader may still be planning against keep pointing at them until they expire. The deleter
+asks this check before each batch and leaves the referenced objects recorded (so the orphan
+reconciler, which spares recorded objects, leaves them too); they go in a later round, once the
+snapshots that used them have expired.
+
+The answer is computed from every table of the catalog: one read of its metadata file and the
+manifests not read before (they never change, so each is cached by path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from streamhouse.iceberg.data_files import live_paths
+from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, open_catalog
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
+
+
+class SnapshotReferences:
+    """The deleter's keep check over one catalog (opened on first use)."""
+
+    def __init__(self, settings: CatalogSettings) -> None:
+        self.settings = settings
+        self._catalog: SqlCatalog | None = None
+        self._manifests: dict[tuple[str, str], dict[str, frozenset[str]]] = {}
+        self._lock = threading.Lock()  # one walk at a time: the caches are not shared safely
+
+    async def referenced(self, keys: Sequence[str]) -> set[str]:
+        """Which of these object keys a live snapshot of some table references."""
+        if not keys:
+            return set()
+        live = await asyncio.to_thread(self.live_keys)
+        return {k for k in keys if k in live}
+
+    def live_keys(self) -> set[str]:
+        """Every object key some live snapshot of some table references (blocking)."""
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = open_catalog(self.settings)
+            catalog = self._catalog
+            keys: set[str] = set()
+            tables = catalog.list_tables(NAMESPACE)
+            for ident in tables:
+                name = (ident[0], ident[-1])
+                table = catalog.load_table(ident)
+                for path in live_paths(table, self._manifests.setdefault(name, {})):
+                    key = self.settings.object_key(path)
+                    if key is not None:
+                        keys.add(key)
+            for gone in self._manifests.keys() - {(i[0], i[-1]) for i in tables}:
+                del self._manifests[gone]
+            return keys
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.engine.dispose()
+            self._catalog = None
+
+
+__all__ = ["SnapshotReferences"]
