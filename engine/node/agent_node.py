@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from streamhouse.agent.background import BackgroundService
 from streamhouse.agent.compactor import Compactor, CompactSettings
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.forward import Forwarder
@@ -29,6 +30,7 @@ from streamhouse.storage.model import SegmentInfo
 
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
     from streamhouse.agent.metrics import AgentMetrics
+    from streamhouse.iceberg.publisher import IcebergPublisher
 
 
 class AgentNode:
@@ -46,11 +48,16 @@ class AgentNode:
         self.retention: Retention | None = None  # retention (engine/agent/retention.py)
         self.snapshotter: Snapshotter | None = None  # metadata snapshots (engine/agent/snapshotter.py)
         self.compactor: Compactor | None = None  # log compaction (engine/agent/compactor.py)
+        self.iceberg: IcebergPublisher | None = None  # topics as Iceberg tables (engine/iceberg/)
 
     @classmethod
     async def start(cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None) -> AgentNode:
         """Recover the WAL and start the partitions (held records of partitions another live
         agent leads go there through `forward`), then the job placement loop."""
+        if config.iceberg_interval_ms > 0:  # refused before anything starts
+            from streamhouse.iceberg.publisher import require_pyiceberg
+
+            require_pyiceberg()
         manager = await PartitionManager.start(config, forward)
         service = AgentService(manager, metrics)
         jobs = JobManager(JobHost(service.sql_topics, manager.metadata, manager.store, manager.config))
@@ -64,6 +71,7 @@ class AgentNode:
         node.compactor = _start_compactor(manager, service, metrics)
         for owner, hook in ((node.retention, "on_removed"), (node.compactor, "on_compacted")):
             _snapshot_after(node.snapshotter, owner, hook)  # their swaps reach a snapshot too
+        node.iceberg = _start_iceberg(manager, service, (node.retention, node.merger))
         return node
 
     @property
@@ -76,6 +84,8 @@ class AgentNode:
         flushed into segments when `flush`, leases released."""
         if self.snapshotter is not None:
             await self.snapshotter.close()
+        if self.iceberg is not None:
+            await self.iceberg.close()
         if self.retention is not None:
             await self.retention.close()
         if self.compactor is not None:
@@ -150,6 +160,30 @@ def _start_compactor(manager: PartitionManager, service: AgentService, metrics: 
         compactor.health.on_change = series.state
     compactor.start()
     return compactor
+
+
+def _start_iceberg(
+    manager: PartitionManager, service: AgentService, deleters: tuple[BackgroundService | None, ...]
+) -> IcebergPublisher | None:
+    """With --iceberg-interval-ms: the Iceberg publisher, started, and the deferred deleters of
+    retention and the merger told to keep objects a live snapshot references."""
+    config = manager.config
+    if config.iceberg_interval_ms <= 0:
+        return None
+    from streamhouse.iceberg.publisher import IcebergPublisher, PublishSettings
+    from streamhouse.iceberg.references import SnapshotReferences
+
+    settings = PublishSettings.from_config(config)
+    leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
+    publisher = IcebergPublisher(manager.metadata, manager.store, leases, settings)
+    references = SnapshotReferences(settings.catalog)
+    publisher.references = references
+    for deleter in deleters:
+        if deleter is not None:
+            deleter.keep = references.referenced
+    service.background_faults.append(publisher.faults)
+    publisher.start()
+    return publisher
 
 
 def _start_snapshotter(
