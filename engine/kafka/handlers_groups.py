@@ -162,7 +162,12 @@ class GroupHandlers:
                             "protocol_type": group.protocol_type or "", "protocol_data": group.protocol or "",
                             "members": members})  # fmt: skip
                 continue
-            stored = await self.front.committed_offsets(gid)
+            try:
+                stored = await self.front.committed_offsets(gid)
+            except InvalidInputError:  # an empty or over-long name: no group can have it
+                out.append({"error_code": INVALID_GROUP_ID, "group_id": gid, "group_state": "",
+                            "protocol_type": "", "protocol_data": "", "members": []})  # fmt: skip
+                continue
             state = EMPTY if stored or group is not None else "Dead"
             out.append({"error_code": 0, "group_id": gid, "group_state": state,
                         "protocol_type": "consumer" if stored else "", "protocol_data": "", "members": []})  # fmt: skip
@@ -189,7 +194,11 @@ class GroupHandlers:
             if group is not None and group.members:
                 results.append({"group_id": gid, "error_code": NON_EMPTY_GROUP})
                 continue
-            stored = await self.front.committed_offsets(gid)
+            try:
+                stored = await self.front.committed_offsets(gid)
+            except InvalidInputError:  # an empty or over-long name: no group can have it
+                results.append({"group_id": gid, "error_code": INVALID_GROUP_ID})
+                continue
             if not stored and group is None:
                 results.append({"group_id": gid, "error_code": codes.GROUP_ID_NOT_FOUND})
                 continue
