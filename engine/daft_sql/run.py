@@ -27,6 +27,7 @@ from streamhouse.client.client import Client
 from streamhouse.daft_sql.dialect import to_daft_sql
 from streamhouse.daft_sql.errors import DaftNotInstalledError
 from streamhouse.daft_sql.sources import TopicFiles, check_values, list_files, read_tails, topic_frame
+from streamhouse.daft_sql.windows import MAX_WINDOWS_PER_ROW, WINDOW_NUMBERS
 from streamhouse.sql.dialect import parse_query
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import topic_schema
@@ -38,7 +39,7 @@ from streamhouse.storage.object_store import open_object_store
 from streamhouse.storage.segment.reader import SegmentReader
 from streamhouse.storage.values.schema import parse_value_schema
 
-__all__ = ["EngineChoiceError", "Storage", "is_daft_engine", "run_daft"]
+__all__ = ["EngineChoiceError", "Storage", "is_daft_engine", "list_topic_files", "run_daft"]
 
 
 class EngineChoiceError(InvalidInputError):
@@ -63,12 +64,15 @@ def run_daft(client: Client, sql: str, engine: str, storage: Storage) -> pa.Tabl
     """The rows of one query, computed by Daft; typed errors as the agent's engine raises them."""
     daft = _import_daft()
     _choose_runner(daft, engine)
-    infos, files = asyncio.run(_list(sql, storage))
+    infos, files = asyncio.run(list_topic_files(sql, storage))
     frames = {}
     for name, topic in files.items():
         check_values(topic, _read_columns(sql))
         frames[name] = topic_frame(topic, read_tails(client, topic, None), _io_config(storage))
     daft_sql = to_daft_sql(sql, _schema_lookup(infos)).sql
+    if WINDOW_NUMBERS in daft_sql:  # HOP / CUMULATE (windows.py)
+        numbers = pa.table({"__sh_i": pa.array(range(MAX_WINDOWS_PER_ROW), pa.int64())})
+        frames[WINDOW_NUMBERS] = daft.from_arrow(numbers)
     try:
         result = daft.sql(daft_sql, register_globals=False, **frames).to_arrow()
     except StreamHouseError:
@@ -109,7 +113,8 @@ def _choose_runner(daft: Any, engine: str) -> None:
             ) from exc
 
 
-async def _list(sql: str, storage: Storage) -> tuple[dict[str, TopicInfo], dict[str, TopicFiles]]:
+async def list_topic_files(sql: str, storage: Storage) -> tuple[dict[str, TopicInfo], dict[str, TopicFiles]]:
+    """Each topic the query reads (refusals first) → its pruned segment files and tail starts."""
     metadata = await open_metadata_store(storage.metadata_url)
     store = open_object_store(storage.object_store_url, s3_endpoint=storage.s3_endpoint)
     try:
