@@ -11,13 +11,14 @@ import argparse
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from streamhouse.cli import common, output
+from streamhouse.cli import common, output, sql_engine
 from streamhouse.client.client import Client
 from streamhouse.sql.statements.split import split_statements
 from streamhouse.storage.errors import StreamHouseError
@@ -42,19 +43,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"rows a table shows, the first and last halves (default {output.MAX_ROWS}; csv and json print all)",
     )
     p.add_argument("--file", help="run the statements of this file (separated by ;)")
+    sql_engine.add_engine_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
     fmt = Format(args.format, args.max_rows)
     with common.open_client(args) as client:
+        execute = sql_engine.executor(args, client)  # --engine: the agents, or Daft for queries
         if args.statement:
-            print_result(client.sql(args.statement), fmt)
+            print_result(execute(args.statement), fmt)
             return 0
         if args.file:
             for statement in split_statements(Path(args.file).read_text()):
-                print_result(client.sql(statement), fmt)
+                print_result(execute(statement), fmt)
             return 0
-        return shell(client, fmt)
+        return shell(client, fmt, execute)
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,12 @@ def print_result(table: pa.Table, fmt: Format) -> None:
     output.write_result(table, fmt.name, max_rows=fmt.max_rows)
 
 
-def shell(client: Client, fmt: Format) -> int:
+def shell(client: Client, fmt: Format, execute: Callable[[str], pa.Table] | None = None) -> int:
     """Read statements until Ctrl-D or \\q. On a terminal: a banner, prompts, history;
     Ctrl-C clears the line being typed or cancels the running statement. From a pipe or a
     file: no banner and no prompts, only results and errors, so the output is the data."""
     interactive = _isatty(sys.stdin)
+    run_one = execute or client.sql
     readline: Any = None
     if interactive:
         with contextlib.suppress(ImportError):
@@ -91,7 +95,7 @@ def shell(client: Client, fmt: Format) -> int:
             except EOFError:
                 if interactive:
                     print()
-                _run_all(client, "\n".join(buffer), fmt)  # a last statement without its ;
+                _run_all(run_one, "\n".join(buffer), fmt)  # a last statement without its ;
                 return 0
             except KeyboardInterrupt:
                 if not interactive:
@@ -109,7 +113,7 @@ def shell(client: Client, fmt: Format) -> int:
                 continue
             statement, buffer = "\n".join(buffer), []
             try:
-                _run_all(client, statement, fmt)
+                _run_all(run_one, statement, fmt)
             except KeyboardInterrupt:
                 if not interactive:
                     raise
@@ -129,10 +133,10 @@ def _read_line(prompt: str | None) -> str:
     return line.removesuffix("\n")
 
 
-def _run_all(client: Client, text: str, fmt: Format) -> None:
+def _run_all(execute: Callable[[str], pa.Table], text: str, fmt: Format) -> None:
     for one in split_statements(text):
         try:
-            print_result(client.sql(one), fmt)
+            print_result(execute(one), fmt)
         except StreamHouseError as exc:
             print(f"error: {exc}", file=sys.stderr)
 
