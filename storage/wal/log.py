@@ -282,13 +282,18 @@ class WriteAheadLog:
             written = os.writev(self._fd, [header, payload])
             while written < size:  # a regular file writes short only when the disk fills up
                 written += os.write(self._fd, (header + bytes(payload))[written:])
-        except OSError:
+        except OSError as exc:
             # A half entry mid-file would be reported as damage on every replay: cut it off.
             try:
                 os.ftruncate(self._fd, self._active.size)
-            except OSError as exc:
-                self._failed = exc
-            raise
+            except OSError as cut:
+                self._failed = cut
+            # Typed (a full disk is a store that is unavailable, e.g. ENOSPC or EFBIG), so every
+            # face answers it as such instead of an unexpected OSError; nothing of it was kept.
+            reason = exc.strerror or repr(exc)
+            raise StorageUnavailableError(
+                f"WAL {self.directory}: write failed ({reason}); the entry was not kept"
+            ) from exc
         self._active.size += size
         self._written += size
         self.appends += 1
