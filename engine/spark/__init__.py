@@ -3,3 +3,7 @@
 and an exactly-once streaming sink back into a topic. `register(spark)` registers it.
 
 Nothing under `streamhouse` imports this package: `import streamhouse` never imports pyspark."""
+
+from streamhouse.spark.source import NAME, StreamHouseDataSource, register
+
+__all__ = ["NAME", "StreamHouseDataSource", "register"]
