@@ -23,11 +23,14 @@ operations involved (their indexes; `render` prints them). The checks:
 - zombie: a commit that succeeded after another member was already assigned the partition in
   a later rebalance.
 - stale-sql: an ad-hoc count(*) lower than the values acknowledged durably before it started.
+- exactly-once: the continuous job's view (a projection of its source) differs from the
+  source read back: a row missing or written twice.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -47,7 +50,7 @@ from streamhouse.chaos.history import (
 
 CHECKS = (
     "lost", "duplicate", "phantom", "gap", "reuse", "read-changed",
-    "non-monotonic", "skip", "regression", "zombie", "stale-sql",
+    "non-monotonic", "skip", "regression", "zombie", "stale-sql", "exactly-once",
 )  # fmt: skip
 
 
@@ -80,6 +83,7 @@ def check(history: History) -> Verdict:
         *check_reads(history.ops, history.final),
         *check_commits(history.ops),
         *check_sql(history.ops),
+        *check_job(history),
     ]
     return Verdict(tuple(findings), figures(history))
 
@@ -98,6 +102,8 @@ def figures(history: History) -> dict[str, int]:
         elif isinstance(op, SqlRead):
             counts[f"sql.{op.outcome}"] += 1
     counts["final_records"] = sum(len(p.offsets) for p in history.final)
+    if history.job is not None:
+        counts["job_output_rows"] = len(history.job.values)
     multiset = _log_values(history.final)
     retried = {v for op in history.ops if isinstance(op, Produce) and op.retried for v in op.values}
     counts["duplicates_after_retry"] = sum(n - 1 for v, n in multiset.items() if n > 1 and v in retried)
@@ -126,11 +132,11 @@ def check_writes(produces: list[Produce], final: list[FinalLog]) -> list[Finding
                 )
             )
     for value, n in in_log.items():
-        op = sent.get(value)
-        if op is None:
+        writer = sent.get(value)
+        if writer is None:
             findings.append(Finding("phantom", f"{value!r} is in the log ({n}x) but nobody sent it"))
-        elif n > 1 and not op.retried:
-            findings.append(Finding("duplicate", f"{value!r} is in the log {n} times, sent once", (op.index,)))
+        elif n > 1 and not writer.retried:
+            findings.append(Finding("duplicate", f"{value!r} is in the log {n} times, sent once", (writer.index,)))
     return findings
 
 
@@ -298,6 +304,37 @@ def check_sql(ops: list[Operation]) -> list[Finding]:
             message = f"count(*) of {op.topic} was {op.count}, but {floor} records were acknowledged durably before"
             findings.append(Finding("stale-sql", message, (op.index, last[op.topic][n - 1])))
     return findings
+
+
+def check_job(history: History) -> list[Finding]:
+    """The view is `SELECT v FROM source`: its rows are the source's, each exactly once."""
+    job = history.job
+    if job is None:
+        return []
+    rows = [v for part in history.final if part.topic == job.source for v in part.values]
+    expected = Counter(_job_value(v) for v in rows)
+    got = Counter(job.values)
+    findings: list[Finding] = []
+    writers = {v: op.index for op in history.ops if isinstance(op, Produce) for v in op.values}
+    by_v = {_job_value(v): v for v in rows}
+    missing = sorted((expected - got).elements())
+    if missing:
+        ops = tuple(writers[by_v[v]] for v in missing[:3] if by_v.get(v) in writers)
+        message = f"{job.view}: {len(missing)} source rows missing from the view, e.g. v={missing[:5]}"
+        findings.append(Finding("exactly-once", message, ops))
+    extra = sorted((got - expected).elements())
+    if extra:
+        ops = tuple(writers[by_v[v]] for v in extra[:3] if by_v.get(v) in writers)
+        message = f"{job.view}: {len(extra)} rows more than once or not from the source, e.g. v={extra[:5]}"
+        findings.append(Finding("exactly-once", message, ops))
+    return findings
+
+
+def _job_value(text: str) -> int:
+    try:
+        return int(json.loads(text)["v"])
+    except (ValueError, KeyError, TypeError):
+        return -1
 
 
 def render(verdict: Verdict, history: History, *, limit: int = 20) -> str:

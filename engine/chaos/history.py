@@ -133,6 +133,16 @@ class FinalLog:
     values: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class JobOutput:
+    """A continuous job's view read back whole after the job caught up: `values` are the `v`
+    column of every output row; the source's rows are the FinalLog of `source` (JSON {"v": n})."""
+
+    source: str
+    view: str
+    values: tuple[int, ...]
+
+
 Operation = Produce | Assign | Poll | Commit | CommittedRead | SqlRead | Fault
 _KINDS: dict[str, type[Operation]] = {
     cls.__name__: cls for cls in (Produce, Assign, Poll, Commit, CommittedRead, SqlRead, Fault)
@@ -145,6 +155,7 @@ class History:
 
     ops: list[Operation] = field(default_factory=list)
     final: list[FinalLog] = field(default_factory=list)
+    job: JobOutput | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _count: int = 0
 
@@ -164,12 +175,14 @@ class History:
         return {op.index: op for op in self.ops}
 
     def save(self, path: Path) -> None:
-        """One JSON object a line: operations, then the final log."""
+        """One JSON object a line: operations, then the final log and the job's output."""
         with open(path, "w", encoding="utf-8") as f:
             for op in sorted(self.ops, key=lambda o: o.index):
                 f.write(json.dumps({"type": type(op).__name__, **asdict(op)}) + "\n")
             for part in self.final:
                 f.write(json.dumps({"type": "FinalLog", **asdict(part)}) + "\n")
+            if self.job is not None:
+                f.write(json.dumps({"type": "JobOutput", **asdict(self.job)}) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> History:
@@ -182,6 +195,9 @@ class History:
                     row[name] = tuple(value)
             if kind == "FinalLog":
                 history.final.append(FinalLog(**row))
+                continue
+            if kind == "JobOutput":
+                history.job = JobOutput(**row)
                 continue
             if kind == "CommittedRead":
                 row["offsets"] = {int(k): v for k, v in row["offsets"].items()}

@@ -22,8 +22,10 @@ import streamhouse
 from streamhouse.chaos.checker import Verdict, check, render
 from streamhouse.chaos.cluster import Cluster
 from streamhouse.chaos.faults import KINDS, FaultRunner, plan
-from streamhouse.chaos.history import FinalLog, History
+from streamhouse.chaos.history import FinalLog, History, JobOutput
 from streamhouse.chaos.workloads import (
+    JOB_SOURCE,
+    JOB_VIEW,
     PARTITIONS,
     TOPICS,
     GrpcProducer,
@@ -36,6 +38,7 @@ from streamhouse.storage.errors import StreamHouseError
 
 SETTLE_S = 8.0  # after healing: leases change hands, held WAL records reach the log
 FINAL_READ_ATTEMPTS = 10
+JOB_CATCH_UP_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,15 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         with streamhouse.connect(addresses) as admin:
             for topic in TOPICS.values():
                 admin.create_topic(topic, PARTITIONS, exist_ok=True)
+            admin.sql(f"CREATE TOPIC IF NOT EXISTS {JOB_SOURCE} (v BIGINT) WITH (partitions = {PARTITIONS})")
+            admin.create_job(JOB_VIEW, f"SELECT v FROM {JOB_SOURCE}", start="earliest", checkpoint_interval="500ms")
         stop = threading.Event()
         t0 = time.monotonic()
         common = (history, stop, t0, options.max_ops)
         workers: list[Worker] = [
             GrpcProducer("leader", addresses, *common),
             GrpcProducer("durable", addresses, *common),
+            GrpcProducer("durable", addresses, *common, topic=JOB_SOURCE, json_values=True, pause_s=0.1),
             KafkaProducer(cluster.kafka_bootstrap(), *common),
             *(KafkaConsumer(f"consumer-{i}", cluster.kafka_bootstrap(), *common) for i in range(options.consumers)),
             Reader(addresses, *common),
@@ -126,7 +132,8 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             elif w.is_alive():
                 errors.append(f"{w.process} did not stop within 60 s")
         errors.extend(nemesis.errors)
-        history.final = read_back(addresses)
+        history.final = read_back(addresses, [*TOPICS.values(), JOB_SOURCE])
+        history.job = read_job(addresses, errors)
         for kind in nemesis.skipped:
             unavailable.setdefault(kind, "skipped")
         verdict = check(history)
@@ -141,7 +148,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             say(f"chaos: kept {work} (agent logs, WALs)")
 
 
-def read_back(addresses: list[str]) -> list[FinalLog]:
+def read_back(addresses: list[str], topics: list[str]) -> list[FinalLog]:
     """Every partition of every topic, whole, once the faults are healed (retried while leases
     settle: a read may meet an agent still taking over)."""
     last: Exception | None = None
@@ -149,7 +156,7 @@ def read_back(addresses: list[str]) -> list[FinalLog]:
         try:
             out: list[FinalLog] = []
             with streamhouse.connect(addresses, timeout_s=30) as client:
-                for topic in TOPICS.values():
+                for topic in topics:
                     table = client.read(topic)
                     parts = table.column("partition").to_numpy()
                     for p in range(PARTITIONS):
@@ -162,6 +169,24 @@ def read_back(addresses: list[str]) -> list[FinalLog]:
             last = exc
             time.sleep(3)
     raise StreamHouseError(f"could not read the log back after the run: {last}")
+
+
+def read_job(addresses: list[str], errors: list[str]) -> JobOutput | None:
+    """The view once the job has read and checkpointed its whole source (None, and an error,
+    if it does not catch up within JOB_CATCH_UP_S)."""
+    last: Exception | None = None
+    deadline = time.monotonic() + JOB_CATCH_UP_S
+    while time.monotonic() < deadline:
+        try:
+            with streamhouse.connect(addresses, timeout_s=30) as client:
+                client.wait_for_job(JOB_VIEW, timeout=max(1.0, deadline - time.monotonic()), progress=False)
+                column = client.sql(f"SELECT v FROM {JOB_VIEW}").column("v")
+                return JobOutput(JOB_SOURCE, JOB_VIEW, tuple(int(v) for v in column.to_pylist()))
+        except Exception as exc:
+            last = exc
+            time.sleep(2)
+    errors.append(f"job {JOB_VIEW} did not catch up within {JOB_CATCH_UP_S:g} s: {last}")
+    return None
 
 
 def main_exit(result: ChaosResult) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 import streamhouse
 from streamhouse.chaos.history import Assign, Commit, CommittedRead, History, Poll, Produce, SqlRead
@@ -20,6 +20,7 @@ from streamhouse.chaos.history import Assign, Commit, CommittedRead, History, Po
 PARTITIONS = 3
 TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka"}
 GROUP = "chaos-group"
+JOB_SOURCE, JOB_VIEW = "chaos_job_src", "chaos_job_view"  # the view is SELECT v FROM the source
 REQUEST_TIMEOUT_S = 10.0
 
 
@@ -49,17 +50,31 @@ class Worker(threading.Thread):
 class GrpcProducer(Worker):
     """Batches of `batch` unique values, one partition a request, in turn."""
 
-    def __init__(self, mode: str, addresses: list[str], *args: Any, batch: int = 10, pause_s: float = 0.01) -> None:
-        super().__init__(f"grpc-{mode}", *args)
+    def __init__(
+        self,
+        mode: Literal["leader", "durable"],
+        addresses: list[str],
+        *args: Any,
+        batch: int = 10,
+        pause_s: float = 0.01,
+        topic: str | None = None,
+        json_values: bool = False,
+    ) -> None:
+        super().__init__(f"grpc-{mode}" if topic is None else f"grpc-{topic}", *args)
         self.mode, self.addresses, self.batch, self.pause_s = mode, addresses, batch, pause_s
+        self.topic = topic or TOPICS[self.mode]
+        self.json_values = json_values  # {"v": n} for the job's typed source
+
+    def value(self, n: int) -> str:
+        return f'{{"v": {n}}}' if self.json_values else f"{self.mode}-{n}"
 
     def work(self) -> None:
-        topic = TOPICS[self.mode]
+        topic = self.topic
         n = 0
         with streamhouse.connect(self.addresses, retries=False, timeout_s=REQUEST_TIMEOUT_S) as client:
             while self.going():
                 partition = self.ops % PARTITIONS
-                values = tuple(f"{self.mode}-{n + i}" for i in range(self.batch))
+                values = tuple(self.value(n + i) for i in range(self.batch))
                 n += self.batch
                 start = self.now()
                 index = self.history.next_index()
@@ -68,13 +83,13 @@ class GrpcProducer(Worker):
                         topic,
                         [v.encode() for v in values],
                         partition=partition,
-                        acks=self.mode,  # type: ignore[arg-type]
+                        acks=self.mode,
                     )
                     base = result[0].base_offset
                     offsets = tuple(range(base, base + len(values)))
                     op = Produce(
                         index, self.process, start, self.now(), self.mode, topic, partition, values, "ok", offsets
-                    )  # type: ignore[arg-type]
+                    )
                 except Exception as exc:
                     op = Produce(
                         index,
@@ -87,7 +102,7 @@ class GrpcProducer(Worker):
                         values,
                         "fail",
                         error=_short(exc),
-                    )  # type: ignore[arg-type]
+                    )
                     self.stop_event.wait(0.2)
                 self.history.add(op)
                 self.ops += 1
@@ -218,8 +233,8 @@ class KafkaConsumer(Worker):
                 for m in messages:
                     if m.error() is not None:
                         continue
-                    offsets, values = got[(m.topic(), m.partition())]
-                    offsets.append(m.offset())
+                    offsets, values = got[(str(m.topic()), int(m.partition() or 0))]
+                    offsets.append(int(m.offset() or 0))
                     values.append((m.value() or b"").decode(errors="replace"))
                 for (topic, partition), (offsets, values) in got.items():
                     idx = self.history.next_index()
@@ -235,11 +250,11 @@ class KafkaConsumer(Worker):
                         start, idx = self.now(), self.history.next_index()
                         try:
                             consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
-                            op = Commit(
+                            commit = Commit(
                                 idx, self.process, start, self.now(), self.session, topic, partition, offset, "ok"
                             )
                         except KafkaException as exc:
-                            op = Commit(
+                            commit = Commit(
                                 idx,
                                 self.process,
                                 start,
@@ -251,7 +266,7 @@ class KafkaConsumer(Worker):
                                 "fail",
                                 _short(exc),
                             )
-                        self.history.add(op)
+                        self.history.add(commit)
         finally:
             consumer.close()
 

@@ -15,6 +15,7 @@ from streamhouse.chaos.history import (
     CommittedRead,
     FinalLog,
     History,
+    JobOutput,
     Poll,
     Produce,
     SqlRead,
@@ -42,6 +43,10 @@ def clean() -> History:
     h.add(CommittedRead(12, "reader", 4.5, 4.6, T, {0: 4}))
     h.add(SqlRead(13, "sql", 4.7, 4.8, T, 4, "ok"))
     h.final.append(FinalLog(T, 0, (0, 1, 2, 3), ("d0", "d1", "l0", "l1")))
+    # The job's source (JSON rows) and its view, a projection of it.
+    h.add(Produce(14, "p-job", 0.0, 1.0, "durable", "src", 0, ('{"v": 1}', '{"v": 2}'), "ok", (0, 1)))
+    h.final.append(FinalLog("src", 0, (0, 1), ('{"v": 1}', '{"v": 2}')))
+    h.job = JobOutput("src", "view", (2, 1))
     return h
 
 
@@ -101,6 +106,10 @@ def stale_sql(h: History) -> None:
     h.add(SqlRead(13, "sql", 4.7, 4.8, T, 1, "ok"))  # 2 durable records were acknowledged before
 
 
+def exactly_once(h: History) -> None:
+    h.job = JobOutput("src", "view", (1, 2, 2))  # a replayed checkpoint wrote v=2 twice
+
+
 ANOMALIES: dict[str, Callable[[History], None]] = {
     "lost": lost,
     "duplicate": duplicate,
@@ -113,14 +122,15 @@ ANOMALIES: dict[str, Callable[[History], None]] = {
     "regression": regression,
     "zombie": zombie,
     "stale-sql": stale_sql,
+    "exactly-once": exactly_once,
 }
 
 
 def test_a_clean_history_passes() -> None:
     verdict = check(clean())
     assert verdict.ok, render(verdict, clean())
-    assert verdict.counts["acked.durable"] == 2 and verdict.counts["acked.leader"] == 1
-    assert verdict.counts["records_polled"] == 5
+    assert verdict.counts["acked.durable"] == 4 and verdict.counts["acked.leader"] == 1
+    assert verdict.counts["records_polled"] == 5 and verdict.counts["job_output_rows"] == 2
 
 
 def test_every_check_has_an_anomaly_here() -> None:
@@ -166,4 +176,5 @@ def test_history_round_trips_through_its_file(tmp_path: Path) -> None:
     h.save(tmp_path / "history.jsonl")
     again = History.load(tmp_path / "history.jsonl")
     assert sorted(map(repr, again.ops)) == sorted(map(repr, h.ops)) and again.final == h.final
+    assert again.job == h.job
     assert check(again).findings == check(h).findings
