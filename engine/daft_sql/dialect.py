@@ -67,21 +67,21 @@ def to_daft_sql(sql: str, schema_of: SchemaOf) -> DaftQuery:
     tree = parse_query(sql)
     if not isinstance(tree, exp.Query):
         raise UnsupportedOnDaftError("only queries (SELECT, WITH) run on Daft" + _ADVICE)
-    tree = t.cast(exp.Query, normalize_identifiers(tree, dialect="postgres"))
-    for node in tree.find_all(exp.Filter):
-        raise UnsupportedOnDaftError(f"aggregate FILTER clauses: {to_sql(node)[:80]}" + _ADVICE)
+    tree = normalize_identifiers(tree, dialect="postgres")
+    for clause in tree.find_all(exp.Filter):
+        raise UnsupportedOnDaftError(f"aggregate FILTER clauses: {to_sql(clause)[:80]}" + _ADVICE)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     tables = frozenset(table.name for table in tree.find_all(exp.Table) if table.name and table.name not in ctes)
     time_zones = _time_columns(tables, schema_of)
     _rewrite_windows(tree, sql, schema_of)
     for join in list(tree.find_all(exp.Join)):
         _equi_join(join)
-    for node in list(tree.find_all(exp.Anonymous)):
-        if str(node.this).lower() == "mod" and len(node.expressions) == 2:
-            node.replace(exp.Paren(this=exp.Mod(this=node.expressions[0], expression=node.expressions[1])))
+    for call in list(tree.find_all(exp.Anonymous)):
+        if str(call.this).lower() == "mod" and len(call.expressions) == 2:
+            call.replace(exp.Paren(this=exp.Mod(this=call.expressions[0], expression=call.expressions[1])))
     _timestamp_literals(tree, time_zones)
-    for node in list(tree.find_all(exp.Interval)):
-        node.replace(_interval(node))
+    for interval in list(tree.find_all(exp.Interval)):
+        interval.replace(_interval(interval))
     return DaftQuery(to_sql(tree), tables)
 
 
@@ -164,12 +164,12 @@ def _timestamp_literals(tree: exp.Expr, zones: dict[str, bool]) -> None:
     for node in list(tree.find_all(exp.Cast)):
         if isinstance(node.this, exp.Literal) and node.this.is_string and node.to.is_type("timestamp", "timestamptz"):
             node.replace(_literal(node.this.this, _zone_near(node, zones), node.to.is_type("timestamptz")))
-    for node in list(tree.find_all(*_COMPARISONS, exp.Between)):
-        columns = [c for c in node.find_all(exp.Column) if c.name in zones]
+    for comparison in list(tree.find_all(*_COMPARISONS, exp.Between)):
+        columns = [c for c in comparison.find_all(exp.Column) if c.name in zones]
         if not columns:
             continue
         zoned = zones[columns[0].name]
-        for literal in [v for v in node.iter_expressions() if isinstance(v, exp.Literal) and v.is_string]:
+        for literal in [v for v in comparison.iter_expressions() if isinstance(v, exp.Literal) and v.is_string]:
             literal.replace(_literal(literal.this, zoned, zoned))
 
 

@@ -54,7 +54,7 @@ def layout_of(physical: pa.Schema, where: str) -> Layout:
     if "_offset" in names and "_timestamp" in names:
         return Layout.V2
     raise CorruptDataError(
-        f"segment {where}: neither format v1 (offset, timestamp) nor v2 (_offset, _timestamp) columns"
+        "a segment with neither format v1 (offset, timestamp) nor v2 (_offset, _timestamp) columns", source=where
     )
 
 

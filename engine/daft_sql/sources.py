@@ -156,7 +156,7 @@ def _as_sql(records: pa.Table, partition: int, topic: TopicFiles) -> pa.Table:
         for name, column in zip(declared.segment_schema().names, decoded.table.columns, strict=True):
             table = table.append_column(name, column)
         if len(decoded.bad_rows):
-            bad = [int(o) for o in table.column("offset").take(decoded.bad_rows).to_pylist()[:10]]
+            bad = [int(o or 0) for o in table.column("offset").take(decoded.bad_rows).to_pylist()[:10]]
             part = topic.stats.setdefault(partition, ScanStats())
             part.json_errors += len(decoded.bad_rows)
             part.json_error_offsets += bad

@@ -23,7 +23,7 @@ from streamhouse.devservices.seaweedfs import S3Server
 from tests.engine.datagen.test_nexmark import result_rows
 
 EVENTS = {"events": 5_000, "seed": 11, "events_per_second": 200}
-ALL = {**QUERIES, "q4": Q4, "q6": Q6, "q9": Q9}
+ALL: dict[str, str] = {**QUERIES, "q4": Q4, "q6": Q6, "q9": Q9}
 ENGINE = "ray"
 
 
@@ -39,7 +39,7 @@ def nexmark(tmp_path_factory: pytest.TempPathFactory, ray_daft: Any) -> Iterator
 
 def _rows(table: pa.Table, ordered: bool) -> list[tuple[Any, ...]]:
     rows = result_rows(table)
-    # Floats (q1's euros, averages) compared to 12 digits: the engines sum in different orders.
+    # Floats (q1's euros, averages) compared to 9 decimals: the engines sum in different orders.
     rows = [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
     return rows if ordered else sorted(rows, key=repr)
 
