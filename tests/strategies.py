@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 from hypothesis import strategies as st
 
@@ -74,3 +76,35 @@ def hostile(valid: st.SearchStrategy[bytes], max_ops: int = 4, max_random: int =
     """What a decoder of outside bytes must survive: mutated valid encodings (mostly), the valid
     encodings themselves, and random bytes."""
     return st.one_of(mutations(valid, max_ops), valid, st.binary(max_size=max_random))
+
+
+# --- JSON bodies and values mutated as JSON (a node replaced, a key dropped or added).
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def json_mutations(draw: st.DrawFn, body: Any) -> Any:
+    """`body` with one node replaced, or a key dropped or added, anywhere in it."""
+    if isinstance(body, dict) and body and draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(body)))
+        op = draw(st.sampled_from(("replace", "drop", "add", "descend")))
+        out = dict(body)
+        if op == "replace":
+            out[key] = draw(json_values)
+        elif op == "drop":
+            del out[key]
+        elif op == "add":
+            out[draw(st.text(max_size=8))] = draw(json_values)
+        else:
+            out[key] = draw(json_mutations(body[key]))
+        return out
+    if isinstance(body, list) and body and draw(st.booleans()):
+        at = draw(st.integers(0, len(body) - 1))
+        out_list = list(body)
+        out_list[at] = draw(json_mutations(body[at]))
+        return out_list
+    return draw(json_values)

@@ -24,7 +24,7 @@ from streamhouse.registry.routes import registry_router
 from streamhouse.registry.service import RegistryService
 from streamhouse.server.http.app import create_app
 from tests.fuzz.budget import HANG_S, Hang, fuzz
-from tests.strategies import mutations
+from tests.strategies import json_mutations, mutations
 
 TOPIC = "fz"
 AVRO = json.dumps({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]})
@@ -59,37 +59,6 @@ CALLS: tuple[tuple[str, str, Any], ...] = (
 )  # fmt: skip
 # Long polls are capped: a request that asked to wait is not a hang.
 _SKIP_LONG_WAITS = ("timeout_ms=", "max_wait")
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=8,
-)
-
-
-@st.composite
-def json_mutations(draw: st.DrawFn, body: Any) -> Any:
-    """`body` with one node replaced, or a key dropped or added, anywhere in it."""
-    if isinstance(body, dict) and body and draw(st.booleans()):
-        key = draw(st.sampled_from(sorted(body)))
-        op = draw(st.sampled_from(("replace", "drop", "add", "descend")))
-        out = dict(body)
-        if op == "replace":
-            out[key] = draw(json_values)
-        elif op == "drop":
-            del out[key]
-        elif op == "add":
-            out[draw(st.text(max_size=8))] = draw(json_values)
-        else:
-            out[key] = draw(json_mutations(body[key]))
-        return out
-    if isinstance(body, list) and body and draw(st.booleans()):
-        at = draw(st.integers(0, len(body) - 1))
-        out_list = list(body)
-        out_list[at] = draw(json_mutations(body[at]))
-        return out_list
-    return draw(json_values)
-
 
 PATH_VALUES = st.sampled_from(("", "%00", "..", "%2F", "x" * 300, "-1", "99999999999999999999", "ü", "%ZZ", "a b"))
 
