@@ -26,6 +26,7 @@ from streamhouse.sql.org_names import named_jobs as _named_jobs
 from streamhouse.sql.org_names import stored as _stored
 from streamhouse.sql.org_names import visible_topics
 from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, topic_schema
+from streamhouse.sql.query.coverage import read_chunk_bytes, with_coverage
 from streamhouse.sql.query.latest import is_latest, latest_tables, scan_latest
 from streamhouse.sql.query.limits import (
     DEFAULT_MEMORY,
@@ -40,6 +41,7 @@ from streamhouse.sql.query.limits import (
 )
 from streamhouse.sql.query.pruning import parse_query, topic_bounds
 from streamhouse.sql.query.run import clean_message, clear_spill, run_query
+from streamhouse.sql.query.stream import READ_AHEAD
 from streamhouse.sql.statements.admin import AdminControl, parse_admin
 from streamhouse.sql.statements.ddl import (
     AlterTopic,
@@ -248,16 +250,30 @@ class SqlEngine:
         # reported against the whole table) before a single segment is read.
         schemas = {name: topic_schema(info) for name, info in (used | planned.latest).items()}
         await run_blocking(_check, schemas, planned.sql)
+        chunk = read_chunk_bytes(limits.memory_bytes)
         scans = await asyncio.gather(
-            *(scan_topic(self.source, info, bounds[name], columns) for name, info in used.items())
+            *(scan_topic(self.source, info, bounds[name], columns, chunk) for name, info in used.items())
         )
         self.last_scans = list(scans)
-        tables = {name: scan.table for name, scan in zip(used, scans, strict=True)}
+        # A topic that fits in one read chunk is read now and handed over whole: DataFusion
+        # then knows its size (a join builds on the smaller side); larger ones stream.
+        tables: dict[str, pa.Table] = {}
+        streams = {}
+        for name, scan in zip(used, scans, strict=True):
+            if scan.stream.estimated_bytes <= chunk:
+                tables[name] = await scan.stream.read_all(scan.dataset.schema.names, scan.dataset.schema)
+            else:
+                streams[name] = scan.dataset
         latest = await asyncio.gather(*(scan_latest(self.source, info) for info in planned.latest.values()))
         tables.update(zip(planned.latest, latest, strict=True))
         text = ("EXPLAIN " if explain else "") + planned.sql
-        result = await run_query(tables, text, limits, self.spill_dir)
-        return _with_pruning(result, scans) if explain else result
+        held = len(streams) * (READ_AHEAD + 1) * chunk
+        result = await run_query(tables, text, limits, self.spill_dir, streams, held)
+        if explain:
+            pairs = zip(used, scans, strict=True)
+            rows = [tables[n].num_rows if n in tables else await _count_rows(s) for n, s in pairs]
+            return _with_pruning(result, scans, rows)
+        return with_coverage(result, {_client_name(s.info.name): s.coverage() for s in scans})
 
     def _plan(self, sql: str, topics: dict[str, TopicInfo]) -> Planned:
         names: dict[str, TopicInfo] = {}
@@ -320,17 +336,28 @@ def _check(schemas: dict[str, pa.Schema], sql: str) -> None:
         raise SqlError(clean_message(str(exc))) from None
 
 
-def _with_pruning(plan: pa.Table, scans: list[TopicScan]) -> pa.Table:
+async def _count_rows(scan: TopicScan) -> int:
+    """The rows an EXPLAINed query would read: its plans read for their offsets alone."""
+    stream = scan.stream
+    total = 0
+    for plan in stream.plans:
+        for chunk in plan.chunks:
+            total += (await stream.read_chunk(plan, chunk, ["offset"])).num_rows
+        total += plan.tail.num_rows if plan.tail is not None else 0
+    return total
+
+
+def _with_pruning(plan: pa.Table, scans: list[TopicScan], read: list[int]) -> pa.Table:
     rows = [
         (
             "streamhouse pruning",
             f"topic {_client_name(s.info.name)}: partitions {s.partitions_kept}/{s.partitions_total}, "
             f"segments {s.stats.segments_kept}/{s.stats.segments_total}, "
             f"blocks {s.stats.row_groups_kept}/{s.stats.row_groups_total}, "
-            f"unflushed rows {s.stats.buffered_rows}, rows read {s.table.num_rows}, "
+            f"unflushed rows {s.stats.buffered_rows}, rows read {n}, "
             f"values not matching the columns {s.stats.json_errors}",
         )
-        for s in scans
+        for s, n in zip(scans, read, strict=True)
     ]
     extra = pa.table({"plan_type": [r[0] for r in rows], "plan": [r[1] for r in rows]})
     return pa.concat_tables([extra, plan.select(["plan_type", "plan"]).cast(extra.schema)])

@@ -14,7 +14,15 @@ import pyarrow as pa
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.storage.metadata.log_start import PartitionStats
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.partition.scan import ScanBounds, ScanStats, scan_partition
+from streamhouse.storage.partition.scan import (
+    PartitionPlan,
+    ScanBounds,
+    ScanStats,
+    SegmentChunk,
+    plan_partition,
+    read_chunk,
+    scan_partition,
+)
 
 
 class TopicAdmin(Protocol):
@@ -77,3 +85,13 @@ class AgentTopics:
         manager = self.manager
         writer = manager.leading(topic.name, partition)
         return await scan_partition(manager.reader, topic, partition, bounds, columns, writer)
+
+    async def plan_scan(
+        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str], chunk_bytes: int
+    ) -> PartitionPlan:
+        writer = self.manager.leading(topic.name, partition)
+        reader = self.manager.reader
+        return await plan_partition(reader, topic, partition, bounds, columns, writer, chunk_bytes=chunk_bytes)
+
+    async def read_chunk(self, plan: PartitionPlan, chunk: SegmentChunk, columns: list[str]) -> pa.Table:
+        return await read_chunk(self.manager.reader, plan, chunk, columns)

@@ -1,5 +1,6 @@
 """Topics as tables (docs/DESIGN.md §7): the SQL schema of a topic, the source the engine reads topics
-through, and the scan that turns pruned partition reads into one Arrow table per topic."""
+through, and the scan of a topic: its partitions planned (pruned by footers, the leaders' tails
+pinned) and handed to DataFusion as a stream that decodes as it is pulled (sql/query/stream.py)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import pyarrow.compute as pc
 
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.pruning import TopicBounds
+from streamhouse.sql.query.stream import TopicDataset, TopicStream
 from streamhouse.storage.metadata.log_start import PartitionStats
 from streamhouse.storage.model import TopicInfo
-from streamhouse.storage.partition.scan import ScanBounds, ScanStats
+from streamhouse.storage.partition.scan import PartitionPlan, ScanBounds, ScanStats, SegmentChunk
 from streamhouse.storage.values.check import ignores_errors
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 from streamhouse.storage.values.types import TIMESTAMP
@@ -63,6 +65,16 @@ class TopicSource(Protocol):
         """Rows of one partition within `bounds`, `columns` named as the segment names them."""
         ...
 
+    async def plan_scan(
+        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str], chunk_bytes: int
+    ) -> PartitionPlan:
+        """What a scan of one partition reads (storage/partition/scan.py plan_partition)."""
+        ...
+
+    async def read_chunk(self, plan: PartitionPlan, chunk: SegmentChunk, columns: list[str]) -> pa.Table:
+        """One chunk of a plan, `columns` named as the segment names them."""
+        ...
+
 
 def topic_schema(info: TopicInfo) -> pa.Schema:
     """The table a topic is: system columns, then its declared columns or `_value`."""
@@ -74,35 +86,54 @@ def topic_schema(info: TopicInfo) -> pa.Schema:
 
 @dataclass
 class TopicScan:
-    """One topic read for one query: its rows and what pruning kept."""
+    """One topic read for one query: what pruning kept, and the stream DataFusion pulls."""
 
     info: TopicInfo
-    table: pa.Table
+    dataset: TopicDataset
     partitions_total: int
     partitions_kept: int
     stats: ScanStats = field(default_factory=ScanStats)
 
+    @property
+    def stream(self) -> TopicStream:
+        return self.dataset.stream
+
+    def coverage(self) -> list[dict[str, Any]]:
+        """Per partition read: the offsets [start, end) the query saw, and whether records not
+        yet in a segment were among them (only on the partition's leader)."""
+        return [
+            {"partition": p.partition, "start": p.covered[0], "end": p.covered[1], "unflushed_included": p.unflushed}
+            for p in self.stream.plans
+        ]
+
 
 async def scan_topic(
-    source: TopicSource, info: TopicInfo, bounds: TopicBounds, columns: Iterable[str] | None
+    source: TopicSource, info: TopicInfo, bounds: TopicBounds, columns: Iterable[str] | None, chunk_bytes: int
 ) -> TopicScan:
-    """Read a topic's partitions concurrently; `columns` are the SQL columns the query may use
-    (None: all), always returned in the topic's schema order."""
+    """Plan a topic's partitions concurrently; `columns` are the SQL columns the query may use
+    (None: all), always in the topic's schema order. Nothing is decoded yet, but bad values in
+    what would be read are refused now (check_bad_values)."""
     schema = topic_schema(info)
     names = schema.names if columns is None else [n for n in schema.names if n in set(columns)]
     declared = parse_value_schema(info.value_schema)
     segment_columns = [_segment_name(n, declared) for n in names if n != "_partition"]
     wanted = [p for p in range(info.partitions) if bounds.partitions is None or p in bounds.partitions]
-    results = await asyncio.gather(*(source.scan(info, p, bounds.scan, segment_columns) for p in wanted))
+    plans = await asyncio.gather(
+        *(source.plan_scan(info, p, bounds.scan, segment_columns, chunk_bytes) for p in wanted)
+    )
     stats = ScanStats()
-    pieces: list[pa.Table] = []
-    for p, (table, part_stats) in zip(wanted, results, strict=True):
-        check_bad_values(info, p, part_stats, names)
-        stats.add(part_stats)
-        pieces.append(_to_sql(table, p, names, declared, schema))
-    fields = [schema.field(n) for n in names]
-    table = pa.concat_tables(pieces) if pieces else pa.schema(fields).empty_table()
-    return TopicScan(info, table, info.partitions, len(wanted), stats)
+    for plan in plans:
+        check_bad_values(info, plan.partition, plan.stats, names)
+        stats.add(plan.stats)
+
+    def to_sql(table: pa.Table, partition: int, chosen: Sequence[str]) -> pa.Table:
+        return _to_sql(table, partition, chosen, declared, schema)
+
+    stream = TopicStream(
+        list(plans), source.read_chunk, to_sql, lambda n: _segment_name(n, declared), asyncio.get_running_loop()
+    )
+    dataset = TopicDataset(stream, pa.schema([schema.field(n) for n in names]))
+    return TopicScan(info, dataset, info.partitions, len(wanted), stats)
 
 
 def check_bad_values(info: TopicInfo, partition: int, stats: ScanStats, columns: Iterable[str]) -> None:

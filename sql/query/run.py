@@ -1,11 +1,13 @@
 """Running one DataFusion query under its limits (query_limits.QueryLimits).
 
-    await run_query(tables, sql, limits, spill_dir) -> pa.Table
+    await run_query(tables, sql, limits, spill_dir, streams) -> pa.Table
 
 Memory: each statement gets its own SessionContext whose memory pool is the statement's cap
 minus the Arrow tables it was fed (those are already in memory and DataFusion does not count
-them). The pool is a fair spill pool with a disk manager under `spill_dir`, so sorts, grouped
-aggregates and joins that can spill do; an operator that cannot ends with
+them: the leaders' unflushed tails, `latest.` tables) and minus what the topic streams may hold
+at once (sql/query/stream.py: a few decoded chunks each, `stream_bytes`). The pool is a fair
+spill pool with a disk manager under `spill_dir`, so sorts, grouped aggregates and joins that
+can spill do; an operator that cannot ends with
 QueryMemoryExceededError instead of growing the process. Result batches are counted against
 the same cap as they arrive: a projection's output is not in DataFusion's pool.
 
@@ -20,6 +22,7 @@ blocked. A thread running `collect()` could not be stopped at all.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +32,7 @@ from datafusion.record_batch import RecordBatchStream
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import unsliced
 from streamhouse.sql.query.limits import QueryLimits, format_bytes
+from streamhouse.sql.query.stream import TopicDataset
 from streamhouse.storage.errors import QueryMemoryExceededError, StreamHouseError
 from streamhouse.storage.executor import run_blocking
 
@@ -43,21 +47,30 @@ _SOURCE_BATCH_ROWS = 1024
 _HINT = "raise it with SET query_memory (up to the agent's --query-memory) or make the query read less"
 
 
-async def run_query(tables: dict[str, pa.Table], sql: str, limits: QueryLimits, spill_dir: Path | None) -> pa.Table:
-    """Run `sql` over `tables` (name → table) under `limits.memory_bytes`; raises SqlError for
-    errors in the query, QueryMemoryExceededError over the cap. The caller owns the time limit:
-    cancelling this coroutine stops the query."""
-    input_bytes = sum(t.nbytes for t in tables.values())
-    pool = limits.memory_bytes - input_bytes
+async def run_query(
+    tables: dict[str, pa.Table],
+    sql: str,
+    limits: QueryLimits,
+    spill_dir: Path | None,
+    streams: Mapping[str, TopicDataset] | None = None,
+    stream_bytes: int = 0,
+) -> pa.Table:
+    """Run `sql` over `tables` (name → table) and `streams` (name → topic read as pulled)
+    under `limits.memory_bytes`; raises SqlError for errors in the query,
+    QueryMemoryExceededError over the cap, a stream's own read error (e.g. CorruptDataError)
+    as it is. The caller owns the time limit: cancelling this coroutine stops the query."""
+    streams = dict(streams or {})
+    input_bytes = sum(t.nbytes for t in tables.values()) + sum(s.stream.tail_bytes for s in streams.values())
+    pool = limits.memory_bytes - input_bytes - stream_bytes
     if pool < _MIN_POOL_BYTES:
         raise QueryMemoryExceededError(
             f"query memory limit of {format_bytes(limits.memory_bytes)} exceeded: the topics read take "
-            f"{format_bytes(input_bytes)} before the query starts; {_HINT}, e.g. a WHERE on _timestamp, "
-            "_offset or the event time so fewer segments are read"
+            f"{format_bytes(input_bytes + stream_bytes)} before the query starts (unflushed rows and read "
+            f"buffers); {_HINT}, e.g. a WHERE on _timestamp, _offset or the event time so fewer segments are read"
         )
-    schema, stream = await run_blocking(_start, tables, sql, pool, spill_dir)
+    schema, stream = await run_blocking(_start, tables, streams, sql, pool, spill_dir)
     batches: list[pa.RecordBatch] = []
-    held = input_bytes
+    reserved = held = input_bytes + stream_bytes
     try:
         async for batch in stream:
             arrow = batch.to_pyarrow()
@@ -65,7 +78,7 @@ async def run_query(tables: dict[str, pa.Table], sql: str, limits: QueryLimits, 
             if held > limits.memory_bytes:
                 raise QueryMemoryExceededError(
                     f"query memory limit of {format_bytes(limits.memory_bytes)} exceeded: the result grew past "
-                    f"{format_bytes(held - input_bytes)} with {format_bytes(input_bytes)} of topic data read; "
+                    f"{format_bytes(held - reserved)} with {format_bytes(reserved)} of topic data held; "
                     f"{_HINT}, or add a LIMIT"
                 )
             batches.append(arrow)
@@ -75,6 +88,9 @@ async def run_query(tables: dict[str, pa.Table], sql: str, limits: QueryLimits, 
         # caller, a test) would keep the query running. Measured: minutes of CPU after a
         # timeout. So the traceback goes, and the reference in this frame (finally).
         exc.__traceback__ = None
+        failed = next((s.stream.error for s in streams.values() if s.stream.error is not None), None)
+        if failed is not None and isinstance(exc, Exception) and not isinstance(exc, StreamHouseError):
+            raise failed from None  # a topic read failed: its own error, not DataFusion's text of it
         if isinstance(exc, Exception) and not isinstance(exc, StreamHouseError):
             # DataFusion raises plain Exceptions whose text says what and where.
             raise _translate(exc, limits) from None
@@ -96,7 +112,7 @@ def clear_spill(spill_dir: Path) -> None:
 
 
 def _start(
-    tables: dict[str, pa.Table], sql: str, pool: int, spill_dir: Path | None
+    tables: dict[str, pa.Table], streams: dict[str, TopicDataset], sql: str, pool: int, spill_dir: Path | None
 ) -> tuple[pa.Schema, RecordBatchStream]:
     runtime = RuntimeEnvBuilder().with_fair_spill_pool(pool)
     if spill_dir is not None:
@@ -107,6 +123,8 @@ def _start(
     ctx = SessionContext(SessionConfig(), runtime)
     for name, table in tables.items():
         ctx.register_record_batches(name, [_source_batches(table)])
+    for name, dataset in streams.items():
+        ctx.register_dataset(name, dataset)
     try:
         df = ctx.sql(sql)
         return df.schema(), df.execute_stream()

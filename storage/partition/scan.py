@@ -13,7 +13,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.model import SegmentRef, TopicInfo
 from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.view import PartitionView, partition_view
 from streamhouse.storage.partition.writer import PartitionWriter
@@ -71,27 +71,60 @@ class ScanStats:
         self.json_error_details += other.json_error_details[: max(0, 10 - len(self.json_error_details))]
 
 
-async def scan_partition(
+@dataclass(frozen=True)
+class SegmentChunk:
+    """Row groups of one committed segment read together: the unit a streaming scan decodes
+    (and holds) at a time. `est_bytes`: their uncompressed size by the footer (all columns)."""
+
+    ref: SegmentRef
+    row_groups: tuple[int, ...]
+    columns: tuple[str, ...]  # the wanted columns this segment holds (later ones read as nulls)
+    est_bytes: int
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """What a scan of one partition will read, decided before any row group is decoded:
+    committed segment chunks in offset order, then the leader's buffered tail (already in
+    memory: pinned from the writer). `covered`: the offsets it reads, [start, end);
+    `unflushed`: whether records not yet in a segment are included (this agent leads)."""
+
+    topic: TopicInfo
+    partition: int
+    bounds: ScanBounds
+    wanted: tuple[str, ...]  # segment column names, "offset" first
+    schema: pa.Schema  # of `wanted`
+    chunks: tuple[SegmentChunk, ...]
+    tail: pa.Table | None
+    stats: ScanStats
+    covered: tuple[int, int]
+    unflushed: bool
+
+
+async def plan_partition(
     reader: PartitionReader,
     topic: TopicInfo,
     partition: int,
     bounds: ScanBounds,
     columns: list[str],
     writer: PartitionWriter | None = None,
-) -> tuple[pa.Table, ScanStats]:
-    """Rows of one partition within `bounds` (offset and record-time exactly, event time by
-    row group only: SQL filters the rest), with `columns` named as the segment names them
-    (record columns, then "v.<declared>")."""
+    *,
+    chunk_bytes: int = 64 << 20,
+) -> PartitionPlan:
+    """Prune segments and row groups (footers only) and pin the leader's tail. The first
+    chunk is one row group (a LIMIT reads no more); the others hold row groups of one
+    segment up to `chunk_bytes` uncompressed, so a scan holds about that much at a time."""
     stats = ScanStats()
     schema = parse_value_schema(topic.value_schema)
     wanted = list(dict.fromkeys(["offset", *columns]))  # offsets order the pieces
     empty = _empty(wanted, schema)
-    if bounds.empty:
-        return empty, stats
-    stop = bounds.end_offset
     # A writer of an earlier topic of the same name (deleted, re-created) is not this one's.
     if writer is not None and writer.topic.topic_id != topic.topic_id:
         writer = None
+    if bounds.empty:
+        nothing = (bounds.start_offset, bounds.start_offset)
+        return PartitionPlan(topic, partition, bounds, tuple(wanted), empty.schema, (), None, stats, nothing, True)
+    stop = bounds.end_offset
     # Fresh: a query sees every segment committed before it started, whoever committed it.
     # Below the log start the scan starts at it: the records there are gone (retention).
     view = await partition_view(
@@ -99,7 +132,7 @@ async def scan_partition(
     )
     stats.segments_total = view.segments_listed
     stats.log_start = view.log_start
-    pieces: list[pa.Table] = []
+    chunks: list[SegmentChunk] = []
     for seg in view.segments:
         if (bounds.min_timestamp is not None and seg.max_timestamp < bounds.min_timestamp) or (
             bounds.max_timestamp is not None and seg.min_timestamp > bounds.max_timestamp
@@ -113,36 +146,91 @@ async def scan_partition(
             continue
         stats.segments_kept += 1
         stats.row_groups_kept += len(chosen)
-        count, offsets = json_errors(footer.metadata.metadata)
-        details = json_error_details(footer.metadata.metadata)
-        if count and count == len(offsets):
-            # Every bad offset is known: only those within the scanned offsets count, so a
-            # query bounded away from them is not refused for them.
-            inside = [o for o in offsets if o >= bounds.start_offset and (stop is None or o < stop)]
-            count, offsets = len(inside), inside
-            details = [b for b in details if b.offset in inside]
-        stats.json_errors += count
-        stats.json_error_offsets += offsets
-        stats.json_error_details += [b.describe() for b in details]
+        _count_bad_values(footer, bounds, stats)
         # A declared column added by schema evolution after this segment was written is not
         # in it: read what it has, the rest as nulls of the declared type.
-        piece = await reader.segments.read(
-            seg.ref,
-            start_offset=bounds.start_offset,
-            end_offset=stop,
-            min_timestamp=bounds.min_timestamp,
-            max_timestamp=bounds.max_timestamp,
-            columns=[c for c in wanted if c in footer.schema.names],
-            row_groups=chosen,
-        )
-        pieces.append(with_null_columns(piece, empty.schema))
+        present = tuple(c for c in wanted if c in footer.schema.names)
+        chunks += _chunks(seg.ref, footer, chosen, present, chunk_bytes, first=not chunks)
+    tail = None
     if writer is not None and view.batches:
         tail = _buffered(writer, view, bounds, wanted, schema, stats)
-        if tail is not None:
-            pieces.append(tail)
+    end = view.buffer_range[1] if writer is not None else view.committed_end
+    if stop is not None:
+        end = min(end, stop)
+    covered = (view.start, max(view.start, end))
+    return PartitionPlan(
+        topic, partition, bounds, tuple(wanted), empty.schema, tuple(chunks), tail, stats, covered, writer is not None
+    )
+
+
+async def read_chunk(
+    reader: PartitionReader, plan: PartitionPlan, chunk: SegmentChunk, columns: list[str] | None = None
+) -> pa.Table:
+    """One chunk's rows within the plan's bounds, as `columns` (segment names; default: all
+    the plan wants), through the verified segment read (storage/segment/reader.py)."""
+    wanted = list(plan.wanted) if columns is None else list(dict.fromkeys(["offset", *columns]))
+    bounds = plan.bounds
+    piece = await reader.segments.read(
+        chunk.ref,
+        start_offset=bounds.start_offset,
+        end_offset=bounds.end_offset,
+        min_timestamp=bounds.min_timestamp,
+        max_timestamp=bounds.max_timestamp,
+        columns=[c for c in wanted if c in chunk.columns],
+        row_groups=chunk.row_groups,
+    )
+    return with_null_columns(piece, pa.schema([plan.schema.field(c) for c in wanted]))
+
+
+async def scan_partition(
+    reader: PartitionReader,
+    topic: TopicInfo,
+    partition: int,
+    bounds: ScanBounds,
+    columns: list[str],
+    writer: PartitionWriter | None = None,
+) -> tuple[pa.Table, ScanStats]:
+    """Rows of one partition within `bounds` (offset and record-time exactly, event time by
+    row group only: SQL filters the rest), with `columns` named as the segment names them
+    (record columns, then "v.<declared>"), all in one table (jobs; SQL streams the plan)."""
+    plan = await plan_partition(reader, topic, partition, bounds, columns, writer)
+    pieces = [await read_chunk(reader, plan, chunk) for chunk in plan.chunks]
+    if plan.tail is not None:
+        pieces.append(plan.tail)
     if not pieces:
-        return empty, stats
-    return pa.concat_tables([p.select(wanted) for p in pieces]), stats
+        return plan.schema.empty_table(), plan.stats
+    return pa.concat_tables([p.select(list(plan.wanted)) for p in pieces]), plan.stats
+
+
+def _count_bad_values(footer: SegmentFooter, bounds: ScanBounds, stats: ScanStats) -> None:
+    stop = bounds.end_offset
+    count, offsets = json_errors(footer.metadata.metadata)
+    details = json_error_details(footer.metadata.metadata)
+    if count and count == len(offsets):
+        # Every bad offset is known: only those within the scanned offsets count, so a
+        # query bounded away from them is not refused for them.
+        inside = [o for o in offsets if o >= bounds.start_offset and (stop is None or o < stop)]
+        count, offsets = len(inside), inside
+        details = [b for b in details if b.offset in inside]
+    stats.json_errors += count
+    stats.json_error_offsets += offsets
+    stats.json_error_details += [b.describe() for b in details]
+
+
+def _chunks(
+    ref: SegmentRef, footer: SegmentFooter, chosen: list[int], present: tuple[str, ...], limit: int, *, first: bool
+) -> list[SegmentChunk]:
+    sizes = {i: footer.metadata.row_group(i).total_byte_size for i in chosen}
+    out: list[SegmentChunk] = []
+    group: list[int] = []
+    for i in chosen:
+        if group and (sum(sizes[j] for j in group) + sizes[i] > limit or (first and not out)):
+            out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group)))
+            group = []
+        group.append(i)
+    if group:
+        out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group)))
+    return out
 
 
 def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds) -> bool:

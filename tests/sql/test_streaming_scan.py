@@ -1,0 +1,111 @@
+"""Bounded-memory SQL scans (issue 16, part 1): a topic reaches DataFusion as a stream decoded
+chunk by chunk as it is pulled (sql/query/stream.py), so a LIMIT reads one row group and a
+GROUP BY over more data than the statement's memory cap streams through it; and every answer
+says which offsets it covers, so a query on an agent that does not lead a partition says that
+the leader's unflushed records are not in it (sql/query/coverage.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import streamhouse
+from streamhouse.client.client import Client
+from streamhouse.sql.query.coverage import coverage
+from streamhouse.storage.errors import QueryMemoryExceededError
+
+ROWS = 120_000
+PAD = "x" * 60  # each row's string: the topic's decoded size is several times the cap below
+CAP = "8MB"
+
+
+def _engine(client: Client) -> Any:
+    return client.transport.service._sql  # type: ignore[attr-defined]  # the embedded agent's SQL engine
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """One partition of ROWS records in many small segments (none left in the buffer)."""
+    path = tmp_path_factory.mktemp("streaming") / "data"
+    with streamhouse.open(path, roll_bytes=3 << 20, roll_age_ms=100, flush_check_ms=20) as client:
+        client.sql("CREATE TOPIC t (n BIGINT, s VARCHAR) WITH (partitions = 1)")
+        n = pa.array(range(ROWS), pa.int64())
+        s = pa.array([PAD] * ROWS)
+        for start in range(0, ROWS, 20_000):
+            last = start + 20_000 >= ROWS
+            rows = pa.table({"n": n, "s": s}).slice(start, 20_000)
+            client.produce_table("t", rows, partition=0, acks="durable" if last else "leader")  # all in segments
+        yield client
+
+
+def _reader_row_groups(client: Client) -> int:
+    return int(client.transport.service.manager.reader.segments.row_groups_read)  # type: ignore[attr-defined]
+
+
+def test_limit_reads_one_row_group(big: Client) -> None:
+    big.sql(f"SET query_memory = '{CAP}'")
+    try:
+        before = _reader_row_groups(big)
+        rows = big.sql("SELECT * FROM t LIMIT 10")
+        assert rows.num_rows == 10
+        assert _reader_row_groups(big) - before == 1
+        scan = _engine(big).last_scans[0]
+        assert scan.stats.row_groups_kept > 4 and scan.stream.stats.row_groups_read == 1
+    finally:
+        big.sql("RESET query_memory")
+
+
+def test_group_by_streams_under_a_cap_smaller_than_the_topic(big: Client) -> None:
+    big.sql(f"SET query_memory = '{CAP}'")
+    try:
+        # No ORDER BY: DataFusion reserves 10 MB for any sort, more than the whole cap.
+        result = big.sql("SELECT n % 7 AS k, count(*) AS c, sum(n) AS total, max(s) AS m FROM t GROUP BY 1")
+        scan = _engine(big).last_scans[0]
+    finally:
+        big.sql("RESET query_memory")
+    expected = [
+        {"k": k, "c": len(range(k, ROWS, 7)), "total": sum(range(k, ROWS, 7)), "m": PAD} for k in range(7)
+    ]
+    assert sorted(result.to_pylist(), key=lambda row: row["k"]) == expected
+    # What it read would not have fitted: materialised, the same query is refused up front.
+    assert scan.stream.estimated_bytes > 8 << 20
+    assert scan.stream.stats.chunks_read > 4 and scan.stream.stats.rows_read == ROWS
+    assert coverage(result) == {"t": [{"partition": 0, "start": 0, "end": ROWS, "unflushed_included": True}]}
+
+
+def test_a_memory_cap_still_holds_for_what_the_query_keeps(big: Client) -> None:
+    """Streaming bounds the scan, not the answer: sorting every row under the cap is refused."""
+    big.sql("SET query_memory = '4MB'")
+    try:
+        with pytest.raises(QueryMemoryExceededError, match=r"query memory limit of 4\.0 MB exceeded"):
+            big.sql("SELECT string_agg(s, ',') FROM t")
+    finally:
+        big.sql("RESET query_memory")
+
+
+def test_a_non_leader_answer_says_the_unflushed_tail_is_not_in_it(tmp_path: Path) -> None:
+    """Two agents on one metadata store and object store: the leader answers with its buffered
+    records; the other sees what is committed and its answer's coverage says so."""
+    shared = {
+        "metadata_url": f"sqlite:///{tmp_path / 'meta.db'}",
+        "object_store_url": f"file://{tmp_path / 'objects'}",
+        "roll_age_ms": 600_000,  # the tail stays in the leader's buffer for the test
+    }
+    with (
+        streamhouse.open(tmp_path / "a", **shared) as leader,
+        streamhouse.open(tmp_path / "b", **shared) as other,
+    ):
+        leader.sql("CREATE TOPIC t (n BIGINT) WITH (partitions = 1)")
+        leader.produce_batch("t", [{"n": i} for i in range(50)], partition=0, acks="durable")
+        leader.produce_batch("t", [{"n": i} for i in range(50, 80)], partition=0)  # buffered only
+        query = "SELECT count(*) AS c FROM t"
+        here = leader.sql(query)
+        there = other.sql(query)
+    assert here.column("c").to_pylist() == [80]
+    assert coverage(here) == {"t": [{"partition": 0, "start": 0, "end": 80, "unflushed_included": True}]}
+    assert there.column("c").to_pylist() == [50]
+    assert coverage(there) == {"t": [{"partition": 0, "start": 0, "end": 50, "unflushed_included": False}]}
