@@ -100,7 +100,9 @@ async def list_files(
             part.json_errors += count
             part.json_error_offsets += offsets[:10]
             part.json_error_details += [b.describe() for b in json_error_details(footer.metadata.metadata)][:10]
-        columns = physical_columns(footer.schema, schema, segment.object_key)
+        # The Parquet file's own column names (footer.schema is the records' logical schema).
+        physical = footer.metadata.schema.to_arrow_schema()
+        columns = physical_columns(physical, schema, segment.object_key)
         files.append(SegmentFile(object_url(store_url, segment.object_key), segment.partition, columns, tuple(groups)))
     return TopicFiles(info, tuple(files), tuple(starts), listed, stats)
 
