@@ -337,13 +337,18 @@ def _job_value(text: str) -> int:
         return -1
 
 
-def render(verdict: Verdict, history: History, *, limit: int = 20) -> str:
-    """Every finding (up to `limit`) with the operations it involves, one per line."""
+def render(verdict: Verdict, history: History, *, per_check: int = 5) -> str:
+    """The findings of each check (the first `per_check` of each, with the operations they
+    involve, one per line): one kind found thousands of times does not hide another."""
     by_index = history.by_index()
     lines = [f"findings: {len(verdict.findings)} {verdict.by_check()}"]
-    for finding in verdict.findings[:limit]:
-        lines.append(f"- {finding.check}: {finding.message}")
-        lines.extend(f"    {describe(by_index[i])}" for i in finding.ops if i in by_index)
-    if len(verdict.findings) > limit:
-        lines.append(f"… and {len(verdict.findings) - limit} more")
+    for name, count in verdict.by_check().items():
+        if not count:
+            continue
+        found = [f for f in verdict.findings if f.check == name]
+        for finding in found[:per_check]:
+            lines.append(f"- {finding.check}: {finding.message}")
+            lines.extend(f"    {describe(by_index[i])}" for i in finding.ops if i in by_index)
+        if count > per_check:
+            lines.append(f"  … and {count - per_check} more {name} findings")
     return "\n".join(lines)
