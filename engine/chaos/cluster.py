@@ -115,9 +115,10 @@ class Cluster:
             *("--durable-flush-ms", "50", "--snapshot-interval-ms", "0"),
         ]
 
-    def start_agent(self, agent: ChaosAgent) -> None:
-        """Start (or restart) an agent at its place. A start can fail while PostgreSQL or S3
-        is down; a supervisor would start it again, and so does this, a bounded number of times."""
+    def start_agent(self, agent: ChaosAgent) -> int:
+        """Start (or restart) an agent at its place; returns the attempts it took. A start can
+        fail while PostgreSQL or S3 is down; a supervisor would start it again, and so does
+        this, a bounded number of times."""
         assert self.weed is not None
         env = {**credentials_env(self.weed.server), "STREAMHOUSE_CLOCK_OFFSET_FILE": str(agent.clock_file)}
         last: Exception | None = None
@@ -126,7 +127,7 @@ class Cluster:
                 agent.process = start_agent(self.agent_flags(agent), env=env, log_path=agent.log_path, timeout_s=60)
                 agent.starts += 1
                 agent.paused = False
-                return
+                return attempt + 1
             except StreamHouseError as exc:
                 last = exc
                 time.sleep(0.5 * (attempt + 1))

@@ -110,8 +110,9 @@ class FaultRunner(threading.Thread):
             agent = c.agents[fault.target]
             c.kill(agent)
             time.sleep(fault.hold_s)
-            c.start_agent(agent)
-            return f"down {fault.hold_s:.1f}s"
+            began = time.monotonic()
+            attempts = c.start_agent(agent)
+            return f"down {fault.hold_s:.1f}s, ready after {attempts} start(s) in {time.monotonic() - began:.1f}s"
         if fault.kind == "pause":
             agent = c.agents[fault.target]
             c.pause(agent)
