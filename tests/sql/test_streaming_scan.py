@@ -7,7 +7,6 @@ the leader's unflushed records are not in it (sql/query/coverage.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -18,8 +17,8 @@ from streamhouse.client.client import Client
 from streamhouse.sql.query.coverage import coverage
 from streamhouse.storage.errors import QueryMemoryExceededError
 
-ROWS = 120_000
-PAD = "x" * 60  # each row's string: the topic's decoded size is several times the cap below
+ROWS = 40_000
+PAD = "x" * 300  # each row's string: the topic's decoded size is well over the cap below
 CAP = "8MB"
 
 
@@ -28,17 +27,29 @@ def _engine(client: Client) -> Any:
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    """One partition of ROWS records in many small segments (none left in the buffer)."""
-    path = tmp_path_factory.mktemp("streaming") / "data"
-    with streamhouse.open(path, roll_bytes=3 << 20, roll_age_ms=100, flush_check_ms=20) as client:
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A metadata store and object store a second agent can share; records stay in the
+    leader's buffer until 3 MB of them or a durable produce rolls a segment."""
+    root = tmp_path_factory.mktemp("streaming")
+    return {
+        "metadata_url": f"sqlite:///{root / 'meta.db'}",
+        "object_store_url": f"file://{root / 'objects'}",
+        "roll_bytes": 3 << 20,
+        "roll_age_ms": 600_000,
+        "root": root,
+    }
+
+
+@pytest.fixture(scope="module")
+def big(stores: dict[str, Any]) -> Iterator[Client]:
+    """One partition of ROWS records in several segments (none left in the buffer)."""
+    settings = {k: v for k, v in stores.items() if k != "root"}
+    with streamhouse.open(stores["root"] / "a", **settings) as client:
         client.sql("CREATE TOPIC t (n BIGINT, s VARCHAR) WITH (partitions = 1)")
-        n = pa.array(range(ROWS), pa.int64())
-        s = pa.array([PAD] * ROWS)
-        for start in range(0, ROWS, 20_000):
-            last = start + 20_000 >= ROWS
-            rows = pa.table({"n": n, "s": s}).slice(start, 20_000)
-            client.produce_table("t", rows, partition=0, acks="durable" if last else "leader")  # all in segments
+        table = pa.table({"n": pa.array(range(ROWS), pa.int64()), "s": pa.array([PAD] * ROWS)})
+        for start in range(0, ROWS, 10_000):
+            last = start + 10_000 >= ROWS  # a durable produce rolls the whole buffer
+            client.produce_table("t", table.slice(start, 10_000), partition=0, acks="durable" if last else "leader")
         yield client
 
 
@@ -67,9 +78,7 @@ def test_group_by_streams_under_a_cap_smaller_than_the_topic(big: Client) -> Non
         scan = _engine(big).last_scans[0]
     finally:
         big.sql("RESET query_memory")
-    expected = [
-        {"k": k, "c": len(range(k, ROWS, 7)), "total": sum(range(k, ROWS, 7)), "m": PAD} for k in range(7)
-    ]
+    expected = [{"k": k, "c": len(range(k, ROWS, 7)), "total": sum(range(k, ROWS, 7)), "m": PAD} for k in range(7)]
     assert sorted(result.to_pylist(), key=lambda row: row["k"]) == expected
     # What it read would not have fitted: materialised, the same query is refused up front.
     assert scan.stream.estimated_bytes > 8 << 20
@@ -87,25 +96,18 @@ def test_a_memory_cap_still_holds_for_what_the_query_keeps(big: Client) -> None:
         big.sql("RESET query_memory")
 
 
-def test_a_non_leader_answer_says_the_unflushed_tail_is_not_in_it(tmp_path: Path) -> None:
+def test_a_non_leader_answer_says_the_unflushed_tail_is_not_in_it(big: Client, stores: dict[str, Any]) -> None:
     """Two agents on one metadata store and object store: the leader answers with its buffered
     records; the other sees what is committed and its answer's coverage says so."""
-    shared = {
-        "metadata_url": f"sqlite:///{tmp_path / 'meta.db'}",
-        "object_store_url": f"file://{tmp_path / 'objects'}",
-        "roll_age_ms": 600_000,  # the tail stays in the leader's buffer for the test
-    }
-    with (
-        streamhouse.open(tmp_path / "a", **shared) as leader,
-        streamhouse.open(tmp_path / "b", **shared) as other,
-    ):
-        leader.sql("CREATE TOPIC t (n BIGINT) WITH (partitions = 1)")
-        leader.produce_batch("t", [{"n": i} for i in range(50)], partition=0, acks="durable")
-        leader.produce_batch("t", [{"n": i} for i in range(50, 80)], partition=0)  # buffered only
-        query = "SELECT count(*) AS c FROM t"
-        here = leader.sql(query)
+    big.sql("CREATE TOPIC tail (n BIGINT) WITH (partitions = 1)")
+    big.produce_batch("tail", [{"n": i} for i in range(50)], partition=0, acks="durable")
+    big.produce_batch("tail", [{"n": i} for i in range(50, 80)], partition=0)  # in the leader's buffer only
+    settings = {k: v for k, v in stores.items() if k != "root"}
+    query = "SELECT count(*) AS c FROM tail"
+    here = big.sql(query)
+    with streamhouse.open(stores["root"] / "b", **settings) as other:
         there = other.sql(query)
     assert here.column("c").to_pylist() == [80]
-    assert coverage(here) == {"t": [{"partition": 0, "start": 0, "end": 80, "unflushed_included": True}]}
+    assert coverage(here) == {"tail": [{"partition": 0, "start": 0, "end": 80, "unflushed_included": True}]}
     assert there.column("c").to_pylist() == [50]
-    assert coverage(there) == {"t": [{"partition": 0, "start": 0, "end": 50, "unflushed_included": False}]}
+    assert coverage(there) == {"tail": [{"partition": 0, "start": 0, "end": 50, "unflushed_included": False}]}
