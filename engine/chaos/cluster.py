@@ -31,7 +31,11 @@ LEASE_TTL_MS = 2000
 RENEW_MS = 500
 WAL_TMPFS_BYTES = 64 * 1024 * 1024
 AGENT_NAMES = ("a", "b", "c")
-START_ATTEMPTS = 8
+START_ATTEMPTS = 5
+# A restart replays the WAL and hands records of a taken-over leadership to the live leader
+# (acks=durable) before it listens: on a loaded machine that takes more than a minute, and a
+# start cut short only starts that work over.
+START_TIMEOUT_S = 180.0
 
 
 class ChaosAgent:
@@ -124,7 +128,8 @@ class Cluster:
         last: Exception | None = None
         for attempt in range(START_ATTEMPTS):
             try:
-                agent.process = start_agent(self.agent_flags(agent), env=env, log_path=agent.log_path, timeout_s=60)
+                flags = self.agent_flags(agent)
+                agent.process = start_agent(flags, env=env, log_path=agent.log_path, timeout_s=START_TIMEOUT_S)
                 agent.starts += 1
                 agent.paused = False
                 return attempt + 1
