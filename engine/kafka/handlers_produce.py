@@ -25,6 +25,8 @@ from streamhouse.kafka.handlers import Body, Context, Handler, error_code
 from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.timestamps import log_append_time
+from streamhouse.kafka.txn_produce import produce_transactional
+from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import tag
@@ -49,8 +51,11 @@ def _merged(batches: list[KafkaBatch]) -> pa.RecordBatch:
 
 
 class ProduceHandlers:
-    def __init__(self, front: FrontEnd, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> None:
+    def __init__(
+        self, front: FrontEnd, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED, txn: CommittedReads | None = None
+    ) -> None:
         self.front = front
+        self.txn = txn  # transactional batches (txn_produce.py); None: refused
         self.max_uncompressed = max_uncompressed
         self.producers = ProducerStates()
         self.by_key: dict[int, Handler] = {0: self.produce, 22: self.init_producer_id}
@@ -60,12 +65,13 @@ class ProduceHandlers:
         one before has its offsets; their acknowledgements (acks=all: a segment commit) are
         then awaited together, so one commit round answers the whole request."""
         acks = _ACKS.get(body["acks"])
+        txn_id = body["transactional_id"]
         topics = body["topic_data"]
         if len(topics) == 1 and len(topics[0]["partition_data"]) == 1:
             # One partition (a producer with one partition's batch ready): no task to order it
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
-            result = await self._produce_partition(name, part["index"], part["records"], acks, ctx.applied)
+            result = await self._produce_partition(name, part["index"], part["records"], acks, ctx.applied, txn_id)
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
         tasks: list[tuple[str, asyncio.Task[Body]]] = []
@@ -74,7 +80,7 @@ class ProduceHandlers:
                 for part in topic["partition_data"]:
                     placed: asyncio.Future[None] = loop.create_future()
                     work = self._produce_partition(topic["name"], part["index"], part["records"], acks,
-                                                   functools.partial(_resolve, placed))  # fmt: skip
+                                                   functools.partial(_resolve, placed), txn_id)  # fmt: skip
                     task = asyncio.create_task(work)
                     task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
                     tasks.append((topic["name"], task))
@@ -96,8 +102,9 @@ class ProduceHandlers:
         }
 
     async def _produce_partition(
-        self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None
-    ) -> Body:
+        self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
+        txn_id: str | None = None,
+    ) -> Body:  # fmt: skip
         out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
         try:
             if acks is None:
@@ -108,12 +115,22 @@ class ProduceHandlers:
             batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
             if not any(b.records.num_rows for b in batches):  # batches of zero records: nothing to place
                 raise KafkaProtocolError("the record batches hold no records", api="Produce", field="records")
-            if any(b.is_transactional or b.is_control for b in batches):
-                raise KafkaProtocolError("transactions are not supported", api="Produce", field="attributes")
+            transactional = any(b.is_transactional for b in batches)
+            if any(b.is_control for b in batches) or (transactional and self.txn is None):
+                what = "control batches are written by the broker" if self.txn else "transactions are not supported"
+                raise KafkaProtocolError(what, api="Produce", field="attributes")
             stamp = None  # LogAppendTime: the service stamps this time, and the answer carries it
             if log_append_time((await self.front.topic(topic, partition)).config):
                 stamp = out["log_append_time_ms"] = now_ms()
-            if any(b.producer_id >= 0 for b in batches):
+            if transactional and self.txn is not None:
+
+                async def one(batch: KafkaBatch, last: bool) -> int:
+                    done = placed if last else None
+                    return await self._produce_idempotent(topic, partition, [batch], acks, stamp, done)
+
+                end = functools.partial(self.front.end_offset, topic, partition)
+                out["base_offset"] = await produce_transactional(self.txn, txn_id, topic, partition, batches, end, one)
+            elif any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
             else:
                 merged = batches[0].records if len(batches) == 1 else _merged(batches)

@@ -1,0 +1,63 @@
+"""Transactional batches on the produce path (issue 18): each batch is registered in the store
+as part of its producer's open transaction before it is appended, and placed at its offsets
+after (storage/metadata/transactions.py).
+
+Registering first is KIP-890's defence: the store refuses a batch for a partition that was not
+added to the transaction, or of a fenced epoch, before anything is written, so a zombie's late
+batch can never land in (or after) a transaction it no longer owns. It also makes the partition's
+last stable offset hold at the registered lower bound from before the append until the end of
+the transaction, so a read_committed reader never sees the records in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.kafka.record.batch import KafkaBatch
+from streamhouse.kafka.txn_reads import CommittedReads
+from streamhouse.storage.errors import TransactionError
+
+INVALID_PRODUCER_EPOCH = 47
+INVALID_TXN_STATE = 48
+_CODES = {"fenced": INVALID_PRODUCER_EPOCH, "unknown": INVALID_PRODUCER_EPOCH, "state": INVALID_TXN_STATE}
+
+
+class TxnProduceError(KafkaProtocolError):
+    """A transactional batch its transaction refuses; `error_code` says why."""
+
+    def __init__(self, reason: str, code: int) -> None:
+        super().__init__(reason, api="Produce", field="transactional_id")
+        self.error_code = code
+
+
+async def produce_transactional(
+    reads: CommittedReads,
+    transactional_id: str | None,
+    topic: str,
+    partition: int,
+    batches: list[KafkaBatch],
+    lower: Callable[[], Awaitable[int]],
+    append: Callable[[KafkaBatch, bool], Awaitable[int]],
+) -> int:
+    """The first batch's base offset. `lower()`: an offset at or below where the next record
+    goes (the partition's end); `append(batch, last)`: the idempotent append of one batch."""
+    if transactional_id is None:
+        raise TxnProduceError("transactional batches need the request's transactional id", INVALID_TXN_STATE)
+    if not all(b.is_transactional and b.producer_id >= 0 for b in batches):
+        raise TxnProduceError("a request's batches for one partition are all transactional or none", INVALID_TXN_STATE)
+    store = reads.metadata
+    floor = await lower()
+    bases = []
+    for i, batch in enumerate(batches):
+        pid, epoch, seq = batch.producer_id, batch.producer_epoch, batch.base_sequence
+        try:
+            await store.txn_open_batch(transactional_id, pid, epoch, topic, partition, seq, floor)
+        except TransactionError as exc:
+            raise TxnProduceError(str(exc), _CODES.get(exc.kind, INVALID_TXN_STATE)) from exc
+        reads.changed([(topic, partition)])
+        base = await append(batch, i == len(batches) - 1)
+        await store.txn_place_batch(topic, partition, pid, epoch, seq, base, base + batch.records.num_rows)
+        reads.changed([(topic, partition)])
+        bases.append(base)
+    return bases[0]

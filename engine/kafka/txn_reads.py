@@ -1,0 +1,86 @@
+"""What a read_committed reader sees of a partition (issue 18): records below the last stable
+offset (the lowest base of an open transactional batch, storage/metadata/transactions.py), less
+the records of aborted batches.
+
+Kafka sends read_committed consumers the aborted records too, with the list of aborted
+transactions and the producer id in each batch header, and the client drops them. Our Fetch
+re-encodes records from Arrow (record/encode.py) without their producer ids, so the filtering is
+done here instead: one searchsorted over the offsets (no loop per record), and the response's
+aborted_transactions list is empty. A consumer sees the same records either way.
+
+The batch rows are read from the metadata store, at most once per CACHE_S per partition: a
+change made through this agent (a batch registered or placed, a transaction ended) drops the
+partition's entry at once; a change made by another agent is seen within CACHE_S. Partitions
+never written transactionally answer from the same one query.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.metadata.transactions import TxnBatch
+
+CACHE_S = 0.1
+
+
+@dataclass(frozen=True)
+class Stable:
+    """A partition's last stable offset (None: no open transaction) and its aborted ranges
+    [bases[i], ends[i]) from the offset asked for, sorted and disjoint."""
+
+    last_stable: int | None
+    bases: np.ndarray
+    ends: np.ndarray
+
+    def committed(self, records: pa.Table) -> pa.Table:
+        """`records` (RECORD_SCHEMA rows) less those at or past the LSO and the aborted ones."""
+        if not records.num_rows:
+            return records
+        offsets = records.column("offset").to_numpy()
+        keep = np.ones(len(offsets), dtype=np.bool_)
+        if self.last_stable is not None:
+            keep &= offsets < self.last_stable
+        if len(self.bases):
+            at = np.searchsorted(self.bases, offsets, side="right") - 1
+            inside = (at >= 0) & (offsets < self.ends[np.maximum(at, 0)])
+            keep &= ~inside
+        return records if keep.all() else records.filter(pa.array(keep))
+
+    def stable_end(self, end_offset: int) -> int:
+        return end_offset if self.last_stable is None else min(self.last_stable, end_offset)
+
+
+def stable_from(batches: Iterable[TxnBatch]) -> Stable:
+    opened = [b.base_offset for b in batches if not b.aborted]
+    ranges = sorted((b.base_offset, b.end_offset) for b in batches if b.aborted and b.end_offset is not None)
+    bases = np.array([b for b, _ in ranges], dtype=np.int64)
+    ends = np.array([e for _, e in ranges], dtype=np.int64)
+    return Stable(min(opened) if opened else None, bases, ends)
+
+
+class CommittedReads:
+    def __init__(self, metadata: MetadataStore) -> None:
+        self.metadata = metadata
+        self._cache: dict[tuple[str, int], tuple[float, int, Stable]] = {}
+
+    def changed(self, partitions: Iterable[tuple[str, int]]) -> None:
+        for key in partitions:
+            self._cache.pop(key, None)
+
+    async def stable(self, topic: str, partition: int, from_offset: int) -> Stable:
+        key = (topic, partition)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < CACHE_S and hit[1] <= from_offset:
+            return hit[2]
+        found = stable_from(await self.metadata.txn_batches(topic, partition, from_offset))
+        if len(self._cache) > 10_000:  # bounded: an agent reading many partitions keeps the recent ones
+            self._cache.clear()
+        self._cache[key] = (now, from_offset, found)
+        return found
