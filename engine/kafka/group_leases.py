@@ -35,8 +35,9 @@ _THIS_AGENT = ""  # _whose's answer for this agent (agent ids are never empty)
 
 
 class GroupLeases:
-    def __init__(self, registry: BrokerRegistry, on_lost: Callable[[str], None]) -> None:
+    def __init__(self, registry: BrokerRegistry, on_lost: Callable[[str], None], prefix: str = _PREFIX) -> None:
         self.registry = registry
+        self.prefix = prefix  # kafka-txn/ for transaction coordinators (txn_coordinator.py)
         self.metadata = registry.metadata
         self.held: HeldLeases[str] = HeldLeases(registry.leases, self._lost)
         self.on_lost = on_lost
@@ -112,7 +113,7 @@ class GroupLeases:
             if gid in self.held:
                 return None
             try:
-                lease = await self.held.leases.acquire(_PREFIX + gid, take_back="earlier-self")
+                lease = await self.held.leases.acquire(self.prefix + gid, take_back="earlier-self")
             except LeaseHeldError as exc:
                 return holder_agent_id(exc.holder)
             self.held.add(gid, lease)

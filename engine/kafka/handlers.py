@@ -10,6 +10,7 @@ bad partition does not fail the others.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -26,6 +27,7 @@ from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time
+from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StreamHouseError
 
 log = logging.getLogger(__name__)
@@ -102,10 +104,12 @@ class Handlers:
         front: FrontEnd,
         node: Node,
         registry: BrokerRegistry | None = None,
+        committed: CommittedReads | None = None,
     ):
         self.front = front
         self.node = node
         self.registry = registry
+        self.committed = committed  # isolation_level=1 (txn_reads.py); None: every reader sees all
         self.by_key: dict[int, Handler] = {
             18: self.api_versions,
             3: self.metadata,
@@ -167,11 +171,15 @@ class Handlers:
         min_bytes = max(body["min_bytes"], 1)
         # Answer once MinBytes are there, a partition fails, or MaxWaitMs has passed. Each
         # round either waits for more data or ends at the deadline, so the loop ends.
+        stable: dict[tuple[str, int], int] = {}  # read_committed: each partition's last stable offset
         while True:
             results: dict[tuple[str, int], FetchResult | BaseException] = {}
             for topic, p in wanted:
                 results[(topic, p["partition"])] = await self._fetch_one(topic, p, 0, 1)
-            size = sum(r.records.nbytes for r in results.values() if isinstance(r, FetchResult))
+            shown = results
+            if body["isolation_level"] == 1 and self.committed is not None:
+                shown = await self._committed(self.committed, results, stable)
+            size = sum(r.records.nbytes for r in shown.values() if isinstance(r, FetchResult))
             remaining = deadline - time.monotonic()
             failed = any(not isinstance(r, FetchResult) for r in results.values())
             if size >= min_bytes or remaining <= 0 or failed or not wanted:
@@ -182,7 +190,9 @@ class Handlers:
         for topic, p in wanted:
             key = (topic, p["partition"])
             appended = await self._log_append_time(topic)
-            data = self._partition_data(p["partition"], results[key], skip=budget <= 0, log_append=appended)
+            data = self._partition_data(p["partition"], shown[key], skip=budget <= 0, log_append=appended)
+            if key in stable and not data["error_code"]:
+                data["last_stable_offset"] = stable[key]
             # MaxBytes bounds the whole response, except that the first data goes out whole
             # (Kafka's rule, so a record larger than the limit cannot stall a consumer).
             budget -= len(data["records"] or b"")
@@ -193,6 +203,26 @@ class Handlers:
             "session_id": 0,  # no fetch sessions: every request is a full fetch
             "responses": [{"topic": t, "partitions": parts} for t, parts in responses.items()],
         }
+
+    @staticmethod
+    async def _committed(
+        committed: CommittedReads,
+        results: dict[tuple[str, int], FetchResult | BaseException],
+        stable: dict[tuple[str, int], int],
+    ) -> dict[tuple[str, int], FetchResult | BaseException]:
+        """What a read_committed consumer is sent of `results` (txn_reads.py); `stable` gets
+        each partition's last stable offset. The wait for more data (`_wait_for_more`) still
+        compares the unfiltered results: records held back are not new data."""
+        shown: dict[tuple[str, int], FetchResult | BaseException] = {}
+        for (topic, partition), result in results.items():
+            if not isinstance(result, FetchResult):
+                shown[(topic, partition)] = result
+                continue
+            first = int(result.records.column("offset")[0].as_py()) if result.records.num_rows else result.next_offset
+            view = await committed.stable(topic, partition, first)
+            stable[(topic, partition)] = view.stable_end(result.end_offset)
+            shown[(topic, partition)] = dataclasses.replace(result, records=view.committed(result.records))
+        return shown
 
     async def _fetch_one(self, topic: str, p: Body, wait_ms: int, min_bytes: int) -> FetchResult | BaseException:
         try:

@@ -44,6 +44,7 @@ from streamhouse.kafka.handlers_acl import AclHandlers
 from streamhouse.kafka.handlers_admin import AdminHandlers
 from streamhouse.kafka.handlers_groups import GroupHandlers
 from streamhouse.kafka.handlers_produce import ProduceHandlers
+from streamhouse.kafka.handlers_txn import TxnHandlers
 from streamhouse.kafka.protocol.api import (
     DEFAULT_MAX_REQUEST_BYTES,
     decode_request,
@@ -54,6 +55,8 @@ from streamhouse.kafka.protocol.api import (
 from streamhouse.kafka.registry import BrokerRegistry
 from streamhouse.kafka.sasl.gate import GatedFrames, SaslConnection, SaslGate
 from streamhouse.kafka.throttle import KafkaThrottle, Mute, with_throttle
+from streamhouse.kafka.txn_coordinator import LEASE_PREFIX, TxnCoordinator
+from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.base import MetadataStore
 
@@ -138,6 +141,8 @@ class KafkaServer:
         self.coordinator = Coordinator()
         self.registry: BrokerRegistry | None = None
         self.group_leases: GroupLeases | None = None
+        self.txn_leases: GroupLeases | None = None
+        self.txn: TxnCoordinator | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
@@ -161,7 +166,10 @@ class KafkaServer:
         data.by_key.update(GroupHandlers(self.front, node, self.coordinator, self.group_leases).by_key)
         data.by_key.update(AdminHandlers(self.front).by_key)
         data.by_key.update(AclHandlers(self._node.metadata, self._acls).by_key)  # 29-31; SECURITY_DISABLED sans SASL
-        data.by_key.update(ProduceHandlers(self.front).by_key)
+        if self.sasl is None:  # transactions: their ids and offsets are not scoped per org yet
+            self._start_transactions(data)
+        else:
+            data.by_key.update(ProduceHandlers(self.front).by_key)
         if self.sasl is not None:
             data.by_key.update(self.sasl.advertised)  # ApiVersions lists SaslHandshake/SaslAuthenticate
         self.handlers = data.by_key
@@ -169,10 +177,30 @@ class KafkaServer:
         log.info("kafka protocol listening on %s:%s", self.host, self.port)
         return self.port
 
+    def _start_transactions(self, data: Handlers) -> None:
+        """Transactions (issue 18): a coordinator per transactional id leased as kafka-txn/<id>,
+        transactional batches on the produce path, read_committed fetches."""
+        assert self.registry is not None
+        reads = CommittedReads(self._node.metadata)
+        self.txn_leases = GroupLeases(self.registry, lambda _tid: None, prefix=LEASE_PREFIX)
+        self.txn_leases.start()
+        self.txn = TxnCoordinator(self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.changed)
+        self.txn.start()
+        data.committed = reads
+        produce = ProduceHandlers(self.front, txn=reads)
+        data.by_key.update(produce.by_key)
+        txn = TxnHandlers(self.txn, self.registry.me, data.by_key[10], produce.init_producer_id,
+                          self.txn_leases.coordinator)  # fmt: skip
+        data.by_key.update(txn.by_key)
+
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
         await self.coordinator.close()
+        if self.txn is not None:
+            await self.txn.close()
+        if self.txn_leases is not None:
+            await self.txn_leases.close()
         if self.group_leases is not None:
             await self.group_leases.close()
         if self.registry is not None:

@@ -276,7 +276,7 @@ class MetadataStore(Protocol):
         ...
 
     async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[TxnBatch]:
-        """The partition's open and aborted batches not ending at or before `from_offset`, by base."""
+        """The partition's open batches, and its placed aborted ones ending after `from_offset`, by base."""
         ...
 
     async def txn_commit_offsets(

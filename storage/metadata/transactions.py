@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.storage.errors import InvalidInputError, TransactionError
 from streamhouse.storage.metadata import validate as v
+from streamhouse.storage.metadata.rows import Row
 
 EMPTY, ONGOING, COMPLETE_COMMIT, COMPLETE_ABORT = "Empty", "Ongoing", "CompleteCommit", "CompleteAbort"
 STATES = (EMPTY, ONGOING, COMPLETE_COMMIT, COMPLETE_ABORT)
@@ -99,19 +100,20 @@ def state_row(state: TxnState) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-def state_from_row(row: object) -> TxnState:
-    values = tuple(row)  # type: ignore[call-overload]
+def state_from_row(row: Row) -> TxnState:
     return TxnState(
-        transactional_id=str(values[0]), producer_id=int(values[1]), producer_epoch=int(values[2]),
-        state=str(values[3]), timeout_ms=int(values[4]), started_ms=int(values[5]),
-        partitions=frozenset((str(t), int(p)) for t, p in json.loads(values[6])),
-        groups=frozenset(str(g) for g in json.loads(values[7])), version=int(values[8]),
+        transactional_id=str(row["transactional_id"]), producer_id=int(row["producer_id"]),
+        producer_epoch=int(row["producer_epoch"]), state=str(row["state"]), timeout_ms=int(row["timeout_ms"]),
+        started_ms=int(row["started_ms"]),
+        partitions=frozenset((str(t), int(p)) for t, p in json.loads(row["partitions"])),
+        groups=frozenset(str(g) for g in json.loads(row["groups"])), version=int(row["version"]),
     )  # fmt: skip
 
 
-def batch_from_row(row: object) -> TxnBatch:
-    values = tuple(row)  # type: ignore[call-overload]
-    return TxnBatch(int(values[0]), int(values[1]), None if values[2] is None else int(values[2]), bool(values[3]))
+def batch_from_row(row: Row) -> TxnBatch:
+    end = row["end_offset"]
+    return TxnBatch(int(row["producer_id"]), int(row["base_offset"]), None if end is None else int(end),
+                    bool(row["aborted"]))  # fmt: skip
 
 
 def check_open(state: TxnState | None, transactional_id: str, producer_id: int, epoch: int, where: Partition) -> None:
@@ -174,7 +176,7 @@ PLACE_BATCH = (
 )
 BATCHES = (
     "SELECT producer_id, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
-    " AND partition_id = ? AND (end_offset IS NULL OR end_offset > ?) ORDER BY base_offset"
+    " AND partition_id = ? AND (aborted = 0 OR end_offset > ?) ORDER BY base_offset"
 )
 COMMIT_BATCHES = (
     "DELETE FROM kafka_txn_batches WHERE topic = ? AND partition_id = ? AND producer_id = ? AND aborted = 0"

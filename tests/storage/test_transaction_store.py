@@ -59,12 +59,12 @@ async def test_batches_only_for_added_partitions_at_the_current_epoch(metadata_s
     await store.txn_open_batch("t2", 11, 0, "out", 0, 0, 5)  # a retry: one row
     assert await store.txn_batches("out", 0) == [TxnBatch(11, 5, None, False)]
     await store.txn_place_batch("out", 0, 11, 0, 0, 6, 9)
-    assert await store.txn_batches("out", 0, 9) == []  # ends at 9: nothing from 9 on
-    assert await store.txn_batches("out", 0, 8) == [TxnBatch(11, 6, 9, False)]
+    assert await store.txn_batches("out", 0, 9) == [TxnBatch(11, 6, 9, False)]  # open: always (it holds the LSO)
     # A newer epoch fences the old one (InitProducerId), and an abort keeps the range.
     aborted = await store.txn_end(state, False, 1)
     assert (aborted.state, aborted.producer_epoch, aborted.partitions) == (COMPLETE_ABORT, 1, frozenset())
     assert await store.txn_batches("out", 0) == [TxnBatch(11, 6, 9, True)]
+    assert await store.txn_batches("out", 0, 9) == []  # aborted, ending at 9: nothing to skip from 9 on
     with pytest.raises(TransactionError) as refused:
         await store.txn_open_batch("t2", 11, 0, "out", 0, 3, 9)
     assert refused.value.kind == "fenced"

@@ -19,10 +19,11 @@ from streamhouse.kafka.protocol.messages_admin import ADMIN_APIS
 from streamhouse.kafka.protocol.messages_data import API_VERSIONS, DATA_APIS
 from streamhouse.kafka.protocol.messages_groups import GROUP_APIS
 from streamhouse.kafka.protocol.messages_sasl import SASL_APIS
+from streamhouse.kafka.protocol.messages_txn import TXN_APIS
 from streamhouse.kafka.protocol.primitives import Buffer, Reader, Writer
 from streamhouse.kafka.protocol.schema import Api
 
-APIS: Mapping[int, Api] = {a.key: a for a in (*DATA_APIS, *GROUP_APIS, *ADMIN_APIS, *ACL_APIS, *SASL_APIS)}
+APIS: Mapping[int, Api] = {a.key: a for a in (*DATA_APIS, *GROUP_APIS, *ADMIN_APIS, *ACL_APIS, *SASL_APIS, *TXN_APIS)}
 _SIZE = struct.Struct(">i")
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024  # Kafka's socket.request.max.bytes
 

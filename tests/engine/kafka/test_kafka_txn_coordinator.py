@@ -1,0 +1,115 @@
+"""The transaction coordinator (engine/kafka/txn_coordinator.py) over a real SQLite store, and
+the read_committed view (txn_reads.py): epochs and fencing, begin/commit/abort, the timeout
+abort that fences the abandoning producer, and the records a read_committed reader is sent."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamhouse.kafka.txn_coordinator import TxnCoordinator
+from streamhouse.kafka.txn_reads import CommittedReads, stable_from
+from streamhouse.storage.errors import TransactionError
+from streamhouse.storage.metadata import MetadataStore, open_metadata_store
+from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, EMPTY, TxnBatch
+from streamhouse.storage.records.schema import make_batch
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[MetadataStore]:
+    store = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
+    await store.create_topic("out", 2)
+    yield store
+    await store.close()
+
+
+def _coordinator(store: MetadataStore) -> TxnCoordinator:
+    ids = itertools.count(100)
+
+    async def new_id() -> int:
+        return next(ids)
+
+    return TxnCoordinator(store, new_id)
+
+
+async def _kind(call: object) -> str:
+    with pytest.raises(TransactionError) as refused:
+        await call  # type: ignore[misc]
+    return refused.value.kind
+
+
+async def test_epochs_fence_and_end(store: MetadataStore) -> None:
+    coord = _coordinator(store)
+    assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 0)
+    await coord.add("app", 100, 0, partitions=[("out", 0)])
+    await store.txn_open_batch("app", 100, 0, "out", 0, 0, 0)
+    await store.txn_place_batch("out", 0, 100, 0, 0, 0, 3)
+    # A second instance: the open transaction is aborted, the epoch moves, the first is fenced.
+    assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 1)
+    assert await store.txn_batches("out", 0) == [TxnBatch(100, 0, 3, True)]
+    assert await _kind(coord.end("app", 100, 0, True)) == "fenced"
+    assert await _kind(coord.add("app", 100, 0, partitions=[("out", 1)])) == "fenced"
+    assert await _kind(coord.init_producer_id("app", 10_000, 100, 0)) == "fenced"  # KIP-360 with an old epoch
+    assert await _kind(coord.init_producer_id("app", 0, -1, -1)) == "timeout"
+    assert await _kind(coord.end("nobody", 1, 0, True)) == "unknown"
+    await coord.end("app", 100, 1, True)  # nothing open: an empty transaction ends quietly
+    await coord.add("app", 100, 1, partitions=[("out", 1)], groups=["g"])
+    await coord.end("app", 100, 1, False)
+    await coord.end("app", 100, 1, False)  # a retried abort is answered as done
+    assert await _kind(coord.end("app", 100, 1, True)) == "state"  # but not a commit of it
+    state = await store.txn_get("app")
+    assert state is not None and (state.state, state.partitions) == (COMPLETE_ABORT, frozenset())
+
+
+async def test_timeout_aborts_and_fences(store: MetadataStore) -> None:
+    coord = _coordinator(store)
+    pid, epoch = await coord.init_producer_id("slow", 1, -1, -1)
+    await coord.add("slow", pid, epoch, partitions=[("out", 1)])
+    await store.txn_open_batch("slow", pid, epoch, "out", 1, 0, 7)
+    assert await coord.expire() in (0, 1)  # 1 ms: may or may not have passed yet
+    while (await store.txn_get("slow")).state != COMPLETE_ABORT:  # type: ignore[union-attr]
+        await coord.expire()
+    assert await _kind(coord.end("slow", pid, epoch, True)) == "fenced"  # can never commit
+    assert await coord.init_producer_id("slow", 60_000, -1, -1) == (pid, epoch + 2)
+    assert (await store.txn_get("slow")).state == EMPTY  # type: ignore[union-attr]
+    reads = CommittedReads(store)
+    assert (await reads.stable("out", 1, 0)).last_stable is None  # aborted, never placed: hides nothing
+
+
+async def test_open_batch_holds_the_stable_offset(store: MetadataStore) -> None:
+    reads = CommittedReads(store)
+    coord = _coordinator(store)
+    coord.on_end = reads.changed
+    pid, epoch = await coord.init_producer_id("app", 10_000, -1, -1)
+    await coord.add("app", pid, epoch, partitions=[("out", 0)])
+    await store.txn_open_batch("app", pid, epoch, "out", 0, 0, 4)
+    reads.changed([("out", 0)])
+    view = await reads.stable("out", 0, 0)
+    assert view.last_stable == 4 and view.stable_end(10) == 4
+    await coord.end("app", pid, epoch, True)
+    assert (await reads.stable("out", 0, 0)).last_stable is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 4), st.booleans()), max_size=12), st.integers(0, 60))
+def test_committed_view_drops_aborted_and_unstable(spans: list[tuple[int, int, bool]], lso: int) -> None:
+    """Against a plain per-record rule, over disjoint batches laid out one after the other."""
+    batches, at = [], 0
+    for gap, size, aborted in spans:
+        at += gap
+        batches.append(TxnBatch(1, at, at + size, True) if aborted else None)
+        at += size
+    placed = [b for b in batches if b is not None]
+    view = stable_from([*placed, TxnBatch(2, lso, None, False)])
+    records = make_batch([b"%d" % i for i in range(at + 5)])
+    kept = view.committed(pa.Table.from_batches([records])).column("offset").to_pylist()
+    hidden = {o for b in placed for o in range(b.base_offset, b.end_offset or 0)}
+    assert kept == [o for o in range(at + 5) if o < lso and o not in hidden]
+    assert np.all(np.diff(view.bases) > 0) or len(view.bases) <= 1
