@@ -81,8 +81,10 @@ class FaultRunner(threading.Thread):
 
     def run(self) -> None:
         for fault in self.faults:
-            wait = fault.at_s - self.now()
-            if wait > 0 and self.stop.wait(wait):
+            # A fault that ran long (a slow restart) delays the plan; the next one still waits
+            # the least quiet gap, so faults never come back to back.
+            wait = max(fault.at_s - self.now(), GAP_S[0])
+            if self.stop.wait(wait):
                 return
             if self.stop.is_set():
                 return
