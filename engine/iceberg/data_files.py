@@ -50,7 +50,7 @@ def data_file(segment: SegmentInfo, metadata: pq.FileMetaData, url: str, table: 
         stats_columns=compute_statistics_plan(schema, table.properties),
         parquet_column_mapping=parquet_path_to_id_mapping(schema),
     )
-    return DataFile.from_args(
+    entry = DataFile.from_args(
         content=DataFileContent.DATA,
         file_path=url,
         file_format=FileFormat.PARQUET,
@@ -62,6 +62,8 @@ def data_file(segment: SegmentInfo, metadata: pq.FileMetaData, url: str, table: 
         key_metadata=None,
         **stats.to_serialized_dict(),
     )
+    entry.spec_id = table.default_spec_id  # from_args leaves it unset; a later overwrite reads it
+    return entry
 
 
 def snapshot_files(snapshot: Snapshot | None, io: FileIO) -> dict[str, DataFile]:
