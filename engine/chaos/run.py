@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import streamhouse
 from streamhouse.chaos.checker import Verdict, check, render
 from streamhouse.chaos.cluster import Cluster
 from streamhouse.chaos.faults import KINDS, FaultRunner, plan
@@ -34,6 +33,7 @@ from streamhouse.chaos.workloads import (
     Reader,
     Worker,
 )
+from streamhouse.client.client import connect
 from streamhouse.storage.errors import StreamHouseError
 
 SETTLE_S = 8.0  # after healing: leases change hands, held WAL records reach the log
@@ -96,7 +96,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             say(f"chaos: disk-full unavailable: {unavailable['disk-full']}")
         say(f"chaos: cluster up in {work} (agents {', '.join(cluster.addresses())}; kafka {cluster.kafka_bootstrap()})")
         addresses = cluster.addresses()
-        with streamhouse.connect(addresses) as admin:
+        with connect(addresses) as admin:
             for topic in TOPICS.values():
                 admin.create_topic(topic, PARTITIONS, exist_ok=True)
             admin.sql(f"CREATE TOPIC IF NOT EXISTS {JOB_SOURCE} (v BIGINT) WITH (partitions = {PARTITIONS})")
@@ -155,14 +155,14 @@ def read_back(addresses: list[str], topics: list[str]) -> list[FinalLog]:
     for _ in range(FINAL_READ_ATTEMPTS):
         try:
             out: list[FinalLog] = []
-            with streamhouse.connect(addresses, timeout_s=30) as client:
+            with connect(addresses, timeout_s=30) as client:
                 for topic in topics:
                     table = client.read(topic)
                     parts = table.column("partition").to_numpy()
                     for p in range(PARTITIONS):
                         rows = table.filter(parts == p)
-                        offsets = tuple(int(o) for o in rows.column("offset").to_pylist())
-                        values = tuple(v.decode(errors="replace") for v in rows.column("value").to_pylist())
+                        offsets = tuple(int(o) for o in rows.column("offset").to_numpy())
+                        values = tuple((v or b"").decode(errors="replace") for v in rows.column("value").to_pylist())
                         out.append(FinalLog(topic, p, offsets, values))
             return out
         except Exception as exc:
@@ -178,10 +178,12 @@ def read_job(addresses: list[str], errors: list[str]) -> JobOutput | None:
     deadline = time.monotonic() + JOB_CATCH_UP_S
     while time.monotonic() < deadline:
         try:
-            with streamhouse.connect(addresses, timeout_s=30) as client:
+            with connect(addresses, timeout_s=30) as client:
                 client.wait_for_job(JOB_VIEW, timeout=max(1.0, deadline - time.monotonic()), progress=False)
                 column = client.sql(f"SELECT v FROM {JOB_VIEW}").column("v")
-                return JobOutput(JOB_SOURCE, JOB_VIEW, tuple(int(v) for v in column.to_pylist()))
+                # A null v (never written by the source) counts as -1, which matches no source row.
+                values = tuple(-1 if v is None else int(v) for v in column.to_pylist())
+                return JobOutput(JOB_SOURCE, JOB_VIEW, values)
         except Exception as exc:
             last = exc
             time.sleep(2)

@@ -14,8 +14,8 @@ import time
 from collections import defaultdict
 from typing import Any, Literal
 
-import streamhouse
 from streamhouse.chaos.history import Assign, Commit, CommittedRead, History, Poll, Produce, SqlRead
+from streamhouse.client.client import connect
 
 PARTITIONS = 3
 TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka"}
@@ -71,7 +71,7 @@ class GrpcProducer(Worker):
     def work(self) -> None:
         topic = self.topic
         n = 0
-        with streamhouse.connect(self.addresses, retries=False, timeout_s=REQUEST_TIMEOUT_S) as client:
+        with connect(self.addresses, retries=False, timeout_s=REQUEST_TIMEOUT_S) as client:
             while self.going():
                 partition = self.ops % PARTITIONS
                 values = tuple(self.value(n + i) for i in range(self.batch))
@@ -288,7 +288,7 @@ class Reader(Worker):
         self.addresses, self.every_s = addresses, every_s
 
     def work(self) -> None:
-        with streamhouse.connect(self.addresses, retries=False, timeout_s=REQUEST_TIMEOUT_S) as client:
+        with connect(self.addresses, retries=False, timeout_s=REQUEST_TIMEOUT_S) as client:
             while self.going():
                 for topic in (TOPICS["kafka-idempotent"], TOPICS["durable"]):
                     start = self.now()
