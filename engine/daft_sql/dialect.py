@@ -169,8 +169,17 @@ def _timestamp_literals(tree: exp.Expr, zones: dict[str, bool]) -> None:
         if not columns:
             continue
         zoned = zones[columns[0].name]
-        for literal in [v for v in comparison.iter_expressions() if isinstance(v, exp.Literal) and v.is_string]:
+        for literal in [v for side in comparison.iter_expressions() for v in _string_operands(side)]:
             literal.replace(_literal(literal.this, zoned, zoned))
+
+
+def _string_operands(node: exp.Expr) -> list[exp.Literal]:
+    """String literals a comparison side starts from: `'…'`, `('…')`, `'…' - INTERVAL …`."""
+    if isinstance(node, exp.Literal) and node.is_string:
+        return [node]
+    if isinstance(node, exp.Paren | exp.Add | exp.Sub):
+        return _string_operands(node.this)
+    return []
 
 
 def _zone_near(node: exp.Expr, zones: dict[str, bool]) -> bool:
