@@ -39,6 +39,7 @@ from streamhouse.storage.errors import StreamHouseError
 SETTLE_S = 8.0  # after healing: leases change hands, held WAL records reach the log
 FINAL_READ_ATTEMPTS = 10
 JOB_CATCH_UP_S = 180.0
+FIRST_ROUND_GRACE_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,12 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         while time.monotonic() < end and any(w.is_alive() for w in workers):
             time.sleep(min(5.0, max(0.0, end - time.monotonic())))
             say(f"chaos: {time.monotonic() - t0:6.0f}s, {len(history.ops)} operations, faults {dict(nemesis.done)}")
+        # Every kind at least once, even when slow restarts pushed the first round past the end.
+        planned = {f.kind for f in faults}
+        while time.monotonic() < end + FIRST_ROUND_GRACE_S and nemesis.is_alive():
+            if planned <= set(nemesis.done) | set(nemesis.skipped):
+                break
+            time.sleep(1.0)
         nemesis.stop.set()
         nemesis.join(120)
         cluster.heal()
