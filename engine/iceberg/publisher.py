@@ -31,7 +31,7 @@ from streamhouse.agent.leases import Leases
 from streamhouse.iceberg.data_files import has_field_ids
 from streamhouse.iceberg.mirror import MirrorOutcome, TableMirror
 from streamhouse.iceberg.references import SnapshotReferences
-from streamhouse.iceberg.tables import CatalogSettings, open_catalog
+from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, drop_table, open_catalog
 from streamhouse.storage import topic_config
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, NotFoundError, StreamHouseError
@@ -118,6 +118,11 @@ class IcebergPublisher(BackgroundService):
             self.health.failed(ROUND, exc)
             return []
         done: list[MirrorOutcome] = []
+        try:
+            await self.drop_stale({t.name for t in topics})
+        except Exception as exc:  # the catalog unreachable: said once, retried next round
+            self.health.failed(ROUND, exc)
+            return []
         for info in topics:
             if self.health.wait_s(info.name) > 0:
                 continue
@@ -178,12 +183,35 @@ class IcebergPublisher(BackgroundService):
             info.name, outcome.snapshot_id, outcome.added, outcome.removed, expired, outcome.end_offsets
         )
 
-    async def _mirror(self, topic: str) -> TableMirror:
+    async def drop_stale(self, published: set[str]) -> list[str]:
+        """Drop the tables of topics deleted or no longer published (iceberg.enabled turned
+        off): nothing would expire their snapshots again, so the objects they reference would
+        be kept forever. Each under its topic's lease; the tables dropped."""
+        catalog = await self._open()
+        names = [ident[-1] for ident in await asyncio.to_thread(catalog.list_tables, NAMESPACE)]
+        dropped: list[str] = []
+        for name in names:
+            if name in published:
+                continue
+            async with self.leased(publish_resource(name)) as lease:
+                if lease is None:
+                    continue
+                if await asyncio.to_thread(drop_table, catalog, name):
+                    log.info("%s: Iceberg table dropped (the topic is gone or no longer published)", name)
+                    dropped.append(name)
+            self._mirrors.pop(name, None)
+        return dropped
+
+    async def _open(self) -> SqlCatalog:
         if self._catalog is None:
             self._catalog = await asyncio.to_thread(open_catalog, self.settings.catalog)
+        return self._catalog
+
+    async def _mirror(self, topic: str) -> TableMirror:
+        catalog = await self._open()
         mirror = self._mirrors.get(topic)
         if mirror is None:
-            mirror = self._mirrors[topic] = TableMirror(self._catalog, self.settings.catalog)
+            mirror = self._mirrors[topic] = TableMirror(catalog, self.settings.catalog)
         return mirror
 
     async def _footers(self, segments: Sequence[SegmentInfo]) -> list[pq.FileMetaData | None]:

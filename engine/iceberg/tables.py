@@ -181,6 +181,18 @@ def load_or_create(catalog: SqlCatalog, settings: CatalogSettings, info: TopicIn
     return table
 
 
+def drop_table(catalog: SqlCatalog, topic: str) -> bool:
+    """Forget the topic's table (its metadata files stay under iceberg/; the data files are the
+    segments, never Iceberg's to delete); False if it was gone already."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        catalog.drop_table(identifier(topic))
+    except NoSuchTableError:
+        return False
+    return True
+
+
 def evolve_schema(table: Table, info: TopicInfo) -> Table:
     """Add the columns the topic gained since the table's schema was set, with the segments'
     ids (pyiceberg's UpdateSchema would number them itself); the table as it is otherwise."""
@@ -203,6 +215,7 @@ __all__ = [
     "NAMESPACE",
     "CatalogSettings",
     "create_table",
+    "drop_table",
     "evolve_schema",
     "iceberg_schema",
     "identifier",
