@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from streamhouse.iceberg.data_files import live_paths
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, open_catalog
+from streamhouse.storage.errors import StorageUnavailableError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
@@ -39,7 +40,10 @@ class SnapshotReferences:
         """Which of these object keys a live snapshot of some table references."""
         if not keys:
             return set()
-        live = await asyncio.to_thread(self.live_keys)
+        try:
+            live = await asyncio.to_thread(self.live_keys)
+        except Exception as exc:  # unknown means keep: nothing is deleted this round
+            raise StorageUnavailableError(f"cannot read the Iceberg snapshots' references: {exc}") from exc
         return {k for k in keys if k in live}
 
     def live_keys(self) -> set[str]:
