@@ -284,11 +284,12 @@ class Handlers:
     async def list_offsets(self, body: Body, version: int, ctx: Context) -> Body:
         topics = []
         for topic in body["topics"]:
-            parts = [await self._list_offset(topic["name"], p, version) for p in topic["partitions"]]
+            committed = self.committed if body["isolation_level"] == 1 else None
+            parts = [await self._list_offset(topic["name"], p, version, committed) for p in topic["partitions"]]
             topics.append({"name": topic["name"], "partitions": parts})
         return {"throttle_time_ms": 0, "topics": topics}
 
-    async def _list_offset(self, topic: str, p: Body, version: int) -> Body:
+    async def _list_offset(self, topic: str, p: Body, version: int, committed: CommittedReads | None) -> Body:
         index, ts = p["partition_index"], p["timestamp"]
         out: Body = {"partition_index": index, "error_code": 0, "timestamp": -1, "offset": -1, "leader_epoch": 0}
         if ts < 0 and version < SPECIAL_TIMESTAMP_VERSIONS.get(ts, _NEVER):
@@ -300,6 +301,8 @@ class Handlers:
                 out["error_code"] = codes.UNKNOWN_TOPIC_OR_PARTITION
             elif ts == LATEST:
                 out["offset"] = await self.front.end_offset(topic, index)
+                if committed is not None:  # read_committed: the last stable offset (txn_reads.py)
+                    out["offset"] = (await committed.stable(topic, index, out["offset"])).stable_end(out["offset"])
             elif ts in (EARLIEST, EARLIEST_LOCAL):
                 # The log start (retention moves it past removed segments). A partition is one
                 # log (see LATEST_TIERED): where its "local" part starts is where it starts.

@@ -3,6 +3,8 @@ defaults: idempotent producer, classic consumer group) against a real `streamhou
 --kafka-port` subprocess on PostgreSQL + SeaweedFS. tests/java/KafkaPeer.java produces with
 every codec, consumes in a group and commits; our SDK reads the same records and offsets. Its
 admin client lists offsets with every OffsetSpec, the tiered-storage ones (-4, -5) included.
+tests/java/TxnPeer.java is its transactional producer (issue 18): commit, abort, a zombie fenced
+by a new instance of its transactional id, and a read_committed consumer.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ def java_peer(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         cwd=build, check=True, timeout=600,
     )  # fmt: skip
     classes = build / "classes"
-    subprocess.run(["javac", "-cp", f"{build / 'lib'}/*", "-d", str(classes), str(JAVA_DIR / "KafkaPeer.java")],
-                   check=True, timeout=300)  # fmt: skip
+    sources = [str(JAVA_DIR / "KafkaPeer.java"), str(JAVA_DIR / "TxnPeer.java")]  # TxnPeer: transactions
+    subprocess.run(["javac", "-cp", f"{build / 'lib'}/*", "-d", str(classes), *sources], check=True, timeout=300)
     return ["java", "-cp", f"{classes}:{build / 'lib'}/*", "KafkaPeer"]
 
 
@@ -78,3 +80,16 @@ def test_java_client_produces_consumes_and_commits(java_peer: list[str], agent: 
         assert listed[("earliest", p)] == listed[("earliest-local", p)] == (0, -1)
         assert listed[("latest", p)] == (per_partition, -1)
         assert listed[("latest-tiered", p)] == (-1, -1)
+
+
+def test_java_transactional_producer(java_peer: list[str], agent: tuple[AgentProcess, str]) -> None:
+    process, bootstrap = agent
+    with streamhouse.connect(process.address) as client:
+        client.create_topic("java-tx", 2)
+    run = subprocess.run([*java_peer[:-1], "TxnPeer", bootstrap, "java-tx"], capture_output=True, text=True,
+                         timeout=240)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert [ln for ln in lines if ln.startswith(("fenced", "zombie"))] == ["fenced ProducerFencedException"], lines
+    consumed = sorted(ln.split()[1] for ln in lines if ln.startswith("consumed"))
+    assert consumed == ["committed-0", "committed-1", "committed-2", "committed-3", "second-0", "second-1"]

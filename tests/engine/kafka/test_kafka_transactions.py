@@ -36,7 +36,9 @@ def _producer(bootstrap: str, tid: str, timeout_ms: int = 30_000) -> Producer:
     return producer
 
 
-def _read(bootstrap: str, topic: str, partitions: int, isolation: str, expect: int, wait_s: float = 15.0) -> list[bytes]:
+def _read(
+    bootstrap: str, topic: str, partitions: int, isolation: str, expect: int, wait_s: float = 15.0
+) -> list[bytes]:
     """Every value of `topic` a fresh consumer of `isolation` gets, once it has `expect` of them
     (or `wait_s` passed: then what it had)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.monotonic_ns()}",
@@ -52,6 +54,15 @@ def _read(bootstrap: str, topic: str, partitions: int, isolation: str, expect: i
     finally:
         consumer.close()
     return sorted(got)
+
+
+def _high_watermark(bootstrap: str, topic: str, partition: int, isolation: str) -> int:
+    """ListOffsets LATEST as a consumer of `isolation` asks it (read_committed: the last stable offset)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermarks", "isolation.level": isolation})
+    try:
+        return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)[1])
+    finally:
+        consumer.close()
 
 
 def _send(producer: Producer, topic: str, values: list[bytes]) -> None:
@@ -87,6 +98,8 @@ def test_transactions_commit_abort_fence_timeout(agent: tuple[AgentProcess, str]
     _send(other, "tx-out", [b"behind-0", b"behind-1"])
     other.commit_transaction(20)
     assert _read(bootstrap, "tx-out", 2, "read_committed", 8, wait_s=3) == sorted(committed)
+    stable = _high_watermark(bootstrap, "tx-out", 0, "read_committed")
+    assert stable == 5 < _high_watermark(bootstrap, "tx-out", 0, "read_uncommitted")  # c0 c2 c4 + 2 aborted
 
     # A new instance of "app" fences the old one: its open transaction is aborted, its commit refused.
     second = _producer(bootstrap, "app")
