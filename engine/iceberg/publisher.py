@@ -105,7 +105,7 @@ class IcebergPublisher(BackgroundService):
         self.settings = settings
         self._catalog: SqlCatalog | None = None
         self._mirrors: dict[str, TableMirror] = {}
-        self._skipped: set[str] = set()  # object keys of layout-1 segments (read once, never published)
+        self._skipped: dict[str, set[str]] = {}  # per topic, the object keys of layout-1 segments
         self.on_published: Callable[[MirrorOutcome], None] = lambda outcome: None  # metrics hook
         self.references: SnapshotReferences | None = None  # the deleters' keep check, closed with this
 
@@ -152,10 +152,11 @@ class IcebergPublisher(BackgroundService):
             for partition in range(info.partitions):
                 segments += await self.metadata.list_segments(info.name, partition)
             mirror = await self._mirror(info.name)
+            # Layout-1 segments of this topic, read once and never published (gone ones forgotten).
+            skipped = self._skipped.setdefault(info.name, set())
+            skipped &= {s.object_key for s in segments}
             current = await asyncio.to_thread(mirror.load, info)
-            urls = {
-                self.settings.catalog.object_url(s.object_key): s for s in segments if s.object_key not in self._skipped
-            }
+            urls = {self.settings.catalog.object_url(s.object_key): s for s in segments if s.object_key not in skipped}
             new = [s for url, s in urls.items() if url not in current]
             if new:  # replaced by a swap since the listing: recorded for deletion, never published
                 gone = await self.metadata.deferred_among([s.object_key for s in new])
@@ -223,7 +224,7 @@ class IcebergPublisher(BackgroundService):
                 tail = await self.store.get(seg.object_key, seg.size_bytes - seg.footer_length, seg.size_bytes)
             footer = parse_footer(tail, size_bytes=seg.size_bytes, footer_crc=seg.footer_crc, source=seg.object_key)
             if not has_field_ids(footer.metadata):
-                self._skipped.add(seg.object_key)
+                self._skipped.setdefault(seg.topic, set()).add(seg.object_key)
                 return None
             return footer.metadata
 
