@@ -78,6 +78,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     from streamhouse.bench.kafka import add_arguments as add_kafka_arguments
 
     add_kafka_arguments(kinds.add_parser("kafka", help="Kafka protocol: StreamHouse beside a real Kafka broker"))
+    from streamhouse.bench.kafka_txn import add_arguments as add_kafka_txn_arguments
+
+    add_kafka_txn_arguments(kinds.add_parser("kafka-txn", help="Kafka transactions: their cost, beside a real broker"))
     from streamhouse.bench.rest import add_arguments as add_rest_arguments
 
     add_rest_arguments(kinds.add_parser("rest", help="REST produce in batches next to gRPC, on one agent"))
@@ -119,6 +122,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from streamhouse.bench.kafka import run as run_kafka
 
         return run_kafka(args)
+    if args.bench == "kafka-txn":
+        from streamhouse.bench.kafka_txn import run as run_kafka_txn
+
+        return run_kafka_txn(args)
     if args.bench in ("nexmark", "sql"):
         from streamhouse.bench.sql import run_nexmark, run_sql
 
