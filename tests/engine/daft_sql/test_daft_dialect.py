@@ -1,8 +1,13 @@
 """The rewrite to Daft's SQL (engine/daft_sql/dialect.py) without running anything: what is
 refused and how, and the rewrites whose result DataFusion cannot check (it has no MOD). The
-rewrites that run are compared with DataFusion in test_daft_sql.py (on the session's Ray)."""
+rewrites that run are compared with DataFusion in test_daft_sql.py (on the session's Ray). Also,
+in a subprocess: the lazy import, and `--engine daft` on Daft's native runner."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +38,32 @@ def test_mod_becomes_the_operator() -> None:
 def test_bad_window_calls_are_the_same_sql_errors() -> None:
     with pytest.raises(SqlError, match="nope"):
         to_daft_sql("SELECT * FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(nope), INTERVAL '1' SECOND))", schema_of)
+
+
+_NATIVE = """
+import sys
+import streamhouse, streamhouse.cli.main, streamhouse.daft_sql.run
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("daft", "ray"))
+assert not loaded, f"importing streamhouse imported {loaded}"
+with streamhouse.open(sys.argv[1]) as client:
+    client.sql("CREATE TOPIC t (n BIGINT, at TIMESTAMP(3)) WITH (partitions = 2)")
+    client.produce_batch("t", [{"n": i, "at": f"2026-01-01T00:00:{i:02d}"} for i in range(30)])
+sys.exit(streamhouse.cli.main.main(["sql", "--data-dir", sys.argv[1], "--engine", "daft", "--format", "csv",
+    "SELECT window_start, count(*) AS c FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(at), INTERVAL '10' SECOND))"
+    " GROUP BY window_start ORDER BY window_start"]))
+"""
+
+
+def test_daft_is_imported_only_when_asked_and_runs_natively(tmp_path: Path) -> None:
+    """In a fresh process (Daft's runner is per process; the other tests hold Ray's): importing
+    streamhouse, its CLI and this package imports neither Daft nor Ray, and `--engine daft` runs
+    the query on Daft's native runner."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NATIVE, str(tmp_path / "d")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-3:] == [
+        "2026-01-01 00:00:00.000,10",
+        "2026-01-01 00:00:10.000,10",
+        "2026-01-01 00:00:20.000,10",
+    ]
