@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 LONG = "long"
 # The long run's examples per test; STREAMHOUSE_FUZZ_EXAMPLES overrides it.
@@ -26,11 +26,14 @@ LONG_EXAMPLES = 20_000
 HANG_S = 20.0
 
 F = TypeVar("F", bound=Callable[..., Any])
+# No explain phase: it reruns a failure hundreds of times to say which lines matter (a minute
+# against the engine); the failing input itself is what a fix needs.
+_PHASES = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.large_base_example]
 
 
 def register_profiles() -> None:
-    settings.register_profile(LONG, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+    settings.register_profile(LONG, deadline=None, suppress_health_check=_QUIET, print_blob=True, phases=_PHASES)
 
 
 def long_run() -> bool:
@@ -41,10 +44,17 @@ def fuzz(ci_examples: int) -> Callable[[F], F]:
     """The settings of one fuzz test: `ci_examples` derandomized examples in CI, else the long run's."""
     if long_run():
         examples = int(os.environ.get("STREAMHOUSE_FUZZ_EXAMPLES", LONG_EXAMPLES))
-        return settings(max_examples=examples, deadline=None, suppress_health_check=_QUIET, derandomize=False)
+        return settings(
+            max_examples=examples, deadline=None, suppress_health_check=_QUIET, derandomize=False, phases=_PHASES
+        )
     # database=None: a CI run neither reads nor writes .hypothesis; found bugs live as @example.
     return settings(
-        max_examples=ci_examples, deadline=None, suppress_health_check=_QUIET, derandomize=True, database=None
+        max_examples=ci_examples,
+        deadline=None,
+        suppress_health_check=_QUIET,
+        derandomize=True,
+        database=None,
+        phases=_PHASES,
     )
 
 

@@ -74,7 +74,7 @@ def answer(listener: Listener, frame: bytes) -> None:
     assert correlation == correlation_id
 
 
-@fuzz(250)
+@fuzz(200)
 @given(frame=request_frames())
 def test_valid_frames_of_every_api_version_are_answered(listener: Listener, frame: bytes) -> None:
     answer(listener, frame)
@@ -85,7 +85,7 @@ def test_valid_frames_of_every_api_version_are_answered(listener: Listener, fram
 # answering INVALID_GROUP_ID.
 @example(frame=encode_request(APIS[42], 0, 1, "fuzz", {"groups_names": [""]})[4:])
 @example(frame=encode_request(APIS[15], 0, 1, "fuzz", {"groups": ["x" * 1001]})[4:])
-@fuzz(400)
+@fuzz(250)
 @given(frame=hostile(request_frames(), max_ops=3))
 def test_damaged_frames_are_answered_or_refused_with_protocol_errors(listener: Listener, frame: bytes) -> None:
     answer(listener, frame)

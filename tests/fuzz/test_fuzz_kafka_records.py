@@ -73,19 +73,19 @@ def check(data: bytes) -> None:
             pa.Table.from_batches([batch.records]).to_pylist()
 
 
-@fuzz(300)
+@fuzz(150)
 @given(hostile(record_fields))
 def test_damaged_record_batches_decode_or_raise_protocol_errors(data: bytes) -> None:
     check(data)
 
 
-@fuzz(400)
+@fuzz(200)
 @given(st.one_of(section_damage, header_damage))
 def test_damaged_sections_under_a_valid_crc_decode_or_raise_protocol_errors(data: bytes) -> None:
     check(data)
 
 
-@fuzz(200)
+@fuzz(100)
 @given(compressed_damage)
 def test_damaged_compressed_sections_decode_or_raise_protocol_errors(data: bytes) -> None:
     check(data)

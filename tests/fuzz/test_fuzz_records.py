@@ -41,13 +41,13 @@ def check_decode(data: bytes) -> None:
         pa.Table.from_batches([batch]).combine_chunks().to_pylist()
 
 
-@fuzz(300)
+@fuzz(150)
 @given(hostile(frames))
 def test_damaged_frames_decode_or_raise_corrupt_data(data: bytes) -> None:
     check_decode(data)
 
 
-@fuzz(500)
+@fuzz(250)
 @given(ipc_damage)
 def test_damaged_ipc_bodies_under_a_valid_crc_decode_or_raise_corrupt_data(data: bytes) -> None:
     check_decode(data)

@@ -122,7 +122,7 @@ def batches(draw: st.DrawFn) -> tuple[str, list[bytes | None]]:
     return name, values
 
 
-@fuzz(600)
+@fuzz(300)
 @given(batches())
 def test_damaged_framed_values_decode_or_raise_defined_errors(case: tuple[str, list[bytes | None]]) -> None:
     name, values = case
@@ -158,7 +158,7 @@ def schema_texts(draw: st.DrawFn) -> tuple[str, str]:
 # registering it) for nesting past Python's stack, in json.loads and in avro's own parser.
 @example(("avro", "[" * 5000 + "]" * 5000))
 @example(("avro", '{"type":"array","items":' * 900 + '"string"' + "}" * 900))
-@fuzz(500)
+@fuzz(200)
 @given(schema_texts())
 def test_damaged_schema_texts_are_accepted_or_refused_with_defined_errors(case: tuple[str, str]) -> None:
     """What the registry does with a text a client registers (kinds.py), then what a topic does

@@ -150,7 +150,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         sh.close()
 
 
-@fuzz(300)
+@fuzz(250)
 @given(request=requests())
 def test_rest_requests_are_answered_below_500_with_the_error_body(
     app: App, request: tuple[str, str, bytes | None]

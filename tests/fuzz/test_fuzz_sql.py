@@ -97,7 +97,7 @@ def _texts(corpus: tuple[str, ...]) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(corpus), token_mutations(corpus), damaged)
 
 
-@fuzz(600)
+@fuzz(300)
 @given(_texts(STATEMENTS + QUERIES))
 def test_statement_parsing_refuses_with_sql_errors_only(text: str) -> None:
     with bounded():
@@ -131,7 +131,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[streamhouse.Cli
         sh.close()
 
 
-@fuzz(200)
+@fuzz(150)
 @given(text=_texts(QUERIES))
 def test_queries_return_rows_or_sql_errors(engine: streamhouse.Client, text: str) -> None:
     try:

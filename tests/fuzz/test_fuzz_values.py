@@ -41,7 +41,7 @@ values = st.one_of(
 )
 
 
-@fuzz(150)
+@fuzz(100)
 @given(st.lists(values, min_size=1, max_size=5))
 def test_damaged_json_values_are_checked_with_invalid_value_errors_only(batch: list[bytes | None]) -> None:
     column = pa.array(batch, pa.binary())

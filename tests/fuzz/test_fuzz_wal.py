@@ -42,7 +42,7 @@ def encoded(e: WalEntry) -> bytes:
 wal_files = st.lists(entries().map(encoded), max_size=5).map(b"".join)
 
 
-@fuzz(400)
+@fuzz(200)
 @given(hostile(wal_files))
 def test_scan_reports_damage_and_never_raises(data: bytes) -> None:
     with bounded():
@@ -53,7 +53,7 @@ def test_scan_reports_damage_and_never_raises(data: bytes) -> None:
         assert encoded(entry) in data
 
 
-@fuzz(300)
+@fuzz(150)
 @given(hostile(entries().map(encoded)))
 def test_decode_entry_decodes_or_raises_corrupt_data(data: bytes) -> None:
     with bounded():
@@ -79,7 +79,7 @@ segments = st.lists(
 # Found by this fuzz: a header counting 2 records over a payload of none; the slice [1, 2) was
 # re-encoded as 0 records, so recovery re-buffered fewer records than the offsets it advanced.
 @example([WalEntry(0, 0, 1, 0, 2, encode_batch(make_batch([])))], 1, [])
-@fuzz(300)
+@fuzz(150)
 @given(st.lists(entries(), max_size=5), st.integers(0, 50), segments)
 def test_recovery_of_damaged_payloads_raises_only_corrupt_data(
     wal: list[WalEntry], committed_end: int, segs: list[SegmentInfo]
