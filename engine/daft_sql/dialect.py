@@ -71,7 +71,11 @@ def to_daft_sql(sql: str, schema_of: SchemaOf) -> DaftQuery:
     for clause in tree.find_all(exp.Filter):
         raise UnsupportedOnDaftError(f"aggregate FILTER clauses: {to_sql(clause)[:80]}" + _ADVICE)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-    tables = frozenset(table.name for table in tree.find_all(exp.Table) if table.name and table.name not in ctes)
+    tables = frozenset(
+        table.name
+        for table in tree.find_all(exp.Table)
+        if isinstance(table.this, exp.Identifier) and table.name not in ctes  # not a window call's holder
+    )
     time_zones = _time_columns(tables, schema_of)
     _rewrite_windows(tree, sql, schema_of)
     for join in list(tree.find_all(exp.Join)):

@@ -67,7 +67,7 @@ def run_daft(client: Client, sql: str, engine: str, storage: Storage) -> pa.Tabl
     infos, files = asyncio.run(list_topic_files(sql, storage))
     frames = {}
     for name, topic in files.items():
-        check_values(topic, _read_columns(sql))
+        check_values(topic, _read_columns(sql, topic.info))
         frames[name] = topic_frame(topic, read_tails(client, topic, None), _io_config(storage))
     daft_sql = to_daft_sql(sql, _schema_lookup(infos)).sql
     if WINDOW_NUMBERS in daft_sql:  # HOP / CUMULATE (windows.py)
@@ -122,6 +122,9 @@ async def list_topic_files(sql: str, storage: Storage) -> tuple[dict[str, TopicI
         lookup = _schema_lookup(infos)
         daft_query = to_daft_sql(sql, lookup)  # refusals before anything is read
         used = {name: _resolve(name, infos) for name in daft_query.tables}
+        for name, info in used.items():
+            if info is None:
+                raise SqlError(f"unknown topic {name!r}; SHOW TOPICS lists them", name=name)
         known = {name: info for name, info in used.items() if info is not None}
         events = {name: _event_column(info) for name, info in known.items()}
         try:
@@ -169,10 +172,16 @@ def _event_column(info: TopicInfo) -> str | None:
     return schema.event_time if schema is not None else None
 
 
-def _read_columns(sql: str) -> list[str]:
-    """Every identifier of the query: a superset of the declared columns it reads (as the agent's
-    engine decides whether rows with undecodable values matter)."""
-    return sorted({i.name.lower() for i in parse_query(sql).find_all(exp.Identifier)} | {"*"})
+def _read_columns(sql: str, info: TopicInfo) -> list[str]:
+    """The topic's columns the query may read, as the agent's engine decides whether rows with
+    undecodable values matter (sql/engine.py): all of them under a `*` other than count(*),
+    else those named by some identifier (a superset is safe, a subset would not be)."""
+    tree = parse_query(sql)
+    names = topic_schema(info).names
+    if any(not isinstance(star.parent, exp.Count) for star in tree.find_all(exp.Star)):
+        return list(names)
+    said = {i.name.lower() for i in tree.find_all(exp.Identifier)}
+    return [n for n in names if n.lower() in said]
 
 
 def _io_config(storage: Storage) -> Any:

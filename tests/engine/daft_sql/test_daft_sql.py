@@ -24,6 +24,7 @@ from streamhouse.daft_sql.layout import Layout, physical_columns, sql_expression
 from streamhouse.daft_sql.run import EngineChoiceError, Storage, list_topic_files, run_daft
 from streamhouse.datagen.nexmark_queries import Q4, Q6, Q9, QUERIES
 from streamhouse.devservices.seaweedfs import S3Server
+from streamhouse.sql.errors import SqlError
 from tests.engine.daft_sql.tables import daft_rows, datafusion_rows
 from tests.engine.datagen.test_nexmark import result_rows
 
@@ -98,6 +99,14 @@ def test_segments_in_s3(s3_server: S3Server, s3_bucket: str, tmp_path: Path, ray
             FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(at), INTERVAL '10' SECOND))
             GROUP BY window_start ORDER BY window_start"""
         assert result_rows(run_daft(client, sql, ENGINE, storage)) == result_rows(client.sql(sql))
+        # An unknown topic, a column that is not there: the same SqlError as the agent's.
+        for bad in ("SELECT * FROM nope", "SELECT x FROM t"):
+            with pytest.raises(SqlError) as daft_error:
+                run_daft(client, bad, ENGINE, storage)
+            with pytest.raises(SqlError) as agent_error:
+                client.sql(bad)
+            if "nope" in bad:  # a missing column is worded by each engine's planner
+                assert str(daft_error.value) == str(agent_error.value)
 
 
 def test_cli_engine_ray(nexmark: tuple[Client, Storage], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
