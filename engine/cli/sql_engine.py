@@ -5,10 +5,12 @@
     --engine ray://H:P      Daft on that Ray cluster (`ray`: the cluster ray.init() finds or starts)
 
 With Daft, the command reads the segments itself, so it needs the storage the agents were served
-with: `--metadata`, `--object-store`, `--s3-endpoint` (env STREAMHOUSE_METADATA,
-STREAMHOUSE_OBJECT_STORE, STREAMHOUSE_S3_ENDPOINT); with --data-dir they default to the embedded
-engine's. Statements that are not queries (SHOW, DESCRIBE, DDL, SET) still go to the agents.
-Daft and Ray are imported only when asked for (`pip install 'streamhouse[daft]'`).
+with: `--metadata`, `--object-store`, `--s3-endpoint`, or the variables `serve` reads
+(STREAMHOUSE_METADATA_URL, STREAMHOUSE_OBJECT_STORE_URL, STREAMHOUSE_S3_ENDPOINT); with
+--data-dir they default to the embedded engine's. On a Ray cluster of several machines the
+object store must be S3 (or a path every worker sees): workers read the segment files themselves.
+Statements that are not queries (SHOW, DESCRIBE, DDL, SET) still go to the agents. Daft and Ray
+are imported only when asked for (`pip install 'streamhouse[daft]'`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["add_engine_options", "executor"]
 
 ENV = {
-    "metadata": "STREAMHOUSE_METADATA",
-    "object_store": "STREAMHOUSE_OBJECT_STORE",
+    "metadata": "STREAMHOUSE_METADATA_URL",
+    "object_store": "STREAMHOUSE_OBJECT_STORE_URL",
     "s3_endpoint": "STREAMHOUSE_S3_ENDPOINT",
 }
 _QUERY_STARTS = ("SELECT", "WITH", "VALUES", "(")
