@@ -67,6 +67,7 @@ VOCABULARY = (
     "NULL", "CAST", "AS", "ROW<", ">", "ARRAY<", "MAP<", "WITH", "=", "EXPLAIN", "latest.", "ev", "ts",
     "_offset", "JOIN", "ON", "UNION", "OVER", "PARTITION", "SET", "\x00", "ü", "1e400", "0x", "[", "]", ".",
 )  # fmt: skip
+_CHANGES = ("DROP", "ALTE", "CREA", "SET ", "RESE", "GRAN", "REVO")
 _TOKENS = re.compile(r"'[^']*'|\w+|\s+|.")
 
 
@@ -135,11 +136,12 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[streamhouse.Cli
 @given(text=_texts(QUERIES))
 def test_queries_return_rows_or_sql_errors(engine: streamhouse.Client, text: str) -> None:
     try:
+        changes = parse_set(text) is not None or parse_admin(text) is not None
         statement = parse_statement(text)
     except InvalidInputError:
-        statement = None
-    if isinstance(statement, CreateTopic | CreateJob) or text.lstrip()[:4].upper() in ("DROP", "ALTE", "CREA"):
-        return  # a mutation that turned into DDL: parsed above, not run against the shared engine
+        changes, statement = False, None
+    if changes or isinstance(statement, CreateTopic | CreateJob) or text.lstrip()[:4].upper() in _CHANGES:
+        return  # a mutation that turned into DDL or SET: parsed above, not run against the shared engine
     try:
         table = engine.sql(text)
     except (SqlError, QueryLimitError) as exc:
