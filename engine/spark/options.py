@@ -98,8 +98,6 @@ def _position(name: str, text: str, words: tuple[str, ...]) -> str | dict[int, i
     offsets: dict[int, int] = {}
     for key, value in parsed.items():
         if not (isinstance(key, str) and key.isdigit()) or not isinstance(value, int) or value < 0:
-            raise InvalidInputError(
-                f"option {name!r}: {key!r}: {value!r} is not a partition number and an offset >= 0"
-            )
+            raise InvalidInputError(f"option {name!r}: {key!r}: {value!r} is not a partition number and an offset >= 0")
         offsets[int(key)] = value
     return offsets

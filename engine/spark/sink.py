@@ -73,7 +73,7 @@ class TopicStreamWriter(DataSourceStreamArrowWriter):
         # The first batch this run writes may repeat one a crashed run began: its tasks check.
         self.first_batch = state.next_batch
 
-    def write(self, iterator: Iterator[pa.RecordBatch]) -> SinkCommit:
+    def write(self, iterator: Iterator[pa.RecordBatch]) -> SinkCommit:  # type: ignore[override]  # Arrow writer: batches, not Rows
         context = TaskContext.get()
         property_ = context.getLocalProperty(BATCH_ID_PROPERTY) if context is not None else None
         if context is None or not property_:

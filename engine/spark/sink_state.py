@@ -78,8 +78,9 @@ def marker_headers(value: bytes, n: int) -> pa.Array[Any]:
         [pa.repeat(pa.scalar(MARKER_KEY, pa.string()), n), pa.repeat(pa.scalar(value, pa.binary()), n)],
         fields=list(HEADERS_TYPE.value_type),
     )
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, items, type=HEADERS_TYPE)
+    offsets: Any = pa.array(np.arange(n + 1, dtype=np.int32))
+    headers: pa.Array[Any] = pa.ListArray.from_arrays(offsets, items, type=HEADERS_TYPE)
+    return headers
 
 
 def already_written(client: Client, topic: str, partition: int, floor: int, value: bytes) -> bool:
@@ -102,7 +103,7 @@ def _holds(headers: Any, value: bytes) -> bool:
     items = pc.list_flatten(headers)
     if len(items) == 0:
         return False
-    keys = pc.struct_field(items, [0])
-    values = pc.struct_field(items, [1])
-    found = pc.and_(pc.equal(keys, MARKER_KEY), pc.equal(values, pa.scalar(value, pa.binary())))
+    keys: Any = pc.struct_field(items, [0])
+    values: Any = pc.struct_field(items, [1])
+    found = pc.and_(pc.equal(keys, pa.scalar(MARKER_KEY, pa.string())), pc.equal(values, pa.scalar(value, pa.binary())))
     return bool(pc.any(found).as_py())
