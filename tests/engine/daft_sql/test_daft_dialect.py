@@ -5,15 +5,19 @@ in a subprocess: the lazy import, and `--engine daft` on Daft's native runner.""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from streamhouse.client.client import Client
 from streamhouse.daft_sql.dialect import to_daft_sql
 from streamhouse.daft_sql.errors import UnsupportedOnDaftError
 from streamhouse.sql.errors import SqlError
+from streamhouse.storage.errors import InvalidInputError
 from tests.engine.daft_sql.tables import schema_of
 
 
@@ -29,6 +33,13 @@ def test_refusals_name_what_daft_cannot_run(sql: str, what: str) -> None:
     with pytest.raises(UnsupportedOnDaftError, match=what) as caught:
         to_daft_sql(sql, schema_of)
     assert "without --engine" in str(caught.value) and isinstance(caught.value, SqlError)
+
+
+def test_an_unknown_engine_is_refused_before_anything_runs() -> None:
+    from streamhouse.cli.sql_engine import executor
+
+    with pytest.raises(InvalidInputError, match="unknown --engine 'spark'"):
+        executor(argparse.Namespace(engine="spark"), cast(Client, None))
 
 
 def test_mod_becomes_the_operator() -> None:

@@ -109,20 +109,6 @@ def test_segments_in_s3(s3_server: S3Server, s3_bucket: str, tmp_path: Path, ray
                 assert str(daft_error.value) == str(agent_error.value)
 
 
-def test_cli_engine_ray(nexmark: tuple[Client, Storage], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from streamhouse.cli.main import main
-
-    data = tmp_path / "small"
-    with streamhouse.open(data) as client:
-        client.sql("CREATE TOPIC t (n BIGINT) WITH (partitions = 2)")
-        client.produce_batch("t", [{"n": i} for i in range(10)])
-    query = "SELECT count(*) AS c, sum(n) AS s FROM t"
-    assert main(["sql", "--data-dir", str(data), "--engine", "ray", "--format", "csv", query]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "10,45"
-    assert main(["sql", "--data-dir", str(data), "--engine", "spark", query]) == 1
-    assert "unknown --engine 'spark'" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     "sql",
     [
