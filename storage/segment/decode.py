@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.segment.field_ids import physical_name
 from streamhouse.storage.segment.footer import DECODE_ERRORS, SegmentFooter, corrupt
 from streamhouse.storage.values.nested_widen import widen_column, widens
 
@@ -157,18 +158,23 @@ def _decode(
     names = footer.schema.names if columns is None else list(columns)
     # Offsets are always decoded (cheap: delta-encoded) to check the rows came back in order.
     read = names if "offset" in names else ["offset", *names]
+    # Layout 2 stores them under field_ids.py's names; they are read as those and relabelled.
+    stored = read if footer.layout == 1 else [physical_name(n) for n in read]
     position = footer.row_groups[indices[0]].byte_start
     try:
         if scan:
             fragment = _FORMAT.make_fragment(source)  # type: ignore[arg-type]  # stubs omit NativeFile
-            table = fragment.to_table(columns=read, use_threads=use_threads)
+            table = fragment.to_table(columns=stored, use_threads=use_threads)
         else:
             parquet = pq.ParquetFile(
                 source, metadata=footer.metadata, page_checksum_verification=VERIFY_PAGE_CRCS, pre_buffer=False
             )
-            table = parquet.read_row_groups(indices, columns=read, use_threads=use_threads)
+            table = parquet.read_row_groups(indices, columns=stored, use_threads=use_threads)
+        if footer.layout != 1:
+            table = table.rename_columns(read)
         in_order = _offsets_match(footer, indices, table.column("offset"))
-        # Zero-copy relabelling to the schema as written (list field names, column order).
+        # Zero-copy relabelling to the schema as written (list field names, column order;
+        # layout 2: `_timestamp` back to int64 ms, types pyarrow's own schema would restore).
         table = table.select(names).cast(_project(footer.schema, names))
     except DECODE_ERRORS as exc:
         raise corrupt(f"undecodable row groups {indices}: {exc!r}", footer.source, position) from exc

@@ -31,7 +31,7 @@ at the end; nothing is dropped, renamed or reordered. So:
 - declared top-level column i (declaration order) has id DECLARED_BASE + i: appending a
   column never changes an older column's id;
 - a nested field (ROW child, ARRAY element, MAP key/value) has an id derived from its name
-  path alone (e.g. `bid/items/element/price`): a hash into [NESTED_BASE, NESTED_END), so adding a
+  path alone (e.g. `["bid", "items", "element", "price"]`): a hash into [NESTED_BASE, NESTED_END), so adding a
   child anywhere changes no other field's id. Iceberg does not require ids to be dense, only
   unique; NESTED_END (2^30) leaves room below int32's end for ids other tools assign later.
   Two paths hashing alike (odds ~ n²/2^31 for n nested fields) are resolved by taking the next
@@ -46,16 +46,20 @@ API (all return new Arrow schemas; nothing here reads or writes files):
   a column was added has a prefix of these columns (same ids): readers fill the rest with nulls.
 - `physical_schema(logical)`: the same for a segment's logical schema (RECORD_SCHEMA's columns
   then `v.<name>` typed columns, as encode_segment is given and decode_segment returns).
-- `physical_name(logical_name)` / `logical_name(physical_name)`: one column's two names.
+- `physical_name(logical_name)`: one column's Parquet name (`offset` → `_offset`, `v.x` → `x`).
+- `physical_table(table, partition)`: a segment's records (logical columns) as layout 2 stores
+  them: `_partition` prepended, renamed, retyped (zero-copy casts), ids on the schema.
 - `field_id(field)`: the id stored on an Arrow field (None without one).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 
 from streamhouse.storage.errors import InvalidInputError
@@ -71,9 +75,9 @@ __all__ = [
     "SYSTEM_IDS",
     "TIMESTAMP_TYPE",
     "field_id",
-    "logical_name",
     "physical_name",
     "physical_schema",
+    "physical_table",
     "topic_arrow_schema",
 ]
 
@@ -108,12 +112,17 @@ def physical_name(name: str) -> str:
     return str(name).removeprefix(COLUMN_PREFIX)
 
 
-def logical_name(name: str) -> str:
-    """The inverse of physical_name for a segment's columns (`_partition` has none: it is not
-    a column of the records readers get)."""
-    if name.startswith(SYSTEM_PREFIX) and name[1:] in _RECORD_NAMES:
-        return name[1:]
-    return COLUMN_PREFIX + name
+def physical_table(table: pa.Table, partition: int) -> pa.Table:
+    """`table` (logical columns) as layout 2 writes it; the casts only relabel (int64 ms →
+    timestamp[ms, UTC], list and map field names), so no column data is copied."""
+    if not 0 <= partition < 1 << 31:
+        raise InvalidInputError(f"partition {partition} does not fit the int32 _partition column")
+    schema = physical_schema(table.schema)
+    parts: Any = pa.array(np.full(table.num_rows, partition, dtype=np.int32))
+    columns = [parts, *table.columns]
+    return pa.Table.from_arrays(
+        [c if c.type == f.type else c.cast(f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )
 
 
 def field_id(field: pa.Field[Any]) -> int | None:
@@ -155,7 +164,7 @@ def physical_schema(logical: pa.Schema) -> pa.Schema:
     if len(set(names)) != len(names):
         raise InvalidInputError(f"segment columns {logical.names} map to duplicate Parquet names {names}")
     # Nested ids second, so a top-level id is never taken by a nested hash.
-    declared = [_nested(f, f.name, taken) for f in fields[len(_RECORD_NAMES) + 1 :]]
+    declared = [_nested(f, (f.name,), taken) for f in fields[len(_RECORD_NAMES) + 1 :]]
     return pa.schema([*fields[: len(_RECORD_NAMES) + 1], *declared])
 
 
@@ -180,31 +189,31 @@ def _headers_field(nullable: bool) -> pa.Field[Any]:
     return _with_id(pa.field("_headers", pa.list_(element), nullable=nullable), SYSTEM_IDS["_headers"])
 
 
-def _nested(field: pa.Field[Any], path: str, taken: set[int]) -> pa.Field[Any]:
+def _nested(field: pa.Field[Any], path: tuple[str, ...], taken: set[int]) -> pa.Field[Any]:
     """`field` with ids on every field nested in its type (its own id already set)."""
     return field.with_type(_nested_type(field.type, path, taken))
 
 
-def _child(field: pa.Field[Any], path: str, taken: set[int]) -> pa.Field[Any]:
+def _child(field: pa.Field[Any], path: tuple[str, ...], taken: set[int]) -> pa.Field[Any]:
     fid = _hashed_id(path, taken)
     return _nested(_with_id(field, fid), path, taken)
 
 
-def _nested_type(t: pa.DataType, path: str, taken: set[int]) -> pa.DataType:
+def _nested_type(t: pa.DataType, path: tuple[str, ...], taken: set[int]) -> pa.DataType:
     if pa.types.is_struct(t):
-        return pa.struct([_child(f, f"{path}/{f.name}", taken) for f in _struct_fields(t)])
+        return pa.struct([_child(f, (*path, f.name), taken) for f in _struct_fields(t)])
     if pa.types.is_map(t):
-        key = _child(t.key_field.with_name("key"), f"{path}/key", taken)
-        item = _child(t.item_field.with_name("value"), f"{path}/value", taken)
+        key = _child(t.key_field.with_name("key"), (*path, "key"), taken)
+        item = _child(t.item_field.with_name("value"), (*path, "value"), taken)
         sorted_keys: Any = t.keys_sorted
         return cast(pa.DataType, pa.map_(key, item, sorted_keys))
     if pa.types.is_large_list(t):
-        return pa.large_list(_child(t.value_field.with_name("element"), f"{path}/element", taken))
+        return pa.large_list(_child(t.value_field.with_name("element"), (*path, "element"), taken))
     if pa.types.is_list(t):
-        return pa.list_(_child(t.value_field.with_name("element"), f"{path}/element", taken))
+        return pa.list_(_child(t.value_field.with_name("element"), (*path, "element"), taken))
     if pa.types.is_fixed_size_list(t):
         size: int = t.list_size
-        return pa.list_(_child(t.value_field.with_name("element"), f"{path}/element", taken), size)
+        return pa.list_(_child(t.value_field.with_name("element"), (*path, "element"), taken), size)
     return t
 
 
@@ -212,11 +221,13 @@ def _struct_fields(t: pa.StructType) -> Iterator[pa.Field[Any]]:
     return (t.field(i) for i in range(t.num_fields))
 
 
-def _hashed_id(path: str, taken: set[int]) -> int:
-    """A stable id in [NESTED_BASE, NESTED_END) from the field's name path (blake2b: the same
-    on every agent and Python version, unlike hash()); the next free one on a collision."""
+def _hashed_id(path: tuple[str, ...], taken: set[int]) -> int:
+    """A stable id in [NESTED_BASE, NESTED_END) from the field's name path (blake2b of its JSON
+    list, so no field name can fake a path: the same on every agent and Python version, unlike
+    hash()); the next free one on a collision."""
     span = NESTED_END - NESTED_BASE
-    digest = int.from_bytes(hashlib.blake2b(path.encode(), digest_size=8).digest(), "big")
+    text = json.dumps(path, ensure_ascii=False, separators=(",", ":"))
+    digest = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
     fid = NESTED_BASE + digest % span
     while fid in taken:
         fid = NESTED_BASE + (fid - NESTED_BASE + 1) % span

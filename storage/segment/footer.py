@@ -19,14 +19,21 @@ import pyarrow.parquet as pq
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
+from streamhouse.storage.segment.field_ids import PARTITION_COLUMN, physical_name
 
 # Version 2 (log compaction, issue 14) adds KEY_END_OFFSET and KEY_ROW_GROUP_OFFSETS, so a
 # segment may cover an offset range holding fewer records (gaps where compaction removed
 # records); version 1 segments (dense, end = last + 1) still read. Only gapped segments are
 # written as version 2: dense ones stay version 1, readable by older agents during an upgrade.
+# Version 3 (issue 16) is layout 2 (field_ids.py): plain Parquet other engines read natively
+# (`_partition` first, plain names, `_timestamp` a UTC ms timestamp, field ids everywhere), the
+# records' own Arrow schema under KEY_SCHEMA (decoders relabel to it, so what they return is
+# the same for every version), dense or gapped (KEY_END_OFFSET and KEY_ROW_GROUP_OFFSETS iff
+# gapped). Every segment is written as version 3 unless a writer asks for layout 1.
 FORMAT_VERSION = 2
 DENSE_FORMAT_VERSION = 1
-READABLE_VERSIONS = frozenset({"1", "2"})
+LAYOUT2_FORMAT_VERSION = 3
+READABLE_VERSIONS = frozenset({"1", "2", "3"})
 MAGIC = b"PAR1"
 TRAILER_BYTES = 8  # u32 thrift footer length + b"PAR1"
 
@@ -42,8 +49,11 @@ KEY_EPOCH = _PREFIX + "epoch"
 KEY_MIN_TIMESTAMP = _PREFIX + "min_timestamp"
 KEY_MAX_TIMESTAMP = _PREFIX + "max_timestamp"
 KEY_ROW_GROUPS = _PREFIX + "row_groups"  # JSON [[byte_start, byte_end, crc32c], …] per row group
+KEY_SCHEMA = _PREFIX + "schema"  # v3: base64 Arrow IPC schema of the records (logical columns)
 
-_TIMESTAMP_LEAF = 1  # leaf column index of `timestamp` (offset is 0)
+# Leaf column index of the record time: `timestamp` after `offset` (layout 1), `_timestamp`
+# after `_partition` and `_offset` (layout 2).
+_TIMESTAMP_LEAF = {1: 1, 2: 2}
 
 # Everything pyarrow, thrift, json or our own parsing may raise on bad bytes. A caller must see
 # only CorruptDataError, so each of these is translated where it can occur.
@@ -106,6 +116,9 @@ class SegmentFooter:
     min_timestamp: int
     max_timestamp: int
     row_groups: tuple[RowGroupInfo, ...]
+    # 1: the records' columns as written (versions 1, 2); 2: field_ids.py's (version 3).
+    # `schema` is the records' columns either way: decoders map names through field_ids.
+    layout: int = 1
 
     @property
     def record_count(self) -> int:
@@ -143,13 +156,14 @@ def parse_footer(
         parquet = pq.ParquetFile(pa.BufferReader(pa.py_buffer(tail)))
         metadata = parquet.metadata
         # pyarrow maps Parquet lists back to `element` fields and adds the file's key/value
-        # pairs; the writer's own Arrow schema (stored by pyarrow) gives the records back
-        # exactly as they were written.
-        stored = (metadata.metadata or {}).get(b"ARROW:schema")
+        # pairs; the writer's own Arrow schema (stored by pyarrow in layout 1, by us in layout
+        # 2) gives the records back exactly as they were written.
+        kv = metadata.metadata or {}
+        stored = kv.get(KEY_SCHEMA.encode()) or kv.get(b"ARROW:schema")
         schema = parquet.schema_arrow
         if stored:
             schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(stored)))
-        return _interpret(metadata, schema, size_bytes, length, footer_crc, source)
+        return _interpret(metadata, schema, parquet.schema_arrow.names, size_bytes, length, footer_crc, source)
     except CorruptDataError:
         raise
     except DECODE_ERRORS as exc:
@@ -159,6 +173,7 @@ def parse_footer(
 def _interpret(
     metadata: pq.FileMetaData,
     schema: pa.Schema,
+    physical: list[str],
     size_bytes: int,
     footer_length: int,
     footer_crc: int,
@@ -178,9 +193,17 @@ def _interpret(
         not schema.field(i).equals(RECORD_SCHEMA.field(i)) for i in range(len(RECORD_SCHEMA))
     ):
         raise bad(f"segment schema does not start with the record schema: {schema}")
+    layout = 2 if version == str(LAYOUT2_FORMAT_VERSION) else 1
+    if layout == 2 and (
+        KEY_SCHEMA not in text or physical != [PARTITION_COLUMN, *(physical_name(n) for n in schema.names)]
+    ):
+        raise bad(f"layout 2 columns {physical} do not match the records' {schema.names}")
     base_offset = int(text[KEY_BASE_OFFSET])
     last_offset = int(text[KEY_LAST_OFFSET])
-    end_offset = last_offset + 1 if version == "1" else int(text[KEY_END_OFFSET])
+    end = text.get(KEY_END_OFFSET)
+    end_offset = int(end) if end is not None and version != "1" else last_offset + 1
+    if version == "2" and end is None:
+        raise bad(f"format version 2 footer without {KEY_END_OFFSET}")
     ranges = json.loads(text[KEY_ROW_GROUPS])
     if not isinstance(ranges, list) or len(ranges) != metadata.num_row_groups or not ranges:
         raise bad(f"row group list does not match the {metadata.num_row_groups} row groups")
@@ -196,8 +219,9 @@ def _interpret(
         if start != expected_start or end <= start or end > footer_start:
             raise bad(f"row group {i} spans impossible bytes [{start}, {end})")
         rg = metadata.row_group(i)
-        stats = rg.column(_TIMESTAMP_LEAF).statistics
-        lo, hi = (stats.min, stats.max) if stats is not None and stats.has_min_max else (None, None)
+        stats = rg.column(_TIMESTAMP_LEAF[layout]).statistics
+        # Raw: the int64 epoch ms of either layout (layout 2's min/max would be datetimes).
+        lo, hi = (stats.min_raw, stats.max_raw) if stats is not None and stats.has_min_max else (None, None)
         if not (isinstance(lo, int) and isinstance(hi, int)):
             lo = hi = None
         first, last = spans[i]
@@ -233,6 +257,7 @@ def _interpret(
         min_timestamp=int(text[KEY_MIN_TIMESTAMP]),
         max_timestamp=int(text[KEY_MAX_TIMESTAMP]),
         row_groups=tuple(groups),
+        layout=layout,
     )
 
 
@@ -300,3 +325,18 @@ def select_row_groups(
             or (max_timestamp is not None and g.min_timestamp is not None and g.min_timestamp > max_timestamp)
         )
     ]
+
+
+def column_min_max(footer: SegmentFooter, index: int, column: str) -> tuple[int, int] | None:
+    """Row group `index`'s raw (physical) min and max of the top-level integer-backed column
+    `column` (a segment name: `timestamp`, `v.ts`; TIMESTAMP(MILLIS) gives int64 ms), from
+    the footer's statistics in either layout; None if it has none (then it cannot be pruned)."""
+    name = column if footer.layout == 1 else physical_name(column)
+    group = footer.metadata.row_group(index)
+    # Parquet leaf columns, not Arrow fields: nested columns take several leaves.
+    leaf = next((j for j in range(group.num_columns) if group.column(j).path_in_schema == name), None)
+    stats = None if leaf is None else group.column(leaf).statistics
+    if stats is None or not stats.has_min_max:
+        return None
+    low, high = stats.min_raw, stats.max_raw
+    return (low, high) if isinstance(low, int) and isinstance(high, int) else None

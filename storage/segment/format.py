@@ -9,6 +9,11 @@ carries the footer's length and CRC32C (SegmentRef). A reader verifies the foote
 ref and each fetched row group against the footer before decoding, so every byte it decodes is
 verified. The page index and the leading magic are never read, so they need no cover.
 
+Layout 2 (footer format version 3, the default since issue 16; segment/field_ids.py) stores
+the same records as plain Parquet other engines read natively: `_partition` first, plain names,
+`_timestamp` a UTC ms timestamp, field ids on every column. The records' own Arrow schema is in
+the footer, and decoding relabels to it, so every reader gets the same table from either layout.
+
 This module is the one callers import; reading is split out for size and re-exported here:
 segment/footer.py (verify and parse the footer, prune row groups) and segment/decode.py
 (verify and decode row groups).
@@ -16,6 +21,7 @@ segment/footer.py (verify and parse the footer, prune row groups) and segment/de
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 from collections.abc import Mapping, Sequence
@@ -32,6 +38,7 @@ from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import SegmentInfo, SegmentRef
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.decode import decode_row_groups, decode_segment
+from streamhouse.storage.segment.field_ids import PARTITION_COLUMN, physical_name, physical_table
 from streamhouse.storage.segment.footer import (
     DENSE_FORMAT_VERSION,
     FORMAT_VERSION,
@@ -45,10 +52,13 @@ from streamhouse.storage.segment.footer import (
     KEY_PARTITION,
     KEY_ROW_GROUP_OFFSETS,
     KEY_ROW_GROUPS,
+    KEY_SCHEMA,
     KEY_TOPIC,
+    LAYOUT2_FORMAT_VERSION,
     TRAILER_BYTES,
     RowGroupInfo,
     SegmentFooter,
+    column_min_max,
     parse_footer,
     select_row_groups,
 )
@@ -56,9 +66,11 @@ from streamhouse.storage.segment.footer import (
 __all__ = [
     "DEFAULT_ROW_GROUP_BYTES",
     "FORMAT_VERSION",
+    "LAYOUT",
     "EncodedSegment",
     "RowGroupInfo",
     "SegmentFooter",
+    "column_min_max",
     "decode_row_groups",
     "decode_segment",
     "encode_segment",
@@ -73,6 +85,10 @@ MAX_ROWS_PER_GROUP = 1 << 20
 
 _RECORD_COLUMNS = len(RECORD_SCHEMA)
 _DELTA = "DELTA_BINARY_PACKED"
+# The layout new segments are written in (field_ids.py: 2, Parquet other engines read natively,
+# footer version 3). Layout 1 stays writable for tests and for agents that must still be read
+# by older ones during an upgrade (they refuse version 3); every version stays readable.
+LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -119,18 +135,22 @@ def encode_segment(
     row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     extra_metadata: Mapping[str, str] | None = None,
     covers: tuple[int, int] | None = None,
+    layout: int = LAYOUT,
 ) -> EncodedSegment:
     """Encode records (RECORD_SCHEMA columns first, then any extra typed columns) as a segment.
 
     Offsets must be contiguous and ascending (a roll, a merge of dense segments); timestamps
     may be in any order. `covers` = (base, end): the offset range a compacted segment stands
     for; its offsets need only ascend strictly within it (gaps are where compaction removed
-    records) and the footer is format version 2 (KEY_END_OFFSET, KEY_ROW_GROUP_OFFSETS).
+    records) and the footer has KEY_END_OFFSET and KEY_ROW_GROUP_OFFSETS (layout 1: version 2).
     `extra_metadata` joins the footer's key/value metadata (e.g. JSON decode errors).
+    `layout` 2 (default) writes field_ids.py's columns as format version 3, whatever `covers`.
     """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     _validate(table, row_group_bytes)
+    if layout not in (1, 2):
+        raise InvalidInputError(f"segment layout must be 1 or 2, got {layout}")
     n = table.num_rows
     offsets = table.column(0).to_numpy()
     first, last = int(offsets[0]), int(offsets[-1])
@@ -148,8 +168,9 @@ def encode_segment(
     gapped = n != end_offset - base_offset  # a compaction that removed nothing stays version 1
     ts_range = pc.min_max(table.column(1))
     min_ts, max_ts = int(ts_range["min"].as_py()), int(ts_range["max"].as_py())
+    version = LAYOUT2_FORMAT_VERSION if layout == 2 else FORMAT_VERSION if gapped else DENSE_FORMAT_VERSION
     metadata = {
-        KEY_FORMAT_VERSION: str(FORMAT_VERSION if gapped else DENSE_FORMAT_VERSION),
+        KEY_FORMAT_VERSION: str(version),
         KEY_TOPIC: topic,
         KEY_PARTITION: str(partition),
         KEY_BASE_OFFSET: str(base_offset),
@@ -160,6 +181,12 @@ def encode_segment(
         **(extra_metadata or {}),
     }
     bounds = _row_group_bounds(table, row_group_bytes)
+    written = table
+    if layout == 2:
+        # Our own copy of the records' schema: pyarrow's (ARROW:schema) would be layout 2's,
+        # and other engines need none (it would only be a second schema to keep consistent).
+        metadata[KEY_SCHEMA] = base64.b64encode(table.schema.serialize().to_pybytes()).decode()
+        written = physical_table(table, partition)
     if gapped:
         metadata[KEY_END_OFFSET] = str(end_offset)
         spans = [[int(offsets[lo]), int(offsets[hi - 1])] for lo, hi in itertools.pairwise(bounds)]
@@ -169,7 +196,7 @@ def encode_segment(
     capacity = table.nbytes + table.nbytes // 4 + 16_384 * len(bounds) * (table.num_columns + 2) + (1 << 20)
     while True:
         try:
-            data, row_groups = _write(table, bounds, metadata, pa.allocate_buffer(capacity))
+            data, row_groups = _write(written, bounds, metadata, pa.allocate_buffer(capacity), layout)
             break
         except OSError as exc:
             if "out of bounds" not in str(exc):
@@ -190,13 +217,20 @@ def encode_segment(
     )
 
 
-def _write(table: pa.Table, bounds: Sequence[int], metadata: dict[str, str], buffer: pa.Buffer) -> tuple[bytes, int]:
+def _write(
+    table: pa.Table, bounds: Sequence[int], metadata: dict[str, str], buffer: pa.Buffer, layout: int
+) -> tuple[bytes, int]:
     """Write the Parquet file into `buffer`; returns its bytes and the number of row groups.
 
     Arrow writes straight into our buffer, so each row group's bytes can be checksummed as
     soon as it is written; the CRC list must be in the footer, which is written at close.
     """
-    extra = table.schema.names[_RECORD_COLUMNS:]
+    # Layout 2 has `_partition` first: a constant, so dictionary-encoded (a few bytes per row
+    # group) with statistics (pyiceberg's add_files reads the partition value from them).
+    lead = [PARTITION_COLUMN] if layout == 2 else []
+    name = physical_name if layout == 2 else str
+    extra = table.schema.names[_RECORD_COLUMNS + len(lead) :]
+    offset, timestamp = name("offset"), name("timestamp")
     sink = pa.FixedSizeBufferWriter(buffer)
     view = memoryview(buffer)
     ranges: list[list[int]] = []
@@ -207,14 +241,15 @@ def _write(table: pa.Table, bounds: Sequence[int], metadata: dict[str, str], buf
             compression="lz4",  # written as LZ4_RAW
             # Dictionaries pay off for typed columns decoded from JSON (low-cardinality strings),
             # not for opaque keys and values; offset and timestamp are delta-encoded instead.
-            use_dictionary=list(extra) or False,  # type: ignore[arg-type]  # stubs say bool; a list is documented
-            column_encoding={"offset": _DELTA, "timestamp": _DELTA},
+            use_dictionary=[*lead, *extra] or False,  # type: ignore[arg-type]  # stubs say bool; a list is documented
+            column_encoding={offset: _DELTA, timestamp: _DELTA},
             # Statistics prune by offset, time and typed columns; min/max of opaque values
             # would only bloat the footer every reader fetches.
-            write_statistics=["offset", "timestamp", *extra],
+            write_statistics=[*lead, offset, timestamp, *extra],
             write_page_index=True,
             write_page_checksum=True,
-            sorting_columns=[pq.SortingColumn(0)],
+            sorting_columns=[pq.SortingColumn(len(lead))],
+            store_schema=layout == 1,
         )
         start = sink.tell()  # after the leading magic
         for lo, hi in itertools.pairwise(bounds):

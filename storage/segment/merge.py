@@ -47,6 +47,7 @@ _KNOWN_KEYS = frozenset(
         f.KEY_MIN_TIMESTAMP,
         f.KEY_MAX_TIMESTAMP,
         f.KEY_ROW_GROUPS,
+        f.KEY_SCHEMA,
         JSON_ERRORS_KEY,
         KEY_CLEAN_HISTORY,
     )

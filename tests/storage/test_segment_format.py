@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import CorruptDataError, InvalidInputError
 from streamhouse.storage.records.schema import RECORD_SCHEMA, make_batch
+from streamhouse.storage.segment.field_ids import physical_table
 from streamhouse.storage.segment.format import (
     EncodedSegment,
     SegmentFooter,
@@ -95,9 +96,10 @@ def test_several_row_groups_and_ranges_match_parquet_metadata() -> None:
         assert (min(starts), max(ends)) == (info.byte_start, info.byte_end)
         assert info.crc == crc32c(seg.data[info.byte_start : info.byte_end])
         assert info.num_rows == rg.num_rows
-        offsets, timestamps = cols[0], cols[1]
+        partitions, offsets, timestamps = cols[0], cols[1], cols[2]  # layout 2: _partition first
+        assert (partitions.statistics.min, partitions.statistics.max) == (0, 0)
         assert offsets.statistics.min == info.base_offset and offsets.statistics.max == info.end_offset - 1
-        assert (timestamps.statistics.min, timestamps.statistics.max) == (
+        assert (timestamps.statistics.min_raw, timestamps.statistics.max_raw) == (
             info.min_timestamp,
             info.max_timestamp,
         )
@@ -107,13 +109,15 @@ def test_several_row_groups_and_ranges_match_parquet_metadata() -> None:
             assert c.has_offset_index
         assert "DELTA_BINARY_PACKED" in offsets.encodings and "DELTA_BINARY_PACKED" in timestamps.encodings
         assert offsets.has_column_index and timestamps.has_column_index  # the page index
-        assert not cols[3].is_stats_set  # no min/max of opaque values in the footer
+        assert not cols[4].is_stats_set  # no min/max of opaque values in the footer
 
 
 def test_other_parquet_readers_see_the_records() -> None:
     table = sample_table()
     seg = encode_segment(table, topic="t", partition=0, epoch=1, row_group_bytes=2048)
-    assert pq.read_table(pa.BufferReader(seg.data)).equals(table)
+    assert pq.read_table(pa.BufferReader(seg.data)).equals(physical_table(table, 0))
+    legacy = encode_segment(table, topic="t", partition=0, epoch=1, row_group_bytes=2048, layout=1)
+    assert pq.read_table(pa.BufferReader(legacy.data)).equals(table)
     kv = pq.read_metadata(pa.BufferReader(seg.data)).metadata
     assert kv[b"streamhouse.topic"] == b"t" and kv[b"streamhouse.last_offset"] == b"1299"
 

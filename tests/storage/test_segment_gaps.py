@@ -84,12 +84,14 @@ def test_ordinary_rolls_still_refuse_gaps_and_dense_segments_stay_version_1() ->
         encode_segment(gapped([3, 5]), topic="t", partition=0, epoch=1, covers=(4, 10))
     with pytest.raises(InvalidInputError, match="within"):
         encode_segment(gapped([3, 5]), topic="t", partition=0, epoch=1, covers=(0, 5))
-    dense = parsed(encode_segment(gapped([4, 5, 6]), topic="t", partition=0, epoch=1, covers=(4, 7)))
-    assert (dense.metadata.metadata or {})[f.KEY_FORMAT_VERSION.encode()] == b"1" and dense.dense
-    holey = parsed(encode_segment(gapped([4, 6]), topic="t", partition=0, epoch=1, covers=(0, 9)))
-    kv = holey.metadata.metadata or {}
-    assert kv[f.KEY_FORMAT_VERSION.encode()] == b"2" and kv[f.KEY_END_OFFSET.encode()] == b"9"
-    assert kv[f.KEY_LAST_OFFSET.encode()] == b"6"
+    for layout, versions in ((1, (b"1", b"2")), (2, (b"3", b"3"))):  # layout 2: version 3, either way
+        dense = parsed(encode_segment(gapped([4, 5, 6]), topic="t", partition=0, epoch=1, covers=(4, 7), layout=layout))
+        kv = dense.metadata.metadata or {}
+        assert kv[f.KEY_FORMAT_VERSION.encode()] == versions[0] and dense.dense and f.KEY_END_OFFSET.encode() not in kv
+        holey = parsed(encode_segment(gapped([4, 6]), topic="t", partition=0, epoch=1, covers=(0, 9), layout=layout))
+        kv = holey.metadata.metadata or {}
+        assert kv[f.KEY_FORMAT_VERSION.encode()] == versions[1] and kv[f.KEY_END_OFFSET.encode()] == b"9"
+        assert kv[f.KEY_LAST_OFFSET.encode()] == b"6" and (holey.base_offset, holey.end_offset) == (0, 9)
 
 
 def test_a_footer_whose_row_group_offsets_lie_is_corrupt() -> None:
