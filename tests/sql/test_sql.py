@@ -88,7 +88,7 @@ def test_declared_columns_are_decoded_into_segments_and_from_the_buffer(sh: Clie
     files = glob.glob(str(tmp_path / "data" / "objects" / "**" / "*.parquet"), recursive=True)
     assert files
     names = pq.ParquetFile(files[0]).schema_arrow.names
-    assert {"v.auction", "v.price", "v.item", "v.ts"} <= set(names)  # typed columns beside the raw value
+    assert {"auction", "price", "item", "ts", "_value"} <= set(names)  # typed columns beside the raw value
 
 
 def test_system_columns_and_raw_topics(sh: Client) -> None:
