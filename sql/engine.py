@@ -342,7 +342,8 @@ async def _count_rows(scan: TopicScan) -> int:
     total = 0
     for plan in stream.plans:
         for chunk in plan.chunks:
-            total += (await stream.read_chunk(plan, chunk, ["offset"])).num_rows
+            rows = chunk.rows if chunk.rows is not None else (await stream.read_chunk(plan, chunk, ["offset"])).num_rows
+            total += rows
         total += plan.tail.num_rows if plan.tail is not None else 0
     return total
 

@@ -115,6 +115,8 @@ class TopicStream:
             if chunk is None:
                 assert plan.tail is not None
                 rows = plan.tail.select(list(dict.fromkeys(["offset", *columns])))
+            elif not names and chunk.rows is not None:  # count(*): the footer's row count
+                rows = pa.table({"rows": pa.nulls(chunk.rows)}).select([])
             else:
                 rows = await self.read_chunk(plan, chunk, columns)
                 self.stats.chunks_read += 1

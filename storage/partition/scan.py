@@ -19,7 +19,7 @@ from streamhouse.storage.partition.view import PartitionView, partition_view
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.decode import with_null_columns
-from streamhouse.storage.segment.footer import SegmentFooter, select_row_groups
+from streamhouse.storage.segment.footer import RowGroupInfo, SegmentFooter, select_row_groups
 from streamhouse.storage.values.json_decode import bad_values, decode_json_values, json_error_details, json_errors
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 
@@ -80,6 +80,9 @@ class SegmentChunk:
     row_groups: tuple[int, ...]
     columns: tuple[str, ...]  # the wanted columns this segment holds (later ones read as nulls)
     est_bytes: int
+    # Its rows by the (verified) footer when all of them are within the bounds, else None: a
+    # count(*) of such a chunk needs no read, as a Parquet reader counts from its metadata.
+    rows: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,7 @@ async def plan_partition(
         # A declared column added by schema evolution after this segment was written is not
         # in it: read what it has, the rest as nulls of the declared type.
         present = tuple(c for c in wanted if c in footer.schema.names)
-        chunks += _chunks(seg.ref, footer, chosen, present, chunk_bytes, first=not chunks)
+        chunks += _chunks(seg.ref, footer, chosen, present, chunk_bytes, bounds, first=not chunks)
     tail = None
     if writer is not None and view.batches:
         tail = _buffered(writer, view, bounds, wanted, schema, stats)
@@ -168,7 +171,8 @@ async def read_chunk(
 ) -> pa.Table:
     """One chunk's rows within the plan's bounds, as `columns` (segment names; default: all
     the plan wants), through the verified segment read (storage/segment/reader.py)."""
-    wanted = list(plan.wanted) if columns is None else list(dict.fromkeys(["offset", *columns]))
+    # Offsets only when nothing else is wanted: a table of no columns would have no rows.
+    wanted = list(plan.wanted) if columns is None else list(dict.fromkeys(columns or ["offset"]))
     bounds = plan.bounds
     piece = await reader.segments.read(
         chunk.ref,
@@ -218,19 +222,42 @@ def _count_bad_values(footer: SegmentFooter, bounds: ScanBounds, stats: ScanStat
 
 
 def _chunks(
-    ref: SegmentRef, footer: SegmentFooter, chosen: list[int], present: tuple[str, ...], limit: int, *, first: bool
+    ref: SegmentRef,
+    footer: SegmentFooter,
+    chosen: list[int],
+    present: tuple[str, ...],
+    limit: int,
+    bounds: ScanBounds,
+    *,
+    first: bool,
 ) -> list[SegmentChunk]:
     sizes = {i: footer.metadata.row_group(i).total_byte_size for i in chosen}
     out: list[SegmentChunk] = []
     group: list[int] = []
+
+    def close() -> None:
+        inside = all(_wholly_inside(footer.row_groups[j], bounds) for j in group)
+        rows = sum(footer.row_groups[j].num_rows for j in group) if inside else None
+        out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group), rows))
+
     for i in chosen:
         if group and (sum(sizes[j] for j in group) + sizes[i] > limit or (first and not out)):
-            out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group)))
+            close()
             group = []
         group.append(i)
     if group:
-        out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group)))
+        close()
     return out
+
+
+def _wholly_inside(rg: RowGroupInfo, bounds: ScanBounds) -> bool:
+    stop, low, high = bounds.end_offset, bounds.min_timestamp, bounds.max_timestamp
+    return (
+        rg.first_offset >= bounds.start_offset
+        and (stop is None or rg.last_offset < stop)
+        and (low is None or (rg.min_timestamp is not None and rg.min_timestamp >= low))
+        and (high is None or (rg.max_timestamp is not None and rg.max_timestamp <= high))
+    )
 
 
 def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds) -> bool:
