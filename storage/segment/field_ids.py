@@ -50,6 +50,11 @@ API (all return new Arrow schemas; nothing here reads or writes files):
 - `physical_table(table, partition)`: a segment's records (logical columns) as layout 2 stores
   them: `_partition` prepended, renamed, retyped (zero-copy casts), ids on the schema.
 - `field_id(field)`: the id stored on an Arrow field (None without one).
+
+pyiceberg's `create_table` always assigns fresh ids (new_table_metadata → assign_fresh_schema_ids),
+which would not match the files'; the table keeps ours when its schema is set afterwards by an
+`AddSchemaUpdate(schema=Schema(*fields))` + `SetCurrentSchemaUpdate(schema_id=-1)` transaction
+(`_partition` is fresh id 1 as well, so a partition spec made at creation stays valid).
 """
 
 from __future__ import annotations

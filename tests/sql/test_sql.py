@@ -87,8 +87,10 @@ def test_declared_columns_are_decoded_into_segments_and_from_the_buffer(sh: Clie
     assert newest == [{"auction": 99, "item": "new", "ts": datetime(2026, 1, 1)}]  # from the unflushed buffer
     files = glob.glob(str(tmp_path / "data" / "objects" / "**" / "*.parquet"), recursive=True)
     assert files
-    names = pq.ParquetFile(files[0]).schema_arrow.names
-    assert {"auction", "price", "item", "ts", "_value"} <= set(names)  # typed columns beside the raw value
+    stored = pq.ParquetFile(files[0]).schema_arrow  # segment layout 2: what other engines read
+    assert {"auction", "price", "item", "ts", "_value"} <= set(stored.names)  # typed columns beside the raw value
+    assert stored.field("_timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert all(b"PARQUET:field_id" in (f.metadata or {}) for f in stored)
 
 
 def test_system_columns_and_raw_topics(sh: Client) -> None:
