@@ -10,8 +10,9 @@ read twice.
 
 Pruning, where it is cheap: partitions from `_partition` predicates, whole segments by their
 offset and record-time range (from the metadata rows), row groups within a kept segment by the
-verified footer's statistics (read once per segment, which also tells its physical layout and
-its JSON decode errors). Daft then reads only the projected columns of the kept row groups.
+verified footer's offsets, record times and the event-time column's statistics (the footer is
+read once per segment, which also tells its physical layout and its JSON decode errors). Daft
+then reads only the projected columns of the kept row groups.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from streamhouse.client.client import Client
 from streamhouse.client.routing import BATCH_RECORDS
@@ -92,6 +94,10 @@ async def list_files(
     stats: dict[int, ScanStats] = {}
     for segment, footer in zip(kept, footers, strict=True):
         groups = select_row_groups(footer, scan.start_offset, scan.end_offset, scan.min_timestamp, scan.max_timestamp)
+        # The Parquet file's own column names (footer.schema is the records' logical schema).
+        physical = footer.metadata.schema.to_arrow_schema()
+        columns = physical_columns(physical, schema, segment.object_key)
+        groups = _event_time_groups(footer.metadata, groups, columns, bounds)
         if not groups:
             continue
         count, offsets = json_errors(footer.metadata.metadata)
@@ -100,11 +106,35 @@ async def list_files(
             part.json_errors += count
             part.json_error_offsets += offsets[:10]
             part.json_error_details += [b.describe() for b in json_error_details(footer.metadata.metadata)][:10]
-        # The Parquet file's own column names (footer.schema is the records' logical schema).
-        physical = footer.metadata.schema.to_arrow_schema()
-        columns = physical_columns(physical, schema, segment.object_key)
         files.append(SegmentFile(object_url(store_url, segment.object_key), segment.partition, columns, tuple(groups)))
     return TopicFiles(info, tuple(files), tuple(starts), listed, stats)
+
+
+def _event_time_groups(
+    metadata: pq.FileMetaData, groups: list[int], columns: PhysicalColumns, bounds: TopicBounds
+) -> list[int]:
+    """The row groups whose event-time statistics may meet the query's event-time range (the
+    topic's WATERMARK column; TIMESTAMP(3) is stored as int64 ms in both layouts)."""
+    scan = bounds.scan
+    if scan.event_column is None or (scan.event_min is None and scan.event_max is None):
+        return groups
+    name = columns.physical(scan.event_column) if scan.event_column in dict(columns.source) else None
+    if name is None:
+        return groups
+    low, high = scan.event_min if scan.event_min is not None else -(2**63), scan.event_max
+    kept = []
+    for index in groups:
+        group = metadata.row_group(index)
+        # Parquet leaf columns, not Arrow fields: nested columns take several leaves.
+        leaf = next((j for j in range(group.num_columns) if group.column(j).path_in_schema == name), None)
+        stats = group.column(leaf).statistics if leaf is not None else None
+        if stats is None or not stats.has_min_max:
+            kept.append(index)
+            continue
+        least, most = int(cast(int, stats.min_raw)), int(cast(int, stats.max_raw))
+        if most >= low and (high is None or least <= high):
+            kept.append(index)
+    return kept
 
 
 def _may_match(segment: SegmentInfo, bounds: TopicBounds) -> bool:

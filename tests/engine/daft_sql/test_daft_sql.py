@@ -37,7 +37,7 @@ ENGINE = "ray"
 def nexmark(tmp_path_factory: pytest.TempPathFactory, ray_daft: Any) -> Iterator[tuple[Client, Storage]]:
     """Nexmark topics in 3 partitions over several segments each, plus an unflushed tail."""
     data = Path(tmp_path_factory.mktemp("daft")) / "data"
-    with streamhouse.open(data, roll_bytes=20_000, merge_interval_ms=0) as client:
+    with streamhouse.open(data, roll_bytes=5_000, merge_interval_ms=0) as client:
         fill_nexmark(client, partitions=3, chunk=500, **EVENTS)
         root = data.resolve()
         yield client, Storage(f"sqlite:///{root}/metadata.db", f"file://{root}/objects")
@@ -71,6 +71,9 @@ def test_tails_and_pruning(nexmark: tuple[Client, Storage]) -> None:
     pruned = asyncio.run(list_topic_files("SELECT * FROM bid WHERE _partition = 1 AND _offset < 50", storage))[1]["bid"]
     assert {f.partition for f in pruned.files} == {1} and len(pruned.files) == 1 < len(everything.files)
     assert len(pruned.tail_starts) == 1
+    late = client.sql("SELECT max(date_time) - INTERVAL '3' SECOND AS t FROM bid").column("t")[0].as_py()
+    recent = f"SELECT * FROM bid WHERE date_time >= TIMESTAMP '{late.isoformat(sep=' ')}'"
+    assert 0 < len(asyncio.run(list_topic_files(recent, storage))[1]["bid"].files) < len(everything.files)
     for sql in (
         "SELECT count(*) AS n, max(_offset) AS top FROM bid",
         "SELECT _partition, count(*) AS n FROM bid WHERE _partition = 1 AND _offset >= 100 GROUP BY _partition",
