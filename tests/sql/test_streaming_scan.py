@@ -15,7 +15,7 @@ import pytest
 import streamhouse
 from streamhouse.client.client import Client
 from streamhouse.sql.query.coverage import coverage
-from streamhouse.storage.errors import QueryMemoryExceededError
+from streamhouse.storage.errors import CorruptDataError, QueryMemoryExceededError
 
 ROWS = 40_000
 PAD = "x" * 300  # each row's string: the topic's decoded size is well over the cap below
@@ -111,3 +111,22 @@ def test_a_non_leader_answer_says_the_unflushed_tail_is_not_in_it(big: Client, s
     assert coverage(here) == {"tail": [{"partition": 0, "start": 0, "end": 80, "unflushed_included": True}]}
     assert there.column("c").to_pylist() == [50]
     assert coverage(there) == {"tail": [{"partition": 0, "start": 0, "end": 50, "unflushed_included": False}]}
+
+
+def test_a_damaged_segment_read_mid_stream_raises_its_own_error(big: Client, stores: dict[str, Any]) -> None:
+    """A chunk read on the agent's loop fails inside DataFusion's pull: the query ends with the
+    reader's CorruptDataError (what and where), not DataFusion's text of it."""
+    big.sql("CREATE TOPIC bad (n BIGINT, s VARCHAR) WITH (partitions = 1)")
+    rows = pa.table({"n": pa.array(range(8_000), pa.int64()), "s": pa.array([PAD] * 8_000)})
+    big.produce_table("bad", rows, partition=0, acks="durable")
+    [segment] = (stores["root"] / "objects").rglob("topics/bad/*/*.parquet")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside a row group: its CRC no longer matches
+    segment.write_bytes(bytes(data))
+    big.sql(f"SET query_memory = '{CAP}'")
+    try:
+        with pytest.raises(CorruptDataError, match=r"topics/bad/"):
+            big.sql("SELECT max(s) AS m FROM bad")
+        assert _engine(big).last_scans[0].stream.estimated_bytes > 1 << 20  # streamed: over one 1 MiB chunk
+    finally:
+        big.sql("RESET query_memory")
