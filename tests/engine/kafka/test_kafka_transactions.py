@@ -12,6 +12,10 @@ abandons its transaction is aborted after its timeout, releasing what waited beh
 
 from __future__ import annotations
 
+import random
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +24,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 import streamhouse
-from tests.agent_process import AgentProcess, kafka_agent, wait_until
+from tests.agent_process import AgentProcess, kafka_agent, read_log, wait_until
+
+TRANSFORM = Path(__file__).with_name("txn_transform.py")
+KILLS = 20
 
 
 @pytest.fixture
@@ -76,7 +83,7 @@ def test_transactions_commit_abort_fence_timeout(agent: tuple[AgentProcess, str]
     with streamhouse.connect(process.address) as client:
         client.create_topic("tx-out", 2)
         client.create_topic("tx-in", 1)
-        client.produce("tx-in", [b"i0", b"i1", b"i2"], partition=0)
+        client.produce_batch("tx-in", [b"i0", b"i1", b"i2"], partition=0)
 
     first = _producer(bootstrap, "app")
     first.begin_transaction()
@@ -137,3 +144,26 @@ def test_transactions_commit_abort_fence_timeout(agent: tuple[AgentProcess, str]
     values = _read(bootstrap, "tx-out", 2, "read_committed", 12)
     assert b"after-0" in values and not any(v.startswith((b"lost", b"zombie", b"aborted")) for v in values)
     second.flush(5)
+
+    # Consume-transform-produce killed with SIGKILL again and again: each next instance aborts
+    # what the last left open, resumes from the offsets committed with the output, and the
+    # output is every input record exactly once, in order.
+    total = 120
+    with streamhouse.connect(process.address) as client:
+        client.create_topic("ctp-in", 1)
+        client.create_topic("ctp-out", 1)
+        client.produce_batch("ctp-in", [b"%03d" % i for i in range(total)], partition=0)
+    command = [sys.executable, str(TRANSFORM), bootstrap, "ctp-in", "ctp-out", str(total)]
+    rng = random.Random(18)
+    for _ in range(KILLS):
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.25, 0.7))
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert subprocess.run(command, timeout=120, capture_output=True).returncode == 0
+    expected = [b"out-%03d" % i for i in range(total)]
+    assert _read(bootstrap, "ctp-out", 1, "read_committed", total, wait_s=20) == expected
+    with streamhouse.connect(process.address) as client:
+        assert client.committed("transform", "ctp-in")[0].committed_offset == total
+        written = read_log(client, "ctp-out")[0]
+    assert len(written) >= total  # what the killed instances wrote and never committed is there, aborted
