@@ -48,7 +48,7 @@ class TxnCoordinator:
         self.new_producer_id = new_producer_id
         self.leases = leases
         self.on_end = on_end  # told the partitions whose batches an end changed (read caches)
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its holders + waiters
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -66,11 +66,18 @@ class TxnCoordinator:
 
     @contextlib.asynccontextmanager
     async def _locked(self, tid: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(tid, asyncio.Lock())
-        async with lock:
-            yield
-        if not lock.locked() and self._locks.get(tid) is lock:
-            del self._locks[tid]
+        """One request per transactional id at a time here; the lock goes with its last user."""
+        lock, users = self._locks.get(tid, (asyncio.Lock(), 0))
+        self._locks[tid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[tid]
+            if users == 1:
+                del self._locks[tid]
+            else:
+                self._locks[tid] = (lock, users - 1)
 
     async def init_producer_id(self, tid: str, timeout_ms: int, producer_id: int, epoch: int) -> tuple[int, int]:
         """The id's producer id and its next epoch; whatever transaction it had open is aborted.

@@ -4,6 +4,7 @@ abort that fences the abandoning producer, and the records a read_committed read
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -48,7 +49,10 @@ async def _kind(call: object) -> str:
 async def test_epochs_fence_and_end(store: MetadataStore) -> None:
     coord = _coordinator(store)
     assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 0)
-    await coord.add("app", 100, 0, partitions=[("out", 0)])
+    # Requests of one id queue behind each other here: none loses the store's compare-and-set.
+    await asyncio.gather(*(coord.add("app", 100, 0, partitions=[("out", i % 2)], groups=[f"g{i}"]) for i in range(8)))
+    state = await store.txn_get("app")
+    assert state is not None and state.partitions == {("out", 0), ("out", 1)} and len(state.groups) == 8
     await store.txn_open_batch("app", 100, 0, "out", 0, 0, 0)
     await store.txn_place_batch("out", 0, 100, 0, 0, 0, 3)
     # A second instance: the open transaction is aborted, the epoch moves, the first is fenced.
