@@ -19,7 +19,7 @@ from streamhouse.storage.partition.view import PartitionView, partition_view
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.decode import with_null_columns
-from streamhouse.storage.segment.footer import RowGroupInfo, SegmentFooter, select_row_groups
+from streamhouse.storage.segment.footer import RowGroupInfo, SegmentFooter, column_min_max, select_row_groups
 from streamhouse.storage.values.json_decode import bad_values, decode_json_values, json_error_details, json_errors
 from streamhouse.storage.values.schema import ValueSchema, parse_value_schema
 
@@ -263,16 +263,11 @@ def _wholly_inside(rg: RowGroupInfo, bounds: ScanBounds) -> bool:
 def _event_time_may_match(footer: SegmentFooter, index: int, bounds: ScanBounds) -> bool:
     if bounds.event_column is None or (bounds.event_min is None and bounds.event_max is None):
         return True
-    name = "v." + bounds.event_column
-    group = footer.metadata.row_group(index)
-    # Parquet leaf columns, not Arrow fields: nested headers take two leaves.
-    leaf = next((j for j in range(group.num_columns) if group.column(j).path_in_schema == name), None)
-    if leaf is None:
+    # The footer's statistics by segment column name, in either segment layout.
+    found = column_min_max(footer, index, "v." + bounds.event_column)
+    if found is None:
         return True
-    stats = group.column(leaf).statistics
-    if stats is None or not stats.has_min_max:
-        return True
-    low, high = int(cast(int, stats.min_raw)), int(cast(int, stats.max_raw))  # TIMESTAMP(MILLIS): int64 ms
+    low, high = found  # TIMESTAMP(MILLIS): int64 ms
     return not (
         (bounds.event_min is not None and high < bounds.event_min)
         or (bounds.event_max is not None and low > bounds.event_max)
