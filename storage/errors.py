@@ -186,6 +186,11 @@ class BackpressureError(StreamHouseError):
     """Buffers or WAL are over their bound; retry later. Nothing was written."""
 
 
+class EarlierRollFailedError(StreamHouseError):
+    """A roll uploaded its segment but the roll before it did not commit: committing would
+    leave a gap, so the next flush retries both, in order (storage/partition/roll.py)."""
+
+
 class StorageUnavailableError(StreamHouseError):
     """The object store or metadata store could not be reached."""
 

@@ -259,25 +259,48 @@ class PartitionManager:
         await done
 
     async def _durable_rounds(self, key: Key, led: _Led) -> None:
-        """Natural group commit: roll at once while durable acks wait, one roll at a time. The
-        acks that arrive while a roll encodes, uploads and commits share the next roll, which
-        starts the moment that one ends. No timer: a lone producer waits for one roll, a busy
-        partition for one or two, and a roll's size follows the load (a timer bounded durable
-        throughput at in-flight requests x batch size per window). `durable_flush_ms` > 0
-        keeps a minimum gap between a partition's durable roll starts: fewer, larger segments
-        for more latency. A failed roll acknowledges nothing and the next waits out a backoff."""
+        """Natural group commit: roll at once while durable acks wait. The acks that arrive
+        while a roll encodes and uploads share the next roll, which starts the moment that
+        one has uploaded and only waits for its commit (storage/partition/roll.py pipelines
+        two rolls: one uploading, one committing). No timer: a lone producer waits for one
+        roll, a busy partition for one or two, and a roll's size follows the load (a timer
+        bounded durable throughput at in-flight requests x batch size per window).
+        `durable_flush_ms` > 0 keeps a minimum gap between a partition's durable roll
+        starts: fewer, larger segments for more latency. A failed roll acknowledges nothing
+        and the next waits out a backoff."""
         gap_s = self.config.durable_flush_ms / 1000
-        while led.durable_waiters and self._led.get(key) is led:
-            delay = max(led.durable_at + gap_s - time.monotonic(), self.flush_health.wait_s(key))
-            if delay > 0:
-                await asyncio.sleep(delay)
-            led.durable_at = time.monotonic()
-            before = led.writer.durable_end
-            await self._flush(key, led)
-            if led.durable_waiters and led.writer.durable_end == before and self.flush_health.wait_s(key) == 0:
-                # A roll that moved nothing yet left acks waiting must not turn this loop into
-                # a busy spin (without a gap nothing else would slow it down).
-                await asyncio.sleep(self.config.flush_check_ms / 1000)
+        rolls: set[asyncio.Task[None]] = set()
+        try:
+            while self._led.get(key) is led:
+                if not led.durable_waiters:
+                    if not rolls:
+                        break
+                    # A roll still releasing its WAL entries: an ack arriving meanwhile finds
+                    # this task alive and relies on it, so look again once the rolls end.
+                    await asyncio.wait(set(rolls))
+                    continue
+                delay = max(led.durable_at + gap_s - time.monotonic(), self.flush_health.wait_s(key))
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                led.durable_at = time.monotonic()
+                before = led.writer.durable_end
+                staged = asyncio.Event()
+                roll = asyncio.create_task(self._flush(key, led, staged.set))
+                rolls.add(roll)
+                roll.add_done_callback(rolls.discard)
+                waiter = asyncio.create_task(staged.wait())
+                try:
+                    await asyncio.wait({roll, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                moved = led.writer.durable_end != before
+                if roll.done() and led.durable_waiters and not moved and self.flush_health.wait_s(key) == 0:
+                    # A roll that moved nothing yet left acks waiting must not turn this loop
+                    # into a busy spin (without a gap nothing else slows it down).
+                    await asyncio.sleep(self.config.flush_check_ms / 1000)
+        finally:
+            if rolls:
+                await asyncio.wait(set(rolls))
 
     async def read(self, topic: str, partition: int, offset: int, max_records: int) -> pa.Table:
         return await self.reader.read(
@@ -309,9 +332,9 @@ class PartitionManager:
                 due.append(self._flush(key, led))
         await asyncio.gather(*due)
 
-    async def _flush(self, key: Key, led: _Led) -> None:
+    async def _flush(self, key: Key, led: _Led, staged: Callable[[], None] | None = None) -> None:
         try:
-            await led.writer.flush(committed=lambda segment: self._committed(key, led, segment))
+            await led.writer.flush(committed=lambda segment: self._committed(key, led, segment), staged=staged)
         except FencedError as exc:
             self._drop(key, exc)
             return

@@ -43,7 +43,7 @@ from streamhouse.storage.model import partition_resource
 from streamhouse.storage.object_store import open_object_store
 from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.partition.reader import PartitionReader
-from streamhouse.storage.partition.writer import segment_key
+from streamhouse.storage.partition.roll import segment_key
 from streamhouse.storage.records.schema import RECORD_SCHEMA, make_batch
 from streamhouse.storage.segment.compact import compact_records
 from streamhouse.storage.segment.compacted import compact_segments

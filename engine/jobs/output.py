@@ -12,7 +12,7 @@ import pyarrow as pa
 from streamhouse.api.values import batch_from_table
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.model import SegmentInfo, TopicInfo
-from streamhouse.storage.partition.writer import segment_key
+from streamhouse.storage.partition.roll import segment_key
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.segment.format import EncodedSegment, encode_segment
 from streamhouse.storage.values.json_decode import with_declared_columns

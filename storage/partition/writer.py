@@ -25,22 +25,17 @@ from streamhouse.storage.errors import (
     BackpressureError,
     FencedError,
     InvalidInputError,
-    ObjectExistsError,
-    OffsetConflictError,
-    StreamHouseError,
 )
-from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata.base import MetadataStore
-from streamhouse.storage.model import SegmentInfo, TopicInfo
+from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
+from streamhouse.storage.partition.roll import SegmentRoller, _Cut
 from streamhouse.storage.records.codec import decode_batch, frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
-from streamhouse.storage.segment.format import EncodedSegment, encode_segment
 from streamhouse.storage.values.avro_evolve import extends
-from streamhouse.storage.values.json_decode import with_declared_columns
 from streamhouse.storage.values.registry_formats import decode_stored
-from streamhouse.storage.values.schema import REGISTRY_FORMATS, ValueSchema, parse_value_schema
+from streamhouse.storage.values.schema import REGISTRY_FORMATS, parse_value_schema
 from streamhouse.storage.wal.format import WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
 from streamhouse.storage.wal.recovery import piece_payload, plan_recovery
@@ -56,10 +51,6 @@ class WriterConfig:
     max_buffer_bytes: int = 512 << 20  # over this, produce gets BackpressureError
 
 
-def segment_key(topic: str, partition: int, base_offset: int, epoch: int) -> str:
-    return f"topics/{topic}/{partition:05d}/{base_offset:020d}-{epoch}.parquet"
-
-
 def slice_batches(batches: Sequence[tuple[int, pa.RecordBatch]], start: int, end: int) -> list[pa.RecordBatch]:
     """The records of `batches` (each with its base offset) in [start, end), as zero-copy slices."""
     out: list[pa.RecordBatch] = []
@@ -71,7 +62,7 @@ def slice_batches(batches: Sequence[tuple[int, pa.RecordBatch]], start: int, end
     return out
 
 
-class PartitionWriter:
+class PartitionWriter(SegmentRoller):
     def __init__(
         self,
         topic: TopicInfo,
@@ -94,16 +85,15 @@ class PartitionWriter:
         self._store = store
         self._wal = wal
         self._lock = asyncio.Lock()  # offset assignment, WAL order and buffer order
-        self._roll_lock = asyncio.Lock()  # one roll at a time
+        # storage/partition/roll.py: one roll cuts and uploads while at most one commits.
+        self._roll_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
         self._batches: list[pa.RecordBatch] = []
-        self._pending_cut = 0  # batches of an upload whose commit did not complete
+        self._cuts: list[_Cut] = []  # leading batches taken by rolls not yet committed
         # What readers derived from a buffered batch (SQL: its decoded value columns), by the
         # batch's base offset; dropped with the batch when it is flushed.
         self.derived: dict[int, pa.Table] = {}
         self._value_schema = parse_value_schema(topic.value_schema)
-        # The columns a pending cut was encoded with: its retry must write the same bytes even
-        # if the columns grew meanwhile (follow_value_schema).
-        self._cut_schema: ValueSchema | None = None
         self._buffered_bytes = 0
         self._oldest_ms: float | None = None
         self.durable_end = durable_end  # committed in metadata
@@ -337,152 +327,6 @@ class PartitionWriter:
         assert self._oldest_ms is not None
         return time.monotonic() * 1000 - self._oldest_ms >= self.config.roll_age_ms
 
-    # -- roll ---------------------------------------------------------------------------------
-    async def flush(self, committed: Callable[[SegmentInfo], None] | None = None) -> SegmentInfo | None:
-        """Roll everything buffered into segments and commit them (fenced); returns the last.
-
-        `committed` is called with each segment as soon as its commit has moved `durable_end`, before the WAL
-        entries it covers are released: a durable ack needs the commit, not the release (a
-        WAL rotation: two fsyncs, ~4 ms a roll here), so it need not wait for it."""
-        async with self._roll_lock:
-            info: SegmentInfo | None = None
-            # A retried cut is followed by one more round for what was buffered after it.
-            for _ in range(2 if self._pending_cut else 1):
-                self._check_usable()
-                async with self._lock:
-                    # An attempt that may have uploaded its object but not committed (failed or
-                    # cancelled commit) is retried with exactly the same records: its object key
-                    # is taken, and only identical bytes may reuse it.
-                    cut = self._pending_cut or len(self._batches)
-                    batches = self._batches[:cut]
-                if not batches:
-                    return info
-                self._pending_cut = cut
-                try:
-                    info = await self._upload_and_commit(batches)
-                except (FencedError, OffsetConflictError) as exc:
-                    await self.fence(str(exc))
-                    raise self._fenced from exc  # type: ignore[misc]
-                async with self._lock:
-                    self._pending_cut = 0
-                    self._cut_schema = None
-                    del self._batches[: len(batches)]
-                    for base in [b for b in self.derived if b < info.end_offset]:
-                        del self.derived[base]
-                    self._buffered_bytes = sum(b.nbytes for b in self._batches)
-                    self._oldest_ms = time.monotonic() * 1000 if self._batches else None
-                    self.durable_end = info.end_offset
-                    if self._producer_batches:
-                        self._durable_producers.update(self._committed_producers(info.end_offset))
-                        self._producer_batches = [b for b in self._producer_batches if b.end_offset > info.end_offset]
-                self.segments_committed += 1
-                if committed is not None:
-                    committed(info)
-                await self._wal.release({(self.topic.topic_id, self.partition): info.end_offset})
-            return info
-
-    def _decoded_for(self, batches: list[pa.RecordBatch], schema: ValueSchema) -> list[pa.Table] | None:
-        """The declared columns already decoded for every one of `batches` (by the produce-time
-        check, or by a query of the buffer) without a value that failed to decode; None if any
-        batch lacks them. Read on the event loop: `derived` changes there."""
-        want = schema.segment_schema()
-        found: list[pa.Table] = []
-        for batch in batches:
-            decoded = self.derived.get(int(batch.column(0)[0].as_py())) if batch.num_rows else None
-            if decoded is None or decoded.num_rows != batch.num_rows:
-                return None
-            if (decoded.schema.metadata or {}).get(b"bad_offsets"):
-                return None  # the footer must record those values: the full decode does
-            decoded = decoded.replace_schema_metadata(None)
-            if not decoded.schema.equals(want):
-                return None  # never let a cache mismatch make the segment unwritable
-            found.append(decoded)
-        return found
-
-    def _encode(
-        self, batches: list[pa.RecordBatch], schema: ValueSchema | None, decoded: list[pa.Table] | None = None
-    ) -> EncodedSegment:
-        """Runs in the IO pool: declared value columns are decoded from JSON here, once, so
-        scans of committed data never parse JSON (docs/DESIGN.md §7), unless produce already decoded
-        them (`decoded`, one table per batch)."""
-        table = pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
-        extra: dict[str, str] = {}
-        if schema is not None and decoded is not None:
-            columns = pa.concat_tables(decoded)
-            for field, column in zip(schema.segment_schema(), columns.columns, strict=True):
-                table = table.append_column(field, column)
-        elif schema is not None:
-            table, extra = with_declared_columns(table, schema)
-        return encode_segment(
-            table,
-            topic=self.topic.name,
-            partition=self.partition,
-            epoch=self.epoch,
-            row_group_bytes=self.config.row_group_bytes,
-            extra_metadata=extra,
-        )
-
-    async def _upload_and_commit(self, batches: list[pa.RecordBatch]) -> SegmentInfo:
-        # One set of columns for the whole cut, even if follow_value_schema grows them meanwhile.
-        schema = self._cut_schema = self._cut_schema or self._value_schema
-        decoded = self._decoded_for(batches, schema) if schema is not None else None
-        if decoded is None and schema is not None and schema.format in REGISTRY_FORMATS:
-            # Replayed from the WAL (no produce-time columns), or decoded before the columns
-            # grew: never JSON-decode Avro values.
-            decoded = await decode_stored(self._metadata, batches, schema)
-        encoded = await run_blocking(self._encode, batches, schema, decoded)
-        key = segment_key(self.topic.name, self.partition, encoded.base_offset, self.epoch)
-        try:
-            await self._store.put(key, encoded.data, if_absent=True)
-        except ObjectExistsError:
-            # A retry after a failed commit in the same epoch: the same offsets and epoch hold
-            # the same records, so the object must be byte-identical to be reused.
-            if await self._store.get(key) != encoded.data:
-                raise StreamHouseError(f"segment object {key} exists with different content") from None
-        info = encoded.info(topic=self.topic.name, partition=self.partition, object_key=key, epoch=self.epoch)
-        await self._commit(info)
-        return info
-
-    async def _commit(self, info: SegmentInfo) -> None:
-        """Commit `info`; any failure, refusals included, is checked against the segments table
-        first. A refusal (FencedError / OffsetConflictError) reaches the caller only when the
-        row is not ours; an error whose outcome the read-back cannot settle is raised as it
-        is, leaving the buffer and `_pending_cut` in place for a retry that will settle it."""
-        try:
-            producers = self._committed_producers(info.end_offset) if self._producer_batches else {}
-            if producers:  # in the segment's own transaction: the rows and the log agree
-                await self._metadata.commit_segment(info, self.holder, self.epoch, list(producers.values()))
-            else:
-                await self._metadata.commit_segment(info, self.holder, self.epoch)
-        except Exception as exc:
-            try:
-                committed = await self._is_committed(info)
-            except Exception:
-                raise exc from None  # still unknown: the retry (same records, same key) decides
-            if not committed:
-                raise
-            log.warning(
-                "%s/%d: the commit of segment %s was applied although it reported %s; "
-                "the reply was lost, the segment stands",
-                self.topic.name,
-                self.partition,
-                info.object_key,
-                exc,
-            )
-
-    async def _is_committed(self, info: SegmentInfo) -> bool:
-        """Whether the segments table holds exactly this segment under this writer's epoch."""
-        rows = await self._metadata.list_segments(
-            self.topic.name, self.partition, info.base_offset, info.base_offset + 1
-        )
-        return any(
-            r.base_offset == info.base_offset
-            and r.end_offset == info.end_offset
-            and r.epoch == self.epoch
-            and r.object_key == info.object_key
-            for r in rows
-        )
-
     async def fence(self, reason: str) -> None:
         """Stop for good: drop the buffer (its records stay in the WAL, see on_fenced); every
         later call raises FencedError."""
@@ -496,6 +340,7 @@ class PartitionWriter:
                 f"{self.next_offset - self.durable_end} unflushed records dropped"
             )
             self._batches.clear()
+            self._cuts.clear()
             self.derived.clear()
             self._buffered_bytes = 0
 

@@ -13,7 +13,8 @@ from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 from streamhouse.storage.object_store import ObjectStore
-from streamhouse.storage.partition.writer import PartitionWriter, segment_key
+from streamhouse.storage.partition.roll import segment_key
+from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records.schema import make_batch
 from streamhouse.storage.wal.log import WriteAheadLog
 

@@ -23,7 +23,7 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import SegmentInfo, TopicInfo
-from streamhouse.storage.partition.writer import segment_key
+from streamhouse.storage.partition.roll import segment_key
 from streamhouse.storage.records.schema import make_batch
 from tests.engine.agent.conftest import BOTH_STORES, store_urls
 

@@ -25,7 +25,7 @@ import streamhouse
 from streamhouse.agent.flush_health import FAULT_CAP_S, OUTAGE_CAP_S, FlushHealth
 from streamhouse.storage.errors import StorageUnavailableError, StreamHouseError
 from streamhouse.storage.object_store import open_object_store
-from streamhouse.storage.partition.writer import segment_key
+from streamhouse.storage.partition.roll import segment_key
 from tests.agent_process import AgentLauncher, AgentProcess, wait_until
 
 EPOCHS = range(1, 4)  # a new topic's first leadership; a few more in case of a re-acquire

@@ -266,7 +266,7 @@ async def test_a_compacted_segments_range_end_comes_from_its_footer(
 ) -> None:
     import pyarrow as pa
 
-    from streamhouse.storage.partition.writer import segment_key
+    from streamhouse.storage.partition.roll import segment_key
     from streamhouse.storage.records.schema import assign_offsets
     from streamhouse.storage.segment.format import encode_segment
 
