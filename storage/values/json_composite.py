@@ -69,6 +69,8 @@ def read_type(target: pa.DataType, spelling: str = ENTRIES) -> pa.DataType:
 def to_target(array: pa.Array[Any], target: pa.DataType) -> pa.Array[Any]:
     """`array` as read by `read_type(target, …)` rebuilt as `target`, whole arrays at a time."""
     if array.type == target:
+        if _holds_strings(target):
+            array.validate(full=True)  # the reader does not check UTF-8 (e.g. ARRAY<STRING> items)
         return array
     mask = array.is_null() if array.null_count else None
     if pa.types.is_map(target):
@@ -91,6 +93,12 @@ def to_target(array: pa.Array[Any], target: pa.DataType) -> pa.Array[Any]:
     if pa.types.is_string(array.type):
         array.validate(full=True)  # the reader does not check UTF-8
     return array.cast(target)
+
+
+def _holds_strings(type_: pa.DataType) -> bool:
+    if pa.types.is_string(type_):
+        return True
+    return pa.types.is_nested(type_) and any(_holds_strings(type_.field(i).type) for i in range(type_.num_fields))
 
 
 def _map(offsets: Any, keys: pa.Array[Any], items: pa.Array[Any], target: pa.DataType, mask: Any) -> pa.Array[Any]:
