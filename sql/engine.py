@@ -25,7 +25,7 @@ from streamhouse.sql.org_names import named as _named
 from streamhouse.sql.org_names import named_jobs as _named_jobs
 from streamhouse.sql.org_names import stored as _stored
 from streamhouse.sql.org_names import visible_topics
-from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, topic_schema
+from streamhouse.sql.query.catalog import TopicScan, TopicSource, scan_topic, split_small, topic_schema
 from streamhouse.sql.query.coverage import read_chunk_bytes, with_coverage
 from streamhouse.sql.query.latest import is_latest, latest_tables, scan_latest
 from streamhouse.sql.query.limits import (
@@ -255,15 +255,7 @@ class SqlEngine:
             *(scan_topic(self.source, info, bounds[name], columns, chunk) for name, info in used.items())
         )
         self.last_scans = list(scans)
-        # A topic that fits in one read chunk is read now and handed over whole: DataFusion
-        # then knows its size (a join builds on the smaller side); larger ones stream.
-        tables: dict[str, pa.Table] = {}
-        streams = {}
-        for name, scan in zip(used, scans, strict=True):
-            if scan.stream.estimated_bytes <= chunk:
-                tables[name] = await scan.stream.read_all(scan.dataset.schema.names, scan.dataset.schema)
-            else:
-                streams[name] = scan.dataset
+        tables, streams = await split_small(dict(zip(used, scans, strict=True)), chunk)
         latest = await asyncio.gather(*(scan_latest(self.source, info) for info in planned.latest.values()))
         tables.update(zip(planned.latest, latest, strict=True))
         text = ("EXPLAIN " if explain else "") + planned.sql
@@ -271,7 +263,7 @@ class SqlEngine:
         result = await run_query(tables, text, limits, self.spill_dir, streams, held)
         if explain:
             pairs = zip(used, scans, strict=True)
-            rows = [tables[n].num_rows if n in tables else await _count_rows(s) for n, s in pairs]
+            rows = [tables[n].num_rows if n in tables else await s.stream.count_rows() for n, s in pairs]
             return _with_pruning(result, scans, rows)
         return with_coverage(result, {_client_name(s.info.name): s.coverage() for s in scans})
 
@@ -334,18 +326,6 @@ def _check(schemas: dict[str, pa.Schema], sql: str) -> None:
         ctx.sql(sql).logical_plan()
     except Exception as exc:
         raise SqlError(clean_message(str(exc))) from None
-
-
-async def _count_rows(scan: TopicScan) -> int:
-    """The rows an EXPLAINed query would read: its plans read for their offsets alone."""
-    stream = scan.stream
-    total = 0
-    for plan in stream.plans:
-        for chunk in plan.chunks:
-            rows = chunk.rows if chunk.rows is not None else (await stream.read_chunk(plan, chunk, ["offset"])).num_rows
-            total += rows
-        total += plan.tail.num_rows if plan.tail is not None else 0
-    return total
 
 
 def _with_pruning(plan: pa.Table, scans: list[TopicScan], read: list[int]) -> pa.Table:

@@ -136,6 +136,21 @@ async def scan_topic(
     return TopicScan(info, dataset, info.partitions, len(wanted), stats)
 
 
+async def split_small(
+    scans: Mapping[str, TopicScan], chunk_bytes: int
+) -> tuple[dict[str, pa.Table], dict[str, TopicDataset]]:
+    """Topics that fit in one read chunk read now, whole (DataFusion then knows their sizes:
+    a join builds on the smaller side), and the others as the streams DataFusion pulls."""
+    tables: dict[str, pa.Table] = {}
+    streams: dict[str, TopicDataset] = {}
+    for name, scan in scans.items():
+        if scan.stream.estimated_bytes <= chunk_bytes:
+            tables[name] = await scan.stream.read_all(scan.dataset.schema.names, scan.dataset.schema)
+        else:
+            streams[name] = scan.dataset
+    return tables, streams
+
+
 def check_bad_values(info: TopicInfo, partition: int, stats: ScanStats, columns: Iterable[str]) -> None:
     """SqlError if the scanned rows hold values that did not fit the declared columns and the
     query reads a declared column: those rows would read as nulls. Queries of system columns

@@ -74,6 +74,17 @@ class TopicStream:
         pieces = [await self._read(plan, chunk, names) for plan, chunk in self._work()]
         return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
+    async def count_rows(self) -> int:
+        """The rows a scan of it reads (EXPLAIN): footer counts where whole row groups are
+        inside the bounds, else their offsets read."""
+        total = 0
+        for plan, chunk in self._work():
+            if chunk is None:
+                total += plan.tail.num_rows if plan.tail is not None else 0
+            else:
+                total += chunk.rows if chunk.rows is not None else (await self.read_chunk(plan, chunk, [])).num_rows
+        return total
+
     def _work(self) -> list[tuple[PartitionPlan, SegmentChunk | None]]:
         work: list[tuple[PartitionPlan, SegmentChunk | None]] = []
         for plan in self.plans:
