@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from streamhouse.sql.query.catalog import topic_schema
 from streamhouse.storage.errors import InvalidInputError
@@ -114,10 +113,3 @@ def _single(column: Any) -> Any:
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
 
-
-def empty_like(target: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_pylist([], schema=target)
-
-
-def count_rows(batch: pa.RecordBatch) -> int:
-    return int(pc.count(batch.column(0), mode="all").as_py()) if batch.num_columns else batch.num_rows
