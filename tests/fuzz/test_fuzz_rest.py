@@ -56,6 +56,12 @@ CALLS: tuple[tuple[str, str, Any], ...] = (
     ("PUT", "/registry/config/fz-value", {"compatibility": "BACKWARD"}),
     ("PUT", "/registry/mode", {"mode": "READWRITE"}),
     ("GET", "/registry/schemas/ids/1?subject=fz-value", None),
+    # Reads of stored bytes in every value type: the fuzz topic holds whatever the run produced.
+    *(("GET", f"/v1/topics/{TOPIC}/partitions/0/records?offset=0&timeout_ms=0&value_type={t}", None)
+      for t in ("AVRO", "PROTOBUF", "JSONSCHEMA", "BINARY", "STRING", "JSON")),
+    ("POST", "/v1/topics/fza/records", {"value_type": "AVRO", "values": [{"a": 1}, {"a": -(2**63)}]}),
+    ("GET", "/v1/topics/fza/partitions/0/records?offset=0&timeout_ms=0", None),
+    ("GET", "/v1/consumer-groups/g2/topics/fza/records?max_records=3&timeout_ms=0&value_type=AVRO", None),
 )  # fmt: skip
 # Long polls are capped: a request that asked to wait is not a hang.
 _SKIP_LONG_WAITS = ("timeout_ms=", "max_wait")
@@ -145,7 +151,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
             routers=[registry_router(schemas)],
             registry=schemas,
         )
-        yield App(transport._loop, asgi)
+        fuzz_app = App(transport._loop, asgi)
+        # An Avro topic (its subject's schema registered first), so typed reads and writes run too.
+        call = fuzz_app.request("POST", "/registry/subjects/fza-value/versions", json.dumps({"schema": AVRO}).encode())
+        assert asyncio.run_coroutine_threadsafe(call, transport._loop).result().status_code == 200
+        sh.sql("CREATE TOPIC fza WITH (format = 'avro', subject = 'fza-value', partitions = 1)")
+        yield fuzz_app
     finally:
         sh.close()
 
