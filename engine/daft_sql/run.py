@@ -16,9 +16,10 @@ to the agent as usual.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from sqlglot import exp
@@ -38,6 +39,8 @@ from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store import open_object_store
 from streamhouse.storage.segment.reader import SegmentReader
 from streamhouse.storage.values.schema import parse_value_schema
+
+T = TypeVar("T")
 
 __all__ = ["EngineChoiceError", "Storage", "is_daft_engine", "list_topic_files", "run_daft"]
 
@@ -64,7 +67,7 @@ def run_daft(client: Client, sql: str, engine: str, storage: Storage) -> pa.Tabl
     """The rows of one query, computed by Daft; typed errors as the agent's engine raises them."""
     daft = _import_daft()
     _choose_runner(daft, engine)
-    infos, files = asyncio.run(list_topic_files(sql, storage))
+    infos, files = _run_async(list_topic_files(sql, storage))
     frames = {}
     for name, topic in files.items():
         check_values(topic, _read_columns(sql, topic.info))
@@ -82,6 +85,16 @@ def run_daft(client: Client, sql: str, engine: str, storage: Storage) -> pa.Tabl
             f"Daft: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
         ) from None
     return _as_datafusion_types(result)
+
+
+def _run_async(work: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, also from inside a running loop (a notebook cell): then on a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def _import_daft() -> Any:
