@@ -184,7 +184,7 @@ class Handlers:
             failed = any(not isinstance(r, FetchResult) for r in results.values())
             if size >= min_bytes or remaining <= 0 or failed or not wanted:
                 break
-            await self._wait_for_more(wanted, results, remaining)
+            await self._wait_for_more(wanted, results, remaining, read_committed=results is not shown)
         responses: dict[str, list[Body]] = {}
         budget = body["max_bytes"] if body["max_bytes"] > 0 else 2**31 - 1
         for topic, p in wanted:
@@ -234,11 +234,17 @@ class Handlers:
             return exc
 
     async def _wait_for_more(
-        self, wanted: list[tuple[str, Body]], results: dict[tuple[str, int], FetchResult | BaseException], wait_s: float
+        self,
+        wanted: list[tuple[str, Body]],
+        results: dict[tuple[str, int], FetchResult | BaseException],
+        wait_s: float,
+        read_committed: bool = False,
     ) -> None:
         """Returns when any partition has more than it had in `results` (the agent's own
-        long-poll, one per partition), or after `wait_s`."""
-        tasks = []
+        long-poll, one per partition), a transaction ended here (read_committed), or after `wait_s`."""
+        tasks: list[asyncio.Future[Any]] = []
+        if read_committed and self.committed is not None:
+            tasks.append(asyncio.ensure_future(self.committed.moved()))
         for topic, p in wanted:
             had = results[(topic, p["partition"])]
             more = had.records.nbytes + 1 if isinstance(had, FetchResult) else 1

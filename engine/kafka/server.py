@@ -184,7 +184,7 @@ class KafkaServer:
         reads = CommittedReads(self._node.metadata)
         self.txn_leases = GroupLeases(self.registry, lambda _tid: None, prefix=LEASE_PREFIX)
         self.txn_leases.start()
-        self.txn = TxnCoordinator(self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.changed)
+        self.txn = TxnCoordinator(self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.ended)
         self.txn.start()
         data.committed = reads
         produce = ProduceHandlers(self.front, txn=reads)

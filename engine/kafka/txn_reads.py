@@ -16,6 +16,7 @@ never written transactionally answer from the same one query.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,10 +69,26 @@ class CommittedReads:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
         self._cache: dict[tuple[str, int], tuple[float, int, Stable]] = {}
+        self._moved: asyncio.Future[None] | None = None
 
     def changed(self, partitions: Iterable[tuple[str, int]]) -> None:
         for key in partitions:
             self._cache.pop(key, None)
+
+    def ended(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """A transaction ended here: its partitions' entries go, and read_committed fetches
+        waiting for more (`moved`) look again. A commit appends nothing (no control records),
+        so without this they would wait out their MaxWaitMs before seeing its records."""
+        self.changed(partitions)
+        if self._moved is not None and not self._moved.done():
+            self._moved.set_result(None)
+        self._moved = None
+
+    async def moved(self) -> None:
+        """Returns when a transaction next ends on this agent."""
+        if self._moved is None:
+            self._moved = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._moved)  # a cancelled waiter leaves the future to the others
 
     async def stable(self, topic: str, partition: int, from_offset: int) -> Stable:
         key = (topic, partition)

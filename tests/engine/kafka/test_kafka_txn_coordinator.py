@@ -117,3 +117,13 @@ def test_committed_view_drops_aborted_and_unstable(spans: list[tuple[int, int, b
     hidden = {o for b in placed for o in range(b.base_offset, b.end_offset or 0)}
     assert kept == [o for o in range(at + 5) if o < lso and o not in hidden]
     assert np.all(np.diff(view.bases) > 0) or len(view.bases) <= 1
+
+
+async def test_an_ended_transaction_wakes_read_committed_waiters(store: MetadataStore) -> None:
+    reads = CommittedReads(store)
+    first, second = asyncio.ensure_future(reads.moved()), asyncio.ensure_future(reads.moved())
+    await asyncio.sleep(0.01)
+    assert not first.done()
+    first.cancel()  # one waiter gone (its fetch answered): the other still wakes
+    reads.ended([("out", 0)])
+    await asyncio.wait_for(second, 1)
