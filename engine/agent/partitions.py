@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,11 +47,12 @@ class _Led:
 
     writer: PartitionWriter
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
-    # Group commit for acks=durable: one durable roll in flight at a time, the next one right
-    # after it (see _durable_rounds). `durable_at` is when the last durable roll started
-    # (monotonic seconds), for the optional minimum gap `durable_flush_ms`.
+    # Group commit for acks=durable: the next durable roll starts once the last one has
+    # uploaded and a new ack waits (see _durable_rounds). `durable_at` is when the last
+    # durable roll started (monotonic seconds), for the optional minimum gap `durable_flush_ms`.
     durable_at: float = float("-inf")
     durable_task: asyncio.Task[None] | None = None
+    waiter_added: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class PartitionManager:
@@ -254,6 +255,7 @@ class PartitionManager:
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         led.durable_waiters.append((end, done))
+        led.waiter_added.set()
         if led.durable_task is None or led.durable_task.done():
             led.durable_task = asyncio.create_task(self._durable_rounds((topic, partition), led))
         await done
@@ -276,8 +278,9 @@ class PartitionManager:
                     if not rolls:
                         break
                     # A roll still releasing its WAL entries: an ack arriving meanwhile finds
-                    # this task alive and relies on it, so look again once the rolls end.
-                    await asyncio.wait(set(rolls))
+                    # this task alive and relies on it.
+                    led.waiter_added.clear()
+                    await _first_of(led.waiter_added.wait(), *rolls)
                     continue
                 delay = max(led.durable_at + gap_s - time.monotonic(), self.flush_health.wait_s(key))
                 if delay > 0:
@@ -285,14 +288,14 @@ class PartitionManager:
                 led.durable_at = time.monotonic()
                 before = led.writer.durable_end
                 staged = asyncio.Event()
+                led.waiter_added.clear()
                 roll = asyncio.create_task(self._flush(key, led, staged.set))
                 rolls.add(roll)
                 roll.add_done_callback(rolls.discard)
-                waiter = asyncio.create_task(staged.wait())
-                try:
-                    await asyncio.wait({roll, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
+                await _first_of(staged.wait(), roll)
+                if not roll.done():
+                    # Uploaded, committing: the next roll needs acks of records it did not cut.
+                    await _first_of(led.waiter_added.wait(), roll)
                 moved = led.writer.durable_end != before
                 if roll.done() and led.durable_waiters and not moved and self.flush_health.wait_s(key) == 0:
                     # A roll that moved nothing yet left acks waiting must not turn this loop
@@ -445,3 +448,14 @@ class PartitionManager:
         await self.wal.close()
         await self.store.close()
         await self.metadata.close()
+
+
+async def _first_of(*waits: Awaitable[Any]) -> None:
+    """Wait until the first of `waits` ends; the others go on (tasks) or are dropped."""
+    tasks = [w if isinstance(w, asyncio.Future) else asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task, wait in zip(tasks, waits, strict=True):
+            if task is not wait:
+                task.cancel()

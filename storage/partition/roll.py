@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -44,10 +43,15 @@ from streamhouse.storage.values.registry_formats import decode_stored
 from streamhouse.storage.values.schema import REGISTRY_FORMATS, ValueSchema
 from streamhouse.storage.wal.log import WriteAheadLog
 
-if TYPE_CHECKING:
-    from streamhouse.storage.partition.writer import WriterConfig
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    roll_bytes: int = 64 << 20  # docs/DESIGN.md §4: roll at 64 MiB …
+    roll_age_ms: int = 10_000  # … or when the oldest buffered record is this old
+    row_group_bytes: int = 1 << 20
+    max_buffer_bytes: int = 512 << 20  # over this, produce gets BackpressureError
 
 
 def segment_key(topic: str, partition: int, base_offset: int, epoch: int) -> str:

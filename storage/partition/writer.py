@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -30,7 +30,7 @@ from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
-from streamhouse.storage.partition.roll import SegmentRoller, _Cut
+from streamhouse.storage.partition.roll import SegmentRoller, WriterConfig, _Cut
 from streamhouse.storage.records.codec import decode_batch, frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.values.avro_evolve import extends
@@ -42,13 +42,7 @@ from streamhouse.storage.wal.recovery import piece_payload, plan_recovery
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class WriterConfig:
-    roll_bytes: int = 64 << 20  # docs/DESIGN.md §4: roll at 64 MiB …
-    roll_age_ms: int = 10_000  # … or when the oldest buffered record is this old
-    row_group_bytes: int = 1 << 20
-    max_buffer_bytes: int = 512 << 20  # over this, produce gets BackpressureError
+__all__ = ["PartitionWriter", "WriterConfig", "slice_batches"]
 
 
 def slice_batches(batches: Sequence[tuple[int, pa.RecordBatch]], start: int, end: int) -> list[pa.RecordBatch]:

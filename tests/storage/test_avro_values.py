@@ -20,6 +20,7 @@ from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata import open_metadata_store
 from streamhouse.storage.model import partition_resource
 from streamhouse.storage.object_store import open_object_store
+from streamhouse.storage.partition import roll
 from streamhouse.storage.partition import writer as partition_writer
 from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.scan import ScanBounds, scan_partition
@@ -89,7 +90,7 @@ def test_writer_decodes_replayed_avro_batches(tmp_path: Path, monkeypatch: pytes
     def refuse(*args: object) -> object:
         raise AssertionError("the segment writer JSON-decoded an Avro topic")
 
-    monkeypatch.setattr(partition_writer, "with_declared_columns", refuse)
+    monkeypatch.setattr(roll, "with_declared_columns", refuse)
     monkeypatch.setattr(partition_writer.PartitionWriter, "_decoded_for", lambda self, batches, schema: None)
     with streamhouse.open(tmp_path) as sh:
         transport: Any = sh.transport
@@ -116,7 +117,7 @@ def test_produce_decoded_avro_columns_are_written_as_they_are(tmp_path: Path, mo
         raise AssertionError("the segment writer decoded values produce had already decoded")
 
     monkeypatch.setattr(partition_writer, "decode_stored", refuse)
-    monkeypatch.setattr(partition_writer, "with_declared_columns", refuse)
+    monkeypatch.setattr(roll, "with_declared_columns", refuse)
     timed = {
         "type": "record",
         "name": "Tick",

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import streamhouse
-from streamhouse.storage.partition import writer as partition_writer
+from streamhouse.storage.partition import roll as partition_writer
 
 
 def _rows(sh: Any) -> list[dict[str, Any]]:
