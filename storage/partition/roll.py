@@ -55,7 +55,7 @@ class WriterConfig:
 
 
 def segment_key(topic: str, partition: int, base_offset: int, epoch: int) -> str:
-    return f"topics/{topic}/{partition}/{base_offset:020d}-e{epoch}.parquet"
+    return f"topics/{topic}/{partition:05d}/{base_offset:020d}-{epoch}.parquet"
 
 
 @dataclass
