@@ -92,9 +92,9 @@ class TxnCoordinator:
                 return stored.producer_id, stored.producer_epoch
             if producer_id >= 0:
                 state.check_producer(producer_id, epoch)
-            if state.state == t.ONGOING:
-                state = await self._end(state, False, state.producer_epoch)
             pid, next_epoch = state.producer_id, state.producer_epoch + 1
+            if state.state == t.ONGOING:  # aborted at the new epoch: fenced in the same write
+                state = await self._end(state, False, next_epoch)
             if next_epoch > t.MAX_EPOCH:  # epochs exhausted: a new producer id starts at 0
                 pid, next_epoch = await self.new_producer_id(), 0
             stored = await self.metadata.txn_put(
