@@ -27,8 +27,8 @@ from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time
-from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StreamHouseError
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]

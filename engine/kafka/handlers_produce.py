@@ -26,10 +26,10 @@ from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.kafka.txn_produce import produce_transactional
-from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import tag
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
 log = logging.getLogger(__name__)

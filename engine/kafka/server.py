@@ -56,9 +56,9 @@ from streamhouse.kafka.registry import BrokerRegistry
 from streamhouse.kafka.sasl.gate import GatedFrames, SaslConnection, SaslGate
 from streamhouse.kafka.throttle import KafkaThrottle, Mute, with_throttle
 from streamhouse.kafka.txn_coordinator import LEASE_PREFIX, TxnCoordinator
-from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 if TYPE_CHECKING:
     from streamhouse.auth import Authenticator

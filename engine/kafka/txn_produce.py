@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.record.batch import KafkaBatch
-from streamhouse.kafka.txn_reads import CommittedReads
 from streamhouse.storage.errors import TransactionError
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48

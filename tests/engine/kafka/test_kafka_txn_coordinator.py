@@ -16,10 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamhouse.kafka.txn_coordinator import TxnCoordinator
-from streamhouse.kafka.txn_reads import CommittedReads, stable_from
 from streamhouse.storage.errors import TransactionError
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
 from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, EMPTY, TxnBatch
+from streamhouse.storage.metadata.txn_reads import CommittedReads, stable_from
 from streamhouse.storage.records.schema import make_batch
 
 

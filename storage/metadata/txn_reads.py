@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.metadata.transactions import TxnBatch
 
 CACHE_S = 0.1
