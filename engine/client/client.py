@@ -247,6 +247,9 @@ class Client:
                     continue
                 end = result.end_offset
                 if result.records.num_rows == 0:
+                    if result.next_offset > offset:  # only aborted records there (read committed)
+                        offset = result.next_offset
+                        continue
                     break
                 tables.append(result.records.add_column(0, "partition", partition_column(p, result.records.num_rows)))
                 offset = result.next_offset

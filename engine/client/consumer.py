@@ -178,6 +178,8 @@ class Consumer:
                     continue
                 self._ends[p] = result.end_offset
                 n = result.records.num_rows
+                if not n and result.next_offset > self._positions[p]:  # aborted records skipped
+                    self._positions[p] = result.next_offset
                 if n:
                     self._positions[p] = result.next_offset
                     tables.append(result.records.add_column(0, "partition", partition_column(p, n)))

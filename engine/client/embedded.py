@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig
+from streamhouse.api.committed_front import read_committed
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks, FetchResult, GroupDescription, GroupOffset, ProduceResult, TopicDescription
 from streamhouse.auth.admin import AuthAdmin
@@ -27,6 +28,7 @@ from streamhouse.storage.errors import (
     QueryCancelledError,
     StreamHouseError,
 )
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.model import TopicInfo
 
 if TYPE_CHECKING:  # the Kafka codecs (cramjam, zstandard) load only when a listener starts
@@ -56,7 +58,8 @@ class EmbeddedTransport:
         self.config = self.service.config
         # Every SDK operation goes through the front-end contract (engine/api/contract.py), as the
         # gRPC servicers do; the node itself is only built, wired and closed here.
-        self.front: FrontEnd = self.service
+        # Fetches read committed (engine/api/committed_front.py), as through gRPC and REST.
+        self.front: FrontEnd = read_committed(self.service, CommittedReads(self.service.manager.metadata))
         # A notebook or script that never closes still gets its buffers flushed and leases
         # released. It must run before the thread pools shut down at interpreter exit, which
         # only threading's own exit hooks do (atexit runs after them).

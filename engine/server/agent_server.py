@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.metrics import AgentMetrics
+from streamhouse.api.committed_front import read_committed
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.quota_front import metered
@@ -39,6 +40,7 @@ from streamhouse.server.grpc.quota import QuotaInterceptor
 from streamhouse.server.grpc.services import add_services
 from streamhouse.server.http.server import HttpServer
 from streamhouse.storage.errors import AddressInUseError, DirectoryInUseError
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 log = logging.getLogger(__name__)
 _DIR_LOCK = "agent.lock"  # next to the WAL's own wal.lock, which is only taken later
@@ -115,6 +117,8 @@ class AgentServer:
         front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
         storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
         front = metered(front, storage_quotas)  # (engine/api/quota_front.py)
+        if auth.authenticator is None:  # as the Kafka listener: transactions only without auth for now
+            front = read_committed(front, CommittedReads(service.manager.metadata))  # (api/committed_front.py)
         service.sql_topics.admin = metered(service, storage_quotas)  # SQL CREATE / ALTER TOPIC too
         service.usage_report = UsageReport(quotas, storage_quotas, service.manager.metadata)  # SHOW USAGE
         http: HttpServer | None = None

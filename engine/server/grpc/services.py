@@ -147,6 +147,8 @@ class FetchService(pbg.FetchServicer):
             if response.record_count:
                 offset = response.next_offset
                 yield response
+            elif response.next_offset > offset:  # only aborted records there (read committed)
+                offset = response.next_offset
 
 
 class AdminService(pbg.AdminServicer):
