@@ -106,7 +106,7 @@ class _Decoder:
         live = np.ones(len(owner), dtype=bool)
         if field.kind in ("string", "bytes"):
             values = _binary(self.data, start, end, None)
-            return owner, values.cast(pa.string()) if field.kind == "string" else values
+            return owner, self._text(values, rows[owner]) if field.kind == "string" else values
         if field.kind == "message":
             assert field.message is not None
             return owner, self.message(field.message, start, end, live, rows[owner])
@@ -171,6 +171,24 @@ class _Decoder:
         out = values[order]
         return owner[token[order]], (_enum(field, out) if field.kind == "enum" else _scalars(field.kind, out))
 
+    def _text(self, values: pa.Array[Any], rows: Array) -> pa.Array[Any]:
+        """`values` as strings; one that is not UTF-8 is a ProtobufDecodeError naming its record
+        (`rows[k]`: the record of value k), as Protobuf requires strings to be UTF-8."""
+        try:
+            return values.cast(pa.string())
+        except pa.ArrowInvalid:
+            pass
+        # The refusal path only: find the first value that is not UTF-8, to name its record.
+        for k, raw in enumerate(values.to_pylist()):
+            try:
+                raw is None or raw.decode("utf-8")
+            except UnicodeDecodeError:
+                i = int(rows[k])
+                raise ProtobufDecodeError(
+                    f"record {i}: a string field is not UTF-8", index=i, source=self.source
+                ) from None
+        raise AssertionError("a cast to string failed on valid UTF-8")
+
     def _timestamp(self, start: Array, end: Array, rows: Array) -> pa.Array[Any]:
         parts = self.message(_TIMESTAMP, start, end, np.ones(len(start), dtype=bool), rows)
         seconds = parts.field(0).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -211,7 +229,7 @@ class _Decoder:
             start, end = np.zeros(n, np.int64), np.zeros(n, np.int64)  # absent: b"" / ""
             start[present], end[present] = tokens.start[chosen], tokens.end[chosen]
             text = _binary(self.data, start, end, valid)
-            return text.cast(pa.string()) if field.kind == "string" else text
+            return self._text(text, rows) if field.kind == "string" else text
         if field.kind in ("message", "timestamp") and not field.presence:
             # A map entry's value: missing reads as its default, the empty message (an empty span).
             start, end = np.zeros(n, np.int64), np.zeros(n, np.int64)

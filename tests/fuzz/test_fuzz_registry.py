@@ -122,6 +122,10 @@ def batches(draw: st.DrawFn) -> tuple[str, list[bytes | None]]:
     return name, values
 
 
+# Found by this fuzz: a Protobuf string field (singular or repeated) holding invalid UTF-8 let
+# pyarrow's ArrowInvalid out of the decoder (a produce to a Protobuf topic failed untyped).
+@example(("protobuf", [b"\x00\x00\x00\x00\x07\x00*\x02\xff\xbc"]))
+@example(("protobuf", [None, b"\x00\x00\x00\x00\x07\x00B\x02okB\x01\xfe"]))
 @fuzz(300)
 @given(batches())
 def test_damaged_framed_values_decode_or_raise_defined_errors(case: tuple[str, list[bytes | None]]) -> None:
