@@ -28,7 +28,7 @@ from streamhouse.storage.errors import (
     QueryCancelledError,
     StreamHouseError,
 )
-from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import TopicInfo
 
 if TYPE_CHECKING:  # the Kafka codecs (cramjam, zstandard) load only when a listener starts
@@ -59,7 +59,7 @@ class EmbeddedTransport:
         # Every SDK operation goes through the front-end contract (engine/api/contract.py), as the
         # gRPC servicers do; the node itself is only built, wired and closed here.
         # Fetches read committed (engine/api/committed_front.py), as through gRPC and REST.
-        self.front: FrontEnd = read_committed(self.service, CommittedReads(self.service.manager.metadata))
+        self.front: FrontEnd = read_committed(self.service, shared_reads(self.service.manager.metadata))
         # A notebook or script that never closes still gets its buffers flushed and leases
         # released. It must run before the thread pools shut down at interpreter exit, which
         # only threading's own exit hooks do (atexit runs after them).

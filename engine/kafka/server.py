@@ -58,7 +58,7 @@ from streamhouse.kafka.throttle import KafkaThrottle, Mute, with_throttle
 from streamhouse.kafka.txn_coordinator import LEASE_PREFIX, TxnCoordinator
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.base import MetadataStore
-from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.metadata.txn_reads import shared_reads
 
 if TYPE_CHECKING:
     from streamhouse.auth import Authenticator
@@ -181,7 +181,7 @@ class KafkaServer:
         """Transactions (issue 18): a coordinator per transactional id leased as kafka-txn/<id>,
         transactional batches on the produce path, read_committed fetches."""
         assert self.registry is not None
-        reads = CommittedReads(self._node.metadata)
+        reads = shared_reads(self._node.metadata)
         self.txn_leases = GroupLeases(self.registry, lambda _tid: None, prefix=LEASE_PREFIX)
         self.txn_leases.start()
         self.txn = TxnCoordinator(self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.ended)

@@ -40,7 +40,7 @@ from streamhouse.server.grpc.quota import QuotaInterceptor
 from streamhouse.server.grpc.services import add_services
 from streamhouse.server.http.server import HttpServer
 from streamhouse.storage.errors import AddressInUseError, DirectoryInUseError
-from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.metadata.txn_reads import shared_reads
 
 log = logging.getLogger(__name__)
 _DIR_LOCK = "agent.lock"  # next to the WAL's own wal.lock, which is only taken later
@@ -118,7 +118,7 @@ class AgentServer:
         storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
         front = metered(front, storage_quotas)  # (engine/api/quota_front.py)
         if auth.authenticator is None:  # as the Kafka listener: transactions only without auth for now
-            front = read_committed(front, CommittedReads(service.manager.metadata))  # (api/committed_front.py)
+            front = read_committed(front, shared_reads(service.manager.metadata))  # (api/committed_front.py)
         service.sql_topics.admin = metered(service, storage_quotas)  # SQL CREATE / ALTER TOPIC too
         service.usage_report = UsageReport(quotas, storage_quotas, service.manager.metadata)  # SHOW USAGE
         http: HttpServer | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -101,3 +102,16 @@ class CommittedReads:
             self._cache.clear()
         self._cache[key] = (now, from_offset, found)
         return found
+
+
+_SHARED: weakref.WeakKeyDictionary[MetadataStore, CommittedReads] = weakref.WeakKeyDictionary()
+
+
+def shared_reads(metadata: MetadataStore) -> CommittedReads:
+    """The one view per store in this process: the Kafka listener's produce path and EndTxn drop
+    its entries as they change them, so every face of the agent (Kafka, gRPC, REST, the SDK)
+    sees a transactional batch from the moment it is registered, not up to CACHE_S later."""
+    found = _SHARED.get(metadata)
+    if found is None:
+        found = _SHARED[metadata] = CommittedReads(metadata)
+    return found
