@@ -139,7 +139,8 @@ def test_damaged_framed_values_decode_or_raise_defined_errors(case: tuple[str, l
             return
     assert table.num_rows == len(values)
     table.validate(full=True)
-    table.to_pylist()
+    # Not to_pylist(): a valid Avro/Protobuf TIMESTAMP past year 9999 decodes (JSON topics refuse
+    # those at produce) and Python cannot show it; reported, not changed here.
 
 
 SCHEMA_TYPES = {"avro": "AVRO", "protobuf": "PROTOBUF", "json-schema": "JSON"}
