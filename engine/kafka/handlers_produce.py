@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 # Kafka broker its records are in place before the connection's next request is read; our
 # acks=none would append them in the background, racing a Fetch sent right behind them.
 _ACKS: Mapping[int, Acks] = {0: "leader", 1: "leader", -1: "durable"}
+# acks=all is answered REQUEST_TIMED_OUT at this share of the request's timeout_ms, so the
+# answer is there before a client that uses the same value as its own request timeout gives up.
+_ACK_TIMEOUT_SHARE = 0.8
 
 
 def _resolve(future: asyncio.Future[None], *_: object) -> None:
@@ -55,6 +58,7 @@ class ProduceHandlers:
         self, front: FrontEnd, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED, txn: CommittedReads | None = None
     ) -> None:
         self.front = front
+        self._late: set[asyncio.Task[Body]] = set()  # acks=all answered REQUEST_TIMED_OUT, still running
         self.txn = txn  # transactional batches (txn_produce.py); None: refused
         self.max_uncompressed = max_uncompressed
         self.producers = ProducerStates()
@@ -67,14 +71,22 @@ class ProduceHandlers:
         acks = _ACKS.get(body["acks"])
         txn_id = body["transactional_id"]
         topics = body["topic_data"]
-        if len(topics) == 1 and len(topics[0]["partition_data"]) == 1:
+        # acks=all waits for a segment commit, which an object-store outage can hold for
+        # long: past the request's timeout_ms the partition is answered REQUEST_TIMED_OUT (its
+        # records stay and commit later), as a Kafka broker answers acks=all it cannot satisfy
+        # in time. The client retries; an idempotent producer's retry gets the original offsets.
+        limit_s = (
+            body["timeout_ms"] * _ACK_TIMEOUT_SHARE / 1000 if acks == "durable" and body["timeout_ms"] > 0 else None
+        )
+        started = asyncio.get_running_loop().time()
+        if limit_s is None and len(topics) == 1 and len(topics[0]["partition_data"]) == 1:
             # One partition (a producer with one partition's batch ready): no task to order it
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
             result = await self._produce_partition(name, part["index"], part["records"], acks, ctx.applied, txn_id)
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
-        tasks: list[tuple[str, asyncio.Task[Body]]] = []
+        tasks: list[tuple[str, int, asyncio.Task[Body]]] = []
         try:
             for topic in topics:
                 for part in topic["partition_data"]:
@@ -83,23 +95,39 @@ class ProduceHandlers:
                                                    functools.partial(_resolve, placed), txn_id)  # fmt: skip
                     task = asyncio.create_task(work)
                     task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
-                    tasks.append((topic["name"], task))
+                    tasks.append((topic["name"], part["index"], task))
                     await placed
             if ctx.applied is not None:
                 ctx.applied()  # (on a failure the server sees this handler end instead)
-            results = await asyncio.gather(*(task for _, task in tasks))
+            if limit_s is None:
+                results = await asyncio.gather(*(task for _, _, task in tasks))
+            else:
+                left = limit_s - (loop.time() - started)
+                await asyncio.wait([task for _, _, task in tasks], timeout=max(left, 0.001))
+                results = [self._result_or_timeout(task, index) for _, index, task in tasks]
         except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending
-            for _, task in tasks:
+            for _, _, task in tasks:
                 task.cancel()
-            await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+            await asyncio.gather(*(task for _, _, task in tasks), return_exceptions=True)
             raise
         responses: dict[str, list[Body]] = {}
-        for (name, _), result in zip(tasks, results, strict=True):
+        for (name, _, _), result in zip(tasks, results, strict=True):
             responses.setdefault(name, []).append(result)
         return {
             "responses": [{"name": n, "partition_responses": r} for n, r in responses.items()],
             "throttle_time_ms": 0,
         }
+
+    def _result_or_timeout(self, task: asyncio.Task[Body], index: int) -> Body:
+        """A partition's answer, or REQUEST_TIMED_OUT while its acknowledgement is pending; the
+        task then runs on (its records are placed) and is kept until it ends."""
+        if task.done():
+            return task.result()
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+        message = "acks=all: the segment commit did not complete within the request's timeout_ms"
+        return {"index": index, "error_code": codes.REQUEST_TIMED_OUT, "base_offset": -1, "log_append_time_ms": -1,
+                "error_message": message}  # fmt: skip
 
     async def _produce_partition(
         self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
