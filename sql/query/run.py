@@ -30,9 +30,9 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext
 from datafusion.record_batch import RecordBatchStream
 
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.query.catalog import unsliced
 from streamhouse.sql.query.limits import QueryLimits, format_bytes
 from streamhouse.sql.query.stream import TopicDataset
+from streamhouse.sql.query.unsliced import unsliced
 from streamhouse.storage.errors import QueryMemoryExceededError, StreamHouseError
 from streamhouse.storage.executor import run_blocking
 

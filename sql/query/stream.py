@@ -190,7 +190,7 @@ class _Scanner:
         self.projected_schema = pa.schema([schema.field(c) for c in self._columns])
 
     def to_batches(self) -> Iterator[pa.RecordBatch]:
-        from streamhouse.sql.query.catalog import unsliced
+        from streamhouse.sql.query.unsliced import unsliced
 
         # A filter DataFusion pushed down is ours to apply, and may name columns it does not
         # project: read every column the query uses then.

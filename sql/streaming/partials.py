@@ -33,7 +33,7 @@ from sqlglot import exp
 
 from streamhouse.sql.dialect import ident_name, parse_query, to_sql
 from streamhouse.sql.errors import SqlError
-from streamhouse.sql.query.catalog import unsliced
+from streamhouse.sql.query.unsliced import unsliced
 from streamhouse.sql.streaming.assign import Ints, window_columns
 from streamhouse.sql.streaming.plan import WINDOWED_TABLE, JobPlan
 from streamhouse.sql.windows.calls import WINDOW_COLUMNS
