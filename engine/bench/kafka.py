@@ -321,28 +321,35 @@ def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def start_brokers(stack: ExitStack, workdir: Path, args: argparse.Namespace) -> tuple[list[Broker], str | None]:
+    """A temporary StreamHouse agent and, unless --no-reference, a real Kafka broker, both
+    stopped by `stack`; returns them and the Kafka version (None without one)."""
+    bootstrap, pid = stack.enter_context(_streamhouse(workdir / "streamhouse", args.fsync))
+    brokers = [Broker("StreamHouse", bootstrap, pid)]
+    if args.no_reference:
+        return brokers, None
+    from streamhouse.devservices.kafka_broker import KAFKA_VERSION, start_kafka_broker
+
+    version: str = args.kafka_version or KAFKA_VERSION
+    console.print(f"starting Apache Kafka {version} (jars from Maven Central on first use)")
+    broker = start_kafka_broker(workdir / "kafka", version=version)
+    stack.callback(broker.stop)
+    brokers.append(Broker(f"Kafka {version}", broker.bootstrap, broker.proc.pid))
+    return brokers, version
+
+
 def run(args: argparse.Namespace) -> int:
     if args.records <= 0 or args.record_size <= 0 or args.latency_rate <= 0 or args.latency_seconds <= 0:
         raise KafkaBenchError("--records, --record-size, --latency-rate and --latency-seconds must be positive")
     if args.rounds <= 0:
         raise KafkaBenchError("--rounds must be positive")
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sh-bench-kafka-"))
-    version = None
     with ExitStack() as stack:
         if not args.dir:
             stack.callback(shutil.rmtree, workdir, True)
         # Both brokers run for the whole bench so their produce runs can take turns; each one
         # idles while the other is measured.
-        bootstrap, pid = stack.enter_context(_streamhouse(workdir / "streamhouse", args.fsync))
-        brokers = [Broker("StreamHouse", bootstrap, pid)]
-        if not args.no_reference:
-            from streamhouse.devservices.kafka_broker import KAFKA_VERSION, start_kafka_broker
-
-            version = args.kafka_version or KAFKA_VERSION
-            console.print(f"starting Apache Kafka {version} (jars from Maven Central on first use)")
-            broker = start_kafka_broker(workdir / "kafka", version=version)
-            stack.callback(broker.stop)
-            brokers.append(Broker(f"Kafka {version}", broker.bootstrap, broker.proc.pid))
+        brokers, version = start_brokers(stack, workdir, args)
         figures = bench_brokers(brokers, args)
     _report(figures, args, version)
     return 0

@@ -30,9 +30,9 @@ from streamhouse.bench.kafka import (
     Broker,
     KafkaBenchError,
     _create_topic,
-    _streamhouse,
     _value,
     process_cpu_s,
+    start_brokers,
 )
 
 console = Console(stderr=True)
@@ -147,20 +147,10 @@ def run(args: argparse.Namespace) -> int:
     if args.records <= 0 or args.record_size <= 0:
         raise KafkaBenchError("--records and --record-size must be positive")
     workdir = Path(args.dir or tempfile.mkdtemp(prefix="sh-bench-kafka-txn-"))
-    version = None
     with ExitStack() as stack:
         if not args.dir:
             stack.callback(shutil.rmtree, workdir, True)
-        bootstrap, pid = stack.enter_context(_streamhouse(workdir / "streamhouse", args.fsync))
-        brokers = [Broker("StreamHouse", bootstrap, pid)]
-        if not args.no_reference:
-            from streamhouse.devservices.kafka_broker import KAFKA_VERSION, start_kafka_broker
-
-            version = args.kafka_version or KAFKA_VERSION
-            console.print(f"starting Apache Kafka {version} (jars from Maven Central on first use)")
-            broker = start_kafka_broker(workdir / "kafka", version=version)
-            stack.callback(broker.stop)
-            brokers.append(Broker(f"Kafka {version}", broker.bootstrap, broker.proc.pid))
+        brokers, version = start_brokers(stack, workdir, args)
         figures = bench(brokers, args)
     report(figures, args, version)
     return 0

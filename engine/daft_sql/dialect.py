@@ -45,6 +45,7 @@ from streamhouse.daft_sql.errors import UnsupportedOnDaftError
 from streamhouse.daft_sql.windows import daft_window_sql
 from streamhouse.sql.dialect import RawSql, WindowCall, parse_query, to_sql
 from streamhouse.sql.intervals import IntervalError, interval_ms
+from streamhouse.sql.query.pruning import conjuncts
 from streamhouse.sql.windows.calls import bind_window
 from streamhouse.sql.windows.relations import Relations, SchemaOf, hidden_tables
 
@@ -113,7 +114,7 @@ def _equi_join(join: exp.Join) -> None:
     on = join.args.get("on")
     if on is None:
         return
-    parts = _conjuncts(on)
+    parts = conjuncts(on)
     equal = [
         p for p in parts if isinstance(p, exp.EQ) and isinstance(p.left, exp.Column) and isinstance(p.right, exp.Column)
     ]
@@ -134,14 +135,6 @@ def _equi_join(join: exp.Join) -> None:
     if not equal:
         join.set("kind", None)  # a comma join; the conditions filter it below
     select.where(*[p.copy() for p in rest], copy=False)
-
-
-def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
-    if isinstance(condition, exp.And):
-        return _conjuncts(condition.left) + _conjuncts(condition.right)
-    if isinstance(condition, exp.Paren):
-        return _conjuncts(condition.this)
-    return [condition]
 
 
 def _time_columns(tables: frozenset[str], schema_of: SchemaOf) -> dict[str, bool]:

@@ -79,7 +79,7 @@ def _sole_source(select: exp.Select, table: exp.Table) -> bool:
 def _from_condition(condition: exp.Expr, names: set[str], event: str | None) -> TopicBounds:
     partitions: frozenset[int] | None = None
     scan = ScanBounds(event_column=event)
-    for part in _conjuncts(condition):
+    for part in conjuncts(condition):
         for column, op, value in _comparisons(part, names, event):
             if column == "_partition":
                 partitions = _narrow_partitions(partitions, op, value)
@@ -88,11 +88,11 @@ def _from_condition(condition: exp.Expr, names: set[str], event: str | None) -> 
     return TopicBounds(partitions, scan)
 
 
-def _conjuncts(condition: exp.Expr) -> list[exp.Expr]:
+def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(condition, exp.And):
-        return _conjuncts(condition.left) + _conjuncts(condition.right)
+        return conjuncts(condition.left) + conjuncts(condition.right)
     if isinstance(condition, exp.Paren):
-        return _conjuncts(condition.this)
+        return conjuncts(condition.this)
     return [condition]
 
 
