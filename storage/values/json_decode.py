@@ -173,8 +173,11 @@ def _read(document: pa.Buffer, fields: pa.Schema, rows: int, *, infer: bool = Fa
     if table.num_rows != rows:
         return None
     if infer:
-        wrapper = cast(pa.StructArray, table.column("v").combine_chunks())
-        children = dict(zip([f.name for f in wrapper.type], wrapper.flatten(), strict=True))
+        try:
+            wrapper = cast(pa.StructArray, table.column("v").combine_chunks())
+            children = dict(zip([f.name for f in wrapper.type], wrapper.flatten(), strict=True))
+        except (*_FAILURES, pa.ArrowIndexError):  # an inferred struct pyarrow built inconsistent
+            return None
         return pa.Table.from_arrays([children[name] for name in fields.names], names=fields.names)
     return pa.Table.from_arrays(table.column("v").flatten(), names=fields.names)
 

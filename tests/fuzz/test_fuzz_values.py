@@ -45,6 +45,13 @@ values = st.one_of(
 # passed the produce check and decoded into strings Parquet and SQL cannot read.
 @example([b'{"tags": ["\xff"]}'])
 @example([b'{"attrs": [{"key": "\xfe", "value": 1}]}', None])
+# Found by this fuzz: a MAP<STRING, BIGINT> object whose value is an array of nulls made pyarrow's
+# inferring JSON reader build a struct whose flatten() raised ArrowIndexError out of the check.
+@example([
+    b'{"id": 1, "n": -5, "price": 1.5, "ok": true, "name": "\\u00fc", "ts": 1700000000000, "d": "2024-02-29", '
+    b'"amount": "12.34", "raw": "aGk=", "tags": ["a", null], "attrs": {"": [null, null]}, '
+    b'"at": {"x": 0.5, "y": [{"z": 1}]}}'
+])  # fmt: skip
 @fuzz(100)
 @given(st.lists(values, min_size=1, max_size=5))
 def test_damaged_json_values_are_checked_with_invalid_value_errors_only(batch: list[bytes | None]) -> None:
