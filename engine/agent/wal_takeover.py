@@ -25,10 +25,9 @@ from streamhouse.storage.errors import NotLeaderError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.writer import PartitionWriter
-from streamhouse.storage.records.codec import decode_batch
 from streamhouse.storage.wal.format import FORWARDED_EPOCH, WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
-from streamhouse.storage.wal.recovery import RecoveryPlan, piece_payload, plan_recovery
+from streamhouse.storage.wal.recovery import RecoveryPlan, piece_batch, piece_payload, plan_recovery
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ class WalTakeover:
         forwarded = 0
         for piece in pieces:
             payload = piece_payload(piece)
-            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{key[1]}@{piece.start}")
+            batch = piece_batch(payload, piece, f"WAL entry {topic.name}/{key[1]}@{piece.start}")
             base = await self.forward(leader, topic.name, key[1], batch)
             await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
             await self.wal.sync()

@@ -31,14 +31,14 @@ from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.partition.roll import SegmentRoller, WriterConfig, _Cut
-from streamhouse.storage.records.codec import decode_batch, frame_batch
+from streamhouse.storage.records.codec import frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.values.avro_evolve import extends
 from streamhouse.storage.values.registry_formats import decode_stored
 from streamhouse.storage.values.schema import REGISTRY_FORMATS, parse_value_schema
 from streamhouse.storage.wal.format import WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
-from streamhouse.storage.wal.recovery import piece_payload, plan_recovery
+from streamhouse.storage.wal.recovery import piece_batch, piece_payload, plan_recovery
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class PartitionWriter(SegmentRoller):
         writer._durable_producers = committed
         for piece in plan.tail:
             payload = piece_payload(piece)
-            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{partition}@{piece.start}")
+            batch = piece_batch(payload, piece, f"WAL entry {topic.name}/{partition}@{piece.start}")
             await wal.append(topic.topic_id, partition, epoch, piece.start, piece.records, payload)
             producer = ps.tagged(batch, piece.start) if piece.whole else None
             writer._buffer(assign_offsets(ps.untagged(batch), piece.start))
@@ -162,7 +162,7 @@ class PartitionWriter(SegmentRoller):
                 writer._note(producer)
         for piece in plan.orphans:
             payload = piece_payload(piece)
-            batch = decode_batch(payload, source=f"WAL entry {topic.name}/{partition}@{piece.start}")
+            batch = piece_batch(payload, piece, f"WAL entry {topic.name}/{partition}@{piece.start}")
             # A slice's tag would claim the whole batch's sequences at the slice's offsets.
             await writer.append(batch if piece.whole else ps.untagged(batch), payload)
         if not plan.idle:

@@ -36,6 +36,8 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
+
 from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.model import SegmentInfo
 from streamhouse.storage.records.codec import decode_batch, encode_batch
@@ -145,6 +147,18 @@ def piece_payload(piece: Piece) -> bytes:
     # Without its schema metadata: an idempotent producer's tag (docs/DESIGN.md §10) names the
     # whole batch's sequences, which a slice does not hold.
     return encode_batch(part.replace_schema_metadata(None))
+
+
+def piece_batch(payload: bytes, piece: Piece, source: str) -> pa.RecordBatch:
+    """`payload` (piece_payload's) decoded, holding exactly the piece's records: a whole entry
+    whose payload disagrees with its header would re-buffer other records than the offsets
+    the piece advances."""
+    batch = decode_batch(payload, source=source)
+    if batch.num_rows != piece.records:
+        raise CorruptDataError(
+            f"WAL entry holds {batch.num_rows} records, its header says {piece.records}", source=source
+        )
+    return batch
 
 
 def _joined(pieces: list[Piece]) -> tuple[Piece, ...]:

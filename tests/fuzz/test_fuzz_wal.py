@@ -94,3 +94,23 @@ def test_recovery_of_damaged_payloads_raises_only_corrupt_data(
                 continue
             if not piece.whole:  # a slice re-encoded: exactly the records the piece stands for
                 assert decode_batch(payload).num_rows == piece.records
+
+
+def test_a_whole_entry_whose_payload_disagrees_with_its_header_is_corrupt() -> None:
+    """Replayed whole (writer recovery, WAL takeover), an entry is decoded by piece_batch: a
+    payload of two records under a header of three must not re-buffer two records at offsets
+    the piece advances by three."""
+    from streamhouse.storage.wal.recovery import Piece, piece_batch
+
+    payload = encode_batch(make_batch([b"a", b"b"]))
+    entry = WalEntry(topic_id=1, partition=0, epoch=1, base_offset=10, record_count=3, payload=payload)
+    piece = Piece(entry, 10, 13)
+    assert piece.whole and piece_payload(piece) == payload
+    try:
+        piece_batch(piece_payload(piece), piece, "WAL entry t/0@10")
+    except CorruptDataError as exc:
+        assert "2 records" in str(exc) and "says 3" in str(exc)
+    else:
+        raise AssertionError("a disagreeing entry was decoded")
+    good = WalEntry(topic_id=1, partition=0, epoch=1, base_offset=10, record_count=2, payload=payload)
+    assert piece_batch(payload, Piece(good, 10, 12), "WAL entry t/0@10").num_rows == 2

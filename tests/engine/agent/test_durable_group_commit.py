@@ -13,7 +13,6 @@ commits have returned (and, in one test, to hold them back until the test opens 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.partitions import PartitionManager
-from streamhouse.storage.errors import InvalidInputError, StorageUnavailableError
+from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.partition.roll import segment_key
 from streamhouse.storage.records.schema import make_batch
@@ -156,51 +155,3 @@ async def test_a_failed_roll_acknowledges_nothing_until_a_commit_holds_the_recor
 def test_a_negative_durable_flush_gap_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="durable_flush_ms"):
         AgentConfig(data_dir=str(tmp_path), durable_flush_ms=-1)
-
-
-async def test_the_next_roll_uploads_while_one_commits_and_a_failed_commit_is_retried_in_order(
-    agent: PartitionManager,
-) -> None:
-    """Rolls are pipelined two deep (storage/partition/roll.py): while the first roll's commit is
-    held, the burst behind it is cut, encoded and uploaded, but not committed or acknowledged.
-    The held commit then fails: the uploaded second roll must not commit past the gap, and
-    the retry commits both cuts with the same records, in offset order."""
-    topic = await agent.metadata.create_topic("t", 1)
-    commits = Commits(agent)
-    commits.gate.clear()
-    failures = [StorageUnavailableError("metadata store restarting")]
-    real = agent.metadata.commit_segment
-
-    async def failing_once(segment: SegmentInfo, *args: Any, **kwargs: Any) -> None:
-        if segment.base_offset == 0 and failures:
-            await commits.gate.wait()
-            raise failures.pop()
-        await real(segment, *args, **kwargs)
-
-    agent.metadata.commit_segment = failing_once  # type: ignore[method-assign]
-    first = asyncio.create_task(produce_durable(agent, topic, commits, [b"first"]))
-    await asyncio.wait_for(commits.entered.wait(), 30)
-    writer = agent.leading("t", 0)
-    assert writer is not None
-    second_key = segment_key("t", 0, 1, writer.epoch)
-    burst = [asyncio.create_task(produce_durable(agent, topic, commits, [b"v%d" % i, b"w"])) for i in range(100)]
-    await until(lambda: writer.next_offset == 201, "the burst to be appended")
-    # The burst's roll uploads while the first commit is held (it may take more than one
-    # roll: rolls cut what has arrived when they start).
-    for _ in range(3000):
-        if any(o.key == second_key for o in await agent.store.list("topics/t/0/")):
-            break
-        await asyncio.sleep(0.01)
-    else:
-        raise AssertionError("the second roll did not upload while the first one committed")
-    assert not first.done() and not any(task.done() for task in burst)
-    assert commits.ends == [] and writer.durable_end == 0
-    commits.gate.set()  # the held commit now fails; the retry then commits both
-    bases = await asyncio.wait_for(asyncio.gather(first, *burst), 60)
-    assert sorted(bases) == [0, *range(1, 201, 2)]
-    assert not failures and commits.ends[0] == 1 and commits.ends[-1] == 201
-    segments = await agent.metadata.list_segments("t", 0)
-    assert segments[0].base_offset == 0 and segments[-1].end_offset == 201
-    assert all(a.end_offset == b.base_offset for a, b in itertools.pairwise(segments))
-    table = await agent.read("t", 0, 0, 1000)
-    assert table.num_rows == 201 and table.column("offset").to_pylist() == list(range(201))
