@@ -177,7 +177,7 @@ class Handlers:
             for topic, p in wanted:
                 results[(topic, p["partition"])] = await self._fetch_one(topic, p, 0, 1)
             shown = results
-            if body["isolation_level"] == 1 and self.committed is not None:
+            if body.get("isolation_level", 0) == 1 and self.committed is not None:
                 shown = await self._committed(self.committed, results, stable)
             size = sum(r.records.nbytes for r in shown.values() if isinstance(r, FetchResult))
             remaining = deadline - time.monotonic()
@@ -290,7 +290,7 @@ class Handlers:
     async def list_offsets(self, body: Body, version: int, ctx: Context) -> Body:
         topics = []
         for topic in body["topics"]:
-            committed = self.committed if body["isolation_level"] == 1 else None
+            committed = self.committed if body.get("isolation_level", 0) == 1 else None
             parts = [await self._list_offset(topic["name"], p, version, committed) for p in topic["partitions"]]
             topics.append({"name": topic["name"], "partitions": parts})
         return {"throttle_time_ms": 0, "topics": topics}
