@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from streamhouse.api.types import Acks
 from streamhouse.client.client import Client
 from streamhouse.storage.values.types import sql_type
 
@@ -43,10 +44,18 @@ def ddl(name: str, schema: pa.Schema, partitions: int, event_time: str = "date_t
 
 
 def fill_nexmark(
-    client: Client, events: int, *, partitions: int = 4, seed: int = 0, chunk: int = _CHUNK, **generator: int
+    client: Client,
+    events: int,
+    *,
+    partitions: int = 4,
+    seed: int = 0,
+    chunk: int = _CHUNK,
+    acks: Acks = "leader",
+    **generator: int,
 ) -> dict[str, int]:
     """Create the three Nexmark topics and produce `events` generated events into them
-    (`generator`: more arguments of sql.nexmark.generate, e.g. events_per_second)."""
+    (`generator`: more arguments of sql.nexmark.generate, e.g. events_per_second). With
+    acks="durable" every chunk is its own segment per partition, whatever the roll timing."""
     from streamhouse.datagen.nexmark import generate
 
     data = generate(events, seed=seed, **generator)
@@ -60,7 +69,7 @@ def fill_nexmark(
             task = bar.add_task(f"produce {name}", total=table.num_rows)
             for start in range(0, table.num_rows, chunk):
                 rows = table.slice(start, chunk)
-                client.produce_table(name, rows, key_column=keys[name])
+                client.produce_table(name, rows, key_column=keys[name], acks=acks)
                 bar.advance(task, rows.num_rows)
     return {name: table.num_rows for name, table in tables.items()}
 

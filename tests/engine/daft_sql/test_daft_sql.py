@@ -38,7 +38,7 @@ def nexmark(tmp_path_factory: pytest.TempPathFactory, ray_daft: Any) -> Iterator
     """Nexmark topics in 3 partitions over several segments each, plus an unflushed tail."""
     data = Path(tmp_path_factory.mktemp("daft")) / "data"
     with streamhouse.open(data, roll_bytes=5_000, merge_interval_ms=0) as client:
-        fill_nexmark(client, partitions=3, chunk=500, **EVENTS)
+        fill_nexmark(client, partitions=3, chunk=500, acks="durable", **EVENTS)
         root = data.resolve()
         yield client, Storage(f"sqlite:///{root}/metadata.db", f"file://{root}/objects")
 
