@@ -27,7 +27,7 @@ from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time
-from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StreamHouseError
+from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StorageUnavailableError, StreamHouseError
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,11 @@ class Handlers:
                 shown[(topic, partition)] = result
                 continue
             first = int(result.records.column("offset")[0].as_py()) if result.records.num_rows else result.next_offset
-            view = await committed.stable(topic, partition, first)
+            try:
+                view = await committed.stable(topic, partition, first)
+            except StreamHouseError as exc:  # the store is down: this partition's error, not the connection's
+                shown[(topic, partition)] = exc
+                continue
             stable[(topic, partition)] = view.stable_end(result.end_offset)
             shown[(topic, partition)] = dataclasses.replace(result, records=view.committed(result.records))
         return shown
@@ -268,6 +272,8 @@ class Handlers:
             code = error_code(result)
             if isinstance(result, InvalidInputError):  # fetch refuses only offsets outside the log
                 code = codes.OFFSET_OUT_OF_RANGE
+            elif isinstance(result, StorageUnavailableError):  # retriable: clients refresh metadata, fetch again
+                code = codes.KAFKA_STORAGE_ERROR
             # Empty records, not null: Kafka sends an empty set with an error, and librdkafka
             # refuses a null one ("invalid MessageSetSize -1"), retrying the fetch forever.
             return {
