@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pyarrow as pa
 
@@ -63,7 +64,9 @@ class JobRunner:
         self.offsets: dict[int, int] = {}
         self.seq = 0
         self.operator: WindowOperator | JoinOperator | IntervalJoinOperator | None = None
-        self.last_checkpoint_ms = 0
+        # time.monotonic: a wall-clock step back (NTP) must not hold checkpoints until the clock
+        # is past the last one again (a chaos clock-step stalled a job for the step's length).
+        self.last_checkpoint_s = 0.0
         self._output: list[pa.Table] = []
         self._late: list[pa.Table] = []
         self._dirty = False  # anything to checkpoint (rows read, windows fired)
@@ -122,12 +125,12 @@ class JobRunner:
                 self.offsets[slot] = await self.host.topics.end_offset(info.name, p)
             else:
                 self.offsets[slot] = 0
-        self.last_checkpoint_ms = _now()
+        self.last_checkpoint_s = time.monotonic()
         while True:
             progressed = await self._step()
             # Results become visible at a checkpoint: with windows fired and waiting, one comes
             # sooner (a fifth of the interval), so closing a window is not a full interval late.
-            elapsed = _now() - self.last_checkpoint_ms
+            elapsed = (time.monotonic() - self.last_checkpoint_s) * 1000
             interval = self.options.checkpoint_interval_ms
             due = elapsed >= interval or (bool(self._output or self._late) and elapsed >= interval // 5)
             if due and self._dirty:
@@ -247,7 +250,7 @@ class JobRunner:
         self._output.clear()
         self._late.clear()
         self._dirty = False
-        self.last_checkpoint_ms = _now()
+        self.last_checkpoint_s = time.monotonic()
         if self._state_key is not None:
             await store.delete(self._state_key)  # superseded: a restart reads the new one
         self._state_key = state_key
