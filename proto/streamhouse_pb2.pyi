@@ -87,13 +87,19 @@ class PartitionAppend(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., base_offset: _Optional[int] = ..., record_count: _Optional[int] = ...) -> None: ...
 
 class FetchRequest(_message.Message):
-    __slots__ = ("topic", "partition", "offset", "max_records", "max_bytes", "max_wait_ms", "min_bytes", "format", "compress")
+    __slots__ = ("topic", "partition", "offset", "max_records", "max_bytes", "max_wait_ms", "min_bytes", "format", "compress", "isolation_level")
     class Format(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FORMAT_BATCH: _ClassVar[FetchRequest.Format]
         FORMAT_RECORDS: _ClassVar[FetchRequest.Format]
     FORMAT_BATCH: FetchRequest.Format
     FORMAT_RECORDS: FetchRequest.Format
+    class IsolationLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        READ_COMMITTED: _ClassVar[FetchRequest.IsolationLevel]
+        READ_UNCOMMITTED: _ClassVar[FetchRequest.IsolationLevel]
+    READ_COMMITTED: FetchRequest.IsolationLevel
+    READ_UNCOMMITTED: FetchRequest.IsolationLevel
     TOPIC_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +109,7 @@ class FetchRequest(_message.Message):
     MIN_BYTES_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     COMPRESS_FIELD_NUMBER: _ClassVar[int]
+    ISOLATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     topic: str
     partition: int
     offset: int
@@ -112,7 +119,8 @@ class FetchRequest(_message.Message):
     min_bytes: int
     format: FetchRequest.Format
     compress: bool
-    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., min_bytes: _Optional[int] = ..., format: _Optional[_Union[FetchRequest.Format, str]] = ..., compress: _Optional[bool] = ...) -> None: ...
+    isolation_level: FetchRequest.IsolationLevel
+    def __init__(self, topic: _Optional[str] = ..., partition: _Optional[int] = ..., offset: _Optional[int] = ..., max_records: _Optional[int] = ..., max_bytes: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., min_bytes: _Optional[int] = ..., format: _Optional[_Union[FetchRequest.Format, str]] = ..., compress: _Optional[bool] = ..., isolation_level: _Optional[_Union[FetchRequest.IsolationLevel, str]] = ...) -> None: ...
 
 class FetchResponse(_message.Message):
     __slots__ = ("topic", "partition", "records", "batch", "next_offset", "end_offset", "record_count")

@@ -6,7 +6,9 @@ A fetch that stops at the last stable offset answers `next_offset` there, so the
 fetch asks for the held records again; skipped aborted records are passed over. The Kafka
 listener does not go through this wrapper: it filters per request (isolation_level), so a Kafka
 read_uncommitted consumer still sees everything, which is also the way to look at uncommitted
-records. Every other operation goes straight through.
+records. A request may ask for every record instead (storage/metadata/isolation.py: the SDK's
+`isolation="read_uncommitted"`, gRPC's `isolation_level`, REST's `isolation` parameter): its
+fetches then go straight through too. Every other operation goes straight through.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, cast
 
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import FetchResult
+from streamhouse.storage.metadata.isolation import READ_UNCOMMITTED, requested
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 _RECHECK_S = 0.2  # a transaction ended on another agent is seen within this (and txn_reads.CACHE_S)
@@ -33,6 +36,8 @@ class CommittedFrontEnd:
         return getattr(self.inner, name)
 
     async def fetch(self, topic: str, partition: int, offset: int, **options: Any) -> FetchResult:
+        if requested() == READ_UNCOMMITTED:
+            return await self.inner.fetch(topic, partition, offset, **options)
         wait_ms = int(options.get("max_wait_ms", 0))
         deadline = time.monotonic() + max(wait_ms, 0) / 1000
         while True:

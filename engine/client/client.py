@@ -38,6 +38,7 @@ from streamhouse.storage.errors import (
     OffsetOutOfRangeError,
     TopicExistsError,
 )
+from streamhouse.storage.metadata.isolation import parse_isolation
 from streamhouse.storage.model import TopicInfo
 
 if TYPE_CHECKING:
@@ -224,12 +225,22 @@ class Client:
         start: Start = "committed",
         partitions: Sequence[int] | None = None,
         auto_commit: bool = True,
+        isolation: str = "read_committed",
     ) -> Consumer:
-        return Consumer(self, topic, group=group, start=start, partitions=partitions, auto_commit=auto_commit)
+        """`isolation="read_uncommitted"` also shows records of open and aborted Kafka
+        transactions (debugging); by default only committed ones, as read_committed."""
+        return Consumer(
+            self, topic, group=group, start=start, partitions=partitions, auto_commit=auto_commit, isolation=isolation
+        )
 
-    def read(self, topic: str, *, partitions: Sequence[int] | None = None, start: int = 0) -> pa.Table:
+    def read(
+        self, topic: str, *, partitions: Sequence[int] | None = None, start: int = 0, isolation: str = "read_committed"
+    ) -> pa.Table:
         """Everything acknowledged so far (from offset `start` in each partition), as one
-        table with a `partition` column: a bounded read, for notebooks and tests."""
+        table with a `partition` column: a bounded read, for notebooks and tests. Committed
+        records only (Kafka transactions: nothing past a partition's last stable offset, no
+        aborted record) unless `isolation="read_uncommitted"`."""
+        isolation = parse_isolation(isolation, "isolation")
         description = self.describe(topic)
         wanted = range(description.info.partitions) if partitions is None else partitions
         starts = {s.partition: s.log_start for s in description.partitions}
@@ -241,7 +252,9 @@ class Client:
             offset = max(start, starts.get(p, 0))  # below the log start nothing is kept (retention)
             while offset < end:
                 try:
-                    result = self.transport.fetch(topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=0)
+                    result = self.transport.fetch(
+                        topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=0, isolation=isolation
+                    )
                 except OffsetOutOfRangeError as exc:  # retention moved it meanwhile
                     offset = max(offset + 1, exc.log_start)
                     continue

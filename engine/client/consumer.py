@@ -22,6 +22,7 @@ import pyarrow as pa
 from streamhouse.api.types import TopicDescription
 from streamhouse.client.transport import Transport
 from streamhouse.storage.errors import InvalidInputError, OffsetOutOfRangeError
+from streamhouse.storage.metadata.isolation import parse_isolation
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.wording import plural
 
@@ -71,6 +72,7 @@ class Consumer:
         partitions: Sequence[int] | None = None,
         max_records: int = 50_000,
         auto_commit: bool = True,
+        isolation: str = "read_committed",
     ) -> None:
         """start is the reset policy, Kafka's auto.offset.reset: it applies only to
         partitions the group has no committed offset for (or to every partition without a
@@ -83,6 +85,7 @@ class Consumer:
         self.group = group
         self.max_records = max_records
         self.auto_commit = auto_commit and group is not None
+        self.isolation = parse_isolation(isolation, "isolation")  # Kafka's isolation.level
         description = client.describe(topic)
         wanted = list(range(description.info.partitions)) if partitions is None else list(partitions)
         for p in wanted:
@@ -171,8 +174,9 @@ class Consumer:
                 p = parts[(self._turn + i) % len(parts)]
                 try:
                     result = self.client.transport.fetch(
-                        self.topic, p, self._positions[p], max_records=limit - got, max_wait_ms=wait_ms
-                    )
+                        self.topic, p, self._positions[p], max_records=limit - got, max_wait_ms=wait_ms,
+                        isolation=self.isolation,
+                    )  # fmt: skip
                 except OffsetOutOfRangeError as exc:
                     self._reset(p, exc)
                     continue

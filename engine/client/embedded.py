@@ -28,6 +28,7 @@ from streamhouse.storage.errors import (
     QueryCancelledError,
     StreamHouseError,
 )
+from streamhouse.storage.metadata.isolation import READ_COMMITTED, parse_isolation, reading
 from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import TopicInfo
 
@@ -157,13 +158,25 @@ class EmbeddedTransport:
                 delay = min(delay * 2, 1.0)
 
     def fetch(
-        self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int,
+        max_wait_ms: int,
+        min_bytes: int = 1,
+        isolation: str = READ_COMMITTED,
     ) -> FetchResult:
-        return self._run(
-            self.front.fetch(
-                topic, partition, offset, max_records=max_records, max_wait_ms=max_wait_ms, min_bytes=min_bytes
-            )
-        )
+        level = parse_isolation(isolation, "isolation")
+
+        async def fetch() -> FetchResult:
+            with reading(level):  # read committed unless asked otherwise (api/committed_front.py)
+                return await self.front.fetch(
+                    topic, partition, offset, max_records=max_records, max_wait_ms=max_wait_ms, min_bytes=min_bytes
+                )
+
+        return self._run(fetch())
 
     def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
         self._run(self.front.commit_offsets(group, topic, offsets))

@@ -33,6 +33,7 @@ from streamhouse.storage.errors import (
     StorageUnavailableError,
     StreamHouseError,
 )
+from streamhouse.storage.metadata.isolation import READ_COMMITTED, READ_UNCOMMITTED, parse_isolation
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.codec import encode_batch
 
@@ -262,8 +263,17 @@ class RemoteTransport:
         return [ProduceResult(topic, a.partition, a.base_offset, a.record_count) for a in msg.appends]
 
     def fetch(
-        self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int,
+        max_wait_ms: int,
+        min_bytes: int = 1,
+        isolation: str = READ_COMMITTED,
     ) -> FetchResult:
+        uncommitted = parse_isolation(isolation, "isolation") == READ_UNCOMMITTED
         request = pb.FetchRequest(
             topic=topic,
             partition=partition,
@@ -273,6 +283,7 @@ class RemoteTransport:
             min_bytes=min_bytes,
             format=pb.FetchRequest.FORMAT_BATCH,
             compress=self.compress,
+            isolation_level=pb.FetchRequest.READ_UNCOMMITTED if uncommitted else pb.FetchRequest.READ_COMMITTED,
         )
         timeout = self.timeout_s + max_wait_ms / 1000
         msg = self._call(lambda s: s.fetch.Fetch(request, timeout=timeout), route=(topic, partition))

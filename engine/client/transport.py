@@ -36,8 +36,19 @@ class Transport(Protocol):
         ...
 
     def fetch(
-        self, topic: str, partition: int, offset: int, *, max_records: int, max_wait_ms: int, min_bytes: int = 1
-    ) -> FetchResult: ...
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        *,
+        max_records: int,
+        max_wait_ms: int,
+        min_bytes: int = 1,
+        isolation: str = "read_committed",
+    ) -> FetchResult:
+        """`isolation`: "read_committed" (committed records only) or "read_uncommitted" (all of
+        them), storage/metadata/isolation.py."""
+        ...
 
     def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None: ...
 

@@ -37,12 +37,23 @@ from streamhouse.rest.models import (
 from streamhouse.rest.records import join, record_texts
 from streamhouse.rest.typed_consume import ConsumeValueType, decoded_json, value_kind
 from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.metadata.isolation import reading
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
 MaxRecords = Annotated[int, Query(ge=1, le=MAX_FETCH_RECORDS)]
 MaxBytes = Annotated[int, Query(ge=1, le=MAX_FETCH_BYTES)]
 TimeoutMs = Annotated[int, Query(ge=0, le=MAX_WAIT_MS, description="long-poll: wait this long for a record")]
 _RESET = "where a partition with no commit starts"
+Isolation = Annotated[
+    Literal["read_committed", "read_uncommitted"],
+    Query(
+        description=(
+            "read_committed (default): as a Kafka read_committed consumer, nothing at or past a partition's "
+            "last stable offset (an open transaction) and no aborted transaction's records; "
+            "read_uncommitted: every record (debugging)"
+        )
+    ),
+]
 KeyType = Annotated[DataType, Query()]
 ValueType = Annotated[
     ConsumeValueType | None,
@@ -129,6 +140,23 @@ def consume_router(front: FrontEnd, registry: RegistryService | None = None) -> 
         timeout_ms: TimeoutMs = 0,
         key_type: KeyType = "JSON",
         value_type: ValueType = None,
+        isolation: Isolation = "read_committed",
+    ) -> Response:
+        with reading(isolation):  # (engine/api/committed_front.py)
+            return await _consume_partition(
+                topic_name, partition_id, offset, end_offset, max_records, max_bytes, timeout_ms, key_type, value_type
+            )
+
+    async def _consume_partition(
+        topic_name: str,
+        partition_id: int,
+        offset: int,
+        end_offset: int | None,
+        max_records: int,
+        max_bytes: int,
+        timeout_ms: int,
+        key_type: DataType,
+        value_type: ConsumeValueType | None,
     ) -> Response:
         if end_offset is not None:
             if end_offset < offset:
@@ -171,10 +199,15 @@ def consume_router(front: FrontEnd, registry: RegistryService | None = None) -> 
         timeout_ms: TimeoutMs = 0,
         key_type: KeyType = "JSON",
         value_type: ValueType = None,
+        isolation: Isolation = "read_committed",
     ) -> Response:
         starts = await group_starts(front, group_id, topic_name, reset)
-        results = await read_partitions(front, topic_name, starts, max_records, max_bytes, timeout_ms)
-        moved = {r.partition: r.next_offset for r in results if r.records.num_rows}
+        with reading(isolation):  # (engine/api/committed_front.py)
+            results = await read_partitions(front, topic_name, starts, max_records, max_bytes, timeout_ms)
+        # A partition moves past what it returned, and past aborted records skipped (read committed).
+        moved = {
+            r.partition: r.next_offset for r in results if r.records.num_rows or r.next_offset > starts[r.partition]
+        }
         if commit and moved:
             await front.commit_offsets(group_id, topic_name, moved)
         nexts = {**starts, **moved}

@@ -113,12 +113,12 @@ class AgentServer:
         forward = auth.forward(functools.partial(forward_to_leader, tls=peer))
         node = await AgentNode.start(config, metrics=metrics, forward=forward)
         service = node.service
+        # Fetches read committed (api/committed_front.py), on the stored names the guard passes in.
+        front: FrontEnd = read_committed(service, shared_reads(service.manager.metadata))
         # With auth on, every face's calls pass the ACL check first (engine/api/guarded.py).
-        front: FrontEnd = service if auth.authenticator is None else GuardedFrontEnd(service)
+        front = front if auth.authenticator is None else GuardedFrontEnd(front)
         storage_quotas = StorageQuotas(quotas, service.manager.metadata)  # storage/partitions per org
         front = metered(front, storage_quotas)  # (engine/api/quota_front.py)
-        if auth.authenticator is None:  # as the Kafka listener: transactions only without auth for now
-            front = read_committed(front, shared_reads(service.manager.metadata))  # (api/committed_front.py)
         service.sql_topics.admin = metered(service, storage_quotas)  # SQL CREATE / ALTER TOPIC too
         service.usage_report = UsageReport(quotas, storage_quotas, service.manager.metadata)  # SHOW USAGE
         http: HttpServer | None = None

@@ -19,6 +19,7 @@ from streamhouse.rpc import convert
 from streamhouse.rpc.status import status_of
 from streamhouse.storage import topic_config
 from streamhouse.storage.errors import InvalidInputError, StreamHouseError
+from streamhouse.storage.metadata.isolation import READ_COMMITTED, READ_UNCOMMITTED, reading
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,15 +123,17 @@ class FetchService(pbg.FetchServicer):
         self.front = front
 
     async def _fetch(self, request: pb.FetchRequest, max_wait_ms: int) -> pb.FetchResponse:
-        result = await self.front.fetch(
-            request.topic,
-            request.partition,
-            request.offset,
-            max_records=request.max_records,
-            max_bytes=request.max_bytes,
-            max_wait_ms=max_wait_ms,
-            min_bytes=request.min_bytes,
-        )
+        uncommitted = request.isolation_level == pb.FetchRequest.READ_UNCOMMITTED
+        with reading(READ_UNCOMMITTED if uncommitted else READ_COMMITTED):  # (api/committed_front.py)
+            result = await self.front.fetch(
+                request.topic,
+                request.partition,
+                request.offset,
+                max_records=request.max_records,
+                max_bytes=request.max_bytes,
+                max_wait_ms=max_wait_ms,
+                min_bytes=request.min_bytes,
+            )
         return convert.fetch_to_pb(result, request.format, compress=request.compress)
 
     async def Fetch(self, request: pb.FetchRequest, context: Context) -> pb.FetchResponse:
