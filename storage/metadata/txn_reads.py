@@ -54,6 +54,11 @@ class Stable:
             keep &= ~inside
         return records if keep.all() else records.filter(pa.array(keep))
 
+    @property
+    def shows_all(self) -> bool:
+        """Nothing to hold back or skip: `committed` returns its rows as they are."""
+        return self.last_stable is None and not len(self.bases)
+
     def stable_end(self, end_offset: int) -> int:
         return end_offset if self.last_stable is None else min(self.last_stable, end_offset)
 
