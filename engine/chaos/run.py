@@ -34,12 +34,14 @@ from streamhouse.chaos.workloads import (
     Worker,
 )
 from streamhouse.client.client import connect
-from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.errors import InvalidInputError, StreamHouseError
 
 SETTLE_S = 8.0  # after healing: leases change hands, held WAL records reach the log
 FINAL_READ_ATTEMPTS = 10
 JOB_CATCH_UP_S = 180.0
 FIRST_ROUND_GRACE_S = 180.0
+NEMESIS_STOP_S = 120.0  # a fault in progress (an agent restart) finishes
+WORKER_STOP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,28 @@ class ChaosOptions:
     workdir: Path | None = None
     keep: bool = False
     history_path: Path | None = None
+    gap_s: float = 1.0  # least quiet time between faults (faults.gaps)
+    # The whole run, cluster start to verdict, in seconds: every phase after the faults gets at
+    # most what is left, and one that runs out is an error naming it (a caller with its own
+    # timeout, CI, gets the harness's message instead of being killed). None: each phase's own bound.
+    budget_s: float | None = None
+
+
+class Budget:
+    """What is left of a run's time budget."""
+
+    def __init__(self, total_s: float | None) -> None:
+        self.total_s = total_s
+        self.deadline = time.monotonic() + total_s if total_s is not None else float("inf")
+
+    def left(self, cap: float) -> float:
+        return max(0.0, min(cap, self.deadline - time.monotonic()))
+
+    def spent(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def overrun(self, phase: str) -> str:
+        return f"the run's budget of {self.total_s:g} s ran out in {phase}"
 
 
 @dataclass
@@ -78,7 +102,12 @@ class ChaosResult:
 
 
 def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> ChaosResult:
-    faults = plan(options.seed, options.duration_s, options.kinds)
+    if options.budget_s is not None and options.budget_s <= options.duration_s:
+        raise InvalidInputError(
+            f"the budget ({options.budget_s:g} s) must exceed the duration ({options.duration_s:g} s)"
+        )
+    budget = Budget(options.budget_s)
+    faults = plan(options.seed, options.duration_s, options.kinds, options.gap_s)
     say(f"chaos: seed {options.seed}, {options.duration_s:g} s, {len(faults)} faults planned (replay with --seed)")
     for f in faults[:10]:
         say(f"  at {f.at_s:7.2f}s {f.kind:<10} {f.target or '-':<2} hold {f.hold_s:.2f}s {f.amount or ''}")
@@ -115,7 +144,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         ]
         for w in workers:
             w.start()
-        nemesis = FaultRunner(cluster, history, faults, t0)
+        nemesis = FaultRunner(cluster, history, faults, t0, options.gap_s)
         nemesis.start()
         end = t0 + options.duration_s
         while time.monotonic() < end and any(w.is_alive() for w in workers):
@@ -123,24 +152,29 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             say(f"chaos: {time.monotonic() - t0:6.0f}s, {len(history.ops)} operations, faults {dict(nemesis.done)}")
         # Every kind at least once, even when slow restarts pushed the first round past the end.
         planned = {f.kind for f in faults}
-        while time.monotonic() < end + FIRST_ROUND_GRACE_S and nemesis.is_alive():
+        grace_end = time.monotonic() + budget.left(FIRST_ROUND_GRACE_S)
+        while time.monotonic() < max(end, grace_end) and nemesis.is_alive():
             if planned <= set(nemesis.done) | set(nemesis.skipped):
                 break
             time.sleep(1.0)
         nemesis.stop.set()
-        nemesis.join(120)
+        nemesis.join(budget.left(NEMESIS_STOP_S))
+        if nemesis.is_alive():
+            errors.append(f"the fault runner did not stop within {NEMESIS_STOP_S:g} s")
         cluster.heal()
-        time.sleep(SETTLE_S)  # consumers keep reading through the settle time
+        time.sleep(budget.left(SETTLE_S))  # consumers keep reading through the settle time
         stop.set()
         for w in workers:
-            w.join(60)
+            w.join(budget.left(WORKER_STOP_S))
             if w.crash:
                 errors.append(f"{w.process} crashed: {w.crash}")
             elif w.is_alive():
-                errors.append(f"{w.process} did not stop within 60 s")
+                errors.append(f"{w.process} did not stop within {WORKER_STOP_S:g} s")
         errors.extend(nemesis.errors)
-        history.final = read_back(addresses, [*TOPICS.values(), JOB_SOURCE])
-        history.job = read_job(addresses, errors)
+        if budget.spent():  # no read-back left: the history cannot be judged
+            raise StreamHouseError(f"{budget.overrun('the faults and stopping the workloads')}; errors: {errors}")
+        history.final = read_back(addresses, [*TOPICS.values(), JOB_SOURCE], budget)
+        history.job = read_job(addresses, errors, budget)
         for kind in nemesis.skipped:
             unavailable.setdefault(kind, "skipped")
         verdict = check(history)
@@ -155,14 +189,17 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             say(f"chaos: kept {work} (agent logs, WALs)")
 
 
-def read_back(addresses: list[str], topics: list[str]) -> list[FinalLog]:
+def read_back(addresses: list[str], topics: list[str], budget: Budget | None = None) -> list[FinalLog]:
     """Every partition of every topic, whole, once the faults are healed (retried while leases
     settle: a read may meet an agent still taking over)."""
+    budget = budget or Budget(None)
     last: Exception | None = None
     for _ in range(FINAL_READ_ATTEMPTS):
+        if budget.spent():
+            raise StreamHouseError(f"{budget.overrun('reading the log back')}: {last}")
         try:
             out: list[FinalLog] = []
-            with connect(addresses, timeout_s=30) as client:
+            with connect(addresses, timeout_s=max(1.0, budget.left(30.0))) as client:
                 for topic in topics:
                     table = client.read(topic)
                     parts = table.column("partition").to_numpy()
@@ -178,14 +215,16 @@ def read_back(addresses: list[str], topics: list[str]) -> list[FinalLog]:
     raise StreamHouseError(f"could not read the log back after the run: {last}")
 
 
-def read_job(addresses: list[str], errors: list[str]) -> JobOutput | None:
+def read_job(addresses: list[str], errors: list[str], budget: Budget | None = None) -> JobOutput | None:
     """The view once the job has read and checkpointed its whole source (None, and an error,
-    if it does not catch up within JOB_CATCH_UP_S)."""
+    if it does not catch up within JOB_CATCH_UP_S or what is left of the budget)."""
+    budget = budget or Budget(None)
     last: Exception | None = None
-    deadline = time.monotonic() + JOB_CATCH_UP_S
+    allowed = budget.left(JOB_CATCH_UP_S)
+    deadline = time.monotonic() + allowed
     while time.monotonic() < deadline:
         try:
-            with connect(addresses, timeout_s=30) as client:
+            with connect(addresses, timeout_s=max(1.0, min(30.0, deadline - time.monotonic()))) as client:
                 client.wait_for_job(JOB_VIEW, timeout=max(1.0, deadline - time.monotonic()), progress=False)
                 column = client.sql(f"SELECT v FROM {JOB_VIEW}").column("v")
                 # A null v (never written by the source) counts as -1, which matches no source row.
@@ -194,7 +233,7 @@ def read_job(addresses: list[str], errors: list[str]) -> JobOutput | None:
         except Exception as exc:
             last = exc
             time.sleep(2)
-    errors.append(f"job {JOB_VIEW} did not catch up within {JOB_CATCH_UP_S:g} s: {last}")
+    errors.append(f"job {JOB_VIEW} did not catch up within {allowed:.0f} s: {last}")
     return None
 
 

@@ -39,6 +39,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"comma-separated fault kinds (default all: {','.join(KINDS)})",
     )
     p.add_argument("--consumers", type=int, default=2, help="Kafka group members (default 2)")
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=1.0,
+        help="least quiet seconds between faults (default 1; 0.3 makes a long run's cycles cheaper, holds unchanged)",
+    )
     p.add_argument("--dir", help="working directory (default: a temp dir, removed unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the working directory (agent logs, WALs)")
     p.add_argument("--history", help="write the whole history here (JSON lines) for `--check`")
@@ -63,11 +69,14 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"--faults: unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
     if args.consumers < 1:
         raise InvalidInputError(f"--consumers must be at least 1, not {args.consumers}")
+    if not 0.05 <= args.gap <= 60:
+        raise InvalidInputError(f"--gap must be between 0.05 and 60 seconds, not {args.gap:g}")
     options = ChaosOptions(
         duration_s=parse_duration(args.duration),
         seed=args.seed,
         kinds=kinds,
         consumers=args.consumers,
+        gap_s=args.gap,
         workdir=Path(args.dir) if args.dir else None,
         keep=args.keep,
         history_path=Path(args.history) if args.history else None,

@@ -1,5 +1,5 @@
 """The short chaos run of CI (issue 19): the whole harness, as `streamhouse chaos --duration
-150s --seed 19` runs it, on real PostgreSQL, SeaweedFS and three agent processes, every fault
+100s --seed 19` runs it, on real PostgreSQL, SeaweedFS and three agent processes, every fault
 kind at least once, and the checker over the complete history.
 
 Asserted: the guarantees the system documents and keeps under these faults: no acknowledged
@@ -13,18 +13,27 @@ re-appended after a takeover), read-changed / non-monotonic / regression (reader
 fetch and jobs alike, see records beyond the durable end whose offsets a new leader reuses;
 a consumer past the new end is reset to earliest and commits lower offsets), exactly-once (the
 job's view holds rows of such vanished records). Move a check to MUST_HOLD when it is fixed.
+
+Time: 100 s of faults (seed 19 runs all 8 kinds in the first 40 s, each kind 2-3 times), ~160 s
+in all on an idle box. The harness's own budget (BUDGET_S, cluster start to verdict) is below
+this test's timeout, so a slow or stalled run fails with the harness's message naming the phase
+(a job that does not catch up, a read-back that does not finish), never a pytest-timeout kill.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from streamhouse.chaos.checker import CHECKS, render
 from streamhouse.chaos.faults import KINDS
 from streamhouse.chaos.run import ChaosOptions, run_chaos
 
 SEED = 19
-DURATION_S = 150.0
+DURATION_S = 100.0
+BUDGET_S = 250.0  # cluster start (~20-40 s loaded) + faults + settle, read-back, job catch-up, check
+TIMEOUT_S = BUDGET_S + 70  # + stopping the cluster (agents 10 s each, SeaweedFS, PostgreSQL)
 MUST_HOLD = ("lost", "phantom", "gap", "reuse", "skip", "zombie", "stale-sql")
 KNOWN_OPEN = ("duplicate", "read-changed", "non-monotonic", "regression", "exactly-once")
 
@@ -33,8 +42,10 @@ def test_the_checks_are_split_between_asserted_and_known_open() -> None:
     assert sorted(MUST_HOLD + KNOWN_OPEN) == sorted(CHECKS)
 
 
+@pytest.mark.timeout(TIMEOUT_S)
 def test_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
-    result = run_chaos(ChaosOptions(duration_s=DURATION_S, seed=SEED, workdir=tmp_path / "run", keep=True))
+    options = ChaosOptions(duration_s=DURATION_S, seed=SEED, workdir=tmp_path / "run", keep=True, budget_s=BUDGET_S)
+    result = run_chaos(options)
     history, verdict = result.history, result.verdict
     print(result.summary())
     assert result.errors == [], result.errors
