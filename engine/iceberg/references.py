@@ -10,18 +10,27 @@ snapshots that used them have expired.
 
 The answer is computed from every table of the catalog: one read of its metadata file and the
 manifests not read before (they never change, so each is cached by path).
+
+Every agent's deleters ask (IcebergKeepCheck), not only the publishers': any agent may run a
+deleter while another publishes. The catalog is read only for objects of topics with
+`iceberg.enabled=true`, so an agent whose topics are not published never imports pyiceberg; an
+agent without pyiceberg that must answer for a published topic refuses to delete
+(IcebergUnavailableError, in its readiness) rather than guess.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from streamhouse.iceberg.data_files import live_paths
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, open_catalog
-from streamhouse.storage.errors import StorageUnavailableError
+from streamhouse.storage import topic_config
+from streamhouse.storage.errors import StorageUnavailableError, StreamHouseError
+from streamhouse.storage.metadata.base import MetadataStore
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
@@ -71,4 +80,52 @@ class SnapshotReferences:
             self._catalog = None
 
 
-__all__ = ["SnapshotReferences"]
+class IcebergUnavailableError(StreamHouseError):
+    """A published topic's objects are due for deletion on an agent that cannot read the
+    Iceberg catalog (pyiceberg missing): they stay until it can."""
+
+
+def key_topic(key: str) -> str | None:
+    """The topic of a segment object key (`topics/<topic>/<partition>/...`, partition/roll.py,
+    merge.py, compaction_plan.py); None for any other key."""
+    parts = key.split("/", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "topics" else None
+
+
+class IcebergKeepCheck:
+    """The keep check of every agent's deferred deleters, whether or not the agent publishes:
+    objects of topics with `iceberg.enabled=true` are asked about in the catalog (a publisher
+    elsewhere may have put them in a snapshot); the others are never kept."""
+
+    def __init__(self, metadata: MetadataStore, settings: CatalogSettings) -> None:
+        self.metadata = metadata
+        self.settings = settings
+        self._references: SnapshotReferences | None = None
+
+    async def referenced(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        published = {
+            t.name for t in await self.metadata.list_topics() if t.config.get(topic_config.ICEBERG_ENABLED) == "true"
+        }
+        asked = [k for k in keys if key_topic(k) in published]
+        if not asked:
+            return set()
+        if self._references is None:
+            if importlib.util.find_spec("pyiceberg") is None:
+                topics = sorted({str(key_topic(k)) for k in asked})
+                raise IcebergUnavailableError(
+                    f"objects of {', '.join(map(repr, topics))} (iceberg.enabled) are due for deletion, but this "
+                    "agent cannot read the Iceberg catalog to see whether a snapshot still references them: "
+                    "nothing is deleted until pyiceberg is installed (pip install 'streamhouse[iceberg]')"
+                )
+            self._references = SnapshotReferences(self.settings)
+        return await self._references.referenced(asked)
+
+    def close(self) -> None:
+        if self._references is not None:
+            self._references.close()
+            self._references = None
+
+
+__all__ = ["IcebergKeepCheck", "IcebergUnavailableError", "SnapshotReferences", "key_topic"]
