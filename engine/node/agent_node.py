@@ -31,6 +31,7 @@ from streamhouse.storage.model import SegmentInfo
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
     from streamhouse.agent.metrics import AgentMetrics
     from streamhouse.iceberg.publisher import IcebergPublisher
+    from streamhouse.iceberg.references import IcebergKeepCheck
 
 
 class AgentNode:
@@ -49,6 +50,7 @@ class AgentNode:
         self.snapshotter: Snapshotter | None = None  # metadata snapshots (engine/agent/snapshotter.py)
         self.compactor: Compactor | None = None  # log compaction (engine/agent/compactor.py)
         self.iceberg: IcebergPublisher | None = None  # topics as Iceberg tables (engine/iceberg/)
+        self.iceberg_keep: IcebergKeepCheck | None = None  # the deleters' snapshot check, on every agent
 
     @classmethod
     async def start(cls, config: AgentConfig, *, forward: Forwarder, metrics: AgentMetrics | None = None) -> AgentNode:
@@ -71,7 +73,8 @@ class AgentNode:
         node.compactor = _start_compactor(manager, service, metrics)
         for owner, hook in ((node.retention, "on_removed"), (node.compactor, "on_compacted")):
             _snapshot_after(node.snapshotter, owner, hook)  # their swaps reach a snapshot too
-        node.iceberg = _start_iceberg(manager, service, (node.retention, node.merger))
+        node.iceberg_keep = _keep_referenced(manager, (node.retention, node.merger))
+        node.iceberg = _start_iceberg(manager, service)
         return node
 
     @property
@@ -86,6 +89,8 @@ class AgentNode:
             await self.snapshotter.close()
         if self.iceberg is not None:
             await self.iceberg.close()
+        if self.iceberg_keep is not None:
+            self.iceberg_keep.close()
         if self.retention is not None:
             await self.retention.close()
         if self.compactor is not None:
@@ -162,25 +167,31 @@ def _start_compactor(manager: PartitionManager, service: AgentService, metrics: 
     return compactor
 
 
-def _start_iceberg(
-    manager: PartitionManager, service: AgentService, deleters: tuple[BackgroundService | None, ...]
-) -> IcebergPublisher | None:
-    """With --iceberg-interval-ms: the Iceberg publisher, started, and the deferred deleters of
-    retention and the merger told to keep objects a live snapshot references."""
+def _keep_referenced(manager: PartitionManager, deleters: tuple[BackgroundService | None, ...]) -> IcebergKeepCheck:
+    """On every agent, publisher or not (another agent may publish): the deferred deleters of
+    retention and the merger keep objects a live Iceberg snapshot references."""
+    from streamhouse.iceberg.references import IcebergKeepCheck  # no pyiceberg import until a topic is published
+    from streamhouse.iceberg.tables import CatalogSettings
+
+    config = manager.config
+    settings = CatalogSettings(config.resolved_metadata_url, config.resolved_object_store_url, config.s3_endpoint)
+    keep = IcebergKeepCheck(manager.metadata, settings)
+    for deleter in deleters:
+        if deleter is not None:
+            deleter.keep = keep.referenced
+    return keep
+
+
+def _start_iceberg(manager: PartitionManager, service: AgentService) -> IcebergPublisher | None:
+    """With --iceberg-interval-ms: the Iceberg publisher, started."""
     config = manager.config
     if config.iceberg_interval_ms <= 0:
         return None
     from streamhouse.iceberg.publisher import IcebergPublisher, PublishSettings
-    from streamhouse.iceberg.references import SnapshotReferences
 
     settings = PublishSettings.from_config(config)
     leases = Leases(manager.metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms)
     publisher = IcebergPublisher(manager.metadata, manager.store, leases, settings)
-    references = SnapshotReferences(settings.catalog)
-    publisher.references = references
-    for deleter in deleters:
-        if deleter is not None:
-            deleter.keep = references.referenced
     service.background_faults.append(publisher.faults)
     publisher.start()
     return publisher
