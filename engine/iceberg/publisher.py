@@ -30,7 +30,6 @@ from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.agent.leases import Leases
 from streamhouse.iceberg.data_files import has_field_ids
 from streamhouse.iceberg.mirror import MirrorOutcome, TableMirror
-from streamhouse.iceberg.references import SnapshotReferences
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, drop_table, open_catalog
 from streamhouse.storage import topic_config
 from streamhouse.storage.clock import now_ms
@@ -107,7 +106,6 @@ class IcebergPublisher(BackgroundService):
         self._mirrors: dict[str, TableMirror] = {}
         self._skipped: dict[str, set[str]] = {}  # per topic, the object keys of layout-1 segments
         self.on_published: Callable[[MirrorOutcome], None] = lambda outcome: None  # metrics hook
-        self.references: SnapshotReferences | None = None  # the deleters' keep check, closed with this
 
     async def run_once(self) -> list[MirrorOutcome]:
         """One round over the topics with iceberg.enabled; never raises a store error."""
@@ -235,8 +233,6 @@ class IcebergPublisher(BackgroundService):
         if self._catalog is not None:
             self._catalog.engine.dispose()
             self._catalog = None
-        if self.references is not None:
-            self.references.close()
 
 
 __all__ = ["IcebergPublisher", "PublishSettings", "enabled", "publish_resource", "require_pyiceberg"]
