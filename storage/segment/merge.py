@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from streamhouse.storage.errors import SegmentMergeError
 from streamhouse.storage.segment import footer as f
+from streamhouse.storage.segment.column_crcs import KEY_COLUMN_CRCS
 from streamhouse.storage.segment.compact import KEY_CLEAN_HISTORY, CleanHistory
 from streamhouse.storage.segment.decode import Chunk, decode_segment
 from streamhouse.storage.segment.footer import SegmentFooter
@@ -50,6 +51,7 @@ _KNOWN_KEYS = frozenset(
         f.KEY_SCHEMA,
         JSON_ERRORS_KEY,
         KEY_CLEAN_HISTORY,
+        KEY_COLUMN_CRCS,  # recomputed for the merged output by encode_segment
     )
 )
 _OURS = b"streamhouse."
