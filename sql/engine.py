@@ -59,7 +59,9 @@ from streamhouse.sql.windows.rewrite import rewrite_windows
 from streamhouse.storage import access
 from streamhouse.storage.errors import NotFoundError, QueryTimeoutError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.metadata.isolation import READ_COMMITTED
 from streamhouse.storage.metadata.log_start import PartitionStats
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.values.schema import parse_value_schema
 from streamhouse.storage.values.types import SYSTEM_COLUMN_TYPES
@@ -93,14 +95,18 @@ class SqlEngine:
         limits: QueryLimits | None = None,
         spill_dir: Path | None = None,
         admin: AdminControl | None = None,
+        committed: CommittedReads | None = None,
     ) -> None:
         """`limits`: the default and ceiling of every statement's limits (the agent's flags);
-        `spill_dir`: where operators that can spill write (default: the OS temp directory)."""
+        `spill_dir`: where operators that can spill write (default: the OS temp directory);
+        `committed`: the Kafka transactions' view, so queries read committed rows unless the
+        session sets isolation_level = 'read_uncommitted' (None: every row is shown)."""
         self.source = source
         self.jobs = jobs
         self.limits = limits if limits is not None else agent_limits(DEFAULT_TIMEOUT_S, DEFAULT_MEMORY)
         self.spill_dir = spill_dir
         self.admin = admin  # organisations, API keys, ACLs (sql/statements/admin.py)
+        self.committed = committed
         if spill_dir is not None:
             clear_spill(spill_dir)
         self.last_scans: list[TopicScan] = []  # what the last query read (tests, EXPLAIN)
@@ -162,6 +168,7 @@ class SqlEngine:
         defaults = {
             "statement_timeout": format_duration(self.limits.timeout_s) if self.limits.timeout_s else "none",
             "query_memory": format_bytes(self.limits.memory_bytes),
+            "isolation_level": self.limits.isolation,
         }
         names = list(defaults) if setting.name == "all" else [setting.name]
         return pa.table({"setting": names, "value": [defaults[n] for n in names]})
@@ -251,8 +258,9 @@ class SqlEngine:
         schemas = {name: topic_schema(info) for name, info in (used | planned.latest).items()}
         await run_blocking(_check, schemas, planned.sql)
         chunk = read_chunk_bytes(limits.memory_bytes)
+        committed = self.committed if limits.isolation == READ_COMMITTED else None
         scans = await asyncio.gather(
-            *(scan_topic(self.source, info, bounds[name], columns, chunk) for name, info in used.items())
+            *(scan_topic(self.source, info, bounds[name], columns, chunk, committed) for name, info in used.items())
         )
         self.last_scans = list(scans)
         tables, streams = await split_small(dict(zip(used, scans, strict=True)), chunk)

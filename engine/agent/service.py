@@ -46,7 +46,8 @@ from streamhouse.storage.errors import (
     TopicNotFoundError,
 )
 from streamhouse.storage.metadata.producer_state import ProducerState
-from streamhouse.storage.model import TopicInfo
+from streamhouse.storage.metadata.txn_reads import shared_reads
+from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.segment.compact import require_keys
 from streamhouse.storage.tasks import wait_event
@@ -93,7 +94,7 @@ class AgentService:
         self.usage_report: UsageReport | None = None  # SHOW USAGE with the agent's quotas (agent_server)
         manager.on_append = self._wake
         reports = StorageReports(metrics)
-        manager.on_segment = reports.segment_committed
+        manager.on_segment = lambda segment: self._committed(reports, segment)
         manager.flush_health.on_change = reports.flush_changed
         manager.watch_recovery(reports.wal_recovered)
         manager.reader.segments.on_corrupt = reports.segment_corrupt
@@ -141,7 +142,7 @@ class AgentService:
     async def describe_topic(self, name: str) -> Description:
         info = await self.metadata.get_topic(name)
         self._topics[name] = (info, time.monotonic())
-        return Description(info, await partition_states.states(self.metadata, info, self.manager.end_offset))
+        return Description(info, await partition_states.states(self.metadata, info, self.manager.acked_end))
 
     async def delete_topic(self, name: str) -> None:
         info = await self.metadata.get_topic(name)
@@ -251,7 +252,12 @@ class AgentService:
         max_wait_ms: int = 0,
         min_bytes: int = 1,
     ) -> FetchResult:
-        """Records from `offset`; waits up to max_wait_ms for at least min_bytes of them."""
+        """Records from `offset`, up to the durable end (the high watermark: what no takeover
+        can change); waits up to max_wait_ms for at least min_bytes of them. A fetch that
+        stops short at the durable end while this leader holds acknowledged records past it
+        starts a durable round (PartitionManager.make_durable) and, if it may wait, is
+        answered when that round commits. `end_offset` of the answer is the acknowledged end
+        (a bounded read knows what is still to come), `high_watermark` the durable end."""
         info = await self.topic(topic, partition)
         if not 0 <= partition < info.partitions:
             raise PartitionNotFoundError(topic, partition, info.partitions)
@@ -262,10 +268,12 @@ class AgentService:
         deadline = time.monotonic() + max(max_wait_ms, 0) / 1000
         while True:
             event = self._appended.setdefault((topic, partition), asyncio.Event())
-            end = await self.manager.end_offset(topic, partition)
+            durable, end = await self.manager.end_offsets(topic, partition)
             if offset > end:
                 raise InvalidInputError(f"{topic}/{partition}: offset {offset} is past the end offset {end}")
-            table = await self._read(topic, partition, offset, min(max_records, end - offset), max_bytes)
+            table = await self._read(topic, partition, offset, min(max_records, durable - offset), max_bytes)
+            if end > durable and table.nbytes < max(min_bytes, 1):
+                self.manager.make_durable(topic, partition)  # woken by its commit (_committed)
             remaining = deadline - time.monotonic()
             if table.nbytes >= max(min_bytes, 1) or remaining <= 0:
                 break
@@ -276,7 +284,7 @@ class AgentService:
         # Compacted segments have gaps (issue 14): the next offset follows the last row read.
         after = int(table.column("offset")[-1].as_py()) + 1 if table.num_rows else offset
         log_start = self.manager.reader.lists.cached_log_start(topic, partition)  # as the read listed it
-        return FetchResult(topic, partition, table, after, max(end, after), log_start)
+        return FetchResult(topic, partition, table, after, max(end, after), log_start, max(durable, after))
 
     async def _read(self, topic: str, partition: int, offset: int, count: int, max_bytes: int) -> pa.Table:
         if count <= 0:
@@ -292,6 +300,11 @@ class AgentService:
         event = self._appended.pop((topic, partition), None)
         if event is not None:
             event.set()
+
+    def _committed(self, reports: StorageReports, segment: SegmentInfo) -> None:
+        """A segment is committed: the durable end moved, so waiting fetches may read on."""
+        reports.segment_committed(segment)
+        self._wake(segment.topic, segment.partition)
 
     # -- offsets --------------------------------------------------------------------------------
     async def _partition(self, topic: str, partition: int) -> None:
@@ -388,6 +401,7 @@ class AgentService:
                 limits=self.config.query_limits,
                 spill_dir=self.config.data_path / "spill",
                 admin=SqlAdmin(self.metadata),  # CREATE ORG, CREATE API KEY, GRANT … (admins only)
+                committed=shared_reads(self.metadata),  # queries read committed (Kafka transactions)
             )
         if is_show_usage(query):  # per-org usage and quotas (engine/auth/quota_usage.py)
             return await (self.usage_report or UsageReport.of_store(self.metadata)).table()

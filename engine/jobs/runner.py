@@ -35,6 +35,7 @@ from streamhouse.sql.streaming.plan import topic_watermark
 from streamhouse.storage import namespace as ns
 from streamhouse.storage.clock import now_ms as _now
 from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import Checkpoint, JobInfo, SegmentInfo, TopicInfo
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class JobRunner:
         self.job = job
         self.epoch = epoch
         self.options = parse_job_options(job.options, job.name)
+        # Committed source rows only (Kafka transactions), unless the job asked for all of them.
+        committed = self.options.isolation == "read_committed"
+        self._committed = shared_reads(host.metadata) if committed else None
         # A job reads slots: (source topic, partition) pairs, numbered. A one-topic job's slot
         # is its partition; a join's slots run over both topics' partitions. Offsets, reads,
         # idleness and watermarks are per slot.
@@ -150,7 +154,7 @@ class JobRunner:
         per_partition = max(_MIN_READ_ROWS, self.options.batch_rows // max(len(self.slots), 1))
         reads = await asyncio.gather(
             *(
-                read_partition(topics, info, p, self.offsets[slot], per_partition, self._skipped)
+                read_partition(topics, info, p, self.offsets[slot], per_partition, self._skipped, self._committed)
                 for slot, (info, p) in enumerate(self.slots)
             )
         )

@@ -16,6 +16,7 @@ from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.jobs.host import JobHost
 from streamhouse.sql.query.catalog import check_bad_values, segment_columns, to_sql_table, topic_schema
 from streamhouse.storage.clock import now_ms
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.model import TopicInfo, partition_resource
 from streamhouse.storage.partition.scan import ScanBounds
 
@@ -33,6 +34,7 @@ async def read_partition(
     offset: int,
     max_rows: int,
     skipped: Callable[[int], None] = lambda count: None,
+    committed: CommittedReads | None = None,
 ) -> tuple[pa.Table, int]:
     """Up to `max_rows` records from `offset` on, and the offset to read next: after the last
     row read. Compacted segments have gaps (issue 14), so a window of `max_rows` offsets may
@@ -42,7 +44,12 @@ async def read_partition(
 
     An `offset` below the log start (retention removed those records before the job read them)
     goes on from the log start, as a Kafka consumer with auto.offset.reset=earliest does: said
-    in a warning, and `skipped(count)` told how many offsets were passed over (SHOW JOBS)."""
+    in a warning, and `skipped(count)` told how many offsets were passed over (SHOW JOBS).
+
+    With `committed` (the default for jobs: their output is exactly-once only over committed
+    input) the rows are read committed (storage/metadata/txn_reads.py): the read stops at the
+    partition's last stable offset (an open Kafka transaction; the next read asks again from
+    there) and passes over aborted transactions' rows."""
     for _ in range(_GAP_WINDOWS):
         bounds = ScanBounds(start_offset=offset, end_offset=offset + max_rows)
         table, stats = await topics.scan(info, partition, bounds, segment_columns(info))
@@ -63,8 +70,13 @@ async def read_partition(
         if stats.json_errors:  # a view reads every declared column: refused as a query would be
             check_bad_values(await topics.get_topic(info.name), partition, stats, topic_schema(info).names)
         if table.num_rows:
-            last = int(pc.max(table.column("offset")).as_py())
-            return to_sql_table(table, partition, info), last + 1
+            next_offset = int(pc.max(table.column("offset")).as_py()) + 1
+            if committed is not None:
+                view = await committed.stable(info.name, partition, offset)
+                if not view.shows_all:
+                    table = view.committed(table)
+                    next_offset = max(offset, view.stable_end(next_offset))
+            return to_sql_table(table, partition, info), next_offset
         if await topics.end_offset(info.name, partition) < offset + max_rows:
             break  # the log ends inside the window: nothing more to read yet
         offset += max_rows

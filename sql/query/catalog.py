@@ -16,6 +16,7 @@ from streamhouse.sql.query.pruning import TopicBounds
 from streamhouse.sql.query.stream import TopicDataset, TopicStream
 from streamhouse.sql.query.unsliced import unsliced
 from streamhouse.storage.metadata.log_start import PartitionStats
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.scan import PartitionPlan, ScanBounds, ScanStats, SegmentChunk
 from streamhouse.storage.values.check import ignores_errors
@@ -107,11 +108,18 @@ class TopicScan:
 
 
 async def scan_topic(
-    source: TopicSource, info: TopicInfo, bounds: TopicBounds, columns: Iterable[str] | None, chunk_bytes: int
+    source: TopicSource,
+    info: TopicInfo,
+    bounds: TopicBounds,
+    columns: Iterable[str] | None,
+    chunk_bytes: int,
+    committed: CommittedReads | None = None,
 ) -> TopicScan:
     """Plan a topic's partitions concurrently; `columns` are the SQL columns the query may use
     (None: all), always in the topic's schema order. Nothing is decoded yet, but bad values in
-    what would be read are refused now (check_bad_values)."""
+    what would be read are refused now (check_bad_values). With `committed`, the rows are read
+    committed (storage/metadata/txn_reads.py): none at or past a partition's last stable offset,
+    none of an aborted Kafka transaction."""
     schema = topic_schema(info)
     names = schema.names if columns is None else [n for n in schema.names if n in set(columns)]
     declared = parse_value_schema(info.value_schema)
@@ -131,6 +139,9 @@ async def scan_topic(
     stream = TopicStream(
         list(plans), source.read_chunk, to_sql, lambda n: _segment_name(n, declared), asyncio.get_running_loop()
     )
+    if committed is not None:
+        found = await asyncio.gather(*(committed.stable(info.name, p.partition, p.covered[0]) for p in plans))
+        stream.views = {p.partition: v for p, v in zip(plans, found, strict=True) if not v.shows_all}
     dataset = TopicDataset(stream, pa.schema([schema.field(n) for n in names]))
     return TopicScan(info, dataset, info.partitions, len(wanted), stats)
 

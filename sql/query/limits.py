@@ -6,6 +6,7 @@ with Postgres-style statements, which the SDK Client keeps and sends with every 
 
     SET statement_timeout = '10s'      -- ms, s, min, h; a bare number is milliseconds
     SET query_memory = '512MB'         -- B, KB, MB, GB, TB (1024-based); a bare number is bytes
+    SET isolation_level = 'read_uncommitted'  -- also rows of open and aborted Kafka transactions
     RESET statement_timeout            -- back to the agent's value;  RESET ALL: every setting
 
 A session may not raise a limit above the agent's: the operator's flags protect the agent
@@ -22,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamhouse.storage.errors import InvalidInputError
+from streamhouse.storage.metadata.isolation import READ_COMMITTED, parse_isolation
 
 __all__ = [
     "DEFAULT_MEMORY",
@@ -42,7 +44,9 @@ DEFAULT_TIMEOUT_S = 300
 # A share of physical memory, not all of it: the agent's own buffers (produce, WAL, segment
 # cache) live in the same process, and a query must never be what the kernel kills it for.
 DEFAULT_MEMORY = "25%"
-SETTINGS = ("statement_timeout", "query_memory")
+SETTINGS = ("statement_timeout", "query_memory", "isolation_level")
+# Kafka's consumer property name, as a Kafka or Flink user writes it, for the same setting.
+_ALIASES = {"isolation.level": "isolation_level"}
 
 _UNITS_S = {"ms": 0.001, "s": 1, "sec": 1, "second": 1, "seconds": 1, "min": 60, "minute": 60, "minutes": 60}
 _UNITS_S |= {"h": 3600, "hour": 3600, "hours": 3600}
@@ -60,6 +64,9 @@ _RESET = re.compile(r"""^\s*RESET\s+(?P<name>"[^"]+"|'[^']+'|[\w.]+)\s*;?\s*$"""
 class QueryLimits:
     timeout_s: float | None  # None: no time limit
     memory_bytes: int
+    # Which rows of Kafka transactions a query sees (storage/metadata/isolation.py): committed
+    # ones by default; read_uncommitted also those of open and aborted transactions (debugging).
+    isolation: str = READ_COMMITTED
 
     def describe(self) -> str:
         timeout = format_duration(self.timeout_s) if self.timeout_s is not None else "none"
@@ -128,10 +135,12 @@ def agent_limits(timeout_s: int, memory: str) -> QueryLimits:
 
 def session_limits(settings: Mapping[str, str], ceiling: QueryLimits) -> QueryLimits:
     """The limits one statement runs under: the session's settings, checked against the agent's."""
-    timeout, memory = ceiling.timeout_s, ceiling.memory_bytes
+    timeout, memory, isolation = ceiling.timeout_s, ceiling.memory_bytes, ceiling.isolation
     for raw_name, value in settings.items():
         name = _known(raw_name)
-        if name == "statement_timeout":
+        if name == "isolation_level":
+            isolation = parse_isolation(value, "isolation_level")
+        elif name == "statement_timeout":
             timeout = parse_duration(value)
             if ceiling.timeout_s is not None and timeout > ceiling.timeout_s:
                 raise InvalidInputError(
@@ -145,7 +154,7 @@ def session_limits(settings: Mapping[str, str], ceiling: QueryLimits) -> QueryLi
                     f"query_memory {value!r} is over this agent's limit of {format_bytes(ceiling.memory_bytes)} "
                     "(its --query-memory); choose a smaller one"
                 )
-    return QueryLimits(timeout, memory)
+    return QueryLimits(timeout, memory, isolation)
 
 
 def parse_set(sql: str) -> SetStatement | None:
@@ -165,6 +174,7 @@ def parse_set(sql: str) -> SetStatement | None:
 
 def _known(name: str) -> str:
     key = name.strip("'\"").lower()
+    key = _ALIASES.get(key, key)
     if key in SETTINGS:
         return key
     close = difflib.get_close_matches(key, SETTINGS, n=1)

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from streamhouse.storage.metadata.txn_reads import Stable
 from streamhouse.storage.partition.scan import PartitionPlan, SegmentChunk
 
 # Reads kept in flight once the consumer asked for a second chunk (two cores: two decodes).
@@ -58,6 +59,10 @@ class TopicStream:
     loop: asyncio.AbstractEventLoop
     stats: StreamStats = field(default_factory=StreamStats)
     error: BaseException | None = None  # the first read error, raised as it is by run_query
+    # Read committed (storage/metadata/txn_reads.py): per partition with Kafka transactions to
+    # hide, its last stable offset and aborted ranges; rows past the one or in the others are
+    # dropped as chunks are read. Partitions not here are shown whole.
+    views: dict[int, Stable] = field(default_factory=dict)
 
     @property
     def tail_bytes(self) -> int:
@@ -122,14 +127,17 @@ class TopicStream:
 
     async def _read(self, plan: PartitionPlan, chunk: SegmentChunk | None, names: Sequence[str]) -> pa.Table:
         columns = [self.segment_name(n) for n in names if n != "_partition"]
+        view = self.views.get(plan.partition)
         try:
             if chunk is None:
                 assert plan.tail is not None
                 rows = plan.tail.select(list(dict.fromkeys(["offset", *columns])))
-            elif not names and chunk.rows is not None:  # count(*): the footer's row count
+            elif not names and chunk.rows is not None and view is None:  # count(*): the footer's row count
                 rows = pa.table({"rows": pa.nulls(chunk.rows)}).select([])
             else:
-                rows = await self.read_chunk(plan, chunk, columns)
+                # A view filters by offset: read it too (no columns reads the offsets alone).
+                read = columns if view is None or not columns else list(dict.fromkeys(["offset", *columns]))
+                rows = await self.read_chunk(plan, chunk, read)
                 self.stats.chunks_read += 1
                 self.stats.row_groups_read += len(chunk.row_groups)
         except BaseException as exc:
@@ -137,6 +145,8 @@ class TopicStream:
                 self.error = exc
             raise
         self.stats.rows_read += rows.num_rows
+        if view is not None:
+            rows = view.committed(rows)
         if not names:  # count(*): rows without columns (a table of no arrays would have no rows)
             return rows.select([])
         return self.to_sql(rows, plan.partition, names)

@@ -15,6 +15,7 @@ from streamhouse.sql.errors import SqlError
 # What a job emits: one result per window, or an update stream (sql/streaming/changes.py).
 EMIT_MODES = ("final", "changes")
 START_POSITIONS = ("earliest", "latest")
+ISOLATION_LEVELS = ("read_committed", "read_uncommitted")  # storage/metadata/isolation.py LEVELS
 # key -> one line of help (the error for an unknown key lists them)
 OPTIONS = {
     "emit": "'final' (one result per window) or 'changes' (an update stream)",
@@ -23,6 +24,7 @@ OPTIONS = {
     "checkpoint-interval": "how often the job commits output and offsets, e.g. '1s'",
     "start": "'earliest' or 'latest': where a new job starts reading",
     "state.ttl": "how long (event time) a regular join keeps each side's rows, e.g. '1 h'",
+    "isolation.level": "'read_committed' (Kafka transactions' committed rows only) or 'read_uncommitted' (all)",
 }
 # Set by the agent at CREATE under auth, never in WITH (…): the creating principal, "org/name",
 # whose rights the job runs with (engine/jobs/rights.py). Shown by SHOW JOBS with the options.
@@ -50,6 +52,9 @@ class JobOptions:
     batch_rows: int = 50_000
     state_ttl_ms: int | None = None  # a regular join's state TTL (sql/streaming/regular_join.py)
     creator: str | None = None  # CREATOR: whose rights the job runs with (None: not limited)
+    # Which source rows of Kafka transactions the job reads: committed ones (its output is then
+    # exactly-once), or, for debugging, also those of open and aborted transactions.
+    isolation: str = "read_committed"
 
 
 def parse_job_options(options: Mapping[str, str], job: str = "job") -> JobOptions:
@@ -68,6 +73,7 @@ def parse_job_options(options: Mapping[str, str], job: str = "job") -> JobOption
         start=_choice(options, "start", START_POSITIONS, job),
         state_ttl_ms=_duration(options, "state.ttl", "", job) if options.get("state.ttl") else None,
         creator=options.get(CREATOR) or None,
+        isolation=_choice(options, "isolation.level", ISOLATION_LEVELS, job),
     )
 
 
