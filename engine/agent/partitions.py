@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.agent.flush_health import FlushHealth
-from streamhouse.agent.forward import Forwarder
+from streamhouse.agent.forward import Forwarder, cannot_forward
 from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.agent.wal_takeover import WalTakeover
 from streamhouse.api.types import Acks
@@ -102,8 +102,11 @@ class PartitionManager:
         config = config.with_agent_id()
         replay = await wal.replay()
         manager = cls(config, metadata, store, wal, list(replay.entries))
-        if forward is not None:
-            manager.takeover.forward = forward  # before the first take-over round below
+        # The first take-over round, before the agent listens, leads what it can but hands
+        # nothing to another leader: a hand-over is an acks=durable produce (over a minute under
+        # an S3 outage) and a supervisor kills an agent that slow to listen. The recovery loop
+        # below hands them over in the background from its first round on.
+        manager.takeover.forward = _forward_after_start
         try:
             await manager._release_covered(replay.end_offsets)
         except StreamHouseError as exc:
@@ -111,6 +114,7 @@ class PartitionManager:
             # and the recovery loop takes it over (at worst leading an idle partition once).
             log.warning("sorting the replayed WAL entries failed (the recovery loop retries): %s", exc)
         await manager._recover_replayed(replay.end_offsets)
+        manager.takeover.forward = forward or cannot_forward
         manager._tasks = [
             asyncio.create_task(manager._loop(config.flush_check_ms, manager._flush_due), name="flush"),
             asyncio.create_task(manager._loop(config.renew_interval_ms, manager._renew_all), name="renew"),
@@ -448,6 +452,13 @@ class PartitionManager:
         await self.wal.close()
         await self.store.close()
         await self.metadata.close()
+
+
+async def _forward_after_start(address: str, topic: str, partition: int, batch: pa.RecordBatch) -> int:
+    """The forwarder of the take-over round at start (PartitionManager.start): the records wait."""
+    raise StreamHouseError(
+        f"{topic}/{partition}: {batch.num_rows} WAL records go to the leader at {address} once this agent is up"
+    )
 
 
 async def _first_of(*waits: Awaitable[Any]) -> None:
