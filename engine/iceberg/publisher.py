@@ -8,7 +8,8 @@ one): list the committed segments, bring the table in line with them (engine/ice
 new segments appended, retention's removals and the merger's and compactor's replacements
 mirrored, one snapshot with the published end offsets per partition), then expire snapshots
 past the retention. Only segments of layout 2 (Parquet field ids, storage/segment/field_ids.py)
-are published; older ones are skipped (their offsets are not in the table).
+can be data files: older ones are rewritten in layout 2 under the same lease (upgrade.py) and
+published by the next round; a partition's newest segment waits for its next write.
 
 pyiceberg is synchronous (SQLAlchemy, its file IO): its work runs in a thread. Failures are per
 topic, in `health` like the other services' (backoff, one log line per change, readiness).
@@ -25,12 +26,13 @@ from typing import TYPE_CHECKING
 import pyarrow.parquet as pq
 
 from streamhouse.agent.background import ROUND, BackgroundService
-from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.failures import Backoff, FailureTracker
-from streamhouse.agent.leases import Leases
+from streamhouse.agent.leases import HeldLease, Leases
 from streamhouse.iceberg.data_files import has_field_ids
 from streamhouse.iceberg.mirror import MirrorOutcome, TableMirror
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, drop_table, open_catalog
+from streamhouse.iceberg.upgrade import PER_ROUND, rewrite, say_waiting, split_upgradable
 from streamhouse.storage import topic_config
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, NotFoundError, StreamHouseError
@@ -74,6 +76,7 @@ class PublishSettings:
     interval_s: float  # <= 0: the publisher never starts
     snapshot_retention_ms: int
     catalog: CatalogSettings
+    grace_ms: int = 5_000  # how long a layout-1 object replaced by its rewrite stays (merge_grace_ms)
 
     @classmethod
     def from_config(cls, config: AgentConfig) -> PublishSettings:
@@ -81,6 +84,7 @@ class PublishSettings:
             interval_s=config.iceberg_interval_ms / 1000,
             snapshot_retention_ms=config.iceberg_snapshot_retention_ms,
             catalog=CatalogSettings(config.resolved_metadata_url, config.resolved_object_store_url, config.s3_endpoint),
+            grace_ms=merge_grace_ms(config),
         )
 
 
@@ -105,6 +109,7 @@ class IcebergPublisher(BackgroundService):
         self._catalog: SqlCatalog | None = None
         self._mirrors: dict[str, TableMirror] = {}
         self._skipped: dict[str, set[str]] = {}  # per topic, the object keys of layout-1 segments
+        self._said: set[str] = set()  # layout-1 segments waiting for a newer one, logged once
         self.on_published: Callable[[MirrorOutcome], None] = lambda outcome: None  # metrics hook
 
     async def run_once(self) -> list[MirrorOutcome]:
@@ -160,6 +165,10 @@ class IcebergPublisher(BackgroundService):
                 gone = await self.metadata.deferred_among([s.object_key for s in new])
                 new = [s for s in new if s.object_key not in gone]
             add = [(s, meta) for s, meta in zip(new, await self._footers(new), strict=True) if meta is not None]
+            upgraded = await self._upgrade(info.name, segments, lease)
+            if upgraded is None:
+                return None  # the lease is lost: its new holder publishes
+            lease = upgraded
             remove = sorted(current - urls.keys())
             added = {self.settings.catalog.object_url(s.object_key) for s, _ in add}
             held = [s for url, s in urls.items() if url in current or url in added]
@@ -181,6 +190,19 @@ class IcebergPublisher(BackgroundService):
         return MirrorOutcome(
             info.name, outcome.snapshot_id, outcome.added, outcome.removed, expired, outcome.end_offsets
         )
+
+    async def _upgrade(self, topic: str, segments: Sequence[SegmentInfo], lease: HeldLease) -> HeldLease | None:
+        """Rewrite up to PER_ROUND of the topic's layout-1 segments in layout 2 (upgrade.py; the
+        next round publishes them); the lease, renewed if it had to be (None: lost)."""
+        now, waiting = split_upgradable(segments, self._skipped.get(topic, set()))
+        self._said &= set().union(*self._skipped.values())  # forget the gone ones
+        say_waiting(waiting, self._said)
+        for seg in now[:PER_ROUND]:
+            try:
+                _, lease = await rewrite(self.metadata, self.store, self.leases, lease, seg, self.settings.grace_ms)
+            except FencedError:
+                return None
+        return lease
 
     async def drop_stale(self, published: set[str]) -> list[str]:
         """Drop the tables of topics deleted or no longer published (iceberg.enabled turned
