@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,6 +18,7 @@ from streamhouse.storage.model import SegmentRef, TopicInfo
 from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.view import PartitionView, partition_view
 from streamhouse.storage.partition.writer import PartitionWriter
+from streamhouse.storage.records.control import drop_offsets, footer_controls, without_control
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.decode import with_null_columns
 from streamhouse.storage.segment.footer import RowGroupInfo, SegmentFooter, column_min_max, select_row_groups
@@ -83,6 +85,9 @@ class SegmentChunk:
     # Its rows by the (verified) footer when all of them are within the bounds, else None: a
     # count(*) of such a chunk needs no read, as a Parquet reader counts from its metadata.
     rows: int | None = None
+    # Offsets of Kafka transaction markers among these row groups (storage/records/control.py,
+    # from the footer): dropped by read_chunk, never shown to SQL or jobs.
+    controls: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ async def plan_partition(
         # A declared column added by schema evolution after this segment was written is not
         # in it: read what it has, the rest as nulls of the declared type.
         present = tuple(c for c in wanted if c in footer.schema.names)
-        chunks += _chunks(seg.ref, footer, chosen, present, chunk_bytes, bounds, first=not chunks)
+        controls = footer_controls(footer.metadata.metadata)
+        chunks += _chunks(seg.ref, footer, chosen, present, chunk_bytes, bounds, first=not chunks, controls=controls)
     tail = None
     if writer is not None and view.batches:
         tail = _buffered(writer, view, bounds, wanted, schema, stats)
@@ -173,6 +179,7 @@ async def read_chunk(
     the plan wants), through the verified segment read (storage/segment/reader.py)."""
     # Offsets only when nothing else is wanted: a table of no columns would have no rows.
     wanted = list(plan.wanted) if columns is None else list(dict.fromkeys(columns or ["offset"]))
+    read = list(dict.fromkeys(["offset", *wanted])) if chunk.controls else wanted
     bounds = plan.bounds
     piece = await reader.segments.read(
         chunk.ref,
@@ -180,9 +187,13 @@ async def read_chunk(
         end_offset=bounds.end_offset,
         min_timestamp=bounds.min_timestamp,
         max_timestamp=bounds.max_timestamp,
-        columns=[c for c in wanted if c in chunk.columns],
+        columns=[c for c in read if c in chunk.columns],
         row_groups=chunk.row_groups,
     )
+    if chunk.controls:
+        piece = drop_offsets(piece, np.array(chunk.controls, dtype=np.int64)).select(
+            [c for c in wanted if c in chunk.columns]
+        )
     return with_null_columns(piece, pa.schema([plan.schema.field(c) for c in wanted]))
 
 
@@ -230,6 +241,7 @@ def _chunks(
     bounds: ScanBounds,
     *,
     first: bool,
+    controls: np.ndarray[Any, Any] | None = None,
 ) -> list[SegmentChunk]:
     sizes = {i: footer.metadata.row_group(i).total_byte_size for i in chosen}
     out: list[SegmentChunk] = []
@@ -237,8 +249,10 @@ def _chunks(
 
     def close() -> None:
         inside = all(_wholly_inside(footer.row_groups[j], bounds) for j in group)
-        rows = sum(footer.row_groups[j].num_rows for j in group) if inside else None
-        out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group), rows))
+        low, high = footer.row_groups[group[0]].first_offset, footer.row_groups[group[-1]].last_offset
+        mine = () if controls is None else tuple(controls[(controls >= low) & (controls <= high)].tolist())
+        rows = sum(footer.row_groups[j].num_rows for j in group) if inside and not mine else None
+        out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group), rows, mine))
 
     for i in chosen:
         if group and (sum(sizes[j] for j in group) + sizes[i] > limit or (first and not out)):
@@ -296,8 +310,8 @@ def _buffered(
             table = _with_decoded(writer, base, table, schema, stats, offsets)
         lo = max(start, base) - base
         hi = min(end, base + batch.num_rows) - base
-        if hi > lo:
-            pieces.append(table.slice(lo, hi - lo).select(wanted))
+        if hi > lo:  # Kafka transaction markers are not records to SQL or jobs
+            pieces.append(without_control(table.slice(lo, hi - lo)).select(wanted))
     if not pieces:
         return None
     table = pa.concat_tables(pieces)

@@ -36,8 +36,8 @@ import pyarrow.parquet as pq
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import SegmentInfo, SegmentRef
+from streamhouse.storage.records.control import footer_metadata
 from streamhouse.storage.records.schema import RECORD_SCHEMA
-from streamhouse.storage.segment.column_crcs import KEY_COLUMN_CRCS, fill_column_crcs, reserve_column_crcs
 from streamhouse.storage.segment.decode import decode_row_groups, decode_segment
 from streamhouse.storage.segment.field_ids import PARTITION_COLUMN, physical_name, physical_table
 from streamhouse.storage.segment.footer import (
@@ -180,6 +180,7 @@ def encode_segment(
         KEY_MIN_TIMESTAMP: str(min_ts),
         KEY_MAX_TIMESTAMP: str(max_ts),
         **(extra_metadata or {}),
+        **footer_metadata(table),  # Kafka transaction markers' offsets (storage/records/control.py)
     }
     bounds = _row_group_bounds(table, row_group_bytes)
     written = table
@@ -260,13 +261,8 @@ def _write(
             end = sink.tell()
             ranges.append([start, end, crc32c(view[start:end])])
             start = end
-        # Column chunk CRCs (column_crcs.py): reserved now, filled in once the writer closed.
-        reserved = reserve_column_crcs(len(ranges), table.schema)
-        writer.add_key_value_metadata(
-            {**metadata, KEY_ROW_GROUPS: json.dumps(ranges, separators=(",", ":")), KEY_COLUMN_CRCS: reserved}
-        )
+        writer.add_key_value_metadata({**metadata, KEY_ROW_GROUPS: json.dumps(ranges, separators=(",", ":"))})
         writer.close()
-        fill_column_crcs(view, sink.tell(), reserved, writer.writer.metadata)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidInputError(f"records cannot be stored as a segment: {exc}") from exc
     return buffer.slice(0, sink.tell()).to_pybytes(), len(ranges)
