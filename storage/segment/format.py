@@ -38,6 +38,7 @@ from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.model import SegmentInfo, SegmentRef
 from streamhouse.storage.records.control import footer_metadata
 from streamhouse.storage.records.schema import RECORD_SCHEMA
+from streamhouse.storage.segment.column_crcs import KEY_COLUMN_CRCS, fill_column_crcs, reserve_column_crcs
 from streamhouse.storage.segment.decode import decode_row_groups, decode_segment
 from streamhouse.storage.segment.field_ids import PARTITION_COLUMN, physical_name, physical_table
 from streamhouse.storage.segment.footer import (
@@ -261,8 +262,13 @@ def _write(
             end = sink.tell()
             ranges.append([start, end, crc32c(view[start:end])])
             start = end
-        writer.add_key_value_metadata({**metadata, KEY_ROW_GROUPS: json.dumps(ranges, separators=(",", ":"))})
+        # Column chunk CRCs (column_crcs.py): reserved now, filled in once the writer closed.
+        reserved = reserve_column_crcs(len(ranges), table.schema)
+        writer.add_key_value_metadata(
+            {**metadata, KEY_ROW_GROUPS: json.dumps(ranges, separators=(",", ":")), KEY_COLUMN_CRCS: reserved}
+        )
         writer.close()
+        fill_column_crcs(view, sink.tell(), reserved, writer.writer.metadata)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InvalidInputError(f"records cannot be stored as a segment: {exc}") from exc
     return buffer.slice(0, sink.tell()).to_pybytes(), len(ranges)
