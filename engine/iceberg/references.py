@@ -21,7 +21,6 @@ agent without pyiceberg that must answer for a published topic refuses to delete
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -112,13 +111,15 @@ class IcebergKeepCheck:
         if not asked:
             return set()
         if self._references is None:
-            if importlib.util.find_spec("pyiceberg") is None:
+            try:
+                import pyiceberg  # noqa: F401
+            except ImportError:
                 topics = sorted({str(key_topic(k)) for k in asked})
                 raise IcebergUnavailableError(
                     f"objects of {', '.join(map(repr, topics))} (iceberg.enabled) are due for deletion, but this "
                     "agent cannot read the Iceberg catalog to see whether a snapshot still references them: "
                     "nothing is deleted until pyiceberg is installed (pip install 'streamhouse[iceberg]')"
-                )
+                ) from None
             self._references = SnapshotReferences(self.settings)
         return await self._references.referenced(asked)
 
