@@ -6,13 +6,17 @@ deleter of an engine started without --iceberg-interval-ms runs; SQLite + a loca
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import streamhouse
-from streamhouse.agent.background import delete_due
+from streamhouse.agent.background import delete_due, delete_due_recorded
+from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.iceberg.mirror import TableMirror
 from streamhouse.iceberg.references import IcebergKeepCheck, key_topic
 from streamhouse.iceberg.tables import CatalogSettings, open_catalog
@@ -104,3 +108,31 @@ def test_key_topic() -> None:
     assert key_topic("topics/t.1/00003/00000000000000000007-2-merged-x.parquet") == "t.1"
     assert key_topic("iceberg/t-1/metadata/v1.metadata.json") is None
     assert key_topic("topics/") is None
+
+
+async def test_without_pyiceberg_a_published_topics_objects_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent that cannot read the catalog deletes nothing of a published topic: a typed error
+    in the deleter's health (readiness names it); other topics' objects are not its concern."""
+    monkeypatch.setitem(sys.modules, "pyiceberg", None)  # the extra not installed on this agent
+    meta_url = f"sqlite:///{tmp_path / 'meta.db'}"
+    metadata = await open_metadata_store(meta_url)
+    store = open_object_store(f"file://{tmp_path / 'objects'}")
+    keep = IcebergKeepCheck(metadata, CatalogSettings(meta_url, f"file://{tmp_path / 'objects'}"))
+    try:
+        await metadata.create_topic("bids", 1, {"iceberg.enabled": "true"})
+        await metadata.create_topic("plain", 1)
+        assert await keep.referenced(["topics/plain/00000/00000000000000000000-1.parquet"]) == set()
+        bids = await _segments(metadata, tmp_path / "objects", "bids")
+        lease = await metadata.acquire_lease("retention/bids", "r", 60_000)
+        await metadata.truncate_log(bids[:2], "retention/bids", "r", lease.epoch, 0)
+        health = FailureTracker[str](Backoff(1, 1, 1), label=str, topic=str, log=logging.getLogger("test"))
+        assert await delete_due_recorded(metadata, store, health, lambda n: None, keep.referenced) == 0
+        [line] = [f.describe() for f in health.failing_faults().values()]
+        assert "IcebergUnavailableError" in line and "'bids'" in line and "streamhouse[iceberg]" in line
+        assert len(await metadata.list_deletions()) == 2
+        assert all((tmp_path / "objects" / s.object_key).exists() for s in bids)
+    finally:
+        await store.close()
+        await metadata.close()
