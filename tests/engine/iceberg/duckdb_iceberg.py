@@ -17,6 +17,7 @@ the isolated interpreter then needs neither pyarrow nor pytz.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -61,11 +62,14 @@ def install(target: Path = TARGET) -> Path:
     """DuckDB 1.4.4 and its extensions in `target` (nothing done when already there)."""
     stamp = target / "INSTALLED"
     wanted = " ".join(PACKAGES)
-    if stamp.exists() and stamp.read_text() == wanted:
-        return target
-    pip = (sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--upgrade")
-    subprocess.run([*pip, "--target", str(target), *PACKAGES], check=True)
-    stamp.write_text(wanted)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f"{target.name}.lock", "w") as lock:  # pytest-xdist workers install once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.exists() and stamp.read_text() == wanted:
+            return target
+        pip = (sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", "--upgrade")
+        subprocess.run([*pip, "--target", str(target), *PACKAGES], check=True)
+        stamp.write_text(wanted)
     return target
 
 
