@@ -10,6 +10,7 @@ their place, so the connection's next request is read while this one waits for i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ import pyarrow as pa
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks
 from streamhouse.kafka import errors as codes
+from streamhouse.kafka.ack_stalls import AckStalls, stall_limit_s
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.handlers import Body, Context, Handler, error_code
 from streamhouse.kafka.idempotence import ProducerStates
@@ -62,6 +64,7 @@ class ProduceHandlers:
         self.txn = txn  # transactional batches (txn_produce.py); None: refused
         self.max_uncompressed = max_uncompressed
         self.producers = ProducerStates()
+        self.stalls = AckStalls()  # acks=all waits per partition: refuse new batches while stalled
         self.by_key: dict[int, Handler] = {0: self.produce, 22: self.init_producer_id}
 
     async def produce(self, body: Body, version: int, ctx: Context) -> Body:
@@ -78,12 +81,17 @@ class ProduceHandlers:
         limit_s = (
             body["timeout_ms"] * _ACK_TIMEOUT_SHARE / 1000 if acks == "durable" and body["timeout_ms"] > 0 else None
         )
+        # New acks=all batches are refused (NOT_ENOUGH_REPLICAS, nothing written) while the
+        # partition's oldest acks=all append has waited this long: ack_stalls.py.
+        stall_s = stall_limit_s(body["timeout_ms"]) if acks == "durable" else None
         started = asyncio.get_running_loop().time()
         if limit_s is None and len(topics) == 1 and len(topics[0]["partition_data"]) == 1:
             # One partition (a producer with one partition's batch ready): no task to order it
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
-            result = await self._produce_partition(name, part["index"], part["records"], acks, ctx.applied, txn_id)
+            result = await self._produce_partition(
+                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall_s
+            )
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
         tasks: list[tuple[str, int, asyncio.Task[Body]]] = []
@@ -92,7 +100,7 @@ class ProduceHandlers:
                 for part in topic["partition_data"]:
                     placed: asyncio.Future[None] = loop.create_future()
                     work = self._produce_partition(topic["name"], part["index"], part["records"], acks,
-                                                   functools.partial(_resolve, placed), txn_id)  # fmt: skip
+                                                   functools.partial(_resolve, placed), txn_id, stall_s)  # fmt: skip
                     task = asyncio.create_task(work)
                     task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
                     tasks.append((topic["name"], part["index"], task))
@@ -131,7 +139,7 @@ class ProduceHandlers:
 
     async def _produce_partition(
         self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
-        txn_id: str | None = None,
+        txn_id: str | None = None, stall_s: float | None = None,
     ) -> Body:  # fmt: skip
         out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
         try:
@@ -153,18 +161,26 @@ class ProduceHandlers:
             if transactional and self.txn is not None:
 
                 async def one(batch: KafkaBatch, last: bool) -> int:
+                    # Not refused when stalled: a transactional producer does not bump its own
+                    # epoch and re-send (its coordinator aborts), and a refusal here would come
+                    # after the batch was registered in its transaction.
                     done = placed if last else None
                     return await self._produce_idempotent(topic, partition, [batch], acks, stamp, done)
 
                 end = functools.partial(self.front.end_offset, topic, partition)
                 out["base_offset"] = await produce_transactional(self.txn, txn_id, topic, partition, batches, end, one)
             elif any(b.producer_id >= 0 for b in batches):
-                out["base_offset"] = await self._produce_idempotent(topic, partition, batches, acks, stamp, placed)
+                out["base_offset"] = await self._produce_idempotent(
+                    topic, partition, batches, acks, stamp, placed, stall_s
+                )
             else:
                 merged = batches[0].records if len(batches) == 1 else _merged(batches)
-                results = await self.front.produce(
-                    topic, partition, merged, acks, appended=placed, append_time_ms=stamp
-                )
+                if stall_s is not None:
+                    self.stalls.admit(topic, partition, stall_s)
+                with self._waiting(topic, partition, acks):
+                    results = await self.front.produce(
+                        topic, partition, merged, acks, appended=placed, append_time_ms=stamp
+                    )
                 out["base_offset"] = results[0].base_offset
         except StreamHouseError as exc:
             out["error_code"] = error_code(exc)
@@ -180,6 +196,7 @@ class ProduceHandlers:
         acks: Acks,
         stamp: int | None,
         placed: Callable[[], None] | None = None,
+        stall_s: float | None = None,
     ) -> int:
         """Each batch through its producer's sequence check (idempotence.py), tagged with its
         producer id, epoch and first sequence so the leader's writer records it (or answers a
@@ -198,17 +215,24 @@ class ProduceHandlers:
             tagged = tag(batch.records, batch.producer_id, batch.producer_epoch, batch.base_sequence)
 
             async def append(records: pa.RecordBatch = tagged, fixed: asyncio.Future[None] = fixed) -> int:
-                results = await self.front.produce(
-                    topic, partition, records, acks, appended=functools.partial(_resolve, fixed), append_time_ms=stamp
-                )
+                with self._waiting(topic, partition, acks):
+                    results = await self.front.produce(
+                        topic, partition, records, acks, appended=functools.partial(_resolve, fixed),
+                        append_time_ms=stamp,
+                    )  # fmt: skip
                 return results[0].base_offset
 
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
                 functools.partial(self.front.producer_state, topic, partition, batch.producer_id), append, fixed,
+                None if stall_s is None else functools.partial(self.stalls.admit, topic, partition, stall_s),
             )  # fmt: skip
             bases.append(base)
         return bases[0]
+
+    def _waiting(self, topic: str, partition: int, acks: Acks) -> contextlib.AbstractContextManager[None]:
+        """An acks=all append counted as waiting for its commit (ack_stalls.py) until it ends."""
+        return self.stalls.waiting(topic, partition) if acks == "durable" else contextlib.nullcontext()
 
     async def init_producer_id(self, body: Body, version: int, ctx: Context) -> Body:
         """A producer id for an idempotent producer; a known one (v3+) gets its next epoch
