@@ -35,7 +35,7 @@ CLUSTER_AUTHORIZATION_FAILED = 31
 SECURITY_DISABLED = 54
 ANY, MATCH, LITERAL, PREFIXED = 1, 2, 3, 4  # pattern types (ANY = 1 is also the resource type and op)
 ALL, ALLOW, DENY = 2, 3, 2  # operation ALL; permission types
-RESOURCE_TYPES = {2: "topic", 3: "group"}
+RESOURCE_TYPES = {2: "topic", 3: "group", 5: "transactional_id"}
 PATTERNS = {LITERAL: "literal", PREFIXED: "prefixed"}
 OPERATION_CODES = {3: "read", 4: "write", 5: "create", 6: "delete", 7: "alter", 8: "describe"}
 _CODE_OF = {v: k for d in (RESOURCE_TYPES, PATTERNS, OPERATION_CODES) for k, v in d.items()}
@@ -104,7 +104,7 @@ def _host(host: str | None, *, filtering: bool) -> None:
 def rules_of(creation: Body, org: str) -> list[AclRule]:
     """The rules one CreateAcls entry stands for (ALL: six), or BadAcl."""
     if creation["resource_type"] not in RESOURCE_TYPES:
-        raise BadAcl(f"resource type {creation['resource_type']} is not mapped (TOPIC and GROUP are)")
+        raise BadAcl(f"resource type {creation['resource_type']} is not mapped (TOPIC, GROUP and TRANSACTIONAL_ID are)")
     if creation["resource_pattern_type"] not in PATTERNS:
         raise BadAcl(f"pattern type {creation['resource_pattern_type']} is not LITERAL or PREFIXED")
     if creation["permission_type"] != ALLOW:

@@ -28,7 +28,7 @@ import pyarrow as pa
 from streamhouse.sql.errors import SqlError, position_at
 
 OPERATIONS = ("read", "write", "create", "delete", "alter", "describe")  # storage/metadata/acl_sql.py
-RESOURCE_TYPES = ("topic", "group", "job", "subject")
+RESOURCE_TYPES = ("topic", "group", "job", "subject", "transactional_id")
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d|w)\s*$", re.IGNORECASE)
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _TOKEN = re.compile(
@@ -263,10 +263,10 @@ class _Parser:
                 break
             self.i += 1
         self._expect("ON")
-        resource_type = self._name("TOPIC, GROUP, JOB or SUBJECT").lower()
+        resource_type = self._name("TOPIC, GROUP, JOB, SUBJECT or TRANSACTIONAL_ID").lower()
         if resource_type not in RESOURCE_TYPES:
             self.i -= 1
-            raise self._fail("TOPIC, GROUP, JOB or SUBJECT")
+            raise self._fail("TOPIC, GROUP, JOB, SUBJECT or TRANSACTIONAL_ID")
         pattern = "prefixed" if self._accept("PREFIXED") or self._accept("PREFIX") else "literal"
         name = self._name("a resource name ('*' for every name)", star=True)
         self._expect("TO" if grant else "FROM")

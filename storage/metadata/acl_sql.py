@@ -15,7 +15,7 @@ from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.metadata.rows import Row
 
 OPERATIONS = ("read", "write", "create", "delete", "alter", "describe")
-RESOURCE_TYPES = ("topic", "group", "job", "subject")
+RESOURCE_TYPES = ("topic", "group", "job", "subject", "transactional_id")  # the last: migration 0013
 PATTERNS = ("literal", "prefixed")  # Kafka's LITERAL / PREFIXED pattern types
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")  # org / principal (auth_sql's, wider)
 _MAX_RESOURCE = 249  # Kafka's longest topic name; subjects and groups fit too

@@ -22,9 +22,10 @@ async def test_add_list_remove(metadata_store: MetadataStore) -> None:
     assert await store.acl_add(rule()) is False  # the same rule again: nothing new
     await store.acl_add(rule(name="logs.", pattern="prefixed", op="write"))
     await store.acl_add(rule("bob", "g1", type="group"))
+    await store.acl_add(rule("bob", "etl-", type="transactional_id", pattern="prefixed", op="write"))  # 0013
     await store.acl_add(rule("carol", "*", org="beta", op="describe"))
-    assert len(await store.acl_list()) == 4
-    assert [r.principal for r in await store.acl_list("acme")] == ["alice", "alice", "bob"]
+    assert len(await store.acl_list()) == 5
+    assert [r.principal for r in await store.acl_list("acme")] == ["alice", "alice", "bob", "bob"]
     alice = await store.acl_list("acme", "alice")
     assert {(r.pattern, r.resource_name, r.operation) for r in alice} == {
         ("literal", "orders", "read"),

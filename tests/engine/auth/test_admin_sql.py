@@ -38,7 +38,7 @@ def test_parse() -> None:
     assert parse_admin("SHOW ACLS IN ORG acme FOR PRINCIPAL bob") == ShowAcls("acme", "bob")
     bad = {
         "GRANT FLY ON TOPIC t TO bob IN ORG acme": "FLY",
-        "GRANT READ ON TABLE t TO bob IN ORG acme": "TOPIC, GROUP, JOB or SUBJECT",
+        "GRANT READ ON TABLE t TO bob IN ORG acme": "TOPIC, GROUP, JOB, SUBJECT or TRANSACTIONAL_ID",
         "GRANT READ ON TOPIC t TO bob": "IN ORG",
         "CREATE API KEY FOR bob IN ORG acme EXPIRES IN '3 months'": "bad duration",
         "REVOKE API KEY": "key id",
