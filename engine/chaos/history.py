@@ -18,6 +18,8 @@ from typing import Literal
 
 Outcome = Literal["ok", "fail"]  # fail: an error or a timeout; the write may still have happened
 Mode = Literal["leader", "durable", "kafka-idempotent"]
+TxnIntent = Literal["commit", "abort"]
+TxnOutcome = Literal["committed", "aborted", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,27 @@ class SqlRead:
 
 
 @dataclass(frozen=True)
+class Txn:
+    """One Kafka transaction of a transactional producer: `values[i]` went to `partitions[i]`
+    (2+ partitions). `intent` is what the client asked for at the end (abort also when a produce
+    failed before the commit was asked: that transaction can only abort); `outcome` is what it
+    heard: committed, aborted (asked for, or forced by an error that requires an abort), or
+    unknown (a commit whose answer never came: it may or may not have committed)."""
+
+    index: int
+    process: str
+    start: float
+    end: float
+    topic: str
+    txn: int
+    partitions: tuple[int, ...]
+    values: tuple[str, ...]
+    intent: TxnIntent
+    outcome: TxnOutcome
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class Fault:
     index: int
     process: str
@@ -143,9 +166,9 @@ class JobOutput:
     values: tuple[int, ...]
 
 
-Operation = Produce | Assign | Poll | Commit | CommittedRead | SqlRead | Fault
+Operation = Produce | Assign | Poll | Commit | CommittedRead | SqlRead | Txn | Fault
 _KINDS: dict[str, type[Operation]] = {
-    cls.__name__: cls for cls in (Produce, Assign, Poll, Commit, CommittedRead, SqlRead, Fault)
+    cls.__name__: cls for cls in (Produce, Assign, Poll, Commit, CommittedRead, SqlRead, Txn, Fault)
 }
 
 
@@ -228,4 +251,7 @@ def describe(op: Operation, *, max_values: int = 4) -> str:
         return f"{head} {op.topic} committed {op.offsets}"
     if isinstance(op, SqlRead):
         return f"{head} count(*) of {op.topic} = {op.count} {op.outcome} {op.error}"
+    if isinstance(op, Txn):
+        spread = ", ".join(f"{v}@{p}" for v, p in zip(op.values[:max_values], op.partitions, strict=False))
+        return f"{head} transaction {op.txn} on {op.topic} asked {op.intent}, {op.outcome} [{spread}] {op.error}"
     return f"{head} {op.kind} {op.target} {op.detail}"

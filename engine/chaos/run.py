@@ -14,14 +14,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamhouse.chaos.checker import Verdict, check, render
 from streamhouse.chaos.cluster import Cluster
 from streamhouse.chaos.faults import KINDS, FaultRunner, plan
-from streamhouse.chaos.history import FinalLog, History, JobOutput
+from streamhouse.chaos.history import FinalLog, History, JobOutput, Produce, Txn
+from streamhouse.chaos.txn_workload import TXN_TOPIC, TxnProducer, TxnReader
 from streamhouse.chaos.workloads import (
     JOB_SOURCE,
     JOB_VIEW,
@@ -42,6 +43,7 @@ JOB_CATCH_UP_S = 180.0
 FIRST_ROUND_GRACE_S = 180.0
 NEMESIS_STOP_S = 120.0  # a fault in progress (an agent restart) finishes
 WORKER_STOP_S = 60.0
+HANDOVER_WAIT_S = 90.0  # acknowledged values missing from the read-back: read again this long (read_back)
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         say(f"chaos: cluster up in {work} (agents {', '.join(cluster.addresses())}; kafka {cluster.kafka_bootstrap()})")
         addresses = cluster.addresses()
         with connect(addresses) as admin:
-            for topic in TOPICS.values():
+            for topic in (*TOPICS.values(), TXN_TOPIC):
                 admin.create_topic(topic, PARTITIONS, exist_ok=True)
             admin.sql(f"CREATE TOPIC IF NOT EXISTS {JOB_SOURCE} (v BIGINT) WITH (partitions = {PARTITIONS})")
             admin.create_job(JOB_VIEW, f"SELECT v FROM {JOB_SOURCE}", start="earliest", checkpoint_interval="500ms")
@@ -140,6 +142,8 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             GrpcProducer("durable", addresses, *common, topic=JOB_SOURCE, json_values=True, pause_s=0.1),
             KafkaProducer(cluster.kafka_bootstrap(), *common),
             *(KafkaConsumer(f"consumer-{i}", cluster.kafka_bootstrap(), *common) for i in range(options.consumers)),
+            TxnProducer(cluster.kafka_bootstrap(), *common),
+            TxnReader(cluster.kafka_bootstrap(), *common),
             Reader(addresses, *common),
         ]
         for w in workers:
@@ -173,7 +177,12 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         errors.extend(nemesis.errors)
         if budget.spent():  # no read-back left: the history cannot be judged
             raise StreamHouseError(f"{budget.overrun('the faults and stopping the workloads')}; errors: {errors}")
-        history.final = read_back(addresses, [*TOPICS.values(), JOB_SOURCE], budget)
+        acknowledged = [v for op in history.ops if isinstance(op, Produce) and op.outcome == "ok" for v in op.values]
+        acknowledged += [
+            v for op in history.ops if isinstance(op, Txn) and op.outcome == "committed" for v in op.values
+        ]
+        history.final, took = read_back(addresses, [*TOPICS.values(), TXN_TOPIC, JOB_SOURCE], budget, acknowledged)
+        say(f"chaos: log read back in {took:.0f} s")
         history.job = read_job(addresses, errors, budget)
         for kind in nemesis.skipped:
             unavailable.setdefault(kind, "skipped")
@@ -189,10 +198,28 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             say(f"chaos: kept {work} (agent logs, WALs)")
 
 
-def read_back(addresses: list[str], topics: list[str], budget: Budget | None = None) -> list[FinalLog]:
-    """Every partition of every topic, whole, once the faults are healed (retried while leases
-    settle: a read may meet an agent still taking over)."""
+def read_back(
+    addresses: list[str], topics: list[str], budget: Budget | None = None, acknowledged: Collection[str] = ()
+) -> tuple[list[FinalLog], float]:
+    """Every partition of every topic, whole, once the faults are healed, and the seconds it
+    took. While `acknowledged` values are missing it reads again, for up to HANDOVER_WAIT_S: a
+    restarted agent hands its WAL records of partitions that moved to their new leader in the
+    background (an acks=durable produce a batch: seconds), so they reach the log some seconds
+    after it is back. A value still missing after that is lost."""
     budget = budget or Budget(None)
+    began = time.monotonic()
+    wait_end = began + budget.left(HANDOVER_WAIT_S)
+    expected = set(acknowledged)
+    while True:
+        out = _read_all(addresses, topics, budget)
+        if expected <= {v for part in out for v in part.values} or time.monotonic() >= wait_end:
+            return out, time.monotonic() - began
+        time.sleep(3)
+
+
+def _read_all(addresses: list[str], topics: list[str], budget: Budget) -> list[FinalLog]:
+    """One read of every partition (retried while leases settle: a read may meet an agent
+    still taking over)."""
     last: Exception | None = None
     for _ in range(FINAL_READ_ATTEMPTS):
         if budget.spent():

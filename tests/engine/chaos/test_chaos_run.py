@@ -34,7 +34,18 @@ SEED = 19
 DURATION_S = 100.0
 BUDGET_S = 250.0  # cluster start (~20-40 s loaded) + faults + settle, read-back, job catch-up, check
 TIMEOUT_S = BUDGET_S + 70  # + stopping the cluster (agents 10 s each, SeaweedFS, PostgreSQL)
-MUST_HOLD = ("lost", "phantom", "gap", "reuse", "skip", "zombie", "stale-sql")
+MUST_HOLD = (
+    "lost",
+    "phantom",
+    "gap",
+    "reuse",
+    "skip",
+    "zombie",
+    "stale-sql",
+    "aborted-read",
+    "torn-transaction",
+    "lost-committed",
+)
 KNOWN_OPEN = ("duplicate", "read-changed", "non-monotonic", "regression", "exactly-once")
 
 
@@ -56,3 +67,4 @@ def test_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     assert counts["acked.leader"] > 0 and counts["acked.durable"] > 0 and counts["acked.kafka-idempotent"] > 0
     assert counts["records_polled"] > 0 and counts.get("commits.ok", 0) > 0 and counts.get("sql.ok", 0) > 0
     assert counts.get("job_output_rows", 0) > 0
+    assert counts.get("txn.committed", 0) > 0 and counts.get("txn.aborted", 0) > 0
