@@ -28,11 +28,11 @@ import pyarrow.parquet as pq
 from streamhouse.agent.background import ROUND, BackgroundService
 from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.failures import Backoff, FailureTracker
-from streamhouse.agent.leases import HeldLease, Leases
+from streamhouse.agent.leases import Leases
 from streamhouse.iceberg.data_files import has_field_ids
 from streamhouse.iceberg.mirror import MirrorOutcome, TableMirror
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, drop_table, open_catalog
-from streamhouse.iceberg.upgrade import PER_ROUND, rewrite, say_waiting, split_upgradable
+from streamhouse.iceberg.upgrade import Upgrades
 from streamhouse.storage import topic_config
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, NotFoundError, StreamHouseError
@@ -109,7 +109,7 @@ class IcebergPublisher(BackgroundService):
         self._catalog: SqlCatalog | None = None
         self._mirrors: dict[str, TableMirror] = {}
         self._skipped: dict[str, set[str]] = {}  # per topic, the object keys of layout-1 segments
-        self._said: set[str] = set()  # layout-1 segments waiting for a newer one, logged once
+        self._upgrades = Upgrades(metadata, store, leases, settings.grace_ms)  # layout 1 rewritten in layout 2
         self.on_published: Callable[[MirrorOutcome], None] = lambda outcome: None  # metrics hook
 
     async def run_once(self) -> list[MirrorOutcome]:
@@ -165,7 +165,7 @@ class IcebergPublisher(BackgroundService):
                 gone = await self.metadata.deferred_among([s.object_key for s in new])
                 new = [s for s in new if s.object_key not in gone]
             add = [(s, meta) for s, meta in zip(new, await self._footers(new), strict=True) if meta is not None]
-            upgraded = await self._upgrade(info.name, segments, lease)
+            upgraded = await self._upgrades.run(info.name, segments, self._skipped.get(info.name, set()), lease)
             if upgraded is None:
                 return None  # the lease is lost: its new holder publishes
             lease = upgraded
@@ -190,19 +190,6 @@ class IcebergPublisher(BackgroundService):
         return MirrorOutcome(
             info.name, outcome.snapshot_id, outcome.added, outcome.removed, expired, outcome.end_offsets
         )
-
-    async def _upgrade(self, topic: str, segments: Sequence[SegmentInfo], lease: HeldLease) -> HeldLease | None:
-        """Rewrite up to PER_ROUND of the topic's layout-1 segments in layout 2 (upgrade.py; the
-        next round publishes them); the lease, renewed if it had to be (None: lost)."""
-        now, waiting = split_upgradable(segments, self._skipped.get(topic, set()))
-        self._said &= set().union(*self._skipped.values())  # forget the gone ones
-        say_waiting(waiting, self._said)
-        for seg in now[:PER_ROUND]:
-            try:
-                _, lease = await rewrite(self.metadata, self.store, self.leases, lease, seg, self.settings.grace_ms)
-            except FencedError:
-                return None
-        return lease
 
     async def drop_stale(self, published: set[str]) -> list[str]:
         """Drop the tables of topics deleted or no longer published (iceberg.enabled turned

@@ -15,7 +15,8 @@ new segment is published by the next round like any other.
 The partition's newest segment is never rewritten, for the merger's reasons (merger.py: a writer
 whose commit reply was lost looks it up by key; WAL recovery reads its epoch), so a partition
 whose last write predates layout 2 keeps those offsets out of the table until its next write
-(said once in the log).
+(said once in the log). A segment the merge refuses (SegmentMergeError, e.g. footer keys a
+rewrite would lose) stays out, said once as an error, never retried by this process.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ async def rewrite(
     and the lease (renewed if it had to be). FencedError if the lease is lost."""
     topic, partition = segment.topic, segment.partition
     inputs = await download_segments(store, [segment])
-    encoded = await run_blocking(merge_segments, inputs, epoch=segment.epoch)
+    encoded = await run_blocking(merge_segments, inputs, epoch=segment.epoch)  # SegmentMergeError: refused
     key = merged_key(topic, partition, segment.base_offset, segment.end_offset, segment.epoch, uuid.uuid4().hex[:12])
     await store.put(key, encoded.data, if_absent=True)  # upload first; never overwrites
     new = encoded.info(topic=topic, partition=partition, object_key=key, epoch=segment.epoch)
@@ -98,19 +99,59 @@ async def rewrite(
     return new, lease
 
 
-def say_waiting(waiting: Sequence[SegmentInfo], said: set[str]) -> None:
-    """One log line per layout-1 segment that waits for its partition's next write."""
-    for seg in waiting:
-        if seg.object_key not in said:
-            said.add(seg.object_key)
-            log.warning(
-                "%s/%d: offsets [%d, %d) are in a layout-1 segment, the partition's newest, so they are not "
-                "in the Iceberg table yet: it is rewritten in layout 2 and published after the next write",
-                seg.topic,
-                seg.partition,
-                seg.base_offset,
-                seg.end_offset,
-            )
+class Upgrades:
+    """A publisher's rewriting of layout-1 segments, with what it said about them (once each)."""
+
+    def __init__(self, metadata: MetadataStore, store: ObjectStore, leases: Leases, grace_ms: int) -> None:
+        self.metadata = metadata
+        self.store = store
+        self.leases = leases
+        self.grace_ms = grace_ms
+        # Per topic, object keys: the partition's newest (logged, rewritten after the next write)
+        # and those the merge refused (SegmentMergeError: logged, never retried).
+        self._waiting: dict[str, set[str]] = {}
+        self._refused: dict[str, set[str]] = {}
+
+    async def run(
+        self, topic: str, segments: Sequence[SegmentInfo], layout1: set[str], lease: HeldLease
+    ) -> HeldLease | None:
+        """Rewrite up to PER_ROUND of a topic's layout-1 segments (object keys `layout1` among
+        its `segments`); the lease, renewed if it had to be (None: lost, stop)."""
+        now, waiting = split_upgradable(segments, layout1)
+        live = {s.object_key for s in segments}
+        said = self._waiting.setdefault(topic, set())
+        said &= live
+        refused = self._refused.setdefault(topic, set())
+        refused &= live
+        for seg in waiting:
+            if seg.object_key not in said:
+                said.add(seg.object_key)
+                log.warning(
+                    "%s/%d: offsets [%d, %d) are in a layout-1 segment, the partition's newest, so they are not in "
+                    "the Iceberg table yet: it is rewritten in layout 2 and published after the next write",
+                    seg.topic,
+                    seg.partition,
+                    seg.base_offset,
+                    seg.end_offset,
+                )
+        for seg in [s for s in now if s.object_key not in refused][:PER_ROUND]:
+            try:
+                _, lease = await rewrite(self.metadata, self.store, self.leases, lease, seg, self.grace_ms)
+            except FencedError:
+                return None
+            except SegmentMergeError as exc:  # e.g. footer keys a rewrite would lose: never guessed at
+                refused.add(seg.object_key)
+                log.error(
+                    "%s/%d: offsets [%d, %d) stay out of the Iceberg table: their layout-1 segment %s cannot be "
+                    "rewritten in layout 2: %s",
+                    seg.topic,
+                    seg.partition,
+                    seg.base_offset,
+                    seg.end_offset,
+                    seg.object_key,
+                    exc,
+                )
+        return lease
 
 
-__all__ = ["PER_ROUND", "rewrite", "say_waiting", "split_upgradable"]
+__all__ = ["PER_ROUND", "Upgrades", "rewrite", "split_upgradable"]
