@@ -27,13 +27,16 @@ from streamhouse.storage.segment.format import encode_segment
 HOLDER = "writer-1"
 
 
-async def _write(metadata: MetadataStore, store: ObjectStore, partition: int, base: int, n: int, layout: int) -> str:
-    """One committed segment of topic `old` in the given layout; its object key."""
+async def _write(
+    metadata: MetadataStore, store: ObjectStore, partition: int, base: int, n: int, layout: int, **extra: str
+) -> str:
+    """One committed segment of topic `old` in the given layout (`extra`: footer keys); its object key."""
     lease = await metadata.acquire_lease(partition_resource("old", partition), HOLDER, 60_000)
     batch = make_batch(
         [b"v%d-%d" % (partition, base + i) for i in range(n)], timestamps=1_700_000_000_000, base_offset=base
     )
-    encoded = encode_segment(pa.Table.from_batches([batch]), topic="old", partition=partition, epoch=1, layout=layout)
+    table = pa.Table.from_batches([batch])
+    encoded = encode_segment(table, topic="old", partition=partition, epoch=1, layout=layout, extra_metadata=extra)
     key = f"topics/old/{partition:05d}/{base:020d}-1.parquet"
     await store.put(key, encoded.data)
     await metadata.commit_segment(
@@ -61,22 +64,27 @@ async def test_layout1_segments_are_rewritten_and_published(tmp_path: Path, capl
         return [(partition, o, b"v%d-%d" % (partition, o)) for o in range(end)]
 
     try:
-        await metadata.create_topic("old", 2, {"iceberg.enabled": "true"})
+        await metadata.create_topic("old", 3, {"iceberg.enabled": "true"})
         old0 = [await _write(metadata, store, 0, 0, 3, 1), await _write(metadata, store, 0, 3, 3, 1)]
         await _write(metadata, store, 0, 6, 3, 2)
         old1 = await _write(metadata, store, 1, 0, 4, 1)  # partition 1's newest: it waits
+        # A footer key a rewrite would lose: the merge refuses it, so it stays out (said once).
+        await _write(metadata, store, 2, 0, 2, 1, **{"streamhouse.from-the-future": "x"})
+        await _write(metadata, store, 2, 2, 1, 2)
 
         with caplog.at_level(logging.INFO, logger="streamhouse.iceberg"):
             [first] = await publisher.run_once()
-            assert (first.added, first.removed) == (1, 0)  # the layout-2 segment; the others rewritten
-            assert table_rows() == expected(0, 9)[6:]
+            assert (first.added, first.removed) == (2, 0)  # the layout-2 segments; the others rewritten
+            assert table_rows() == expected(0, 9)[6:] + expected(2, 3)[2:]
             [second] = await publisher.run_once()
             assert (second.added, second.removed) == (2, 0)
-            assert table_rows() == expected(0, 9)  # no hole at the start of partition 0
+            assert table_rows() == expected(0, 9) + expected(2, 3)[2:]  # no hole at the start of partition 0
             await publisher.run_once()
         waits = [r for r in caplog.records if "the partition's newest" in r.getMessage()]
         assert len(waits) == 1 and "old/1: offsets [0, 4)" in waits[0].getMessage()  # said once
         assert sum("rewritten from segment layout 1" in r.getMessage() for r in caplog.records) == 2
+        [refused] = [r for r in caplog.records if "cannot be rewritten" in r.getMessage()]
+        assert "old/2: offsets [0, 2)" in refused.getMessage() and "from-the-future" in refused.getMessage()
 
         segments = await metadata.list_segments("old", 0)
         assert [(s.base_offset, s.end_offset) for s in segments] == [(0, 3), (3, 6), (6, 9)]
@@ -87,7 +95,7 @@ async def test_layout1_segments_are_rewritten_and_published(tmp_path: Path, capl
         await _write(metadata, store, 1, 4, 1, 2)
         await publisher.run_once()
         await publisher.run_once()
-        assert table_rows() == expected(0, 9) + expected(1, 5)
+        assert table_rows() == expected(0, 9) + expected(1, 5) + expected(2, 3)[2:]
         assert old1 in {d.object_key for d in await metadata.list_deletions()}
     finally:
         await publisher.close()
