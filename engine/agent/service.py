@@ -48,6 +48,7 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import SegmentInfo, TopicInfo
+from streamhouse.storage.records.control import refuse_reserved
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.segment.compact import require_keys
 from streamhouse.storage.tasks import wait_event
@@ -183,6 +184,7 @@ class AgentService:
             if not batch.schema.equals(RECORD_SCHEMA):
                 raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
             check_sizes(topic, batch, self.config.max_record_bytes)
+            refuse_reserved(batch, topic)  # only Kafka transactions write markers (append_control)
             decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
             if decoded is None:  # Avro topics: typed columns per schema id, refused before the WAL
                 evolved, decoded = await self._schema_ids.decoded(info, batch)
@@ -239,6 +241,15 @@ class AgentService:
                     batch.nbytes,
                     time.perf_counter() - started,
                 )
+
+    async def append_control(self, topic: str, partition: int, batch: pa.RecordBatch) -> int:
+        """A Kafka transaction marker (storage/records/control.py), appended by this partition's
+        leader as it is: no produce checks (a marker is no value of the topic), acks=leader.
+        NotLeaderError when another agent leads the partition."""
+        info = await self.topic(topic, partition)
+        base = await self.manager.append(info, partition, batch, "leader")
+        await self.manager.acknowledge(topic, partition, base + batch.num_rows, "leader")
+        return base
 
     # -- fetch ----------------------------------------------------------------------------------
     async def fetch(

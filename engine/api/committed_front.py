@@ -23,6 +23,7 @@ from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import FetchResult
 from streamhouse.storage.metadata.isolation import READ_UNCOMMITTED, requested
 from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.records.control import without_control
 
 _RECHECK_S = 0.2  # a transaction ended on another agent is seen within this (and txn_reads.CACHE_S)
 
@@ -37,11 +38,14 @@ class CommittedFrontEnd:
 
     async def fetch(self, topic: str, partition: int, offset: int, **options: Any) -> FetchResult:
         if requested() == READ_UNCOMMITTED:
-            return await self.inner.fetch(topic, partition, offset, **options)
+            raw: FetchResult = await self.inner.fetch(topic, partition, offset, **options)
+            return dataclasses.replace(raw, records=without_control(raw.records))
         wait_ms = int(options.get("max_wait_ms", 0))
         deadline = time.monotonic() + max(wait_ms, 0) / 1000
         while True:
             result: FetchResult = await self.inner.fetch(topic, partition, offset, **options)
+            # Kafka transaction markers hold offsets but are no records here (storage/records/control.py).
+            result = dataclasses.replace(result, records=without_control(result.records))
             view = await self.reads.stable(topic, partition, offset)
             if view.last_stable is None and not len(view.bases):
                 return result  # nothing transactional to hold back or skip here

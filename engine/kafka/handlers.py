@@ -23,12 +23,12 @@ from streamhouse.api.types import FetchResult
 from streamhouse.auth import Principal
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.kafka.fetch_txn import aborted_transactions, below_stable, encode_fetch
 from streamhouse.kafka.protocol.api import api_version_ranges
-from streamhouse.kafka.record.encode import encode_batches
 from streamhouse.kafka.registry import Broker, BrokerRegistry
-from streamhouse.kafka.timestamps import encode_log_append_time, log_append_time
+from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StorageUnavailableError, StreamHouseError
-from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.metadata.txn_reads import CommittedReads, Stable
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -172,13 +172,14 @@ class Handlers:
         # Answer once MinBytes are there, a partition fails, or MaxWaitMs has passed. Each
         # round either waits for more data or ends at the deadline, so the loop ends.
         stable: dict[tuple[str, int], int] = {}  # read_committed: each partition's last stable offset
+        views: dict[tuple[str, int], Stable] = {}  # read_committed: aborted ranges (fetch_txn.py)
         while True:
             results: dict[tuple[str, int], FetchResult | BaseException] = {}
             for topic, p in wanted:
                 results[(topic, p["partition"])] = await self._fetch_one(topic, p, 0, 1)
             shown = results
             if body.get("isolation_level", 0) == 1 and self.committed is not None:
-                shown = await self._committed(self.committed, results, stable)
+                shown = await self._committed(self.committed, results, stable, views)
             size = sum(r.records.nbytes for r in shown.values() if isinstance(r, FetchResult))
             remaining = deadline - time.monotonic()
             failed = any(not isinstance(r, FetchResult) for r in results.values())
@@ -190,7 +191,10 @@ class Handlers:
         for topic, p in wanted:
             key = (topic, p["partition"])
             appended = await self._log_append_time(topic)
-            data = self._partition_data(p["partition"], shown[key], skip=budget <= 0, log_append=appended)
+            data = self._partition_data(
+                p["partition"], shown[key], skip=budget <= 0, log_append=appended, view=views.get(key),
+                fetch_offset=p["fetch_offset"],
+            )  # fmt: skip
             if key in stable and not data["error_code"]:
                 data["last_stable_offset"] = stable[key]
             # MaxBytes bounds the whole response, except that the first data goes out whole
@@ -209,6 +213,7 @@ class Handlers:
         committed: CommittedReads,
         results: dict[tuple[str, int], FetchResult | BaseException],
         stable: dict[tuple[str, int], int],
+        views: dict[tuple[str, int], Stable],
     ) -> dict[tuple[str, int], FetchResult | BaseException]:
         """What a read_committed consumer is sent of `results` (txn_reads.py); `stable` gets
         each partition's last stable offset. The wait for more data (`_wait_for_more`) still
@@ -225,7 +230,9 @@ class Handlers:
                 shown[(topic, partition)] = exc
                 continue
             stable[(topic, partition)] = view.stable_end(result.end_offset)
-            shown[(topic, partition)] = dataclasses.replace(result, records=view.committed(result.records))
+            # Aborted records go out with the aborted transactions: the client drops them (fetch_txn.py).
+            views[(topic, partition)] = view
+            shown[(topic, partition)] = dataclasses.replace(result, records=below_stable(result.records, view))
         return shown
 
     async def _fetch_one(self, topic: str, p: Body, wait_ms: int, min_bytes: int) -> FetchResult | BaseException:
@@ -266,7 +273,14 @@ class Handlers:
             return False  # the partition's own fetch result carries the error
 
     def _partition_data(
-        self, partition: int, result: FetchResult | BaseException, *, skip: bool = False, log_append: bool = False
+        self,
+        partition: int,
+        result: FetchResult | BaseException,
+        *,
+        skip: bool = False,
+        log_append: bool = False,
+        view: Stable | None = None,
+        fetch_offset: int = 0,
     ) -> Body:
         if isinstance(result, BaseException):
             code = error_code(result)
@@ -280,15 +294,15 @@ class Handlers:
                 "partition_index": partition, "error_code": code, "high_watermark": -1, "log_start_offset": -1,
                 "records": b"",
             }  # fmt: skip
-        encode = encode_log_append_time if log_append else encode_batches
-        records = encode(result.records.to_batches()) if result.records.num_rows and not skip else b""
+        shown = result.records.num_rows and not skip
+        records = encode_fetch(result.records, log_append=log_append, view=view) if shown else b""
         return {
             "partition_index": partition,
             "error_code": 0,
             "high_watermark": result.end_offset,
             "last_stable_offset": result.end_offset,
             "log_start_offset": result.log_start,
-            "aborted_transactions": None,
+            "aborted_transactions": None if view is None else aborted_transactions(result.records, view, fetch_offset),
             "records": records,
         }
 

@@ -184,7 +184,11 @@ class KafkaServer:
         reads = shared_reads(self._node.metadata)
         self.txn_leases = GroupLeases(self.registry, lambda _tid: None, prefix=LEASE_PREFIX)
         self.txn_leases.start()
-        self.txn = TxnCoordinator(self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.ended)
+        # COMMIT/ABORT markers go through the agent's own append (txn_markers.py), past the produce checks.
+        markers = getattr(self._node, "append_control", None)
+        self.txn = TxnCoordinator(
+            self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.ended, markers
+        )
         self.txn.start()
         data.committed = reads
         produce = ProduceHandlers(self.front, txn=reads)

@@ -25,6 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from streamhouse.kafka.group_leases import GroupLeases
+from streamhouse.kafka.txn_markers import Append, write_markers
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError, TransactionError
 from streamhouse.storage.metadata import MetadataStore
@@ -43,11 +44,13 @@ class TxnCoordinator:
         new_producer_id: Callable[[], Awaitable[int]],
         leases: GroupLeases | None = None,
         on_end: Callable[[Iterable[t.Partition]], None] | None = None,
+        markers: Append | None = None,
     ) -> None:
         self.metadata = metadata
         self.new_producer_id = new_producer_id
         self.leases = leases
         self.on_end = on_end  # told the partitions whose batches an end changed (read caches)
+        self.markers = markers  # appends a COMMIT/ABORT control row to a partition (txn_markers.py)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its holders + waiters
         self._task: asyncio.Task[None] | None = None
 
@@ -155,6 +158,8 @@ class TxnCoordinator:
 
     async def _end(self, state: t.TxnState, commit: bool, new_epoch: int) -> t.TxnState:
         done = await self.metadata.txn_end(state, commit, new_epoch)
+        if self.markers is not None:  # after the store's end: what is visible is decided there
+            await write_markers(self.markers, state.partitions, state.producer_id, state.producer_epoch, commit)
         if self.on_end is not None:
             self.on_end(state.partitions)
         return done

@@ -55,8 +55,10 @@ def encode_batch(
     partition_leader_epoch: int = -1,
     log_append_time: bool = False,
     max_bytes: int = _INT32_MAX,
+    attributes: int = 0,
 ) -> bytes:
-    """One RecordBatch v2 holding every row of `records` (which must be non-empty)."""
+    """One RecordBatch v2 holding every row of `records` (which must be non-empty).
+    `attributes`: extra bits (transactional, control: engine/kafka/fetch_txn.py)."""
     n = records.num_rows
     if n == 0:
         raise ValueError("a Kafka record batch holds at least one record")
@@ -102,7 +104,7 @@ def encode_batch(
     section: bytes | memoryview = out.data[:written]
     if compression != NONE:
         section = compress(compression, section)
-    attributes = compression | (TIMESTAMP_LOG_APPEND if log_append_time else 0)
+    attributes |= compression | (TIMESTAMP_LOG_APPEND if log_append_time else 0)
     header = HEADER.pack(
         base_offset,
         HEADER_SIZE - 12 + len(section),
