@@ -283,8 +283,11 @@ class AgentService:
             if offset > end:
                 raise InvalidInputError(f"{topic}/{partition}: offset {offset} is past the end offset {end}")
             table = await self._read(topic, partition, offset, min(max_records, durable - offset), max_bytes)
-            if end > durable and table.nbytes < max(min_bytes, 1):
-                self.manager.make_durable(topic, partition)  # woken by its commit (_committed)
+            reached = int(table.column("offset")[-1].as_py()) + 1 if table.num_rows else offset
+            if end > durable and (reached >= durable or table.nbytes < max(min_bytes, 1)):
+                # Stopped at the durable end: the round starts now (a waiting fetch is woken by
+                # its commit, _committed), the next fetch finds the records committed.
+                self.manager.make_durable(topic, partition)
             remaining = deadline - time.monotonic()
             if table.nbytes >= max(min_bytes, 1) or remaining <= 0:
                 break
@@ -376,7 +379,7 @@ class AgentService:
         return [await self._group_offset(topic, p, committed.get((topic, p), -1)) for p in range(info.partitions)]
 
     async def _group_offset(self, topic: str, partition: int, committed: int) -> GroupOffset:
-        end = await self.manager.end_offset(topic, partition)
+        end = await self.manager.acked_end(topic, partition)  # lag counts what waits for its round too
         return GroupOffset(topic, partition, committed, end, end - max(committed, 0))
 
     async def committed_offsets(self, group: str, topic: str | None = None) -> dict[tuple[str, int], int]:

@@ -1,8 +1,9 @@
 """The agent as the SQL engine's TopicSource (and the jobs' view of their topics): topics from
-the metadata store, records through the partition reader, unflushed ones from the writers this
-agent leads. Topic DDL goes through the agent's own topic operations (AgentService), so its
-topic cache sees every change; only those operations are asked for (TopicAdmin), so this
-module needs no AgentService."""
+the metadata store, records through the partition reader and, for ad-hoc SQL only, the
+unflushed ones of the writers this agent leads (jobs read committed segments: see `scan`).
+Topic DDL goes through the agent's own topic operations (AgentService), so its topic cache
+sees every change; only those operations are asked for (TopicAdmin), so this module needs no
+AgentService."""
 
 from __future__ import annotations
 
@@ -70,21 +71,32 @@ class AgentTopics:
         return await self.admin.alter_topic(name, set_config, reset, add_partitions)
 
     async def end_offset(self, topic: str, partition: int) -> int:
+        """The high watermark (PartitionManager.end_offsets): where what jobs read ends."""
         return await self.manager.end_offset(topic, partition)
+
+    async def acked_end(self, topic: str, partition: int) -> int:
+        """One past the last acknowledged record (this agent's leader's view when it leads)."""
+        return await self.manager.acked_end(topic, partition)
 
     async def partition_stats(self, topic: str) -> list[PartitionStats]:
         return await self.manager.metadata.partition_stats(topic)
 
     def leads(self, topic: str, partition: int) -> bool:
-        """Whether this agent leads the partition (its unflushed records are visible here)."""
+        """Whether this agent leads the partition (its unflushed records are known here)."""
         return self.manager.leading(topic, partition) is not None
 
     async def scan(
         self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str]
     ) -> tuple[pa.Table, ScanStats]:
+        """Committed segments only, never the leader's buffer (jobs: a record a takeover may
+        still change must not reach a view or a checkpoint). A scan reaching the durable end
+        while this agent leads the partition with records past it starts their durable round,
+        so a job here sees them within a roll, not the roll age."""
         manager = self.manager
         writer = manager.leading(topic.name, partition)
-        return await scan_partition(manager.reader, topic, partition, bounds, columns, writer)
+        if writer is not None and (bounds.end_offset is None or bounds.end_offset > writer.durable_end):
+            manager.make_durable(topic.name, partition)  # nothing past the durable end: does nothing
+        return await scan_partition(manager.reader, topic, partition, bounds, columns)
 
     async def plan_scan(
         self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str], chunk_bytes: int

@@ -21,7 +21,7 @@ Acks = Literal["leader", "durable", "none"]
 @dataclass(frozen=True)
 class PartitionState:
     partition: int
-    durable_end_offset: int  # end of the last committed segment
+    durable_end_offset: int  # end of the last committed segment: the high watermark, where reads end
     end_offset: int  # last acknowledged offset + 1 (the leader's view when known)
     leader: str  # "host:port" of the lease holder, "" if none is live
     leader_epoch: int
@@ -43,6 +43,12 @@ class TopicDescription:
     @property
     def end_offsets(self) -> dict[int, int]:
         return {p.partition: p.end_offset for p in self.partitions}
+
+    @property
+    def durable_end_offsets(self) -> dict[int, int]:
+        """The high watermarks: where a reader positioned "at the end" starts (records past it
+        are served once committed, and a takeover may give those offsets to other records)."""
+        return {p.partition: p.durable_end_offset for p in self.partitions}
 
     def _repr_html_(self) -> str:
         total = sum(p.end_offset - p.log_start for p in self.partitions)
@@ -94,8 +100,17 @@ class FetchResult:
     partition: int
     records: pa.Table  # RECORD_SCHEMA rows starting at the requested offset
     next_offset: int
-    end_offset: int
+    end_offset: int  # one past the last acknowledged record (the leader's view where it answers)
     log_start: int = 0  # where the partition's log began as this read saw it (retention moves it)
+    # The high watermark: one past the last record in a committed segment, where what a fetch
+    # serves ends (records past it wait for their durable round). Kafka's high_watermark; not
+    # carried over gRPC (None there: end_offset is all the SDK needs to know what is to come).
+    high_watermark: int | None = None
+
+    @property
+    def readable_end(self) -> int:
+        """The high watermark when known, else the end offset."""
+        return self.end_offset if self.high_watermark is None else self.high_watermark
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 API_KEY_ENV = "STREAMHOUSE_API_KEY"
 # produce_table converts and sends a table this many rows at a time (one progress step each).
 _TABLE_CHUNK_ROWS = 100_000
+# How long read() waits for acknowledged records to reach a committed segment (one durable
+# round, started by the fetch) before it returns what it has.
+_READ_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -247,22 +250,28 @@ class Client:
         tables = []
         for p in wanted:
             # A non-leader's describe knows only the committed end; the leader's fetch answers
-            # carry the acknowledged end, so the loop follows those.
-            end = max(description.end_offsets.get(p, 0), start + 1)
+            # carry the acknowledged end, so the loop follows those. A fetch serves records only
+            # up to the durable end: below the acknowledged end it may wait for the leader's
+            # durable round (which it starts), answered as soon as that commits.
+            acked = description.end_offsets.get(p, 0)
+            end = max(acked, start + 1)
             offset = max(start, starts.get(p, 0))  # below the log start nothing is kept (retention)
             while offset < end:
+                wait_ms = _READ_WAIT_MS if offset < acked else 0  # at the end: nothing to wait for
                 try:
                     result = self.transport.fetch(
-                        topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=0, isolation=isolation
+                        topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=wait_ms, isolation=isolation
                     )
                 except OffsetOutOfRangeError as exc:  # retention moved it meanwhile
                     offset = max(offset + 1, exc.log_start)
                     continue
-                end = result.end_offset
+                end = acked = result.end_offset
                 if result.records.num_rows == 0:
                     if result.next_offset > offset:  # only aborted records there (read committed)
                         offset = result.next_offset
                         continue
+                    if not wait_ms and offset < acked:
+                        continue  # acknowledged records past the durable end: wait for their round
                     break
                 tables.append(result.records.add_column(0, "partition", partition_column(p, result.records.num_rows)))
                 offset = result.next_offset
@@ -285,7 +294,7 @@ class Client:
         """Move a group's offsets on `topic` to "earliest" (the log start), "latest" or an
         absolute offset."""
         description = self.describe(topic)
-        ends = description.end_offsets
+        ends = description.durable_end_offsets  # "latest": the high watermark
         if to == "earliest":
             target = {s.partition: s.log_start for s in description.partitions}
         elif to == "latest":

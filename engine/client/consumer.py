@@ -92,7 +92,7 @@ class Consumer:
             if not 0 <= p < description.info.partitions:
                 count = plural(description.info.partitions, "partition")
                 raise InvalidInputError(f"{topic} has {count}; no partition {p}")
-        ends = description.end_offsets
+        ends = description.durable_end_offsets  # "latest": the high watermark, as Kafka's
         starts = {s.partition: s.log_start for s in description.partitions}
         if start not in ("earliest", "latest", "committed"):
             raise InvalidInputError(f"start must be 'earliest', 'latest' or 'committed', not {start!r}")
@@ -141,7 +141,7 @@ class Consumer:
             self._positions[p] = starts.get(p, 0)
 
     def seek_to_end(self) -> None:
-        ends = self.client.describe(self.topic).end_offsets
+        ends = self.client.describe(self.topic).durable_end_offsets
         for p in self._positions:
             self._positions[p] = ends.get(p, 0)
 
@@ -206,7 +206,7 @@ class Consumer:
         log_start = max(exc.log_start, state.log_start if state is not None else 0)
         before = self._positions[partition]
         if self._start == "latest":
-            after = description.end_offsets.get(partition, log_start)
+            after = description.durable_end_offsets.get(partition, log_start)
         else:
             after = log_start
         self._positions[partition] = max(after, log_start)

@@ -1,8 +1,9 @@
 """Where a job reads: the next records of one source partition, from its committed offset,
 as the topic's SQL table (system columns and declared columns), through the partition scan
-every query uses — segments, then the leader's unflushed buffer when this agent leads it —
-and whether a partition that showed nothing may still hold records the job has not read
-(then it must not count as idle: issue 10)."""
+every query uses — committed segments only, up to the high watermark: a record a takeover
+may still change never reaches a job's view (docs/DESIGN.md §6) — and whether a partition
+that showed nothing may still hold records the job has not read (then it must not count as
+idle: issue 10)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ async def read_partition(
 ) -> tuple[pa.Table, int]:
     """Up to `max_rows` records from `offset` on, and the offset to read next: after the last
     row read. Compacted segments have gaps (issue 14), so a window of `max_rows` offsets may
-    hold fewer records, or none: a window found empty below the end offset lies in a gap (the
-    whole window is committed, or in this leader's buffer, where nothing is hidden) and is
+    hold fewer records, or none: a window found empty below the end offset (the high
+    watermark) lies in a gap (the whole window is committed, nothing is hidden) and is
     stepped over, at most _GAP_WINDOWS of them per read.
 
     An `offset` below the log start (retention removed those records before the job read them)
@@ -90,6 +91,9 @@ async def may_have_unread(
 
     - Its end offset is past `offset`: records landed after the read (a round reads its
       partitions one after another), or sit in segments the read did not reach.
+    - This agent leads it and acknowledged records past `offset` that no segment holds yet:
+      jobs read committed segments only (sql_source.AgentTopics.scan, which started their
+      durable round).
     - Another agent leads it: the records that leader acknowledged stay out of this agent's
       reads until it rolls them into a segment, at most `roll_age_ms` after they arrived (the
       cluster's agents share their settings). Until the partition has been quiet that much
@@ -98,7 +102,8 @@ async def may_have_unread(
     if await host.topics.end_offset(info.name, partition) > offset:
         return True
     if host.topics.leads(info.name, partition):
-        return False
+        # Acknowledged records past the durable end: the read started their durable round.
+        return await host.topics.acked_end(info.name, partition) > offset
     lease = await host.metadata.get_lease(partition_resource(info.name, partition))
     if lease is None or lease.holder == host.config.holder or lease.expires_at_ms <= now_ms():
         return False  # nobody else leads it: nothing acknowledged is out of sight

@@ -229,7 +229,7 @@ class Handlers:
             except StreamHouseError as exc:  # the store is down: this partition's error, not the connection's
                 shown[(topic, partition)] = exc
                 continue
-            stable[(topic, partition)] = view.stable_end(result.end_offset)
+            stable[(topic, partition)] = view.stable_end(result.readable_end)
             # Aborted records go out with the aborted transactions: the client drops them (fetch_txn.py).
             views[(topic, partition)] = view
             shown[(topic, partition)] = dataclasses.replace(result, records=below_stable(result.records, view))
@@ -299,8 +299,8 @@ class Handlers:
         return {
             "partition_index": partition,
             "error_code": 0,
-            "high_watermark": result.end_offset,
-            "last_stable_offset": result.end_offset,
+            "high_watermark": result.readable_end,  # the durable end: all a consumer may be served
+            "last_stable_offset": result.readable_end,
             "log_start_offset": result.log_start,
             "aborted_transactions": None if view is None else aborted_transactions(result.records, view, fetch_offset),
             "records": records,

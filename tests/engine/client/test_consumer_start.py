@@ -38,7 +38,8 @@ def test_a_group_rerun_with_earliest_resumes_from_its_commit(client: Client) -> 
 def test_start_applies_only_to_partitions_without_a_commit(client: Client) -> None:
     client.create_topic("mixed", 3)
     for p in range(3):
-        client.produce_batch("mixed", [f"{p}-{i}" for i in range(4)], partition=p)
+        # Durable: "latest" is the high watermark, the end of the committed segments.
+        client.produce_batch("mixed", [f"{p}-{i}" for i in range(4)], partition=p, acks="durable")
     client.commit("half", "mixed", {0: 2})  # partition 0 committed; 1 and 2 never
 
     with client.consumer("mixed", group="half", start="latest", auto_commit=False) as latest:
