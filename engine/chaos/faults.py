@@ -79,51 +79,89 @@ class FaultRunner(threading.Thread):
     """Plays a plan against the cluster, recording each fault in the history."""
 
     def __init__(
-        self, cluster: Cluster, history: History, faults: list[PlannedFault], t0: float, gap_s: float = GAP_S[0]
+        self,
+        cluster: Cluster,
+        history: History,
+        faults: list[PlannedFault],
+        t0: float,
+        gap_s: float = GAP_S[0],
+        background_restarts: bool = False,
     ) -> None:
         super().__init__(daemon=True, name="chaos-faults")
         self.cluster, self.history, self.faults, self.t0, self.gap_s = cluster, history, faults, t0, gap_s
+        # kill9's restart (seconds on a loaded machine) runs beside the next faults instead of
+        # before them: cycles get cheaper and restarts overlap other faults (a harder mix). A
+        # fault aimed at an agent still restarting waits for it.
+        self.background_restarts = background_restarts
+        self.restarting: dict[str, threading.Thread] = {}
         self.stop = threading.Event()
         self.done: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.errors: list[str] = []
+        self.lock = threading.Lock()
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
     def run(self) -> None:
+        try:
+            self._play()
+        finally:
+            for thread in list(self.restarting.values()):
+                thread.join()  # bounded: start_agent's attempts and timeouts
+
+    def _play(self) -> None:
         for fault in self.faults:
             # A fault that ran long (a slow restart) delays the plan; the next one still waits
             # the least quiet gap, so faults never come back to back.
             wait = max(fault.at_s - self.now(), self.gap_s)
             if self.stop.wait(wait):
                 return
+            busy = self.restarting.pop(fault.target, None) if fault.target else None
+            if busy is not None:
+                busy.join()
             if self.stop.is_set():
                 return
-            start = self.now()
-            try:
-                detail = self._apply(fault)
-            except StreamHouseError as exc:
-                detail = f"failed: {exc}"
+            if self.background_restarts and fault.kind == "kill9":
+                start = self.now()
+                agent = self.cluster.agents[fault.target]
+                self.cluster.kill(agent)
+                time.sleep(fault.hold_s)
+                thread = threading.Thread(target=self._finish, args=(fault, start), daemon=True, name="chaos-restart")
+                self.restarting[fault.target] = thread
+                thread.start()
+                continue
+            self._finish(fault, self.now())
+
+    def _finish(self, fault: PlannedFault, start: float) -> None:
+        """Apply `fault` (a background kill9: only its restart) and record it."""
+        try:
+            detail = self._apply(fault, restart_only=self.background_restarts and fault.kind == "kill9")
+        except StreamHouseError as exc:
+            detail = f"failed: {exc}"
+            with self.lock:
                 self.errors.append(f"{fault.kind} {fault.target}: {exc}")
-            except Exception as exc:  # a fault that could not be applied is reported, not fatal
-                detail = f"failed: {exc!r}"
+        except Exception as exc:  # a fault that could not be applied is reported, not fatal
+            detail = f"failed: {exc!r}"
+            with self.lock:
                 self.errors.append(f"{fault.kind} {fault.target}: {exc!r}")
+        with self.lock:
             if detail == "unavailable":
                 self.skipped[fault.kind] += 1
             else:
                 self.done[fault.kind] += 1
-            index = self.history.next_index()
-            self.history.add(Fault(index, "nemesis", start, self.now(), fault.kind, fault.target, detail))
+        index = self.history.next_index()
+        self.history.add(Fault(index, "nemesis", start, self.now(), fault.kind, fault.target, detail))
 
-    def _apply(self, fault: PlannedFault) -> str:
+    def _apply(self, fault: PlannedFault, *, restart_only: bool = False) -> str:
         c = self.cluster
         proxy = c.proxy
         assert proxy is not None
         if fault.kind == "kill9":
             agent = c.agents[fault.target]
-            c.kill(agent)
-            time.sleep(fault.hold_s)
+            if not restart_only:
+                c.kill(agent)
+                time.sleep(fault.hold_s)
             began = time.monotonic()
             attempts = c.start_agent(agent)
             return f"down {fault.hold_s:.1f}s, ready after {attempts} start(s) in {time.monotonic() - began:.1f}s"

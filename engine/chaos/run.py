@@ -57,6 +57,7 @@ class ChaosOptions:
     keep: bool = False
     history_path: Path | None = None
     gap_s: float = 1.0  # least quiet time between faults (faults.gaps)
+    background_restarts: bool = False  # kill9's restart beside the next faults (FaultRunner)
     # The whole run, cluster start to verdict, in seconds: every phase after the faults gets at
     # most what is left, and one that runs out is an error naming it (a caller with its own
     # timeout, CI, gets the harness's message instead of being killed). None: each phase's own bound.
@@ -148,7 +149,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         ]
         for w in workers:
             w.start()
-        nemesis = FaultRunner(cluster, history, faults, t0, options.gap_s)
+        nemesis = FaultRunner(cluster, history, faults, t0, options.gap_s, options.background_restarts)
         nemesis.start()
         end = t0 + options.duration_s
         while time.monotonic() < end and any(w.is_alive() for w in workers):

@@ -45,6 +45,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=1.0,
         help="least quiet seconds between faults (default 1; 0.3 makes a long run's cycles cheaper, holds unchanged)",
     )
+    p.add_argument(
+        "--background-restarts",
+        action="store_true",
+        help="restart a kill -9'd agent beside the next faults instead of before them (cheaper cycles)",
+    )
     p.add_argument("--dir", help="working directory (default: a temp dir, removed unless --keep)")
     p.add_argument("--keep", action="store_true", help="keep the working directory (agent logs, WALs)")
     p.add_argument("--history", help="write the whole history here (JSON lines) for `--check`")
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         kinds=kinds,
         consumers=args.consumers,
         gap_s=args.gap,
+        background_restarts=args.background_restarts,
         workdir=Path(args.dir) if args.dir else None,
         keep=args.keep,
         history_path=Path(args.history) if args.history else None,

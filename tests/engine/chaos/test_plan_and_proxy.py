@@ -96,3 +96,49 @@ def test_the_proxy_passes_delays_drops_and_resets(echo_port: int) -> None:
         assert _round_trip(proxy.port)[0] == b"ping"
     finally:
         proxy.close()
+
+
+class _Timeline:
+    """Stands in for the Cluster in FaultRunner (the nemesis' scheduling only): records when
+    each agent was killed, restarted, paused and resumed; a restart takes 0.5 s."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float]] = []
+        self.agents = {name: name for name in ("a", "b", "c")}
+        self.proxy = self
+
+    def set(self, mode: str, delay: float = 0.0) -> None:
+        self.events.append(("s3", mode, time.monotonic()))
+
+    def kill(self, agent: str) -> None:
+        self.events.append(("kill", agent, time.monotonic()))
+
+    def start_agent(self, agent: str) -> int:
+        time.sleep(0.5)
+        self.events.append(("ready", agent, time.monotonic()))
+        return 1
+
+    def pause(self, agent: str) -> None:
+        self.events.append(("pause", agent, time.monotonic()))
+
+    def resume(self, agent: str) -> None:
+        self.events.append(("resume", agent, time.monotonic()))
+
+
+def test_background_restarts_overlap_other_faults_but_not_their_own_agent() -> None:
+    from streamhouse.chaos.faults import FaultRunner, PlannedFault
+    from streamhouse.chaos.history import History
+
+    faults = [
+        PlannedFault(0.0, "kill9", "a", 0.0),
+        PlannedFault(0.0, "s3-drop", "", 0.1),  # runs while a restarts
+        PlannedFault(0.0, "pause", "a", 0.1),  # waits for a to be back
+    ]
+    timeline, history = _Timeline(), History()
+    runner = FaultRunner(timeline, history, faults, time.monotonic(), gap_s=0.05, background_restarts=True)  # type: ignore[arg-type]
+    runner.start()
+    runner.join(10)
+    at = {(kind, who): t for kind, who, t in timeline.events}
+    assert at[("s3", "drop")] < at[("ready", "a")] < at[("pause", "a")]
+    assert runner.done == Counter({"kill9": 1, "s3-drop": 1, "pause": 1}) and runner.errors == []
+    assert len(history.ops) == 3
