@@ -7,6 +7,10 @@ added to the transaction, or of a fenced epoch, before anything is written, so a
 batch can never land in (or after) a transaction it no longer owns. It also makes the partition's
 last stable offset hold at the registered lower bound from before the append until the end of
 the transaction, so a read_committed reader never sees the records in between.
+
+Under SASL the transactional id and the topic are the request's org's (storage/namespace.py):
+the batch is registered under their stored names, as the transaction's partitions were added
+(handlers_txn.py), and the producer needs write on the id, as in Kafka.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from collections.abc import Awaitable, Callable
 
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.record.batch import KafkaBatch
-from streamhouse.storage.errors import TransactionError
+from streamhouse.storage import access
+from streamhouse.storage import namespace as ns
+from streamhouse.storage.errors import InvalidInputError, TransactionError
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 INVALID_PRODUCER_EPOCH = 47
 INVALID_TXN_STATE = 48
+TOPIC_AUTHORIZATION_FAILED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 29, 53
 _CODES = {"fenced": INVALID_PRODUCER_EPOCH, "unknown": INVALID_PRODUCER_EPOCH, "state": INVALID_TXN_STATE}
 
 
@@ -46,6 +53,15 @@ async def produce_transactional(
         raise TxnProduceError("transactional batches need the request's transactional id", INVALID_TXN_STATE)
     if not all(b.is_transactional and b.producer_id >= 0 for b in batches):
         raise TxnProduceError("a request's batches for one partition are all transactional or none", INVALID_TXN_STATE)
+    if not access.allows("write", "transactional_id", transactional_id):
+        raise TxnProduceError(f"no ACL allows writing transactional id {transactional_id!r}",
+                              TRANSACTIONAL_ID_AUTHORIZATION_FAILED)  # fmt: skip
+    if not access.allows("write", "topic", topic):  # before registering: a refused batch holds nothing open
+        raise TxnProduceError(f"no ACL allows writing topic {topic!r}", TOPIC_AUTHORIZATION_FAILED)
+    try:
+        transactional_id, topic = ns.inner(transactional_id, ns.current()), ns.inner(topic, ns.current())
+    except InvalidInputError as exc:
+        raise TxnProduceError(str(exc), TRANSACTIONAL_ID_AUTHORIZATION_FAILED) from exc
     store = reads.metadata
     floor = await lower()
     bases = []
