@@ -44,7 +44,7 @@ from streamhouse.kafka.handlers_acl import AclHandlers
 from streamhouse.kafka.handlers_admin import AdminHandlers
 from streamhouse.kafka.handlers_groups import GroupHandlers
 from streamhouse.kafka.handlers_produce import ProduceHandlers
-from streamhouse.kafka.handlers_txn import TxnHandlers
+from streamhouse.kafka.handlers_txn import OrgReads, TxnHandlers
 from streamhouse.kafka.protocol.api import (
     DEFAULT_MAX_REQUEST_BYTES,
     decode_request,
@@ -166,10 +166,7 @@ class KafkaServer:
         data.by_key.update(GroupHandlers(self.front, node, self.coordinator, self.group_leases).by_key)
         data.by_key.update(AdminHandlers(self.front).by_key)
         data.by_key.update(AclHandlers(self._node.metadata, self._acls).by_key)  # 29-31; SECURITY_DISABLED sans SASL
-        if self.sasl is None:  # transactions: their ids and offsets are not scoped per org yet
-            self._start_transactions(data)
-        else:
-            data.by_key.update(ProduceHandlers(self.front).by_key)
+        self._start_transactions(data)
         if self.sasl is not None:
             data.by_key.update(self.sasl.advertised)  # ApiVersions lists SaslHandshake/SaslAuthenticate
         self.handlers = data.by_key
@@ -182,6 +179,8 @@ class KafkaServer:
         transactional batches on the produce path, read_committed fetches."""
         assert self.registry is not None
         reads = shared_reads(self._node.metadata)
+        # Under SASL, requests name topics in their org (OrgReads maps them to stored names).
+        data.committed = reads if self.sasl is None else OrgReads(reads)
         self.txn_leases = GroupLeases(self.registry, lambda _tid: None, prefix=LEASE_PREFIX)
         self.txn_leases.start()
         # COMMIT/ABORT markers go through the agent's own append (txn_markers.py), past the produce checks.
@@ -190,7 +189,6 @@ class KafkaServer:
             self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.ended, markers
         )
         self.txn.start()
-        data.committed = reads
         produce = ProduceHandlers(self.front, txn=reads)
         data.by_key.update(produce.by_key)
         txn = TxnHandlers(self.txn, self.registry.me, data.by_key[10], produce.init_producer_id,
