@@ -117,6 +117,9 @@ class IcebergPublisher(BackgroundService):
         try:
             topics = [t for t in await self.metadata.list_topics() if enabled(t)]
             self.health.succeeded(ROUND)
+            for gone in self._skipped.keys() - {t.name for t in topics}:  # deleted or no longer published
+                del self._skipped[gone]
+                self._upgrades.forget(gone)
         except StreamHouseError as exc:
             self.health.failed(ROUND, exc)
             return []

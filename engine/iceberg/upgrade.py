@@ -112,6 +112,11 @@ class Upgrades:
         self._waiting: dict[str, set[str]] = {}
         self._refused: dict[str, set[str]] = {}
 
+    def forget(self, topic: str) -> None:
+        """The topic is gone or no longer published."""
+        self._waiting.pop(topic, None)
+        self._refused.pop(topic, None)
+
     async def run(
         self, topic: str, segments: Sequence[SegmentInfo], layout1: set[str], lease: HeldLease
     ) -> HeldLease | None:
