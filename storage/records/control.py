@@ -127,6 +127,13 @@ def drop_offsets(records: pa.Table, offsets: np.ndarray[Any, Any]) -> pa.Table:
     return records if keep.all() else records.filter(pa.array(keep))
 
 
+def record_keys(records: pa.Table) -> pa.Array[Any]:
+    """The key column with control rows' keys null (log compaction drops keyless rows)."""
+    keys = records.column("key").combine_chunks()
+    mask = control_mask(records.column("headers"))
+    return keys if mask is None else pc.if_else(pa.array(mask), pa.nulls(len(keys), keys.type), keys)
+
+
 def refuse_reserved(batch: pa.RecordBatch, topic: str) -> None:
     """Produce: records may not carry the control header (only transactions write markers)."""
     if control_mask(batch.column("headers")) is not None:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamhouse.storage.errors import SegmentMergeError
+from streamhouse.storage.records.control import record_keys
 from streamhouse.storage.segment.compact import CleanHistory, CompactionCounts, keep_offsets, surviving_offsets
 from streamhouse.storage.segment.decode import Chunk, decode_segment
 from streamhouse.storage.segment.footer import SegmentFooter
@@ -59,7 +60,9 @@ def compact_segments(
     _check(inputs, runs)
     tables = [decode_segment(footer, data, use_threads=False) for footer, data in inputs]
     offsets = pa.chunked_array([t.column("offset").combine_chunks() for t in tables])
-    keys = pa.chunked_array([t.column("key").combine_chunks() for t in tables])
+    # Kafka transaction markers (storage/records/control.py) count as keyless, so compaction drops
+    # them: their 4-byte control key must never stand for (or tombstone) a record's key.
+    keys = pa.chunked_array([record_keys(t) for t in tables])
     tombstone = pa.chunked_array([pc.is_null(t.column("value").combine_chunks()) for t in tables])
     history = CleanHistory.merged(p for footer, _ in inputs for p in CleanHistory.from_footer(footer.metadata.metadata))
     footers = [footer for footer, _ in inputs]

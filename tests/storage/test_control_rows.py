@@ -23,7 +23,8 @@ from streamhouse.storage.partition.scan import ScanBounds, plan_partition, scan_
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.records import control
 from streamhouse.storage.records.schema import assign_offsets, make_batch
-from streamhouse.storage.segment.format import encode_segment, parse_footer
+from streamhouse.storage.segment.compacted import compact_segments
+from streamhouse.storage.segment.format import decode_segment, encode_segment, parse_footer
 from streamhouse.storage.wal.log import WriteAheadLog
 
 
@@ -90,7 +91,7 @@ def test_reserved_header_is_refused() -> None:
     control.refuse_reserved(make_batch([b"x"]), "t")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.sampled_from(["plain", "headers", "empty", "marker"]), min_size=1, max_size=30), st.integers(0, 5))
 def test_control_mask_matches_rows(kinds: list[str], cut: int) -> None:
     """The vectorised mask against the rows themselves, over chunked and sliced columns and
@@ -114,3 +115,24 @@ def test_control_mask_matches_rows(kinds: list[str], cut: int) -> None:
     )
     assert control.footer_controls(footer.metadata.metadata).tolist() == expected
     assert np.array_equal(control.footer_controls(None), np.zeros(0, dtype=np.int64))
+
+
+def test_compaction_drops_markers_not_records_of_their_key() -> None:
+    """A COMMIT marker's key is b"\\0\\0\\0\\1" and its value null: to log compaction it would be a
+    tombstone of that key. Markers count as keyless instead, so compaction drops them and a
+    record of that key survives."""
+    user = make_batch([b"kept", b"v"], keys=[control.Marker(1, 0, True).kafka_key, b"other"], timestamps=1000)
+    marker = assign_offsets(control.marker_batch(control.Marker(9, 0, True), 1000), 2)
+    seg = encode_segment(pa.Table.from_batches([user, marker]), topic="t", partition=0, epoch=1)
+    footer = parse_footer(
+        seg.data[-seg.footer_length :], size_bytes=len(seg.data), footer_crc=seg.footer_crc, source="t"
+    )
+    done = compact_segments([(footer, seg.data)], [[0]], now_ms=0, delete_retention_ms=0)
+    assert done.counts.keyless == 1
+    out = done.segments[0]
+    again = parse_footer(
+        out.data[-out.footer_length :], size_bytes=len(out.data), footer_crc=out.footer_crc, source="c"
+    )
+    table = decode_segment(again, out.data)
+    assert table.column("value").to_pylist() == [b"kept", b"v"]
+    assert control.footer_controls(again.metadata.metadata).tolist() == []
