@@ -88,6 +88,7 @@ class SegmentRoller:
     _commit_lock: asyncio.Lock
     _batches: list[pa.RecordBatch]
     _cuts: list[_Cut]
+    _unlogged: list[tuple[int, pa.RecordBatch, bytes | None]]
     _value_schema: ValueSchema | None
     _buffered_bytes: int
     _oldest_ms: float | None
@@ -154,6 +155,12 @@ class SegmentRoller:
             staged()
         return info
 
+    @property
+    def uncut_bytes(self) -> int:
+        """Bytes of the buffered batches no roll has cut yet (what a new roll would take)."""
+        cut = sum(c.count for c in self._cuts)
+        return sum(b.nbytes for b in self._batches[cut:])
+
     def _claim(self) -> tuple[_Cut | None, list[pa.RecordBatch]]:
         """The oldest cut no roll works on, else a new cut of everything after the cuts."""
         start = 0
@@ -207,6 +214,8 @@ class SegmentRoller:
             self._buffered_bytes = sum(b.nbytes for b in self._batches)
             self._oldest_ms = time.monotonic() * 1000 if self._batches else None
             self.durable_end = info.end_offset
+            while self._unlogged and self._unlogged[0][0] + self._unlogged[0][1].num_rows <= info.end_offset:
+                self._unlogged.pop(0)
             if self._producer_batches:
                 self._durable_producers.update(self._committed_producers(info.end_offset))
                 self._producer_batches = [b for b in self._producer_batches if b.end_offset > info.end_offset]

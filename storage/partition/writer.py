@@ -83,6 +83,9 @@ class PartitionWriter(SegmentRoller):
         self._roll_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
         self._batches: list[pa.RecordBatch] = []
+        # Buffered batches without a WAL entry (append's `logged=False`), with their base
+        # offsets and framed payloads if any; dropped once a commit covers them.
+        self._unlogged: list[tuple[int, pa.RecordBatch, bytes | None]] = []
         self._cuts: list[_Cut] = []  # leading batches taken by rolls not yet committed
         # What readers derived from a buffered batch (SQL: its decoded value columns), by the
         # batch's base offset; dropped with the batch when it is flushed.
@@ -184,9 +187,22 @@ class PartitionWriter(SegmentRoller):
         return writer
 
     # -- produce ------------------------------------------------------------------------------
-    async def append(self, batch: pa.RecordBatch, payload: bytes | None = None, decoded: pa.Table | None = None) -> int:
+    async def append(
+        self,
+        batch: pa.RecordBatch,
+        payload: bytes | None = None,
+        decoded: pa.Table | None = None,
+        *,
+        logged: bool = True,
+    ) -> int:
         """Assign offsets, write the WAL entry, buffer; returns the base offset once the
         WAL holds the entry as its fsync policy promises.
+
+        `logged=False` (acks=durable: nobody is answered before the segment commit) buffers
+        without a WAL entry: a crash loses only unacknowledged records, which their producer
+        sends again. Such batches are written to the WAL after all, in order, as soon as a
+        logged batch follows them, so the WAL always holds every record from the durable end
+        up to its last entry and recovery never meets a hole.
 
         `payload`: the same records already framed by batch_codec (a produce request's bytes),
         written to the WAL as they are instead of re-encoding; their offset column is ignored,
@@ -219,25 +235,46 @@ class PartitionWriter(SegmentRoller):
             batch = assign_offsets(batch, base)
             # Shielded: once the WAL entry may be written, the offsets are spent. A cancelled
             # caller must not leave them unassigned, or the next append would reuse them.
-            await asyncio.shield(self._write_and_buffer(batch, base, payload, producer))
+            await asyncio.shield(self._write_and_buffer(batch, base, payload, producer, logged))
             if decoded is not None and decoded.num_rows == n:
                 self.derived[base] = decoded
         return base
 
     async def _write_and_buffer(
-        self, batch: pa.RecordBatch, base: int, payload: bytes | None, producer: ps.ProducerBatch | None = None
+        self,
+        batch: pa.RecordBatch,
+        base: int,
+        payload: bytes | None,
+        producer: ps.ProducerBatch | None = None,
+        logged: bool = True,
     ) -> None:
-        # The WAL entry keeps the producer tag (in the IPC schema); the buffer does not need it.
-        # Encoded uncompressed (codec.frame_batch): on the event loop, LZ4 was the largest
-        # single cost of a Kafka produce; the WAL is a short-lived local file.
-        data = frame_batch(batch) if payload is None else payload
-        # On failure the offsets stay free: the WAL truncates a failed write back, and a failed
-        # fsync stops the WAL for good, so no later entry can reuse them on disk.
-        await self._wal.append(self.topic.topic_id, self.partition, self.epoch, base, batch.num_rows, data)
+        if logged:
+            await self._log_unlogged()
+            # On failure the offsets stay free: the WAL truncates a failed write back, and a
+            # failed fsync stops the WAL for good, so no later entry can reuse them on disk.
+            await self._log(base, batch, payload)
+        else:
+            self._unlogged.append((base, batch, payload))
         self._buffer(ps.untagged(batch) if producer is not None else batch)
         self.next_offset = base + batch.num_rows
         if producer is not None:
             self._note(producer)
+
+    async def _log(self, base: int, batch: pa.RecordBatch, payload: bytes | None) -> None:
+        # The WAL entry keeps the producer tag (in the IPC schema); the buffer does not need it.
+        # Encoded uncompressed (codec.frame_batch): on the event loop, LZ4 was the largest
+        # single cost of a Kafka produce; the WAL is a short-lived local file.
+        data = frame_batch(batch) if payload is None else payload
+        await self._wal.append(self.topic.topic_id, self.partition, self.epoch, base, batch.num_rows, data)
+
+    async def _log_unlogged(self) -> None:
+        """WAL entries for the buffered acks=durable batches no commit covers yet, oldest
+        first: a logged batch is about to follow them (see append)."""
+        while self._unlogged:
+            base, batch, payload = self._unlogged[0]
+            if base + batch.num_rows > self.durable_end:
+                await self._log(base, batch, payload)
+            self._unlogged.pop(0)
 
     def _note(self, producer: ps.ProducerBatch) -> None:
         """A producer's batch is written (in the WAL): it answers retries from now on."""
@@ -335,6 +372,7 @@ class PartitionWriter(SegmentRoller):
             )
             self._batches.clear()
             self._cuts.clear()
+            self._unlogged.clear()  # never acknowledged: their producers send them again
             self.derived.clear()
             self._buffered_bytes = 0
 
