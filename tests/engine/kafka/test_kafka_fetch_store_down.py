@@ -24,7 +24,7 @@ def _body(isolation: int) -> dict[str, object]:
 def test_fetch_answers_a_retriable_error_while_the_store_is_down(tmp_path: Path) -> None:
     with streamhouse.open(str(tmp_path / "data")) as sh:
         sh.create_topic("t", 2)
-        sh.produce("t", b"v", partition=0)
+        sh.produce("t", b"v", partition=0, acks="durable")  # fetches serve the durable end
         transport = sh.transport
         assert isinstance(transport, EmbeddedTransport)
         service = transport.service
