@@ -39,6 +39,7 @@ from streamhouse.sql.query.limits import (
     parse_set,
     session_limits,
 )
+from streamhouse.sql.query.native import split_native
 from streamhouse.sql.query.pruning import parse_query, topic_bounds
 from streamhouse.sql.query.run import clean_message, clear_spill, run_query
 from streamhouse.sql.query.stream import READ_AHEAD
@@ -267,8 +268,10 @@ class SqlEngine:
         latest = await asyncio.gather(*(scan_latest(self.source, info) for info in planned.latest.values()))
         tables.update(zip(planned.latest, latest, strict=True))
         text = ("EXPLAIN " if explain else "") + planned.sql
-        held = len(streams) * (READ_AHEAD + 1) * chunk
-        result = await run_query(tables, text, limits, self.spill_dir, streams, held)
+        # Committed segment files DataFusion reads itself where it can (sql/query/native.py).
+        streams, natives = await split_native(self.source, streams, planned.sql, explain=explain)
+        held = (len(streams) + sum(n.rest is not None for n in natives.values())) * (READ_AHEAD + 1) * chunk
+        result = await run_query(tables, text, limits, self.spill_dir, streams, held, natives)
         if explain:
             pairs = zip(used, scans, strict=True)
             rows = [tables[n].num_rows if n in tables else await s.stream.count_rows() for n, s in pairs]

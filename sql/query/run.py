@@ -21,6 +21,7 @@ blocked. A thread running `collect()` could not be stopped at all.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,8 @@ from datafusion.record_batch import RecordBatchStream
 
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.limits import QueryLimits, format_bytes
+from streamhouse.sql.query.native import SETTINGS as NATIVE_SETTINGS
+from streamhouse.sql.query.native import NativeTopic
 from streamhouse.sql.query.stream import TopicDataset
 from streamhouse.sql.query.unsliced import unsliced
 from streamhouse.storage.errors import QueryMemoryExceededError, StreamHouseError
@@ -54,13 +57,18 @@ async def run_query(
     spill_dir: Path | None,
     streams: Mapping[str, TopicDataset] | None = None,
     stream_bytes: int = 0,
+    natives: Mapping[str, NativeTopic] | None = None,
 ) -> pa.Table:
     """Run `sql` over `tables` (name → table) and `streams` (name → topic read as pulled)
     under `limits.memory_bytes`; raises SqlError for errors in the query,
     QueryMemoryExceededError over the cap, a stream's own read error (e.g. CorruptDataError)
-    as it is. The caller owns the time limit: cancelling this coroutine stops the query."""
+    as it is. The caller owns the time limit: cancelling this coroutine stops the query.
+    `natives`: topics whose segment files DataFusion reads itself (sql/query/native.py); their
+    checks run beside the query, and no answer is returned before they passed."""
     streams = dict(streams or {})
-    input_bytes = sum(t.nbytes for t in tables.values()) + sum(s.stream.tail_bytes for s in streams.values())
+    natives = dict(natives or {})
+    rests = [n.rest for n in natives.values() if n.rest is not None]
+    input_bytes = sum(t.nbytes for t in tables.values()) + sum(s.stream.tail_bytes for s in [*streams.values(), *rests])
     pool = limits.memory_bytes - input_bytes - stream_bytes
     if pool < _MIN_POOL_BYTES:
         raise QueryMemoryExceededError(
@@ -68,7 +76,15 @@ async def run_query(
             f"{format_bytes(input_bytes + stream_bytes)} before the query starts (unflushed rows and read "
             f"buffers); {_HINT}, e.g. a WHERE on _timestamp, _offset or the event time so fewer segments are read"
         )
-    schema, stream = await run_blocking(_start, tables, streams, sql, pool, spill_dir)
+    checks = [asyncio.ensure_future(n.verify()) for n in natives.values()]
+    try:
+        schema, stream = await run_blocking(_start, tables, streams, natives, sql, pool, spill_dir)
+    except BaseException:
+        for check in checks:
+            check.cancel()
+        for native in natives.values():
+            native.close()
+        raise
     batches: list[pa.RecordBatch] = []
     reserved = held = input_bytes + stream_bytes
     try:
@@ -82,13 +98,23 @@ async def run_query(
                     f"{_HINT}, or add a LIMIT"
                 )
             batches.append(arrow)
+        await asyncio.gather(*checks)  # the answer stands only on checked bytes
     except BaseException as exc:
         # The stream owns the running plan (DataFusion's spawned tasks run until it is freed),
         # and this traceback runs through frames that hold it: whoever keeps the exception (the
         # caller, a test) would keep the query running. Measured: minutes of CPU after a
         # timeout. So the traceback goes, and the reference in this frame (finally).
         exc.__traceback__ = None
-        failed = next((s.stream.error for s in streams.values() if s.stream.error is not None), None)
+        if checks and isinstance(exc, Exception) and not isinstance(exc, StreamHouseError):
+            # DataFusion failed: if it read damaged bytes, the check says which (it ends soon).
+            found = await asyncio.gather(*checks, return_exceptions=True)
+            damaged = next((e for e in found if isinstance(e, StreamHouseError)), None)
+            if damaged is not None:
+                raise damaged from None
+        for check in checks:
+            check.cancel()
+        sources = [*streams.values(), *rests]
+        failed = next((s.stream.error for s in sources if s.stream.error is not None), None)
         if failed is not None and isinstance(exc, Exception) and not isinstance(exc, StreamHouseError):
             raise failed from None  # a topic read failed: its own error, not DataFusion's text of it
         if isinstance(exc, Exception) and not isinstance(exc, StreamHouseError):
@@ -97,6 +123,8 @@ async def run_query(
         raise
     finally:
         del stream
+        for native in natives.values():
+            native.close()  # its links to the segment files
     return pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
 
 
@@ -112,7 +140,12 @@ def clear_spill(spill_dir: Path) -> None:
 
 
 def _start(
-    tables: dict[str, pa.Table], streams: dict[str, TopicDataset], sql: str, pool: int, spill_dir: Path | None
+    tables: dict[str, pa.Table],
+    streams: dict[str, TopicDataset],
+    natives: dict[str, NativeTopic],
+    sql: str,
+    pool: int,
+    spill_dir: Path | None,
 ) -> tuple[pa.Schema, RecordBatchStream]:
     runtime = RuntimeEnvBuilder().with_fair_spill_pool(pool)
     if spill_dir is not None:
@@ -120,12 +153,14 @@ def _start(
         runtime = runtime.with_disk_manager_specified(spill_dir)
     else:
         runtime = runtime.with_disk_manager_os()
-    ctx = SessionContext(SessionConfig(), runtime)
+    ctx = SessionContext(SessionConfig(NATIVE_SETTINGS if natives else {}), runtime)
     for name, table in tables.items():
         ctx.register_record_batches(name, [_source_batches(table)])
     for name, dataset in streams.items():
         ctx.register_dataset(name, dataset)
     try:
+        for name, native in natives.items():
+            ctx.register_view(name, native.frame(ctx, name))
         df = ctx.sql(sql)
         return df.schema(), df.execute_stream()
     except Exception as exc:

@@ -24,6 +24,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -81,8 +82,8 @@ def chunk_range(metadata: pq.FileMetaData, row_group: int, leaf: int) -> tuple[i
     return start, start + column.total_compressed_size
 
 
-def column_crcs(metadata: pq.FileMetaData, source: str) -> list[list[int]] | None:
-    """The CRCs of a verified footer, [row group][leaf], or None (written before them)."""
+def column_crcs(metadata: pq.FileMetaData, source: str) -> np.ndarray[Any, np.dtype[np.uint32]] | None:
+    """The CRCs of a verified footer as a [row group, leaf] array, or None (written before them)."""
     raw = (metadata.metadata or {}).get(KEY_COLUMN_CRCS.encode())
     if raw is None or not raw.startswith(_PREFIX.encode()):
         return None
@@ -92,10 +93,10 @@ def column_crcs(metadata: pq.FileMetaData, source: str) -> list[list[int]] | Non
         found = len(digits) // 8
         raise CorruptDataError(f"footer lists {found} column CRCs for {groups}×{width} chunks", source=source)
     try:
-        values = [int(digits[i : i + 8], 16) for i in range(0, len(digits), 8)]
+        values = np.frombuffer(bytes.fromhex(digits.decode("ascii")), dtype=">u4").astype(np.uint32)
     except ValueError as exc:
         raise CorruptDataError(f"unreadable column CRCs in the footer: {exc}", source=source) from exc
-    return [values[g * width : (g + 1) * width] for g in range(groups)]
+    return values.reshape(groups, width)
 
 
 def leaf_columns(metadata: pq.FileMetaData, names: Sequence[str]) -> list[int]:
@@ -115,7 +116,7 @@ def verify_chunks(
     data: Any,
     base: int,
     metadata: pq.FileMetaData,
-    crcs: list[list[int]],
+    crcs: np.ndarray[Any, np.dtype[np.uint32]],
     chunks: Sequence[tuple[int, int]],
     source: str,
 ) -> None:
@@ -126,5 +127,5 @@ def verify_chunks(
         a, b = chunk_range(metadata, g, j)
         if a < base or b - base > len(view):
             raise CorruptDataError(f"column chunk {g}/{j} lies outside the bytes read", source=source, position=a)
-        if crc32c(view[a - base : b - base]) != crcs[g][j]:
+        if crc32c(view[a - base : b - base]) != int(crcs[g, j]):
             raise CorruptDataError(f"row group {g} column chunk {j} CRC32C mismatch", source=source, position=a)

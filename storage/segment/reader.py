@@ -98,6 +98,11 @@ class SegmentReader:
         self.cached_blocks_rejected = 0  # cache entries that failed verification (refetched)
         self.on_corrupt: CorruptHook | None = None
 
+    @property
+    def store(self) -> ObjectStore:
+        """The object store read (SQL reads local segment files by path: sql/query/native.py)."""
+        return self._store
+
     @_reports_corruption
     async def footer(self, ref: SegmentRef) -> SegmentFooter:
         """The segment's verified footer (row group ranges, statistics, schema)."""

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import streamhouse
 from streamhouse.client.client import Client
 from streamhouse.sql.query.coverage import coverage
 from streamhouse.storage.errors import CorruptDataError, QueryMemoryExceededError
+from streamhouse.storage.segment.column_crcs import chunk_range
 
 ROWS = 40_000
 PAD = "x" * 300  # each row's string: the topic's decoded size is well over the cap below
@@ -73,8 +75,9 @@ def test_limit_reads_one_row_group(big: Client) -> None:
 def test_group_by_streams_under_a_cap_smaller_than_the_topic(big: Client) -> None:
     big.sql(f"SET query_memory = '{CAP}'")
     try:
-        # No ORDER BY: DataFusion reserves 10 MB for any sort, more than the whole cap.
-        result = big.sql("SELECT n % 7 AS k, count(*) AS c, sum(n) AS total, max(s) AS m FROM t GROUP BY 1")
+        # No ORDER BY: DataFusion reserves 10 MB for any sort, more than the whole cap. The
+        # LIMIT keeps the streaming path (without one, DataFusion reads the files: below).
+        result = big.sql("SELECT n % 7 AS k, count(*) AS c, sum(n) AS total, max(s) AS m FROM t GROUP BY 1 LIMIT 99")
         scan = _engine(big).last_scans[0]
     finally:
         big.sql("RESET query_memory")
@@ -84,6 +87,25 @@ def test_group_by_streams_under_a_cap_smaller_than_the_topic(big: Client) -> Non
     assert scan.stream.estimated_bytes > 8 << 20
     assert scan.stream.stats.chunks_read > 4 and scan.stream.stats.rows_read == ROWS
     assert coverage(result) == {"t": [{"partition": 0, "start": 0, "end": ROWS, "unflushed_included": True}]}
+
+
+def test_a_group_by_without_limit_reads_the_segment_files_natively(big: Client) -> None:
+    """Committed segments are read by DataFusion's own Parquet reader (sql/query/native.py):
+    nothing goes through our segment reader, the answer and its coverage are the same."""
+    big.sql(f"SET query_memory = '{CAP}'")  # a scan over one read chunk (else read whole, at once)
+    try:
+        before = _reader_row_groups(big)
+        result = big.sql("SELECT n % 7 AS k, count(*) AS c, sum(n) AS total, max(s) AS m FROM t GROUP BY 1")
+        where = "WHERE _offset >= 1234 AND _offset < 23456 AND _timestamp >= TIMESTAMP '2000-01-01 00:00:00'"
+        cut = big.sql(f"SELECT count(*) AS c, sum(n) AS total, min(_offset) AS lo FROM t {where}")
+    finally:
+        big.sql("RESET query_memory")
+    assert _reader_row_groups(big) == before and _engine(big).last_scans[0].stream.stats.chunks_read == 0
+    expected = [{"k": k, "c": len(range(k, ROWS, 7)), "total": sum(range(k, ROWS, 7)), "m": PAD} for k in range(7)]
+    assert sorted(result.to_pylist(), key=lambda row: row["k"]) == expected
+    assert coverage(result) == {"t": [{"partition": 0, "start": 0, "end": ROWS, "unflushed_included": True}]}
+    # Rows cut by offset and by record time: the files read with their cuts give the same rows.
+    assert cut.to_pylist() == [{"c": 23456 - 1234, "total": sum(range(1234, 23456)), "lo": 1234}]
 
 
 def test_a_memory_cap_still_holds_for_what_the_query_keeps(big: Client) -> None:
@@ -120,13 +142,19 @@ def test_a_damaged_segment_read_mid_stream_raises_its_own_error(big: Client, sto
     rows = pa.table({"n": pa.array(range(8_000), pa.int64()), "s": pa.array([PAD] * 8_000)})
     big.produce_table("bad", rows, partition=0, acks="durable")
     [segment] = (stores["root"] / "objects").rglob("topics/bad/*/*.parquet")
+    metadata = pq.ParquetFile(segment).metadata
+    start, end = chunk_range(metadata, 1, metadata.schema.names.index("s"))
     data = bytearray(segment.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # inside a row group: its CRC no longer matches
+    data[(start + end) // 2] ^= 0xFF  # in column s of row group 1
     segment.write_bytes(bytes(data))
     big.sql(f"SET query_memory = '{CAP}'")
     try:
-        with pytest.raises(CorruptDataError, match=r"topics/bad/"):
-            big.sql("SELECT max(s) AS m FROM bad")
-        assert _engine(big).last_scans[0].stream.estimated_bytes > 1 << 20  # streamed: over one 1 MiB chunk
+        # Streamed (the LIMIT): the row group's CRC; read by DataFusion: the column chunk's.
+        for query in ("SELECT max(s) AS m FROM bad LIMIT 5", "SELECT max(s) AS m FROM bad"):
+            with pytest.raises(CorruptDataError, match=r"topics/bad/"):
+                big.sql(query)
+            assert _engine(big).last_scans[0].stream.estimated_bytes > 1 << 20  # streamed: over one 1 MiB chunk
+        # A projection that does not read the damaged chunk is answered (and checked) as usual.
+        assert big.sql("SELECT count(*) AS c, sum(n) AS t FROM bad").to_pylist() == [{"c": 8_000, "t": 31_996_000}]
     finally:
         big.sql("RESET query_memory")

@@ -1,0 +1,320 @@
+"""Committed segments read by DataFusion's own Parquet reader (issue 16: scans as fast as DuckDB's).
+
+The streaming path (stream.py) hands DataFusion batches our segment reader decoded, chunk by
+chunk in Python, after checksumming whole row groups: a scan of three small columns fetched and
+checksummed every column. Since segments are plain Parquet (layout 2), DataFusion can read them
+itself: only the projected column chunks, row groups pruned by their statistics, on all cores,
+without Python in the loop. This module registers a topic as such a view (one `read_parquet`
+per committed segment file, its columns relabelled to the topic's SQL table, the rows cut to the
+plan's offset and time bounds), unioned with the stream of whatever must still go through our
+reader (the leader's unflushed tail, segments without column CRCs, partitions with Kafka
+transactions to hide, segments with transaction markers).
+
+Integrity, as strong as the stream path's: every byte DataFusion may use is checksummed, and no
+answer leaves run_query before those checks passed. Per file: its footer (DataFusion parses the
+file's own, so its CRC is checked against the metadata row again) and every column chunk of the
+columns the query uses in the row groups the plan keeps, against the per-column-chunk CRC32Cs the
+writer recorded (storage/segment/column_crcs.py); the `_offset` chunks of every row group when a
+file's rows are cut by offset, so no row of an unchecked row group can pass the cut. The checks
+run beside the query on the IO pool (they read a few percent of what a whole-row-group check
+read); a mismatch ends the query with CorruptDataError naming the object. DataFusion's page index
+and bloom filters are turned off (bytes outside the checked column chunks and footer).
+
+Used for a topic only when the store is local (DataFusion reads the files by path), the query has
+no LIMIT (the stream path reads a single row group then; checking whole files would cost more),
+every column it uses is of a flat type, and it reads some column (count(*) is answered from
+footers by the stream path)."""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+from datafusion import DataFrame, Expr, SessionContext, col, lit
+
+from streamhouse.sql.query.stream import TopicDataset
+from streamhouse.storage.checksum import crc32c
+from streamhouse.storage.errors import CorruptDataError
+from streamhouse.storage.executor import run_blocking
+from streamhouse.storage.model import SegmentRef
+from streamhouse.storage.object_store.keys import check_key
+from streamhouse.storage.object_store.local import LocalObjectStore
+from streamhouse.storage.partition.scan import PartitionPlan, SegmentChunk
+from streamhouse.storage.segment.column_crcs import chunk_range, column_crcs, leaf_columns
+from streamhouse.storage.segment.field_ids import physical_name
+from streamhouse.storage.segment.footer import SegmentFooter
+from streamhouse.storage.segment.reader import SegmentReader
+
+# DataFusion settings for a context that reads segment files natively (see the module doc).
+SETTINGS = {
+    "datafusion.execution.parquet.enable_page_index": "false",
+    "datafusion.execution.parquet.bloom_filter_on_read": "false",
+    "datafusion.execution.parquet.schema_force_view_types": "false",
+}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LIMIT = re.compile(r"\blimit\b", re.IGNORECASE)
+_RANGES: weakref.WeakKeyDictionary[SegmentFooter, dict[int, list[tuple[int, int]]]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class NativeFile:
+    """One committed segment DataFusion reads, and what must be checked before its rows count."""
+
+    path: str
+    ref: SegmentRef
+    footer: SegmentFooter
+    partition: int
+    offsets: tuple[tuple[int, int], ...] | None  # [lo, hi) ranges of rows kept; None: all
+    times: tuple[int | None, int | None]  # record time bounds (ms, inclusive) when they cut rows
+    groups: tuple[int, ...]  # row groups the plan keeps: their `leaves` are checked
+    leaves: tuple[int, ...]
+    offset_leaves: tuple[int, ...]  # checked in every row group when the rows are cut by offset
+
+    @property
+    def whole(self) -> bool:
+        return self.offsets is None and self.times == (None, None)
+
+
+@dataclass
+class NativeTopic:
+    """A topic as DataFusion reads it: segment files natively, the rest as a stream."""
+
+    schema: pa.Schema  # the SQL columns the query may use
+    physical: dict[str, str]  # SQL column -> its name in a layout-2 segment file
+    file_schema: pa.Schema  # what DataFusion reads of the files (absent columns: nulls)
+    files: list[NativeFile]
+    rest: TopicDataset | None
+    links: str | None = None
+
+    def frame(self, ctx: SessionContext, name: str) -> DataFrame:
+        """The topic's rows as DataFusion reads them. Whole files go into one listing table (a
+        directory of links, `_p=<partition>/`, so DataFusion spreads them over its cores and
+        plans them once); files cut by offset or time are read one by one with their filter."""
+        frames: list[DataFrame] = []
+        whole = [f for f in self.files if f.whole]
+        if whole:
+            self.links = tempfile.mkdtemp(prefix="streamhouse-native-")
+            for i, f in enumerate(whole):
+                folder = os.path.join(self.links, f"_p={f.partition}")
+                os.makedirs(folder, exist_ok=True)
+                os.symlink(f.path, os.path.join(folder, f"{i:06d}.parquet"))
+            hidden = f"__files_{name}"
+            partition: list[tuple[str, str | pa.DataType]] = [("_p", pa.int32())]
+            ctx.register_listing_table(hidden, self.links, partition, ".parquet", self.file_schema)
+            frames.append(ctx.table(hidden).select(*self._columns(col("_p"))))
+        for f in self.files:
+            if not f.whole:
+                df = ctx.read_parquet(f.path, schema=self.file_schema).filter(_cut(f))
+                frames.append(df.select(*self._columns(lit(f.partition))))
+        if self.rest is not None:
+            hidden = f"__streamed_{name}"
+            ctx.register_dataset(hidden, self.rest)
+            frames.append(ctx.table(hidden))
+        out = frames[0]
+        for other in frames[1:]:
+            out = out.union(other)
+        return out
+
+    def _columns(self, partition: Expr) -> list[Expr]:
+        exprs = []
+        for field in self.schema:
+            if field.name == "_partition":
+                expr = partition.cast(field.type)
+            elif self.physical[field.name] in self.file_schema.names:
+                expr = col(self.physical[field.name]).cast(field.type)
+            else:  # declared after every file was written
+                expr = lit(None).cast(field.type)
+            exprs.append(expr.alias(field.name))
+        return exprs
+
+    async def verify(self) -> None:
+        """Check every byte DataFusion may read of the files (module doc), two files at a time."""
+        gate = asyncio.Semaphore(2)
+
+        async def one(f: NativeFile) -> None:
+            async with gate:
+                await run_blocking(_verify_file, f)
+
+        await asyncio.gather(*(one(f) for f in self.files))
+
+    def close(self) -> None:
+        if self.links is not None:
+            shutil.rmtree(self.links, ignore_errors=True)
+            self.links = None
+
+
+def native_ok(sql: str, explain: bool) -> bool:
+    """Whether a query may read segment files natively (no LIMIT anywhere, not EXPLAIN)."""
+    return not explain and _LIMIT.search(sql) is None
+
+
+async def native_topic(segments: SegmentReader, dataset: TopicDataset) -> NativeTopic | None:
+    """The topic as files DataFusion reads plus the stream of the rest, or None when nothing
+    (or nothing worth it) can be read natively."""
+    store = segments.store
+    names = [n for n in dataset.schema.names if n != "_partition"]
+    stream = dataset.stream
+    physical = {n: physical_name(stream.segment_name(n)) for n in names}
+    if not isinstance(store, LocalObjectStore) or not names:
+        return None
+    for f in dataset.schema:
+        if not _NAME.match(f.name) or pa.types.is_nested(f.type) or pa.types.is_dictionary(f.type):
+            return None
+    files: list[NativeFile] = []
+    kept: list[PartitionPlan] = []
+    for plan in stream.plans:
+        if plan.partition in stream.views:  # Kafka transactions to hide: the stream filters them
+            kept.append(plan)
+            continue
+        rest: list[SegmentChunk] = []
+        by_ref: dict[SegmentRef, list[SegmentChunk]] = {}
+        for chunk in plan.chunks:
+            by_ref.setdefault(chunk.ref, []).append(chunk)
+        for ref, chunks in by_ref.items():
+            found = await _native_file(segments, store, plan, ref, chunks, list(physical.values()))
+            if found is None:
+                rest += chunks
+            else:
+                files.append(found)
+        kept.append(replace(plan, chunks=tuple(rest)))
+    if not files:
+        return None
+    left = TopicDataset(replace(stream, plans=kept), dataset.schema)
+    has_rest = any(p.chunks or p.tail is not None for p in kept)
+    return NativeTopic(dataset.schema, physical, _file_schema(files, physical), files, left if has_rest else None)
+
+
+def _file_schema(files: list[NativeFile], physical: dict[str, str]) -> pa.Schema:
+    """The file columns read, typed as the newest file holding each stores it (with `_offset`
+    and `_timestamp`, which the cuts filter on; DataFusion reads only what a plan uses)."""
+    fields: dict[str, pa.Field[Any]] = {}
+    wanted = {"_offset", "_timestamp", *physical.values()}
+    for f in reversed(files):
+        stored = f.footer.metadata.schema.to_arrow_schema()
+        for name in wanted - set(fields):
+            if name in stored.names:
+                fields[name] = stored.field(name)
+    order = dict.fromkeys(["_offset", "_timestamp", *physical.values()])
+    return pa.schema([fields[n] for n in order if n in fields])
+
+
+async def _native_file(
+    segments: SegmentReader,
+    store: LocalObjectStore,
+    plan: PartitionPlan,
+    ref: SegmentRef,
+    chunks: list[SegmentChunk],
+    physical: Sequence[str],
+) -> NativeFile | None:
+    if any(getattr(c, "controls", ()) for c in chunks):  # Kafka transaction markers: dropped by the stream
+        return None
+    footer = await segments.footer(ref)
+    crcs = column_crcs(footer.metadata, ref.object_key)
+    if footer.layout != 2 or crcs is None:
+        return None
+    groups = sorted({g for c in chunks for g in c.row_groups})
+    bounds = plan.bounds
+    rows = footer.row_groups
+    # Offsets kept: the runs of row groups the plan chose, cut to the bounds.
+    ranges: list[tuple[int, int]] = []
+    for g in groups:
+        lo, hi = max(rows[g].base_offset, bounds.start_offset), rows[g].end_offset
+        if bounds.end_offset is not None:
+            hi = min(hi, bounds.end_offset)
+        if ranges and ranges[-1][1] == rows[g].base_offset:
+            ranges[-1] = (ranges[-1][0], hi)
+        else:
+            ranges.append((lo, hi))
+    whole = ranges == [(footer.base_offset, footer.end_offset)]
+    low, high = bounds.min_timestamp, bounds.max_timestamp
+    cut_time = (low is not None and footer.min_timestamp < low) or (high is not None and footer.max_timestamp > high)
+    wanted = leaf_columns(footer.metadata, [*physical, *(["_timestamp"] if cut_time else [])])
+    return NativeFile(
+        path=str(store.root.joinpath(*check_key(ref.object_key))),
+        ref=ref,
+        footer=footer,
+        partition=plan.partition,
+        offsets=None if whole else tuple(ranges),
+        times=(low, high) if cut_time else (None, None),
+        groups=tuple(groups),
+        leaves=tuple(wanted),
+        offset_leaves=() if whole else tuple(leaf_columns(footer.metadata, ["_offset"])),
+    )
+
+
+def _cut(f: NativeFile) -> Expr:
+    condition: Expr | None = None
+    for lo, hi in f.offsets or ():
+        one = (col("_offset") >= lit(lo)) & (col("_offset") < lit(hi))
+        condition = one if condition is None else condition | one
+    low, high = f.times
+    ms = col("_timestamp").cast(pa.int64())
+    for bound in ([ms >= lit(low)] if low is not None else []) + ([ms <= lit(high)] if high is not None else []):
+        condition = bound if condition is None else condition & bound
+    assert condition is not None
+    return condition
+
+
+def _chunk_ranges(footer: SegmentFooter, leaf: int) -> list[tuple[int, int]]:
+    """Byte ranges of one leaf's chunks in every row group, kept per footer (footers are cached)."""
+    known = _RANGES.setdefault(footer, {})
+    if leaf not in known:
+        known[leaf] = [chunk_range(footer.metadata, g, leaf) for g in range(len(footer.row_groups))]
+    return known[leaf]
+
+
+def _verify_file(f: NativeFile) -> None:
+    footer, source = f.footer, f.ref.object_key
+    crcs = column_crcs(footer.metadata, source)
+    assert crcs is not None
+    with open(f.path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size != f.ref.size_bytes:
+            raise CorruptDataError(f"object has {size} bytes, metadata says {f.ref.size_bytes}", source=source)
+        with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            view = memoryview(mapped)
+            try:
+                if crc32c(view[size - f.ref.footer_length :]) != f.ref.footer_crc:
+                    where = footer.footer_start
+                    raise CorruptDataError("segment footer CRC32C mismatch", source=source, position=where)
+                every = range(len(footer.row_groups))
+                for leaves, groups in ((f.leaves, f.groups), (f.offset_leaves, every)):
+                    for j in leaves:
+                        ranges = _chunk_ranges(footer, j)
+                        expected = crcs[:, j].tolist()
+                        for g in groups:
+                            a, b = ranges[g]
+                            rg = footer.row_groups[g]
+                            if not rg.byte_start <= a < b <= rg.byte_end:
+                                raise CorruptDataError(f"column chunk {g}/{j} outside its row group", source=source)
+                            if crc32c(view[a:b]) != expected[g]:
+                                raise CorruptDataError(
+                                    f"row group {g} column chunk {j} CRC32C mismatch", source=source, position=a
+                                )
+            finally:
+                view.release()
+
+
+async def split_native(
+    source: object, streams: dict[str, TopicDataset], sql: str, *, explain: bool
+) -> tuple[dict[str, TopicDataset], dict[str, NativeTopic]]:
+    """The topics of `streams` DataFusion may read natively, and the streams left. `source` is
+    the engine's topic source: an agent's (AgentTopics) has the segment reader and its store."""
+    segments = getattr(getattr(getattr(source, "manager", None), "reader", None), "segments", None)
+    if not isinstance(segments, SegmentReader) or not native_ok(sql, explain):
+        return streams, {}
+    natives: dict[str, NativeTopic] = {}
+    for name, dataset in streams.items():
+        found = await native_topic(segments, dataset)
+        if found is not None:
+            natives[name] = found
+    return {n: d for n, d in streams.items() if n not in natives}, natives
