@@ -36,6 +36,7 @@ from streamhouse.storage.errors import OffsetOutOfRangeError
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.partition.scan import ScanStats
+from streamhouse.storage.records.control import footer_controls
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.storage.segment.footer import select_row_groups
 from streamhouse.storage.segment.reader import SegmentReader
@@ -53,6 +54,7 @@ class SegmentFile:
     partition: int
     columns: PhysicalColumns
     row_groups: tuple[int, ...]
+    controls: tuple[int, ...] = ()  # Kafka transaction markers' offsets (storage/records/control.py)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ async def list_files(
             part.json_errors += count
             part.json_error_offsets += offsets[:10]
             part.json_error_details += [b.describe() for b in json_error_details(footer.metadata.metadata)][:10]
-        files.append(SegmentFile(object_url(store_url, segment.object_key), segment.partition, columns, tuple(groups)))
+        controls = tuple(footer_controls(footer.metadata.metadata).tolist())
+        url = object_url(store_url, segment.object_key)
+        files.append(SegmentFile(url, segment.partition, columns, tuple(groups), controls))
     return TopicFiles(info, tuple(files), tuple(starts), listed, stats)
 
 
@@ -216,7 +220,11 @@ def topic_frame(topic: TopicFiles, tail: pa.Table, io_config: Any) -> Any:
         scan = daft.read_parquet(
             [f.url for f in files], row_groups=[list(f.row_groups) for f in files], io_config=io_config
         )
-        frames.append(scan.select(*sql_expressions(columns, schema, partition, schema.names)))
+        frame = scan.select(*sql_expressions(columns, schema, partition, schema.names))
+        controls = [o for f in files for o in f.controls]
+        if controls:  # Kafka transaction markers are no rows of the topic
+            frame = frame.where(~daft.col("_offset").is_in(controls))
+        frames.append(frame)
     frames.append(daft.from_arrow(tail.cast(schema)))
     frame = frames[0]
     for other in frames[1:]:

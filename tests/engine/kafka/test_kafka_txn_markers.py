@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import streamhouse
+from streamhouse.daft_sql.run import Storage, run_daft
 from streamhouse.kafka.handlers import Context
 from streamhouse.kafka.record.batch import CONTROL, TRANSACTIONAL, iter_batches
 
@@ -125,3 +126,8 @@ def test_markers_occupy_offsets_and_clients_filter(tmp_path: Path) -> None:
         _check_fetch(sh)
         _check_readers(sh)
         assert _consume(sh.kafka_bootstrap, "read_committed", len(COMMITTED)) == COMMITTED
+        # Daft reads the segment files itself: it drops the markers the footers list.
+        data = tmp_path / "data"
+        storage = Storage(f"sqlite:///{data / 'metadata.db'}", f"file://{data / 'objects'}")
+        offsets = run_daft(sh, "SELECT _offset FROM tm", "daft", storage).column("_offset").to_pylist()
+        assert set(offsets).isdisjoint(MARKERS) and set(COMMITTED) <= set(offsets) <= set(DATA)
