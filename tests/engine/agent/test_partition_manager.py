@@ -43,6 +43,14 @@ async def crash(manager: PartitionManager) -> None:
 
 
 async def values(manager: PartitionManager, topic: str = "t", partition: int = 0) -> list[bytes | None]:
+    """Everything acknowledged: reads end at the durable end, so first the durable round a
+    waiting reader starts (make_durable) commits the leader's buffer."""
+    for _ in range(500):
+        durable, acked = await manager.end_offsets(topic, partition)
+        if durable >= acked:
+            break
+        manager.make_durable(topic, partition)
+        await asyncio.sleep(0.01)
     table = await manager.read(topic, partition, 0, 1000)
     return table.column("value").to_pylist()
 
