@@ -49,6 +49,10 @@ def _resolve(future: asyncio.Future[None], *_: object) -> None:
         future.set_result(None)
 
 
+def _noop() -> None:
+    pass
+
+
 def _merged(batches: list[KafkaBatch]) -> pa.RecordBatch:
     """A partition's batches as one (a client usually sends one per partition: not copied)."""
     whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
@@ -64,7 +68,7 @@ class ProduceHandlers:
         self.txn = txn  # transactional batches (txn_produce.py); None: refused
         self.max_uncompressed = max_uncompressed
         self.producers = ProducerStates()
-        self.stalls = AckStalls()  # acks=all waits per partition: refuse new batches while stalled
+        self.stalls = AckStalls()  # acks=all waits per partition: new batches refused while stalled
         self.by_key: dict[int, Handler] = {0: self.produce, 22: self.init_producer_id}
 
     async def produce(self, body: Body, version: int, ctx: Context) -> Body:
@@ -81,16 +85,19 @@ class ProduceHandlers:
         limit_s = (
             body["timeout_ms"] * _ACK_TIMEOUT_SHARE / 1000 if acks == "durable" and body["timeout_ms"] > 0 else None
         )
-        # New acks=all batches are refused (NOT_ENOUGH_REPLICAS, nothing written) while the
-        # partition's oldest acks=all append has waited this long: ack_stalls.py.
-        stall_s = stall_limit_s(body["timeout_ms"]) if acks == "durable" else None
+        # While a partition's oldest acks=all append has waited this long, its new acks=all
+        # batches are not written: placed at once, refused NOT_ENOUGH_REPLICAS when the stall
+        # ends or the answer is due (ack_stalls.py).
+        stall = None
+        if acks == "durable":
+            stall = (stall_limit_s(body["timeout_ms"]), self.stalls.now() + (limit_s or 0.0))
         started = asyncio.get_running_loop().time()
         if limit_s is None and len(topics) == 1 and len(topics[0]["partition_data"]) == 1:
             # One partition (a producer with one partition's batch ready): no task to order it
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
             result = await self._produce_partition(
-                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall_s
+                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall
             )
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
@@ -100,7 +107,7 @@ class ProduceHandlers:
                 for part in topic["partition_data"]:
                     placed: asyncio.Future[None] = loop.create_future()
                     work = self._produce_partition(topic["name"], part["index"], part["records"], acks,
-                                                   functools.partial(_resolve, placed), txn_id, stall_s)  # fmt: skip
+                                                   functools.partial(_resolve, placed), txn_id, stall)  # fmt: skip
                     task = asyncio.create_task(work)
                     task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
                     tasks.append((topic["name"], part["index"], task))
@@ -139,7 +146,7 @@ class ProduceHandlers:
 
     async def _produce_partition(
         self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
-        txn_id: str | None = None, stall_s: float | None = None,
+        txn_id: str | None = None, stall: tuple[float, float] | None = None,
     ) -> Body:  # fmt: skip
         out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
         try:
@@ -171,12 +178,12 @@ class ProduceHandlers:
                 out["base_offset"] = await produce_transactional(self.txn, txn_id, topic, partition, batches, end, one)
             elif any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(
-                    topic, partition, batches, acks, stamp, placed, stall_s
+                    topic, partition, batches, acks, stamp, placed, stall
                 )
             else:
                 merged = batches[0].records if len(batches) == 1 else _merged(batches)
-                if stall_s is not None:
-                    self.stalls.admit(topic, partition, stall_s)
+                if stall is not None:
+                    await self.stalls.refuse_if_stalled(topic, partition, *stall, placed or _noop)
                 with self._waiting(topic, partition, acks):
                     results = await self.front.produce(
                         topic, partition, merged, acks, appended=placed, append_time_ms=stamp
@@ -196,7 +203,7 @@ class ProduceHandlers:
         acks: Acks,
         stamp: int | None,
         placed: Callable[[], None] | None = None,
-        stall_s: float | None = None,
+        stall: tuple[float, float] | None = None,
     ) -> int:
         """Each batch through its producer's sequence check (idempotence.py), tagged with its
         producer id, epoch and first sequence so the leader's writer records it (or answers a
@@ -222,10 +229,15 @@ class ProduceHandlers:
                     )  # fmt: skip
                 return results[0].base_offset
 
+            admit = None  # checked only while stalled: no extra state lookup per batch otherwise
+            if stall is not None and self.stalls.stalled(topic, partition, stall[0]):
+                admit = functools.partial(
+                    self.stalls.refuse_if_stalled, topic, partition, *stall, functools.partial(_resolve, fixed)
+                )
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
                 functools.partial(self.front.producer_state, topic, partition, batch.producer_id), append, fixed,
-                None if stall_s is None else functools.partial(self.stalls.admit, topic, partition, stall_s),
+                admit,
             )  # fmt: skip
             bases.append(base)
         return bases[0]

@@ -105,25 +105,27 @@ class ProducerStates:
         lookup: Callable[[], Awaitable[ProducerState | None]],
         append: Callable[[], Awaitable[int]],
         placed: asyncio.Future[None] | None = None,
-        admit: Callable[[], None] | None = None,
+        admit: Callable[[], Awaitable[None]] | None = None,
     ) -> int:
         """The base offset of the batch: `append()`'s, which is the original's for a retry.
         `lookup()` reads the leader's state of the producer; `placed`, if given, is resolved by
         `append()` once the batch has its offsets, and releases the lock. `admit()`, if given,
-        may refuse a batch that would be written anew (ack_stalls.py); a retry of a written
-        batch is not asked."""
+        may refuse a batch that would be written anew (ack_stalls.py), before the lock is
+        taken; a retry of a written batch is not asked."""
         if producer_id < 0:
             return await append()
+        last = (first_sequence + count - 1) % SEQUENCE_SPAN
+        if admit is not None:
+            known = await lookup()
+            if known is None or known.find(epoch, first_sequence, last) is None:
+                await admit()
         key = (topic, partition, producer_id)
         slot = self._slots.setdefault(key, _Slot())
         slot.users += 1
         try:
             async with slot.lock:
-                last = (first_sequence + count - 1) % SEQUENCE_SPAN
                 state = await lookup()
                 check_sequence(state, producer_id, epoch, first_sequence, last, f"{topic}/{partition}")
-                if admit is not None and (state is None or state.find(epoch, first_sequence, last) is None):
-                    admit()
                 if placed is None:
                     return await append()
                 # Shielded: a cancelled request (its connection closed) does not cancel an

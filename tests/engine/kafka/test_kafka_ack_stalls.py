@@ -4,8 +4,8 @@ End to end: an idempotent librdkafka producer writes to an agent whose object st
 the topic's rolls, for longer than the client's `message.timeout.ms`. The client then fails
 its oldest messages and bumps its producer epoch by itself (KIP-360), sending the rest of its
 queue again from sequence 0 of the new epoch, messages the agent may already have written
-under the old one included. Before the agent refused new acks=all batches during a stall
-(NOT_ENOUGH_REPLICAS, nothing written), every bump wrote the queue again: hundreds of values
+under the old one included. Before the agent stopped writing new acks=all batches during a
+stall (NOT_ENOUGH_REPLICAS once it ends), every bump wrote the queue again: hundreds of values
 two to eight times (issue 19, chaos finding 1). Now no value is in the log twice, every
 acknowledged value is in it, and the producer is acknowledged again once the store is back.
 Then the rule itself, on the idempotence layer with no agent.
@@ -13,6 +13,7 @@ Then the rule itself, on the idempotence layer with no agent.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from pathlib import Path
@@ -105,15 +106,30 @@ def test_a_partition_is_stalled_while_its_oldest_ack_waits_too_long() -> None:
             now[0] += 2.0
             assert stalls.waited_s("t", 0) == 3.0  # the oldest one counts
             assert stalls.waited_s("t", 1) == 0.0  # partitions are separate
-            stalls.admit("t", 0, 3.5)
-            with pytest.raises(AcksStalledError) as info:
-                stalls.admit("t", 0, 2.5)
-            assert info.value.error_code == NOT_ENOUGH_REPLICAS
-    assert stalls.waited_s("t", 0) == 0.0  # acknowledged: admitted again
-    stalls.admit("t", 0, 0.0)
+            assert stalls.stalled("t", 0, 2.5) and not stalls.stalled("t", 0, 3.5)
+    assert stalls.waited_s("t", 0) == 0.0 and not stalls.stalled("t", 0, 0.0)  # acknowledged
 
 
-async def test_a_stall_refuses_new_batches_but_answers_retries() -> None:
+async def test_a_batch_in_a_stall_is_placed_at_once_and_refused_when_the_stall_ends() -> None:
+    stalls = AckStalls()
+    placed: list[int] = []
+    await stalls.refuse_if_stalled("t", 0, 0.01, stalls.now(), lambda: placed.append(1))  # no stall: goes on
+    assert placed == []
+    with stalls.waiting("t", 0):
+        await asyncio.sleep(0.05)  # a commit that hangs: the partition is stalled past 0.01 s
+        with pytest.raises(AcksStalledError) as info:  # still stalled when its answer is due
+            await stalls.refuse_if_stalled("t", 0, 0.01, stalls.now() + 0.05, lambda: placed.append(1))
+        assert info.value.error_code == NOT_ENOUGH_REPLICAS
+        held = asyncio.ensure_future(
+            stalls.refuse_if_stalled("t", 0, 0.01, stalls.now() + 30, lambda: placed.append(2))
+        )
+        await asyncio.sleep(0.02)
+        assert placed == [1, 2] and not held.done()  # placed (the connection reads on), not answered
+    with pytest.raises(AcksStalledError):  # the commit landed: answered now, to be retried, never written late
+        await asyncio.wait_for(held, 1)
+
+
+async def test_only_batches_written_anew_are_held() -> None:
     states = ProducerStates()
     written = ProducerState(7, 0, (ProducerBatch(7, 0, 0, 4, 100, 5),))
     appends: list[int] = []
@@ -125,7 +141,7 @@ async def test_a_stall_refuses_new_batches_but_answers_retries() -> None:
         appends.append(1)
         return 100
 
-    def stalled() -> None:
+    async def stalled() -> None:  # refuse_if_stalled in a stall, without the wait
         raise AcksStalledError("t/0", 9.0)
 
     # A retry of the written batch gets its original offsets: refusing it would tell the
