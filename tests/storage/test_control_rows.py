@@ -88,6 +88,10 @@ def test_reserved_header_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="reserved"):
         control.refuse_reserved(make_batch([b"x"], headers=[[(control.CONTROL_HEADER, b"")]]), "t")
     control.refuse_reserved(_data(2), "t")
+    control.refuse_reserved(control.marker_batch(control.Marker(1, 0, False), 0), "t")  # a forwarded marker
+    valued = make_batch([b"x"], keys=[bytes(4)], headers=[[(control.CONTROL_HEADER, bytes(14))]])
+    with pytest.raises(InvalidInputError, match="reserved"):  # a marker's header on a record with a value
+        control.refuse_reserved(valued, "t")
     control.refuse_reserved(make_batch([b"x"]), "t")
 
 
