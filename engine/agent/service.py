@@ -40,6 +40,7 @@ from streamhouse.storage.errors import (
     BackpressureError,
     InvalidInputError,
     NotFoundError,
+    NotLeaderError,
     ObjectNotFoundError,
     PartitionNotFoundError,
     StreamHouseError,
@@ -245,9 +246,15 @@ class AgentService:
     async def append_control(self, topic: str, partition: int, batch: pa.RecordBatch) -> int:
         """A Kafka transaction marker (storage/records/control.py), appended by this partition's
         leader as it is: no produce checks (a marker is no value of the topic), acks=leader.
-        NotLeaderError when another agent leads the partition."""
+        Another agent's partition gets it through that leader's produce (acks=durable), as a
+        WAL take-over hands records over (engine/agent/forward.py)."""
         info = await self.topic(topic, partition)
-        base = await self.manager.append(info, partition, batch, "leader")
+        try:
+            base = await self.manager.append(info, partition, batch, "leader")
+        except NotLeaderError as exc:
+            if not exc.leader:
+                raise
+            return await self.manager.takeover.forward(exc.leader, topic, partition, batch)
         await self.manager.acknowledge(topic, partition, base + batch.num_rows, "leader")
         return base
 
