@@ -2,11 +2,11 @@
 offset (the lowest base of an open transactional batch, storage/metadata/transactions.py), less
 the records of aborted batches.
 
-Kafka sends read_committed consumers the aborted records too, with the list of aborted
-transactions and the producer id in each batch header, and the client drops them. Our Fetch
-re-encodes records from Arrow (record/encode.py) without their producer ids, so the filtering is
-done here instead: one searchsorted over the offsets (no loop per record), and the response's
-aborted_transactions list is empty. A consumer sees the same records either way.
+Our own readers (gRPC, REST, the SDK, SQL and jobs) are filtered here: one searchsorted over the
+offsets (no loop per record). A Kafka read_committed Fetch is answered as Kafka does instead
+(engine/kafka/fetch_txn.py): records up to the last stable offset, aborted ones included, with
+the aborted ranges' producer ids (`Stable.pids`) in their batch headers and the list of aborted
+transactions, and the client drops them.
 
 The batch rows are read from the metadata store, at most once per CACHE_S per partition: a
 change made through this agent (a batch registered or placed, a transaction ended) drops the
@@ -87,8 +87,8 @@ class CommittedReads:
 
     def ended(self, partitions: Iterable[tuple[str, int]]) -> None:
         """A transaction ended here: its partitions' entries go, and read_committed fetches
-        waiting for more (`moved`) look again. A commit appends nothing (no control records),
-        so without this they would wait out their MaxWaitMs before seeing its records."""
+        waiting for more (`moved`) look again. A marker appended here wakes fetches of its
+        partition as new data; this also wakes those whose partition another agent leads."""
         self.changed(partitions)
         if self._moved is not None and not self._moved.done():
             self._moved.set_result(None)
