@@ -7,7 +7,9 @@ under one lock per id here: an agent that lost the lease while paused can never 
 transaction its successor moved. What becomes visible when is decided by the store alone:
 EndTxn is one database transaction that deletes the transaction's batch rows (the records are
 then plain records, below every partition's last stable offset) and moves its TxnOffsetCommit
-offsets into the group's, so records and offsets appear together.
+offsets into the group's, so records and offsets appear together. Then each partition of the
+transaction gets its COMMIT/ABORT marker in the log (txn_markers.py), as Kafka's coordinator
+writes them: what Kafka clients see, not what decides visibility.
 
 Fencing: InitProducerId with a transactional id aborts whatever transaction the id had open and
 bumps the epoch, so every request of an older producer of the id is refused (PRODUCER_FENCED),
