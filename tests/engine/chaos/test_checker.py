@@ -161,6 +161,14 @@ def test_duplicates_of_a_retried_write_are_counted_not_reported() -> None:
     assert verdict.counts["duplicates_after_retry"] == 1
 
 
+def test_an_acks_leader_value_appended_again_after_a_takeover_is_counted_not_reported() -> None:
+    h = clean()
+    _final(h, (0, 1, 2, 3, 4), ("d0", "d1", "l0", "l1", "l0"))  # sent once, retries off
+    verdict = check(h)
+    assert verdict.ok, render(verdict, h)
+    assert verdict.counts["duplicates_leader_reappended"] == 1
+
+
 def test_leader_acks_may_move_but_durable_ones_may_not() -> None:
     h = clean()
     # The old leader's acknowledged tail appended again at the end: l0 acked at 2, now at 4.
