@@ -22,6 +22,7 @@ from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import InvalidInputError
 from streamhouse.storage.segment.field_ids import physical_name
 from streamhouse.storage.segment.footer import DECODE_ERRORS, SegmentFooter, corrupt
+from streamhouse.storage.segment.utf8_check import invalid_utf8_column
 from streamhouse.storage.values.nested_widen import widen_column, widens
 
 Chunk = bytes | bytearray | memoryview
@@ -176,10 +177,14 @@ def _decode(
         # Zero-copy relabelling to the schema as written (list field names, column order;
         # layout 2: `_timestamp` back to int64 ms, types pyarrow's own schema would restore).
         table = table.select(names).cast(_project(footer.schema, names))
+        # pyarrow's Parquet reader does not check UTF-8 (damage behind a matching CRC).
+        not_utf8 = invalid_utf8_column(table)
     except DECODE_ERRORS as exc:
         raise corrupt(f"undecodable row groups {indices}: {exc!r}", footer.source, position) from exc
     if not in_order:
         raise corrupt(f"row groups {indices} decoded to other rows than written", footer.source, position)
+    if not_utf8 is not None:
+        raise corrupt(f"row groups {indices} decoded invalid UTF-8 in column {not_utf8!r}", footer.source, position)
     return table
 
 
