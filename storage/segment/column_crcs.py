@@ -60,7 +60,7 @@ def fill_column_crcs(data: memoryview, length: int, placeholder: str, metadata: 
     the CRC32C of every column chunk `metadata` (the closed writer's) places in them."""
     needle = placeholder.encode()
     end = length - 8  # the footer's Thrift bytes end before the length and the magic
-    start = end - int.from_bytes(data[end:length-4], "little")
+    start = end - int.from_bytes(data[end : length - 4], "little")
     where = bytes(data[start:end]).rfind(needle)
     if where < 0:  # cannot happen: the writer stores key/values as given
         raise RuntimeError("column CRC placeholder not found in the segment footer")
