@@ -61,6 +61,8 @@ from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.metadata.txn_reads import shared_reads
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from streamhouse.auth import Authenticator
     from streamhouse.auth.quota_gate import QuotaGate
     from streamhouse.auth.quota_storage import StorageQuotas
@@ -88,6 +90,11 @@ class KafkaNode(FrontEnd, Protocol):
     @property
     def config(self) -> AgentConfig:
         """agent_id, lease_ttl_ms, renew_interval_ms for those leases."""
+        ...
+
+    async def append_control(self, topic: str, partition: int, batch: pa.RecordBatch) -> int:
+        """A transaction's COMMIT/ABORT marker appended to a partition (txn_markers.py): past the
+        produce checks, which refuse the control header."""
         ...
 
 
@@ -184,7 +191,7 @@ class KafkaServer:
         self.txn_leases = GroupLeases(self.registry, lambda _tid: None, prefix=LEASE_PREFIX)
         self.txn_leases.start()
         # COMMIT/ABORT markers go through the agent's own append (txn_markers.py), past the produce checks.
-        markers = getattr(self._node, "append_control", None)
+        markers = self._node.append_control
         self.txn = TxnCoordinator(
             self._node.metadata, self.front.new_producer_id, self.txn_leases, reads.ended, markers
         )

@@ -52,9 +52,14 @@ def _raw_fetch(sh: Any, isolation: int) -> tuple[list[Any], list[dict[str, int]]
     body = {"max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": isolation,
             "topics": [{"topic": "tm", "partitions": [{"partition": 0, "fetch_offset": 0,
                                                         "partition_max_bytes": 1 << 20}]}]}  # fmt: skip
-    answer = sh.transport._run(server.handlers[1](body, 11, Context("test", "127.0.0.1")))
-    part = answer["responses"][0]["partitions"][0]
-    return list(iter_batches(part["records"])), part["aborted_transactions"], part["last_stable_offset"]
+    deadline = time.monotonic() + 20
+    while True:  # reads stop at the durable end: asked again until the last record is there
+        answer = sh.transport._run(server.handlers[1](body, 11, Context("test", "127.0.0.1")))
+        part = answer["responses"][0]["partitions"][0]
+        batches = list(iter_batches(part["records"]))
+        if (batches and batches[-1].base_offset == 9) or time.monotonic() > deadline:
+            return batches, part["aborted_transactions"], part["last_stable_offset"]
+        time.sleep(0.1)
 
 
 def _check_fetch(sh: Any) -> None:

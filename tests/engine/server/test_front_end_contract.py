@@ -4,7 +4,7 @@ agent through FrontEnd and nothing else.
 Two checks, each able to fail:
 - statically, the adapters' source: every attribute they take off their front end is a
   contract operation, they do not import the agent service (or jobs), and Kafka's server
-  takes nothing but its two named extras (metadata, config) off its node;
+  takes nothing but its named extras (metadata, config, append_control) off its node;
 - at run time, a real AgentService on PostgreSQL + SeaweedFS behind a recording proxy that
   forwards contract operations only: the embedded SDK, the gRPC servicers (a real gRPC server,
   the remote SDK) and the Kafka listener (librdkafka) each do their everyday work through it.
@@ -41,8 +41,9 @@ from streamhouse.storage import errors as e
 ROOT = Path(__file__).resolve().parents[3]
 CONTRACT = frozenset(name for name, value in vars(FrontEnd).items() if not name.startswith("_") and callable(value))
 # Kafka's own state outside the contract (engine/kafka/server.py KafkaNode): the store holding
-# its broker and group-coordinator leases, and the agent config they are renewed with.
-KAFKA_EXTRAS = frozenset({"metadata", "config"})
+# its broker and group-coordinator leases, the agent config they are renewed with, and the
+# append of transaction markers (engine/kafka/txn_markers.py).
+KAFKA_EXTRAS = frozenset({"metadata", "config", "append_control"})
 ADAPTERS = [
     "engine/server/grpc/services.py",
     "engine/kafka/handlers.py",
