@@ -60,7 +60,8 @@ SETTINGS = {
     "datafusion.execution.parquet.bloom_filter_on_read": "false",
     "datafusion.execution.parquet.schema_force_view_types": "false",
 }
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Names DataFusion's col() takes as they are (it lowercases unquoted identifiers).
+_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LIMIT = re.compile(r"\blimit\b", re.IGNORECASE)
 _RANGES: weakref.WeakKeyDictionary[SegmentFooter, dict[int, list[tuple[int, int]]]] = weakref.WeakKeyDictionary()
 
