@@ -24,6 +24,7 @@ from streamhouse.storage.schemas.avro_arrow import decode, decode_framed
 from streamhouse.storage.schemas.errors import AvroValueError, WireFormatError
 from streamhouse.storage.values.registry_format import RegistryFormat, declared
 from streamhouse.storage.values.schema import Column, ValueSchema
+from streamhouse.storage.values.time_range import check_time_range
 from streamhouse.storage.values.types import sql_type
 
 AVRO = "avro"
@@ -57,7 +58,10 @@ def decode_avro_values(values: pa.Array[Any], schema: ValueSchema, writer_schema
         raise AvroValueError(
             f"record {exc.index} of the batch: {str(exc).rsplit(' (', 1)[0]}", index=exc.index
         ) from None
-    return declared(struct, schema)
+    table = declared(struct, schema)
+    # Serializers take any long; Python, pandas and SQL clients read years 1-9999 only.
+    check_time_range(table, [c.name for c in schema.columns])
+    return table
 
 
 FORMAT = RegistryFormat(AVRO, "AVRO", avro_columns, decode_avro_values)

@@ -24,6 +24,7 @@ from streamhouse.storage.schemas.wire import HEADER_BYTES, Array, Headers, heade
 from streamhouse.storage.values.protobuf_wire import decode_messages
 from streamhouse.storage.values.registry_format import RegistryFormat, lined_up
 from streamhouse.storage.values.schema import Column, ValueSchema
+from streamhouse.storage.values.time_range import check_time_range
 from streamhouse.storage.values.types import sql_type
 
 PROTOBUF = "protobuf"
@@ -118,7 +119,10 @@ def decode_protobuf_values(values: pa.Array[Any], schema: ValueSchema, writers: 
             reason = str(exc).rsplit(" (", 1)[0].split(": ", 1)[-1]
             raise ProtobufValueError(f"record {i}: not a {message.full_name} message: {reason}", index=i) from None
         parts.append((rows, struct))
-    return lined_up(parts, len(values), schema)
+    table = lined_up(parts, len(values), schema)
+    # Serializers take any long; Python, pandas and SQL clients read years 1-9999 only.
+    check_time_range(table, [c.name for c in schema.columns])
+    return table
 
 
 FORMAT = RegistryFormat(PROTOBUF, "PROTOBUF", protobuf_columns, decode_protobuf_values)

@@ -34,6 +34,7 @@ from streamhouse.storage.values.protobuf_tokens import (
 
 _U64 = np.uint64
 _MAX_VARINT = 10
+_SECONDS_LIMIT = 2**62 // 1000  # far outside years 1-9999, and * 1000 stays in int64
 _TIMESTAMP = PbMessage(
     "google.protobuf.Timestamp",
     (PbField("seconds", 1, "int64", False, False), PbField("nanos", 2, "int32", False, False)),
@@ -193,6 +194,9 @@ class _Decoder:
         parts = self.message(_TIMESTAMP, start, end, np.ones(len(start), dtype=bool), rows)
         seconds = parts.field(0).to_numpy(zero_copy_only=False).astype(np.int64)
         nanos = parts.field(1).to_numpy(zero_copy_only=False).astype(np.int64)
+        # Clipped so * 1000 cannot wrap into a plausible time: still past year 9999, the
+        # decode's range check (time_range.py) refuses it naming the record and column.
+        seconds = np.clip(seconds, -_SECONDS_LIMIT, _SECONDS_LIMIT)
         return pa.array(seconds * 1000 + nanos // 1_000_000, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
 
     def field(self, field: PbField, tokens: Tokens, n: int, live: Array, rows: Array) -> pa.Array[Any]:
