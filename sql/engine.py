@@ -265,7 +265,7 @@ class SqlEngine:
         )
         self.last_scans = list(scans)
         tables, streams = await split_small(dict(zip(used, scans, strict=True)), chunk)
-        latest = await asyncio.gather(*(scan_latest(self.source, info) for info in planned.latest.values()))
+        latest = await asyncio.gather(*(scan_latest(self.source, info, committed) for info in planned.latest.values()))
         tables.update(zip(planned.latest, latest, strict=True))
         text = ("EXPLAIN " if explain else "") + planned.sql
         # Committed segment files DataFusion reads itself where it can (sql/query/native.py).

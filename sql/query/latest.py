@@ -28,6 +28,7 @@ from sqlglot import exp
 
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.catalog import TopicSource, check_bad_values, segment_columns, to_sql_table, topic_schema
+from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.scan import ScanBounds
 from streamhouse.storage.segment.compact import keep_offsets, surviving_offsets
@@ -62,16 +63,22 @@ def is_latest(name: str) -> bool:
     return name.startswith(_PREFIX)
 
 
-async def scan_latest(source: TopicSource, info: TopicInfo) -> pa.Table:
-    """The latest row per key of every partition, as the topic's SQL table."""
-    parts = await asyncio.gather(*(_partition(source, info, p) for p in range(info.partitions)))
+async def scan_latest(source: TopicSource, info: TopicInfo, committed: CommittedReads | None = None) -> pa.Table:
+    """The latest row per key of every partition, as the topic's SQL table. With `committed`, of
+    the committed rows only (storage/metadata/txn_reads.py): an aborted or still open Kafka
+    transaction's row neither shows nor hides its key's committed one."""
+    parts = await asyncio.gather(*(_partition(source, info, p, committed) for p in range(info.partitions)))
     return pa.concat_tables(parts) if parts else topic_schema(info).empty_table()
 
 
-async def _partition(source: TopicSource, info: TopicInfo, partition: int) -> pa.Table:
+async def _partition(
+    source: TopicSource, info: TopicInfo, partition: int, committed: CommittedReads | None
+) -> pa.Table:
     columns = segment_columns(info)
     read = columns if "value" in columns else [*columns, "value"]  # a tombstone is a null value
     table, stats = await source.scan(info, partition, ScanBounds(), read)
+    if committed is not None:
+        table = (await committed.stable(info.name, partition, 0)).committed(table)
     check_bad_values(info, partition, stats, topic_schema(info).names)
     tombstone = pc.is_null(table.column("value"))
     kept, _ = surviving_offsets(
