@@ -62,9 +62,10 @@ def encode_fetch(records: pa.Table, *, log_append: bool = False, view: Stable | 
                 out.append(_control(piece))
             else:
                 assert view is not None and view.pids is not None
+                epoch = int(view.epochs[label]) if view.epochs is not None else 0
                 out.append(
                     encode_batch(
-                        piece, producer_id=int(view.pids[label]), producer_epoch=0, attributes=TRANSACTIONAL,
+                        piece, producer_id=int(view.pids[label]), producer_epoch=epoch, attributes=TRANSACTIONAL,
                         log_append_time=log_append,
                     )
                 )  # fmt: skip

@@ -82,6 +82,7 @@ class TxnBatch:
     base_offset: int
     end_offset: int | None
     aborted: bool
+    producer_epoch: int = 0  # of the batch's header (Kafka Fetch stamps aborted batches with it)
 
 
 def partitions_json(partitions: Iterable[Partition]) -> str:
@@ -113,7 +114,7 @@ def state_from_row(row: Row) -> TxnState:
 def batch_from_row(row: Row) -> TxnBatch:
     end = row["end_offset"]
     return TxnBatch(int(row["producer_id"]), int(row["base_offset"]), None if end is None else int(end),
-                    bool(row["aborted"]))  # fmt: skip
+                    bool(row["aborted"]), int(row["producer_epoch"]))  # fmt: skip
 
 
 def check_open(state: TxnState | None, transactional_id: str, producer_id: int, epoch: int, where: Partition) -> None:
@@ -175,7 +176,7 @@ PLACE_BATCH = (
     " AND producer_id = ? AND producer_epoch = ? AND first_sequence = ?"
 )
 BATCHES = (
-    "SELECT producer_id, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
+    "SELECT producer_id, producer_epoch, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
     " AND partition_id = ? AND (aborted = 0 OR end_offset > ?) ORDER BY base_offset"
 )
 COMMIT_BATCHES = (

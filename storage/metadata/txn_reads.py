@@ -40,6 +40,7 @@ class Stable:
     bases: np.ndarray
     ends: np.ndarray
     pids: np.ndarray | None = None  # the aborted ranges' producer ids (Kafka Fetch's aborted list)
+    epochs: np.ndarray | None = None  # and their producer epochs (the batch headers Kafka Fetch sends)
 
     def committed(self, records: pa.Table) -> pa.Table:
         """`records` (RECORD_SCHEMA rows) less those at or past the LSO and the aborted ones."""
@@ -67,12 +68,15 @@ class Stable:
 def stable_from(batches: Iterable[TxnBatch]) -> Stable:
     opened = [b.base_offset for b in batches if not b.aborted]
     ranges = sorted(
-        (b.base_offset, b.end_offset, b.producer_id) for b in batches if b.aborted and b.end_offset is not None
+        (b.base_offset, b.end_offset, b.producer_id, b.producer_epoch)
+        for b in batches
+        if b.aborted and b.end_offset is not None
     )
-    bases = np.array([b for b, _, _ in ranges], dtype=np.int64)
-    ends = np.array([e for _, e, _ in ranges], dtype=np.int64)
-    pids = np.array([p for _, _, p in ranges], dtype=np.int64)
-    return Stable(min(opened) if opened else None, bases, ends, pids)
+    bases = np.array([r[0] for r in ranges], dtype=np.int64)
+    ends = np.array([r[1] for r in ranges], dtype=np.int64)
+    pids = np.array([r[2] for r in ranges], dtype=np.int64)
+    epochs = np.array([r[3] for r in ranges], dtype=np.int64)
+    return Stable(min(opened) if opened else None, bases, ends, pids, epochs)
 
 
 class CommittedReads:

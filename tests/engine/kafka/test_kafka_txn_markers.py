@@ -82,7 +82,7 @@ def _check_fetch(sh: Any) -> None:
             sent.update(zip(cols["offset"], cols["value"], strict=True))
     assert sent == DATA and lso == 10
     stamped = [b for b in batches if b.attributes & TRANSACTIONAL and not b.attributes & CONTROL]
-    assert [(b.base_offset, b.producer_id) for b in stamped] == [(4, pid)]
+    assert [(b.base_offset, b.producer_id, b.producer_epoch) for b in stamped] == [(4, pid, controls[6].producer_epoch)]
     _, uncommitted_list, _ = _raw_fetch(sh, 0)
     assert uncommitted_list is None  # read_uncommitted: no list, as from Kafka
 
