@@ -55,9 +55,10 @@ def _has_times(kind: pa.DataType) -> bool:
 RowOf = Callable[[int], int]
 
 
-def _time_leaves(array: pa.Array[Any], path: str, row_of: RowOf) -> Iterator[tuple[str, pa.Array[Any], RowOf]]:
+def _time_leaves(array: Any, path: str, row_of: RowOf) -> Iterator[tuple[str, pa.Array[Any], RowOf]]:
     """Every TIMESTAMP/DATE array inside `array` with its path and how to find the top-level
-    row of its value i (worked out only for a refusal: the success path stays vectorised)."""
+    row of its value i (worked out only for a refusal: the success path stays vectorised).
+    `array` is Any: the nested accessors (field, values, keys, items) are per array class."""
     kind = array.type
     if pa.types.is_timestamp(kind) or pa.types.is_date32(kind):
         yield path, array, row_of
@@ -85,6 +86,7 @@ def _time_leaves(array: pa.Array[Any], path: str, row_of: RowOf) -> Iterator[tup
 
 
 def _check_leaf(column: str, path: str, leaf: pa.Array[Any], row_of: RowOf, base: int) -> None:
+    raw: Any
     if pa.types.is_date32(leaf.type):
         low, high, unit = MIN_EPOCH_DAYS, MAX_EPOCH_DAYS, "days"
         raw = leaf.cast(pa.int32())
