@@ -244,7 +244,7 @@ def test_added_partitions_take_keyed_records_and_are_read_everywhere(sh: Client)
 
 def test_a_running_consumer_takes_added_partitions_from_their_start(sh: Client) -> None:
     sh.create_topic("t", 1)
-    sh.produce_batch("t", [b"old"] * 5)
+    sh.produce_batch("t", [b"old"] * 5, acks="durable")  # "latest" is the high watermark: committed
     with sh.consumer("t", start="latest") as consumer:
         assert consumer.poll(timeout=0.1).num_rows == 0 and consumer.partitions == [0]
         sh.alter_topic("t", add_partitions=2)

@@ -57,21 +57,27 @@ def _offsets(agent: Agent, topic: str) -> tuple[int, int, TimestampOffset, Times
     )
 
 
-def test_offsets_by_position_and_time_in_the_tail_and_in_segments(agent: Agent) -> None:
+def _committed(agent: Agent, topic: str, end: int) -> None:
+    """Wait until partition 0's records below `end` are in committed segments (roll_age_ms=200)."""
+    deadline = time.monotonic() + 30
+    while agent.run(agent.front.end_offset(topic, 0)) < end:
+        assert time.monotonic() < deadline, "no segment was committed"
+        time.sleep(0.05)
+
+
+def test_offsets_by_position_and_time_in_segments(agent: Agent) -> None:
     client, front = agent.client, agent.front
     client.create_topic("clicks", 2)
     empty = (0, 0, TimestampOffset(-1, -1), TimestampOffset(-1, -1), TimestampOffset(-1, -1))
     assert _offsets(agent, "clicks") == empty
     client.produce_batch("clicks", [f"c{i}" for i in range(5)], timestamps=STAMPS, partition=0)
     expected = (0, 5, TimestampOffset(2, T0 + 9), TimestampOffset(-1, -1), TimestampOffset(2, T0 + 9))
-    assert _offsets(agent, "clicks") == expected  # from the leader's buffer
-    deadline = time.monotonic() + 30
-    while client.describe("clicks").partitions[0].segments == 0:
-        assert time.monotonic() < deadline, "no segment was committed"
-        time.sleep(0.1)
-    assert _offsets(agent, "clicks") == expected  # the same answers from the segment
+    # Offsets answer up to the high watermark (the durable end): once the roll commits them.
+    _committed(agent, "clicks", 5)
+    assert _offsets(agent, "clicks") == expected
     client.produce_batch("clicks", ["late"], timestamps=[T0 + 50], partition=0)
-    assert agent.run(front.max_timestamp_offset("clicks", 0)) == TimestampOffset(5, T0 + 50)  # the tail wins
+    _committed(agent, "clicks", 6)
+    assert agent.run(front.max_timestamp_offset("clicks", 0)) == TimestampOffset(5, T0 + 50)  # the newest wins
     assert agent.run(front.offset_for_time("clicks", 0, T0 + 10)) == TimestampOffset(5, T0 + 50)
     with pytest.raises(PartitionNotFoundError):
         agent.run(front.end_offset("clicks", 2))
