@@ -19,8 +19,8 @@ once (the connection reads on) and its answer, NOT_ENOUGH_REPLICAS, held until t
 or the request's answer is due, whichever is first; the client's retry is then written as
 usual. Held, not written later: a client may have given up on the request meanwhile and sent
 its messages again under a new epoch. Answered late, not at once: every retriable error costs
-the client a retry with a backoff of its own per message, and librdkafka (2.2 to 2.16 at
-least) fails for good ("Unable to reconstruct MessageSet") when a batch whose messages have
+the client a retry with a backoff of its own per message, and librdkafka (2.16 here, see
+its issue 4736) fails for good ("Unable to reconstruct MessageSet") when a batch whose messages have
 different retry counts is answered with one; immediate refusals, a hundred a second, killed
 the chaos run's producer. What is in doubt is then only what was appended before the stall
 showed, which are the client's oldest messages, the first to time out. A retry of a batch
