@@ -162,8 +162,9 @@ class FrontEnd(Protocol):
         max_wait_ms: int = 0,
         min_bytes: int = 1,
     ) -> FetchResult:
-        """Records from `offset` (at least one if there is one, even over max_bytes), waiting
-        up to max_wait_ms for min_bytes. InvalidInputError for an offset past the end."""
+        """Records from `offset` (at least one if there is one, even over max_bytes) up to the
+        high watermark, waiting up to max_wait_ms for min_bytes. InvalidInputError for an
+        offset past the acknowledged end (the answer's end_offset)."""
         ...
 
     # -- idempotent producers (docs/DESIGN.md §10) ----------------------------------------------
@@ -183,7 +184,9 @@ class FrontEnd(Protocol):
         ...
 
     async def end_offset(self, topic: str, partition: int) -> int:
-        """One past the last acknowledged record (Kafka's latest / high watermark)."""
+        """The high watermark (Kafka's latest): one past the last record in a committed segment,
+        where what readers are served ends. Records acknowledged past it are served once their
+        durable round commits (a fetch waiting there starts it)."""
         ...
 
     async def offset_for_time(self, topic: str, partition: int, timestamp_ms: int) -> TimestampOffset:

@@ -1,6 +1,6 @@
 """What a job uses of the agent it runs on, and nothing more: its topics (DDL through the
-agent's topic cache, scans that include the records this agent leads but has not flushed, end
-offsets, leadership), the metadata store (jobs, leases, checkpoints), the object store (output
+agent's topic cache, scans of committed segments up to the high watermark, end offsets,
+leadership), the metadata store (jobs, leases, checkpoints), the object store (output
 segments, state snapshots) and the agent's settings. The node (engine/node/) builds it from
 the agent it composes; jobs never hold the AgentService, so the agent does not depend on them
 (docs/DESIGN.md §1, the layers; §8, jobs)."""

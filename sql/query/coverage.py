@@ -9,7 +9,10 @@ metadata under COVERAGE_KEY (JSON: topic → one entry per partition read):
 
 `end` is exclusive. `unflushed_included` false: records the leader acknowledged but has not yet
 written to a segment (at most its roll age, 10 s by default) are not in the answer; run the
-query on the leader, or again after a roll, to see them. The SDK's Client.sql returns the table
+query on the leader, or again after a roll, to see them. `unflushed_included` true: the answer
+read past the high watermark (the durable end), which fetches and jobs never do: a leader
+killed or paused past its lease loses those records (acks=leader ones come back later at other
+offsets), so the same query may then count differently. The SDK's Client.sql returns the table
 with this metadata (gRPC carries it in the Arrow IPC schema), read it with `coverage(table)`.
 """
 
