@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.records.schema import RECORD_SCHEMA
+from streamhouse.storage.segment._footer_check import problem
 from streamhouse.storage.segment.field_ids import PARTITION_COLUMN, physical_name
-from streamhouse.storage.segment.footer_thrift import check_footer
 
 # Version 2 (log compaction, issue 14) adds KEY_END_OFFSET and KEY_ROW_GROUP_OFFSETS, so a
 # segment may cover an offset range holding fewer records (gaps where compaction removed
@@ -154,8 +154,10 @@ def parse_footer(
     if bytes(view[-4:]) != MAGIC or int.from_bytes(view[-8:-4], "little") != length - TRAILER_BYTES:
         raise corrupt("segment footer trailer does not match its length", source, size_bytes - TRAILER_BYTES)
     try:
-        # Before any pyarrow metadata object sees it: some damage aborts them (footer_thrift.py).
-        check_footer(view[:-TRAILER_BYTES], source=source, position=footer_start)
+        # Before any pyarrow metadata object sees it: some damage aborts them (_footer_check.c).
+        shape = problem(view[:-TRAILER_BYTES])
+        if shape is not None:
+            raise corrupt(f"segment footer refused: {shape}", source, footer_start)
         parquet = pq.ParquetFile(pa.BufferReader(pa.py_buffer(tail)))
         metadata = parquet.metadata
         # pyarrow maps Parquet lists back to `element` fields and adds the file's key/value

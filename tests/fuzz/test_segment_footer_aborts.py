@@ -1,7 +1,7 @@
 """Segment footers that aborted the whole process (issue 19; found by test_fuzz_segment.py's
 long runs): damage under a recomputed CRC that pyarrow parses, but whose column chunk metadata
 its C++ throws on where nothing catches it ("Fatal Python error: Aborted"). parse_footer now
-refuses them first (storage/segment/footer_thrift.py). They run in a child process, so a
+refuses them first (storage/segment/_footer_check.c). They run in a child process, so a
 regression fails this test with the child's output instead of killing the test run."""
 
 from __future__ import annotations
