@@ -33,7 +33,7 @@ setup(
     # The Kafka record codec's per-record loop (engine/kafka/record/_kernel.c): plain C API, no numpy headers.
     ext_modules=[
         Extension("streamhouse.kafka.record._kernel", ["engine/kafka/record/_kernel.c"], extra_compile_args=["-O2"]),
-        # The segment footer's shape check before pyarrow parses it (storage/segment/footer_thrift.py).
+        # The segment footer's shape check before pyarrow parses it (storage/segment/footer.py parse_footer).
         Extension(
             "streamhouse.storage.segment._footer_check",
             ["storage/segment/_footer_check.c"],
