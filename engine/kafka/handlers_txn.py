@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from streamhouse.kafka import errors as codes
+from streamhouse.kafka import txn_v2
 from streamhouse.kafka.handlers import Body, Context, Handler, error_code
 from streamhouse.kafka.registry import Broker
 from streamhouse.kafka.txn_coordinator import TxnCoordinator
@@ -177,16 +178,20 @@ class TxnHandlers:
         return {"throttle_time_ms": 0, "error_code": 0}
 
     async def end_txn(self, body: Body, version: int, ctx: Context) -> Body:
+        out: Body = {"throttle_time_ms": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
         tid = _tid(body)
         if tid is None:
-            return {"throttle_time_ms": 0, "error_code": TRANSACTIONAL_ID_AUTHORIZATION_FAILED}
+            return dict(out, error_code=TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
         if not await self.coordinator.mine(tid):
-            return {"throttle_time_ms": 0, "error_code": codes.NOT_COORDINATOR}
+            return dict(out, error_code=codes.NOT_COORDINATOR)
         try:
-            await self.coordinator.end(tid, body["producer_id"], body["producer_epoch"], body["committed"])
+            out["producer_id"], out["producer_epoch"] = await self.coordinator.end(
+                tid, body["producer_id"], body["producer_epoch"], body["committed"],
+                bump=version >= txn_v2.BUMP_END_VERSION,
+            )  # fmt: skip
         except StreamHouseError as exc:
-            return {"throttle_time_ms": 0, "error_code": txn_error_code(exc, _fenced(version))}
-        return {"throttle_time_ms": 0, "error_code": 0}
+            return dict(out, error_code=txn_error_code(exc, _fenced(version)))
+        return out
 
     async def txn_offset_commit(self, body: Body, version: int, ctx: Context) -> Body:
         tid = _tid(body)
@@ -204,6 +209,9 @@ class TxnHandlers:
                 code = TOPIC_AUTHORIZATION_FAILED
             else:
                 try:
+                    if version >= txn_v2.IMPLICIT_OFFSETS_VERSION:  # transaction version 2: no AddOffsetsToTxn
+                        await txn_v2.implicit_add(self.coordinator.metadata, tid, body["producer_id"],
+                                                  body["producer_epoch"], groups=frozenset([group]))  # fmt: skip
                     await self.coordinator.metadata.txn_commit_offsets(
                         tid, body["producer_id"], body["producer_epoch"], group, name, offsets
                     )

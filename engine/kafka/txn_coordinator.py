@@ -121,16 +121,33 @@ class TxnCoordinator:
             if new != state:
                 await self.metadata.txn_put(new)
 
-    async def end(self, tid: str, producer_id: int, epoch: int, commit: bool) -> None:
-        """EndTxn. A retry of the end that completed is answered as done; the other end, or
-        an end with nothing open, is INVALID_TXN_STATE (an empty transaction ends quietly)."""
+    async def end(self, tid: str, producer_id: int, epoch: int, commit: bool, bump: bool = False) -> tuple[int, int]:
+        """EndTxn; returns the producer id and epoch the producer goes on with. A retry of the
+        end that completed is answered as done; the other end, or an end with nothing open, is
+        INVALID_TXN_STATE (an empty transaction ends quietly). `bump` (EndTxn v5+, transaction
+        version 2, txn_v2.py): the epoch moves at every end, so a late batch of the ended
+        transaction is refused, and a retry names the epoch before the bump."""
         async with self._locked(tid):
+            state = await self.metadata.txn_get(tid)
+            done_state = t.COMPLETE_COMMIT if commit else t.COMPLETE_ABORT
+            if (bump and state is not None and state.producer_id == producer_id and state.state == done_state
+                    and state.producer_epoch == epoch + 1):  # fmt: skip
+                return state.producer_id, state.producer_epoch  # the retry of the end that bumped
             state = await self._current(tid, producer_id, epoch)
-            if state.state == t.ONGOING:
-                await self._end(state, commit, epoch)
-            elif state.state == (t.COMPLETE_ABORT if commit else t.COMPLETE_COMMIT):
+            if state.state == (t.COMPLETE_ABORT if commit else t.COMPLETE_COMMIT):
                 done = "aborted" if commit else "committed"
                 raise TransactionError(f"the transaction of {tid!r} was {done}, it cannot be ended again", "state")
+            new_epoch = epoch + 1 if bump else epoch
+            if state.state == t.ONGOING:
+                state = await self._end(state, commit, min(new_epoch, t.MAX_EPOCH + 1))
+            elif bump:  # an empty transaction ends with its bump too: the answer names the new epoch
+                bumped = dataclasses.replace(state, producer_epoch=min(new_epoch, t.MAX_EPOCH + 1), state=done_state)
+                state = await self.metadata.txn_put(bumped)
+            if bump and new_epoch > t.MAX_EPOCH:  # epochs exhausted: a new producer id starts at 0
+                state = await self.metadata.txn_put(
+                    dataclasses.replace(state, producer_id=await self.new_producer_id(), producer_epoch=0)
+                )
+            return state.producer_id, state.producer_epoch
 
     async def expire(self) -> int:
         """Abort every open transaction past its timeout whose id this agent coordinates (or

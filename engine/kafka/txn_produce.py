@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from streamhouse.kafka import txn_v2
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.record.batch import KafkaBatch
 from streamhouse.storage import access
@@ -46,9 +47,12 @@ async def produce_transactional(
     batches: list[KafkaBatch],
     lower: Callable[[], Awaitable[int]],
     append: Callable[[KafkaBatch, bool], Awaitable[int]],
+    implicit_add: bool = False,
 ) -> int:
     """The first batch's base offset. `lower()`: an offset at or below where the next record
-    goes (the partition's end); `append(batch, last)`: the idempotent append of one batch."""
+    goes (the partition's end); `append(batch, last)`: the idempotent append of one batch.
+    `implicit_add` (Produce v12+, transaction version 2: txn_v2.py): the batch adds its
+    partition to its producer's transaction, at the batch's epoch, instead of AddPartitionsToTxn."""
     if transactional_id is None:
         raise TxnProduceError("transactional batches need the request's transactional id", INVALID_TXN_STATE)
     if not all(b.is_transactional and b.producer_id >= 0 for b in batches):
@@ -68,6 +72,8 @@ async def produce_transactional(
     for i, batch in enumerate(batches):
         pid, epoch, seq = batch.producer_id, batch.producer_epoch, batch.base_sequence
         try:
+            if implicit_add and i == 0:
+                await txn_v2.implicit_add(store, transactional_id, pid, epoch, frozenset([(topic, partition)]))
             await store.txn_open_batch(transactional_id, pid, epoch, topic, partition, seq, floor)
         except TransactionError as exc:
             raise TxnProduceError(str(exc), _CODES.get(exc.kind, INVALID_TXN_STATE)) from exc

@@ -3,8 +3,9 @@ EndTxn, TxnOffsetCommit. InitProducerId is in messages_admin.py, FindCoordinator
 for a transactional id) in messages_groups.py.
 
 AddPartitionsToTxn stops at 3: version 4 (KIP-890) batches several transactional ids for
-brokers verifying on a leader's behalf, which clients never send. EndTxn stops at 3: version 5
-answers the epoch bumped per transaction (KIP-890 part 2), which we do not do yet.
+brokers verifying on a leader's behalf, which clients never send. EndTxn 4 and TxnOffsetCommit 4
+only allow TRANSACTION_ABORTABLE; EndTxn 5 answers the epoch bumped per transaction and
+TxnOffsetCommit 5 adds its group implicitly (KIP-890 part 2, transaction version 2: txn_v2.py).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ ADD_OFFSETS_TO_TXN = api(
 )  # fmt: skip
 
 END_TXN = api(
-    26, "EndTxn", "0-3", 3,
+    26, "EndTxn", "0-5", 3,
     request="""
     transactional_id string
     producer_id int64
@@ -56,11 +57,13 @@ END_TXN = api(
     response="""
     throttle_time_ms int32
     error_code int16
+    producer_id int64 v5+ =-1
+    producer_epoch int16 v5+ =-1
     """,
 )  # fmt: skip
 
 TXN_OFFSET_COMMIT = api(
-    28, "TxnOffsetCommit", "0-3", 3,
+    28, "TxnOffsetCommit", "0-5", 3,
     request="""
     transactional_id string
     group_id string
