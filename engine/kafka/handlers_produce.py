@@ -28,6 +28,7 @@ from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.kafka.txn_produce import produce_transactional
+from streamhouse.kafka.txn_v2 import IMPLICIT_PRODUCE_VERSION
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import tag
@@ -77,6 +78,7 @@ class ProduceHandlers:
         then awaited together, so one commit round answers the whole request."""
         acks = _ACKS.get(body["acks"])
         txn_id = body["transactional_id"]
+        implicit = version >= IMPLICIT_PRODUCE_VERSION  # transaction version 2 adds partitions (txn_v2.py)
         topics = body["topic_data"]
         # acks=all waits for a segment commit, which an object-store outage can hold for
         # long: past the request's timeout_ms the partition is answered REQUEST_TIMED_OUT (its
@@ -97,7 +99,7 @@ class ProduceHandlers:
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
             result = await self._produce_partition(
-                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall
+                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall, implicit
             )
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
@@ -106,8 +108,10 @@ class ProduceHandlers:
             for topic in topics:
                 for part in topic["partition_data"]:
                     placed: asyncio.Future[None] = loop.create_future()
-                    work = self._produce_partition(topic["name"], part["index"], part["records"], acks,
-                                                   functools.partial(_resolve, placed), txn_id, stall)  # fmt: skip
+                    work = self._produce_partition(
+                        topic["name"], part["index"], part["records"], acks, functools.partial(_resolve, placed),
+                        txn_id, stall, implicit,
+                    )  # fmt: skip
                     task = asyncio.create_task(work)
                     task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
                     tasks.append((topic["name"], part["index"], task))
@@ -146,7 +150,7 @@ class ProduceHandlers:
 
     async def _produce_partition(
         self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
-        txn_id: str | None = None, stall: tuple[float, float] | None = None,
+        txn_id: str | None = None, stall: tuple[float, float] | None = None, implicit: bool = False,
     ) -> Body:  # fmt: skip
         out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
         try:
@@ -175,7 +179,8 @@ class ProduceHandlers:
                     return await self._produce_idempotent(topic, partition, [batch], acks, stamp, done)
 
                 end = functools.partial(self.front.end_offset, topic, partition)
-                out["base_offset"] = await produce_transactional(self.txn, txn_id, topic, partition, batches, end, one)
+                out["base_offset"] = await produce_transactional(self.txn, txn_id, topic, partition, batches, end, one,
+                                                           implicit)  # fmt: skip
             elif any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(
                     topic, partition, batches, acks, stamp, placed, stall
