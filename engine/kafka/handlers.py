@@ -22,6 +22,7 @@ from streamhouse.api.contract import FrontEnd, error_mapping
 from streamhouse.api.types import FetchResult
 from streamhouse.auth import Principal
 from streamhouse.kafka import errors as codes
+from streamhouse.kafka import txn_v2
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.fetch_txn import aborted_transactions, below_stable, encode_fetch
 from streamhouse.kafka.protocol.api import api_version_ranges
@@ -118,7 +119,10 @@ class Handlers:
         }
 
     async def api_versions(self, body: Body, version: int, ctx: Context) -> Body:
-        return {"error_code": 0, "api_keys": api_version_ranges(self.by_key), "throttle_time_ms": 0}
+        out: Body = {"error_code": 0, "api_keys": api_version_ranges(self.by_key), "throttle_time_ms": 0}
+        if 26 in self.by_key:  # this listener coordinates transactions: version 2 too (txn_v2.py)
+            out.update(txn_v2.features())
+        return out
 
     async def metadata(self, body: Body, version: int, ctx: Context) -> Body:
         requested = body["topics"]

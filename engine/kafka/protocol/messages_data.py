@@ -75,7 +75,7 @@ METADATA = api(
 )  # fmt: skip
 
 PRODUCE = api(
-    0, "Produce", "3-11", 9,
+    0, "Produce", "3-12", 9,
     request="""
     transactional_id string null:0+ =null
     acks int16
