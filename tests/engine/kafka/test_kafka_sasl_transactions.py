@@ -3,7 +3,8 @@
 
 Transactional ids are scoped per org as groups and topics are: two orgs each use an id named
 "etl" without fencing each other; one org cannot name the other's id (`acme~etl`), nor use an id
-no ACL lets it write. read_committed consumers see only committed records; our SDK too.
+no ACL lets it write. read_committed consumers see only committed records, our SDK too; offsets sent
+with a transaction commit with it, into the org's own group.
 """
 
 from __future__ import annotations
@@ -101,7 +102,15 @@ def test_transactions_are_scoped_per_org(tmp_path: Path, pg_url: str, s3_url: tu
         for tid in ("acme~etl", "other"):
             with pytest.raises(KafkaException, match=r"(?i)authoriz"):
                 Producer(login("beta", **{"transactional.id": tid})).init_transactions(10)
-        send(acme, [b"a4"], commit=True)
+        # Consume-transform-produce: acme's offsets for its group "g" commit with its transaction.
+        group = Consumer(login("acme", **{"group.id": "g", "enable.auto.commit": False}))
+        try:
+            acme.begin_transaction()
+            acme.produce("out", b"a4", partition=0)
+            acme.send_offsets_to_transaction([TopicPartition("out", 0, 3)], group.consumer_group_metadata(), 20)
+            acme.commit_transaction(20)
+        finally:
+            group.close()
 
         assert read("acme", "read_committed", 5) == [b"a0", b"a1", b"a2", b"a3", b"a4"]
         assert read("acme", "read_uncommitted", 7) == [b"a0", b"a1", b"a2", b"ax0", b"ax1", b"a3", b"a4"]
@@ -110,3 +119,6 @@ def test_transactions_are_scoped_per_org(tmp_path: Path, pg_url: str, s3_url: tu
             assert client.read("out").column("value").to_pylist() == [b"a0", b"a1", b"a2", b"a3", b"a4"]
             everything = client.read("out", isolation="read_uncommitted").column("value").to_pylist()
             assert len(everything) == 7
+            assert [o.committed_offset for o in client.committed("g", "out")] == [3]
+        with streamhouse.connect(process.address, api_key=tokens["beta"]) as client:
+            assert [o.committed_offset for o in client.committed("g", "out")] == [-1]  # beta's "g" is its own
