@@ -186,7 +186,7 @@ class Handlers:
                 shown = await self._committed(self.committed, results, stable, views)
             size = sum(r.records.nbytes for r in shown.values() if isinstance(r, FetchResult))
             remaining = deadline - time.monotonic()
-            failed = any(not isinstance(r, FetchResult) for r in results.values())
+            failed = any(not isinstance(r, FetchResult) for r in shown.values())  # or a view the store did not give
             if size >= min_bytes or remaining <= 0 or failed or not wanted:
                 break
             await self._wait_for_more(wanted, results, remaining, read_committed=results is not shown)

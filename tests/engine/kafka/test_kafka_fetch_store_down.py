@@ -5,6 +5,7 @@ the exception closing the client's connection."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import streamhouse
@@ -15,9 +16,9 @@ from streamhouse.storage.metadata import open_metadata_store
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 
 
-def _body(isolation: int) -> dict[str, object]:
+def _body(isolation: int, wait_ms: int) -> dict[str, object]:
     parts = [{"partition": p, "fetch_offset": 0, "partition_max_bytes": 1 << 20} for p in range(2)]
-    return {"max_wait_ms": 0, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": isolation,
+    return {"max_wait_ms": wait_ms, "min_bytes": 1, "max_bytes": 1 << 20, "isolation_level": isolation,
             "topics": [{"topic": "t", "partitions": parts}]}  # fmt: skip
 
 
@@ -33,9 +34,11 @@ def test_fetch_answers_a_retriable_error_while_the_store_is_down(tmp_path: Path)
             down = await open_metadata_store(service.metadata.url)
             await down.close()  # a real store that answers StorageUnavailableError from now on
             handlers = Handlers(service, Node(0, "127.0.0.1", 9092), committed=CommittedReads(down))
-            return await handlers.fetch(_body(isolation), 11, Context("c", "127.0.0.1"))
+            return await handlers.fetch(_body(isolation, 20_000), 11, Context("c", "127.0.0.1"))
 
+        started = time.monotonic()
         committed = transport._run(fetch(1))
+        assert time.monotonic() - started < 10  # answered at once, not after the long-poll's MaxWaitMs
         parts = committed["responses"][0]["partitions"]  # type: ignore[index]
         assert [p["error_code"] for p in parts] == [codes.KAFKA_STORAGE_ERROR] * 2
         assert all(p["records"] == b"" for p in parts)
