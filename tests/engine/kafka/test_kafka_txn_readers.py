@@ -98,6 +98,16 @@ def test_readers_see_committed_by_default_and_all_when_asked(agent: tuple[AgentP
     # The SDK (gRPC): committed by default; isolation="read_uncommitted" shows all.
     assert _values(client.read("src").column("value").to_pylist()) == COMMITTED
     assert _values(client.read("src", isolation="read_uncommitted").column("value").to_pylist()) == EVERYTHING
+    # The SDK's consumer, both levels.
+    for isolation, want in (("read_committed", COMMITTED), ("read_uncommitted", EVERYTHING)):
+        consumer = client.consumer("src", start="earliest", isolation=isolation)
+        polled: list[bytes | None] = []
+        for _ in range(20):
+            polled += consumer.poll(timeout=0.5).column("value").to_pylist()
+            if len(polled) >= len(want):
+                break
+        consumer.close()
+        assert _values(polled) == want, isolation
     # REST.
     assert _rest(process, "") == COMMITTED
     assert _rest(process, "&isolation=read_uncommitted") == EVERYTHING
