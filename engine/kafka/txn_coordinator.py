@@ -134,7 +134,8 @@ class TxnCoordinator:
                     and state.producer_epoch == epoch + 1):  # fmt: skip
                 return state.producer_id, state.producer_epoch  # the retry of the end that bumped
             state = await self._current(tid, producer_id, epoch)
-            if state.state == (t.COMPLETE_ABORT if commit else t.COMPLETE_COMMIT):
+            if not bump and state.state == (t.COMPLETE_ABORT if commit else t.COMPLETE_COMMIT):
+                # (with `bump` an ended state at the current epoch is the transaction before: this one is empty)
                 done = "aborted" if commit else "committed"
                 raise TransactionError(f"the transaction of {tid!r} was {done}, it cannot be ended again", "state")
             new_epoch = epoch + 1 if bump else epoch

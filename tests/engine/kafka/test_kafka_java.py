@@ -9,6 +9,7 @@ by a new instance of its transactional id, and a read_committed consumer.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 import streamhouse
+from streamhouse.storage.metadata import open_metadata_store
+from streamhouse.storage.metadata.transactions import COMPLETE_COMMIT
 from tests.agent_process import AgentProcess, kafka_agent, read_log
 
 JAVA_DIR = Path(__file__).resolve().parents[2] / "java"
@@ -82,7 +85,17 @@ def test_java_client_produces_consumes_and_commits(java_peer: list[str], agent: 
         assert listed[("latest-tiered", p)] == (-1, -1)
 
 
-def test_java_transactional_producer(java_peer: list[str], agent: tuple[AgentProcess, str]) -> None:
+async def _epoch(pg_url: str, transactional_id: str) -> tuple[int, str]:
+    store = await open_metadata_store(pg_url)
+    try:
+        state = await store.txn_get(transactional_id)
+    finally:
+        await store.close()
+    assert state is not None
+    return state.producer_epoch, state.state
+
+
+def test_java_transactional_producer(java_peer: list[str], agent: tuple[AgentProcess, str], pg_url: str) -> None:
     process, bootstrap = agent
     with streamhouse.connect(process.address) as client:
         client.create_topic("java-tx", 2)
@@ -93,3 +106,7 @@ def test_java_transactional_producer(java_peer: list[str], agent: tuple[AgentPro
     assert [ln for ln in lines if ln.startswith(("fenced", "zombie"))] == ["fenced ProducerFencedException"], lines
     consumed = sorted(ln.split()[1] for ln in lines if ln.startswith("consumed"))
     assert consumed == ["committed-0", "committed-1", "committed-2", "committed-3", "second-0", "second-1"]
+    # Transaction version 2 (KIP-890 part 2, engine/kafka/txn_v2.py): the client's batches added
+    # their partitions themselves and its epoch moved at every end: the commit (1), the abort (2),
+    # the second instance fencing the zombie (3), its commit (4). Version 1 would have left 1.
+    assert asyncio.run(_epoch(pg_url, "java-app")) == (4, COMPLETE_COMMIT)

@@ -1,0 +1,134 @@
+"""Kafka transaction version 2 (KIP-890 part 2, engine/kafka/txn_v2.py) over a real SQLite store:
+EndTxn v5 bumps the epoch at every end and answers it, a retry naming the pre-bump epoch is answered
+done, a late batch or add of the ended transaction (the pre-bump epoch) is refused before anything is
+registered, implicit adds begin the next transaction, epochs run out into a new producer id; and the
+wire: ApiVersions finalizes transaction.version=2, EndTxn v5 carries the new producer id/epoch.
+The Java client's run over all of it is tests/engine/kafka/test_kafka_java.py (TxnPeer)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from kafka.protocol.metadata.api_versions import ApiVersionsResponse
+
+from streamhouse.kafka import txn_v2
+from streamhouse.kafka.protocol.api import decode_response, encode_response
+from streamhouse.kafka.protocol.messages_data import API_VERSIONS
+from streamhouse.kafka.protocol.messages_txn import END_TXN
+from streamhouse.kafka.txn_coordinator import TxnCoordinator
+from streamhouse.storage.errors import TransactionError
+from streamhouse.storage.metadata import MetadataStore, open_metadata_store
+from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, COMPLETE_COMMIT, EMPTY, MAX_EPOCH, ONGOING
+
+P0, P1 = ("out", 0), ("out", 1)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[MetadataStore]:
+    store = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
+    await store.create_topic("out", 8)
+    yield store
+    await store.close()
+
+
+def _coordinator(store: MetadataStore) -> TxnCoordinator:
+    ids = itertools.count(100)
+
+    async def new_id() -> int:
+        return next(ids)
+
+    return TxnCoordinator(store, new_id)
+
+
+async def _kind(call: object) -> str:
+    with pytest.raises(TransactionError) as refused:
+        await call  # type: ignore[misc]
+    return refused.value.kind
+
+
+async def _batch(store: MetadataStore, epoch: int, seq: int, base: int, partition: tuple[str, int] = P0) -> None:
+    """A Produce v12 batch's store steps (txn_produce.py): implicit add, register, place."""
+    await txn_v2.implicit_add(store, "app", 100, epoch, frozenset([partition]))
+    await store.txn_open_batch("app", 100, epoch, partition[0], partition[1], seq, base)
+    await store.txn_place_batch(partition[0], partition[1], 100, epoch, seq, base, base + 2)
+
+
+async def test_every_end_bumps_and_the_pre_bump_epoch_is_fenced(store: MetadataStore) -> None:
+    coord = _coordinator(store)
+    assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 0)
+    await _batch(store, 0, 0, 0)  # no AddPartitionsToTxn: the batch began the transaction
+    state = await store.txn_get("app")
+    assert state is not None and state.state == ONGOING and state.partitions == {P0}
+    assert await coord.end("app", 100, 0, True, bump=True) == (100, 1)
+    done = await store.txn_get("app")
+    assert done is not None and (done.producer_epoch, done.state) == (1, COMPLETE_COMMIT)
+    assert await store.txn_batches("out", 0) == []  # committed: plain records
+    # The lost answer's retry names the pre-bump epoch: done, nothing written again.
+    assert await coord.end("app", 100, 0, True, bump=True) == (100, 1)
+    assert await store.txn_get("app") == done
+    assert await _kind(coord.end("app", 100, 0, False, bump=True)) == "fenced"  # the other end is not a retry
+    # A late batch of the ended transaction (a retry, a zombie) never enters the next one.
+    assert await _kind(_batch(store, 0, 2, 2)) == "fenced"
+    assert await _kind(store.txn_open_batch("app", 100, 0, "out", 1, 0, 0)) == "fenced"
+    assert await store.txn_get("app") == done and await store.txn_batches("out", 1) == []
+    # The next transaction at the bumped epoch, aborted: its rows stay as aborted ranges.
+    await _batch(store, 1, 0, 2, P1)
+    assert await coord.end("app", 100, 1, False, bump=True) == (100, 2)
+    assert [(b.producer_epoch, b.aborted) for b in await store.txn_batches("out", 1)] == [(1, True)]
+    assert await coord.end("app", 100, 2, True, bump=True) == (100, 3)  # an empty transaction bumps too
+    # A second instance fences the first: its end at the old epoch is no retry (the row is Empty).
+    assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 4)
+    assert await _kind(coord.end("app", 100, 3, True, bump=True)) == "fenced"
+    # Transaction version 1 (EndTxn <= 4) keeps one epoch per producer session.
+    await coord.add("app", 100, 4, partitions=[P0])
+    assert await coord.end("app", 100, 4, True) == (100, 4)
+
+
+async def test_epochs_run_out_into_a_new_producer_id(store: MetadataStore) -> None:
+    coord = _coordinator(store)
+    await coord.init_producer_id("app", 10_000, -1, -1)
+    state = await store.txn_get("app")
+    assert state is not None
+    await store.txn_put(dataclasses.replace(state, producer_epoch=MAX_EPOCH))
+    await txn_v2.implicit_add(store, "app", 100, MAX_EPOCH, frozenset([P0]))
+    assert await coord.end("app", 100, MAX_EPOCH, False, bump=True) == (101, 0)
+    after = await store.txn_get("app")
+    assert after is not None and (after.producer_id, after.producer_epoch, after.state) == (101, 0, COMPLETE_ABORT)
+    assert await _kind(txn_v2.implicit_add(store, "app", 100, MAX_EPOCH, frozenset([P1]))) == "unknown"
+
+
+async def test_concurrent_implicit_adds_all_land(store: MetadataStore) -> None:
+    """Partition leaders (any agent) add at once: the compare-and-set losers read again."""
+    coord = _coordinator(store)
+    await coord.init_producer_id("app", 10_000, -1, -1)
+    adds = [txn_v2.implicit_add(store, "app", 100, 0, frozenset([("out", p)])) for p in range(6)]
+    groups = [txn_v2.implicit_add(store, "app", 100, 0, groups=frozenset([f"g{i}"])) for i in range(2)]
+    await asyncio.gather(*adds, *groups)
+    state = await store.txn_get("app")
+    assert state is not None and state.state == ONGOING
+    assert state.partitions == {("out", p) for p in range(6)} and state.groups == {"g0", "g1"}
+    before = state.version
+    await txn_v2.implicit_add(store, "app", 100, 0, frozenset([P0]))  # already covered: nothing written
+    assert (await store.txn_get("app")).version == before  # type: ignore[union-attr]
+    assert (await store.txn_get("app")).state != EMPTY  # type: ignore[union-attr]
+
+
+def test_the_wire_turns_version_2_on() -> None:
+    body = {"error_code": 0, "api_keys": [{"api_key": 26, "min_version": 0, "max_version": 5}],
+            "throttle_time_ms": 0, **txn_v2.features()}  # fmt: skip
+    frame = encode_response(API_VERSIONS, 3, 9, body)
+    theirs = ApiVersionsResponse.decode(frame[8:], version=3)  # kafka-python's reading of the tagged fields
+    assert theirs.finalized_features_epoch == 1
+    assert [(f.name, f.max_version_level, f.min_version_level) for f in theirs.finalized_features] == [
+        ("transaction.version", 2, 2)
+    ]
+    end = {"throttle_time_ms": 0, "error_code": 0, "producer_id": 100, "producer_epoch": 7}
+    _, ours = decode_response(END_TXN, 5, encode_response(END_TXN, 5, 3, end)[4:])
+    assert (ours["producer_id"], ours["producer_epoch"]) == (100, 7)
+    _, v4 = decode_response(END_TXN, 4, encode_response(END_TXN, 4, 3, end)[4:])
+    assert "producer_id" not in v4 or v4["producer_id"] == -1  # version 1 clients are answered as before
