@@ -100,9 +100,15 @@ class TopicScan:
 
     def coverage(self) -> list[dict[str, Any]]:
         """Per partition read: the offsets [start, end) the query saw, and whether records not
-        yet in a segment were among them (only on the partition's leader)."""
+        yet in a segment were among them (only on the partition's leader). Read committed, the
+        end is the last stable offset where an open transaction holds the partition."""
+
+        def end(plan: PartitionPlan) -> int:
+            view = self.stream.views.get(plan.partition)
+            return plan.covered[1] if view is None else max(plan.covered[0], view.stable_end(plan.covered[1]))
+
         return [
-            {"partition": p.partition, "start": p.covered[0], "end": p.covered[1], "unflushed_included": p.unflushed}
+            {"partition": p.partition, "start": p.covered[0], "end": end(p), "unflushed_included": p.unflushed}
             for p in self.stream.plans
         ]
 

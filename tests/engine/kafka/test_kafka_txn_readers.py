@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 
 import streamhouse
 from streamhouse.devservices.ports import free_port
+from streamhouse.sql.query.coverage import coverage
 from tests.agent_process import AgentLauncher, AgentProcess, wait_until
 
 COMMITTED = [1, 2, 3]
@@ -112,7 +113,10 @@ def test_readers_see_committed_by_default_and_all_when_asked(agent: tuple[AgentP
     assert _rest(process, "") == COMMITTED
     assert _rest(process, "&isolation=read_uncommitted") == EVERYTHING
     # SQL: the session setting (a Kafka user's spelling works too).
-    assert sorted(client.sql("SELECT v FROM src").column("v").to_pylist()) == COMMITTED
+    committed_rows = client.sql("SELECT v FROM src")
+    assert sorted(committed_rows.column("v").to_pylist()) == COMMITTED
+    # The coverage ends at the last stable offset: the open transaction's first record.
+    assert [(c["start"], c["end"]) for c in coverage(committed_rows)["src"]] == [(0, len(COMMITTED + ABORTED) + 2)]
     assert client.sql("SELECT count(*) AS n FROM src").column("n").to_pylist() == [len(COMMITTED)]
     client.sql("SET isolation.level = 'read_uncommitted'")
     assert sorted(client.sql("SELECT v FROM src").column("v").to_pylist()) == EVERYTHING
