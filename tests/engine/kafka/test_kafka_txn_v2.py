@@ -17,9 +17,12 @@ import pytest
 from kafka.protocol.metadata.api_versions import ApiVersionsResponse
 
 from streamhouse.kafka import txn_v2
+from streamhouse.kafka.handlers import Body, Context
+from streamhouse.kafka.handlers_txn import INVALID_TXN_STATE, PRODUCER_FENCED, TxnHandlers
 from streamhouse.kafka.protocol.api import decode_response, encode_response
 from streamhouse.kafka.protocol.messages_data import API_VERSIONS
 from streamhouse.kafka.protocol.messages_txn import END_TXN
+from streamhouse.kafka.registry import Broker
 from streamhouse.kafka.txn_coordinator import TxnCoordinator
 from streamhouse.storage.errors import TransactionError
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
@@ -132,3 +135,39 @@ def test_the_wire_turns_version_2_on() -> None:
     assert (ours["producer_id"], ours["producer_epoch"]) == (100, 7)
     _, v4 = decode_response(END_TXN, 4, encode_response(END_TXN, 4, 3, end)[4:])
     assert "producer_id" not in v4 or v4["producer_id"] == -1  # version 1 clients are answered as before
+
+
+async def test_txn_offset_commit_v5_adds_its_group(store: MetadataStore) -> None:
+    """The handlers (handlers_txn.py) as the Java client drives them under version 2: no
+    AddOffsetsToTxn, TxnOffsetCommit v5 adds the group, EndTxn v5 commits it and answers the bump.
+    Version 4 (a version 1 client that skipped AddOffsetsToTxn) is refused as before."""
+    coord = _coordinator(store)
+
+    async def unused(body: Body, version: int, ctx: Context) -> Body:
+        raise AssertionError("not called")
+
+    handlers = TxnHandlers(coord, Broker(1, "127.0.0.1", 9092), unused, unused)
+    ctx = Context("test", "127.0.0.1")
+    pid, epoch = await coord.init_producer_id("app", 10_000, -1, -1)
+
+    def commit(version: int, offset: int) -> Body:
+        partitions = [{"partition_index": 0, "committed_offset": offset, "committed_leader_epoch": -1,
+                       "committed_metadata": None}]  # fmt: skip
+        return {"transactional_id": "app", "group_id": "g", "producer_id": pid, "producer_epoch": epoch,
+                "generation_id": -1, "member_id": "", "group_instance_id": None,
+                "topics": [{"name": "out", "partitions": partitions}]}  # fmt: skip
+
+    refused = await handlers.txn_offset_commit(commit(4, 5), 4, ctx)
+    assert refused["topics"][0]["partitions"][0]["error_code"] == INVALID_TXN_STATE
+    done = await handlers.txn_offset_commit(commit(5, 7), 5, ctx)
+    assert done["topics"][0]["partitions"][0]["error_code"] == 0
+    assert await store.fetch_offsets("g", "out") == {}  # pending until the commit
+    end = {"transactional_id": "app", "producer_id": pid, "producer_epoch": epoch, "committed": True}
+    answer = await handlers.end_txn(end, 5, ctx)
+    assert (answer["error_code"], answer["producer_id"], answer["producer_epoch"]) == (0, pid, epoch + 1)
+    assert await store.fetch_offsets("g", "out") == {("out", 0): 7}
+    late = await handlers.txn_offset_commit(commit(5, 9), 5, ctx)  # the pre-bump epoch: fenced, not added
+    assert late["topics"][0]["partitions"][0]["error_code"] == PRODUCER_FENCED
+    state = await store.txn_get("app")
+    assert state is not None and state.state == COMPLETE_COMMIT and state.groups == frozenset()
+    assert await store.fetch_offsets("g", "out") == {("out", 0): 7}
