@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from typing import Annotated, Literal, cast
 
@@ -44,6 +45,8 @@ MaxRecords = Annotated[int, Query(ge=1, le=MAX_FETCH_RECORDS)]
 MaxBytes = Annotated[int, Query(ge=1, le=MAX_FETCH_BYTES)]
 TimeoutMs = Annotated[int, Query(ge=0, le=MAX_WAIT_MS, description="long-poll: wait this long for a record")]
 _RESET = "where a partition with no commit starts"
+# How long a read waits for acknowledged records to reach a committed segment (one durable round).
+_ACKED_WAIT_MS = 10_000
 Isolation = Annotated[
     Literal["read_committed", "read_uncommitted"],
     Query(
@@ -70,14 +73,36 @@ def _json(body: str) -> Response:
     return Response(body, media_type="application/json")
 
 
+async def fetch_acknowledged(
+    front: FrontEnd, topic: str, partition: int, offset: int, *, max_records: int, max_bytes: int, max_wait_ms: int = 0
+) -> FetchResult:
+    """A fetch that includes what was acknowledged before it: fetches serve up to the high
+    watermark (the durable end), so when one stops there short of the acknowledged end, the
+    durable round it started is waited for (up to _ACKED_WAIT_MS) and its records follow."""
+    result = await front.fetch(
+        topic, partition, offset, max_records=max_records, max_bytes=max_bytes, max_wait_ms=max_wait_ms
+    )
+    left = max_records - result.records.num_rows
+    hw = result.high_watermark
+    if left <= 0 or hw is None or result.next_offset < hw or result.end_offset <= hw:
+        return result  # all served, or stopped before the durable end (max_bytes, an open transaction)
+    more = await front.fetch(
+        topic, partition, result.next_offset, max_records=left, max_bytes=max_bytes,
+        max_wait_ms=max(max_wait_ms, _ACKED_WAIT_MS),
+    )  # fmt: skip
+    records = pa.concat_tables([result.records, more.records])
+    return dataclasses.replace(more, records=records, next_offset=max(more.next_offset, result.next_offset))
+
+
 async def read_partitions(
     front: FrontEnd, topic: str, starts: dict[int, int], max_records: int, max_bytes: int, timeout_ms: int
 ) -> list[FetchResult]:
-    """Whatever the partitions hold now; if none holds anything, wait up to `timeout_ms` for
-    the first that gets a record (the other waits are cancelled: reads change nothing)."""
+    """Whatever the partitions hold now (what was acknowledged included: fetch_acknowledged);
+    if none holds anything, wait up to `timeout_ms` for the first that gets a record (the other
+    waits are cancelled: reads change nothing)."""
     share = max(1, max_records // max(len(starts), 1))
     now = await asyncio.gather(
-        *(front.fetch(topic, p, off, max_records=share, max_bytes=max_bytes) for p, off in starts.items())
+        *(fetch_acknowledged(front, topic, p, off, max_records=share, max_bytes=max_bytes) for p, off in starts.items())
     )
     if any(r.records.num_rows for r in now) or timeout_ms == 0 or not starts:
         return list(now)
@@ -168,9 +193,10 @@ def consume_router(front: FrontEnd, registry: RegistryService | None = None) -> 
                 raise InvalidInputError(f"{topic_name}/{partition_id}: offset {offset} is past the end offset {end}")
             result = FetchResult(topic_name, partition_id, RECORD_SCHEMA.empty_table(), offset, end)
         else:
-            result = await front.fetch(
-                topic_name, partition_id, offset, max_records=max_records, max_bytes=max_bytes, max_wait_ms=timeout_ms
-            )
+            result = await fetch_acknowledged(
+                front, topic_name, partition_id, offset, max_records=max_records, max_bytes=max_bytes,
+                max_wait_ms=timeout_ms,
+            )  # fmt: skip
             if end_offset is not None and result.next_offset > end_offset:
                 # A compacted topic has gaps (issue 14): max_records records may reach past end_offset.
                 before_end = pc.less(result.records.column("offset"), pa.scalar(end_offset, pa.int64()))
