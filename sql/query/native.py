@@ -273,10 +273,15 @@ def _cut(f: NativeFile) -> Expr:
 
 
 def _chunk_ranges(footer: SegmentFooter, leaf: int) -> list[tuple[int, int]]:
-    """Byte ranges of one leaf's chunks in every row group, kept per footer (footers are cached)."""
+    """Byte ranges of one leaf's chunks in every row group, checked to lie inside their row
+    group once and kept per footer (footers are cached, immutable)."""
     known = _RANGES.setdefault(footer, {})
     if leaf not in known:
-        known[leaf] = [chunk_range(footer.metadata, g, leaf) for g in range(len(footer.row_groups))]
+        ranges = [chunk_range(footer.metadata, g, leaf) for g in range(len(footer.row_groups))]
+        for (a, b), rg in zip(ranges, footer.row_groups, strict=True):
+            if not rg.byte_start <= a < b <= rg.byte_end:
+                raise CorruptDataError(f"column chunk {rg.index}/{leaf} outside its row group", source=footer.source)
+        known[leaf] = ranges
     return known[leaf]
 
 
@@ -301,9 +306,6 @@ def _verify_file(f: NativeFile) -> None:
                         expected = crcs[:, j].tolist()
                         for g in groups:
                             a, b = ranges[g]
-                            rg = footer.row_groups[g]
-                            if not rg.byte_start <= a < b <= rg.byte_end:
-                                raise CorruptDataError(f"column chunk {g}/{j} outside its row group", source=source)
                             if crc32c(view[a:b]) != expected[g]:
                                 raise CorruptDataError(
                                     f"row group {g} column chunk {j} CRC32C mismatch", source=source, position=a
