@@ -19,7 +19,7 @@ import pytest
 
 import streamhouse
 from streamhouse.storage.metadata import open_metadata_store
-from streamhouse.storage.metadata.transactions import COMPLETE_COMMIT
+from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, COMPLETE_COMMIT
 from tests.agent_process import AgentProcess, kafka_agent, read_log
 
 JAVA_DIR = Path(__file__).resolve().parents[2] / "java"
@@ -37,7 +37,8 @@ def java_peer(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         cwd=build, check=True, timeout=600,
     )  # fmt: skip
     classes = build / "classes"
-    sources = [str(JAVA_DIR / "KafkaPeer.java"), str(JAVA_DIR / "TxnPeer.java")]  # TxnPeer: transactions
+    sources = [str(JAVA_DIR / "KafkaPeer.java"), str(JAVA_DIR / "TxnPeer.java"),  # TxnPeer: transactions
+               str(JAVA_DIR / "TxnOffsetsPeer.java")]  # fmt: skip
     subprocess.run(["javac", "-cp", f"{build / 'lib'}/*", "-d", str(classes), *sources], check=True, timeout=300)
     return ["java", "-cp", f"{classes}:{build / 'lib'}/*", "KafkaPeer"]
 
@@ -110,3 +111,12 @@ def test_java_transactional_producer(java_peer: list[str], agent: tuple[AgentPro
     # their partitions themselves and its epoch moved at every end: the commit (1), the abort (2),
     # the second instance fencing the zombie (3), its commit (4). Version 1 would have left 1.
     assert asyncio.run(_epoch(pg_url, "java-app")) == (4, COMPLETE_COMMIT)
+    # sendOffsetsToTransaction under version 2 (TxnOffsetCommit v5 adds the group): the committed
+    # transaction's offset is the group's, the aborted one's is not; epochs 0 -> 1 (commit) -> 2 (abort).
+    run = subprocess.run([*java_peer[:-1], "TxnOffsetsPeer", bootstrap, "java-tx"], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0 and run.stdout.split() == ["done"], run.stderr[-3000:]
+    assert asyncio.run(_epoch(pg_url, "java-offsets")) == (2, COMPLETE_ABORT)
+    with streamhouse.connect(process.address) as client:
+        offsets = {o.partition: o.committed_offset for o in client.committed("java-offsets-group", "java-tx")}
+    assert offsets == {0: 3, 1: -1}  # -1: never committed
