@@ -72,9 +72,15 @@ async def produce_transactional(
     for i, batch in enumerate(batches):
         pid, epoch, seq = batch.producer_id, batch.producer_epoch, batch.base_sequence
         try:
-            if implicit_add and i == 0:
+            try:
+                await store.txn_open_batch(transactional_id, pid, epoch, topic, partition, seq, floor)
+            except TransactionError as exc:
+                # Version 2: only the partition's first batch of a transaction pays for the add
+                # (and a fenced or unknown producer is refused by the add's checks as well).
+                if not implicit_add or exc.kind != "state":
+                    raise
                 await txn_v2.implicit_add(store, transactional_id, pid, epoch, frozenset([(topic, partition)]))
-            await store.txn_open_batch(transactional_id, pid, epoch, topic, partition, seq, floor)
+                await store.txn_open_batch(transactional_id, pid, epoch, topic, partition, seq, floor)
         except TransactionError as exc:
             raise TxnProduceError(str(exc), _CODES.get(exc.kind, INVALID_TXN_STATE)) from exc
         reads.changed([(topic, partition)])

@@ -22,11 +22,16 @@ from streamhouse.kafka.handlers_txn import INVALID_TXN_STATE, PRODUCER_FENCED, T
 from streamhouse.kafka.protocol.api import decode_response, encode_response
 from streamhouse.kafka.protocol.messages_data import API_VERSIONS
 from streamhouse.kafka.protocol.messages_txn import END_TXN
+from streamhouse.kafka.record.batch import TRANSACTIONAL, KafkaBatch, iter_batches
+from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.kafka.registry import Broker
 from streamhouse.kafka.txn_coordinator import TxnCoordinator
+from streamhouse.kafka.txn_produce import INVALID_PRODUCER_EPOCH, TxnProduceError, produce_transactional
 from streamhouse.storage.errors import TransactionError
 from streamhouse.storage.metadata import MetadataStore, open_metadata_store
 from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, COMPLETE_COMMIT, EMPTY, MAX_EPOCH, ONGOING
+from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.records.schema import make_batch
 
 P0, P1 = ("out", 0), ("out", 1)
 
@@ -171,3 +176,39 @@ async def test_txn_offset_commit_v5_adds_its_group(store: MetadataStore) -> None
     state = await store.txn_get("app")
     assert state is not None and state.state == COMPLETE_COMMIT and state.groups == frozenset()
     assert await store.fetch_offsets("g", "out") == {("out", 0): 7}
+
+
+async def test_produce_v12_adds_its_partition_and_refuses_the_pre_bump_epoch(store: MetadataStore) -> None:
+    """txn_produce.py as the Produce handler calls it: the append is the only thing faked (a
+    list of what would be written), the store and the transaction rules are real."""
+    coord = _coordinator(store)
+    pid, epoch = await coord.init_producer_id("app", 10_000, -1, -1)
+    written: list[int] = []
+
+    async def lower() -> int:
+        return len(written)
+
+    async def append(batch: KafkaBatch, last: bool) -> int:
+        written.append(batch.base_sequence)
+        return len(written) - 1
+
+    def batch(epoch: int, sequence: int) -> list[KafkaBatch]:
+        data = encode_batch(make_batch([b"v"], timestamps=[1]), producer_id=pid, producer_epoch=epoch,
+                            base_sequence=sequence, attributes=TRANSACTIONAL)  # fmt: skip
+        return list(iter_batches(data))
+
+    reads = CommittedReads(store)
+    with pytest.raises(TxnProduceError) as v1:  # Produce <= 11: the partition must have been added
+        await produce_transactional(reads, "app", "out", 0, batch(epoch, 0), lower, append)
+    assert v1.value.error_code == INVALID_TXN_STATE and written == []
+    assert await produce_transactional(reads, "app", "out", 0, batch(epoch, 0), lower, append, True) == 0
+    assert await produce_transactional(reads, "app", "out", 0, batch(epoch, 1), lower, append, True) == 1
+    assert (await store.txn_get("app")).partitions == {P0}  # type: ignore[union-attr]
+    await coord.end("app", pid, epoch, True, bump=True)
+    with pytest.raises(TxnProduceError) as late:  # a late batch of the committed transaction
+        await produce_transactional(reads, "app", "out", 1, batch(epoch, 2), lower, append, True)
+    assert late.value.error_code == INVALID_PRODUCER_EPOCH and written == [0, 1]
+    assert await store.txn_batches("out", 1) == []
+    assert await produce_transactional(reads, "app", "out", 1, batch(epoch + 1, 0), lower, append, True) == 2
+    state = await store.txn_get("app")
+    assert state is not None and (state.state, state.partitions, state.producer_epoch) == (ONGOING, {P1}, 1)
