@@ -231,6 +231,8 @@ async def _native_file(
 ) -> NativeFile | None:
     if any(getattr(c, "controls", ()) for c in chunks):  # Kafka transaction markers: dropped by the stream
         return None
+    if any(len(c.columns) != len(plan.wanted) for c in chunks):  # written before a column was declared
+        return None
     footer = await segments.footer(ref)
     crcs = column_crcs(footer.metadata, ref.object_key)
     if footer.layout != 2 or crcs is None:
