@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from streamhouse.storage.errors import SegmentMergeError
+from streamhouse.storage.records.control import KEY_CONTROL_OFFSETS
 from streamhouse.storage.segment import footer as f
 from streamhouse.storage.segment.column_crcs import KEY_COLUMN_CRCS
 from streamhouse.storage.segment.compact import KEY_CLEAN_HISTORY, CleanHistory
@@ -52,6 +53,7 @@ _KNOWN_KEYS = frozenset(
         JSON_ERRORS_KEY,
         KEY_CLEAN_HISTORY,
         KEY_COLUMN_CRCS,  # recomputed for the merged output by encode_segment
+        KEY_CONTROL_OFFSETS,  # likewise, from the Kafka transaction markers among the rows
     )
 )
 _OURS = b"streamhouse."

@@ -25,6 +25,7 @@ from streamhouse.storage.records import control
 from streamhouse.storage.records.schema import assign_offsets, make_batch
 from streamhouse.storage.segment.compacted import compact_segments
 from streamhouse.storage.segment.format import decode_segment, encode_segment, parse_footer
+from streamhouse.storage.segment.merge import merge_segments
 from streamhouse.storage.wal.log import WriteAheadLog
 
 
@@ -140,3 +141,24 @@ def test_compaction_drops_markers_not_records_of_their_key() -> None:
     table = decode_segment(again, out.data)
     assert table.column("value").to_pylist() == [b"kept", b"v"]
     assert control.footer_controls(again.metadata.metadata).tolist() == []
+
+
+def test_merging_keeps_markers_and_their_footer_list() -> None:
+    """Small-segment merging carries markers over: the merged footer lists their offsets again
+    (encode_segment recomputes the key), so a segment holding a marker is not refused as one
+    whose footer key a merge would lose."""
+    first = encode_segment(pa.Table.from_batches([_data(2)]), topic="t", partition=0, epoch=1)
+    marker = assign_offsets(control.marker_batch(control.Marker(9, 0, False), 1000), 2)
+    second = encode_segment(
+        pa.Table.from_batches([marker, assign_offsets(_data(1, 3), 3)]), topic="t", partition=0, epoch=1
+    )
+    footers = [
+        (parse_footer(s.data[-s.footer_length :], size_bytes=len(s.data), footer_crc=s.footer_crc, source=n), s.data)
+        for n, s in (("a", first), ("b", second))
+    ]
+    merged = merge_segments(footers, epoch=1)
+    out = parse_footer(
+        merged.data[-merged.footer_length :], size_bytes=len(merged.data), footer_crc=merged.footer_crc, source="m"
+    )
+    assert control.footer_controls(out.metadata.metadata).tolist() == [2]
+    assert decode_segment(out, merged.data).column("offset").to_pylist() == [0, 1, 2, 3]
