@@ -239,12 +239,15 @@ def test_raw_protobuf_records(store_flags: list[str], agents: AgentLauncher) -> 
         assert [a.partition for a in routed.appends] == sorted({a.partition for a in routed.appends})
         values: list[bytes] = []
         for a in routed.appends:
+            # acks=leader: a fetch serves up to the durable end; waiting, it is answered when the
+            # durable round it started commits (the high watermark).
             part = fetch.Fetch(
                 pb.FetchRequest(
-                    topic="raw", partition=a.partition, offset=a.base_offset, format=pb.FetchRequest.FORMAT_RECORDS
+                    topic="raw", partition=a.partition, offset=a.base_offset, format=pb.FetchRequest.FORMAT_RECORDS,
+                    max_wait_ms=10_000,
                 ),
-                timeout=10,
-            )
+                timeout=20,
+            )  # fmt: skip
             values += [r.value for r in part.records.records]
         assert sorted(values, key=int) == [str(i).encode() for i in range(12)]
 
