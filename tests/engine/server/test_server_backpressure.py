@@ -82,9 +82,11 @@ def test_s3_down_means_not_ready_then_backpressure_and_nothing_acknowledged_is_l
                 fetched: list[bytes] = []
                 offset = 0
                 while offset < len(acknowledged):
-                    response = pbg.FetchStub(channel).Fetch(
-                        pb.FetchRequest(topic="t", offset=offset, format=pb.FetchRequest.FORMAT_RECORDS), timeout=10
+                    # The recovered records are served once committed: the waiting fetch starts that round.
+                    request = pb.FetchRequest(
+                        topic="t", offset=offset, format=pb.FetchRequest.FORMAT_RECORDS, max_wait_ms=10_000
                     )
+                    response = pbg.FetchStub(channel).Fetch(request, timeout=20)
                     fetched += [r.value for r in response.records.records]
                     offset = response.next_offset
                     if response.record_count == 0:
