@@ -146,7 +146,9 @@ class JobManager:
             if checkpoint is not None:
                 for (topic, p), offset in checkpoint.source_offsets.items():
                     if topic in topics:
-                        lag += max(0, await self.host.topics.end_offset(topic, p) - offset)
+                        # Counted to the acknowledged end: records still waiting for their
+                        # durable round are lag too (wait_for_job waits for them).
+                        lag += max(0, await self.host.topics.acked_end(topic, p) - offset)
             lease = await metadata.get_lease(job_resource(job.name))
             state = "running here" if job.name in self.running else "running" if lease else "waiting"
             if job.name in self.failures:
