@@ -86,14 +86,17 @@ class AgentTopics:
         return self.manager.leading(topic, partition) is not None
 
     async def scan(
-        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str]
+        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str], *, tail: bool = False
     ) -> tuple[pa.Table, ScanStats]:
         """Committed segments only, never the leader's buffer (jobs: a record a takeover may
-        still change must not reach a view or a checkpoint). A scan reaching the durable end
-        while this agent leads the partition with records past it starts their durable round,
-        so a job here sees them within a roll, not the roll age."""
+        still change must not reach a view or a checkpoint), unless `tail` (ad-hoc SQL, whose
+        coverage says so). A scan reaching the durable end while this agent leads the partition
+        with records past it starts their durable round, so a job here sees them within a
+        roll, not the roll age."""
         manager = self.manager
         writer = manager.leading(topic.name, partition)
+        if tail:
+            return await scan_partition(manager.reader, topic, partition, bounds, columns, writer)
         if writer is not None and (bounds.end_offset is None or bounds.end_offset > writer.durable_end):
             manager.make_durable(topic.name, partition)  # nothing past the durable end: does nothing
         return await scan_partition(manager.reader, topic, partition, bounds, columns)

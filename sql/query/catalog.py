@@ -60,9 +60,11 @@ class TopicSource(Protocol):
         ...
 
     async def scan(
-        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str]
+        self, topic: TopicInfo, partition: int, bounds: ScanBounds, columns: list[str], *, tail: bool = False
     ) -> tuple[pa.Table, ScanStats]:
-        """Rows of one partition within `bounds`, `columns` named as the segment names them."""
+        """Rows of one partition within `bounds`, `columns` named as the segment names them:
+        committed segments, plus the leader's unflushed buffer when `tail` (ad-hoc SQL; jobs
+        read committed segments only)."""
         ...
 
     async def plan_scan(

@@ -76,7 +76,7 @@ async def _partition(
 ) -> pa.Table:
     columns = segment_columns(info)
     read = columns if "value" in columns else [*columns, "value"]  # a tombstone is a null value
-    table, stats = await source.scan(info, partition, ScanBounds(), read)
+    table, stats = await source.scan(info, partition, ScanBounds(), read, tail=True)  # ad-hoc SQL: the tail too
     if committed is not None:
         table = (await committed.stable(info.name, partition, 0)).committed(table)
     check_bad_values(info, partition, stats, topic_schema(info).names)
