@@ -35,7 +35,7 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.quota_front import metered
-from streamhouse.kafka.connection import FrameConnection
+from streamhouse.kafka.connection import Frame, FrameConnection
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
 from streamhouse.kafka.groups import Coordinator
@@ -70,6 +70,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _API_VERSIONS = 18
 _PRODUCE = 0
+# Reads that must see every Produce sent before them on the same connection (Fetch,
+# ListOffsets): a Kafka broker handles one request per connection at a time, so a read behind
+# an acks=all produce sees its records; ours waits for those produces to be answered first.
+_READS_AFTER_WRITES = frozenset({1, 2})
 DEFAULT_MAX_IN_FLIGHT = 32
 # What the reader hands the writer: a request's answer to come, a failure to raise after the
 # answers before it are written, or None at the end of the stream.
@@ -288,6 +292,7 @@ class KafkaServer:
         mute: Mute | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
+        produces: set[asyncio.Task[bytes | None]] = set()  # applied, not yet answered
         while True:
             if mute is not None:
                 await mute.wait()  # over a rate quota (KIP-219): no request is read while muted
@@ -302,8 +307,14 @@ class KafkaServer:
             if frame is None:
                 queue.put_nowait(None)  # the client went away: answer what it sent, then close
                 return
+            key = _api_key(frame)
+            if produces and key in _READS_AFTER_WRITES:
+                await asyncio.wait(set(produces))  # reads the high watermark only after them
             applied: asyncio.Future[None] = loop.create_future()
             task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied), sasl, mute))
+            if key == _PRODUCE:
+                produces.add(task)
+                task.add_done_callback(produces.discard)
             task.add_done_callback(functools.partial(_resolve, applied))  # any other API: applied when answered
             requests.add(task)
             task.add_done_callback(requests.discard)
@@ -374,3 +385,9 @@ class KafkaServer:
             if mute is not None:
                 mute.extend(fetched_s)
         return answer
+
+
+def _api_key(frame: Frame) -> int:
+    """The request's API key (its header's first int16), -1 for a frame too short to hold one
+    (respond refuses it)."""
+    return int.from_bytes(frame[:2], "big", signed=True) if len(frame) >= 2 else -1

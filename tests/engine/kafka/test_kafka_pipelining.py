@@ -51,8 +51,8 @@ def _produce(correlation_id: int, values: list[bytes], acks: int = -1, sequence:
     return encode_request(PRODUCE, 9, correlation_id, "raw", request)
 
 
-def _fetch(correlation_id: int, offset: int) -> bytes:
-    request = {"replica_id": -1, "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 10**7, "isolation_level": 0,
+def _fetch(correlation_id: int, offset: int, max_wait_ms: int = 0) -> bytes:
+    request = {"replica_id": -1, "max_wait_ms": max_wait_ms, "min_bytes": 1, "max_bytes": 10**7, "isolation_level": 0,
                "topics": [{"topic": TOPIC, "partitions": [
                    {"partition": 0, "fetch_offset": offset, "partition_max_bytes": 10**7}]}]}  # fmt: skip
     return encode_request(FETCH, 11, correlation_id, "raw", request)
@@ -103,16 +103,18 @@ def test_durable_produces_in_flight_share_commits_and_answer_in_order(agent: tup
         # they need one or two windows plus the uploads.
         assert took < 2.5 * FLUSH_MS / 1000, f"5 durable produces took {took:.2f} s"
 
-        # A Fetch right behind a produce on the same connection sees it: the produce was
-        # applied before the Fetch was read, and the Fetch is answered after it.
+        # A Fetch right behind a produce on the same connection sees it: as on a Kafka broker,
+        # which handles a connection's requests one at a time, the Fetch is handled only after the
+        # acks=all produce before it is answered (committed), so the high watermark holds it.
         s.sendall(_produce(20, [b"just-sent"]) + _fetch(21, 16))
         cid, body = _answer(s, PRODUCE, 9)
         assert (cid, _partition(body)["base_offset"]) == (20, 16)
         cid, body = _answer(s, FETCH, 11)
         assert cid == 21 and _fetched_values(body) == [b"just-sent"]
 
-        # acks=0 answers nothing, yet is applied in order before the Fetch behind it.
-        s.sendall(_produce(30, [b"no-ack-1"], acks=0) + _produce(31, [b"no-ack-2"], acks=0) + _fetch(32, 17))
+        # acks=0 answers nothing, yet is applied in order before the Fetch behind it; reads end
+        # at the high watermark, so the long-poll is answered once the round it starts commits.
+        s.sendall(_produce(30, [b"no-ack-1"], acks=0) + _produce(31, [b"no-ack-2"], acks=0) + _fetch(32, 17, 10_000))
         cid, body = _answer(s, FETCH, 11)
         assert cid == 32 and _fetched_values(body) == [b"no-ack-1", b"no-ack-2"]
 
