@@ -27,6 +27,9 @@ from streamhouse.storage.records.schema import RECORD_SCHEMA
 from streamhouse.wording import plural
 
 log = logging.getLogger(__name__)
+# How long a poll that has records waits for more acknowledged ones past the high watermark
+# (their durable round is under way: about one roll).
+_SETTLE_S = 0.5
 
 Start = Literal["earliest", "latest", "committed"]
 
@@ -163,13 +166,14 @@ class Consumer:
         deadline = time.monotonic() + max(timeout, 0)
         self._discover()
         parts = list(self._positions)
+        tables: list[pa.Table] = []
+        got = 0
+        settle_until: float | None = None
         while True:
             # Round robin from where the last poll stopped, so one busy partition cannot
             # starve the others when `limit` cuts a pass short.
             remaining = deadline - time.monotonic()
-            wait_ms = 0 if len(parts) > 1 else max(int(remaining * 1000), 0)
-            tables: list[pa.Table] = []
-            got = 0
+            wait_ms = 0 if len(parts) > 1 or tables else max(int(remaining * 1000), 0)
             for i in range(len(parts)):
                 p = parts[(self._turn + i) % len(parts)]
                 try:
@@ -190,12 +194,20 @@ class Consumer:
                     got += n
                     if got >= limit:
                         self._turn = (self._turn + i + 1) % len(parts)
-                        break
+                        return pa.concat_tables(tables)
+            now = time.monotonic()
             if tables:
-                return pa.concat_tables(tables)
-            if time.monotonic() >= deadline:
+                # Reads end at the high watermark: records acknowledged past it are being
+                # committed by the round these fetches started. Waiting a moment for them (at
+                # most _SETTLE_S, within the timeout) returns what was produced just before
+                # the poll in one answer, instead of the part that happened to be durable.
+                pending = any(self._ends.get(q, 0) > self._positions[q] for q in parts)
+                settle_until = settle_until or min(deadline, now + _SETTLE_S)
+                if not pending or now >= settle_until:
+                    return pa.concat_tables(tables)
+            elif now >= deadline:
                 return empty_polled()
-            if len(parts) > 1:
+            if len(parts) > 1 or tables:
                 time.sleep(min(0.02, max(deadline - time.monotonic(), 0)))
 
     def _reset(self, partition: int, exc: OffsetOutOfRangeError) -> None:
