@@ -14,6 +14,7 @@ there. Cost: one read of what was written since the last commit, and only on tho
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from streamhouse.client.client import Client
-from streamhouse.storage.errors import OffsetOutOfRangeError
+from streamhouse.storage.errors import OffsetOutOfRangeError, StorageUnavailableError
 from streamhouse.storage.records.schema import HEADERS_TYPE
 
 MARKER_KEY = "streamhouse.spark.sink"
 _SCAN_RECORDS = 50_000
+_SETTLE_S = 30.0  # how long acknowledged records past the high watermark are waited for
 
 
 @dataclass(frozen=True)
@@ -84,19 +86,32 @@ def marker_headers(value: bytes, n: int) -> pa.Array[Any]:
 
 
 def already_written(client: Client, topic: str, partition: int, floor: int, value: bytes) -> bool:
-    """Whether a record marked `value` sits in `partition` at or above `floor`."""
+    """Whether a record marked `value` sits in `partition` at or above `floor`. Every
+    acknowledged record counts: reads end at the high watermark (the durable end), so records
+    acknowledged past it are waited for (the fetch starts their durable round), never taken as
+    absent, which would write the task's rows twice."""
     offset = max(floor, 0)
+    wait_ms = 0
+    deadline = time.monotonic() + _SETTLE_S
     while True:
         try:
-            result = client.transport.fetch(topic, partition, offset, max_records=_SCAN_RECORDS, max_wait_ms=0)
+            result = client.transport.fetch(topic, partition, offset, max_records=_SCAN_RECORDS, max_wait_ms=wait_ms)
         except OffsetOutOfRangeError as exc:  # retention passed the floor: look from the log start
             offset = max(offset + 1, exc.log_start)
             continue
         if result.records.num_rows and _holds(result.records.column("headers"), value):
             return True
-        if result.next_offset <= offset or result.next_offset >= result.end_offset:
+        if result.next_offset >= result.end_offset:
             return False
-        offset = result.next_offset
+        if result.next_offset > offset:
+            offset, wait_ms = result.next_offset, 0
+            continue
+        if time.monotonic() >= deadline:
+            raise StorageUnavailableError(
+                f"{topic}/{partition}: records acknowledged past offset {offset} did not become readable within "
+                f"{_SETTLE_S:g} s; cannot tell whether this task's rows were written"
+            )
+        wait_ms = 1_000
 
 
 def _holds(headers: Any, value: bytes) -> bool:
