@@ -42,13 +42,14 @@ def test_fetch_serves_up_to_the_durable_end_and_starts_the_round(client: Client)
     client.produce("hw", b"d0", partition=0, acks="durable")
     client.produce_batch("hw", [b"x1", b"x2"], partition=0)  # acks=leader: in the leader's buffer only
 
-    first = run(service.fetch("hw", 0, 0, max_wait_ms=0))
-    assert first.records.column("value").to_pylist() == [b"d0"]
-    assert (first.next_offset, first.high_watermark, first.end_offset) == (1, 1, 3)
-    # Kafka's ListOffsets latest, a consumer's "latest", a group reset: the high watermark.
+    # Kafka's ListOffsets latest, a consumer's "latest", a group reset: the high watermark. Asked
+    # before any fetch: the fetch below starts the round that moves it.
     assert run(service.end_offset("hw", 0)) == 1
     assert client.describe("hw").durable_end_offsets == {0: 1}
     assert client.describe("hw").end_offsets == {0: 3}  # the acknowledged end, for lag and client.read
+    first = run(service.fetch("hw", 0, 0, max_wait_ms=0))
+    assert first.records.column("value").to_pylist() == [b"d0"]
+    assert (first.next_offset, first.high_watermark, first.end_offset) == (1, 1, 3)
 
     # That fetch started the durable round: a long-poll at the durable end is answered by its
     # commit, far sooner than the roll age.
