@@ -307,7 +307,7 @@ def _buffered(
     for base, batch in view.batches:
         table = pa.Table.from_batches([batch], schema=RECORD_SCHEMA)
         if declared and schema is not None:
-            table = _with_decoded(writer, base, table, schema, stats, offsets)
+            table = _with_decoded(writer, base, table, schema, stats, offsets, view.derived.get(base))
         lo = max(start, base) - base
         hi = min(end, base + batch.num_rows) - base
         if hi > lo:  # Kafka transaction markers are not records to SQL or jobs
@@ -332,8 +332,9 @@ def _with_decoded(
     schema: ValueSchema,
     stats: ScanStats,
     wanted_range: tuple[int, int],
+    pinned: pa.Table | None = None,
 ) -> pa.Table:
-    decoded = writer.derived.get(base)
+    decoded = pinned if pinned is not None else writer.derived.get(base)
     if decoded is None:
         result = decode_json_values(table.column("value"), schema)
         columns = dict(zip(schema.segment_schema().names, result.table.columns, strict=True))

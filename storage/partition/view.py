@@ -18,7 +18,8 @@ starts at the log start instead: a query over "everything" reads what is still k
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
@@ -88,6 +89,10 @@ class PartitionView:
     batches: tuple[tuple[int, pa.RecordBatch], ...]
     buffer_range: tuple[int, int]  # [max(start, X), min(stop, the writer's next offset))
     log_start: int = 0  # where the partition's log began as listed (0 if not listed: no committed record wanted)
+    # The writer's derived value columns of `batches` (writer.derived), pinned with them: a roll
+    # committing meanwhile drops its batches' entries, and a scan must not then decode an Avro
+    # or Protobuf value as JSON.
+    derived: Mapping[int, pa.Table] = field(default_factory=dict)
 
     def buffered(self) -> list[pa.RecordBatch]:
         """The buffered records in `buffer_range`, as zero-copy slices."""
@@ -111,6 +116,7 @@ async def partition_view(
     `below_start`: a start below the log start raises OffsetOutOfRangeError (fetch) or moves up
     to it (scans)."""
     batches: list[tuple[int, pa.RecordBatch]] = []
+    derived: dict[int, pa.Table] = {}
     log = PartitionLog(0, ())  # replaced by the listing whenever committed records are wanted
     if writer is not None:
         # Pinned before the first await: see the module docstring.
@@ -119,6 +125,7 @@ async def partition_view(
         high = writer.next_offset if stop is None else min(stop, writer.next_offset)
         if high > low:
             batches = writer.buffered_batches(low, high)
+            derived = {base: writer.derived[base] for base, _ in batches if base in writer.derived}
         buffer_range = (low, max(low, high))
         committed_stop = committed_end if stop is None else min(stop, committed_end)
         if fresh:
@@ -150,5 +157,5 @@ async def partition_view(
             break  # committed after the pin (its records are in `batches`), or past stop
         chosen.append(segment)
     return PartitionView(
-        start, stop, committed_end, tuple(chosen), len(listed), tuple(batches), buffer_range, log.log_start
+        start, stop, committed_end, tuple(chosen), len(listed), tuple(batches), buffer_range, log.log_start, derived
     )
