@@ -129,14 +129,20 @@ def test_kcat_group_commits_are_the_sdk_committed_offsets(kafka: tuple[str, stre
     """kcat -G consumes as a classic consumer group; on exit it commits, and the SDK shows
     those offsets with no lag. A second run resumes after them and sees only new records."""
     bootstrap, client = kafka
-    client.produce_batch(TOPIC, [f"first-{i}".encode() for i in range(10)], keys=[b"%d" % i for i in range(10)])
+    # kcat -e ends at the high watermark (the durable end), as at a Kafka broker: acks="durable"
+    # puts the records below it before kcat reads.
+    client.produce_batch(
+        TOPIC, [f"first-{i}".encode() for i in range(10)], keys=[b"%d" % i for i in range(10)], acks="durable"
+    )
     group = ("-G", "kcat-group", "-X", "auto.offset.reset=earliest", TOPIC)
     first = consume_json(bootstrap, *group)
     assert sorted(m["payload"] for m in first) == sorted(f"first-{i}" for i in range(10))
     offsets = client.committed("kcat-group", TOPIC)
     assert [(o.committed_offset, o.lag) for o in offsets] == [(o.end_offset, 0) for o in offsets]
     assert sum(o.end_offset for o in offsets) == 10
-    client.produce_batch(TOPIC, [f"second-{i}".encode() for i in range(4)], keys=[b"%d" % i for i in range(4)])
+    client.produce_batch(
+        TOPIC, [f"second-{i}".encode() for i in range(4)], keys=[b"%d" % i for i in range(4)], acks="durable"
+    )
     second = consume_json(bootstrap, *group)
     assert sorted(m["payload"] for m in second) == sorted(f"second-{i}" for i in range(4))
     assert "kcat-group" in client.groups()
