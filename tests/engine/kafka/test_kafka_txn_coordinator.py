@@ -5,7 +5,6 @@ abort that fences the abandoning producer, and the records a read_committed read
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,39 +14,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamhouse.kafka.txn_coordinator import TxnCoordinator
-from streamhouse.storage.errors import TransactionError
-from streamhouse.storage.metadata import MetadataStore, open_metadata_store
+from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, EMPTY, TxnBatch
 from streamhouse.storage.metadata.txn_reads import CommittedReads, stable_from
 from streamhouse.storage.records.schema import make_batch
+from tests.engine.kafka.txn_store import coordinator, refusal_kind, store_with_topic
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    store = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
-    await store.create_topic("out", 2)
-    yield store
-    await store.close()
-
-
-def _coordinator(store: MetadataStore) -> TxnCoordinator:
-    ids = itertools.count(100)
-
-    async def new_id() -> int:
-        return next(ids)
-
-    return TxnCoordinator(store, new_id)
-
-
-async def _kind(call: object) -> str:
-    with pytest.raises(TransactionError) as refused:
-        await call  # type: ignore[misc]
-    return refused.value.kind
+    async with store_with_topic(tmp_path, 2) as store:
+        yield store
 
 
 async def test_epochs_fence_and_end(store: MetadataStore) -> None:
-    coord = _coordinator(store)
+    coord = coordinator(store)
     assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 0)
     # Requests of one id queue behind each other here: none loses the store's compare-and-set.
     await asyncio.gather(*(coord.add("app", 100, 0, partitions=[("out", i % 2)], groups=[f"g{i}"]) for i in range(8)))
@@ -58,29 +39,29 @@ async def test_epochs_fence_and_end(store: MetadataStore) -> None:
     # A second instance: the open transaction is aborted, the epoch moves, the first is fenced.
     assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 1)
     assert await store.txn_batches("out", 0) == [TxnBatch(100, 0, 3, True)]
-    assert await _kind(coord.end("app", 100, 0, True)) == "fenced"
-    assert await _kind(coord.add("app", 100, 0, partitions=[("out", 1)])) == "fenced"
-    assert await _kind(coord.init_producer_id("app", 10_000, 100, 0)) == "fenced"  # KIP-360 with an old epoch
-    assert await _kind(coord.init_producer_id("app", 0, -1, -1)) == "timeout"
-    assert await _kind(coord.end("nobody", 1, 0, True)) == "unknown"
+    assert await refusal_kind(coord.end("app", 100, 0, True)) == "fenced"
+    assert await refusal_kind(coord.add("app", 100, 0, partitions=[("out", 1)])) == "fenced"
+    assert await refusal_kind(coord.init_producer_id("app", 10_000, 100, 0)) == "fenced"  # KIP-360 with an old epoch
+    assert await refusal_kind(coord.init_producer_id("app", 0, -1, -1)) == "timeout"
+    assert await refusal_kind(coord.end("nobody", 1, 0, True)) == "unknown"
     await coord.end("app", 100, 1, True)  # nothing open: an empty transaction ends quietly
     await coord.add("app", 100, 1, partitions=[("out", 1)], groups=["g"])
     await coord.end("app", 100, 1, False)
     await coord.end("app", 100, 1, False)  # a retried abort is answered as done
-    assert await _kind(coord.end("app", 100, 1, True)) == "state"  # but not a commit of it
+    assert await refusal_kind(coord.end("app", 100, 1, True)) == "state"  # but not a commit of it
     state = await store.txn_get("app")
     assert state is not None and (state.state, state.partitions) == (COMPLETE_ABORT, frozenset())
 
 
 async def test_timeout_aborts_and_fences(store: MetadataStore) -> None:
-    coord = _coordinator(store)
+    coord = coordinator(store)
     pid, epoch = await coord.init_producer_id("slow", 1, -1, -1)
     await coord.add("slow", pid, epoch, partitions=[("out", 1)])
     await store.txn_open_batch("slow", pid, epoch, "out", 1, 0, 7)
     assert await coord.expire() in (0, 1)  # 1 ms: may or may not have passed yet
     while (await store.txn_get("slow")).state != COMPLETE_ABORT:  # type: ignore[union-attr]
         await coord.expire()
-    assert await _kind(coord.end("slow", pid, epoch, True)) == "fenced"  # can never commit
+    assert await refusal_kind(coord.end("slow", pid, epoch, True)) == "fenced"  # can never commit
     assert await coord.init_producer_id("slow", 60_000, -1, -1) == (pid, epoch + 2)
     assert (await store.txn_get("slow")).state == EMPTY  # type: ignore[union-attr]
     reads = CommittedReads(store)
@@ -89,7 +70,7 @@ async def test_timeout_aborts_and_fences(store: MetadataStore) -> None:
 
 async def test_open_batch_holds_the_stable_offset(store: MetadataStore) -> None:
     reads = CommittedReads(store)
-    coord = _coordinator(store)
+    coord = coordinator(store)
     coord.on_end = reads.changed
     pid, epoch = await coord.init_producer_id("app", 10_000, -1, -1)
     await coord.add("app", pid, epoch, partitions=[("out", 0)])

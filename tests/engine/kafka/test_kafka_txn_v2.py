@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,38 +24,20 @@ from streamhouse.kafka.protocol.messages_txn import END_TXN
 from streamhouse.kafka.record.batch import TRANSACTIONAL, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.kafka.registry import Broker
-from streamhouse.kafka.txn_coordinator import TxnCoordinator
 from streamhouse.kafka.txn_produce import INVALID_PRODUCER_EPOCH, TxnProduceError, produce_transactional
-from streamhouse.storage.errors import TransactionError
-from streamhouse.storage.metadata import MetadataStore, open_metadata_store
+from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, COMPLETE_COMMIT, EMPTY, MAX_EPOCH, ONGOING
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.records.schema import make_batch
+from tests.engine.kafka.txn_store import coordinator, refusal_kind, store_with_topic
 
 P0, P1 = ("out", 0), ("out", 1)
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[MetadataStore]:
-    store = await open_metadata_store(f"sqlite:///{tmp_path / 'meta.db'}")
-    await store.create_topic("out", 8)
-    yield store
-    await store.close()
-
-
-def _coordinator(store: MetadataStore) -> TxnCoordinator:
-    ids = itertools.count(100)
-
-    async def new_id() -> int:
-        return next(ids)
-
-    return TxnCoordinator(store, new_id)
-
-
-async def _kind(call: object) -> str:
-    with pytest.raises(TransactionError) as refused:
-        await call  # type: ignore[misc]
-    return refused.value.kind
+    async with store_with_topic(tmp_path, 8) as store:
+        yield store
 
 
 async def _batch(store: MetadataStore, epoch: int, seq: int, base: int, partition: tuple[str, int] = P0) -> None:
@@ -67,7 +48,7 @@ async def _batch(store: MetadataStore, epoch: int, seq: int, base: int, partitio
 
 
 async def test_every_end_bumps_and_the_pre_bump_epoch_is_fenced(store: MetadataStore) -> None:
-    coord = _coordinator(store)
+    coord = coordinator(store)
     assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 0)
     await _batch(store, 0, 0, 0)  # no AddPartitionsToTxn: the batch began the transaction
     state = await store.txn_get("app")
@@ -79,10 +60,10 @@ async def test_every_end_bumps_and_the_pre_bump_epoch_is_fenced(store: MetadataS
     # The lost answer's retry names the pre-bump epoch: done, nothing written again.
     assert await coord.end("app", 100, 0, True, bump=True) == (100, 1)
     assert await store.txn_get("app") == done
-    assert await _kind(coord.end("app", 100, 0, False, bump=True)) == "fenced"  # the other end is not a retry
+    assert await refusal_kind(coord.end("app", 100, 0, False, bump=True)) == "fenced"  # the other end is not a retry
     # A late batch of the ended transaction (a retry, a zombie) never enters the next one.
-    assert await _kind(_batch(store, 0, 2, 2)) == "fenced"
-    assert await _kind(store.txn_open_batch("app", 100, 0, "out", 1, 0, 0)) == "fenced"
+    assert await refusal_kind(_batch(store, 0, 2, 2)) == "fenced"
+    assert await refusal_kind(store.txn_open_batch("app", 100, 0, "out", 1, 0, 0)) == "fenced"
     assert await store.txn_get("app") == done and await store.txn_batches("out", 1) == []
     # The next transaction at the bumped epoch, aborted: its rows stay as aborted ranges.
     await _batch(store, 1, 0, 2, P1)
@@ -91,14 +72,14 @@ async def test_every_end_bumps_and_the_pre_bump_epoch_is_fenced(store: MetadataS
     assert await coord.end("app", 100, 2, True, bump=True) == (100, 3)  # an empty transaction bumps too
     # A second instance fences the first: its end at the old epoch is no retry (the row is Empty).
     assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 4)
-    assert await _kind(coord.end("app", 100, 3, True, bump=True)) == "fenced"
+    assert await refusal_kind(coord.end("app", 100, 3, True, bump=True)) == "fenced"
     # Transaction version 1 (EndTxn <= 4) keeps one epoch per producer session.
     await coord.add("app", 100, 4, partitions=[P0])
     assert await coord.end("app", 100, 4, True) == (100, 4)
 
 
 async def test_epochs_run_out_into_a_new_producer_id(store: MetadataStore) -> None:
-    coord = _coordinator(store)
+    coord = coordinator(store)
     await coord.init_producer_id("app", 10_000, -1, -1)
     state = await store.txn_get("app")
     assert state is not None
@@ -107,12 +88,12 @@ async def test_epochs_run_out_into_a_new_producer_id(store: MetadataStore) -> No
     assert await coord.end("app", 100, MAX_EPOCH, False, bump=True) == (101, 0)
     after = await store.txn_get("app")
     assert after is not None and (after.producer_id, after.producer_epoch, after.state) == (101, 0, COMPLETE_ABORT)
-    assert await _kind(txn_v2.implicit_add(store, "app", 100, MAX_EPOCH, frozenset([P1]))) == "unknown"
+    assert await refusal_kind(txn_v2.implicit_add(store, "app", 100, MAX_EPOCH, frozenset([P1]))) == "unknown"
 
 
 async def test_concurrent_implicit_adds_all_land(store: MetadataStore) -> None:
     """Partition leaders (any agent) add at once: the compare-and-set losers read again."""
-    coord = _coordinator(store)
+    coord = coordinator(store)
     await coord.init_producer_id("app", 10_000, -1, -1)
     adds = [txn_v2.implicit_add(store, "app", 100, 0, frozenset([("out", p)])) for p in range(6)]
     groups = [txn_v2.implicit_add(store, "app", 100, 0, groups=frozenset([f"g{i}"])) for i in range(2)]
@@ -146,7 +127,7 @@ async def test_txn_offset_commit_v5_adds_its_group(store: MetadataStore) -> None
     """The handlers (handlers_txn.py) as the Java client drives them under version 2: no
     AddOffsetsToTxn, TxnOffsetCommit v5 adds the group, EndTxn v5 commits it and answers the bump.
     Version 4 (a version 1 client that skipped AddOffsetsToTxn) is refused as before."""
-    coord = _coordinator(store)
+    coord = coordinator(store)
 
     async def unused(body: Body, version: int, ctx: Context) -> Body:
         raise AssertionError("not called")
@@ -181,7 +162,7 @@ async def test_txn_offset_commit_v5_adds_its_group(store: MetadataStore) -> None
 async def test_produce_v12_adds_its_partition_and_refuses_the_pre_bump_epoch(store: MetadataStore) -> None:
     """txn_produce.py as the Produce handler calls it: the append is the only thing faked (a
     list of what would be written), the store and the transaction rules are real."""
-    coord = _coordinator(store)
+    coord = coordinator(store)
     pid, epoch = await coord.init_producer_id("app", 10_000, -1, -1)
     written: list[int] = []
 
