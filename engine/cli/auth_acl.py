@@ -22,7 +22,7 @@ from streamhouse.storage.metadata.acl_sql import OPERATIONS, RESOURCE_TYPES, Acl
 def add_parser(kinds: argparse._SubParsersAction[argparse.ArgumentParser], where: argparse.ArgumentParser) -> None:
     acl = kinds.add_parser(
         "acl",
-        help="ACLs: allow a principal an operation on topics, groups, jobs or subjects",
+        help="ACLs: allow a principal an operation on topics, groups, jobs, subjects or transactional ids",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
