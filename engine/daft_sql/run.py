@@ -113,17 +113,29 @@ def _choose_runner(daft: Any, engine: str) -> None:
             f"unknown --engine {engine!r}: use datafusion (the default), daft, ray or ray://host:port"
         )
     want = "native" if engine == "daft" else "ray"
+    set_before = getattr(daft.runners, "_get_runner", lambda: None)()
+    if set_before is not None:
+        # Refused before asking: set_runner_ray would start a local Ray only to keep the old runner.
+        _check_runner(daft, engine, want, None)
+        return
     try:
         if want == "native":
             daft.set_runner_native()
         else:
             daft.set_runner_ray(address=None if engine == "ray" else engine, noop_if_initialized=True)
     except Exception as exc:  # Daft: "Cannot set runner more than once"
-        current = daft.get_or_infer_runner_type()
-        if current != want:
-            raise EngineChoiceError(
-                f"this process already runs Daft on its {current} runner; --engine {engine} needs a new process"
-            ) from exc
+        _check_runner(daft, engine, want, exc)
+    else:
+        # set_runner_ray(noop_if_initialized=True) keeps a native runner set before without a word.
+        _check_runner(daft, engine, want, None)
+
+
+def _check_runner(daft: Any, engine: str, want: str, cause: Exception | None) -> None:
+    current = daft.get_or_infer_runner_type()
+    if current != want:
+        raise EngineChoiceError(
+            f"this process already runs Daft on its {current} runner; --engine {engine} needs a new process"
+        ) from cause
 
 
 async def list_topic_files(sql: str, storage: Storage) -> tuple[dict[str, TopicInfo], dict[str, TopicFiles]]:

@@ -78,3 +78,22 @@ def test_daft_is_imported_only_when_asked_and_runs_natively(tmp_path: Path) -> N
         "2026-01-01 00:00:10.000,10",
         "2026-01-01 00:00:20.000,10",
     ]
+
+
+_NATIVE_THEN_RAY = """
+import daft
+from streamhouse.daft_sql.run import EngineChoiceError, _choose_runner
+daft.from_pydict({"n": [1]}).collect()  # infers and sets the native runner
+try:
+    _choose_runner(daft, "ray")
+except EngineChoiceError as exc:
+    print(exc)
+"""
+
+
+def test_asking_for_ray_after_daft_ran_natively_is_refused() -> None:
+    """Daft's set_runner_ray(noop_if_initialized=True) keeps a native runner without a word: the
+    query would run natively while --engine ray was asked for; it is refused instead."""
+    done = subprocess.run([sys.executable, "-c", _NATIVE_THEN_RAY], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "already runs Daft on its native runner; --engine ray needs a new process" in done.stdout
