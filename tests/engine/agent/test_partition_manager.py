@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.storage.errors import FencedError, NotLeaderError, PartitionNotFoundError
 from streamhouse.storage.records.schema import make_batch
+from tests.engine.agent.crash import crash
 
 
 def config(tmp_path: Path, name: str, **kw: object) -> AgentConfig:
@@ -30,16 +30,6 @@ def config(tmp_path: Path, name: str, **kw: object) -> AgentConfig:
     }
     base.update(kw)
     return AgentConfig(**base)  # type: ignore[arg-type]
-
-
-async def crash(manager: PartitionManager) -> None:
-    """What kill -9 leaves: no flush, no lease release; only the WAL lock is let go."""
-    for task in manager._tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await manager.wal.close()
-    await manager.metadata.close()
 
 
 async def values(manager: PartitionManager, topic: str = "t", partition: int = 0) -> list[bytes | None]:

@@ -7,7 +7,6 @@ chaos`, reports14/chaos.md). The hand-over then happens in the background, once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ import pyarrow as pa
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.storage.records.schema import make_batch
+from tests.engine.agent.crash import crash
 
 
 def config(tmp_path: Path, name: str) -> AgentConfig:
@@ -30,16 +30,6 @@ def config(tmp_path: Path, name: str) -> AgentConfig:
         flush_check_ms=20,
         fsync="always",
     )
-
-
-async def crash(manager: PartitionManager) -> None:
-    """What kill -9 leaves: no flush, no lease release; only the WAL lock is let go."""
-    for task in manager._tasks:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await manager.wal.close()
-    await manager.metadata.close()
 
 
 async def test_a_restart_is_ready_before_its_records_reach_the_live_leader(tmp_path: Path) -> None:
