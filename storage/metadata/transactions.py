@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.storage.errors import InvalidInputError, TransactionError
 from streamhouse.storage.metadata import validate as v
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.rows import Row
 
 EMPTY, ONGOING, COMPLETE_COMMIT, COMPLETE_ABORT = "Empty", "Ongoing", "CompleteCommit", "CompleteAbort"
@@ -83,6 +84,16 @@ class TxnBatch:
     end_offset: int | None
     aborted: bool
     producer_epoch: int = 0  # of the batch's header (Kafka Fetch stamps aborted batches with it)
+
+
+def placements(topic: str, partition: int, written: Iterable[ProducerBatch]) -> list[tuple[object, ...]]:
+    """PLACE_BATCH's parameters for producer batches a committed segment holds. A transactional
+    batch is registered before it is appended and placed after its acknowledgement; when that
+    placement never runs (the store restarting, the agent killed and its WAL entry appended
+    again, here or by another leader), the segment commit that makes the batch readable places
+    it. Batches of producers outside any transaction match no row."""
+    return [(b.base_offset, b.end_offset, topic, partition, b.producer_id, b.producer_epoch, b.first_sequence)
+            for b in written]  # fmt: skip
 
 
 def partitions_json(partitions: Iterable[Partition]) -> str:
