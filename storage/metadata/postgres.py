@@ -52,6 +52,7 @@ __all__ = ["PostgresMetadataStore"]
 _MIGRATION_LOCK = 0x5354_4D48_4F55_5345 & 0x7FFF_FFFF_FFFF_FFFF
 _PRODUCER_SQL = r.producer_sql(NOW, "$", ps.EXPIRY_MS)
 _PLACE_TXN = numbered(txn.PLACE_BATCH)
+_UNPLACED_TXN = numbered(txn.UNPLACED)
 _SEGMENTS = f"SELECT {r.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND partition_id = $2 AND end_offset > $3"
 
 
@@ -262,7 +263,9 @@ class PostgresMetadataStore(
                 await conn.executemany(upsert, [ps.state_values(topic, partition, s) for s in producers])
                 await conn.execute(expire, topic, partition)
             if written:  # Kafka transactions' batches placed with the segment that makes them readable
-                await conn.executemany(_PLACE_TXN, txn.placements(topic, partition, written))
+                unplaced = await conn.fetch(_UNPLACED_TXN, topic, partition)
+                if unplaced:
+                    await conn.executemany(_PLACE_TXN, txn.placements(topic, partition, written, unplaced))
 
     async def get_producer_states(self, topic: str, partition: int) -> list[ps.ProducerState]:
         v.validate_topic_name(topic)

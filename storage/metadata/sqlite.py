@@ -231,7 +231,10 @@ class SqliteMetadataStore(
                 conn.executemany(upsert, (ps.state_values(segment.topic, segment.partition, s) for s in producers))
                 conn.execute(expire, (segment.topic, segment.partition))
             if written:  # Kafka transactions' batches placed with the segment that makes them readable
-                conn.executemany(txn.PLACE_BATCH, txn.placements(segment.topic, segment.partition, written))
+                where = (segment.topic, segment.partition)
+                unplaced = conn.execute(txn.UNPLACED, where).fetchall()
+                if unplaced:
+                    conn.executemany(txn.PLACE_BATCH, txn.placements(*where, written, unplaced))
 
         await self._write(tx)
 

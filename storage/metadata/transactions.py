@@ -86,14 +86,17 @@ class TxnBatch:
     producer_epoch: int = 0  # of the batch's header (Kafka Fetch stamps aborted batches with it)
 
 
-def placements(topic: str, partition: int, written: Iterable[ProducerBatch]) -> list[tuple[object, ...]]:
-    """PLACE_BATCH's parameters for producer batches a committed segment holds. A transactional
-    batch is registered before it is appended and placed after its acknowledgement; when that
-    placement never runs (the store restarting, the agent killed and its WAL entry appended
-    again, here or by another leader), the segment commit that makes the batch readable places
-    it. Batches of producers outside any transaction match no row."""
+def placements(
+    topic: str, partition: int, written: Iterable[ProducerBatch], unplaced: Iterable[Row]
+) -> list[tuple[object, ...]]:
+    """PLACE_BATCH's parameters for the producer batches a committed segment holds (`written`)
+    that are registered without offsets (`unplaced`: UNPLACED's rows). A transactional batch is
+    registered before it is appended and placed after its acknowledgement; when that placement
+    never runs (the store restarting, the agent killed and its WAL entry appended again, here or
+    by another leader), the segment commit that makes the batch readable places it."""
+    keys = {(int(r["producer_id"]), int(r["producer_epoch"]), int(r["first_sequence"])) for r in unplaced}
     return [(b.base_offset, b.end_offset, topic, partition, b.producer_id, b.producer_epoch, b.first_sequence)
-            for b in written]  # fmt: skip
+            for b in written if (b.producer_id, b.producer_epoch, b.first_sequence) in keys]  # fmt: skip
 
 
 def partitions_json(partitions: Iterable[Partition]) -> str:
@@ -185,6 +188,10 @@ OPEN_BATCH = (
 PLACE_BATCH = (
     "UPDATE kafka_txn_batches SET base_offset = ?, end_offset = ? WHERE topic = ? AND partition_id = ?"
     " AND producer_id = ? AND producer_epoch = ? AND first_sequence = ?"
+)
+UNPLACED = (
+    "SELECT producer_id, producer_epoch, first_sequence FROM kafka_txn_batches WHERE topic = ? AND partition_id = ?"
+    " AND end_offset IS NULL"
 )
 BATCHES = (
     "SELECT producer_id, producer_epoch, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
