@@ -283,6 +283,11 @@ class MetadataStore(Protocol):
         """The offsets [base, end) a registered batch was written at."""
         ...
 
+    async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
+        """(producer id, epoch, first sequence) of the partition's transactional batches that are
+        placed (a copy is in the log) or aborted: a WAL take-over must not append those again."""
+        ...
+
     async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[TxnBatch]:
         """The partition's open batches, and its placed aborted ones ending after `from_offset`, by base."""
         ...

@@ -94,9 +94,14 @@ def placements(
     registered before it is appended and placed after its acknowledgement; when that placement
     never runs (the store restarting, the agent killed and its WAL entry appended again, here or
     by another leader), the segment commit that makes the batch readable places it."""
-    keys = {(int(r["producer_id"]), int(r["producer_epoch"]), int(r["first_sequence"])) for r in unplaced}
+    keys = batch_keys(unplaced)
     return [(b.base_offset, b.end_offset, topic, partition, b.producer_id, b.producer_epoch, b.first_sequence)
             for b in written if (b.producer_id, b.producer_epoch, b.first_sequence) in keys]  # fmt: skip
+
+
+def batch_keys(rows: Iterable[Row]) -> set[tuple[int, int, int]]:
+    """(producer id, epoch, first sequence) of each row."""
+    return {(int(r["producer_id"]), int(r["producer_epoch"]), int(r["first_sequence"])) for r in rows}
 
 
 def partitions_json(partitions: Iterable[Partition]) -> str:
@@ -192,6 +197,10 @@ PLACE_BATCH = (
 UNPLACED = (
     "SELECT producer_id, producer_epoch, first_sequence FROM kafka_txn_batches WHERE topic = ? AND partition_id = ?"
     " AND end_offset IS NULL"
+)
+SETTLED = (
+    "SELECT producer_id, producer_epoch, first_sequence FROM kafka_txn_batches WHERE topic = ? AND partition_id = ?"
+    " AND (aborted = 1 OR end_offset IS NOT NULL)"
 )
 BATCHES = (
     "SELECT producer_id, producer_epoch, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
