@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from streamhouse.agent.forward import Forwarder, cannot_forward
 from streamhouse.storage.errors import NotLeaderError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.writer import PartitionWriter
 from streamhouse.storage.wal.format import FORWARDED_EPOCH, WalEntry
@@ -144,9 +145,15 @@ class WalTakeover:
         # their offsets any more, so the tail goes the same way as the orphans.
         pieces = sorted([*plan.orphans, *plan.tail], key=lambda p: (p.entry.epoch, p.start))
         forwarded = 0
+        # A Kafka transaction's batch that is in the log elsewhere or was aborted never comes back.
+        settled = await self.metadata.txn_settled(topic.name, key[1]) if pieces else set()
         for piece in pieces:
             payload = piece_payload(piece)
             batch = piece_batch(payload, piece, f"WAL entry {topic.name}/{key[1]}@{piece.start}")
+            if piece.whole and ps.among(batch, piece.start, settled):
+                log.warning("%s/%d: %d WAL records of a Kafka transaction aborted or already in the log not "
+                            "produced again", topic.name, key[1], piece.records)  # fmt: skip
+                continue
             base = await self.forward(leader, topic.name, key[1], batch)
             await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
             await self.wal.sync()

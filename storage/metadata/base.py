@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 from streamhouse.storage.metadata.acl_sql import AclRule
 from streamhouse.storage.metadata.auth_sql import ApiKeyRow, NewApiKey, Organisation
 from streamhouse.storage.metadata.log_start import PartitionLog, PartitionStats
-from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
 from streamhouse.storage.metadata.scram_sql import ScramCredential
 from streamhouse.storage.metadata.snapshot import MetadataDump, Table
 from streamhouse.storage.metadata.sqlite_quotas import OrgQuota
@@ -83,13 +83,21 @@ class MetadataStore(Protocol):
         ...
 
     async def commit_segment(
-        self, segment: SegmentInfo, holder: str, epoch: int, producers: Sequence[ProducerState] = ()
+        self,
+        segment: SegmentInfo,
+        holder: str,
+        epoch: int,
+        producers: Sequence[ProducerState] = (),
+        written: Sequence[ProducerBatch] = (),
     ) -> None:
         """Fenced commit, one transaction: the partition lease must be held by `holder` at
         `epoch` (else FencedError) and `segment.base_offset` must equal the durable end
         offset (else OffsetConflictError); then insert the segment and advance the end.
         `producers`: the idempotent producers' states as of the segment's end (docs/DESIGN.md
-        §10), upserted in the same transaction; rows of producers silent for EXPIRY_MS go."""
+        §10), upserted in the same transaction; rows of producers silent for EXPIRY_MS go.
+        `written`: the producer batches the segment holds; those of Kafka transactions are
+        placed at their offsets in the same transaction (transactions.PLACE_BATCH), so a batch
+        never becomes readable outside its transaction's view, whatever path appended it."""
         ...
 
     async def get_producer_states(self, topic: str, partition: int) -> list[ProducerState]:
@@ -273,6 +281,11 @@ class MetadataStore(Protocol):
         self, topic: str, partition: int, producer_id: int, epoch: int, first_sequence: int, base: int, end: int
     ) -> None:
         """The offsets [base, end) a registered batch was written at."""
+        ...
+
+    async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
+        """(producer id, epoch, first sequence) of the partition's transactional batches that are
+        placed (a copy is in the log) or aborted: a WAL take-over must not append those again."""
         ...
 
     async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[TxnBatch]:

@@ -22,6 +22,7 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata import rows as r
+from streamhouse.storage.metadata import transactions as txn
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
 from streamhouse.storage.metadata.postgres_acls import PostgresAcls
@@ -42,6 +43,7 @@ from streamhouse.storage.metadata.postgres_scram import PostgresScram
 from streamhouse.storage.metadata.postgres_snapshot import PostgresSnapshot
 from streamhouse.storage.metadata.postgres_swap import PostgresSwap
 from streamhouse.storage.metadata.postgres_transactions import PostgresTransactions
+from streamhouse.storage.metadata.registry_sql import numbered
 from streamhouse.storage.model import SegmentInfo, TopicInfo, partition_resource
 
 __all__ = ["PostgresMetadataStore"]
@@ -49,6 +51,8 @@ __all__ = ["PostgresMetadataStore"]
 # Any 64-bit key works; it only has to be the same for every StreamHouse opening this database.
 _MIGRATION_LOCK = 0x5354_4D48_4F55_5345 & 0x7FFF_FFFF_FFFF_FFFF
 _PRODUCER_SQL = r.producer_sql(NOW, "$", ps.EXPIRY_MS)
+_PLACE_TXN = numbered(txn.PLACE_BATCH)
+_UNPLACED_TXN = numbered(txn.UNPLACED)
 _SEGMENTS = f"SELECT {r.SEGMENT_COLUMNS} FROM segments WHERE topic = $1 AND partition_id = $2 AND end_offset > $3"
 
 
@@ -231,7 +235,12 @@ class PostgresMetadataStore(
         return int(row["end_offset"])
 
     async def commit_segment(
-        self, segment: SegmentInfo, holder: str, epoch: int, producers: Sequence[ps.ProducerState] = ()
+        self,
+        segment: SegmentInfo,
+        holder: str,
+        epoch: int,
+        producers: Sequence[ps.ProducerState] = (),
+        written: Sequence[ps.ProducerBatch] = (),
     ) -> None:
         v.validate_segment(segment, holder, epoch)
         v.validate_producers(producers)
@@ -253,6 +262,10 @@ class PostgresMetadataStore(
                 upsert, expire = _PRODUCER_SQL
                 await conn.executemany(upsert, [ps.state_values(topic, partition, s) for s in producers])
                 await conn.execute(expire, topic, partition)
+            if written:  # Kafka transactions' batches placed with the segment that makes them readable
+                unplaced = await conn.fetch(_UNPLACED_TXN, topic, partition)
+                if unplaced:
+                    await conn.executemany(_PLACE_TXN, txn.placements(topic, partition, written, unplaced))
 
     async def get_producer_states(self, topic: str, partition: int) -> list[ps.ProducerState]:
         v.validate_topic_name(topic)

@@ -23,6 +23,7 @@ _UPSERT = numbered(t.UPSERT.format(now=NOW))
 _OPEN = numbered(t.OPEN_BATCH)
 _PLACE = numbered(t.PLACE_BATCH)
 _BATCHES = numbered(t.BATCHES)
+_SETTLED = numbered(t.SETTLED)
 _COMMIT = numbered(t.COMMIT_BATCHES)
 _ABORT = numbered(t.ABORT_BATCHES)
 _PUT_OFFSET = numbered(t.PUT_OFFSET)
@@ -82,6 +83,10 @@ class PostgresTransactions(PostgresBase):
     ) -> None:
         async with self._conn() as conn:
             await conn.execute(_PLACE, base, end, topic, partition, producer_id, epoch, first_sequence)
+
+    async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
+        async with self._conn() as conn:
+            return t.batch_keys(await conn.fetch(_SETTLED, topic, partition))
 
     async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[t.TxnBatch]:
         async with self._conn() as conn:

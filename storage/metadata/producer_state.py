@@ -121,6 +121,12 @@ def tagged(batch: pa.RecordBatch, base_offset: int) -> ProducerBatch | None:
     return ProducerBatch(pid, epoch, first, last, base_offset, batch.num_rows)
 
 
+def among(batch: pa.RecordBatch, base_offset: int, keys: set[tuple[int, int, int]]) -> bool:
+    """True when `batch` is tagged as one of `keys` (producer id, epoch, first sequence)."""
+    found = tagged(batch, base_offset) if batch.schema.metadata else None
+    return found is not None and (found.producer_id, found.producer_epoch, found.first_sequence) in keys
+
+
 def untagged(batch: pa.RecordBatch) -> pa.RecordBatch:
     """`batch` without the tag: buffered and served batches keep the plain record schema."""
     return batch.replace_schema_metadata(None) if batch.schema.metadata else batch

@@ -15,6 +15,7 @@ from streamhouse.storage.errors import StorageUnavailableError, TopicExistsError
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata import rows as r
+from streamhouse.storage.metadata import transactions as txn
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.migrate import SCHEMA_MIGRATIONS_DDL, pending
 from streamhouse.storage.metadata.sqlite_acls import SqliteAcls
@@ -204,7 +205,12 @@ class SqliteMetadataStore(
         return await self._read(lambda conn: end_offset(conn, topic, partition))
 
     async def commit_segment(
-        self, segment: SegmentInfo, holder: str, epoch: int, producers: Sequence[ps.ProducerState] = ()
+        self,
+        segment: SegmentInfo,
+        holder: str,
+        epoch: int,
+        producers: Sequence[ps.ProducerState] = (),
+        written: Sequence[ps.ProducerBatch] = (),
     ) -> None:
         v.validate_segment(segment, holder, epoch)
         v.validate_producers(producers)
@@ -224,6 +230,11 @@ class SqliteMetadataStore(
                 upsert, expire = _PRODUCER_SQL
                 conn.executemany(upsert, (ps.state_values(segment.topic, segment.partition, s) for s in producers))
                 conn.execute(expire, (segment.topic, segment.partition))
+            if written:  # Kafka transactions' batches placed with the segment that makes them readable
+                where = (segment.topic, segment.partition)
+                unplaced = conn.execute(txn.UNPLACED, where).fetchall()
+                if unplaced:
+                    conn.executemany(txn.PLACE_BATCH, txn.placements(*where, written, unplaced))
 
         await self._write(tx)
 

@@ -69,6 +69,9 @@ class SqliteTransactions(SqliteBase):
             lambda conn: conn.execute(t.PLACE_BATCH, (base, end, topic, partition, producer_id, epoch, first_sequence))
         )
 
+    async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
+        return t.batch_keys(await self._read(lambda conn: all_rows(conn, t.SETTLED, (topic, partition))))
+
     async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[t.TxnBatch]:
         rows = await self._read(lambda conn: all_rows(conn, t.BATCHES, (topic, partition, from_offset)))
         return [t.batch_from_row(row) for row in rows]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.storage.errors import InvalidInputError, TransactionError
 from streamhouse.storage.metadata import validate as v
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.rows import Row
 
 EMPTY, ONGOING, COMPLETE_COMMIT, COMPLETE_ABORT = "Empty", "Ongoing", "CompleteCommit", "CompleteAbort"
@@ -83,6 +84,24 @@ class TxnBatch:
     end_offset: int | None
     aborted: bool
     producer_epoch: int = 0  # of the batch's header (Kafka Fetch stamps aborted batches with it)
+
+
+def placements(
+    topic: str, partition: int, written: Iterable[ProducerBatch], unplaced: Iterable[Row]
+) -> list[tuple[object, ...]]:
+    """PLACE_BATCH's parameters for the producer batches a committed segment holds (`written`)
+    that are registered without offsets (`unplaced`: UNPLACED's rows). A transactional batch is
+    registered before it is appended and placed after its acknowledgement; when that placement
+    never runs (the store restarting, the agent killed and its WAL entry appended again, here or
+    by another leader), the segment commit that makes the batch readable places it."""
+    keys = batch_keys(unplaced)
+    return [(b.base_offset, b.end_offset, topic, partition, b.producer_id, b.producer_epoch, b.first_sequence)
+            for b in written if (b.producer_id, b.producer_epoch, b.first_sequence) in keys]  # fmt: skip
+
+
+def batch_keys(rows: Iterable[Row]) -> set[tuple[int, int, int]]:
+    """(producer id, epoch, first sequence) of each row."""
+    return {(int(r["producer_id"]), int(r["producer_epoch"]), int(r["first_sequence"])) for r in rows}
 
 
 def partitions_json(partitions: Iterable[Partition]) -> str:
@@ -174,6 +193,14 @@ OPEN_BATCH = (
 PLACE_BATCH = (
     "UPDATE kafka_txn_batches SET base_offset = ?, end_offset = ? WHERE topic = ? AND partition_id = ?"
     " AND producer_id = ? AND producer_epoch = ? AND first_sequence = ?"
+)
+UNPLACED = (
+    "SELECT producer_id, producer_epoch, first_sequence FROM kafka_txn_batches WHERE topic = ? AND partition_id = ?"
+    " AND end_offset IS NULL"
+)
+SETTLED = (
+    "SELECT producer_id, producer_epoch, first_sequence FROM kafka_txn_batches WHERE topic = ? AND partition_id = ?"
+    " AND (aborted = 1 OR end_offset IS NOT NULL)"
 )
 BATCHES = (
     "SELECT producer_id, producer_epoch, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"

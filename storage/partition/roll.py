@@ -34,6 +34,7 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.records.schema import RECORD_SCHEMA
@@ -273,7 +274,10 @@ class SegmentRoller:
         try:
             producers = self._committed_producers(info.end_offset) if self._producer_batches else {}
             if producers:  # in the segment's own transaction: the rows and the log agree
-                await self._metadata.commit_segment(info, self.holder, self.epoch, list(producers.values()))
+                written = [b for b in self._producer_batches if info.base_offset <= b.base_offset < info.end_offset]
+                await self._metadata.commit_segment(info, self.holder, self.epoch, list(producers.values()), written)
+                # A read_committed view cached before the commit may lack a placement it made.
+                shared_reads(self._metadata).changed([(self.topic.name, self.partition)])
             else:
                 await self._metadata.commit_segment(info, self.holder, self.epoch)
         except Exception as exc:

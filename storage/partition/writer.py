@@ -163,15 +163,24 @@ class PartitionWriter(SegmentRoller):
             writer.next_offset = piece.end
             if producer is not None:
                 writer._note(producer)
+        # A Kafka transaction's batch that is in the log elsewhere or was aborted never comes back.
+        settled = await metadata.txn_settled(topic.name, partition) if plan.orphans else set()
+        dropped = 0
         for piece in plan.orphans:
             payload = piece_payload(piece)
             batch = piece_batch(payload, piece, f"WAL entry {topic.name}/{partition}@{piece.start}")
+            if piece.whole and ps.among(batch, piece.start, settled):
+                dropped += piece.records
+                continue
             # A slice's tag would claim the whole batch's sequences at the slice's offsets.
             await writer.append(batch if piece.whole else ps.untagged(batch), payload)
         if not plan.idle:
             await wal.sync()  # the carried-over copies must outlive the originals' files
         await writer._decode_replayed()
-        writer.recovered_records = plan.orphan_records
+        writer.recovered_records = plan.orphan_records - dropped
+        if dropped:
+            log.warning("%s/%d: %d WAL records of Kafka transactions aborted or already in the log not appended "
+                        "again", topic.name, partition, dropped)  # fmt: skip
         writer.replayed_records = plan.tail_records
         if plan.orphans:
             log.warning(
