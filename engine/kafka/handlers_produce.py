@@ -30,7 +30,7 @@ from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.kafka.txn_produce import produce_transactional
 from streamhouse.kafka.txn_v2 import IMPLICIT_PRODUCE_VERSION
 from streamhouse.storage.clock import now_ms
-from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.errors import FencedError, LeaseHeldError, StorageUnavailableError, StreamHouseError
 from streamhouse.storage.metadata.producer_state import tag
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.records.schema import RECORD_SCHEMA
@@ -43,6 +43,22 @@ _ACKS: Mapping[int, Acks] = {0: "leader", 1: "leader", -1: "durable"}
 # acks=all is answered REQUEST_TIMED_OUT at this share of the request's timeout_ms, so the
 # answer is there before a client that uses the same value as its own request timeout gives up.
 _ACK_TIMEOUT_SHARE = 0.8
+
+
+def produce_error_code(exc: StreamHouseError) -> int:
+    """A refused partition's Kafka code. A lost leadership or an unreachable store is a
+    retriable condition at a Kafka broker (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR), and
+    an idempotent producer depends on it: UNKNOWN_SERVER_ERROR, the contract's code for these,
+    is permanent to librdkafka, which then fails the messages and bumps its producer epoch by
+    itself, re-sending every message waiting for a retry from sequence 0 of the new epoch,
+    including ones this agent had already written under the old one (issue 19, finding 1:
+    values in the log 2-7 times). A retry keeps its epoch and sequence, so the sequence check
+    (idempotence.py) answers it with the original's offsets or writes it once."""
+    if isinstance(exc, FencedError | LeaseHeldError):
+        return codes.NOT_LEADER_OR_FOLLOWER
+    if isinstance(exc, StorageUnavailableError):
+        return codes.KAFKA_STORAGE_ERROR
+    return error_code(exc)
 
 
 def _resolve(future: asyncio.Future[None], *_: object) -> None:
@@ -195,7 +211,7 @@ class ProduceHandlers:
                     )
                 out["base_offset"] = results[0].base_offset
         except StreamHouseError as exc:
-            out["error_code"] = error_code(exc)
+            out["error_code"] = produce_error_code(exc)
             out["error_message"] = str(exc)
             log.debug("kafka produce %s/%s refused: %s", topic, partition, exc)
         return out

@@ -18,6 +18,13 @@ the leader does not know that does not start at sequence 0 UNKNOWN_PRODUCER_ID (
 answers since KAFKA-15591; clients then start a new epoch). The lock is held until the batch
 has its offsets (`placed`), i.e. is in the writer's state or failed: a duplicate of a batch
 still being written waits for it, and is never acknowledged before its original is written.
+
+A batch refused without being written (a stall, a lost leadership, a store outage: retriable
+answers) leaves a gap its producer fills by retrying in order. The batches it already had in
+flight behind that one are refused retriably as well (NOT_ENOUGH_REPLICAS), not as out of
+order: librdkafka answers OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID there by bumping
+its epoch, which renumbers from sequence 0 every message waiting for a retry, messages this
+leader has already written under the old epoch included (issue 19, finding 1).
 """
 
 from __future__ import annotations
@@ -28,11 +35,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from streamhouse.kafka.errors import KafkaProtocolError
+from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerState
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
 UNKNOWN_PRODUCER_ID = 59
+NOT_ENOUGH_REPLICAS = 19  # retriable, "not written": the client retries in order, same epoch
+MAX_REFUSED = 10_000  # remembered refusals (producer x partition), the oldest go first
 
 Key = tuple[str, int, int]
 
@@ -76,6 +86,11 @@ def check_sequence(
         )
 
 
+def _expected(state: ProducerState | None, epoch: int) -> int:
+    """The sequence a batch of `epoch` must start at unless it repeats a kept batch."""
+    return state.next_sequence if state is not None and epoch == state.producer_epoch else 0
+
+
 def _place(placed: asyncio.Future[None], *_: object) -> None:
     if not placed.done():
         placed.set_result(None)
@@ -93,6 +108,9 @@ class ProducerStates:
 
     def __init__(self) -> None:
         self._slots: dict[Key, _Slot] = {}
+        # The producer's next batch was refused without being written (a stall, a lost
+        # leadership, a store outage): (epoch, its first sequence), oldest first.
+        self._refused: dict[Key, tuple[int, int]] = {}
 
     async def write(
         self,
@@ -115,17 +133,56 @@ class ProducerStates:
         if producer_id < 0:
             return await append()
         last = (first_sequence + count - 1) % SEQUENCE_SPAN
-        if admit is not None:
-            known = await lookup()
-            if known is None or known.find(epoch, first_sequence, last) is None:
-                await admit()
         key = (topic, partition, producer_id)
+        head = [False]  # the batch the producer's sequence continues with: a refusal is remembered
+        try:
+            if admit is not None:
+                known = await lookup()
+                if known is None or known.find(epoch, first_sequence, last) is None:
+                    head[0] = first_sequence == _expected(known, epoch)
+                    await admit()
+            return await self._write(key, epoch, first_sequence, last, lookup, append, placed, head)
+        except SequenceError:
+            raise
+        except StreamHouseError:
+            if head[0]:
+                self._note_refused(key, epoch, first_sequence)
+            raise
+
+    def _note_refused(self, key: Key, epoch: int, first_sequence: int) -> None:
+        """The earliest refused batch of the epoch counts (several in flight may fail at once)."""
+        known = self._refused.pop(key, None)  # re-inserted last: the dict's order is its age
+        if known is not None and known[0] == epoch and (first_sequence - known[1]) % SEQUENCE_SPAN < SEQUENCE_SPAN // 2:
+            first_sequence = known[1]
+        self._refused[key] = (epoch, first_sequence)
+        if len(self._refused) > MAX_REFUSED:
+            del self._refused[next(iter(self._refused))]
+
+    async def _write(
+        self,
+        key: Key,
+        epoch: int,
+        first_sequence: int,
+        last: int,
+        lookup: Callable[[], Awaitable[ProducerState | None]],
+        append: Callable[[], Awaitable[int]],
+        placed: asyncio.Future[None] | None,
+        head: list[bool],
+    ) -> int:
+        topic, partition, producer_id = key
         slot = self._slots.setdefault(key, _Slot())
         slot.users += 1
         try:
             async with slot.lock:
                 state = await lookup()
-                check_sequence(state, producer_id, epoch, first_sequence, last, f"{topic}/{partition}")
+                where = f"{topic}/{partition}"
+                self._refuse_behind_refused(key, state, epoch, first_sequence, last, where)
+                check_sequence(state, producer_id, epoch, first_sequence, last, where)
+                if first_sequence == _expected(state, epoch) and (
+                    state is None or state.find(epoch, first_sequence, last) is None
+                ):
+                    head[0] = True
+                    self._refused.pop(key, None)  # the gap is being filled
                 if placed is None:
                     return await append()
                 # Shielded: a cancelled request (its connection closed) does not cancel an
@@ -140,3 +197,25 @@ class ProducerStates:
                 del self._slots[key]
         # Acknowledged outside the lock, so the producer's next batch is checked meanwhile.
         return await asyncio.shield(task)
+
+    def _refuse_behind_refused(
+        self, key: Key, state: ProducerState | None, epoch: int, first_sequence: int, last: int, where: str
+    ) -> None:
+        """A batch behind a gap that a refused batch left (it was not written, and its
+        producer will send it again) is refused the same retriable way, not with
+        OUT_OF_ORDER_SEQUENCE_NUMBER or UNKNOWN_PRODUCER_ID: librdkafka answers those by
+        bumping its producer epoch, which renumbers every message waiting for a retry from
+        sequence 0, including messages already written under the old epoch (issue 19)."""
+        refused = self._refused.get(key)
+        if refused is None:
+            return
+        expected = _expected(state, epoch)
+        if refused != (epoch, expected):
+            return
+        if first_sequence == expected or (state is not None and state.find(epoch, first_sequence, last)):
+            return
+        raise SequenceError(
+            f"producer {key[2]} sent sequence {first_sequence} on {where} behind sequence {expected}, "
+            "which was refused and not written: retry from there",
+            NOT_ENOUGH_REPLICAS,
+        )
