@@ -31,7 +31,6 @@ LINGER_TARGET_BYTES = 4 << 20  # a roll this big starts at once
 LINGER_MAX_S = 0.020  # the most a roll waits for more records
 LINGER_MIN_BYTES = 256 << 10  # a roll waits only if the arrival rate brings this much in LINGER_MAX_S
 _MIN_GAP_S = 0.001
-_OFF = __import__("os").environ.get("SH_LINGER") == "0"  # A/B switch, removed before merge
 
 
 @dataclass
@@ -56,7 +55,7 @@ class ArrivalRate:
 
     def linger_s(self, uncut: int) -> float:
         """How long a roll about to cut `uncut` bytes may wait for more (0: roll now)."""
-        if _OFF or uncut >= LINGER_TARGET_BYTES or self.bytes_per_s * LINGER_MAX_S < LINGER_MIN_BYTES:
+        if uncut >= LINGER_TARGET_BYTES or self.bytes_per_s * LINGER_MAX_S < LINGER_MIN_BYTES:
             return 0.0
         return min(LINGER_MAX_S, (LINGER_TARGET_BYTES - uncut) / self.bytes_per_s)
 
