@@ -3,12 +3,12 @@ engine/agent/partitions.py), and how long its next durable roll waits for more r
 
 Each durable roll has a fixed cost on top of its records' (Parquet writer set-up and footer,
 a new object: a file create and two fsyncs, or an S3 PUT; a metadata commit): about 1.5 ms of
-CPU. Rolling the moment an ack waits made a roll per produce request under load (70-120 per
+CPU. Rolling the moment an ack waits made a roll per produce request under load (70-130 per
 million records at ~1 M rec/s), and those fixed costs were a third of the agent's CPU per
 record. So a roll about to start waits a little for the records that are on their way, but
 only where they are: when the partition's recent arrival rate brings at least
 LINGER_MIN_BYTES within LINGER_MAX_S. A partition receiving less (a producer paced at 10 k
-rec/s of 100 B is ~1.2 MB/s; the threshold is ~13 MB/s) never waits, so its latency is
+rec/s of 100 B is ~1.2 MB/s; the threshold is ~17 MB/s) never waits, so its latency is
 unchanged. The wait ends as soon as LINGER_TARGET_BYTES are buffered, after LINGER_MAX_S,
 or when no produce arrives for twice the recent gap between them (the producer has stopped,
 or waits for these very acks: its in-flight window is full)."""
@@ -27,8 +27,12 @@ from streamhouse.storage.partition.writer import PartitionWriter
 # roll commits for the next to start before that commit ends. About 10 k Kafka records of 100 B:
 # below it a second roll in flight is mostly fixed cost.
 PIPELINED_ROLL_BYTES = 1 << 20
-LINGER_TARGET_BYTES = 4 << 20  # a roll this big starts at once
-LINGER_MAX_S = 0.020  # the most a roll waits for more records
+# A roll this big starts at once. Below what a producer keeps in flight while the previous roll
+# commits (5 requests of up to 1 MB for a Kafka client with the Java defaults' max.in.flight):
+# 4 MiB (with 20 ms) made fewer rolls (~30 per M records) but its bench runs were slower more
+# often: a producer bound by its window cannot fill such a roll, which then waits it out.
+LINGER_TARGET_BYTES = 3 << 20
+LINGER_MAX_S = 0.015  # the most a roll waits for more records
 LINGER_MIN_BYTES = 256 << 10  # a roll waits only if the arrival rate brings this much in LINGER_MAX_S
 _MIN_GAP_S = 0.001
 

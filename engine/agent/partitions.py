@@ -282,7 +282,7 @@ class PartitionManager:
         two rolls: one uploading, one committing). No fixed timer: a lone producer waits for
         one roll, a busy partition for one or two, and a roll's size follows the load (a timer
         bounded durable throughput at in-flight requests x batch size per window); only a
-        partition receiving tens of MB/s lets a roll wait up to 20 ms for the records on their
+        partition receiving tens of MB/s lets a roll wait up to 15 ms for the records on their
         way (durable_linger.py), a roll per request being mostly fixed cost.
         `durable_flush_ms` > 0 keeps a minimum gap between a partition's durable roll
         starts: fewer, larger segments for more latency. A failed roll acknowledges nothing
