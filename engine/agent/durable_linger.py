@@ -57,11 +57,16 @@ class ArrivalRate:
         self.last_cut_at = now
         self.arrivals = 0
 
-    def linger_s(self, uncut: int) -> float:
-        """How long a roll about to cut `uncut` bytes may wait for more (0: roll now)."""
-        if uncut >= LINGER_TARGET_BYTES or self.bytes_per_s * LINGER_MAX_S < LINGER_MIN_BYTES:
+    def linger_s(self, uncut: int, now: float) -> float:
+        """How long a roll about to cut `uncut` bytes at `now` may wait for more (0: roll now).
+        The rate is also bounded by what arrived since the last cut: a partition that went
+        quiet after a burst does not make its next lone produce wait."""
+        rate = self.bytes_per_s
+        if self.last_cut_at is not None:
+            rate = min(rate, uncut / max(now - self.last_cut_at, 1e-6))
+        if uncut >= LINGER_TARGET_BYTES or rate * LINGER_MAX_S < LINGER_MIN_BYTES:
             return 0.0
-        return min(LINGER_MAX_S, (LINGER_TARGET_BYTES - uncut) / self.bytes_per_s)
+        return min(LINGER_MAX_S, (LINGER_TARGET_BYTES - uncut) / rate)
 
 
 @dataclass
@@ -86,9 +91,10 @@ class Led:
     async def linger(self) -> None:
         """Before a durable roll cuts: wait while more records are on their way (module doc),
         then note the cut in the arrival rate."""
-        left = self.arrival.linger_s(self.writer.uncut_bytes)
+        now = time.monotonic()
+        left = self.arrival.linger_s(self.writer.uncut_bytes, now)
         if left > 0:
-            deadline = time.monotonic() + left
+            deadline = now + left
             gap = max(2 * self.arrival.gap_s, _MIN_GAP_S)
             while left > 0 and self.writer.uncut_bytes < LINGER_TARGET_BYTES:
                 self.waiter_added.clear()

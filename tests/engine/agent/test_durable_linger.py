@@ -50,13 +50,14 @@ def test_only_a_fast_arrival_rate_makes_a_roll_wait() -> None:
     rate = ArrivalRate()
     rate.cut(0.0, 0)
     rate.cut(0.005, 6_000)  # a producer paced at 10 k rec/s: 1.2 MB/s
-    assert rate.bytes_per_s == pytest.approx(1.2e6) and rate.linger_s(6_000) == 0.0
+    assert rate.bytes_per_s == pytest.approx(1.2e6) and rate.linger_s(6_000, 0.010) == 0.0
     for i in range(1, 6):  # ~1 MB requests 10 ms apart: 100 MB/s
         rate.arrivals = 1
         rate.cut(0.005 + 0.01 * i, 1_000_000)
     assert rate.bytes_per_s > 90e6 and rate.gap_s < 0.011
-    assert 0 < rate.linger_s(1_000_000) <= LINGER_MAX_S
-    assert rate.linger_s(durable_linger.LINGER_TARGET_BYTES) == 0.0  # big enough: roll now
+    assert 0 < rate.linger_s(1_000_000, 0.065) <= LINGER_MAX_S
+    assert rate.linger_s(durable_linger.LINGER_TARGET_BYTES, 0.065) == 0.0  # big enough: roll now
+    assert rate.linger_s(6_000, 1.055) == 0.0  # a lone produce after a quiet second: roll now
 
 
 async def test_a_busy_partitions_roll_waits_for_the_produce_on_its_way(
