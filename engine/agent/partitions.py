@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig, leader_address
+from streamhouse.agent.durable_linger import PIPELINED_ROLL_BYTES, Led, first_of
 from streamhouse.agent.flush_health import FlushHealth
 from streamhouse.agent.forward import Forwarder, cannot_forward
 from streamhouse.agent.leases import HeldLeases, Leases
@@ -40,25 +40,6 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
 
-# Durable group commit (_durable_rounds): the bytes that must arrive while one roll commits for
-# the next to start before that commit ends. About 10 k Kafka records of 100 B: below it a
-# second roll in flight is mostly fixed cost (encode, put, commit: ~2-3 ms of CPU each).
-PIPELINED_ROLL_BYTES = 1 << 20
-
-
-@dataclass
-class _Led:
-    """One led partition: its writer and the durable acks waiting for its next roll."""
-
-    writer: PartitionWriter
-    durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
-    # Group commit for acks=durable: the next durable roll starts once the last one has
-    # uploaded and a new ack waits (see _durable_rounds). `durable_at` is when the last
-    # durable roll started (monotonic seconds), for the optional minimum gap `durable_flush_ms`.
-    durable_at: float = float("-inf")
-    durable_task: asyncio.Task[None] | None = None
-    waiter_added: asyncio.Event = field(default_factory=asyncio.Event)
-
 
 class PartitionManager:
     def __init__(
@@ -77,7 +58,7 @@ class PartitionManager:
         # Acknowledged WAL records in no committed segment, until a writer or a live leader
         # has them (issue 20).
         self.takeover = WalTakeover(metadata, wal, replayed)
-        self._led: dict[Key, _Led] = {}
+        self._led: dict[Key, Led] = {}
         # The lease of every led partition, epoch = its writer's epoch; a lost one fences it.
         self.leases: HeldLeases[Key] = HeldLeases(
             Leases(metadata, holder=config.holder, agent_id=config.agent_id, ttl_ms=config.lease_ttl_ms),
@@ -187,7 +168,7 @@ class PartitionManager:
             )
             self.takeover.taken_over(topic.name, wal_key, writer)
             self.leases.add(key, lease)
-            self._led[key] = _Led(writer)
+            self._led[key] = Led(writer)
             log.info("leading %s/%d at epoch %d from offset %d", topic.name, partition, lease.epoch, writer.next_offset)
             return writer
 
@@ -271,12 +252,11 @@ class PartitionManager:
             return
         await self._durable_waiter((topic, partition), led, end)
 
-    def _durable_waiter(self, key: Key, led: _Led, end: int) -> asyncio.Future[None]:
+    def _durable_waiter(self, key: Key, led: Led, end: int) -> asyncio.Future[None]:
         """A future acknowledged once a committed segment reaches `end`; starts the group
         commit (_durable_rounds) if it is not running."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        led.durable_waiters.append((end, done))
-        led.waiter_added.set()
+        led.add_waiter(end, done)
         if led.durable_task is None or led.durable_task.done():
             led.durable_task = asyncio.create_task(self._durable_rounds(key, led))
         return done
@@ -295,13 +275,15 @@ class PartitionManager:
             return  # nothing past the durable end, or a round already promised to reach it
         self._durable_waiter(key, led, end).add_done_callback(_ignore_outcome)
 
-    async def _durable_rounds(self, key: Key, led: _Led) -> None:
+    async def _durable_rounds(self, key: Key, led: Led) -> None:
         """Natural group commit: roll at once while durable acks wait. The acks that arrive
         while a roll encodes and uploads share the next roll, which starts the moment that
         one has uploaded and only waits for its commit (storage/partition/roll.py pipelines
-        two rolls: one uploading, one committing). No timer: a lone producer waits for one
-        roll, a busy partition for one or two, and a roll's size follows the load (a timer
-        bounded durable throughput at in-flight requests x batch size per window).
+        two rolls: one uploading, one committing). No fixed timer: a lone producer waits for
+        one roll, a busy partition for one or two, and a roll's size follows the load (a timer
+        bounded durable throughput at in-flight requests x batch size per window); only a
+        partition receiving tens of MB/s lets a roll wait up to 15 ms for the records on their
+        way (durable_linger.py), a roll per request being mostly fixed cost.
         `durable_flush_ms` > 0 keeps a minimum gap between a partition's durable roll
         starts: fewer, larger segments for more latency. A failed roll acknowledges nothing
         and the next waits out a backoff."""
@@ -315,25 +297,25 @@ class PartitionManager:
                     # A roll still releasing its WAL entries: an ack arriving meanwhile finds
                     # this task alive and relies on it.
                     led.waiter_added.clear()
-                    await _first_of(led.waiter_added.wait(), *rolls)
+                    await first_of(led.waiter_added.wait(), *rolls)
                     continue
                 delay = max(led.durable_at + gap_s - time.monotonic(), self.flush_health.wait_s(key))
                 if delay > 0:
                     await asyncio.sleep(delay)
-                led.durable_at = time.monotonic()
+                await led.linger()  # a busy partition's roll waits for what is on its way
                 before = led.writer.durable_end
                 staged = asyncio.Event()
                 led.waiter_added.clear()
                 roll = asyncio.create_task(self._flush(key, led, staged.set))
                 rolls.add(roll)
                 roll.add_done_callback(rolls.discard)
-                await _first_of(staged.wait(), roll)
+                await first_of(staged.wait(), roll)
                 # Uploaded, committing. A second roll in flight costs a whole roll's CPU to save
                 # part of one commit's latency: start it now only once enough arrived since the
                 # cut (a busy partition), else when this roll has committed.
                 while not roll.done() and led.writer.uncut_bytes < PIPELINED_ROLL_BYTES:
                     led.waiter_added.clear()
-                    await _first_of(led.waiter_added.wait(), roll)
+                    await first_of(led.waiter_added.wait(), roll)
                 moved = led.writer.durable_end != before
                 if roll.done() and led.durable_waiters and not moved and self.flush_health.wait_s(key) == 0:
                     # A roll that moved nothing yet left acks waiting must not turn this loop
@@ -392,7 +374,7 @@ class PartitionManager:
                 due.append(self._flush(key, led))
         await asyncio.gather(*due)
 
-    async def _flush(self, key: Key, led: _Led, staged: Callable[[], None] | None = None) -> None:
+    async def _flush(self, key: Key, led: Led, staged: Callable[[], None] | None = None) -> None:
         try:
             await led.writer.flush(committed=lambda segment: self._committed(key, led, segment), staged=staged)
         except FencedError as exc:
@@ -408,14 +390,14 @@ class PartitionManager:
         self.flush_health.succeeded(key)
         self._wake(led)
 
-    def _committed(self, key: Key, led: _Led, segment: SegmentInfo) -> None:
+    def _committed(self, key: Key, led: Led, segment: SegmentInfo) -> None:
         """A segment of `led` is committed: its durable waiters are acknowledged now, while the
         writer still releases the WAL entries it covers (PartitionWriter.flush)."""
         self.flush_health.succeeded(key)
         self.on_segment(segment)
         self._wake(led)
 
-    def _wake(self, led: _Led) -> None:
+    def _wake(self, led: Led) -> None:
         """Acknowledge the durable waiters the writer's committed end now covers."""
         end = led.writer.durable_end
         still: list[tuple[int, asyncio.Future[None]]] = []
@@ -441,7 +423,7 @@ class PartitionManager:
             led.durable_task.cancel()
         log.log(logging.DEBUG if quiet else logging.WARNING, "lost leadership of %s/%d: %s", key[0], key[1], exc)
 
-    async def _forget_if_deleted(self, key: Key, led: _Led) -> None:
+    async def _forget_if_deleted(self, key: Key, led: Led) -> None:
         """After a failed flush: if the topic is gone (or re-created under the same name), stop
         retrying a partition nobody can read."""
         try:
@@ -518,14 +500,3 @@ async def _forward_after_start(address: str, topic: str, partition: int, batch: 
     raise StreamHouseError(
         f"{topic}/{partition}: {batch.num_rows} WAL records go to the leader at {address} once this agent is up"
     )
-
-
-async def _first_of(*waits: Awaitable[Any]) -> None:
-    """Wait until the first of `waits` ends; the others go on (tasks) or are dropped."""
-    tasks = [w if isinstance(w, asyncio.Future) else asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task, wait in zip(tasks, waits, strict=True):
-            if task is not wait:
-                task.cancel()

@@ -74,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds", type=int, default=3, help="produce runs per broker and acks, taking turns (default 3)"
     )
     parser.add_argument("--no-reference", action="store_true", help="StreamHouse only: do not start a Kafka broker")
+    parser.add_argument(
+        "--acks", default="both", choices=["1", "all", "both"], help="acks levels to measure (default both)"
+    )
     parser.add_argument("--kafka-version", default=None, help="Apache Kafka broker version (default 4.4.0)")
     parser.add_argument(
         "--fsync", default="interval", choices=["always", "interval", "never"], help="our WAL fsync (default interval)"
@@ -252,6 +255,7 @@ def produce_rounds(
             after = process_cpu_s(broker.pid)
             cpu = None if before is None or after is None else (after - before) * 1e6 / args.records
             runs[broker.name].append((rate, cpu, topic))
+            console.print(f"  {rate:,.0f} rec/s" + ("" if cpu is None else f", {cpu:.3f} CPU s/M rec"))
     return runs
 
 
@@ -259,7 +263,7 @@ def bench_brokers(brokers: list[Broker], args: argparse.Namespace) -> list[Figur
     for broker in brokers:
         warm_up(broker, args)
     out = []
-    for acks in ("1", "all"):
+    for acks in ("1", "all") if args.acks == "both" else (args.acks,):
         runs = produce_rounds(brokers, acks, args)
         for broker in brokers:
             rates = [rate for rate, _, _ in runs[broker.name]]

@@ -88,6 +88,7 @@ class SegmentRoller:
     _roll_lock: asyncio.Lock
     _commit_lock: asyncio.Lock
     _batches: list[pa.RecordBatch]
+    _sizes: list[int]  # nbytes of each of _batches
     _cuts: list[_Cut]
     _unlogged: list[tuple[int, pa.RecordBatch, bytes | None]]
     _value_schema: ValueSchema | None
@@ -160,7 +161,7 @@ class SegmentRoller:
     def uncut_bytes(self) -> int:
         """Bytes of the buffered batches no roll has cut yet (what a new roll would take)."""
         cut = sum(c.count for c in self._cuts)
-        return sum(b.nbytes for b in self._batches[cut:])
+        return sum(self._sizes[cut:])
 
     def _claim(self) -> tuple[_Cut | None, list[pa.RecordBatch]]:
         """The oldest cut no roll works on, else a new cut of everything after the cuts."""
@@ -210,9 +211,10 @@ class SegmentRoller:
         async with self._lock:
             self._cuts.pop(0)
             del self._batches[: cut.count]
+            del self._sizes[: cut.count]
             for base in [b for b in self.derived if b < info.end_offset]:
                 del self.derived[base]
-            self._buffered_bytes = sum(b.nbytes for b in self._batches)
+            self._buffered_bytes = sum(self._sizes)
             self._oldest_ms = time.monotonic() * 1000 if self._batches else None
             self.durable_end = info.end_offset
             while self._unlogged and self._unlogged[0][0] + self._unlogged[0][1].num_rows <= info.end_offset:

@@ -83,6 +83,9 @@ class PartitionWriter(SegmentRoller):
         self._roll_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
         self._batches: list[pa.RecordBatch] = []
+        # Each buffered batch's nbytes, computed once: pyarrow walks the columns for it (~80 us
+        # for 10 k records), and the durable rounds ask for the uncut bytes on every produce.
+        self._sizes: list[int] = []
         # Buffered batches without a WAL entry (append's `logged=False`), with their base
         # offsets and framed payloads if any; dropped once a commit covers them.
         self._unlogged: list[tuple[int, pa.RecordBatch, bytes | None]] = []
@@ -235,7 +238,8 @@ class PartitionWriter(SegmentRoller):
                 done = known.find(producer.producer_epoch, first, producer.last_sequence) if known else None
                 if done is not None:
                     return done.base_offset
-            if self._buffered_bytes + batch.nbytes > self.config.max_buffer_bytes:
+            size = batch.nbytes
+            if self._buffered_bytes + size > self.config.max_buffer_bytes:
                 raise BackpressureError(
                     f"{self.topic.name}/{self.partition}: {self._buffered_bytes} bytes buffered, "
                     f"limit {self.config.max_buffer_bytes}; segments are not being uploaded fast enough"
@@ -244,7 +248,7 @@ class PartitionWriter(SegmentRoller):
             batch = assign_offsets(batch, base)
             # Shielded: once the WAL entry may be written, the offsets are spent. A cancelled
             # caller must not leave them unassigned, or the next append would reuse them.
-            await asyncio.shield(self._write_and_buffer(batch, base, payload, producer, logged))
+            await asyncio.shield(self._write_and_buffer(batch, base, payload, producer, logged, size))
             if decoded is not None and decoded.num_rows == n:
                 self.derived[base] = decoded
         return base
@@ -256,6 +260,7 @@ class PartitionWriter(SegmentRoller):
         payload: bytes | None,
         producer: ps.ProducerBatch | None = None,
         logged: bool = True,
+        size: int | None = None,
     ) -> None:
         if logged:
             await self._log_unlogged()
@@ -264,7 +269,7 @@ class PartitionWriter(SegmentRoller):
             await self._log(base, batch, payload)
         else:
             self._unlogged.append((base, batch, payload))
-        self._buffer(ps.untagged(batch) if producer is not None else batch)
+        self._buffer(ps.untagged(batch) if producer is not None else batch, size)
         self.next_offset = base + batch.num_rows
         if producer is not None:
             self._note(producer)
@@ -297,11 +302,13 @@ class PartitionWriter(SegmentRoller):
         """The producer states as a segment ending at `end` leaves them (its batches folded in)."""
         return ps.fold(self._durable_producers, [b for b in self._producer_batches if b.end_offset <= end])
 
-    def _buffer(self, batch: pa.RecordBatch) -> None:
+    def _buffer(self, batch: pa.RecordBatch, size: int | None = None) -> None:
         if not self._batches:
             self._oldest_ms = time.monotonic() * 1000
+        size = batch.nbytes if size is None else size
         self._batches.append(batch)
-        self._buffered_bytes += batch.nbytes
+        self._sizes.append(size)
+        self._buffered_bytes += size
 
     async def _decode_replayed(self) -> None:
         """An Avro topic's declared columns for the batches recovery buffered: produce left them
@@ -380,6 +387,7 @@ class PartitionWriter(SegmentRoller):
                 f"{self.next_offset - self.durable_end} unflushed records dropped"
             )
             self._batches.clear()
+            self._sizes.clear()
             self._cuts.clear()
             self._unlogged.clear()  # never acknowledged: their producers send them again
             self.derived.clear()
