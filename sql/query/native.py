@@ -39,7 +39,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
-from datafusion import DataFrame, Expr, SessionContext, col, lit
+from datafusion import DataFrame, Expr, LogicalPlan, SessionContext, col, lit
+from datafusion.expr import TableScan
 
 from streamhouse.sql.query.native_check import FileCheck, check_files
 from streamhouse.sql.query.stream import TopicDataset
@@ -84,18 +85,19 @@ class NativeFile:
     partition: int
     offsets: tuple[tuple[int, int], ...] | None  # [lo, hi) ranges of rows kept; None: all
     times: tuple[int | None, int | None]  # record time bounds (ms, inclusive) when they cut rows
-    groups: tuple[int, ...]  # row groups the plan keeps: their `leaves` are checked
-    leaves: tuple[int, ...]
+    groups: tuple[int, ...]  # row groups the plan keeps: their `leaves` DataFusion reads are checked
+    leaves: tuple[tuple[str, int], ...]  # (file column, its leaf) the query may read
     offset_leaves: tuple[int, ...]  # checked in every row group when the rows are cut by offset
 
     @property
     def whole(self) -> bool:
         return self.offsets is None and self.times == (None, None)
 
-    @property
-    def check(self) -> FileCheck:
+    def check(self, scanned: set[str] | None) -> FileCheck:
+        """What must be checked when DataFusion's scans read the file columns `scanned`
+        (None: all of them)."""
         every = range(len(self.footer.row_groups))
-        chunks = [(g, j) for j in self.leaves for g in self.groups]
+        chunks = [(g, j) for name, j in self.leaves if scanned is None or name in scanned for g in self.groups]
         chunks += [(g, j) for j in self.offset_leaves for g in every]
         return FileCheck(self.path, self.ref, self.footer, tuple(chunks))
 
@@ -152,13 +154,14 @@ class NativeTopic:
             exprs.append(expr.alias(field.name))
         return exprs
 
-    async def verify(self) -> None:
-        """Check every byte DataFusion may read of the files (native_check.py), in one worker:
-        the checks hold the GIL for most of their short CRC calls, so a second one would not
-        run beside the first, only take CPU from DataFusion."""
+    async def verify(self, scanned: set[str] | None) -> None:
+        """Check every byte DataFusion may read of the files (native_check.py) when its scans
+        read the file columns `scanned` (scanned_columns; None: all), in one worker: the
+        checks hold the GIL for most of their short CRC calls, so a second one would not run
+        beside the first, only take CPU from DataFusion."""
         stop = threading.Event()
         try:
-            await run_blocking(check_files, [f.check for f in self.files], stop)
+            await run_blocking(check_files, [f.check(scanned) for f in self.files], stop)
         finally:
             stop.set()  # cancelled: the worker stops before its next file
 
@@ -166,6 +169,28 @@ class NativeTopic:
         if self.links is not None:
             shutil.rmtree(self.links, ignore_errors=True)
             self.links = None
+
+
+def scanned_columns(plan: LogicalPlan) -> set[str] | None:
+    """The columns the table scans of an optimized plan read (None: some scan reads all): their
+    projections, and any column named in the filters pushed into them. A superset is safe (more
+    is checked); DataFusion's Parquet reader decodes only the projected column chunks, the
+    pushed filters prune row groups by footer statistics (and would read their columns, were
+    filters evaluated in the scan)."""
+    found: set[str] = set()
+    pending = [plan]
+    while pending:
+        node = pending.pop()
+        pending += node.inputs()
+        scan = node.to_variant()
+        if isinstance(scan, TableScan):
+            projection = scan.projection()
+            if not projection:
+                return None
+            found.update(name for _, name in projection)
+            filters = " ".join(str(f) for f in scan.filters())
+            found.update(re.findall(r"\w+", filters))
+    return found
 
 
 def native_ok(sql: str, explain: bool) -> bool:
@@ -261,7 +286,7 @@ async def _native_file(
     whole = ranges == [(footer.base_offset, footer.end_offset)]
     low, high = bounds.min_timestamp, bounds.max_timestamp
     cut_time = (low is not None and footer.min_timestamp < low) or (high is not None and footer.max_timestamp > high)
-    wanted = leaf_columns(footer.metadata, [*physical, *(["_timestamp"] if cut_time else [])])
+    read = [*physical, *(["_timestamp"] if cut_time else [])]
     return NativeFile(
         path=str(store.root.joinpath(*check_key(ref.object_key))),
         ref=ref,
@@ -270,7 +295,7 @@ async def _native_file(
         offsets=None if whole else tuple(ranges),
         times=(low, high) if cut_time else (None, None),
         groups=tuple(groups),
-        leaves=tuple(wanted),
+        leaves=tuple((n, j) for n in read for j in leaf_columns(footer.metadata, [n])),
         offset_leaves=() if whole else tuple(leaf_columns(footer.metadata, ["_offset"])),
     )
 

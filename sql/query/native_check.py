@@ -54,6 +54,21 @@ class _Checked:
     chunks: set[tuple[int, int]] = field(default_factory=set)  # (row group, leaf) that matched
 
 
+class CheckStats:
+    """What this process's checks read (tests and EXPLAIN-style diagnostics)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.files = 0  # files whose footer was checked
+        self.chunks = 0  # column chunks checked
+
+    def add(self, files: int, chunks: int) -> None:
+        with self._lock:
+            self.files += files
+            self.chunks += chunks
+
+
+STATS = CheckStats()
 _CHECKED: weakref.WeakKeyDictionary[SegmentFooter, _Checked] = weakref.WeakKeyDictionary()
 _RANGES: weakref.WeakKeyDictionary[SegmentFooter, dict[int, list[tuple[int, int]]]] = weakref.WeakKeyDictionary()
 
@@ -83,6 +98,7 @@ def _check_file(f: FileCheck, buffer: bytearray) -> bytearray:
                 raise CorruptDataError("segment footer CRC32C mismatch", source=source, position=footer.footer_start)
             checked = _Checked(identity)
             _CHECKED[footer] = checked
+            STATS.add(1, 0)
         todo = sorted({c for c in f.chunks if c not in checked.chunks})
         if not todo:
             return buffer
@@ -106,6 +122,7 @@ def _check_file(f: FileCheck, buffer: bytearray) -> bytearray:
                     checked.chunks.add((g, j))
             finally:
                 view.release()
+            STATS.add(0, len(run))
     finally:
         os.close(fd)
     return buffer
