@@ -42,14 +42,13 @@ import pyarrow as pa
 from datafusion import DataFrame, Expr, LogicalPlan, SessionContext, col, lit
 from datafusion.expr import TableScan
 
-from streamhouse.sql.query.native_check import FileCheck, check_files
+from streamhouse.sql.query.native_check import FileCheck, check_files, footer_crcs, footer_leaves
 from streamhouse.sql.query.stream import TopicDataset
 from streamhouse.storage.executor import run_blocking
 from streamhouse.storage.model import SegmentRef
 from streamhouse.storage.object_store.keys import check_key
 from streamhouse.storage.object_store.local import LocalObjectStore
 from streamhouse.storage.partition.scan import PartitionPlan, SegmentChunk
-from streamhouse.storage.segment.column_crcs import column_crcs, leaf_columns
 from streamhouse.storage.segment.field_ids import physical_name
 from streamhouse.storage.segment.footer import SegmentFooter
 from streamhouse.storage.segment.reader import SegmentReader
@@ -97,8 +96,10 @@ class NativeFile:
         """What must be checked when DataFusion's scans read the file columns `scanned`
         (None: all of them)."""
         every = range(len(self.footer.row_groups))
-        chunks = [(g, j) for name, j in self.leaves if scanned is None or name in scanned for g in self.groups]
-        chunks += [(g, j) for j in self.offset_leaves for g in every]
+        chunks: list[tuple[int, Sequence[int]]] = [
+            (j, self.groups) for name, j in self.leaves if scanned is None or name in scanned
+        ]
+        chunks += [(j, every) for j in self.offset_leaves]
         return FileCheck(self.path, self.ref, self.footer, tuple(chunks))
 
 
@@ -267,8 +268,7 @@ async def _native_file(
     if any(len(c.columns) != len(plan.wanted) for c in chunks):  # written before a column was declared
         return None
     footer = await segments.footer(ref)
-    crcs = column_crcs(footer.metadata, ref.object_key)
-    if footer.layout != 2 or crcs is None:
+    if footer.layout != 2 or footer_crcs(footer) is None:
         return None
     groups = sorted({g for c in chunks for g in c.row_groups})
     bounds = plan.bounds
@@ -295,8 +295,8 @@ async def _native_file(
         offsets=None if whole else tuple(ranges),
         times=(low, high) if cut_time else (None, None),
         groups=tuple(groups),
-        leaves=tuple((n, j) for n in read for j in leaf_columns(footer.metadata, [n])),
-        offset_leaves=() if whole else tuple(leaf_columns(footer.metadata, ["_offset"])),
+        leaves=tuple((n, j) for n in read for j in footer_leaves(footer, n)),
+        offset_leaves=() if whole else tuple(footer_leaves(footer, "_offset")),
     )
 
 

@@ -25,13 +25,17 @@ import threading
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+import numpy as np
 
 from streamhouse.storage.checksum import crc32c
 from streamhouse.storage.errors import CorruptDataError
 from streamhouse.storage.model import SegmentRef
-from streamhouse.storage.segment.column_crcs import chunk_range, column_crcs
+from streamhouse.storage.segment.column_crcs import chunk_range, column_crcs, leaf_spans
 from streamhouse.storage.segment.footer import SegmentFooter
 
+Crcs: TypeAlias = "np.ndarray[Any, np.dtype[np.uint32]]"
 # Chunks at most this far apart are read with one pread (the bytes between are read and
 # skipped): one call instead of two costs more in Python than copying 16 KiB.
 _GAP = 16 << 10
@@ -40,18 +44,19 @@ _MAX_READ = 8 << 20  # a longer run of chunks is split
 
 @dataclass(frozen=True)
 class FileCheck:
-    """One segment file DataFusion reads: the (row group, leaf) column chunks it may read."""
+    """One segment file DataFusion reads: per leaf column, the row groups whose chunk of it
+    DataFusion may read."""
 
     path: str
     ref: SegmentRef
     footer: SegmentFooter
-    chunks: tuple[tuple[int, int], ...]
+    chunks: tuple[tuple[int, Sequence[int]], ...]  # (leaf, row groups)
 
 
 @dataclass
 class _Checked:
     identity: tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns when checked
-    chunks: set[tuple[int, int]] = field(default_factory=set)  # (row group, leaf) that matched
+    groups: dict[int, set[int]] = field(default_factory=dict)  # leaf -> row groups whose chunk matched
 
 
 class CheckStats:
@@ -71,6 +76,23 @@ class CheckStats:
 STATS = CheckStats()
 _CHECKED: weakref.WeakKeyDictionary[SegmentFooter, _Checked] = weakref.WeakKeyDictionary()
 _RANGES: weakref.WeakKeyDictionary[SegmentFooter, dict[int, list[tuple[int, int]]]] = weakref.WeakKeyDictionary()
+_CRCS: weakref.WeakKeyDictionary[SegmentFooter, Crcs | None] = weakref.WeakKeyDictionary()
+_SPANS: weakref.WeakKeyDictionary[SegmentFooter, dict[str, range]] = weakref.WeakKeyDictionary()
+
+
+def footer_crcs(footer: SegmentFooter) -> Crcs | None:
+    """The footer's column chunk CRCs ([row group, leaf]; None: written before them), parsed once."""
+    if footer not in _CRCS:
+        _CRCS[footer] = column_crcs(footer.metadata, footer.source)
+    return _CRCS[footer]
+
+
+def footer_leaves(footer: SegmentFooter, name: str) -> range:
+    """The leaf indices of one top-level file column (empty: not in the file)."""
+    spans = _SPANS.get(footer)
+    if spans is None:
+        spans = _SPANS[footer] = leaf_spans(footer.metadata)
+    return spans.get(name, range(0))
 
 
 def check_files(files: Iterable[FileCheck], stop: threading.Event | None = None) -> None:
@@ -99,13 +121,13 @@ def _check_file(f: FileCheck, buffer: bytearray) -> bytearray:
             checked = _Checked(identity)
             _CHECKED[footer] = checked
             STATS.add(1, 0)
-        todo = sorted({c for c in f.chunks if c not in checked.chunks})
-        if not todo:
+        todo = [(j, set(groups).difference(checked.groups.get(j, ()))) for j, groups in f.chunks]
+        if not any(groups for _, groups in todo):
             return buffer
-        crcs = column_crcs(footer.metadata, source)
+        crcs = footer_crcs(footer)
         if crcs is None:  # native.py reads only files with column CRCs
             raise CorruptDataError("segment has no column chunk CRCs", source=source)
-        spans = sorted((*_chunk_ranges(footer, j)[g], g, j) for g, j in todo)
+        spans = sorted((*_chunk_ranges(footer, j)[g], g, j) for j, groups in todo for g in groups)
         for run in _runs(spans):
             start, end = run[0][0], max(b for _, b, _, _ in run)
             if len(buffer) < end - start:
@@ -119,7 +141,7 @@ def _check_file(f: FileCheck, buffer: bytearray) -> bytearray:
                         raise CorruptDataError(
                             f"row group {g} column chunk {j} CRC32C mismatch", source=source, position=a
                         )
-                    checked.chunks.add((g, j))
+                    checked.groups.setdefault(j, set()).add(g)
             finally:
                 view.release()
             STATS.add(0, len(run))
