@@ -152,7 +152,13 @@ def _start(
         runtime = runtime.with_disk_manager_specified(spill_dir)
     else:
         runtime = runtime.with_disk_manager_os()
-    ctx = SessionContext(SessionConfig(NATIVE_SETTINGS if natives else {}), runtime)
+    settings: dict[str, str] = {}
+    if natives:
+        # DataFusion reads each file's last metadata_size_hint bytes for its footer (512 KiB by
+        # default, 5x the bench's largest footer): the exact largest length reads no more.
+        longest = max(f.ref.footer_length for n in natives.values() for f in n.files)
+        settings = {**NATIVE_SETTINGS, "datafusion.execution.parquet.metadata_size_hint": str(longest)}
+    ctx = SessionContext(SessionConfig(settings), runtime)
     for name, table in tables.items():
         ctx.register_record_batches(name, [_source_batches(table)])
     for name, dataset in streams.items():
