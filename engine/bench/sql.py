@@ -118,7 +118,7 @@ def run_sql(args: argparse.Namespace) -> int:
     filled = f"{args.records} {args.partitions}"
     rows: list[tuple[str, str]] = []
     try:
-        if marker.is_file() and marker.read_text() == filled:
+        if marker.is_file() and marker.read_text().strip() == filled:
             rows.append(("fill", f"reused {workdir}"))
         else:
             if (workdir / "engine").exists():
