@@ -33,7 +33,7 @@ from datafusion.record_batch import RecordBatchStream
 from streamhouse.sql.errors import SqlError
 from streamhouse.sql.query.limits import QueryLimits, format_bytes
 from streamhouse.sql.query.native import SETTINGS as NATIVE_SETTINGS
-from streamhouse.sql.query.native import NativeTopic
+from streamhouse.sql.query.native import NativeTopic, scanned_columns
 from streamhouse.sql.query.stream import TopicDataset
 from streamhouse.sql.query.unsliced import unsliced
 from streamhouse.storage.errors import QueryMemoryExceededError, StreamHouseError
@@ -76,15 +76,14 @@ async def run_query(
             f"{format_bytes(input_bytes + stream_bytes)} before the query starts (unflushed rows and read "
             f"buffers); {_HINT}, e.g. a WHERE on _timestamp, _offset or the event time so fewer segments are read"
         )
-    checks = [asyncio.ensure_future(n.verify()) for n in natives.values()]
     try:
-        schema, stream = await run_blocking(_start, tables, streams, natives, sql, pool, spill_dir)
+        schema, stream, scanned = await run_blocking(_start, tables, streams, natives, sql, pool, spill_dir)
     except BaseException:
-        for check in checks:
-            check.cancel()
         for native in natives.values():
             native.close()
         raise
+    # Only what the plan's scans read is checked (a superset: scanned_columns).
+    checks = [asyncio.ensure_future(n.verify(scanned)) for n in natives.values()]
     batches: list[pa.RecordBatch] = []
     reserved = held = input_bytes + stream_bytes
     try:
@@ -146,14 +145,20 @@ def _start(
     sql: str,
     pool: int,
     spill_dir: Path | None,
-) -> tuple[pa.Schema, RecordBatchStream]:
+) -> tuple[pa.Schema, RecordBatchStream, set[str] | None]:
     runtime = RuntimeEnvBuilder().with_fair_spill_pool(pool)
     if spill_dir is not None:
         spill_dir.mkdir(parents=True, exist_ok=True)
         runtime = runtime.with_disk_manager_specified(spill_dir)
     else:
         runtime = runtime.with_disk_manager_os()
-    ctx = SessionContext(SessionConfig(NATIVE_SETTINGS if natives else {}), runtime)
+    settings: dict[str, str] = {}
+    if natives:
+        # DataFusion reads each file's last metadata_size_hint bytes for its footer (512 KiB by
+        # default, 5x the bench's largest footer): the exact largest length reads no more.
+        longest = max(f.ref.footer_length for n in natives.values() for f in n.files)
+        settings = {**NATIVE_SETTINGS, "datafusion.execution.parquet.metadata_size_hint": str(longest)}
+    ctx = SessionContext(SessionConfig(settings), runtime)
     for name, table in tables.items():
         ctx.register_record_batches(name, [_source_batches(table)])
     for name, dataset in streams.items():
@@ -162,7 +167,8 @@ def _start(
         for name, native in natives.items():
             ctx.register_view(name, native.frame(ctx, name))
         df = ctx.sql(sql)
-        return df.schema(), df.execute_stream()
+        scanned = scanned_columns(df.optimized_logical_plan()) if natives else None
+        return df.schema(), df.execute_stream(), scanned
     except Exception as exc:
         raise _translate(exc, None) from None
 

@@ -158,7 +158,7 @@ async def plan_partition(
         # A declared column added by schema evolution after this segment was written is not
         # in it: read what it has, the rest as nulls of the declared type.
         present = tuple(c for c in wanted if c in footer.schema.names)
-        controls = footer_controls(footer.metadata.metadata)
+        controls = footer_controls(footer.key_values)
         chunks += _chunks(seg.ref, footer, chosen, present, chunk_bytes, bounds, first=not chunks, controls=controls)
     tail = None
     if writer is not None and view.batches:
@@ -219,8 +219,8 @@ async def scan_partition(
 
 def _count_bad_values(footer: SegmentFooter, bounds: ScanBounds, stats: ScanStats) -> None:
     stop = bounds.end_offset
-    count, offsets = json_errors(footer.metadata.metadata)
-    details = json_error_details(footer.metadata.metadata)
+    count, offsets = json_errors(footer.key_values)
+    details = json_error_details(footer.key_values)
     if count and count == len(offsets):
         # Every bad offset is known: only those within the scanned offsets count, so a
         # query bounded away from them is not refused for them.
@@ -243,22 +243,24 @@ def _chunks(
     first: bool,
     controls: np.ndarray[Any, Any] | None = None,
 ) -> list[SegmentChunk]:
-    sizes = {i: footer.metadata.row_group(i).total_byte_size for i in chosen}
+    sizes = footer.row_group_bytes
     out: list[SegmentChunk] = []
     group: list[int] = []
+    size = 0  # of the row groups in `group`
 
     def close() -> None:
         inside = all(_wholly_inside(footer.row_groups[j], bounds) for j in group)
         low, high = footer.row_groups[group[0]].first_offset, footer.row_groups[group[-1]].last_offset
         mine = () if controls is None else tuple(controls[(controls >= low) & (controls <= high)].tolist())
         rows = sum(footer.row_groups[j].num_rows for j in group) if inside and not mine else None
-        out.append(SegmentChunk(ref, tuple(group), present, sum(sizes[j] for j in group), rows, mine))
+        out.append(SegmentChunk(ref, tuple(group), present, size, rows, mine))
 
     for i in chosen:
-        if group and (sum(sizes[j] for j in group) + sizes[i] > limit or (first and not out)):
+        if group and (size + sizes[i] > limit or (first and not out)):
             close()
-            group = []
+            group, size = [], 0
         group.append(i)
+        size += sizes[i]
     if group:
         close()
     return out

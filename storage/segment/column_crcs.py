@@ -99,16 +99,21 @@ def column_crcs(metadata: pq.FileMetaData, source: str) -> np.ndarray[Any, np.dt
     return values.reshape(groups, width)
 
 
-def leaf_columns(metadata: pq.FileMetaData, names: Sequence[str]) -> list[int]:
-    """The Parquet leaf indices storing the top-level physical columns `names` (nested ones
-    take several leaves; leaves are in schema order, each top-level field's contiguous)."""
-    physical = metadata.schema.to_arrow_schema()
+def leaf_spans(metadata: pq.FileMetaData) -> dict[str, range]:
+    """Each top-level physical column's Parquet leaf indices (nested ones take several leaves;
+    leaves are in schema order, each top-level field's contiguous)."""
     spans: dict[str, range] = {}
     first = 0
-    for f in physical:
+    for f in metadata.schema.to_arrow_schema():
         count = leaves(f.type)
         spans[f.name] = range(first, first + count)
         first += count
+    return spans
+
+
+def leaf_columns(metadata: pq.FileMetaData, names: Sequence[str]) -> list[int]:
+    """The Parquet leaf indices storing the top-level physical columns `names`."""
+    spans = leaf_spans(metadata)
     return sorted({j for n in names if n in spans for j in spans[n]})
 
 

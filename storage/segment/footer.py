@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import itertools
 import json
 import struct
@@ -133,6 +134,18 @@ class SegmentFooter:
     @property
     def footer_start(self) -> int:
         return self.size_bytes - self.footer_length
+
+    # pyarrow builds these anew on every access (the key/values copy ~100 KB per footer of 47
+    # row groups): every query's scan plan reads them for every segment, so they are kept.
+    @functools.cached_property
+    def key_values(self) -> dict[bytes, bytes]:
+        """The footer's key/value metadata (shared: not to be changed)."""
+        return dict(self.metadata.metadata or {})
+
+    @functools.cached_property
+    def row_group_bytes(self) -> tuple[int, ...]:
+        """Each row group's uncompressed size (Parquet's total_byte_size)."""
+        return tuple(self.metadata.row_group(i).total_byte_size for i in range(self.metadata.num_row_groups))
 
 
 def corrupt(message: str, source: str, position: int | None) -> CorruptDataError:
