@@ -179,7 +179,11 @@ class TxnCoordinator:
     async def _end(self, state: t.TxnState, commit: bool, new_epoch: int) -> t.TxnState:
         done = await self.metadata.txn_end(state, commit, new_epoch)
         if self.markers is not None:  # after the store's end: what is visible is decided there
-            await write_markers(self.markers, state.partitions, state.producer_id, state.producer_epoch, commit)
+            # Kafka's epoch for the markers: the bumped one where the end bumps (transaction
+            # version 2, a timeout's fencing abort), so a marker never names an epoch below the
+            # producer's; capped where the epochs run out into a new producer id.
+            epoch = min(new_epoch, t.MAX_EPOCH)
+            await write_markers(self.markers, state.partitions, state.producer_id, epoch, commit)
         if self.on_end is not None:
             self.on_end(state.partitions)
         return done

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from kafka.protocol.metadata.api_versions import ApiVersionsResponse
 
@@ -24,10 +25,12 @@ from streamhouse.kafka.protocol.messages_txn import END_TXN
 from streamhouse.kafka.record.batch import TRANSACTIONAL, KafkaBatch, iter_batches
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.kafka.registry import Broker
+from streamhouse.kafka.txn_coordinator import TxnCoordinator
 from streamhouse.kafka.txn_produce import INVALID_PRODUCER_EPOCH, TxnProduceError, produce_transactional
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, COMPLETE_COMMIT, EMPTY, MAX_EPOCH, ONGOING
 from streamhouse.storage.metadata.txn_reads import CommittedReads
+from streamhouse.storage.records.control import CONTROL_HEADER, Marker, marker_of
 from streamhouse.storage.records.schema import make_batch
 from tests.engine.kafka.txn_store import coordinator, refusal_kind, store_with_topic
 
@@ -193,3 +196,29 @@ async def test_produce_v12_adds_its_partition_and_refuses_the_pre_bump_epoch(sto
     assert await produce_transactional(reads, "app", "out", 1, batch(epoch + 1, 0), lower, append, True) == 2
     state = await store.txn_get("app")
     assert state is not None and (state.state, state.partitions, state.producer_epoch) == (ONGOING, {P1}, 1)
+
+
+async def test_markers_carry_the_epoch_the_end_moved_to(store: MetadataStore) -> None:
+    """As Kafka writes them: a bumping end (v2) and a timeout's fencing abort write their markers
+    with the bumped epoch, a version-1 end with the transaction's own."""
+    written: list[tuple[str, int, Marker]] = []
+
+    async def append(topic: str, partition: int, batch: pa.RecordBatch) -> int:
+        meta = {h["key"]: h["value"] for h in batch.column("headers")[0].as_py()}[CONTROL_HEADER]
+        written.append((topic, partition, marker_of(batch.column("key")[0].as_py(), meta)))
+        return len(written)
+
+    coord = TxnCoordinator(store, coordinator(store).new_producer_id, markers=append)
+    assert await coord.init_producer_id("app", 10_000, -1, -1) == (100, 0)
+    await _batch(store, 0, 0, 0)
+    assert await coord.end("app", 100, 0, True, bump=True) == (100, 1)
+    assert written == [("out", 0, Marker(100, 1, True))]
+    await coord.add("app", 100, 1, partitions=[P1])
+    assert await coord.end("app", 100, 1, False) == (100, 1)  # version 1: no bump
+    assert written[1:] == [("out", 1, Marker(100, 1, False))]
+    await coord.add("app", 100, 1, partitions=[P0])
+    state = await store.txn_get("app")
+    assert state is not None
+    await store.txn_put(dataclasses.replace(state, started_ms=0, timeout_ms=1))  # long abandoned
+    assert await coord.expire() == 1
+    assert written[2:] == [("out", 0, Marker(100, 2, False))]
