@@ -53,11 +53,12 @@ class Commits:
         self.entered = asyncio.Event()
         real = manager.metadata.commit_segment
 
-        async def commit(segment: SegmentInfo, *args: Any, **kwargs: Any) -> None:
+        async def commit(segment: SegmentInfo, *args: Any, **kwargs: Any) -> int:
             self.entered.set()
             await self.gate.wait()
-            await real(segment, *args, **kwargs)
+            placed = await real(segment, *args, **kwargs)
             self.ends.append(segment.end_offset)
+            return placed
 
         manager.metadata.commit_segment = commit  # type: ignore[method-assign]
 
