@@ -102,13 +102,13 @@ async def list_files(
         groups = _event_time_groups(footer.metadata, groups, columns, bounds)
         if not groups:
             continue
-        count, offsets = json_errors(footer.metadata.metadata)
+        count, offsets = json_errors(footer.key_values)
         if count:
             part = stats.setdefault(segment.partition, ScanStats())
             part.json_errors += count
             part.json_error_offsets += offsets[:10]
-            part.json_error_details += [b.describe() for b in json_error_details(footer.metadata.metadata)][:10]
-        controls = tuple(footer_controls(footer.metadata.metadata).tolist())
+            part.json_error_details += [b.describe() for b in json_error_details(footer.key_values)][:10]
+        controls = tuple(footer_controls(footer.key_values).tolist())
         url = object_url(store_url, segment.object_key)
         files.append(SegmentFile(url, segment.partition, columns, tuple(groups), controls))
     return TopicFiles(info, tuple(files), tuple(starts), listed, stats)

@@ -64,7 +64,7 @@ def compact_segments(
     # them: their 4-byte control key must never stand for (or tombstone) a record's key.
     keys = pa.chunked_array([record_keys(t) for t in tables])
     tombstone = pa.chunked_array([pc.is_null(t.column("value").combine_chunks()) for t in tables])
-    history = CleanHistory.merged(p for footer, _ in inputs for p in CleanHistory.from_footer(footer.metadata.metadata))
+    history = CleanHistory.merged(p for footer, _ in inputs for p in CleanHistory.from_footer(footer.key_values))
     footers = [footer for footer, _ in inputs]
 
     def survivors(pinned: pa.Array[Any] | None) -> tuple[np.ndarray[Any, np.dtype[np.int64]], CompactionCounts]:
@@ -103,7 +103,7 @@ def compact_segments(
                 row_group_bytes=row_group_bytes,
                 extra_metadata={
                     **after.for_range(base, end),
-                    **_json_errors([footers[i].metadata.metadata for i in run], table.column("offset")),
+                    **_json_errors([footers[i].key_values for i in run], table.column("offset")),
                 },
                 covers=(base, end),
             )

@@ -118,7 +118,7 @@ def _check(inputs: Sequence[tuple[SegmentFooter, Chunk]]) -> None:
         if not after.schema.remove_metadata().equals(first.schema.remove_metadata()):
             raise SegmentMergeError(f"{where}: other columns ({after.schema.names} vs {first.schema.names})")
     for footer, data in inputs:
-        unknown = [k for k in (footer.metadata.metadata or {}) if k.startswith(_OURS) and k not in _KNOWN_KEYS]
+        unknown = [k for k in footer.key_values if k.startswith(_OURS) and k not in _KNOWN_KEYS]
         if unknown:
             raise SegmentMergeError(f"{footer.source}: footer keys {unknown} would be lost by a merge")
         if len(data) != footer.size_bytes:
@@ -129,7 +129,7 @@ def _clean_history(footers: Sequence[SegmentFooter], base: int, end: int) -> dic
     """When compaction passes cleaned the inputs' offsets (segment/compact.py): kept by offset
     range, so tombstones of a compacted input age on after the merge, and a dirty input's
     offsets stay uncleaned."""
-    pairs = [pair for footer in footers for pair in CleanHistory.from_footer(footer.metadata.metadata)]
+    pairs = [pair for footer in footers for pair in CleanHistory.from_footer(footer.key_values)]
     return CleanHistory.merged(pairs).for_range(base, end) if pairs else {}
 
 
@@ -140,7 +140,7 @@ def _json_errors(footers: Sequence[SegmentFooter]) -> dict[str, str]:
     offsets: list[int] = []
     errors: list[Any] = []
     for footer in footers:
-        raw = (footer.metadata.metadata or {}).get(JSON_ERRORS_KEY.encode())
+        raw = footer.key_values.get(JSON_ERRORS_KEY.encode())
         if raw is None:
             continue
         doc = json.loads(raw)
