@@ -89,7 +89,7 @@ class MetadataStore(Protocol):
         epoch: int,
         producers: Sequence[ProducerState] = (),
         written: Sequence[ProducerBatch] = (),
-    ) -> int:
+    ) -> None:
         """Fenced commit, one transaction: the partition lease must be held by `holder` at
         `epoch` (else FencedError) and `segment.base_offset` must equal the durable end
         offset (else OffsetConflictError); then insert the segment and advance the end.
@@ -97,8 +97,7 @@ class MetadataStore(Protocol):
         §10), upserted in the same transaction; rows of producers silent for EXPIRY_MS go.
         `written`: the producer batches the segment holds; those of Kafka transactions are
         placed at their offsets in the same transaction (transactions.PLACE_BATCH), so a batch
-        never becomes readable outside its transaction's view, whatever path appended it.
-        Returns how many batches it placed."""
+        never becomes readable outside its transaction's view, whatever path appended it."""
         ...
 
     async def get_producer_states(self, topic: str, partition: int) -> list[ProducerState]:

@@ -241,7 +241,7 @@ class PostgresMetadataStore(
         epoch: int,
         producers: Sequence[ps.ProducerState] = (),
         written: Sequence[ps.ProducerBatch] = (),
-    ) -> int:
+    ) -> None:
         v.validate_segment(segment, holder, epoch)
         v.validate_producers(producers)
         topic, partition = segment.topic, segment.partition
@@ -262,14 +262,10 @@ class PostgresMetadataStore(
                 upsert, expire = _PRODUCER_SQL
                 await conn.executemany(upsert, [ps.state_values(topic, partition, s) for s in producers])
                 await conn.execute(expire, topic, partition)
-            if not written:
-                return 0
-            # Kafka transactions' batches placed with the segment that makes them readable
-            unplaced = await conn.fetch(_UNPLACED_TXN, topic, partition)
-            placed = txn.placements(topic, partition, written, unplaced) if unplaced else []
-            if placed:
-                await conn.executemany(_PLACE_TXN, placed)
-            return len(placed)
+            if written:  # Kafka transactions' batches placed with the segment that makes them readable
+                unplaced = await conn.fetch(_UNPLACED_TXN, topic, partition)
+                if unplaced:
+                    await conn.executemany(_PLACE_TXN, txn.placements(topic, partition, written, unplaced))
 
     async def get_producer_states(self, topic: str, partition: int) -> list[ps.ProducerState]:
         v.validate_topic_name(topic)

@@ -211,12 +211,12 @@ class SqliteMetadataStore(
         epoch: int,
         producers: Sequence[ps.ProducerState] = (),
         written: Sequence[ps.ProducerBatch] = (),
-    ) -> int:
+    ) -> None:
         v.validate_segment(segment, holder, epoch)
         v.validate_producers(producers)
         resource = partition_resource(segment.topic, segment.partition)
 
-        def tx(conn: sqlite3.Connection) -> int:
+        def tx(conn: sqlite3.Connection) -> None:
             end = end_offset(conn, segment.topic, segment.partition)
             lease = one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,))
             r.check_fence(resource, lease, holder, epoch)
@@ -230,17 +230,13 @@ class SqliteMetadataStore(
                 upsert, expire = _PRODUCER_SQL
                 conn.executemany(upsert, (ps.state_values(segment.topic, segment.partition, s) for s in producers))
                 conn.execute(expire, (segment.topic, segment.partition))
-            if not written:
-                return 0
-            # Kafka transactions' batches placed with the segment that makes them readable
-            where = (segment.topic, segment.partition)
-            unplaced = conn.execute(txn.UNPLACED, where).fetchall()
-            placed = txn.placements(*where, written, unplaced) if unplaced else []
-            if placed:
-                conn.executemany(txn.PLACE_BATCH, placed)
-            return len(placed)
+            if written:  # Kafka transactions' batches placed with the segment that makes them readable
+                where = (segment.topic, segment.partition)
+                unplaced = conn.execute(txn.UNPLACED, where).fetchall()
+                if unplaced:
+                    conn.executemany(txn.PLACE_BATCH, txn.placements(*where, written, unplaced))
 
-        return await self._write(tx)
+        await self._write(tx)
 
     async def get_producer_states(self, topic: str, partition: int) -> list[ps.ProducerState]:
         v.validate_topic_name(topic)

@@ -277,11 +277,9 @@ class SegmentRoller:
             producers = self._committed_producers(info.end_offset) if self._producer_batches else {}
             if producers:  # in the segment's own transaction: the rows and the log agree
                 written = [b for b in self._producer_batches if info.base_offset <= b.base_offset < info.end_offset]
-                placed = await self._metadata.commit_segment(
-                    info, self.holder, self.epoch, list(producers.values()), written
-                )
-                if placed:  # a read_committed view cached before the commit lacks these placements
-                    shared_reads(self._metadata).changed([(self.topic.name, self.partition)])
+                await self._metadata.commit_segment(info, self.holder, self.epoch, list(producers.values()), written)
+                # A read_committed view cached before the commit may lack a placement it made.
+                shared_reads(self._metadata).changed([(self.topic.name, self.partition)])
             else:
                 await self._metadata.commit_segment(info, self.holder, self.epoch)
         except Exception as exc:

@@ -52,13 +52,12 @@ class LostReply:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def commit_segment(self, segment: SegmentInfo, holder: str, epoch: int) -> int:
+    async def commit_segment(self, segment: SegmentInfo, holder: str, epoch: int) -> None:
         self.commits += 1
-        placed = await self.inner.commit_segment(segment, holder, epoch)
+        await self.inner.commit_segment(segment, holder, epoch)
         if self.lose_commit_replies:
             self.lose_commit_replies -= 1
             raise StorageUnavailableError("connection lost after COMMIT was sent (injected)")
-        return placed
 
     async def list_segments(self, topic: str, partition: int, start: int = 0, end: int | None = None) -> Any:
         if self.fail_reads:

@@ -53,12 +53,11 @@ class Commits:
         self.entered = asyncio.Event()
         real = manager.metadata.commit_segment
 
-        async def commit(segment: SegmentInfo, *args: Any, **kwargs: Any) -> int:
+        async def commit(segment: SegmentInfo, *args: Any, **kwargs: Any) -> None:
             self.entered.set()
             await self.gate.wait()
-            placed = await real(segment, *args, **kwargs)
+            await real(segment, *args, **kwargs)
             self.ends.append(segment.end_offset)
-            return placed
 
         manager.metadata.commit_segment = commit  # type: ignore[method-assign]
 
