@@ -229,7 +229,7 @@ class Handlers:
                 continue
             first = int(result.records.column("offset")[0].as_py()) if result.records.num_rows else result.next_offset
             try:
-                view = await committed.stable(topic, partition, first)
+                view = await committed.stable(topic, partition, first, fresh=bool(result.records.num_rows))
             except StreamHouseError as exc:  # the store is down: this partition's error, not the connection's
                 shown[(topic, partition)] = exc
                 continue

@@ -148,7 +148,9 @@ async def scan_topic(
         list(plans), source.read_chunk, to_sql, lambda n: _segment_name(n, declared), asyncio.get_running_loop()
     )
     if committed is not None:
-        found = await asyncio.gather(*(committed.stable(info.name, p.partition, p.covered[0]) for p in plans))
+        found = await asyncio.gather(
+            *(committed.stable(info.name, p.partition, p.covered[0], fresh=True) for p in plans)
+        )
         stream.views = {p.partition: v for p, v in zip(plans, found, strict=True) if not v.shows_all}
     dataset = TopicDataset(stream, pa.schema([schema.field(n) for n in names]))
     return TopicScan(info, dataset, info.partitions, len(wanted), stats)

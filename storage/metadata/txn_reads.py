@@ -12,6 +12,12 @@ The batch rows are read from the metadata store, at most once per CACHE_S per pa
 change made through this agent (a batch registered or placed, a transaction ended) drops the
 partition's entry at once; a change made by another agent is seen within CACHE_S. Partitions
 never written transactionally answer from the same one query.
+
+A reader that already holds records asks with `fresh=True`: the view must be read after those
+records were. A segment commit places the aborted batches it holds in its own database
+transaction (transactions.placements), so only a view read after the records sees every aborted
+batch among them; a cached one (another agent's commit within CACHE_S, or a query of this agent
+that started before the commit and answered after it) could show an aborted batch as committed.
 """
 
 from __future__ import annotations
@@ -83,11 +89,22 @@ class CommittedReads:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
         self._cache: dict[tuple[str, int], tuple[float, int, Stable]] = {}
+        # A query that began before a change made here to its partition is not cached: each
+        # change is numbered (`_ticks`), and `_changed` keeps the last per partition (bounded:
+        # when cleared, `_cleared` stands for every partition's).
+        self._ticks = 0
+        self._changed: dict[tuple[str, int], int] = {}
+        self._cleared = 0
         self._moved: asyncio.Future[None] | None = None
 
     def changed(self, partitions: Iterable[tuple[str, int]]) -> None:
         for key in partitions:
             self._cache.pop(key, None)
+            self._ticks += 1
+            if len(self._changed) > 10_000:
+                self._changed.clear()
+                self._cleared = self._ticks
+            self._changed[key] = self._ticks
 
     def ended(self, partitions: Iterable[tuple[str, int]]) -> None:
         """A transaction ended here: its partitions' entries go, and read_committed fetches
@@ -104,13 +121,18 @@ class CommittedReads:
             self._moved = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._moved)  # a cancelled waiter leaves the future to the others
 
-    async def stable(self, topic: str, partition: int, from_offset: int) -> Stable:
+    async def stable(self, topic: str, partition: int, from_offset: int, *, fresh: bool = False) -> Stable:
+        """The view from `from_offset`; `fresh`: read now (the caller holds records read
+        before this call, and the view must know every placement they show)."""
         key = (topic, partition)
         hit = self._cache.get(key)
         now = time.monotonic()
-        if hit is not None and now - hit[0] < CACHE_S and hit[1] <= from_offset:
+        if not fresh and hit is not None and now - hit[0] < CACHE_S and hit[1] <= from_offset:
             return hit[2]
+        began = self._ticks
         found = stable_from(await self.metadata.txn_batches(topic, partition, from_offset))
+        if max(self._changed.get(key, 0), self._cleared) > began:
+            return found  # changed here meanwhile: right for this caller, too old to keep
         if len(self._cache) > 10_000:  # bounded: an agent reading many partitions keeps the recent ones
             self._cache.clear()
         self._cache[key] = (now, from_offset, found)

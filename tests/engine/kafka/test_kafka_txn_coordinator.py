@@ -108,3 +108,55 @@ async def test_an_ended_transaction_wakes_read_committed_waiters(store: Metadata
     first.cancel()  # one waiter gone (its fetch answered): the other still wakes
     reads.ended([("out", 0)])
     await asyncio.wait_for(second, 1)
+
+
+async def _aborted_unplaced(store: MetadataStore) -> tuple[int, int]:
+    """A transaction aborted while its one batch was registered but not yet placed: the state a
+    produce stalled on its durable round leaves behind when the client gives up and aborts."""
+    coord = coordinator(store)
+    pid, epoch = await coord.init_producer_id("late", 10_000, -1, -1)
+    await coord.add("late", pid, epoch, partitions=[("out", 0)])
+    await store.txn_open_batch("late", pid, epoch, "out", 0, 0, 0)
+    await coord.end("late", pid, epoch, False)
+    return pid, epoch
+
+
+async def test_a_reader_holding_records_reads_the_view_after_them(store: MetadataStore) -> None:
+    """Another agent's segment commit places the aborted batch (and makes its records readable)
+    within CACHE_S of this agent caching its view: a reader holding those records asks fresh."""
+    pid, epoch = await _aborted_unplaced(store)
+    reads = CommittedReads(store)
+    assert (await reads.stable("out", 0, 0)).shows_all  # aborted, not placed: nothing to hide yet
+    await store.txn_place_batch("out", 0, pid, epoch, 0, 0, 3)  # the commit, on another agent
+    view = await reads.stable("out", 0, 0, fresh=True)
+    assert (view.bases.tolist(), view.ends.tolist()) == ([0], [3])
+    kept = view.committed(pa.Table.from_batches([make_batch([b"a", b"b", b"c", b"d"])]))
+    assert kept.column("offset").to_pylist() == [3]
+
+
+async def test_a_view_read_across_a_change_here_is_not_kept(
+    store: MetadataStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query that began before this agent's commit placed the batch answers without the
+    placement; it must not be cached past the commit's drop of the entry."""
+    pid, epoch = await _aborted_unplaced(store)
+    reads = CommittedReads(store)
+    gate, began = asyncio.Event(), asyncio.Event()
+    query = store.txn_batches
+
+    async def slow(topic: str, partition: int, from_offset: int = 0) -> list[TxnBatch]:
+        found = await query(topic, partition, from_offset)
+        began.set()
+        await gate.wait()
+        return found
+
+    monkeypatch.setattr(store, "txn_batches", slow)
+    overtaken = asyncio.ensure_future(reads.stable("out", 0, 0))
+    await began.wait()
+    await store.txn_place_batch("out", 0, pid, epoch, 0, 0, 3)
+    reads.changed([("out", 0)])  # what the roll does right after its commit
+    gate.set()
+    assert (await overtaken).shows_all  # read before the placement: right for that caller only
+    monkeypatch.setattr(store, "txn_batches", query)
+    view = await reads.stable("out", 0, 0)  # within CACHE_S, not fresh: must not be the old answer
+    assert view.ends.tolist() == [3]
