@@ -37,6 +37,13 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DEFAULT_REGION = "us-east-1"
+# How long one socket read or write may make no progress before the attempt is given up and
+# retried on a new connection (botocore's default is 60 s). A request caught by a dead route
+# hangs until then, and an acks=all produce waits on its segment's upload: at 60 s a Kafka
+# client's delivery timeout (librdkafka's message.timeout.ms, 30 s in many deployments) ran out
+# first, and an idempotent client's epoch bump then wrote its retried records again (issue 19).
+# 10 s is still far above any healthy S3 pause between bytes, large objects included.
+READ_TIMEOUT_S = 10.0
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION_FAILED = {"PreconditionFailed", "412"}
 # AWS answers 409 while another conditional write of the same key is in flight; the winner
@@ -84,7 +91,7 @@ class S3ObjectStore:
         region: str | None = None,
         max_attempts: int = 5,
         connect_timeout: float = 5.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = READ_TIMEOUT_S,
     ) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
