@@ -112,4 +112,3 @@ def _single(column: Any) -> Any:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
-
