@@ -204,7 +204,7 @@ SETTLED = (
 )
 BATCHES = (
     "SELECT producer_id, producer_epoch, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
-    " AND partition_id = ? AND (aborted = 0 OR end_offset > ?) ORDER BY base_offset"
+    " AND partition_id = ? AND (aborted = 0 OR end_offset IS NULL OR end_offset > ?) ORDER BY base_offset"
 )
 COMMIT_BATCHES = (
     "DELETE FROM kafka_txn_batches WHERE topic = ? AND partition_id = ? AND producer_id = ? AND aborted = 0"

@@ -26,7 +26,7 @@ import asyncio
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +47,9 @@ class Stable:
     ends: np.ndarray
     pids: np.ndarray | None = None  # the aborted ranges' producer ids (Kafka Fetch's aborted list)
     epochs: np.ndarray | None = None  # and their producer epochs (the batch headers Kafka Fetch sends)
+    # The lowest base (a lower bound) of an aborted batch not yet placed: it may be in a leader's
+    # buffer at an offset nobody knows until its segment commit places it (held_in_tail).
+    unplaced_aborted: int | None = None
 
     def committed(self, records: pa.Table) -> pa.Table:
         """`records` (RECORD_SCHEMA rows) less those at or past the LSO and the aborted ones."""
@@ -70,9 +73,21 @@ class Stable:
     def stable_end(self, end_offset: int) -> int:
         return end_offset if self.last_stable is None else min(self.last_stable, end_offset)
 
+    def held_in_tail(self, tail_start: int | None) -> Stable:
+        """This view for a read that includes a leader's unflushed records from `tail_start`
+        (None: it does not). An aborted batch not yet placed can only be there: its segment
+        commit places it, so durable records are settled. Tail records from its base are held
+        back as if past the last stable offset; they show once durable."""
+        if tail_start is None or self.unplaced_aborted is None:
+            return self
+        held = max(self.unplaced_aborted, tail_start)
+        return replace(self, last_stable=held if self.last_stable is None else min(self.last_stable, held))
+
 
 def stable_from(batches: Iterable[TxnBatch]) -> Stable:
+    batches = list(batches)
     opened = [b.base_offset for b in batches if not b.aborted]
+    unplaced = [b.base_offset for b in batches if b.aborted and b.end_offset is None]
     ranges = sorted(
         (b.base_offset, b.end_offset, b.producer_id, b.producer_epoch)
         for b in batches
@@ -82,7 +97,7 @@ def stable_from(batches: Iterable[TxnBatch]) -> Stable:
     ends = np.array([r[1] for r in ranges], dtype=np.int64)
     pids = np.array([r[2] for r in ranges], dtype=np.int64)
     epochs = np.array([r[3] for r in ranges], dtype=np.int64)
-    return Stable(min(opened) if opened else None, bases, ends, pids, epochs)
+    return Stable(min(opened) if opened else None, bases, ends, pids, epochs, min(unplaced) if unplaced else None)
 
 
 class CommittedReads:
