@@ -8,15 +8,11 @@ durable offset reused, no read of a value its offset no longer holds, no out-of-
 a consumer session, no poll skip, no committed-offset regression, no zombie commit, no SQL
 count behind durable acks, the job's view exactly its source.
 
-Printed and counted but not asserted (KNOWN_OPEN), because the harness found them and they are
-open (issue 19; docs/RELIABILITY.md): duplicates of the idempotent Kafka producer after client
-message timeouts under back-to-back faults; and Kafka transactions (two causes fixed, 0 in 1,009
-transactions of an 18 min run, but this run found one aborted read once since: a read_committed
-poll given 2 values of a transaction aborted 0.4 s before, after a message timeout in it).
-Duplicates the system documents are counted apart,
-not findings: acks=leader values appended again after a takeover (at least once). Move a check
-to MUST_HOLD once its fix is committed and a run shows zero (read-changed, non-monotonic,
-regression and exactly-once moved with the high watermark, commit 3479fbf).
+Also asserted: no idempotent Kafka value twice, and the Kafka transaction checks (no aborted
+read, no torn transaction, no committed value lost). Duplicates the system documents are counted
+apart, not findings: acks=leader values appended again after a takeover (at least once), and
+values a client sent again without idempotence. KNOWN_OPEN is where a check goes back if the
+harness finds it broken and it is not fixed yet (none now; docs/RELIABILITY.md).
 
 Time: 100 s of faults (seed 19 runs all 8 kinds in the first 40 s, each kind 2-3 times), ~160 s
 in all on an idle box. The harness's own budget (BUDGET_S, cluster start to verdict) is below
@@ -40,6 +36,7 @@ BUDGET_S = 250.0  # cluster start (~20-40 s loaded) + faults + settle, read-back
 TIMEOUT_S = BUDGET_S + 70  # + stopping the cluster (agents 10 s each, SeaweedFS, PostgreSQL)
 MUST_HOLD = (
     "lost",
+    "duplicate",
     "phantom",
     "gap",
     "reuse",
@@ -50,8 +47,11 @@ MUST_HOLD = (
     "zombie",
     "stale-sql",
     "exactly-once",
+    "aborted-read",
+    "torn-transaction",
+    "lost-committed",
 )
-KNOWN_OPEN = ("duplicate", "aborted-read", "torn-transaction", "lost-committed")
+KNOWN_OPEN: tuple[str, ...] = ()
 
 
 def test_the_checks_are_split_between_asserted_and_known_open() -> None:
