@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 Outcome = Literal["ok", "fail"]  # fail: an error or a timeout; the write may still have happened
-Mode = Literal["leader", "durable", "kafka-idempotent"]
+Mode = Literal["leader", "durable", "kafka-idempotent", "rest"]
 TxnIntent = Literal["commit", "abort"]
 TxnOutcome = Literal["committed", "aborted", "unknown"]
 

@@ -18,7 +18,7 @@ from streamhouse.chaos.history import Assign, Commit, CommittedRead, History, Po
 from streamhouse.client.client import connect
 
 PARTITIONS = 3
-TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka"}
+TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka", "rest": "chaos_rest"}
 GROUP = "chaos-group"
 JOB_SOURCE, JOB_VIEW = "chaos_job_src", "chaos_job_view"  # the view is SELECT v FROM the source
 REQUEST_TIMEOUT_S = 10.0

@@ -1,6 +1,7 @@
 """The short chaos run of CI (issue 19): the whole harness, as `streamhouse chaos --duration
-100s --seed 19` runs it, on real PostgreSQL, SeaweedFS and three agent processes, every fault
-kind at least once, and the checker over the complete history.
+100s --seed 19` runs it, on real PostgreSQL, SeaweedFS and three agent processes (gRPC, Kafka and
+REST front ends, each with a workload), every fault kind at least once, and the checker over the
+complete history.
 
 Asserted: the guarantees the system documents and keeps under these faults: no acknowledged
 write lost (any ack mode), nothing in the log that nobody sent, no offset gap, no acknowledged
@@ -70,6 +71,7 @@ def test_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     assert broken == {}, render(verdict, history)
     counts = verdict.counts
     assert counts["acked.leader"] > 0 and counts["acked.durable"] > 0 and counts["acked.kafka-idempotent"] > 0
+    assert counts["acked.rest"] > 0  # the REST front end, acks=durable (engine/chaos/rest_workload.py)
     assert counts["records_polled"] > 0 and counts.get("commits.ok", 0) > 0 and counts.get("sql.ok", 0) > 0
     assert counts.get("job_output_rows", 0) > 0
     assert counts.get("txn.committed", 0) > 0 and counts.get("txn.aborted", 0) > 0
