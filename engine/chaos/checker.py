@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streamhouse.chaos.history import (
+    CLIENT_EPOCH_BUMP,
     Assign,
     Commit,
     CommittedRead,
@@ -101,6 +102,9 @@ def check(history: History) -> Verdict:
 def figures(history: History) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for op in history.ops:
+        if isinstance(op, Fault) and op.kind == CLIENT_EPOCH_BUMP:
+            counts["kafka.client_epoch_bumps"] += 1  # the client's, not the nemesis's
+            continue
         kind = type(op).__name__.lower()
         counts[f"ops.{kind}"] += 1
         if isinstance(op, Produce):
@@ -130,7 +134,7 @@ def _log_values(final: Iterable[FinalLog]) -> Counter[str]:
 
 
 def _client_bumps(ops: Iterable[Operation]) -> list[Fault]:
-    return [op for op in ops if isinstance(op, Fault) and op.kind == "client-epoch-bump"]
+    return [op for op in ops if isinstance(op, Fault) and op.kind == CLIENT_EPOCH_BUMP]
 
 
 def check_writes(

@@ -135,6 +135,9 @@ class Txn:
     error: str = ""
 
 
+CLIENT_EPOCH_BUMP = "client-epoch-bump"  # a Fault op the idempotent Kafka client records, not the nemesis
+
+
 @dataclass(frozen=True)
 class Fault:
     index: int

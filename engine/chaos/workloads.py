@@ -15,7 +15,17 @@ import time
 from collections import defaultdict
 from typing import Any, Literal
 
-from streamhouse.chaos.history import Assign, Commit, CommittedRead, Fault, History, Poll, Produce, SqlRead
+from streamhouse.chaos.history import (
+    CLIENT_EPOCH_BUMP,
+    Assign,
+    Commit,
+    CommittedRead,
+    Fault,
+    History,
+    Poll,
+    Produce,
+    SqlRead,
+)
 from streamhouse.client.client import connect
 
 PARTITIONS = 3
@@ -23,7 +33,6 @@ TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempoten
 GROUP = "chaos-group"
 JOB_SOURCE, JOB_VIEW = "chaos_job_src", "chaos_job_view"  # the view is SELECT v FROM the source
 REQUEST_TIMEOUT_S = 10.0
-CLIENT_EPOCH_BUMP = "client-epoch-bump"  # a Fault op recorded by the client, not the nemesis
 
 
 class Worker(threading.Thread):
