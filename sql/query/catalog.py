@@ -115,11 +115,6 @@ class TopicScan:
         ]
 
 
-def _tail_start(tail: pa.Table | None) -> int | None:
-    """The first offset of a plan's unflushed tail (None: no tail)."""
-    return int(tail.column("offset")[0].as_py()) if tail is not None and tail.num_rows else None
-
-
 async def scan_topic(
     source: TopicSource,
     info: TopicInfo,
@@ -156,7 +151,7 @@ async def scan_topic(
         found = await asyncio.gather(
             *(committed.stable(info.name, p.partition, p.covered[0], fresh=True) for p in plans)
         )
-        held = [v.held_in_tail(_tail_start(p.tail)) for p, v in zip(plans, found, strict=True)]
+        held = [v.with_tail(p.stats.tail_producers) for p, v in zip(plans, found, strict=True)]
         stream.views = {p.partition: v for p, v in zip(plans, held, strict=True) if not v.shows_all}
     dataset = TopicDataset(stream, pa.schema([schema.field(n) for n in names]))
     return TopicScan(info, dataset, info.partitions, len(wanted), stats)
