@@ -114,3 +114,29 @@ class FailureTracker(Generic[K]):
     @property
     def failing_count(self) -> int:
         return len(self._failing)
+
+
+class RoundLog:
+    """The log of a periodic round that runs on its own schedule whatever happens (lease
+    renewals, job placement): a store outage is said once when it starts, with no traceback,
+    and once when a round succeeds again; anything else is logged with its traceback every
+    round, as a bug should be."""
+
+    def __init__(self, label: str, log: logging.Logger) -> None:
+        self.label = label
+        self._log = log
+        self._outage_since: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        if not is_outage(exc):
+            self._log.error("%s failed", self.label, exc_info=exc)
+        elif self._outage_since is None:
+            self._outage_since = time.monotonic()
+            self._log.warning(
+                "%s: store unreachable (%s: %s); retried every round", self.label, type(exc).__name__, exc
+            )
+
+    def succeeded(self) -> None:
+        if self._outage_since is not None:
+            self._log.warning("%s recovered after %.1fs", self.label, time.monotonic() - self._outage_since)
+            self._outage_since = None

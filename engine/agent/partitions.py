@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig, leader_address
 from streamhouse.agent.durable_linger import PIPELINED_ROLL_BYTES, Led, first_of
+from streamhouse.agent.failures import RoundLog
 from streamhouse.agent.flush_health import FlushHealth
 from streamhouse.agent.forward import Forwarder, cannot_forward
 from streamhouse.agent.leases import HeldLeases, Leases
@@ -356,12 +357,15 @@ class PartitionManager:
 
     # -- background loops -----------------------------------------------------------------------
     async def _loop(self, every_ms: int, step: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        said = RoundLog(f"background step {step.__name__}", log)
         while True:
             await asyncio.sleep(every_ms / 1000)
             try:
                 await step()
-            except Exception:  # a loop must survive one bad round (S3 down, a fenced writer)
-                log.exception("background step %s failed", step.__name__)
+            except Exception as exc:  # a loop must survive one bad round (S3 down, a fenced writer)
+                said.failed(exc)
+            else:
+                said.succeeded()
 
     async def _flush_due(self) -> None:
         """Roll writers that are big or old enough (durable acks roll on their own schedule).

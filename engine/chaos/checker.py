@@ -37,13 +37,15 @@ from __future__ import annotations
 import bisect
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streamhouse.chaos.history import (
+    CLIENT_EPOCH_BUMP,
     Assign,
     Commit,
     CommittedRead,
+    Fault,
     FinalLog,
     History,
     Operation,
@@ -86,7 +88,7 @@ def check(history: History) -> Verdict:
     produces = [op for op in history.ops if isinstance(op, Produce)]
     txns = [op for op in history.ops if isinstance(op, Txn)]
     findings = [
-        *check_writes(produces, history.final, txns),
+        *check_writes(produces, history.final, txns, _client_bumps(history.ops)),
         *check_offsets(produces, history.final, {t.topic for t in txns}),
         *check_reads(history.ops, history.final),
         *check_commits(history.ops),
@@ -100,6 +102,9 @@ def check(history: History) -> Verdict:
 def figures(history: History) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for op in history.ops:
+        if isinstance(op, Fault) and op.kind == CLIENT_EPOCH_BUMP:
+            counts["kafka.client_epoch_bumps"] += 1  # the client's, not the nemesis's
+            continue
         kind = type(op).__name__.lower()
         counts[f"ops.{kind}"] += 1
         if isinstance(op, Produce):
@@ -128,13 +133,20 @@ def _log_values(final: Iterable[FinalLog]) -> Counter[str]:
     return Counter(v for part in final for v in part.values)
 
 
-def check_writes(produces: list[Produce], final: list[FinalLog], txns: list[Txn] | None = None) -> list[Finding]:
+def _client_bumps(ops: Iterable[Operation]) -> list[Fault]:
+    return [op for op in ops if isinstance(op, Fault) and op.kind == CLIENT_EPOCH_BUMP]
+
+
+def check_writes(
+    produces: list[Produce], final: list[FinalLog], txns: list[Txn] | None = None, bumps: Sequence[Fault] = ()
+) -> list[Finding]:
     in_log = _log_values(final)
     # value -> (writer, duplicates expected: retried without idempotence, or acks=leader)
     sent: dict[str, tuple[int, bool]] = {
         v: (op.index, op.retried or op.mode == "leader") for op in produces for v in op.values
     }
     sent.update({v: (t.index, False) for t in txns or () for v in t.values})
+    by_index = {op.index: op for op in produces}
     findings: list[Finding] = []
     for op in produces:
         if op.outcome != "ok":
@@ -154,7 +166,12 @@ def check_writes(produces: list[Produce], final: list[FinalLog], txns: list[Txn]
         if writer is None:
             findings.append(Finding("phantom", f"{value!r} is in the log ({n}x) but nobody sent it"))
         elif n > 1 and not writer[1]:
-            findings.append(Finding("duplicate", f"{value!r} is in the log {n} times, sent once", (writer[0],)))
+            # Still a finding; the client's epoch bumps while it was outstanding are named beside it.
+            sender = by_index.get(writer[0])
+            near = [b.index for b in bumps if sender is not None and b.start < sender.end and b.end > sender.start]
+            said = f" (the client bumped its epoch meanwhile: #{', #'.join(map(str, near))})" if near else ""
+            findings.append(Finding("duplicate", f"{value!r} is in the log {n} times, sent once{said}",
+                                    (writer[0], *near)))  # fmt: skip
     return findings
 
 

@@ -45,6 +45,7 @@ class ChaosAgent:
         self.name = name
         self.grpc_port = free_port()
         self.kafka_port = free_port()
+        self.http_port = free_port()  # REST (and health); loopback, like every port here
         self.data_dir = work / name
         self.wal_dir = work / f"{name}-wal"
         self.clock_file = work / f"{name}.clock"
@@ -63,6 +64,10 @@ class ChaosAgent:
     @property
     def kafka_address(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def running(self) -> bool:
@@ -111,7 +116,14 @@ class Cluster:
     def agent_flags(self, agent: ChaosAgent) -> list[str]:
         assert self.proxy is not None
         return [
-            *("--port", str(agent.grpc_port), "--kafka-port", str(agent.kafka_port), "--http-port", "-1"),
+            *(
+                "--port",
+                str(agent.grpc_port),
+                "--kafka-port",
+                str(agent.kafka_port),
+                "--http-port",
+                str(agent.http_port),
+            ),
             *("--data-dir", str(agent.data_dir), "--wal-dir", str(agent.wal_dir)),
             *("--metadata", self.dsn, "--object-store", f"s3://{self.bucket}/run"),
             *("--s3-endpoint", f"http://{self.proxy.address}", "--agent-id", f"chaos-{agent.name}"),
@@ -140,6 +152,9 @@ class Cluster:
 
     def addresses(self) -> list[str]:
         return [a.address for a in self.agents.values()]
+
+    def http_urls(self) -> list[str]:
+        return [a.http_url for a in self.agents.values()]
 
     def kafka_bootstrap(self) -> str:
         return ",".join(a.kafka_address for a in self.agents.values())

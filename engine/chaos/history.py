@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 Outcome = Literal["ok", "fail"]  # fail: an error or a timeout; the write may still have happened
-Mode = Literal["leader", "durable", "kafka-idempotent"]
+Mode = Literal["leader", "durable", "kafka-idempotent", "rest"]
 TxnIntent = Literal["commit", "abort"]
 TxnOutcome = Literal["committed", "aborted", "unknown"]
 
@@ -133,6 +133,9 @@ class Txn:
     intent: TxnIntent
     outcome: TxnOutcome
     error: str = ""
+
+
+CLIENT_EPOCH_BUMP = "client-epoch-bump"  # a Fault op the idempotent Kafka client records, not the nemesis
 
 
 @dataclass(frozen=True)

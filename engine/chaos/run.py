@@ -22,6 +22,7 @@ from streamhouse.chaos.checker import Verdict, check, render
 from streamhouse.chaos.cluster import Cluster
 from streamhouse.chaos.faults import KINDS, FaultRunner, plan
 from streamhouse.chaos.history import FinalLog, History, JobOutput, Produce, Txn
+from streamhouse.chaos.rest_workload import RestProducer
 from streamhouse.chaos.txn_workload import TXN_TOPIC, TxnProducer, TxnReader
 from streamhouse.chaos.workloads import (
     JOB_SOURCE,
@@ -146,6 +147,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             TxnProducer(cluster.kafka_bootstrap(), *common),
             TxnReader(cluster.kafka_bootstrap(), *common),
             Reader(addresses, *common),
+            RestProducer(cluster.http_urls(), *common),
         ]
         for w in workers:
             w.start()

@@ -9,16 +9,27 @@ every request), and all traffic goes to loopback addresses.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
 from typing import Any, Literal
 
-from streamhouse.chaos.history import Assign, Commit, CommittedRead, History, Poll, Produce, SqlRead
+from streamhouse.chaos.history import (
+    CLIENT_EPOCH_BUMP,
+    Assign,
+    Commit,
+    CommittedRead,
+    Fault,
+    History,
+    Poll,
+    Produce,
+    SqlRead,
+)
 from streamhouse.client.client import connect
 
 PARTITIONS = 3
-TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka"}
+TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka", "rest": "chaos_rest"}
 GROUP = "chaos-group"
 JOB_SOURCE, JOB_VIEW = "chaos_job_src", "chaos_job_view"  # the view is SELECT v FROM the source
 REQUEST_TIMEOUT_S = 10.0
@@ -115,6 +126,20 @@ class KafkaProducer(Worker):
     def __init__(self, bootstrap: str, *args: Any, rate_per_s: float = 100.0) -> None:
         super().__init__("kafka-idempotent", *args)
         self.bootstrap, self.rate_per_s = bootstrap, rate_per_s
+        self._bumps, self._stats_at = 0, 0.0
+
+    def _stats(self, text: str) -> None:
+        """librdkafka's statistics (every second): an `eos.epoch_cnt` that grew is recorded as
+        a client event over the interval it happened in."""
+        now = self.now()
+        eos = json.loads(text).get("eos") or {}
+        bumps = int(eos.get("epoch_cnt", 0))
+        if bumps > self._bumps:
+            detail = f"producer {eos.get('producer_id')} now at epoch {eos.get('producer_epoch')} ({bumps} bumps)"
+            index = self.history.next_index()
+            self.history.add(Fault(index, self.process, self._stats_at, now, CLIENT_EPOCH_BUMP, "", detail))
+            self._bumps = bumps
+        self._stats_at = now
 
     def work(self) -> None:
         from confluent_kafka import Producer
@@ -129,6 +154,10 @@ class KafkaProducer(Worker):
                 "linger.ms": 5,
                 "socket.timeout.ms": 10_000,
                 "log_level": 0,  # connection refusals during faults are expected, not news
+                # Its epoch bumps (librdkafka re-numbers messages awaiting a retry: KIP-360) go
+                # into the history, so a duplicate's finding shows whether one overlapped it.
+                "statistics.interval.ms": 1000,
+                "stats_cb": self._stats,
             }
         )
         n = 0

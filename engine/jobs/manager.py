@@ -12,6 +12,7 @@ import logging
 
 import pyarrow as pa
 
+from streamhouse.agent.failures import RoundLog
 from streamhouse.agent.leases import HeldLeases, Leases
 from streamhouse.jobs.host import JobHost
 from streamhouse.jobs.output import output_schema
@@ -176,11 +177,14 @@ class JobManager:
     # -- placement ------------------------------------------------------------------------------
     async def _place_forever(self) -> None:
         every = self.host.config.renew_interval_ms / 1000
+        said = RoundLog("job placement round", log)
         while True:
             try:
                 await self._place()
-            except Exception:
-                log.exception("job placement round failed")
+            except Exception as exc:
+                said.failed(exc)
+            else:
+                said.succeeded()
             self._wake.clear()
             await wait_event(self._wake, every)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from streamhouse.agent.config import holder_agent_id
 from streamhouse.agent.leases import HeldLeases
 from streamhouse.kafka.registry import Broker, BrokerRegistry
-from streamhouse.storage.errors import FencedError, LeaseHeldError, StreamHouseError
+from streamhouse.storage.errors import FencedError, LeaseHeldError, StorageUnavailableError, StreamHouseError
 
 log = logging.getLogger(__name__)
 _PREFIX = "kafka-group/"
@@ -76,8 +76,8 @@ class GroupLeases:
     async def coordinator(self, gid: str) -> Broker | None:
         """This agent if it holds (or now takes) the group's lease; else the live holder's
         broker; None when the holder has no reachable listener, or the metadata store did
-        not answer within `LOOKUP_TIMEOUT_S` (COORDINATOR_NOT_AVAILABLE: the client retries
-        rather than its connection stalling behind this request)."""
+        not answer within `LOOKUP_TIMEOUT_S` or is unreachable (COORDINATOR_NOT_AVAILABLE: the
+        client retries rather than its connection stalling behind this request, or closing)."""
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT_S):
                 holder = await self._whose(gid)
@@ -86,6 +86,11 @@ class GroupLeases:
                 return None if holder is None else await self.registry.broker(holder)
         except TimeoutError:
             log.warning("kafka group %s: coordinator lookup timed out", gid)
+            return None
+        except StorageUnavailableError as exc:
+            # Per request, so not a warning: the outage itself is reported once by the agent's
+            # background work (lease renewals, flushes: health and metrics).
+            log.debug("kafka group %s: coordinator lookup failed: %s", gid, exc)
             return None
 
     async def _whose(self, gid: str) -> str | None:

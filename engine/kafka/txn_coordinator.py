@@ -26,8 +26,9 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
+from streamhouse.agent.failures import RoundLog
 from streamhouse.kafka.group_leases import GroupLeases
-from streamhouse.kafka.txn_markers import Append, write_markers
+from streamhouse.kafka.txn_markers import Append, PendingMarkers, write_markers
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import StreamHouseError, TransactionError
 from streamhouse.storage.metadata import MetadataStore
@@ -53,6 +54,7 @@ class TxnCoordinator:
         self.leases = leases
         self.on_end = on_end  # told the partitions whose batches an end changed (read caches)
         self.markers = markers  # appends a COMMIT/ABORT control row to a partition (txn_markers.py)
+        self.pending = PendingMarkers(markers) if markers is not None else None  # retried by _expire_forever
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock and its holders + waiters
         self._task: asyncio.Task[None] | None = None
 
@@ -183,15 +185,20 @@ class TxnCoordinator:
             # version 2, a timeout's fencing abort), so a marker never names an epoch below the
             # producer's; capped where the epochs run out into a new producer id.
             epoch = min(new_epoch, t.MAX_EPOCH)
-            await write_markers(self.markers, state.partitions, state.producer_id, epoch, commit)
+            await write_markers(self.markers, state.partitions, state.producer_id, epoch, commit, self.pending)
         if self.on_end is not None:
             self.on_end(state.partitions)
         return done
 
     async def _expire_forever(self) -> None:
+        said = RoundLog("kafka transaction timeout check", log)
         while True:
             await asyncio.sleep(EXPIRE_EVERY_S)
+            if self.pending is not None:
+                await self.pending.retry_due()
             try:
                 await self.expire()
             except StreamHouseError as exc:  # the store is unreachable: tried again next round
-                log.warning("kafka transaction timeouts not checked: %s", exc)
+                said.failed(exc)
+            else:
+                said.succeeded()

@@ -151,7 +151,8 @@ async def scan_topic(
         found = await asyncio.gather(
             *(committed.stable(info.name, p.partition, p.covered[0], fresh=True) for p in plans)
         )
-        stream.views = {p.partition: v for p, v in zip(plans, found, strict=True) if not v.shows_all}
+        held = [v.with_tail(p.stats.tail_producers) for p, v in zip(plans, found, strict=True)]
+        stream.views = {p.partition: v for p, v in zip(plans, held, strict=True) if not v.shows_all}
     dataset = TopicDataset(stream, pa.schema([schema.field(n) for n in names]))
     return TopicScan(info, dataset, info.partitions, len(wanted), stats)
 

@@ -78,7 +78,11 @@ async def _partition(
     read = columns if "value" in columns else [*columns, "value"]  # a tombstone is a null value
     table, stats = await source.scan(info, partition, ScanBounds(), read, tail=True)  # ad-hoc SQL: the tail too
     if committed is not None:
-        table = (await committed.stable(info.name, partition, 0, fresh=True)).committed(table)
+        table = (
+            (await committed.stable(info.name, partition, 0, fresh=True))
+            .with_tail(stats.tail_producers)
+            .committed(table)
+        )
     check_bad_values(info, partition, stats, topic_schema(info).names)
     tombstone = pc.is_null(table.column("value"))
     kept, _ = surviving_offsets(

@@ -289,7 +289,8 @@ class MetadataStore(Protocol):
         ...
 
     async def txn_batches(self, topic: str, partition: int, from_offset: int = 0) -> list[TxnBatch]:
-        """The partition's open batches, and its placed aborted ones ending after `from_offset`, by base."""
+        """The partition's open batches, its aborted ones not yet placed, and its placed aborted
+        ones ending after `from_offset`, by base."""
         ...
 
     async def txn_commit_offsets(

@@ -84,6 +84,7 @@ class TxnBatch:
     end_offset: int | None
     aborted: bool
     producer_epoch: int = 0  # of the batch's header (Kafka Fetch stamps aborted batches with it)
+    first_sequence: int = 0  # with the producer and epoch, the batch's key (a leader's buffer knows it by it)
 
 
 def placements(
@@ -133,7 +134,7 @@ def state_from_row(row: Row) -> TxnState:
 def batch_from_row(row: Row) -> TxnBatch:
     end = row["end_offset"]
     return TxnBatch(int(row["producer_id"]), int(row["base_offset"]), None if end is None else int(end),
-                    bool(row["aborted"]), int(row["producer_epoch"]))  # fmt: skip
+                    bool(row["aborted"]), int(row["producer_epoch"]), int(row["first_sequence"]))  # fmt: skip
 
 
 def check_open(state: TxnState | None, transactional_id: str, producer_id: int, epoch: int, where: Partition) -> None:
@@ -203,8 +204,9 @@ SETTLED = (
     " AND (aborted = 1 OR end_offset IS NOT NULL)"
 )
 BATCHES = (
-    "SELECT producer_id, producer_epoch, base_offset, end_offset, aborted FROM kafka_txn_batches WHERE topic = ?"
-    " AND partition_id = ? AND (aborted = 0 OR end_offset > ?) ORDER BY base_offset"
+    "SELECT producer_id, producer_epoch, first_sequence, base_offset, end_offset, aborted FROM kafka_txn_batches"
+    " WHERE topic = ?"
+    " AND partition_id = ? AND (aborted = 0 OR end_offset IS NULL OR end_offset > ?) ORDER BY base_offset"
 )
 COMMIT_BATCHES = (
     "DELETE FROM kafka_txn_batches WHERE topic = ? AND partition_id = ? AND producer_id = ? AND aborted = 0"

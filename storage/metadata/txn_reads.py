@@ -26,12 +26,13 @@ import asyncio
 import time
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
 
 from streamhouse.storage.metadata.base import MetadataStore
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.transactions import TxnBatch
 
 CACHE_S = 0.1
@@ -47,6 +48,9 @@ class Stable:
     ends: np.ndarray
     pids: np.ndarray | None = None  # the aborted ranges' producer ids (Kafka Fetch's aborted list)
     epochs: np.ndarray | None = None  # and their producer epochs (the batch headers Kafka Fetch sends)
+    # Aborted batches not yet placed, by (producer id, epoch, first sequence): one may be in the
+    # leader's buffer, at offsets only that buffer knows until a segment commit places it (with_tail).
+    unplaced_aborted: frozenset[tuple[int, int, int]] = frozenset()
 
     def committed(self, records: pa.Table) -> pa.Table:
         """`records` (RECORD_SCHEMA rows) less those at or past the LSO and the aborted ones."""
@@ -70,19 +74,55 @@ class Stable:
     def stable_end(self, end_offset: int) -> int:
         return end_offset if self.last_stable is None else min(self.last_stable, end_offset)
 
+    def with_tail(self, producers: Iterable[ProducerBatch]) -> Stable:
+        """This view for a read that includes a leader's unflushed tail, whose producer batches
+        (pinned with the tail: PartitionView.producers) are `producers`: an aborted batch not
+        yet placed is hidden at the offsets the buffer gives it. One not among them is not in
+        that tail (a batch leaves the buffer only by the segment commit that places it)."""
+        if not self.unplaced_aborted:
+            return self
+        found = [b for b in producers if (b.producer_id, b.producer_epoch, b.first_sequence) in self.unplaced_aborted]
+        if not found:
+            return self
+        ranges = sorted(
+            [
+                *zip(
+                    self.bases.tolist(),
+                    self.ends.tolist(),
+                    _listed(self.pids, self.bases),
+                    _listed(self.epochs, self.bases),
+                    strict=True,
+                ),
+                *((b.base_offset, b.end_offset, b.producer_id, b.producer_epoch) for b in found),
+            ]
+        )
+        bases, ends, pids, epochs = _arrays(ranges)
+        return replace(self, bases=bases, ends=ends, pids=pids, epochs=epochs)
+
+
+def _listed(values: np.ndarray | None, like: np.ndarray) -> list[int]:
+    return [0] * len(like) if values is None else values.tolist()
+
+
+def _arrays(ranges: list[tuple[int, int, int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """bases, ends, producer ids and epochs of sorted ranges (base, end, producer id, epoch)."""
+    columns = [np.array([r[i] for r in ranges], dtype=np.int64) for i in range(4)]
+    return columns[0], columns[1], columns[2], columns[3]
+
 
 def stable_from(batches: Iterable[TxnBatch]) -> Stable:
+    batches = list(batches)
     opened = [b.base_offset for b in batches if not b.aborted]
+    unplaced = frozenset(
+        (b.producer_id, b.producer_epoch, b.first_sequence) for b in batches if b.aborted and b.end_offset is None
+    )
     ranges = sorted(
         (b.base_offset, b.end_offset, b.producer_id, b.producer_epoch)
         for b in batches
         if b.aborted and b.end_offset is not None
     )
-    bases = np.array([r[0] for r in ranges], dtype=np.int64)
-    ends = np.array([r[1] for r in ranges], dtype=np.int64)
-    pids = np.array([r[2] for r in ranges], dtype=np.int64)
-    epochs = np.array([r[3] for r in ranges], dtype=np.int64)
-    return Stable(min(opened) if opened else None, bases, ends, pids, epochs)
+    bases, ends, pids, epochs = _arrays(ranges)
+    return Stable(min(opened) if opened else None, bases, ends, pids, epochs, unplaced)
 
 
 class CommittedReads:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.model import SegmentRef, TopicInfo
 from streamhouse.storage.partition.reader import PartitionReader
 from streamhouse.storage.partition.view import PartitionView, partition_view
@@ -61,6 +62,10 @@ class ScanStats:
     # Where the partition's log began (retention, docs/DESIGN.md §4): a scan starting below it
     # starts there instead, and a job's source tells a reset from an empty read by it.
     log_start: int = 0
+    # The leader's producer batches in the pinned tail (its offsets known only here until a
+    # segment commit places them): a read_committed view hides an aborted one by them
+    # (storage/metadata/txn_reads.py Stable.with_tail).
+    tail_producers: tuple[ProducerBatch, ...] = ()
 
     def add(self, other: ScanStats) -> None:
         self.segments_total += other.segments_total
@@ -163,6 +168,7 @@ async def plan_partition(
     tail = None
     if writer is not None and view.batches:
         tail = _buffered(writer, view, bounds, wanted, schema, stats)
+        stats.tail_producers = view.producers
     end = view.buffer_range[1] if writer is not None else view.committed_end
     if stop is not None:
         end = min(end, stop)

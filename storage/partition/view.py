@@ -27,6 +27,7 @@ import pyarrow as pa
 from streamhouse.storage.errors import OffsetOutOfRangeError
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.metadata.log_start import PartitionLog
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.model import SegmentInfo
 from streamhouse.storage.partition.writer import PartitionWriter, slice_batches
 from streamhouse.storage.segment.cache import TtlCache
@@ -93,6 +94,8 @@ class PartitionView:
     # committing meanwhile drops its batches' entries, and a scan must not then decode an Avro
     # or Protobuf value as JSON.
     derived: Mapping[int, pa.Table] = field(default_factory=dict)
+    # The writer's producer batches among `batches`, pinned with them (Stable.with_tail).
+    producers: tuple[ProducerBatch, ...] = ()
 
     def buffered(self) -> list[pa.RecordBatch]:
         """The buffered records in `buffer_range`, as zero-copy slices."""
@@ -117,6 +120,7 @@ async def partition_view(
     to it (scans)."""
     batches: list[tuple[int, pa.RecordBatch]] = []
     derived: dict[int, pa.Table] = {}
+    producers: tuple[ProducerBatch, ...] = ()
     log = PartitionLog(0, ())  # replaced by the listing whenever committed records are wanted
     if writer is not None:
         # Pinned before the first await: see the module docstring.
@@ -126,6 +130,7 @@ async def partition_view(
         if high > low:
             batches = writer.buffered_batches(low, high)
             derived = {base: writer.derived[base] for base, _ in batches if base in writer.derived}
+            producers = writer.buffered_producers(low)
         buffer_range = (low, max(low, high))
         committed_stop = committed_end if stop is None else min(stop, committed_end)
         if fresh:
@@ -157,5 +162,14 @@ async def partition_view(
             break  # committed after the pin (its records are in `batches`), or past stop
         chosen.append(segment)
     return PartitionView(
-        start, stop, committed_end, tuple(chosen), len(listed), tuple(batches), buffer_range, log.log_start, derived
+        start,
+        stop,
+        committed_end,
+        tuple(chosen),
+        len(listed),
+        tuple(batches),
+        buffer_range,
+        log.log_start,
+        derived,
+        producers,
     )

@@ -347,6 +347,11 @@ class PartitionWriter(SegmentRoller):
         """First offset served from memory (everything below is in committed segments)."""
         return self.durable_end
 
+    def buffered_producers(self, start: int) -> tuple[ps.ProducerBatch, ...]:
+        """The producer batches (idempotent, transactional) buffered from `start` on, with their
+        offsets: a read_committed view of the tail finds an aborted batch not yet placed by them."""
+        return tuple(b for b in self._producer_batches if b.end_offset > start)
+
     def buffered_batches(self, start: int, end: int) -> list[tuple[int, pa.RecordBatch]]:
         """Whole buffered batches overlapping [start, end), with their base offsets (for
         callers that cache something per batch, like decoded value columns)."""

@@ -1,6 +1,7 @@
 """The short chaos run of CI (issue 19): the whole harness, as `streamhouse chaos --duration
-100s --seed 19` runs it, on real PostgreSQL, SeaweedFS and three agent processes, every fault
-kind at least once, and the checker over the complete history.
+100s --seed 19` runs it, on real PostgreSQL, SeaweedFS and three agent processes (gRPC, Kafka and
+REST front ends, each with a workload), every fault kind at least once, and the checker over the
+complete history.
 
 Asserted: the guarantees the system documents and keeps under these faults: no acknowledged
 write lost (any ack mode), nothing in the log that nobody sent, no offset gap, no acknowledged
@@ -8,15 +9,11 @@ durable offset reused, no read of a value its offset no longer holds, no out-of-
 a consumer session, no poll skip, no committed-offset regression, no zombie commit, no SQL
 count behind durable acks, the job's view exactly its source.
 
-Printed and counted but not asserted (KNOWN_OPEN), because the harness found them and they are
-open (issue 19; docs/RELIABILITY.md): duplicates of the idempotent Kafka producer after client
-message timeouts under back-to-back faults; and Kafka transactions (two causes fixed, 0 in 1,009
-transactions of an 18 min run, but this run found one aborted read once since: a read_committed
-poll given 2 values of a transaction aborted 0.4 s before, after a message timeout in it).
-Duplicates the system documents are counted apart,
-not findings: acks=leader values appended again after a takeover (at least once). Move a check
-to MUST_HOLD once its fix is committed and a run shows zero (read-changed, non-monotonic,
-regression and exactly-once moved with the high watermark, commit 3479fbf).
+Also asserted: no idempotent Kafka value twice, and the Kafka transaction checks (no aborted
+read, no torn transaction, no committed value lost). Duplicates the system documents are counted
+apart, not findings: acks=leader values appended again after a takeover (at least once), and
+values a client sent again without idempotence. KNOWN_OPEN is where a check goes back if the
+harness finds it broken and it is not fixed yet (none now; docs/RELIABILITY.md).
 
 Time: 100 s of faults (seed 19 runs all 8 kinds in the first 40 s, each kind 2-3 times), ~160 s
 in all on an idle box. The harness's own budget (BUDGET_S, cluster start to verdict) is below
@@ -40,6 +37,7 @@ BUDGET_S = 250.0  # cluster start (~20-40 s loaded) + faults + settle, read-back
 TIMEOUT_S = BUDGET_S + 70  # + stopping the cluster (agents 10 s each, SeaweedFS, PostgreSQL)
 MUST_HOLD = (
     "lost",
+    "duplicate",
     "phantom",
     "gap",
     "reuse",
@@ -50,8 +48,11 @@ MUST_HOLD = (
     "zombie",
     "stale-sql",
     "exactly-once",
+    "aborted-read",
+    "torn-transaction",
+    "lost-committed",
 )
-KNOWN_OPEN = ("duplicate", "aborted-read", "torn-transaction", "lost-committed")
+KNOWN_OPEN: tuple[str, ...] = ()
 
 
 def test_the_checks_are_split_between_asserted_and_known_open() -> None:
@@ -70,6 +71,7 @@ def test_short_chaos_run_loses_nothing(tmp_path: Path) -> None:
     assert broken == {}, render(verdict, history)
     counts = verdict.counts
     assert counts["acked.leader"] > 0 and counts["acked.durable"] > 0 and counts["acked.kafka-idempotent"] > 0
+    assert counts["acked.rest"] > 0  # the REST front end, acks=durable (engine/chaos/rest_workload.py)
     assert counts["records_polled"] > 0 and counts.get("commits.ok", 0) > 0 and counts.get("sql.ok", 0) > 0
     assert counts.get("job_output_rows", 0) > 0
     assert counts.get("txn.committed", 0) > 0 and counts.get("txn.aborted", 0) > 0

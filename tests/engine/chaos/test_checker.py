@@ -10,9 +10,11 @@ import pytest
 
 from streamhouse.chaos.checker import CHECKS, check, render
 from streamhouse.chaos.history import (
+    CLIENT_EPOCH_BUMP,
     Assign,
     Commit,
     CommittedRead,
+    Fault,
     FinalLog,
     History,
     JobOutput,
@@ -159,6 +161,19 @@ def test_duplicates_of_a_retried_write_are_counted_not_reported() -> None:
     verdict = check(h)
     assert verdict.ok, render(verdict, h)
     assert verdict.counts["duplicates_after_retry"] == 1
+
+
+def test_a_duplicate_names_the_client_epoch_bumps_that_overlapped_its_write() -> None:
+    """Still a finding (idempotence promises one copy); the bump is named so the cause shows."""
+    h = clean()
+    h.add(Fault(20, "p-durable", 0.5, 1.5, CLIENT_EPOCH_BUMP, "", "producer 7 now at epoch 1 (1 bumps)"))
+    h.add(Fault(21, "p-durable", 5.0, 6.0, CLIENT_EPOCH_BUMP, "", "producer 7 now at epoch 2 (2 bumps)"))
+    duplicate(h)  # d1, written by #1 over [0, 1]
+    verdict = check(h)
+    (finding,) = verdict.findings
+    assert finding.check == "duplicate" and finding.ops == (1, 20)
+    assert "the client bumped its epoch meanwhile: #20" in finding.message
+    assert verdict.counts["kafka.client_epoch_bumps"] == 2 and "ops.fault" not in verdict.counts
 
 
 def test_an_acks_leader_value_appended_again_after_a_takeover_is_counted_not_reported() -> None:
