@@ -126,16 +126,17 @@ class KafkaProducer(Worker):
     def __init__(self, bootstrap: str, *args: Any, rate_per_s: float = 100.0) -> None:
         super().__init__("kafka-idempotent", *args)
         self.bootstrap, self.rate_per_s = bootstrap, rate_per_s
-        self._bumps, self._stats_at = 0, 0.0
+        self._bumps, self._stats_at = 1, 0.0  # librdkafka counts the first producer id as one
 
     def _stats(self, text: str) -> None:
-        """librdkafka's statistics (every second): an `eos.epoch_cnt` that grew is recorded as
-        a client event over the interval it happened in."""
+        """librdkafka's statistics (every second): an `eos.epoch_cnt` (producer ids assigned
+        since start, the first included) that grew is recorded as a client event over the
+        interval it happened in."""
         now = self.now()
         eos = json.loads(text).get("eos") or {}
         bumps = int(eos.get("epoch_cnt", 0))
         if bumps > self._bumps:
-            detail = f"producer {eos.get('producer_id')} now at epoch {eos.get('producer_epoch')} ({bumps} bumps)"
+            detail = f"producer {eos.get('producer_id')} now at epoch {eos.get('producer_epoch')} ({bumps - 1} bumps)"
             index = self.history.next_index()
             self.history.add(Fault(index, self.process, self._stats_at, now, CLIENT_EPOCH_BUMP, "", detail))
             self._bumps = bumps
