@@ -46,7 +46,8 @@ class CommittedFrontEnd:
             result: FetchResult = await self.inner.fetch(topic, partition, offset, **options)
             # Kafka transaction markers hold offsets but are no records here (storage/records/control.py).
             result = dataclasses.replace(result, records=without_control(result.records))
-            view = await self.reads.stable(topic, partition, offset, fresh=bool(result.records.num_rows))
+            upto = result.next_offset if result.records.num_rows else None
+            view = await self.reads.stable(topic, partition, offset, upto=upto)
             if view.last_stable is None and not len(view.bases):
                 return result  # nothing transactional to hold back or skip here
             records = view.committed(result.records)

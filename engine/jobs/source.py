@@ -73,7 +73,7 @@ async def read_partition(
         if table.num_rows:
             next_offset = int(pc.max(table.column("offset")).as_py()) + 1
             if committed is not None:
-                view = await committed.stable(info.name, partition, offset, fresh=True)
+                view = await committed.stable(info.name, partition, offset, upto=next_offset)
                 if not view.shows_all:
                     table = view.committed(table)
                     next_offset = max(offset, view.stable_end(next_offset))

@@ -229,7 +229,8 @@ class Handlers:
                 continue
             first = int(result.records.column("offset")[0].as_py()) if result.records.num_rows else result.next_offset
             try:
-                view = await committed.stable(topic, partition, first, fresh=bool(result.records.num_rows))
+                upto = result.next_offset if result.records.num_rows else None  # what it must know
+                view = await committed.stable(topic, partition, first, upto=upto)
             except StreamHouseError as exc:  # the store is down: this partition's error, not the connection's
                 shown[(topic, partition)] = exc
                 continue

@@ -240,5 +240,7 @@ class OrgReads(CommittedReads):
     async def moved(self) -> None:
         await self.shared.moved()
 
-    async def stable(self, topic: str, partition: int, from_offset: int, *, fresh: bool = False) -> Stable:
-        return await self.shared.stable(ns.inner(topic, ns.current()), partition, from_offset, fresh=fresh)
+    async def stable(
+        self, topic: str, partition: int, from_offset: int, *, upto: int | None = None, fresh: bool = False
+    ) -> Stable:
+        return await self.shared.stable(ns.inner(topic, ns.current()), partition, from_offset, upto=upto, fresh=fresh)

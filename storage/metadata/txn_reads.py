@@ -13,11 +13,16 @@ change made through this agent (a batch registered or placed, a transaction ende
 partition's entry at once; a change made by another agent is seen within CACHE_S. Partitions
 never written transactionally answer from the same one query.
 
-A reader that already holds records asks with `fresh=True`: the view must be read after those
-records were. A segment commit places the aborted batches it holds in its own database
-transaction (transactions.placements), so only a view read after the records sees every aborted
-batch among them; a cached one (another agent's commit within CACHE_S, or a query of this agent
-that started before the commit and answered after it) could show an aborted batch as committed.
+A reader that already holds records says how far they go (`upto`): the view must know every
+placement among them. A segment commit places the aborted batches it holds in its own database
+transaction (transactions.placements), the one that moves the partition's committed end; so a
+view is good for records below the committed end read before its batch rows (`valid_below`).
+A cached view read earlier (another agent's commit within CACHE_S, or a query of this agent that
+started before the commit and answered after it) could otherwise show an aborted batch as
+committed. At the head of a partition that means one fresh read per commit and agent, shared
+by every reader of it there, not one per fetch. Whatever else a cached view misses within CACHE_S
+only holds records back (an open batch committed or aborted since): never shows one it should
+not. `fresh=True` always reads (SQL: once per query).
 """
 
 from __future__ import annotations
@@ -128,7 +133,8 @@ def stable_from(batches: Iterable[TxnBatch]) -> Stable:
 class CommittedReads:
     def __init__(self, metadata: MetadataStore) -> None:
         self.metadata = metadata
-        self._cache: dict[tuple[str, int], tuple[float, int, Stable]] = {}
+        # (read at, from offset, view, valid below: the committed end read before it, or -1)
+        self._cache: dict[tuple[str, int], tuple[float, int, Stable, int]] = {}
         # A query that began before a change made here to its partition is not cached: each
         # change is numbered (`_ticks`), and `_changed` keeps the last per partition (bounded:
         # when cleared, `_cleared` stands for every partition's).
@@ -161,21 +167,31 @@ class CommittedReads:
             self._moved = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._moved)  # a cancelled waiter leaves the future to the others
 
-    async def stable(self, topic: str, partition: int, from_offset: int, *, fresh: bool = False) -> Stable:
-        """The view from `from_offset`; `fresh`: read now (the caller holds records read
-        before this call, and the view must know every placement they show)."""
+    async def stable(
+        self, topic: str, partition: int, from_offset: int, *, upto: int | None = None, fresh: bool = False
+    ) -> Stable:
+        """The view from `from_offset`. `upto`: the caller holds records below this offset,
+        and the view must know every placement among them; `fresh`: read now."""
         key = (topic, partition)
         hit = self._cache.get(key)
         now = time.monotonic()
-        if not fresh and hit is not None and now - hit[0] < CACHE_S and hit[1] <= from_offset:
+        if (
+            not fresh
+            and hit is not None
+            and now - hit[0] < CACHE_S
+            and hit[1] <= from_offset
+            and (upto is None or upto <= hit[3])
+        ):
             return hit[2]
         began = self._ticks
+        # The committed end first: every record below it was placed before the rows are read.
+        valid_below = await self.metadata.get_end_offset(topic, partition) if upto is not None or fresh else -1
         found = stable_from(await self.metadata.txn_batches(topic, partition, from_offset))
         if max(self._changed.get(key, 0), self._cleared) > began:
             return found  # changed here meanwhile: right for this caller, too old to keep
         if len(self._cache) > 10_000:  # bounded: an agent reading many partitions keeps the recent ones
             self._cache.clear()
-        self._cache[key] = (now, from_offset, found)
+        self._cache[key] = (now, from_offset, found, valid_below)
         return found
 
 

@@ -15,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
 from streamhouse.storage.metadata.transactions import COMPLETE_ABORT, EMPTY, TxnBatch
 from streamhouse.storage.metadata.txn_reads import CommittedReads, stable_from
+from streamhouse.storage.model import SegmentInfo, partition_resource
 from streamhouse.storage.records.schema import make_batch
 from tests.engine.kafka.txn_store import coordinator, refusal_kind, store_with_topic
 
@@ -160,3 +162,24 @@ async def test_a_view_read_across_a_change_here_is_not_kept(
     monkeypatch.setattr(store, "txn_batches", query)
     view = await reads.stable("out", 0, 0)  # within CACHE_S, not fresh: must not be the old answer
     assert view.ends.tolist() == [3]
+
+
+async def test_a_cached_view_serves_records_below_the_committed_end_it_read(store: MetadataStore) -> None:
+    """A view is good for records below the committed end read before its rows: every batch
+    among them was placed by the commit that moved that end. Records past it read again (the
+    same commit places an aborted batch and makes it readable), and one read serves the rest."""
+    pid, epoch = await _aborted_unplaced(store)  # registered at 0, aborted before its commit
+    reads = CommittedReads(store)
+    assert (await reads.stable("out", 0, 0, upto=0)).shows_all  # nothing committed yet
+    lease = await store.acquire_lease(partition_resource("out", 0), "agent", 60_000)
+    batch = ProducerBatch(pid, epoch, 0, 2, 0, 3)  # the aborted batch, at offsets [0, 3)
+    segment = SegmentInfo(topic="out", partition=0, base_offset=0, end_offset=3, min_timestamp=1, max_timestamp=1,
+                          size_bytes=1, object_key="p/topics/out/00000/0-1.parquet", epoch=lease.epoch,
+                          footer_length=1, footer_crc=0)  # fmt: skip
+    await store.commit_segment(segment, "agent", lease.epoch, [ProducerState(pid, epoch, (batch,))], [batch])
+    # Another agent committed: nothing told this one. Records below 0: the cached view still serves.
+    assert (await reads.stable("out", 0, 0, upto=0)).shows_all
+    # Records up to 3 (the fetch saw the new end): read again, and the batch is hidden.
+    view = await reads.stable("out", 0, 0, upto=3)
+    assert (view.bases.tolist(), view.ends.tolist()) == ([0], [3])
+    assert (await reads.stable("out", 0, 0, upto=3)) is view  # cached for the next reader
