@@ -126,20 +126,25 @@ class KafkaProducer(Worker):
     def __init__(self, bootstrap: str, *args: Any, rate_per_s: float = 100.0) -> None:
         super().__init__("kafka-idempotent", *args)
         self.bootstrap, self.rate_per_s = bootstrap, rate_per_s
-        self._bumps, self._stats_at = 1, 0.0  # librdkafka counts the first producer id as one
+        self._epoch: tuple[int, int] | None = None  # (producer id, epoch) last seen in the statistics
+        self._stats_at = 0.0
 
     def _stats(self, text: str) -> None:
-        """librdkafka's statistics (every second): an `eos.epoch_cnt` (producer ids assigned
-        since start, the first included) that grew is recorded as a client event over the
-        interval it happened in."""
+        """librdkafka's statistics (every second): a producer id or epoch other than the last
+        one seen is recorded as a client event over the interval it changed in. (librdkafka's
+        `epoch_cnt` counts producer ids assigned, not the epoch bumps it makes by itself.)"""
         now = self.now()
-        eos = json.loads(text).get("eos") or {}
-        bumps = int(eos.get("epoch_cnt", 0))
-        if bumps > self._bumps:
-            detail = f"producer {eos.get('producer_id')} now at epoch {eos.get('producer_epoch')} ({bumps - 1} bumps)"
+        try:
+            eos = json.loads(text).get("eos") or {}
+            current = (int(eos.get("producer_id", -1)), int(eos.get("producer_epoch", -1)))
+        except (ValueError, TypeError, AttributeError):  # statistics of another shape: nothing to learn
+            return
+        if current[0] >= 0 and self._epoch is not None and current != self._epoch:
+            detail = f"producer {self._epoch[0]} epoch {self._epoch[1]} -> producer {current[0]} epoch {current[1]}"
             index = self.history.next_index()
             self.history.add(Fault(index, self.process, self._stats_at, now, CLIENT_EPOCH_BUMP, "", detail))
-            self._bumps = bumps
+        if current[0] >= 0:
+            self._epoch = current
         self._stats_at = now
 
     def work(self) -> None:

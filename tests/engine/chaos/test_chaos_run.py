@@ -9,11 +9,14 @@ durable offset reused, no read of a value its offset no longer holds, no out-of-
 a consumer session, no poll skip, no committed-offset regression, no zombie commit, no SQL
 count behind durable acks, the job's view exactly its source.
 
-Also asserted: no idempotent Kafka value twice, and the Kafka transaction checks (no aborted
-read, no torn transaction, no committed value lost). Duplicates the system documents are counted
-apart, not findings: acks=leader values appended again after a takeover (at least once), and
-values a client sent again without idempotence. KNOWN_OPEN is where a check goes back if the
-harness finds it broken and it is not fixed yet (none now; docs/RELIABILITY.md).
+Also asserted: the Kafka transaction checks (no aborted read, no torn transaction, no committed
+value lost). Printed and counted but not asserted (KNOWN_OPEN): idempotent Kafka duplicates. A
+client whose delivery timeout passes while S3 stays unreachable bumps its producer epoch and sends
+again records the agent had written but not yet made durable (0 in a 42-min run, 3,053 in the next
+one, all in two stretches of faults back to back; docs/RELIABILITY.md). Duplicates the system
+documents are counted apart, not findings: acks=leader values appended again after a takeover (at
+least once), and values a client sent again without idempotence. Move a check to MUST_HOLD once
+its fix is committed and a long run shows zero.
 
 Time: 100 s of faults (seed 19 runs all 8 kinds in the first 40 s, each kind 2-3 times), ~160 s
 in all on an idle box. The harness's own budget (BUDGET_S, cluster start to verdict) is below
@@ -37,7 +40,6 @@ BUDGET_S = 250.0  # cluster start (~20-40 s loaded) + faults + settle, read-back
 TIMEOUT_S = BUDGET_S + 70  # + stopping the cluster (agents 10 s each, SeaweedFS, PostgreSQL)
 MUST_HOLD = (
     "lost",
-    "duplicate",
     "phantom",
     "gap",
     "reuse",
@@ -52,7 +54,7 @@ MUST_HOLD = (
     "torn-transaction",
     "lost-committed",
 )
-KNOWN_OPEN: tuple[str, ...] = ()
+KNOWN_OPEN = ("duplicate",)
 
 
 def test_the_checks_are_split_between_asserted_and_known_open() -> None:
