@@ -10,6 +10,7 @@ the next one in turn. One request at a time, each bounded by REQUEST_TIMEOUT_S.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -37,7 +38,8 @@ class RestProducer(Worker):
                 base = _post(url, body)
                 offsets = tuple(range(base, base + len(values)))
                 op = Produce(index, self.process, start, self.now(), "rest", topic, partition, values, "ok", offsets)
-            except (OSError, ValueError, KeyError) as exc:  # refused, reset, timed out, an error status
+            # Refused, reset, timed out, cut off mid-answer (an agent killed), an error status.
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
                 op = Produce(index, self.process, start, self.now(), "rest", topic, partition, values, "fail",
                              error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
                 at += 1  # the next agent in turn

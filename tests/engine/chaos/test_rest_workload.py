@@ -1,0 +1,46 @@
+"""The chaos REST producer records every request it made, whatever the answer: a request cut off
+mid-answer (an agent killed while it replied) is a failed produce whose values may be in the log,
+never a crash of the workload (CI found its values as phantoms: written, but no operation said so)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from streamhouse.chaos.history import History, Produce
+from streamhouse.chaos.rest_workload import RestProducer
+
+
+def _cut_off_server() -> tuple[socket.socket, str]:
+    """Answers every request with a head promising 113 bytes, then closes after none."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 113\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_a_request_cut_off_mid_answer_is_a_failed_produce() -> None:
+    server, url = _cut_off_server()
+    history, stop = History(), threading.Event()
+    worker = RestProducer([url], history, stop, time.monotonic(), 3, pause_s=0.0)
+    try:
+        worker.start()
+        worker.join(30)
+    finally:
+        stop.set()
+        server.close()
+    assert not worker.is_alive() and worker.crash == ""
+    produces = [op for op in history.ops if isinstance(op, Produce)]
+    assert len(produces) == 3 and {op.outcome for op in produces} == {"fail"}
+    assert "IncompleteRead" in produces[0].error and produces[0].values == tuple(f"rest-{i}" for i in range(5))
