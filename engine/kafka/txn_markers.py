@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import pyarrow as pa
 
+from streamhouse.agent.failures import Backoff
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import NotFoundError, StreamHouseError
 from streamhouse.storage.records.control import Marker, marker_batch
@@ -38,6 +39,7 @@ RETRY_CAP_S = 30.0
 MAX_PENDING = 10_000  # bounded: past it the oldest is given up (logged)
 
 PendingKey = tuple[str, int, Marker]
+_BACKOFF = Backoff(FIRST_RETRY_S, RETRY_CAP_S, RETRY_CAP_S)  # the background tasks' one backoff rule
 
 
 class PendingMarkers:
@@ -75,8 +77,7 @@ class PendingMarkers:
                         topic, partition, exc)  # fmt: skip
         except StreamHouseError:
             failures = self._pending.get(key, (0, 0.0))[0] + 1
-            delay = min(FIRST_RETRY_S * 2 ** (failures - 1), RETRY_CAP_S)
-            self._pending[key] = (failures, time.monotonic() + delay)
+            self._pending[key] = (failures, time.monotonic() + _BACKOFF.delay(failures, outage=False))
         else:
             attempts = self._pending.pop(key, (0, 0.0))[0]
             log.warning("%s marker of producer %d written to %s/%d after %d failed attempts", _kind(marker),
