@@ -4,7 +4,6 @@ durations parse, and the TCP fault proxy passes, delays, swallows and resets rea
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from streamhouse.chaos.faults import KINDS, plan
 from streamhouse.chaos.proxy import FaultProxy
 from streamhouse.cli.chaos import parse_duration
 from streamhouse.storage.errors import InvalidInputError
+from tests.engine.chaos.tcp_server import tcp_server
 
 
 def test_the_plan_is_a_function_of_the_seed() -> None:
@@ -43,16 +43,6 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 @pytest.fixture(scope="module")
 def echo_port() -> Iterator[int]:
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(conn,), daemon=True).start()
-
     def echo(conn: socket.socket) -> None:
         with conn:
             try:
@@ -61,7 +51,7 @@ def echo_port() -> Iterator[int]:
             except OSError:
                 pass
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = tcp_server(echo)
     yield server.getsockname()[1]
     server.close()
 

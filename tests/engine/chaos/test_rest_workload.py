@@ -10,23 +10,18 @@ import time
 
 from streamhouse.chaos.history import History, Produce
 from streamhouse.chaos.rest_workload import RestProducer
+from tests.engine.chaos.tcp_server import tcp_server
 
 
 def _cut_off_server() -> tuple[socket.socket, str]:
     """Answers every request with a head promising 113 bytes, then closes after none."""
-    server = socket.create_server(("127.0.0.1", 0))
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                return
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 113\r\n\r\n")
+    def cut_off(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 113\r\n\r\n")
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = tcp_server(cut_off)
     return server, f"http://127.0.0.1:{server.getsockname()[1]}"
 
 
