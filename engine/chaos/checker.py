@@ -12,7 +12,8 @@ operations involved (their indexes; `render` prints them). The checks:
   appended again after a takeover: at least once, README "Durability under faults"): those are
   counted apart, not reported.
 - phantom: a value in the log that nobody sent.
-- gap / reuse: the final log's offsets are not dense from its first one, or one offset holds
+- gap / reuse: the final log's offsets (those read_committed readers skip included: a voided
+  idempotent batch's, engine/kafka/unacked.py) are not dense from its first one, or one offset holds
   two values; a durable or Kafka ack whose offset holds another value in the log (acks=leader
   offsets may move: an old leader's tail is appended again at the end, README "Durability").
 - read-changed: a consumer was given a value at an offset the final log holds another value at.
@@ -119,6 +120,7 @@ def figures(history: History) -> dict[str, int]:
             counts[f"txn.{op.outcome}"] += 1
             counts[f"txn_records.{op.outcome}"] += len(op.values)
     counts["final_records"] = sum(len(p.offsets) for p in history.final)
+    counts["final_hidden_records"] = sum(len(p.hidden) for p in history.final)
     if history.job is not None:
         counts["job_output_rows"] = len(history.job.values)
     multiset = _log_values(history.final)
@@ -184,8 +186,9 @@ def check_offsets(produces: list[Produce], final: list[FinalLog], sparse: set[st
         if reused:
             findings.append(Finding("reuse", f"{part.topic}/{part.partition}: offsets read back twice: {reused[:10]}"))
         if part.offsets and part.topic not in (sparse or set()):
-            first, last = min(part.offsets), max(part.offsets)
-            missing = sorted(set(range(first, last + 1)) - set(counts))
+            kept = set(counts) | set(part.hidden)
+            first, last = min(kept), max(kept)
+            missing = sorted(set(range(first, last + 1)) - kept)
             if missing:
                 findings.append(
                     Finding("gap", f"{part.topic}/{part.partition}: {len(missing)} offsets missing: {missing[:10]}")

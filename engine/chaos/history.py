@@ -157,6 +157,9 @@ class FinalLog:
     partition: int
     offsets: tuple[int, ...]
     values: tuple[str, ...]
+    # Offsets whose records read_committed readers skip: aborted transactions' and voided
+    # idempotent batches' (engine/kafka/unacked.py). They hold offsets, so the gap check counts them.
+    hidden: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

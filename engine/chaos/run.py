@@ -18,6 +18,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from streamhouse.chaos.checker import Verdict, check, render
 from streamhouse.chaos.cluster import Cluster
 from streamhouse.chaos.faults import KINDS, FaultRunner, plan
@@ -232,12 +234,17 @@ def _read_all(addresses: list[str], topics: list[str], budget: Budget) -> list[F
             with connect(addresses, timeout_s=max(1.0, budget.left(30.0))) as client:
                 for topic in topics:
                     table = client.read(topic)
+                    # read_uncommitted too, for the offsets read_committed skips (FinalLog.hidden).
+                    whole = client.read(topic, isolation="read_uncommitted").select(["partition", "offset"])
                     parts = table.column("partition").to_numpy()
+                    all_parts = whole.column("partition").to_numpy()
                     for p in range(PARTITIONS):
                         rows = table.filter(parts == p)
                         offsets = tuple(int(o) for o in rows.column("offset").to_numpy())
                         values = tuple((v or b"").decode(errors="replace") for v in rows.column("value").to_pylist())
-                        out.append(FinalLog(topic, p, offsets, values))
+                        held = whole.filter(all_parts == p).column("offset").to_numpy()
+                        hidden = tuple(int(o) for o in np.setdiff1d(held, np.asarray(offsets, dtype=np.int64)))
+                        out.append(FinalLog(topic, p, offsets, values, hidden))
             return out
         except Exception as exc:
             last = exc

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -24,14 +24,16 @@ from streamhouse.kafka import errors as codes
 from streamhouse.kafka.ack_stalls import AckStalls, stall_limit_s
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.handlers import Body, Context, Handler, error_code
-from streamhouse.kafka.idempotence import ProducerStates
+from streamhouse.kafka.idempotence import INVALID_PRODUCER_EPOCH, ProducerStates
 from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.kafka.txn_produce import produce_transactional
 from streamhouse.kafka.txn_v2 import IMPLICIT_PRODUCE_VERSION
+from streamhouse.kafka.unacked import Key as ProducerKey
+from streamhouse.kafka.unacked import Unacknowledged
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, LeaseHeldError, StorageUnavailableError, StreamHouseError
-from streamhouse.storage.metadata.producer_state import tag
+from streamhouse.storage.metadata.producer_state import ProducerBatch, tag
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
@@ -43,6 +45,9 @@ _ACKS: Mapping[int, Acks] = {0: "leader", 1: "leader", -1: "durable"}
 # acks=all is answered REQUEST_TIMED_OUT at this share of the request's timeout_ms, so the
 # answer is there before a client that uses the same value as its own request timeout gives up.
 _ACK_TIMEOUT_SHARE = 0.8
+# An acks=all partition's idempotent batches: (producer, epoch, first sequence), answered with
+# success only if none was voided meanwhile (unacked.py).
+Tracked = list[tuple[ProducerKey, int, int]]
 
 
 def produce_error_code(exc: StreamHouseError) -> int:
@@ -86,6 +91,9 @@ class ProduceHandlers:
         self.max_uncompressed = max_uncompressed
         self.producers = ProducerStates()
         self.stalls = AckStalls()  # acks=all waits per partition: new batches refused while stalled
+        # acks=all idempotent batches written and not yet answered with success, voided when their
+        # producer starts a new epoch (unacked.py); it needs the store's aborted ranges.
+        self.unacked = Unacknowledged(self._void) if txn is not None else None
         self.by_key: dict[int, Handler] = {0: self.produce, 22: self.init_producer_id}
 
     async def produce(self, body: Body, version: int, ctx: Context) -> Body:
@@ -114,19 +122,23 @@ class ProduceHandlers:
             # One partition (a producer with one partition's batch ready): no task to order it
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
+            tracked: Tracked = []
             result = await self._produce_partition(
-                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall, implicit
+                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall, implicit, tracked
             )
+            result = self._answer(result, tracked)
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
         tasks: list[tuple[str, int, asyncio.Task[Body]]] = []
+        tracks: list[Tracked] = []
         try:
             for topic in topics:
                 for part in topic["partition_data"]:
                     placed: asyncio.Future[None] = loop.create_future()
+                    tracks.append([])
                     work = self._produce_partition(
                         topic["name"], part["index"], part["records"], acks, functools.partial(_resolve, placed),
-                        txn_id, stall, implicit,
+                        txn_id, stall, implicit, tracks[-1],
                     )  # fmt: skip
                     task = asyncio.create_task(work)
                     task.add_done_callback(functools.partial(_resolve, placed))  # refused before appending
@@ -140,6 +152,7 @@ class ProduceHandlers:
                 left = limit_s - (loop.time() - started)
                 await asyncio.wait([task for _, _, task in tasks], timeout=max(left, 0.001))
                 results = [self._result_or_timeout(task, index) for _, index, task in tasks]
+            results = [self._answer(result, tracked) for result, tracked in zip(results, tracks, strict=True)]
         except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending
             for _, _, task in tasks:
                 task.cancel()
@@ -152,6 +165,31 @@ class ProduceHandlers:
             "responses": [{"name": n, "partition_responses": r} for n, r in responses.items()],
             "throttle_time_ms": 0,
         }
+
+    def _answer(self, result: Body, tracked: Tracked) -> Body:
+        """A partition's answer as it is sent. Success only if none of its idempotent batches
+        was voided by a newer epoch of its producer meanwhile (then they are acknowledged, and
+        never voided after); REQUEST_TIMED_OUT and errors leave them unanswered."""
+        if result["error_code"] != 0 or not tracked or self.unacked is None:
+            return result
+        unacked = self.unacked
+        voided = [(key, epoch) for key, epoch, first in tracked if not unacked.is_answerable(key, epoch, first)]
+        if voided:
+            (_, _, pid), epoch = voided[0]
+            message = (f"producer {pid} started a newer epoch than {epoch} before this batch was acknowledged: "
+                       "it was voided (never readable by read_committed readers)")  # fmt: skip
+            return {**result, "error_code": INVALID_PRODUCER_EPOCH, "base_offset": -1, "error_message": message}
+        for key, epoch, first in tracked:
+            unacked.acknowledge(key, epoch, first)
+        return result
+
+    async def _void(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        """Stores `batches` as voided (aborted ranges) and drops the cached read_committed views."""
+        assert self.txn is not None
+        await self.txn.metadata.txn_void_batches(topic, partition, batches)
+        self.txn.changed([(topic, partition)])
+        log.warning("kafka %s/%s: %d batches of producer %d written under an epoch it left unacknowledged "
+                    "were voided", topic, partition, len(batches), batches[0].producer_id)  # fmt: skip
 
     def _result_or_timeout(self, task: asyncio.Task[Body], index: int) -> Body:
         """A partition's answer, or REQUEST_TIMED_OUT while its acknowledgement is pending; the
@@ -167,6 +205,7 @@ class ProduceHandlers:
     async def _produce_partition(
         self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
         txn_id: str | None = None, stall: tuple[float, float] | None = None, implicit: bool = False,
+        tracked: Tracked | None = None,
     ) -> Body:  # fmt: skip
         out: Body = {"index": partition, "error_code": 0, "base_offset": -1, "log_append_time_ms": -1}
         try:
@@ -199,7 +238,7 @@ class ProduceHandlers:
                                                            implicit)  # fmt: skip
             elif any(b.producer_id >= 0 for b in batches):
                 out["base_offset"] = await self._produce_idempotent(
-                    topic, partition, batches, acks, stamp, placed, stall
+                    topic, partition, batches, acks, stamp, placed, stall, tracked
                 )
             else:
                 merged = batches[0].records if len(batches) == 1 else _merged(batches)
@@ -225,13 +264,16 @@ class ProduceHandlers:
         stamp: int | None,
         placed: Callable[[], None] | None = None,
         stall: tuple[float, float] | None = None,
+        tracked: Tracked | None = None,
     ) -> int:
         """Each batch through its producer's sequence check (idempotence.py), tagged with its
         producer id, epoch and first sequence so the leader's writer records it (or answers a
         retry with the original's offsets, docs/DESIGN.md §10); the first batch's base offset
         answers the request. The partition is placed once its last batch is (a refusal ends
-        the request, which places it too)."""
+        the request, which places it too). With `tracked` (acks=all, not transactional) each
+        batch is tracked until its answer (unacked.py) and listed there for `_answer`."""
         bases = []
+        unacked = self.unacked if tracked is not None and acks == "durable" else None
         loop = asyncio.get_running_loop()
         for i, batch in enumerate(batches):
             # The producer's lock is held only until the batch has its offsets, so its next
@@ -255,11 +297,18 @@ class ProduceHandlers:
                 admit = functools.partial(
                     self.stalls.refuse_if_stalled, topic, partition, *stall, functools.partial(_resolve, fixed)
                 )
+            new_epoch = written = None
+            if unacked is not None and batch.producer_id >= 0:
+                key = (topic, partition, batch.producer_id)
+                new_epoch = functools.partial(unacked.new_epoch, key, batch.producer_epoch)
+                written = functools.partial(unacked.written, key)
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
                 functools.partial(self.front.producer_state, topic, partition, batch.producer_id), append, fixed,
-                admit,
+                admit, new_epoch, written,
             )  # fmt: skip
+            if new_epoch is not None and tracked is not None:
+                tracked.append(((topic, partition, batch.producer_id), batch.producer_epoch, batch.base_sequence))
             bases.append(base)
         return bases[0]
 

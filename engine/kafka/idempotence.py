@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.storage.errors import StreamHouseError
-from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerState
+from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerBatch, ProducerState
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
@@ -102,6 +102,28 @@ def _retrieve(task: asyncio.Future[int]) -> None:
         task.exception()
 
 
+async def _note_written(
+    written: Callable[[ProducerBatch], None],
+    task: asyncio.Future[int],
+    lookup: Callable[[], Awaitable[ProducerState | None]],
+    epoch: int,
+    first_sequence: int,
+    last: int,
+) -> None:
+    """Hands `written` the placed batch with its offsets, from the leader's state (it is the
+    newest batch there, or the original a retry repeats). Not found, or the state not read:
+    the batch is not tracked, which only means it is never voided (unacked.py)."""
+    if task.done() and (task.cancelled() or task.exception() is not None):
+        return  # refused before it was placed
+    try:
+        state = await lookup()
+    except StreamHouseError:
+        return
+    found = state.find(epoch, first_sequence, last) if state is not None else None
+    if found is not None:
+        written(found)
+
+
 class ProducerStates:
     """One lock per (topic, partition, producer id) while a request of that producer is being
     checked and placed; nothing else is remembered here."""
@@ -124,12 +146,16 @@ class ProducerStates:
         append: Callable[[], Awaitable[int]],
         placed: asyncio.Future[None] | None = None,
         admit: Callable[[], Awaitable[None]] | None = None,
+        new_epoch: Callable[[], Awaitable[None]] | None = None,
+        written: Callable[[ProducerBatch], None] | None = None,
     ) -> int:
         """The base offset of the batch: `append()`'s, which is the original's for a retry.
         `lookup()` reads the leader's state of the producer; `placed`, if given, is resolved by
         `append()` once the batch has its offsets, and releases the lock. `admit()`, if given,
         may refuse a batch that would be written anew (ack_stalls.py), before the lock is
-        taken; a retry of a written batch is not asked."""
+        taken; a retry of a written batch is not asked. `new_epoch()`, if given, runs before
+        the first batch of a newer epoch than the leader's is written, and `written(batch)`
+        once the batch is placed with its offsets, both under the lock (unacked.py)."""
         if producer_id < 0:
             return await append()
         last = (first_sequence + count - 1) % SEQUENCE_SPAN
@@ -141,7 +167,8 @@ class ProducerStates:
                 if known is None or known.find(epoch, first_sequence, last) is None:
                     head[0] = first_sequence == _expected(known, epoch)
                     await admit()
-            return await self._write(key, epoch, first_sequence, last, lookup, append, placed, head)
+            hooks = (new_epoch, written)
+            return await self._write(key, epoch, first_sequence, last, lookup, append, placed, head, hooks)
         except SequenceError:
             raise
         except StreamHouseError:
@@ -168,6 +195,7 @@ class ProducerStates:
         append: Callable[[], Awaitable[int]],
         placed: asyncio.Future[None] | None,
         head: list[bool],
+        hooks: tuple[Callable[[], Awaitable[None]] | None, Callable[[ProducerBatch], None] | None] = (None, None),
     ) -> int:
         topic, partition, producer_id = key
         slot = self._slots.setdefault(key, _Slot())
@@ -183,6 +211,9 @@ class ProducerStates:
                 ):
                     head[0] = True
                     self._refused.pop(key, None)  # the gap is being filled
+                new_epoch, written = hooks
+                if new_epoch is not None and (state is None or epoch > state.producer_epoch):
+                    await new_epoch()
                 if placed is None:
                     return await append()
                 # Shielded: a cancelled request (its connection closed) does not cancel an
@@ -191,6 +222,8 @@ class ProducerStates:
                 task.add_done_callback(_retrieve)
                 task.add_done_callback(functools.partial(_place, placed))  # refused before placing
                 await asyncio.shield(placed)
+                if written is not None:
+                    await _note_written(written, task, lookup, epoch, first_sequence, last)
         finally:
             slot.users -= 1
             if slot.users == 0 and self._slots.get(key) is slot:

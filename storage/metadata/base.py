@@ -283,6 +283,12 @@ class MetadataStore(Protocol):
         """The offsets [base, end) a registered batch was written at."""
         ...
 
+    async def txn_void_batches(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        """Idempotent batches written but never acknowledged, whose producer has started a new
+        epoch (engine/kafka/unacked.py): kept as aborted rows, which read_committed readers skip.
+        All of them or none."""
+        ...
+
     async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
         """(producer id, epoch, first sequence) of the partition's transactional batches that are
         placed (a copy is in the log) or aborted: a WAL take-over must not append those again."""

@@ -4,12 +4,13 @@ the write are one step against every other agent."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from streamhouse.storage.metadata import transactions as t
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.registry_sql import numbered
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ _UPSERT = numbered(t.UPSERT.format(now=NOW))
 _OPEN = numbered(t.OPEN_BATCH)
 _PLACE = numbered(t.PLACE_BATCH)
 _BATCHES = numbered(t.BATCHES)
+_VOID = numbered(t.VOID_BATCH)
 _SETTLED = numbered(t.SETTLED)
 _COMMIT = numbered(t.COMMIT_BATCHES)
 _ABORT = numbered(t.ABORT_BATCHES)
@@ -83,6 +85,10 @@ class PostgresTransactions(PostgresBase):
     ) -> None:
         async with self._conn() as conn:
             await conn.execute(_PLACE, base, end, topic, partition, producer_id, epoch, first_sequence)
+
+    async def txn_void_batches(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        async with self._conn(transaction=True) as conn:
+            await conn.executemany(_VOID, t.void_rows(topic, partition, batches))
 
     async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
         async with self._conn() as conn:

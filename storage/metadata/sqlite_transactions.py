@@ -4,10 +4,11 @@ each operation one database transaction (BEGIN IMMEDIATE for writes)."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from streamhouse.storage.metadata import transactions as t
 from streamhouse.storage.metadata import validate as v
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, one
 
 _UPSERT = t.UPSERT.format(now=NOW)
@@ -68,6 +69,10 @@ class SqliteTransactions(SqliteBase):
         await self._write(
             lambda conn: conn.execute(t.PLACE_BATCH, (base, end, topic, partition, producer_id, epoch, first_sequence))
         )
+
+    async def txn_void_batches(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        rows = t.void_rows(topic, partition, batches)
+        await self._write(lambda conn: conn.executemany(t.VOID_BATCH, rows))
 
     async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
         return t.batch_keys(await self._read(lambda conn: all_rows(conn, t.SETTLED, (topic, partition))))

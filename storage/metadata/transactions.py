@@ -100,6 +100,12 @@ def placements(
             for b in written if (b.producer_id, b.producer_epoch, b.first_sequence) in keys]  # fmt: skip
 
 
+def void_rows(topic: str, partition: int, batches: Iterable[ProducerBatch]) -> list[tuple[object, ...]]:
+    """VOID_BATCH's parameters for `batches`."""
+    return [(topic, partition, b.producer_id, b.producer_epoch, b.first_sequence, b.base_offset, b.end_offset)
+            for b in batches]  # fmt: skip
+
+
 def batch_keys(rows: Iterable[Row]) -> set[tuple[int, int, int]]:
     """(producer id, epoch, first sequence) of each row."""
     return {(int(r["producer_id"]), int(r["producer_epoch"]), int(r["first_sequence"])) for r in rows}
@@ -194,6 +200,13 @@ OPEN_BATCH = (
 PLACE_BATCH = (
     "UPDATE kafka_txn_batches SET base_offset = ?, end_offset = ? WHERE topic = ? AND partition_id = ?"
     " AND producer_id = ? AND producer_epoch = ? AND first_sequence = ?"
+)
+# An idempotent batch its producer left behind unacknowledged by starting a new epoch
+# (engine/kafka/unacked.py): kept as an aborted row at its offsets, so every read_committed
+# reader skips it as it skips an aborted transaction's batch.
+VOID_BATCH = (
+    "INSERT INTO kafka_txn_batches (topic, partition_id, producer_id, producer_epoch, first_sequence, base_offset,"
+    " end_offset, aborted) VALUES (?, ?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING"
 )
 UNPLACED = (
     "SELECT producer_id, producer_epoch, first_sequence FROM kafka_txn_batches WHERE topic = ? AND partition_id = ?"

@@ -12,6 +12,7 @@ import pytest
 
 from streamhouse.storage.errors import InvalidInputError, TransactionError
 from streamhouse.storage.metadata import MetadataStore
+from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.transactions import (
     COMPLETE_ABORT,
     COMPLETE_COMMIT,
@@ -95,3 +96,20 @@ async def test_commit_moves_offsets_and_batches_together(metadata_store: Metadat
     await store.delete_topic("out")  # an aborted range goes with its topic
     await store.create_topic("out", 1)
     assert await store.txn_batches("out", 0) == []
+
+
+async def test_voided_idempotent_batches_are_aborted_ranges_and_settled(metadata_store: MetadataStore) -> None:
+    """An idempotent batch left unacknowledged by its producer's new epoch (engine/kafka/unacked.py)
+    is an aborted range every read_committed reader skips, and a WAL recovery's settled batch."""
+    store = metadata_store
+    await store.create_topic("idem", 1)
+    left = [ProducerBatch(21, 0, 0, 9, 100, 10), ProducerBatch(21, 0, 10, 14, 115, 5)]
+    await store.txn_void_batches("idem", 0, left)
+    await store.txn_void_batches("idem", 0, left[:1])  # again (a retry after a lost answer): one row
+    assert await store.txn_batches("idem", 0) == [
+        TxnBatch(21, 100, 110, True, 0, 0),
+        TxnBatch(21, 115, 120, True, 0, 10),
+    ]
+    assert await store.txn_batches("idem", 0, 110) == [TxnBatch(21, 115, 120, True, 0, 10)]
+    assert await store.txn_settled("idem", 0) == {(21, 0, 0), (21, 0, 10)}
+    assert await store.txn_batches("idem", 0, 120) == []

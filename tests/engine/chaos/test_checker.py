@@ -176,6 +176,18 @@ def test_a_duplicate_names_the_client_epoch_bumps_that_overlapped_its_write() ->
     assert verdict.counts["kafka.client_epoch_bumps"] == 2 and "ops.fault" not in verdict.counts
 
 
+def test_offsets_of_voided_batches_are_no_gap() -> None:
+    """A voided idempotent batch (engine/kafka/unacked.py) holds offsets read_committed skips."""
+    h = clean()
+    h.add(Produce(20, "p-durable", 5.0, 6.0, "durable", T, 0, ("d2",), "fail"))  # never acknowledged
+    h.final[0] = FinalLog(T, 0, (0, 1, 2, 3, 5), ("d0", "d1", "l0", "l1", "d2"), hidden=(4,))
+    verdict = check(h)
+    assert verdict.ok, render(verdict, h)
+    assert verdict.counts["final_hidden_records"] == 1
+    h.final[0] = FinalLog(T, 0, (0, 1, 2, 3, 5), ("d0", "d1", "l0", "l1", "d2"))
+    assert {f.check for f in check(h).findings} == {"gap"}
+
+
 def test_an_acks_leader_value_appended_again_after_a_takeover_is_counted_not_reported() -> None:
     h = clean()
     _final(h, (0, 1, 2, 3, 4), ("d0", "d1", "l0", "l1", "l0"))  # sent once, retries off

@@ -1,0 +1,71 @@
+"""The bookkeeping of unacknowledged idempotent batches (engine/kafka/unacked.py): what a new
+epoch voids, and that an answer made while the void is being stored never says written."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from streamhouse.kafka.unacked import Unacknowledged
+from streamhouse.storage.errors import StorageUnavailableError
+from streamhouse.storage.metadata.producer_state import ProducerBatch
+
+KEY = ("t", 0, 7)
+
+
+def _batch(epoch: int, first: int, base: int, n: int = 5) -> ProducerBatch:
+    return ProducerBatch(7, epoch, first, first + n - 1, base, n)
+
+
+async def test_a_new_epoch_voids_only_older_unanswered_batches() -> None:
+    stored: list[list[ProducerBatch]] = []
+
+    async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        stored.append(list(batches))
+
+    unacked = Unacknowledged(void)
+    answered, left = _batch(0, 0, 0), _batch(0, 5, 5)
+    for b in (answered, left):
+        unacked.written(KEY, b)
+    assert unacked.is_answerable(KEY, 0, 0)
+    unacked.acknowledge(KEY, 0, 0)
+    await unacked.new_epoch(KEY, 0)  # not newer: nothing
+    await unacked.new_epoch(("t", 1, 7), 1)  # another partition: nothing
+    assert stored == []
+    await unacked.new_epoch(KEY, 1)
+    assert stored == [[left]]
+    assert not unacked.is_answerable(KEY, 0, 5) and unacked.is_answerable(KEY, 0, 0)
+    unacked.written(KEY, left)  # a retry of the voided batch answered with its offsets: stays voided
+    assert unacked.pending(KEY) == []
+    fresh = _batch(1, 0, 10)
+    unacked.written(KEY, fresh)
+    await unacked.new_epoch(KEY, 1)  # the same epoch again: nothing more
+    assert stored == [[left]] and unacked.pending(KEY) == [fresh]
+
+
+async def test_an_answer_during_the_void_is_refused_and_a_failed_void_keeps_the_batches() -> None:
+    release = asyncio.Event()
+    outcome: list[BaseException | None] = [None]
+
+    async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        await release.wait()
+        if outcome[0] is not None:
+            raise outcome[0]
+
+    unacked = Unacknowledged(void)
+    left = _batch(0, 0, 0)
+    unacked.written(KEY, left)
+    outcome[0] = StorageUnavailableError("store down")
+    voiding = asyncio.create_task(unacked.new_epoch(KEY, 1))
+    await asyncio.sleep(0)
+    # Its acknowledgement comes while the rows are being written: it must not say written.
+    assert not unacked.is_answerable(KEY, 0, 0)
+    release.set()
+    with pytest.raises(StorageUnavailableError):
+        await voiding
+    assert unacked.pending(KEY) == [left] and unacked.is_answerable(KEY, 0, 0)  # not stored: as before
+    outcome[0] = None
+    await unacked.new_epoch(KEY, 1)
+    assert unacked.pending(KEY) == [] and not unacked.is_answerable(KEY, 0, 0)

@@ -1,0 +1,119 @@
+"""An idempotent producer's new epoch voids its older batches the leader never acknowledged
+(engine/kafka/unacked.py; issue 19, the duplicates of the 42-minute fault runs).
+
+One agent (SQLite, a file object store whose segment commits fail while a file blocks the
+partition's directory). A batch is written under epoch 0 with acks=all and cannot be
+acknowledged; its producer gives up, bumps its epoch and sends the same records again from
+sequence 0 of epoch 1, as librdkafka does once a message's delivery timeout passes. Once the
+store is back, both copies are committed, and read_committed readers (the SDK, SQL, a real
+librdkafka read_committed consumer) must see the records once. An acknowledged batch is never
+voided. Requests are crafted with the project's own codec so each carries exactly the
+producer id, epoch and sequence of the scenario.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+import streamhouse
+from streamhouse.kafka.protocol.api import Api, decode_response, encode_request
+from streamhouse.kafka.protocol.messages_admin import INIT_PRODUCER_ID
+from streamhouse.kafka.protocol.messages_data import PRODUCE
+from streamhouse.kafka.record.encode import encode_batch
+from streamhouse.storage.records.schema import make_batch
+from tests.agent_process import AgentLauncher, free_port, wait_until
+
+TOPIC = "epoch_bumps"
+REQUEST_TIMED_OUT = 7
+INVALID_EPOCH = 47
+
+
+def _ask(port: int, api: Api, version: int, body: dict[str, Any]) -> dict[str, Any]:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(encode_request(api, version, 1, "raw", body))
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        return dict(decode_response(api, version, s.recv(size, socket.MSG_WAITALL))[1])
+
+
+def _produce(port: int, values: list[bytes], pid: int, epoch: int, sequence: int) -> tuple[int, int]:
+    """(error code, base offset) of one acks=all idempotent batch to partition 0, answered
+    REQUEST_TIMED_OUT after 0.8 s while its segment commit cannot happen."""
+    records = make_batch(values, timestamps=[1_700_000_000_000] * len(values))
+    batch = encode_batch(records, producer_id=pid, producer_epoch=epoch, base_sequence=sequence)
+    body = _ask(port, PRODUCE, 9, {"acks": -1, "timeout_ms": 1000, "topic_data": [
+        {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]})  # fmt: skip
+    answer = body["responses"][0]["partition_responses"][0]
+    return int(answer["error_code"]), int(answer["base_offset"])
+
+
+def _kafka_read_committed(port: int, expect: int) -> list[bytes]:
+    """What a librdkafka read_committed consumer gets, once it has `expect` values and nothing
+    more comes within a second."""
+    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": f"r-{time.monotonic_ns()}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    consumer.assign([TopicPartition(TOPIC, 0, 0)])
+    got: list[bytes] = []
+    deadline, quiet_until = time.monotonic() + 30, None
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                got.append(message.value())
+            if len(got) >= expect:
+                quiet_until = quiet_until or time.monotonic() + 1.0
+                if time.monotonic() > quiet_until:
+                    break
+    finally:
+        consumer.close()
+    return got
+
+
+def test_a_new_epoch_voids_the_unacknowledged_copies_of_its_records(tmp_path: Path) -> None:
+    objects = tmp_path / "objects"
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        agent = launcher.start(
+            *("--data-dir", str(tmp_path / "a"), "--object-store", f"file://{objects}"),
+            *("--kafka-advertised", f"127.0.0.1:{port}"),
+            kafka_port=port,
+        )
+        with streamhouse.connect(agent.address) as client:
+            client.create_topic(TOPIC, 1)
+        body = _ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
+        pid = int(body["producer_id"])
+        early = [f"early-{i}".encode() for i in range(3)]
+        # Acknowledged under epoch 0 while the store works: never voided by what follows.
+        assert _produce(port, early, pid, 0, 0) == (0, 0)
+
+        # The partition's directory moved aside and a file in its place: every roll fails.
+        blocker = objects / "topics" / TOPIC / "00000"
+        blocker.rename(blocker.with_name("aside"))
+        blocker.write_bytes(b"in the way")
+        sent = [f"record-{i}".encode() for i in range(5)]
+        assert _produce(port, sent, pid, 0, 3)[0] == REQUEST_TIMED_OUT  # written at 3..7, unanswered
+        # The client gives up on it and sends the same records again under epoch 1.
+        assert _produce(port, sent, pid, 1, 0)[0] == REQUEST_TIMED_OUT  # written at 8..12
+        blocker.unlink()
+        blocker.with_name("aside").rename(blocker)
+
+        with streamhouse.connect(agent.address) as client:
+            wait_until(lambda: client.describe(TOPIC).partitions[0].end_offset >= 13, timeout_s=60, what="the commits")
+            committed = client.read(TOPIC)
+            assert committed.column("value").to_pylist() == [*early, *sent]
+            assert committed.column("offset").to_pylist() == [0, 1, 2, 8, 9, 10, 11, 12]
+            # read_uncommitted sees both copies, as it sees an aborted transaction's records.
+            everything = client.read(TOPIC, isolation="read_uncommitted")
+            assert everything.column("value").to_pylist() == [*early, *sent, *sent]
+            assert client.sql(f"SELECT count(*) AS n FROM {TOPIC}").column("n").to_pylist() == [8]
+
+        # The old epoch's retry is fenced, not answered with the voided offsets; the new one's
+        # retry gets its original offsets.
+        assert _produce(port, sent, pid, 0, 3) == (INVALID_EPOCH, -1)
+        assert _produce(port, sent, pid, 1, 0) == (0, 8)
+        assert _kafka_read_committed(port, 8) == [*early, *sent]
