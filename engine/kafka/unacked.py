@@ -36,6 +36,7 @@ Void = Callable[[str, int, Sequence[ProducerBatch]], Awaitable[None]]
 # Producers (x partition) with batches waiting for an answer, and voided batches remembered for
 # their late answers; past these the oldest go (a forgotten batch is simply not voided).
 MAX_PRODUCERS = 10_000
+MAX_BATCHES = 1_000  # per producer and partition (a stall refuses new batches long before)
 MAX_VOIDED = 10_000
 
 
@@ -53,6 +54,8 @@ class Unacknowledged:
             return  # a retry of a voided batch answered with the original's offsets: stays voided
         batches = self._pending.pop(key, None) or {}
         batches[(batch.producer_epoch, batch.first_sequence)] = batch
+        if len(batches) > MAX_BATCHES:
+            del batches[next(iter(batches))]
         self._pending[key] = batches  # re-inserted last: the dict's order is its age
         if len(self._pending) > MAX_PRODUCERS:
             del self._pending[next(iter(self._pending))]

@@ -32,7 +32,7 @@ from streamhouse.kafka.ack_stalls import (
 )
 from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
-from tests.agent_process import AgentLauncher, free_port, read_log
+from tests.agent_process import AgentLauncher, free_port
 
 TOPIC = "stalled-commits"
 
@@ -84,7 +84,11 @@ def test_an_idempotent_producer_outliving_a_stall_writes_nothing_twice(tmp_path:
         assert producer.flush(30) == 0
         assert outcomes["ok"] > 0, "the producer was never acknowledged after the store came back"
         with streamhouse.connect(agent.address) as client:
-            log = read_log(client, TOPIC)[0]
+            log = client.read(TOPIC).column("value").to_pylist()
+            # The batches written before the stall showed and never acknowledged were voided by
+            # the epoch bump (engine/kafka/unacked.py): read_committed skips them, their offsets stay.
+            offsets = client.read(TOPIC, isolation="read_uncommitted").column("offset").to_pylist()
+        assert offsets == list(range(len(offsets))), "offsets not dense"
         copies = Counter(log)
         twice = [v for v, c in copies.items() if c > 1]
         assert twice == [], f"{len(twice)} values written more than once, e.g. {twice[:3]}"
