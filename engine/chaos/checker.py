@@ -121,6 +121,12 @@ def figures(history: History) -> dict[str, int]:
             counts[f"txn_records.{op.outcome}"] += len(op.values)
     counts["final_records"] = sum(len(p.offsets) for p in history.final)
     counts["final_hidden_records"] = sum(len(p.hidden) for p in history.final)
+    # Records polled before they were hidden (a voided batch committed before its void): those
+    # consumers saw a copy the log no longer shows. Counted, not a finding: no check promises more.
+    hidden = {(p.topic, p.partition, o) for p in history.final for o in p.hidden}
+    if hidden:
+        polls = [op for op in history.ops if isinstance(op, Poll)]
+        counts["polled_then_hidden"] = sum((op.topic, op.partition, o) in hidden for op in polls for o in op.offsets)
     if history.job is not None:
         counts["job_output_rows"] = len(history.job.values)
     multiset = _log_values(history.final)

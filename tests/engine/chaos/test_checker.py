@@ -181,9 +181,10 @@ def test_offsets_of_voided_batches_are_no_gap() -> None:
     h = clean()
     h.add(Produce(20, "p-durable", 5.0, 6.0, "durable", T, 0, ("d2",), "fail"))  # never acknowledged
     h.final[0] = FinalLog(T, 0, (0, 1, 2, 3, 5), ("d0", "d1", "l0", "l1", "d2"), hidden=(4,))
+    h.add(Poll(21, "c2", 6.1, 6.2, 1, T, 0, (4,), ("d2",)))  # read before the void: counted
     verdict = check(h)
     assert verdict.ok, render(verdict, h)
-    assert verdict.counts["final_hidden_records"] == 1
+    assert verdict.counts["final_hidden_records"] == 1 and verdict.counts["polled_then_hidden"] == 1
     h.final[0] = FinalLog(T, 0, (0, 1, 2, 3, 5), ("d0", "d1", "l0", "l1", "d2"))
     assert {f.check for f in check(h).findings} == {"gap"}
 
