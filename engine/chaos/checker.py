@@ -238,13 +238,14 @@ def check_reads(ops: list[Operation], final: list[FinalLog]) -> list[Finding]:
             previous = (offset, op.index)
         if previous is not None:
             last[key] = previous
-    findings.extend(_skips(ops))
+    findings.extend(_skips(ops, {(p.topic, p.partition, o) for p in final for o in p.hidden}))
     return findings
 
 
-def _skips(ops: list[Operation]) -> list[Finding]:
+def _skips(ops: list[Operation], hidden: set[tuple[str, int, int]] | None = None) -> list[Finding]:
     """A member's first read of a partition in a session must start at or below the highest
-    offset committed (any outcome: a failed commit may have landed) before the session began."""
+    offset committed (any outcome: a failed commit may have landed) before the session began,
+    or only past `hidden` offsets there (records read_committed skips: FinalLog.hidden)."""
     sessions = {(o.process, o.session): o for o in ops if isinstance(o, Assign) and not o.revoked}
     commits = [o for o in ops if isinstance(o, Commit)]
     firsts: dict[tuple[str, int, str, int], Poll] = {}
@@ -257,7 +258,8 @@ def _skips(ops: list[Operation]) -> list[Finding]:
             continue
         before = [c for c in commits if c.topic == topic and c.partition == partition and c.start < assign.end]
         allowed = max((c.offset for c in before), default=0)
-        if poll.offsets[0] > allowed:
+        first = poll.offsets[0]
+        if first > allowed and any((topic, partition, o) not in (hidden or ()) for o in range(allowed, first)):
             involved = (assign.index, *(c.index for c in before[-3:]), poll.index)
             message = (
                 f"{process} session {session} began {topic}/{partition} at offset {poll.offsets[0]}, "

@@ -94,6 +94,11 @@ class FrameConnection(asyncio.BufferedProtocol):
             self._parse()
         self._wake()
 
+    def client_closed(self) -> bool:
+        """The client has closed its side: an answer written now is most likely never read
+        (librdkafka closes the connection when a request times out; engine/kafka/unacked.py)."""
+        return self._eof
+
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()

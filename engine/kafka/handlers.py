@@ -65,12 +65,14 @@ class Context:
     """Who sent a request: DescribeGroups shows it per member. `applied`, when set, is called
     by Produce once its records have their offsets (or it failed before), so the server can
     read the connection's next request while this one waits for its acknowledgement.
-    `principal`: whom the connection's SASL login speaks for (None without authentication)."""
+    `principal`: whom the connection's SASL login speaks for (None without authentication).
+    `client_closed()`: whether the client has closed its side of the connection by now."""
 
     client_id: str
     client_host: str
     applied: Callable[[], None] | None = None
     principal: Principal | None = None
+    client_closed: Callable[[], bool] | None = None
 
 
 Handler = Callable[[Body, int, Context], Awaitable[Body]]

@@ -311,7 +311,8 @@ class KafkaServer:
             if produces and key in _READS_AFTER_WRITES:
                 await asyncio.wait(set(produces))  # reads the high watermark only after them
             applied: asyncio.Future[None] = loop.create_future()
-            task = asyncio.create_task(self.respond(frame, host, functools.partial(_resolve, applied), sasl, mute))
+            done = functools.partial(_resolve, applied)
+            task = asyncio.create_task(self.respond(frame, host, done, sasl, mute, conn.client_closed))
             if key == _PRODUCE:
                 produces.add(task)
                 task.add_done_callback(produces.discard)
@@ -344,6 +345,7 @@ class KafkaServer:
         applied: Callable[[], None] | None = None,
         sasl: SaslConnection | None = None,
         mute: Mute | None = None,
+        client_closed: Callable[[], bool] | None = None,
     ) -> bytes | None:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
@@ -366,7 +368,7 @@ class KafkaServer:
             version = request.header.api_version
             raise UnsupportedVersionError("API not served yet", api=request.api.name, version=version)
         principal = sasl.principal if sasl is not None else None  # for authorisation (issue 15 ACLs)
-        context = Context(request.header.client_id or "", client_host, applied, principal)
+        context = Context(request.header.client_id or "", client_host, applied, principal, client_closed)
         key, version, correlation = request.api.key, request.header.api_version, request.header.correlation_id
         # Charged before the work (a Produce by its frame): the mute is set before `applied` lets
         # the reader on, so the next request already waits it out. Never a refusal.

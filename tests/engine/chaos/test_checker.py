@@ -189,6 +189,19 @@ def test_offsets_of_voided_batches_are_no_gap() -> None:
     assert {f.check for f in check(h).findings} == {"gap"}
 
 
+def test_a_session_starting_past_hidden_offsets_only_is_no_skip() -> None:
+    """A read_committed member committed at 2; offsets 2..3 were voided since: it begins at 4."""
+    h = clean()
+    h.add(Produce(20, "p-durable", 5.0, 6.0, "durable", T, 0, ("d2",), "ok", (4,)))
+    h.ops = [op for op in h.ops if not (isinstance(op, Poll) and op.index == 10)]
+    h.add(Poll(21, "c2", 6.1, 6.2, 1, T, 0, (4,), ("d2",)))
+    h.final[0] = FinalLog(T, 0, (0, 1, 4), ("d0", "d1", "d2"), hidden=(2, 3))
+    found = {f.check for f in check(h).findings}
+    assert "skip" not in found, render(check(h), h)
+    h.final[0] = FinalLog(T, 0, (0, 1, 3, 4), ("d0", "d1", "l1", "d2"), hidden=(2,))  # 3 was readable
+    assert "skip" in {f.check for f in check(h).findings}
+
+
 def test_an_acks_leader_value_appended_again_after_a_takeover_is_counted_not_reported() -> None:
     h = clean()
     _final(h, (0, 1, 2, 3, 4), ("d0", "d1", "l0", "l1", "l0"))  # sent once, retries off
