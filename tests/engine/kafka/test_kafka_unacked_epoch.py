@@ -117,3 +117,38 @@ def test_a_new_epoch_voids_the_unacknowledged_copies_of_its_records(tmp_path: Pa
         assert _produce(port, sent, pid, 0, 3) == (INVALID_EPOCH, -1)
         assert _produce(port, sent, pid, 1, 0) == (0, 8)
         assert _kafka_read_committed(port, 8) == [*early, *sent]
+
+
+def test_a_success_answer_into_a_closed_connection_is_not_an_acknowledgement(tmp_path: Path) -> None:
+    """librdkafka closes the connection when a request times out; the agent's success answer
+    made after that is never read, so the batch stays voidable by the client's next epoch."""
+    objects = tmp_path / "objects"
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        agent = launcher.start(
+            *("--data-dir", str(tmp_path / "a"), "--object-store", f"file://{objects}"),
+            *("--kafka-advertised", f"127.0.0.1:{port}"),
+            kafka_port=port,
+        )
+        with streamhouse.connect(agent.address) as client:
+            client.create_topic(TOPIC, 1)
+        body = _ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
+        pid = int(body["producer_id"])
+        blocker = objects / "topics" / TOPIC / "00000"
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"in the way")
+        sent = [f"record-{i}".encode() for i in range(5)]
+        records = make_batch(sent, timestamps=[1_700_000_000_000] * len(sent))
+        batch = encode_batch(records, producer_id=pid, producer_epoch=0, base_sequence=0)
+        request = {"acks": -1, "timeout_ms": 60_000, "topic_data": [
+            {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]}  # fmt: skip
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(encode_request(PRODUCE, 9, 1, "raw", request))
+            time.sleep(0.5)  # written at 0..4, waiting for its commit; then the client gives up
+        blocker.unlink()
+        with streamhouse.connect(agent.address) as client:
+            wait_until(lambda: client.describe(TOPIC).partitions[0].end_offset >= 5, timeout_s=60, what="the commit")
+            time.sleep(1.0)  # the agent has made its success answer, into the closed connection
+            assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the client's next epoch sends them again
+            assert client.read(TOPIC).column("offset").to_pylist() == [5, 6, 7, 8, 9]
+            assert client.read(TOPIC).column("value").to_pylist() == sent
