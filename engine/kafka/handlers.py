@@ -150,9 +150,18 @@ class Handlers:
             info = await self.front.topic(name)
         except StreamHouseError as exc:
             return {"error_code": error_code(exc), "name": name, "topic_id": topic_uuid(name), "partitions": []}
+        try:
+            return await self._partition_metadata(name, info.partitions, brokers)
+        except StorageUnavailableError:
+            # The leases are the store's: with it unreachable (a PostgreSQL restart) the topic's
+            # leaders are unknown. A retriable topic error, which clients answer by asking again;
+            # raised, it closed the connection and cancelled the produces in flight on it.
+            return {"error_code": LEADER_NOT_AVAILABLE, "name": name, "topic_id": topic_uuid(name), "partitions": []}
+
+    async def _partition_metadata(self, name: str, count: int, brokers: dict[int, tuple[str, int]]) -> Body:
         leaders = await self.front.partition_leaders(name) if self.registry is not None else ()
         partitions = []
-        for p in range(info.partitions):
+        for p in range(count):
             leader = Broker(self.node.node_id, self.node.host, self.node.port)
             epoch, error = 0, 0
             if self.registry is not None and p < len(leaders):

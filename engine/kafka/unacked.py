@@ -18,11 +18,15 @@ fetches, SQL, jobs, the SDK's reads) skips like an aborted transaction's records
 stay, so nothing moves. From then on none of them is answered with success: a late
 acknowledgement and a retry under the old epoch both get INVALID_PRODUCER_EPOCH.
 
-What this does not cover, written down in README "Durability under faults": read_uncommitted
-readers still see both copies (as they see aborted transactions); batches written by another
-leader (the partition moved meanwhile) are not known here and stay; and a success answer lost
-on its way to the client is counted as acknowledged. Only acks=all batches are tracked: acks=1
-is answered as soon as it is written.
+A success answer made after the client closed its side of the connection does not count:
+librdkafka closes it when a request times out and then re-sends those messages (handlers_produce.py
+`_answer`). What this does not cover, written down in README "Durability under faults":
+read_uncommitted readers still see both copies (as they see aborted transactions); a batch
+committed before its void was readable until then; batches written by another leader (the
+partition moved meanwhile) are not known here and stay; a success answer lost before the close
+counts as acknowledged; and a request cancelled before its batch was placed (its connection
+closed) does not track the batch. Only acks=all batches are tracked: acks=1 is answered as soon
+as it is written.
 """
 
 from __future__ import annotations
