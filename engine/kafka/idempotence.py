@@ -124,6 +124,19 @@ async def _note_written(
         written(found)
 
 
+async def _placed_then_noted(
+    placed: asyncio.Future[None],
+    written: Callable[[ProducerBatch], None],
+    task: asyncio.Future[int],
+    lookup: Callable[[], Awaitable[ProducerState | None]],
+    epoch: int,
+    first_sequence: int,
+    last: int,
+) -> None:
+    await placed
+    await _note_written(written, task, lookup, epoch, first_sequence, last)
+
+
 class ProducerStates:
     """One lock per (topic, partition, producer id) while a request of that producer is being
     checked and placed; nothing else is remembered here."""
@@ -221,9 +234,19 @@ class ProducerStates:
                 task = asyncio.ensure_future(append())
                 task.add_done_callback(_retrieve)
                 task.add_done_callback(functools.partial(_place, placed))  # refused before placing
-                await asyncio.shield(placed)
-                if written is not None:
-                    await _note_written(written, task, lookup, epoch, first_sequence, last)
+                if written is None:
+                    await asyncio.shield(placed)
+                else:
+                    # Noted under the lock even when the request is cancelled meanwhile (its
+                    # connection closed): the append goes on, and a batch not tracked could not
+                    # be voided by its producer's next epoch (unacked.py).
+                    noting = asyncio.ensure_future(_placed_then_noted(placed, written, task, lookup, epoch,
+                                                                      first_sequence, last))  # fmt: skip
+                    try:
+                        await asyncio.shield(noting)
+                    except asyncio.CancelledError:
+                        await noting  # the lock is held until the batch is placed and noted
+                        raise
         finally:
             slot.users -= 1
             if slot.users == 0 and self._slots.get(key) is slot:

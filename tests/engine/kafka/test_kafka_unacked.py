@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 import pytest
 
+from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.unacked import Unacknowledged
 from streamhouse.storage.errors import StorageUnavailableError
-from streamhouse.storage.metadata.producer_state import ProducerBatch
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
 
 KEY = ("t", 0, 7)
 
@@ -69,3 +70,36 @@ async def test_an_answer_during_the_void_is_refused_and_a_failed_void_keeps_the_
     outcome[0] = None
     await unacked.new_epoch(KEY, 1)
     assert unacked.pending(KEY) == [] and not unacked.is_answerable(KEY, 0, 0)
+
+
+async def test_a_batch_placed_after_its_request_was_cancelled_is_still_tracked() -> None:
+    """The request goes away (its connection closed) while its batch is being appended: the
+    append goes on, and the batch must still be noted, under the producer's lock, so the
+    producer's next epoch can void it (seed 2032's duplicates)."""
+    states = ProducerStates()
+    noted: list[ProducerBatch] = []
+    batch = _batch(0, 0, 100)
+    state: list[ProducerState | None] = [None]
+    placed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    go = asyncio.Event()
+
+    async def lookup() -> ProducerState | None:
+        return state[0]
+
+    async def append() -> int:
+        await go.wait()
+        state[0] = ProducerState(7, 0, (batch,))
+        placed.set_result(None)
+        await asyncio.sleep(0.05)  # its acknowledgement
+        return 100
+
+    write = asyncio.ensure_future(states.write("t", 0, 7, 0, 0, 5, lookup, append, placed, None, None, noted.append))
+    await asyncio.sleep(0.01)
+    write.cancel()
+    await asyncio.sleep(0.01)
+    assert not write.done()  # the lock is held until the batch is placed and noted
+    go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    assert noted == [batch]
+    await asyncio.sleep(0.1)  # the append ends by itself
