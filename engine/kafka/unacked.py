@@ -24,9 +24,9 @@ librdkafka closes it when a request times out and then re-sends those messages (
 read_uncommitted readers still see both copies (as they see aborted transactions); a batch
 committed before its void was readable until then; batches written by another leader (the
 partition moved meanwhile) are not known here and stay; a success answer lost before the close
-counts as acknowledged; and a request cancelled before its batch was placed (its connection
-closed) does not track the batch. Only acks=all batches are tracked: acks=1 is answered as soon
-as it is written.
+counts as acknowledged. A request cancelled before its batch is placed (its connection closed)
+still tracks it: idempotence.py notes the batch under the producer's lock. Only acks=all
+batches are tracked: acks=1 is answered as soon as it is written.
 """
 
 from __future__ import annotations
