@@ -13,12 +13,30 @@ from streamhouse.chaos.rest_workload import RestProducer
 from tests.engine.chaos.tcp_server import tcp_server
 
 
+def _read_request(conn: socket.socket) -> None:
+    """One HTTP request, head and body (by its Content-Length), however the client split it."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)  # fmt: skip
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
+
+
 def _cut_off_server() -> tuple[socket.socket, str]:
     """Answers every request with a head promising 113 bytes, then closes after none."""
 
     def cut_off(conn: socket.socket) -> None:
         with conn:
-            conn.recv(65536)
+            _read_request(conn)  # all of it: unread bytes at the close would reset the connection instead
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 113\r\n\r\n")
 
     server = tcp_server(cut_off)
