@@ -177,9 +177,10 @@ class ProduceHandlers:
         if result["error_code"] != 0 or not tracked or self.unacked is None:
             return result
         unacked = self.unacked
-        voided = [(key, epoch) for key, epoch, first in tracked if not unacked.is_answerable(key, epoch, first)]
-        if voided:
-            (_, _, pid), epoch = voided[0]
+        voided = next(((key, epoch) for key, epoch, first in tracked if not unacked.is_answerable(key, epoch, first)),
+                      None)  # fmt: skip
+        if voided is not None:
+            (_, _, pid), epoch = voided
             message = (f"producer {pid} started a newer epoch than {epoch} before this batch was acknowledged: "
                        "it was voided (never readable by read_committed readers)")  # fmt: skip
             return {**result, "error_code": INVALID_PRODUCER_EPOCH, "base_offset": -1, "error_message": message}

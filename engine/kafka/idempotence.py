@@ -102,28 +102,6 @@ def _retrieve(task: asyncio.Future[int]) -> None:
         task.exception()
 
 
-async def _note_written(
-    written: Callable[[ProducerBatch], None],
-    task: asyncio.Future[int],
-    lookup: Callable[[], Awaitable[ProducerState | None]],
-    epoch: int,
-    first_sequence: int,
-    last: int,
-) -> None:
-    """Hands `written` the placed batch with its offsets, from the leader's state (it is the
-    newest batch there, or the original a retry repeats). Not found, or the state not read:
-    the batch is not tracked, which only means it is never voided (unacked.py)."""
-    if task.done() and (task.cancelled() or task.exception() is not None):
-        return  # refused before it was placed
-    try:
-        state = await lookup()
-    except StreamHouseError:
-        return
-    found = state.find(epoch, first_sequence, last) if state is not None else None
-    if found is not None:
-        written(found)
-
-
 async def _placed_then_noted(
     placed: asyncio.Future[None],
     written: Callable[[ProducerBatch], None],
@@ -133,8 +111,20 @@ async def _placed_then_noted(
     first_sequence: int,
     last: int,
 ) -> None:
+    """Once the batch is placed, hands `written` the batch with its offsets, from the leader's
+    state (it is the newest batch there, or the original a retry repeats). Refused before it
+    was placed, not found, or the state not read: the batch is not tracked, which only means
+    it is never voided (unacked.py)."""
     await placed
-    await _note_written(written, task, lookup, epoch, first_sequence, last)
+    if task.done() and (task.cancelled() or task.exception() is not None):
+        return  # refused before it was placed
+    try:
+        state = await lookup()
+    except StreamHouseError:
+        return
+    found = state.find(epoch, first_sequence, last) if state is not None else None
+    if found is not None:
+        written(found)
 
 
 class ProducerStates:
