@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -34,6 +33,7 @@ from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.kafka.registry import node_id
 from streamhouse.storage.records.schema import make_batch
 from tests.agent_process import AgentLauncher, AgentProcess, read_log
+from tests.engine.kafka.raw_kafka import ask
 
 TOPIC = "spread"
 
@@ -115,22 +115,15 @@ def test_leaders_are_lease_holders_and_a_dead_leader_is_replaced(cluster: list[t
     assert set(metadata.brokers) == {node_id("agent-a")}
 
 
-def _ask(port: int, api: Any, version: int, body: dict[str, Any]) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(encode_request(api, version, 1, "raw", body))
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        return decode_response(api, version, s.recv(size, socket.MSG_WAITALL))[1]
-
-
 def test_a_group_has_one_coordinator_and_moves_when_it_dies(cluster: list[tuple[AgentProcess, int]]) -> None:
     (a, a_port), (_, b_port) = cluster
     with streamhouse.connect(a.address) as via_a:
         via_a.create_topic(TOPIC, 2)
-    found = _ask(a_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})
+    found = ask(a_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0}, timeout_s=20)
     assert (found["error_code"], found["node_id"], found["port"]) == (0, node_id("agent-a"), a_port)
     # B knows A coordinates g: it says so, and refuses g's group requests.
-    assert _ask(b_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})["node_id"] == node_id("agent-a")
-    beat = _ask(b_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "m"})
+    assert ask(b_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0}, timeout_s=20)["node_id"] == node_id("agent-a")
+    beat = ask(b_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "m"}, timeout_s=20)
     assert beat["error_code"] == 16  # NOT_COORDINATOR
 
     seen: list[bytes] = []
@@ -168,7 +161,7 @@ def test_a_group_has_one_coordinator_and_moves_when_it_dies(cluster: list[tuple[
         stop.set()
         thread.join(30)
     assert set(seen) == set(before) | set(after)
-    assert _ask(b_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})["node_id"] == node_id("agent-b")
+    assert ask(b_port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0}, timeout_s=20)["node_id"] == node_id("agent-b")
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:

@@ -21,7 +21,6 @@ import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
@@ -32,6 +31,7 @@ from streamhouse.kafka.protocol.api import decode_response, encode_request
 from streamhouse.kafka.protocol.messages_groups import FIND_COORDINATOR, HEARTBEAT
 from streamhouse.kafka.registry import node_id
 from tests.agent_process import AgentLauncher, AgentProcess
+from tests.engine.kafka.raw_kafka import ask
 
 TOPIC = "moves"
 TTL_MS = 20_000  # the old run's leases would hold this long: far above what the checks allow
@@ -71,15 +71,8 @@ def pair(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[Pair]
         yield agents
 
 
-def _ask(port: int, api: Any, version: int, body: dict[str, Any]) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(encode_request(api, version, 1, "raw", body))
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        return decode_response(api, version, s.recv(size, socket.MSG_WAITALL))[1]
-
-
 def _coordinator(port: int) -> tuple[int, int, int]:
-    found = _ask(port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0})
+    found = ask(port, FIND_COORDINATOR, 1, {"key": "g", "key_type": 0}, timeout_s=20)
     return found["error_code"], found["node_id"], found["port"]
 
 
@@ -114,7 +107,7 @@ def test_a_restarted_coordinator_coordinates_at_once(pair: Pair, same_port: bool
     # B sends clients to A at A's new address (A took its registration back at once) ...
     assert _coordinator(pair.b_port) == (0, node_id("agent-a"), a_port)
     # ... and A answers for g instead of NOT_COORDINATOR: it claims the lease of its earlier run.
-    beat = _ask(a_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "gone"})
+    beat = ask(a_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "gone"}, timeout_s=20)
     assert beat["error_code"] == UNKNOWN_MEMBER_ID
     assert _coordinator(pair.b_port) == (0, node_id("agent-a"), a_port)
     # A new member, bootstrapped at B, gets its records without waiting out the old lease.
@@ -126,7 +119,7 @@ def test_another_agents_group_is_still_refused(pair: Pair) -> None:
     """Claiming never takes a live lease from another agent: B's group requests for A's
     group stay NOT_COORDINATOR while A lives."""
     assert _coordinator(pair.a_port)[1] == node_id("agent-a")
-    beat = _ask(pair.b_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "m"})
+    beat = ask(pair.b_port, HEARTBEAT, 1, {"group_id": "g", "generation_id": 1, "member_id": "m"}, timeout_s=20)
     assert beat["error_code"] == NOT_COORDINATOR
     assert _coordinator(pair.b_port) == (0, node_id("agent-a"), pair.a_port)
 

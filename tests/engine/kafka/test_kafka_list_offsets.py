@@ -13,20 +13,17 @@ PostgreSQL + SeaweedFS (engine/kafka/handlers.py, SPECIAL_TIMESTAMP_VERSIONS):
 
 from __future__ import annotations
 
-import socket
-import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.protocol.consumer.offsets import OffsetSpec
 
 import streamhouse
-from streamhouse.kafka.protocol.api import decode_response, encode_request
 from streamhouse.kafka.protocol.messages_data import API_VERSIONS, LIST_OFFSETS
 from tests.agent_process import kafka_agent
+from tests.engine.kafka.raw_kafka import ask
 
 TOPIC = "offsets"
 UNSUPPORTED_VERSION = 35
@@ -43,20 +40,11 @@ def kafka(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[int]
         yield port
 
 
-def _ask(port: int, api: Any, version: int, body: dict[str, Any]) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
-        s.sendall(encode_request(api, version, 7, "raw", body))
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        correlation, answer = decode_response(api, version, s.recv(size, socket.MSG_WAITALL))
-    assert correlation == 7
-    return answer
-
-
 def _list(port: int, version: int, asked: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
     """(error code, offset, timestamp, leader epoch) per (partition, timestamp) asked, in order."""
     body = {"replica_id": -1, "isolation_level": 0, "topics": [{"name": TOPIC, "partitions": [
         {"partition_index": p, "current_leader_epoch": -1, "timestamp": ts} for p, ts in asked]}]}  # fmt: skip
-    [topic] = _ask(port, LIST_OFFSETS, version, body)["topics"]
+    [topic] = ask(port, LIST_OFFSETS, version, body, timeout_s=20)["topics"]
     got = topic["partitions"]
     assert [p["partition_index"] for p in got] == [p for p, _ in asked]
     # leader_epoch exists from v4 on; older versions decode without it.
@@ -64,7 +52,8 @@ def _list(port: int, version: int, asked: list[tuple[int, int]]) -> list[tuple[i
 
 
 def test_the_listener_offers_list_offsets_up_to_v9(kafka: int) -> None:
-    ranges = _ask(kafka, API_VERSIONS, 3, {"client_software_name": "t", "client_software_version": "1"})["api_keys"]
+    versions = ask(kafka, API_VERSIONS, 3, {"client_software_name": "t", "client_software_version": "1"}, timeout_s=20)
+    ranges = versions["api_keys"]
     [entry] = [r for r in ranges if r["api_key"] == LIST_OFFSETS.key]
     assert (entry["min_version"], entry["max_version"]) == (1, 9)
 

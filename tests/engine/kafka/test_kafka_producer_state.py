@@ -12,23 +12,20 @@ the restart; producer ids never collide between agents.
 from __future__ import annotations
 
 import shutil
-import socket
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import streamhouse
 from streamhouse.devservices.ports import free_port
-from streamhouse.kafka.protocol.api import Api, decode_response, encode_request
 from streamhouse.kafka.protocol.messages_admin import INIT_PRODUCER_ID
 from streamhouse.kafka.protocol.messages_data import PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.storage.records.schema import make_batch
 from tests.agent_process import AgentLauncher, AgentProcess, read_log
+from tests.engine.kafka.raw_kafka import ask
 
 TOPIC = "once-only"
 NOT_LEADER = 6
@@ -61,15 +58,8 @@ def agents(tmp_path: Path, pg_url: str, s3_url: tuple[str, str]) -> Iterator[Age
         yield Agents(launcher, tmp_path, pg_url, s3_url)
 
 
-def _ask(port: int, api: Api, version: int, body: dict[str, Any]) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(encode_request(api, version, 1, "raw", body))
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        return dict(decode_response(api, version, s.recv(size, socket.MSG_WAITALL))[1])
-
-
 def _producer_id(port: int) -> int:
-    body = _ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
+    body = ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
     assert body["error_code"] == 0 and body["producer_epoch"] == 0
     return int(body["producer_id"])
 
@@ -81,7 +71,7 @@ def _batch(values: list[bytes], pid: int, sequence: int, epoch: int = 0) -> byte
 
 def _produce(port: int, batch: bytes, acks: int) -> tuple[int, int]:
     """(error code, base offset) of one idempotent batch to partition 0."""
-    body = _ask(port, PRODUCE, 9, {"acks": acks, "timeout_ms": 30_000, "topic_data": [
+    body = ask(port, PRODUCE, 9, {"acks": acks, "timeout_ms": 30_000, "topic_data": [
         {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]})  # fmt: skip
     answer = body["responses"][0]["partition_responses"][0]
     return int(answer["error_code"]), int(answer["base_offset"])

@@ -18,38 +18,15 @@ be read whole.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 
 import streamhouse
 from tests.agent_process import AgentLauncher, free_port, wait_until
+from tests.engine.kafka.raw_kafka import read_committed_values
 
 TOPIC = "late_txn"
-
-
-def _committed_values(bootstrap: str, expect: int) -> list[bytes]:
-    """What a read_committed Kafka consumer gets of the topic, once it has `expect` values and
-    nothing more comes within a second (an aborted value would come with them)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{time.monotonic_ns()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    consumer.assign([TopicPartition(TOPIC, 0, 0)])
-    got: list[bytes] = []
-    deadline = time.monotonic() + 30
-    quiet_until = None
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                got.append(message.value())
-            if len(got) >= expect:
-                quiet_until = quiet_until or time.monotonic() + 1.0
-                if time.monotonic() > quiet_until:
-                    break
-    finally:
-        consumer.close()
-    return got
 
 
 def test_a_batch_landing_after_its_abort_stays_aborted(tmp_path: Path) -> None:
@@ -92,7 +69,7 @@ def test_a_batch_landing_after_its_abort_stays_aborted(tmp_path: Path) -> None:
         producer.begin_transaction()
         producer.produce(TOPIC, b"committed-0", partition=0)
         producer.commit_transaction(20)
-        assert _committed_values(bootstrap, 1) == [b"committed-0"]
+        assert read_committed_values(bootstrap, TOPIC, 1) == [b"committed-0"]
         with streamhouse.connect(agent.address) as client:
             values = client.read(TOPIC).column("value").to_pylist()  # the SDK reads committed
         assert values == [b"committed-0"]

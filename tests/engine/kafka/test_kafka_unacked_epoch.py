@@ -14,79 +14,58 @@ producer id, epoch and sequence of the scenario.
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 import streamhouse
-from streamhouse.kafka.protocol.api import Api, decode_response, encode_request
+from streamhouse.kafka.protocol.api import encode_request
 from streamhouse.kafka.protocol.messages_admin import INIT_PRODUCER_ID
 from streamhouse.kafka.protocol.messages_data import PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.storage.records.schema import make_batch
-from tests.agent_process import AgentLauncher, free_port, wait_until
+from tests.agent_process import AgentLauncher, AgentProcess, free_port, wait_until
+from tests.engine.kafka.raw_kafka import ask, read_committed_values
 
 TOPIC = "epoch_bumps"
 REQUEST_TIMED_OUT = 7
 INVALID_EPOCH = 47
 
 
-def _ask(port: int, api: Api, version: int, body: dict[str, Any]) -> dict[str, Any]:
-    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-        s.sendall(encode_request(api, version, 1, "raw", body))
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        return dict(decode_response(api, version, s.recv(size, socket.MSG_WAITALL))[1])
+def _request(values: list[bytes], pid: int, epoch: int, sequence: int, timeout_ms: int) -> dict[str, Any]:
+    """A Produce (acks=all) of one idempotent batch to partition 0."""
+    records = make_batch(values, timestamps=[1_700_000_000_000] * len(values))
+    batch = encode_batch(records, producer_id=pid, producer_epoch=epoch, base_sequence=sequence)
+    return {"acks": -1, "timeout_ms": timeout_ms, "topic_data": [
+        {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]}  # fmt: skip
 
 
 def _produce(port: int, values: list[bytes], pid: int, epoch: int, sequence: int) -> tuple[int, int]:
     """(error code, base offset) of one acks=all idempotent batch to partition 0, answered
     REQUEST_TIMED_OUT after 0.8 s while its segment commit cannot happen."""
-    records = make_batch(values, timestamps=[1_700_000_000_000] * len(values))
-    batch = encode_batch(records, producer_id=pid, producer_epoch=epoch, base_sequence=sequence)
-    body = _ask(port, PRODUCE, 9, {"acks": -1, "timeout_ms": 1000, "topic_data": [
-        {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]})  # fmt: skip
+    body = ask(port, PRODUCE, 9, _request(values, pid, epoch, sequence, 1000))
     answer = body["responses"][0]["partition_responses"][0]
     return int(answer["error_code"]), int(answer["base_offset"])
 
 
-def _kafka_read_committed(port: int, expect: int) -> list[bytes]:
-    """What a librdkafka read_committed consumer gets, once it has `expect` values and nothing
-    more comes within a second."""
-    consumer = Consumer({"bootstrap.servers": f"127.0.0.1:{port}", "group.id": f"r-{time.monotonic_ns()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    consumer.assign([TopicPartition(TOPIC, 0, 0)])
-    got: list[bytes] = []
-    deadline, quiet_until = time.monotonic() + 30, None
-    try:
-        while time.monotonic() < deadline:
-            message = consumer.poll(0.2)
-            if message is not None and message.error() is None:
-                got.append(message.value())
-            if len(got) >= expect:
-                quiet_until = quiet_until or time.monotonic() + 1.0
-                if time.monotonic() > quiet_until:
-                    break
-    finally:
-        consumer.close()
-    return got
+def _start(launcher: AgentLauncher, tmp_path: Path, port: int) -> tuple[AgentProcess, int]:
+    """One agent on a file object store under tmp_path/objects, the topic, and a producer id."""
+    agent = launcher.start(
+        *("--data-dir", str(tmp_path / "a"), "--object-store", f"file://{tmp_path / 'objects'}"),
+        *("--kafka-advertised", f"127.0.0.1:{port}"),
+        kafka_port=port,
+    )
+    with streamhouse.connect(agent.address) as client:
+        client.create_topic(TOPIC, 1)
+    body = ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
+    return agent, int(body["producer_id"])
 
 
 def test_a_new_epoch_voids_the_unacknowledged_copies_of_its_records(tmp_path: Path) -> None:
     objects = tmp_path / "objects"
     port = free_port()
     with AgentLauncher(tmp_path) as launcher:
-        agent = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--object-store", f"file://{objects}"),
-            *("--kafka-advertised", f"127.0.0.1:{port}"),
-            kafka_port=port,
-        )
-        with streamhouse.connect(agent.address) as client:
-            client.create_topic(TOPIC, 1)
-        body = _ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
-        pid = int(body["producer_id"])
+        agent, pid = _start(launcher, tmp_path, port)
         early = [f"early-{i}".encode() for i in range(3)]
         # Acknowledged under epoch 0 while the store works: never voided by what follows.
         assert _produce(port, early, pid, 0, 0) == (0, 0)
@@ -116,7 +95,7 @@ def test_a_new_epoch_voids_the_unacknowledged_copies_of_its_records(tmp_path: Pa
         # retry gets its original offsets.
         assert _produce(port, sent, pid, 0, 3) == (INVALID_EPOCH, -1)
         assert _produce(port, sent, pid, 1, 0) == (0, 8)
-        assert _kafka_read_committed(port, 8) == [*early, *sent]
+        assert read_committed_values(f"127.0.0.1:{port}", TOPIC, 8) == [*early, *sent]
 
 
 def test_a_success_answer_into_a_closed_connection_is_not_an_acknowledgement(tmp_path: Path) -> None:
@@ -125,25 +104,13 @@ def test_a_success_answer_into_a_closed_connection_is_not_an_acknowledgement(tmp
     objects = tmp_path / "objects"
     port = free_port()
     with AgentLauncher(tmp_path) as launcher:
-        agent = launcher.start(
-            *("--data-dir", str(tmp_path / "a"), "--object-store", f"file://{objects}"),
-            *("--kafka-advertised", f"127.0.0.1:{port}"),
-            kafka_port=port,
-        )
-        with streamhouse.connect(agent.address) as client:
-            client.create_topic(TOPIC, 1)
-        body = _ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
-        pid = int(body["producer_id"])
+        agent, pid = _start(launcher, tmp_path, port)
         blocker = objects / "topics" / TOPIC / "00000"
         blocker.parent.mkdir(parents=True)
         blocker.write_bytes(b"in the way")
         sent = [f"record-{i}".encode() for i in range(5)]
-        records = make_batch(sent, timestamps=[1_700_000_000_000] * len(sent))
-        batch = encode_batch(records, producer_id=pid, producer_epoch=0, base_sequence=0)
-        request = {"acks": -1, "timeout_ms": 60_000, "topic_data": [
-            {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]}  # fmt: skip
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.sendall(encode_request(PRODUCE, 9, 1, "raw", request))
+            s.sendall(encode_request(PRODUCE, 9, 1, "raw", _request(sent, pid, 0, 0, 60_000)))
             time.sleep(0.5)  # written at 0..4, waiting for its commit; then the client gives up
         blocker.unlink()
         with streamhouse.connect(agent.address) as client:
