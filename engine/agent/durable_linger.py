@@ -1,5 +1,5 @@
-"""What one led partition keeps for its acks=durable group commit (PartitionManager in
-engine/agent/partitions.py), and how long its next durable roll waits for more records.
+"""What one led partition keeps for its acks=durable group commit (DurableRounds in
+engine/agent/durable_rounds.py), and how long its next durable roll waits for more records.
 
 Each durable roll has a fixed cost on top of its records' (Parquet writer set-up and footer,
 a new object: a file create and two fsyncs, or an S3 PUT; a metadata commit): about 1.5 ms of
@@ -23,7 +23,7 @@ from typing import Any
 
 from streamhouse.storage.partition.writer import PartitionWriter
 
-# Durable group commit (PartitionManager._durable_rounds): the bytes that must arrive while one
+# Durable group commit (DurableRounds._rounds): the bytes that must arrive while one
 # roll commits for the next to start before that commit ends. About 10 k Kafka records of 100 B:
 # below it a second roll in flight is mostly fixed cost.
 PIPELINED_ROLL_BYTES = 1 << 20
@@ -76,7 +76,7 @@ class Led:
     writer: PartitionWriter
     durable_waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
     # Group commit for acks=durable: the next durable roll starts once the last one has
-    # uploaded and a new ack waits (see _durable_rounds). `durable_at` is when the last
+    # uploaded and a new ack waits (see DurableRounds._rounds). `durable_at` is when the last
     # durable roll started (monotonic seconds), for the optional minimum gap `durable_flush_ms`.
     durable_at: float = float("-inf")
     durable_task: asyncio.Task[None] | None = None

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import pyarrow as pa
 
 from streamhouse.agent.config import AgentConfig, leader_address
-from streamhouse.agent.durable_linger import PIPELINED_ROLL_BYTES, Led, first_of
+from streamhouse.agent.durable_linger import Led
+from streamhouse.agent.durable_rounds import DurableRounds, Key
 from streamhouse.agent.failures import RoundLog
 from streamhouse.agent.flush_health import FlushHealth
 from streamhouse.agent.forward import Forwarder, cannot_forward
@@ -38,8 +38,6 @@ from streamhouse.storage.wal.format import WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
 
 log = logging.getLogger(__name__)
-
-Key = tuple[str, int]
 
 
 class PartitionManager:
@@ -66,6 +64,7 @@ class PartitionManager:
             self._lease_lost,
         )
         self.flush_health = FlushHealth()  # backoff, logging and readiness of failing flushes
+        self.durable = DurableRounds(config, self._led, self._flush, self.flush_health)  # acks=durable
         self._acquiring: dict[Key, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -220,7 +219,7 @@ class PartitionManager:
     async def acknowledge(self, topic: str, partition: int, end: int, acks: Acks) -> None:
         """The second half: wait until records before `end` are as safe as `acks` promises."""
         if acks == "durable":
-            await self._wait_durable(topic, partition, end)
+            await self.durable.wait((topic, partition), end)
         elif acks == "leader":
             await self._confirm_lease((topic, partition))
 
@@ -247,84 +246,12 @@ class PartitionManager:
         if not await self.leases.confirm(key) or self._led.get(key) is not led:
             raise FencedError(f"{key[0]}/{key[1]}: lease lost while the produce was in flight")
 
-    async def _wait_durable(self, topic: str, partition: int, end: int) -> None:
-        led = self._led[(topic, partition)]
-        if led.writer.durable_end >= end:
-            return
-        await self._durable_waiter((topic, partition), led, end)
-
-    def _durable_waiter(self, key: Key, led: Led, end: int) -> asyncio.Future[None]:
-        """A future acknowledged once a committed segment reaches `end`; starts the group
-        commit (_durable_rounds) if it is not running."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        led.add_waiter(end, done)
-        if led.durable_task is None or led.durable_task.done():
-            led.durable_task = asyncio.create_task(self._durable_rounds(key, led))
-        return done
-
     def make_durable(self, topic: str, partition: int) -> None:
         """A reader waits at the durable end while this leader holds acknowledged records past
         it (the high watermark, docs/DESIGN.md §6): start a durable round for them now, as an
         acks=durable produce would, instead of leaving them to the size/age roll. The reader
         is woken by the commit (on_segment); nobody awaits the round here."""
-        key = (topic, partition)
-        led = self._led.get(key)
-        if led is None or led.writer.fenced:
-            return
-        end = led.writer.next_offset
-        if led.writer.durable_end >= end or any(need >= end for need, _ in led.durable_waiters):
-            return  # nothing past the durable end, or a round already promised to reach it
-        self._durable_waiter(key, led, end).add_done_callback(_ignore_outcome)
-
-    async def _durable_rounds(self, key: Key, led: Led) -> None:
-        """Natural group commit: roll at once while durable acks wait. The acks that arrive
-        while a roll encodes and uploads share the next roll, which starts the moment that
-        one has uploaded and only waits for its commit (storage/partition/roll.py pipelines
-        two rolls: one uploading, one committing). No fixed timer: a lone producer waits for
-        one roll, a busy partition for one or two, and a roll's size follows the load (a timer
-        bounded durable throughput at in-flight requests x batch size per window); only a
-        partition receiving tens of MB/s lets a roll wait up to 15 ms for the records on their
-        way (durable_linger.py), a roll per request being mostly fixed cost.
-        `durable_flush_ms` > 0 keeps a minimum gap between a partition's durable roll
-        starts: fewer, larger segments for more latency. A failed roll acknowledges nothing
-        and the next waits out a backoff."""
-        gap_s = self.config.durable_flush_ms / 1000
-        rolls: set[asyncio.Task[None]] = set()
-        try:
-            while self._led.get(key) is led:
-                if not led.durable_waiters:
-                    if not rolls:
-                        break
-                    # A roll still releasing its WAL entries: an ack arriving meanwhile finds
-                    # this task alive and relies on it.
-                    led.waiter_added.clear()
-                    await first_of(led.waiter_added.wait(), *rolls)
-                    continue
-                delay = max(led.durable_at + gap_s - time.monotonic(), self.flush_health.wait_s(key))
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await led.linger()  # a busy partition's roll waits for what is on its way
-                before = led.writer.durable_end
-                staged = asyncio.Event()
-                led.waiter_added.clear()
-                roll = asyncio.create_task(self._flush(key, led, staged.set))
-                rolls.add(roll)
-                roll.add_done_callback(rolls.discard)
-                await first_of(staged.wait(), roll)
-                # Uploaded, committing. A second roll in flight costs a whole roll's CPU to save
-                # part of one commit's latency: start it now only once enough arrived since the
-                # cut (a busy partition), else when this roll has committed.
-                while not roll.done() and led.writer.uncut_bytes < PIPELINED_ROLL_BYTES:
-                    led.waiter_added.clear()
-                    await first_of(led.waiter_added.wait(), roll)
-                moved = led.writer.durable_end != before
-                if roll.done() and led.durable_waiters and not moved and self.flush_health.wait_s(key) == 0:
-                    # A roll that moved nothing yet left acks waiting must not turn this loop
-                    # into a busy spin (without a gap nothing else slows it down).
-                    await asyncio.sleep(self.config.flush_check_ms / 1000)
-        finally:
-            if rolls:
-                await asyncio.wait(set(rolls))
+        self.durable.make_durable((topic, partition))
 
     async def read(self, topic: str, partition: int, offset: int, max_records: int) -> pa.Table:
         """Up to `max_records` records from `offset`, never past the durable end: what a reader
@@ -392,26 +319,14 @@ class PartitionManager:
             await self._forget_if_deleted(key, led)
             return
         self.flush_health.succeeded(key)
-        self._wake(led)
+        self.durable.wake(led)
 
     def _committed(self, key: Key, led: Led, segment: SegmentInfo) -> None:
         """A segment of `led` is committed: its durable waiters are acknowledged now, while the
         writer still releases the WAL entries it covers (PartitionWriter.flush)."""
         self.flush_health.succeeded(key)
         self.on_segment(segment)
-        self._wake(led)
-
-    def _wake(self, led: Led) -> None:
-        """Acknowledge the durable waiters the writer's committed end now covers."""
-        end = led.writer.durable_end
-        still: list[tuple[int, asyncio.Future[None]]] = []
-        for need, done in led.durable_waiters:
-            if need <= end:
-                if not done.done():
-                    done.set_result(None)
-            else:
-                still.append((need, done))
-        led.durable_waiters = still
+        self.durable.wake(led)
 
     def _drop(self, key: Key, exc: Exception, *, quiet: bool = False) -> None:
         """A fenced partition: fail its durable waiters (never acknowledge them) and forget it."""
@@ -491,12 +406,6 @@ class PartitionManager:
         await self.wal.close()
         await self.store.close()
         await self.metadata.close()
-
-
-def _ignore_outcome(done: asyncio.Future[None]) -> None:
-    """A round nobody awaits (make_durable): its failure is the flush's to report, not this future's."""
-    if not done.cancelled():
-        done.exception()
 
 
 async def _forward_after_start(address: str, topic: str, partition: int, batch: pa.RecordBatch) -> int:

@@ -1,4 +1,4 @@
-"""acks=durable group commit (engine/agent/partitions.py, `PartitionManager._durable_rounds`),
+"""acks=durable group commit (engine/agent/durable_rounds.py, `DurableRounds._rounds`),
 on a real PartitionManager over SQLite + a local object store and over PostgreSQL + SeaweedFS.
 
 With the default `durable_flush_ms` = 0 there is no timer: a durable ack rolls at once when no
