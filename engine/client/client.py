@@ -22,10 +22,11 @@ from streamhouse.api.types import (
     TopicDescription,
 )
 from streamhouse.api.values import as_table, batch_from_table, batch_from_values
+from streamhouse.client.acked_read import read_acknowledged
 from streamhouse.client.admin import KeysAdmin
 from streamhouse.client.consumer import ConsumedRecord, Consumer, Start, empty_polled, partition_column
 from streamhouse.client.progress import progress as progress_bar
-from streamhouse.client.routing import BATCH_RECORDS, ProduceRouter
+from streamhouse.client.routing import ProduceRouter
 from streamhouse.client.shell import register_in_running_shell
 from streamhouse.client.topic_table import TopicTable
 from streamhouse.client.transport import Transport
@@ -35,7 +36,6 @@ from streamhouse.storage.errors import (
     InvalidInputError,
     JobLagTimeoutError,
     JobNotFoundError,
-    OffsetOutOfRangeError,
     TopicExistsError,
 )
 from streamhouse.storage.metadata.isolation import parse_isolation
@@ -48,9 +48,6 @@ if TYPE_CHECKING:
 API_KEY_ENV = "STREAMHOUSE_API_KEY"
 # produce_table converts and sends a table this many rows at a time (one progress step each).
 _TABLE_CHUNK_ROWS = 100_000
-# How long read() waits for acknowledged records to reach a committed segment (one durable
-# round, started by the fetch) before it returns what it has.
-_READ_WAIT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -249,32 +246,10 @@ class Client:
         starts = {s.partition: s.log_start for s in description.partitions}
         tables = []
         for p in wanted:
-            # A non-leader's describe knows only the committed end; the leader's fetch answers
-            # carry the acknowledged end, so the loop follows those. A fetch serves records only
-            # up to the durable end: below the acknowledged end it may wait for the leader's
-            # durable round (which it starts), answered as soon as that commits.
-            acked = description.end_offsets.get(p, 0)
-            end = max(acked, start + 1)
             offset = max(start, starts.get(p, 0))  # below the log start nothing is kept (retention)
-            while offset < end:
-                wait_ms = _READ_WAIT_MS if offset < acked else 0  # at the end: nothing to wait for
-                try:
-                    result = self.transport.fetch(
-                        topic, p, offset, max_records=BATCH_RECORDS, max_wait_ms=wait_ms, isolation=isolation
-                    )
-                except OffsetOutOfRangeError as exc:  # retention moved it meanwhile
-                    offset = max(offset + 1, exc.log_start)
-                    continue
-                end = acked = result.end_offset
-                if result.records.num_rows == 0:
-                    if result.next_offset > offset:  # only aborted records there (read committed)
-                        offset = result.next_offset
-                        continue
-                    if not wait_ms and offset < acked:
-                        continue  # acknowledged records past the durable end: wait for their round
-                    break
-                tables.append(result.records.add_column(0, "partition", partition_column(p, result.records.num_rows)))
-                offset = result.next_offset
+            acked = description.end_offsets.get(p, 0)
+            for records in read_acknowledged(self.transport, topic, p, offset, acked=acked, isolation=isolation):
+                tables.append(records.add_column(0, "partition", partition_column(p, records.num_rows)))
         return pa.concat_tables(tables) if tables else empty_polled()
 
     # -- consumer groups ------------------------------------------------------------------------

@@ -27,12 +27,11 @@ from urllib.request import url2pathname
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from streamhouse.client.acked_read import read_acknowledged
 from streamhouse.client.client import Client
-from streamhouse.client.routing import BATCH_RECORDS
 from streamhouse.daft_sql.layout import PhysicalColumns, physical_columns, sql_expressions
 from streamhouse.sql.query.catalog import check_bad_values, to_sql_table, topic_schema
 from streamhouse.sql.query.pruning import TopicBounds
-from streamhouse.storage.errors import OffsetOutOfRangeError
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import SegmentInfo, TopicInfo
 from streamhouse.storage.partition.scan import ScanStats
@@ -167,30 +166,8 @@ def read_tails(client: Client, topic: TopicFiles, end_offset: int | None) -> pa.
     return pa.concat_tables(pieces)
 
 
-# How long a tail read waits for acknowledged records to be committed (one durable round).
-_TAIL_WAIT_MS = 10_000
-
-
 def _fetch(client: Client, topic: str, partition: int, start: int, stop: int | None) -> pa.Table:
-    batches: list[pa.Table] = []
-    offset, end = start, None
-    while (end is None or offset < end) and (stop is None or offset < stop):
-        # Fetches serve up to the durable end (the high watermark); below the acknowledged end
-        # one waits for the durable round the first fetch started, answered when it commits.
-        wait_ms = _TAIL_WAIT_MS if end is not None else 0
-        try:
-            result = client.transport.fetch(topic, partition, offset, max_records=BATCH_RECORDS, max_wait_ms=wait_ms)
-        except OffsetOutOfRangeError as exc:  # retention moved the log start past it meanwhile
-            offset = max(offset + 1, exc.log_start)
-            continue
-        first = end is None
-        end = result.end_offset if end is None else end  # the tail as of the first answer
-        if result.records.num_rows == 0:
-            if first and offset < end:
-                continue  # acknowledged records past the durable end: wait for their round
-            break
-        batches.append(result.records)
-        offset = result.next_offset
+    batches = list(read_acknowledged(client.transport, topic, partition, start, stop=stop))
     return pa.concat_tables(batches).select(RECORD_SCHEMA.names) if batches else RECORD_SCHEMA.empty_table()
 
 
