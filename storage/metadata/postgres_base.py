@@ -74,6 +74,14 @@ class PostgresBase:
                     yield conn
         except UNAVAILABLE as exc:
             raise StorageUnavailableError(f"metadata store {redact(self._url)}: {exc}") from exc
+        except asyncpg.InterfaceError as exc:
+            # The server closed the connection inside a transaction: the statement failed with a
+            # connection error, then the transaction's exit raised InterfaceError ("the
+            # underlying connection is closed") while handling it, which replaced it. The same
+            # outage; any other InterfaceError is a bug and stays one.
+            if not isinstance(exc.__context__, UNAVAILABLE):
+                raise
+            raise StorageUnavailableError(f"metadata store {redact(self._url)}: {exc.__context__}") from exc
 
     async def now_ms(self) -> int:
         async with self._conn() as conn:
