@@ -5,6 +5,8 @@ order postgres.py documents (topic → lease → partition)."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -31,6 +33,36 @@ UNAVAILABLE = (
     asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections, disk full
 )
 _ACQUIRE_TIMEOUT_S = 30.0
+_FLOOR_RETRY = "Failed to restore the pool connection floor"
+FLOOR_RETRY_SAID_EVERY_S = 300.0
+
+
+class _FloorRetries(logging.Filter):
+    """After an outage asyncpg's pool reconnects its floor connection in the background and logs
+    every failed attempt with a whole traceback (it backs off from 1 s to 60 s). The store's
+    callers report the outage already (flush health, the agent's RoundLog), so this keeps one
+    line with the error, and then one per FLOOR_RETRY_SAID_EVERY_S while it goes on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_at = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(_FLOOR_RETRY):
+            return True
+        now = time.monotonic()
+        if now < self._next_at:
+            return False
+        self._next_at = now + FLOOR_RETRY_SAID_EVERY_S
+        error = record.exc_info[1] if record.exc_info else None
+        record.msg = "PostgreSQL pool cannot reconnect (asyncpg retries with backoff; said again in %d s): %s"
+        record.args = (int(FLOOR_RETRY_SAID_EVERY_S), f"{type(error).__name__}: {error}" if error else "?")
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+FLOOR_RETRIES = _FloorRetries()  # one per process: asyncpg logs on one logger for every pool
+logging.getLogger("asyncpg.pool").addFilter(FLOOR_RETRIES)
 INSERT_SEGMENT = (
     f"INSERT INTO segments ({r.SEGMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {NOW})"
 )

@@ -8,12 +8,13 @@ OffsetCommit during a PostgreSQL restart)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 import pytest
 
 from streamhouse.storage.errors import StorageUnavailableError
-from streamhouse.storage.metadata import open_metadata_store
+from streamhouse.storage.metadata import open_metadata_store, postgres_base
 
 
 async def _terminate_the_waiter(url: str, locker: asyncpg.Connection) -> None:
@@ -46,4 +47,30 @@ async def test_a_connection_closed_inside_a_transaction_is_unavailable(pg_url: s
         await store.commit_offsets("g", "t", {0: 5})
     finally:
         await locker.close()
+        await store.close()
+
+
+async def test_the_pools_reconnect_attempts_are_said_once(
+    pg_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg logs each failed attempt to reconnect the pool's floor connection with a
+    traceback; the store keeps one line (storage/metadata/postgres_base.py, _FloorRetries)."""
+    monkeypatch.setattr(postgres_base.FLOOR_RETRIES, "_next_at", 0.0)  # another test's outage was said
+    store = await open_metadata_store(pg_url)
+    database = pg_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(pg_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await store.create_topic("t", 1)
+        caplog.set_level(logging.WARNING, logger="asyncpg.pool")
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1", database
+        )
+        await asyncio.sleep(4.5)  # attempts at about 0, 1 and 3 s
+        said = [r for r in caplog.records if r.name == "asyncpg.pool"]
+        assert len(said) == 1, [r.getMessage() for r in said]
+        assert said[0].exc_info is None and "cannot reconnect" in said[0].getMessage()
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
         await store.close()
