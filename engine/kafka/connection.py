@@ -96,8 +96,9 @@ class FrameConnection(asyncio.BufferedProtocol):
 
     def client_closed(self) -> bool:
         """The client has closed its side: an answer written now is most likely never read
-        (librdkafka closes the connection when a request times out; engine/kafka/unacked.py)."""
-        return self._eof
+        (librdkafka closes the connection when a request times out; engine/kafka/unacked.py),
+        and so is one into a connection this side is closing."""
+        return self._eof or (self.transport is not None and self.transport.is_closing())
 
     def eof_received(self) -> bool:
         self._eof = True

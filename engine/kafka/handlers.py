@@ -66,13 +66,17 @@ class Context:
     by Produce once its records have their offsets (or it failed before), so the server can
     read the connection's next request while this one waits for its acknowledgement.
     `principal`: whom the connection's SASL login speaks for (None without authentication).
-    `client_closed()`: whether the client has closed its side of the connection by now."""
+    `client_closed()`: whether the client has closed its side of the connection by now.
+    `at_send`: what a handler settles only as its answer is written, not when it ends: answers
+    go out in request order, so one may wait behind a slower one while the client goes away
+    (the server runs them, in order, right before the write; never if the answer is not written)."""
 
     client_id: str
     client_host: str
     applied: Callable[[], None] | None = None
     principal: Principal | None = None
     client_closed: Callable[[], bool] | None = None
+    at_send: list[Callable[[Body], None]] = dataclasses.field(default_factory=list)
 
 
 Handler = Callable[[Body, int, Context], Awaitable[Body]]

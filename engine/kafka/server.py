@@ -35,6 +35,7 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.quota_front import metered
+from streamhouse.kafka.answers import SettledAtSend
 from streamhouse.kafka.connection import Frame, FrameConnection
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
@@ -77,7 +78,8 @@ _READS_AFTER_WRITES = frozenset({1, 2})
 DEFAULT_MAX_IN_FLIGHT = 32
 # What the reader hands the writer: a request's answer to come, a failure to raise after the
 # answers before it are written, or None at the end of the stream.
-_Item = asyncio.Task[bytes | None] | BaseException | None
+_Answer = bytes | SettledAtSend | None
+_Item = asyncio.Task[_Answer] | BaseException | None
 
 
 class KafkaNode(FrontEnd, Protocol):
@@ -261,7 +263,7 @@ class KafkaServer:
         when the client has gone and every answer is written, raises what closes it."""
         queue: asyncio.Queue[_Item] = asyncio.Queue()  # bounded by `slots`
         slots = asyncio.Semaphore(self.max_in_flight)  # taken per request, given back once answered
-        requests: set[asyncio.Task[bytes | None]] = set()
+        requests: set[asyncio.Task[_Answer]] = set()
         sasl = None if self.sasl is None or not isinstance(conn, GatedFrames) else self.sasl.connection(conn.widen)
         reading = asyncio.create_task(self._read(conn, host, queue, requests, slots, sasl, Mute()))
         writing = asyncio.create_task(self._write(conn, queue, slots))
@@ -286,13 +288,13 @@ class KafkaServer:
         conn: FrameConnection,
         host: str,
         queue: asyncio.Queue[_Item],
-        requests: set[asyncio.Task[bytes | None]],
+        requests: set[asyncio.Task[_Answer]],
         slots: asyncio.Semaphore,
         sasl: SaslConnection | None = None,
         mute: Mute | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        produces: set[asyncio.Task[bytes | None]] = set()  # applied, not yet answered
+        produces: set[asyncio.Task[_Answer]] = set()  # applied, not yet answered
         while True:
             if mute is not None:
                 await mute.wait()  # over a rate quota (KIP-219): no request is read while muted
@@ -312,7 +314,7 @@ class KafkaServer:
                 await asyncio.wait(set(produces))  # reads the high watermark only after them
             applied: asyncio.Future[None] = loop.create_future()
             done = functools.partial(_resolve, applied)
-            task = asyncio.create_task(self.respond(frame, host, done, sasl, mute, conn.client_closed))
+            task = asyncio.create_task(self._respond(frame, host, done, sasl, mute, conn.client_closed))
             if key == _PRODUCE:
                 produces.add(task)
                 task.add_done_callback(produces.discard)
@@ -333,6 +335,8 @@ class KafkaServer:
             if isinstance(item, BaseException):
                 raise item
             response = await item
+            if isinstance(response, SettledAtSend):
+                response = response.frame()  # nothing awaited between settling and the write
             if response is not None:
                 conn.write(response)
                 await conn.drain()
@@ -350,6 +354,19 @@ class KafkaServer:
         """The response frame for one request frame; None when Kafka sends none (acks=0).
         Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
         `applied` once its records have their place (the server then reads the next request)."""
+        answer = await self._respond(frame, client_host, applied, sasl, mute, client_closed)
+        return answer.frame() if isinstance(answer, SettledAtSend) else answer
+
+    async def _respond(
+        self,
+        frame: bytes | bytearray | memoryview,
+        client_host: str = "",
+        applied: Callable[[], None] | None = None,
+        sasl: SaslConnection | None = None,
+        mute: Mute | None = None,
+        client_closed: Callable[[], bool] | None = None,
+    ) -> bytes | SettledAtSend | None:
+        """respond's answer, or one its handler settles only as it is written (Context.at_send)."""
         if sasl is not None and sasl.raw:
             return await sasl.raw_token(frame)  # a bare SASL token (after SaslHandshake v0)
         try:
@@ -379,6 +396,8 @@ class KafkaServer:
         if key == _PRODUCE and request.body["acks"] == 0:
             return None
         with_throttle(body, throttle_s)
+        if context.at_send:  # a Produce: its quota was charged before the work (throttle.after is Fetch's)
+            return SettledAtSend(request.api, version, correlation, body, tuple(context.at_send))
         answer = encode_response(request.api, version, correlation, body)
         if self.throttle is not None:
             fetched_s = await self.throttle.after(key, len(answer), principal)

@@ -32,12 +32,14 @@ REQUEST_TIMED_OUT = 7
 INVALID_EPOCH = 47
 
 
-def _request(values: list[bytes], pid: int, epoch: int, sequence: int, timeout_ms: int) -> dict[str, Any]:
-    """A Produce (acks=all) of one idempotent batch to partition 0."""
+def _request(
+    values: list[bytes], pid: int, epoch: int, sequence: int, timeout_ms: int, partition: int = 0
+) -> dict[str, Any]:
+    """A Produce (acks=all) of one batch (idempotent unless pid is -1) to `partition`."""
     records = make_batch(values, timestamps=[1_700_000_000_000] * len(values))
     batch = encode_batch(records, producer_id=pid, producer_epoch=epoch, base_sequence=sequence)
     return {"acks": -1, "timeout_ms": timeout_ms, "topic_data": [
-        {"name": TOPIC, "partition_data": [{"index": 0, "records": batch}]}]}  # fmt: skip
+        {"name": TOPIC, "partition_data": [{"index": partition, "records": batch}]}]}  # fmt: skip
 
 
 def _produce(port: int, values: list[bytes], pid: int, epoch: int, sequence: int) -> tuple[int, int]:
@@ -48,7 +50,7 @@ def _produce(port: int, values: list[bytes], pid: int, epoch: int, sequence: int
     return int(answer["error_code"]), int(answer["base_offset"])
 
 
-def _start(launcher: AgentLauncher, tmp_path: Path, port: int) -> tuple[AgentProcess, int]:
+def _start(launcher: AgentLauncher, tmp_path: Path, port: int, partitions: int = 1) -> tuple[AgentProcess, int]:
     """One agent on a file object store under tmp_path/objects, the topic, and a producer id."""
     agent = launcher.start(
         *("--data-dir", str(tmp_path / "a"), "--object-store", f"file://{tmp_path / 'objects'}"),
@@ -56,7 +58,7 @@ def _start(launcher: AgentLauncher, tmp_path: Path, port: int) -> tuple[AgentPro
         kafka_port=port,
     )
     with streamhouse.connect(agent.address) as client:
-        client.create_topic(TOPIC, 1)
+        client.create_topic(TOPIC, partitions)
     body = ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
     return agent, int(body["producer_id"])
 
@@ -119,3 +121,32 @@ def test_a_success_answer_into_a_closed_connection_is_not_an_acknowledgement(tmp
             assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the client's next epoch sends them again
             assert client.read(TOPIC).column("offset").to_pylist() == [5, 6, 7, 8, 9]
             assert client.read(TOPIC).column("value").to_pylist() == sent
+
+
+def test_a_success_answer_queued_behind_a_slower_one_counts_only_once_sent(tmp_path: Path) -> None:
+    """Answers go out in request order: a batch committed at once may wait to be answered behind
+    an earlier request of the connection that waits longer (another partition's commit). If the
+    client closes the connection meanwhile, that success answer is never sent, so the batch was
+    never acknowledged and the producer's next epoch voids it (the fifth 42-min run's 839
+    duplicates: the answer counted as made when the handler ended, not when it was written)."""
+    objects = tmp_path / "objects"
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        agent, pid = _start(launcher, tmp_path, port, partitions=2)
+        blocker = objects / "topics" / TOPIC / "00001"
+        blocker.parent.mkdir(parents=True, exist_ok=True)
+        blocker.write_bytes(b"in the way")  # partition 1 cannot roll; partition 0 can
+        slow = _request([b"slow"], -1, -1, -1, 60_000, partition=1)
+        sent = [f"record-{i}".encode() for i in range(5)]
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(encode_request(PRODUCE, 9, 1, "raw", slow))
+            s.sendall(encode_request(PRODUCE, 9, 2, "raw", _request(sent, pid, 0, 0, 60_000)))
+            with streamhouse.connect(agent.address) as client:
+                # Partition 0's batch is committed (its answer made) while the first waits.
+                wait_until(lambda: client.describe(TOPIC).partitions[0].end_offset >= 5, timeout_s=30, what="commit")
+            time.sleep(0.5)
+        blocker.unlink()  # the first answer, then the second, go to the closed connection
+        time.sleep(1.0)
+        with streamhouse.connect(agent.address) as client:
+            assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the client's next epoch sends them again
+            assert client.read(TOPIC, partitions=[0]).column("offset").to_pylist() == [5, 6, 7, 8, 9]
