@@ -9,6 +9,7 @@ fault plan (the interleaving with the workloads differs from run to run, as on a
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from streamhouse.chaos.txn_workload import TXN_TOPIC, TxnProducer, TxnReader
 from streamhouse.chaos.workloads import (
     JOB_SOURCE,
     JOB_VIEW,
+    KAFKA_DEBUG_ENV,
     PARTITIONS,
     TOPICS,
     GrpcProducer,
@@ -144,7 +146,7 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
             GrpcProducer("leader", addresses, *common),
             GrpcProducer("durable", addresses, *common),
             GrpcProducer("durable", addresses, *common, topic=JOB_SOURCE, json_values=True, pause_s=0.1),
-            KafkaProducer(cluster.kafka_bootstrap(), *common),
+            KafkaProducer(cluster.kafka_bootstrap(), *common, debug=os.environ.get(KAFKA_DEBUG_ENV, ""), log_dir=work),
             *(KafkaConsumer(f"consumer-{i}", cluster.kafka_bootstrap(), *common) for i in range(options.consumers)),
             TxnProducer(cluster.kafka_bootstrap(), *common),
             TxnReader(cluster.kafka_bootstrap(), *common),

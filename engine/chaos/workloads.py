@@ -10,9 +10,11 @@ every request), and all traffic goes to loopback addresses.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Literal
 
 from streamhouse.chaos.history import (
@@ -120,12 +122,21 @@ class GrpcProducer(Worker):
                 self.stop_event.wait(self.pause_s)
 
 
+KAFKA_DEBUG_ENV = "STREAMHOUSE_CHAOS_KAFKA_DEBUG"
+
+
 class KafkaProducer(Worker):
     """An idempotent confluent-kafka producer (acks=all, our durable), one op per message."""
 
-    def __init__(self, bootstrap: str, *args: Any, rate_per_s: float = 100.0) -> None:
+    def __init__(
+        self, bootstrap: str, *args: Any, rate_per_s: float = 100.0, debug: str = "", log_dir: Path | None = None
+    ) -> None:
         super().__init__("kafka-idempotent", *args)
         self.bootstrap, self.rate_per_s = bootstrap, rate_per_s
+        # librdkafka's own debug contexts (KAFKA_DEBUG_ENV, e.g. "eos,msg"), written to
+        # kafka-idempotent.log in the run's directory: why the client bumped its epoch, what it
+        # re-sent. Off by default (megabytes per minute).
+        self.debug, self.log_dir = debug, log_dir
         self._epoch: tuple[int, int] | None = None  # (producer id, epoch) last seen in the statistics
         self._stats_at = 0.0
 
@@ -147,6 +158,17 @@ class KafkaProducer(Worker):
             self._epoch = current
         self._stats_at = now
 
+    def _debug_config(self) -> dict[str, Any]:
+        if not self.debug or self.log_dir is None:
+            return {}
+        logger = logging.getLogger("streamhouse.chaos.librdkafka")
+        logger.propagate = False
+        handler = logging.FileHandler(self.log_dir / "kafka-idempotent.log")
+        handler.setFormatter(logging.Formatter("%(created).3f %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        return {"debug": self.debug, "log_level": 7, "logger": logger}
+
     def work(self) -> None:
         from confluent_kafka import Producer
 
@@ -164,6 +186,7 @@ class KafkaProducer(Worker):
                 # into the history, so a duplicate's finding shows whether one overlapped it.
                 "statistics.interval.ms": 1000,
                 "stats_cb": self._stats,
+                **self._debug_config(),
             }
         )
         n = 0
