@@ -18,9 +18,10 @@ fetches, SQL, jobs, the SDK's reads) skips like an aborted transaction's records
 stay, so nothing moves. From then on none of them is answered with success: a late
 acknowledgement and a retry under the old epoch both get INVALID_PRODUCER_EPOCH.
 
-A success answer made after the client closed its side of the connection does not count:
-librdkafka closes it when a request times out and then re-sends those messages (handlers_produce.py
-`_answer`). What this does not cover, written down in README "Durability under faults":
+A success answer counts when it is written, not when its handler ends (answers.py: they go
+out in request order), and not when written after the client closed its side of the
+connection: librdkafka closes it when a request times out and then re-sends those messages
+(handlers_produce.py `_answer`). What this does not cover, written down in README "Durability under faults":
 read_uncommitted readers still see both copies (as they see aborted transactions); a batch
 committed before its void was readable until then; batches written by another leader (the
 partition moved meanwhile) are not known here and stay; a success answer lost before the close
