@@ -98,6 +98,12 @@ class AlreadyExistsError(StreamHouseError):
     """Creating something that already exists."""
 
 
+class BatchAlreadyWrittenError(AlreadyExistsError):
+    """An idempotent producer's batch the partition already holds, older than the batches kept
+    to answer its retries with their offsets: it is not written again (a late copy handed over
+    from another agent's WAL, storage/partition/writer.py)."""
+
+
 class TopicExistsError(AlreadyExistsError):
     def __init__(self, topic: str) -> None:
         super().__init__(f"topic {topic!r} already exists")

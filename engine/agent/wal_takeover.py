@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from streamhouse.agent.forward import Forwarder, cannot_forward
-from streamhouse.storage.errors import NotLeaderError, StreamHouseError
+from streamhouse.storage.errors import BatchAlreadyWrittenError, NotLeaderError, StreamHouseError
 from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.model import TopicInfo
@@ -154,10 +154,18 @@ class WalTakeover:
                 log.warning("%s/%d: %d WAL records of a Kafka transaction aborted or already in the log not "
                             "produced again", topic.name, key[1], piece.records)  # fmt: skip
                 continue
-            base = await self.forward(leader, topic.name, key[1], batch)
+            try:
+                base = await self.forward(leader, topic.name, key[1], batch)
+            except BatchAlreadyWrittenError:
+                # The producer's retry reached that leader first; the marker still records that
+                # this copy is dealt with (its base offset is never read).
+                log.warning("%s/%d: %d WAL records the partition already holds (its producer retried them "
+                            "there) not produced again", topic.name, key[1], piece.records)  # fmt: skip
+                base = piece.start
+            else:
+                forwarded += piece.records
             await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
             await self.wal.sync()
-            forwarded += piece.records
         self._pending.pop(key, None)
         self._rescan.discard(key)
         self._waiting_logged.discard(key)

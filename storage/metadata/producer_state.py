@@ -67,6 +67,13 @@ class ProducerState:
                 return b
         return None
 
+    def passed(self, epoch: int, last_sequence: int) -> bool:
+        """Whether a batch of `epoch` ending at `last_sequence` is behind this producer's last
+        written batch (so it was written before, or never will be: the producer went on)."""
+        if epoch != self.producer_epoch or not self.batches:
+            return False
+        return (self.batches[-1].last_sequence - last_sequence) % SEQUENCE_SPAN < SEQUENCE_SPAN // 2
+
     def with_batch(self, batch: ProducerBatch) -> ProducerState:
         """The state after `batch` was written. A newer epoch starts over; an older epoch's
         batch or one behind the last (a late copy handed over from another agent's WAL) does

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from streamhouse.storage.errors import (
     BackpressureError,
+    BatchAlreadyWrittenError,
     FencedError,
     InvalidInputError,
 )
@@ -176,7 +177,10 @@ class PartitionWriter(SegmentRoller):
                 dropped += piece.records
                 continue
             # A slice's tag would claim the whole batch's sequences at the slice's offsets.
-            await writer.append(batch if piece.whole else ps.untagged(batch), payload)
+            try:
+                await writer.append(batch if piece.whole else ps.untagged(batch), payload)
+            except BatchAlreadyWrittenError:
+                dropped += piece.records  # its producer's retry put it in the log already
         if not plan.idle:
             await wal.sync()  # the carried-over copies must outlive the originals' files
         await writer._decode_replayed()
@@ -238,6 +242,14 @@ class PartitionWriter(SegmentRoller):
                 done = known.find(producer.producer_epoch, first, producer.last_sequence) if known else None
                 if done is not None:
                     return done.base_offset
+                if known is not None and known.passed(producer.producer_epoch, producer.last_sequence):
+                    # Older than the kept batches: written before (the client's retry reached
+                    # this leader, and a dead leader's WAL copy comes later) and not again.
+                    # Kafka's own produce path refuses it first (idempotence.py check_sequence).
+                    raise BatchAlreadyWrittenError(
+                        f"{self.topic.name}/{self.partition}: batch of producer {producer.producer_id} epoch "
+                        f"{producer.producer_epoch} sequences {first}..{producer.last_sequence} was written before"
+                    )
             size = batch.nbytes
             if self._buffered_bytes + size > self.config.max_buffer_bytes:
                 raise BackpressureError(

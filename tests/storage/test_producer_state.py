@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from streamhouse.storage.errors import (
+    BatchAlreadyWrittenError,
     FencedError,
     InvalidInputError,
     OffsetConflictError,
@@ -149,6 +150,25 @@ async def test_a_tagged_retry_gets_its_original_offsets(
     assert await metadata_store.get_producer_states("events", 0) == [state(7, 0, (0, 2, 0, 3), (3, 4, 3, 2))]
 
 
+async def test_a_copy_older_than_the_kept_batches_is_not_written_again(
+    metadata_store: MetadataStore, object_store: ObjectStore, wal: WriteAheadLog, topic: TopicInfo
+) -> None:
+    """A dead leader's WAL copy of a batch whose producer retried it here, handed over after
+    the producer wrote more than the kept batches (the sixth 42-min fault run: a committed
+    transaction's two records in the log twice)."""
+    w = await writer(metadata_store, object_store, wal, topic)
+    for i in range(7):
+        assert await w.append(records(2, sequence=2 * i)) == 2 * i
+    with pytest.raises(BatchAlreadyWrittenError):
+        await w.append(records(2, sequence=0))  # behind the last 5 kept batches
+    assert await w.append(records(2, sequence=6)) == 6  # still kept: its original offsets
+    assert w.next_offset == 14
+    # Another epoch's batch is not judged by this one's sequences (a bumped producer's copy
+    # may be the only one of an acknowledged record), nor is an unknown producer's.
+    assert await w.append(records(2, epoch=1, sequence=0)) == 14
+    assert await w.append(records(1, pid=8, sequence=40)) == 16
+
+
 async def test_the_state_is_rebuilt_from_the_wal_and_from_metadata(
     metadata_store: MetadataStore, object_store: ObjectStore, tmp_path: Path, topic: TopicInfo
 ) -> None:
@@ -188,6 +208,15 @@ def test_tags_are_checked() -> None:
     with pytest.raises(InvalidInputError, match="bad producer tag"):
         tagged(bad, 0)
     assert tag(plain, 1, 0, 0).schema.equals(RECORD_SCHEMA)
+
+
+def test_a_batch_behind_the_last_written_one_has_passed() -> None:
+    kept = state(7, 3, (10, 14, 0, 5), (15, 19, 5, 5))
+    assert kept.passed(3, 14) and kept.passed(3, 19) and kept.passed(3, 2)
+    assert not kept.passed(3, 20) and not kept.passed(2, 14) and not kept.passed(4, 0)
+    wrapped = state(7, 0, (2**31 - 3, 1, 0, 5))  # sequences wrap at 2**31
+    assert wrapped.passed(0, 2**31 - 4) and wrapped.passed(0, 0) and not wrapped.passed(0, 2)
+    assert not state(7, 0).passed(0, 0)
 
 
 def test_state_folds_per_batch_and_keeps_the_newest() -> None:
