@@ -33,3 +33,8 @@ class SettledAtSend:
         for hook in self.hooks:
             hook(self.body)
         return encode_response(self.api, self.version, self.correlation, self.body)
+
+
+def answer_frame(answer: bytes | SettledAtSend | None) -> bytes | None:
+    """The bytes to write for a handler's answer, settling it now if it waits for that."""
+    return answer.frame() if isinstance(answer, SettledAtSend) else answer

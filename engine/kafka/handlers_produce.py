@@ -150,7 +150,8 @@ class ProduceHandlers:
                 results = await asyncio.gather(*(task for _, _, task in tasks))
             else:
                 left = limit_s - (loop.time() - started)
-                await asyncio.wait([task for _, _, task in tasks], timeout=max(left, 0.001))
+                if tasks:  # a request naming no partition is answered with none
+                    await asyncio.wait([task for _, _, task in tasks], timeout=max(left, 0.001))
                 results = [self._result_or_timeout(task, index) for _, index, task in tasks]
             self._settle_at_send(list(zip(results, tracks, strict=True)), ctx)
         except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending

@@ -35,7 +35,7 @@ from streamhouse.agent.config import AgentConfig
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.guarded import GuardedFrontEnd
 from streamhouse.api.quota_front import metered
-from streamhouse.kafka.answers import SettledAtSend
+from streamhouse.kafka.answers import SettledAtSend, answer_frame
 from streamhouse.kafka.connection import Frame, FrameConnection
 from streamhouse.kafka.errors import KafkaProtocolError, UnsupportedVersionError
 from streamhouse.kafka.group_leases import GroupLeases
@@ -314,7 +314,7 @@ class KafkaServer:
                 await asyncio.wait(set(produces))  # reads the high watermark only after them
             applied: asyncio.Future[None] = loop.create_future()
             done = functools.partial(_resolve, applied)
-            task = asyncio.create_task(self._respond(frame, host, done, sasl, mute, conn.client_closed))
+            task = asyncio.create_task(self.respond(frame, host, done, sasl, mute, conn.client_closed))
             if key == _PRODUCE:
                 produces.add(task)
                 task.add_done_callback(produces.discard)
@@ -334,9 +334,7 @@ class KafkaServer:
         while (item := await queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            response = await item
-            if isinstance(response, SettledAtSend):
-                response = response.frame()  # nothing awaited between settling and the write
+            response = answer_frame(await item)  # settled now: nothing awaited before the write
             if response is not None:
                 conn.write(response)
                 await conn.drain()
@@ -350,23 +348,12 @@ class KafkaServer:
         sasl: SaslConnection | None = None,
         mute: Mute | None = None,
         client_closed: Callable[[], bool] | None = None,
-    ) -> bytes | None:
-        """The response frame for one request frame; None when Kafka sends none (acks=0).
-        Raises KafkaProtocolError when the connection must be closed. A Produce handler calls
-        `applied` once its records have their place (the server then reads the next request)."""
-        answer = await self._respond(frame, client_host, applied, sasl, mute, client_closed)
-        return answer.frame() if isinstance(answer, SettledAtSend) else answer
-
-    async def _respond(
-        self,
-        frame: bytes | bytearray | memoryview,
-        client_host: str = "",
-        applied: Callable[[], None] | None = None,
-        sasl: SaslConnection | None = None,
-        mute: Mute | None = None,
-        client_closed: Callable[[], bool] | None = None,
     ) -> bytes | SettledAtSend | None:
-        """respond's answer, or one its handler settles only as it is written (Context.at_send)."""
+        """The response frame for one request frame; None when Kafka sends none (acks=0); or an
+        answer its handler settles only as it is written (Context.at_send: `answer_frame`
+        gives its bytes). Raises KafkaProtocolError when the connection must be closed. A
+        Produce handler calls `applied` once its records have their place (the server then
+        reads the next request)."""
         if sasl is not None and sasl.raw:
             return await sasl.raw_token(frame)  # a bare SASL token (after SaslHandshake v0)
         try:
