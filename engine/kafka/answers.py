@@ -21,17 +21,18 @@ Body = dict[str, Any]
 
 @dataclass(frozen=True)
 class SettledAtSend:
-    """An answer body and the hooks that settle it (in order) right before it is encoded."""
+    """An answer body and the hooks that settle it (in order, changing it in place) right
+    before it is encoded."""
 
     api: Api
     version: int
     correlation: int
     body: Body
-    hooks: tuple[Callable[[Body], None], ...]
+    hooks: tuple[Callable[[], None], ...]
 
     def frame(self) -> bytes:
         for hook in self.hooks:
-            hook(self.body)
+            hook()
         return encode_response(self.api, self.version, self.correlation, self.body)
 
 

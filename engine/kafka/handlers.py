@@ -76,7 +76,7 @@ class Context:
     applied: Callable[[], None] | None = None
     principal: Principal | None = None
     client_closed: Callable[[], bool] | None = None
-    at_send: list[Callable[[Body], None]] = dataclasses.field(default_factory=list)
+    at_send: list[Callable[[], None]] = dataclasses.field(default_factory=list)
 
 
 Handler = Callable[[Body, int, Context], Awaitable[Body]]

@@ -175,7 +175,7 @@ class ProduceHandlers:
         tracked = [(result, batches) for result, batches in answers if batches]
         if tracked and self.unacked is not None:
 
-            def settle(_body: Body) -> None:
+            def settle() -> None:
                 for result, batches in tracked:
                     self._answer(result, batches, ctx)
 

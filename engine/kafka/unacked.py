@@ -21,11 +21,13 @@ acknowledgement and a retry under the old epoch both get INVALID_PRODUCER_EPOCH.
 A success answer counts when it is written, not when its handler ends (answers.py: they go
 out in request order), and not when written after the client closed its side of the
 connection: librdkafka closes it when a request times out and then re-sends those messages
-(handlers_produce.py `_answer`). What this does not cover, written down in README "Durability under faults":
-read_uncommitted readers still see both copies (as they see aborted transactions); a batch
-committed before its void was readable until then; batches written by another leader (the
-partition moved meanwhile) are not known here and stay; a success answer lost before the close
-counts as acknowledged. A request cancelled before its batch is placed (its connection closed)
+(handlers_produce.py `_answer`).
+
+What this does not cover, written down in README "Durability under faults": read_uncommitted
+readers still see both copies (as they see aborted transactions); a batch committed before
+its void was readable until then; batches written by another leader (the partition moved
+meanwhile) are not known here and stay; a success answer lost before the close counts as
+acknowledged. A request cancelled before its batch is placed (its connection closed)
 still tracks it: idempotence.py notes the batch under the producer's lock. Only acks=all
 batches are tracked: acks=1 is answered as soon as it is written.
 """
