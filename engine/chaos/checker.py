@@ -6,7 +6,10 @@ operations involved (their indexes; `render` prints them). The checks:
 
 - lost: an acknowledged value missing from the final log (by ack mode; every mode here is
   promised to survive the faults the harness injects: process crashes, pauses, PostgreSQL and
-  S3 outages, a full WAL disk, a stepped clock).
+  S3 outages, a full WAL disk, a stepped clock; and every mode but acks=leader a lost disk).
+  An acks=leader value acknowledged by an agent whose disk was wiped later (the disk-loss
+  fault) may have had its only copy there (README "Durability under faults"): missing, it is
+  counted apart (`lost_with_disk.leader`), not reported. Lost otherwise, it is a finding.
 - duplicate: a value twice in the log. Expected where the client retried without idempotence
   (`Produce.retried`) and for acks=leader values (a superseded leadership's WAL records are
   appended again after a takeover: at least once, README "Durability under faults"): those are
@@ -38,7 +41,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streamhouse.chaos.history import (
@@ -58,6 +61,7 @@ from streamhouse.chaos.history import (
 )
 from streamhouse.chaos.txn_checks import TXN_CHECKS, check_transactions
 
+DISK_LOSS = "disk-loss"  # the fault kind (faults.py) after which acks=leader writes may be gone
 CHECKS = (
     "lost", "duplicate", "phantom", "gap", "reuse", "read-changed",
     "non-monotonic", "skip", "regression", "zombie", "stale-sql", "exactly-once", *TXN_CHECKS,
@@ -89,7 +93,7 @@ def check(history: History) -> Verdict:
     produces = [op for op in history.ops if isinstance(op, Produce)]
     txns = [op for op in history.ops if isinstance(op, Txn)]
     findings = [
-        *check_writes(produces, history.final, txns, _client_bumps(history.ops)),
+        *check_writes(produces, history.final, txns, _client_bumps(history.ops), on_lost_disk(history.ops)),
         *check_offsets(produces, history.final, {t.topic for t in txns}),
         *check_reads(history.ops, history.final),
         *check_commits(history.ops),
@@ -134,7 +138,30 @@ def figures(history: History) -> dict[str, int]:
     counts["duplicates_after_retry"] = sum(n - 1 for v, n in multiset.items() if n > 1 and v in retried)
     leader = {v for op in history.ops if isinstance(op, Produce) and op.mode == "leader" for v in op.values}
     counts["duplicates_leader_reappended"] = sum(n - 1 for v, n in multiset.items() if n > 1 and v in leader)
+    excused = on_lost_disk(history.ops)
+    lost = (v for op in history.ops if isinstance(op, Produce) and op.index in excused for v in op.values)
+    counts["lost_with_disk.leader"] = sum(v not in multiset for v in lost)
     return dict(sorted(counts.items()))
+
+
+def on_lost_disk(ops: Iterable[Operation]) -> set[int]:
+    """The acks=leader produces (indexes) acknowledged by an agent whose disk was wiped after
+    the write: sent before the disk-loss fault began (the agent dies right after that instant,
+    so nothing sent later reached the old disk) and answered before the agent was back (an
+    answer after the restart may come from the new disk)."""
+    ops = list(ops)
+    wipes: dict[str, list[Fault]] = defaultdict(list)
+    for op in ops:
+        if isinstance(op, Fault) and op.kind == DISK_LOSS:
+            wipes[op.target].append(op)
+    return {
+        op.index
+        for op in ops
+        if isinstance(op, Produce)
+        and op.mode == "leader"
+        and op.outcome == "ok"
+        and any(op.start < f.start and op.end <= f.end for f in wipes.get(op.agent, ()))
+    }
 
 
 def _log_values(final: Iterable[FinalLog]) -> Counter[str]:
@@ -146,8 +173,13 @@ def _client_bumps(ops: Iterable[Operation]) -> list[Fault]:
 
 
 def check_writes(
-    produces: list[Produce], final: list[FinalLog], txns: list[Txn] | None = None, bumps: Sequence[Fault] = ()
+    produces: list[Produce],
+    final: list[FinalLog],
+    txns: list[Txn] | None = None,
+    bumps: Sequence[Fault] = (),
+    lost_disk: Collection[int] = (),
 ) -> list[Finding]:
+    """`lost_disk`: produces whose missing values are excused (on_lost_disk)."""
     in_log = _log_values(final)
     # value -> (writer, duplicates expected: retried without idempotence, or acks=leader)
     sent: dict[str, tuple[int, bool]] = {
@@ -157,7 +189,7 @@ def check_writes(
     by_index = {op.index: op for op in produces}
     findings: list[Finding] = []
     for op in produces:
-        if op.outcome != "ok":
+        if op.outcome != "ok" or op.index in lost_disk:
             continue
         missing = [v for v in op.values if v not in in_log]
         if missing:

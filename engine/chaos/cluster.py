@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -231,6 +232,17 @@ class Cluster:
         if ballast is not None:
             with contextlib.suppress(OSError):
                 os.unlink(ballast)
+
+    def wipe_disk(self, agent: ChaosAgent) -> None:
+        """A lost disk: everything under the (killed) agent's data and WAL directories is gone.
+        The directories themselves stay: the WAL's may be a tmpfs mount point."""
+        assert not agent.running, "wipe a killed agent's disk only"
+        for directory in (agent.data_dir, agent.wal_dir):
+            for child in directory.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
 
     def step_clock(self, agent: ChaosAgent, offset_ms: int) -> None:
         agent.clock_file.write_text(str(offset_ms))

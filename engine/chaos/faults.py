@@ -18,7 +18,12 @@ from streamhouse.chaos.cluster import AGENT_NAMES, LEASE_TTL_MS, Cluster
 from streamhouse.chaos.history import Fault, History
 from streamhouse.storage.errors import StreamHouseError
 
-KINDS = ("kill9", "pause", "pg-restart", "s3-drop", "s3-delay", "s3-reset", "disk-full", "clock-step")
+KINDS = (
+    "kill9", "pause", "pg-restart", "s3-drop", "s3-delay", "s3-reset", "disk-full", "clock-step", "disk-loss",
+)  # fmt: skip
+# Faults that kill an agent and start it again (disk-loss: with its WAL and data directory wiped
+# in between, a lost disk); their restart may run in the background (FaultRunner).
+RESTARTS = ("kill9", "disk-loss")
 GAP_S = (1.0, 3.0)  # quiet time between faults (the default; `gap_s` scales it)
 RESTART_QUIET_S = 3.0  # more quiet after kill9 / pg-restart, at the default gap
 
@@ -52,13 +57,13 @@ def plan(seed: int, duration_s: float, kinds: tuple[str, ...] = KINDS, gap_s: fl
             order = list(kinds)
             rng.shuffle(order)
         kind = order.pop()
-        target = rng.choice(AGENT_NAMES) if kind in ("kill9", "pause", "clock-step") else ""
+        target = rng.choice(AGENT_NAMES) if kind in (*RESTARTS, "pause", "clock-step") else ""
         if kind == "disk-full":
             target = AGENT_NAMES[-1]
         amount = 0
         if kind == "pause":
             hold = LEASE_TTL_MS / 1000 + rng.uniform(0.5, 2.0)  # past the lease: a zombie
-        elif kind == "kill9":
+        elif kind in RESTARTS:
             hold = rng.uniform(0.0, 2.0)  # down time before the restart
         elif kind == "pg-restart":
             hold = 0.0
@@ -71,7 +76,7 @@ def plan(seed: int, duration_s: float, kinds: tuple[str, ...] = KINDS, gap_s: fl
         else:
             hold = rng.uniform(1.0, 4.0)
         out.append(PlannedFault(round(at, 3), kind, target, round(hold, 3), amount))
-        at += hold + rng.uniform(least, most) + (restart_quiet if kind in ("kill9", "pg-restart") else 0.0)
+        at += hold + rng.uniform(least, most) + (restart_quiet if kind in (*RESTARTS, "pg-restart") else 0.0)
     return out
 
 
@@ -122,11 +127,9 @@ class FaultRunner(threading.Thread):
                 busy.join()
             if self.stop.is_set():
                 return
-            if self.background_restarts and fault.kind == "kill9":
+            if self.background_restarts and fault.kind in RESTARTS:
                 start = self.now()
-                agent = self.cluster.agents[fault.target]
-                self.cluster.kill(agent)
-                time.sleep(fault.hold_s)
+                self._down(fault)
                 thread = threading.Thread(target=self._finish, args=(fault, start), daemon=True, name="chaos-restart")
                 self.restarting[fault.target] = thread
                 thread.start()
@@ -136,7 +139,7 @@ class FaultRunner(threading.Thread):
     def _finish(self, fault: PlannedFault, start: float) -> None:
         """Apply `fault` (a background kill9: only its restart) and record it."""
         try:
-            detail = self._apply(fault, restart_only=self.background_restarts and fault.kind == "kill9")
+            detail = self._apply(fault, restart_only=self.background_restarts and fault.kind in RESTARTS)
         except StreamHouseError as exc:
             detail = f"failed: {exc}"
             with self.lock:
@@ -153,18 +156,28 @@ class FaultRunner(threading.Thread):
         index = self.history.next_index()
         self.history.add(Fault(index, "nemesis", start, self.now(), fault.kind, fault.target, detail))
 
+    def _down(self, fault: PlannedFault) -> None:
+        """The first half of a restart fault: kill -9 (and for disk-loss, wipe the agent's disk
+        while it is down), then the down time."""
+        agent = self.cluster.agents[fault.target]
+        self.cluster.kill(agent)
+        if fault.kind == "disk-loss":
+            self.cluster.wipe_disk(agent)
+        time.sleep(fault.hold_s)
+
     def _apply(self, fault: PlannedFault, *, restart_only: bool = False) -> str:
         c = self.cluster
         proxy = c.proxy
         assert proxy is not None
-        if fault.kind == "kill9":
+        if fault.kind in RESTARTS:
             agent = c.agents[fault.target]
             if not restart_only:
-                c.kill(agent)
-                time.sleep(fault.hold_s)
+                self._down(fault)
             began = time.monotonic()
             attempts = c.start_agent(agent)
-            return f"down {fault.hold_s:.1f}s, ready after {attempts} start(s) in {time.monotonic() - began:.1f}s"
+            wiped = ", disk wiped" if fault.kind == "disk-loss" else ""
+            took = time.monotonic() - began
+            return f"down {fault.hold_s:.1f}s{wiped}, ready after {attempts} start(s) in {took:.1f}s"
         if fault.kind == "pause":
             agent = c.agents[fault.target]
             c.pause(agent)

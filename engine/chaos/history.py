@@ -26,7 +26,9 @@ TxnOutcome = Literal["committed", "aborted", "unknown"]
 class Produce:
     """One produce request of unique values to one partition. `offsets` are what the ack said
     (empty unless ok). `retried`: the client may have sent it more than once without
-    idempotence, so duplicates of these values are expected (and counted apart)."""
+    idempotence, so duplicates of these values are expected (and counted apart). `agent`: the
+    agent that acknowledged it (gRPC producers; "" when unknown), whose WAL alone holds an
+    acks=leader write until it reaches a segment."""
 
     index: int
     process: str
@@ -40,6 +42,7 @@ class Produce:
     offsets: tuple[int, ...] = ()
     retried: bool = False
     error: str = ""
+    agent: str = ""
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,9 @@ def describe(op: Operation, *, max_values: int = 4) -> str:
         shown = ", ".join(op.values[:max_values]) + (" …" if len(op.values) > max_values else "")
         at = f" at offsets {op.offsets[0]}..{op.offsets[-1]}" if op.offsets else ""
         retried = " (retried)" if op.retried else ""
-        return f"{head} {op.mode} {op.topic}/{op.partition} {op.outcome}{retried}{at} values [{shown}] {op.error}"
+        by = f" from agent {op.agent}" if op.agent else ""
+        outcome = f"{op.outcome}{retried}{by}{at}"
+        return f"{head} {op.mode} {op.topic}/{op.partition} {outcome} values [{shown}] {op.error}"
     if isinstance(op, Poll):
         span = f"{op.offsets[0]}..{op.offsets[-1]}" if op.offsets else "nothing"
         return f"{head} session {op.session} {op.topic}/{op.partition} offsets {span} ({len(op.offsets)})"

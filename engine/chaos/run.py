@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamhouse.chaos.checker import Verdict, check, render
+from streamhouse.chaos.checker import Verdict, check, on_lost_disk, render
 from streamhouse.chaos.cluster import Cluster
 from streamhouse.chaos.faults import KINDS, FaultRunner, plan
 from streamhouse.chaos.history import FinalLog, History, JobOutput, Produce, Txn
@@ -142,10 +142,11 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         stop = threading.Event()
         t0 = time.monotonic()
         common = (history, stop, t0, options.max_ops)
+        names = {a.address: a.name for a in cluster.agents.values()}  # which agent acknowledged (Produce.agent)
         workers: list[Worker] = [
-            GrpcProducer("leader", addresses, *common),
-            GrpcProducer("durable", addresses, *common),
-            GrpcProducer("durable", addresses, *common, topic=JOB_SOURCE, json_values=True, pause_s=0.1),
+            GrpcProducer("leader", addresses, *common, names=names),
+            GrpcProducer("durable", addresses, *common, names=names),
+            GrpcProducer("durable", addresses, *common, topic=JOB_SOURCE, json_values=True, pause_s=0.1, names=names),
             KafkaProducer(cluster.kafka_bootstrap(), *common, debug=os.environ.get(KAFKA_DEBUG_ENV, ""), log_dir=work),
             *(KafkaConsumer(f"consumer-{i}", cluster.kafka_bootstrap(), *common) for i in range(options.consumers)),
             TxnProducer(cluster.kafka_bootstrap(), *common),
@@ -184,7 +185,14 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         errors.extend(nemesis.errors)
         if budget.spent():  # no read-back left: the history cannot be judged
             raise StreamHouseError(f"{budget.overrun('the faults and stopping the workloads')}; errors: {errors}")
-        acknowledged = [v for op in history.ops if isinstance(op, Produce) and op.outcome == "ok" for v in op.values]
+        # Values that may be gone with a lost disk (acks=leader) are not waited for.
+        excused = on_lost_disk(history.ops)
+        acknowledged = [
+            v
+            for op in history.ops
+            if isinstance(op, Produce) and op.outcome == "ok" and op.index not in excused
+            for v in op.values
+        ]
         acknowledged += [
             v for op in history.ops if isinstance(op, Txn) and op.outcome == "committed" for v in op.values
         ]

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +29,8 @@ from streamhouse.chaos.history import (
     Produce,
     SqlRead,
 )
-from streamhouse.client.client import connect
+from streamhouse.client.client import Client, connect
+from streamhouse.client.remote import RemoteTransport
 
 PARTITIONS = 3
 TOPICS = {"leader": "chaos_leader", "durable": "chaos_durable", "kafka-idempotent": "chaos_kafka", "rest": "chaos_rest"}
@@ -72,8 +74,10 @@ class GrpcProducer(Worker):
         pause_s: float = 0.01,
         topic: str | None = None,
         json_values: bool = False,
+        names: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"grpc-{mode}" if topic is None else f"grpc-{topic}", *args)
+        self.names = dict(names or {})  # agent address -> name (Produce.agent); by port, below
         self.mode, self.addresses, self.batch, self.pause_s = mode, addresses, batch, pause_s
         self.topic = topic or TOPICS[self.mode]
         self.json_values = json_values  # {"v": n} for the job's typed source
@@ -100,8 +104,10 @@ class GrpcProducer(Worker):
                     )
                     base = result[0].base_offset
                     offsets = tuple(range(base, base + len(values)))
+                    agent = self.agent_of(client, topic, partition)
+                    end = self.now()
                     op = Produce(
-                        index, self.process, start, self.now(), self.mode, topic, partition, values, "ok", offsets
+                        index, self.process, start, end, self.mode, topic, partition, values, "ok", offsets, agent=agent
                     )
                 except Exception as exc:
                     op = Produce(
@@ -120,6 +126,15 @@ class GrpcProducer(Worker):
                 self.history.add(op)
                 self.ops += 1
                 self.stop_event.wait(self.pause_s)
+
+    def agent_of(self, client: Client, topic: str, partition: int) -> str:
+        """The name of the agent that answered the last call for the partition, matched by port
+        (a leader named in a NOT_LEADER answer is its advertised host:port, not our spelling)."""
+        transport = client.transport
+        address = transport.answered.get((topic, partition), "") if isinstance(transport, RemoteTransport) else ""
+        port = address.rsplit(":", 1)[-1]
+        by_port = {a.rsplit(":", 1)[-1]: name for a, name in self.names.items()}
+        return by_port.get(port, address) if address else ""
 
 
 KAFKA_DEBUG_ENV = "STREAMHOUSE_CHAOS_KAFKA_DEBUG"

@@ -103,6 +103,10 @@ class RemoteTransport:
         self._reached = False  # some agent answered at least once
         self._stubs: dict[str, _Stubs] = {}
         self._leaders: dict[tuple[str, int], str] = {}
+        # The agent that last answered a partition's call (its address): for acks=leader, the one
+        # whose WAL alone holds the records until they reach a segment (the chaos harness's
+        # disk-loss check reads it).
+        self.answered: dict[tuple[str, int], str] = {}
         self._next = itertools.count()
         self._down: dict[str, float] = {}  # address -> monotonic time it last failed to answer
         self._lock = threading.Lock()
@@ -153,6 +157,8 @@ class RemoteTransport:
             try:
                 result = fn(self._at(address))
                 self._reached = True
+                if route is not None:
+                    self.answered[route] = address
                 return result
             except grpc.RpcError as err:
                 exc = error_from_rpc(err)

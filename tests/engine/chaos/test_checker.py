@@ -18,6 +18,7 @@ from streamhouse.chaos.history import (
     FinalLog,
     History,
     JobOutput,
+    Mode,
     Poll,
     Produce,
     SqlRead,
@@ -219,6 +220,43 @@ def test_leader_acks_may_move_but_durable_ones_may_not() -> None:
     assert check(h).ok, render(check(h), h)
     h.ops[0] = Produce(1, "p-durable", 0.0, 1.0, "durable", T, 0, ("d0", "d1"), "ok", (1, 2))
     assert {f.check for f in check(h).findings} == {"reuse"}
+
+
+def _lost_on(agent: str, wipe: tuple[float, float], mode: Mode = "leader", answered: float = 2.0) -> History:
+    """l0 acknowledged by agent "a" over [1.0, answered] and missing from the log; a disk-loss
+    fault on `agent` over `wipe` (kill and wipe at its start, ready again at its end)."""
+    h = clean()
+    h.ops = [op for op in h.ops if not isinstance(op, (Poll, SqlRead)) and op.index != 2]
+    h.add(Produce(2, "p-leader", 1.0, answered, mode, T, 0, ("l0",), "ok", (2,), agent="a"))
+    h.add(Fault(30, "nemesis", *wipe, "disk-loss", agent, "down 0.5s, disk wiped"))
+    _final(h, (0, 1, 2), ("d0", "d1", "l1"))
+    return h
+
+
+def test_an_acks_leader_value_whose_agent_lost_its_disk_later_is_counted_not_reported() -> None:
+    h = _lost_on("a", (2.5, 6.0))
+    verdict = check(h)
+    assert verdict.ok, render(verdict, h)
+    assert verdict.counts["lost_with_disk.leader"] == 1
+    # Answered while the agent was being killed (before it was back): the old disk, still excused.
+    assert check(_lost_on("a", (1.5, 6.0), answered=1.8)).ok
+
+
+@pytest.mark.parametrize(
+    ("why", "history"),
+    [
+        ("another agent's disk was lost", lambda: _lost_on("b", (2.5, 6.0))),
+        ("the disk was lost before the write was sent", lambda: _lost_on("a", (0.2, 0.9))),
+        ("answered after the agent was back, on its new disk", lambda: _lost_on("a", (0.5, 1.5), answered=2.0)),
+        ("acks=durable survives a lost disk", lambda: _lost_on("a", (2.5, 6.0), mode="durable")),
+    ],
+)
+def test_a_lost_disk_excuses_no_other_loss(why: str, history: Callable[[], History]) -> None:
+    h = history()
+    verdict = check(h)
+    # (acks=durable: its offset now holding another value is a reuse finding besides)
+    assert "lost" in {f.check for f in verdict.findings}, f"{why}: {render(verdict, h)}"
+    assert verdict.counts["lost_with_disk.leader"] == 0, why
 
 
 def test_history_round_trips_through_its_file(tmp_path: Path) -> None:

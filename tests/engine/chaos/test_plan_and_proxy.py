@@ -7,11 +7,12 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from streamhouse.chaos.cluster import LEASE_TTL_MS
-from streamhouse.chaos.faults import KINDS, plan
+from streamhouse.chaos.faults import KINDS, RESTARTS, plan
 from streamhouse.chaos.proxy import FaultProxy
 from streamhouse.cli.chaos import parse_duration
 from streamhouse.storage.errors import InvalidInputError
@@ -25,7 +26,7 @@ def test_the_plan_is_a_function_of_the_seed() -> None:
     counts = Counter(f.kind for f in faults)
     assert set(counts) == set(KINDS) and max(counts.values()) - min(counts.values()) <= 1  # round robin
     assert all(f.hold_s > LEASE_TTL_MS / 1000 for f in faults if f.kind == "pause")  # past the lease
-    assert all(f.target for f in faults if f.kind in ("kill9", "pause", "clock-step", "disk-full"))
+    assert all(f.target for f in faults if f.kind in (*RESTARTS, "pause", "clock-step", "disk-full"))
     assert [f.at_s for f in faults] == sorted(f.at_s for f in faults) and faults[-1].at_s < 600
     assert {f.kind for f in plan(7, 600, ("kill9",))} == {"kill9"}
 
@@ -111,6 +112,9 @@ class _Timeline:
     def pause(self, agent: str) -> None:
         self.events.append(("pause", agent, time.monotonic()))
 
+    def wipe_disk(self, agent: str) -> None:
+        self.events.append(("wipe", agent, time.monotonic()))
+
     def resume(self, agent: str) -> None:
         self.events.append(("resume", agent, time.monotonic()))
 
@@ -132,3 +136,38 @@ def test_background_restarts_overlap_other_faults_but_not_their_own_agent() -> N
     assert at[("s3", "drop")] < at[("ready", "a")] < at[("pause", "a")]
     assert runner.done == Counter({"kill9": 1, "s3-drop": 1, "pause": 1}) and runner.errors == []
     assert len(history.ops) == 3
+
+
+def test_a_disk_loss_wipes_the_disk_between_the_kill_and_the_restart() -> None:
+    from streamhouse.chaos.faults import FaultRunner, PlannedFault
+    from streamhouse.chaos.history import Fault, History
+
+    for background in (False, True):
+        timeline, history = _Timeline(), History()
+        faults = [PlannedFault(0.0, "disk-loss", "b", 0.05), PlannedFault(0.0, "kill9", "c", 0.0)]
+        runner = FaultRunner(timeline, history, faults, time.monotonic(), gap_s=0.05, background_restarts=background)  # type: ignore[arg-type]
+        runner.start()
+        runner.join(10)
+        assert [(kind, who) for kind, who, _ in timeline.events if who == "b"] == [
+            ("kill", "b"), ("wipe", "b"), ("ready", "b")
+        ]  # fmt: skip
+        assert ("wipe", "c") not in {(kind, who) for kind, who, _ in timeline.events}  # kill9 keeps the disk
+        fault = next(op for op in history.ops if isinstance(op, Fault) and op.kind == "disk-loss")
+        assert "disk wiped" in fault.detail and runner.errors == []
+        # The checker reads a disk-loss's start as a moment the agent is about to die (checker.on_lost_disk).
+        kill = next(t for kind, who, t in timeline.events if (kind, who) == ("kill", "b"))
+        assert fault.start <= kill - runner.t0
+
+
+def test_wipe_disk_empties_the_agent_dirs_and_keeps_them(tmp_path: Path) -> None:
+    from streamhouse.chaos.cluster import Cluster
+
+    cluster = Cluster(tmp_path)
+    agent = cluster.agents["a"]
+    (agent.wal_dir / "wal-000.log").write_bytes(b"x")
+    (agent.data_dir / "spill" / "deep").mkdir(parents=True)
+    (agent.data_dir / "spill" / "deep" / "f").write_bytes(b"y")
+    cluster.wipe_disk(agent)
+    assert agent.wal_dir.is_dir() and agent.data_dir.is_dir()
+    assert list(agent.wal_dir.iterdir()) == [] and list(agent.data_dir.iterdir()) == []
+    assert agent.clock_file.exists() and (tmp_path / "b").is_dir()  # the clock and other agents untouched
