@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from streamhouse.storage.model import SegmentInfo
-from streamhouse.storage.topic_config import DELETE_RETENTION_MS, MIN_CLEANABLE_DIRTY_RATIO, SETTINGS
+from streamhouse.storage.topic_settings import DELETE_RETENTION_MS, MIN_CLEANABLE_DIRTY_RATIO, SETTINGS
 
 COMPACTED_MARK = "-compacted-"
 
@@ -43,7 +43,7 @@ def compacted_key(topic: str, partition: int, base_offset: int, end_offset: int,
 
 @dataclass(frozen=True)
 class TopicCompaction:
-    """A compacted topic's settings, parsed from its config map (defaults from topic_config)."""
+    """A compacted topic's settings, parsed from its config map (defaults from topic_settings)."""
 
     delete_retention_ms: int
     min_dirty_ratio: float

@@ -62,7 +62,7 @@ from streamhouse.storage.partition.view import SegmentLists
 from streamhouse.storage.segment.compact import CompactionCounts
 from streamhouse.storage.segment.compacted import CompactedPass, compact_segments
 from streamhouse.storage.segment.footer import SegmentFooter
-from streamhouse.storage.topic_config import compacted
+from streamhouse.storage.topic_settings import compacted
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Retention, a leased background service of every agent (docs/DESIGN.md §4; Kafka's log cleaner
 with cleanup.policy=delete).
 
-A topic's `retention.ms` and `retention.bytes` (storage/topic_config.py; unset: the agent's
+A topic's `retention.ms` and `retention.bytes` (storage/topic_settings.py; unset: the agent's
 --retention-ms / --retention-bytes, -1 by default: kept forever) bound what each partition
 keeps. Every `interval` the service lists each such topic's partitions and plans, from the
 oldest, the whole segments past a limit — as Kafka does:
@@ -41,7 +41,7 @@ from streamhouse.agent.background import ROUND, BackgroundService, delete_due_re
 from streamhouse.agent.config import AgentConfig, merge_grace_ms
 from streamhouse.agent.failures import Backoff, FailureTracker
 from streamhouse.agent.leases import Leases
-from streamhouse.storage import topic_config
+from streamhouse.storage import topic_settings
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, NotFoundError, SegmentsChangedError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
@@ -103,8 +103,8 @@ def topic_limits(info: TopicInfo, settings: RetentionSettings) -> Limits | None:
     policy = info.config.get("cleanup.policy", "delete").split(",")
     if "delete" not in policy:
         return None
-    ms = int(info.config.get(topic_config.RETENTION_MS, settings.default_ms))
-    size = int(info.config.get(topic_config.RETENTION_BYTES, settings.default_bytes))
+    ms = int(info.config.get(topic_settings.RETENTION_MS, settings.default_ms))
+    size = int(info.config.get(topic_settings.RETENTION_BYTES, settings.default_bytes))
     return None if ms == NO_LIMIT and size == NO_LIMIT else Limits(ms, size)
 
 

@@ -53,7 +53,7 @@ from streamhouse.storage.records.control import refuse_reserved
 from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
 from streamhouse.storage.segment.compact import require_keys
 from streamhouse.storage.tasks import wait_event
-from streamhouse.storage.topic_config import (
+from streamhouse.storage.topic_settings import (
     KEY_SCHEMA_VALIDATION,
     KEY_SUBJECT_STRATEGY,
     LOG_APPEND_TIME,

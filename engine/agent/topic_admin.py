@@ -1,5 +1,5 @@
 """ALTER TOPIC on the agent, transport-free (SQL, the embedded SDK and gRPC AlterTopic all come
-here): the change is judged against the setting registry (storage/topic_config.py) and the topic
+here): the change is judged against the setting registry (storage/topic_settings.py) and the topic
 as it is, then applied in one metadata transaction. A refused change changes nothing."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 from streamhouse.cli import common
 from streamhouse.client.client import Client
-from streamhouse.storage import topic_config
+from streamhouse.storage import topic_settings
 from streamhouse.storage.errors import TopicExistsError
 from streamhouse.wording import plural
 
@@ -54,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parents=[engine],
         help="set or reset topic settings, or add partitions",
         description="Change a topic: all of the change or nothing. Settings that can change: "
-        f"{', '.join(topic_config.alterable_keys())}. Partitions only grow; keyed records then hash "
+        f"{', '.join(topic_settings.alterable_keys())}. Partitions only grow; keyed records then hash "
         "over the new count, and records already written stay where they are.",
     )
     alter.add_argument("name", help="the topic to change")

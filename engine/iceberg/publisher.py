@@ -33,7 +33,7 @@ from streamhouse.iceberg.data_files import has_field_ids
 from streamhouse.iceberg.mirror import MirrorOutcome, TableMirror
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, drop_table, open_catalog
 from streamhouse.iceberg.upgrade import Upgrades
-from streamhouse.storage import topic_config
+from streamhouse.storage import topic_settings
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, NotFoundError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
@@ -68,7 +68,7 @@ def publish_resource(topic: str) -> str:
 
 
 def enabled(info: TopicInfo) -> bool:
-    return info.config.get(topic_config.ICEBERG_ENABLED, "false") == "true"
+    return info.config.get(topic_settings.ICEBERG_ENABLED, "false") == "true"
 
 
 @dataclass(frozen=True)

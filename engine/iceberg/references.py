@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from streamhouse.iceberg.data_files import live_paths
 from streamhouse.iceberg.tables import NAMESPACE, CatalogSettings, open_catalog
-from streamhouse.storage import topic_config
+from streamhouse.storage import topic_settings
 from streamhouse.storage.errors import StorageUnavailableError, StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
 
@@ -105,7 +105,7 @@ class IcebergKeepCheck:
         if not keys:
             return set()
         published = {
-            t.name for t in await self.metadata.list_topics() if t.config.get(topic_config.ICEBERG_ENABLED) == "true"
+            t.name for t in await self.metadata.list_topics() if t.config.get(topic_settings.ICEBERG_ENABLED) == "true"
         }
         asked = [k for k in keys if key_topic(k) in published]
         if not asked:

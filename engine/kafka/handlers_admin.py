@@ -1,6 +1,6 @@
 """Kafka admin APIs over the front-end contract's topics: CreateTopics, DeleteTopics,
 CreatePartitions, DescribeConfigs and AlterConfigs (only the topic settings StreamHouse
-enforces, storage/topic_config.py; the rest are refused as INVALID_CONFIG, not stored)."""
+enforces, storage/topic_settings.py; the rest are refused as INVALID_CONFIG, not stored)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from streamhouse.api.contract import FrontEnd, error_mapping
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.kafka.handlers import Body, Context
-from streamhouse.storage import topic_config
+from streamhouse.storage import topic_config, topic_settings
 from streamhouse.storage.errors import NotFoundError, PartitionCountError, StreamHouseError, TopicSettingError
 
 TOPIC_RESOURCE = 2
@@ -25,7 +25,7 @@ def topic_configs(config: Mapping[str, str], keys: list[str] | None) -> list[Bod
     CreateTime on a topic that never set it). `keys` None: all of them."""
     shown = dict(config)
     defaults = {
-        s.key: s.default for s in topic_config.SETTINGS.values()
+        s.key: s.default for s in topic_settings.SETTINGS.values()
         if s.stored and not s.internal and s.default is not None and s.key not in shown
     }  # fmt: skip
     entries = [(k, v, False) for k, v in shown.items()] + [(k, v, True) for k, v in defaults.items()]
@@ -131,7 +131,7 @@ class AdminHandlers:
                 name = resource["resource_name"]
                 info = await self.front.topic(name)
                 wanted = {c["name"]: c["value"] for c in resource["configs"] if c["value"] is not None}
-                reset = [k for k in info.config if k not in wanted and k in topic_config.alterable_keys()]
+                reset = [k for k in info.config if k not in wanted and k in topic_settings.alterable_keys()]
                 if not body["validate_only"]:
                     await self.front.alter_topic(name, set_config=wanted, reset=reset)
             except StreamHouseError as exc:

@@ -1,5 +1,5 @@
 """Record timestamps as Kafka defines them per topic (`message.timestamp.type`, registered in
-storage/topic_config.py). Offsets by time (ListOffsets, MAX_TIMESTAMP) are contract operations:
+storage/topic_settings.py). Offsets by time (ListOffsets, MAX_TIMESTAMP) are contract operations:
 engine/agent/offsets.py.
 
 CreateTime keeps what the producer stamped. LogAppendTime replaces it with the time the
@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from streamhouse.kafka.record.encode import encode_batch
-from streamhouse.storage.topic_config import LOG_APPEND_TIME, TIMESTAMP_TYPE
+from streamhouse.storage.topic_settings import LOG_APPEND_TIME, TIMESTAMP_TYPE
 
 MAX_RUNS = 64  # LogAppendTime batches per fetched Arrow batch, before falling back to one CreateTime batch
 _TIMESTAMP = 1  # column index in RECORD_SCHEMA (offset, timestamp, key, value, headers)

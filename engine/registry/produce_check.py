@@ -37,7 +37,7 @@ from streamhouse.storage.schemas.errors import (
 )
 from streamhouse.storage.schemas.registry import SchemaText
 from streamhouse.storage.schemas.wire import split
-from streamhouse.storage.topic_config import (
+from streamhouse.storage.topic_settings import (
     RECORD_STRATEGY,
     TOPIC_RECORD_STRATEGY,
     VALUE_SCHEMA_VALIDATION,

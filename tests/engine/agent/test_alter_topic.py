@@ -1,7 +1,8 @@
-"""ALTER TOPIC and the topic setting registry (storage/topic_config.py) on every surface: SQL,
-the SDK on both transports (embedded, and a real agent over gRPC), and the CLI. Unknown keys are
-refused with a suggestion, unenforced Kafka keys as not supported, a refused change changes
-nothing, and added partitions take produce, consume and SQL at once."""
+"""ALTER TOPIC and the topic setting registry (storage/topic_settings.py; the checks in
+storage/topic_config.py) on every surface: SQL, the SDK on both transports (embedded, and a real
+agent over gRPC), and the CLI. Unknown keys are refused with a suggestion, unenforced Kafka keys
+as not supported, a refused change changes nothing, and added partitions take produce, consume
+and SQL at once."""
 
 from __future__ import annotations
 

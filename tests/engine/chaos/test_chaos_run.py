@@ -21,9 +21,10 @@ KNOWN_OPEN lists checks printed and counted but not asserted while a fix is pend
 moves to MUST_HOLD once its fix is committed and a long run shows zero.
 
 Time: 100 s of faults (seed 19 runs all 9 kinds in the first 45 s, each kind 2-3 times, a
-disk-loss first and last), ~130 s in all on an idle box. The harness's own budget (BUDGET_S, cluster start to verdict) is below
-this test's timeout, so a slow or stalled run fails with the harness's message naming the phase
-(a job that does not catch up, a read-back that does not finish), never a pytest-timeout kill.
+disk-loss first and last), ~130 s in all on an idle box. The harness's own budget (BUDGET_S,
+cluster start to verdict) is below this test's timeout, so a slow or stalled run fails with the
+harness's message naming the phase (a job that does not catch up, a read-back that does not
+finish), never a pytest-timeout kill.
 """
 
 from __future__ import annotations

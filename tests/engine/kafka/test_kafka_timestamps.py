@@ -1,7 +1,7 @@
 """Kafka timestamps (engine/kafka/timestamps.py) on a real `streamhouse serve --kafka-port`
 subprocess on PostgreSQL + SeaweedFS, driven by confluent-kafka:
 
-- `message.timestamp.type` = LogAppendTime (storage/topic_config.py): the agent stamps the
+- `message.timestamp.type` = LogAppendTime (storage/topic_settings.py): the agent stamps the
   append time over the producer's, the produce answer and the consumer both say
   LogAppendTime with that time, and the SDK stores the very same timestamps (and gets the
   append time for what it produces itself); CreateTime keeps the producer's. The setting is
