@@ -142,6 +142,20 @@ class Setting:
     instead: str = ""
 
 
+def _strategy_setting(key: str, side: str) -> Setting:
+    """confluent.{value,key}.subject.name.strategy: alike but for the side they name."""
+    return Setting(
+        key,
+        f"the subject a {side}'s schema id must be registered under when {side}s are validated: "
+        f"'TopicNameStrategy' (<topic>-{side}), 'RecordNameStrategy' (<record name>) or "
+        "'TopicRecordNameStrategy' (<topic>-<record name>)",
+        _subject_strategy,
+        TOPIC_STRATEGY,
+        alterable=True,
+        enforced_by="engine/registry/produce_check.py (produce, every path)",
+    )
+
+
 SETTINGS: Mapping[str, Setting] = MappingProxyType(
     {
         s.key: s
@@ -191,16 +205,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 alterable=True,
                 enforced_by="engine/registry/produce_check.py (produce, every path)",
             ),
-            Setting(
-                VALUE_SUBJECT_STRATEGY,
-                "the subject a value's schema id must be registered under when values are validated: "
-                "'TopicNameStrategy' (<topic>-value), 'RecordNameStrategy' (<record name>) or "
-                "'TopicRecordNameStrategy' (<topic>-<record name>)",
-                _subject_strategy,
-                TOPIC_STRATEGY,
-                alterable=True,
-                enforced_by="engine/registry/produce_check.py (produce, every path)",
-            ),
+            _strategy_setting(VALUE_SUBJECT_STRATEGY, "value"),
             Setting(
                 KEY_SCHEMA_VALIDATION,
                 "every non-null key must be schema-registry framed (magic byte 0 + the id of a registered schema)",
@@ -209,16 +214,7 @@ SETTINGS: Mapping[str, Setting] = MappingProxyType(
                 alterable=True,
                 enforced_by="engine/registry/produce_check.py (produce, every path)",
             ),
-            Setting(
-                KEY_SUBJECT_STRATEGY,
-                "the subject a key's schema id must be registered under when keys are validated: "
-                "'TopicNameStrategy' (<topic>-key), 'RecordNameStrategy' (<record name>) or "
-                "'TopicRecordNameStrategy' (<topic>-<record name>)",
-                _subject_strategy,
-                TOPIC_STRATEGY,
-                alterable=True,
-                enforced_by="engine/registry/produce_check.py (produce, every path)",
-            ),
+            _strategy_setting(KEY_SUBJECT_STRATEGY, "key"),
             Setting(
                 CLEANUP_POLICY,
                 "'delete' (old segments go by retention), 'compact' (per key the latest value survives), or "
