@@ -4,22 +4,21 @@ FrontEnd) that every face calls (gRPC, the embedded SDK, Kafka), so they cannot 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
 
-from streamhouse.agent import job_statements, partition_states, topic_admin
+from streamhouse.agent import job_statements, partition_states, produce_checks, topic_admin
 from streamhouse.agent.config import AgentConfig
+from streamhouse.agent.fetch import Fetcher
 from streamhouse.agent.offsets import Read, first_at_or_after, max_timestamp
 from streamhouse.agent.partitions import PartitionManager
 from streamhouse.agent.reports import StorageReports
-from streamhouse.agent.routing import Router, check_sizes
+from streamhouse.agent.routing import Router
 from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.api.contract import FrontEnd, Leadership, TimestampOffset
 from streamhouse.api.types import (
@@ -37,7 +36,6 @@ from streamhouse.registry.produce_check import SchemaIdCheck
 from streamhouse.sql.engine import JobControl, SqlEngine
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
-    BackpressureError,
     InvalidInputError,
     NotFoundError,
     NotLeaderError,
@@ -49,28 +47,12 @@ from streamhouse.storage.errors import (
 from streamhouse.storage.metadata.producer_state import ProducerState
 from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import SegmentInfo, TopicInfo
-from streamhouse.storage.records.control import refuse_reserved
-from streamhouse.storage.records.schema import RECORD_SCHEMA, stamp_missing_timestamps
-from streamhouse.storage.segment.compact import require_keys
-from streamhouse.storage.tasks import wait_event
-from streamhouse.storage.topic_settings import (
-    KEY_SCHEMA_VALIDATION,
-    KEY_SUBJECT_STRATEGY,
-    LOG_APPEND_TIME,
-    TIMESTAMP_TYPE,
-    VALUE_SCHEMA_VALIDATION,
-    VALUE_SUBJECT_STRATEGY,
-    compacted,
-)
-from streamhouse.storage.values.check import check_batch
 
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
     from streamhouse.agent.metrics import AgentMetrics
 
 log = logging.getLogger(__name__)
 ACKS: tuple[Acks, ...] = ("leader", "durable", "none")
-# A follower learns about new committed segments only from metadata: it re-checks this often.
-_FOLLOWER_POLL_S = 0.1
 _TOPIC_TTL_S = 2.0
 
 
@@ -83,9 +65,7 @@ class AgentService:
         self._topics: dict[str, tuple[TopicInfo, float]] = {}
         self._router = Router()
         self._schema_ids = SchemaIdCheck(manager.metadata)  # topics with registry-framed values
-        # One event per partition, replaced on every append: a waiter holds the event current
-        # when it looked, so no append between its check and its wait is missed.
-        self._appended: dict[tuple[str, int], asyncio.Event] = {}
+        self._fetcher = Fetcher(manager, self.topic, metrics)
         self._sql: SqlEngine | None = None  # built on first use, after the node has wired the jobs
         self.sql_topics = AgentTopics(self, manager)
         # This agent's jobs: built and wired by its node (engine/node/), which also starts and
@@ -94,7 +74,7 @@ class AgentService:
         # Background services' persistent faults (the node adds the merger's), for readiness.
         self.background_faults: list[Callable[[], list[str]]] = []
         self.usage_report: UsageReport | None = None  # SHOW USAGE with the agent's quotas (agent_server)
-        manager.on_append = self._wake
+        manager.on_append = self._fetcher.wake
         reports = StorageReports(metrics)
         manager.on_segment = lambda segment: self._committed(reports, segment)
         manager.flush_health.on_change = reports.flush_changed
@@ -182,36 +162,18 @@ class AgentService:
             label = topic
             if acks not in ACKS:
                 raise InvalidInputError(f"acks must be one of {', '.join(ACKS)}, not {acks!r}")
-            if not batch.schema.equals(RECORD_SCHEMA):
-                raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
-            check_sizes(topic, batch, self.config.max_record_bytes)
-            refuse_reserved(batch, topic)  # only Kafka transactions write markers (append_control)
-            decoded = await check_batch(info, batch)  # values vs declared columns: refused before the WAL
-            if decoded is None:  # Avro topics: typed columns per schema id, refused before the WAL
-                evolved, decoded = await self._schema_ids.decoded(info, batch)
-                if evolved is not info:  # schema evolution grew the columns: seen here at once
-                    info = evolved
-                    self._topics[topic] = (info, time.monotonic())
-            if info.config.get(VALUE_SCHEMA_VALIDATION) == "true":  # framing + registered ids, before the WAL
-                await self._schema_ids.check(topic, batch.column("value"), info.config.get(VALUE_SUBJECT_STRATEGY))
-            if info.config.get(KEY_SCHEMA_VALIDATION) == "true":  # keys likewise, against <topic>-key
-                strategy = info.config.get(KEY_SUBJECT_STRATEGY)
-                await self._schema_ids.check(topic, batch.column("key"), strategy, role="key")
-            if compacted(info.config):  # Kafka refuses keyless records on compacted topics
-                require_keys(topic, batch.column("key"))
-            wal_bytes = self.manager.wal.disk_bytes
-            if wal_bytes > self.config.max_wal_bytes:
-                raise BackpressureError(
-                    f"the WAL holds {wal_bytes} bytes not yet in segments, limit {self.config.max_wal_bytes}: "
-                    "the object store is not keeping up (or is down); retry later"
-                )
             now = append_time_ms if append_time_ms is not None else now_ms()
-            if info.config.get(TIMESTAMP_TYPE) == LOG_APPEND_TIME:  # every path, as a Kafka broker does
-                stamped = batch.set_column(1, RECORD_SCHEMA.field(1), pa.array(np.full(batch.num_rows, now, np.int64)))
-            else:
-                stamped = stamp_missing_timestamps(batch, now)
-            if stamped is not batch:
-                payload, batch = None, stamped  # the request's bytes no longer hold these records
+            wal_bytes, limit = self.manager.wal.disk_bytes, self.config.max_wal_bytes
+            admitted = await produce_checks.admit(
+                info, batch, self._schema_ids, max_record_bytes=self.config.max_record_bytes,
+                wal_bytes=wal_bytes, max_wal_bytes=limit, now=now,
+            )  # fmt: skip
+            if admitted.info is not info:  # schema evolution grew the columns: seen here at once
+                info = admitted.info
+                self._topics[topic] = (info, time.monotonic())
+            batch, decoded = admitted.batch, admitted.decoded
+            if admitted.restamped:
+                payload = None  # the request's bytes no longer hold these records
             parts = self._router.route(info, partition, batch)
             for p in parts:
                 # NotLeaderError before anything is written; the writer follows grown columns.
@@ -270,62 +232,15 @@ class AgentService:
         max_wait_ms: int = 0,
         min_bytes: int = 1,
     ) -> FetchResult:
-        """Records from `offset`, up to the durable end (the high watermark: what no takeover
-        can change); waits up to max_wait_ms for at least min_bytes of them. A fetch that
-        stops short at the durable end while this leader holds acknowledged records past it
-        starts a durable round (PartitionManager.make_durable) and, if it may wait, is
-        answered when that round commits. `end_offset` of the answer is the acknowledged end
-        (a bounded read knows what is still to come), `high_watermark` the durable end."""
-        info = await self.topic(topic, partition)
-        if not 0 <= partition < info.partitions:
-            raise PartitionNotFoundError(topic, partition, info.partitions)
-        if offset < 0:
-            raise InvalidInputError(f"{topic}/{partition}: offset must be >= 0, not {offset}")
-        max_records = max_records if max_records > 0 else 50_000
-        max_bytes = max_bytes if max_bytes > 0 else 16 << 20
-        deadline = time.monotonic() + max(max_wait_ms, 0) / 1000
-        while True:
-            event = self._appended.setdefault((topic, partition), asyncio.Event())
-            durable, end = await self.manager.end_offsets(topic, partition)
-            if offset > end:
-                raise InvalidInputError(f"{topic}/{partition}: offset {offset} is past the end offset {end}")
-            table = await self._read(topic, partition, offset, min(max_records, durable - offset), max_bytes)
-            reached = int(table.column("offset")[-1].as_py()) + 1 if table.num_rows else offset
-            if end > durable and (reached >= durable or table.nbytes < max(min_bytes, 1)):
-                # Stopped at the durable end: the round starts now (a waiting fetch is woken by
-                # its commit, _committed), the next fetch finds the records committed.
-                self.manager.make_durable(topic, partition)
-            remaining = deadline - time.monotonic()
-            if table.nbytes >= max(min_bytes, 1) or remaining <= 0:
-                break
-            wait = remaining if self.manager.leading(topic, partition) else min(remaining, _FOLLOWER_POLL_S)
-            await wait_event(event, wait)
-        if self.metrics is not None:
-            self.metrics.observe_fetch(topic, table.num_rows, table.nbytes)
-        # Compacted segments have gaps (issue 14): the next offset follows the last row read.
-        after = int(table.column("offset")[-1].as_py()) + 1 if table.num_rows else offset
-        log_start = self.manager.reader.lists.cached_log_start(topic, partition)  # as the read listed it
-        return FetchResult(topic, partition, table, after, max(end, after), log_start, max(durable, after))
-
-    async def _read(self, topic: str, partition: int, offset: int, count: int, max_bytes: int) -> pa.Table:
-        if count <= 0:
-            return RECORD_SCHEMA.empty_table()
-        table = await self.manager.read(topic, partition, offset, count)
-        if table.nbytes > max_bytes and table.num_rows > 1:
-            # Cut in proportion to the average row size; at least one record always goes out.
-            keep = max(1, table.num_rows * max_bytes // table.nbytes)
-            table = table.slice(0, keep)
-        return table
-
-    def _wake(self, topic: str, partition: int) -> None:
-        event = self._appended.pop((topic, partition), None)
-        if event is not None:
-            event.set()
+        """Long-poll fetch up to the durable end (engine/agent/fetch.py)."""
+        fetch = self._fetcher.fetch
+        return await fetch(topic, partition, offset, max_records=max_records, max_bytes=max_bytes,
+                           max_wait_ms=max_wait_ms, min_bytes=min_bytes)  # fmt: skip
 
     def _committed(self, reports: StorageReports, segment: SegmentInfo) -> None:
         """A segment is committed: the durable end moved, so waiting fetches may read on."""
         reports.segment_committed(segment)
-        self._wake(segment.topic, segment.partition)
+        self._fetcher.wake(segment.topic, segment.partition)
 
     # -- offsets --------------------------------------------------------------------------------
     async def _partition(self, topic: str, partition: int) -> None:
