@@ -4,14 +4,13 @@ from the checkpoint without duplicates, and SHOW JOBS / DROP manage them."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import streamhouse
 from streamhouse.client.client import Client
+from tests.engine.jobs.embedded import rows, wait_for
 
 T0 = 1_700_000_000_000  # a multiple of 10 s
 BIDS = (
@@ -23,23 +22,6 @@ PER_WINDOW = (
     "FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '10' SECOND)) "
     "GROUP BY window_start, window_end, auction"
 )
-
-
-@pytest.fixture
-def sh(tmp_path: Path) -> Iterator[Client]:
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as client:
-        yield client
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
-    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
 
 
 def bids(start: int, stop: int) -> list[dict[str, int]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,6 +30,7 @@ from streamhouse.sql.streaming.operator import WindowOperator
 from streamhouse.sql.streaming.plan import plan_job
 from streamhouse.sql.streaming.watermarks import Watermarks
 from tests.agent_process import AgentLauncher
+from tests.engine.jobs.embedded import rows, wait_for
 
 T0 = 1_700_000_040_000  # a whole minute
 BIDS = (
@@ -42,23 +42,6 @@ PER_MINUTE = (
     "FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) "
     "GROUP BY window_start, window_end, auction"
 )
-
-
-@pytest.fixture
-def sh(tmp_path: Path) -> Iterator[Client]:
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as client:
-        yield client
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
-    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
 
 
 def job(sh: Client) -> dict[str, object]:
@@ -85,7 +68,7 @@ def burst_after_idle(sh: Client, calls: int) -> None:
     expected = rows(sh, closed)
     assert sum(int(r[3]) for r in expected) == 540  # type: ignore[call-overload]
     view = "SELECT window_start, window_end, auction, bids, best FROM bids_per_minute"
-    wait_for(lambda: job(sh)["rows_in"] == 600 and len(rows(sh, view)) >= len(expected))
+    wait_for(lambda: job(sh)["rows_in"] == 600 and len(rows(sh, view)) >= len(expected), timeout=30.0)
     assert rows(sh, view) == expected
     status = job(sh)
     assert (status["late_rows"], status["source_lag"]) == (0, 0)
@@ -365,7 +348,7 @@ def test_a_partition_led_elsewhere_is_idle_only_after_its_leader_could_have_roll
         sh.produce_batch(
             "bids", [{"auction": 1, "price": 1.0, "ts": T0 + s * 1000} for s in range(0, 200, 5)], partition=0
         )
-        wait_for(lambda: job(sh)["rows_in"] == 40)
+        wait_for(lambda: job(sh)["rows_in"] == 40, timeout=30.0)
         time.sleep(max(0.0, started + 4.0 - time.monotonic()))  # past the 1 s idle timeout, well short of 1 s + 6 s
         assert sh.read("per_minute").num_rows == 0, "partition 1 stopped holding the watermark back too soon"
         transport._run(metadata.release_lease(lease.resource, lease.holder, lease.epoch))

@@ -5,8 +5,6 @@ mid-window continues exactly once."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import streamhouse
 from streamhouse.client.client import Client
 from streamhouse.sql.errors import SqlError
 from streamhouse.storage.errors import PartitionCountError
+from tests.engine.jobs.embedded import rows, wait_for
 
 T0 = 1_700_000_000_000  # a multiple of 10 s
 CLICKS = (
@@ -33,23 +32,6 @@ JOIN = (
     "ON c.window_start = v.window_start AND c.window_end = v.window_end AND c.user_id = v.uid"
 )
 VIEW = "SELECT ws, user_id, page, ad FROM joined"
-
-
-@pytest.fixture
-def sh(tmp_path: Path) -> Iterator[Client]:
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as client:
-        yield client
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
-    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
 
 
 def click_rows(start: int, stop: int) -> list[dict[str, object]]:

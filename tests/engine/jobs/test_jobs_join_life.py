@@ -6,33 +6,20 @@ once the job has read everything, its view equals the ad-hoc query over the auct
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-import streamhouse
 from streamhouse.bench.sql import fill_nexmark
 from streamhouse.client.client import Client
 from streamhouse.datagen.nexmark_queries import Q4, Q4_PER_AUCTION, Q6, Q9
 from streamhouse.sql.errors import SqlError
+from tests.engine.jobs.embedded import open_engine, rows, wait_for
 
 EVENTS = {"events": 10_000, "seed": 9, "events_per_second": 100}
 COLUMNS = "id, auction, bidder, price, bid_date_time"
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
-    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
 
 
 def read_all(sh: Client, counts: dict[str, int]) -> str:
@@ -46,7 +33,7 @@ def read_all(sh: Client, counts: dict[str, int]) -> str:
 
 
 def test_nexmark_q9_view_equals_the_adhoc_query_over_closed_auctions(tmp_path: Path) -> None:
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+    with open_engine(tmp_path) as sh:
         counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
         sh.sql(f"CREATE MATERIALIZED VIEW q9 WITH ('checkpoint-interval' = '100ms') AS {Q9}")
         mark = read_all(sh, counts)
@@ -60,7 +47,7 @@ def test_nexmark_q9_view_equals_the_adhoc_query_over_closed_auctions(tmp_path: P
 def test_nexmark_q4_as_one_job_emits_changes_that_fold_to_the_adhoc_q4(tmp_path: Path) -> None:
     """q4 whole (the AVG per category over every closed auction) as one job: its view is a
     changelog; folding it gives the ad-hoc q4 over the auctions the watermark closed."""
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+    with open_engine(tmp_path) as sh:
         counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
         with pytest.raises(SqlError, match=r"must emit changes"):
             sh.sql(f"CREATE MATERIALIZED VIEW q4f AS {Q4}")
@@ -87,7 +74,7 @@ def test_nexmark_q4_as_one_job_emits_changes_that_fold_to_the_adhoc_q4(tmp_path:
 def test_nexmark_q6_as_one_job_emits_changes_that_fold_to_the_adhoc_q6(tmp_path: Path) -> None:
     """q6 (a seller's average over its last auctions, an OVER across auctions that close out
     of order) as one job: its folded changelog is the ad-hoc q6 over the closed auctions."""
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+    with open_engine(tmp_path) as sh:
         counts = fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
         sh.sql(f"CREATE MATERIALIZED VIEW q6 WITH ('checkpoint-interval' = '100ms', 'emit' = 'changes') AS {Q6}")
         mark = read_all(sh, counts)

@@ -4,12 +4,9 @@ join and its state."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import streamhouse
-from streamhouse.client.client import Client
+from tests.engine.jobs.embedded import open_engine, rows, wait_for
 
 T0 = 1_700_000_000_000
 ORDERS = (
@@ -26,17 +23,6 @@ LOOKUP = (
 )
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
-    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
-
-
 def test_a_lookup_join_view_uses_the_version_in_effect_at_each_rows_time(tmp_path: Path) -> None:
     codes = ["EUR", "GBP", "JPY"]
     orders = [{"oid": i, "cur": codes[i % 3], "amount": i, "ts": T0 + i * 1000} for i in range(40)]
@@ -48,7 +34,7 @@ def test_a_lookup_join_view_uses_the_version_in_effect_at_each_rows_time(tmp_pat
         if versions:
             expected.append((o["oid"], o["amount"] * max(versions, key=lambda r: r["rt"])["rate"]))
     assert 20 < len(expected) < 36
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+    with open_engine(tmp_path) as sh:
         sh.sql(ORDERS)
         sh.sql(RATES)
         sh.sql(f"CREATE MATERIALIZED VIEW priced WITH ('checkpoint-interval' = '100ms') AS {LOOKUP}")
@@ -62,7 +48,7 @@ def test_a_lookup_join_view_uses_the_version_in_effect_at_each_rows_time(tmp_pat
 def test_the_record_key_of_a_keyed_topic_is_a_lookup_key(tmp_path: Path) -> None:
     """A keyed (e.g. compacted) topic looked up by its record key `_key`, as Flink's upsert
     tables are: each order meets the value its currency's key had at the order's time."""
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+    with open_engine(tmp_path) as sh:
         sh.sql(ORDERS)
         sh.sql(
             "CREATE TOPIC fx (rate BIGINT, rt TIMESTAMP(3), WATERMARK FOR rt AS rt - INTERVAL '1' SECOND) "

@@ -5,37 +5,23 @@ a source is refused."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import streamhouse
 from streamhouse.bench.sql import fill_nexmark
-from streamhouse.client.client import Client
 from streamhouse.datagen.nexmark import generate
 from streamhouse.datagen.nexmark_queries import Q3
 from streamhouse.sql.errors import SqlError
 from streamhouse.storage.errors import PartitionCountError
 from tests import nexmark_reference
+from tests.engine.jobs.embedded import open_engine, rows, wait_for
 
 EVENTS = {"events": 10_000, "seed": 3, "events_per_second": 200}
 
 
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def rows(sh: Client, sql: str) -> list[tuple[object, ...]]:
-    return sorted(tuple(r.values()) for r in sh.sql(sql).to_pylist())
-
-
 def test_nexmark_q3_view_equals_the_adhoc_query_and_the_reference(tmp_path: Path) -> None:
-    with streamhouse.open(tmp_path / "data", renew_interval_ms=200, lease_ttl_ms=2_000) as sh:
+    with open_engine(tmp_path) as sh:
         fill_nexmark(sh, partitions=2, chunk=2_500, **EVENTS)
         with pytest.raises(SqlError, match=r"WITH \('state\.ttl' = '1 h'\)"):
             sh.sql(f"CREATE MATERIALIZED VIEW q3 AS {Q3}")
