@@ -18,7 +18,10 @@ at the new leader meanwhile) answers with the original's offsets instead of stor
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
 
 from streamhouse.agent.forward import Forwarder, cannot_forward
 from streamhouse.storage.errors import BatchAlreadyWrittenError, NotLeaderError, StreamHouseError
@@ -26,14 +29,18 @@ from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata import producer_state as ps
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.partition.writer import PartitionWriter
+from streamhouse.storage.records.control import control_mask
 from streamhouse.storage.wal.format import FORWARDED_EPOCH, WalEntry
 from streamhouse.storage.wal.log import WriteAheadLog
-from streamhouse.storage.wal.recovery import RecoveryPlan, piece_batch, piece_payload, plan_recovery
+from streamhouse.storage.wal.recovery import Piece, RecoveryPlan, piece_batch, piece_payload, plan_recovery
 
 log = logging.getLogger(__name__)
 
 WalKey = tuple[int, int]  # (topic id, partition)
 RecoveryHook = Callable[[str, int, int], None]  # (topic, recovered records, dropped records)
+# One forward (a produce to the leader, acks=durable) holds at most this much of a held tail.
+RUN_BYTES = 4 << 20
+RUN_RECORDS = 50_000
 
 
 class WalTakeover:
@@ -138,8 +145,11 @@ class WalTakeover:
 
     async def _forward(self, topic: TopicInfo, key: WalKey, leader: str) -> None:
         """Produce the held records of `key` to the live leader at `leader` (acks=durable), each
-        batch followed by a FORWARDED_EPOCH marker in this WAL so no later recovery repeats it.
-        A crash between a forward and its marker repeats that batch once (at-least-once)."""
+        WAL batch followed by a FORWARDED_EPOCH marker in this WAL so no later recovery repeats
+        it. Consecutive plain batches go as one produce (`_runs`): one segment commit for a
+        tail of many small batches, not one each, which is how long the tail waits on this
+        disk alone. A crash between a forward and its markers repeats that run once
+        (at-least-once)."""
         _, plan = await self._plan(topic, key[1], await self.wal.entries_of(*key))
         # Another agent leads: records beyond the committed end are not this agent's to place at
         # their offsets any more, so the tail goes the same way as the orphans.
@@ -147,25 +157,8 @@ class WalTakeover:
         forwarded = 0
         # A Kafka transaction's batch that is in the log elsewhere or was aborted never comes back.
         settled = await self.metadata.txn_settled(topic.name, key[1]) if pieces else set()
-        for piece in pieces:
-            payload = piece_payload(piece)
-            batch = piece_batch(payload, piece, f"WAL entry {topic.name}/{key[1]}@{piece.start}")
-            if piece.whole and ps.among(batch, piece.start, settled):
-                log.warning("%s/%d: %d WAL records of a Kafka transaction aborted or already in the log not "
-                            "produced again", topic.name, key[1], piece.records)  # fmt: skip
-                continue
-            try:
-                base = await self.forward(leader, topic.name, key[1], batch)
-            except BatchAlreadyWrittenError:
-                # The producer's retry reached that leader first; the marker still records that
-                # this copy is dealt with (its base offset is never read).
-                log.warning("%s/%d: %d WAL records the partition already holds (its producer retried them "
-                            "there) not produced again", topic.name, key[1], piece.records)  # fmt: skip
-                base = piece.start
-            else:
-                forwarded += piece.records
-            await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, piece.records, payload)
-            await self.wal.sync()
+        for run in _runs(topic.name, key[1], pieces):
+            forwarded += await self._forward_run(topic.name, key, leader, run, settled)
         self._pending.pop(key, None)
         self._rescan.discard(key)
         self._waiting_logged.discard(key)
@@ -183,6 +176,35 @@ class WalTakeover:
         # other leader's, or forwarded), so those WAL entries may go; this agent can only lead
         # it again from that end or later, so no future entry of its own is covered by this.
         await self.wal.release({key: await self.metadata.get_end_offset(topic.name, key[1])})
+
+    async def _forward_run(
+        self, topic: str, key: WalKey, leader: str, run: list[Held], settled: set[tuple[int, int, int]]
+    ) -> int:
+        """One produce for `run`, then a marker per piece at the offsets the leader gave it;
+        the records produced (0 when the leader already holds them)."""
+        first = run[0]
+        if len(run) == 1 and first.piece.whole and ps.among(first.batch, first.piece.start, settled):
+            log.warning("%s/%d: %d WAL records of a Kafka transaction aborted or already in the log not "
+                        "produced again", topic, key[1], first.piece.records)  # fmt: skip
+            return 0
+        if len(run) == 1:
+            batch = first.batch
+        else:
+            (batch,) = pa.Table.from_batches([h.batch for h in run]).combine_chunks().to_batches()
+        try:
+            base = await self.forward(leader, topic, key[1], batch)
+            sent = batch.num_rows
+        except BatchAlreadyWrittenError:  # only a tagged batch, always alone in its run
+            # The producer's retry reached that leader first; the marker still records that
+            # this copy is dealt with (its base offset is never read).
+            log.warning("%s/%d: %d WAL records the partition already holds (its producer retried them "
+                        "there) not produced again", topic, key[1], first.piece.records)  # fmt: skip
+            base, sent = first.piece.start, 0
+        for held in run:
+            await self.wal.append(key[0], key[1], FORWARDED_EPOCH, base, held.piece.records, held.payload)
+            base += held.piece.records
+        await self.wal.sync()
+        return sent
 
     async def _plan(self, topic: TopicInfo, partition: int, entries: list[WalEntry]) -> tuple[int, RecoveryPlan]:
         end = await self.metadata.get_end_offset(topic.name, partition)
@@ -206,3 +228,41 @@ class WalTakeover:
         key = (writer.topic.topic_id, writer.partition)
         self._rescan.add(key)
         self._waiting_logged.discard(key)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One piece of a held WAL entry, its payload (the marker's) and its records."""
+
+    piece: Piece
+    payload: bytes
+    batch: pa.RecordBatch
+
+
+def _runs(topic: str, partition: int, pieces: list[Piece]) -> Iterator[list[Held]]:
+    """`pieces` in order, grouped into runs to forward as one produce: consecutive plain
+    batches (no producer tag, no transaction marker, the same schema) up to RUN_BYTES /
+    RUN_RECORDS. A tagged batch (an idempotent or transactional producer's: the leader checks
+    its sequences as a whole) and a marker batch (produce takes one only whole) go alone."""
+    run: list[Held] = []
+    size = 0
+    for piece in pieces:
+        payload = piece_payload(piece)
+        batch = piece_batch(payload, piece, f"WAL entry {topic}/{partition}@{piece.start}")
+        held = Held(piece, payload, batch)
+        plain = not batch.schema.metadata and control_mask(batch.column("headers")) is None
+        if run and (
+            not plain
+            or not batch.schema.equals(run[0].batch.schema)
+            or size + len(payload) > RUN_BYTES
+            or sum(h.piece.records for h in run) + piece.records > RUN_RECORDS
+        ):
+            yield run
+            run, size = [], 0
+        if not plain:
+            yield [held]
+            continue
+        run.append(held)
+        size += len(payload)
+    if run:
+        yield run

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -355,6 +356,42 @@ def test_a_paused_leader_hands_its_acknowledged_records_over_when_it_wakes(
     with streamhouse.connect(a.address) as client:
         wait_until(lambda: leader_of(client, TOPIC) in ("", a.address), what="B's lease to go")
         assert read_log(client, TOPIC)[0] == [b"b-0", b"b-1", *mine]
+    assert metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 0
+
+
+def test_a_tail_of_many_batches_is_handed_over_in_one_produce(
+    tmp_path: Path, pg_url: str, s3_url: tuple[str, str], agents: AgentLauncher
+) -> None:
+    """A's held tail of twelve acks=leader batches goes to B as one acks=durable produce: one
+    segment commit instead of twelve, so under churn the tail waits far less on A's disk alone
+    (docs/RELIABILITY.md, the disk-loss runs). Merging is off, so B's segments count the
+    commits. A restart of A afterwards hands nothing over again (the markers hold)."""
+    flags = agent_flags(pg_url, s3_url)
+    env = {"STREAMHOUSE_MERGE_INTERVAL_MS": "0"}
+    a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0, env=env)
+    b = agents.start("--data-dir", str(tmp_path / "b"), *flags, name="b", http_port=0, env=env)
+    batches = [[f"a-{i}-{j}".encode() for j in range(3)] for i in range(12)]
+    with streamhouse.connect(a.address) as via_a:
+        via_a.create_topic(TOPIC, 1)
+        for batch in batches:
+            via_a.produce_batch(TOPIC, batch, partition=0, acks="leader")
+    a.pause()
+    with streamhouse.connect(b.address) as via_b:
+        wait_until(lambda: leader_of(via_b, TOPIC) == "", what="A's lease to expire while it is frozen")
+        via_b.produce_batch(TOPIC, [b"b-0", b"b-1"], partition=0, acks="durable")
+        assert via_b.describe(TOPIC).partitions[0].segments == 1
+        a.resume()
+        wait_until(
+            lambda: metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 36,
+            what="A to hand its records to B after waking",
+        )
+        assert read_log(via_b, TOPIC)[0] == [b"b-0", b"b-1", *(v for batch in batches for v in batch)]
+        assert via_b.describe(TOPIC).partitions[0].segments == 2  # B's own, and the whole tail
+    a.kill()
+    a = agents.start("--data-dir", str(tmp_path / "a"), *flags, name="a", http_port=0, env=env)
+    with streamhouse.connect(b.address) as via_b:
+        time.sleep(2 * RENEW_MS / 1000)  # a few recovery rounds of the restarted A
+        assert len(read_log(via_b, TOPIC)[0]) == 38
     assert metric(a, "streamhouse_wal_recovered_records_total", TOPIC) == 0
 
 
