@@ -6,7 +6,8 @@ They reach the log one of two ways, both at-least-once and counted:
 - this agent leads the partition (at once, or as soon as its lease is free): its new writer
   re-buffers them or appends them again (PartitionWriter.recover, storage/wal/recovery.py);
 - another live agent leads it: they are produced to that leader with acks=durable
-  (engine/agent/forward.py), each followed by a FORWARDED_EPOCH marker in this WAL.
+  (engine/agent/forward.py), consecutive plain batches as one produce, each batch followed by
+  a FORWARDED_EPOCH marker in this WAL.
 Until then their WAL files are kept. Only records of deleted topics or partitions are dropped.
 
 An idempotent Kafka producer's batches carry their producer tag in the entry's payload
