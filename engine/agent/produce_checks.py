@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.routing import check_sizes
 from streamhouse.registry.produce_check import SchemaIdCheck
+from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import BackpressureError, InvalidInputError
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.records.control import refuse_reserved
@@ -28,6 +30,7 @@ from streamhouse.storage.topic_settings import (
     compacted,
 )
 from streamhouse.storage.values.check import check_batch
+from streamhouse.storage.wal.log import WriteAheadLog
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,16 @@ async def admit(
     info: TopicInfo,
     batch: pa.RecordBatch,
     schema_ids: SchemaIdCheck,
-    *,
-    max_record_bytes: int,
-    wal_bytes: int,
-    max_wal_bytes: int,
-    now: int,
+    config: AgentConfig,
+    wal: WriteAheadLog,
+    append_time_ms: int | None = None,
 ) -> Admitted:
+    """The WAL's size and the clock are read after the (awaited) value and schema checks,
+    right before they decide: a batch waits on the registry, not on a stale figure."""
     topic = info.name
     if not batch.schema.equals(RECORD_SCHEMA):
         raise InvalidInputError(f"batch schema is not the record schema: {batch.schema}")
-    check_sizes(topic, batch, max_record_bytes)
+    check_sizes(topic, batch, config.max_record_bytes)
     refuse_reserved(batch, topic)  # only Kafka transactions write markers (append_control)
     decoded = await check_batch(info, batch)  # values vs declared columns
     if decoded is None:  # registry-format topics: typed columns per schema id
@@ -67,11 +70,13 @@ async def admit(
         await schema_ids.check(topic, batch.column("key"), info.config.get(KEY_SUBJECT_STRATEGY), role="key")
     if compacted(info.config):  # Kafka refuses keyless records on compacted topics
         require_keys(topic, batch.column("key"))
-    if wal_bytes > max_wal_bytes:
+    wal_bytes = wal.disk_bytes
+    if wal_bytes > config.max_wal_bytes:
         raise BackpressureError(
-            f"the WAL holds {wal_bytes} bytes not yet in segments, limit {max_wal_bytes}: "
+            f"the WAL holds {wal_bytes} bytes not yet in segments, limit {config.max_wal_bytes}: "
             "the object store is not keeping up (or is down); retry later"
         )
+    now = append_time_ms if append_time_ms is not None else now_ms()
     if info.config.get(TIMESTAMP_TYPE) == LOG_APPEND_TIME:  # every path, as a Kafka broker does
         stamped = batch.set_column(1, RECORD_SCHEMA.field(1), pa.array(np.full(batch.num_rows, now, np.int64)))
     else:

@@ -23,7 +23,6 @@ from streamhouse.agent.sql_source import AgentTopics
 from streamhouse.api.contract import FrontEnd, Leadership, TimestampOffset
 from streamhouse.api.types import (
     Acks,
-    FetchResult,
     GroupDescription,
     GroupOffset,
     JobDescription,
@@ -34,7 +33,6 @@ from streamhouse.auth.quota_usage import UsageReport, is_show_usage
 from streamhouse.auth.sql_admin import SqlAdmin
 from streamhouse.registry.produce_check import SchemaIdCheck
 from streamhouse.sql.engine import JobControl, SqlEngine
-from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import (
     InvalidInputError,
     NotFoundError,
@@ -66,6 +64,7 @@ class AgentService:
         self._router = Router()
         self._schema_ids = SchemaIdCheck(manager.metadata)  # topics with registry-framed values
         self._fetcher = Fetcher(manager, self.topic, metrics)
+        self.fetch = self._fetcher.fetch  # long-poll fetch up to the durable end (engine/agent/fetch.py)
         self._sql: SqlEngine | None = None  # built on first use, after the node has wired the jobs
         self.sql_topics = AgentTopics(self, manager)
         # This agent's jobs: built and wired by its node (engine/node/), which also starts and
@@ -162,12 +161,9 @@ class AgentService:
             label = topic
             if acks not in ACKS:
                 raise InvalidInputError(f"acks must be one of {', '.join(ACKS)}, not {acks!r}")
-            now = append_time_ms if append_time_ms is not None else now_ms()
-            wal_bytes, limit = self.manager.wal.disk_bytes, self.config.max_wal_bytes
             admitted = await produce_checks.admit(
-                info, batch, self._schema_ids, max_record_bytes=self.config.max_record_bytes,
-                wal_bytes=wal_bytes, max_wal_bytes=limit, now=now,
-            )  # fmt: skip
+                info, batch, self._schema_ids, self.config, self.manager.wal, append_time_ms
+            )
             if admitted.info is not info:  # schema evolution grew the columns: seen here at once
                 info = admitted.info
                 self._topics[topic] = (info, time.monotonic())
@@ -219,23 +215,6 @@ class AgentService:
             return await self.manager.takeover.forward(exc.leader, topic, partition, batch)
         await self.manager.acknowledge(topic, partition, base + batch.num_rows, "leader")
         return base
-
-    # -- fetch ----------------------------------------------------------------------------------
-    async def fetch(
-        self,
-        topic: str,
-        partition: int,
-        offset: int,
-        *,
-        max_records: int = 50_000,
-        max_bytes: int = 16 << 20,
-        max_wait_ms: int = 0,
-        min_bytes: int = 1,
-    ) -> FetchResult:
-        """Long-poll fetch up to the durable end (engine/agent/fetch.py)."""
-        fetch = self._fetcher.fetch
-        return await fetch(topic, partition, offset, max_records=max_records, max_bytes=max_bytes,
-                           max_wait_ms=max_wait_ms, min_bytes=min_bytes)  # fmt: skip
 
     def _committed(self, reports: StorageReports, segment: SegmentInfo) -> None:
         """A segment is committed: the durable end moved, so waiting fetches may read on."""

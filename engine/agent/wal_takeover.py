@@ -184,11 +184,11 @@ class WalTakeover:
         """One produce for `run`, then a marker per piece at the offsets the leader gave it;
         the records produced (0 when the leader already holds them)."""
         first = run[0]
-        if len(run) == 1 and first.piece.whole and ps.among(first.batch, first.piece.start, settled):
-            log.warning("%s/%d: %d WAL records of a Kafka transaction aborted or already in the log not "
-                        "produced again", topic, key[1], first.piece.records)  # fmt: skip
-            return 0
         if len(run) == 1:
+            if first.piece.whole and ps.among(first.batch, first.piece.start, settled):
+                log.warning("%s/%d: %d WAL records of a Kafka transaction aborted or already in the log not "
+                            "produced again", topic, key[1], first.piece.records)  # fmt: skip
+                return 0
             batch = first.batch
         else:
             (batch,) = pa.Table.from_batches([h.batch for h in run]).combine_chunks().to_batches()
@@ -246,7 +246,7 @@ def _runs(topic: str, partition: int, pieces: list[Piece]) -> Iterator[list[Held
     RUN_RECORDS. A tagged batch (an idempotent or transactional producer's: the leader checks
     its sequences as a whole) and a marker batch (produce takes one only whole) go alone."""
     run: list[Held] = []
-    size = 0
+    size = records = 0
     for piece in pieces:
         payload = piece_payload(piece)
         batch = piece_batch(payload, piece, f"WAL entry {topic}/{partition}@{piece.start}")
@@ -256,14 +256,15 @@ def _runs(topic: str, partition: int, pieces: list[Piece]) -> Iterator[list[Held
             not plain
             or not batch.schema.equals(run[0].batch.schema)
             or size + len(payload) > RUN_BYTES
-            or sum(h.piece.records for h in run) + piece.records > RUN_RECORDS
+            or records + piece.records > RUN_RECORDS
         ):
             yield run
-            run, size = [], 0
+            run, size, records = [], 0, 0
         if not plain:
             yield [held]
             continue
         run.append(held)
         size += len(payload)
+        records += piece.records
     if run:
         yield run

@@ -83,18 +83,20 @@ class Verdict:
 def check(history: History) -> Verdict:
     produces = [op for op in history.ops if isinstance(op, Produce)]
     txns = [op for op in history.ops if isinstance(op, Txn)]
+    excused = on_lost_disk(history.ops)
     findings = [
-        *check_writes(produces, history.final, txns, _client_bumps(history.ops), on_lost_disk(history.ops)),
+        *check_writes(produces, history.final, txns, _client_bumps(history.ops), excused),
         *check_offsets(produces, history.final, {t.topic for t in txns}),
         *(Finding(*found) for found in check_group(history.ops, history.final)),
         *check_sql(history.ops),
         *check_job(history),
         *(Finding(check, message, ops) for check, message, ops in check_transactions(history)),
     ]
-    return Verdict(tuple(findings), figures(history))
+    return Verdict(tuple(findings), figures(history, excused))
 
 
-def figures(history: History) -> dict[str, int]:
+def figures(history: History, excused: Collection[int]) -> dict[str, int]:
+    """`excused`: on_lost_disk's produces, whose missing values are counted here."""
     counts: Counter[str] = Counter()
     for op in history.ops:
         if isinstance(op, Fault) and op.kind == CLIENT_EPOCH_BUMP:
@@ -128,7 +130,6 @@ def figures(history: History) -> dict[str, int]:
     counts["duplicates_after_retry"] = sum(n - 1 for v, n in multiset.items() if n > 1 and v in retried)
     leader = {v for op in history.ops if isinstance(op, Produce) and op.mode == "leader" for v in op.values}
     counts["duplicates_leader_reappended"] = sum(n - 1 for v, n in multiset.items() if n > 1 and v in leader)
-    excused = on_lost_disk(history.ops)
     lost = (v for op in history.ops if isinstance(op, Produce) and op.index in excused for v in op.values)
     counts["lost_with_disk.leader"] = sum(v not in multiset for v in lost)
     return dict(sorted(counts.items()))

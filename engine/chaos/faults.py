@@ -25,7 +25,7 @@ KINDS = (
 # in between, a lost disk); their restart may run in the background (FaultRunner).
 RESTARTS = ("kill9", "disk-loss")
 GAP_S = (1.0, 3.0)  # quiet time between faults (the default; `gap_s` scales it)
-RESTART_QUIET_S = 3.0  # more quiet after kill9 / pg-restart, at the default gap
+RESTART_QUIET_S = 3.0  # more quiet after a restart fault or pg-restart, at the default gap
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class FaultRunner(threading.Thread):
     ) -> None:
         super().__init__(daemon=True, name="chaos-faults")
         self.cluster, self.history, self.faults, self.t0, self.gap_s = cluster, history, faults, t0, gap_s
-        # kill9's restart (seconds on a loaded machine) runs beside the next faults instead of
+        # A restart fault's restart (seconds on a loaded machine) runs beside the next faults instead of
         # before them: cycles get cheaper and restarts overlap other faults (a harder mix). A
         # fault aimed at an agent still restarting waits for it.
         self.background_restarts = background_restarts
@@ -137,7 +137,7 @@ class FaultRunner(threading.Thread):
             self._finish(fault, self.now())
 
     def _finish(self, fault: PlannedFault, start: float) -> None:
-        """Apply `fault` (a background kill9: only its restart) and record it."""
+        """Apply `fault` (a background restart fault: only its restart) and record it."""
         try:
             detail = self._apply(fault, restart_only=self.background_restarts and fault.kind in RESTARTS)
         except StreamHouseError as exc:

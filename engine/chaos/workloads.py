@@ -77,7 +77,9 @@ class GrpcProducer(Worker):
         names: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(f"grpc-{mode}" if topic is None else f"grpc-{topic}", *args)
-        self.names = dict(names or {})  # agent address -> name (Produce.agent); by port, below
+        # Agent name by port (Produce.agent): a leader named in a NOT_LEADER answer is its
+        # advertised host:port, not our spelling of it.
+        self.by_port = {a.rsplit(":", 1)[-1]: name for a, name in (names or {}).items()}
         self.mode, self.addresses, self.batch, self.pause_s = mode, addresses, batch, pause_s
         self.topic = topic or TOPICS[self.mode]
         self.json_values = json_values  # {"v": n} for the job's typed source
@@ -128,13 +130,10 @@ class GrpcProducer(Worker):
                 self.stop_event.wait(self.pause_s)
 
     def agent_of(self, client: Client, topic: str, partition: int) -> str:
-        """The name of the agent that answered the last call for the partition, matched by port
-        (a leader named in a NOT_LEADER answer is its advertised host:port, not our spelling)."""
+        """The name of the agent that answered the last call for the partition ("" if none)."""
         transport = client.transport
         address = transport.answered.get((topic, partition), "") if isinstance(transport, RemoteTransport) else ""
-        port = address.rsplit(":", 1)[-1]
-        by_port = {a.rsplit(":", 1)[-1]: name for a, name in self.names.items()}
-        return by_port.get(port, address) if address else ""
+        return self.by_port.get(address.rsplit(":", 1)[-1], address) if address else ""
 
 
 KAFKA_DEBUG_ENV = "STREAMHOUSE_CHAOS_KAFKA_DEBUG"
