@@ -2,13 +2,16 @@
 whole frames in order whatever the chunking (small frames through the staging buffer, large
 ones filled in place), an oversize prefix raised after the frames before it, a connection
 cut mid-frame ends the stream, and a small buffered limit pauses reading without losing or
-reordering anything."""
+reordering anything. A client's close is known from the socket before the event loop has
+seen it (issue 19, finding 4)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import struct
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -156,3 +159,33 @@ def test_answers_go_out_and_drain_waits_for_a_paused_transport() -> None:
         return got
 
     assert asyncio.run(main()) == b"y" * (8 << 20)
+
+
+@pytest.mark.parametrize("unread", [b"", b"\x00\x00"])
+def test_a_client_close_is_known_before_the_event_loop_has_seen_it(unread: bytes) -> None:
+    """An answer made in the loop iteration in which the client closes (librdkafka does when a
+    request times out) is never read, so it must not count as acknowledging an idempotent batch
+    (engine/kafka/unacked.py). The loop is kept busy from the close to the question, as a busy
+    agent's is; with bytes of the client still unread too."""
+
+    async def main() -> list[bool]:
+        opened: asyncio.Future[FrameConnection] = asyncio.get_running_loop().create_future()
+        server = await asyncio.get_running_loop().create_server(
+            lambda: FrameConnection(MAX_FRAME, opened.set_result), "127.0.0.1", 0
+        )
+        client = socket.create_connection(("127.0.0.1", server.sockets[0].getsockname()[1]))
+        conn = await opened
+        await asyncio.sleep(0.05)
+        seen = [conn.client_closed()]  # open: an answer now is read
+        client.sendall(unread)
+        client.close()
+        time.sleep(0.2)  # blocks the loop: it cannot have handled the close yet
+        seen.append(conn.client_closed())
+        await asyncio.sleep(0.05)
+        seen.append(conn.client_closed())
+        conn.close()
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    assert asyncio.run(main()) == [False, True, True]
