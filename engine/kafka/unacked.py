@@ -26,10 +26,11 @@ connection: librdkafka closes it when a request times out and then re-sends thos
 What this does not cover, written down in README "Durability under faults": read_uncommitted
 readers still see both copies (as they see aborted transactions); a batch committed before
 its void was readable until then; batches written by another leader (the partition moved
-meanwhile) are not known here and stay; a success answer lost before the close counts as
-acknowledged. A request cancelled before its batch is placed (its connection closed)
-still tracks it: idempotence.py notes the batch under the producer's lock. Only acks=all
-batches are tracked: acks=1 is answered as soon as it is written.
+meanwhile) are not known here and stay; a success answer that reaches the client after it gave
+up on the request but before its close reached this agent (connection.py asks the socket, so
+that is microseconds) counts as acknowledged. A request cancelled before its batch is placed
+(its connection closed) still tracks it: idempotence.py notes the batch under the producer's
+lock. Only acks=all batches are tracked: acks=1 is answered as soon as it is written.
 """
 
 from __future__ import annotations
