@@ -31,6 +31,14 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return bool(done)
 
 
+def retrieve(task: asyncio.Future[Any]) -> None:
+    """A done callback for a task nobody awaits: its outcome is marked seen, so a failure whose
+    caller has moved on (a cancelled long-poll whose database call then failed in its cleanup)
+    is not logged by asyncio as "Task exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, recancel_every: float = 1.0) -> None:
     """Cancel `tasks` and wait until every one has finished, cancelling again any that keep going.
 

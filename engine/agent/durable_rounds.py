@@ -14,6 +14,7 @@ from typing import Any
 from streamhouse.agent.config import AgentConfig
 from streamhouse.agent.durable_linger import PIPELINED_ROLL_BYTES, Led, first_of
 from streamhouse.agent.flush_health import FlushHealth
+from streamhouse.storage.tasks import retrieve
 
 Key = tuple[str, int]
 # PartitionManager._flush: roll `led`'s buffer into a segment; `staged` is called once it has
@@ -53,7 +54,7 @@ class DurableRounds:
         end = led.writer.next_offset
         if led.writer.durable_end >= end or any(need >= end for need, _ in led.durable_waiters):
             return  # nothing past the durable end, or a round already promised to reach it
-        self.waiter(key, led, end).add_done_callback(_ignore_outcome)
+        self.waiter(key, led, end).add_done_callback(retrieve)  # nobody awaits it: a failure is the flush's to report
 
     async def _rounds(self, key: Key, led: Led) -> None:
         """Natural group commit: roll at once while durable acks wait. The acks that arrive
@@ -117,9 +118,3 @@ class DurableRounds:
             else:
                 still.append((need, done))
         led.durable_waiters = still
-
-
-def _ignore_outcome(done: asyncio.Future[None]) -> None:
-    """A round nobody awaits (make_durable): its failure is the flush's to report, not this future's."""
-    if not done.cancelled():
-        done.exception()

@@ -30,6 +30,7 @@ from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StorageUnavailableError, StreamHouseError
 from streamhouse.storage.metadata.txn_reads import CommittedReads, Stable
+from streamhouse.storage.tasks import retrieve
 
 log = logging.getLogger(__name__)
 Body = dict[str, Any]
@@ -285,6 +286,9 @@ class Handlers:
         finally:
             for task in tasks:
                 task.cancel()
+                # Not awaited (the answer goes out now); a database call cancelled during a
+                # PostgreSQL restart can still fail in its cleanup, which nobody needs to see.
+                task.add_done_callback(retrieve)
 
     async def _log_append_time(self, topic: str) -> bool:
         try:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerBatch, ProducerState
+from streamhouse.storage.tasks import retrieve
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
@@ -94,12 +95,6 @@ def _expected(state: ProducerState | None, epoch: int) -> int:
 def _place(placed: asyncio.Future[None], *_: object) -> None:
     if not placed.done():
         placed.set_result(None)
-
-
-def _retrieve(task: asyncio.Future[int]) -> None:
-    """Marks a failure as seen: a shielded append whose request went away still fails quietly."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def _placed_then_noted(
@@ -222,7 +217,7 @@ class ProducerStates:
                 # Shielded: a cancelled request (its connection closed) does not cancel an
                 # append a duplicate may be about to find; it ends by itself with its ack.
                 task = asyncio.ensure_future(append())
-                task.add_done_callback(_retrieve)
+                task.add_done_callback(retrieve)  # a request gone away: its append fails quietly
                 task.add_done_callback(functools.partial(_place, placed))  # refused before placing
                 if written is None:
                     await asyncio.shield(placed)

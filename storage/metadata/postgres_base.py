@@ -4,6 +4,7 @@ order postgres.py documents (topic → lease → partition)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -14,6 +15,7 @@ import asyncpg
 
 from streamhouse.storage.errors import StorageUnavailableError
 from streamhouse.storage.metadata import rows as r
+from streamhouse.storage.tasks import retrieve
 
 if TYPE_CHECKING:  # the proxy is generic only in the stubs
     from asyncpg.pool import PoolConnectionProxy
@@ -93,9 +95,7 @@ class PostgresBase:
         if self._closed:
             raise StorageUnavailableError(f"metadata store {redact(self._url)} is closed")
         try:
-            # Bounded: a pool exhausted by stuck holders must surface as "unavailable" (which
-            # callers retry or report), not park every caller behind it with no end.
-            async with self._pool.acquire(timeout=_ACQUIRE_TIMEOUT_S) as conn:
+            async with _pooled(self._pool) as conn:
                 if snapshot:
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
                         yield conn
@@ -118,6 +118,25 @@ class PostgresBase:
     async def now_ms(self) -> int:
         async with self._conn() as conn:
             return int(await conn.fetchval(f"SELECT {NOW}"))
+
+
+@contextlib.asynccontextmanager
+async def _pooled(pool: asyncpg.Pool) -> AsyncIterator[Conn]:
+    """A connection of `pool`, given back in a task of its own whose outcome is always read.
+
+    asyncpg gives a connection back under asyncio.shield, and a shield whose waiter is cancelled
+    drops the callback that reads the outcome: a caller cancelled while a PostgreSQL restart
+    made the release's reset query fail left asyncio logging "Task exception was never
+    retrieved" with a traceback (about once per 48-min fault run, issue 19). Bounded: a pool
+    exhausted by stuck holders surfaces as a timeout ("unavailable", which callers retry or
+    report), not a wait with no end."""
+    conn = await pool.acquire(timeout=_ACQUIRE_TIMEOUT_S)
+    try:
+        yield conn
+    finally:
+        release = asyncio.ensure_future(pool.release(conn))
+        release.add_done_callback(retrieve)
+        await asyncio.shield(release)
 
 
 async def lock_topic(conn: Conn, topic: str, mode: str) -> int | None:
