@@ -33,7 +33,7 @@ from streamhouse.kafka.unacked import Key as ProducerKey
 from streamhouse.kafka.unacked import Unacknowledged
 from streamhouse.storage.clock import now_ms
 from streamhouse.storage.errors import FencedError, LeaseHeldError, StorageUnavailableError, StreamHouseError
-from streamhouse.storage.metadata.producer_state import ProducerBatch, tag
+from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerBatch, tag
 from streamhouse.storage.metadata.txn_reads import CommittedReads
 from streamhouse.storage.records.schema import RECORD_SCHEMA
 
@@ -304,9 +304,11 @@ class ProduceHandlers:
             if placed is not None and i == len(batches) - 1:
                 fixed.add_done_callback(lambda _: placed())
 
-            tagged = tag(batch.records, batch.producer_id, batch.producer_epoch, batch.base_sequence)
-
-            async def append(records: pa.RecordBatch = tagged, fixed: asyncio.Future[None] = fixed) -> int:
+            async def append(skip: int, batch: KafkaBatch = batch, fixed: asyncio.Future[None] = fixed) -> int:
+                # `skip`: the batch's first records are in the log already (idempotence.py).
+                first = (batch.base_sequence + skip) % SEQUENCE_SPAN
+                records = tag(batch.records.slice(skip) if skip else batch.records, batch.producer_id,
+                              batch.producer_epoch, first)  # fmt: skip
                 with self._waiting(topic, partition, acks):
                     results = await self.front.produce(
                         topic, partition, records, acks, appended=functools.partial(_resolve, fixed),
@@ -320,17 +322,15 @@ class ProduceHandlers:
                     self.stalls.refuse_if_stalled, topic, partition, *stall, functools.partial(_resolve, fixed)
                 )
             new_epoch = written = None
-            if unacked is not None and batch.producer_id >= 0:
+            if unacked is not None and tracked is not None and batch.producer_id >= 0:
                 key = (topic, partition, batch.producer_id)
                 new_epoch = functools.partial(unacked.new_epoch, key, batch.producer_epoch)
-                written = functools.partial(unacked.written, key)
+                written = functools.partial(_track, unacked, key, tracked)
             base = await self.producers.write(
                 topic, partition, batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.records.num_rows,
                 functools.partial(self.front.producer_state, topic, partition, batch.producer_id), append, fixed,
-                admit, new_epoch, written,
+                admit, new_epoch, written, tail_only=tracked is not None,
             )  # fmt: skip
-            if new_epoch is not None and tracked is not None:
-                tracked.append(((topic, partition, batch.producer_id), batch.producer_epoch, batch.base_sequence))
             bases.append(base)
         return bases[0]
 
@@ -352,3 +352,10 @@ class ProduceHandlers:
             except StreamHouseError as exc:
                 out["error_code"] = error_code(exc)
         return out
+
+
+def _track(unacked: Unacknowledged, key: ProducerKey, tracked: Tracked, batch: ProducerBatch) -> None:
+    """`batch` (as the leader holds it: the original a retry repeats, or the tail a straddling
+    batch left to write) waits for its answer, and this request's answer settles it."""
+    unacked.written(key, batch)
+    tracked.append((key, batch.producer_epoch, batch.first_sequence))

@@ -74,12 +74,23 @@ class Unacknowledged:
 
     def acknowledge(self, key: Key, epoch: int, first_sequence: int) -> None:
         """The batch is being answered with success: it is never voided after this. Called as
-        the answer is made, after `is_answerable`, with nothing awaited in between."""
+        the answer is made, after `is_answerable`, with nothing awaited in between.
+
+        So are its producer's earlier batches of the epoch still waiting here: librdkafka takes
+        a success answer as delivering every earlier message of the partition it still waits
+        to retry (its "implicit ack"), so voiding one of them would hide records the client
+        was told are written. That includes the head of a batch only whose tail was written
+        (idempotence.py), which lies in an earlier batch."""
         batches = self._pending.get(key)
-        if batches is not None:
-            batches.pop((epoch, first_sequence), None)
-            if not batches:
-                del self._pending[key]
+        if batches is None:
+            return
+        done = batches.pop((epoch, first_sequence), None)
+        if done is not None and batches:
+            earlier = [n for n, b in batches.items() if b.producer_epoch == epoch and b.base_offset < done.base_offset]
+            for name in earlier:
+                del batches[name]
+        if not batches:
+            del self._pending[key]
 
     async def new_epoch(self, key: Key, epoch: int) -> None:
         """Before the first batch of `epoch` is written: the producer's older batches still

@@ -67,6 +67,29 @@ class ProducerState:
                 return b
         return None
 
+    def written_head(self, epoch: int, first_sequence: int, last_sequence: int) -> int:
+        """How many leading messages of a batch of `epoch` over [first, last] to leave out as
+        written already, when the batch straddles this producer's last written sequence (its
+        head in the log, its tail not: the tail is new), or is a retry of such a batch (its
+        tail is a kept batch of its own, which answers it); 0 otherwise. Within an epoch a
+        partition takes sequences in order and without gaps, so every sequence up to the last
+        written one is in the log exactly once."""
+        if epoch != self.producer_epoch or not self.batches:
+            return 0
+        written = self.batches[-1].last_sequence
+        behind = (written - first_sequence) % SEQUENCE_SPAN  # first is this many before it
+        if behind >= SEQUENCE_SPAN // 2:
+            return 0  # starts after it: nothing of it is written
+        ahead = (last_sequence - written) % SEQUENCE_SPAN  # last is this many after it
+        if 0 < ahead < SEQUENCE_SPAN // 2:
+            return behind + 1
+        size = (last_sequence - first_sequence) % SEQUENCE_SPAN + 1
+        for b in self.batches:
+            skip = (b.first_sequence - first_sequence) % SEQUENCE_SPAN
+            if b.last_sequence == last_sequence and 0 < skip < size:
+                return skip
+        return 0
+
     def passed(self, epoch: int, last_sequence: int) -> bool:
         """Whether a batch of `epoch` ending at `last_sequence` is behind this producer's last
         written batch (so it was written before, or never will be: the producer went on)."""

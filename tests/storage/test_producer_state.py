@@ -219,6 +219,20 @@ def test_a_batch_behind_the_last_written_one_has_passed() -> None:
     assert not state(7, 0).passed(0, 0)
 
 
+def test_the_written_head_of_a_batch_straddling_the_last_written_sequence() -> None:
+    kept = state(7, 3, (10, 14, 0, 5), (15, 19, 5, 5))
+    assert kept.written_head(3, 17, 24) == 3  # 17..19 written, 20..24 new
+    assert kept.written_head(3, 19, 20) == 1
+    assert kept.written_head(3, 12, 19) == 3  # wholly written, its tail the kept 15..19: that answers it
+    assert kept.written_head(3, 15, 19) == 0  # a kept batch itself
+    assert kept.written_head(3, 12, 18) == 0  # wholly written, no kept batch ends there
+    assert kept.written_head(3, 20, 24) == 0 and kept.written_head(3, 22, 24) == 0  # new, or past a gap
+    assert kept.written_head(2, 17, 24) == 0 and kept.written_head(4, 0, 3) == 0  # another epoch
+    wrapped = state(7, 0, (2**31 - 3, 1, 0, 5))  # sequences wrap at 2**31
+    assert wrapped.written_head(0, 2**31 - 1, 4) == 3  # 2**31-1, 0, 1 written; 2..4 new
+    assert state(7, 0).written_head(0, 0, 4) == 0
+
+
 def test_state_folds_per_batch_and_keeps_the_newest() -> None:
     s = fold({}, [ProducerBatch(1, 0, i, i, i, 1) for i in range(7)])[1]
     assert [b.first_sequence for b in s.batches] == [2, 3, 4, 5, 6] and s.next_sequence == 7

@@ -141,7 +141,7 @@ async def test_only_batches_written_anew_are_held() -> None:
     async def lookup() -> ProducerState:
         return written
 
-    async def append() -> int:
+    async def append(skip: int) -> int:
         appends.append(1)
         return 100
 

@@ -26,6 +26,7 @@ import streamhouse
 from streamhouse.kafka.idempotence import (
     INVALID_PRODUCER_EPOCH,
     OUT_OF_ORDER_SEQUENCE_NUMBER,
+    UNKNOWN_OFFSET,
     UNKNOWN_PRODUCER_ID,
     ProducerStates,
     SequenceError,
@@ -148,27 +149,39 @@ class Log:
     def __init__(self) -> None:
         self.end = 0
         self.writes = 0
+        self.written = 0  # records
         self.gate = asyncio.Event()
         self.gate.set()
         self.states: dict[int, dict[int, ProducerState]] = {}
 
-    async def write(self, states: ProducerStates, partition: int, pid: int, epoch: int, first: int, count: int) -> int:
+    async def write(
+        self,
+        states: ProducerStates,
+        partition: int,
+        pid: int,
+        epoch: int,
+        first: int,
+        count: int,
+        tail_only: bool = False,
+    ) -> int:
         async def lookup() -> ProducerState | None:
             return self.states.get(partition, {}).get(pid)
 
-        async def append() -> int:
+        async def append(skip: int) -> int:
             await self.gate.wait()
             known = self.states.setdefault(partition, {})
-            last = (first + count - 1) % SEQUENCE_SPAN
-            done = known[pid].find(epoch, first, last) if pid in known else None
+            start, n = (first + skip) % SEQUENCE_SPAN, count - skip  # the batch's first `skip` records left out
+            last = (start + n - 1) % SEQUENCE_SPAN
+            done = known[pid].find(epoch, start, last) if pid in known else None
             if done is not None:
                 return done.base_offset
-            base, self.end = self.end, self.end + count
+            base, self.end = self.end, self.end + n
             self.writes += 1
-            known.update(fold(known, [ProducerBatch(pid, epoch, first, last, base, count)]))
+            self.written += n
+            known.update(fold(known, [ProducerBatch(pid, epoch, start, last, base, n)]))
             return base
 
-        return await states.write("t", partition, pid, epoch, first, count, lookup, append)
+        return await states.write("t", partition, pid, epoch, first, count, lookup, append, tail_only=tail_only)
 
 
 async def test_retries_get_their_original_offsets_and_gaps_are_refused() -> None:
@@ -188,6 +201,31 @@ async def test_retries_get_their_original_offsets_and_gaps_are_refused() -> None
         await log.write(states, 0, pid + 1, 0, 4, 1)
     assert info.value.error_code == UNKNOWN_PRODUCER_ID
     assert log.writes == 3
+
+
+async def test_a_batch_straddling_the_last_written_sequence_has_only_its_tail_written() -> None:
+    """A batch whose head is in the log and tail is not (after a leader move the client re-sent
+    messages the old leader had written in a batch of other boundaries, fourteenth fault run):
+    its tail continues the sequence and is written once; it is answered with offset -1, its
+    records not being at consecutive offsets. Without `tail_only` (transactions) it is still
+    OUT_OF_ORDER_SEQUENCE_NUMBER, as on a Kafka broker."""
+    states, log = ProducerStates(), Log()
+    pid = 7
+    assert await log.write(states, 0, pid, 0, 0, 10) == 0  # sequences 0..9 at offsets 0..9
+    with pytest.raises(SequenceError) as info:
+        await log.write(states, 0, pid, 0, 6, 8)
+    assert info.value.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER
+    assert await log.write(states, 0, pid, 0, 6, 8, tail_only=True) == UNKNOWN_OFFSET  # 6..9 in, 10..13 new
+    assert (log.writes, log.written, log.end) == (2, 14, 14)
+    # Its retry (the answer lost) is answered the same way by the tail it left, not written again.
+    assert await log.write(states, 0, pid, 0, 6, 8, tail_only=True) == UNKNOWN_OFFSET
+    assert await log.write(states, 0, pid, 0, 14, 2, tail_only=True) == 14  # the sequence goes on from 14
+    # Wholly written without being a kept batch's retry, or beyond a gap: refused as before.
+    with pytest.raises(SequenceError):
+        await log.write(states, 0, pid, 0, 3, 4, tail_only=True)
+    with pytest.raises(SequenceError):
+        await log.write(states, 0, pid, 0, 20, 2, tail_only=True)
+    assert (log.writes, log.written) == (3, 16)
 
 
 async def test_epochs_fence_and_restart_sequences() -> None:

@@ -115,8 +115,8 @@ class _Leader:
     async def lookup(self) -> ProducerState | None:
         return self.state
 
-    def append(self, epoch: int, first: int, count: int) -> Callable[[], Awaitable[int]]:
-        async def append() -> int:
+    def append(self, epoch: int, first: int, count: int) -> Callable[[int], Awaitable[int]]:
+        async def append(skip: int) -> int:
             base = 100 + len(self.written)
             batch = ProducerBatch(7, epoch, first, first + count - 1, base, count)
             self.state = ProducerState(7, epoch, (batch,)) if self.state is None else self.state.with_batch(batch)
@@ -130,7 +130,7 @@ async def _stalled() -> None:
     raise AcksStalledError("t/0", 9.0)
 
 
-async def _store_down() -> int:
+async def _store_down(skip: int) -> int:
     raise StorageUnavailableError("metadata store: connection refused")
 
 

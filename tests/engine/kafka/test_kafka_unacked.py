@@ -46,6 +46,27 @@ async def test_a_new_epoch_voids_only_older_unanswered_batches() -> None:
     assert stored == [[left]] and unacked.pending(KEY) == [fresh]
 
 
+async def test_a_success_answer_acknowledges_the_earlier_batches_of_its_epoch_too() -> None:
+    """librdkafka takes a success answer as delivering the earlier messages of the partition it
+    still waited to retry (its implicit ack): a new epoch must not void those."""
+    stored: list[list[ProducerBatch]] = []
+
+    async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        stored.append(list(batches))
+
+    unacked = Unacknowledged(void)
+    early, late, later = _batch(0, 0, 0), _batch(0, 5, 5), _batch(0, 10, 10)
+    other = ProducerBatch(7, 0, 0, 4, 20, 5)
+    for b in (early, late, later):
+        unacked.written(KEY, b)
+    unacked.written(("t", 1, 7), other)  # another partition's batch is not this one's
+    unacked.acknowledge(KEY, 0, 5)
+    assert unacked.pending(KEY) == [later]
+    await unacked.new_epoch(KEY, 1)
+    assert stored == [[later]]
+    assert unacked.pending(("t", 1, 7)) == [other]
+
+
 async def test_an_answer_during_the_void_is_refused_and_a_failed_void_keeps_the_batches() -> None:
     release = asyncio.Event()
     outcome: list[BaseException | None] = [None]
@@ -86,7 +107,7 @@ async def test_a_batch_placed_after_its_request_was_cancelled_is_still_tracked()
     async def lookup() -> ProducerState | None:
         return state[0]
 
-    async def append() -> int:
+    async def append(skip: int) -> int:
         await go.wait()
         state[0] = ProducerState(7, 0, (batch,))
         placed.set_result(None)

@@ -150,3 +150,28 @@ def test_a_success_answer_queued_behind_a_slower_one_counts_only_once_sent(tmp_p
         with streamhouse.connect(agent.address) as client:
             assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the client's next epoch sends them again
             assert client.read(TOPIC, partitions=[0]).column("offset").to_pylist() == [5, 6, 7, 8, 9]
+
+
+def test_a_batch_straddling_what_is_written_has_only_its_tail_written(tmp_path: Path) -> None:
+    """The client re-sends, in one batch, messages the partition holds already and new ones (its
+    boundaries unlike the written batches': seen after a leader move in the fourteenth fault
+    run). A Kafka broker answers OUT_OF_ORDER_SEQUENCE_NUMBER, on which librdkafka bumps its epoch
+    and sends everything again; here the tail is written and the batch answered with offset -1."""
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        agent, pid = _start(launcher, tmp_path, port)
+
+        def produce(first: int, n: int) -> tuple[int, int]:
+            values = [f"v{i}".encode() for i in range(first, first + n)]
+            body = ask(port, PRODUCE, 9, _request(values, pid, 0, first, 10_000))
+            answer = body["responses"][0]["partition_responses"][0]
+            return int(answer["error_code"]), int(answer["base_offset"])
+
+        assert produce(0, 10) == (0, 0)  # sequences 0..9 at offsets 0..9
+        assert produce(6, 8) == (0, -1)  # 6..9 written already: only 10..13 appended
+        assert produce(6, 8) == (0, -1)  # its retry: nothing appended
+        assert produce(14, 2) == (0, 14)
+        with streamhouse.connect(agent.address) as client:
+            table = client.read(TOPIC)
+            assert table.column("value").to_pylist() == [f"v{i}".encode() for i in range(16)]
+            assert table.column("offset").to_pylist() == list(range(16))

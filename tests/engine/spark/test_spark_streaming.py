@@ -8,12 +8,14 @@ partitions."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pyspark import java_gateway
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -43,16 +45,28 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Clien
         yield process.address, sh
 
 
+def _popen_without_preexec(command: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """PySpark starts its JVM with a `preexec_fn` (to ignore SIGINT there), which makes Popen
+    fork and run Python in the child. gRPC's fork handlers (this process holds gRPC channels)
+    then race Popen's closing of the child's descriptors, and now and then abort the child
+    (epoll_wait: Bad file descriptor, SIGABRT): the JVM never answers and the session fails
+    with "Connection refused". Without it Popen spawns the JVM with no Python in between."""
+    kwargs.pop("preexec_fn", None)
+    return subprocess.Popen(command, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def spark() -> Iterator[Any]:
     os.environ["PYSPARK_PYTHON"] = sys.executable  # Spark's Python workers: this interpreter
-    session = (
-        SparkSession.builder.master("local[2]")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.session.timeZone", "UTC")
-        .getOrCreate()
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(java_gateway, "Popen", _popen_without_preexec)
+        session = (
+            SparkSession.builder.master("local[2]")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
     session.sparkContext.setLogLevel("ERROR")
     from streamhouse.spark import register
 
