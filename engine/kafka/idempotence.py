@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ from streamhouse.kafka.errors import KafkaProtocolError
 from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerBatch, ProducerState
 from streamhouse.storage.tasks import retrieve
+
+log = logging.getLogger(__name__)
 
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 INVALID_PRODUCER_EPOCH = 47
@@ -218,6 +221,10 @@ class ProducerStates:
                 # NUMBER, as a Kafka broker does, the client bumped its epoch and sent all of it
                 # again: 1,495 values twice. Its tail continues the sequence, so only it is new.
                 skip = state.written_head(epoch, first_sequence, last) if tail_only and state is not None else 0
+                if skip:
+                    log.info("kafka %s: batch of producer %d epoch %d sequences %d..%d holds %d written already; "
+                             "the rest starts at sequence %d", where, producer_id, epoch, first_sequence, last, skip,
+                             (first_sequence + skip) % SEQUENCE_SPAN)  # fmt: skip
                 first_sequence = (first_sequence + skip) % SEQUENCE_SPAN
                 self._refuse_behind_refused(key, state, epoch, first_sequence, last, where)
                 check_sequence(state, producer_id, epoch, first_sequence, last, where)
