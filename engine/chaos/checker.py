@@ -229,8 +229,10 @@ def check_offsets(produces: list[Produce], final: list[FinalLog], sparse: set[st
         if op.outcome != "ok" or not op.offsets or op.mode == "leader":
             continue
         for offset, value in zip(op.offsets, op.values, strict=True):
-            if offset < 0:
-                continue  # acknowledged without an offset: a batch only whose tail was new (kafka/idempotence.py)
+            if offset is None or offset < 0:
+                # Acknowledged without an offset (librdkafka reports None): a Kafka batch only whose
+                # tail was new, answered with offset -1 (kafka/idempotence.py).
+                continue
             key = (op.topic, op.partition, offset)
             other = claimed.get(key)
             if other is not None:

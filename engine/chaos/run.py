@@ -201,9 +201,9 @@ def run_chaos(options: ChaosOptions, say: Callable[[str], None] = print) -> Chao
         history.job = read_job(addresses, errors, budget)
         for kind in nemesis.skipped:
             unavailable.setdefault(kind, "skipped")
-        verdict = check(history)
-        if options.history_path is not None:
+        if options.history_path is not None:  # saved first: a checker that fails must not lose it
             history.save(options.history_path)
+        verdict = check(history)
         return ChaosResult(verdict, history, dict(nemesis.done), unavailable, errors)
     finally:
         cluster.close()

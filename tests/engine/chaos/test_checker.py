@@ -224,10 +224,11 @@ def test_leader_acks_may_move_but_durable_ones_may_not() -> None:
 
 def test_writes_acknowledged_without_an_offset_claim_none() -> None:
     """Kafka answers a batch only whose tail was new with offset -1 (kafka/idempotence.py): its
-    messages are acknowledged, each reported at -1, and no two of them reuse an offset."""
+    messages are acknowledged, each reported at -1 (librdkafka: None), and no two of them reuse
+    an offset."""
     h = clean()
     h.add(Produce(20, "p-kafka", 5.0, 6.0, "kafka-idempotent", T, 0, ("k0",), "ok", (-1,)))
-    h.add(Produce(21, "p-kafka", 5.0, 6.0, "kafka-idempotent", T, 0, ("k1",), "ok", (-1,)))
+    h.add(Produce(21, "p-kafka", 5.0, 6.0, "kafka-idempotent", T, 0, ("k1",), "ok", (None,)))  # type: ignore[arg-type]
     _final(h, (0, 1, 2, 3, 4, 5), ("d0", "d1", "l0", "l1", "k0", "k1"))
     verdict = check(h)
     assert verdict.ok, render(verdict, h)
