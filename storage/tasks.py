@@ -10,7 +10,6 @@ cancellation through, and stopping re-cancels a task that shrugged one off.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -53,6 +52,5 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], *, recancel_every:
         if pending:
             log.warning("%d task(s) ignored cancellation; cancelling again", len(pending))
     for task in tasks:
-        if task.done() and not task.cancelled():
-            with contextlib.suppress(BaseException):
-                task.exception()  # retrieved, so asyncio does not log "never retrieved"
+        if task.done():
+            retrieve(task)  # so asyncio does not log "never retrieved"
