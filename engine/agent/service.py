@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -42,9 +42,10 @@ from streamhouse.storage.errors import (
     StreamHouseError,
     TopicNotFoundError,
 )
-from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
 from streamhouse.storage.metadata.txn_reads import shared_reads
 from streamhouse.storage.model import SegmentInfo, TopicInfo
+from streamhouse.storage.partition.writer import PartitionWriter
 
 if TYPE_CHECKING:  # prometheus_client stays out of the embedded engine's import (no metrics there)
     from streamhouse.agent.metrics import AgentMetrics
@@ -256,10 +257,22 @@ class AgentService:
 
     # -- idempotent producers (docs/DESIGN.md §10) ----------------------------------------------
     async def producer_state(self, topic: str, partition: int, producer_id: int) -> ProducerState | None:
+        return (await self._led(topic, partition)).producers.get(producer_id)
+
+    async def _led(self, topic: str, partition: int) -> PartitionWriter:
         info = await self.topic(topic, partition)
         if not 0 <= partition < info.partitions:
             raise PartitionNotFoundError(topic, partition, info.partitions)
-        return (await self.manager.writer(info, partition)).producers.get(producer_id)
+        return await self.manager.writer(info, partition)
+
+    async def unanswered(self, topic: str, partition: int, producer_id: int) -> tuple[ProducerBatch, ...]:
+        return (await self._led(topic, partition)).unanswered.of(producer_id)
+
+    async def keep_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        await (await self._led(topic, partition)).unanswered.keep(batches)
+
+    async def drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        await (await self._led(topic, partition)).unanswered.drop(batches)
 
     async def new_producer_id(self) -> int:
         return await self.metadata.allocate_producer_id()

@@ -52,7 +52,7 @@ refusals (KafkaProtocolError: bad frames, sequences, coordinators) carry their c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,7 +68,7 @@ from streamhouse.api.types import (
     TopicDescription,
 )
 from streamhouse.storage import errors as e
-from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
 from streamhouse.storage.model import TopicInfo
 
 
@@ -176,6 +176,22 @@ class FrontEnd(Protocol):
 
     async def new_producer_id(self) -> int:
         """A producer id no agent sharing the metadata store has handed out."""
+        ...
+
+    async def unanswered(self, topic: str, partition: int, producer_id: int) -> tuple[ProducerBatch, ...]:
+        """The producer's batches the partition's leaders committed and could not answer, as
+        kept in the store (storage/partition/unanswered.py), by epoch and offset; no IO once
+        the partition is led here. NotLeaderError."""
+        ...
+
+    async def keep_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        """Keep `batches` (committed here, their answer not made) as unanswered. FencedError
+        if this agent lost the lease since; NotLeaderError."""
+        ...
+
+    async def drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        """Forget `batches` as unanswered (about to be answered, or voided); stored ones are
+        deleted from the store before this returns. NotLeaderError."""
         ...
 
     # -- offsets --------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ context (a front end that did not authenticate) is refused rather than let throu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -56,7 +56,7 @@ from streamhouse.api.types import (
 from streamhouse.storage import access
 from streamhouse.storage import namespace as ns
 from streamhouse.storage.errors import AuthorizationError, StreamHouseError
-from streamhouse.storage.metadata.producer_state import ProducerState
+from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
 from streamhouse.storage.model import TopicInfo
 
 
@@ -190,6 +190,21 @@ class GuardedFrontEnd:
         self._require("write", "topic", topic)
         with self._scrubbed():
             return await self.inner.producer_state(self._in(topic), partition, producer_id)
+
+    async def unanswered(self, topic: str, partition: int, producer_id: int) -> tuple[ProducerBatch, ...]:
+        self._require("write", "topic", topic)
+        with self._scrubbed():
+            return await self.inner.unanswered(self._in(topic), partition, producer_id)
+
+    async def keep_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        self._require("write", "topic", topic)
+        with self._scrubbed():
+            await self.inner.keep_unanswered(self._in(topic), partition, batches)
+
+    async def drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        self._require("write", "topic", topic)
+        with self._scrubbed():
+            await self.inner.drop_unanswered(self._in(topic), partition, batches)
 
     async def new_producer_id(self) -> int:
         self._authorized()  # Kafka asks IdempotentWrite on the cluster; any authenticated principal here

@@ -45,9 +45,9 @@ _ACKS: Mapping[int, Acks] = {0: "leader", 1: "leader", -1: "durable"}
 # acks=all is answered REQUEST_TIMED_OUT at this share of the request's timeout_ms, so the
 # answer is there before a client that uses the same value as its own request timeout gives up.
 _ACK_TIMEOUT_SHARE = 0.8
-# An acks=all partition's idempotent batches: (producer, epoch, first sequence), answered with
-# success only if none was voided meanwhile (unacked.py).
-Tracked = list[tuple[ProducerKey, int, int]]
+# An acks=all partition's idempotent batches (as the leader holds them), answered with success
+# only if none was voided meanwhile (unacked.py).
+Tracked = list[tuple[ProducerKey, ProducerBatch]]
 
 
 def produce_error_code(exc: StreamHouseError) -> int:
@@ -93,7 +93,7 @@ class ProduceHandlers:
         self.stalls = AckStalls()  # acks=all waits per partition: new batches refused while stalled
         # acks=all idempotent batches written and not yet answered with success, voided when their
         # producer starts a new epoch (unacked.py); it needs the store's aborted ranges.
-        self.unacked = Unacknowledged(self._void) if txn is not None else None
+        self.unacked = Unacknowledged(self._void, front) if txn is not None else None
         self.by_key: dict[int, Handler] = {0: self.produce, 22: self.init_producer_id}
 
     async def produce(self, body: Body, version: int, ctx: Context) -> Body:
@@ -126,7 +126,7 @@ class ProduceHandlers:
             result = await self._produce_partition(
                 name, part["index"], part["records"], acks, ctx.applied, txn_id, stall, implicit, tracked
             )
-            self._settle_at_send([(result, tracked)], ctx)
+            await self._settle_at_send([(result, tracked)], ctx)
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
         loop = asyncio.get_running_loop()
         tasks: list[tuple[str, int, asyncio.Task[Body]]] = []
@@ -153,7 +153,7 @@ class ProduceHandlers:
                 if tasks:  # a request naming no partition is answered with none
                     await asyncio.wait([task for _, _, task in tasks], timeout=max(left, 0.001))
                 results = [self._result_or_timeout(task, index) for _, index, task in tasks]
-            self._settle_at_send(list(zip(results, tracks, strict=True)), ctx)
+            await self._settle_at_send(list(zip(results, tracks, strict=True)), ctx)
         except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending
             for _, _, task in tasks:
                 task.cancel()
@@ -167,33 +167,57 @@ class ProduceHandlers:
             "throttle_time_ms": 0,
         }
 
-    def _settle_at_send(self, answers: list[tuple[Body, Tracked]], ctx: Context) -> None:
+    async def _settle_at_send(self, answers: list[tuple[Body, Tracked]], ctx: Context) -> None:
         """The partitions' answers whose idempotent batches are tracked are settled as the
         answer is written (Context.at_send), not now: it may wait behind an earlier answer of
         the connection while the client goes away (the fifth 42-min fault run: 839 values twice
-        when an answer counted as made once its handler ended)."""
-        tracked = [(result, batches) for result, batches in answers if batches]
-        if tracked and self.unacked is not None:
+        when an answer counted as made once its handler ended). A success answer first deletes
+        the kept rows it acknowledges (unacked.py `answering`); if that fails it is not made."""
+        if self.unacked is None:
+            return
+        unacked = self.unacked
+        settled: list[tuple[Body, Tracked, list[tuple[ProducerKey, list[ProducerBatch]]]]] = []
+        for result, batches in answers:
+            if not batches:
+                continue
+            released: list[tuple[ProducerKey, list[ProducerBatch]]] = []
+            if result["error_code"] == 0:
+                try:
+                    for key, batch in batches:
+                        released.append((key, await unacked.answering(key, batch)))
+                except BaseException as exc:  # not answered with success: the deleted rows come back
+                    for key, dropped in released:
+                        unacked.not_answered(key, dropped)
+                    if not isinstance(exc, StreamHouseError):
+                        raise  # cancelled: the connection closed
+                    released = []
+                    result.update(error_code=produce_error_code(exc), base_offset=-1, error_message=str(exc))
+            settled.append((result, batches, released))
+        if settled:
 
             def settle() -> None:
-                for result, batches in tracked:
-                    self._answer(result, batches, ctx)
+                for result, batches, released in settled:
+                    self._answer(result, batches, ctx, released)
 
             ctx.at_send.append(settle)
 
-    def _answer(self, result: Body, tracked: Tracked, ctx: Context) -> None:
+    def _answer(
+        self, result: Body, tracked: Tracked, ctx: Context, released: list[tuple[ProducerKey, list[ProducerBatch]]]
+    ) -> None:
         """A partition's answer as it is written (changed in place). Success only if none of
         its idempotent batches was voided by a newer epoch of its producer meanwhile (then they
         are acknowledged, and never voided after); REQUEST_TIMED_OUT and errors leave them
         unanswered. So does a success answer to a client that has closed the connection:
         librdkafka closes it when a request times out (its `socket.timeout.ms`, or what is left
         of a message's timeout), then counts those messages unacknowledged and may re-send them
-        under a new epoch (the S3 fault runs: 4,519 values twice when such answers counted)."""
+        under a new epoch (the S3 fault runs: 4,519 values twice when such answers counted).
+        Those batches are committed: they are kept in the store as unanswered, with the rows
+        deleted for this answer, so a later leader of the partition voids them too."""
         if result["error_code"] != 0 or self.unacked is None:
             return
         unacked = self.unacked
-        voided = next(((key, epoch) for key, epoch, first in tracked if not unacked.is_answerable(key, epoch, first)),
-                      None)  # fmt: skip
+        gone = (not unacked.is_answerable(key, b.producer_epoch, b.first_sequence) for key, b in tracked)
+        voided = next(((key, b.producer_epoch) for (key, b), no in zip(tracked, gone, strict=True) if no), None)
         if voided is not None:
             (_, _, pid), epoch = voided
             message = (f"producer {pid} started a newer epoch than {epoch} before this batch was acknowledged: "
@@ -201,9 +225,17 @@ class ProduceHandlers:
             result.update(error_code=INVALID_PRODUCER_EPOCH, base_offset=-1, error_message=message)
             return
         if ctx.client_closed is not None and ctx.client_closed():
-            return  # never read: the batches stay unanswered
-        for key, epoch, first in tracked:
-            unacked.acknowledge(key, epoch, first)
+            # Never read: the batches stay unanswered.
+            by_key: dict[ProducerKey, list[ProducerBatch]] = {}
+            for key, dropped in released:
+                by_key.setdefault(key, []).extend(dropped)
+            for key, batch in tracked:
+                by_key.setdefault(key, []).append(batch)
+            for key, batches in by_key.items():
+                unacked.not_answered(key, batches)
+            return
+        for key, batch in tracked:
+            unacked.acknowledge(key, batch.producer_epoch, batch.first_sequence)
 
     async def _void(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
         """Stores `batches` as voided (aborted ranges) and drops the cached read_committed views."""
@@ -358,4 +390,4 @@ def _track(unacked: Unacknowledged, key: ProducerKey, tracked: Tracked, batch: P
     """`batch` (as the leader holds it: the original a retry repeats, or the tail a straddling
     batch left to write) waits for its answer, and this request's answer settles it."""
     unacked.written(key, batch)
-    tracked.append((key, batch.producer_epoch, batch.first_sequence))
+    tracked.append((key, batch))

@@ -288,6 +288,23 @@ class MetadataStore(ServiceMetadata, Protocol):
         All of them or none."""
         ...
 
+    async def kafka_unanswered(self, topic: str, partition: int) -> list[ProducerBatch]:
+        """The partition's idempotent batches committed and left unanswered by a leader
+        (engine/kafka/unacked.py), by producer id and offset."""
+        ...
+
+    async def kafka_keep_unanswered(
+        self, topic: str, partition: int, holder: str, epoch: int, batches: Sequence[ProducerBatch]
+    ) -> None:
+        """Keep `batches` (committed, their answer not made) as unanswered, if `holder` still
+        leads the partition at lease `epoch` (FencedError otherwise: nothing is kept). A batch
+        kept already stays as it is."""
+        ...
+
+    async def kafka_drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        """Forget `batches` as unanswered (answered after all, or voided); unknown ones are ignored."""
+        ...
+
     async def txn_settled(self, topic: str, partition: int) -> set[tuple[int, int, int]]:
         """(producer id, epoch, first sequence) of the partition's transactional batches that are
         placed (a copy is in the log) or aborted: a WAL take-over must not append those again."""

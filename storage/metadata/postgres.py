@@ -213,6 +213,7 @@ class PostgresMetadataStore(
             await conn.execute("DELETE FROM job_source_offsets WHERE topic = $1", name)
             await conn.execute("DELETE FROM producer_states WHERE topic = $1", name)
             await conn.execute("DELETE FROM kafka_txn_batches WHERE topic = $1", name)  # its aborted ranges
+            await conn.execute("DELETE FROM kafka_unanswered WHERE topic = $1", name)
             await conn.execute("DELETE FROM partitions WHERE topic = $1", name)
             await conn.execute("DELETE FROM topics WHERE name = $1", name)
         return r.in_log_order([r.segment_from_row(row) for row in rows])

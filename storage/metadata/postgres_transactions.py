@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import transactions as t
+from streamhouse.storage.metadata import unanswered as u
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase
 from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.registry_sql import numbered
+from streamhouse.storage.model import partition_resource
 
 if TYPE_CHECKING:
     from streamhouse.storage.metadata.postgres_base import Conn
@@ -31,6 +34,10 @@ _ABORT = numbered(t.ABORT_BATCHES)
 _PUT_OFFSET = numbered(t.PUT_OFFSET)
 _MOVE_OFFSETS = numbered(t.MOVE_OFFSETS.format(now=NOW))
 _DROP_OFFSETS = numbered(t.DROP_OFFSETS)
+_UNANSWERED = numbered(u.SELECT)
+_KEEP_UNANSWERED = numbered(u.INSERT)
+_DROP_UNANSWERED = numbered(u.DELETE)
+_LEASE_LOCKED = "SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE"
 
 
 async def _get(conn: Conn, transactional_id: str, sql: str = _GET) -> t.TxnState | None:
@@ -106,3 +113,27 @@ class PostgresTransactions(PostgresBase):
             state = await _get(conn, transactional_id, _GET_LOCKED)
             t.check_offsets(state, transactional_id, producer_id, epoch, group)
             await conn.executemany(_PUT_OFFSET, [(transactional_id, group, topic, p, o) for p, o in pairs])
+
+    # -- unanswered idempotent batches (migration 0015, storage/metadata/unanswered.py) ----------
+    async def kafka_unanswered(self, topic: str, partition: int) -> list[ProducerBatch]:
+        async with self._conn() as conn:
+            return [u.batch_from_row(row) for row in await conn.fetch(_UNANSWERED, topic, partition)]
+
+    async def kafka_keep_unanswered(
+        self, topic: str, partition: int, holder: str, epoch: int, batches: Sequence[ProducerBatch]
+    ) -> None:
+        rows = u.insert_rows(topic, partition, u.validate(batches))
+        if not rows:
+            return
+        resource = partition_resource(topic, partition)
+        async with self._conn(transaction=True) as conn:
+            # The lease row stays locked until the rows commit: a take-over (which updates it)
+            # waits, so the new leader's load sees them, or they are refused here.
+            r.check_fence(resource, await conn.fetchrow(_LEASE_LOCKED, resource), holder, epoch)
+            await conn.executemany(_KEEP_UNANSWERED, rows)
+
+    async def kafka_drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        rows = u.delete_rows(topic, partition, batches)
+        if rows:
+            async with self._conn(transaction=True) as conn:
+                await conn.executemany(_DROP_UNANSWERED, rows)

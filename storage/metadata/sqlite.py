@@ -188,6 +188,7 @@ class SqliteMetadataStore(
             conn.execute("DELETE FROM job_source_offsets WHERE topic = ?", (name,))
             conn.execute("DELETE FROM producer_states WHERE topic = ?", (name,))
             conn.execute("DELETE FROM kafka_txn_batches WHERE topic = ?", (name,))  # its aborted ranges
+            conn.execute("DELETE FROM kafka_unanswered WHERE topic = ?", (name,))
             conn.executemany(
                 r.REVOKE_LEASE_SQL.replace("$1", "?"),
                 ((partition_resource(name, p),) for p in range(partitions)),

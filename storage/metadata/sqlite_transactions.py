@@ -6,10 +6,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
+from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import transactions as t
+from streamhouse.storage.metadata import unanswered as u
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, one
+from streamhouse.storage.model import partition_resource
 
 _UPSERT = t.UPSERT.format(now=NOW)
 _MOVE_OFFSETS = t.MOVE_OFFSETS.format(now=NOW)
@@ -91,3 +94,28 @@ class SqliteTransactions(SqliteBase):
             conn.executemany(t.PUT_OFFSET, ((transactional_id, group, topic, p, o) for p, o in pairs))
 
         await self._write(tx)
+
+    # -- unanswered idempotent batches (migration 0015, storage/metadata/unanswered.py) ----------
+    async def kafka_unanswered(self, topic: str, partition: int) -> list[ProducerBatch]:
+        rows = await self._read(lambda conn: all_rows(conn, u.SELECT, (topic, partition)))
+        return [u.batch_from_row(row) for row in rows]
+
+    async def kafka_keep_unanswered(
+        self, topic: str, partition: int, holder: str, epoch: int, batches: Sequence[ProducerBatch]
+    ) -> None:
+        rows = u.insert_rows(topic, partition, u.validate(batches))
+        if not rows:
+            return
+        resource = partition_resource(topic, partition)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            r.check_fence(resource, one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,)),
+                          holder, epoch)  # fmt: skip
+            conn.executemany(u.INSERT, rows)
+
+        await self._write(tx)
+
+    async def kafka_drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        rows = u.delete_rows(topic, partition, batches)
+        if rows:
+            await self._write(lambda conn: conn.executemany(u.DELETE, rows))

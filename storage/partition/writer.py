@@ -32,6 +32,7 @@ from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.model import TopicInfo
 from streamhouse.storage.object_store.base import ObjectStore
 from streamhouse.storage.partition.roll import SegmentRoller, WriterConfig, _Cut
+from streamhouse.storage.partition.unanswered import UnansweredBatches
 from streamhouse.storage.records.codec import frame_batch
 from streamhouse.storage.records.schema import RECORD_SCHEMA, assign_offsets
 from streamhouse.storage.values.avro_evolve import extends
@@ -108,6 +109,8 @@ class PartitionWriter(SegmentRoller):
         self.producers: dict[int, ps.ProducerState] = {}
         self._durable_producers: dict[int, ps.ProducerState] = {}
         self._producer_batches: list[ps.ProducerBatch] = []
+        # Committed idempotent batches never answered (storage/partition/unanswered.py).
+        self.unanswered = UnansweredBatches(metadata, topic.name, partition, holder, epoch)
         # Set by recover(): records re-buffered at their offsets, and acknowledged records of a
         # superseded leadership appended again at the end.
         self.replayed_records = 0
@@ -157,6 +160,7 @@ class PartitionWriter(SegmentRoller):
         rows = await metadata.get_producer_states(topic.name, partition)
         committed = ps.newest({s.producer_id: s for s in rows}, ps.MAX_PRODUCERS)
         writer.producers = dict(committed)
+        await writer.unanswered.load()
         writer._durable_producers = committed
         for piece in plan.tail:
             payload = piece_payload(piece)

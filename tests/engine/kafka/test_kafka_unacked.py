@@ -11,7 +11,10 @@ import pytest
 from streamhouse.kafka.idempotence import ProducerStates
 from streamhouse.kafka.unacked import Unacknowledged
 from streamhouse.storage.errors import StorageUnavailableError
+from streamhouse.storage.metadata import MetadataStore
 from streamhouse.storage.metadata.producer_state import ProducerBatch, ProducerState
+from streamhouse.storage.model import partition_resource
+from streamhouse.storage.partition.unanswered import UnansweredBatches
 
 KEY = ("t", 0, 7)
 
@@ -124,3 +127,48 @@ async def test_a_batch_placed_after_its_request_was_cancelled_is_still_tracked()
         await write
     assert noted == [batch]
     await asyncio.sleep(0.1)  # the append ends by itself
+
+
+class _KeptIn:
+    """The front end's kept rows of one partition ("t", 0), through the writer's own bookkeeping
+    (storage/partition/unanswered.py) on a real metadata store."""
+
+    def __init__(self, known: UnansweredBatches) -> None:
+        self.known = known
+
+    async def unanswered(self, topic: str, partition: int, producer_id: int) -> tuple[ProducerBatch, ...]:
+        return self.known.of(producer_id)
+
+    async def keep_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        await self.known.keep(batches)
+
+    async def drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        await self.known.drop(batches)
+
+
+async def test_kept_rows_are_voided_by_a_new_epoch_unless_an_answer_acknowledged_them(
+    metadata_store: MetadataStore,
+) -> None:
+    """Rows another leader kept join this agent's own in the void; a success answer deletes the
+    rows it acknowledges, its epoch's earlier ones included (the implicit ack), and nothing else."""
+    await metadata_store.create_topic("t", 1)
+    lease = await metadata_store.acquire_lease(partition_resource("t", 0), "a", 30_000)
+    known = UnansweredBatches(metadata_store, "t", 0, "a", lease.epoch)
+    stored: list[list[ProducerBatch]] = []
+
+    async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        stored.append(list(batches))
+
+    unacked = Unacknowledged(void, _KeptIn(known))
+    e0a, e0b, e0c, e1 = _batch(0, 0, 0), _batch(0, 5, 5), _batch(0, 10, 10), _batch(1, 0, 15)
+    await known.keep([e0a, e0b, e0c, e1])  # as an earlier leader left them
+    assert await unacked.answering(KEY, e0b) == [e0a, e0b]  # itself and the earlier one of its epoch
+    assert [b.base_offset for b in await metadata_store.kafka_unanswered("t", 0)] == [10, 15]
+    unacked.not_answered(KEY, [e0a, e0b])  # the answer could not be made after all: kept again
+    await asyncio.sleep(0.2)
+    assert [b.base_offset for b in await metadata_store.kafka_unanswered("t", 0)] == [0, 5, 10, 15]
+    await unacked.answering(KEY, e0b)
+    await unacked.new_epoch(KEY, 2)  # voids what no answer covered, of the older epochs
+    assert stored == [[e0c, e1]]
+    assert not unacked.is_answerable(KEY, 0, 10) and unacked.is_answerable(KEY, 0, 5)
+    assert await metadata_store.kafka_unanswered("t", 0) == [] and known.of(7) == ()
