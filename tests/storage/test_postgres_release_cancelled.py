@@ -7,7 +7,8 @@ traceback (issue 19's 48-min fault runs, about once each).
 The pool here is a stand-in with asyncpg's release shape (shielded, failing a moment later as
 `ConnectionDoesNotExistError`), since a real server cannot be made to fail the reset query at
 the instant of a cancellation; tests/storage/test_postgres_connection_lost.py covers the store
-against a real PostgreSQL that goes away."""
+against a real PostgreSQL that goes away. The last test uses a real pool and server: a
+connection closed while asyncpg gives it back."""
 
 from __future__ import annotations
 
@@ -91,3 +92,25 @@ def test_a_release_failing_for_a_caller_still_waiting_is_the_store_unavailable()
                 pass
 
     asyncio.run(main())
+
+
+async def test_a_connection_the_server_closes_while_it_is_given_back_is_not_a_bug(pg_url: str) -> None:
+    """asyncpg's release checks the connection, then releases its holder in a task of its own; a
+    close in between (a PostgreSQL restart) frees the holder first, and that task failed with
+    InternalClientError ("called on a free connection holder"): a segment flush of the fault runs
+    reported it as a bug. Here, on a real server, the close lands exactly in between."""
+    pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=1)
+    store = PostgresBase(pg_url, pool)
+    loop = asyncio.get_running_loop()
+    try:
+        async with store._conn() as conn:
+            raw = conn._con  # the proxy's connection: what the server's close ends
+            assert raw is not None
+            # Ready-queue order from here: this, the release's first step (which checks the
+            # connection and starts the holder's release task), the close, that task.
+            loop.call_soon(lambda: loop.call_soon(raw.terminate))
+        assert raw.is_closed()
+        async with store._conn() as conn:  # the pool made a new connection: nothing leaked
+            assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
