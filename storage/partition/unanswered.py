@@ -44,16 +44,21 @@ class UnansweredBatches:
         self.holder = holder
         self.epoch = epoch
         self._rows: dict[Name, ProducerBatch] = {}  # oldest first
+        self._producers: dict[int, int] = {}  # producer id -> its rows here
 
     async def load(self) -> None:
         """The stored rows, read once the lease is held (no other agent adds any after that)."""
-        self._rows = {_name(b): b for b in await self._metadata.kafka_unanswered(self.topic, self.partition)}
+        for b in await self._metadata.kafka_unanswered(self.topic, self.partition):
+            self._add(b)
         if self._rows:
             log.info("%s/%d: %d idempotent batches committed and left unanswered by an earlier leader are known",
                      self.topic, self.partition, len(self._rows))  # fmt: skip
 
     def of(self, producer_id: int) -> tuple[ProducerBatch, ...]:
-        """The producer's unanswered batches, by epoch and offset."""
+        """The producer's unanswered batches, by epoch and offset (asked before every success
+        answer: no rows, the usual case, costs one set lookup)."""
+        if producer_id not in self._producers:
+            return ()
         found = [b for b in self._rows.values() if b.producer_id == producer_id]
         return tuple(sorted(found, key=lambda b: (b.producer_epoch, b.base_offset)))
 
@@ -64,7 +69,7 @@ class UnansweredBatches:
             return
         await self._metadata.kafka_keep_unanswered(self.topic, self.partition, self.holder, self.epoch, new)
         for b in new:
-            self._rows[_name(b)] = b
+            self._add(b)
         if len(self._rows) > MAX_ROWS:
             await self.drop(list(self._rows.values())[: len(self._rows) - MAX_ROWS])
 
@@ -75,4 +80,14 @@ class UnansweredBatches:
             return
         await self._metadata.kafka_drop_unanswered(self.topic, self.partition, known)
         for b in known:
-            self._rows.pop(_name(b), None)
+            if self._rows.pop(_name(b), None) is not None:
+                left = self._producers[b.producer_id] - 1
+                if left:
+                    self._producers[b.producer_id] = left
+                else:
+                    del self._producers[b.producer_id]
+
+    def _add(self, b: ProducerBatch) -> None:
+        if _name(b) not in self._rows:
+            self._rows[_name(b)] = b
+            self._producers[b.producer_id] = self._producers.get(b.producer_id, 0) + 1
