@@ -48,6 +48,8 @@ _ACK_TIMEOUT_SHARE = 0.8
 # An acks=all partition's idempotent batches (as the leader holds them), answered with success
 # only if none was voided meanwhile (unacked.py).
 Tracked = list[tuple[ProducerKey, ProducerBatch]]
+# A success answer's kept rows deleted for it (unacked.py `answering`), with its token.
+Released = tuple[ProducerKey, int, list[ProducerBatch]]
 
 
 def produce_error_code(exc: StreamHouseError) -> int:
@@ -176,17 +178,19 @@ class ProduceHandlers:
         if self.unacked is None:
             return
         unacked = self.unacked
-        settled: list[tuple[Body, Tracked, list[tuple[ProducerKey, list[ProducerBatch]]]]] = []
+        settled: list[tuple[Body, Tracked, list[Released]]] = []
         for result, batches in answers:
             if not batches:
                 continue
-            released: list[tuple[ProducerKey, list[ProducerBatch]]] = []
+            released: list[Released] = []
             if result["error_code"] == 0:
                 try:
                     for key, batch in batches:
-                        released.append((key, await unacked.answering(key, batch)))
+                        token, dropped = await unacked.answering(key, batch)
+                        released.append((key, token, dropped))
                 except BaseException as exc:  # not answered with success: the deleted rows come back
-                    for key, dropped in released:
+                    for key, token, dropped in released:
+                        unacked.settled(key, token)
                         unacked.not_answered(key, dropped)
                     if not isinstance(exc, StreamHouseError):
                         raise  # cancelled: the connection closed
@@ -201,9 +205,7 @@ class ProduceHandlers:
 
             ctx.at_send.append(settle)
 
-    def _answer(
-        self, result: Body, tracked: Tracked, ctx: Context, released: list[tuple[ProducerKey, list[ProducerBatch]]]
-    ) -> None:
+    def _answer(self, result: Body, tracked: Tracked, ctx: Context, released: list[Released]) -> None:
         """A partition's answer as it is written (changed in place). Success only if none of
         its idempotent batches was voided by a newer epoch of its producer meanwhile (then they
         are acknowledged, and never voided after); REQUEST_TIMED_OUT and errors leave them
@@ -218,24 +220,26 @@ class ProduceHandlers:
         unacked = self.unacked
         gone = (not unacked.is_answerable(key, b.producer_epoch, b.first_sequence) for key, b in tracked)
         voided = next(((key, b.producer_epoch) for (key, b), no in zip(tracked, gone, strict=True) if no), None)
+        closed = voided is None and ctx.client_closed is not None and ctx.client_closed()
+        if voided is None and not closed:
+            for key, batch in tracked:
+                unacked.acknowledge(key, batch.producer_epoch, batch.first_sequence, batch.base_offset)
+        for key, token, _ in released:  # after the acknowledgement: a keep waiting on it sees it
+            unacked.settled(key, token)
         if voided is not None:
             (_, _, pid), epoch = voided
             message = (f"producer {pid} started a newer epoch than {epoch} before this batch was acknowledged: "
                        "it was voided (never readable by read_committed readers)")  # fmt: skip
             result.update(error_code=INVALID_PRODUCER_EPOCH, base_offset=-1, error_message=message)
-            return
-        if ctx.client_closed is not None and ctx.client_closed():
+        elif closed:
             # Never read: the batches stay unanswered.
             by_key: dict[ProducerKey, list[ProducerBatch]] = {}
-            for key, dropped in released:
+            for key, _, dropped in released:
                 by_key.setdefault(key, []).extend(dropped)
             for key, batch in tracked:
                 by_key.setdefault(key, []).append(batch)
             for key, batches in by_key.items():
                 unacked.not_answered(key, batches)
-            return
-        for key, batch in tracked:
-            unacked.acknowledge(key, batch.producer_epoch, batch.first_sequence)
 
     async def _void(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
         """Stores `batches` as voided (aborted ranges) and drops the cached read_committed views."""

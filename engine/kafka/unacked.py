@@ -46,10 +46,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from streamhouse.storage.errors import StreamHouseError
+from streamhouse.storage.errors import StorageUnavailableError, StreamHouseError
 from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.tasks import retrieve
 
@@ -62,6 +63,12 @@ Void = Callable[[str, int, Sequence[ProducerBatch]], Awaitable[None]]
 MAX_PRODUCERS = 10_000
 MAX_BATCHES = 1_000  # per producer and partition (a stall refuses new batches long before)
 MAX_VOIDED = 10_000
+# A success answer being made (answering() done, not yet written) holds back keeping rows of its
+# producer and partition: at most this long (an answer never written leaves its mark behind,
+# and the keep is then skipped, which only means the batch is never voided).
+ANSWER_WAIT_S = 30.0
+STALE_S = 300.0  # an answer in the making this long was never written: its mark goes
+INSERT_WAIT_S = 10.0  # answering() waits this long for rows being kept, else refuses the answer
 
 
 class Kept(Protocol):
@@ -82,6 +89,13 @@ class Unacknowledged:
         self._void = void
         self._kept = kept
         self._keeping: set[asyncio.Task[None]] = set()
+        # Per key: success answers in the making (token -> start), keeps inserting rows now, and
+        # per epoch the highest base offset this agent acknowledged (with the implicit ack,
+        # every batch of that epoch up to it is acknowledged).
+        self._answers: dict[Key, dict[int, float]] = {}
+        self._inserting: dict[Key, set[asyncio.Task[None]]] = {}
+        self._acked: dict[Key, dict[int, int]] = {}
+        self._tokens = 0
         self._pending: dict[Key, dict[tuple[int, int], ProducerBatch]] = {}  # oldest producer first
         self._voided: dict[tuple[Key, int, int], None] = {}  # (key, epoch, first sequence), oldest first
 
@@ -101,7 +115,7 @@ class Unacknowledged:
         """Whether the batch may still be answered with success (False: it was voided)."""
         return (key, epoch, first_sequence) not in self._voided
 
-    def acknowledge(self, key: Key, epoch: int, first_sequence: int) -> None:
+    def acknowledge(self, key: Key, epoch: int, first_sequence: int, base_offset: int = -1) -> None:
         """The batch is being answered with success: it is never voided after this. Called as
         the answer is made, after `is_answerable`, with nothing awaited in between.
 
@@ -110,6 +124,12 @@ class Unacknowledged:
         to retry (its "implicit ack"), so voiding one of them would hide records the client
         was told are written. That includes the head of a batch only whose tail was written
         (idempotence.py), which lies in an earlier batch."""
+        if base_offset >= 0:
+            acked = self._acked.pop(key, None) or {}
+            acked[epoch] = max(acked.get(epoch, -1), base_offset)
+            self._acked[key] = acked  # re-inserted last: the dict's order is its age
+            if len(self._acked) > MAX_PRODUCERS:
+                del self._acked[next(iter(self._acked))]
         batches = self._pending.get(key)
         if batches is None:
             return
@@ -158,19 +178,59 @@ class Unacknowledged:
             except StreamHouseError as exc:
                 log.info("kafka %s/%s: kept rows of voided batches not deleted: %s", key[0], key[1], exc)
 
-    async def answering(self, key: Key, batch: ProducerBatch) -> list[ProducerBatch]:
+    async def answering(self, key: Key, batch: ProducerBatch) -> tuple[int, list[ProducerBatch]]:
         """Before `batch` is answered with success: the kept rows that answer acknowledges (the
         batch's own and its epoch's earlier ones, the implicit ack) are deleted from the store,
-        so no leader voids them later. Returns them, to be kept again if the answer is not
+        so no leader voids them later. Returns a token for `settled` (call it once the answer
+        is written or given up) and the rows deleted, to be kept again if the answer is not
         made after all (`not_answered`). StorageUnavailableError and the like: nothing may be
-        answered with success."""
+        answered with success (`settled` is called here then).
+
+        Rows being kept meanwhile are waited for, and a keep waits for answers in the making:
+        the 48-min run of seed 2043 voided three acknowledged values when a
+        retry's success answer (on a new connection) found no row while the original request's
+        row, its answer refused to a closed connection, was still being written."""
+        self._tokens += 1
+        token = self._tokens
+        self._answers.setdefault(key, {})[token] = time.monotonic()
         if self._kept is None:
-            return []
-        kept = await self._kept.unanswered(key[0], key[1], key[2])
-        acked = [b for b in kept if b.producer_epoch == batch.producer_epoch and b.base_offset <= batch.base_offset]
-        if acked:
-            await self._kept.drop_unanswered(key[0], key[1], acked)
-        return acked
+            return token, []
+        try:
+            inserting = self._inserting.get(key)
+            if inserting:
+                _, late = await asyncio.wait(set(inserting), timeout=INSERT_WAIT_S)
+                if late:
+                    where = f"kafka {key[0]}/{key[1]}"
+                    raise StorageUnavailableError(f"{where}: rows of producer {key[2]} still being kept")
+            kept = await self._kept.unanswered(key[0], key[1], key[2])
+            acked = [b for b in kept if b.producer_epoch == batch.producer_epoch and b.base_offset <= batch.base_offset]
+            if acked:
+                await self._kept.drop_unanswered(key[0], key[1], acked)
+        except BaseException:
+            self.settled(key, token)
+            raise
+        return token, acked
+
+    def settled(self, key: Key, token: int) -> None:
+        """The answer `answering` gave `token` for is written, or will not be."""
+        answers = self._answers.get(key)
+        if answers is not None:
+            answers.pop(token, None)
+            if not answers:
+                del self._answers[key]
+
+    def _in_the_making(self, key: Key) -> bool:
+        """Whether a success answer of the producer on the partition is being made; marks of
+        answers older than STALE_S are dropped (their answers were never written)."""
+        answers = self._answers.get(key)
+        if not answers:
+            return False
+        old = time.monotonic() - STALE_S
+        for token in [t for t, started in answers.items() if started < old]:
+            del answers[token]
+        if not answers:
+            del self._answers[key]
+        return bool(answers)
 
     def not_answered(self, key: Key, batches: Sequence[ProducerBatch]) -> None:
         """`batches` are committed and their success answer could not be made (the client had
@@ -184,12 +244,35 @@ class Unacknowledged:
         task.add_done_callback(retrieve)
 
     async def _keep(self, key: Key, batches: list[ProducerBatch]) -> None:
+        """Once no success answer of the producer is in the making (one may be about to
+        acknowledge these very batches: a retry answered on another connection), the batches
+        this agent has not acknowledged since are kept. An answer that stays in the making past
+        ANSWER_WAIT_S (never written) skips the keep: no row is safe, a row wrongly kept is not."""
         assert self._kept is not None
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        while self._in_the_making(key):
+            if time.monotonic() > deadline:
+                log.info("kafka %s/%s: %d unanswered batches of producer %d not kept: an answer is still being made",
+                         key[0], key[1], len(batches), key[2])  # fmt: skip
+                return
+            await asyncio.sleep(0.05)
+        acked = self._acked.get(key, {})
+        left = [b for b in batches if b.base_offset > acked.get(b.producer_epoch, -1)]
+        if not left:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        inserting = self._inserting.setdefault(key, set())
+        inserting.add(task)  # from here on, answering() waits for this insert (same step as the check)
         try:
-            await self._kept.keep_unanswered(key[0], key[1], batches)
+            await self._kept.keep_unanswered(key[0], key[1], left)
         except StreamHouseError as exc:  # lost the lease, or the store is away: known here only
             log.warning("kafka %s/%s: %d unanswered batches of producer %d known to this agent only: %s",
-                        key[0], key[1], len(batches), key[2], exc)  # fmt: skip
+                        key[0], key[1], len(left), key[2], exc)  # fmt: skip
+        finally:
+            inserting.discard(task)
+            if not inserting and self._inserting.get(key) is inserting:
+                del self._inserting[key]
 
     def pending(self, key: Key) -> list[ProducerBatch]:
         """The producer's batches waiting for an answer, oldest epoch and offset first (tests, metrics)."""
