@@ -31,6 +31,7 @@ from streamhouse.storage.metadata.postgres_base import (
     INSERT_SEGMENT,
     NOW,
     UNAVAILABLE,
+    hold_fence,
     lock_topic,
     locked_end_offset,
     redact,
@@ -249,8 +250,7 @@ class PostgresMetadataStore(
         resource = partition_resource(topic, partition)
         async with self._conn(transaction=True) as conn:
             r.check_partition(topic, partition, await lock_topic(conn, topic, "FOR KEY SHARE"))
-            lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
-            r.check_fence(resource, lease, holder, epoch)
+            await hold_fence(conn, resource, holder, epoch)
             r.check_base_offset(segment, await locked_end_offset(conn, topic, partition))
             await conn.execute(INSERT_SEGMENT, *r.segment_values(segment))
             await conn.execute(

@@ -172,6 +172,14 @@ async def locked_end_offset(conn: Conn, topic: str, partition: int) -> int:
     return int(value)
 
 
+async def hold_fence(conn: Conn, resource: str, holder: str, epoch: int) -> None:
+    """Check `holder` still holds `resource` at `epoch`, and keep the lease row locked until the
+    transaction ends: a take-over (which updates that row) waits, so nothing commits under an
+    epoch after it stopped being current."""
+    lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
+    r.check_fence(resource, lease, holder, epoch)
+
+
 def redact(url: str) -> str:
     """The URL without its password, for error messages."""
     scheme, sep, rest = url.partition("://")

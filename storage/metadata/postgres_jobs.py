@@ -14,7 +14,14 @@ from streamhouse.storage.errors import (
 )
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import validate as v
-from streamhouse.storage.metadata.postgres_base import INSERT_SEGMENT, NOW, PostgresBase, lock_topic, locked_end_offset
+from streamhouse.storage.metadata.postgres_base import (
+    INSERT_SEGMENT,
+    NOW,
+    PostgresBase,
+    hold_fence,
+    lock_topic,
+    locked_end_offset,
+)
 from streamhouse.storage.model import Checkpoint, JobInfo, Lease, job_resource
 
 # One atomic statement: concurrent acquirers of one row queue on its lock, each seeing the
@@ -138,8 +145,7 @@ class PostgresLeasesJobs(PostgresBase):
                 raise JobNotFoundError(job)
             # As in commit_segment: a takeover (acquire_lease) waits for this commit to finish,
             # so nothing is committed under an epoch after it stopped being current.
-            lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
-            r.check_fence(resource, lease, holder, epoch)
+            await hold_fence(conn, resource, holder, epoch)
             r.check_seq(
                 job, checkpoint.seq, await conn.fetchval("SELECT max(seq) FROM job_checkpoints WHERE job = $1", job)
             )

@@ -13,7 +13,7 @@ from streamhouse.storage.metadata import log_start as ls
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import swap as s
 from streamhouse.storage.metadata import validate as v
-from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase, lock_topic
+from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase, hold_fence, lock_topic
 from streamhouse.storage.model import SegmentInfo
 
 _OVERLAPPING = s.overlapping_sql("$", "FOR UPDATE")
@@ -51,8 +51,7 @@ class PostgresLogStart(PostgresBase):
         topic, partition, new_start = old[0].topic, old[0].partition, old[-1].end_offset
         async with self._conn(transaction=True) as conn:
             r.check_partition(topic, partition, await lock_topic(conn, topic, "FOR KEY SHARE"))
-            lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
-            r.check_fence(resource, lease, holder, epoch)
+            await hold_fence(conn, resource, holder, epoch)
             s.check_unchanged(old, await conn.fetch(_OVERLAPPING, topic, partition, 0, new_start))
             newer = await conn.fetchval(ls.NEWER_SQL, topic, partition, new_start)
             ls.newest_kept(topic, partition, new_start, newer is not None)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import swap as s
-from streamhouse.storage.metadata.postgres_base import INSERT_SEGMENT, NOW, PostgresBase, lock_topic
+from streamhouse.storage.metadata.postgres_base import INSERT_SEGMENT, NOW, PostgresBase, hold_fence, lock_topic
 from streamhouse.storage.model import SegmentInfo
 
 _OVERLAPPING = s.overlapping_sql("$", "FOR UPDATE")
@@ -27,8 +27,7 @@ class PostgresSwap(PostgresBase):
         s.validate_swap(old, new, resource, holder, epoch, grace_ms)
         async with self._conn(transaction=True) as conn:
             r.check_partition(new.topic, new.partition, await lock_topic(conn, new.topic, "FOR KEY SHARE"))
-            lease = await conn.fetchrow("SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE", resource)
-            r.check_fence(resource, lease, holder, epoch)
+            await hold_fence(conn, resource, holder, epoch)
             found = await conn.fetch(_OVERLAPPING, new.topic, new.partition, new.base_offset, new.end_offset)
             s.check_unchanged(old, found)
             await conn.executemany(_DELETE, [(seg.topic, seg.partition, seg.base_offset) for seg in old])

@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import transactions as t
 from streamhouse.storage.metadata import unanswered as u
 from streamhouse.storage.metadata import validate as v
-from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase
+from streamhouse.storage.metadata.postgres_base import NOW, PostgresBase, hold_fence
 from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.metadata.registry_sql import numbered
 from streamhouse.storage.model import partition_resource
@@ -37,7 +36,6 @@ _DROP_OFFSETS = numbered(t.DROP_OFFSETS)
 _UNANSWERED = numbered(u.SELECT)
 _KEEP_UNANSWERED = numbered(u.INSERT)
 _DROP_UNANSWERED = numbered(u.DELETE)
-_LEASE_LOCKED = "SELECT holder, epoch FROM leases WHERE resource = $1 FOR UPDATE"
 
 
 async def _get(conn: Conn, transactional_id: str, sql: str = _GET) -> t.TxnState | None:
@@ -129,7 +127,7 @@ class PostgresTransactions(PostgresBase):
         async with self._conn(transaction=True) as conn:
             # The lease row stays locked until the rows commit: a take-over (which updates it)
             # waits, so the new leader's load sees them, or they are refused here.
-            r.check_fence(resource, await conn.fetchrow(_LEASE_LOCKED, resource), holder, epoch)
+            await hold_fence(conn, resource, holder, epoch)
             await conn.executemany(_KEEP_UNANSWERED, rows)
 
     async def kafka_drop_unanswered(self, topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:

@@ -26,6 +26,7 @@ from streamhouse.storage.metadata.sqlite_base import (
     all_rows,
     connect,
     end_offset,
+    hold_fence,
     one,
     parse_sqlite_url,
     partition_count,
@@ -219,8 +220,7 @@ class SqliteMetadataStore(
 
         def tx(conn: sqlite3.Connection) -> None:
             end = end_offset(conn, segment.topic, segment.partition)
-            lease = one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,))
-            r.check_fence(resource, lease, holder, epoch)
+            hold_fence(conn, resource, holder, epoch)
             r.check_base_offset(segment, end)
             conn.execute(INSERT_SEGMENT, r.segment_values(segment))
             conn.execute(

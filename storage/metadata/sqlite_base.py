@@ -77,6 +77,13 @@ def end_offset(conn: sqlite3.Connection, topic: str, partition: int) -> int:
     return int(row[0])
 
 
+def hold_fence(conn: sqlite3.Connection, resource: str, holder: str, epoch: int) -> None:
+    """Check `holder` still holds `resource` at `epoch`. Every write runs under BEGIN IMMEDIATE,
+    so the lease cannot change before the transaction commits."""
+    lease = one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,))
+    r.check_fence(resource, lease, holder, epoch)
+
+
 def job_exists(conn: sqlite3.Connection, name: str) -> bool:
     return one(conn, "SELECT 1 FROM jobs WHERE name = ?", (name,)) is not None
 

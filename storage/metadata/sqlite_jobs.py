@@ -15,6 +15,7 @@ from streamhouse.storage.metadata.sqlite_base import (
     SqliteBase,
     all_rows,
     end_offset,
+    hold_fence,
     job_exists,
     one,
     partition_count,
@@ -137,8 +138,7 @@ class SqliteLeasesJobs(SqliteBase):
             # change before the writes land, in this process or another.
             if not job_exists(conn, job):
                 raise JobNotFoundError(job)
-            lease = one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,))
-            r.check_fence(resource, lease, holder, epoch)
+            hold_fence(conn, resource, holder, epoch)
             last = one(conn, "SELECT max(seq) FROM job_checkpoints WHERE job = ?", (job,))
             r.check_seq(job, checkpoint.seq, None if last is None or last[0] is None else int(last[0]))
             for topic, partitions in plan.topics.items():

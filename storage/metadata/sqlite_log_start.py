@@ -11,7 +11,7 @@ from streamhouse.storage.metadata import log_start as ls
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import swap as s
 from streamhouse.storage.metadata import validate as v
-from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, one, partition_count
+from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, hold_fence, one, partition_count
 from streamhouse.storage.model import SegmentInfo
 
 
@@ -63,9 +63,7 @@ class SqliteLogStart(SqliteBase):
 
         def tx(conn: sqlite3.Connection) -> int:
             r.check_partition(topic, partition, partition_count(conn, topic))
-            r.check_fence(
-                resource, one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,)), holder, epoch
-            )
+            hold_fence(conn, resource, holder, epoch)
             s.check_unchanged(old, all_rows(conn, _OVERLAPPING, (topic, partition, 0, new_start)))
             ls.newest_kept(topic, partition, new_start, one(conn, _NEWER, (topic, partition, new_start)) is not None)
             conn.executemany(_DELETE, ((seg.topic, seg.partition, seg.base_offset) for seg in old))

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import swap as s
-from streamhouse.storage.metadata.sqlite_base import INSERT_SEGMENT, NOW, SqliteBase, all_rows, one, partition_count
+from streamhouse.storage.metadata.sqlite_base import (
+    INSERT_SEGMENT,
+    NOW,
+    SqliteBase,
+    all_rows,
+    hold_fence,
+    partition_count,
+)
 from streamhouse.storage.model import SegmentInfo
 
 _OVERLAPPING = s.overlapping_sql("?", "")
@@ -27,9 +34,7 @@ class SqliteSwap(SqliteBase):
 
         def tx(conn: sqlite3.Connection) -> None:
             r.check_partition(new.topic, new.partition, partition_count(conn, new.topic))
-            r.check_fence(
-                resource, one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,)), holder, epoch
-            )
+            hold_fence(conn, resource, holder, epoch)
             found = all_rows(conn, _OVERLAPPING, (new.topic, new.partition, new.base_offset, new.end_offset))
             s.check_unchanged(old, found)
             conn.executemany(_DELETE, ((seg.topic, seg.partition, seg.base_offset) for seg in old))

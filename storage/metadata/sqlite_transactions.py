@@ -6,12 +6,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from streamhouse.storage.metadata import rows as r
 from streamhouse.storage.metadata import transactions as t
 from streamhouse.storage.metadata import unanswered as u
 from streamhouse.storage.metadata import validate as v
 from streamhouse.storage.metadata.producer_state import ProducerBatch
-from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, one
+from streamhouse.storage.metadata.sqlite_base import NOW, SqliteBase, all_rows, hold_fence, one
 from streamhouse.storage.model import partition_resource
 
 _UPSERT = t.UPSERT.format(now=NOW)
@@ -109,8 +108,7 @@ class SqliteTransactions(SqliteBase):
         resource = partition_resource(topic, partition)
 
         def tx(conn: sqlite3.Connection) -> None:
-            r.check_fence(resource, one(conn, "SELECT holder, epoch FROM leases WHERE resource = ?", (resource,)),
-                          holder, epoch)  # fmt: skip
+            hold_fence(conn, resource, holder, epoch)
             conn.executemany(u.INSERT, rows)
 
         await self._write(tx)

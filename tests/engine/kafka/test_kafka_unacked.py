@@ -146,20 +146,28 @@ class _KeptIn:
         await self.known.drop(batches)
 
 
-async def test_kept_rows_are_voided_by_a_new_epoch_unless_an_answer_acknowledged_them(
-    metadata_store: MetadataStore,
-) -> None:
-    """Rows another leader kept join this agent's own in the void; a success answer deletes the
-    rows it acknowledges, its epoch's earlier ones included (the implicit ack), and nothing else."""
-    await metadata_store.create_topic("t", 1)
-    lease = await metadata_store.acquire_lease(partition_resource("t", 0), "a", 30_000)
-    known = UnansweredBatches(metadata_store, "t", 0, "a", lease.epoch)
+async def _kept_on(
+    store: MetadataStore,
+) -> tuple[UnansweredBatches, Unacknowledged, list[list[ProducerBatch]]]:
+    """Agent "a" leading ("t", 0) on `store`: its kept rows, the bookkeeping over them, and the
+    batches each void stored, in order."""
+    await store.create_topic("t", 1)
+    lease = await store.acquire_lease(partition_resource("t", 0), "a", 30_000)
+    known = UnansweredBatches(store, "t", 0, "a", lease.epoch)
     stored: list[list[ProducerBatch]] = []
 
     async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
         stored.append(list(batches))
 
-    unacked = Unacknowledged(void, _KeptIn(known))
+    return known, Unacknowledged(void, _KeptIn(known)), stored
+
+
+async def test_kept_rows_are_voided_by_a_new_epoch_unless_an_answer_acknowledged_them(
+    metadata_store: MetadataStore,
+) -> None:
+    """Rows another leader kept join this agent's own in the void; a success answer deletes the
+    rows it acknowledges, its epoch's earlier ones included (the implicit ack), and nothing else."""
+    known, unacked, stored = await _kept_on(metadata_store)
     e0a, e0b, e0c, e1 = _batch(0, 0, 0), _batch(0, 5, 5), _batch(0, 10, 10), _batch(1, 0, 15)
     await known.keep([e0a, e0b, e0c, e1])  # as an earlier leader left them
     token, dropped = await unacked.answering(KEY, e0b)
@@ -183,15 +191,7 @@ async def test_a_retry_answered_while_the_original_is_kept_is_never_voided(metad
     background) while its retry, on a new connection, is answered with success: the row must
     not outlive that acknowledgement (seed 2043's 48-min run: three acknowledged values voided
     when the row was written after the retry's answer had looked for it)."""
-    await metadata_store.create_topic("t", 1)
-    lease = await metadata_store.acquire_lease(partition_resource("t", 0), "a", 30_000)
-    known = UnansweredBatches(metadata_store, "t", 0, "a", lease.epoch)
-    stored: list[list[ProducerBatch]] = []
-
-    async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
-        stored.append(list(batches))
-
-    unacked = Unacknowledged(void, _KeptIn(known))
+    _, unacked, stored = await _kept_on(metadata_store)
     batch = _batch(0, 0, 0)
     unacked.written(KEY, batch)
     token, dropped = await unacked.answering(KEY, batch)  # the retry's answer: no row yet
