@@ -16,8 +16,9 @@ first) and before it writes a producer's newer epoch (older rows are voided).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
+from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.base import MetadataStore
 from streamhouse.storage.metadata.producer_state import ProducerBatch
 
@@ -46,10 +47,28 @@ class UnansweredBatches:
         self._rows: dict[Name, ProducerBatch] = {}  # oldest first
         self._producers: dict[int, int] = {}  # producer id -> its rows here
 
-    async def load(self) -> None:
-        """The stored rows, read once the lease is held (no other agent adds any after that)."""
+    async def load(self, producers: Collection[int], committed_end: int) -> None:
+        """The stored rows, read once the lease is held (no other agent adds any after that).
+
+        `producers` are the ids the store has producer states for, `committed_end` the end of
+        the partition's committed segments. A row's batch below that end was committed with
+        its producer's state, so a row whose producer has none left belongs to a producer
+        silent past EXPIRY_MS: forgotten, as Kafka forgets it, rather than kept until MAX_ROWS.
+        Rows past the end are kept whatever the producer (their state may not be stored yet)."""
+        expired: list[ProducerBatch] = []
         for b in await self._metadata.kafka_unanswered(self.topic, self.partition):
+            if b.producer_id not in producers and b.end_offset <= committed_end:
+                expired.append(b)
             self._add(b)
+        if expired:
+            try:
+                await self.drop(expired)
+            except StreamHouseError as exc:  # a clean-up: the take-over goes on, the rows stay
+                log.warning("%s/%d: kept unanswered batches of expired producers not forgotten: %s",
+                            self.topic, self.partition, exc)  # fmt: skip
+            else:
+                log.info("%s/%d: %d kept unanswered batches of expired producers forgotten",
+                         self.topic, self.partition, len(expired))  # fmt: skip
         if self._rows:
             log.info("%s/%d: %d idempotent batches committed and left unanswered by an earlier leader are known",
                      self.topic, self.partition, len(self._rows))  # fmt: skip

@@ -160,7 +160,7 @@ class PartitionWriter(SegmentRoller):
         rows = await metadata.get_producer_states(topic.name, partition)
         committed = ps.newest({s.producer_id: s for s in rows}, ps.MAX_PRODUCERS)
         writer.producers = dict(committed)
-        await writer.unanswered.load()
+        await writer.unanswered.load({s.producer_id for s in rows}, end)
         writer._durable_producers = committed
         for piece in plan.tail:
             payload = piece_payload(piece)

@@ -48,7 +48,7 @@ async def test_a_writer_loads_the_rows_and_keeps_and_drops_through_the_store(met
     await store.release_lease(partition_resource("idem", 0), "a", old.epoch)
     lease = await store.acquire_lease(partition_resource("idem", 0), "b", 30_000)
     known = UnansweredBatches(store, "idem", 0, "b", lease.epoch)
-    await known.load()
+    await known.load({9}, 5)
     assert known.of(9) == (ProducerBatch(9, 0, 0, 4, 0, 5),) and known.of(8) == ()
     await known.keep([ProducerBatch(9, 1, 0, 0, 5, 1)])
     with pytest.raises(FencedError):  # a stale writer of the partition keeps nothing
@@ -57,3 +57,24 @@ async def test_a_writer_loads_the_rows_and_keeps_and_drops_through_the_store(met
     await known.drop(list(known.of(9)[:1]))
     assert known.of(9) == (ProducerBatch(9, 1, 0, 0, 5, 1),)
     assert await store.kafka_unanswered("idem", 0) == [ProducerBatch(9, 1, 0, 0, 5, 1)]
+
+
+async def test_rows_of_producers_whose_state_expired_are_forgotten_at_take_over(metadata_store: MetadataStore) -> None:
+    """A row below the committed end whose producer has no stored state left (silent past
+    EXPIRY_MS) is dropped when a writer loads the rows; rows of known producers, and rows past
+    the committed end (their producer's state may not be stored yet), are kept."""
+    store = metadata_store
+    await store.create_topic("idem", 1)
+    old = await store.acquire_lease(partition_resource("idem", 0), "a", 30_000)
+    live, expired, pending = (
+        ProducerBatch(7, 0, 0, 4, 0, 5),
+        ProducerBatch(8, 0, 0, 4, 5, 5),
+        ProducerBatch(8, 0, 5, 5, 12, 1),
+    )
+    await store.kafka_keep_unanswered("idem", 0, "a", old.epoch, [live, expired, pending])
+    await store.release_lease(partition_resource("idem", 0), "a", old.epoch)
+    lease = await store.acquire_lease(partition_resource("idem", 0), "b", 30_000)
+    known = UnansweredBatches(store, "idem", 0, "b", lease.epoch)
+    await known.load({7}, 10)
+    assert known.of(7) == (live,) and known.of(8) == (pending,)
+    assert await store.kafka_unanswered("idem", 0) == [live, pending]
