@@ -28,7 +28,14 @@ from streamhouse.kafka.fetch_txn import aborted_transactions, below_stable, enco
 from streamhouse.kafka.protocol.api import api_version_ranges
 from streamhouse.kafka.registry import Broker, BrokerRegistry
 from streamhouse.kafka.timestamps import log_append_time
-from streamhouse.storage.errors import AuthorizationError, InvalidInputError, StorageUnavailableError, StreamHouseError
+from streamhouse.storage.errors import (
+    AuthorizationError,
+    FencedError,
+    InvalidInputError,
+    LeaseHeldError,
+    StorageUnavailableError,
+    StreamHouseError,
+)
 from streamhouse.storage.metadata.txn_reads import CommittedReads, Stable
 from streamhouse.storage.tasks import retrieve
 
@@ -99,6 +106,22 @@ def error_code(exc: BaseException) -> int:
     if isinstance(exc, AuthorizationError) and exc.resource_type == "group":
         return 30  # GROUP_AUTHORIZATION_FAILED (every other denial: 29 TOPIC_AUTHORIZATION_FAILED)
     return error_mapping(exc).kafka
+
+
+def produce_error_code(exc: StreamHouseError) -> int:
+    """A refused partition's Kafka code. A lost leadership or an unreachable store is a
+    retriable condition at a Kafka broker (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR), and
+    an idempotent producer depends on it: UNKNOWN_SERVER_ERROR, the contract's code for these,
+    is permanent to librdkafka, which then fails the messages and bumps its producer epoch by
+    itself, re-sending every message waiting for a retry from sequence 0 of the new epoch,
+    including ones this agent had already written under the old one (issue 19, finding 1:
+    values in the log 2-7 times). A retry keeps its epoch and sequence, so the sequence check
+    (idempotence.py) answers it with the original's offsets or writes it once."""
+    if isinstance(exc, FencedError | LeaseHeldError):
+        return codes.NOT_LEADER_OR_FOLLOWER
+    if isinstance(exc, StorageUnavailableError):
+        return codes.KAFKA_STORAGE_ERROR
+    return error_code(exc)
 
 
 def topic_uuid(name: str) -> uuid.UUID:

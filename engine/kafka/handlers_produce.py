@@ -16,26 +16,23 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import pyarrow as pa
-
 from streamhouse.api.contract import FrontEnd
 from streamhouse.api.types import Acks
 from streamhouse.kafka import errors as codes
 from streamhouse.kafka.ack_stalls import AckStalls, stall_limit_s
 from streamhouse.kafka.errors import KafkaProtocolError
-from streamhouse.kafka.handlers import Body, Context, Handler, error_code
+from streamhouse.kafka.handlers import Body, Context, Handler, error_code, produce_error_code
 from streamhouse.kafka.idempotence import INVALID_PRODUCER_EPOCH, ProducerStates
-from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, iter_batches
+from streamhouse.kafka.record.batch import DEFAULT_MAX_UNCOMPRESSED, KafkaBatch, merged_records, produced_batches
 from streamhouse.kafka.timestamps import log_append_time
 from streamhouse.kafka.txn_produce import produce_transactional
 from streamhouse.kafka.txn_v2 import IMPLICIT_PRODUCE_VERSION
 from streamhouse.kafka.unacked import Key as ProducerKey
 from streamhouse.kafka.unacked import Unacknowledged
 from streamhouse.storage.clock import now_ms
-from streamhouse.storage.errors import FencedError, LeaseHeldError, StorageUnavailableError, StreamHouseError
+from streamhouse.storage.errors import StreamHouseError
 from streamhouse.storage.metadata.producer_state import SEQUENCE_SPAN, ProducerBatch, tag
 from streamhouse.storage.metadata.txn_reads import CommittedReads
-from streamhouse.storage.records.schema import RECORD_SCHEMA
 
 log = logging.getLogger(__name__)
 # acks=all is our durable. acks=0 is appended as acks=1 and not answered (server.py): as on a
@@ -52,22 +49,6 @@ Tracked = list[tuple[ProducerKey, ProducerBatch]]
 Released = tuple[ProducerKey, int, list[ProducerBatch]]
 
 
-def produce_error_code(exc: StreamHouseError) -> int:
-    """A refused partition's Kafka code. A lost leadership or an unreachable store is a
-    retriable condition at a Kafka broker (NOT_LEADER_OR_FOLLOWER, KAFKA_STORAGE_ERROR), and
-    an idempotent producer depends on it: UNKNOWN_SERVER_ERROR, the contract's code for these,
-    is permanent to librdkafka, which then fails the messages and bumps its producer epoch by
-    itself, re-sending every message waiting for a retry from sequence 0 of the new epoch,
-    including ones this agent had already written under the old one (issue 19, finding 1:
-    values in the log 2-7 times). A retry keeps its epoch and sequence, so the sequence check
-    (idempotence.py) answers it with the original's offsets or writes it once."""
-    if isinstance(exc, FencedError | LeaseHeldError):
-        return codes.NOT_LEADER_OR_FOLLOWER
-    if isinstance(exc, StorageUnavailableError):
-        return codes.KAFKA_STORAGE_ERROR
-    return error_code(exc)
-
-
 def _resolve(future: asyncio.Future[None], *_: object) -> None:
     if not future.done():
         future.set_result(None)
@@ -75,12 +56,6 @@ def _resolve(future: asyncio.Future[None], *_: object) -> None:
 
 def _noop() -> None:
     pass
-
-
-def _merged(batches: list[KafkaBatch]) -> pa.RecordBatch:
-    """A partition's batches as one (a client usually sends one per partition: not copied)."""
-    whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
-    return whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
 
 
 class ProduceHandlers:
@@ -120,13 +95,19 @@ class ProduceHandlers:
         if acks == "durable":
             stall = (stall_limit_s(body["timeout_ms"]), self.stalls.now() + (limit_s or 0.0))
         started = asyncio.get_running_loop().time()
+        # Every partition decoded before any is written; a newer producer epoch counts from here.
+        decoded = [[self._decoded(part["records"]) for part in topic["partition_data"]] for topic in topics]
+        if acks == "durable" and self.unacked is not None:
+            for topic, parts in zip(topics, decoded, strict=True):
+                for part, batches in zip(topic["partition_data"], parts, strict=True):
+                    self._arrived(topic["name"], part["index"], batches)
         if limit_s is None and len(topics) == 1 and len(topics[0]["partition_data"]) == 1:
             # One partition (a producer with one partition's batch ready): no task to order it
             # behind others; the server reads the next request once it is placed (or answered).
             name, part = topics[0]["name"], topics[0]["partition_data"][0]
             tracked: Tracked = []
             result = await self._produce_partition(
-                name, part["index"], part["records"], acks, ctx.applied, txn_id, stall, implicit, tracked
+                name, part["index"], decoded[0][0], acks, ctx.applied, txn_id, stall, implicit, tracked
             )
             await self._settle_at_send([(result, tracked)], ctx)
             return {"responses": [{"name": name, "partition_responses": [result]}], "throttle_time_ms": 0}
@@ -134,12 +115,12 @@ class ProduceHandlers:
         tasks: list[tuple[str, int, asyncio.Task[Body]]] = []
         tracks: list[Tracked] = []
         try:
-            for topic in topics:
-                for part in topic["partition_data"]:
+            for topic, parts in zip(topics, decoded, strict=True):
+                for part, batches in zip(topic["partition_data"], parts, strict=True):
                     placed: asyncio.Future[None] = loop.create_future()
                     tracks.append([])
                     work = self._produce_partition(
-                        topic["name"], part["index"], part["records"], acks, functools.partial(_resolve, placed),
+                        topic["name"], part["index"], batches, acks, functools.partial(_resolve, placed),
                         txn_id, stall, implicit, tracks[-1],
                     )  # fmt: skip
                     task = asyncio.create_task(work)
@@ -186,6 +167,8 @@ class ProduceHandlers:
             if result["error_code"] == 0:
                 try:
                     for key, batch in batches:
+                        if not unacked.is_answerable(key, batch.producer_epoch, batch.first_sequence):
+                            continue  # refused as it is written (`_answer`): no kept row goes for it
                         token, dropped = await unacked.answering(key, batch)
                         released.append((key, token, dropped))
                 except BaseException as exc:  # not answered with success: the deleted rows come back
@@ -229,8 +212,10 @@ class ProduceHandlers:
         if voided is not None:
             (_, _, pid), epoch = voided
             message = (f"producer {pid} started a newer epoch than {epoch} before this batch was acknowledged: "
-                       "it was voided (never readable by read_committed readers)")  # fmt: skip
+                       "it is voided (never readable by read_committed readers)")  # fmt: skip
             result.update(error_code=INVALID_PRODUCER_EPOCH, base_offset=-1, error_message=message)
+            for key, _, dropped in released:  # rows deleted for an answer not made: kept again
+                unacked.not_answered(key, dropped)
         elif closed:
             # Never read: the batches stay unanswered.
             by_key: dict[ProducerKey, list[ProducerBatch]] = {}
@@ -260,8 +245,24 @@ class ProduceHandlers:
         return {"index": index, "error_code": codes.REQUEST_TIMED_OUT, "base_offset": -1, "log_append_time_ms": -1,
                 "error_message": message}  # fmt: skip
 
+    def _decoded(self, records: Any) -> list[KafkaBatch] | StreamHouseError:
+        """A partition's batches, each decoded whole (CRC, codec, records), or why they are refused."""
+        try:
+            return produced_batches(records, max_uncompressed=self.max_uncompressed)
+        except StreamHouseError as exc:
+            return exc
+
+    def _arrived(self, topic: str, partition: int, batches: list[KafkaBatch] | StreamHouseError) -> None:
+        """An acks=all request's idempotent batches have arrived (unacked.py `arrived`)."""
+        if self.unacked is None or isinstance(batches, StreamHouseError):
+            return
+        for b in batches:
+            if b.producer_id >= 0 and not b.is_transactional:
+                self.unacked.arrived((topic, partition, b.producer_id), b.producer_epoch)
+
     async def _produce_partition(
-        self, topic: str, partition: int, records: Any, acks: Acks | None, placed: Callable[[], None] | None = None,
+        self, topic: str, partition: int, batches: list[KafkaBatch] | StreamHouseError, acks: Acks | None,
+        placed: Callable[[], None] | None = None,
         txn_id: str | None = None, stall: tuple[float, float] | None = None, implicit: bool = False,
         tracked: Tracked | None = None,
     ) -> Body:  # fmt: skip
@@ -269,12 +270,8 @@ class ProduceHandlers:
         try:
             if acks is None:
                 raise KafkaProtocolError("acks must be 0, 1 or -1", api="Produce", field="acks")
-            if records is None or len(records) == 0:
-                raise KafkaProtocolError("no records", api="Produce", field="records")
-            # Every batch of the partition is decoded (CRC, codec, records) before any is written.
-            batches = list(iter_batches(records, max_uncompressed=self.max_uncompressed))
-            if not any(b.records.num_rows for b in batches):  # batches of zero records: nothing to place
-                raise KafkaProtocolError("the record batches hold no records", api="Produce", field="records")
+            if isinstance(batches, StreamHouseError):
+                raise batches
             transactional = any(b.is_transactional for b in batches)
             if any(b.is_control for b in batches) or (transactional and self.txn is None):
                 what = "control batches are written by the broker" if self.txn else "transactions are not supported"
@@ -299,7 +296,7 @@ class ProduceHandlers:
                     topic, partition, batches, acks, stamp, placed, stall, tracked
                 )
             else:
-                merged = batches[0].records if len(batches) == 1 else _merged(batches)
+                merged = merged_records(batches)
                 if stall is not None:
                     await self.stalls.refuse_if_stalled(topic, partition, *stall, placed or _noop)
                 with self._waiting(topic, partition, acks):

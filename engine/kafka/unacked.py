@@ -36,7 +36,10 @@ readers still see both copies (as they see aborted transactions); a batch commit
 its void was readable until then; a batch whose leader lost its lease, or died, between the
 commit and keeping its row is not known elsewhere and stays; a success answer that reaches
 the client after it gave up on the request but before its close reached this agent
-(connection.py asks the socket, so that is microseconds) counts as acknowledged. A request
+(connection.py asks the socket, so that is microseconds) counts as acknowledged. So does one
+written after the client timed the request out without closing the connection (librdkafka does
+when a message's timeout runs out in flight) but before this agent read the new epoch's
+request: a newer epoch counts from its arrival (`arrived`, finding 8), and no sooner. A request
 cancelled before its batch is placed (its connection closed) still tracks it: idempotence.py
 notes the batch under the producer's lock. Only acks=all batches are tracked: acks=1 is
 answered as soon as it is written.
@@ -98,6 +101,7 @@ class Unacknowledged:
         self._tokens = 0
         self._pending: dict[Key, dict[tuple[int, int], ProducerBatch]] = {}  # oldest producer first
         self._voided: dict[tuple[Key, int, int], None] = {}  # (key, epoch, first sequence), oldest first
+        self._newest: dict[Key, int] = {}  # the newest epoch a batch arrived with, per key (oldest first)
 
     def written(self, key: Key, batch: ProducerBatch) -> None:
         """`batch` has its offsets and waits for its acknowledgement."""
@@ -111,9 +115,24 @@ class Unacknowledged:
         if len(self._pending) > MAX_PRODUCERS:
             del self._pending[next(iter(self._pending))]
 
+    def arrived(self, key: Key, epoch: int) -> None:
+        """A batch of `epoch` was read (decoded, before anything is awaited for it). A client
+        starts a new epoch on a partition only once it waits for no answer of an older one
+        there: librdkafka drains its requests first, timing out the ones in flight. It keeps
+        the connection open then (librdkafka 2.16, when a message's timeout runs out in
+        flight), so a success answer written after this point would be discarded by the
+        client, which sends those messages again under the new epoch: 892 values twice in
+        the twenty-third fault run (finding 8). From now on the older epochs' batches are not
+        answered with success; they stay unanswered, and the new epoch's void takes them."""
+        newest = self._newest.pop(key, -1)  # re-inserted last: the dict's order is its age
+        self._newest[key] = max(newest, epoch)
+        if len(self._newest) > MAX_PRODUCERS:
+            del self._newest[next(iter(self._newest))]
+
     def is_answerable(self, key: Key, epoch: int, first_sequence: int) -> bool:
-        """Whether the batch may still be answered with success (False: it was voided)."""
-        return (key, epoch, first_sequence) not in self._voided
+        """Whether the batch may still be answered with success (False: it was voided, or a
+        newer epoch of its producer has arrived, so it is about to be)."""
+        return (key, epoch, first_sequence) not in self._voided and epoch >= self._newest.get(key, epoch)
 
     def acknowledge(self, key: Key, epoch: int, first_sequence: int, base_offset: int = -1) -> None:
         """The batch is being answered with success: it is never voided after this. Called as

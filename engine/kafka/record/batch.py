@@ -87,6 +87,25 @@ def iter_batches(data: Buffer, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESS
         yield batch
 
 
+def produced_batches(records: Buffer | None, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> list[KafkaBatch]:
+    """A produce request's `records` for one partition, every batch decoded (CRC, codec,
+    records) before any is written; KafkaProtocolError if there is nothing to write."""
+    if records is None or len(records) == 0:
+        raise KafkaProtocolError("no records", api="Produce", field="records")
+    batches = list(iter_batches(records, max_uncompressed=max_uncompressed))
+    if not any(b.records.num_rows for b in batches):  # batches of zero records: nothing to place
+        raise KafkaProtocolError("the record batches hold no records", api="Produce", field="records")
+    return batches
+
+
+def merged_records(batches: list[KafkaBatch]) -> pa.RecordBatch:
+    """A partition's batches as one (a client usually sends one per partition: not copied)."""
+    if len(batches) == 1:
+        return batches[0].records
+    whole = pa.Table.from_batches([b.records for b in batches], schema=RECORD_SCHEMA).combine_chunks()
+    return whole.to_batches()[0] if whole.num_rows else RECORD_SCHEMA.empty_table().to_batches()[0]
+
+
 def decode_batch(data: Buffer, start: int = 0, *, max_uncompressed: int = DEFAULT_MAX_UNCOMPRESSED) -> KafkaBatch:
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
     if len(view) - start < HEADER_SIZE:

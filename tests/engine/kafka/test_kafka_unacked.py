@@ -49,6 +49,28 @@ async def test_a_new_epoch_voids_only_older_unanswered_batches() -> None:
     assert stored == [[left]] and unacked.pending(KEY) == [fresh]
 
 
+async def test_a_newer_epoch_counts_from_its_arrival() -> None:
+    """Once a batch of a newer epoch is read, the older epochs' batches are no longer answered
+    with success (the client timed them out: finding 8), and the new epoch's void takes them."""
+    stored: list[list[ProducerBatch]] = []
+
+    async def void(topic: str, partition: int, batches: Sequence[ProducerBatch]) -> None:
+        stored.append(list(batches))
+
+    unacked = Unacknowledged(void)
+    old = _batch(0, 0, 0)
+    unacked.written(KEY, old)
+    unacked.arrived(KEY, 0)  # its own epoch: nothing changes
+    assert unacked.is_answerable(KEY, 0, 0)
+    unacked.arrived(KEY, 1)
+    assert not unacked.is_answerable(KEY, 0, 0)
+    unacked.arrived(KEY, 0)  # a late batch of the old epoch does not undo it
+    assert not unacked.is_answerable(KEY, 0, 0) and unacked.is_answerable(KEY, 1, 0)
+    assert unacked.is_answerable(("t", 1, 7), 0, 0) and unacked.is_answerable(("t", 0, 8), 0, 0)
+    await unacked.new_epoch(KEY, 1)
+    assert stored == [[old]]
+
+
 async def test_a_success_answer_acknowledges_the_earlier_batches_of_its_epoch_too() -> None:
     """librdkafka takes a success answer as delivering the earlier messages of the partition it
     still waited to retry (its implicit ack): a new epoch must not void those."""

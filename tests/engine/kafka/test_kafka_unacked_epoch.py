@@ -14,12 +14,13 @@ producer id, epoch and sequence of the scenario.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import streamhouse
-from streamhouse.kafka.protocol.api import encode_request
+from streamhouse.kafka.protocol.api import decode_response, encode_request
 from streamhouse.kafka.protocol.messages_admin import INIT_PRODUCER_ID
 from streamhouse.kafka.protocol.messages_data import PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
@@ -30,6 +31,7 @@ from tests.engine.kafka.raw_kafka import ask, read_committed_values
 TOPIC = "epoch_bumps"
 REQUEST_TIMED_OUT = 7
 INVALID_EPOCH = 47
+NOT_ENOUGH_REPLICAS = 19
 
 
 def _request(
@@ -121,6 +123,49 @@ def test_a_success_answer_into_a_closed_connection_is_not_an_acknowledgement(tmp
             assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the client's next epoch sends them again
             assert client.read(TOPIC).column("offset").to_pylist() == [5, 6, 7, 8, 9]
             assert client.read(TOPIC).column("value").to_pylist() == sent
+
+
+def _answers(s: socket.socket, count: int) -> list[tuple[int, int]]:
+    """(error code, base offset) of the next `count` Produce answers on `s`, in order."""
+    out = []
+    for _ in range(count):
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        _, body = decode_response(PRODUCE, 9, s.recv(size, socket.MSG_WAITALL))
+        answer = body["responses"][0]["partition_responses"][0]
+        out.append((int(answer["error_code"]), int(answer["base_offset"])))
+    return out
+
+
+def test_an_answer_made_after_a_newer_epoch_arrived_is_not_an_acknowledgement(tmp_path: Path) -> None:
+    """librdkafka times out a request in flight when its first message's timeout runs out, keeps
+    the connection open, bumps its epoch and sends the other messages again. A success answer
+    the agent writes after the new epoch's request arrived, but before that request got to void
+    anything, is discarded by the client; counted as an acknowledgement, it kept the batch from
+    being voided: 892 values twice in the twenty-third fault run (finding 8). Here the new
+    epoch's request waits on the partition's acks=all stall while the first batch commits."""
+    objects = tmp_path / "objects"
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        agent, pid = _start(launcher, tmp_path, port)
+        blocker = objects / "topics" / TOPIC / "00000"
+        blocker.parent.mkdir(parents=True)
+        blocker.write_bytes(b"in the way")  # no roll until it goes
+        sent = [f"record-{i}".encode() for i in range(5)]
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(encode_request(PRODUCE, 9, 1, "raw", _request(sent, pid, 0, 0, 60_000)))  # written at 0..4
+            time.sleep(2.5)  # past the 2 s stall limit of a 10 s request: new acks=all batches wait
+            # The client gave up on the first request without closing, and sends its records again.
+            s.sendall(encode_request(PRODUCE, 9, 2, "raw", _request(sent, pid, 1, 0, 10_000)))
+            time.sleep(0.5)
+            blocker.unlink()  # the first batch commits and is answered; the stall ends
+            first, second = _answers(s, 2)
+        assert first == (INVALID_EPOCH, -1)  # not an acknowledgement: it is voided below
+        assert second == (NOT_ENOUGH_REPLICAS, -1)  # refused while stalled: nothing written
+        assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the retry voids the first copy
+        with streamhouse.connect(agent.address) as client:
+            assert client.read(TOPIC).column("offset").to_pylist() == [5, 6, 7, 8, 9]
+            assert client.read(TOPIC).column("value").to_pylist() == sent
+        assert read_committed_values(f"127.0.0.1:{port}", TOPIC, 5) == sent
 
 
 def test_a_success_answer_queued_behind_a_slower_one_counts_only_once_sent(tmp_path: Path) -> None:
