@@ -97,7 +97,7 @@ class ProduceHandlers:
         started = asyncio.get_running_loop().time()
         # Every partition decoded before any is written; a newer producer epoch counts from here.
         decoded = [[self._decoded(part["records"]) for part in topic["partition_data"]] for topic in topics]
-        if acks == "durable" and self.unacked is not None:
+        if acks == "durable":
             for topic, parts in zip(topics, decoded, strict=True):
                 for part, batches in zip(topic["partition_data"], parts, strict=True):
                     self._arrived(topic["name"], part["index"], batches)

@@ -51,13 +51,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from streamhouse.storage.errors import StorageUnavailableError, StreamHouseError
 from streamhouse.storage.metadata.producer_state import ProducerBatch
 from streamhouse.storage.tasks import retrieve
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 
 Key = tuple[str, int, int]  # topic, partition, producer id
 Void = Callable[[str, int, Sequence[ProducerBatch]], Awaitable[None]]
@@ -72,6 +74,15 @@ MAX_VOIDED = 10_000
 ANSWER_WAIT_S = 30.0
 STALE_S = 300.0  # an answer in the making this long was never written: its mark goes
 INSERT_WAIT_S = 10.0  # answering() waits this long for rows being kept, else refuses the answer
+
+
+def _put_newest(table: dict[K, V], key: K, value: V, bound: int) -> None:
+    """`table[key] = value`, moved last (a table's order is its entries' age); past `bound`
+    entries the oldest goes."""
+    table.pop(key, None)
+    table[key] = value
+    if len(table) > bound:
+        del table[next(iter(table))]
 
 
 class Kept(Protocol):
@@ -107,13 +118,11 @@ class Unacknowledged:
         """`batch` has its offsets and waits for its acknowledgement."""
         if (key, batch.producer_epoch, batch.first_sequence) in self._voided:
             return  # a retry of a voided batch answered with the original's offsets: stays voided
-        batches = self._pending.pop(key, None) or {}
+        batches = self._pending.get(key) or {}
         batches[(batch.producer_epoch, batch.first_sequence)] = batch
         if len(batches) > MAX_BATCHES:
             del batches[next(iter(batches))]
-        self._pending[key] = batches  # re-inserted last: the dict's order is its age
-        if len(self._pending) > MAX_PRODUCERS:
-            del self._pending[next(iter(self._pending))]
+        _put_newest(self._pending, key, batches, MAX_PRODUCERS)
 
     def arrived(self, key: Key, epoch: int) -> None:
         """A batch of `epoch` was read (decoded, before anything is awaited for it). A client
@@ -124,10 +133,7 @@ class Unacknowledged:
         client, which sends those messages again under the new epoch: 892 values twice in
         the twenty-third fault run (finding 8). From now on the older epochs' batches are not
         answered with success; they stay unanswered, and the new epoch's void takes them."""
-        newest = self._newest.pop(key, -1)  # re-inserted last: the dict's order is its age
-        self._newest[key] = max(newest, epoch)
-        if len(self._newest) > MAX_PRODUCERS:
-            del self._newest[next(iter(self._newest))]
+        _put_newest(self._newest, key, max(self._newest.get(key, -1), epoch), MAX_PRODUCERS)
 
     def is_answerable(self, key: Key, epoch: int, first_sequence: int) -> bool:
         """Whether the batch may still be answered with success (False: it was voided, or a
@@ -144,11 +150,9 @@ class Unacknowledged:
         was told are written. That includes the head of a batch only whose tail was written
         (idempotence.py), which lies in an earlier batch."""
         if base_offset >= 0:
-            acked = self._acked.pop(key, None) or {}
+            acked = self._acked.get(key) or {}
             acked[epoch] = max(acked.get(epoch, -1), base_offset)
-            self._acked[key] = acked  # re-inserted last: the dict's order is its age
-            if len(self._acked) > MAX_PRODUCERS:
-                del self._acked[next(iter(self._acked))]
+            _put_newest(self._acked, key, acked, MAX_PRODUCERS)
         batches = self._pending.get(key)
         if batches is None:
             return

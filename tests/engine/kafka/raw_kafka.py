@@ -20,10 +20,16 @@ def ask(port: int, api: Api, version: int, body: dict[str, Any], timeout_s: floa
     """The answer's body to one request on a connection of its own."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
         s.sendall(encode_request(api, version, CORRELATION_ID, "raw", body))
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        correlation, answer = decode_response(api, version, s.recv(size, socket.MSG_WAITALL))
+        correlation, answer = read_answer(s, api, version)
     assert correlation == CORRELATION_ID
-    return dict(answer)
+    return answer
+
+
+def read_answer(s: socket.socket, api: Api, version: int) -> tuple[int, dict[str, Any]]:
+    """The next answer on `s`: its correlation id and body."""
+    size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+    correlation, answer = decode_response(api, version, s.recv(size, socket.MSG_WAITALL))
+    return correlation, dict(answer)
 
 
 def read_committed_values(bootstrap: str, topic: str, expect: int, partition: int = 0) -> list[bytes]:

@@ -14,19 +14,18 @@ producer id, epoch and sequence of the scenario.
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from pathlib import Path
 from typing import Any
 
 import streamhouse
-from streamhouse.kafka.protocol.api import decode_response, encode_request
+from streamhouse.kafka.protocol.api import encode_request
 from streamhouse.kafka.protocol.messages_admin import INIT_PRODUCER_ID
 from streamhouse.kafka.protocol.messages_data import PRODUCE
 from streamhouse.kafka.record.encode import encode_batch
 from streamhouse.storage.records.schema import make_batch
 from tests.agent_process import AgentLauncher, AgentProcess, free_port, wait_until
-from tests.engine.kafka.raw_kafka import ask, read_committed_values
+from tests.engine.kafka.raw_kafka import ask, read_answer, read_committed_values
 
 TOPIC = "epoch_bumps"
 REQUEST_TIMED_OUT = 7
@@ -63,6 +62,14 @@ def _start(launcher: AgentLauncher, tmp_path: Path, port: int, partitions: int =
         client.create_topic(TOPIC, partitions)
     body = ask(port, INIT_PRODUCER_ID, 4, {"transactional_id": None, "transaction_timeout_ms": 60000})
     return agent, int(body["producer_id"])
+
+
+def _block(objects: Path, partition: int) -> Path:
+    """A file where the partition's directory goes: every roll of it fails until it is removed."""
+    blocker = objects / "topics" / TOPIC / f"{partition:05d}"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"in the way")
+    return blocker
 
 
 def test_a_new_epoch_voids_the_unacknowledged_copies_of_its_records(tmp_path: Path) -> None:
@@ -109,9 +116,7 @@ def test_a_success_answer_into_a_closed_connection_is_not_an_acknowledgement(tmp
     port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         agent, pid = _start(launcher, tmp_path, port)
-        blocker = objects / "topics" / TOPIC / "00000"
-        blocker.parent.mkdir(parents=True)
-        blocker.write_bytes(b"in the way")
+        blocker = _block(objects, 0)
         sent = [f"record-{i}".encode() for i in range(5)]
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             s.sendall(encode_request(PRODUCE, 9, 1, "raw", _request(sent, pid, 0, 0, 60_000)))
@@ -129,9 +134,7 @@ def _answers(s: socket.socket, count: int) -> list[tuple[int, int]]:
     """(error code, base offset) of the next `count` Produce answers on `s`, in order."""
     out = []
     for _ in range(count):
-        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
-        _, body = decode_response(PRODUCE, 9, s.recv(size, socket.MSG_WAITALL))
-        answer = body["responses"][0]["partition_responses"][0]
+        answer = read_answer(s, PRODUCE, 9)[1]["responses"][0]["partition_responses"][0]
         out.append((int(answer["error_code"]), int(answer["base_offset"])))
     return out
 
@@ -147,9 +150,7 @@ def test_an_answer_made_after_a_newer_epoch_arrived_is_not_an_acknowledgement(tm
     port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         agent, pid = _start(launcher, tmp_path, port)
-        blocker = objects / "topics" / TOPIC / "00000"
-        blocker.parent.mkdir(parents=True)
-        blocker.write_bytes(b"in the way")  # no roll until it goes
+        blocker = _block(objects, 0)  # no roll until it goes
         sent = [f"record-{i}".encode() for i in range(5)]
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             s.sendall(encode_request(PRODUCE, 9, 1, "raw", _request(sent, pid, 0, 0, 60_000)))  # written at 0..4
@@ -178,9 +179,7 @@ def test_a_success_answer_queued_behind_a_slower_one_counts_only_once_sent(tmp_p
     port = free_port()
     with AgentLauncher(tmp_path) as launcher:
         agent, pid = _start(launcher, tmp_path, port, partitions=2)
-        blocker = objects / "topics" / TOPIC / "00001"
-        blocker.parent.mkdir(parents=True, exist_ok=True)
-        blocker.write_bytes(b"in the way")  # partition 1 cannot roll; partition 0 can
+        blocker = _block(objects, 1)  # partition 1 cannot roll; partition 0 can
         slow = _request([b"slow"], -1, -1, -1, 60_000, partition=1)
         sent = [f"record-{i}".encode() for i in range(5)]
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
