@@ -192,9 +192,14 @@ class KafkaProducer(Worker):
                 "bootstrap.servers": self.bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",
-                "message.timeout.ms": 30_000,
+                # librdkafka's own timeouts (socket.timeout.ms 60 s, request.timeout.ms 30 s,
+                # message.timeout.ms 300 s): a request is answered (at worst REQUEST_TIMED_OUT at
+                # 80 % of its 30 s timeout_ms) before the client gives up on it. A client that
+                # gives up first (socket.timeout.ms below request.timeout.ms, or a message whose
+                # timeout runs out in flight) discards an answer it cannot tell from a lost one,
+                # bumps its epoch and sends the messages again: duplicates on a Kafka broker and
+                # here alike (finding 8 in docs/RELIABILITY.md, README "Durability under faults").
                 "linger.ms": 5,
-                "socket.timeout.ms": 10_000,
                 "log_level": 0,  # connection refusals during faults are expected, not news
                 # Its epoch bumps (librdkafka re-numbers messages awaiting a retry: KIP-360) go
                 # into the history, so a duplicate's finding shows whether one overlapped it.
@@ -255,7 +260,11 @@ class KafkaProducer(Worker):
             self.ops += 1
             producer.poll(0)
             self.stop_event.wait(1 / self.rate_per_s)
-        producer.flush(40)  # message.timeout.ms bounds every callback
+        # The run is bounded: what is not delivered by then is purged, and reported as failed
+        # (ERR__PURGE_*: possibly written, so neither lost if absent nor a phantom if present).
+        if producer.flush(40):
+            producer.purge()
+            producer.flush(5)
 
 
 class KafkaConsumer(Worker):

@@ -1,10 +1,9 @@
 """The Kafka Produce and InitProducerId handlers over the front-end contract (engine/api/contract.py).
 
-A produce request is decoded whole per partition (every batch's CRC, codec and record
-section) before anything is written, so a corrupt batch stores nothing. Its partitions are
-appended in request order, each once the one before has its offsets, and then acknowledged
-together; `Context.applied` tells the server (server.py) when the request's records have
-their place, so the connection's next request is read while this one waits for its ack.
+A produce request is decoded whole (every batch's CRC, codec and records) before anything is
+written, so a corrupt batch stores nothing. Its partitions are appended in request order, each
+once the one before has its offsets, then acknowledged together; `Context.applied` tells the
+server (server.py) when the records have their place, so the next request is read meanwhile.
 """
 
 from __future__ import annotations
@@ -81,16 +80,14 @@ class ProduceHandlers:
         txn_id = body["transactional_id"]
         implicit = version >= IMPLICIT_PRODUCE_VERSION  # transaction version 2 adds partitions (txn_v2.py)
         topics = body["topic_data"]
-        # acks=all waits for a segment commit, which an object-store outage can hold for
-        # long: past the request's timeout_ms the partition is answered REQUEST_TIMED_OUT (its
-        # records stay and commit later), as a Kafka broker answers acks=all it cannot satisfy
-        # in time. The client retries; an idempotent producer's retry gets the original offsets.
+        # acks=all waits for a segment commit, which an object-store outage can hold: past the
+        # request's timeout_ms it is answered REQUEST_TIMED_OUT (the records commit later), as a
+        # Kafka broker does; an idempotent producer's retry gets the original offsets.
         limit_s = (
             body["timeout_ms"] * _ACK_TIMEOUT_SHARE / 1000 if acks == "durable" and body["timeout_ms"] > 0 else None
         )
-        # While a partition's oldest acks=all append has waited this long, its new acks=all
-        # batches are not written: placed at once, refused NOT_ENOUGH_REPLICAS when the stall
-        # ends or the answer is due (ack_stalls.py).
+        # While a partition's oldest acks=all append has waited this long, its new acks=all batches
+        # are placed unwritten, refused NOT_ENOUGH_REPLICAS when the stall ends (ack_stalls.py).
         stall = None
         if acks == "durable":
             stall = (stall_limit_s(body["timeout_ms"]), self.stalls.now() + (limit_s or 0.0))
@@ -136,7 +133,10 @@ class ProduceHandlers:
                 if tasks:  # a request naming no partition is answered with none
                     await asyncio.wait([task for _, _, task in tasks], timeout=max(left, 0.001))
                 results = [self._result_or_timeout(task, index) for _, index, task in tasks]
-            await self._settle_at_send(list(zip(results, tracks, strict=True)), ctx)
+            # Written past the whole timeout_ms (behind an earlier answer, a lagging loop), a success
+            # answer comes after a client using that timeout gave up (`_answer`).
+            answer_by = started + body["timeout_ms"] / 1000 if limit_s is not None else None
+            await self._settle_at_send(list(zip(results, tracks, strict=True)), ctx, answer_by)
         except BaseException:  # cancelled (connection closed) or a bug: no partition task is left pending
             for _, _, task in tasks:
                 task.cancel()
@@ -150,12 +150,13 @@ class ProduceHandlers:
             "throttle_time_ms": 0,
         }
 
-    async def _settle_at_send(self, answers: list[tuple[Body, Tracked]], ctx: Context) -> None:
-        """The partitions' answers whose idempotent batches are tracked are settled as the
-        answer is written (Context.at_send), not now: it may wait behind an earlier answer of
-        the connection while the client goes away (the fifth 42-min fault run: 839 values twice
-        when an answer counted as made once its handler ended). A success answer first deletes
-        the kept rows it acknowledges (unacked.py `answering`); if that fails it is not made."""
+    async def _settle_at_send(
+        self, answers: list[tuple[Body, Tracked]], ctx: Context, answer_by: float | None = None
+    ) -> None:
+        """Answers with tracked idempotent batches settle as they are written (Context.at_send),
+        not now: one may wait behind an earlier answer while the client goes away (839 values
+        twice when an answer counted once its handler ended). A success answer first deletes the
+        kept rows it acknowledges (unacked.py `answering`); if that fails it is not made."""
         if self.unacked is None:
             return
         unacked = self.unacked
@@ -184,26 +185,32 @@ class ProduceHandlers:
 
             def settle() -> None:
                 for result, batches, released in settled:
-                    self._answer(result, batches, ctx, released)
+                    self._answer(result, batches, ctx, released, answer_by)
 
             ctx.at_send.append(settle)
 
-    def _answer(self, result: Body, tracked: Tracked, ctx: Context, released: list[Released]) -> None:
+    def _answer(
+        self, result: Body, tracked: Tracked, ctx: Context, released: list[Released], answer_by: float | None = None
+    ) -> None:
         """A partition's answer as it is written (changed in place). Success only if none of
-        its idempotent batches was voided by a newer epoch of its producer meanwhile (then they
-        are acknowledged, and never voided after); REQUEST_TIMED_OUT and errors leave them
-        unanswered. So does a success answer to a client that has closed the connection:
-        librdkafka closes it when a request times out (its `socket.timeout.ms`, or what is left
-        of a message's timeout), then counts those messages unacknowledged and may re-send them
-        under a new epoch (the S3 fault runs: 4,519 values twice when such answers counted).
-        Those batches are committed: they are kept in the store as unanswered, with the rows
-        deleted for this answer, so a later leader of the partition voids them too."""
+        its idempotent batches was voided by a newer epoch meanwhile (then they are acknowledged,
+        never voided after); errors leave them unanswered, as does a success answer to a client
+        that closed the connection or one past `answer_by`: librdkafka then re-sends them under a
+        new epoch (4,519 values twice when such answers counted). Committed, they are kept in the
+        store as unanswered, with the rows deleted for this answer, so any later leader voids them."""
         if result["error_code"] != 0 or self.unacked is None:
             return
         unacked = self.unacked
         gone = (not unacked.is_answerable(key, b.producer_epoch, b.first_sequence) for key, b in tracked)
         voided = next(((key, b.producer_epoch) for (key, b), no in zip(tracked, gone, strict=True) if no), None)
         closed = voided is None and ctx.client_closed is not None and ctx.client_closed()
+        # Past the request's timeout_ms the client may have timed it out, keeping the connection
+        # (librdkafka does): REQUEST_TIMED_OUT, so its retry gets the original offsets, its new epoch voids.
+        late = voided is None and not closed and answer_by is not None and asyncio.get_running_loop().time() > answer_by
+        if late:
+            message = "acks=all: the answer was ready only after the request's timeout_ms; not acknowledged"
+            result.update(error_code=codes.REQUEST_TIMED_OUT, base_offset=-1, error_message=message)
+        closed = closed or late
         if voided is None and not closed:
             for key, batch in tracked:
                 unacked.acknowledge(key, batch.producer_epoch, batch.first_sequence, batch.base_offset)
@@ -372,8 +379,7 @@ class ProduceHandlers:
         return self.stalls.waiting(topic, partition) if acks == "durable" else contextlib.nullcontext()
 
     async def init_producer_id(self, body: Body, version: int, ctx: Context) -> Body:
-        """A producer id for an idempotent producer; a known one (v3+) gets its next epoch
-        (its batches' state then starts over at sequence 0, as Kafka's does)."""
+        """A producer id; a known one (v3+) gets its next epoch (sequences restart at 0, as Kafka's)."""
         out: Body = {"throttle_time_ms": 0, "error_code": 0, "producer_id": -1, "producer_epoch": -1}
         if body["transactional_id"] is not None:
             out["error_code"] = codes.INVALID_REQUEST  # transactions are not implemented
