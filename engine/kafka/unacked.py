@@ -39,7 +39,8 @@ the client after it gave up on the request but before its close reached this age
 (connection.py asks the socket, so that is microseconds) counts as acknowledged. So does one
 written after the client timed the request out without closing the connection (librdkafka does
 when a message's timeout runs out in flight) but before this agent read the new epoch's
-request: a newer epoch counts from its arrival (`arrived`, finding 8), and no sooner. A request
+request: a newer epoch counts from its arrival (`arrived`, finding 8), and no sooner (an answer
+ready only past the request's timeout_ms is not made: handlers_produce.py `_answer`). A request
 cancelled before its batch is placed (its connection closed) still tracks it: idempotence.py
 notes the batch under the producer's lock. Only acks=all batches are tracked: acks=1 is
 answered as soon as it is written.
