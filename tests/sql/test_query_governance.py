@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -214,6 +216,22 @@ def test_operators_that_can_spill_do_under_the_cap(embedded: Client, tmp_path: P
     assert not [p for p in spill.rglob("*") if p.is_file()], "spill files left behind"
 
 
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Ctrl-C as a user's interpreter has it: Python's own SIGINT handler. An earlier test in the
+    same worker process can leave another (a library's, or none), and `_thread.interrupt_main`
+    then does nothing: in one full run both tests below saw no interrupt and the statement ran
+    on to its end. What was there is printed, to find who left it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    if previous is not signal.default_int_handler:
+        print(f"SIGINT handler left by an earlier test: {previous!r}", file=sys.stderr)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("python_sigint")
 def test_embedded_ctrl_c_cancels_the_statement(embedded: Client) -> None:
     threading.Timer(1.0, _thread.interrupt_main).start()
     started = time.monotonic()
@@ -264,6 +282,7 @@ def test_a_client_that_goes_away_stops_the_query(agent: AgentProcess, remote: Cl
     assert_work_stopped(agent, busy)
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_remote_ctrl_c_cancels_the_call_and_the_query(agent: AgentProcess, remote: Client) -> None:
     threading.Timer(1.0, _thread.interrupt_main).start()
     started = time.monotonic()
