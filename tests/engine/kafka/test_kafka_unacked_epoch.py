@@ -13,8 +13,10 @@ producer id, epoch and sequence of the scenario.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -221,49 +223,49 @@ def test_a_batch_straddling_what_is_written_has_only_its_tail_written(tmp_path: 
             assert table.column("offset").to_pylist() == list(range(16))
 
 
-def _late_answer(s: socket.socket, objects: Path, pid: int, sent: list[bytes]) -> tuple[int, int]:
-    """Partition 1 cannot roll; an acks=all request to it (timeout_ms 60 s) goes first, then the
-    idempotent batch to partition 0 with timeout_ms 3 s, committed at once. Its answer waits
-    behind the first (answers go out in request order) until partition 1 rolls, 5 s in: past its
-    3 s. The second answer, (error code, base offset)."""
-    blocker = _block(objects, 1)
-    s.sendall(encode_request(PRODUCE, 9, 1, "raw", _request([b"slow"], -1, -1, -1, 60_000, partition=1)))
-    s.sendall(encode_request(PRODUCE, 9, 2, "raw", _request(sent, pid, 0, 0, 3_000)))
-    time.sleep(5.0)
-    blocker.unlink()
-    first, second = _answers(s, 2)
-    assert first == (0, 0)
-    return second
+@contextlib.contextmanager
+def _after_a_late_answer(tmp_path: Path) -> Iterator[tuple[AgentProcess, int, int, list[bytes]]]:
+    """One agent, two partitions. Partition 1 cannot roll; an acks=all request to it (timeout_ms
+    60 s) goes first, then an idempotent batch to partition 0 with timeout_ms 3 s, committed at
+    once. Its answer waits behind the first (answers go out in request order) until partition 1
+    rolls, 5 s in: past its 3 s, so it is REQUEST_TIMED_OUT. Yields (agent, port, producer id,
+    the batch's values) with the connection closed."""
+    port = free_port()
+    with AgentLauncher(tmp_path) as launcher:
+        agent, pid = _start(launcher, tmp_path, port, partitions=2)
+        sent = [f"record-{i}".encode() for i in range(5)]
+        blocker = _block(tmp_path / "objects", 1)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(encode_request(PRODUCE, 9, 1, "raw", _request([b"slow"], -1, -1, -1, 60_000, partition=1)))
+            s.sendall(encode_request(PRODUCE, 9, 2, "raw", _request(sent, pid, 0, 0, 3_000)))
+            time.sleep(5.0)
+            blocker.unlink()
+            first, second = _answers(s, 2)
+        assert first == (0, 0)
+        assert second == (REQUEST_TIMED_OUT, -1)
+        yield agent, port, pid, sent
 
 
 def test_a_success_answer_ready_only_past_the_requests_timeout_is_not_an_acknowledgement(tmp_path: Path) -> None:
     """A client whose own timeout is the request's timeout_ms has given up on the request by
     then, and librdkafka keeps the connection when it does (finding 8): a success answer
     written later is REQUEST_TIMED_OUT instead, so the client's next epoch voids the batch."""
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        agent, pid = _start(launcher, tmp_path, port, partitions=2)
-        sent = [f"record-{i}".encode() for i in range(5)]
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            assert _late_answer(s, tmp_path / "objects", pid, sent) == (REQUEST_TIMED_OUT, -1)
+    with _after_a_late_answer(tmp_path) as (agent, port, pid, sent):
         assert _produce(port, sent, pid, 1, 0) == (0, 5)  # the client's next epoch sends them again
         with streamhouse.connect(agent.address) as client:
-            assert client.read(TOPIC, partitions=[0]).column("offset").to_pylist() == [5, 6, 7, 8, 9]
-            assert client.read(TOPIC, partitions=[0]).column("value").to_pylist() == sent
+            table = client.read(TOPIC, partitions=[0])
+        assert table.column("offset").to_pylist() == [5, 6, 7, 8, 9]
+        assert table.column("value").to_pylist() == sent
 
 
 def test_a_retry_after_a_late_answer_gets_the_original_offsets_and_acknowledges(tmp_path: Path) -> None:
     """The client that did wait retries under the same epoch: answered with the original offsets,
     an acknowledgement, so its next epoch voids nothing."""
-    port = free_port()
-    with AgentLauncher(tmp_path) as launcher:
-        agent, pid = _start(launcher, tmp_path, port, partitions=2)
-        sent = [f"record-{i}".encode() for i in range(5)]
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            assert _late_answer(s, tmp_path / "objects", pid, sent) == (REQUEST_TIMED_OUT, -1)
+    with _after_a_late_answer(tmp_path) as (agent, port, pid, sent):
         assert _produce(port, sent, pid, 0, 0) == (0, 0)  # the retry: the original offsets
         later = [b"later"]
         assert _produce(port, later, pid, 1, 0) == (0, 5)
         with streamhouse.connect(agent.address) as client:
-            assert client.read(TOPIC, partitions=[0]).column("offset").to_pylist() == [0, 1, 2, 3, 4, 5]
-            assert client.read(TOPIC, partitions=[0]).column("value").to_pylist() == [*sent, *later]
+            table = client.read(TOPIC, partitions=[0])
+        assert table.column("offset").to_pylist() == [0, 1, 2, 3, 4, 5]
+        assert table.column("value").to_pylist() == [*sent, *later]
